@@ -1,0 +1,154 @@
+// Package conf turns Lyre's HCL configuration into typed values.
+//
+// The schema (block and attribute names) is a contract shared with other tooling; see DESIGN.md §3, §6, §7.
+// Every field comment gives the default applied when the attribute is absent. conf is a leaf package:
+// it depends only on HCL and the standard library, and each other package receives only its own section.
+package conf
+
+import "time"
+
+// Config is a whole, validated broker configuration.
+type Config struct {
+	// Source is the file the config was read from ("<default>" for the embedded one).
+	Source       string
+	Connectors   []Connector
+	VirtualHosts []VirtualHost // the first one is the default host
+}
+
+// Connector is one listening socket.
+type Connector struct {
+	Name string
+	// Bind is the address as written, e.g. "tcp://127.0.0.1:61613".
+	Bind string
+	// Network ("tcp") and Address ("127.0.0.1:61613") are parsed from Bind.
+	Network string
+	Address string
+	// Protocol is the one protocol spoken on this connector ("mqtt" or "stomp"), or "" when Detect is used.
+	Protocol string
+	// Detect lists the protocols sniffed on this connector, in preference order. Empty when Protocol is set.
+	Detect []string
+	// DetectTimeout closes a connection that has not sent enough bytes to be recognised. Default 5s.
+	DetectTimeout time.Duration
+	// MaxConnections caps concurrent connections; excess ones are refused. Default 10000.
+	MaxConnections int
+	// VirtualHost names the host MQTT clients of this connector use. Default "" = the first host.
+	VirtualHost string
+	MQTT        MQTT
+	STOMP       STOMP
+}
+
+// Protocols returns the protocols accepted on the connector.
+func (c *Connector) Protocols() []string {
+	if c.Protocol != "" {
+		return []string{c.Protocol}
+	}
+	return c.Detect
+}
+
+// Grammar maps wire destination names onto the router's canonical paths (DESIGN.md §3).
+// An empty string means "unset" (the feature is off) unless a protocol default applies.
+type Grammar struct {
+	PathSeparator         string // MQTT "/", STOMP "."
+	AnyChildWildcard      string // MQTT "+", STOMP "*"
+	AnyDescendantWildcard string // MQTT "#", STOMP "**"
+	RegexWildcardStart    string // MQTT unset, STOMP "{"
+	RegexWildcardEnd      string // MQTT unset, STOMP "}"
+	PartPattern           string // unset: any segment; else an RE2 regex every literal segment must match
+	QueuePrefix           string // MQTT unset, STOMP "/queue/"
+	TopicPrefix           string // MQTT unset, STOMP "/topic/"
+	DsubPrefix            string // MQTT unset, STOMP "/dsub/"
+	TempQueuePrefix       string // MQTT unset, STOMP "/temp-queue/"
+	TempTopicPrefix       string // MQTT unset, STOMP "/temp-topic/"
+	DestinationSeparator  string // MQTT unset, STOMP ","
+}
+
+// MQTT holds the options of a connector's `mqtt { }` block.
+type MQTT struct {
+	Grammar
+	// MaxMessageLength rejects larger packets from their fixed header. Default 100MB.
+	MaxMessageLength int64
+	// DieDelay bounds how long a connection lingers after a protocol error. Default 5s.
+	DieDelay time.Duration
+	// MaxInflight is the per-client window of unacknowledged outbound QoS 1/2 messages. Default 32.
+	MaxInflight int
+	// MaxQueuedMessages bounds QoS 1/2 messages held for a client beyond its window. Default 1000.
+	MaxQueuedMessages int
+	// MaxSubscriptions per client; 0 = unlimited. Default 0.
+	MaxSubscriptions int
+	// MaxTopicLevels in a topic name or filter. Default 128.
+	MaxTopicLevels int
+}
+
+// STOMP holds the options of a connector's `stomp { }` block.
+type STOMP struct {
+	Grammar
+	// MaxMessageLength rejects larger frames from their headers. Default 100MB.
+	MaxMessageLength int64
+	// DieDelay bounds how long a connection lingers after an ERROR frame. Default 5s.
+	DieDelay time.Duration
+	// MaxHeaders per frame. Default 1000.
+	MaxHeaders int
+	// MaxHeaderLength of one header line. Default 10KB.
+	MaxHeaderLength int64
+	// AddUserHeader, when set, names a header stamped with the sender's user id. Default unset.
+	AddUserHeader string
+	// AddTimestampHeader, when set, names a header stamped with the receive time (epoch ms). Default unset.
+	AddTimestampHeader string
+	// AddRedeliveriesHeader, when set, names a header carrying the redelivery count. Default unset.
+	AddRedeliveriesHeader string
+}
+
+// VirtualHost is one tenant.
+type VirtualHost struct {
+	Name      string
+	HostNames []string
+	// Anonymous lets clients in without credentials. Default false (the embedded config sets it true).
+	Anonymous bool
+	// Store is nil when the host has no `store { }` block: it then keeps everything in memory.
+	Store *Store
+}
+
+// Store holds a host's `store { }` block.
+type Store struct {
+	// Directory holds the host's badger files. Required.
+	Directory string
+	// Sync makes each commit durable before acknowledging. Default true.
+	Sync bool
+	// FlushDelay batches writes for this long. Default 0.
+	FlushDelay time.Duration
+}
+
+// Protocol defaults, shared with the router tests so the two never drift.
+var (
+	MQTTGrammarDefaults = Grammar{
+		PathSeparator:         "/",
+		AnyChildWildcard:      "+",
+		AnyDescendantWildcard: "#",
+	}
+	STOMPGrammarDefaults = Grammar{
+		PathSeparator:         ".",
+		AnyChildWildcard:      "*",
+		AnyDescendantWildcard: "**",
+		RegexWildcardStart:    "{",
+		RegexWildcardEnd:      "}",
+		QueuePrefix:           "/queue/",
+		TopicPrefix:           "/topic/",
+		DsubPrefix:            "/dsub/",
+		TempQueuePrefix:       "/temp-queue/",
+		TempTopicPrefix:       "/temp-topic/",
+		DestinationSeparator:  ",",
+	}
+)
+
+// Default sizes and durations.
+const (
+	DefaultMaxMessageLength  = 100 << 20
+	DefaultDieDelay          = 5 * time.Second
+	DefaultDetectTimeout     = 5 * time.Second
+	DefaultMaxConnections    = 10000
+	DefaultMaxInflight       = 32
+	DefaultMaxQueuedMessages = 1000
+	DefaultMaxTopicLevels    = 128
+	DefaultMaxHeaders        = 1000
+	DefaultMaxHeaderLength   = 10 << 10
+)

@@ -1,0 +1,126 @@
+package router
+
+import (
+	"errors"
+	"regexp"
+)
+
+// Errors returned by the router. Front-ends map them onto their protocol's answer.
+var (
+	ErrInvalidName   = errors.New("router: invalid destination name")
+	ErrInvalidFilter = errors.New("router: invalid filter")
+	ErrQueueFull     = errors.New("router: queue full")
+	ErrClosed        = errors.New("router: closed")
+)
+
+// Kind says which namespace a destination lives in. Topics and queues with the same path are distinct.
+type Kind uint8
+
+// Destination kinds.
+const (
+	Topic Kind = iota
+	Queue
+	DurableSub
+	TempQueue
+	TempTopic
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Topic:
+		return "topic"
+	case Queue:
+		return "queue"
+	case DurableSub:
+		return "dsub"
+	case TempQueue:
+		return "temp-queue"
+	case TempTopic:
+		return "temp-topic"
+	}
+	return "unknown"
+}
+
+// Destination is a canonical, wire-independent name inside one virtual host.
+// Path segments are raw (unescaped); empty segments are real ("a//b" has three).
+type Destination struct {
+	Kind Kind
+	Path []string
+}
+
+// SegKind is the kind of one filter segment.
+type SegKind uint8
+
+// Filter segment kinds.
+const (
+	SegLiteral SegKind = iota // matches Text exactly
+	SegOne                    // one level: MQTT '+', STOMP '*'
+	SegMany                   // zero or more levels: MQTT '#', STOMP '**'; always last
+	SegRegex                  // one level matched by Re (anchored RE2)
+)
+
+// Seg is one segment of a parsed filter.
+type Seg struct {
+	Kind SegKind
+	Text string         // literal text, or the regex source for SegRegex
+	Re   *regexp.Regexp // compiled, anchored; only for SegRegex
+}
+
+// Filter is a parsed subscription filter: a destination pattern. A filter without wildcard or regex
+// segments is literal and names exactly one destination.
+type Filter struct {
+	Kind Kind
+	Segs []Seg
+}
+
+// Header is one application header carried with a message (STOMP headers, MQTT 5 user properties).
+type Header struct {
+	Name, Value string
+}
+
+// Message is immutable once published: the router and every subscriber share one value.
+type Message struct {
+	ID          uint64 // assigned by the router at Publish when zero
+	Dest        Destination
+	Body        []byte
+	QoS         uint8 // 0, 1 or 2; a STOMP persistent message is QoS 1
+	Persistent  bool
+	Retain      bool  // the publisher asked for it to be retained (or cleared, when Body is empty)
+	Expires     int64 // Unix milliseconds; 0 = never
+	ContentType string
+	Headers     []Header
+	// Origin is the name exactly as the publisher wrote it, with the grammar it was parsed by, so a
+	// subscriber that uses the same grammar renders it without allocating.
+	Origin     string
+	OriginGram *Grammar
+}
+
+// Delivery is one message handed to one subscription.
+type Delivery struct {
+	Msg *Message
+	Sub *Subscription
+	// Seq identifies a queue delivery for Consumer.Ack/Nack; zero for topic deliveries.
+	Seq uint64
+	// Redeliveries counts earlier deliveries of this queue message that were not acknowledged.
+	Redeliveries uint32
+	// Retained is set when the message is a retained one sent because the subscription is new.
+	Retained bool
+}
+
+// Sink receives matched messages. Deliver must not block: it enqueues into the subscriber's bounded
+// outbound queue and reports false when that queue is full. The router then counts a drop for a topic
+// delivery and keeps the message for a queue delivery.
+type Sink interface {
+	Deliver(d Delivery) bool
+}
+
+// Subscription ties a filter to a sink. The router treats it as an identity: Unsubscribe takes the same
+// pointer that Subscribe did.
+type Subscription struct {
+	Filter Filter
+	Sink   Sink
+	QoS    uint8  // the highest QoS granted; deliveries are min(message QoS, QoS)
+	ID     string // the front-end's name for it (STOMP subscription id, MQTT filter text)
+	Share  string // shared-subscription group; members of one group receive each message round-robin
+	Opaque any    // front-end state
+}
