@@ -1,0 +1,200 @@
+package protocol
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/lyremq/lyre/conf"
+)
+
+var (
+	// ErrSlowConsumer closes a connection whose socket write made no progress for Server.WriteTimeout.
+	ErrSlowConsumer = errors.New("protocol: slow consumer")
+	// ErrServerClosed is the close reason of connections still open when Shutdown's context ends, and the
+	// error of Listen after Shutdown.
+	ErrServerClosed = errors.New("protocol: server closed")
+	// ErrDetectTimeout closes a connection that did not send enough bytes to be recognised in time.
+	ErrDetectTimeout = errors.New("protocol: detect timeout")
+	// ErrHandlerDone is the close reason when Handler.Serve returned without closing the connection.
+	ErrHandlerDone = errors.New("protocol: handler done")
+	// errPanic is the close reason after a handler panicked.
+	errPanic = errors.New("protocol: handler panic")
+)
+
+// handlerFlushTimeout bounds how long what is queued is flushed after Handler.Serve returns.
+const handlerFlushTimeout = time.Second
+
+// connIDs numbers connections process-wide, so IDs stay unique across servers in one process (tests).
+var connIDs atomic.Uint64
+
+// Conn is one client connection. Its reader goroutine runs Handler.Serve; writes go through a bounded
+// outbound queue drained by a writer goroutine that runs only while there is something to write.
+//
+// All methods are safe for concurrent use.
+type Conn struct {
+	id        uint64
+	srv       *Server
+	nc        net.Conn
+	connector *conf.Connector
+	proto     string
+	r         io.Reader
+	logp      atomic.Pointer[zap.Logger] // built on first Log call: a zap child logger costs ~1 KiB
+
+	out outbound
+
+	closeOnce sync.Once
+	reason    error // set once, before done is closed
+	done      chan struct{}
+}
+
+func newConn(s *Server, nc net.Conn, r io.Reader, connector *conf.Connector, proto string) *Conn {
+	return &Conn{
+		id:        connIDs.Add(1),
+		srv:       s,
+		nc:        nc,
+		r:         r,
+		connector: connector,
+		proto:     proto,
+		done:      make(chan struct{}),
+	}
+}
+
+// ID returns the connection's process-unique number.
+func (c *Conn) ID() uint64 { return c.id }
+
+// Log returns the connection's logger, named after its protocol and carrying conn_id and remote.
+func (c *Conn) Log() *zap.Logger {
+	if l := c.logp.Load(); l != nil {
+		return l
+	}
+	l := c.srv.log.Named(c.proto).With(zap.Uint64("conn_id", c.id), zap.Stringer("remote", c.nc.RemoteAddr()))
+	c.logp.CompareAndSwap(nil, l)
+	return c.logp.Load()
+}
+
+// Connector returns the configuration of the connector that accepted the connection.
+func (c *Conn) Connector() *conf.Connector { return c.connector }
+
+// Protocol returns the recognised protocol, MQTT or STOMP.
+func (c *Conn) Protocol() string { return c.proto }
+
+// Reader returns the buffered inbound stream: the bytes read while sniffing, then the socket.
+// Only the handler's goroutine may read it.
+func (c *Conn) Reader() io.Reader { return c.r }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// SetReadDeadline sets the socket's read deadline (keep-alive / heart-beat enforcement).
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
+
+// Done is closed once the connection is closed.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns the close reason once Done is closed, else nil.
+func (c *Conn) Err() error {
+	select {
+	case <-c.done:
+		return c.reason
+	default:
+		return nil
+	}
+}
+
+// Close closes the connection now, dropping what is queued. The first reason wins; later calls do
+// nothing. Closing the socket unblocks the reader, so the handler's next read fails.
+func (c *Conn) Close(reason error) {
+	c.closeOnce.Do(func() {
+		// A CloseAfter still flushing came first: its reason is the one that explains the close.
+		if pending := c.out.close(); pending != nil {
+			reason = pending
+		}
+		c.reason = reason
+		_ = c.nc.Close()
+		close(c.done)
+		c.logClose(reason)
+	})
+}
+
+// CloseAfter stops accepting output, flushes what is already queued, then closes the connection with
+// reason. The connection is closed no later than d from now even if the peer does not read (die_delay).
+func (c *Conn) CloseAfter(reason error, d time.Duration) {
+	if c.out.closeAfter(c, reason, d) {
+		c.Close(reason)
+	}
+}
+
+// OnDrain registers f, called on the writer goroutine each time the outbound queue becomes empty.
+// Sessions holding back messages (Begin returned false) use it to resume. f must not block.
+func (c *Conn) OnDrain(f func()) {
+	c.out.mu.Lock()
+	c.out.onDrain = f
+	c.out.mu.Unlock()
+}
+
+// OnShutdown registers f, called by Server.Shutdown on the shutdown goroutine: the front-end queues its
+// goodbye (MQTT 5 DISCONNECT, STOMP ERROR) and calls CloseAfter. f must not block. Without a hook the
+// connection is closed at once on shutdown.
+func (c *Conn) OnShutdown(f func()) {
+	c.out.mu.Lock()
+	c.out.onShutdown = f
+	c.out.mu.Unlock()
+}
+
+// shutdown runs the connection's shutdown hook, or closes it when there is none.
+func (c *Conn) shutdown() {
+	c.out.mu.Lock()
+	f := c.out.onShutdown
+	c.out.mu.Unlock()
+	if f == nil {
+		c.Close(ErrServerClosed)
+		return
+	}
+	f()
+}
+
+// logClose logs the close once, at a level that matches how interesting the reason is.
+func (c *Conn) logClose(reason error) {
+	lvl := zapcore.InfoLevel
+	switch {
+	case isQuietClose(reason):
+		lvl = zapcore.DebugLevel
+	case errors.Is(reason, ErrSlowConsumer):
+		lvl = zapcore.WarnLevel
+	}
+	if c.srv.log.Core().Enabled(lvl) {
+		fields := []zap.Field{zap.Uint64("conn_id", c.id), zap.Stringer("remote", c.nc.RemoteAddr()),
+			zap.String("protocol", c.proto)}
+		if reason != nil {
+			fields = append(fields, zap.String("reason", reason.Error()))
+		}
+		c.srv.log.Log(lvl, "connection closed", fields...)
+	}
+}
+
+// isQuietClose reports reasons that are the ordinary end of a connection: the peer went away or the
+// handler finished.
+func isQuietClose(err error) bool {
+	return err == nil ||
+		errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, ErrHandlerDone) ||
+		errors.Is(err, ErrServerClosed)
+}
+
+// isTimeout reports a deadline error from the socket.
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}

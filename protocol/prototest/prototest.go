@@ -1,0 +1,80 @@
+// Package prototest helps test protocol front-ends against a real protocol.Server on loopback.
+package prototest
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol"
+)
+
+// StartServer starts a server with handlers and the given connectors, each bound to 127.0.0.1:0 unless
+// its Address is set, and returns it with the bound addresses in connector order. With no connector it
+// starts one named "test" detecting every protocol of handlers. Empty fields get test-friendly defaults
+// (Network "tcp", Name "test<i>"). The server logs through t and is shut down by t.Cleanup (5s grace).
+func StartServer(t testing.TB, handlers map[string]protocol.Handler, connectors ...conf.Connector) (*protocol.Server, []string) {
+	t.Helper()
+	if len(connectors) == 0 {
+		c := conf.Connector{Name: "test"}
+		for _, p := range []string{protocol.MQTT, protocol.STOMP} {
+			if handlers[p] != nil {
+				c.Detect = append(c.Detect, p)
+			}
+		}
+		connectors = []conf.Connector{c}
+	}
+	s := protocol.NewServer(zaptest.NewLogger(t), handlers)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("prototest: shutdown: %v", err)
+		}
+	})
+	addrs := make([]string, 0, len(connectors))
+	for i, c := range connectors {
+		if c.Name == "" {
+			c.Name = "test" + strconv.Itoa(i)
+		}
+		if c.Network == "" {
+			c.Network = "tcp"
+		}
+		if c.Address == "" {
+			c.Address = "127.0.0.1:0"
+		}
+		if err := s.Listen(c); err != nil {
+			t.Fatalf("prototest: %v", err)
+		}
+		addrs = append(addrs, s.Addrs()[c.Name].String())
+	}
+	return s, addrs
+}
+
+// Dial connects to addr (timeout 5s) and closes the connection at the end of the test.
+func Dial(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("prototest: dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	return nc
+}
+
+// WaitFor polls cond every few milliseconds until it returns true, failing the test after timeout.
+func WaitFor(t testing.TB, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("prototest: condition not met within %s", timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

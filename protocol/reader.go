@@ -1,0 +1,93 @@
+package protocol
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// readBufferSize is the read buffer of a connection. Small, because an idle connection holds it while
+// parked in Read; reads at least this large bypass it (bufio), so large bodies are not copied twice.
+const readBufferSize = 512
+
+// prefetchPool holds the SniffLimit-sized buffers used while sniffing; only the bytes actually read are
+// kept (copied) for replay.
+var prefetchPool = sync.Pool{New: func() any { b := make([]byte, SniffLimit); return &b }}
+
+// detect returns the protocol of nc and a reader replaying the sniffed bytes before the socket. When the
+// connector names one protocol nothing is read. On failure it logs why and the caller closes nc.
+func (s *Server) detect(l *listener, nc net.Conn) (string, io.Reader, error) {
+	if p := l.conf.Protocol; p != "" {
+		return p, bufio.NewReaderSize(nc, readBufferSize), nil
+	}
+	bp := prefetchPool.Get().(*[]byte)
+	defer prefetchPool.Put(bp)
+	buf := *bp
+	n := 0
+	if err := nc.SetReadDeadline(time.Now().Add(l.detectTimeout())); err != nil {
+		return "", nil, err
+	}
+	for {
+		k, rerr := nc.Read(buf[n:])
+		n += k
+		proto, err := Sniff(buf[:n], l.conf.Detect)
+		if err == nil {
+			if err := nc.SetReadDeadline(time.Time{}); err != nil {
+				return "", nil, err
+			}
+			pc := &prefixConn{Conn: nc, prefix: append([]byte(nil), buf[:n]...)}
+			return proto, bufio.NewReaderSize(pc, readBufferSize), nil
+		}
+		if !errors.Is(err, ErrNeedMore) {
+			s.detectFailed(l, nc, err, buf[:n])
+			return "", nil, err
+		}
+		if rerr != nil {
+			if isTimeout(rerr) {
+				rerr = ErrDetectTimeout
+			}
+			s.detectFailed(l, nc, rerr, buf[:n])
+			return "", nil, rerr
+		}
+	}
+}
+
+// detectFailed logs a connection closed before its protocol was recognised.
+func (s *Server) detectFailed(l *listener, nc net.Conn, err error, got []byte) {
+	fields := []zap.Field{zap.String("connector", l.conf.Name), zap.Stringer("remote", nc.RemoteAddr()),
+		zap.Int("bytes", len(got))}
+	switch {
+	case errors.Is(err, ErrHTTPRequest):
+		s.log.Info("http request on broker port", fields...)
+	case errors.Is(err, ErrUnknownProtocol):
+		s.log.Info("unknown protocol", append(fields, zap.Binary("first_bytes", got[:min(len(got), 16)]),
+			zap.String("reason", err.Error()))...)
+	case errors.Is(err, ErrDetectTimeout):
+		s.log.Info("detect timeout", append(fields, zap.Duration("detect_timeout", l.detectTimeout()))...)
+	default:
+		s.log.Debug("connection closed while detecting protocol", append(fields, zap.Error(err))...)
+	}
+}
+
+// prefixConn reads the sniffed bytes, then the connection.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		if len(p.prefix) == 0 {
+			p.prefix = nil // let the replayed bytes be collected
+		}
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}

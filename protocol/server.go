@@ -1,0 +1,342 @@
+// Package protocol runs Lyre's connectors: listeners, the accept loop, protocol sniffing and the
+// connection core shared by the MQTT and STOMP front-ends (DESIGN.md §1, §6; STYLE.md §2).
+//
+// Each accepted connection gets one goroutine. It prefetches at most SniffLimit bytes under the
+// connector's detect_timeout, recognises the protocol with Sniff (unless the connector names one), then
+// runs the protocol's Handler with a Conn that replays the sniffed bytes. Output goes through the Conn's
+// outbound queue, bounded in bytes; a writer goroutine exists only while there is something to write,
+// so an idle connection costs one parked goroutine, a small struct and a small read buffer.
+//
+// Decisions where the design is silent:
+//   - A connection over max_connections is accepted and closed at once, so the client sees EOF instead
+//     of waiting in the kernel backlog; refusals are logged at most once a second with a count.
+//   - A connection that is still being sniffed when Shutdown starts is closed without a hook.
+//   - After Shutdown's context ends the remaining connections are closed and Shutdown still waits for
+//     their goroutines, which end promptly because their sockets are closed.
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/lyremq/lyre/conf"
+)
+
+// Handler serves one recognised connection on the connection's reader goroutine; when Serve returns the
+// connection is flushed (bounded by a one-second deadline) and closed. Serve must return once reads
+// from c.Reader fail.
+type Handler interface{ Serve(c *Conn) }
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(c *Conn)
+
+// Serve calls f(c).
+func (f HandlerFunc) Serve(c *Conn) { f(c) }
+
+// Server accepts connections on any number of connectors and hands each to its protocol's Handler.
+type Server struct {
+	// MaxPending bounds each connection's outbound queue in bytes; 0 means DefaultMaxPending (8 MiB).
+	// Set it before Listen.
+	MaxPending int
+	// WriteTimeout closes a connection as a slow consumer when a socket write makes no progress for this
+	// long; 0 means DefaultWriteTimeout (10s). Set it before Listen.
+	WriteTimeout time.Duration
+
+	log      *zap.Logger
+	handlers map[string]Handler
+
+	wg       sync.WaitGroup // every goroutine the server starts
+	mu       sync.Mutex
+	closing  bool
+	quit     chan struct{} // closed when Shutdown starts; wakes accept loops in backoff
+	lns      []*listener
+	sniffing map[net.Conn]struct{} // accepted, protocol not yet known
+	conns    map[*Conn]struct{}
+}
+
+// NewServer returns a server dispatching recognised connections to handlers, keyed by protocol name
+// (MQTT, STOMP).
+func NewServer(log *zap.Logger, handlers map[string]Handler) *Server {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Server{
+		log:      log,
+		handlers: handlers,
+		quit:     make(chan struct{}),
+		sniffing: make(map[net.Conn]struct{}),
+		conns:    make(map[*Conn]struct{}),
+	}
+}
+
+func (s *Server) maxPending() int {
+	if s.MaxPending > 0 {
+		return s.MaxPending
+	}
+	return DefaultMaxPending
+}
+
+func (s *Server) writeTimeout() time.Duration {
+	if s.WriteTimeout > 0 {
+		return s.WriteTimeout
+	}
+	return DefaultWriteTimeout
+}
+
+// listener is one bound connector.
+type listener struct {
+	conf     conf.Connector
+	ln       net.Listener
+	active   atomic.Int64 // connections accepted and not yet finished
+	refusals rateLimit
+}
+
+func (l *listener) maxConnections() int64 {
+	if l.conf.MaxConnections > 0 {
+		return int64(l.conf.MaxConnections)
+	}
+	return conf.DefaultMaxConnections
+}
+
+func (l *listener) detectTimeout() time.Duration {
+	if l.conf.DetectTimeout > 0 {
+		return l.conf.DetectTimeout
+	}
+	return conf.DefaultDetectTimeout
+}
+
+// Listen binds the connector's address now and accepts connections in the background until Shutdown.
+// Errors name the connector and its address.
+func (s *Server) Listen(c conf.Connector) error {
+	protos := c.Protocols()
+	if len(protos) == 0 {
+		return fmt.Errorf("protocol: connector %q: no protocol or detect list", c.Name)
+	}
+	for _, p := range protos {
+		if s.handlers[p] == nil {
+			return fmt.Errorf("protocol: connector %q: no handler for protocol %q", c.Name, p)
+		}
+	}
+	network := c.Network
+	if network == "" {
+		network = "tcp"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return fmt.Errorf("protocol: connector %q: %w", c.Name, ErrServerClosed)
+	}
+	if slices.ContainsFunc(s.lns, func(l *listener) bool { return l.conf.Name == c.Name }) {
+		return fmt.Errorf("protocol: connector %q: duplicate name", c.Name)
+	}
+	ln, err := net.Listen(network, c.Address)
+	if err != nil {
+		return fmt.Errorf("protocol: connector %q: listen on %s: %w", c.Name, c.Address, err)
+	}
+	l := &listener{conf: c, ln: ln}
+	l.conf.Detect = slices.Clone(c.Detect)
+	s.lns = append(s.lns, l)
+	s.log.Info("listening", zap.String("connector", c.Name), zap.Stringer("address", ln.Addr()),
+		zap.Strings("protocols", protos))
+	s.wg.Add(1)
+	go s.acceptLoop(l)
+	return nil
+}
+
+// Addrs returns the bound address of each connector, by name.
+func (s *Server) Addrs() map[string]net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]net.Addr, len(s.lns))
+	for _, l := range s.lns {
+		m[l.conf.Name] = l.ln.Addr()
+	}
+	return m
+}
+
+// acceptLoop accepts until the listener is closed, backing off 5ms..1s on errors (EMFILE and the like)
+// as net/http does.
+func (s *Server) acceptLoop(l *listener) {
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			select {
+			case <-s.quit:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed", zap.String("connector", l.conf.Name), zap.Error(err),
+				zap.Duration("retry_in", delay))
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-s.quit:
+				t.Stop()
+				return
+			}
+			continue
+		}
+		delay = 0
+		if l.active.Load() >= l.maxConnections() {
+			// Close at once rather than leave the client hanging.
+			_ = nc.Close()
+			if n := l.refusals.hit(); n > 0 {
+				s.log.Warn("max connections reached, connection refused", zap.String("connector", l.conf.Name),
+					zap.Int64("max_connections", l.maxConnections()), zap.Int64("refused", n))
+			}
+			continue
+		}
+		if !s.track(nc) {
+			_ = nc.Close()
+			return
+		}
+		l.active.Add(1)
+		go s.serve(l, nc)
+	}
+}
+
+// track registers a sniffing connection and counts its goroutine; false once shutdown has begun.
+func (s *Server) track(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.sniffing[nc] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+// serve recognises the protocol of nc and runs its handler.
+func (s *Server) serve(l *listener, nc net.Conn) {
+	defer s.wg.Done()
+	defer l.active.Add(-1)
+	var c *Conn
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("connection handler panic", zap.String("connector", l.conf.Name),
+				zap.Stringer("remote", nc.RemoteAddr()), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			if c != nil {
+				c.Close(fmt.Errorf("%w: %v", errPanic, r))
+			}
+			_ = nc.Close()
+		}
+		s.mu.Lock()
+		delete(s.sniffing, nc)
+		if c != nil {
+			delete(s.conns, c)
+		}
+		s.mu.Unlock()
+	}()
+
+	proto, r, err := s.detect(l, nc)
+	if err != nil {
+		_ = nc.Close()
+		return
+	}
+	c = newConn(s, nc, r, &l.conf, proto)
+	s.mu.Lock()
+	delete(s.sniffing, nc)
+	if s.closing {
+		s.mu.Unlock()
+		c.Close(ErrServerClosed)
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+
+	s.handlers[proto].Serve(c)
+	c.CloseAfter(ErrHandlerDone, handlerFlushTimeout)
+	<-c.Done()
+}
+
+// Shutdown stops the listeners, runs every connection's OnShutdown hook (closing those without one) and
+// waits until every connection has ended or ctx is done. Then it closes what is left, waits for the
+// goroutines to finish and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.quit)
+	}
+	for _, l := range s.lns {
+		_ = l.ln.Close()
+	}
+	sniffing := make([]net.Conn, 0, len(s.sniffing))
+	for nc := range s.sniffing {
+		sniffing = append(sniffing, nc)
+	}
+	conns := s.connsLocked()
+	s.mu.Unlock()
+
+	for _, nc := range sniffing {
+		_ = nc.Close()
+	}
+	for _, c := range conns {
+		c.shutdown()
+	}
+
+	finished := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	conns = s.connsLocked()
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close(ErrServerClosed)
+	}
+	<-finished
+	return ctx.Err()
+}
+
+func (s *Server) connsLocked() []*Conn {
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// rateLimit lets one log line through per second and counts the events in between.
+type rateLimit struct {
+	mu    sync.Mutex
+	last  time.Time
+	count int64
+}
+
+// hit records an event; it returns the number of events to report (this one included), or 0 to stay quiet.
+func (r *rateLimit) hit() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.count++
+	now := time.Now()
+	if now.Sub(r.last) < time.Second {
+		return 0
+	}
+	r.last = now
+	n := r.count
+	r.count = 0
+	return n
+}
