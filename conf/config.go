@@ -5,7 +5,11 @@
 // it depends only on HCL and the standard library, and each other package receives only its own section.
 package conf
 
-import "time"
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
 
 // Config is a whole, validated broker configuration.
 type Config struct {
@@ -13,6 +17,12 @@ type Config struct {
 	Source       string
 	Connectors   []Connector
 	VirtualHosts []VirtualHost // the first one is the default host
+
+	// pos maps a position key to the source range it was decoded from, so Validate can name file:line:col.
+	// Keys: "" (file start), "c<i>" (connector i), "c<i>.name", "c<i>.bind", "c<i>.detect.<j>",
+	// "c<i>.mqtt.max_inflight", "v<i>" (virtual host i), "v<i>.host_names.<j>", "v<i>.store.directory", ...
+	// nil for a Config built in Go.
+	pos map[string]hcl.Range
 }
 
 // Connector is one listening socket.

@@ -1,0 +1,79 @@
+# Lyre's built-in configuration: what `lyre` runs with when no -config file is given.
+# Copy this file (conf/default.hcl in the source tree) to lyre.hcl as a starting point.
+#
+# Commented-out attributes show their defaults. Sizes are bytes or strings with a binary unit
+# ("512B", "10KB", "100MB", "1GB"; 1KB = 1024 bytes); durations are strings like "5s" or "250ms".
+# Note: an HCL one-line block may hold only one attribute; put several on separate lines.
+
+# One port speaking both MQTT and STOMP: the protocol is recognised from the first bytes a client sends.
+connector "default" {
+  # tcp://host:port. 127.0.0.1 accepts local clients only; use 0.0.0.0 (or ::) for every interface.
+  bind = "tcp://127.0.0.1:61613"
+  # Either `detect` (a list of protocols to recognise) or `protocol = "mqtt"` / `protocol = "stomp"`.
+  detect = ["mqtt", "stomp"]
+  # detect_timeout  = "5s"    # close a connection that has not identified itself by then
+  # max_connections = 10000   # further connections are refused
+
+  # virtual_host = "default"  # host for MQTT clients; default: the first virtual_host below
+
+  stomp {
+    # Destination names. STOMP clients address /queue/a.b, /topic/a.b (also /dsub/..., /temp-queue/...,
+    # /temp-topic/...); "*" matches one level, "**" any number, "{re}" one level by regular expression.
+    # path_separator          = "."
+    # any_child_wildcard      = "*"
+    # any_descendant_wildcard = "**"
+    # regex_wildcard_start    = "{"
+    # regex_wildcard_end      = "}"
+    # part_pattern            = ""    # unset: a level may hold anything; else an RE2 regex each must match
+    # queue_prefix            = "/queue/"
+    # topic_prefix            = "/topic/"
+    # dsub_prefix             = "/dsub/"
+    # temp_queue_prefix       = "/temp-queue/"
+    # temp_topic_prefix       = "/temp-topic/"
+    # destination_separator   = ","   # SEND/SUBSCRIBE to several destinations at once
+
+    # max_message_length = "100MB"    # larger frames are refused before their body is read
+    # die_delay          = "5s"       # after an ERROR frame the connection closes within this delay
+    # max_headers        = 1000
+    # max_header_length  = "10KB"
+    # add_user_header         = ""    # e.g. "JMSXUserID": stamp the sender's user on each message
+    # add_timestamp_header    = ""    # e.g. "timestamp": stamp the receive time (epoch ms)
+    # add_redeliveries_header = ""    # e.g. "redeliveries": carry the redelivery count
+  }
+
+  mqtt {
+    # Topic names: "sensors/k1/temp" here is "/topic/sensors.k1.temp" for STOMP clients.
+    # path_separator          = "/"
+    # any_child_wildcard      = "+"
+    # any_descendant_wildcard = "#"
+    # queue_prefix            = ""    # e.g. "queue/": topics starting with it address queues
+
+    # max_message_length  = "100MB"
+    # die_delay           = "5s"
+    # max_inflight        = 32      # unacknowledged QoS 1/2 messages per client (1 to 65535)
+    # max_queued_messages = 1000    # further QoS 1/2 messages held per client beyond max_inflight
+    # max_subscriptions   = 0       # per client; 0 = unlimited
+    # max_topic_levels    = 128
+  }
+}
+
+# The standard MQTT port.
+connector "mqtt" {
+  bind     = "tcp://127.0.0.1:1883"
+  protocol = "mqtt"
+}
+
+# A virtual host is a tenant with its own destinations and storage. The first one is the default:
+# it serves clients that name no host (STOMP CONNECT `host` header, MQTT connector `virtual_host`).
+virtual_host "default" {
+  host_names = ["localhost", "127.0.0.1"]
+  # Clients may connect without credentials. Only sensible because the connectors above bind to loopback.
+  anonymous = true
+
+  # Without a store block everything is kept in memory and lost on restart.
+  store {
+    directory = "data"      # relative to the working directory
+    # sync        = true    # a commit is on disk before it is acknowledged
+    # flush_delay = "0s"    # batch writes for up to this long
+  }
+}
