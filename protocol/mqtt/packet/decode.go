@@ -1,0 +1,387 @@
+package packet
+
+import (
+	"fmt"
+	"strings"
+)
+
+// decode dispatches on the packet type. The fixed header has been validated by checkFlags.
+func decode(d *decoder, t Type, flags, version byte) (Packet, error) {
+	switch t {
+	case Connect:
+		return decodeConnect(d)
+	case Connack:
+		return decodeConnack(d, version)
+	case Publish:
+		return decodePublish(d, flags, version)
+	case Puback:
+		id, rc, props, err := decodeAck(d, version, pubackReasons)
+		return &PubackPacket{PacketID: id, ReasonCode: rc, Properties: props}, err
+	case Pubrec:
+		id, rc, props, err := decodeAck(d, version, pubackReasons)
+		return &PubrecPacket{PacketID: id, ReasonCode: rc, Properties: props}, err
+	case Pubrel:
+		id, rc, props, err := decodeAck(d, version, pubrelReasons)
+		return &PubrelPacket{PacketID: id, ReasonCode: rc, Properties: props}, err
+	case Pubcomp:
+		id, rc, props, err := decodeAck(d, version, pubrelReasons)
+		return &PubcompPacket{PacketID: id, ReasonCode: rc, Properties: props}, err
+	case Subscribe:
+		return decodeSubscribe(d, version)
+	case Suback:
+		return decodeSuback(d, version)
+	case Unsubscribe:
+		return decodeUnsubscribe(d, version)
+	case Unsuback:
+		return decodeUnsuback(d, version)
+	case Pingreq:
+		return &PingreqPacket{}, nil
+	case Pingresp:
+		return &PingrespPacket{}, nil
+	case Disconnect:
+		// MQTT 3.1/3.1.1 DISCONNECT has no variable header: the caller's trailing-bytes check
+		// rejects a non-zero remaining length.
+		if version != Version5 {
+			return &DisconnectPacket{}, nil
+		}
+		rc, props, err := decodeReasonAndProps(d, disconnectReasons, ctxDisconnect)
+		return &DisconnectPacket{ReasonCode: rc, Properties: props}, err
+	case Auth:
+		rc, props, err := decodeReasonAndProps(d, authReasons, ctxAuth)
+		return &AuthPacket{ReasonCode: rc, Properties: props}, err
+	}
+	return nil, fmt.Errorf("%w: packet type %d", ErrMalformed, t)
+}
+
+// decodeConnect decodes CONNECT whatever the Reader's version. An unknown protocol name or
+// level yields the packet as far as it could be decoded, with ErrUnsupportedVersion.
+func decodeConnect(d *decoder) (Packet, error) {
+	name, err := d.string()
+	if err != nil {
+		return nil, fmt.Errorf("%w (protocol name)", err)
+	}
+	level, err := d.byte()
+	if err != nil {
+		return nil, err
+	}
+	p := &ConnectPacket{ProtocolName: name, ProtocolLevel: level}
+	supported := (name == "MQTT" && (level == Version311 || level == Version5)) ||
+		(name == "MQIsdp" && level == Version31)
+	if !supported {
+		// [MQTT-3.1.2-1] [MQTT-3.1.2-2]: the caller answers CONNACK 0x01 and closes; the rest
+		// of the packet is decoded best effort (with 3.1.1 layout below level 5) for logging.
+		d.strict = level >= Version5
+		_ = decodeConnectRest(d, p)
+		return p, fmt.Errorf("%w: protocol name %q level %d [MQTT-3.1.2-2]", ErrUnsupportedVersion, name, level)
+	}
+	d.strict = level == Version5
+	if err := decodeConnectRest(d, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func decodeConnectRest(d *decoder, p *ConnectPacket) error {
+	flags, err := d.byte()
+	if err != nil {
+		return err
+	}
+	if flags&0x01 != 0 {
+		return fmt.Errorf("%w: CONNECT reserved flag set [MQTT-3.1.2-3]", ErrMalformed)
+	}
+	p.CleanSession = flags&0x02 != 0
+	p.WillFlag = flags&0x04 != 0
+	p.WillQoS = flags >> 3 & 0x03
+	p.WillRetain = flags&0x20 != 0
+	p.PasswordFlag = flags&0x40 != 0
+	p.UsernameFlag = flags&0x80 != 0
+	if !p.WillFlag && p.WillQoS != 0 {
+		return fmt.Errorf("%w: will QoS %d without will flag [MQTT-3.1.2-11] [MQTT-3.1.2-13]", ErrMalformed, p.WillQoS)
+	}
+	if !p.WillFlag && p.WillRetain {
+		return fmt.Errorf("%w: will retain without will flag [MQTT-3.1.2-11] [MQTT-3.1.2-15]", ErrMalformed)
+	}
+	if p.WillQoS == 3 {
+		return fmt.Errorf("%w: will QoS 3 [MQTT-3.1.2-14]", ErrMalformed)
+	}
+	v5 := p.ProtocolLevel >= Version5
+	if p.PasswordFlag && !p.UsernameFlag && !v5 {
+		return fmt.Errorf("%w: password flag without user name flag [MQTT-3.1.2-22]", ErrMalformed)
+	}
+	if p.KeepAlive, err = d.uint16(); err != nil {
+		return err
+	}
+	if v5 {
+		if p.Properties, err = decodeProperties(d, ctxConnect); err != nil {
+			return err
+		}
+	}
+	if p.ClientID, err = d.string(); err != nil {
+		return fmt.Errorf("%w (client identifier)", err)
+	}
+	if p.WillFlag {
+		if v5 {
+			if p.WillProperties, err = decodeProperties(d, ctxWill); err != nil {
+				return err
+			}
+		}
+		if p.WillTopic, err = d.string(); err != nil {
+			return fmt.Errorf("%w (will topic)", err)
+		}
+		if err := checkTopicName(p.WillTopic); err != nil {
+			return fmt.Errorf("%w (will topic)", err)
+		}
+		if p.WillPayload, err = d.binary(); err != nil {
+			return fmt.Errorf("%w (will payload)", err)
+		}
+	}
+	if p.UsernameFlag {
+		if p.Username, err = d.string(); err != nil {
+			return fmt.Errorf("%w (user name)", err)
+		}
+	}
+	if p.PasswordFlag {
+		if p.Password, err = d.binary(); err != nil {
+			return fmt.Errorf("%w (password)", err)
+		}
+	}
+	return nil
+}
+
+// checkTopicName enforces the rules for a topic name a message is published to: at least one
+// character [MQTT-4.7.3-1] and no wildcard [MQTT-3.3.2-2].
+func checkTopicName(s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: empty topic name [MQTT-4.7.3-1]", ErrMalformed)
+	}
+	if hasWildcard(s) {
+		return fmt.Errorf("%w: topic name %q contains a wildcard [MQTT-3.3.2-2]", ErrMalformed, s)
+	}
+	return nil
+}
+
+func decodeConnack(d *decoder, version byte) (Packet, error) {
+	ackFlags, err := d.byte()
+	if err != nil {
+		return nil, err
+	}
+	p := &ConnackPacket{}
+	// MQTT 3.1 left this byte unused; 3.1.1 made bit 0 Session Present and the rest reserved.
+	if version != Version31 {
+		if ackFlags&0xFE != 0 {
+			return nil, fmt.Errorf("%w: CONNACK reserved flags set [MQTT-3.2.2-1]", ErrMalformed)
+		}
+		p.SessionPresent = ackFlags&0x01 != 0
+	}
+	if p.ReturnCode, err = d.byte(); err != nil {
+		return nil, err
+	}
+	if version != Version5 {
+		if p.ReturnCode > ConnRefusedNotAuthorized {
+			return nil, fmt.Errorf("%w: reserved CONNACK return code %d", ErrProtocolViolation, p.ReturnCode)
+		}
+		return p, nil
+	}
+	if !connackReasons.has(p.ReturnCode) {
+		return nil, fmt.Errorf("%w: CONNACK reason code 0x%02X", ErrProtocolViolation, p.ReturnCode)
+	}
+	if p.Properties, err = decodeProperties(d, ctxConnack); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func decodePublish(d *decoder, flags, version byte) (Packet, error) {
+	p := &PublishPacket{Dup: flags&0x08 != 0, QoS: flags >> 1 & 0x03, Retain: flags&0x01 != 0}
+	var err error
+	if p.Topic, err = d.string(); err != nil {
+		return nil, fmt.Errorf("%w (topic name)", err)
+	}
+	if hasWildcard(p.Topic) {
+		return nil, fmt.Errorf("%w: topic name %q contains a wildcard [MQTT-3.3.2-2]", ErrMalformed, p.Topic)
+	}
+	if p.QoS > 0 {
+		if p.PacketID, err = d.packetID(); err != nil {
+			return nil, err
+		}
+	}
+	if version == Version5 {
+		if p.Properties, err = decodeProperties(d, ctxPublish); err != nil {
+			return nil, err
+		}
+	}
+	if p.Topic == "" {
+		// MQTT 5 allows an empty topic name when a Topic Alias stands for it (3.3.2.3.4).
+		if version != Version5 {
+			return nil, fmt.Errorf("%w: empty topic name [MQTT-4.7.3-1]", ErrMalformed)
+		}
+		if p.Properties == nil || p.Properties.TopicAlias == nil {
+			return nil, fmt.Errorf("%w: empty topic name without a topic alias", ErrProtocolViolation)
+		}
+	}
+	if d.remaining() > 0 {
+		// The body was allocated for this packet alone (Reader.readOwned); capping the
+		// capacity keeps an append on Payload from writing into anything else.
+		p.Payload = d.b[d.i:len(d.b):len(d.b)]
+		d.i = len(d.b)
+	}
+	return p, nil
+}
+
+// decodeAck decodes PUBACK, PUBREC, PUBREL and PUBCOMP. In MQTT 5 the reason code and the
+// properties may be omitted (remaining length 2 or 3) [MQTT-3.4.2.1].
+func decodeAck(d *decoder, version byte, reasons reasonSet) (uint16, byte, *Properties, error) {
+	id, err := d.packetID()
+	if err != nil || version != Version5 {
+		return id, 0, nil, err
+	}
+	rc, props, err := decodeReasonAndProps(d, reasons, ctxPuback)
+	return id, rc, props, err
+}
+
+// decodeReasonAndProps reads an optional reason code then optional properties (MQTT 5 acks,
+// DISCONNECT, AUTH).
+func decodeReasonAndProps(d *decoder, reasons reasonSet, ctx propContext) (byte, *Properties, error) {
+	if d.remaining() == 0 {
+		return 0, nil, nil
+	}
+	rc, _ := d.byte()
+	if !reasons.has(rc) {
+		return 0, nil, fmt.Errorf("%w: reason code 0x%02X", ErrProtocolViolation, rc)
+	}
+	if d.remaining() == 0 {
+		return rc, nil, nil
+	}
+	props, err := decodeProperties(d, ctx)
+	return rc, props, err
+}
+
+func decodeSubscribe(d *decoder, version byte) (Packet, error) {
+	id, err := d.packetID()
+	if err != nil {
+		return nil, err
+	}
+	p := &SubscribePacket{PacketID: id}
+	if version == Version5 {
+		if p.Properties, err = decodeProperties(d, ctxSubscribe); err != nil {
+			return nil, err
+		}
+	}
+	for d.remaining() > 0 {
+		var s Subscription
+		if s.Filter, err = d.string(); err != nil {
+			return nil, fmt.Errorf("%w (topic filter)", err)
+		}
+		if s.Filter == "" {
+			return nil, fmt.Errorf("%w: empty topic filter [MQTT-4.7.3-1]", ErrMalformed)
+		}
+		opts, err := d.byte()
+		if err != nil {
+			return nil, err
+		}
+		s.QoS = opts & 0x03
+		if s.QoS == 3 {
+			return nil, fmt.Errorf("%w: requested QoS 3 [MQTT-3-8.3-4]", ErrMalformed)
+		}
+		if version != Version5 {
+			if opts&0xFC != 0 {
+				return nil, fmt.Errorf("%w: reserved subscription option bits set [MQTT-3-8.3-4]", ErrMalformed)
+			}
+		} else {
+			if opts&0xC0 != 0 {
+				return nil, fmt.Errorf("%w: reserved subscription option bits set [MQTT-3.8.3-5]", ErrMalformed)
+			}
+			s.NoLocal = opts&0x04 != 0
+			s.RetainAsPublished = opts&0x08 != 0
+			s.RetainHandling = opts >> 4 & 0x03
+			if s.RetainHandling == 3 {
+				return nil, fmt.Errorf("%w: retain handling 3", ErrProtocolViolation)
+			}
+			if s.NoLocal && strings.HasPrefix(s.Filter, "$share/") {
+				return nil, fmt.Errorf("%w: no local on a shared subscription [MQTT-3.8.3-4]", ErrProtocolViolation)
+			}
+		}
+		p.Subscriptions = append(p.Subscriptions, s)
+	}
+	if len(p.Subscriptions) == 0 {
+		return nil, fmt.Errorf("%w: SUBSCRIBE without topic filters [MQTT-3.8.3-3]", ErrProtocolViolation)
+	}
+	return p, nil
+}
+
+func decodeSuback(d *decoder, version byte) (Packet, error) {
+	id, err := d.packetID()
+	if err != nil {
+		return nil, err
+	}
+	p := &SubackPacket{PacketID: id}
+	reasons := subackReasons311
+	if version == Version5 {
+		reasons = subackReasons
+		if p.Properties, err = decodeProperties(d, ctxSuback); err != nil {
+			return nil, err
+		}
+	}
+	if d.remaining() == 0 {
+		return nil, fmt.Errorf("%w: SUBACK without return codes", ErrProtocolViolation)
+	}
+	p.ReturnCodes = append([]byte(nil), d.b[d.i:]...)
+	d.i = len(d.b)
+	for _, rc := range p.ReturnCodes {
+		if !reasons.has(rc) {
+			return nil, fmt.Errorf("%w: SUBACK return code 0x%02X [MQTT-3.9.3-2]", ErrProtocolViolation, rc)
+		}
+	}
+	return p, nil
+}
+
+func decodeUnsubscribe(d *decoder, version byte) (Packet, error) {
+	id, err := d.packetID()
+	if err != nil {
+		return nil, err
+	}
+	p := &UnsubscribePacket{PacketID: id}
+	if version == Version5 {
+		if p.Properties, err = decodeProperties(d, ctxUnsubscribe); err != nil {
+			return nil, err
+		}
+	}
+	for d.remaining() > 0 {
+		f, err := d.string()
+		if err != nil {
+			return nil, fmt.Errorf("%w (topic filter)", err)
+		}
+		if f == "" {
+			return nil, fmt.Errorf("%w: empty topic filter [MQTT-4.7.3-1]", ErrMalformed)
+		}
+		p.Filters = append(p.Filters, f)
+	}
+	if len(p.Filters) == 0 {
+		return nil, fmt.Errorf("%w: UNSUBSCRIBE without topic filters [MQTT-3.10.3-2]", ErrProtocolViolation)
+	}
+	return p, nil
+}
+
+func decodeUnsuback(d *decoder, version byte) (Packet, error) {
+	id, err := d.packetID()
+	if err != nil {
+		return nil, err
+	}
+	p := &UnsubackPacket{PacketID: id}
+	if version != Version5 {
+		return p, nil
+	}
+	if p.Properties, err = decodeProperties(d, ctxUnsuback); err != nil {
+		return nil, err
+	}
+	if d.remaining() > 0 {
+		p.ReasonCodes = append([]byte(nil), d.b[d.i:]...)
+		d.i = len(d.b)
+	}
+	for _, rc := range p.ReasonCodes {
+		if !unsubackReasons.has(rc) {
+			return nil, fmt.Errorf("%w: UNSUBACK reason code 0x%02X", ErrProtocolViolation, rc)
+		}
+	}
+	return p, nil
+}

@@ -1,0 +1,208 @@
+package packet
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// MaxPacketSize is the largest packet the protocol can express: a one-byte packet type, a
+// four-byte remaining length and 268,435,455 body bytes.
+const MaxPacketSize = 1 + 4 + maxVarint
+
+// maxRetainedBody bounds the body buffer a Reader keeps between packets. Larger bodies get a
+// buffer of their own that is dropped after decoding, so one big SUBSCRIBE or CONNECT does
+// not pin memory on an otherwise idle connection.
+const maxRetainedBody = 1 << 10
+
+// eagerBody is the largest body allocated in one go. Beyond it the buffer grows with the
+// bytes that actually arrive, so a peer announcing 200 MB and then stalling costs little.
+const eagerBody = 64 << 10
+
+// Reader decodes MQTT packets from a stream; use one per connection, from one goroutine.
+type Reader struct {
+	src     io.Reader
+	byteSrc io.ByteReader // src, when it can hand out single bytes cheaply (bufio.Reader)
+	max     int
+	version byte
+	buf     []byte // reused body buffer for packets other than PUBLISH, cap ≤ maxRetainedBody
+	one     [1]byte
+}
+
+// NewReader returns a Reader over r. maxPacketSize bounds a whole packet (fixed header
+// included); a larger one is refused with ErrPacketTooLarge as soon as its fixed header is
+// read, before any of its body. maxPacketSize ≤ 0 means MaxPacketSize.
+//
+// Until SetVersion is called, packets other than CONNECT are decoded as MQTT 3.1.1.
+func NewReader(r io.Reader, maxPacketSize int) *Reader {
+	if maxPacketSize <= 0 || maxPacketSize > MaxPacketSize {
+		maxPacketSize = MaxPacketSize
+	}
+	rd := &Reader{src: r, max: maxPacketSize}
+	rd.byteSrc, _ = r.(io.ByteReader)
+	return rd
+}
+
+// SetVersion sets the protocol level (Version31, Version311 or Version5) that selects the
+// layout of every packet after CONNECT. CONNECT carries its own level and is decoded
+// whatever the Reader's version.
+func (r *Reader) SetVersion(level byte) { r.version = level }
+
+// Version returns the level set by SetVersion, or 0.
+func (r *Reader) Version() byte { return r.version }
+
+// ReadPacket reads and decodes the next packet.
+//
+// It returns io.EOF when the stream ends cleanly between packets and io.ErrUnexpectedEOF
+// when it ends inside one. Decoding errors wrap ErrMalformed, ErrProtocolViolation,
+// ErrPacketTooLarge or ErrUnsupportedVersion; after any of them the stream position is
+// undefined and the connection should be closed. For ErrUnsupportedVersion the decoded
+// *ConnectPacket is returned too, so the caller can answer CONNACK 0x01.
+//
+// Strings and the PUBLISH payload in the returned packet never alias the Reader's buffers.
+func (r *Reader) ReadPacket() (Packet, error) {
+	first, err := r.readByte()
+	if err != nil {
+		return nil, err
+	}
+	n, hdr, err := r.readRemainingLength()
+	if err != nil {
+		return nil, err
+	}
+	t, flags := Type(first>>4), first&0x0F
+	if size := 1 + hdr + n; size > r.max {
+		return nil, fmt.Errorf("%w: %s of %d bytes exceeds the limit of %d", ErrPacketTooLarge, t, size, r.max)
+	}
+	version := r.version
+	if version == 0 {
+		version = Version311
+	}
+	if err := checkFlags(t, flags, version); err != nil {
+		return nil, err
+	}
+
+	var body []byte
+	if t == Publish {
+		// The payload is handed to the router, which shares it after this Reader moves on,
+		// so a PUBLISH body always gets its own allocation and the payload aliases it.
+		body, err = r.readOwned(n)
+	} else {
+		body, err = r.readReused(n)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := decoder{b: body, strict: version == Version5}
+	p, err := decode(&d, t, flags, version)
+	if err != nil {
+		if p != nil { // ErrUnsupportedVersion keeps its CONNECT
+			return p, fmt.Errorf("decode %s: %w", t, err)
+		}
+		return nil, fmt.Errorf("decode %s: %w", t, err)
+	}
+	if d.remaining() != 0 {
+		return nil, fmt.Errorf("decode %s: %w: %d bytes beyond the packet's content", t, ErrMalformed, d.remaining())
+	}
+	return p, nil
+}
+
+func (r *Reader) readByte() (byte, error) {
+	if r.byteSrc != nil {
+		return r.byteSrc.ReadByte()
+	}
+	if _, err := io.ReadFull(r.src, r.one[:]); err != nil {
+		return 0, err
+	}
+	return r.one[0], nil
+}
+
+// readRemainingLength reads the fixed header's Variable Byte Integer, returning the value
+// and the number of bytes it took.
+func (r *Reader) readRemainingLength() (v, n int, err error) {
+	mult := 1
+	for n = 0; n < 4; n++ {
+		c, err := r.readByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, 0, err
+		}
+		v += int(c&0x7F) * mult
+		if c&0x80 == 0 {
+			if r.version == Version5 && n > 0 && c == 0 {
+				return 0, 0, fmt.Errorf("%w: remaining length not in its shortest form [MQTT-1.5.5-1]", ErrMalformed)
+			}
+			return v, n + 1, nil
+		}
+		mult *= 128
+	}
+	return 0, 0, fmt.Errorf("%w: remaining length longer than 4 bytes", ErrMalformed)
+}
+
+// readReused reads n body bytes into the Reader's own buffer when they fit in
+// maxRetainedBody, else into a buffer used once.
+func (r *Reader) readReused(n int) ([]byte, error) {
+	if n > maxRetainedBody {
+		return r.readOwned(n)
+	}
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n, max(n, 64))
+	}
+	b := r.buf[:n]
+	if _, err := io.ReadFull(r.src, b); err != nil {
+		return nil, unexpected(err)
+	}
+	return b, nil
+}
+
+// readOwned reads n body bytes into a new buffer that grows as data arrives.
+func (r *Reader) readOwned(n int) ([]byte, error) {
+	b := make([]byte, 0, min(n, eagerBody))
+	for len(b) < n {
+		if len(b) == cap(b) {
+			grown := make([]byte, len(b), min(n, 2*cap(b)))
+			copy(grown, b)
+			b = grown
+		}
+		m, err := io.ReadAtLeast(r.src, b[len(b):cap(b)], 1)
+		b = b[:len(b)+m]
+		if err != nil && len(b) < n {
+			return nil, unexpected(err)
+		}
+	}
+	return b[:n:n], nil
+}
+
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// checkFlags validates the fixed header's type and flag bits [MQTT-2.2.2-1] [MQTT-2.2.2-2].
+func checkFlags(t Type, flags, version byte) error {
+	switch {
+	case t == 0:
+		return fmt.Errorf("%w: reserved packet type 0", ErrMalformed)
+	case t == Auth && version != Version5:
+		return fmt.Errorf("%w: reserved packet type 15 before MQTT 5", ErrMalformed)
+	case t == Publish:
+		if flags&0x06 == 0x06 {
+			return fmt.Errorf("%w: PUBLISH with QoS 3 [MQTT-3.3.1-4]", ErrMalformed)
+		}
+		if flags&0x08 != 0 && flags&0x06 == 0 {
+			return fmt.Errorf("%w: PUBLISH with DUP set at QoS 0 [MQTT-3.3.1-2]", ErrMalformed)
+		}
+	case t == Pubrel || t == Subscribe || t == Unsubscribe:
+		if flags != 0x02 {
+			return fmt.Errorf("%w: %s fixed header flags 0x%X, want 0x2 [MQTT-2.2.2-2]", ErrMalformed, t, flags)
+		}
+	default:
+		if flags != 0 {
+			return fmt.Errorf("%w: %s fixed header flags 0x%X, want 0 [MQTT-2.2.2-2]", ErrMalformed, t, flags)
+		}
+	}
+	return nil
+}
