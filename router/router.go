@@ -1,0 +1,245 @@
+package router
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Options configure a Router. The zero value gives the defaults.
+type Options struct {
+	// CacheSize bounds the match cache in topics. 0 means 4096; a negative value disables the cache.
+	CacheSize int
+	// MaxQueueMessages bounds the messages one queue holds, waiting plus unacknowledged. 0 means 100000.
+	// When full, Publish returns ErrQueueFull and does not store the message (drop-tail).
+	MaxQueueMessages int
+	// MaxQueueBytes bounds the bytes (bodies and headers) one queue holds, waiting plus unacknowledged.
+	// 0 means 64 MiB. Same full policy as MaxQueueMessages.
+	MaxQueueBytes int64
+}
+
+// Defaults applied by New to zero Options fields.
+const (
+	DefaultCacheSize        = 4096
+	DefaultMaxQueueMessages = 100000
+	DefaultMaxQueueBytes    = 64 << 20
+)
+
+// Router routes messages inside one virtual host: topic fan-out through the subscription trie, retained
+// messages, and queues with competing consumers. It is safe for concurrent use.
+type Router struct {
+	opts     Options
+	topics   *trie
+	retained *retainStore
+
+	qmu    sync.RWMutex
+	queues map[string]*queue
+
+	nextID    atomic.Uint64
+	published atomic.Uint64
+	delivered atomic.Uint64
+	dropped   atomic.Uint64
+	full      atomic.Uint64
+	closed    atomic.Bool
+}
+
+// New returns a Router with o's zero fields set to their defaults.
+func New(o Options) *Router {
+	if o.CacheSize == 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	if o.MaxQueueMessages <= 0 {
+		o.MaxQueueMessages = DefaultMaxQueueMessages
+	}
+	if o.MaxQueueBytes <= 0 {
+		o.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	return &Router{
+		opts:     o,
+		topics:   newTrie(o.CacheSize),
+		retained: newRetainStore(),
+		queues:   make(map[string]*queue),
+	}
+}
+
+// Subscribe adds a topic subscription (filter kind Topic or TempTopic). A subscription with Share set joins
+// the group of subscriptions with the same Share and the same filter; each message goes to one member of
+// the group. Subscribe the same pointer only once; Unsubscribe takes it back. Regex segments without a
+// compiled Re are compiled here.
+func (r *Router) Subscribe(s *Subscription) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if s == nil || s.Sink == nil {
+		return fmt.Errorf("%w: subscription has no sink", ErrInvalidFilter)
+	}
+	ri, ok := rootIndex(s.Filter.Kind)
+	if !ok {
+		return fmt.Errorf("%w: cannot subscribe to a %s; use Consume", ErrInvalidFilter, s.Filter.Kind)
+	}
+	if err := checkFilter(&s.Filter); err != nil {
+		return err
+	}
+	r.topics.insert(ri, s)
+	return nil
+}
+
+// Unsubscribe removes a subscription added by Subscribe; an unknown one is ignored.
+func (r *Router) Unsubscribe(s *Subscription) {
+	if s == nil {
+		return
+	}
+	if ri, ok := rootIndex(s.Filter.Kind); ok {
+		r.topics.remove(ri, s)
+	}
+}
+
+// Match returns the subscriptions matching the Topic path, as an immutable snapshot.
+func (r *Router) Match(path []string) *Result {
+	return r.topics.match(0, path)
+}
+
+// MatchDest returns the subscriptions matching a Topic or TempTopic destination.
+func (r *Router) MatchDest(d Destination) *Result {
+	ri, ok := rootIndex(d.Kind)
+	if !ok {
+		return emptyResult
+	}
+	return r.topics.match(ri, d.Path)
+}
+
+// Retained returns the retained messages f matches (f's kind Topic or TempTopic), oldest first: a snapshot
+// for a new subscription, with no cap. Wildcards follow the subscription rules, including [MQTT-4.7.2-1].
+func (r *Router) Retained(f Filter) []*Message {
+	ri, ok := rootIndex(f.Kind)
+	if !ok || len(f.Segs) == 0 {
+		return nil
+	}
+	for _, s := range f.Segs {
+		if s.Kind == SegRegex && s.Re == nil {
+			if checkFilter(&f) != nil {
+				return nil
+			}
+			break
+		}
+	}
+	return r.retained.match(ri, &f, nowMillis())
+}
+
+// PublishResult tells the publisher what happened to one message.
+type PublishResult struct {
+	// Delivered counts the sinks that accepted a delivery during this call (for a queue: deliveries made
+	// by the dispatch this call ran, which may include earlier waiting messages).
+	Delivered int
+	// Dropped counts topic subscriptions (or share groups) whose sinks were all full.
+	Dropped int
+	// Err is ErrQueueFull when a queue had no room (the message was not stored), ErrClosed after Close,
+	// or ErrInvalidName for a destination with no path.
+	Err error
+}
+
+// Publish routes m. It assigns m.ID when zero; after that m must not be modified.
+//
+// Topic and TempTopic: a message with Retain set replaces the topic's retained message, or clears it when
+// the body is empty; then every matching subscription's Sink.Deliver is called on this goroutine (it must
+// not block), and a false return counts as a drop.
+//
+// Queue, TempQueue and DurableSub: the message is appended to the named queue (created on first use) and
+// dispatched to a consumer with credit. A full queue rejects it with ErrQueueFull (drop-tail); the caller
+// decides what to tell the publisher.
+func (r *Router) Publish(m *Message) PublishResult {
+	if r.closed.Load() {
+		return PublishResult{Err: ErrClosed}
+	}
+	if len(m.Dest.Path) == 0 {
+		return PublishResult{Err: fmt.Errorf("%w: empty path", ErrInvalidName)}
+	}
+	if m.ID == 0 {
+		m.ID = r.nextID.Add(1)
+	}
+	r.published.Add(1)
+	if queueKind(m.Dest.Kind) {
+		q := r.lockedQueue(m.Dest, true)
+		n, err := q.enqueueLocked(m)
+		q.mu.Unlock()
+		if err != nil {
+			r.full.Add(1)
+		}
+		return PublishResult{Delivered: n, Err: err}
+	}
+	ri, ok := rootIndex(m.Dest.Kind)
+	if !ok {
+		return PublishResult{Err: fmt.Errorf("%w: unknown kind %d", ErrInvalidName, m.Dest.Kind)}
+	}
+	if m.Retain {
+		// Before matching: a subscriber that reads retained messages after subscribing then either sees
+		// this one there or gets it live.
+		if len(m.Body) == 0 {
+			r.retained.clear(ri, m.Dest.Path)
+		} else {
+			r.retained.set(ri, m.Dest.Path, m)
+		}
+	}
+	res := r.topics.match(ri, m.Dest.Path)
+	var pr PublishResult
+	d := Delivery{Msg: m}
+	for _, s := range res.Subs {
+		d.Sub = s
+		if s.Sink.Deliver(d) {
+			pr.Delivered++
+		} else {
+			pr.Dropped++
+		}
+	}
+	for _, g := range res.Groups {
+		if g.deliver(d) {
+			pr.Delivered++
+		} else {
+			pr.Dropped++
+		}
+	}
+	if pr.Delivered > 0 {
+		r.delivered.Add(uint64(pr.Delivered))
+	}
+	if pr.Dropped > 0 {
+		r.dropped.Add(uint64(pr.Dropped))
+	}
+	return pr
+}
+
+// Stats are the router's counters and sizes.
+type Stats struct {
+	Published, Delivered, Dropped uint64
+	QueueFull                     uint64 // publishes rejected with ErrQueueFull
+	Subscriptions                 int    // topic subscriptions
+	Retained                      int    // retained messages
+	Queues                        int    // queues in use
+	CachedTopics                  int    // entries in the match cache
+}
+
+// Stats returns a snapshot of the counters.
+func (r *Router) Stats() Stats {
+	s := Stats{
+		Published: r.published.Load(),
+		Delivered: r.delivered.Load(),
+		Dropped:   r.dropped.Load(),
+		QueueFull: r.full.Load(),
+		Retained:  r.retained.len(),
+	}
+	r.topics.mu.RLock()
+	s.Subscriptions = r.topics.count
+	r.topics.mu.RUnlock()
+	r.qmu.RLock()
+	s.Queues = len(r.queues)
+	r.qmu.RUnlock()
+	if r.topics.cache != nil {
+		s.CachedTopics = r.topics.cache.len()
+	}
+	return s
+}
+
+// Close makes later Publish, Subscribe and Consume calls fail with ErrClosed. It starts no goroutines and
+// so has none to stop; existing consumers may still Ack, Nack and Close.
+func (r *Router) Close() {
+	r.closed.Store(true)
+}
