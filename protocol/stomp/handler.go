@@ -1,0 +1,141 @@
+// Package stomp is Lyre's STOMP 1.0/1.1/1.2 front-end: it decodes frames from a protocol.Conn, runs the
+// session state machine and translates STOMP destinations into router destinations and back.
+//
+// Concurrency: Serve runs on the connection's reader goroutine, which owns frame decoding, the session
+// state and every router call. Router deliveries (subscription.Deliver) run on publishers' goroutines,
+// possibly while the router holds a queue lock; they only encode into the connection's outbound queue and
+// touch state guarded by session.mu, and never call the router. Lock order: router → Conn outbound →
+// session.mu. The reader never holds session.mu while calling the router or Conn.Begin.
+//
+// Decisions where the spec leaves room:
+//   - A CONNECT without a host header goes to the default virtual host; an unknown host is an ERROR.
+//   - message-id is the router's message ID, the same for every subscriber of one message; the 1.2 ack
+//     header is a per-session delivery number, so each delivery is acknowledged individually.
+//   - Topic messages that do not fit in the outbound queue are dropped and counted (DESIGN.md §5);
+//     queue messages stay in the queue until the connection drains.
+//   - ACK or NACK of an id this session issued but no longer tracks (already acknowledged, or a topic
+//     delivery) is ignored; an id never issued is an ERROR.
+//   - Control frames (RECEIPT, ERROR) that do not fit in the outbound queue mean the client is not reading:
+//     the connection is closed as a slow consumer.
+package stomp
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
+)
+
+// ServerName is the CONNECTED frame's server header.
+const ServerName = "lyre/0.1.0"
+
+// Defaults of the Handler's tunables.
+const (
+	// DefaultHeartBeat is the server's side of heart-beat negotiation, both directions.
+	DefaultHeartBeat = 10 * time.Second
+	// DefaultCredit is the number of unacknowledged queue messages a client or client-individual
+	// subscriber may hold, unless its SUBSCRIBE asks for another prefetch-count.
+	DefaultCredit = 1000
+	// MaxTransactionFrames bounds the frames buffered in one transaction; more is an ERROR.
+	MaxTransactionFrames = 10000
+	// MaxTransactions bounds the open transactions of one session; more is an ERROR.
+	MaxTransactions = 100
+)
+
+// Handler serves STOMP connections; it implements protocol.Handler. Set its fields before the server starts.
+type Handler struct {
+	hosts    *virtualhost.Registry
+	log      *zap.Logger
+	grammars protocol.GrammarCache
+
+	defaultOnce    sync.Once
+	defaultGrammar *router.Grammar
+	defaultErr     error
+
+	// HeartBeatSend is the smallest interval at which the server sends heart-beats (the sx of CONNECTED's
+	// heart-beat header); 0 means the server does not send them. NewHandler sets DefaultHeartBeat.
+	HeartBeatSend time.Duration
+	// HeartBeatReceive is the interval at which the server wants the client's heart-beats (sy); 0 means
+	// none. A client silent for 1.5 times the negotiated interval is disconnected. NewHandler sets
+	// DefaultHeartBeat.
+	HeartBeatReceive time.Duration
+
+	// dropped counts topic messages dropped because a subscriber's outbound queue was full.
+	dropped atomic.Uint64
+}
+
+// NewHandler returns a STOMP handler serving the virtual hosts of hosts.
+func NewHandler(hosts *virtualhost.Registry, log *zap.Logger) *Handler {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Handler{hosts: hosts, log: log, HeartBeatSend: DefaultHeartBeat, HeartBeatReceive: DefaultHeartBeat}
+}
+
+// Dropped returns the number of topic messages dropped so far because a subscriber could not keep up.
+func (h *Handler) Dropped() uint64 { return h.dropped.Load() }
+
+// Serve runs one STOMP connection until it ends; it implements protocol.Handler.
+func (h *Handler) Serve(c *protocol.Conn) {
+	cfg := withDefaults(c.Connector().STOMP)
+	g, err := h.grammar(c.Connector())
+	if err != nil {
+		// A connector whose grammar does not build cannot serve anyone; conf validation should catch it.
+		c.Log().Error("stomp grammar", zap.Error(err))
+		c.Close(err)
+		return
+	}
+	s := &session{
+		h:   h,
+		c:   c,
+		cfg: cfg,
+		g:   g,
+		id:  "lyre-" + strconv.FormatUint(c.ID(), 10),
+	}
+	s.dr = deadlineReader{c: c, r: c.Reader()}
+	s.rd = NewReader(&s.dr, Limits{
+		MaxHeaders:      cfg.MaxHeaders,
+		MaxHeaderLength: int(cfg.MaxHeaderLength),
+		MaxBodyLength:   cfg.MaxMessageLength,
+	})
+	s.run()
+}
+
+// withDefaults fills the zero fields of a connector's stomp block with conf's defaults, so a Connector
+// built in code (tests, embedding) behaves like a loaded one.
+func withDefaults(c conf.STOMP) conf.STOMP {
+	if c.MaxMessageLength <= 0 {
+		c.MaxMessageLength = conf.DefaultMaxMessageLength
+	}
+	if c.DieDelay <= 0 {
+		c.DieDelay = conf.DefaultDieDelay
+	}
+	if c.MaxHeaders <= 0 {
+		c.MaxHeaders = conf.DefaultMaxHeaders
+	}
+	if c.MaxHeaderLength <= 0 {
+		c.MaxHeaderLength = conf.DefaultMaxHeaderLength
+	}
+	return c
+}
+
+// grammar returns the connector's STOMP grammar. A connector whose stomp block has no grammar at all
+// (built in code rather than loaded by conf) gets the STOMP defaults.
+func (h *Handler) grammar(c *conf.Connector) (*router.Grammar, error) {
+	if c.STOMP.PathSeparator != "" {
+		return h.grammars.Get(c, protocol.STOMP)
+	}
+	h.defaultOnce.Do(func() {
+		h.defaultGrammar, h.defaultErr = protocol.NewGrammar(protocol.STOMP, conf.STOMPGrammarDefaults)
+	})
+	return h.defaultGrammar, h.defaultErr
+}
+
+var _ protocol.Handler = (*Handler)(nil)

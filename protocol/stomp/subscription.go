@@ -1,0 +1,364 @@
+package stomp
+
+import (
+	"slices"
+	"sort"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/go-stomp/stomp/v3/frame"
+
+	"github.com/lyremq/lyre/router"
+)
+
+// ackMode is a subscription's STOMP ack mode (STOMP 1.2 "SUBSCRIBE ack Header").
+type ackMode uint8
+
+const (
+	ackAuto             ackMode = iota // the server considers a message acknowledged once sent
+	ackClient                          // ACK is cumulative: it covers every earlier message of the subscription
+	ackClientIndividual                // ACK covers one message
+)
+
+// subscription is one SUBSCRIBE: one router subscription or queue consumer per destination it names.
+// It is the router.Sink of all of them.
+type subscription struct {
+	s      *session
+	id     string
+	mode   ackMode
+	routes []route // reader goroutine only
+
+	closed atomic.Bool // set by UNSUBSCRIBE; late deliveries are refused
+
+	// pending holds the unacknowledged queue deliveries in delivery order (ackID ascending); guarded by
+	// session.mu. Its length is bounded by the consumer credit the router enforces.
+	pending []pendingAck
+}
+
+type route struct {
+	rs   *router.Subscription
+	cons *router.Consumer // nil for a topic subscription
+}
+
+// pendingAck is one queue delivery awaiting ACK or NACK.
+type pendingAck struct {
+	ackID uint64
+	msgID uint64
+	seq   uint64
+	rs    *router.Subscription // which route's consumer delivered it
+}
+
+// subscribe handles SUBSCRIBE (STOMP 1.2 "SUBSCRIBE"). Queue destinations get a competing consumer;
+// topic filters may use wildcards and regex segments and receive the retained messages they match.
+func (s *session) subscribe(f *frame.Frame) error {
+	dest, ok := f.Header.Contains(frame.Destination)
+	if !ok || dest == "" {
+		return protoErr("missing destination", "SUBSCRIBE requires a destination header")
+	}
+	id, ok := f.Header.Contains(frame.Id)
+	if !ok || id == "" {
+		if s.version >= v11 {
+			return protoErr("missing id", "SUBSCRIBE requires an id header in STOMP 1.1 and later")
+		}
+		id = dest // STOMP 1.0: the destination names the subscription
+	}
+	if s.subs[id] != nil {
+		return protoErr("duplicate subscription", "subscription id %q is already in use", id)
+	}
+	sub := &subscription{s: s, id: id}
+	switch a := f.Header.Get(frame.Ack); a {
+	case "", frame.AckAuto:
+		sub.mode = ackAuto
+	case frame.AckClient:
+		sub.mode = ackClient
+	case frame.AckClientIndividual:
+		if s.version < v11 {
+			return protoErr("invalid ack mode", "client-individual needs STOMP 1.1 or later")
+		}
+		sub.mode = ackClientIndividual
+	default:
+		return protoErr("invalid ack mode", "ack must be auto, client or client-individual, got %q", a)
+	}
+	credit := DefaultCredit
+	if p, ok := f.Header.Contains("prefetch-count"); ok {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 {
+			return protoErr("invalid prefetch-count", "prefetch-count must be a positive integer, got %q", p)
+		}
+		credit = n
+	}
+
+	names := s.g.SplitComposite(dest)
+	filters := make([]router.Filter, len(names))
+	for i, name := range names {
+		flt, err := s.g.ParseFilter(name)
+		if err != nil {
+			return &frameError{msg: "invalid destination", detail: err.Error(), cause: err}
+		}
+		switch flt.Kind {
+		case router.Topic, router.TempTopic, router.Queue, router.TempQueue:
+		default:
+			return protoErr("invalid destination", "%q: %s destinations cannot be subscribed to", name, flt.Kind)
+		}
+		filters[i] = flt
+	}
+	for i, flt := range filters {
+		rs := &router.Subscription{Filter: flt, Sink: sub, QoS: 1, ID: id}
+		var err error
+		r := route{rs: rs}
+		if flt.Kind == router.Queue || flt.Kind == router.TempQueue {
+			r.cons, err = s.rt.Consume(rs, router.ConsumerOptions{Credit: credit, AutoAck: sub.mode == ackAuto})
+			if err == nil {
+				s.mu.Lock()
+				s.consumers = append(s.consumers, r.cons)
+				s.mu.Unlock()
+			}
+		} else {
+			err = s.rt.Subscribe(rs)
+		}
+		if err != nil {
+			sub.close()
+			return &frameError{msg: "subscribe failed", detail: names[i] + ": " + err.Error(), cause: err}
+		}
+		sub.routes = append(sub.routes, r)
+	}
+	s.subs[id] = sub
+	// Retained messages after the subscription exists, so none published meanwhile is missed.
+	for _, r := range sub.routes {
+		if r.cons != nil {
+			continue
+		}
+		for _, m := range s.rt.Retained(r.rs.Filter) {
+			sub.Deliver(router.Delivery{Msg: m, Sub: r.rs, Retained: true})
+		}
+	}
+	return nil
+}
+
+// unsubscribe handles UNSUBSCRIBE (STOMP 1.2 "UNSUBSCRIBE"); 1.0 clients may name the destination instead.
+func (s *session) unsubscribe(f *frame.Frame) error {
+	id, ok := f.Header.Contains(frame.Id)
+	if !ok || id == "" {
+		if s.version >= v11 {
+			return protoErr("missing id", "UNSUBSCRIBE requires an id header in STOMP 1.1 and later")
+		}
+		id = f.Header.Get(frame.Destination)
+	}
+	sub := s.subs[id]
+	if sub == nil {
+		return protoErr("unknown subscription", "no subscription has id %q", id)
+	}
+	delete(s.subs, id)
+	sub.close()
+	return nil
+}
+
+// close ends the subscription's routes. Unacknowledged queue messages return to their queues.
+func (sub *subscription) close() {
+	s := sub.s
+	sub.closed.Store(true)
+	s.mu.Lock()
+	sub.pending = nil
+	s.consumers = slices.DeleteFunc(s.consumers, func(c *router.Consumer) bool {
+		return slices.ContainsFunc(sub.routes, func(r route) bool { return r.cons == c })
+	})
+	s.mu.Unlock()
+	for _, r := range sub.routes {
+		if r.cons != nil {
+			r.cons.Close()
+		} else {
+			s.rt.Unsubscribe(r.rs)
+		}
+	}
+	sub.routes = nil
+}
+
+// ack handles ACK and NACK (STOMP 1.2 "ACK", "NACK"). 1.2 names the delivery by the MESSAGE's ack header
+// (id); 1.1 by message-id and subscription; 1.0 by message-id. In client mode an ACK or NACK covers
+// every earlier unacknowledged message of the subscription too.
+func (s *session) ack(f *frame.Frame, nack bool) error {
+	var sub *subscription
+	var idx int
+	found := false
+	if s.version >= v12 {
+		raw, ok := f.Header.Contains(frame.Id)
+		if !ok {
+			return protoErr("missing id", "%s requires an id header in STOMP 1.2", f.Command)
+		}
+		ackID, err := strconv.ParseUint(raw, 10, 64)
+		s.mu.Lock()
+		issued := s.ackSeq
+		s.mu.Unlock()
+		if err != nil || ackID == 0 || ackID > issued {
+			return protoErr("unknown ack id", "%s id %q does not name a message sent in this session", f.Command, raw)
+		}
+		s.mu.Lock()
+		for _, cand := range s.subs {
+			i := sort.Search(len(cand.pending), func(i int) bool { return cand.pending[i].ackID >= ackID })
+			if i < len(cand.pending) && cand.pending[i].ackID == ackID {
+				sub, idx, found = cand, i, true
+				break
+			}
+		}
+		if !found {
+			s.mu.Unlock()
+			return nil // already acknowledged, or a topic delivery: nothing to settle
+		}
+	} else {
+		raw, ok := f.Header.Contains(frame.MessageId)
+		if !ok {
+			return protoErr("missing message-id", "%s requires a message-id header before STOMP 1.2", f.Command)
+		}
+		msgID, err := strconv.ParseUint(raw, 10, 64)
+		if err != nil {
+			return protoErr("unknown message-id", "%s message-id %q does not name a message of this server", f.Command, raw)
+		}
+		var cands []*subscription
+		if sid, ok := f.Header.Contains(frame.Subscription); ok {
+			if sub := s.subs[sid]; sub != nil {
+				cands = []*subscription{sub}
+			} else {
+				return protoErr("unknown subscription", "no subscription has id %q", sid)
+			}
+		} else if s.version >= v11 {
+			return protoErr("missing subscription", "%s requires a subscription header in STOMP 1.1", f.Command)
+		} else {
+			for _, c := range s.subs {
+				cands = append(cands, c)
+			}
+		}
+		s.mu.Lock()
+		for _, cand := range cands {
+			for i := range cand.pending {
+				if cand.pending[i].msgID == msgID {
+					sub, idx, found = cand, i, true
+					break
+				}
+			}
+			if found {
+				break
+			}
+		}
+		if !found {
+			s.mu.Unlock()
+			return nil
+		}
+	}
+	// s.mu is held here.
+	var settled []pendingAck
+	if sub.mode == ackClient {
+		settled = slices.Clone(sub.pending[:idx+1])
+		sub.pending = slices.Delete(sub.pending, 0, idx+1)
+	} else {
+		settled = []pendingAck{sub.pending[idx]}
+		sub.pending = slices.Delete(sub.pending, idx, idx+1)
+	}
+	s.mu.Unlock()
+	for _, p := range settled {
+		cons := sub.consumer(p.rs)
+		if cons == nil {
+			continue
+		}
+		if nack {
+			cons.Nack(p.seq)
+		} else {
+			cons.Ack(p.seq)
+		}
+	}
+	return nil
+}
+
+// consumer returns the queue consumer of the route rs; reader goroutine only.
+func (sub *subscription) consumer(rs *router.Subscription) *router.Consumer {
+	for _, r := range sub.routes {
+		if r.rs == rs {
+			return r.cons
+		}
+	}
+	return nil
+}
+
+// Deliver encodes a MESSAGE frame into the connection's outbound queue. It runs on the publisher's
+// goroutine, possibly under a router queue lock, so it never blocks and never calls the router. When the
+// queue is full it returns false: the router counts a dropped topic message, or keeps a queue message and
+// waits for Consumer.Resume, which the session calls once the connection drains.
+func (sub *subscription) Deliver(d router.Delivery) bool {
+	s := sub.s
+	if sub.closed.Load() {
+		return false
+	}
+	b, ok := s.c.Begin()
+	if !ok {
+		if d.Seq != 0 {
+			s.mu.Lock()
+			s.blocked = true
+			s.mu.Unlock()
+			// The writer may have drained between Begin and blocked=true, and would not call OnDrain again.
+			if s.c.Pending() == 0 {
+				select {
+				case <-s.c.Done():
+				default:
+					go s.drained()
+				}
+			}
+		} else {
+			s.h.dropped.Add(1)
+		}
+		return false
+	}
+	var ackID uint64
+	if sub.mode != ackAuto {
+		// Under the outbound lock, so ack numbers follow the order frames are queued in.
+		s.mu.Lock()
+		if sub.closed.Load() {
+			s.mu.Unlock()
+			s.c.Commit(b)
+			return false
+		}
+		s.ackSeq++
+		ackID = s.ackSeq
+		if d.Seq != 0 {
+			sub.pending = append(sub.pending, pendingAck{ackID: ackID, msgID: d.Msg.ID, seq: d.Seq, rs: d.Sub})
+		}
+		s.mu.Unlock()
+	}
+	s.c.Commit(sub.appendMessage(b, d, ackID))
+	return true
+}
+
+// appendMessage encodes d as a MESSAGE frame (STOMP 1.2 "MESSAGE"). The destination is rendered in this
+// connector's grammar, so a message published over MQTT reads as a STOMP name.
+func (sub *subscription) appendMessage(b []byte, d router.Delivery, ackID uint64) []byte {
+	s, m, v := sub.s, d.Msg, sub.s.version
+	b = appendCommand(b, frame.MESSAGE)
+	b = appendHeader(b, v, frame.Subscription, sub.id)
+	b = appendHeaderUint(b, frame.MessageId, m.ID)
+	b = appendHeader(b, v, frame.Destination, s.g.RenderMessage(m))
+	if ackID != 0 && v >= v12 {
+		b = appendHeaderUint(b, frame.Ack, ackID)
+	}
+	if m.ContentType != "" {
+		b = appendHeader(b, v, frame.ContentType, m.ContentType)
+	}
+	if m.Persistent {
+		b = append(b, "persistent:true\n"...)
+	}
+	if m.Expires > 0 {
+		b = appendHeaderUint(b, "expires", uint64(m.Expires))
+	}
+	if d.Redeliveries > 0 {
+		b = append(b, "redelivered:true\n"...)
+	}
+	if n := s.cfg.AddRedeliveriesHeader; n != "" {
+		b = appendHeaderUint(b, n, uint64(d.Redeliveries))
+	}
+	for _, h := range m.Headers {
+		if !reservedHeader(h.Name) && h.Name != s.cfg.AddRedeliveriesHeader {
+			b = appendHeader(b, v, h.Name, h.Value)
+		}
+	}
+	b = appendHeaderUint(b, frame.ContentLength, uint64(len(m.Body)))
+	return appendBody(b, m.Body)
+}
+
+var _ router.Sink = (*subscription)(nil)
