@@ -1,0 +1,407 @@
+// Package mqtt is Lyre's MQTT 3.1 / 3.1.1 front-end: it turns a recognised connection into a session
+// bound to one virtual host's router.
+//
+// Concurrency. A connection's reader goroutine (Handler.Serve) owns decoding, the session state machine
+// and every call into the router. Deliveries arrive on publishers' goroutines (Session.Deliver, possibly
+// with a router queue lock held): they take only the session's own mutex and append to the connection's
+// outbound queue, never blocking and never calling the router. Lock order: session.mu → the connection's
+// outbound lock. The router is never called with session.mu held.
+//
+// Decisions where the specification leaves room:
+//   - MQTT 5 clients are refused with CONNACK 0x84 (unsupported protocol version) in the 5.0 encoding.
+//   - A client id may be up to 65535 bytes in 3.1.1 (MQTT 3.1: 23); an empty id with clean session gets
+//     a unique "lyre-…" id.
+//   - Queues: a topic starting with the connector's queue_prefix names a router queue. PUBLISH enqueues;
+//     SUBSCRIBE makes the session a competing consumer with credit max_inflight, granted at most QoS 1:
+//     a QoS 0 consumer acknowledges on send, a QoS 1 consumer on PUBACK. Unacknowledged queue messages go
+//     back to the queue when the connection ends, also for a persistent session.
+//   - A PUBLISH with QoS ≥ 1 refused by a full queue closes the connection without acknowledging it, so
+//     the client resends it later (3.1.1 has no negative acknowledgement).
+//   - Wills are published when the connection ends for any reason other than DISCONNECT, including
+//     takeover by the same client id and broker shutdown.
+//   - Sessions with clean session off live in memory (per virtual host) until a clean-session connection
+//     with the same client id discards them; they keep QoS ≥ 1 messages while offline up to
+//     max_queued_messages, dropping the oldest (counted and logged) beyond it.
+package mqtt
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
+)
+
+// Close reasons. They are the connection's close reason, logged once by the connection core.
+var (
+	errFirstNotConnect   = errors.New("mqtt: first packet is not CONNECT [MQTT-3.1.0-1]")
+	errSecondConnect     = errors.New("mqtt: second CONNECT [MQTT-3.1.0-2]")
+	errKeepAlive         = errors.New("mqtt: keep-alive expired [MQTT-3.1.2-24]")
+	errConnectTimeout    = errors.New("mqtt: no CONNECT in time")
+	errTakenOver         = errors.New("mqtt: session taken over by a new connection with the same client id [MQTT-3.1.4-2]")
+	errTakeoverTimeout   = errors.New("mqtt: previous connection with the same client id did not end in time")
+	errRefused           = errors.New("mqtt: connection refused")
+	errInvalidTopic      = errors.New("mqtt: invalid topic name")
+	errUnexpectedPacket  = errors.New("mqtt: unexpected packet type")
+	errQueueFull         = errors.New("mqtt: queue full, message not acknowledged")
+	errNoHost            = errors.New("mqtt: no virtual host")
+	errOutboundClosed    = errors.New("mqtt: outbound closed")
+	errDisconnectRequest = errors.New("mqtt: client disconnected")
+	// errClosing ends Serve after the connection was already told to close (CONNACK refusal).
+	errClosing = errors.New("mqtt: closing")
+)
+
+// CONNACK return codes (MQTT 3.1.1 §3.2.2.3) and the one MQTT 5 reason code used here.
+const (
+	connAccepted           byte = 0x00
+	connBadVersion         byte = 0x01
+	connIDRejected         byte = 0x02
+	connServerUnavailable  byte = 0x03
+	connBadCredentials     byte = 0x04
+	connNotAuthorized      byte = 0x05
+	connV5UnsupportedLevel byte = 0x84
+	subackFailure          byte = 0x80
+)
+
+const (
+	// connectTimeout bounds the wait for CONNECT when the connector sets no detect timeout.
+	connectTimeout = 10 * time.Second
+	// takeoverWait bounds how long a new connection waits for the one it replaces to release the session.
+	takeoverWait = 5 * time.Second
+	// maxClientID31 is MQTT 3.1's client identifier limit.
+	maxClientID31 = 23
+)
+
+// Handler serves MQTT connections. One Handler serves every connector; it keeps one session registry
+// per virtual host so a client id is unique within its host.
+type Handler struct {
+	hosts    *virtualhost.Registry
+	log      *zap.Logger
+	grammars protocol.GrammarCache
+
+	mu         sync.Mutex
+	registries map[*virtualhost.Host]*registry
+}
+
+// NewHandler returns a handler routing into hosts. log receives handler-level events; per-connection
+// events go to the connection's logger.
+func NewHandler(hosts *virtualhost.Registry, log *zap.Logger) *Handler {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Handler{hosts: hosts, log: log, registries: make(map[*virtualhost.Host]*registry)}
+}
+
+func (h *Handler) registry(host *virtualhost.Host) *registry {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.registries[host]
+	if r == nil {
+		r = &registry{sessions: make(map[string]*session)}
+		h.registries[host] = r
+	}
+	return r
+}
+
+// SessionCount returns the number of sessions (connected or kept offline) of a virtual host.
+func (h *Handler) SessionCount(host *virtualhost.Host) int {
+	r := h.registry(host)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sessions)
+}
+
+// limits are a connector's MQTT options with defaults applied.
+type limits struct {
+	maxPacket   int
+	dieDelay    time.Duration
+	maxInflight int
+	maxQueued   int
+	maxSubs     int
+	maxLevels   int
+}
+
+func limitsOf(c *conf.Connector) limits {
+	m := c.MQTT
+	l := limits{
+		maxPacket:   conf.DefaultMaxMessageLength,
+		dieDelay:    conf.DefaultDieDelay,
+		maxInflight: conf.DefaultMaxInflight,
+		maxQueued:   conf.DefaultMaxQueuedMessages,
+		maxSubs:     m.MaxSubscriptions,
+		maxLevels:   conf.DefaultMaxTopicLevels,
+	}
+	if m.MaxMessageLength > 0 {
+		l.maxPacket = int(min(m.MaxMessageLength, int64(^uint(0)>>1)))
+	}
+	if m.DieDelay > 0 {
+		l.dieDelay = m.DieDelay
+	}
+	if m.MaxInflight > 0 {
+		l.maxInflight = min(m.MaxInflight, 65535)
+	}
+	if m.MaxQueuedMessages > 0 {
+		l.maxQueued = m.MaxQueuedMessages
+	}
+	if m.MaxTopicLevels > 0 {
+		l.maxLevels = m.MaxTopicLevels
+	}
+	return l
+}
+
+// client is one network connection's state, owned by its reader goroutine.
+type client struct {
+	h       *Handler
+	c       *protocol.Conn
+	lim     limits
+	g       *router.Grammar
+	rd      *packet.Reader
+	host    *virtualhost.Host
+	rt      *router.Router
+	version byte
+	keep    time.Duration // read deadline after each packet: 1.5 × keep-alive; 0 = none
+	sess    *session
+	att     *attachment
+	will    *router.Message
+	user    string
+	drain   chan struct{} // cap 1: OnDrain fired; wakes a reader waiting to queue a control packet
+}
+
+// Serve implements protocol.Handler.
+func (h *Handler) Serve(c *protocol.Conn) {
+	cl := &client{h: h, c: c, lim: limitsOf(c.Connector()), drain: make(chan struct{}, 1)}
+	g, err := h.grammars.Get(c.Connector(), protocol.MQTT)
+	if err != nil {
+		c.Close(err)
+		return
+	}
+	cl.g = g
+	cl.rd = packet.NewReader(c.Reader(), cl.lim.maxPacket)
+	// MQTT 3.1.1 has no server DISCONNECT: on broker shutdown flush what is queued and close.
+	c.OnShutdown(func() { c.CloseAfter(protocol.ErrServerClosed, cl.lim.dieDelay) })
+
+	if err := cl.connect(); err != nil {
+		if !errors.Is(err, errClosing) {
+			c.Close(err)
+		}
+		return
+	}
+	err = cl.loop()
+	graceful := errors.Is(err, errDisconnectRequest)
+	if !graceful {
+		c.Close(err)
+	}
+	cl.end(graceful)
+}
+
+// onDrain runs on the writer goroutine whenever the outbound queue empties.
+func (cl *client) onDrain() {
+	select {
+	case cl.drain <- struct{}{}:
+	default:
+	}
+	if s := cl.sess; s != nil {
+		s.drained(cl.c)
+	}
+}
+
+// connect reads and answers CONNECT. A nil error means the session is attached and CONNACK queued.
+func (cl *client) connect() error {
+	c := cl.c
+	dl := c.Connector().DetectTimeout
+	if dl <= 0 {
+		dl = connectTimeout
+	}
+	_ = c.SetReadDeadline(time.Now().Add(dl))
+	p, err := cl.rd.ReadPacket()
+	cp, isConnect := p.(*packet.ConnectPacket)
+	if errors.Is(err, packet.ErrUnsupportedVersion) && isConnect {
+		// [MQTT-3.1.2-2]: answer 0x01 and close. An MQTT 5 client gets the 5.0 encoding.
+		if cp.ProtocolLevel == packet.Version5 {
+			return cl.refuse(packet.Version5, connV5UnsupportedLevel, fmt.Errorf("%w: MQTT 5 not supported", errRefused))
+		}
+		return cl.refuse(packet.Version311, connBadVersion, fmt.Errorf("%w: %w", errRefused, err))
+	}
+	if err != nil {
+		return cl.readError(err, errConnectTimeout)
+	}
+	if !isConnect {
+		return fmt.Errorf("%w: got %s", errFirstNotConnect, p.Type())
+	}
+	if cp.ProtocolLevel != packet.Version31 && cp.ProtocolLevel != packet.Version311 {
+		code := connBadVersion
+		if cp.ProtocolLevel == packet.Version5 {
+			code = connV5UnsupportedLevel
+		}
+		return cl.refuse(cp.ProtocolLevel, code, fmt.Errorf("%w: protocol level %d", errRefused, cp.ProtocolLevel))
+	}
+	cl.version = cp.ProtocolLevel
+	cl.rd.SetVersion(cl.version)
+
+	id := cp.ClientID
+	switch {
+	case id == "" && (!cp.CleanSession || cl.version == packet.Version31):
+		// [MQTT-3.1.3-8]; MQTT 3.1 requires an id.
+		return cl.refuse(cl.version, connIDRejected, fmt.Errorf("%w: empty client id without clean session", errRefused))
+	case id == "":
+		id = newClientID()
+	case cl.version == packet.Version31 && utf8.RuneCountInString(id) > maxClientID31:
+		return cl.refuse(cl.version, connIDRejected, fmt.Errorf("%w: MQTT 3.1 client id longer than 23", errRefused))
+	}
+
+	host, user := cl.pickHost(cp)
+	if host == nil {
+		return cl.refuse(cl.version, connServerUnavailable, fmt.Errorf("%w: %w %q", errRefused, errNoHost, c.Connector().VirtualHost))
+	}
+	if _, err := host.Authenticate(user, cp.Password, cp.UsernameFlag); err != nil {
+		code := connNotAuthorized
+		if errors.Is(err, virtualhost.ErrBadCredentials) {
+			code = connBadCredentials
+		}
+		return cl.refuse(cl.version, code, fmt.Errorf("%w: %w", errRefused, err))
+	}
+	cl.host, cl.rt, cl.user = host, host.Router, user
+
+	if cp.WillFlag {
+		d, err := cl.parseTopic(cp.WillTopic)
+		if err != nil {
+			return fmt.Errorf("will topic: %w", err)
+		}
+		cl.will = &router.Message{Dest: d, Body: cp.WillPayload, QoS: cp.WillQoS, Persistent: cp.WillQoS > 0,
+			Retain: cp.WillRetain, Origin: cp.WillTopic, OriginGram: cl.g}
+	}
+	if cp.KeepAlive > 0 {
+		cl.keep = time.Duration(cp.KeepAlive) * time.Second * 3 / 2
+	}
+
+	s, present, err := cl.takeSession(id, cp.CleanSession)
+	if err != nil {
+		return err
+	}
+	cl.sess = s
+	if ce := c.Log().Check(zap.DebugLevel, "connect"); ce != nil {
+		ce.Write(zap.String("client_id", id), zap.String("vhost", host.Name), zap.String("user", user),
+			zap.Bool("clean_session", cp.CleanSession), zap.Bool("session_present", present),
+			zap.Uint16("keep_alive", cp.KeepAlive), zap.Uint8("level", cl.version))
+	}
+	// [MQTT-3.2.2-1] [MQTT-3.2.2-2]
+	if !cl.writePacket(&packet.ConnackPacket{SessionPresent: present, ReturnCode: connAccepted}) {
+		return errOutboundClosed
+	}
+	cl.resume()
+	return nil
+}
+
+// refuse queues a CONNACK with a non-zero code and closes the connection after die_delay at the latest.
+// The returned error ends Serve without a second close.
+func (cl *client) refuse(version, code byte, reason error) error {
+	if b, ok := cl.c.Begin(); ok {
+		cl.c.Commit(packet.Append(b, &packet.ConnackPacket{ReturnCode: code}, version))
+	}
+	cl.c.CloseAfter(reason, cl.lim.dieDelay)
+	return errClosing
+}
+
+// pickHost chooses the virtual host: the connector's, else a "user@host" user name naming a known host
+// (the user name is then the part before the '@'), else the default host.
+func (cl *client) pickHost(cp *packet.ConnectPacket) (*virtualhost.Host, string) {
+	user := cp.Username
+	if name := cl.c.Connector().VirtualHost; name != "" {
+		return cl.h.hosts.Lookup(name), user
+	}
+	if i := strings.LastIndexByte(user, '@'); cp.UsernameFlag && i >= 0 {
+		if host := cl.h.hosts.Lookup(user[i+1:]); host != nil {
+			return host, user[:i]
+		}
+	}
+	return cl.h.hosts.Default(), user
+}
+
+// newClientID returns an identifier no client is expected to choose: a prefix plus 64 random bits.
+func newClientID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "lyre-" + hex.EncodeToString(b[:])
+}
+
+// readError turns a failed read into the connection's close reason.
+func (cl *client) readError(err error, timeout error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return timeout
+	}
+	switch {
+	case errors.Is(err, packet.ErrMalformed), errors.Is(err, packet.ErrProtocolViolation),
+		errors.Is(err, packet.ErrPacketTooLarge), errors.Is(err, packet.ErrUnsupportedVersion):
+		// [MQTT-4.8.0-1]: close on a malformed packet or protocol violation.
+		return fmt.Errorf("mqtt: decode: %w", err)
+	}
+	return err
+}
+
+// parseTopic parses a PUBLISH or will topic name: no wildcards [MQTT-3.3.2-2], at most max_topic_levels.
+func (cl *client) parseTopic(topic string) (router.Destination, error) {
+	if topic == "" {
+		return router.Destination{}, fmt.Errorf("%w: empty [MQTT-4.7.3-1]", errInvalidTopic)
+	}
+	d, err := cl.g.ParseName(topic)
+	if err != nil {
+		return d, fmt.Errorf("%w: %w", errInvalidTopic, err)
+	}
+	if len(d.Path) > cl.lim.maxLevels {
+		return d, fmt.Errorf("%w: more than %d levels", errInvalidTopic, cl.lim.maxLevels)
+	}
+	return d, nil
+}
+
+// writePacket queues a control packet, waiting for room while the outbound queue is over its limit:
+// blocking this reader is the backpressure a client that does not read deserves. It reports false once
+// the connection is closing.
+func (cl *client) writePacket(p packet.Packet) bool {
+	for {
+		if b, ok := cl.c.Begin(); ok {
+			cl.c.Commit(packet.Append(b, p, cl.version))
+			return true
+		}
+		if !cl.waitDrain() {
+			return false
+		}
+	}
+}
+
+// writeAck is writePacket for the fixed-size acknowledgements, without allocating.
+func (cl *client) writeAck(t packet.Type, id uint16) bool {
+	for {
+		if b, ok := cl.c.Begin(); ok {
+			cl.c.Commit(packet.AppendAck(b, t, id, cl.version))
+			return true
+		}
+		if !cl.waitDrain() {
+			return false
+		}
+	}
+}
+
+// waitDrain waits until the outbound queue empties or the connection closes.
+func (cl *client) waitDrain() bool {
+	select {
+	case <-cl.drain:
+		return true
+	case <-cl.c.Done():
+		return false
+	case <-time.After(time.Second):
+		// Begin also refuses while CloseAfter flushes; Done then follows shortly.
+		return true
+	}
+}

@@ -1,0 +1,443 @@
+package mqtt
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/router"
+)
+
+// sharePrefix starts a shared subscription filter: $share/{group}/{filter}.
+const sharePrefix = "$share/"
+
+var errBadShare = errors.New("mqtt: invalid shared subscription")
+
+// loop reads and handles packets until the connection ends. It returns errDisconnectRequest after
+// DISCONNECT, else the reason to close with.
+func (cl *client) loop() error {
+	if cl.keep == 0 {
+		_ = cl.c.SetReadDeadline(time.Time{})
+	}
+	for {
+		if cl.keep > 0 {
+			// [MQTT-3.1.2-24] 1.5 × keep-alive without a packet closes the connection.
+			_ = cl.c.SetReadDeadline(time.Now().Add(cl.keep))
+		}
+		p, err := cl.rd.ReadPacket()
+		if err != nil {
+			return cl.readError(err, errKeepAlive)
+		}
+		if err := cl.handle(p); err != nil {
+			return err
+		}
+	}
+}
+
+func (cl *client) handle(p packet.Packet) error {
+	s := cl.sess
+	switch p := p.(type) {
+	case *packet.PublishPacket:
+		return cl.publish(p)
+	case *packet.PubackPacket:
+		cl.acked(s.complete(p.PacketID, waitPuback))
+	case *packet.PubrecPacket:
+		s.received(p.PacketID)
+		// Answered even for an unknown id, so the client can release its state.
+		if !cl.writeAck(packet.Pubrel, p.PacketID) {
+			return errOutboundClosed
+		}
+	case *packet.PubcompPacket:
+		cl.acked(s.complete(p.PacketID, waitPubcomp))
+	case *packet.PubrelPacket:
+		delete(s.awaitingRel, p.PacketID)
+		if !cl.writeAck(packet.Pubcomp, p.PacketID) {
+			return errOutboundClosed
+		}
+	case *packet.SubscribePacket:
+		return cl.subscribe(p)
+	case *packet.UnsubscribePacket:
+		return cl.unsubscribe(p)
+	case *packet.PingreqPacket:
+		if !cl.writePacket(&packet.PingrespPacket{}) {
+			return errOutboundClosed
+		}
+	case *packet.DisconnectPacket:
+		// [MQTT-3.14.4-3] the will is discarded.
+		return errDisconnectRequest
+	case *packet.ConnectPacket:
+		return errSecondConnect
+	default:
+		return fmt.Errorf("%w: %s from client", errUnexpectedPacket, p.Type())
+	}
+	return nil
+}
+
+// publish routes an inbound PUBLISH and acknowledges it once routed.
+func (cl *client) publish(p *packet.PublishPacket) error {
+	d, err := cl.parseTopic(p.Topic)
+	if err != nil {
+		return err
+	}
+	s := cl.sess
+	if p.QoS == 2 {
+		if _, dup := s.awaitingRel[p.PacketID]; dup {
+			// Exactly once: the first copy was routed, only the PUBREC is repeated [MQTT-4.3.3-2].
+			if !cl.writeAck(packet.Pubrec, p.PacketID) {
+				return errOutboundClosed
+			}
+			return nil
+		}
+	}
+	m := &router.Message{Dest: d, Body: p.Payload, QoS: p.QoS, Persistent: p.QoS > 0, Retain: p.Retain,
+		Origin: p.Topic, OriginGram: cl.g}
+	res := cl.rt.Publish(m)
+	if res.Err != nil {
+		if p.QoS == 0 {
+			if ce := cl.c.Log().Check(zap.DebugLevel, "publish dropped"); ce != nil {
+				ce.Write(zap.String("topic", p.Topic), zap.Error(res.Err))
+			}
+			return nil
+		}
+		return fmt.Errorf("%w: %s: %w", errQueueFull, p.Topic, res.Err)
+	}
+	switch p.QoS {
+	case 1:
+		if !cl.writeAck(packet.Puback, p.PacketID) {
+			return errOutboundClosed
+		}
+	case 2:
+		if s.awaitingRel == nil {
+			s.awaitingRel = make(map[uint16]struct{})
+		}
+		s.awaitingRel[p.PacketID] = struct{}{}
+		if !cl.writeAck(packet.Pubrec, p.PacketID) {
+			return errOutboundClosed
+		}
+	}
+	return nil
+}
+
+// acked finishes an outbound delivery: a queue message is acknowledged to its consumer.
+func (cl *client) acked(it outItem, ok bool) {
+	if ok && it.seq != 0 && it.entry.consumer != nil {
+		it.entry.consumer.Ack(it.seq)
+	}
+	cl.resumeConsumers()
+}
+
+// resumeConsumers lets queue consumers whose deliveries were refused try again.
+func (cl *client) resumeConsumers() {
+	for _, c := range cl.sess.takeResume() {
+		c.Resume()
+	}
+}
+
+// complete removes the inflight message id in state st and sends what the freed window allows.
+func (s *session) complete(id uint16, st uint8) (outItem, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.inflight, func(f inflightMsg) bool { return f.id == id && f.state == st })
+	if i < 0 {
+		return outItem{}, false
+	}
+	it := s.inflight[i].item
+	if s.inflight[i].unsent {
+		s.unsent--
+	}
+	s.inflight = slices.Delete(s.inflight, i, i+1)
+	s.pumpLocked()
+	return it, true
+}
+
+// received moves an outbound QoS 2 message from PUBREC to PUBCOMP wait.
+func (s *session) received(id uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.inflight {
+		if f := &s.inflight[i]; f.id == id && f.state == waitPubrec {
+			f.state = waitPubcomp
+			if f.unsent {
+				f.unsent = false
+				s.unsent--
+			}
+			return
+		}
+	}
+}
+
+// subscribe handles SUBSCRIBE: one return code per filter [MQTT-3.8.4-5], SUBACK, then the retained
+// messages of each new subscription [MQTT-3.3.1-6], then what arrived for it meanwhile.
+func (cl *client) subscribe(p *packet.SubscribePacket) error {
+	codes := make([]byte, len(p.Subscriptions))
+	var added []*subEntry
+	for i, sp := range p.Subscriptions {
+		e, code := cl.subscribeOne(sp)
+		codes[i] = code
+		if e != nil && !slices.Contains(added, e) {
+			added = append(added, e)
+		}
+	}
+	if !cl.writePacket(&packet.SubackPacket{PacketID: p.PacketID, ReturnCodes: codes}) {
+		return errOutboundClosed
+	}
+	s := cl.sess
+	for _, e := range added {
+		var retained []*router.Message
+		if !e.queue && e.rs.Share == "" {
+			retained = cl.rt.Retained(e.rs.Filter)
+		}
+		s.release(e, retained)
+	}
+	cl.resumeConsumers()
+	return nil
+}
+
+// subscribeOne adds or replaces one subscription and returns its entry (holding deliveries until
+// release) and its SUBACK return code.
+func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
+	s := cl.sess
+	fail := func(err error) (*subEntry, byte) {
+		if ce := cl.c.Log().Check(zap.DebugLevel, "subscribe refused"); ce != nil {
+			ce.Write(zap.String("filter", sp.Filter), zap.Error(err))
+		}
+		return nil, subackFailure
+	}
+	text, group, err := splitShare(sp.Filter)
+	if err != nil {
+		return fail(err)
+	}
+	f, err := cl.g.ParseFilter(text)
+	if err != nil {
+		return fail(err)
+	}
+	if len(f.Segs) > cl.lim.maxLevels {
+		return fail(fmt.Errorf("%w: more than %d levels", router.ErrInvalidFilter, cl.lim.maxLevels))
+	}
+	qos := sp.QoS
+	old := s.subs[sp.Filter]
+	switch f.Kind {
+	case router.Queue:
+		if !f.IsLiteral() || group != "" {
+			return fail(fmt.Errorf("%w: a queue subscription names one queue", router.ErrInvalidFilter))
+		}
+		if old != nil {
+			cl.removeEntry(old)
+			old = nil
+		}
+		qos = min(qos, 1)
+	case router.Topic:
+		if old != nil {
+			// [MQTT-3.8.4-3]: replace in place; the flow of messages is not interrupted and retained
+			// messages are sent again.
+			s.mu.Lock()
+			old.qos, old.holding = qos, true
+			s.mu.Unlock()
+			return old, qos
+		}
+	default:
+		return fail(fmt.Errorf("%w: %s filters are not available over MQTT", router.ErrInvalidFilter, f.Kind))
+	}
+	if cl.lim.maxSubs > 0 && len(s.subs) >= cl.lim.maxSubs {
+		return fail(fmt.Errorf("mqtt: more than %d subscriptions", cl.lim.maxSubs))
+	}
+	e := &subEntry{key: sp.Filter, qos: qos, queue: f.Kind == router.Queue, holding: true}
+	e.rs = &router.Subscription{Filter: f, Sink: s, QoS: qos, ID: sp.Filter, Share: group, Opaque: e}
+	s.mu.Lock()
+	s.setEntryLocked(e, true)
+	s.mu.Unlock()
+	if e.queue {
+		err = cl.consume(e)
+	} else {
+		err = cl.rt.Subscribe(e.rs)
+	}
+	if err != nil {
+		s.mu.Lock()
+		s.setEntryLocked(e, false)
+		s.mu.Unlock()
+		return fail(err)
+	}
+	if ce := cl.c.Log().Check(zap.DebugLevel, "subscribe"); ce != nil {
+		ce.Write(zap.String("filter", sp.Filter), zap.Uint8("qos", qos))
+	}
+	return e, qos
+}
+
+// consume attaches e as a queue consumer with credit max_inflight. A QoS 0 consumer is auto-acknowledged.
+func (cl *client) consume(e *subEntry) error {
+	cons, err := cl.rt.Consume(e.rs, router.ConsumerOptions{Credit: cl.lim.maxInflight, AutoAck: e.qos == 0})
+	if err != nil {
+		return err
+	}
+	e.consumer = cons
+	s := cl.sess
+	s.mu.Lock()
+	s.consumers = append(slices.Clip(s.consumers), cons)
+	s.mu.Unlock()
+	return nil
+}
+
+// removeEntry ends one subscription.
+func (cl *client) removeEntry(e *subEntry) {
+	s := cl.sess
+	s.mu.Lock()
+	s.setEntryLocked(e, false)
+	if e.consumer != nil {
+		s.consumers = slices.DeleteFunc(slices.Clone(s.consumers), func(c *router.Consumer) bool { return c == e.consumer })
+	}
+	s.mu.Unlock()
+	if e.consumer != nil {
+		e.consumer.Close()
+		e.consumer = nil
+	} else if !e.queue {
+		cl.rt.Unsubscribe(e.rs)
+	}
+}
+
+// release ends the hold on a subscription after its SUBACK: its retained messages go first, then what
+// was delivered to it meanwhile.
+func (s *session) release(e *subEntry, retained []*router.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.gone || s.discarded {
+		return
+	}
+	for _, m := range retained {
+		s.queue.push(outItem{msg: m, entry: e, qos: min(m.QoS, e.qos), retained: true})
+	}
+	for _, it := range e.held {
+		s.queueLocked(it)
+	}
+	e.held, e.holding = nil, false
+	s.pumpLocked()
+}
+
+// unsubscribe handles UNSUBSCRIBE; UNSUBACK is sent even when no filter matched [MQTT-3.10.4-5].
+func (cl *client) unsubscribe(p *packet.UnsubscribePacket) error {
+	for _, f := range p.Filters {
+		if e := cl.sess.subs[f]; e != nil {
+			cl.removeEntry(e)
+		}
+	}
+	if !cl.writeAck(packet.Unsuback, p.PacketID) {
+		return errOutboundClosed
+	}
+	return nil
+}
+
+// splitShare splits "$share/group/filter" into filter and group; other filters have no group.
+func splitShare(filter string) (string, string, error) {
+	rest, ok := strings.CutPrefix(filter, sharePrefix)
+	if !ok {
+		return filter, "", nil
+	}
+	group, f, ok := strings.Cut(rest, "/")
+	if !ok || group == "" || f == "" || strings.ContainsAny(group, "+#") {
+		return "", "", fmt.Errorf("%w: %q", errBadShare, filter)
+	}
+	return f, group, nil
+}
+
+// takeSession finds or creates the session for client id, taking it over from a connection that still
+// holds it [MQTT-3.1.4-2]: that connection is closed and its release awaited. With clean session on an
+// existing session is discarded [MQTT-3.1.2-6]. It reports whether a session was present.
+func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
+	reg := cl.h.registry(cl.host)
+	att := &attachment{conn: cl.c, done: make(chan struct{})}
+	deadline := time.Now().Add(takeoverWait)
+	for {
+		reg.mu.Lock()
+		s := reg.sessions[id]
+		if s != nil && s.att != nil {
+			prev := s.att
+			reg.mu.Unlock()
+			prev.conn.Close(errTakenOver)
+			t := time.NewTimer(time.Until(deadline))
+			select {
+			case <-prev.done:
+				t.Stop()
+			case <-cl.c.Done():
+				t.Stop()
+				return nil, false, errOutboundClosed
+			case <-t.C:
+				return nil, false, errTakeoverTimeout
+			}
+			continue
+		}
+		cl.att = att
+		if s != nil && !clean {
+			s.att = att
+			reg.mu.Unlock()
+			return s, true, nil
+		}
+		old := s
+		s = newSession(id, clean)
+		s.att = att
+		reg.sessions[id] = s
+		reg.mu.Unlock()
+		if old != nil {
+			// Unattached and unreachable: nothing else touches it.
+			for _, e := range old.subs {
+				if !e.queue {
+					cl.rt.Unsubscribe(e.rs)
+				}
+			}
+			old.mu.Lock()
+			old.discardLocked()
+			old.mu.Unlock()
+		}
+		return s, false, nil
+	}
+}
+
+// resume attaches the session to this connection after CONNACK: resends, queued messages, and the queue
+// consumers of a resumed session.
+func (cl *client) resume() {
+	s := cl.sess
+	cl.c.OnDrain(cl.onDrain)
+	s.attach(cl.c, cl.version, cl.g, cl.lim)
+	for _, e := range s.subs {
+		if e.queue && e.consumer == nil {
+			e.rs = &router.Subscription{Filter: e.rs.Filter, Sink: s, QoS: e.qos, ID: e.key, Opaque: e}
+			if err := cl.consume(e); err != nil {
+				cl.c.Log().Warn("queue consumer not resumed", zap.String("filter", e.key), zap.Error(err))
+			}
+		}
+	}
+}
+
+// end releases the session when the connection is over and publishes the will unless the client said
+// DISCONNECT.
+func (cl *client) end(graceful bool) {
+	s := cl.sess
+	for _, e := range s.subs {
+		if e.consumer != nil {
+			e.consumer.Close() // unacknowledged messages go back to the queue
+			e.consumer = nil
+		}
+		if s.clean && !e.queue {
+			cl.rt.Unsubscribe(e.rs)
+		}
+	}
+	s.detach()
+	reg := cl.h.registry(cl.host)
+	reg.mu.Lock()
+	if s.clean && reg.sessions[s.id] == s {
+		delete(reg.sessions, s.id)
+	}
+	s.att = nil
+	reg.mu.Unlock()
+	close(cl.att.done)
+
+	if !graceful && cl.will != nil {
+		// [MQTT-3.1.2-8] published when the connection ends without DISCONNECT.
+		if res := cl.rt.Publish(cl.will); res.Err != nil {
+			cl.c.Log().Info("will not published", zap.String("topic", cl.will.Origin), zap.Error(res.Err))
+		}
+	}
+}

@@ -1,0 +1,535 @@
+package mqtt
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"go.uber.org/zap"
+
+	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/router"
+)
+
+// registry holds one virtual host's sessions by client id.
+type registry struct {
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+// attachment is one connection's hold on a session.
+type attachment struct {
+	conn *protocol.Conn
+	done chan struct{} // closed once the connection has released the session
+}
+
+// sender is the outbound side of a connection (*protocol.Conn): append in place, never block.
+type sender interface {
+	Begin() ([]byte, bool)
+	Commit(b []byte)
+}
+
+// Inflight states of an outbound QoS ≥ 1 message.
+const (
+	waitPuback  uint8 = iota // QoS 1 PUBLISH sent
+	waitPubrec               // QoS 2 PUBLISH sent
+	waitPubcomp              // QoS 2 PUBREL sent
+)
+
+// outItem is one message on its way to the client.
+type outItem struct {
+	msg      *router.Message
+	entry    *subEntry
+	seq      uint64 // queue delivery sequence for Consumer.Ack; 0 for topics
+	qos      uint8
+	retained bool // sent because the subscription is new: retain flag set [MQTT-3.3.1-8]
+	dup      bool
+}
+
+// live reports a topic message delivered as published: the kind dropped (oldest first) when the session's
+// queue is full. Retained snapshots and queue deliveries are bounded elsewhere (by the snapshot the router
+// already holds, by consumer credit).
+func (it *outItem) live() bool { return it.seq == 0 && !it.retained }
+
+// inflightMsg is an outbound QoS ≥ 1 message awaiting its acknowledgement.
+type inflightMsg struct {
+	id     uint16
+	state  uint8
+	unsent bool // must be (re)sent on the current connection: resumed session
+	item   outItem
+}
+
+// subEntry is one subscription of a session, keyed by the filter text as the client sent it.
+type subEntry struct {
+	key   string
+	rs    *router.Subscription
+	queue bool // a queue consumer
+	// consumer is owned by the attached reader goroutine.
+	consumer *router.Consumer
+
+	// Guarded by session.mu.
+	qos     uint8
+	gone    bool      // unsubscribed: later deliveries are refused
+	holding bool      // SUBACK not yet sent: deliveries wait in held
+	held    []outItem // bounded by max_queued_messages (oldest live dropped) or consumer credit
+}
+
+// outQueue is a FIFO of messages waiting for the inflight window or outbound room.
+type outQueue struct {
+	items []outItem
+	head  int
+	live  int // live items, bounded by max_queued_messages
+}
+
+func (q *outQueue) len() int { return len(q.items) - q.head }
+
+func (q *outQueue) push(it outItem) {
+	if len(q.items) == cap(q.items) && q.head > 0 && q.head >= len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	q.items = append(q.items, it)
+	if it.live() {
+		q.live++
+	}
+}
+
+func (q *outQueue) peek() *outItem { return &q.items[q.head] }
+
+func (q *outQueue) pop() {
+	if q.items[q.head].live() {
+		q.live--
+	}
+	q.items[q.head] = outItem{}
+	q.head++
+	if q.head == len(q.items) {
+		q.head = 0
+		q.items = q.items[:0]
+		if cap(q.items) > 256 {
+			q.items = nil // give a burst's memory back; idle sessions stay small
+		}
+	}
+}
+
+// dropOldestLive removes the oldest live item.
+func (q *outQueue) dropOldestLive() bool {
+	for i := q.head; i < len(q.items); i++ {
+		if q.items[i].live() {
+			copy(q.items[i:], q.items[i+1:])
+			q.items[len(q.items)-1] = outItem{}
+			q.items = q.items[:len(q.items)-1]
+			q.live--
+			return true
+		}
+	}
+	return false
+}
+
+// filter keeps the items for which keep returns true.
+func (q *outQueue) filter(keep func(*outItem) bool) {
+	kept := q.items[:0]
+	live := 0
+	for i := q.head; i < len(q.items); i++ {
+		if keep(&q.items[i]) {
+			kept = append(kept, q.items[i])
+			if q.items[i].live() {
+				live++
+			}
+		}
+	}
+	clear(q.items[len(kept):])
+	q.items, q.head, q.live = kept, 0, live
+}
+
+// seenMsg remembers a message matched by several of the session's subscriptions, so it is sent once.
+type seenMsg struct {
+	id   uint64
+	left int // deliveries of the same message still expected
+}
+
+// maxSeen bounds the overlap table; an entry whose expected deliveries never come is evicted oldest first.
+const maxSeen = 64
+
+// session is an MQTT session: subscriptions, inflight and queued messages. It outlives its connection
+// when clean session is off. It is the router.Sink of every one of its subscriptions.
+type session struct {
+	id    string
+	clean bool
+	att   *attachment // guarded by registry.mu
+
+	// mu guards the fields below. Deliver takes it on publishers' goroutines; it is never held while
+	// calling the router.
+	mu              sync.Mutex
+	out             sender // nil while offline
+	conn            *protocol.Conn
+	version         byte
+	g               *router.Grammar
+	log             *zap.Logger
+	maxInflight     int
+	maxQueued       int
+	discarded       bool
+	inflight        []inflightMsg // in send order, for resends in order [MQTT-4.6.0-1]
+	unsent          int           // inflight entries marked unsent
+	lastID          uint16
+	queue           outQueue
+	dropped         uint64
+	resumeConsumers bool               // a queue delivery was refused for lack of room
+	consumers       []*router.Consumer // copy-on-write, for resuming from the writer goroutine
+	topics          []*subEntry        // non-shared topic subscriptions, for overlap detection
+	overlap         bool               // two topic subscriptions may match one message
+	seen            []seenMsg
+	scratch         []byte // topic rendering for the message being encoded
+
+	// Owned by the attached reader goroutine.
+	subs        map[string]*subEntry
+	awaitingRel map[uint16]struct{} // inbound QoS 2 packet ids between PUBREC and PUBREL
+}
+
+func newSession(id string, clean bool) *session {
+	return &session{id: id, clean: clean, subs: make(map[string]*subEntry), log: zap.NewNop(),
+		maxInflight: 1, maxQueued: 1}
+}
+
+// Deliver implements router.Sink. It runs on the publisher's goroutine, never blocks and never calls the
+// router. QoS 0 is sent now or dropped (counted); QoS ≥ 1 is sent when the inflight window and the
+// outbound queue have room, else queued (bounded, oldest dropped).
+func (s *session) Deliver(d router.Delivery) bool {
+	e, _ := d.Sub.Opaque.(*subEntry)
+	if e == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.discarded || e.gone {
+		return false
+	}
+	it := outItem{msg: d.Msg, entry: e, seq: d.Seq, qos: min(d.Msg.QoS, e.qos), retained: d.Retained}
+	if e.queue {
+		it.dup = d.Redeliveries > 0 && it.qos > 0
+		return s.deliverQueueLocked(&it)
+	}
+	if s.overlap && e.rs.Share == "" {
+		qos, first := s.overlapLocked(d.Msg)
+		if !first {
+			return true // another subscription of this session already took the message
+		}
+		it.qos = min(d.Msg.QoS, qos) // one copy at the highest granted QoS
+	}
+	switch {
+	case s.out == nil:
+		// Offline: keep QoS ≥ 1 for the session's return.
+		if it.qos == 0 {
+			s.countDropLocked("offline")
+			return false
+		}
+		s.queueLocked(it)
+		return true
+	case e.holding:
+		s.holdLocked(e, it)
+		return true
+	case s.queue.len() == 0 && s.sendLocked(&it):
+		return true
+	case it.qos == 0 && s.queue.len() == 0:
+		s.countDropLocked("outbound full")
+		return false
+	}
+	s.queueLocked(it)
+	return true
+}
+
+// deliverQueueLocked takes one queue delivery. The consumer's credit (max_inflight) bounds what is held.
+func (s *session) deliverQueueLocked(it *outItem) bool {
+	if s.out == nil {
+		return false // the router keeps it for another consumer
+	}
+	if it.qos == 0 {
+		// Auto-acknowledged when we return true: only accept what is queued on the socket now.
+		if !it.entry.holding && s.sendLocked(it) {
+			return true
+		}
+		s.resumeConsumers = true
+		return false
+	}
+	switch {
+	case it.entry.holding:
+		it.entry.held = append(it.entry.held, *it)
+	case s.queue.len() == 0 && s.sendLocked(it):
+	default:
+		s.queue.push(*it)
+	}
+	return true
+}
+
+// overlapLocked reports, for a message matched by one of the session's topic subscriptions, the highest
+// QoS granted by all of them that match, and whether this is the first delivery of the message.
+func (s *session) overlapLocked(m *router.Message) (uint8, bool) {
+	for i := range s.seen {
+		if s.seen[i].id == m.ID {
+			if s.seen[i].left--; s.seen[i].left <= 0 {
+				s.seen = slices.Delete(s.seen, i, i+1)
+			}
+			return 0, false
+		}
+	}
+	n, qos := 0, uint8(0)
+	for _, e := range s.topics {
+		if matchFilter(e.rs.Filter, m.Dest) {
+			n++
+			qos = max(qos, e.qos)
+		}
+	}
+	if n > 1 {
+		if len(s.seen) >= maxSeen {
+			s.seen = slices.Delete(s.seen, 0, 1)
+		}
+		s.seen = append(s.seen, seenMsg{id: m.ID, left: n - 1})
+	}
+	return qos, true
+}
+
+// holdLocked keeps a delivery for a subscription whose SUBACK is not sent yet.
+func (s *session) holdLocked(e *subEntry, it outItem) {
+	if len(e.held) >= s.maxQueued {
+		e.held = slices.Delete(e.held, 0, 1)
+		s.countDropLocked("session queue full")
+	}
+	e.held = append(e.held, it)
+}
+
+// queueLocked queues a message behind the ones already waiting. When max_queued_messages live messages
+// wait, the oldest is dropped, counted and logged.
+func (s *session) queueLocked(it outItem) {
+	s.queue.push(it)
+	if it.live() && s.queue.live > s.maxQueued && s.queue.dropOldestLive() {
+		s.countDropLocked("session queue full")
+	}
+}
+
+// countDropLocked counts a dropped message and logs the first drop and every 1000th after it.
+func (s *session) countDropLocked(why string) {
+	s.dropped++
+	if s.dropped == 1 || s.dropped%1000 == 0 {
+		s.log.Warn("messages dropped", zap.String("client_id", s.id), zap.String("reason", why),
+			zap.Uint64("dropped", s.dropped))
+	}
+}
+
+// sendLocked encodes it as PUBLISH into the outbound queue. It reports false, changing nothing, when
+// the inflight window (QoS ≥ 1) or the outbound queue is full.
+func (s *session) sendLocked(it *outItem) bool {
+	if it.qos > 0 && len(s.inflight) >= s.maxInflight {
+		return false
+	}
+	b, ok := s.out.Begin()
+	if !ok {
+		return false
+	}
+	var id uint16
+	if it.qos > 0 {
+		id = s.nextIDLocked()
+	}
+	p := packet.PublishPacket{Dup: it.dup, QoS: it.qos, Retain: it.retained, Topic: s.topicLocked(it.msg),
+		PacketID: id, Payload: it.msg.Body}
+	s.out.Commit(packet.AppendPublish(b, &p, s.version))
+	if it.qos > 0 {
+		st := waitPuback
+		if it.qos == 2 {
+			st = waitPubrec
+		}
+		s.inflight = append(s.inflight, inflightMsg{id: id, state: st, item: *it})
+	}
+	return true
+}
+
+// topicLocked renders m's topic for this session's grammar. A message published with the same grammar
+// carries its own text; otherwise the name is rendered into scratch. The returned string aliases scratch:
+// it is valid only until the next call, which is enough to encode one packet.
+func (s *session) topicLocked(m *router.Message) string {
+	if m.OriginGram == s.g {
+		return m.Origin
+	}
+	s.scratch = s.g.AppendRender(s.scratch[:0], m.Dest)
+	return unsafe.String(unsafe.SliceData(s.scratch), len(s.scratch))
+}
+
+// nextIDLocked returns a packet id not used by an inflight message [MQTT-2.3.1-2]. The window is smaller
+// than the id space, so the loop ends.
+func (s *session) nextIDLocked() uint16 {
+	for {
+		s.lastID++
+		if s.lastID == 0 {
+			s.lastID = 1
+		}
+		if !slices.ContainsFunc(s.inflight, func(f inflightMsg) bool { return f.id == s.lastID }) {
+			return s.lastID
+		}
+	}
+}
+
+// pumpLocked sends what waits: first resends of a resumed session's inflight messages, then queued
+// messages in order, until the window or the outbound queue is full.
+func (s *session) pumpLocked() {
+	if s.out == nil {
+		return
+	}
+	for i := 0; s.unsent > 0 && i < len(s.inflight); i++ {
+		f := &s.inflight[i]
+		if !f.unsent {
+			continue
+		}
+		b, ok := s.out.Begin()
+		if !ok {
+			return
+		}
+		if f.state == waitPubcomp {
+			b = packet.AppendAck(b, packet.Pubrel, f.id, s.version)
+		} else {
+			// [MQTT-4.4.0-1] resend with DUP [MQTT-3.3.1-1]
+			p := packet.PublishPacket{Dup: true, QoS: f.item.qos, Retain: f.item.retained,
+				Topic: s.topicLocked(f.item.msg), PacketID: f.id, Payload: f.item.msg.Body}
+			b = packet.AppendPublish(b, &p, s.version)
+		}
+		s.out.Commit(b)
+		f.unsent = false
+		s.unsent--
+	}
+	for s.queue.len() > 0 {
+		it := s.queue.peek()
+		if it.seq != 0 && it.entry.gone {
+			s.queue.pop() // the consumer is closed: the queue redelivers the message elsewhere
+			continue
+		}
+		if !s.sendLocked(it) {
+			return
+		}
+		s.queue.pop()
+	}
+}
+
+// drained runs on c's writer goroutine when its outbound queue is empty: send what waits and let refused
+// queue deliveries come again.
+func (s *session) drained(c *protocol.Conn) {
+	s.mu.Lock()
+	if s.conn != c {
+		s.mu.Unlock()
+		return
+	}
+	s.pumpLocked()
+	var cs []*router.Consumer
+	if s.resumeConsumers {
+		s.resumeConsumers = false
+		cs = s.consumers
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		c.Resume()
+	}
+}
+
+// takeResume returns the consumers to resume when a queue delivery was refused since the last call.
+func (s *session) takeResume() []*router.Consumer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.resumeConsumers || s.out == nil {
+		return nil
+	}
+	s.resumeConsumers = false
+	return s.consumers
+}
+
+// attach makes c the session's connection: inflight messages are resent (PUBLISH with DUP, or PUBREL) in
+// their original order, then what queued while offline.
+func (s *session) attach(c *protocol.Conn, version byte, g *router.Grammar, lim limits) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.out, s.conn, s.version, s.g, s.log = c, c, version, g, c.Log()
+	s.maxInflight, s.maxQueued = lim.maxInflight, lim.maxQueued
+	for i := range s.inflight {
+		s.inflight[i].unsent = true
+	}
+	s.unsent = len(s.inflight)
+	s.pumpLocked()
+}
+
+// detach takes the session offline. Queue deliveries and QoS 0 messages still waiting are dropped (the
+// queue consumers are closed, so their messages go back to the queues); a clean session is discarded.
+func (s *session) detach() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.out, s.conn, s.consumers, s.resumeConsumers = nil, nil, nil, false
+	if s.clean {
+		s.discardLocked()
+		return
+	}
+	s.inflight = slices.DeleteFunc(s.inflight, func(f inflightMsg) bool { return f.item.seq != 0 })
+	s.queue.filter(func(it *outItem) bool { return it.seq == 0 && it.qos > 0 })
+	for _, e := range s.subs {
+		e.held, e.holding = nil, false
+	}
+}
+
+// discardLocked drops everything the session holds; later deliveries are refused.
+func (s *session) discardLocked() {
+	s.discarded = true
+	s.inflight, s.queue, s.seen, s.topics = nil, outQueue{}, nil, nil
+	for _, e := range s.subs {
+		e.gone, e.held = true, nil
+	}
+}
+
+// setEntryLocked adds or removes e and recomputes the overlap index.
+func (s *session) setEntryLocked(e *subEntry, add bool) {
+	if add {
+		s.subs[e.key] = e
+	} else {
+		delete(s.subs, e.key)
+		e.gone, e.held, e.holding = true, nil, false
+	}
+	s.topics = s.topics[:0]
+	wild := false
+	for _, x := range s.subs {
+		if !x.queue && x.rs.Share == "" {
+			s.topics = append(s.topics, x)
+			wild = wild || !x.rs.Filter.IsLiteral()
+		}
+	}
+	// Distinct literal filters never match the same topic.
+	s.overlap = wild && len(s.topics) > 1
+}
+
+// matchFilter reports whether f matches d, with MQTT's rule that a leading wildcard does not match a
+// topic starting with '$' [MQTT-4.7.2-1]. It mirrors the router's matching for one filter.
+func matchFilter(f router.Filter, d router.Destination) bool {
+	if f.Kind != d.Kind {
+		return false
+	}
+	p := d.Path
+	dollar := len(p) > 0 && strings.HasPrefix(p[0], "$")
+	for i, sg := range f.Segs {
+		if i == 0 && dollar && sg.Kind != router.SegLiteral {
+			return false
+		}
+		if sg.Kind == router.SegMany {
+			return true
+		}
+		if i >= len(p) {
+			return false
+		}
+		switch sg.Kind {
+		case router.SegLiteral:
+			if p[i] != sg.Text {
+				return false
+			}
+		case router.SegRegex:
+			if sg.Re == nil || !sg.Re.MatchString(p[i]) {
+				return false
+			}
+		}
+	}
+	return len(f.Segs) == len(p)
+}
+
+var _ router.Sink = (*session)(nil)
