@@ -16,16 +16,28 @@ func decode(d *decoder, t Type, flags, version byte) (Packet, error) {
 		return decodePublish(d, flags, version)
 	case Puback:
 		id, rc, props, err := decodeAck(d, version, pubackReasons)
-		return &PubackPacket{PacketID: id, ReasonCode: rc, Properties: props}, err
+		if err != nil {
+			return nil, err
+		}
+		return &PubackPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubrec:
 		id, rc, props, err := decodeAck(d, version, pubackReasons)
-		return &PubrecPacket{PacketID: id, ReasonCode: rc, Properties: props}, err
+		if err != nil {
+			return nil, err
+		}
+		return &PubrecPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubrel:
 		id, rc, props, err := decodeAck(d, version, pubrelReasons)
-		return &PubrelPacket{PacketID: id, ReasonCode: rc, Properties: props}, err
+		if err != nil {
+			return nil, err
+		}
+		return &PubrelPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubcomp:
 		id, rc, props, err := decodeAck(d, version, pubrelReasons)
-		return &PubcompPacket{PacketID: id, ReasonCode: rc, Properties: props}, err
+		if err != nil {
+			return nil, err
+		}
+		return &PubcompPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Subscribe:
 		return decodeSubscribe(d, version)
 	case Suback:
@@ -45,10 +57,16 @@ func decode(d *decoder, t Type, flags, version byte) (Packet, error) {
 			return &DisconnectPacket{}, nil
 		}
 		rc, props, err := decodeReasonAndProps(d, disconnectReasons, ctxDisconnect)
-		return &DisconnectPacket{ReasonCode: rc, Properties: props}, err
+		if err != nil {
+			return nil, err
+		}
+		return &DisconnectPacket{ReasonCode: rc, Properties: props}, nil
 	case Auth:
 		rc, props, err := decodeReasonAndProps(d, authReasons, ctxAuth)
-		return &AuthPacket{ReasonCode: rc, Properties: props}, err
+		if err != nil {
+			return nil, err
+		}
+		return &AuthPacket{ReasonCode: rc, Properties: props}, nil
 	}
 	return nil, fmt.Errorf("%w: packet type %d", ErrMalformed, t)
 }
@@ -69,7 +87,8 @@ func decodeConnect(d *decoder) (Packet, error) {
 		(name == "MQIsdp" && level == Version31)
 	if !supported {
 		// [MQTT-3.1.2-1] [MQTT-3.1.2-2]: the caller answers CONNACK 0x01 and closes; the rest
-		// of the packet is decoded best effort (with 3.1.1 layout below level 5) for logging.
+		// of the packet is decoded best effort (3.1.1 layout below level 5, 5.0 layout from
+		// level 5 up) so the caller can log who it refused.
 		d.strict = level >= Version5
 		_ = decodeConnectRest(d, p)
 		return p, fmt.Errorf("%w: protocol name %q level %d [MQTT-3.1.2-2]", ErrUnsupportedVersion, name, level)

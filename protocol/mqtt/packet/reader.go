@@ -95,7 +95,7 @@ func (r *Reader) ReadPacket() (Packet, error) {
 	d := decoder{b: body, strict: version == Version5}
 	p, err := decode(&d, t, flags, version)
 	if err != nil {
-		if p != nil { // ErrUnsupportedVersion keeps its CONNECT
+		if errors.Is(err, ErrUnsupportedVersion) { // keeps its CONNECT for the CONNACK
 			return p, fmt.Errorf("decode %s: %w", t, err)
 		}
 		return nil, fmt.Errorf("decode %s: %w", t, err)

@@ -1,0 +1,543 @@
+package packet
+
+// goldenCase is one row of the table that drives decoding (three ways), encoding and the
+// fuzz corpus. For a valid case encode(want) == raw unless nonCanonical is set (the bytes
+// are legal but the encoder picks a shorter form). For an ErrUnsupportedVersion case want is
+// the *ConnectPacket ReadPacket returns along with the error.
+type goldenCase struct {
+	name         string
+	version      byte
+	raw          []byte
+	want         Packet
+	err          error
+	nonCanonical bool
+}
+
+var golden = []goldenCase{
+	// ---- CONNECT ----
+	{
+		name:    "connect/3.1.1 minimal",
+		version: Version311,
+		raw:     pkt(0x10, str("MQTT"), 4, 0x02, u16(60), str("")),
+		want:    &ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: 4, CleanSession: true, KeepAlive: 60},
+	},
+	{
+		name:    "connect/3.1.1 will username password",
+		version: Version311,
+		raw: pkt(0x10, str("MQTT"), 4, 0xEE, u16(30), str("client-1"), str("will/t"), str("bye"),
+			str("alice"), str("secret")),
+		want: &ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: 4, CleanSession: true, KeepAlive: 30,
+			ClientID: "client-1", WillFlag: true, WillQoS: 1, WillRetain: true, WillTopic: "will/t",
+			WillPayload: []byte("bye"), UsernameFlag: true, Username: "alice", PasswordFlag: true,
+			Password: []byte("secret")},
+	},
+	{
+		name:    "connect/3.1 MQIsdp",
+		version: Version31,
+		raw:     pkt(0x10, str("MQIsdp"), 3, 0x82, u16(10), str("c31"), str("bob")),
+		want: &ConnectPacket{ProtocolName: "MQIsdp", ProtocolLevel: 3, CleanSession: true, KeepAlive: 10,
+			ClientID: "c31", UsernameFlag: true, Username: "bob"},
+	},
+	{
+		name:    "connect/5 properties and will properties",
+		version: Version5,
+		raw: pkt(0x10, str("MQTT"), 5, 0x16, u16(20),
+			props(0x11, u32(3600), 0x15, str("SCRAM"), 0x16, str("xy"), 0x17, 0, 0x19, 1, 0x21, u16(10),
+				0x22, u16(5), 0x26, str("k"), str("v"), 0x27, u32(65536)),
+			str("c5"),
+			props(0x01, 1, 0x02, u32(60), 0x03, str("text/plain"), 0x08, str("resp"), 0x09, str("cid"),
+				0x18, u32(5)),
+			str("w"), str("gone")),
+		want: &ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: 5, CleanSession: true, KeepAlive: 20,
+			ClientID: "c5", WillFlag: true, WillQoS: 2, WillTopic: "w", WillPayload: []byte("gone"),
+			Properties: &Properties{SessionExpiryInterval: ptr[uint32](3600), ReceiveMaximum: ptr[uint16](10),
+				MaximumPacketSize: ptr[uint32](65536), TopicAliasMaximum: ptr[uint16](5),
+				RequestResponseInformation: ptr[byte](1), RequestProblemInformation: ptr[byte](0),
+				UserProperties: []UserProperty{{"k", "v"}}, AuthenticationMethod: "SCRAM",
+				AuthenticationData: []byte("xy")},
+			WillProperties: &Properties{PayloadFormatIndicator: ptr[byte](1), MessageExpiryInterval: ptr[uint32](60),
+				ContentType: "text/plain", ResponseTopic: "resp", CorrelationData: []byte("cid"),
+				WillDelayInterval: ptr[uint32](5)}},
+	},
+	{
+		name:    "connect/5 properties in any order",
+		version: Version5,
+		raw:     pkt(0x10, str("MQTT"), 5, 0x00, u16(0), props(0x27, u32(9), 0x26, str("k"), str("v"), 0x11, u32(1)), str("c")),
+		want: &ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: 5, ClientID: "c", Properties: &Properties{
+			MaximumPacketSize: ptr[uint32](9), UserProperties: []UserProperty{{"k", "v"}}, SessionExpiryInterval: ptr[uint32](1)}},
+		nonCanonical: true,
+	},
+	{
+		name:    "connect/5 password without user name is allowed",
+		version: Version5,
+		raw:     pkt(0x10, str("MQTT"), 5, 0x40, u16(0), props(), str("c"), str("pw")),
+		want: &ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: 5, ClientID: "c", PasswordFlag: true,
+			Password: []byte("pw")},
+	},
+	{
+		name:    "connect/unsupported level 6 [MQTT-3.1.2-2]",
+		version: Version311,
+		raw:     pkt(0x10, str("MQTT"), 6, 0x02, u16(60), props(), str("x")),
+		want:    &ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: 6, CleanSession: true, KeepAlive: 60, ClientID: "x"},
+		err:     ErrUnsupportedVersion,
+	},
+	{
+		name:    "connect/MQTT name with level 3 [MQTT-3.1.2-2]",
+		version: Version311,
+		raw:     pkt(0x10, str("MQTT"), 3, 0x02, u16(60), str("x")),
+		want:    &ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: 3, CleanSession: true, KeepAlive: 60, ClientID: "x"},
+		err:     ErrUnsupportedVersion,
+	},
+	{
+		name:    "connect/MQIsdp name with level 4 [MQTT-3.1.2-1]",
+		version: Version311,
+		raw:     pkt(0x10, str("MQIsdp"), 4, 0x00, u16(1), str("x")),
+		want:    &ConnectPacket{ProtocolName: "MQIsdp", ProtocolLevel: 4, KeepAlive: 1, ClientID: "x"},
+		err:     ErrUnsupportedVersion,
+	},
+	{
+		name:    "connect/reserved flag bit [MQTT-3.1.2-3]",
+		version: Version311,
+		raw:     pkt(0x10, str("MQTT"), 4, 0x03, u16(60), str("x")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "connect/will QoS without will flag [MQTT-3.1.2-13]",
+		version: Version311,
+		raw:     pkt(0x10, str("MQTT"), 4, 0x08, u16(60), str("x")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "connect/will retain without will flag [MQTT-3.1.2-15]",
+		version: Version311,
+		raw:     pkt(0x10, str("MQTT"), 4, 0x20, u16(60), str("x")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "connect/will QoS 3 [MQTT-3.1.2-14]",
+		version: Version311,
+		raw:     pkt(0x10, str("MQTT"), 4, 0x1C, u16(60), str("x"), str("t"), str("p")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "connect/password without user name [MQTT-3.1.2-22]",
+		version: Version311,
+		raw:     pkt(0x10, str("MQTT"), 4, 0x40, u16(60), str("x"), str("pw")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "connect/will topic with wildcard [MQTT-3.3.2-2]",
+		version: Version311,
+		raw:     pkt(0x10, str("MQTT"), 4, 0x04, u16(60), str("x"), str("a/#"), str("p")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "connect/missing client identifier: remaining length too short",
+		version: Version311,
+		raw:     pkt(0x10, str("MQTT"), 4, 0x02, u16(60)),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "connect/client identifier with U+0000 [MQTT-1.5.3-2]",
+		version: Version311,
+		raw:     pkt(0x10, str("MQTT"), 4, 0x02, u16(60), str("a\x00b")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "connect/fixed header flags [MQTT-2.2.2-2]",
+		version: Version311,
+		raw:     pkt(0x11, str("MQTT"), 4, 0x02, u16(60), str("")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "connect/5 will property in CONNECT properties is a protocol error",
+		version: Version5,
+		raw:     pkt(0x10, str("MQTT"), 5, 0x02, u16(60), props(0x18, u32(1)), str("x")),
+		err:     ErrProtocolViolation,
+	},
+
+	// ---- CONNACK ----
+	{
+		name:    "connack/3.1.1 session present",
+		version: Version311,
+		raw:     cat(0x20, 2, 0x01, 0x00),
+		want:    &ConnackPacket{SessionPresent: true},
+	},
+	{
+		name:    "connack/3.1 refused",
+		version: Version31,
+		raw:     cat(0x20, 2, 0x00, 0x05),
+		want:    &ConnackPacket{ReturnCode: ConnRefusedNotAuthorized},
+	},
+	{
+		name:    "connack/3.1.1 reserved flags [MQTT-3.2.2-1]",
+		version: Version311,
+		raw:     cat(0x20, 2, 0x02, 0x00),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "connack/5 properties",
+		version: Version5,
+		raw: pkt(0x20, 0x00, 0x00, props(0x11, u32(0), 0x12, str("auto-1"), 0x13, u16(0), 0x1A, str("ri"),
+			0x1C, str("other"), 0x1F, str("ok"), 0x21, u16(100), 0x22, u16(10), 0x24, 1, 0x25, 0,
+			0x27, u32(1024), 0x28, 0, 0x29, 1, 0x2A, 0)),
+		want: &ConnackPacket{Properties: &Properties{SessionExpiryInterval: ptr[uint32](0),
+			AssignedClientIdentifier: "auto-1", ServerKeepAlive: ptr[uint16](0), ResponseInformation: "ri",
+			ServerReference: "other", ReasonString: "ok", ReceiveMaximum: ptr[uint16](100),
+			TopicAliasMaximum: ptr[uint16](10), MaximumQoS: ptr[byte](1), RetainAvailable: ptr[byte](0),
+			MaximumPacketSize: ptr[uint32](1024), WildcardSubscriptionAvailable: ptr[byte](0),
+			SubscriptionIdentifierAvailable: ptr[byte](1), SharedSubscriptionAvailable: ptr[byte](0)}},
+	},
+	{
+		name:    "connack/5 unsupported protocol version",
+		version: Version5,
+		raw:     cat(0x20, 3, 0x00, 0x84, 0x00),
+		want:    &ConnackPacket{ReturnCode: ReasonUnsupportedProtocolVersion},
+	},
+	{
+		name:    "connack/5 reason code not allowed in CONNACK",
+		version: Version5,
+		raw:     cat(0x20, 3, 0x00, 0x10, 0x00),
+		err:     ErrProtocolViolation,
+	},
+
+	// ---- PUBLISH ----
+	{
+		name:    "publish/QoS 0",
+		version: Version311,
+		raw:     pkt(0x30, str("a/b"), "hello"),
+		want:    &PublishPacket{Topic: "a/b", Payload: []byte("hello")},
+	},
+	{
+		name:    "publish/QoS 1 dup retain",
+		version: Version311,
+		raw:     pkt(0x3B, str("a/b"), u16(7), "x"),
+		want:    &PublishPacket{Dup: true, QoS: 1, Retain: true, Topic: "a/b", PacketID: 7, Payload: []byte("x")},
+	},
+	{
+		name:    "publish/QoS 2 empty payload",
+		version: Version31,
+		raw:     pkt(0x34, str("t"), u16(65535)),
+		want:    &PublishPacket{QoS: 2, Topic: "t", PacketID: 65535},
+	},
+	{
+		name:    "publish/empty level topic",
+		version: Version311,
+		raw:     pkt(0x30, str("/a//b"), ""),
+		want:    &PublishPacket{Topic: "/a//b"},
+	},
+	{
+		name:    "publish/5 properties",
+		version: Version5,
+		raw: pkt(0x32, str("s/1"), u16(9), props(0x01, 1, 0x02, u32(30), 0x03, str("json"), 0x08, str("r/1"),
+			0x09, str("c"), 0x0B, vbi(1), 0x0B, vbi(268435455), 0x23, u16(3), 0x26, str("a"), str("1"),
+			0x26, str("a"), str("2")), "{}"),
+		want: &PublishPacket{QoS: 1, Topic: "s/1", PacketID: 9, Payload: []byte("{}"), Properties: &Properties{
+			PayloadFormatIndicator: ptr[byte](1), MessageExpiryInterval: ptr[uint32](30), ContentType: "json",
+			ResponseTopic: "r/1", CorrelationData: []byte("c"), SubscriptionIdentifiers: []uint32{1, 268435455},
+			TopicAlias: ptr[uint16](3), UserProperties: []UserProperty{{"a", "1"}, {"a", "2"}}}},
+	},
+	{
+		name:    "publish/5 empty topic with topic alias",
+		version: Version5,
+		raw:     pkt(0x30, str(""), props(0x23, u16(1)), "p"),
+		want:    &PublishPacket{Payload: []byte("p"), Properties: &Properties{TopicAlias: ptr[uint16](1)}},
+	},
+	{
+		name:    "publish/5 empty topic without topic alias",
+		version: Version5,
+		raw:     pkt(0x30, str(""), props(), "p"),
+		err:     ErrProtocolViolation,
+	},
+	{
+		name:         "publish/5 empty properties decode as nil",
+		version:      Version5,
+		raw:          pkt(0x30, str("t"), props(0x03, str("")), "p"),
+		want:         &PublishPacket{Topic: "t", Payload: []byte("p")},
+		nonCanonical: true,
+	},
+	{
+		name:    "publish/QoS 3 [MQTT-3.3.1-4]",
+		version: Version311,
+		raw:     pkt(0x36, str("t"), u16(1)),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/DUP at QoS 0 [MQTT-3.3.1-2]",
+		version: Version311,
+		raw:     pkt(0x38, str("t")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/packet identifier 0 [MQTT-2.3.1-1]",
+		version: Version311,
+		raw:     pkt(0x32, str("t"), u16(0)),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/empty topic [MQTT-4.7.3-1]",
+		version: Version311,
+		raw:     pkt(0x30, str(""), "p"),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/topic with + [MQTT-3.3.2-2]",
+		version: Version311,
+		raw:     pkt(0x30, str("a/+/b")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/topic with # [MQTT-3.3.2-2]",
+		version: Version311,
+		raw:     pkt(0x30, str("a/#")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/topic not UTF-8 [MQTT-1.5.3-1]",
+		version: Version311,
+		raw:     pkt(0x30, str("a\xc3\x28")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/topic with surrogate U+D800 [MQTT-1.5.3-1]",
+		version: Version311,
+		raw:     pkt(0x30, str("a\xed\xa0\x80")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/topic with U+0000 [MQTT-1.5.3-2]",
+		version: Version311,
+		raw:     pkt(0x30, str("a\x00")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/topic length beyond remaining length",
+		version: Version311,
+		raw:     cat(0x30, 3, u16(5), "a"),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/remaining length of 5 bytes",
+		version: Version311,
+		raw:     cat(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F),
+		err:     ErrMalformed,
+	},
+	{
+		name:         "publish/3.1.1 remaining length not minimal is accepted",
+		version:      Version311,
+		raw:          cat(0x30, 0x84, 0x00, str("t"), "p"),
+		want:         &PublishPacket{Topic: "t", Payload: []byte("p")},
+		nonCanonical: true,
+	},
+	{
+		name:    "publish/5 remaining length not minimal [MQTT-1.5.5-1]",
+		version: Version5,
+		raw:     cat(0x30, 0x84, 0x00, str("t"), 0, "p"),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/5 duplicate property",
+		version: Version5,
+		raw:     pkt(0x30, str("t"), props(0x02, u32(1), 0x02, u32(2))),
+		err:     ErrProtocolViolation,
+	},
+	{
+		name:    "publish/5 property not allowed in PUBLISH",
+		version: Version5,
+		raw:     pkt(0x30, str("t"), props(0x11, u32(1))),
+		err:     ErrProtocolViolation,
+	},
+	{
+		name:    "publish/5 unknown property identifier",
+		version: Version5,
+		raw:     pkt(0x30, str("t"), props(0x04, 0)),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/5 property length beyond remaining length",
+		version: Version5,
+		raw:     pkt(0x30, str("t"), 10, 0x01, 0),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/5 property value cut short",
+		version: Version5,
+		raw:     pkt(0x30, str("t"), 3, 0x02, 0, 0),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "publish/5 payload format indicator 2",
+		version: Version5,
+		raw:     pkt(0x30, str("t"), props(0x01, 2)),
+		err:     ErrProtocolViolation,
+	},
+	{
+		name:    "publish/5 topic alias 0",
+		version: Version5,
+		raw:     pkt(0x30, str("t"), props(0x23, u16(0))),
+		err:     ErrProtocolViolation,
+	},
+	{
+		name:    "publish/5 subscription identifier 0",
+		version: Version5,
+		raw:     pkt(0x30, str("t"), props(0x0B, 0)),
+		err:     ErrProtocolViolation,
+	},
+	{
+		name:    "publish/5 response topic with wildcard [MQTT-3.3.2-14]",
+		version: Version5,
+		raw:     pkt(0x30, str("t"), props(0x08, str("r/#"))),
+		err:     ErrProtocolViolation,
+	},
+
+	// ---- PUBACK, PUBREC, PUBREL, PUBCOMP ----
+	{name: "puback/3.1.1", version: Version311, raw: cat(0x40, 2, 0, 1), want: &PubackPacket{PacketID: 1}},
+	{name: "pubrec/3.1.1", version: Version311, raw: cat(0x50, 2, 1, 0), want: &PubrecPacket{PacketID: 256}},
+	{name: "pubrel/3.1.1", version: Version311, raw: cat(0x62, 2, 0, 3), want: &PubrelPacket{PacketID: 3}},
+	{name: "pubcomp/3.1", version: Version31, raw: cat(0x70, 2, 0, 4), want: &PubcompPacket{PacketID: 4}},
+	{name: "puback/5 short form", version: Version5, raw: cat(0x40, 2, 0, 5), want: &PubackPacket{PacketID: 5}},
+	{
+		name:    "puback/5 reason code",
+		version: Version5,
+		raw:     cat(0x40, 3, 0, 5, 0x10),
+		want:    &PubackPacket{PacketID: 5, ReasonCode: ReasonNoMatchingSubscribers},
+	},
+	{
+		name:         "puback/5 success with empty properties",
+		version:      Version5,
+		raw:          cat(0x40, 4, 0, 5, 0x00, 0x00),
+		want:         &PubackPacket{PacketID: 5},
+		nonCanonical: true,
+	},
+	{
+		name:    "pubrec/5 reason string",
+		version: Version5,
+		raw:     pkt(0x50, u16(6), 0x97, props(0x1F, str("quota"))),
+		want:    &PubrecPacket{PacketID: 6, ReasonCode: ReasonQuotaExceeded, Properties: &Properties{ReasonString: "quota"}},
+	},
+	{
+		name:    "pubrel/5 packet identifier not found",
+		version: Version5,
+		raw:     cat(0x62, 3, 0, 7, 0x92),
+		want:    &PubrelPacket{PacketID: 7, ReasonCode: ReasonPacketIdentifierNotFound},
+	},
+	{
+		name:    "pubcomp/5 user property",
+		version: Version5,
+		raw:     pkt(0x70, u16(8), 0x00, props(0x26, str("k"), str(""))),
+		want:    &PubcompPacket{PacketID: 8, Properties: &Properties{UserProperties: []UserProperty{{"k", ""}}}},
+	},
+	{name: "pubrel/flags 0 [MQTT-2.2.2-2]", version: Version311, raw: cat(0x60, 2, 0, 1), err: ErrMalformed},
+	{name: "puback/flags set [MQTT-2.2.2-2]", version: Version311, raw: cat(0x42, 2, 0, 1), err: ErrMalformed},
+	{name: "puback/packet identifier 0 [MQTT-2.3.1-1]", version: Version311, raw: cat(0x40, 2, 0, 0), err: ErrMalformed},
+	{name: "puback/trailing bytes", version: Version311, raw: cat(0x40, 3, 0, 1, 0), err: ErrMalformed},
+	{name: "puback/remaining length too short", version: Version311, raw: cat(0x40, 1, 0), err: ErrMalformed},
+	{name: "pubrel/5 reason code not allowed", version: Version5, raw: cat(0x62, 3, 0, 1, 0x10), err: ErrProtocolViolation},
+	{
+		name:    "puback/5 property not allowed",
+		version: Version5,
+		raw:     pkt(0x40, u16(1), 0x00, props(0x23, u16(1))),
+		err:     ErrProtocolViolation,
+	},
+
+	// ---- SUBSCRIBE, SUBACK ----
+	{
+		name:    "subscribe/3.1.1 two filters",
+		version: Version311,
+		raw:     pkt(0x82, u16(10), str("a/+"), 1, str("b/#"), 2),
+		want: &SubscribePacket{PacketID: 10, Subscriptions: []Subscription{
+			{Filter: "a/+", QoS: 1}, {Filter: "b/#", QoS: 2}}},
+	},
+	{
+		name:    "subscribe/5 options and subscription identifier",
+		version: Version5,
+		raw:     pkt(0x82, u16(11), props(0x0B, vbi(300), 0x26, str("u"), str("v")), str("x/y"), 0x2E, str("$share/g/z"), 0x18),
+		want: &SubscribePacket{PacketID: 11, Properties: &Properties{SubscriptionIdentifiers: []uint32{300},
+			UserProperties: []UserProperty{{"u", "v"}}}, Subscriptions: []Subscription{
+			{Filter: "x/y", QoS: 2, NoLocal: true, RetainAsPublished: true, RetainHandling: 2},
+			{Filter: "$share/g/z", QoS: 0, RetainAsPublished: true, RetainHandling: 1}}},
+	},
+	{name: "subscribe/flags 0 [MQTT-3.8.1-1]", version: Version311, raw: pkt(0x80, u16(1), str("a"), 0), err: ErrMalformed},
+	{name: "subscribe/no filters [MQTT-3.8.3-3]", version: Version311, raw: pkt(0x82, u16(1)), err: ErrProtocolViolation},
+	{name: "subscribe/QoS 3 [MQTT-3-8.3-4]", version: Version311, raw: pkt(0x82, u16(1), str("a"), 3), err: ErrMalformed},
+	{name: "subscribe/reserved option bits [MQTT-3-8.3-4]", version: Version311, raw: pkt(0x82, u16(1), str("a"), 0x04), err: ErrMalformed},
+	{name: "subscribe/5 reserved option bits [MQTT-3.8.3-5]", version: Version5, raw: pkt(0x82, u16(1), props(), str("a"), 0x40), err: ErrMalformed},
+	{name: "subscribe/5 retain handling 3", version: Version5, raw: pkt(0x82, u16(1), props(), str("a"), 0x30), err: ErrProtocolViolation},
+	{name: "subscribe/5 no local on shared subscription [MQTT-3.8.3-4]", version: Version5, raw: pkt(0x82, u16(1), props(), str("$share/g/a"), 0x04), err: ErrProtocolViolation},
+	{name: "subscribe/5 two subscription identifiers", version: Version5, raw: pkt(0x82, u16(1), props(0x0B, 1, 0x0B, 2), str("a"), 0), err: ErrProtocolViolation},
+	{name: "subscribe/packet identifier 0 [MQTT-2.3.1-1]", version: Version311, raw: pkt(0x82, u16(0), str("a"), 0), err: ErrMalformed},
+	{name: "subscribe/empty filter [MQTT-4.7.3-1]", version: Version311, raw: pkt(0x82, u16(1), str(""), 0), err: ErrMalformed},
+	{name: "subscribe/missing options byte", version: Version311, raw: pkt(0x82, u16(1), str("a")), err: ErrMalformed},
+	{
+		name:    "suback/3.1.1",
+		version: Version311,
+		raw:     cat(0x90, 5, 0, 10, 0x01, 0x80, 0x02),
+		want:    &SubackPacket{PacketID: 10, ReturnCodes: []byte{1, 0x80, 2}},
+	},
+	{
+		name:    "suback/5 reason codes and reason string",
+		version: Version5,
+		raw:     pkt(0x90, u16(11), props(0x1F, str("no")), 0x00, 0x9E, 0xA2),
+		want:    &SubackPacket{PacketID: 11, ReturnCodes: []byte{0, 0x9E, 0xA2}, Properties: &Properties{ReasonString: "no"}},
+	},
+	{name: "suback/3.1.1 bad return code [MQTT-3.9.3-2]", version: Version311, raw: cat(0x90, 3, 0, 1, 0x03), err: ErrProtocolViolation},
+
+	// ---- UNSUBSCRIBE, UNSUBACK ----
+	{
+		name:    "unsubscribe/3.1.1",
+		version: Version311,
+		raw:     pkt(0xA2, u16(12), str("a/+"), str("b")),
+		want:    &UnsubscribePacket{PacketID: 12, Filters: []string{"a/+", "b"}},
+	},
+	{
+		name:    "unsubscribe/5",
+		version: Version5,
+		raw:     pkt(0xA2, u16(13), props(0x26, str("k"), str("v")), str("c")),
+		want:    &UnsubscribePacket{PacketID: 13, Filters: []string{"c"}, Properties: &Properties{UserProperties: []UserProperty{{"k", "v"}}}},
+	},
+	{name: "unsubscribe/no filters [MQTT-3.10.3-2]", version: Version311, raw: pkt(0xA2, u16(1)), err: ErrProtocolViolation},
+	{name: "unsubscribe/flags 0 [MQTT-3.10.1-1]", version: Version311, raw: pkt(0xA0, u16(1), str("a")), err: ErrMalformed},
+	{name: "unsubscribe/5 property not allowed", version: Version5, raw: pkt(0xA2, u16(1), props(0x0B, 1), str("a")), err: ErrProtocolViolation},
+	{name: "unsuback/3.1.1", version: Version311, raw: cat(0xB0, 2, 0, 12), want: &UnsubackPacket{PacketID: 12}},
+	{
+		name:    "unsuback/5 reason codes",
+		version: Version5,
+		raw:     pkt(0xB0, u16(13), props(), 0x00, 0x11),
+		want:    &UnsubackPacket{PacketID: 13, ReasonCodes: []byte{0, 0x11}},
+	},
+	{name: "unsuback/3.1.1 trailing reason code", version: Version311, raw: cat(0xB0, 3, 0, 12, 0), err: ErrMalformed},
+	{name: "unsuback/5 bad reason code", version: Version5, raw: pkt(0xB0, u16(13), props(), 0x01), err: ErrProtocolViolation},
+
+	// ---- PINGREQ, PINGRESP, DISCONNECT, AUTH ----
+	{name: "pingreq", version: Version311, raw: cat(0xC0, 0), want: &PingreqPacket{}},
+	{name: "pingresp", version: Version5, raw: cat(0xD0, 0), want: &PingrespPacket{}},
+	{name: "pingreq/remaining length 1", version: Version311, raw: cat(0xC0, 1, 0), err: ErrMalformed},
+	{name: "pingreq/flags set [MQTT-2.2.2-2]", version: Version311, raw: cat(0xC1, 0), err: ErrMalformed},
+	{name: "disconnect/3.1.1", version: Version311, raw: cat(0xE0, 0), want: &DisconnectPacket{}},
+	{name: "disconnect/3.1.1 remaining length 1", version: Version311, raw: cat(0xE0, 1, 0), err: ErrMalformed},
+	{name: "disconnect/5 normal", version: Version5, raw: cat(0xE0, 0), want: &DisconnectPacket{}},
+	{
+		name:    "disconnect/5 with will",
+		version: Version5,
+		raw:     cat(0xE0, 1, 0x04),
+		want:    &DisconnectPacket{ReasonCode: ReasonDisconnectWithWill},
+	},
+	{
+		name:    "disconnect/5 server moved",
+		version: Version5,
+		raw:     pkt(0xE0, 0x9D, props(0x11, u32(0), 0x1C, str("h2"), 0x1F, str("bye"))),
+		want: &DisconnectPacket{ReasonCode: ReasonServerMoved, Properties: &Properties{
+			SessionExpiryInterval: ptr[uint32](0), ServerReference: "h2", ReasonString: "bye"}},
+	},
+	{name: "disconnect/5 bad reason code", version: Version5, raw: cat(0xE0, 1, 0x01), err: ErrProtocolViolation},
+	{name: "auth/5 success", version: Version5, raw: cat(0xF0, 0), want: &AuthPacket{}},
+	{
+		name:    "auth/5 continue",
+		version: Version5,
+		raw:     pkt(0xF0, 0x18, props(0x15, str("SCRAM"), 0x16, str("abc"))),
+		want: &AuthPacket{ReasonCode: ReasonContinueAuthentication, Properties: &Properties{
+			AuthenticationMethod: "SCRAM", AuthenticationData: []byte("abc")}},
+	},
+	{name: "auth/before MQTT 5 is a reserved type", version: Version311, raw: cat(0xF0, 0), err: ErrMalformed},
+	{name: "reserved/type 0", version: Version311, raw: cat(0x00, 0), err: ErrMalformed},
+}
