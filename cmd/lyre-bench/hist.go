@@ -81,15 +81,15 @@ func (h *hist) merge(o *hist) {
 }
 
 // quantile returns the value at quantile q (0..1): the upper bound of the bucket holding the observation of
-// rank ceil(q*n), clamped into [min, max] so that p100 is the exact maximum. It is 0 for an empty histogram.
+// rank ceil(q*n), clamped into [min, max] so that p0 and p100 are the exact extremes. It is 0 for an empty histogram.
 func (h *hist) quantile(q float64) uint64 {
 	if h.n == 0 {
 		return 0
 	}
-	rank := uint64(math.Ceil(q * float64(h.n)))
-	if rank < 1 {
-		rank = 1
+	if q <= 0 {
+		return h.min
 	}
+	rank := uint64(math.Ceil(q * float64(h.n)))
 	var seen uint64
 	for b, c := range h.counts {
 		seen += c

@@ -281,6 +281,8 @@ type subStats struct {
 	outOfOrder uint64   // tag sequence lower than one already seen from that publisher
 	foreign    uint64   // payload without a valid tag (not from this run)
 	next       []uint64 // per publisher: next expected sequence number
+	first      int64    // Unix nanoseconds of the first and the last delivery
+	last       int64
 	lat        hist
 }
 
@@ -304,6 +306,10 @@ func (s *subStats) observe(payload []byte, now int64) {
 	}
 	s.lat.record(now - sent)
 	s.bytes += uint64(len(payload))
+	if s.first == 0 {
+		s.first = now
+	}
+	s.last = now
 	s.received.Add(1)
 }
 
@@ -573,9 +579,8 @@ sampling:
 	go func() { subWG.Wait(); close(subsDone) }()
 	select {
 	case <-subsDone:
-	case <-time.After(c.timeout):
-		errs.add(fmt.Errorf("subscribers did not stop within %v", c.timeout))
-		return nil, errors.New("lyre-bench: subscribers hung")
+	case <-time.After(2 * c.timeout): // stop gives each subscriber c.timeout to write its DISCONNECT
+		return nil, errors.New("lyre-bench: subscribers did not stop")
 	}
 
 	r := &result{Proto: c.proto, Mode: c.mode, Addr: c.addr, QoS: c.qos, GrantedQoS: 2, Pubs: c.pubs, Subs: c.subs,
@@ -594,7 +599,12 @@ sampling:
 	}
 	var lat hist
 	var bytes uint64
+	var first, last int64
 	for _, s := range subStat {
+		if s.first != 0 && (first == 0 || s.first < first) {
+			first = s.first
+		}
+		last = max(last, s.last)
 		r.Received += s.received.Load()
 		r.OutOfOrder += s.outOfOrder
 		r.Foreign += s.foreign
@@ -609,10 +619,10 @@ sampling:
 	if w := winEnd.Sub(winStart); w >= 500*time.Millisecond {
 		r.WindowSeconds = w.Seconds()
 		r.RecvRate = float64(winRecv1-winRecv0) / r.WindowSeconds
-	} else if r.PublishSeconds > 0 {
-		// Too short for a steady window (a small -count): fall back to the whole publishing time.
-		r.WindowSeconds = r.PublishSeconds
-		r.RecvRate = float64(r.Received) / r.PublishSeconds
+	} else if last > first {
+		// Too short for a steady window (a small -count): use first to last delivery.
+		r.WindowSeconds = time.Duration(last - first).Seconds()
+		r.RecvRate = float64(r.Received) / r.WindowSeconds
 	}
 	if r.Received > 0 {
 		r.RecvMBps = r.RecvRate * float64(bytes) / float64(r.Received) / 1e6

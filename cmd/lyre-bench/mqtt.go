@@ -764,8 +764,10 @@ func (s *mqttSubscriber) extendDeadline(ping time.Duration) {
 
 // stop asks run to disconnect cleanly: the past read deadline wakes the reader. Either the reader sees
 // stopping after setting its own deadline, or this deadline is set after the reader's; both end the read.
+// The write deadline frees a reader stuck flushing acknowledgements to a broker that no longer reads.
 func (s *mqttSubscriber) stop() {
 	s.stopping.Store(true)
+	s.c.nc.SetWriteDeadline(time.Now().Add(s.c.opt.timeout))
 	s.c.nc.SetReadDeadline(time.Now())
 }
 
