@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -125,10 +126,8 @@ func (d *decoder) binary() ([]byte, error) {
 // checkUTF8 enforces well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2].
 // utf8.Valid already rejects the UTF-16 surrogate code points U+D800..U+DFFF.
 func checkUTF8(b []byte) error {
-	for _, c := range b {
-		if c == 0 {
-			return fmt.Errorf("%w: string contains U+0000 [MQTT-1.5.3-2]", ErrMalformed)
-		}
+	if bytes.IndexByte(b, 0) >= 0 {
+		return fmt.Errorf("%w: string contains U+0000 [MQTT-1.5.3-2]", ErrMalformed)
 	}
 	if !utf8.Valid(b) {
 		return fmt.Errorf("%w: string is not well-formed UTF-8 [MQTT-1.5.3-1]", ErrMalformed)

@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -218,6 +219,9 @@ func TestReadPacketEOF(t *testing.T) {
 	if _, err := NewReader(bytes.NewReader(nil), 0).ReadPacket(); err != io.EOF {
 		t.Fatalf("empty stream: %v, want io.EOF", err)
 	}
+	if _, err := NewReader(iotest.OneByteReader(bytes.NewReader(nil)), 0).ReadPacket(); err != io.EOF {
+		t.Fatalf("empty stream, not a byte reader: %v, want io.EOF", err)
+	}
 	for _, raw := range [][]byte{{0x30}, {0x30, 0x80}, {0x30, 5, 0, 1}, {0x82, 200, 1, 0, 1}} {
 		if _, err := NewReader(iotest.OneByteReader(bytes.NewReader(raw)), 0).ReadPacket(); err != io.ErrUnexpectedEOF {
 			t.Fatalf("truncated % X: %v, want io.ErrUnexpectedEOF", raw, err)
@@ -381,14 +385,24 @@ func (l *loopReader) Read(p []byte) (int, error) {
 
 func BenchmarkReadPacket(b *testing.B) {
 	raw := Append(nil, &PublishPacket{QoS: 1, Topic: "sensors/k1/temp", PacketID: 7, Payload: make([]byte, 64)}, Version311)
-	r := NewReader(&loopReader{b: raw}, 0)
-	r.SetVersion(Version311)
-	b.SetBytes(int64(len(raw)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := r.ReadPacket(); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []struct {
+		name string
+		src  io.Reader
+	}{
+		{"bufio", bufio.NewReader(&loopReader{b: raw})}, // what protocol.Conn.Reader hands out
+		{"plain", &loopReader{b: raw}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := NewReader(c.src, 0)
+			r.SetVersion(Version311)
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := r.ReadPacket(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -25,8 +25,8 @@ type Reader struct {
 	byteSrc io.ByteReader // src, when it can hand out single bytes cheaply (bufio.Reader)
 	max     int
 	version byte
-	buf     []byte // reused body buffer for packets other than PUBLISH, cap ≤ maxRetainedBody
-	one     [1]byte
+	buf     []byte  // reused body buffer for packets other than PUBLISH, cap ≤ maxRetainedBody
+	two     [2]byte // fixed header scratch
 }
 
 // NewReader returns a Reader over r. maxPacketSize bounds a whole packet (fixed header
@@ -61,11 +61,7 @@ func (r *Reader) Version() byte { return r.version }
 //
 // Strings and the PUBLISH payload in the returned packet never alias the Reader's buffers.
 func (r *Reader) ReadPacket() (Packet, error) {
-	first, err := r.readByte()
-	if err != nil {
-		return nil, err
-	}
-	n, hdr, err := r.readRemainingLength()
+	first, n, hdr, err := r.readFixedHeader()
 	if err != nil {
 		return nil, err
 	}
@@ -106,38 +102,51 @@ func (r *Reader) ReadPacket() (Packet, error) {
 	return p, nil
 }
 
+// readFixedHeader reads the packet's first byte and its remaining length, returning the
+// remaining length and how many bytes encoded it.
+func (r *Reader) readFixedHeader() (first byte, n, size int, err error) {
+	// Every packet has at least two header bytes; fetch them together when the source is not
+	// a byte reader, so a PUBLISH costs two reads rather than three.
+	var c byte
+	if r.byteSrc != nil {
+		if first, err = r.byteSrc.ReadByte(); err != nil {
+			return 0, 0, 0, err
+		}
+		c, err = r.byteSrc.ReadByte()
+	} else {
+		if _, err = io.ReadFull(r.src, r.two[:]); err == io.EOF {
+			return 0, 0, 0, err // clean end of stream between packets
+		}
+		first, c = r.two[0], r.two[1]
+	}
+	mult := 1
+	for size = 1; ; size++ {
+		if err != nil {
+			return 0, 0, 0, unexpected(err)
+		}
+		n += int(c&0x7F) * mult
+		if c&0x80 == 0 {
+			if r.version == Version5 && size > 1 && c == 0 {
+				return 0, 0, 0, fmt.Errorf("%w: remaining length not in its shortest form [MQTT-1.5.5-1]", ErrMalformed)
+			}
+			return first, n, size, nil
+		}
+		if size == 4 {
+			return 0, 0, 0, fmt.Errorf("%w: remaining length longer than 4 bytes", ErrMalformed)
+		}
+		mult *= 128
+		c, err = r.readByte()
+	}
+}
+
 func (r *Reader) readByte() (byte, error) {
 	if r.byteSrc != nil {
 		return r.byteSrc.ReadByte()
 	}
-	if _, err := io.ReadFull(r.src, r.one[:]); err != nil {
+	if _, err := io.ReadFull(r.src, r.two[:1]); err != nil {
 		return 0, err
 	}
-	return r.one[0], nil
-}
-
-// readRemainingLength reads the fixed header's Variable Byte Integer, returning the value
-// and the number of bytes it took.
-func (r *Reader) readRemainingLength() (v, n int, err error) {
-	mult := 1
-	for n = 0; n < 4; n++ {
-		c, err := r.readByte()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, 0, err
-		}
-		v += int(c&0x7F) * mult
-		if c&0x80 == 0 {
-			if r.version == Version5 && n > 0 && c == 0 {
-				return 0, 0, fmt.Errorf("%w: remaining length not in its shortest form [MQTT-1.5.5-1]", ErrMalformed)
-			}
-			return v, n + 1, nil
-		}
-		mult *= 128
-	}
-	return 0, 0, fmt.Errorf("%w: remaining length longer than 4 bytes", ErrMalformed)
+	return r.two[0], nil
 }
 
 // readReused reads n body bytes into the Reader's own buffer when they fit in
