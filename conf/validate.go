@@ -171,7 +171,7 @@ func (v *validator) connectors() {
 		}
 
 		if cn.Bind == "" {
-			v.errf(k, "connector %q: bind is required, e.g. bind = \"tcp://127.0.0.1:1883\"", cn.Name)
+			v.errf(k, "bind is required, e.g. bind = \"tcp://127.0.0.1:1883\"")
 		} else if network, host, port, err := parseBind(cn.Bind); err != nil {
 			v.errf(k+".bind", "%v", err)
 		} else {
@@ -179,8 +179,8 @@ func (v *validator) connectors() {
 			la := listenAddr{host: normalHost(host), port: port, idx: i}
 			for _, o := range binds {
 				if o.port == la.port && la.port != 0 && (o.host == la.host || o.host == "" || la.host == "") {
-					v.errf(k+".bind", "connector %q: port %d is already bound by connector %q (%s)",
-						cn.Name, la.port, v.c.Connectors[o.idx].Name, v.where("c"+strconv.Itoa(o.idx)+".bind"))
+					v.errf(k+".bind", "port %d is already bound by connector %q (%s)",
+						la.port, v.c.Connectors[o.idx].Name, v.where("c"+strconv.Itoa(o.idx)+".bind"))
 				}
 			}
 			binds = append(binds, la)
@@ -213,9 +213,9 @@ func (v *validator) connectors() {
 func (v *validator) protocols(k string, cn *Connector) {
 	switch {
 	case cn.Protocol != "" && cn.Detect != nil:
-		v.errf(k+".detect", "connector %q: set either protocol or detect, not both", cn.Name)
+		v.errf(k+".detect", "set either protocol or detect, not both")
 	case cn.Protocol == "" && cn.Detect == nil:
-		v.errf(k, "connector %q: set protocol = \"mqtt\" or \"stomp\", or detect = [\"mqtt\", \"stomp\"]", cn.Name)
+		v.errf(k, "set protocol = \"mqtt\" or \"stomp\", or detect = [\"mqtt\", \"stomp\"]")
 	}
 	if cn.Protocol != "" && !knownProtocol(cn.Protocol) {
 		v.errf(k+".protocol", "unknown protocol %q (want \"mqtt\" or \"stomp\")", cn.Protocol)
