@@ -155,6 +155,36 @@ var golden = []goldenCase{
 		raw:     pkt(0x10, str("MQTT"), 5, 0x02, u16(60), props(0x18, u32(1)), str("x")),
 		err:     ErrProtocolViolation,
 	},
+	{
+		name:    "connect/5 authentication data without method",
+		version: Version5,
+		raw:     pkt(0x10, str("MQTT"), 5, 0x02, u16(60), props(0x16, str("d")), str("x")),
+		err:     ErrProtocolViolation,
+	},
+	{
+		name:    "connect/5 receive maximum 0",
+		version: Version5,
+		raw:     pkt(0x10, str("MQTT"), 5, 0x02, u16(60), props(0x21, u16(0)), str("x")),
+		err:     ErrProtocolViolation,
+	},
+	{
+		name:    "connect/5 maximum packet size 0",
+		version: Version5,
+		raw:     pkt(0x10, str("MQTT"), 5, 0x02, u16(60), props(0x27, u32(0)), str("x")),
+		err:     ErrProtocolViolation,
+	},
+	{
+		name:    "connect/5 user property value not UTF-8 [MQTT-1.5.4-1]",
+		version: Version5,
+		raw:     pkt(0x10, str("MQTT"), 5, 0x02, u16(60), props(0x26, str("k"), str("\xff")), str("x")),
+		err:     ErrMalformed,
+	},
+	{
+		name:    "connect/5 will properties in a CONNECT without will are not read",
+		version: Version5,
+		raw:     pkt(0x10, str("MQTT"), 5, 0x02, u16(60), props(), str("x"), props()),
+		err:     ErrMalformed,
+	},
 
 	// ---- CONNACK ----
 	{

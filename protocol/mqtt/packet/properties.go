@@ -169,6 +169,9 @@ func decodeProperties(d *decoder, ctx propContext) (*Properties, error) {
 			return nil, fmt.Errorf("%w (property 0x%02X)", err, id)
 		}
 	}
+	if p.AuthenticationData != nil && p.AuthenticationMethod == "" {
+		return nil, fmt.Errorf("%w: authentication data without authentication method", ErrProtocolViolation)
+	}
 	if p.isZero() {
 		return nil, nil
 	}
