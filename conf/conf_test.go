@@ -270,3 +270,21 @@ func TestLoadErrorsNameThePath(t *testing.T) {
 		t.Fatalf("Load error = %v, want %s", err, want)
 	}
 }
+
+// HCL allows one attribute in a one-line block; more must go on separate lines, and the error says where.
+func TestOneLineBlocks(t *testing.T) {
+	c := mustParse(t, `
+connector "c" {
+  bind   = "tcp://127.0.0.1:0"
+  detect = ["mqtt", "stomp"]
+  mqtt  { queue_prefix = "queue/" }
+}
+`+host)
+	if got := c.Connectors[0].MQTT.QueuePrefix; got != "queue/" {
+		t.Errorf("queue_prefix = %q", got)
+	}
+	got := parseErrors(t, "connector \"c\" {\n  mqtt { die_delay = \"1s\"  max_inflight = 5 }\n}\n")
+	if len(got) != 1 || !strings.HasPrefix(got[0], "t.hcl:2:28: Invalid single-argument block definition") {
+		t.Errorf("errors = %q", got)
+	}
+}

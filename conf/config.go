@@ -3,6 +3,19 @@
 // The schema (block and attribute names) is a contract shared with other tooling; see DESIGN.md §3, §6, §7.
 // Every field comment gives the default applied when the attribute is absent. conf is a leaf package:
 // it depends only on HCL and the standard library, and each other package receives only its own section.
+//
+// Parse and Load are strict, so a typo never silently falls back to a default: unknown attributes and
+// blocks, values of the wrong type and expressions that are not literals (variables, functions) are
+// errors. Every problem found is reported in one Errors value, each with its file:line:col, in source order.
+// Beyond the per-field rules, these combinations are refused:
+//   - two connectors on one port where the addresses overlap (same host, or either on every interface);
+//   - an mqtt or stomp block on a connector that does not speak that protocol;
+//   - one host name listed twice (case-insensitively), or a host name that is another virtual host's
+//     name, since hosts are looked up by name and host name alike;
+//   - two virtual hosts storing into the same directory.
+//
+// Sizes are bytes, as a number or a string with a binary unit ("512B", "10KB", "100MB", "1GB");
+// durations are strings in time.ParseDuration syntax ("5s", "250ms"). Neither may be negative.
 package conf
 
 import (

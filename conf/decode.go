@@ -318,9 +318,14 @@ func integer(p *int) attrFunc {
 			d.wrongType(a, "a whole number", v)
 			return
 		}
-		n, ok := wholeNumber(v.AsBigFloat())
+		f := v.AsBigFloat()
+		if !f.IsInt() {
+			d.errAt(a.Expr.Range(), "%s must be a whole number, not %s", a.Name, f.Text('g', 10))
+			return
+		}
+		n, ok := wholeNumber(f)
 		if !ok || n < math.MinInt || n > math.MaxInt {
-			d.errAt(a.Expr.Range(), "%s must be a whole number, not %s", a.Name, v.AsBigFloat().Text('g', 10))
+			d.errAt(a.Expr.Range(), "%s: %s is out of range", a.Name, f.Text('g', 10))
 			return
 		}
 		*p = int(n)

@@ -358,6 +358,11 @@ var errorCases = []struct {
 		want: []string{`t.hcl:4:21: max_connections must be > 0, not 0`},
 	},
 	{
+		name: "number out of range",
+		src:  mqttConn + "  max_connections = 1e30\n}\n" + host,
+		want: []string{`t.hcl:4:21: max_connections: 1e+30 is out of range`},
+	},
+	{
 		name: "max_inflight zero",
 		src:  mqttConn + "  mqtt {\n    max_inflight = 0\n  }\n}\n" + host,
 		want: []string{`t.hcl:5:20: max_inflight must be between 1 and 65535, not 0`},
