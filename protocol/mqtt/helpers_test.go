@@ -52,7 +52,7 @@ func pahoClient(t *testing.T, addr, id string, mod func(*paho.ClientOptions)) pa
 	t.Helper()
 	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetProtocolVersion(4).
 		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).SetKeepAlive(30 * time.Second).
-		SetConnectTimeout(waitTime).SetWriteTimeout(waitTime).SetOrderMatters(false)
+		SetConnectTimeout(waitTime).SetWriteTimeout(waitTime).SetOrderMatters(true)
 	if mod != nil {
 		mod(o)
 	}
