@@ -547,18 +547,26 @@ func TestConcurrentSubscribeMatch(t *testing.T) {
 	}
 }
 
-// FuzzTrie compares the trie with the reference matcher on random filter sets and topics.
+// FuzzTrie compares the trie with the reference matcher on random filter sets and topics, subscribing them
+// one by one and then unsubscribing them one by one, checking after every change. With stomp set the
+// filters and topic are STOMP names (prefix added), so regex segments take part.
 func FuzzTrie(f *testing.F) {
-	f.Add([]byte("a/+/c\x00a/#\x00+\x00#"), "a/b/c", true)
-	f.Add([]byte("$SYS/#\x00#\x00+/x"), "$SYS/x", false)
-	f.Add([]byte("/+\x00+/+\x00a//b"), "a//b", true)
-	f.Fuzz(func(t *testing.T, filters []byte, topic string, cache bool) {
+	f.Add([]byte("a/+/c\x00a/#\x00+\x00#"), "a/b/c", true, false)
+	f.Add([]byte("$SYS/#\x00#\x00+/x"), "$SYS/x", false, false)
+	f.Add([]byte("/+\x00+/+\x00a//b"), "a//b", true, false)
+	f.Add([]byte("a.{b+}.c\x00a.**\x00{.*}.**\x00*.*.c"), "a.bb.c", true, true)
+	f.Add([]byte("{[$].*}\x00**\x00$x.{y|z}"), "$x.y", false, true)
+	f.Fuzz(func(t *testing.T, filters []byte, topic string, cache, stomp bool) {
 		size := -1
 		if cache {
 			size = 4
 		}
+		g, prefix := mqttG, ""
+		if stomp {
+			g, prefix = stompG, "/topic/"
+		}
 		r := New(Options{CacheSize: size})
-		d, err := mqttG.ParseName(topic)
+		d, err := g.ParseName(prefix + topic)
 		if err != nil {
 			return
 		}
@@ -567,7 +575,7 @@ func FuzzTrie(f *testing.F) {
 			if i >= 32 {
 				break
 			}
-			fl, err := mqttG.ParseFilter(fs)
+			fl, err := g.ParseFilter(prefix + fs)
 			if err != nil {
 				continue
 			}
