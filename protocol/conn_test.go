@@ -161,7 +161,7 @@ func TestIdleConnHoldsNoBuffer(t *testing.T) {
 	waitFor(t, time.Second, func() bool {
 		c.out.mu.Lock()
 		defer c.out.mu.Unlock()
-		return !c.out.writing && c.out.q == nil && c.out.inflight == 0
+		return !c.out.writing && len(c.out.bufs) == 0 && c.out.inflight == 0
 	})
 }
 

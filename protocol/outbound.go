@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"net"
 	"sync"
 	"time"
 )
@@ -12,12 +13,18 @@ const (
 	DefaultMaxPending = 8 << 20
 	// DefaultWriteTimeout is the default Server.WriteTimeout.
 	DefaultWriteTimeout = 10 * time.Second
-	// chunkSize is the initial capacity of a pooled outbound buffer.
+	// chunkSize is the capacity of a new outbound buffer.
 	chunkSize = 4 << 10
+	// chunkFull: Begin starts a new chunk once the tail holds this much, so a long queue is a list of
+	// small pooled chunks rather than one buffer regrown (and copied) as it fills.
+	chunkFull = 16 << 10
 	// maxPooledChunk: larger buffers (one big message) go to the garbage collector, not back to the pool.
-	maxPooledChunk = 1 << 20
+	maxPooledChunk = 256 << 10
 	// writePiece bounds one socket write, so the write deadline measures a stall, not a large transfer.
 	writePiece = 256 << 10
+	// maxIdleSlice: chunk lists longer than this are dropped when the queue empties, so a connection that
+	// once had a backlog does not keep its bookkeeping while idle.
+	maxIdleSlice = 64
 )
 
 // chunk boxes a buffer so the pool stores a pointer (no allocation per Put).
@@ -35,15 +42,17 @@ func putChunk(c *chunk) {
 	chunkPool.Put(c)
 }
 
-// outbound is a connection's write queue, bounded in bytes. Encoders append to the tail buffer in place
-// under mu; the writer goroutine swaps the buffer out under mu and writes it without holding mu, so a
-// slow socket never blocks a publisher. An idle connection holds no buffer and runs no writer.
+// outbound is a connection's write queue, bounded in bytes. Encoders append to the tail chunk in place
+// under mu; the writer goroutine swaps the chunk list out under mu and writes it (writev) without
+// holding mu, so a slow socket never blocks a publisher. An idle connection holds no chunk and runs no
+// writer.
 type outbound struct {
 	mu       sync.Mutex
-	q        *chunk // queued bytes; nil when nothing is queued (the buffer is back in the pool)
-	inflight int    // bytes the writer is writing now
-	writing  bool   // the writer goroutine is running
-	closing  bool   // CloseAfter or Close was called: Begin refuses
+	bufs     []*chunk // queued chunks, oldest first; Begin appends to the last one
+	queued   int      // bytes in bufs except the last chunk
+	inflight int      // bytes the writer is writing now
+	writing  bool     // the writer goroutine is running
+	closing  bool     // CloseAfter or Close was called: Begin refuses
 	closed   bool
 
 	closeReason error       // the pending CloseAfter's reason
@@ -52,15 +61,37 @@ type outbound struct {
 
 	onDrain    func()
 	onShutdown func()
+
+	// Owned by the writer goroutine (there is at most one, see writing).
+	spare []*chunk    // the list swapped with bufs, so a batch allocates nothing
+	iov   net.Buffers // one writev's pieces
 }
 
 // pendingLocked returns the bytes queued or being written.
 func (o *outbound) pendingLocked() int {
-	n := o.inflight
-	if o.q != nil {
-		n += len(o.q.b)
+	n := o.queued + o.inflight
+	if k := len(o.bufs); k > 0 {
+		n += len(o.bufs[k-1].b)
 	}
 	return n
+}
+
+// emptyLocked reports whether nothing is queued (the writer may still be writing a batch).
+func (o *outbound) emptyLocked() bool {
+	return o.queued == 0 && (len(o.bufs) == 0 || len(o.bufs[len(o.bufs)-1].b) == 0)
+}
+
+// releaseLocked returns the queued chunks to the pool.
+func (o *outbound) releaseLocked() {
+	for i, ch := range o.bufs {
+		putChunk(ch)
+		o.bufs[i] = nil
+	}
+	o.bufs = o.bufs[:0]
+	o.queued = 0
+	if cap(o.bufs) > maxIdleSlice {
+		o.bufs = nil
+	}
 }
 
 // close marks the queue closed, drops what is queued and returns the pending CloseAfter reason, if any.
@@ -72,10 +103,7 @@ func (o *outbound) close() error {
 		o.timer.Stop()
 		o.timer = nil
 	}
-	if o.q != nil {
-		putChunk(o.q)
-		o.q = nil
-	}
+	o.releaseLocked()
 	o.onDrain, o.onShutdown = nil, nil
 	return o.closeReason
 }
@@ -117,17 +145,22 @@ func (c *Conn) Begin() ([]byte, bool) {
 		o.mu.Unlock()
 		return nil, false
 	}
-	if o.q == nil {
-		o.q = getChunk()
+	n := len(o.bufs)
+	if n == 0 || len(o.bufs[n-1].b) >= chunkFull {
+		if n > 0 {
+			o.queued += len(o.bufs[n-1].b)
+		}
+		o.bufs = append(o.bufs, getChunk())
+		n++
 	}
-	return o.q.b, true
+	return o.bufs[n-1].b, true
 }
 
 // Commit stores b, the buffer returned by Begin with bytes appended, unlocks the queue and starts the
 // writer if it is not running. It must follow a successful Begin.
 func (c *Conn) Commit(b []byte) {
 	o := &c.out
-	o.q.b = b
+	o.bufs[len(o.bufs)-1].b = b
 	if !o.writing && len(b) > 0 {
 		o.writing = true
 		// Added under mu: a connection that accepts output is still counted by its serve goroutine, so
@@ -159,13 +192,19 @@ func (c *Conn) Pending() int {
 func (c *Conn) writeLoop() {
 	defer c.srv.wg.Done()
 	o := &c.out
-	var written *chunk // the buffer just written, recycled under mu
-	drained := false   // onDrain ran since the last write
+	var written []*chunk // the batch just written, recycled under mu
+	drained := false     // onDrain ran since the last write
 	for {
 		o.mu.Lock()
 		o.inflight = 0
 		if written != nil {
-			putChunk(written)
+			for i, ch := range written {
+				putChunk(ch)
+				written[i] = nil
+			}
+			if cap(written) <= maxIdleSlice {
+				o.spare = written[:0]
+			}
 			written = nil
 		}
 		if o.closed {
@@ -173,7 +212,7 @@ func (c *Conn) writeLoop() {
 			o.mu.Unlock()
 			return
 		}
-		if o.q == nil || len(o.q.b) == 0 {
+		if o.emptyLocked() {
 			if f := o.onDrain; f != nil && !o.closing && !drained {
 				// The hook may queue more; writing stays true, so Commit does not start a second writer.
 				o.mu.Unlock()
@@ -182,10 +221,7 @@ func (c *Conn) writeLoop() {
 				continue
 			}
 			o.writing = false
-			if o.q != nil {
-				putChunk(o.q)
-				o.q = nil
-			}
+			o.releaseLocked()
 			flushedReason, closeNow := o.closeReason, o.closing
 			o.mu.Unlock()
 			if closeNow {
@@ -193,38 +229,68 @@ func (c *Conn) writeLoop() {
 			}
 			return
 		}
-		out := o.q
-		o.q = nil
-		o.inflight = len(out.b)
+		batch := o.bufs
+		o.inflight = o.pendingLocked()
+		o.bufs, o.spare = o.spare, nil
+		o.queued = 0
 		o.mu.Unlock()
 
 		drained = false
-		if err := c.writeAll(out.b); err != nil {
+		err := c.writeChunks(batch)
+		written = batch
+		if err != nil {
 			o.mu.Lock()
 			o.inflight = 0
 			o.writing = false
 			o.mu.Unlock()
-			putChunk(out)
 			c.Close(err)
+			for i, ch := range written {
+				putChunk(ch)
+				written[i] = nil
+			}
 			return
 		}
-		written = out
 	}
 }
 
-// writeAll writes b in pieces, each under a fresh write deadline.
-func (c *Conn) writeAll(b []byte) error {
+// writeChunks writes the chunks with writev, at most writePiece bytes per call, each call under a fresh
+// write deadline.
+func (c *Conn) writeChunks(chunks []*chunk) error {
+	o := &c.out
 	timeout := c.srv.writeTimeout()
-	for len(b) > 0 {
-		n := min(len(b), writePiece)
+	i, off := 0, 0 // next byte to write: chunks[i].b[off]
+	for i < len(chunks) {
+		iov := o.iov[:0]
+		n := 0
+		for i < len(chunks) && n < writePiece {
+			b := chunks[i].b[off:]
+			if len(b) > writePiece-n {
+				b = b[:writePiece-n]
+				off += len(b)
+			} else {
+				i, off = i+1, 0
+			}
+			if len(b) > 0 {
+				iov = append(iov, b)
+				n += len(b)
+			}
+		}
+		if n == 0 {
+			break
+		}
+		backing := iov[:0]
+		o.iov = iov
 		if err := c.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 			return err
 		}
-		k, err := c.nc.Write(b[:n])
-		b = b[k:]
+		// WriteTo consumes o.iov (a field, so the call does not allocate) and clears what it wrote.
+		written, err := o.iov.WriteTo(c.nc)
+		o.iov = backing
 		if err != nil {
+			clear(backing[:cap(backing)])
 			if isTimeout(err) {
-				return fmt.Errorf("%w: socket write blocked for %s with %d bytes left", ErrSlowConsumer, timeout, len(b))
+				return fmt.Errorf("%w: socket write blocked for %s with %d bytes of the batch left",
+					ErrSlowConsumer, timeout, int64(n)-written)
 			}
 			return err
 		}
