@@ -54,10 +54,11 @@ func (r *Reader) Version() byte { return r.version }
 // ReadPacket reads and decodes the next packet.
 //
 // It returns io.EOF when the stream ends cleanly between packets and io.ErrUnexpectedEOF
-// when it ends inside one. Decoding errors wrap ErrMalformed, ErrProtocolViolation,
-// ErrPacketTooLarge or ErrUnsupportedVersion; after any of them the stream position is
-// undefined and the connection should be closed. For ErrUnsupportedVersion the decoded
-// *ConnectPacket is returned too, so the caller can answer CONNACK 0x01.
+// when it ends inside one; errors of the underlying reader (deadlines) come back as they are.
+// Decoding errors wrap ErrMalformed, ErrProtocolViolation, ErrPacketTooLarge or
+// ErrUnsupportedVersion. After any error the stream position is undefined and the
+// connection should be closed. For ErrUnsupportedVersion the decoded *ConnectPacket is
+// returned too, so the caller can answer CONNACK 0x01.
 //
 // Strings and the PUBLISH payload in the returned packet never alias the Reader's buffers.
 func (r *Reader) ReadPacket() (Packet, error) {
