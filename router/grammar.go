@@ -88,8 +88,11 @@ type Grammar struct {
 	part                           *regexp.Regexp
 	prefixes                       []namePrefix // longest first
 	kindPrefix                     [TempTopic + 1]string
-	escape                         bool
-	special                        [256]bool // bytes escaped by Render when escape is on
+	// shadows[k] lists the prefixes of other kinds that begin with kind k's rendering prefix: a name of
+	// kind k whose path starts like the rest of one of them must be escaped to keep its kind.
+	shadows [TempTopic + 1][]string
+	escape  bool
+	special [256]bool // bytes escaped by Render when escape is on
 }
 
 // NewGrammar validates c and builds a grammar.
@@ -157,6 +160,17 @@ func NewGrammar(c GrammarConfig) (*Grammar, error) {
 	}
 	// Longest prefix wins, so "/topic/" and "/topic/x/" can coexist.
 	sort.SliceStable(g.prefixes, func(i, j int) bool { return len(g.prefixes[i].text) > len(g.prefixes[j].text) })
+	for k := range g.kindPrefix {
+		own := g.kindPrefix[k]
+		if own == "" && (c.RequirePrefix || Kind(k) != c.DefaultKind) {
+			continue
+		}
+		for _, p := range g.prefixes {
+			if p.kind != Kind(k) && len(p.text) > len(own) && strings.HasPrefix(p.text, own) {
+				g.shadows[k] = append(g.shadows[k], p.text)
+			}
+		}
+	}
 	if c.Escape {
 		g.special['%'] = true
 		for _, tok := range []string{g.sep, g.one, g.many, g.reStart, g.reEnd, g.destSep} {
@@ -444,13 +458,33 @@ func (g *Grammar) segLen(s string) int {
 // AppendRender appends the wire name of d to dst.
 func (g *Grammar) AppendRender(dst []byte, d Destination) []byte {
 	dst = append(dst, g.prefixFor(d.Kind)...)
+	start := len(dst)
 	for i, s := range d.Path {
 		if i > 0 {
 			dst = append(dst, g.sep...)
 		}
 		dst = g.appendSeg(dst, s)
 	}
+	if g.escape && int(d.Kind) < len(g.shadows) && len(d.Path) > 0 && d.Path[0] != "" && !g.special[d.Path[0][0]] {
+		if g.shadowed(d.Kind, dst[start-len(g.prefixFor(d.Kind)):]) {
+			// Escape the first byte so the name does not parse under a longer prefix of another kind.
+			c := dst[start]
+			dst = append(dst, 0, 0)
+			copy(dst[start+3:], dst[start+1:len(dst)-2])
+			dst[start], dst[start+1], dst[start+2] = '%', upperHex[c>>4], upperHex[c&15]
+		}
+	}
 	return dst
+}
+
+// shadowed reports whether the rendered name (after head) starts with a longer prefix of another kind.
+func (g *Grammar) shadowed(k Kind, name []byte) bool {
+	for _, p := range g.shadows[k] {
+		if len(name) >= len(p) && string(name[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
 }
 
 // Render returns the wire name of d; it is the inverse of ParseName.

@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"go/build"
 	"slices"
 	"strings"
 	"testing"
@@ -450,18 +451,26 @@ func FuzzParseNameSTOMP(f *testing.F) {
 	for _, s := range []string{"/topic/a", "/queue/a.b", "/topic/v1%2E2.x", "/topic/a..b", "/temp-queue/x", "/dsub/%25"} {
 		f.Add(s)
 	}
+	f.Add("/t/tmp.x")
+	f.Add("/t/%74mp/x")
+	c := STOMPGrammarConfig()
+	c.TopicPrefix, c.TempTopicPrefix = "/t/", "/t/tmp/" // one prefix begins with another
+	c.RequirePrefix, c.QueuePrefix = false, ""          // and unprefixed names are topics
+	odd := mustGrammar(f, c)
 	f.Fuzz(func(t *testing.T, name string) {
-		d, err := stompG.ParseName(name)
-		if err != nil {
-			return
-		}
-		s := stompG.Render(d)
-		d2, err := stompG.ParseName(s)
-		if err != nil || d2.Kind != d.Kind || !slices.Equal(d2.Path, d.Path) {
-			t.Fatalf("%q -> %+v -> %q -> %+v, %v", name, d, s, d2, err)
-		}
-		if s2 := stompG.Render(d2); s2 != s {
-			t.Fatalf("rendering not stable: %q vs %q", s, s2)
+		for _, g := range []*Grammar{stompG, odd} {
+			d, err := g.ParseName(name)
+			if err != nil {
+				continue
+			}
+			s := g.Render(d)
+			d2, err := g.ParseName(s)
+			if err != nil || d2.Kind != d.Kind || !slices.Equal(d2.Path, d.Path) {
+				t.Fatalf("%q -> %+v -> %q -> %+v, %v", name, d, s, d2, err)
+			}
+			if s2 := g.Render(d2); s2 != s {
+				t.Fatalf("rendering not stable: %q vs %q", s, s2)
+			}
 		}
 	})
 }
@@ -504,4 +513,48 @@ func FuzzParseFilterSTOMP(f *testing.F) {
 			t.Fatalf("%q -> %q -> %+v, %v", filter, s, f2, err)
 		}
 	})
+}
+
+// With escaping on, a name never parses under a longer prefix of another kind.
+func TestRenderAvoidsLongerPrefix(t *testing.T) {
+	c := STOMPGrammarConfig()
+	c.TopicPrefix = "/t/"
+	c.TempTopicPrefix = "/t/tmp/"
+	g := mustGrammar(t, c)
+	d := Destination{Kind: Topic, Path: []string{"tmp/x", "y"}}
+	s := g.Render(d)
+	if s != "/t/%74mp/x.y" {
+		t.Fatalf("Render = %q", s)
+	}
+	back, err := g.ParseName(s)
+	if err != nil || back.Kind != Topic || !slices.Equal(back.Path, d.Path) {
+		t.Fatalf("ParseName(%q) = %+v, %v", s, back, err)
+	}
+	// Unprefixed default kind: a topic that looks like a queue name.
+	c = STOMPGrammarConfig()
+	c.RequirePrefix = false
+	c.TopicPrefix = ""
+	g = mustGrammar(t, c)
+	d = Destination{Kind: Topic, Path: []string{"/queue/a"}}
+	s = g.Render(d)
+	back, err = g.ParseName(s)
+	if err != nil || back.Kind != Topic || !slices.Equal(back.Path, d.Path) {
+		t.Fatalf("%q -> %q -> %+v, %v", d.Path, s, back, err)
+	}
+	if got := string(g.AppendRender(nil, Destination{Kind: Queue, Path: []string{"a"}})); got != "/queue/a" {
+		t.Fatalf("queue rendering = %q", got)
+	}
+}
+
+// DESIGN.md §2: router imports only the standard library (never protocol, conf or a logger).
+func TestImportsOnlyStdlib(t *testing.T) {
+	pkg, err := build.ImportDir(".", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, imp := range pkg.Imports {
+		if first, _, _ := strings.Cut(imp, "/"); strings.Contains(first, ".") {
+			t.Errorf("router imports %q", imp)
+		}
+	}
 }
