@@ -15,8 +15,8 @@
 //     queue messages stay in the queue until the connection drains.
 //   - ACK or NACK of an id this session issued but no longer tracks (already acknowledged, or a topic
 //     delivery) is ignored; an id never issued is an ERROR.
-//   - Control frames (RECEIPT, ERROR) that do not fit in the outbound queue mean the client is not reading:
-//     the connection is closed as a slow consumer.
+//   - A RECEIPT that does not fit in a full outbound queue waits (up to maxHeldReceipts) for the queue to
+//     drain; an ERROR that does not fit is lost, and the connection closes anyway.
 package stomp
 
 import (

@@ -34,7 +34,7 @@ type broker struct {
 }
 
 // startBroker starts a STOMP-only connector. mod may adjust the connector and handler before start.
-func startBroker(t *testing.T, mod func(c *conf.Connector, h *Handler)) *broker {
+func startBroker(t testing.TB, mod func(c *conf.Connector, h *Handler)) *broker {
 	t.Helper()
 	host := virtualhost.New(conf.VirtualHost{Name: "default", HostNames: []string{"localhost"}, Anonymous: true},
 		router.Options{})

@@ -46,7 +46,15 @@ type session struct {
 	consumers []*router.Consumer // open queue consumers, for Resume from the writer goroutine
 	beat      *time.Timer        // server heart-beat; nil when none was negotiated or once stopped
 	beatEvery time.Duration
+
+	// rmu guards receipts: RECEIPT frames waiting for room in the outbound queue, in order.
+	rmu      sync.Mutex
+	receipts []string
 }
+
+// maxHeldReceipts bounds the receipts waiting for room in a full outbound queue; one more closes the
+// connection as a client that does not read.
+const maxHeldReceipts = 1024
 
 // transaction buffers the SEND, ACK and NACK frames of one BEGIN..COMMIT.
 type transaction struct {
@@ -153,16 +161,38 @@ func (s *session) sendError(msg, detail, receipt string, hasReceipt bool, hdrs .
 	s.c.Commit(b)
 }
 
-// sendReceipt queues a RECEIPT frame; if the queue is full the client is not reading and is dropped.
+// sendReceipt queues a RECEIPT frame. When the outbound queue is full (a flood of deliveries), the
+// receipt waits in a short list flushed on drain; a client that lets that list overflow is not reading
+// and is dropped.
 func (s *session) sendReceipt(id string) {
-	b, ok := s.c.Begin()
-	if !ok {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if len(s.receipts) >= maxHeldReceipts {
 		s.c.Close(ErrOutboundFull)
 		return
 	}
-	b = appendCommand(b, frame.RECEIPT)
-	b = appendHeader(b, s.version, frame.ReceiptId, id)
-	s.c.Commit(appendBody(b, nil))
+	s.receipts = append(s.receipts, id)
+	s.flushReceiptsLocked()
+}
+
+// flushReceiptsLocked writes the held receipts if the outbound queue takes them. s.rmu is held; it is
+// never taken under the outbound lock, so calling Begin here is safe.
+func (s *session) flushReceiptsLocked() {
+	if len(s.receipts) == 0 {
+		return
+	}
+	b, ok := s.c.Begin()
+	if !ok {
+		return
+	}
+	for _, id := range s.receipts {
+		b = appendCommand(b, frame.RECEIPT)
+		b = appendHeader(b, s.version, frame.ReceiptId, id)
+		b = appendBody(b, nil)
+	}
+	s.c.Commit(b)
+	clear(s.receipts)
+	s.receipts = s.receipts[:0]
 }
 
 // handle runs one client frame.
@@ -553,9 +583,12 @@ func (s *session) abort(f *frame.Frame) error {
 	return nil
 }
 
-// drained is the OnDrain hook: consumers held back by a full queue may dispatch again. It runs on the
-// writer goroutine without the outbound lock.
+// drained is the OnDrain hook: held receipts go out, and consumers held back by a full queue may
+// dispatch again. It runs on the writer goroutine without the outbound lock.
 func (s *session) drained() {
+	s.rmu.Lock()
+	s.flushReceiptsLocked()
+	s.rmu.Unlock()
 	s.mu.Lock()
 	if !s.blocked {
 		s.mu.Unlock()
