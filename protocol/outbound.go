@@ -242,6 +242,7 @@ func (c *Conn) writeLoop() {
 			o.mu.Lock()
 			o.inflight = 0
 			o.writing = false
+			o.closing = true // the socket is broken: refuse output until Close completes
 			o.mu.Unlock()
 			c.Close(err)
 			for i, ch := range written {
