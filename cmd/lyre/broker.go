@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"go.uber.org/zap"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/protocol/mqtt"
+	"github.com/lyremq/lyre/protocol/stomp"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
+)
+
+// Broker is one running Lyre: virtual hosts and the connectors serving them.
+type Broker struct {
+	log   *zap.Logger
+	hosts *virtualhost.Registry
+	srv   *protocol.Server
+}
+
+// Start builds the virtual hosts, then binds every connector. On error nothing is left running.
+func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
+	hosts := make([]*virtualhost.Host, 0, len(cfg.VirtualHosts))
+	for _, vc := range cfg.VirtualHosts {
+		h := virtualhost.New(vc, router.Options{})
+		hosts = append(hosts, h)
+		log.Info("virtual host", zap.String("vhost", h.Name), zap.Strings("host_names", h.HostNames),
+			zap.Bool("anonymous", h.Anonymous))
+	}
+	reg := virtualhost.NewRegistry(hosts...)
+	srv := protocol.NewServer(log, map[string]protocol.Handler{
+		"mqtt":  mqtt.NewHandler(reg, log),
+		"stomp": stomp.NewHandler(reg, log),
+	})
+	b := &Broker{log: log, hosts: reg, srv: srv}
+	for _, c := range cfg.Connectors {
+		if err := srv.Listen(c); err != nil {
+			_ = b.Shutdown(context.Background())
+			return nil, fmt.Errorf("connector %q: %w", c.Name, err)
+		}
+	}
+	return b, nil
+}
+
+// Addrs returns the bound address of each connector by name.
+func (b *Broker) Addrs() map[string]net.Addr { return b.srv.Addrs() }
+
+// Hosts returns the virtual host registry.
+func (b *Broker) Hosts() *virtualhost.Registry { return b.hosts }
+
+// Shutdown stops accepting, says goodbye to every connection, waits for them until ctx is done, then
+// releases the hosts.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	err := b.srv.Shutdown(ctx)
+	b.hosts.Close()
+	return err
+}
