@@ -369,3 +369,30 @@ func (r *Router) QueueDepthOf(d Destination) int {
 	defer q.mu.Unlock()
 	return q.wait.len()
 }
+
+// DeleteQueue removes the queue d names, with everything it holds, waiting or in flight; its consumers
+// are closed (their Ack and Nack return false). It returns the number of messages discarded. Front-ends
+// use it for a temporary queue whose owner went away.
+func (r *Router) DeleteQueue(d Destination) int {
+	var kb [256]byte
+	key := appendPathKey(kb[:0], int(d.Kind), d.Path)
+	r.qmu.Lock()
+	defer r.qmu.Unlock()
+	q := r.queues[string(key)]
+	if q == nil {
+		return 0
+	}
+	delete(r.queues, q.key)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.dead = true
+	n := q.held
+	for _, c := range q.consumers {
+		c.closed = true
+		c.unacked = nil
+	}
+	q.consumers = nil
+	q.wait = deque{}
+	q.held, q.heldBytes = 0, 0
+	return n
+}

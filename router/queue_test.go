@@ -369,3 +369,29 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestDeleteQueue(t *testing.T) {
+	r := New(Options{})
+	s := &recSink{}
+	c, _ := r.Consume(queueSub(t, "/temp-queue/t", s), ConsumerOptions{Credit: 1})
+	pubQueue(t, r, "/temp-queue/t", "a")
+	pubQueue(t, r, "/temp-queue/t", "b")
+	if n := r.DeleteQueue(mustName(t, stompG, "/temp-queue/t")); n != 2 {
+		t.Fatalf("DeleteQueue = %d, want 2 (one waiting, one in flight)", n)
+	}
+	if c.Ack(s.all()[0].Seq) {
+		t.Fatal("Ack on a deleted queue succeeded")
+	}
+	c.Close()
+	if n := r.Stats().Queues; n != 0 {
+		t.Fatalf("queues = %d", n)
+	}
+	// A later publish creates a fresh queue.
+	pubQueue(t, r, "/temp-queue/t", "c")
+	if d := r.QueueDepthOf(mustName(t, stompG, "/temp-queue/t")); d != 1 {
+		t.Fatalf("depth = %d", d)
+	}
+	if n := r.DeleteQueue(mustName(t, stompG, "/temp-queue/none")); n != 0 {
+		t.Fatalf("unknown queue: %d", n)
+	}
+}
