@@ -79,8 +79,9 @@ type namePrefix struct {
 // destination separator) is written as %XX, so any path renders unambiguously. With Escape off a segment is
 // written verbatim, so a path holding the separator or a wildcard token (possible only when it came from an
 // escaping grammar) does not survive the trip. A kind the grammar has no prefix for renders as its bare
-// path, and with an unprefixed default kind a bare name that starts with a configured prefix parses as
-// that prefix's kind: configure prefixes that do not collide with topic names.
+// path. When a rendered name would start with a longer prefix of another kind ("/t/" and "/t/tmp/", or an
+// unprefixed default kind and "queue/"), an escaping grammar escapes the name's first byte to keep its
+// kind; without escaping such a name changes kind, so configure prefixes that do not collide with names.
 type Grammar struct {
 	cfg                            GrammarConfig
 	sep, one, many, reStart, reEnd string
