@@ -150,7 +150,7 @@ func limitsOf(c *conf.Connector) limits {
 		l.dieDelay = m.DieDelay
 	}
 	if m.MaxInflight > 0 {
-		l.maxInflight = min(m.MaxInflight, 65535)
+		l.maxInflight = min(m.MaxInflight, 65534) // a packet id stays free [MQTT-2.3.1-2]
 	}
 	if m.MaxQueuedMessages > 0 {
 		l.maxQueued = m.MaxQueuedMessages
@@ -192,18 +192,22 @@ func (h *Handler) Serve(c *protocol.Conn) {
 	// MQTT 3.1.1 has no server DISCONNECT: on broker shutdown flush what is queued and close.
 	c.OnShutdown(func() { c.CloseAfter(protocol.ErrServerClosed, cl.lim.dieDelay) })
 
-	if err := cl.connect(); err != nil {
-		if !errors.Is(err, errClosing) {
-			c.Close(err)
+	graceful := false
+	defer func() {
+		// Also after a failed CONNACK or a panic: a session taken must be released, or its client id
+		// would wait for it forever.
+		if cl.att != nil {
+			cl.end(graceful)
 		}
-		return
+	}()
+	err = cl.connect()
+	if err == nil {
+		err = cl.loop()
+		graceful = errors.Is(err, errDisconnectRequest)
 	}
-	err = cl.loop()
-	graceful := errors.Is(err, errDisconnectRequest)
-	if !graceful {
+	if err != nil && !graceful && !errors.Is(err, errClosing) {
 		c.Close(err)
 	}
-	cl.end(graceful)
 }
 
 // onDrain runs on the writer goroutine whenever the outbound queue empties.

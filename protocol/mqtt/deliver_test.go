@@ -1,0 +1,184 @@
+package mqtt
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/router"
+)
+
+// discardSender is an outbound queue that keeps only the last encoded bytes.
+type discardSender struct {
+	buf  []byte
+	full bool
+	n    int
+}
+
+func (d *discardSender) Begin() ([]byte, bool) {
+	if d.full {
+		return nil, false
+	}
+	return d.buf[:0], true
+}
+
+func (d *discardSender) Commit(b []byte) { d.buf, d.n = b, d.n+1 }
+
+// benchSession returns an online session with one subscription to filter at qos, writing to out.
+func benchSession(tb testing.TB, filter string, qos uint8, out sender) (*session, *router.Subscription, *router.Grammar) {
+	tb.Helper()
+	g, err := router.NewGrammar(router.MQTTGrammarConfig())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f, err := g.ParseFilter(filter)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := newSession("bench", true)
+	s.out, s.g, s.version, s.maxInflight, s.maxQueued = out, g, packet.Version311, 32, 1000
+	e := &subEntry{key: filter, qos: qos}
+	e.rs = &router.Subscription{Filter: f, Sink: s, QoS: qos, ID: filter, Opaque: e}
+	s.setEntryLocked(e, true)
+	return s, e.rs, g
+}
+
+func benchMessage(tb testing.TB, g *router.Grammar, topic string, qos uint8) *router.Message {
+	tb.Helper()
+	d, err := g.ParseName(topic)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &router.Message{ID: 1, Dest: d, Body: make([]byte, 64), QoS: qos, Origin: topic, OriginGram: g}
+}
+
+// TestDeliverQoS0ZeroAllocs pins the hot path: a QoS 0 delivery into a session allocates nothing, with
+// the publisher's grammar or another one.
+func TestDeliverQoS0ZeroAllocs(t *testing.T) {
+	out := &discardSender{}
+	s, sub, g := benchSession(t, "sensors/+/temp", 0, out)
+	same := benchMessage(t, g, "sensors/k1/temp", 0)
+	other := *same
+	other.OriginGram = nil // rendered from the destination into the session's scratch buffer
+	for name, m := range map[string]*router.Message{"same grammar": same, "other grammar": &other} {
+		d := router.Delivery{Msg: m, Sub: sub}
+		s.Deliver(d) // warm up buffers
+		if n := testing.AllocsPerRun(1000, func() { s.Deliver(d) }); n != 0 {
+			t.Errorf("%s: %v allocs per Deliver, want 0", name, n)
+		}
+		rd := packet.NewReader(bytesReader(out.buf), 0)
+		rd.SetVersion(packet.Version311)
+		p, err := rd.ReadPacket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pp := p.(*packet.PublishPacket); pp.Topic != "sensors/k1/temp" || pp.QoS != 0 || len(pp.Payload) != 64 {
+			t.Fatalf("%s: encoded %+v", name, pp)
+		}
+	}
+}
+
+// TestDeliverQoS0DroppedWhenOutboundFull: QoS 0 over the outbound limit is dropped and counted; QoS 1 is
+// kept and sent once there is room.
+func TestDeliverQoS0DroppedWhenOutboundFull(t *testing.T) {
+	out := &discardSender{full: true}
+	s, sub, g := benchSession(t, "t", 1, out)
+	if s.Deliver(router.Delivery{Msg: benchMessage(t, g, "t", 0), Sub: sub}) {
+		t.Fatal("QoS 0 accepted with a full outbound queue")
+	}
+	if s.dropped != 1 {
+		t.Fatalf("dropped %d, want 1", s.dropped)
+	}
+	if !s.Deliver(router.Delivery{Msg: benchMessage(t, g, "t", 1), Sub: sub}) {
+		t.Fatal("QoS 1 refused")
+	}
+	if s.queue.len() != 1 || out.n != 0 {
+		t.Fatalf("queued %d, sent %d", s.queue.len(), out.n)
+	}
+	out.full = false
+	s.mu.Lock()
+	s.pumpLocked()
+	s.mu.Unlock()
+	if s.queue.len() != 0 || out.n != 1 || len(s.inflight) != 1 {
+		t.Fatalf("after drain: queued %d, sent %d, inflight %d", s.queue.len(), out.n, len(s.inflight))
+	}
+}
+
+func TestMatchFilter(t *testing.T) {
+	g, err := router.NewGrammar(router.MQTTGrammarConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"a/b", "a/b", true},
+		{"a/+", "a/b", true},
+		{"a/+", "a/b/c", false},
+		{"a/#", "a", true},
+		{"a/#", "a/b/c", true},
+		{"#", "$SYS/x", false},
+		{"+/x", "$SYS/x", false},
+		{"$SYS/#", "$SYS/x", true},
+		{"+", "", true},
+		{"a/+/c", "a//c", true},
+		{"a/b", "a/b/c", false},
+	}
+	for _, c := range cases {
+		f, err := g.ParseFilter(c.filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := g.ParseName(c.topic)
+		if err != nil {
+			// "" is not a valid topic name; build its one-empty-segment destination by hand.
+			d = router.Destination{Kind: router.Topic, Path: []string{""}}
+		}
+		if got := matchFilter(f, d); got != c.want {
+			t.Errorf("%q ~ %q = %v, want %v", c.filter, c.topic, got, c.want)
+		}
+	}
+}
+
+func BenchmarkDeliver(b *testing.B) {
+	b.Run("qos0", func(b *testing.B) {
+		s, sub, g := benchSession(b, "sensors/+/temp", 0, &discardSender{})
+		d := router.Delivery{Msg: benchMessage(b, g, "sensors/k1/temp", 0), Sub: sub}
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Deliver(d)
+		}
+	})
+	b.Run("qos0_rendered", func(b *testing.B) {
+		s, sub, g := benchSession(b, "sensors/+/temp", 0, &discardSender{})
+		m := benchMessage(b, g, "sensors/k1/temp", 0)
+		m.OriginGram = nil
+		d := router.Delivery{Msg: m, Sub: sub}
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Deliver(d)
+		}
+	})
+	b.Run("qos1_acked", func(b *testing.B) {
+		s, sub, g := benchSession(b, "sensors/+/temp", 1, &discardSender{})
+		d := router.Delivery{Msg: benchMessage(b, g, "sensors/k1/temp", 1), Sub: sub}
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Deliver(d)
+			s.complete(s.lastID, waitPuback)
+		}
+	})
+	b.Run("qos0_parallel", func(b *testing.B) {
+		s, sub, g := benchSession(b, "sensors/+/temp", 0, &discardSender{})
+		d := router.Delivery{Msg: benchMessage(b, g, "sensors/k1/temp", 0), Sub: sub}
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s.Deliver(d)
+			}
+		})
+	})
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
