@@ -180,9 +180,12 @@ func (r *Reader) fill(atBoundary bool) error {
 		r.start = 0
 	}
 	if r.end == len(r.buf) {
-		size := 2 * len(r.buf)
-		if size < initialBufSize {
-			size = initialBufSize
+		// The limits are checked before the buffer would need to exceed the larger of one line and one
+		// body, so growth stops there instead of doubling past it.
+		size := int64(max(2*len(r.buf), initialBufSize))
+		size = min(size, max(int64(r.lim.MaxHeaderLength)+2, r.lim.MaxBodyLength+1))
+		if size <= int64(len(r.buf)) {
+			return ErrFrameTooLarge // unreachable while the callers check their limits first
 		}
 		nb := make([]byte, size)
 		copy(nb, r.buf[:r.end])

@@ -127,8 +127,9 @@ func (s *session) fail(err error, f *frame.Frame) {
 	if f != nil {
 		receipt, hasReceipt = f.Header.Contains(frame.Receipt)
 	}
-	if ce := s.c.Log().Check(zap.DebugLevel, "stomp protocol error"); ce != nil {
-		ce.Write(zap.String("message", msg), zap.String("detail", detail))
+	if s.h.log.Core().Enabled(zap.DebugLevel) {
+		// Conn.Log builds a child logger on first use; only pay for it when the line is wanted.
+		s.c.Log().Debug("stomp protocol error", zap.String("message", msg), zap.String("detail", detail))
 	}
 	s.sendError(msg, detail, receipt, hasReceipt, hdrs...)
 	s.c.CloseAfter(err, s.cfg.DieDelay)
@@ -326,8 +327,8 @@ func (s *session) connect(f *frame.Frame) error {
 		s.beat = time.AfterFunc(out, s.heartBeat)
 		s.mu.Unlock()
 	}
-	if ce := s.c.Log().Check(zap.DebugLevel, "stomp connected"); ce != nil {
-		ce.Write(zap.String("vhost", host.Name), zap.String("user", p.User), zap.String("version", versionString(v)),
+	if s.h.log.Core().Enabled(zap.DebugLevel) {
+		s.c.Log().Debug("stomp connected", zap.String("vhost", host.Name), zap.String("user", p.User), zap.String("version", versionString(v)),
 			zap.Duration("heart_beat_out", out), zap.Duration("heart_beat_in", in))
 	}
 	return nil
