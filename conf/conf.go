@@ -47,9 +47,8 @@ func Parse(src []byte, filename string) (*Config, error) {
 	if c != nil {
 		errs = append(errs, c.validate()...)
 	}
-	if len(errs) > 0 {
-		sortErrors(errs)
-		return nil, errs
+	if err := errs.errors(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -20,7 +20,7 @@ import (
 // every value must be a literal.
 type decoder struct {
 	file string
-	errs Errors
+	errs problems
 	pos  map[string]hcl.Range // position key (see Config.pos) -> source range
 }
 
@@ -28,18 +28,18 @@ type decoder struct {
 type attrFunc func(d *decoder, key string, a *hclsyntax.Attribute)
 
 func (d *decoder) errAt(r hcl.Range, format string, args ...any) {
-	d.errs = append(d.errs, Error{Pos: posOf(r), Msg: fmt.Sprintf(format, args...), rng: r})
+	d.errs = append(d.errs, problem{Error{Pos: posOf(r), Msg: fmt.Sprintf(format, args...)}, r})
 }
 
 // parse decodes src into a Config without semantic validation. A syntax error stops at the parse.
-func parse(src []byte, filename string) (*Config, Errors) {
+func parse(src []byte, filename string) (*Config, problems) {
 	f, diags := hclparse.NewParser().ParseHCL(src, filename)
 	if diags.HasErrors() {
 		return nil, diagErrors(diags, filename)
 	}
 	body, ok := f.Body.(*hclsyntax.Body)
 	if !ok {
-		return nil, Errors{{Pos: filename, Msg: "not a native HCL file"}}
+		return nil, problems{{Error: Error{Pos: filename, Msg: "not a native HCL file"}}}
 	}
 	d := &decoder{file: filename, pos: make(map[string]hcl.Range)}
 	return d.config(body), d.errs

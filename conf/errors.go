@@ -15,9 +15,6 @@ type Error struct {
 	// built in Go, which has no source positions.
 	Pos string
 	Msg string
-
-	// rng orders errors by position; zero for errors without a source position.
-	rng hcl.Range
 }
 
 func (e Error) Error() string { return e.Pos + ": " + e.Msg }
@@ -47,9 +44,22 @@ func (es Errors) Unwrap() []error {
 	return out
 }
 
-// sortErrors orders errors by file position; errors without one keep their relative order and come first.
-func sortErrors(es Errors) {
-	slices.SortStableFunc(es, func(a, b Error) int {
+// problem is an Error with the source range it was found at, to order errors.
+type problem struct {
+	Error
+	rng hcl.Range // zero for errors without a source position
+}
+
+// problems collects Errors while decoding and validating.
+type problems []problem
+
+// errors orders ps by file position (errors without one keep their relative order and come first)
+// and returns them as Errors, or nil if there are none.
+func (ps problems) errors() error {
+	if len(ps) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(ps, func(a, b problem) int {
 		return cmp.Or(
 			cmp.Compare(a.rng.Filename, b.rng.Filename),
 			cmp.Compare(a.rng.Start.Byte, b.rng.Start.Byte),
@@ -57,6 +67,11 @@ func sortErrors(es Errors) {
 			cmp.Compare(a.rng.Start.Column, b.rng.Start.Column),
 		)
 	})
+	es := make(Errors, len(ps))
+	for i, p := range ps {
+		es[i] = p.Error
+	}
+	return es
 }
 
 // posOf renders an hcl range's start as file:line:col.
@@ -65,8 +80,8 @@ func posOf(r hcl.Range) string {
 }
 
 // diagErrors turns HCL diagnostics (syntax errors) into Errors.
-func diagErrors(diags hcl.Diagnostics, file string) Errors {
-	var es Errors
+func diagErrors(diags hcl.Diagnostics, file string) problems {
+	var es problems
 	for _, d := range diags {
 		if d.Severity != hcl.DiagError {
 			continue
@@ -76,9 +91,9 @@ func diagErrors(diags hcl.Diagnostics, file string) Errors {
 			msg += ": " + d.Detail
 		}
 		if d.Subject != nil {
-			es = append(es, Error{Pos: posOf(*d.Subject), Msg: msg, rng: *d.Subject})
+			es = append(es, problem{Error{Pos: posOf(*d.Subject), Msg: msg}, *d.Subject})
 		} else {
-			es = append(es, Error{Pos: file, Msg: msg})
+			es = append(es, problem{Error: Error{Pos: file, Msg: msg}})
 		}
 	}
 	return es

@@ -459,7 +459,7 @@ virtual_host "h" {
 	if !errors.As(err, &errs) || len(errs) != len(want) {
 		t.Fatalf("errors.As(conf.Errors) = %v, %d errors; want %d", errs, len(errs), len(want))
 	}
-	if errs[0].Pos != "t.hcl:4:3" || errs[0].Msg != `unknown attribute "colour"` {
+	if errs[0] != (conf.Error{Pos: "t.hcl:4:3", Msg: `unknown attribute "colour"`}) {
 		t.Errorf("errs[0] = %+v", errs[0])
 	}
 	var one conf.Error

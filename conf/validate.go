@@ -14,16 +14,12 @@ import (
 // and Address from its Bind. It returns Errors listing every problem, or nil. Parse and Load already
 // call it.
 func (c *Config) Validate() error {
-	if errs := c.validate(); len(errs) > 0 {
-		sortErrors(errs)
-		return errs
-	}
-	return nil
+	return c.validate().errors()
 }
 
 type validator struct {
 	c    *Config
-	errs Errors
+	errs problems
 }
 
 // errf reports a problem at the position recorded under key, or the nearest enclosing one
@@ -32,7 +28,7 @@ func (v *validator) errf(key, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	for k := key; ; {
 		if r, ok := v.c.pos[k]; ok {
-			v.errs = append(v.errs, Error{Pos: posOf(r), Msg: msg, rng: r})
+			v.errs = append(v.errs, problem{Error{Pos: posOf(r), Msg: msg}, r})
 			return
 		}
 		if k == "" {
@@ -45,7 +41,7 @@ func (v *validator) errf(key, format string, args ...any) {
 			k = k[:i]
 		}
 	}
-	v.errs = append(v.errs, Error{Pos: v.describe(key), Msg: msg})
+	v.errs = append(v.errs, problem{Error: Error{Pos: v.describe(key), Msg: msg}})
 }
 
 // describe names the place of key in a Config without source positions.
@@ -79,7 +75,7 @@ func (v *validator) where(key string) string {
 	return v.describe(key)
 }
 
-func (c *Config) validate() Errors {
+func (c *Config) validate() problems {
 	v := &validator{c: c}
 	if len(c.VirtualHosts) == 0 {
 		v.errf("", "no virtual_host defined; at least one is required")
