@@ -150,9 +150,15 @@ func (c *Conn) OnShutdown(f func()) {
 	c.out.mu.Unlock()
 }
 
-// shutdown runs the connection's shutdown hook, or closes it when there is none.
+// shutdown runs the connection's shutdown hook, or closes it when there is none. The hook runs at most
+// once, even if Shutdown is called again.
 func (c *Conn) shutdown() {
 	c.out.mu.Lock()
+	if c.out.shutdownSeen {
+		c.out.mu.Unlock()
+		return
+	}
+	c.out.shutdownSeen = true
 	f := c.out.onShutdown
 	c.out.mu.Unlock()
 	if f == nil {
@@ -172,8 +178,8 @@ func (c *Conn) logClose(reason error) {
 		lvl = zapcore.WarnLevel
 	}
 	if c.srv.log.Core().Enabled(lvl) {
-		fields := []zap.Field{zap.Uint64("conn_id", c.id), zap.Stringer("remote", c.nc.RemoteAddr()),
-			zap.String("protocol", c.proto)}
+		fields := []zap.Field{zap.String("connector", c.connector.Name), zap.Uint64("conn_id", c.id),
+			zap.Stringer("remote", c.nc.RemoteAddr()), zap.String("protocol", c.proto)}
 		if reason != nil {
 			fields = append(fields, zap.String("reason", reason.Error()))
 		}

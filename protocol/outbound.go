@@ -59,8 +59,9 @@ type outbound struct {
 	deadline    time.Time   // the pending CloseAfter's latest close time
 	timer       *time.Timer // closes at deadline
 
-	onDrain    func()
-	onShutdown func()
+	onDrain      func()
+	onShutdown   func()
+	shutdownSeen bool // Server.Shutdown already ran onShutdown (or closed the connection)
 
 	// Owned by the writer goroutine (there is at most one, see writing).
 	spare []*chunk    // the list swapped with bufs, so a batch allocates nothing

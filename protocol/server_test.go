@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -409,8 +410,11 @@ func TestShutdownCallsHooksAndWaits(t *testing.T) {
 
 // A hook that never closes its connection: Shutdown gives up at the context's deadline and closes it.
 func TestShutdownForcesAfterContext(t *testing.T) {
+	var hookCalls atomic.Int32
+	registered := make(chan struct{})
 	h := protocol.HandlerFunc(func(c *protocol.Conn) {
-		c.OnShutdown(func() {}) // ignores the shutdown
+		c.OnShutdown(func() { hookCalls.Add(1) }) // ignores the shutdown
+		close(registered)
 		_, _ = io.Copy(io.Discard, c.Reader())
 	})
 	s := protocol.NewServer(nil, map[string]protocol.Handler{protocol.STOMP: h})
@@ -419,7 +423,7 @@ func TestShutdownForcesAfterContext(t *testing.T) {
 	}
 	nc := prototest.Dial(t, s.Addrs()["t"].String())
 	_, _ = nc.Write([]byte("CONNECT\n\n\x00"))
-	time.Sleep(20 * time.Millisecond) // let the handler register its hook
+	<-registered
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -430,6 +434,13 @@ func TestShutdownForcesAfterContext(t *testing.T) {
 		t.Fatalf("Shutdown took %s; want about 200ms", el)
 	}
 	expectClosed(t, nc, time.Second)
+	// Shutdown again: nothing left to wait for, and the hook is not run twice.
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatalf("second Shutdown = %v", err)
+	}
+	if n := hookCalls.Load(); n != 1 {
+		t.Fatalf("shutdown hook ran %d times; want 1", n)
+	}
 }
 
 const mqttConnect = "\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02c1"
