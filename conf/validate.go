@@ -12,7 +12,8 @@ import (
 
 // Validate checks a Config built in Go, the way Parse checks a file, and fills each connector's Network
 // and Address from its Bind. It returns Errors listing every problem, or nil. Parse and Load already
-// call it.
+// call it. On a parsed Config, positions are looked up by connector and host index: append to the
+// slices freely, but reordering them makes later errors point at the wrong block.
 func (c *Config) Validate() error {
 	return c.validate().errors()
 }
