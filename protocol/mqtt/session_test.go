@@ -292,3 +292,28 @@ func TestPahoPersistentSessionRoundTrip(t *testing.T) {
 	}
 	prototest.WaitFor(t, waitTime, func() bool { return b.h.SessionCount(b.host) == 2 })
 }
+
+// TestPersistentSessionQueueConsumerResumes: a persistent session's queue subscription consumes again
+// after reconnecting, including what was enqueued while it was away.
+func TestPersistentSessionQueueConsumerResumes(t *testing.T) {
+	b := startBroker(t, func(c *conf.Connector) { c.MQTT.QueuePrefix = "queue/" })
+	r := dialRaw(t, b.addr)
+	r.connect("worker", false)
+	r.subscribe(1, 1, "queue/work")
+	r.send(&packet.DisconnectPacket{})
+	r.expectClosed()
+
+	pub := pahoClient(t, b.addr, "pub", nil)
+	waitToken(t, pub.Publish("queue/work", 1, false, "job"))
+
+	r = dialRaw(t, b.addr)
+	if ca := r.connect("worker", false); !ca.SessionPresent {
+		t.Fatal("session lost")
+	}
+	p := r.nextPublish()
+	if string(p.Payload) != "job" || p.QoS != 1 || p.Topic != "queue/work" {
+		t.Fatalf("got %+v", p)
+	}
+	r.send(&packet.PubackPacket{PacketID: p.PacketID})
+	prototest.WaitFor(t, waitTime, func() bool { return b.host.Router.QueueDepth([]string{"work"}) == 0 })
+}
