@@ -35,17 +35,23 @@ func NewGrammar(proto string, g conf.Grammar) (*router.Grammar, error) {
 	return router.NewGrammar(rc)
 }
 
+type grammarKey struct {
+	c     *conf.Connector
+	proto string
+}
+
 // GrammarCache builds each connector's grammar once. Front-ends keep one per handler.
 type GrammarCache struct {
 	mu sync.Mutex
-	m  map[*conf.Connector]*router.Grammar
+	m  map[grammarKey]*router.Grammar
 }
 
 // Get returns the grammar for connector c and protocol proto, building it on first use.
 func (gc *GrammarCache) Get(c *conf.Connector, proto string) (*router.Grammar, error) {
 	gc.mu.Lock()
 	defer gc.mu.Unlock()
-	if g, ok := gc.m[c]; ok {
+	k := grammarKey{c, proto}
+	if g, ok := gc.m[k]; ok {
 		return g, nil
 	}
 	src := c.MQTT.Grammar
@@ -57,8 +63,8 @@ func (gc *GrammarCache) Get(c *conf.Connector, proto string) (*router.Grammar, e
 		return nil, fmt.Errorf("connector %q: %w", c.Name, err)
 	}
 	if gc.m == nil {
-		gc.m = make(map[*conf.Connector]*router.Grammar)
+		gc.m = make(map[grammarKey]*router.Grammar)
 	}
-	gc.m[c] = g
+	gc.m[k] = g
 	return g, nil
 }
