@@ -481,12 +481,24 @@ func bench(ctx context.Context, c *config, progress io.Writer, log *zap.Logger) 
 	pubsDone := make(chan struct{})
 	go func() { pubWG.Wait(); close(pubsDone) }()
 
+	// On Ctrl-C publishers send nothing more and get a second to collect their acknowledgements before
+	// their connections are closed under them; then subscribers get a short drain, so that the partial
+	// figures count what was already on its way.
+	interrupted := false
 	interrupt := func() {
-		ctl.interrupt()
-		for _, p := range pubs {
-			p.stop()
+		interrupted = true
+		ctl.stopPublishing()
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-pubsDone:
+		case <-t.C:
+			ctl.interrupt()
+			for _, p := range pubs {
+				p.stop()
+			}
+			<-pubsDone
 		}
-		stopSubs()
 	}
 	var durationC <-chan time.Time
 	warmup := c.warmup
@@ -523,7 +535,6 @@ sampling:
 		select {
 		case <-ctx.Done():
 			interrupt()
-			<-pubsDone
 			pubEnd = time.Now()
 			break sampling
 		case <-durationC:
@@ -557,21 +568,23 @@ sampling:
 		}
 	}
 
-	// Drain: wait until everything arrived, nothing arrived for a second, or -drain ran out.
-	if !ctl.interrupted.Load() {
-		deadline := time.Now().Add(c.drain)
-		lastRecv, lastChange := sumRecv(), time.Now()
-	drain:
-		for lastRecv < expected && time.Now().Before(deadline) && time.Since(lastChange) < time.Second {
-			select {
-			case <-ctx.Done():
-				interrupt()
-				break drain
-			case <-time.After(20 * time.Millisecond):
-			}
-			if r := sumRecv(); r != lastRecv {
-				lastRecv, lastChange = r, time.Now()
-			}
+	// Drain: wait until everything arrived, nothing arrived for a while, or the drain time ran out.
+	drainFor, idleFor, done := c.drain, time.Second, ctx.Done()
+	if interrupted {
+		drainFor, idleFor, done = time.Second, 200*time.Millisecond, nil
+	}
+	deadline := time.Now().Add(drainFor)
+	lastRecv, lastChange := sumRecv(), time.Now()
+drain:
+	for lastRecv < expected && time.Now().Before(deadline) && time.Since(lastChange) < idleFor {
+		select {
+		case <-done:
+			interrupted = true
+			break drain
+		case <-time.After(20 * time.Millisecond):
+		}
+		if r := sumRecv(); r != lastRecv {
+			lastRecv, lastChange = r, time.Now()
 		}
 	}
 	stopSubs()
@@ -584,7 +597,7 @@ sampling:
 	}
 
 	r := &result{Proto: c.proto, Mode: c.mode, Addr: c.addr, QoS: c.qos, GrantedQoS: 2, Pubs: c.pubs, Subs: c.subs,
-		Size: c.size, Rate: c.rate, Sent: sent, Expected: expected, Interrupted: ctl.interrupted.Load()}
+		Size: c.size, Rate: c.rate, Sent: sent, Expected: expected, Interrupted: interrupted}
 	r.PublishSeconds = pubEnd.Sub(pubStart).Seconds()
 	if r.PublishSeconds > 0 {
 		r.SendRate = float64(sent) / r.PublishSeconds
@@ -851,6 +864,14 @@ func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// exitCode is 130 after Ctrl-C, as a shell reports for SIGINT, else 1.
+func exitCode(ctx context.Context) int {
+	if ctx.Err() != nil {
+		return 130
+	}
+	return 1
+}
+
 func realMain(args []string, stdout, stderr io.Writer) int {
 	c, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -866,6 +887,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	defer log.Sync()
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	// After the first Ctrl-C the signal handler is removed, so a second one kills a stuck run.
+	context.AfterFunc(ctx, cancel)
 	var progress io.Writer
 	if !c.quiet {
 		progress = stderr
@@ -881,14 +904,14 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		r, err := idle(ctx, c, progress)
 		if err != nil {
 			log.Error("idle run failed", zap.Error(err))
-			return 1
+			return exitCode(ctx)
 		}
 		rep, interrupted = r, r.Interrupted
 	} else {
 		r, err := bench(ctx, c, progress, log)
 		if err != nil {
 			log.Error("benchmark failed to start", zap.Error(err))
-			return 1
+			return exitCode(ctx)
 		}
 		rep, interrupted = r, r.Interrupted
 	}
