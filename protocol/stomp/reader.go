@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 
 	"github.com/go-stomp/stomp/v3/frame"
 )
@@ -38,10 +39,14 @@ const (
 	v12 = 12
 )
 
-// initialBufSize is the reader's starting buffer. Small, because idle connections must stay cheap and the
-// connection's own Reader already buffers socket reads; the buffer grows only for long lines or bodies
-// without content-length, and shrinks back once drained.
+// initialBufSize is the reader's starting buffer. Small, because the connection's own Reader already
+// buffers socket reads; the buffer grows only for long lines or bodies without content-length.
 const initialBufSize = 512
+
+// bufPool holds initial-size buffers. A Reader returns its buffer once a frame is consumed and, when the
+// underlying reader is an io.ByteReader, waits for the next frame's first byte without one, so an idle
+// connection holds no frame buffer.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, initialBufSize); return &b }}
 
 // Reader reads STOMP frames with bounded buffering. It replaces frame.Reader, whose header lines and bodies
 // grow without limit. Header escaping follows the negotiated version (none in 1.0 and in CONNECT/CONNECTED
@@ -50,8 +55,9 @@ type Reader struct {
 	r       io.Reader
 	lim     Limits
 	buf     []byte
-	start   int // first unread byte in buf
-	end     int // end of valid bytes in buf
+	pooled  *[]byte // buf's pool entry while buf is an initial-size pooled buffer
+	start   int     // first unread byte in buf
+	end     int     // end of valid bytes in buf
 	err     error
 	Version int
 }
@@ -136,7 +142,7 @@ func (r *Reader) Read() (*frame.Frame, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.shrink()
+	r.release()
 	return f, nil
 }
 
@@ -179,6 +185,9 @@ func (r *Reader) fill(atBoundary bool) error {
 		r.end -= r.start
 		r.start = 0
 	}
+	if len(r.buf) == 0 {
+		return r.fillEmpty(atBoundary)
+	}
 	if r.end == len(r.buf) {
 		// The limits are checked before the buffer would need to exceed the larger of one line and one
 		// body, so growth stops there instead of doubling past it.
@@ -190,6 +199,10 @@ func (r *Reader) fill(atBoundary bool) error {
 		nb := make([]byte, size)
 		copy(nb, r.buf[:r.end])
 		r.buf = nb
+		if r.pooled != nil {
+			bufPool.Put(r.pooled)
+			r.pooled = nil
+		}
 	}
 	n, err := r.r.Read(r.buf[r.end:])
 	r.end += n
@@ -207,6 +220,30 @@ func (r *Reader) eof(atBoundary bool) error {
 		return io.ErrUnexpectedEOF
 	}
 	return r.err
+}
+
+// fillEmpty takes a pooled buffer for the next bytes, blocking for the first one outside any buffer of
+// its own when the underlying reader can hand out single bytes.
+func (r *Reader) fillEmpty(atBoundary bool) error {
+	var first byte
+	br, byByte := r.r.(io.ByteReader)
+	if byByte {
+		c, err := br.ReadByte()
+		if err != nil {
+			r.err = err
+			return r.eof(atBoundary)
+		}
+		first = c
+	}
+	r.pooled = bufPool.Get().(*[]byte)
+	r.buf = *r.pooled
+	r.start, r.end = 0, 0
+	if byByte {
+		r.buf[0] = first
+		r.end = 1
+		return nil
+	}
+	return r.fill(atBoundary)
 }
 
 // readN reads a body of exactly n bytes followed by its NUL. The size was checked against MaxBodyLength.
@@ -265,12 +302,18 @@ func (r *Reader) readToNUL() ([]byte, error) {
 	}
 }
 
-// shrink drops a grown buffer once it holds nothing, so a burst does not pin memory on an idle connection.
-func (r *Reader) shrink() {
-	if r.start == r.end && len(r.buf) > 4*initialBufSize {
-		r.buf = nil
-		r.start, r.end = 0, 0
+// release gives the buffer back once it holds nothing, so an idle connection pins no frame buffer and a
+// burst does not pin a grown one.
+func (r *Reader) release() {
+	if r.start != r.end {
+		return
 	}
+	if r.pooled != nil {
+		bufPool.Put(r.pooled)
+		r.pooled = nil
+	}
+	r.buf = nil
+	r.start, r.end = 0, 0
 }
 
 // decode turns a raw header name or value into a string, undoing STOMP escapes when escaped is set.

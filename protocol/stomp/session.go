@@ -426,6 +426,20 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 	return d.r.Read(p)
 }
 
+// ReadByte lets the frame Reader wait for the next frame inside the connection's buffered reader rather
+// than in a buffer of its own.
+func (d *deadlineReader) ReadByte() (byte, error) {
+	if d.every > 0 {
+		_ = d.c.SetReadDeadline(time.Now().Add(d.every))
+	}
+	if br, ok := d.r.(io.ByteReader); ok {
+		return br.ReadByte()
+	}
+	var b [1]byte
+	_, err := io.ReadFull(d.r, b[:])
+	return b[0], err
+}
+
 // send publishes a SEND frame to each destination it names (STOMP 1.2 "SEND"). A persistent message or
 // one whose sender wants a receipt is QoS 1.
 func (s *session) send(f *frame.Frame) error {
