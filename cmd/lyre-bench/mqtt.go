@@ -523,6 +523,8 @@ func (p *mqttPublisher) writeLoop() error {
 		}
 		p.st.sent.Add(1)
 		if period > 0 {
+			// Ahead of schedule: send now and sleep. Behind it (a rate the broker cannot take):
+			// keep writing in batches, as at full speed, until caught up.
 			due := start.Add(time.Duration(float64(seq+1) * period))
 			if time.Until(due) > 0 {
 				if err := bw.Flush(); err != nil {
@@ -532,8 +534,10 @@ func (p *mqttPublisher) writeLoop() error {
 				if err := p.sleepUntil(due, &lastWrite); err != nil {
 					return err
 				}
+				continue
 			}
-		} else if bw.Buffered() > 0 && now.Sub(batchStart) >= maxBatchDelay {
+		}
+		if bw.Buffered() > 0 && now.Sub(batchStart) >= maxBatchDelay {
 			if err := bw.Flush(); err != nil {
 				return err
 			}
