@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/go-stomp/stomp/v3/frame"
@@ -29,6 +30,7 @@ type subscription struct {
 	routes []route // reader goroutine only
 
 	closed atomic.Bool // set by UNSUBSCRIBE; late deliveries are refused
+	sel    *selector   // nil: every message
 
 	// pending holds the unacknowledged queue deliveries in delivery order (ackID ascending); guarded by
 	// session.mu. Its length is bounded by the consumer credit the router enforces.
@@ -88,6 +90,14 @@ func (s *session) subscribe(f *frame.Frame) error {
 		credit = n
 	}
 
+	if src, ok := f.Header.Contains("selector"); ok && strings.TrimSpace(src) != "" {
+		sel, err := parseSelector(src)
+		if err != nil {
+			return &frameError{msg: "invalid selector", detail: err.Error(), cause: err}
+		}
+		sub.sel = sel
+	}
+
 	names := s.g.SplitComposite(dest)
 	filters := make([]router.Filter, len(names))
 	for i, name := range names {
@@ -96,7 +106,12 @@ func (s *session) subscribe(f *frame.Frame) error {
 			return &frameError{msg: "invalid destination", detail: err.Error(), cause: err}
 		}
 		switch flt.Kind {
-		case router.Topic, router.TempTopic, router.Queue, router.TempQueue:
+		case router.Topic, router.TempTopic:
+		case router.Queue, router.TempQueue:
+			if sub.sel != nil {
+				// A queue consumer cannot leave a message for another consumer yet.
+				return protoErr("invalid selector", "%q: selectors are supported on topic subscriptions only", name)
+			}
 		default:
 			return protoErr("invalid destination", "%q: %s destinations cannot be subscribed to", name, flt.Kind)
 		}
@@ -286,6 +301,9 @@ func (sub *subscription) Deliver(d router.Delivery) bool {
 	s := sub.s
 	if sub.closed.Load() {
 		return false
+	}
+	if sub.sel != nil && !sub.sel.matches(d.Msg) {
+		return true // filtered out, not dropped
 	}
 	b, ok := s.c.Begin()
 	if !ok {
