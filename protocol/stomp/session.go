@@ -511,7 +511,9 @@ func (s *session) appHeaders(f *frame.Frame) []router.Header {
 	var hdrs []router.Header
 	for i := 0; i < f.Header.Len(); i++ {
 		k, v := f.Header.GetAt(i)
-		if reservedHeader(k) || k == "retain" {
+		// The stamp headers are the broker's word: a client's own value would forge them.
+		if reservedHeader(k) || k == "retain" || k == s.cfg.AddUserHeader || k == s.cfg.AddTimestampHeader ||
+			k == s.cfg.AddRedeliveriesHeader {
 			continue
 		}
 		hdrs = append(hdrs, router.Header{Name: k, Value: v})

@@ -3,6 +3,7 @@ package stomp
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -561,5 +562,39 @@ func TestVersion10_Headers(t *testing.T) {
 	// go-stomp's reader unescapes as 1.2 does, so the raw "\n" arrives as a newline here: it was sent raw.
 	if n := m.Header.Get("note"); n != "a\nb" {
 		t.Errorf("note %q", n)
+	}
+}
+
+// TestStampHeaders: the connector's add_user_header, add_timestamp_header and add_redeliveries_header
+// stamp messages; a client cannot forge the user header.
+func TestStampHeaders(t *testing.T) {
+	b := startBroker(t, func(c *conf.Connector, _ *Handler) {
+		c.STOMP.AddUserHeader = "JMSXUserID"
+		c.STOMP.AddTimestampHeader = "timestamp"
+		c.STOMP.AddRedeliveriesHeader = "redeliveries"
+	})
+	c := b.dial(t)
+	sub := subscribe(t, c, "/queue/stamped", stomp.AckClientIndividual)
+	pub := b.dial(t, stomp.ConnOpt.Login("alice", "pw"))
+	before := time.Now().UnixMilli()
+	if err := pub.Send("/queue/stamped", "", []byte("x"), stomp.SendOpt.Receipt, stomp.SendOpt.Header("JMSXUserID", "mallory")); err != nil {
+		t.Fatal(err)
+	}
+	m := recv(t, sub)
+	if got := m.Header.GetAll("JMSXUserID"); len(got) != 1 || got[0] != "alice" {
+		t.Errorf("user header %q, want only alice", got)
+	}
+	ts, err := strconv.ParseInt(m.Header.Get("timestamp"), 10, 64)
+	if err != nil || ts < before || ts > time.Now().UnixMilli() {
+		t.Errorf("timestamp header %q", m.Header.Get("timestamp"))
+	}
+	if r := m.Header.Get("redeliveries"); r != "0" {
+		t.Errorf("redeliveries %q, want 0", r)
+	}
+	if err := c.Nack(m); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, sub); m.Header.Get("redeliveries") != "1" {
+		t.Errorf("after NACK redeliveries %q, want 1", m.Header.Get("redeliveries"))
 	}
 }
