@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -352,5 +355,162 @@ func TestReadRSS(t *testing.T) {
 	}
 	if _, err := readRSS(-1); err == nil {
 		t.Fatalf("readRSS(-1) succeeded")
+	}
+}
+
+// ackBroker is a minimal in-test peer for allocation tests: it accepts connections, answers CONNECT,
+// SUBSCRIBE, PUBLISH (QoS 1/2), PUBREL and PINGREQ, and after a SUBACK sends blast QoS 1 PUBLISHes built
+// by the client's own encoder. It allocates nothing per packet itself.
+func ackBroker(t *testing.T, blast int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	conns := make(chan net.Conn, 16)
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		close(conns)
+		for c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+			go serveAcks(c, blast)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func serveAcks(c net.Conn, blast int) {
+	defer c.Close()
+	pr := newPacketReader(c, 64<<10, 1<<20)
+	bw := bufio.NewWriterSize(c, 16<<10)
+	pr.beforeRead = bw.Flush
+	var ack [5]byte
+	for {
+		hdr, body, err := pr.next()
+		if err != nil {
+			return
+		}
+		switch hdr >> 4 {
+		case mqttCONNECT:
+			bw.Write([]byte{mqttCONNACK << 4, 2, 0, 0})
+		case mqttSUBSCRIBE:
+			bw.Write(append(ack[:0], mqttSUBACK<<4, 3, body[0], body[1], body[len(body)-1]))
+			if blast > 0 {
+				bw.Flush()
+				pkt := appendPublishHeader(nil, "t", 1, 64)
+				pkt = append(pkt, make([]byte, 2+64)...) // identifier and payload, rewritten per message
+				for i := range blast {
+					binary.BigEndian.PutUint16(pkt[len(pkt)-66:], uint16(i)|1)
+					putHeader(pkt[len(pkt)-64:], time.Now().UnixNano(), 0, uint64(i))
+					bw.Write(pkt)
+				}
+			}
+		case mqttPUBLISH:
+			_, id, _, err := parsePublish(hdr, body)
+			if err != nil {
+				return
+			}
+			switch hdr >> 1 & 3 {
+			case 1:
+				bw.Write(appendAck(ack[:0], mqttPUBACK, id))
+			case 2:
+				bw.Write(appendAck(ack[:0], mqttPUBREC, id))
+			}
+		case mqttPUBREL:
+			id, _ := parseAckID(body)
+			bw.Write(appendAck(ack[:0], mqttPUBCOMP, id))
+		case mqttPINGREQ:
+			bw.Write([]byte{mqttPINGRESP << 4, 0})
+		}
+	}
+}
+
+func mallocs(f func()) uint64 {
+	var a, b runtime.MemStats
+	runtime.ReadMemStats(&a)
+	f()
+	runtime.ReadMemStats(&b)
+	return b.Mallocs - a.Mallocs
+}
+
+// The publishing path must not allocate per message (the tool has to outrun brokers on 2 shared cores).
+func TestPublisherDoesNotAllocatePerMessage(t *testing.T) {
+	addr := ackBroker(t, 0)
+	d := &mqttDriver{opt: mqttOptions{addr: addr, timeout: 5 * time.Second, keepAlive: 30 * time.Second, maxPacket: 1 << 20}}
+	for qos := byte(0); qos <= 2; qos++ {
+		publish := func(count uint64) uint64 {
+			spec := &pubSpec{topic: "t", qos: qos, size: 64, count: count, inflight: 32, drain: 5 * time.Second, ctl: newControl()}
+			var st pubStats
+			cl, err := d.dialPublisher(context.Background(), "p", spec, &st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := mallocs(func() {
+				if err := cl.run(); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if st.sent.Load() != count || (qos > 0 && st.acked.Load() != count) || st.unexpected.Load() != 0 {
+				t.Fatalf("qos %d: sent %d acked %d unexpected %d of %d", qos, st.sent.Load(), st.acked.Load(), st.unexpected.Load(), count)
+			}
+			return n
+		}
+		small, large := publish(1000), publish(21000)
+		if large > small && large-small > 200 {
+			t.Errorf("qos %d: 20000 more messages cost %d more allocations", qos, large-small)
+		}
+	}
+}
+
+func TestSubscriberDoesNotAllocatePerMessage(t *testing.T) {
+	d := &mqttDriver{opt: mqttOptions{timeout: 5 * time.Second, keepAlive: 30 * time.Second, maxPacket: 1 << 20}}
+	receive := func(n int) uint64 {
+		d.opt.addr = ackBroker(t, n)
+		st := &subStats{next: make([]uint64, 1)}
+		cl, err := d.dialSubscriber(context.Background(), "s", &subSpec{filter: "t", qos: 1}, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type outcome struct {
+			allocs uint64
+			err    error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			var o outcome
+			o.allocs = mallocs(func() { o.err = cl.run() })
+			done <- o
+		}()
+		waitFor(t, 10*time.Second, func() error {
+			if got := st.received.Load(); got < uint64(n) {
+				return fmt.Errorf("received %d of %d", got, n)
+			}
+			return nil
+		})
+		cl.stop()
+		o := <-done
+		if o.err != nil {
+			t.Fatal(o.err)
+		}
+		if st.outOfOrder != 0 || st.foreign != 0 || st.lat.n != uint64(n) {
+			t.Fatalf("out of order %d foreign %d latencies %d", st.outOfOrder, st.foreign, st.lat.n)
+		}
+		return o.allocs
+	}
+	small, large := receive(1000), receive(21000)
+	if large > small && large-small > 200 {
+		t.Errorf("20000 more deliveries cost %d more allocations", large-small)
 	}
 }
