@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"go.uber.org/zap"
@@ -176,6 +177,7 @@ type session struct {
 	lastID          uint16
 	queue           outQueue
 	dropped         uint64
+	dropLogged      time.Time
 	resumeConsumers bool               // a queue delivery was refused for lack of room
 	consumers       []*router.Consumer // copy-on-write, for resuming from the writer goroutine
 	topics          []*subEntry        // non-shared topic subscriptions, for overlap detection
@@ -308,10 +310,18 @@ func (s *session) queueLocked(it outItem) {
 	}
 }
 
-// countDropLocked counts a dropped message and logs the first drop and every 1000th after it.
+// dropLogInterval spaces the warnings about one session's dropped messages.
+const dropLogInterval = 10 * time.Second
+
+// countDropLocked counts a dropped message. The first drop is logged, then at most one line per
+// dropLogInterval with the running total, so a flood cannot flood the log too.
 func (s *session) countDropLocked(why string) {
 	s.dropped++
-	if s.dropped == 1 || s.dropped%1000 == 0 {
+	if s.dropped > 1 && s.dropped&63 != 0 {
+		return // read the clock only now and then
+	}
+	if now := time.Now(); s.dropped == 1 || now.Sub(s.dropLogged) >= dropLogInterval {
+		s.dropLogged = now
 		s.log.Warn("messages dropped", zap.String("client_id", s.id), zap.String("reason", why),
 			zap.Uint64("dropped", s.dropped))
 	}
