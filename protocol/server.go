@@ -206,6 +206,10 @@ func (s *Server) acceptLoop(l *listener) {
 			return
 		}
 		l.active.Add(1)
+		if l.conf.Protocol == "" {
+			// Armed here rather than on the new goroutine, whose stack it would grow (see detect).
+			_ = nc.SetReadDeadline(time.Now().Add(l.detectTimeout()))
+		}
 		go s.serve(l, nc)
 	}
 }
