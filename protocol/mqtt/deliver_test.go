@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
@@ -182,3 +183,21 @@ func BenchmarkDeliver(b *testing.B) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// TestQueuedMessageExpires: a message that expires while waiting in the session is not sent.
+func TestQueuedMessageExpires(t *testing.T) {
+	out := &discardSender{full: true}
+	s, sub, g := benchSession(t, "t", 1, out)
+	m := benchMessage(t, g, "t", 1)
+	m.Expires = time.Now().Add(-time.Second).UnixMilli()
+	fresh := benchMessage(t, g, "t", 1)
+	s.Deliver(router.Delivery{Msg: m, Sub: sub})
+	s.Deliver(router.Delivery{Msg: fresh, Sub: sub})
+	out.full = false
+	s.mu.Lock()
+	s.pumpLocked()
+	s.mu.Unlock()
+	if out.n != 1 || len(s.inflight) != 1 || s.inflight[0].item.msg != fresh {
+		t.Fatalf("sent %d, inflight %d: want only the fresh message", out.n, len(s.inflight))
+	}
+}

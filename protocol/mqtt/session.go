@@ -412,6 +412,10 @@ func (s *session) pumpLocked() {
 			s.queue.pop() // the consumer is closed: the queue redelivers the message elsewhere
 			continue
 		}
+		if it.seq == 0 && it.msg.Expires != 0 && it.msg.Expires <= time.Now().UnixMilli() {
+			s.queue.pop() // expired while waiting (a STOMP message's expires header)
+			continue
+		}
 		if !s.sendLocked(it) {
 			return
 		}
