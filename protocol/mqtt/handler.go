@@ -21,7 +21,16 @@
 //     takeover by the same client id and broker shutdown.
 //   - Sessions with clean session off live in memory (per virtual host) until a clean-session connection
 //     with the same client id discards them; they keep QoS ≥ 1 messages while offline up to
-//     max_queued_messages, dropping the oldest (counted and logged) beyond it.
+//     max_queued_messages, dropping the oldest (counted and logged) beyond it. QoS 0 messages are not
+//     kept for an offline session.
+//   - Online, a session sends QoS ≥ 1 messages while fewer than max_inflight are unacknowledged; beyond
+//     that up to max_queued_messages wait in the session (oldest dropped, counted, logged). QoS 0
+//     messages are dropped (counted) when the connection's outbound queue is over its byte limit.
+//   - Overlapping subscriptions of one session get one copy of a message at the highest QoS granted
+//     among the matching filters. Shared subscriptions ($share/group/filter) are delivered
+//     independently of the session's other subscriptions and get no retained messages.
+//   - Between a SUBSCRIBE and its SUBACK, deliveries for the new subscription are held, so the SUBACK
+//     comes first, then the retained messages [MQTT-3.3.1-6], then what arrived meanwhile.
 package mqtt
 
 import (
