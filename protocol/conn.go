@@ -2,9 +2,11 @@ package protocol
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -134,7 +136,9 @@ func (c *Conn) CloseAfter(reason error, d time.Duration) {
 }
 
 // OnDrain registers f, called on the writer goroutine each time the outbound queue becomes empty.
-// Sessions holding back messages (Begin returned false) use it to resume. f must not block.
+// Sessions holding back messages (Begin returned false) use it to resume. Begin refuses only while the
+// queue is not empty, that is while the writer runs, so a refused Begin is always followed by an OnDrain
+// call unless the connection closes. f must not block; it may queue more.
 func (c *Conn) OnDrain(f func()) {
 	c.out.mu.Lock()
 	c.out.onDrain = f
@@ -165,6 +169,13 @@ func (c *Conn) shutdown() {
 		c.Close(ErrServerClosed)
 		return
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.srv.log.Error("shutdown hook panic", zap.Uint64("conn_id", c.id), zap.Any("panic", r),
+				zap.ByteString("stack", debug.Stack()))
+			c.Close(fmt.Errorf("%w: %v", errPanic, r))
+		}
+	}()
 	f()
 }
 

@@ -142,14 +142,19 @@ func (s *Server) Listen(c conf.Connector) error {
 	if err != nil {
 		return fmt.Errorf("protocol: connector %q: listen on %s: %w", c.Name, c.Address, err)
 	}
+	s.serveLocked(ln, c)
+	return nil
+}
+
+// serveLocked starts accepting on ln for connector c. s.mu is held.
+func (s *Server) serveLocked(ln net.Listener, c conf.Connector) {
 	l := &listener{conf: c, ln: ln}
 	l.conf.Detect = slices.Clone(c.Detect)
 	s.lns = append(s.lns, l)
 	s.log.Info("listening", zap.String("connector", c.Name), zap.Stringer("address", ln.Addr()),
-		zap.Strings("protocols", protos))
+		zap.Strings("protocols", c.Protocols()))
 	s.wg.Add(1)
 	go s.acceptLoop(l)
-	return nil
 }
 
 // Addrs returns the bound address of each connector, by name.

@@ -474,3 +474,30 @@ func TestSlowConsumerTCP(t *testing.T) {
 		t.Fatalf("slow consumer closed at level %v", e.Level)
 	}
 }
+
+// A panicking shutdown hook is logged and its connection closed; Shutdown still completes.
+func TestShutdownHookPanic(t *testing.T) {
+	registered := make(chan *protocol.Conn, 1)
+	h := protocol.HandlerFunc(func(c *protocol.Conn) {
+		c.OnShutdown(func() { panic("hook") })
+		registered <- c
+		_, _ = io.Copy(io.Discard, c.Reader())
+	})
+	core, logs := observer.New(zapcore.DebugLevel)
+	s := protocol.NewServer(zap.New(core), map[string]protocol.Handler{protocol.MQTT: h})
+	if err := s.Listen(conf.Connector{Name: "t", Network: "tcp", Address: "127.0.0.1:0", Protocol: "mqtt"}); err != nil {
+		t.Fatal(err)
+	}
+	nc := prototest.Dial(t, s.Addrs()["t"].String())
+	c := <-registered
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if c.Err() == nil || !strings.Contains(c.Err().Error(), "panic") {
+		t.Fatalf("close reason %v", c.Err())
+	}
+	waitLog(t, logs, "shutdown hook panic")
+	expectClosed(t, nc, time.Second)
+}
