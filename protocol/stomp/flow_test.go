@@ -144,3 +144,42 @@ func BenchmarkDeliverTopic(b *testing.B) {
 	_ = nc.Close()
 	<-done
 }
+
+// TestFlowControl_RetainedBacklog: a new subscription gets every retained match even when they do not fit
+// in the outbound queue at once: the rest waits and follows as the client reads (no silent cap).
+func TestFlowControl_RetainedBacklog(t *testing.T) {
+	b := startBroker(t, nil)
+	g := stompGrammar(t)
+	const n = 500 // ~32 MiB of retained messages
+	for i := range n {
+		d, err := g.ParseName("/topic/ret." + strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := b.host.Router.Publish(&router.Message{Dest: d, Body: bytes.Repeat([]byte{'r'}, flowBody), Retain: true}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	r := b.raw(t)
+	r.connect("accept-version:1.2", "host:default")
+	r.send("SUBSCRIBE\nid:r\ndestination:/topic/ret.*\nreceipt:s\n\n\x00")
+	seen := map[string]bool{}
+	receipts := 0
+	for len(seen) < n || receipts == 0 {
+		f := r.read()
+		switch f.Command {
+		case frame.MESSAGE:
+			if f.Header.Get(frame.Subscription) != "r" || len(f.Body) != flowBody {
+				t.Fatalf("bad message %v", f.Header)
+			}
+			seen[f.Header.Get(frame.Destination)] = true
+		case frame.RECEIPT:
+			receipts++
+		default:
+			t.Fatalf("got %s", f.Command)
+		}
+	}
+	if len(seen) != n || b.h.Dropped() != 0 {
+		t.Fatalf("got %d distinct retained messages of %d, %d dropped", len(seen), n, b.h.Dropped())
+	}
+}

@@ -47,6 +47,11 @@ type session struct {
 	beat      *time.Timer        // server heart-beat; nil when none was negotiated or once stopped
 	beatEvery time.Duration
 
+	// bmu guards backlog, the retained messages of new subscriptions waiting for room in the outbound
+	// queue; it is held while they are delivered, so it comes before the outbound lock.
+	bmu     sync.Mutex
+	backlog []retainedItem
+
 	// rmu guards receipts: RECEIPT frames waiting for room in the outbound queue, in order.
 	rmu      sync.Mutex
 	receipts []string
@@ -408,6 +413,9 @@ func (s *session) cleanup() {
 		sub.close()
 		delete(s.subs, id)
 	}
+	s.bmu.Lock()
+	s.backlog = nil
+	s.bmu.Unlock()
 	s.txs = nil
 }
 
@@ -600,12 +608,15 @@ func (s *session) abort(f *frame.Frame) error {
 	return nil
 }
 
-// drained is the OnDrain hook: held receipts go out, and consumers held back by a full queue may
-// dispatch again. It runs on the writer goroutine without the outbound lock.
+// drained is the OnDrain hook: held receipts and retained messages go out, and consumers held back by a
+// full queue may dispatch again. It runs on the writer goroutine without the outbound lock.
 func (s *session) drained() {
 	s.rmu.Lock()
 	s.flushReceiptsLocked()
 	s.rmu.Unlock()
+	s.bmu.Lock()
+	s.pumpBacklogLocked()
+	s.bmu.Unlock()
 	s.mu.Lock()
 	if !s.blocked {
 		s.mu.Unlock()

@@ -138,16 +138,46 @@ func (s *session) subscribe(f *frame.Frame) error {
 		sub.routes = append(sub.routes, r)
 	}
 	s.subs[id] = sub
-	// Retained messages after the subscription exists, so none published meanwhile is missed.
+	// Retained messages after the subscription exists, so none published meanwhile is missed. They go
+	// through the backlog: all of them are delivered, as fast as the client reads (DESIGN.md §4).
+	var items []retainedItem
 	for _, r := range sub.routes {
 		if r.cons != nil {
 			continue
 		}
 		for _, m := range s.rt.Retained(r.rs.Filter) {
-			sub.Deliver(router.Delivery{Msg: m, Sub: r.rs, Retained: true})
+			items = append(items, retainedItem{sub: sub, d: router.Delivery{Msg: m, Sub: r.rs, Retained: true}})
 		}
 	}
+	if len(items) > 0 {
+		s.bmu.Lock()
+		s.backlog = append(s.backlog, items...)
+		s.pumpBacklogLocked()
+		s.bmu.Unlock()
+	}
 	return nil
+}
+
+// retainedItem is a retained message waiting for room in the outbound queue.
+type retainedItem struct {
+	sub *subscription
+	d   router.Delivery
+}
+
+// pumpBacklogLocked delivers waiting retained messages until the outbound queue is full; the OnDrain
+// hook calls it again. s.bmu is held, so deliveries keep their order.
+func (s *session) pumpBacklogLocked() {
+	for len(s.backlog) > 0 {
+		it := s.backlog[0]
+		if !it.sub.closed.Load() {
+			if ok, full := it.sub.enqueue(it.d); !ok && full {
+				return
+			}
+		}
+		s.backlog[0] = retainedItem{}
+		s.backlog = s.backlog[1:]
+	}
+	s.backlog = nil
 }
 
 // unsubscribe handles UNSUBSCRIBE (STOMP 1.2 "UNSUBSCRIBE"); 1.0 clients may name the destination instead.
@@ -299,30 +329,41 @@ func (sub *subscription) consumer(rs *router.Subscription) *router.Consumer {
 // waits for Consumer.Resume, which the session calls once the connection drains.
 func (sub *subscription) Deliver(d router.Delivery) bool {
 	s := sub.s
+	ok, full := sub.enqueue(d)
+	if !full {
+		return ok
+	}
+	if d.Seq != 0 {
+		s.mu.Lock()
+		s.blocked = true
+		s.mu.Unlock()
+		// The writer may have drained between Begin and blocked=true, and would not call OnDrain again.
+		if s.c.Pending() == 0 {
+			select {
+			case <-s.c.Done():
+			default:
+				go s.drained()
+			}
+		}
+	} else {
+		s.h.dropped.Add(1)
+	}
+	return false
+}
+
+// enqueue encodes d unless the subscription has ended or its selector refuses it (ok, not full) or the
+// outbound queue is full or closing (not ok, full).
+func (sub *subscription) enqueue(d router.Delivery) (ok, full bool) {
+	s := sub.s
 	if sub.closed.Load() {
-		return false
+		return false, false
 	}
 	if sub.sel != nil && !sub.sel.matches(d.Msg) {
-		return true // filtered out, not dropped
+		return true, false // filtered out, not dropped
 	}
 	b, ok := s.c.Begin()
 	if !ok {
-		if d.Seq != 0 {
-			s.mu.Lock()
-			s.blocked = true
-			s.mu.Unlock()
-			// The writer may have drained between Begin and blocked=true, and would not call OnDrain again.
-			if s.c.Pending() == 0 {
-				select {
-				case <-s.c.Done():
-				default:
-					go s.drained()
-				}
-			}
-		} else {
-			s.h.dropped.Add(1)
-		}
-		return false
+		return false, true
 	}
 	var ackID uint64
 	if sub.mode != ackAuto {
@@ -331,7 +372,7 @@ func (sub *subscription) Deliver(d router.Delivery) bool {
 		if sub.closed.Load() {
 			s.mu.Unlock()
 			s.c.Commit(b)
-			return false
+			return false, false
 		}
 		s.ackSeq++
 		ackID = s.ackSeq
@@ -341,7 +382,7 @@ func (sub *subscription) Deliver(d router.Delivery) bool {
 		s.mu.Unlock()
 	}
 	s.c.Commit(sub.appendMessage(b, d, ackID))
-	return true
+	return true, false
 }
 
 // appendMessage encodes d as a MESSAGE frame (STOMP 1.2 "MESSAGE"). The destination is rendered in this
