@@ -89,8 +89,8 @@ func (c *Conn) Connector() *conf.Connector { return c.connector }
 // Protocol returns the recognised protocol, MQTT or STOMP.
 func (c *Conn) Protocol() string { return c.proto }
 
-// Reader returns the buffered inbound stream: the bytes read while sniffing, then the socket.
-// Only the handler's goroutine may read it.
+// Reader returns the buffered inbound stream: the bytes read while sniffing, then the socket. It also
+// implements io.ByteReader. Only the handler's goroutine may read it.
 func (c *Conn) Reader() io.Reader { return c.r }
 
 // RemoteAddr returns the peer's address.

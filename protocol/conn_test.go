@@ -156,6 +156,16 @@ func TestBeginCommitAppendsInPlace(t *testing.T) {
 // An idle connection holds no outbound buffer and runs no writer (DESIGN.md §1).
 func TestIdleConnHoldsNoBuffer(t *testing.T) {
 	c, peer := pipeConn(t, nil)
+	if _, ok := c.Reader().(io.ByteReader); !ok {
+		t.Fatal("Reader is not an io.ByteReader")
+	}
+	b, _ := c.Begin()
+	c.Commit(b) // nothing appended: no buffer kept, no writer started
+	c.out.mu.Lock()
+	if len(c.out.bufs) != 0 || c.out.writing {
+		t.Fatalf("empty Commit kept %d chunks, writer running %v", len(c.out.bufs), c.out.writing)
+	}
+	c.out.mu.Unlock()
 	c.Write([]byte("hello"))
 	readN(t, peer, 5)
 	waitFor(t, time.Second, func() bool {

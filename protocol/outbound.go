@@ -162,7 +162,10 @@ func (c *Conn) Begin() ([]byte, bool) {
 func (c *Conn) Commit(b []byte) {
 	o := &c.out
 	o.bufs[len(o.bufs)-1].b = b
-	if !o.writing && len(b) > 0 {
+	if !o.writing && o.emptyLocked() {
+		// Nothing was appended: give the chunk back rather than hold it on an idle connection.
+		o.releaseLocked()
+	} else if !o.writing {
 		o.writing = true
 		// Added under mu: a connection that accepts output is still counted by its serve goroutine, so
 		// this Add never races with Shutdown's Wait.
