@@ -67,6 +67,9 @@ type Handler struct {
 	// DefaultHeartBeat.
 	HeartBeatReceive time.Duration
 
+	// temps holds the session ids of live connections that own temporary destinations.
+	temps sync.Map
+
 	// dropped counts topic messages dropped because a subscriber's outbound queue was full.
 	dropped atomic.Uint64
 }
@@ -97,7 +100,7 @@ func (h *Handler) Serve(c *protocol.Conn) {
 		c:   c,
 		cfg: cfg,
 		g:   g,
-		id:  "lyre-" + strconv.FormatUint(c.ID(), 10),
+		id:  sessionPrefix + strconv.FormatUint(c.ID(), 10),
 	}
 	s.dr = deadlineReader{c: c, r: c.Reader()}
 	s.rd = NewReader(&s.dr, Limits{

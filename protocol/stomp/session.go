@@ -37,8 +37,9 @@ type session struct {
 	principal virtualhost.Principal
 
 	// Reader goroutine only.
-	subs map[string]*subscription
-	txs  map[string]*transaction
+	subs      map[string]*subscription
+	txs       map[string]*transaction
+	tempOwner bool // registered in Handler.temps
 
 	mu        sync.Mutex
 	ackSeq    uint64             // last ack number issued to a delivery
@@ -416,6 +417,9 @@ func (s *session) cleanup() {
 	s.bmu.Lock()
 	s.backlog = nil
 	s.bmu.Unlock()
+	if s.tempOwner {
+		s.h.temps.Delete(s.id)
+	}
 	s.txs = nil
 }
 
@@ -465,6 +469,9 @@ func (s *session) send(f *frame.Frame) error {
 		if d.Kind == router.DurableSub {
 			return protoErr("invalid destination", "%q names a durable subscription; send to its topic", name)
 		}
+		if d, err = s.tempName(name, d); err != nil {
+			return err
+		}
 		dests[i] = d
 	}
 	persistent := f.Header.Get("persistent") == "true"
@@ -494,6 +501,10 @@ func (s *session) send(f *frame.Frame) error {
 	}
 	hdrs := s.appHeaders(f)
 	for i, d := range dests {
+		origin := names[i]
+		if isTemp(d.Kind) {
+			origin = "" // the name as written is local to this session; others see the global rendering
+		}
 		m := &router.Message{
 			Dest:        d,
 			Body:        body,
@@ -503,7 +514,7 @@ func (s *session) send(f *frame.Frame) error {
 			Expires:     expires,
 			ContentType: f.Header.Get(frame.ContentType),
 			Headers:     hdrs,
-			Origin:      names[i],
+			Origin:      origin,
 			OriginGram:  s.g,
 		}
 		if res := s.rt.Publish(m); res.Err != nil {
@@ -523,6 +534,9 @@ func (s *session) appHeaders(f *frame.Frame) []router.Header {
 		if reservedHeader(k) || k == "retain" || k == s.cfg.AddUserHeader || k == s.cfg.AddTimestampHeader ||
 			k == s.cfg.AddRedeliveriesHeader {
 			continue
+		}
+		if k == "reply-to" {
+			v = s.replyTo(v)
 		}
 		hdrs = append(hdrs, router.Header{Name: k, Value: v})
 	}

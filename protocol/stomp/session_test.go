@@ -598,3 +598,53 @@ func TestStampHeaders(t *testing.T) {
 		t.Errorf("after NACK redeliveries %q, want 1", m.Header.Get("redeliveries"))
 	}
 }
+
+// TestTemporaryDestinations: temp queues are private to their connection; a reply-to naming one is
+// rewritten to a global name others can send to, not subscribe to; it dies with its connection.
+func TestTemporaryDestinations(t *testing.T) {
+	b := startBroker(t, nil)
+	req, err := stomp.Dial("tcp", b.addr, stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0), stomp.ConnOpt.Logger(nopLogger{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	replies := subscribe(t, req, "/temp-queue/replies", stomp.AckAuto)
+	resp := b.dial(t)
+	requests := subscribe(t, resp, "/queue/requests", stomp.AckAuto)
+
+	// Another connection's /temp-queue/replies is its own, distinct queue.
+	other := b.dial(t)
+	if err := other.Send("/temp-queue/replies", "", []byte("not for req"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatal(err)
+	}
+	expectNone(t, replies, 50*time.Millisecond)
+
+	if err := req.Send("/queue/requests", "", []byte("ping"), stomp.SendOpt.Receipt,
+		stomp.SendOpt.Header("reply-to", "/temp-queue/replies")); err != nil {
+		t.Fatal(err)
+	}
+	m := recv(t, requests)
+	replyTo := m.Header.Get("reply-to")
+	if want := "/temp-queue/" + req.Session() + ".replies"; replyTo != want {
+		t.Fatalf("reply-to %q, want %q", replyTo, want)
+	}
+	if err := resp.Send(replyTo, "", []byte("pong"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatal(err)
+	}
+	if r := recv(t, replies); string(r.Body) != "pong" || r.Destination != "/temp-queue/replies" {
+		t.Fatalf("reply %q at %q", r.Body, r.Destination)
+	}
+
+	raw := b.raw(t)
+	raw.connect("accept-version:1.2", "host:default")
+	raw.send("SUBSCRIBE\nid:1\ndestination:" + replyTo + "\n\n\x00")
+	raw.expectError("invalid destination")
+
+	if err := req.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	raw = b.raw(t)
+	raw.connect("accept-version:1.2", "host:default")
+	prototest.WaitFor(t, 2*time.Second, func() bool { return !b.h.tempLive(req.Session()) })
+	raw.send("SEND\ndestination:" + replyTo + "\n\nlate\x00")
+	raw.expectError("invalid destination")
+}

@@ -105,6 +105,9 @@ func (s *session) subscribe(f *frame.Frame) error {
 		if err != nil {
 			return &frameError{msg: "invalid destination", detail: err.Error(), cause: err}
 		}
+		if flt, err = s.tempFilter(name, flt); err != nil {
+			return err
+		}
 		switch flt.Kind {
 		case router.Topic, router.TempTopic:
 		case router.Queue, router.TempQueue:
@@ -392,7 +395,11 @@ func (sub *subscription) appendMessage(b []byte, d router.Delivery, ackID uint64
 	b = appendCommand(b, frame.MESSAGE)
 	b = appendHeader(b, v, frame.Subscription, sub.id)
 	b = appendHeaderUint(b, frame.MessageId, m.ID)
-	b = appendHeader(b, v, frame.Destination, s.g.RenderMessage(m))
+	if isTemp(m.Dest.Kind) {
+		b = appendHeader(b, v, frame.Destination, s.renderTemp(m.Dest))
+	} else {
+		b = appendHeader(b, v, frame.Destination, s.g.RenderMessage(m))
+	}
 	if ackID != 0 && v >= v12 {
 		b = appendHeaderUint(b, frame.Ack, ackID)
 	}

@@ -1,0 +1,101 @@
+package stomp
+
+import (
+	"strings"
+
+	"github.com/lyremq/lyre/router"
+)
+
+// Temporary destinations (/temp-queue/..., /temp-topic/...) are private to the connection that names
+// them, as in ActiveMQ and RabbitMQ. A connection's own temp names live under its session id: when it
+// writes /temp-queue/foo the router sees the path [lyre-7 foo]. Other connections reach it by the global
+// name /temp-queue/lyre-7.foo, which is what a reply-to header naming /temp-queue/foo is rewritten to on
+// SEND; they may send to it but not subscribe. Sending to the global name of a connection that has gone
+// is an ERROR. Messages still queued in a temp queue when its owner leaves stay in the router, bounded by
+// its queue limits.
+
+const sessionPrefix = "lyre-"
+
+// isSessionKey reports whether seg has the form of a session id, "lyre-" and digits.
+func isSessionKey(seg string) bool {
+	rest, ok := strings.CutPrefix(seg, sessionPrefix)
+	if !ok || rest == "" {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		if rest[i] < '0' || rest[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isTemp(k router.Kind) bool { return k == router.TempQueue || k == router.TempTopic }
+
+// tempName maps a parsed SEND destination into the session's temp namespace, or checks a global temp
+// name. Other kinds pass through unchanged.
+func (s *session) tempName(name string, d router.Destination) (router.Destination, error) {
+	if !isTemp(d.Kind) {
+		return d, nil
+	}
+	if len(d.Path) > 0 && isSessionKey(d.Path[0]) {
+		if d.Path[0] != s.id && !s.h.tempLive(d.Path[0]) {
+			return d, protoErr("invalid destination", "%q: the connection that owned this temporary destination has gone", name)
+		}
+		return d, nil
+	}
+	s.registerTemp()
+	d.Path = append([]string{s.id}, d.Path...)
+	return d, nil
+}
+
+// tempFilter maps a SUBSCRIBE filter into the session's temp namespace; another connection's temp
+// destination cannot be subscribed to.
+func (s *session) tempFilter(name string, f router.Filter) (router.Filter, error) {
+	if !isTemp(f.Kind) {
+		return f, nil
+	}
+	if len(f.Segs) > 0 && f.Segs[0].Kind == router.SegLiteral && isSessionKey(f.Segs[0].Text) {
+		if f.Segs[0].Text != s.id {
+			return f, protoErr("invalid destination", "%q: temporary destinations are private to the connection that created them", name)
+		}
+		return f, nil
+	}
+	s.registerTemp()
+	f.Segs = append([]router.Seg{{Kind: router.SegLiteral, Text: s.id}}, f.Segs...)
+	return f, nil
+}
+
+// renderTemp renders a temp destination of this session in its local form (/temp-queue/foo) and any
+// other in its global form.
+func (s *session) renderTemp(d router.Destination) string {
+	if len(d.Path) > 1 && d.Path[0] == s.id {
+		return s.g.Render(router.Destination{Kind: d.Kind, Path: d.Path[1:]})
+	}
+	return s.g.Render(d)
+}
+
+// replyTo rewrites a reply-to header naming one of this session's temp destinations to its global name,
+// so a consumer on another connection can answer.
+func (s *session) replyTo(v string) string {
+	d, err := s.g.ParseName(v)
+	if err != nil || !isTemp(d.Kind) || len(d.Path) > 0 && isSessionKey(d.Path[0]) {
+		return v
+	}
+	s.registerTemp()
+	d.Path = append([]string{s.id}, d.Path...)
+	return s.g.Render(d)
+}
+
+// registerTemp records that this session owns temp destinations, so others may send to them.
+func (s *session) registerTemp() {
+	if !s.tempOwner {
+		s.tempOwner = true
+		s.h.temps.Store(s.id, struct{}{})
+	}
+}
+
+func (h *Handler) tempLive(key string) bool {
+	_, ok := h.temps.Load(key)
+	return ok
+}
