@@ -41,7 +41,8 @@ var connIDs atomic.Uint64
 // Conn is one client connection. Its reader goroutine runs Handler.Serve; writes go through a bounded
 // outbound queue drained by a writer goroutine that runs only while there is something to write.
 //
-// All methods are safe for concurrent use.
+// All methods are safe for concurrent use, except that only the handler's goroutine reads Reader and
+// each Begin is followed by one Commit on the same goroutine.
 type Conn struct {
 	id        uint64
 	srv       *Server

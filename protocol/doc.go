@@ -3,13 +3,26 @@
 //
 // Each accepted connection gets one goroutine. It prefetches at most SniffLimit bytes under the
 // connector's detect_timeout, recognises the protocol with Sniff (unless the connector names one), then
-// runs the protocol's Handler with a Conn that replays the sniffed bytes. Output goes through the Conn's
-// outbound queue, bounded in bytes; a writer goroutine exists only while there is something to write,
-// so an idle connection costs one parked goroutine, a small struct and a small read buffer.
+// runs the protocol's Handler with a Conn whose Reader replays the sniffed bytes. Output goes through
+// the Conn's outbound queue, bounded in bytes (Server.MaxPending): encoders append in place between
+// Begin and Commit, and a writer goroutine exists only while there is something to write, so an idle
+// connection costs one parked goroutine (2-4 KiB of stack), a small struct and a 512-byte read buffer.
+//
+// Locking: Begin takes the connection's outbound lock and Commit releases it. Between the two, only
+// encode; never call the router, the store or another connection's Begin. The OnDrain and OnShutdown
+// hooks run without the lock and may call Begin.
+//
+// Logging: one Info line per listening connector; one line per closed connection, at Debug when the
+// reason is ordinary (EOF, reset, handler done, shutdown), Warn for a slow consumer, Info otherwise
+// (protocol errors, detect timeout, unknown protocol, HTTP on a broker port).
 //
 // Decisions where the design is silent:
 //   - A connection over max_connections is accepted and closed at once, so the client sees EOF instead
 //     of waiting in the kernel backlog; refusals are logged at most once a second with a count.
+//   - Zero values in conf.Connector mean the conf defaults (detect_timeout 5s, max_connections 10000).
+//   - A message is never split, so one message larger than MaxPending still enters an empty queue.
+//   - The write deadline applies to each write of at most 256 KiB: it measures a stalled peer, not the
+//     time a large backlog takes.
 //   - A connection that is still being sniffed when Shutdown starts is closed without a hook.
 //   - After Shutdown's context ends the remaining connections are closed and Shutdown still waits for
 //     their goroutines, which end promptly because their sockets are closed.
