@@ -4,8 +4,13 @@
 // Concurrency: Serve runs on the connection's reader goroutine, which owns frame decoding, the session
 // state and every router call. Router deliveries (subscription.Deliver) run on publishers' goroutines,
 // possibly while the router holds a queue lock; they only encode into the connection's outbound queue and
-// touch state guarded by session.mu, and never call the router. Lock order: router → Conn outbound →
-// session.mu. The reader never holds session.mu while calling the router or Conn.Begin.
+// touch state guarded by session.mu, and never call the router. Lock order: session.bmu / session.rmu →
+// router → Conn outbound → session.mu. The reader never holds session.mu while calling the router or
+// Conn.Begin. The OnDrain hook (writer goroutine) flushes held receipts and retained messages and resumes
+// queue consumers.
+//
+// Frames are read by this package's Reader, not go-stomp's frame.Reader, so that max_headers,
+// max_header_length and max_message_length are enforced before anything is buffered.
 //
 // Decisions where the spec leaves room:
 //   - A CONNECT without a host header goes to the default virtual host; an unknown host is an ERROR.
@@ -17,6 +22,15 @@
 //     delivery) is ignored; an id never issued is an ERROR.
 //   - A RECEIPT that does not fit in a full outbound queue waits (up to maxHeldReceipts) for the queue to
 //     drain; an ERROR that does not fit is lost, and the connection closes anyway.
+//   - The retained messages a new topic subscription matches are all delivered, as the client reads them.
+//   - SEND: persistent:true or a receipt header makes the message QoS 1; retain:set / retain:remove set or
+//     clear the retained message; expires (Unix ms) bounds its life; other headers travel with it.
+//   - SUBSCRIBE: prefetch-count sets the unacknowledged-message window of a client or client-individual
+//     queue consumer (default DefaultCredit); selector (JMS syntax) filters topic subscriptions.
+//   - Temporary destinations are private to their connection (see temp.go). Durable subscriptions
+//     (/dsub/, persistent SUBSCRIBE) are not supported yet: they need router support.
+//   - Transactions hold at most MaxTransactionFrames frames and max_message_length body bytes; a
+//     DISCONNECT or a dropped connection aborts them.
 package stomp
 
 import (
