@@ -32,7 +32,7 @@ func flood(t *testing.T, rt *router.Router, g *router.Grammar, dest string, n in
 	}
 }
 
-func stompGrammar(t *testing.T) *router.Grammar {
+func stompGrammar(t testing.TB) *router.Grammar {
 	g, err := router.NewGrammar(router.STOMPGrammarConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -94,21 +94,20 @@ func TestFlowControl_TopicDropsWhenFull(t *testing.T) {
 	}
 }
 
-// BenchmarkDeliverTopic measures subscription.Deliver of a topic message: encoding a MESSAGE frame into
-// the connection's outbound queue. The client drains the socket meanwhile.
-func BenchmarkDeliverTopic(b *testing.B) {
-	br := startBroker(b, nil)
+// deliverFixture connects a raw subscriber to /topic/bench.* that drains its socket in the background and
+// returns its sink and a delivery for it; stop ends the drain.
+func deliverFixture(tb testing.TB) (sink router.Sink, d router.Delivery, stop func()) {
+	br := startBroker(tb, nil)
 	nc, err := net.Dial("tcp", br.addr)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer nc.Close()
 	_, _ = io.WriteString(nc, "CONNECT\naccept-version:1.2\nhost:default\n\n\x00SUBSCRIBE\nid:1\ndestination:/topic/bench.*\nreceipt:r\n\n\x00")
 	rd := frame.NewReader(nc)
 	for {
 		f, err := rd.Read()
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		if f != nil && f.Command == frame.RECEIPT {
 			break
@@ -119,30 +118,48 @@ func BenchmarkDeliverTopic(b *testing.B) {
 		defer close(done)
 		_, _ = io.Copy(io.Discard, nc)
 	}()
-	g, _ := router.NewGrammar(router.STOMPGrammarConfig())
-	d, _ := g.ParseName("/topic/bench.x")
-	m := &router.Message{ID: 1, Dest: d, Body: make([]byte, 128), Origin: "/topic/bench.x",
-		Headers: []router.Header{{Name: "app", Value: "bench"}}}
-	subs := br.host.Router.MatchDest(d).Subs
+	g := stompGrammar(tb)
+	dest, _ := g.ParseName("/topic/bench.x")
+	subs := br.host.Router.MatchDest(dest).Subs
 	if len(subs) != 1 {
-		b.Fatalf("%d subscriptions", len(subs))
+		tb.Fatalf("%d subscriptions", len(subs))
 	}
-	sink := subs[0].Sink
-	m.OriginGram = subs[0].Sink.(*subscription).s.g
-	dl := router.Delivery{Msg: m, Sub: subs[0]}
+	m := &router.Message{ID: 1, Dest: dest, Body: make([]byte, 128), Origin: "/topic/bench.x",
+		OriginGram: subs[0].Sink.(*subscription).s.g, Headers: []router.Header{{Name: "app", Value: "bench"}}}
+	return subs[0].Sink, router.Delivery{Msg: m, Sub: subs[0]}, func() {
+		_ = nc.Close()
+		<-done
+	}
+}
+
+// BenchmarkDeliverTopic measures subscription.Deliver of a topic message: encoding a MESSAGE frame into
+// the connection's outbound queue. The client drains the socket meanwhile.
+func BenchmarkDeliverTopic(b *testing.B) {
+	sink, d, stop := deliverFixture(b)
+	defer stop()
 	b.ReportAllocs()
-	b.SetBytes(int64(len(m.Body)))
+	b.SetBytes(int64(len(d.Msg.Body)))
 	b.ResetTimer()
 	dropped := 0
 	for range b.N {
-		if !sink.Deliver(dl) {
+		if !sink.Deliver(d) {
 			dropped++
 		}
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(dropped)/float64(b.N), "drops/op")
-	_ = nc.Close()
-	<-done
+}
+
+// TestDeliverTopic_NoAllocs pins the topic delivery path at zero allocations once warm.
+func TestDeliverTopic_NoAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts are noisy under -short CI runs")
+	}
+	sink, d, stop := deliverFixture(t)
+	defer stop()
+	if n := testing.AllocsPerRun(1000, func() { sink.Deliver(d) }); n != 0 {
+		t.Fatalf("%v allocations per Deliver", n)
+	}
 }
 
 // TestFlowControl_RetainedBacklog: a new subscription gets every retained match even when they do not fit
