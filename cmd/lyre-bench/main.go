@@ -13,8 +13,9 @@
 //
 // Every payload starts with the send time (8 bytes, Unix nanoseconds) and a tag (8 bytes: publisher number
 // in the top 24 bits, sequence number below). Subscribers take end-to-end latency from the first and detect
-// loss and reordering from the second. Latency includes at most maxBatchDelay (1 ms) of client-side write
-// batching; use -rate to measure latency below saturation.
+// loss and reordering from the second. At full speed latency includes up to maxBatchDelay (1 ms) of
+// client-side write batching and -coalesce (1 ms) of read batching; with a -rate the broker keeps up with,
+// neither applies, so use -rate to measure latency below saturation.
 //
 // The received rate is measured at the subscribers over a steady window: from -warmup after the first
 // publish (at most a fifth of -duration) until the last publisher stops. Messages still arriving after that
@@ -88,6 +89,7 @@ type config struct {
 	drain     time.Duration
 	warmup    time.Duration
 	settle    time.Duration
+	coalesce  time.Duration
 	json      bool
 	quiet     bool
 	verbose   bool
@@ -118,6 +120,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.drain, "drain", 10*time.Second, "after publishing: longest wait for acknowledgements and deliveries")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "start of the steady window after the first publish")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "idle: wait after the last CONNACK before sampling RSS")
+	fs.DurationVar(&c.coalesce, "coalesce", time.Millisecond, "subscribers: wait before the next read after small back-to-back reads (0 = off; off by default with -rate)")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&c.quiet, "q", false, "no per-second progress on stderr")
 	fs.BoolVar(&c.verbose, "v", false, "debug logging")
@@ -127,10 +130,13 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	durationSet := false
-	fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
-	if c.count > 0 && !durationSet {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.count > 0 && !set["duration"] {
 		c.duration = 0
+	}
+	if c.rate > 0 && !set["coalesce"] {
+		c.coalesce = 0 // a paced run measures latency: do not add any
 	}
 	return c, c.normalize()
 }
@@ -274,6 +280,10 @@ type pubStats struct {
 type subSpec struct {
 	filter string
 	qos    byte
+	// coalesce: after a small read that closely followed the previous one, wait this long before
+	// reading again (0 = never). It trades up to that much latency for far fewer system calls when a
+	// broker streams packets one write at a time.
+	coalesce time.Duration
 }
 
 // subStats are one subscriber's results. Only received is read while the subscriber runs; the other fields
@@ -430,7 +440,7 @@ func bench(ctx context.Context, c *config, progress io.Writer, log *zap.Logger) 
 	}
 	err := dialAll(ctx, c.subs, func(ctx context.Context, i int) error {
 		st := &subStats{next: make([]uint64, c.pubs)}
-		cl, err := drv.dialSubscriber(ctx, fmt.Sprintf("lb-%s-s%d", id, i), &subSpec{filter: subTopic(i), qos: byte(c.qos)}, st)
+		cl, err := drv.dialSubscriber(ctx, fmt.Sprintf("lb-%s-s%d", id, i), &subSpec{filter: subTopic(i), qos: byte(c.qos), coalesce: c.coalesce}, st)
 		if err != nil {
 			return err
 		}

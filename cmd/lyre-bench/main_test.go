@@ -38,6 +38,23 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
 	}
 }
 
+func TestParseFlagsCoalesce(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{nil, time.Millisecond},
+		{[]string{"-rate", "100"}, 0}, // paced runs measure latency
+		{[]string{"-rate", "100", "-coalesce", "2ms"}, 2 * time.Millisecond},
+		{[]string{"-coalesce", "0"}, 0},
+	} {
+		cfg, err := parseFlags(c.args, &bytes.Buffer{})
+		if err != nil || cfg.coalesce != c.want {
+			t.Errorf("%v: coalesce %v, %v; want %v", c.args, cfg.coalesce, err, c.want)
+		}
+	}
+}
+
 func TestParseFlags(t *testing.T) {
 	for _, c := range []struct {
 		args             []string

@@ -38,6 +38,12 @@ const (
 // mqttMaxRemaining is the largest remaining length four varint bytes can carry [MQTT 2.2.3].
 const mqttMaxRemaining = 268435455
 
+// Read coalescing thresholds for subscribers; see subSpec.coalesce.
+const (
+	coalesceBelow  = 8 << 10
+	coalesceWithin = 100 * time.Microsecond
+)
+
 // maxBatchDelay bounds how long a published message may wait in the write buffer before it is flushed, so that
 // batching at full speed does not show up as latency.
 const maxBatchDelay = time.Millisecond
@@ -225,12 +231,13 @@ func parseSuback(body []byte) (id uint16, granted byte, err error) {
 // next call. A read error (a deadline, typically) loses nothing: bytes already read stay buffered, so next
 // can be called again. The buffer grows to fit the largest packet seen, up to max.
 type packetReader struct {
-	rd  io.Reader
-	buf []byte
-	r   int
-	w   int
-	max int
-	err error // from a Read that also returned data; reported once that data is used up
+	rd       io.Reader
+	buf      []byte
+	r        int
+	w        int
+	max      int
+	err      error // from a Read that also returned data; reported once that data is used up
+	lastRead int   // bytes returned by the latest Read
 	// beforeRead, when set, runs before every Read that may block: the subscriber flushes its
 	// acknowledgements there, so a batch of PUBLISHes costs one write.
 	beforeRead func() error
@@ -298,6 +305,7 @@ func (p *packetReader) fill(need int) error {
 	}
 	n, err := p.rd.Read(p.buf[p.w:])
 	p.w += n
+	p.lastRead = n
 	if err != nil && n > 0 {
 		p.err = err
 		return nil
@@ -426,9 +434,23 @@ func (d *mqttDriver) dialSubscriber(ctx context.Context, clientID string, spec *
 	}
 	st.granted = int(granted)
 	s := &mqttSubscriber{c: c, st: st}
+	var lastAt time.Time
 	c.pr.beforeRead = func() error {
 		if c.bw.Buffered() > 0 {
-			return c.bw.Flush()
+			if err := c.bw.Flush(); err != nil {
+				return err
+			}
+		}
+		if spec.coalesce > 0 {
+			// A small read right after another means the broker is writing packet by packet
+			// (mosquitto does): wait so that the next read takes a batch, instead of burning the
+			// CPU the broker shares with us on a read per packet or two.
+			now := time.Now()
+			if c.pr.lastRead < coalesceBelow && now.Sub(lastAt) < coalesceWithin {
+				time.Sleep(spec.coalesce)
+				now = time.Now()
+			}
+			lastAt = now
 		}
 		return nil
 	}
