@@ -45,6 +45,7 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol"
@@ -304,7 +305,7 @@ func (cl *client) connect() error {
 		return err
 	}
 	cl.sess = s
-	if ce := c.Log().Check(zap.DebugLevel, "connect"); ce != nil {
+	if ce := cl.check("connect"); ce != nil {
 		ce.Write(zap.String("client_id", id), zap.String("vhost", host.Name), zap.String("user", user),
 			zap.Bool("clean_session", cp.CleanSession), zap.Bool("session_present", present),
 			zap.Uint16("keep_alive", cp.KeepAlive), zap.Uint8("level", cl.version))
@@ -340,6 +341,15 @@ func (cl *client) pickHost(cp *packet.ConnectPacket) (*virtualhost.Host, string)
 		}
 	}
 	return cl.h.hosts.Default(), user
+}
+
+// check returns a debug entry to write, building the connection's logger (about 1 KiB) only when debug
+// logging is on, so idle connections stay small.
+func (cl *client) check(msg string) *zapcore.CheckedEntry {
+	if !cl.h.log.Core().Enabled(zapcore.DebugLevel) {
+		return nil
+	}
+	return cl.c.Log().Check(zapcore.DebugLevel, msg)
 }
 
 // newClientID returns an identifier no client is expected to choose: a prefix plus 64 random bits.

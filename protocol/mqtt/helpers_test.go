@@ -9,6 +9,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/lyremq/lyre/conf"
@@ -36,9 +37,15 @@ type broker struct {
 // connector, extra adds hosts after the default one.
 func startBroker(t *testing.T, mod func(*conf.Connector), extra ...*virtualhost.Host) *broker {
 	t.Helper()
+	return startBrokerLog(t, zaptest.NewLogger(t), mod, extra...)
+}
+
+// startBrokerLog is startBroker with the handler logging to log.
+func startBrokerLog(t *testing.T, log *zap.Logger, mod func(*conf.Connector), extra ...*virtualhost.Host) *broker {
+	t.Helper()
 	host := virtualhost.New(conf.VirtualHost{Name: "default", Anonymous: true}, router.Options{})
 	hosts := virtualhost.NewRegistry(append([]*virtualhost.Host{host}, extra...)...)
-	h := NewHandler(hosts, zaptest.NewLogger(t))
+	h := NewHandler(hosts, log)
 	c := conf.Connector{Name: "mqtt", Protocol: protocol.MQTT, MQTT: conf.MQTT{Grammar: conf.MQTTGrammarDefaults}}
 	if mod != nil {
 		mod(&c)

@@ -99,7 +99,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	res := cl.rt.Publish(m)
 	if res.Err != nil {
 		if p.QoS == 0 {
-			if ce := cl.c.Log().Check(zap.DebugLevel, "publish dropped"); ce != nil {
+			if ce := cl.check("publish dropped"); ce != nil {
 				ce.Write(zap.String("topic", p.Topic), zap.Error(res.Err))
 			}
 			return nil
@@ -203,7 +203,7 @@ func (cl *client) subscribe(p *packet.SubscribePacket) error {
 func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 	s := cl.sess
 	fail := func(err error) (*subEntry, byte) {
-		if ce := cl.c.Log().Check(zap.DebugLevel, "subscribe refused"); ce != nil {
+		if ce := cl.check("subscribe refused"); ce != nil {
 			ce.Write(zap.String("filter", sp.Filter), zap.Error(err))
 		}
 		return nil, subackFailure
@@ -262,7 +262,7 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 		s.mu.Unlock()
 		return fail(err)
 	}
-	if ce := cl.c.Log().Check(zap.DebugLevel, "subscribe"); ce != nil {
+	if ce := cl.check("subscribe"); ce != nil {
 		ce.Write(zap.String("filter", sp.Filter), zap.Uint8("qos", qos))
 	}
 	return e, qos
@@ -376,7 +376,7 @@ func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
 			return s, true, nil
 		}
 		old := s
-		s = newSession(id, clean)
+		s = newSession(id, clean, cl.h.log)
 		s.att = att
 		reg.sessions[id] = s
 		reg.mu.Unlock()

@@ -168,7 +168,7 @@ type session struct {
 	conn            *protocol.Conn
 	version         byte
 	g               *router.Grammar
-	log             *zap.Logger
+	log             *zap.Logger // the handler's; entries name the client id
 	maxInflight     int
 	maxQueued       int
 	discarded       bool
@@ -186,13 +186,14 @@ type session struct {
 	scratch         []byte // topic rendering for the message being encoded
 
 	// Owned by the attached reader goroutine.
-	subs        map[string]*subEntry
+	subs        map[string]*subEntry // nil until the first SUBSCRIBE
 	awaitingRel map[uint16]struct{} // inbound QoS 2 packet ids between PUBREC and PUBREL
 }
 
-func newSession(id string, clean bool) *session {
-	return &session{id: id, clean: clean, subs: make(map[string]*subEntry), log: zap.NewNop(),
-		maxInflight: 1, maxQueued: 1}
+// newSession returns an offline session; log is the handler's logger (shared: a per-session child
+// logger would cost about 1 KiB per idle client).
+func newSession(id string, clean bool, log *zap.Logger) *session {
+	return &session{id: id, clean: clean, log: log, maxInflight: 1, maxQueued: 1}
 }
 
 // Deliver implements router.Sink. It runs on the publisher's goroutine, never blocks and never calls the
@@ -459,7 +460,7 @@ func (s *session) takeResume() []*router.Consumer {
 func (s *session) attach(c *protocol.Conn, version byte, g *router.Grammar, lim limits) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.out, s.conn, s.version, s.g, s.log = c, c, version, g, c.Log()
+	s.out, s.conn, s.version, s.g = c, c, version, g
 	s.maxInflight, s.maxQueued = lim.maxInflight, lim.maxQueued
 	for i := range s.inflight {
 		s.inflight[i].unsent = true
@@ -497,6 +498,9 @@ func (s *session) discardLocked() {
 // setEntryLocked adds or removes e and recomputes the overlap index.
 func (s *session) setEntryLocked(e *subEntry, add bool) {
 	if add {
+		if s.subs == nil {
+			s.subs = make(map[string]*subEntry) // made on first use: many clients only publish
+		}
 		s.subs[e.key] = e
 	} else {
 		delete(s.subs, e.key)

@@ -1,0 +1,64 @@
+package mqtt
+
+import (
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/protocol/prototest"
+)
+
+// TestIdleMQTTConnectionMemory measures the broker's memory per connected, idle MQTT client (heap plus
+// goroutine stacks, client sockets included), against the design target of a few KiB.
+func TestIdleMQTTConnectionMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens many sockets")
+	}
+	// Info level, as in production: debug logging builds each connection's logger.
+	b := startBrokerLog(t, zaptest.NewLogger(t, zaptest.Level(zapcore.InfoLevel)), nil)
+	const n = 500
+	connect := packet.Append(nil, &packet.ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: packet.Version311,
+		CleanSession: true, KeepAlive: 60}, packet.Version311)
+	before, beforeStack := memInUse()
+	clients := make([]net.Conn, 0, n)
+	defer func() {
+		for _, nc := range clients {
+			_ = nc.Close()
+		}
+	}()
+	for range n {
+		nc := prototest.Dial(t, b.addr)
+		clients = append(clients, nc)
+		if _, err := nc.Write(connect); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ack [4]byte
+	for _, nc := range clients {
+		_ = nc.SetReadDeadline(time.Now().Add(waitTime))
+		if _, err := nc.Read(ack[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // let the writers of CONNACK exit
+	after, afterStack := memInUse()
+	per := (after - before) / n
+	t.Logf("%d bytes per idle MQTT connection (client side included), %d of them stack", per, (afterStack-beforeStack)/n)
+	if !raceEnabled && per > 10<<10 {
+		t.Fatalf("%d bytes per idle connection; want under 10 KiB", per)
+	}
+}
+
+// memInUse returns live heap plus goroutine stacks, and the stacks alone.
+func memInUse() (total, stack int64) {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc + m.StackInuse), int64(m.StackInuse)
+}
