@@ -187,7 +187,7 @@ type session struct {
 
 	// Owned by the attached reader goroutine.
 	subs        map[string]*subEntry // nil until the first SUBSCRIBE
-	awaitingRel map[uint16]struct{} // inbound QoS 2 packet ids between PUBREC and PUBREL
+	awaitingRel map[uint16]struct{}  // inbound QoS 2 packet ids between PUBREC and PUBREL
 }
 
 // newSession returns an offline session; log is the handler's logger (shared: a per-session child
