@@ -5,11 +5,14 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 
+	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol/prototest"
 	"github.com/lyremq/lyre/router"
 )
@@ -198,5 +201,48 @@ func TestFlowControl_RetainedBacklog(t *testing.T) {
 	}
 	if len(seen) != n || b.h.Dropped() != 0 {
 		t.Fatalf("got %d distinct retained messages of %d, %d dropped", len(seen), n, b.h.Dropped())
+	}
+}
+
+// TestFlowControl_FullQueueBlocksProducer: a SEND to a full queue holds its producer until a consumer
+// makes room, and answers ERROR if none does within QueueFullWait.
+func TestFlowControl_FullQueueBlocksProducer(t *testing.T) {
+	b := startBrokerRouter(t, router.Options{MaxQueueMessages: 2}, func(_ *conf.Connector, h *Handler) {
+		h.QueueFullWait = 5 * time.Second
+	})
+	r := b.raw(t)
+	r.connect("accept-version:1.2", "host:default")
+	r.send("SEND\ndestination:/queue/small\nreceipt:1\n\na\x00SEND\ndestination:/queue/small\nreceipt:2\n\nb\x00" +
+		"SEND\ndestination:/queue/small\nreceipt:3\n\nc\x00")
+	for _, want := range []string{"1", "2"} {
+		if f := r.read(); f.Header.Get(frame.ReceiptId) != want {
+			t.Fatalf("got %s %v, want receipt %s", f.Command, f.Header, want)
+		}
+	}
+	// The third SEND waits for room: no receipt yet.
+	_ = r.nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if f, err := r.rd.Read(); err == nil {
+		t.Fatalf("got %s before the queue had room", f.Command)
+	}
+	r.rd = frame.NewReader(r.nc) // the timed-out read may have left the old reader mid-frame
+	c := b.dial(t)
+	sub := subscribe(t, c, "/queue/small", stomp.AckAuto)
+	for _, want := range []string{"a", "b", "c"} {
+		if m := recv(t, sub); string(m.Body) != want {
+			t.Fatalf("got %q, want %q", m.Body, want)
+		}
+	}
+	if f := r.read(); f.Header.Get(frame.ReceiptId) != "3" {
+		t.Fatalf("got %s %v, want receipt 3", f.Command, f.Header)
+	}
+
+	b = startBrokerRouter(t, router.Options{MaxQueueMessages: 1}, func(_ *conf.Connector, h *Handler) {
+		h.QueueFullWait = 50 * time.Millisecond
+	})
+	r = b.raw(t)
+	r.connect("accept-version:1.2", "host:default")
+	r.send("SEND\ndestination:/queue/small\n\na\x00SEND\ndestination:/queue/small\n\nb\x00")
+	if f := r.expectError("send failed"); !strings.Contains(string(f.Body), "queue full") {
+		t.Fatalf("ERROR body %q", f.Body)
 	}
 }

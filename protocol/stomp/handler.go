@@ -57,6 +57,8 @@ const (
 	// DefaultCredit is the number of unacknowledged queue messages a client or client-individual
 	// subscriber may hold, unless its SUBSCRIBE asks for another prefetch-count.
 	DefaultCredit = 1000
+	// DefaultQueueFullWait is the default Handler.QueueFullWait.
+	DefaultQueueFullWait = 10 * time.Second
 	// MaxTransactionFrames bounds the frames buffered in one transaction; more is an ERROR.
 	MaxTransactionFrames = 10000
 	// MaxTransactions bounds the open transactions of one session; more is an ERROR.
@@ -81,6 +83,10 @@ type Handler struct {
 	// DefaultHeartBeat.
 	HeartBeatReceive time.Duration
 
+	// QueueFullWait is how long a SEND to a full queue blocks its producer, retrying, before the
+	// session answers ERROR. 0 answers at once. NewHandler sets DefaultQueueFullWait.
+	QueueFullWait time.Duration
+
 	// temps holds the session ids of live connections that own temporary destinations.
 	temps sync.Map
 
@@ -93,7 +99,8 @@ func NewHandler(hosts *virtualhost.Registry, log *zap.Logger) *Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Handler{hosts: hosts, log: log, HeartBeatSend: DefaultHeartBeat, HeartBeatReceive: DefaultHeartBeat}
+	return &Handler{hosts: hosts, log: log, HeartBeatSend: DefaultHeartBeat, HeartBeatReceive: DefaultHeartBeat,
+		QueueFullWait: DefaultQueueFullWait}
 }
 
 // Dropped returns the number of topic messages dropped so far because a subscriber could not keep up.

@@ -36,8 +36,13 @@ type broker struct {
 // startBroker starts a STOMP-only connector. mod may adjust the connector and handler before start.
 func startBroker(t testing.TB, mod func(c *conf.Connector, h *Handler)) *broker {
 	t.Helper()
-	host := virtualhost.New(conf.VirtualHost{Name: "default", HostNames: []string{"localhost"}, Anonymous: true},
-		router.Options{})
+	return startBrokerRouter(t, router.Options{}, mod)
+}
+
+// startBrokerRouter is startBroker with the default host's router options.
+func startBrokerRouter(t testing.TB, ro router.Options, mod func(c *conf.Connector, h *Handler)) *broker {
+	t.Helper()
+	host := virtualhost.New(conf.VirtualHost{Name: "default", HostNames: []string{"localhost"}, Anonymous: true}, ro)
 	other := virtualhost.New(conf.VirtualHost{Name: "other", Anonymous: true}, router.Options{})
 	reg := virtualhost.NewRegistry(host, other)
 	t.Cleanup(reg.Close)

@@ -517,11 +517,39 @@ func (s *session) send(f *frame.Frame) error {
 			Origin:      origin,
 			OriginGram:  s.g,
 		}
-		if res := s.rt.Publish(m); res.Err != nil {
-			return &frameError{msg: "send failed", detail: names[i] + ": " + res.Err.Error(), cause: res.Err}
+		if err := s.publish(m); err != nil {
+			return &frameError{msg: "send failed", detail: names[i] + ": " + err.Error(), cause: err}
 		}
 	}
 	return nil
+}
+
+// publish routes m. A full queue blocks this producer (DESIGN.md §5): the reader goroutine stops reading
+// its socket, so TCP pushes back on the client, and retries with backoff for up to Handler.QueueFullWait.
+func (s *session) publish(m *router.Message) error {
+	res := s.rt.Publish(m)
+	if !errors.Is(res.Err, router.ErrQueueFull) || s.h.QueueFullWait <= 0 {
+		return res.Err
+	}
+	deadline := time.Now().Add(s.h.QueueFullWait)
+	wait := time.Millisecond
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.c.Done():
+			return res.Err
+		case <-t.C:
+		}
+		if res = s.rt.Publish(m); !errors.Is(res.Err, router.ErrQueueFull) {
+			return res.Err
+		}
+		if !time.Now().Before(deadline) {
+			return res.Err
+		}
+		wait = min(2*wait, 100*time.Millisecond, time.Until(deadline))
+		t.Reset(wait)
+	}
 }
 
 // appHeaders collects the SEND headers that travel with the message: everything the broker does not
