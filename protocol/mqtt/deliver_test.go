@@ -203,3 +203,28 @@ func TestQueuedMessageExpires(t *testing.T) {
 		t.Fatalf("sent %d, inflight %d: want only the fresh message", out.n, len(s.inflight))
 	}
 }
+
+// TestQueueFullDropsQoS0First: when the session queue is full, QoS 0 messages go before QoS 1 ones,
+// then the oldest.
+func TestQueueFullDropsQoS0First(t *testing.T) {
+	out := &discardSender{full: true}
+	s, sub, g := benchSession(t, "t", 1, out)
+	s.maxQueued = 3
+	deliver := func(qos uint8, body string) {
+		m := benchMessage(t, g, "t", qos)
+		m.Body = []byte(body)
+		s.Deliver(router.Delivery{Msg: m, Sub: sub})
+	}
+	deliver(1, "a")
+	deliver(0, "b")
+	deliver(1, "c")
+	deliver(1, "d") // drops b (QoS 0)
+	deliver(1, "e") // drops a (oldest)
+	var bodies string
+	for i := s.queue.head; i < len(s.queue.items); i++ {
+		bodies += string(s.queue.items[i].msg.Body)
+	}
+	if bodies != "cde" || s.queue.live != 3 || s.queue.live0 != 0 || s.dropped != 2 {
+		t.Fatalf("queue %q live %d live0 %d dropped %d, want cde 3 0 2", bodies, s.queue.live, s.queue.live0, s.dropped)
+	}
+}

@@ -82,9 +82,19 @@ type outQueue struct {
 	items []outItem
 	head  int
 	live  int // live items, bounded by max_queued_messages
+	live0 int // live QoS 0 items among them: dropped before any QoS ≥ 1 one
 }
 
 func (q *outQueue) len() int { return len(q.items) - q.head }
+
+func (q *outQueue) count(it *outItem, n int) {
+	if it.live() {
+		q.live += n
+		if it.qos == 0 {
+			q.live0 += n
+		}
+	}
+}
 
 func (q *outQueue) push(it outItem) {
 	if len(q.items) == cap(q.items) && q.head > 0 && q.head >= len(q.items)/2 {
@@ -93,17 +103,13 @@ func (q *outQueue) push(it outItem) {
 		q.items, q.head = q.items[:n], 0
 	}
 	q.items = append(q.items, it)
-	if it.live() {
-		q.live++
-	}
+	q.count(&it, 1)
 }
 
 func (q *outQueue) peek() *outItem { return &q.items[q.head] }
 
 func (q *outQueue) pop() {
-	if q.items[q.head].live() {
-		q.live--
-	}
+	q.count(&q.items[q.head], -1)
 	q.items[q.head] = outItem{}
 	q.head++
 	if q.head == len(q.items) {
@@ -115,14 +121,15 @@ func (q *outQueue) pop() {
 	}
 }
 
-// dropOldestLive removes the oldest live item.
+// dropOldestLive removes the oldest live QoS 0 item, or when there is none the oldest live item, so a
+// QoS 0 message never pushes out a QoS 1 or 2 one.
 func (q *outQueue) dropOldestLive() bool {
 	for i := q.head; i < len(q.items); i++ {
-		if q.items[i].live() {
+		if it := &q.items[i]; it.live() && (q.live0 == 0 || it.qos == 0) {
+			q.count(it, -1)
 			copy(q.items[i:], q.items[i+1:])
 			q.items[len(q.items)-1] = outItem{}
 			q.items = q.items[:len(q.items)-1]
-			q.live--
 			return true
 		}
 	}
@@ -132,17 +139,15 @@ func (q *outQueue) dropOldestLive() bool {
 // filter keeps the items for which keep returns true.
 func (q *outQueue) filter(keep func(*outItem) bool) {
 	kept := q.items[:0]
-	live := 0
+	q.live, q.live0 = 0, 0
 	for i := q.head; i < len(q.items); i++ {
 		if keep(&q.items[i]) {
 			kept = append(kept, q.items[i])
-			if q.items[i].live() {
-				live++
-			}
+			q.count(&q.items[i], 1)
 		}
 	}
 	clear(q.items[len(kept):])
-	q.items, q.head, q.live = kept, 0, live
+	q.items, q.head = kept, 0
 }
 
 // seenMsg remembers a message matched by several of the session's subscriptions, so it is sent once.
