@@ -1,10 +1,13 @@
 package mqtt
 
 import (
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
@@ -96,4 +99,27 @@ func TestDeliveryWhileSubscriptionsChurn(t *testing.T) {
 	wg.Wait()
 	_ = sub.nc.Close()
 	<-readerDone
+}
+
+// TestGarbageAfterConnectNeverBreaksTheBroker sends random bytes after a valid CONNECT on many
+// connections: each is closed or keeps working, and the broker still serves a normal client after.
+func TestGarbageAfterConnectNeverBreaksTheBroker(t *testing.T) {
+	b := startBrokerLog(t, zap.NewNop(), nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 200 {
+		r := dialRaw(t, b.addr)
+		r.connect("g"+strconv.Itoa(i), i%2 == 0)
+		garbage := make([]byte, 1+rng.IntN(64))
+		for j := range garbage {
+			garbage[j] = byte(rng.IntN(256))
+		}
+		// Mostly valid-looking first bytes, so decoding gets past the fixed header.
+		garbage[0] = byte(rng.IntN(16)) << 4
+		r.sendBytes(garbage)
+		_ = r.nc.Close()
+	}
+	c := pahoClient(t, b.addr, "after", nil)
+	in := subscribe(t, c, "ok", 1)
+	waitToken(t, c.Publish("ok", 1, false, "fine"))
+	in.waitN(t, 1)
 }
