@@ -1,6 +1,7 @@
 package stomp
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
+	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol/prototest"
@@ -244,5 +246,53 @@ func TestFlowControl_FullQueueBlocksProducer(t *testing.T) {
 	r.send("SEND\ndestination:/queue/small\n\na\x00SEND\ndestination:/queue/small\n\nb\x00")
 	if f := r.expectError("send failed"); !strings.Contains(string(f.Body), "queue full") {
 		t.Fatalf("ERROR body %q", f.Body)
+	}
+}
+
+// BenchmarkSendQueueEndToEnd measures the whole path over loopback: a client pipelines SEND frames to a
+// queue, the session decodes and routes them, and a consuming client reads the MESSAGE frames.
+func BenchmarkSendQueueEndToEnd(b *testing.B) {
+	br := startBroker(b, func(_ *conf.Connector, h *Handler) { h.log = zap.NewNop() })
+	consumer, err := net.Dial("tcp", br.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer consumer.Close()
+	_, _ = io.WriteString(consumer, "CONNECT\naccept-version:1.2\nhost:default\n\n\x00SUBSCRIBE\nid:1\ndestination:/queue/bench\nreceipt:r\n\n\x00")
+	rd := frame.NewReader(consumer)
+	for {
+		f, err := rd.Read()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if f != nil && f.Command == frame.RECEIPT {
+			break
+		}
+	}
+	producer, err := net.Dial("tcp", br.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer producer.Close()
+	_, _ = io.WriteString(producer, "CONNECT\naccept-version:1.2\nhost:default\n\n\x00")
+	send := []byte("SEND\ndestination:/queue/bench\ncontent-type:text/plain\ncontent-length:64\n\n" + strings.Repeat("p", 64) + "\x00")
+	b.SetBytes(64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() {
+		w := bufio.NewWriterSize(producer, 64<<10)
+		for range b.N {
+			_, _ = w.Write(send)
+		}
+		_ = w.Flush()
+	}()
+	for got := 0; got < b.N; {
+		f, err := rd.Read()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if f != nil && f.Command == frame.MESSAGE {
+			got++
+		}
 	}
 }

@@ -123,6 +123,10 @@ func (h *Handler) Serve(c *protocol.Conn) {
 		g:   g,
 		id:  sessionPrefix + strconv.FormatUint(c.ID(), 10),
 	}
+	s.destSep = c.Connector().STOMP.DestinationSeparator
+	if c.Connector().STOMP.PathSeparator == "" {
+		s.destSep = conf.STOMPGrammarDefaults.DestinationSeparator
+	}
 	s.dr = deadlineReader{c: c, r: c.Reader()}
 	s.rd = NewReader(&s.dr, Limits{
 		MaxHeaders:      cfg.MaxHeaders,

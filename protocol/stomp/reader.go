@@ -59,6 +59,7 @@ type Reader struct {
 	start   int     // first unread byte in buf
 	end     int     // end of valid bytes in buf
 	err     error
+	hdrs    []string // scratch: the header names and values of the frame being read
 	Version int
 }
 
@@ -96,7 +97,8 @@ func (r *Reader) Read() (*frame.Frame, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownCommand, truncate(line, 32))
 	}
-	f := &frame.Frame{Command: cmd, Header: &frame.Header{}}
+	f := &frame.Frame{Command: cmd}
+	hdrs := r.hdrs[:0]
 	escaped := r.Version >= v11 && cmd != frame.CONNECT && cmd != frame.STOMP
 	contentLength := int64(-1)
 	for n := 0; ; n++ {
@@ -114,7 +116,7 @@ func (r *Reader) Read() (*frame.Frame, error) {
 		if i <= 0 {
 			return nil, ErrMalformedHeader
 		}
-		name, err := r.decode(line[:i], escaped)
+		name, err := r.decodeName(line[:i], escaped)
 		if err != nil {
 			return nil, err
 		}
@@ -132,7 +134,13 @@ func (r *Reader) Read() (*frame.Frame, error) {
 				return nil, ErrFrameTooLarge
 			}
 		}
-		f.Header.Add(name, value)
+		hdrs = append(hdrs, name, value)
+	}
+	// One allocation of the exact size instead of Header.Add's growth; the scratch slice is reused.
+	f.Header = frame.NewHeader(hdrs...)
+	clear(hdrs)
+	if cap(hdrs) <= 64 {
+		r.hdrs = hdrs[:0]
 	}
 	if contentLength >= 0 {
 		f.Body, err = r.readN(int(contentLength))
@@ -350,6 +358,22 @@ func (r *Reader) decode(b []byte, escaped bool) (string, error) {
 		}
 	}
 	return string(out), nil
+}
+
+// decodeName is decode for header names: the common ones map onto constants, saving an allocation.
+func (r *Reader) decodeName(b []byte, escaped bool) (string, error) {
+	for _, n := range knownHeaders {
+		if string(b) == n {
+			return n, nil
+		}
+	}
+	return r.decode(b, escaped)
+}
+
+var knownHeaders = [...]string{
+	frame.Destination, frame.ContentLength, frame.ContentType, frame.Receipt, frame.Id, frame.Ack,
+	frame.Transaction, frame.MessageId, frame.Subscription, frame.AcceptVersion, frame.Host, frame.Login,
+	frame.Passcode, frame.HeartBeat, "persistent", "reply-to", "expires", "selector",
 }
 
 // command maps a command line onto go-stomp's constant (so the frame shares the string, no allocation).

@@ -27,6 +27,8 @@ type session struct {
 	id  string
 	dr  deadlineReader
 	rd  *Reader
+	// destSep is the grammar's destination separator: names without it skip SplitComposite.
+	destSep string
 
 	// Set by CONNECT on the reader goroutine before any subscription exists, read-only afterwards, so
 	// deliveries may read them without a lock.
@@ -459,8 +461,15 @@ func (s *session) send(f *frame.Frame) error {
 	if !ok || dest == "" {
 		return protoErr("missing destination", "SEND requires a destination header")
 	}
-	names := s.g.SplitComposite(dest)
-	dests := make([]router.Destination, len(names))
+	var one [1]string
+	var oneDest [1]router.Destination
+	names, dests := one[:], oneDest[:]
+	if strings.Contains(dest, s.destSep) {
+		names = s.g.SplitComposite(dest)
+		dests = make([]router.Destination, len(names))
+	} else {
+		one[0] = dest
+	}
 	for i, name := range names {
 		d, err := s.g.ParseName(name)
 		if err != nil {
