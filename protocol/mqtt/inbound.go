@@ -403,7 +403,11 @@ func (cl *client) resume() {
 	s.attach(cl.c, cl.version, cl.g, cl.lim)
 	for _, e := range s.subs {
 		if e.queue && e.consumer == nil {
-			e.rs = &router.Subscription{Filter: e.rs.Filter, Sink: s, QoS: e.qos, ID: e.key, Opaque: e}
+			// A fresh subscription: the router treats the pointer as the consumer's identity.
+			rs := &router.Subscription{Filter: e.rs.Filter, Sink: s, QoS: e.qos, ID: e.key, Opaque: e}
+			s.mu.Lock()
+			e.rs = rs
+			s.mu.Unlock()
 			if err := cl.consume(e); err != nil {
 				cl.c.Log().Warn("queue consumer not resumed", zap.String("filter", e.key), zap.Error(err))
 			}
