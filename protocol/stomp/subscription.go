@@ -130,6 +130,9 @@ func (s *session) subscribe(f *frame.Frame) error {
 				s.mu.Lock()
 				s.consumers = append(s.consumers, r.cons)
 				s.mu.Unlock()
+				// A Deliver refused during Consume's first dispatch may have met a drain that ran before the
+				// consumer was listed for it; resuming once now cannot miss one.
+				r.cons.Resume()
 			}
 		} else {
 			err = s.rt.Subscribe(rs)
