@@ -648,3 +648,17 @@ func TestTemporaryDestinations(t *testing.T) {
 	raw.send("SEND\ndestination:" + replyTo + "\n\nlate\x00")
 	raw.expectError("invalid destination")
 }
+
+// TestVersion10_UnsubscribeByDestination: a 1.0 UNSUBSCRIBE may name the destination instead of the id.
+func TestVersion10_UnsubscribeByDestination(t *testing.T) {
+	b := startBroker(t, nil)
+	r := b.raw(t)
+	r.connect("host:default")
+	r.send("SUBSCRIBE\nid:s\ndestination:/topic/u10\n\n\x00UNSUBSCRIBE\ndestination:/topic/u10\nreceipt:u\n\n\x00")
+	if f := r.read(); f.Command != frame.RECEIPT {
+		t.Fatalf("got %s %v %q", f.Command, f.Header, f.Body)
+	}
+	if n := b.host.Router.Stats().Subscriptions; n != 0 {
+		t.Fatalf("%d subscriptions left", n)
+	}
+}

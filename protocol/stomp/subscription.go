@@ -26,6 +26,7 @@ const (
 type subscription struct {
 	s      *session
 	id     string
+	dest   string // as written in SUBSCRIBE
 	mode   ackMode
 	routes []route // reader goroutine only
 
@@ -67,7 +68,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 	if s.subs[id] != nil {
 		return protoErr("duplicate subscription", "subscription id %q is already in use", id)
 	}
-	sub := &subscription{s: s, id: id}
+	sub := &subscription{s: s, id: id, dest: dest}
 	switch a := f.Header.Get(frame.Ack); a {
 	case "", frame.AckAuto:
 		sub.mode = ackAuto
@@ -189,17 +190,27 @@ func (s *session) pumpBacklogLocked() {
 // unsubscribe handles UNSUBSCRIBE (STOMP 1.2 "UNSUBSCRIBE"); 1.0 clients may name the destination instead.
 func (s *session) unsubscribe(f *frame.Frame) error {
 	id, ok := f.Header.Contains(frame.Id)
+	byDest := false
 	if !ok || id == "" {
 		if s.version >= v11 {
 			return protoErr("missing id", "UNSUBSCRIBE requires an id header in STOMP 1.1 and later")
 		}
-		id = f.Header.Get(frame.Destination)
+		id, byDest = f.Header.Get(frame.Destination), true
 	}
 	sub := s.subs[id]
+	if sub == nil && byDest {
+		// STOMP 1.0 lets UNSUBSCRIBE name the destination of a subscription made with an id.
+		for _, c := range s.subs {
+			if c.dest == id {
+				sub = c
+				break
+			}
+		}
+	}
 	if sub == nil {
 		return protoErr("unknown subscription", "no subscription has id %q", id)
 	}
-	delete(s.subs, id)
+	delete(s.subs, sub.id)
 	sub.close()
 	return nil
 }
