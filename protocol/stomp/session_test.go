@@ -662,3 +662,95 @@ func TestVersion10_UnsubscribeByDestination(t *testing.T) {
 		t.Fatalf("%d subscriptions left", n)
 	}
 }
+
+// TestSUBSCRIBE_PrefetchCredit: a client-individual consumer holds at most prefetch-count unacknowledged
+// messages; each ACK lets one more through.
+func TestSUBSCRIBE_PrefetchCredit(t *testing.T) {
+	b := startBroker(t, nil)
+	pub := b.dial(t)
+	for i := range 5 {
+		if err := pub.Send("/queue/credit", "", []byte(fmt.Sprint(i)), stomp.SendOpt.Receipt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := b.dial(t)
+	sub := subscribe(t, c, "/queue/credit", stomp.AckClientIndividual, stomp.SubscribeOpt.Header("prefetch-count", "2"))
+	m0, m1 := recv(t, sub), recv(t, sub)
+	expectNone(t, sub, 50*time.Millisecond)
+	if err := c.Ack(m1); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, sub); string(m.Body) != "2" {
+		t.Fatalf("after one ACK got %q, want 2", m.Body)
+	}
+	expectNone(t, sub, 50*time.Millisecond)
+	_ = m0
+}
+
+// TestSUBSCRIBE_Composite: one SUBSCRIBE naming several destinations receives from each under one id.
+func TestSUBSCRIBE_Composite(t *testing.T) {
+	b := startBroker(t, nil)
+	c := b.dial(t)
+	sub := subscribe(t, c, "/topic/c1,/queue/c2", stomp.AckAuto)
+	pub := b.dial(t)
+	for _, d := range []string{"/topic/c1", "/queue/c2"} {
+		if err := pub.Send(d, "", []byte(d), stomp.SendOpt.Receipt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]bool{}
+	for range 2 {
+		m := recv(t, sub)
+		if m.Destination != string(m.Body) || m.Subscription.Id() != sub.Id() {
+			t.Fatalf("message %q at %q", m.Body, m.Destination)
+		}
+		got[m.Destination] = true
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %v", got)
+	}
+	if err := sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	prototest.WaitFor(t, 2*time.Second, func() bool { return b.host.Router.Stats().Subscriptions == 0 })
+}
+
+// TestNACK_ClientCumulative: in client mode a NACK returns every earlier unacknowledged message too.
+func TestNACK_ClientCumulative(t *testing.T) {
+	b := startBroker(t, nil)
+	r := b.raw(t)
+	r.connect("accept-version:1.2", "host:default")
+	r.send("SUBSCRIBE\nid:n\ndestination:/queue/nack\nack:client\n\n\x00" +
+		"SEND\ndestination:/queue/nack\n\na\x00SEND\ndestination:/queue/nack\n\nb\x00")
+	var acks []string
+	for _, want := range []string{"a", "b"} {
+		m := r.read()
+		if string(m.Body) != want {
+			t.Fatalf("got %q, want %q", m.Body, want)
+		}
+		acks = append(acks, m.Header.Get(frame.Ack))
+	}
+	r.send("NACK\nid:" + acks[1] + "\n\n\x00")
+	for _, want := range []string{"a", "b"} {
+		m := r.read()
+		if string(m.Body) != want || m.Header.Get("redelivered") != "true" {
+			t.Fatalf("redelivery: got %q %v, want %q redelivered", m.Body, m.Header, want)
+		}
+	}
+}
+
+// TestMESSAGE_HeaderEscaping: STOMP 1.2 "Value Encoding" on MESSAGE frames: colon, LF, CR and backslash in
+// a header are escaped, so the client reads back the original value.
+func TestMESSAGE_HeaderEscaping(t *testing.T) {
+	b := startBroker(t, nil)
+	c := b.dial(t)
+	sub := subscribe(t, c, "/topic/esc", stomp.AckAuto)
+	pub := b.dial(t)
+	const v = "a:b\nc\rd\\e"
+	if err := pub.Send("/topic/esc", "", nil, stomp.SendOpt.Receipt, stomp.SendOpt.Header("weird", v)); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, sub); m.Header.Get("weird") != v {
+		t.Fatalf("header %q, want %q", m.Header.Get("weird"), v)
+	}
+}
