@@ -39,6 +39,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -90,6 +91,7 @@ type config struct {
 	warmup    time.Duration
 	settle    time.Duration
 	coalesce  time.Duration
+	cpuProf   string
 	json      bool
 	quiet     bool
 	verbose   bool
@@ -120,7 +122,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.drain, "drain", 10*time.Second, "after publishing: longest wait for acknowledgements and deliveries")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "start of the steady window after the first publish")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "idle: wait after the last CONNACK before sampling RSS")
-	fs.DurationVar(&c.coalesce, "coalesce", time.Millisecond, "subscribers: wait before the next read after small back-to-back reads (0 = off; off by default with -rate)")
+	fs.DurationVar(&c.coalesce, "coalesce", time.Millisecond, "subscribers: wait before the next read after small back-to-back reads (0 = off; default off with -rate or -qos 1/2)")
+	fs.StringVar(&c.cpuProf, "cpuprofile", "", "write lyre-bench's own CPU profile to this file")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&c.quiet, "q", false, "no per-second progress on stderr")
 	fs.BoolVar(&c.verbose, "v", false, "debug logging")
@@ -135,8 +138,10 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	if c.count > 0 && !set["duration"] {
 		c.duration = 0
 	}
-	if c.rate > 0 && !set["coalesce"] {
-		c.coalesce = 0 // a paced run measures latency: do not add any
+	if (c.rate > 0 || c.qos > 0) && !set["coalesce"] {
+		// A paced run measures latency: add none. At QoS >= 1 the broker's window of unacknowledged
+		// deliveries (mosquitto: 20) would stall while a subscriber waits to read.
+		c.coalesce = 0
 	}
 	return c, c.normalize()
 }
@@ -747,6 +752,19 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	// After the first Ctrl-C the signal handler is removed, so a second one kills a stuck run.
 	context.AfterFunc(ctx, cancel)
+	if c.cpuProf != "" {
+		f, err := os.Create(c.cpuProf)
+		if err != nil {
+			log.Error("cpu profile", zap.Error(err))
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Error("cpu profile", zap.Error(err))
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var progress io.Writer
 	if !c.quiet {
 		progress = stderr

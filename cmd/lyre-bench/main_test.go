@@ -45,6 +45,7 @@ func TestParseFlagsCoalesce(t *testing.T) {
 	}{
 		{nil, time.Millisecond},
 		{[]string{"-rate", "100"}, 0}, // paced runs measure latency
+		{[]string{"-qos", "1"}, 0},    // the broker's delivery window must not wait for us
 		{[]string{"-rate", "100", "-coalesce", "2ms"}, 2 * time.Millisecond},
 		{[]string{"-coalesce", "0"}, 0},
 	} {

@@ -418,6 +418,7 @@ func (d *mqttDriver) dialPublisher(ctx context.Context, clientID string, spec *p
 		}
 		p.state = make([]atomic.Uint32, spec.inflight+1)
 		p.rel = make(chan uint16, spec.inflight)
+		p.stash = make([]uint16, 0, spec.inflight)
 	}
 	return p, nil
 }
@@ -482,6 +483,7 @@ type mqttPublisher struct {
 	tokens     chan uint16     // free packet identifiers, capacity spec.inflight
 	rel        chan uint16     // QoS 2: identifiers whose PUBREL the writer must send; at most spec.inflight
 	state      []atomic.Uint32 // per identifier: idFree, idSent or idReleased
+	stash      []uint16        // free identifiers the writer has taken off tokens, capacity spec.inflight
 	readerDone chan struct{}
 	readerErr  error // set before readerDone closes
 	closing    atomic.Bool
@@ -589,19 +591,19 @@ func (p *mqttPublisher) sleepUntil(due time.Time, lastWrite *time.Time) error {
 	}
 }
 
-// take returns a free packet identifier, flushing and waiting when the window is full. While it waits it
-// sends the PUBRELs the reader asks for, since QoS 2 identifiers only come back after PUBCOMP.
+// take returns a free packet identifier. When the window is full it flushes, then waits until a quarter of
+// the window is free again: brokers acknowledge one PUBLISH per write, and resuming on every single
+// acknowledgement would cost a write system call per message. While it waits it sends the PUBRELs the
+// reader asks for, since QoS 2 identifiers only come back after PUBCOMP.
 func (p *mqttPublisher) take() (uint16, error) {
 	if p.spec.qos == 2 {
-	drain:
-		for {
-			select {
-			case id := <-p.rel:
-				p.c.bw.Write(appendAck(p.ack[:0], mqttPUBREL, id))
-			default:
-				break drain
-			}
-		}
+		p.queueRels()
+	}
+	if n := len(p.stash); n > 0 {
+		id := p.stash[n-1]
+		p.stash = p.stash[:n-1]
+		p.state[id].Store(idSent)
+		return id, nil
 	}
 	select {
 	case id := <-p.tokens:
@@ -612,13 +614,14 @@ func (p *mqttPublisher) take() (uint16, error) {
 	if err := p.c.bw.Flush(); err != nil {
 		return 0, err
 	}
-	for {
+	for need := max(1, cap(p.tokens)/4); len(p.stash) < need; {
 		select {
 		case id := <-p.tokens:
-			p.state[id].Store(idSent)
-			return id, nil
+			p.stash = append(p.stash, id)
 		case id := <-p.rel:
-			if err := p.writeRel(id); err != nil {
+			p.c.bw.Write(appendAck(p.ack[:0], mqttPUBREL, id))
+			p.queueRels()
+			if err := p.c.bw.Flush(); err != nil {
 				return 0, err
 			}
 		case <-p.readerDone:
@@ -627,11 +630,19 @@ func (p *mqttPublisher) take() (uint16, error) {
 			return 0, errStopped
 		}
 	}
+	return p.take()
 }
 
-func (p *mqttPublisher) writeRel(id uint16) error {
-	p.c.bw.Write(appendAck(p.ack[:0], mqttPUBREL, id))
-	return p.c.bw.Flush()
+// queueRels writes, without flushing, the PUBRELs the reader has asked for so far.
+func (p *mqttPublisher) queueRels() {
+	for {
+		select {
+		case id := <-p.rel:
+			p.c.bw.Write(appendAck(p.ack[:0], mqttPUBREL, id))
+		default:
+			return
+		}
+	}
 }
 
 // finish waits (up to spec.drain) for every in-flight message to be acknowledged, then disconnects.
@@ -639,12 +650,14 @@ func (p *mqttPublisher) finish() error {
 	if p.spec.qos > 0 {
 		timer := time.NewTimer(p.spec.drain)
 		defer timer.Stop()
-		for got := 0; got < cap(p.tokens); {
+		for got := len(p.stash); got < cap(p.tokens); {
 			select {
 			case <-p.tokens:
 				got++
 			case id := <-p.rel:
-				if err := p.writeRel(id); err != nil {
+				p.c.bw.Write(appendAck(p.ack[:0], mqttPUBREL, id))
+				p.queueRels()
+				if err := p.c.bw.Flush(); err != nil {
 					return err
 				}
 			case <-p.readerDone:
