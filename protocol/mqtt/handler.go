@@ -187,6 +187,9 @@ type client struct {
 	will    *router.Message
 	user    string
 	drain   chan struct{} // cap 1: OnDrain fired; wakes a reader waiting to queue a control packet
+	// lastTopic and lastDest cache the last topic name parsed.
+	lastTopic string
+	lastDest  router.Destination
 }
 
 // Serve implements protocol.Handler.
@@ -374,7 +377,12 @@ func (cl *client) readError(err error, timeout error) error {
 }
 
 // parseTopic parses a PUBLISH or will topic name: no wildcards [MQTT-3.3.2-2], at most max_topic_levels.
+// Publishers mostly repeat one topic, so the last parsed name is kept (one entry: a map would cost an idle
+// connection more than it saves); its path is shared by the messages, which never modify it.
 func (cl *client) parseTopic(topic string) (router.Destination, error) {
+	if topic == cl.lastTopic && cl.lastDest.Path != nil {
+		return cl.lastDest, nil
+	}
 	if topic == "" {
 		return router.Destination{}, fmt.Errorf("%w: empty [MQTT-4.7.3-1]", errInvalidTopic)
 	}
@@ -385,6 +393,7 @@ func (cl *client) parseTopic(topic string) (router.Destination, error) {
 	if len(d.Path) > cl.lim.maxLevels {
 		return d, fmt.Errorf("%w: more than %d levels", errInvalidTopic, cl.lim.maxLevels)
 	}
+	cl.lastTopic, cl.lastDest = topic, d
 	return d, nil
 }
 

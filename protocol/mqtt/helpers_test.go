@@ -41,7 +41,7 @@ func startBroker(t *testing.T, mod func(*conf.Connector), extra ...*virtualhost.
 }
 
 // startBrokerLog is startBroker with the handler logging to log.
-func startBrokerLog(t *testing.T, log *zap.Logger, mod func(*conf.Connector), extra ...*virtualhost.Host) *broker {
+func startBrokerLog(t testing.TB, log *zap.Logger, mod func(*conf.Connector), extra ...*virtualhost.Host) *broker {
 	t.Helper()
 	host := virtualhost.New(conf.VirtualHost{Name: "default", Anonymous: true}, router.Options{})
 	hosts := virtualhost.NewRegistry(append([]*virtualhost.Host{host}, extra...)...)
