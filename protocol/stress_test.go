@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,13 +35,20 @@ func TestOutboundConcurrentPublishers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Small socket buffers, so the kernel cannot absorb the stream and the queue must fill.
-	_ = peer.(*net.TCPConn).SetReadBuffer(4 << 10)
-	_ = nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
+	_ = peer.(*net.TCPConn).SetReadBuffer(64 << 10)
+	_ = nc.(*net.TCPConn).SetWriteBuffer(64 << 10)
 	s := NewServer(zaptest.NewLogger(t), nil)
 	s.MaxPending = 16 << 10
 	c := newConn(s, nc, bufio.NewReaderSize(nc, readBufferSize), &conf.Connector{Name: "stress"}, MQTT)
 	var drains atomic.Int64
-	c.OnDrain(func() { drains.Add(1) })
+	drained := make(chan struct{}, 1)
+	c.OnDrain(func() {
+		drains.Add(1)
+		select {
+		case drained <- struct{}{}:
+		default:
+		}
+	})
 
 	// The peer: parse [publisher][seq uint32][n][n bytes of publisher] frames.
 	type result struct {
@@ -98,8 +104,12 @@ func TestOutboundConcurrentPublishers(t *testing.T) {
 				n := int(seq % 200)
 				b, ok := c.Begin()
 				if !ok {
+					// Hold back as a session does until OnDrain; the timeout covers the other waiters.
 					refused.Add(1)
-					runtime.Gosched()
+					select {
+					case <-drained:
+					case <-time.After(time.Millisecond):
+					}
 					continue
 				}
 				b = append(b, byte(p))
