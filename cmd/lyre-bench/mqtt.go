@@ -730,9 +730,11 @@ type mqttSubscriber struct {
 	c        *mqttConn
 	st       *subStats
 	stopping atomic.Bool
+	running  atomic.Bool
 }
 
 func (s *mqttSubscriber) run() error {
+	s.running.Store(true)
 	c := s.c
 	var ping time.Duration
 	if c.opt.keepAlive > 0 {
@@ -803,9 +805,14 @@ func (s *mqttSubscriber) extendDeadline(ping time.Duration) {
 
 // stop asks run to disconnect cleanly: the past read deadline wakes the reader. Either the reader sees
 // stopping after setting its own deadline, or this deadline is set after the reader's; both end the read.
-// The write deadline frees a reader stuck flushing acknowledgements to a broker that no longer reads.
+// The write deadline frees a reader stuck flushing acknowledgements to a broker that no longer reads. If
+// run starts after a close here, its first read fails and, stopping being set, it returns nil.
 func (s *mqttSubscriber) stop() {
 	s.stopping.Store(true)
+	if !s.running.Load() {
+		s.c.close() // never started (another connection failed): nobody else will close it
+		return
+	}
 	s.c.nc.SetWriteDeadline(time.Now().Add(s.c.opt.timeout))
 	s.c.nc.SetReadDeadline(time.Now())
 }
