@@ -228,9 +228,9 @@ func (s *session) Deliver(d router.Delivery) bool {
 	}
 	switch {
 	case s.out == nil:
-		// Offline: keep QoS ≥ 1 for the session's return.
+		// Offline: keep QoS ≥ 1 for the session's return. QoS 0 is not kept, by design rather than
+		// for lack of room, so it is left to the router's drop count and not logged.
 		if it.qos == 0 {
-			s.countDropLocked("offline")
 			return false
 		}
 		s.queueLocked(it)
