@@ -6,7 +6,8 @@
 //	fanin   -pubs N (default 8) publishers -> -subs subscribers (default 1), all on one topic
 //	fanout  -pubs publishers (default 1) -> -subs M subscribers (default 8), all on one topic
 //	pairs   -pubs N (default 8) publisher/subscriber pairs, each pair on its own topic
-//	idle    -conns N idle connections; with -pid, the broker's RSS growth per connection
+//	idle    -conns N idle connections; with -pid, the broker's RSS growth per connection (start the broker
+//	        afresh: memory left over from an earlier run makes the "before" figure meaningless)
 //
 // Topics are <-topic>/<run id>/fanin, .../fanout and .../pair/<i>, so concurrent runs against one broker do
 // not see each other's messages. Subscribers are subscribed (SUBACK received) before any publisher starts.
@@ -122,7 +123,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.drain, "drain", 10*time.Second, "after publishing: longest wait for acknowledgements and deliveries")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "start of the steady window after the first publish")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "idle: wait after the last CONNACK before sampling RSS")
-	fs.DurationVar(&c.coalesce, "coalesce", time.Millisecond, "subscribers: wait before the next read after small back-to-back reads (0 = off; default off with -rate or -qos 1/2)")
+	fs.DurationVar(&c.coalesce, "coalesce", time.Millisecond, "QoS 0 subscribers without -rate: pause this long after small back-to-back reads, to read in batches (0 = off)")
 	fs.StringVar(&c.cpuProf, "cpuprofile", "", "write lyre-bench's own CPU profile to this file")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&c.quiet, "q", false, "no per-second progress on stderr")
