@@ -71,6 +71,9 @@ type Handler struct {
 	log      *zap.Logger
 	grammars protocol.GrammarCache
 
+	mu    sync.Mutex
+	conns map[*conf.Connector]*connSettings // guarded by mu
+
 	defaultOnce    sync.Once
 	defaultGrammar *router.Grammar
 	defaultErr     error
@@ -108,8 +111,7 @@ func (h *Handler) Dropped() uint64 { return h.dropped.Load() }
 
 // Serve runs one STOMP connection until it ends; it implements protocol.Handler.
 func (h *Handler) Serve(c *protocol.Conn) {
-	cfg := withDefaults(c.Connector().STOMP)
-	g, err := h.grammar(c.Connector())
+	cs, err := h.settings(c.Connector())
 	if err != nil {
 		// A connector whose grammar does not build cannot serve anyone; conf validation should catch it.
 		c.Log().Error("stomp grammar", zap.Error(err))
@@ -119,21 +121,50 @@ func (h *Handler) Serve(c *protocol.Conn) {
 	s := &session{
 		h:   h,
 		c:   c,
-		cfg: cfg,
-		g:   g,
+		cfg: &cs.cfg,
+		cs:  cs,
+		g:   cs.g,
 		id:  sessionPrefix + strconv.FormatUint(c.ID(), 10),
 	}
-	s.destSep = c.Connector().STOMP.DestinationSeparator
-	if c.Connector().STOMP.PathSeparator == "" {
-		s.destSep = conf.STOMPGrammarDefaults.DestinationSeparator
-	}
 	s.dr = deadlineReader{c: c, r: c.Reader()}
-	s.rd = NewReader(&s.dr, Limits{
-		MaxHeaders:      cfg.MaxHeaders,
-		MaxHeaderLength: int(cfg.MaxHeaderLength),
-		MaxBodyLength:   cfg.MaxMessageLength,
-	})
+	s.rd.init(&s.dr, cs.limits)
 	s.run()
+}
+
+// connSettings is what every session of one connector shares, computed once.
+type connSettings struct {
+	cfg     conf.STOMP // the connector's stomp block with defaults applied
+	g       *router.Grammar
+	destSep string // the grammar's destination separator: names without it skip SplitComposite
+	limits  Limits
+}
+
+// settings returns the shared settings of connector c, building them on first use. Sharing keeps the
+// per-connection session small (idle connections must be cheap).
+func (h *Handler) settings(c *conf.Connector) (*connSettings, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if cs := h.conns[c]; cs != nil {
+		return cs, nil
+	}
+	g, err := h.grammar(c)
+	if err != nil {
+		return nil, err
+	}
+	cs := &connSettings{cfg: withDefaults(c.STOMP), g: g, destSep: c.STOMP.DestinationSeparator}
+	if c.STOMP.PathSeparator == "" {
+		cs.destSep = conf.STOMPGrammarDefaults.DestinationSeparator
+	}
+	cs.limits = Limits{
+		MaxHeaders:      cs.cfg.MaxHeaders,
+		MaxHeaderLength: int(cs.cfg.MaxHeaderLength),
+		MaxBodyLength:   cs.cfg.MaxMessageLength,
+	}
+	if h.conns == nil {
+		h.conns = make(map[*conf.Connector]*connSettings)
+	}
+	h.conns[c] = cs
+	return cs, nil
 }
 
 // withDefaults fills the zero fields of a connector's stomp block with conf's defaults, so a Connector

@@ -59,12 +59,18 @@ type Reader struct {
 	start   int     // first unread byte in buf
 	end     int     // end of valid bytes in buf
 	err     error
-	hdrs    []string // scratch: the header names and values of the frame being read
 	Version int
 }
 
 // NewReader returns a Reader over r. Limits that are zero or negative fall back to conf's defaults.
 func NewReader(r io.Reader, lim Limits) *Reader {
+	rd := &Reader{}
+	rd.init(r, lim)
+	return rd
+}
+
+// init sets up a Reader in place (sessions embed theirs).
+func (rd *Reader) init(r io.Reader, lim Limits) {
 	if lim.MaxHeaders <= 0 {
 		lim.MaxHeaders = 1000
 	}
@@ -74,7 +80,7 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 	if lim.MaxBodyLength <= 0 {
 		lim.MaxBodyLength = 100 << 20
 	}
-	return &Reader{r: r, lim: lim}
+	*rd = Reader{r: r, lim: lim}
 }
 
 // Read returns the next frame, skipping heart-beat EOLs between frames. It returns io.EOF when the stream
@@ -98,7 +104,8 @@ func (r *Reader) Read() (*frame.Frame, error) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownCommand, truncate(line, 32))
 	}
 	f := &frame.Frame{Command: cmd}
-	hdrs := r.hdrs[:0]
+	var scratch [16]string
+	hdrs := scratch[:0]
 	escaped := r.Version >= v11 && cmd != frame.CONNECT && cmd != frame.STOMP
 	contentLength := int64(-1)
 	for n := 0; ; n++ {
@@ -136,12 +143,8 @@ func (r *Reader) Read() (*frame.Frame, error) {
 		}
 		hdrs = append(hdrs, name, value)
 	}
-	// One allocation of the exact size instead of Header.Add's growth; the scratch slice is reused.
+	// One allocation of the exact size instead of Header.Add's growth; the scratch array is on the stack.
 	f.Header = frame.NewHeader(hdrs...)
-	clear(hdrs)
-	if cap(hdrs) <= 64 {
-		r.hdrs = hdrs[:0]
-	}
 	if contentLength >= 0 {
 		f.Body, err = r.readN(int(contentLength))
 	} else {

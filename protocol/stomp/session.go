@@ -22,13 +22,12 @@ import (
 type session struct {
 	h   *Handler
 	c   *protocol.Conn
-	cfg conf.STOMP
+	cfg *conf.STOMP // shared, read-only: &cs.cfg
+	cs  *connSettings
 	g   *router.Grammar
 	id  string
 	dr  deadlineReader
-	rd  *Reader
-	// destSep is the grammar's destination separator: names without it skip SplitComposite.
-	destSep string
+	rd  Reader
 
 	// Set by CONNECT on the reader goroutine before any subscription exists, read-only afterwards, so
 	// deliveries may read them without a lock.
@@ -464,7 +463,7 @@ func (s *session) send(f *frame.Frame) error {
 	var one [1]string
 	var oneDest [1]router.Destination
 	names, dests := one[:], oneDest[:]
-	if strings.Contains(dest, s.destSep) {
+	if strings.Contains(dest, s.cs.destSep) {
 		names = s.g.SplitComposite(dest)
 		dests = make([]router.Destination, len(names))
 	} else {
