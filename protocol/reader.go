@@ -79,21 +79,40 @@ func replay(nc net.Conn, sniffed []byte) io.Reader {
 	return bufio.NewReaderSize(pc, readBufferSize)
 }
 
-// detectFailed logs a connection closed before its protocol was recognised.
+// detectFailed logs a connection closed before its protocol was recognised. A scanner or a misconfigured
+// client can fail thousands of times a second, so each kind of failure is logged at most once a second
+// per connector, with the count since the last line.
 func (s *Server) detectFailed(l *listener, nc net.Conn, err error, got []byte) {
-	fields := []zap.Field{zap.String("connector", l.conf.Name), zap.Stringer("remote", nc.RemoteAddr()),
-		zap.Int("bytes", len(got))}
+	var msg string
+	var rl *rateLimit
 	switch {
 	case errors.Is(err, ErrHTTPRequest):
-		s.log.Info("http request on broker port", fields...)
+		msg, rl = "http request on broker port", &l.httpLogs
 	case errors.Is(err, ErrUnknownProtocol):
-		s.log.Info("unknown protocol", append(fields, zap.Binary("first_bytes", got[:min(len(got), 16)]),
-			zap.String("reason", err.Error()))...)
+		msg, rl = "unknown protocol", &l.unknownLogs
 	case errors.Is(err, ErrDetectTimeout):
-		s.log.Info("detect timeout", append(fields, zap.Duration("detect_timeout", l.detectTimeout()))...)
+		msg, rl = "detect timeout", &l.timeoutLogs
 	default:
-		s.log.Debug("connection closed while detecting protocol", append(fields, zap.Error(err))...)
+		if ce := s.log.Check(zap.DebugLevel, "connection closed while detecting protocol"); ce != nil {
+			ce.Write(zap.String("connector", l.conf.Name), zap.Stringer("remote", nc.RemoteAddr()),
+				zap.Int("bytes", len(got)), zap.Error(err))
+		}
+		return
 	}
+	n := rl.hit()
+	if n == 0 {
+		return
+	}
+	fields := []zap.Field{zap.String("connector", l.conf.Name), zap.Stringer("remote", nc.RemoteAddr()),
+		zap.Int("bytes", len(got)), zap.Binary("first_bytes", got[:min(len(got), 16)]),
+		zap.String("reason", err.Error())}
+	if n > 1 {
+		fields = append(fields, zap.Int64("count", n))
+	}
+	if errors.Is(err, ErrDetectTimeout) {
+		fields = append(fields, zap.Duration("detect_timeout", l.detectTimeout()))
+	}
+	s.log.Info(msg, fields...)
 }
 
 // prefixConn reads the sniffed bytes, then the connection.

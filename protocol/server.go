@@ -82,7 +82,10 @@ type listener struct {
 	conf     conf.Connector
 	ln       net.Listener
 	active   atomic.Int64 // connections accepted and not yet finished
-	refusals rateLimit
+	refusals rateLimit    // max_connections refusals, for logging
+
+	// Detection failures, for logging.
+	httpLogs, unknownLogs, timeoutLogs rateLimit
 }
 
 func (l *listener) maxConnections() int64 {

@@ -501,3 +501,17 @@ func TestShutdownHookPanic(t *testing.T) {
 	waitLog(t, logs, "shutdown hook panic")
 	expectClosed(t, nc, time.Second)
 }
+
+// A burst of unrecognised clients (a port scanner) logs one line, not one per connection.
+func TestDetectFailureLogRateLimited(t *testing.T) {
+	h := newCapture()
+	_, addr, logs := startServer(t, map[string]protocol.Handler{protocol.MQTT: h, protocol.STOMP: h}, conf.Connector{}, nil)
+	for i := 0; i < 20; i++ {
+		nc := prototest.Dial(t, addr)
+		_, _ = nc.Write([]byte("HELLO"))
+		expectClosed(t, nc, time.Second)
+	}
+	if n := logs.FilterMessage("unknown protocol").Len(); n != 1 {
+		t.Fatalf("%d log lines for a burst of 20 unknown clients; want 1", n)
+	}
+}
