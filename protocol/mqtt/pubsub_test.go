@@ -458,3 +458,52 @@ func TestCrossGrammarTopicRendering(t *testing.T) {
 		t.Fatalf("topic %q, want a/v1.2/c", p.Topic)
 	}
 }
+
+// TestSubackPrecedesMessagesOfNewSubscription: while a publisher floods the topics, no message of a new
+// subscription arrives before its SUBACK.
+func TestSubackPrecedesMessagesOfNewSubscription(t *testing.T) {
+	b := startBroker(t, nil)
+	pub := dialRaw(t, b.addr)
+	pub.connect("flood", true)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var batch []byte
+		for i := range 20 {
+			batch = packet.Append(batch, &packet.PublishPacket{Topic: "t/" + strconv.Itoa(i), Payload: []byte("x")}, packet.Version311)
+		}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = pub.nc.SetWriteDeadline(time.Now().Add(waitTime))
+			if _, err := pub.nc.Write(batch); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		_ = pub.nc.SetWriteDeadline(time.Now()) // unblock a write stuck behind a full socket
+		<-done
+	}()
+
+	sub := dialRaw(t, b.addr)
+	sub.connect("orderly", true)
+	for i := range 20 {
+		topic := "t/" + strconv.Itoa(i)
+		sub.send(&packet.SubscribePacket{PacketID: uint16(i + 1), Subscriptions: []packet.Subscription{{Filter: topic}}})
+		for {
+			p := sub.next()
+			if sa, ok := p.(*packet.SubackPacket); ok && sa.PacketID == uint16(i+1) {
+				break
+			}
+			if pp, ok := p.(*packet.PublishPacket); ok && pp.Topic == topic {
+				t.Fatalf("PUBLISH for %s before its SUBACK", topic)
+			}
+		}
+	}
+}
