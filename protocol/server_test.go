@@ -515,3 +515,78 @@ func TestDetectFailureLogRateLimited(t *testing.T) {
 		t.Fatalf("%d log lines for a burst of 20 unknown clients; want 1", n)
 	}
 }
+
+// Shutdown while publishers outside the connections keep writing to them (as router deliveries do):
+// no panic, no leaked goroutine (goleak), every connection closed.
+func TestShutdownUnderLoad(t *testing.T) {
+	var mu sync.Mutex
+	var conns []*protocol.Conn
+	h := protocol.HandlerFunc(func(c *protocol.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+		c.OnShutdown(func() {
+			c.Write([]byte("bye"))
+			c.CloseAfter(protocol.ErrServerClosed, 100*time.Millisecond)
+		})
+		_, _ = io.Copy(io.Discard, c.Reader())
+	})
+	s := protocol.NewServer(nil, map[string]protocol.Handler{protocol.STOMP: h, protocol.MQTT: h})
+	if err := s.Listen(conf.Connector{Name: "t", Network: "tcp", Address: "127.0.0.1:0", Detect: []string{"mqtt", "stomp"}}); err != nil {
+		t.Fatal(err)
+	}
+	addr := s.Addrs()["t"].String()
+	const clients = 20
+	for i := 0; i < clients; i++ {
+		nc := prototest.Dial(t, addr)
+		_, _ = nc.Write([]byte("CONNECT\n\n\x00"))
+		if i%2 == 0 {
+			go func() { _, _ = io.Copy(io.Discard, nc) }() // half read, half never do
+		}
+	}
+	prototest.WaitFor(t, 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns) == clients
+	})
+	stop := make(chan struct{})
+	var pubs sync.WaitGroup
+	for p := 0; p < 4; p++ {
+		pubs.Add(1)
+		go func() {
+			defer pubs.Done()
+			msg := bytes.Repeat([]byte("m"), 512)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mu.Lock()
+				cs := conns
+				mu.Unlock()
+				for _, c := range cs {
+					c.Write(msg)
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // the load runs for a while, not waiting for a condition
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	close(stop)
+	pubs.Wait()
+	for _, c := range conns {
+		select {
+		case <-c.Done():
+		default:
+			t.Fatalf("connection %d still open after Shutdown", c.ID())
+		}
+		if c.Write([]byte("late")) {
+			t.Fatal("Write accepted after Shutdown")
+		}
+	}
+}
