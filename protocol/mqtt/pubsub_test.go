@@ -507,3 +507,24 @@ func TestSubackPrecedesMessagesOfNewSubscription(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectorLimitsOnSubscriptionsAndLevels: max_subscriptions refuses extra filters with 0x80,
+// max_topic_levels refuses deep filters and closes on deep topic names.
+func TestConnectorLimitsOnSubscriptionsAndLevels(t *testing.T) {
+	b := startBroker(t, func(c *conf.Connector) { c.MQTT.MaxSubscriptions = 2; c.MQTT.MaxTopicLevels = 3 })
+	r := dialRaw(t, b.addr)
+	r.connect("lim", true)
+	if codes := r.subscribe(1, 1, "a", "b", "c"); !slices.Equal(codes, []byte{1, 1, 0x80}) {
+		t.Fatalf("codes %x, want 01 01 80", codes)
+	}
+	if codes := r.subscribe(2, 1, "a"); codes[0] != 1 {
+		t.Fatalf("re-subscribing an existing filter: code %x", codes[0])
+	}
+	r.send(&packet.UnsubscribePacket{PacketID: 3, Filters: []string{"a", "b"}})
+	r.next()
+	if codes := r.subscribe(4, 0, "x/y/z", "x/y/z/w"); !slices.Equal(codes, []byte{0, 0x80}) {
+		t.Fatalf("codes %x, want 00 80", codes)
+	}
+	r.send(&packet.PublishPacket{Topic: "x/y/z/w", Payload: []byte("deep")})
+	r.expectClosed()
+}
