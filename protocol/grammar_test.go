@@ -18,6 +18,11 @@ func TestGrammarCache(t *testing.T) {
 	if err != nil || g1 != g2 {
 		t.Fatalf("second Get = %p, %v; want the cached %p", g2, err, g1)
 	}
+	// One connector detecting both protocols has one grammar per protocol.
+	gs, err := gc.Get(c, STOMP)
+	if err != nil || gs == g1 {
+		t.Fatalf("Get(STOMP) = %p, %v; want a grammar other than MQTT's", gs, err)
+	}
 	d, err := g1.ParseName("sensors/k1/temp")
 	if err != nil {
 		t.Fatal(err)
