@@ -302,8 +302,7 @@ type subStats struct {
 	outOfOrder uint64   // tag sequence lower than one already seen from that publisher
 	foreign    uint64   // payload without a valid tag (not from this run)
 	next       []uint64 // per publisher: next expected sequence number
-	first      int64    // Unix nanoseconds of the first and the last delivery
-	last       int64
+	last       int64    // Unix nanoseconds of the latest delivery
 	lat        hist
 }
 
@@ -327,9 +326,6 @@ func (s *subStats) observe(payload []byte, now int64) {
 	}
 	s.lat.record(now - sent)
 	s.bytes += uint64(len(payload))
-	if s.first == 0 {
-		s.first = now
-	}
 	s.last = now
 	s.received.Add(1)
 }
@@ -633,11 +629,8 @@ drain:
 	}
 	var lat hist
 	var bytes uint64
-	var first, last int64
+	var last int64
 	for _, s := range subStat {
-		if s.first != 0 && (first == 0 || s.first < first) {
-			first = s.first
-		}
 		last = max(last, s.last)
 		r.Received += s.received.Load()
 		r.OutOfOrder += s.outOfOrder
@@ -653,9 +646,9 @@ drain:
 	if w := winEnd.Sub(winStart); w >= 500*time.Millisecond {
 		r.WindowSeconds = w.Seconds()
 		r.RecvRate = float64(winRecv1-winRecv0) / r.WindowSeconds
-	} else if last > first {
-		// Too short for a steady window (a small -count): use first to last delivery.
-		r.WindowSeconds = time.Duration(last - first).Seconds()
+	} else if last > pubStart.UnixNano() {
+		// Too short for a steady window (a small -count): use first publish to last delivery.
+		r.WindowSeconds = time.Duration(last - pubStart.UnixNano()).Seconds()
 		r.RecvRate = float64(r.Received) / r.WindowSeconds
 	}
 	if r.Received > 0 {
