@@ -363,7 +363,9 @@ func (r *result) failed() bool { return len(r.Errors) > 0 || (r.QoS > 0 && r.Los
 
 // runID makes the topics and client identifiers of this run unique on a shared broker.
 func runID() string {
-	return strconv.FormatUint(uint64(time.Now().UnixNano())^uint64(os.Getpid())<<32, 36)
+	// 40 bits in base 36 is at most 8 characters, which keeps client identifiers within the 23 characters
+	// every MQTT 3.1.1 server must accept [MQTT-3.1.3-5] up to 99999 connections of one kind.
+	return strconv.FormatUint((uint64(time.Now().UnixNano())^uint64(os.Getpid())<<24)&(1<<40-1), 36)
 }
 
 // errList collects errors from many goroutines, keeping the first few.
