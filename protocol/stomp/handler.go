@@ -28,7 +28,7 @@
 //   - SUBSCRIBE: prefetch-count sets the unacknowledged-message window of a client or client-individual
 //     queue consumer (default DefaultCredit); selector (JMS syntax) filters topic subscriptions.
 //   - Temporary destinations are private to their connection (see temp.go). Durable subscriptions
-//     (/dsub/, persistent SUBSCRIBE) are not supported yet: they need router support.
+//     (persistent SUBSCRIBE to a topic, /dsub/<id>) are kept in memory (see durable.go).
 //   - Transactions hold at most MaxTransactionFrames frames and max_message_length body bytes; a
 //     DISCONNECT or a dropped connection aborts them.
 package stomp
@@ -71,8 +71,9 @@ type Handler struct {
 	log      *zap.Logger
 	grammars protocol.GrammarCache
 
-	mu    sync.Mutex
-	conns map[*conf.Connector]*connSettings // guarded by mu
+	mu       sync.Mutex
+	conns    map[*conf.Connector]*connSettings // guarded by mu
+	durables map[durableKey]*durable           // guarded by mu
 
 	defaultOnce    sync.Once
 	defaultGrammar *router.Grammar

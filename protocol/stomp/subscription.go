@@ -30,6 +30,8 @@ type subscription struct {
 	mode   ackMode
 	routes []route // reader goroutine only
 
+	durable durableKey // the durable subscription it consumes, if any (host set)
+
 	closed atomic.Bool // set by UNSUBSCRIBE; late deliveries are refused
 	sel    *selector   // nil: every message
 
@@ -58,12 +60,12 @@ func (s *session) subscribe(f *frame.Frame) error {
 	if !ok || dest == "" {
 		return protoErr("missing destination", "SUBSCRIBE requires a destination header")
 	}
-	id, ok := f.Header.Contains(frame.Id)
-	if !ok || id == "" {
+	id, hasID := f.Header.Contains(frame.Id)
+	if !hasID || id == "" {
 		if s.version >= v11 {
 			return protoErr("missing id", "SUBSCRIBE requires an id header in STOMP 1.1 and later")
 		}
-		id = dest // STOMP 1.0: the destination names the subscription
+		id, hasID = dest, false // STOMP 1.0: the destination names the subscription
 	}
 	if s.subs[id] != nil {
 		return protoErr("duplicate subscription", "subscription id %q is already in use", id)
@@ -99,6 +101,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 		sub.sel = sel
 	}
 
+	persistent := f.Header.Get("persistent") == "true"
 	names := s.g.SplitComposite(dest)
 	filters := make([]router.Filter, len(names))
 	for i, name := range names {
@@ -109,13 +112,33 @@ func (s *session) subscribe(f *frame.Frame) error {
 		if flt, err = s.tempFilter(name, flt); err != nil {
 			return err
 		}
+		if sub.sel != nil && flt.Kind != router.Topic && flt.Kind != router.TempTopic || sub.sel != nil && persistent {
+			// A queue consumer cannot leave a message for another consumer yet.
+			return protoErr("invalid selector", "%q: selectors are supported on non-durable topic subscriptions only", name)
+		}
 		switch flt.Kind {
-		case router.Topic, router.TempTopic:
-		case router.Queue, router.TempQueue:
-			if sub.sel != nil {
-				// A queue consumer cannot leave a message for another consumer yet.
-				return protoErr("invalid selector", "%q: selectors are supported on topic subscriptions only", name)
+		case router.Topic:
+			if persistent {
+				if !hasID || len(names) != 1 {
+					return protoErr("invalid durable subscription", "a persistent SUBSCRIBE needs an id and one topic")
+				}
+				d, err := s.durableFor(id, name, flt)
+				if err != nil {
+					return &frameError{msg: "subscribe failed", detail: name + ": " + err.Error(), cause: err}
+				}
+				sub.durable = d.key
+				flt = literalFilter(d.queue)
 			}
+		case router.TempTopic, router.Queue, router.TempQueue:
+		case router.DurableSub:
+			var d *durable
+			if flt.IsLiteral() {
+				d = s.lookupDurable(flt.Destination().Path)
+			}
+			if d == nil {
+				return protoErr("unknown durable subscription", "%q names no durable subscription; create one with a persistent SUBSCRIBE to a topic", name)
+			}
+			sub.durable = d.key
 		default:
 			return protoErr("invalid destination", "%q: %s destinations cannot be subscribed to", name, flt.Kind)
 		}
@@ -125,7 +148,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 		rs := &router.Subscription{Filter: flt, Sink: sub, QoS: 1, ID: id}
 		var err error
 		r := route{rs: rs}
-		if flt.Kind == router.Queue || flt.Kind == router.TempQueue {
+		if flt.Kind == router.Queue || flt.Kind == router.TempQueue || flt.Kind == router.DurableSub {
 			r.cons, err = s.rt.Consume(rs, router.ConsumerOptions{Credit: credit, AutoAck: sub.mode == ackAuto})
 			if err == nil {
 				s.mu.Lock()
@@ -212,6 +235,9 @@ func (s *session) unsubscribe(f *frame.Frame) error {
 	}
 	delete(s.subs, sub.id)
 	sub.close()
+	if sub.durable.host != nil && f.Header.Get("persistent") == "true" {
+		s.dropDurable(sub.durable)
+	}
 	return nil
 }
 
