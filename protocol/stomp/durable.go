@@ -16,6 +16,10 @@ import (
 // discards what it holds. Durable subscriptions live in memory, per virtual host and id; they do not
 // survive a broker restart yet.
 
+// MaxDurables bounds the durable subscriptions a Handler keeps across all hosts; a persistent SUBSCRIBE
+// beyond it is an ERROR.
+const MaxDurables = 10000
+
 // maxDurablePending bounds the matches waiting for the bridge's pump; beyond it matches are dropped (and
 // counted by the router as refused deliveries).
 const maxDurablePending = 10000
@@ -122,6 +126,9 @@ func (s *session) durableFor(id, name string, f router.Filter) (*durable, error)
 	}
 	if old != nil {
 		delete(h.durables, key)
+	} else if len(h.durables) >= MaxDurables {
+		h.mu.Unlock()
+		return nil, fmt.Errorf("stomp: the broker holds %d durable subscriptions, its limit", MaxDurables)
 	}
 	h.mu.Unlock()
 	if old != nil {
