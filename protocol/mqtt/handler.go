@@ -194,32 +194,43 @@ type client struct {
 
 // Serve implements protocol.Handler.
 func (h *Handler) Serve(c *protocol.Conn) {
-	cl := &client{h: h, c: c, lim: limitsOf(c.Connector()), drain: make(chan struct{}, 1)}
-	g, err := h.grammars.Get(c.Connector(), protocol.MQTT)
-	if err != nil {
-		c.Close(err)
+	cl := h.newClient(c)
+	if cl == nil {
 		return
 	}
-	cl.g = g
-	cl.rd = packet.NewReader(c.Reader(), cl.lim.maxPacket)
-	// MQTT 3.1.1 has no server DISCONNECT: on broker shutdown flush what is queued and close.
-	c.OnShutdown(func() { c.CloseAfter(protocol.ErrServerClosed, cl.lim.dieDelay) })
-
-	graceful := false
+	var err error
 	defer func() {
 		// Also after a failed CONNACK or a panic: a session taken must be released, or its client id
 		// would wait for it forever.
 		if cl.att != nil {
-			cl.end(graceful)
+			cl.end(errors.Is(err, errDisconnectRequest))
 		}
 	}()
-	err = cl.connect()
-	if err == nil {
+	if err = cl.connect(); err == nil {
 		err = cl.loop()
-		graceful = errors.Is(err, errDisconnectRequest)
 	}
-	if err != nil && !graceful && !errors.Is(err, errClosing) {
+	cl.closeFor(err)
+}
+
+// newClient prepares a connection's state; nil when the connector's grammar is unusable.
+func (h *Handler) newClient(c *protocol.Conn) *client {
+	g, err := h.grammars.Get(c.Connector(), protocol.MQTT)
+	if err != nil {
 		c.Close(err)
+		return nil
+	}
+	cl := &client{h: h, c: c, g: g, lim: limitsOf(c.Connector()), drain: make(chan struct{}, 1)}
+	cl.rd = packet.NewReader(c.Reader(), cl.lim.maxPacket)
+	// MQTT 3.1.1 has no server DISCONNECT: on broker shutdown flush what is queued and close.
+	c.OnShutdown(func() { c.CloseAfter(protocol.ErrServerClosed, cl.lim.dieDelay) })
+	return cl
+}
+
+// closeFor closes the connection with the reason Serve ended, unless the client said DISCONNECT (the
+// connection core flushes and closes) or a refusal already arranged the close.
+func (cl *client) closeFor(err error) {
+	if err != nil && !errors.Is(err, errDisconnectRequest) && !errors.Is(err, errClosing) {
+		cl.c.Close(err)
 	}
 }
 
