@@ -14,7 +14,9 @@
 //   - Queues: a topic starting with the connector's queue_prefix names a router queue. PUBLISH enqueues;
 //     SUBSCRIBE makes the session a competing consumer with credit max_inflight, granted at most QoS 1:
 //     a QoS 0 consumer acknowledges on send, a QoS 1 consumer on PUBACK. Unacknowledged queue messages go
-//     back to the queue when the connection ends, also for a persistent session.
+//     back to the queue when the connection ends, also for a persistent session. A queue message
+//     delivered again after such a return carries DUP: the message is a retransmission, if not the
+//     packet (DESIGN §5 asks for the redelivered mark; [MQTT-3.3.1-3] ties DUP to retransmission).
 //   - A PUBLISH with QoS ≥ 1 refused by a full queue closes the connection without acknowledging it, so
 //     the client resends it later (3.1.1 has no negative acknowledgement).
 //   - Wills are published when the connection ends for any reason other than DISCONNECT, including
