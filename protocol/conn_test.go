@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -27,7 +26,7 @@ func pipeConn(t testing.TB, tune func(*Server)) (*Conn, net.Conn) {
 		tune(s)
 	}
 	a, b := net.Pipe()
-	c := newConn(s, a, bufio.NewReaderSize(a, readBufferSize), &conf.Connector{Name: "pipe"}, STOMP)
+	c := newConn(s, a, newConnReader(a, nil), &conf.Connector{Name: "pipe"}, STOMP)
 	t.Cleanup(func() {
 		c.Close(nil)
 		_ = b.Close()
@@ -58,7 +57,7 @@ func tcpConn(t testing.TB) *Conn {
 		_, _ = io.Copy(io.Discard, peer)
 	}()
 	s := NewServer(zaptest.NewLogger(t), nil)
-	c := newConn(s, nc, bufio.NewReaderSize(nc, readBufferSize), &conf.Connector{Name: "tcp"}, MQTT)
+	c := newConn(s, nc, newConnReader(nc, nil), &conf.Connector{Name: "tcp"}, MQTT)
 	t.Cleanup(func() {
 		c.Close(nil)
 		<-copied

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -10,10 +9,6 @@ import (
 
 	"go.uber.org/zap"
 )
-
-// readBufferSize is the read buffer of a connection. Small, because an idle connection holds it while
-// parked in Read; reads at least this large bypass it (bufio), so large bodies are not copied twice.
-const readBufferSize = 512
 
 // prefetchPool holds the SniffLimit-sized buffers used while sniffing; only the bytes actually read are
 // kept (copied) for replay.
@@ -72,11 +67,7 @@ func sniffConn(nc net.Conn, buf []byte, protocols []string) (int, string, error)
 //
 //go:noinline
 func replay(nc net.Conn, sniffed []byte) io.Reader {
-	if len(sniffed) == 0 {
-		return bufio.NewReaderSize(nc, readBufferSize)
-	}
-	pc := &prefixConn{Conn: nc, prefix: append([]byte(nil), sniffed...)}
-	return bufio.NewReaderSize(pc, readBufferSize)
+	return newConnReader(nc, sniffed)
 }
 
 // detectFailed logs a connection closed before its protocol was recognised. A scanner or a misconfigured
@@ -115,20 +106,141 @@ func (s *Server) detectFailed(l *listener, nc net.Conn, err error, got []byte) {
 	s.log.Info(msg, fields...)
 }
 
-// prefixConn reads the sniffed bytes, then the connection.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
+// readSizes are the read buffer sizes a connection moves between. An idle connection holds the smallest
+// (it is parked in Read); a busy one grows its buffer so a stream of small packets costs few syscalls.
+var readSizes = [...]int{512, 2 << 10, 8 << 10, 32 << 10}
+
+// readPools recycle read buffers per size, boxed so Put does not allocate.
+var readPools [len(readSizes)]sync.Pool
+
+func getReadBuf(class int) *[]byte {
+	if p, ok := readPools[class].Get().(*[]byte); ok {
+		return p
+	}
+	b := make([]byte, readSizes[class])
+	return &b
 }
 
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.prefix) > 0 {
-		n := copy(b, p.prefix)
-		p.prefix = p.prefix[n:]
-		if len(p.prefix) == 0 {
-			p.prefix = nil // let the replayed bytes be collected
-		}
-		return n, nil
+// maxEmptyReads bounds reads returning no data and no error before giving up (as bufio does).
+const maxEmptyReads = 100
+
+// connReader is a connection's buffered reader. Unlike bufio.Reader it starts with the sniffed bytes
+// already buffered and adapts its buffer size to the traffic: a read that fills the buffer moves to the
+// next size, a read using less than a quarter of it moves down to the smallest size holding twice as
+// much, so a connection going idle after a burst parks with a small buffer. Reads at least as large as
+// the buffer go straight to the socket. It is used from the handler's goroutine only.
+type connReader struct {
+	src   io.Reader
+	bufp  *[]byte // a buffer from readPools[class]; nil once released
+	class int
+	next  int // class for the next fill, decided by the last one
+	r, w  int // buffered bytes are (*bufp)[r:w]
+	err   error
+}
+
+func newConnReader(src io.Reader, sniffed []byte) *connReader {
+	class := 0
+	for class < len(readSizes)-1 && readSizes[class] < len(sniffed) {
+		class++
 	}
-	return p.Conn.Read(b)
+	cr := &connReader{src: src, class: class, next: 0, bufp: getReadBuf(class)}
+	cr.w = copy(*cr.bufp, sniffed)
+	return cr
+}
+
+// Read reads buffered bytes, or from the socket when none are buffered.
+func (cr *connReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if cr.r == cr.w {
+		if cr.err != nil {
+			return 0, cr.takeErr()
+		}
+		if cr.bufp == nil {
+			return 0, net.ErrClosed
+		}
+		if len(p) >= len(*cr.bufp) {
+			// Large read (a message body): no copy through the buffer.
+			return cr.src.Read(p)
+		}
+		cr.fill()
+		if cr.r == cr.w {
+			return 0, cr.takeErr()
+		}
+	}
+	n := copy(p, (*cr.bufp)[cr.r:cr.w])
+	cr.r += n
+	return n, nil
+}
+
+// ReadByte implements io.ByteReader, which the front-ends' decoders use to read headers.
+func (cr *connReader) ReadByte() (byte, error) {
+	for cr.r == cr.w {
+		if cr.err != nil {
+			return 0, cr.takeErr()
+		}
+		if cr.bufp == nil {
+			return 0, net.ErrClosed
+		}
+		cr.fill()
+	}
+	b := (*cr.bufp)[cr.r]
+	cr.r++
+	return b, nil
+}
+
+// takeErr returns the pending error and clears it: a read deadline error is not final, the handler may
+// set a new deadline and read again.
+func (cr *connReader) takeErr() error {
+	err := cr.err
+	cr.err = nil
+	return err
+}
+
+// fill reads into the empty buffer, first switching to the size the previous fill chose.
+func (cr *connReader) fill() {
+	if cr.next != cr.class {
+		readPools[cr.class].Put(cr.bufp)
+		cr.class, cr.bufp = cr.next, getReadBuf(cr.next)
+	}
+	buf := *cr.bufp
+	cr.r, cr.w = 0, 0
+	for i := 0; i < maxEmptyReads; i++ {
+		n, err := cr.src.Read(buf)
+		if n < 0 || n > len(buf) {
+			panic("protocol: reader returned an invalid count")
+		}
+		cr.w, cr.err = n, err
+		if n > 0 || err != nil {
+			cr.adapt(n)
+			return
+		}
+	}
+	cr.err = io.ErrNoProgress
+}
+
+// adapt picks the next buffer size from how much the last read brought.
+func (cr *connReader) adapt(n int) {
+	size := readSizes[cr.class]
+	switch {
+	case n == size && cr.class < len(readSizes)-1:
+		cr.next = cr.class + 1
+	case n < size/4:
+		cr.next = 0
+		for cr.next < cr.class && readSizes[cr.next] < 2*n {
+			cr.next++
+		}
+	default:
+		cr.next = cr.class
+	}
+}
+
+// release returns the buffer to its pool once the handler has returned; later reads fail.
+func (cr *connReader) release() {
+	if cr.bufp != nil {
+		readPools[cr.class].Put(cr.bufp)
+		cr.bufp = nil
+	}
+	cr.r, cr.w = 0, 0
 }

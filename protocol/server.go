@@ -258,6 +258,10 @@ func (s *Server) serve(l *listener, nc net.Conn) {
 	s.mu.Unlock()
 
 	s.handlers[proto].Serve(c)
+	// Serve has returned, so nothing reads any more: the read buffer can go back to its pool.
+	if cr, ok := c.r.(*connReader); ok {
+		cr.release()
+	}
 	c.CloseAfter(ErrHandlerDone, handlerFlushTimeout)
 	<-c.Done()
 }
