@@ -1,9 +1,11 @@
 package protocol
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"testing"
 	"testing/iotest"
@@ -179,5 +181,58 @@ func TestConnReaderAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per packet; want 0", allocs)
+	}
+}
+
+// BenchmarkInbound reads a stream of 100-byte packets (a header byte, then the body) from loopback TCP,
+// as a front-end decoder does, through the connection reader and through a 512-byte bufio.Reader.
+func BenchmarkInbound(b *testing.B) {
+	for _, impl := range []string{"connReader", "bufio512"} {
+		b.Run(impl, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = ln.Close() }()
+			client, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = client.Close() }()
+			nc, err := ln.Accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = nc.Close() }()
+			const size = 100
+			go func() {
+				chunk := bytes.Repeat(append([]byte{0x30}, bytes.Repeat([]byte("p"), size-1)...), 640)
+				for {
+					if _, err := client.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+			var r interface {
+				io.Reader
+				io.ByteReader
+			}
+			if impl == "connReader" {
+				r = newConnReader(nc, nil)
+			} else {
+				r = bufio.NewReaderSize(nc, 512)
+			}
+			body := make([]byte, size-1)
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for b.Loop() {
+				if h, err := r.ReadByte(); err != nil || h != 0x30 {
+					b.Fatal(h, err)
+				}
+				if _, err := io.ReadFull(r, body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
