@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-stomp/stomp/v3/frame"
@@ -48,6 +49,7 @@ type session struct {
 	consumers []*router.Consumer // open queue consumers, for Resume from the writer goroutine
 	beat      *time.Timer        // server heart-beat; nil when none was negotiated or once stopped
 	beatEvery time.Duration
+	sent      atomic.Bool // a frame was queued since the last heart-beat tick
 
 	// bmu guards backlog, the retained messages of new subscriptions waiting for room in the outbound
 	// queue; it is held while they are delivered, so it comes before the outbound lock.
@@ -199,6 +201,7 @@ func (s *session) flushReceiptsLocked() {
 		b = appendBody(b, nil)
 	}
 	s.c.Commit(b)
+	s.sent.Store(true)
 	clear(s.receipts)
 	s.receipts = s.receipts[:0]
 }
@@ -373,7 +376,8 @@ func negotiateInterval(can, want time.Duration) time.Duration {
 // heartBeat sends an EOL when nothing is waiting to be written, then re-arms itself. It runs on a timer
 // goroutine, so an idle connection costs no goroutine for its heart-beats.
 func (s *session) heartBeat() {
-	if s.c.Pending() == 0 && !s.c.Write(eol) {
+	// Only an idle connection needs a beat: any frame queued since the last tick counts as one.
+	if !s.sent.Swap(false) && s.c.Pending() == 0 && !s.c.Write(eol) {
 		select {
 		case <-s.c.Done():
 			return

@@ -1,6 +1,7 @@
 package stomp
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -752,5 +753,53 @@ func TestMESSAGE_HeaderEscaping(t *testing.T) {
 	}
 	if m := recv(t, sub); m.Header.Get("weird") != v {
 		t.Fatalf("header %q, want %q", m.Header.Get("weird"), v)
+	}
+}
+
+// TestHeartBeating_OnlyWhenIdle: the server's heart-beats fill silence only; a connection receiving
+// messages more often than the interval gets no EOLs between them (STOMP 1.2 "Heart-beating").
+func TestHeartBeating_OnlyWhenIdle(t *testing.T) {
+	b := startBroker(t, func(_ *conf.Connector, h *Handler) { h.HeartBeatSend = 60 * time.Millisecond })
+	r := b.raw(t)
+	r.connect("accept-version:1.2", "host:default", "heart-beat:0,60")
+	r.send("SUBSCRIBE\nid:1\ndestination:/topic/busy\nreceipt:s\n\n\x00")
+	if f := r.read(); f.Command != frame.RECEIPT {
+		t.Fatalf("got %s", f.Command)
+	}
+	g := stompGrammar(t)
+	d, _ := g.ParseName("/topic/busy")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				b.host.Router.Publish(&router.Message{Dest: d, Body: []byte("x")})
+			}
+		}
+	}()
+	var raw []byte
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(400 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		_ = r.nc.SetReadDeadline(deadline)
+		n, err := r.nc.Read(buf)
+		raw = append(raw, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	close(stop)
+	<-done
+	if bytes.Count(raw, []byte("MESSAGE")) < 10 {
+		t.Fatalf("only %d messages", bytes.Count(raw, []byte("MESSAGE")))
+	}
+	if bytes.Contains(raw, []byte("\x00\n")) {
+		t.Fatalf("heart-beat EOL between frames of a busy connection: %q", raw)
 	}
 }

@@ -425,6 +425,9 @@ func (sub *subscription) enqueue(d router.Delivery) (ok, full bool) {
 		s.mu.Unlock()
 	}
 	s.c.Commit(sub.appendMessage(b, d, ackID))
+	if !s.sent.Load() { // load first: no shared write per delivery on a busy connection
+		s.sent.Store(true)
+	}
 	return true, false
 }
 
