@@ -91,7 +91,9 @@ func (c *Conn) Connector() *conf.Connector { return c.connector }
 func (c *Conn) Protocol() string { return c.proto }
 
 // Reader returns the buffered inbound stream: the bytes read while sniffing, then the socket. It also
-// implements io.ByteReader. Only the handler's goroutine may read it.
+// implements io.ByteReader. Only the handler's goroutine may read it, and only until Serve returns (its
+// buffer then goes back to a pool). A read error is returned once: after a deadline error the handler
+// may set a new deadline and read on.
 func (c *Conn) Reader() io.Reader { return c.r }
 
 // RemoteAddr returns the peer's address.

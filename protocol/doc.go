@@ -6,7 +6,8 @@
 // runs the protocol's Handler with a Conn whose Reader replays the sniffed bytes. Output goes through
 // the Conn's outbound queue, bounded in bytes (Server.MaxPending): encoders append in place between
 // Begin and Commit, and a writer goroutine exists only while there is something to write, so an idle
-// connection costs one parked goroutine (2-4 KiB of stack), a small struct and a 512-byte read buffer.
+// connection costs one parked goroutine (2-4 KiB of stack), a small struct and a 512-byte read buffer
+// (it grows to 32 KiB while reads keep filling it, and shrinks back when traffic gets light).
 //
 // Locking: Begin takes the connection's outbound lock and Commit releases it. Between the two, only
 // encode; never call the router, the store or another connection's Begin. The OnDrain and OnShutdown
