@@ -67,7 +67,7 @@ var (
 	errRefused           = errors.New("mqtt: connection refused")
 	errInvalidTopic      = errors.New("mqtt: invalid topic name")
 	errUnexpectedPacket  = errors.New("mqtt: unexpected packet type")
-	errQueueFull         = errors.New("mqtt: queue full, message not acknowledged")
+	errNotRouted         = errors.New("mqtt: message not routed, not acknowledged")
 	errNoHost            = errors.New("mqtt: no virtual host")
 	errOutboundClosed    = errors.New("mqtt: outbound closed")
 	errDisconnectRequest = errors.New("mqtt: client disconnected")

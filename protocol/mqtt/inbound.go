@@ -104,7 +104,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 			}
 			return nil
 		}
-		return fmt.Errorf("%w: %s: %w", errQueueFull, p.Topic, res.Err)
+		return fmt.Errorf("%w: %s: %w", errNotRouted, p.Topic, res.Err)
 	}
 	switch p.QoS {
 	case 1:
