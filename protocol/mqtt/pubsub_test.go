@@ -10,6 +10,7 @@ import (
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
 )
 
 // TestMQTT_3_8_4_6_DeliveredQoSIsMinimum publishes at every QoS to subscribers at every QoS: each gets
@@ -527,4 +528,21 @@ func TestConnectorLimitsOnSubscriptionsAndLevels(t *testing.T) {
 	}
 	r.send(&packet.PublishPacket{Topic: "x/y/z/w", Payload: []byte("deep")})
 	r.expectClosed()
+}
+
+// TestQueueFullClosesQoS1PublisherWithoutPuback: a QoS 1 PUBLISH a full queue refuses is not
+// acknowledged; the connection is closed so the client sends it again later. QoS 0 is dropped quietly.
+func TestQueueFullClosesQoS1PublisherWithoutPuback(t *testing.T) {
+	small := virtualhost.New(conf.VirtualHost{Name: "small", Anonymous: true}, router.Options{MaxQueueMessages: 2})
+	b := startBroker(t, func(c *conf.Connector) { c.VirtualHost = "small"; c.MQTT.QueuePrefix = "queue/" }, small)
+	r := dialRaw(t, b.addr)
+	r.connect("producer", true)
+	r.publish("queue/full", "1", 1, false, 1)
+	r.publish("queue/full", "2", 1, false, 2)
+	r.publish("queue/full", "dropped", 0, false, 0) // QoS 0: no answer, connection stays
+	r.send(&packet.PublishPacket{Topic: "queue/full", Payload: []byte("3"), QoS: 1, PacketID: 3})
+	r.expectClosed()
+	if d := small.Router.QueueDepth([]string{"full"}); d != 2 {
+		t.Fatalf("queue depth %d, want 2", d)
+	}
 }
