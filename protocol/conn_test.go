@@ -167,11 +167,23 @@ func TestIdleConnHoldsNoBuffer(t *testing.T) {
 	c.out.mu.Unlock()
 	c.Write([]byte("hello"))
 	readN(t, peer, 5)
-	waitFor(t, time.Second, func() bool {
+	idle := func() bool {
 		c.out.mu.Lock()
 		defer c.out.mu.Unlock()
 		return !c.out.writing && len(c.out.bufs) == 0 && c.out.inflight == 0
-	})
+	}
+	waitFor(t, time.Second, idle)
+	// After a 4 MB backlog, the bookkeeping shrinks back too.
+	for range 1000 {
+		c.Write(make([]byte, 4000))
+	}
+	readN(t, peer, 4_000_000)
+	waitFor(t, time.Second, idle)
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	if cap(c.out.bufs) > maxIdleSlice || cap(c.out.spare) > maxIdleSlice || cap(c.out.iov) > maxIdleSlice {
+		t.Fatalf("idle connection keeps lists of cap %d, %d, %d", cap(c.out.bufs), cap(c.out.spare), cap(c.out.iov))
+	}
 }
 
 func TestSlowConsumer(t *testing.T) {

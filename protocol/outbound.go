@@ -22,9 +22,9 @@ const (
 	maxPooledChunk = 256 << 10
 	// writePiece bounds one socket write, so the write deadline measures a stall, not a large transfer.
 	writePiece = 256 << 10
-	// maxIdleSlice: chunk lists longer than this are dropped when the queue empties, so a connection that
-	// once had a backlog does not keep its bookkeeping while idle.
-	maxIdleSlice = 64
+	// maxIdleSlice: chunk and iovec lists longer than this are dropped when the queue empties, so a
+	// connection that once had a backlog does not keep its bookkeeping while idle.
+	maxIdleSlice = 8
 )
 
 // chunk boxes a buffer so the pool stores a pointer (no allocation per Put).
@@ -226,6 +226,9 @@ func (c *Conn) writeLoop() {
 			}
 			o.writing = false
 			o.releaseLocked()
+			if cap(o.iov) > maxIdleSlice {
+				o.iov = nil
+			}
 			flushedReason, closeNow := o.closeReason, o.closing
 			o.mu.Unlock()
 			if closeNow {
