@@ -99,22 +99,9 @@ func (h *capture) conn(t *testing.T) *protocol.Conn {
 	}
 }
 
-// expectClosed asserts the server closes nc within d: a read returns EOF or a reset, not data or a timeout.
 func expectClosed(t *testing.T, nc net.Conn, d time.Duration) {
 	t.Helper()
-	start := time.Now()
-	_ = nc.SetReadDeadline(start.Add(d + time.Second))
-	n, err := io.Copy(io.Discard, nc) // returns nil on EOF
-	if err != nil && !isReset(err) {
-		t.Fatalf("read after %d bytes: %v; want EOF within %s", n, err, d)
-	}
-	if el := time.Since(start); el > d {
-		t.Fatalf("connection closed after %s; want within %s", el, d)
-	}
-}
-
-func isReset(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"))
+	prototest.ExpectClosed(t, nc, d)
 }
 
 func waitLog(t *testing.T, logs *observer.ObservedLogs, msg string) observer.LoggedEntry {

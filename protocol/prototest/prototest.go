@@ -3,8 +3,11 @@ package prototest
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,5 +79,20 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() bool) {
 			t.Fatalf("prototest: condition not met within %s", timeout)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// ExpectClosed fails the test unless the server closes nc within d: reading (and discarding whatever
+// arrives) ends with EOF or a connection reset, not a timeout.
+func ExpectClosed(t testing.TB, nc net.Conn, d time.Duration) {
+	t.Helper()
+	start := time.Now()
+	_ = nc.SetReadDeadline(start.Add(d + time.Second))
+	n, err := io.Copy(io.Discard, nc) // nil error at EOF
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("prototest: read after %d bytes: %v; want the connection closed within %s", n, err, d)
+	}
+	if el := time.Since(start); el > d {
+		t.Fatalf("prototest: connection closed after %s; want within %s", el, d)
 	}
 }

@@ -45,4 +45,14 @@ func TestStartServerDialWaitFor(t *testing.T) {
 	}
 	polls := 0
 	prototest.WaitFor(t, time.Second, func() bool { polls++; return polls == 3 })
+	_ = srv
+}
+
+// A client whose CONNECT the handler answers and then returns: ExpectClosed sees the close.
+func TestExpectClosed(t *testing.T) {
+	bye := protocol.HandlerFunc(func(c *protocol.Conn) { c.Write([]byte("ERROR\n\n\x00")) })
+	_, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.STOMP: bye})
+	nc := prototest.Dial(t, addrs[0])
+	_, _ = nc.Write([]byte("CONNECT\n\n\x00"))
+	prototest.ExpectClosed(t, nc, time.Second)
 }
