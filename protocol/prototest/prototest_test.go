@@ -45,7 +45,6 @@ func TestStartServerDialWaitFor(t *testing.T) {
 	}
 	polls := 0
 	prototest.WaitFor(t, time.Second, func() bool { polls++; return polls == 3 })
-	_ = srv
 }
 
 // A client whose CONNECT the handler answers and then returns: ExpectClosed sees the close.
