@@ -302,3 +302,50 @@ func BenchmarkPublishFanIn(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(got.Load())/float64(want), "delivered")
 }
+
+// TestOverlapDeliversOnceAtHighestQoS: a message matched by a wildcard and a literal subscription of one
+// session is sent once, at the higher granted QoS, without allocating.
+func TestOverlapDeliversOnceAtHighestQoS(t *testing.T) {
+	out := &discardSender{}
+	s, wild, g := benchSession(t, "sensors/#", 0, out)
+	f, err := g.ParseFilter("sensors/k1/temp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &subEntry{key: "sensors/k1/temp", qos: 1}
+	e.rs = &router.Subscription{Filter: f, Sink: s, QoS: 1, ID: e.key, Opaque: e}
+	s.setEntryLocked(e, true)
+	lit := e.rs
+
+	m := benchMessage(t, g, "sensors/k1/temp", 1)
+	for i := range 3 {
+		m.ID = uint64(100 + i)
+		s.Deliver(router.Delivery{Msg: m, Sub: wild})
+		s.Deliver(router.Delivery{Msg: m, Sub: lit})
+		if out.n != i+1 {
+			t.Fatalf("message %d: %d packets sent, want one per message", i, out.n)
+		}
+		if last := s.inflight[len(s.inflight)-1]; last.item.qos != 1 {
+			t.Fatalf("sent at QoS %d, want 1", last.item.qos)
+		}
+		s.complete(s.lastID, waitPuback)
+	}
+	other := benchMessage(t, g, "sensors/k2/temp", 1) // only the wildcard matches: QoS 0
+	other.ID = 200
+	s.Deliver(router.Delivery{Msg: other, Sub: wild})
+	if out.n != 4 || len(s.inflight) != 0 {
+		t.Fatalf("sent %d, inflight %d: want the k2 message at QoS 0", out.n, len(s.inflight))
+	}
+	if len(s.seen) != 0 {
+		t.Fatalf("overlap table holds %d entries after every copy arrived", len(s.seen))
+	}
+	n := testing.AllocsPerRun(200, func() {
+		m.ID++
+		s.Deliver(router.Delivery{Msg: m, Sub: wild})
+		s.Deliver(router.Delivery{Msg: m, Sub: lit})
+		s.complete(s.lastID, waitPuback)
+	})
+	if n != 0 {
+		t.Fatalf("%v allocs per overlapping delivery, want 0", n)
+	}
+}

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"encoding/binary"
 	"slices"
 	"strings"
 	"sync"
@@ -183,10 +184,11 @@ type session struct {
 	queue           outQueue
 	dropped         uint64
 	dropLogged      time.Time
-	resumeConsumers bool               // a queue delivery was refused for lack of room
-	consumers       []*router.Consumer // copy-on-write, for resuming from the writer goroutine
-	topics          []*subEntry        // non-shared topic subscriptions, for overlap detection
-	overlap         bool               // two topic subscriptions may match one message
+	resumeConsumers bool                 // a queue delivery was refused for lack of room
+	consumers       []*router.Consumer   // copy-on-write, for resuming from the writer goroutine
+	wilds           []*subEntry          // non-shared topic subscriptions with wildcards: overlap detection
+	literals        map[string]*subEntry // non-shared literal topic subscriptions by appendDestKey
+	overlap         bool                 // two topic subscriptions may match one message
 	seen            []seenMsg
 	scratch         []byte // topic rendering for the message being encoded
 
@@ -283,11 +285,17 @@ func (s *session) overlapLocked(m *router.Message) (uint8, bool) {
 		}
 	}
 	n, qos := 0, uint8(0)
-	for _, e := range s.topics {
+	for _, e := range s.wilds {
 		if matchFilter(e.rs.Filter, m.Dest) {
 			n++
 			qos = max(qos, e.qos)
 		}
+	}
+	// The map index with string(bytes) does not allocate.
+	s.scratch = appendDestKey(s.scratch[:0], m.Dest)
+	if e := s.literals[string(s.scratch)]; e != nil {
+		n++
+		qos = max(qos, e.qos)
 	}
 	if n > 1 {
 		if len(s.seen) >= maxSeen {
@@ -494,7 +502,7 @@ func (s *session) detach() {
 // discardLocked drops everything the session holds; later deliveries are refused.
 func (s *session) discardLocked() {
 	s.discarded = true
-	s.inflight, s.queue, s.seen, s.topics = nil, outQueue{}, nil, nil
+	s.inflight, s.queue, s.seen, s.wilds, s.literals = nil, outQueue{}, nil, nil, nil
 	for _, e := range s.subs {
 		e.gone, e.held = true, nil
 	}
@@ -511,16 +519,38 @@ func (s *session) setEntryLocked(e *subEntry, add bool) {
 		delete(s.subs, e.key)
 		e.gone, e.held, e.holding = true, nil, false
 	}
-	s.topics = s.topics[:0]
-	wild := false
-	for _, x := range s.subs {
-		if !x.queue && x.rs.Share == "" {
-			s.topics = append(s.topics, x)
-			wild = wild || !x.rs.Filter.IsLiteral()
-		}
+	// The overlap index: only non-shared topic subscriptions take part.
+	if e.queue || e.rs.Share != "" {
+		return
 	}
-	// Distinct literal filters never match the same topic.
-	s.overlap = wild && len(s.topics) > 1
+	if e.rs.Filter.IsLiteral() {
+		key := string(appendDestKey(nil, e.rs.Filter.Destination()))
+		switch {
+		case add:
+			if s.literals == nil {
+				s.literals = make(map[string]*subEntry)
+			}
+			s.literals[key] = e
+		case s.literals[key] == e:
+			delete(s.literals, key)
+		}
+	} else if add {
+		s.wilds = append(s.wilds, e)
+	} else {
+		s.wilds = slices.DeleteFunc(s.wilds, func(x *subEntry) bool { return x == e })
+	}
+	// Distinct literal filters never match the same topic: an overlap needs a wildcard filter.
+	s.overlap = len(s.wilds) > 0 && len(s.wilds)+len(s.literals) > 1
+}
+
+// appendDestKey appends an unambiguous encoding of d (kind, then each segment length-prefixed).
+func appendDestKey(b []byte, d router.Destination) []byte {
+	b = append(b, byte(d.Kind))
+	for _, seg := range d.Path {
+		b = binary.AppendUvarint(b, uint64(len(seg)))
+		b = append(b, seg...)
+	}
+	return b
 }
 
 // matchFilter reports whether f matches d, with MQTT's rule that a leading wildcard does not match a
