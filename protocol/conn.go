@@ -28,6 +28,10 @@ var (
 	ErrDetectTimeout = errors.New("protocol: detect timeout")
 	// ErrHandlerDone is the close reason when Handler.Serve returned without closing the connection.
 	ErrHandlerDone = errors.New("protocol: handler done")
+	// ErrDisconnected marks the ordinary end a client asked for (MQTT or STOMP DISCONNECT). Front-ends
+	// wrap it in their own reason, fmt.Errorf("mqtt: %w", protocol.ErrDisconnected), so that the close
+	// is logged at Debug like EOF rather than at Info like a protocol error.
+	ErrDisconnected = errors.New("protocol: client disconnected")
 	// errPanic is the close reason after a handler panicked.
 	errPanic = errors.New("protocol: handler panic")
 )
@@ -201,8 +205,8 @@ func (c *Conn) logClose(reason error) {
 	}
 }
 
-// isQuietClose reports reasons that are the ordinary end of a connection: the peer went away or the
-// handler finished.
+// isQuietClose reports reasons that are the ordinary end of a connection: the peer went away or asked
+// to, the handler finished, or the server is shutting down.
 func isQuietClose(err error) bool {
 	return err == nil ||
 		errors.Is(err, io.EOF) ||
@@ -211,6 +215,7 @@ func isQuietClose(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, ErrHandlerDone) ||
+		errors.Is(err, ErrDisconnected) ||
 		errors.Is(err, ErrServerClosed)
 }
 

@@ -3,14 +3,19 @@ package protocol
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/lyremq/lyre/conf"
 )
@@ -377,4 +382,39 @@ func BenchmarkOutbound(b *testing.B) {
 			}
 		})
 	})
+}
+
+// Close logs once, at a level matching the reason: ordinary ends at Debug, slow consumers at Warn,
+// anything else (protocol errors) at Info.
+func TestCloseLogLevel(t *testing.T) {
+	for _, tc := range []struct {
+		reason error
+		level  zapcore.Level
+	}{
+		{io.EOF, zapcore.DebugLevel},
+		{syscall.ECONNRESET, zapcore.DebugLevel},
+		{fmt.Errorf("mqtt: %w", ErrDisconnected), zapcore.DebugLevel},
+		{ErrHandlerDone, zapcore.DebugLevel},
+		{ErrServerClosed, zapcore.DebugLevel},
+		{nil, zapcore.DebugLevel},
+		{fmt.Errorf("%w: write blocked", ErrSlowConsumer), zapcore.WarnLevel},
+		{errors.New("stomp: frame body exceeds max_message_length"), zapcore.InfoLevel},
+		{ErrDetectTimeout, zapcore.InfoLevel},
+	} {
+		core, logs := observer.New(zapcore.DebugLevel)
+		s := NewServer(zap.New(core), nil)
+		a, b := net.Pipe()
+		c := newConn(s, a, newConnReader(a, nil), &conf.Connector{Name: "lv"}, MQTT)
+		c.Close(tc.reason)
+		c.Close(errTest)
+		_ = b.Close()
+		entries := logs.FilterMessage("connection closed").All()
+		if len(entries) != 1 || entries[0].Level != tc.level {
+			t.Fatalf("Close(%v) logged %v; want one line at %v", tc.reason, entries, tc.level)
+		}
+		f := entries[0].ContextMap()
+		if f["connector"] != "lv" || f["protocol"] != MQTT || f["conn_id"] != c.ID() {
+			t.Fatalf("close log fields %v", f)
+		}
+	}
 }
