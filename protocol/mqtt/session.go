@@ -15,18 +15,6 @@ import (
 	"github.com/lyremq/lyre/router"
 )
 
-// registry holds one virtual host's sessions by client id.
-type registry struct {
-	mu       sync.Mutex
-	sessions map[string]*session
-}
-
-// attachment is one connection's hold on a session.
-type attachment struct {
-	conn *protocol.Conn
-	done chan struct{} // closed once the connection has released the session
-}
-
 // sender is the outbound side of a connection (*protocol.Conn): append in place, never block.
 type sender interface {
 	Begin() ([]byte, bool)
