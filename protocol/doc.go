@@ -14,8 +14,10 @@
 // hooks run without the lock and may call Begin.
 //
 // Logging: one Info line per listening connector; one line per closed connection, at Debug when the
-// reason is ordinary (EOF, reset, handler done, shutdown), Warn for a slow consumer, Info otherwise
-// (protocol errors, detect timeout, unknown protocol, HTTP on a broker port).
+// reason is ordinary (EOF, reset, handler done, a reason wrapping ErrDisconnected or ErrServerClosed),
+// Warn for a slow consumer, Info otherwise (protocol errors). Detection failures (unknown protocol,
+// HTTP on a broker port, detect timeout) are logged at Info, at most once a second per connector and
+// kind; max_connections refusals at Warn, also at most once a second.
 //
 // Decisions where the design is silent:
 //   - A connection over max_connections is accepted and closed at once, so the client sees EOF instead
