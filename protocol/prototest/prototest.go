@@ -17,10 +17,10 @@ import (
 	"github.com/lyremq/lyre/protocol"
 )
 
-// StartServer starts a server with handlers and the given connectors, each bound to 127.0.0.1:0 unless
-// its Address is set, and returns it with the bound addresses in connector order. With no connector it
-// starts one named "test" detecting every protocol of handlers. Empty fields get test-friendly defaults
-// (Network "tcp", Name "test<i>"). The server logs through t and is shut down by t.Cleanup (5s grace).
+// StartServer starts a server with handlers and the given connectors, each bound to tcp 127.0.0.1:0
+// whatever its Network and Address say, and returns it with the bound addresses in connector order.
+// With no connector it starts one named "test" detecting every protocol of handlers; a connector
+// without a name is named "test<i>". The server logs through t and is shut down by t.Cleanup (5s grace).
 func StartServer(t testing.TB, handlers map[string]protocol.Handler, connectors ...conf.Connector) (*protocol.Server, []string) {
 	t.Helper()
 	if len(connectors) == 0 {
@@ -45,12 +45,8 @@ func StartServer(t testing.TB, handlers map[string]protocol.Handler, connectors 
 		if c.Name == "" {
 			c.Name = "test" + strconv.Itoa(i)
 		}
-		if c.Network == "" {
-			c.Network = "tcp"
-		}
-		if c.Address == "" {
-			c.Address = "127.0.0.1:0"
-		}
+		// Tests never use fixed ports, whatever the connector says.
+		c.Network, c.Address = "tcp", "127.0.0.1:0"
 		if err := s.Listen(c); err != nil {
 			t.Fatalf("prototest: %v", err)
 		}
