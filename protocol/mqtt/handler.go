@@ -70,7 +70,7 @@ var (
 	errNotRouted         = errors.New("mqtt: message not routed, not acknowledged")
 	errNoHost            = errors.New("mqtt: no virtual host")
 	errOutboundClosed    = errors.New("mqtt: outbound closed")
-	errDisconnectRequest = errors.New("mqtt: client disconnected")
+	errDisconnectRequest = fmt.Errorf("mqtt: %w", protocol.ErrDisconnected)
 	// errClosing ends Serve after the connection was already told to close (CONNACK refusal).
 	errClosing = errors.New("mqtt: closing")
 )

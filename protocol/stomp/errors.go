@@ -5,18 +5,20 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/lyremq/lyre/protocol"
 )
 
 // Close reasons that are not protocol errors.
 var (
 	// ErrDisconnect is the close reason after a client's DISCONNECT.
-	ErrDisconnect = errors.New("stomp: client disconnected")
+	ErrDisconnect = fmt.Errorf("stomp: %w", protocol.ErrDisconnected)
 	// ErrHeartBeatTimeout closes a client silent for 1.5 times its negotiated heart-beat interval.
 	ErrHeartBeatTimeout = errors.New("stomp: heart-beat timeout")
 	// ErrConnectTimeout closes a connection whose CONNECT frame did not arrive within the detect timeout.
 	ErrConnectTimeout = errors.New("stomp: no CONNECT frame in time")
 	// ErrShutdown is the close reason when the broker shuts down.
-	ErrShutdown = errors.New("stomp: server shutting down")
+	ErrShutdown = fmt.Errorf("stomp: %w", protocol.ErrServerClosed)
 	// ErrOutboundFull closes a connection whose outbound queue cannot take a RECEIPT or ERROR frame: the
 	// client is not reading.
 	ErrOutboundFull = errors.New("stomp: outbound queue full")
