@@ -30,6 +30,8 @@ type Config struct {
 	Source       string
 	Connectors   []Connector
 	VirtualHosts []VirtualHost // the first one is the default host
+	// AccessRules at broker level are checked before each host's own.
+	AccessRules []AccessRule
 
 	// pos maps a position key to the source range it was decoded from, so Validate can name file:line:col.
 	// Keys: "" (file start), "c<i>" (connector i), "c<i>.name", "c<i>.bind", "c<i>.detect.<j>",
@@ -58,6 +60,8 @@ type Connector struct {
 	VirtualHost string
 	MQTT        MQTT
 	STOMP       STOMP
+	// TLS is set for tls:// binds, and for detect lists containing "tls". nil otherwise.
+	TLS *TLS
 }
 
 // Protocols returns the protocols accepted on the connector.
@@ -129,6 +133,91 @@ type VirtualHost struct {
 	Anonymous bool
 	// Store is nil when the host has no `store { }` block: it then keeps everything in memory.
 	Store *Store
+	// UsersFile is an HCL file of `user "NAME" { password = "<bcrypt>" groups = [..] }` blocks, resolved
+	// relative to the config file. Default "" = no users.
+	UsersFile string
+	// AccessRules are checked in order after the broker-level Config.AccessRules; first match wins.
+	AccessRules []AccessRule
+	// MaxConnections to this host; 0 = unlimited. Default 0.
+	MaxConnections int
+	// MaxQueues this host may hold; 0 = unlimited. Default 0.
+	MaxQueues int
+	// MaxMessageLength for this host, on top of each connector's; 0 = the connector's. Default 0.
+	MaxMessageLength int64
+	// Queues are `queue "PATTERN" { }` policies, first matching pattern wins.
+	Queues []QueuePolicy
+	// Topics are `topic "PATTERN" { }` policies, first matching pattern wins.
+	Topics []TopicPolicy
+}
+
+// AccessRule is one `access_rule { }` block (Apollo style). Exactly one of Allow and Deny is set.
+type AccessRule struct {
+	Allow []string // users or groups; "+" any authenticated user, "*" anyone
+	Deny  []string
+	// Actions: connect send receive consume create destroy admin monitor. Empty = all.
+	Actions []string
+	// Kind: connector virtual_host topic queue dsub, or "*". "" = all.
+	Kind string
+	// ID is a destination pattern in the STOMP default grammar without prefix (orders.**); %u and %c
+	// stand for the user name and client id. "" = all.
+	ID string
+}
+
+// FullPolicy says what a queue does when it reaches its quota.
+type FullPolicy string
+
+// Queue full policies.
+const (
+	FullBlock    FullPolicy = "block"     // the producer waits (STOMP) or is refused (MQTT)
+	FullDropHead FullPolicy = "drop_head" // the oldest message is dropped to make room
+	FullDropTail FullPolicy = "drop_tail" // the new message is dropped
+)
+
+// QueuePolicy is one `queue "PATTERN" { }` block of a virtual host. Pattern uses the STOMP default grammar
+// without prefix ("orders.**"); the block applies to queues whose name matches.
+type QueuePolicy struct {
+	Pattern string
+	// NakLimit: after this many redeliveries a message goes to DLQ (or is dropped). 0 = unlimited. Default 0.
+	NakLimit int
+	// DLQ names the dead-letter queue (STOMP default grammar, no prefix); "*" in it is replaced by the
+	// queue's name. Default "" = drop, logged.
+	DLQ string
+	// Quota in bytes of message bodies held; 0 = the router default (64MB). Default 0.
+	Quota int64
+	// QuotaMessages held; 0 = the router default (100000). Default 0.
+	QuotaMessages int
+	// FullPolicy when a quota is reached. Default FullBlock.
+	FullPolicy FullPolicy
+	// AutoDeleteAfter deletes a queue that stayed empty and unconsumed this long; 0 = never. Default 0.
+	AutoDeleteAfter time.Duration
+}
+
+// SlowConsumerPolicy says what a topic does with a subscriber that cannot keep up.
+type SlowConsumerPolicy string
+
+// Topic slow-consumer policies.
+const (
+	SlowBlock SlowConsumerPolicy = "block" // the publisher waits for the subscriber
+	SlowQueue SlowConsumerPolicy = "queue" // messages wait in the subscriber's bounded queue, then drop
+)
+
+// TopicPolicy is one `topic "PATTERN" { }` block of a virtual host.
+type TopicPolicy struct {
+	Pattern            string
+	SlowConsumerPolicy SlowConsumerPolicy // default SlowQueue
+}
+
+// TLS is a connector's `tls { }` block.
+type TLS struct {
+	CertFile     string
+	KeyFile      string
+	ClientCAFile string // "" = no client certificate verification
+	// ClientAuth: "none" (default), "request", "require".
+	ClientAuth string
+	// MinVersion: "1.2" (default) or "1.3".
+	MinVersion string
+	// CertIdentity: "" (certificates are not identities), "cn" or "dn".
+	CertIdentity string
 }
 
 // Store holds a host's `store { }` block.
