@@ -33,7 +33,7 @@ type Host struct {
 
 // New builds a host from its configuration with an in-memory router.
 func New(c conf.VirtualHost, o router.Options) *Host {
-	return &Host{Name: c.Name, HostNames: c.HostNames, Router: router.New(o), Anonymous: c.Anonymous}
+	return &Host{Name: c.Name, HostNames: c.HostNames, Router: router.New(routerOptions(c, o)), Anonymous: c.Anonymous}
 }
 
 // Authenticate checks credentials. With anonymous access on, a client without a user name is let in;
