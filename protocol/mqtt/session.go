@@ -115,6 +115,10 @@ func (q *outQueue) pop() {
 func (q *outQueue) dropOldestLive() bool {
 	for i := q.head; i < len(q.items); i++ {
 		if it := &q.items[i]; it.live() && (q.live0 == 0 || it.qos == 0) {
+			if i == q.head {
+				q.pop() // the common case under overload: O(1), no shifting of the whole queue
+				return true
+			}
 			q.count(it, -1)
 			copy(q.items[i:], q.items[i+1:])
 			q.items[len(q.items)-1] = outItem{}
