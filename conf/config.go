@@ -19,6 +19,8 @@
 package conf
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -64,13 +66,33 @@ type Connector struct {
 	TLS *TLS
 }
 
-// Protocols returns the protocols accepted on the connector.
+// Protocols returns the application protocols accepted on the connector ("mqtt", "stomp"), without the
+// "tls" a detect list may hold (see DetectsTLS).
 func (c *Connector) Protocols() []string {
 	if c.Protocol != "" {
 		return []string{c.Protocol}
 	}
-	return c.Detect
+	if !slices.Contains(c.Detect, "tls") {
+		return c.Detect
+	}
+	out := make([]string, 0, len(c.Detect)-1)
+	for _, p := range c.Detect {
+		if p != "tls" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
+
+// BindsTLS reports whether the connector binds "tls://": every connection starts with a TLS handshake.
+func (c *Connector) BindsTLS() bool {
+	scheme, _, _ := strings.Cut(c.Bind, "://")
+	return strings.EqualFold(scheme, "tls")
+}
+
+// DetectsTLS reports whether the autodetecting connector recognises a TLS ClientHello ("tls" in detect)
+// and sniffs the application protocol again inside the TLS session.
+func (c *Connector) DetectsTLS() bool { return slices.Contains(c.Detect, "tls") }
 
 // Grammar maps wire destination names onto the router's canonical paths (DESIGN.md §3).
 // An empty string means "unset" (the feature is off) unless a protocol default applies.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -61,8 +62,12 @@ func (d *decoder) config(body *hclsyntax.Body) *Config {
 				key := "v" + strconv.Itoa(len(c.VirtualHosts))
 				c.VirtualHosts = append(c.VirtualHosts, d.virtualHost(b, key))
 			}
+		case "access_rule":
+			if d.labels(b, 0) {
+				c.AccessRules = append(c.AccessRules, d.accessRule(b, "a"+strconv.Itoa(len(c.AccessRules))))
+			}
 		default:
-			d.unknownBlock(b, "connector", "virtual_host")
+			d.unknownBlock(b, "connector", "virtual_host", "access_rule")
 		}
 	}
 	return c
@@ -89,6 +94,25 @@ func (d *decoder) connector(b *hclsyntax.Block, key string) Connector {
 	var sub = map[string]*hclsyntax.Block{}
 	for _, sb := range b.Body.Blocks {
 		switch sb.Type {
+		case "tls":
+			if c.TLS != nil {
+				d.errAt(sb.TypeRange, "duplicate tls block (first at %s)", posOf(d.pos[key+".tls"]))
+				continue
+			}
+			if !d.labels(sb, 0) {
+				continue
+			}
+			d.pos[key+".tls"] = sb.TypeRange
+			c.TLS = &TLS{ClientAuth: "none", MinVersion: "1.2"}
+			d.attrs(sb.Body, key+".tls", map[string]attrFunc{
+				"cert_file":      file(&c.TLS.CertFile),
+				"key_file":       file(&c.TLS.KeyFile),
+				"client_ca_file": file(&c.TLS.ClientCAFile),
+				"client_auth":    str(&c.TLS.ClientAuth),
+				"min_version":    str(&c.TLS.MinVersion),
+				"cert_identity":  str(&c.TLS.CertIdentity),
+			})
+			d.noBlocks(sb.Body)
 		case "mqtt", "stomp":
 			if first, dup := sub[sb.Type]; dup {
 				d.errAt(sb.TypeRange, "duplicate %s block (first at %s)", sb.Type, posOf(first.TypeRange))
@@ -107,7 +131,7 @@ func (d *decoder) connector(b *hclsyntax.Block, key string) Connector {
 			}
 			d.noBlocks(sb.Body)
 		default:
-			d.unknownBlock(sb, "mqtt", "stomp")
+			d.unknownBlock(sb, "mqtt", "stomp", "tls")
 		}
 	}
 	// A block for a protocol the connector does not speak is most likely a mistake in protocol/detect.
@@ -134,7 +158,7 @@ func protocolsValid(c *Connector) bool {
 	return true
 }
 
-func knownProtocol(p string) bool { return p == "mqtt" || p == "stomp" }
+func knownProtocol(p string) bool { return p == "mqtt" || p == "stomp" || p == "tls" }
 
 func grammarAttrs(g *Grammar) map[string]attrFunc {
 	return map[string]attrFunc{
@@ -181,13 +205,35 @@ func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
 	d.pos[key] = b.TypeRange
 	d.pos[key+".name"] = b.LabelRanges[0]
 	d.attrs(b.Body, key, map[string]attrFunc{
-		"host_names": strList(&h.HostNames),
-		"anonymous":  boolean(&h.Anonymous),
+		"host_names":         strList(&h.HostNames),
+		"anonymous":          boolean(&h.Anonymous),
+		"users_file":         file(&h.UsersFile),
+		"max_connections":    integer(&h.MaxConnections),
+		"max_queues":         integer(&h.MaxQueues),
+		"max_message_length": size(&h.MaxMessageLength),
 	})
 	var first *hclsyntax.Block
 	for _, sb := range b.Body.Blocks {
-		if sb.Type != "store" {
-			d.unknownBlock(sb, "store")
+		switch sb.Type {
+		case "store":
+		case "access_rule":
+			if d.labels(sb, 0) {
+				k := key + ".access_rule." + strconv.Itoa(len(h.AccessRules))
+				h.AccessRules = append(h.AccessRules, d.accessRule(sb, k))
+			}
+			continue
+		case "queue":
+			if d.labels(sb, 1) {
+				h.Queues = append(h.Queues, d.queuePolicy(sb, key+".queue."+strconv.Itoa(len(h.Queues))))
+			}
+			continue
+		case "topic":
+			if d.labels(sb, 1) {
+				h.Topics = append(h.Topics, d.topicPolicy(sb, key+".topic."+strconv.Itoa(len(h.Topics))))
+			}
+			continue
+		default:
+			d.unknownBlock(sb, "store", "access_rule", "queue", "topic")
 			continue
 		}
 		if first != nil {
@@ -209,6 +255,55 @@ func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
 		d.noBlocks(sb.Body)
 	}
 	return h
+}
+
+func (d *decoder) accessRule(b *hclsyntax.Block, key string) AccessRule {
+	var r AccessRule
+	d.pos[key] = b.TypeRange
+	d.attrs(b.Body, key, map[string]attrFunc{
+		"allow":  strList(&r.Allow),
+		"deny":   strList(&r.Deny),
+		"action": strOrList(&r.Actions),
+		"kind":   str(&r.Kind),
+		"id":     str(&r.ID),
+	})
+	d.noBlocks(b.Body)
+	return r
+}
+
+func (d *decoder) queuePolicy(b *hclsyntax.Block, key string) QueuePolicy {
+	q := QueuePolicy{Pattern: b.Labels[0], FullPolicy: FullBlock}
+	d.pos[key] = b.TypeRange
+	d.pos[key+".pattern"] = b.LabelRanges[0]
+	var full string
+	d.attrs(b.Body, key, map[string]attrFunc{
+		"nak_limit":         integer(&q.NakLimit),
+		"dlq":               str(&q.DLQ),
+		"quota":             size(&q.Quota),
+		"quota_messages":    integer(&q.QuotaMessages),
+		"full_policy":       str(&full),
+		"auto_delete_after": duration(&q.AutoDeleteAfter),
+	})
+	if full != "" {
+		q.FullPolicy = FullPolicy(full)
+	}
+	d.noBlocks(b.Body)
+	return q
+}
+
+func (d *decoder) topicPolicy(b *hclsyntax.Block, key string) TopicPolicy {
+	t := TopicPolicy{Pattern: b.Labels[0], SlowConsumerPolicy: SlowQueue}
+	d.pos[key] = b.TypeRange
+	d.pos[key+".pattern"] = b.LabelRanges[0]
+	var slow string
+	d.attrs(b.Body, key, map[string]attrFunc{
+		"slow_consumer_policy": str(&slow),
+	})
+	if slow != "" {
+		t.SlowConsumerPolicy = SlowConsumerPolicy(slow)
+	}
+	d.noBlocks(b.Body)
+	return t
 }
 
 // attrs decodes body's attributes with the functions in known; any other attribute is an error.
@@ -291,6 +386,32 @@ func str(p *string) attrFunc {
 			return
 		}
 		*p = v.AsString()
+	}
+}
+
+// file decodes a path; a relative one is resolved against the directory of the file being decoded, so a
+// config can name its neighbours wherever the broker is started from.
+func file(p *string) attrFunc {
+	return func(d *decoder, key string, a *hclsyntax.Attribute) {
+		var s string
+		str(&s)(d, key, a)
+		if s != "" && !filepath.IsAbs(s) && d.file != DefaultSource {
+			s = filepath.Join(filepath.Dir(d.file), s)
+		}
+		*p = s
+	}
+}
+
+// strOrList decodes a string or a list of strings ("send" or ["send", "receive"]).
+func strOrList(p *[]string) attrFunc {
+	return func(d *decoder, key string, a *hclsyntax.Attribute) {
+		if v, diags := a.Expr.Value(nil); !diags.HasErrors() && v.Type() == cty.String {
+			var s string
+			str(&s)(d, key, a)
+			*p = []string{s}
+			return
+		}
+		strList(p)(d, key, a)
 	}
 }
 

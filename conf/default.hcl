@@ -16,6 +16,17 @@ connector "default" {
 
   # virtual_host = "default"  # host for MQTT clients; default: the first virtual_host below
 
+  # TLS: add "tls" to detect (detect = ["tls", "mqtt", "stomp"]) to recognise TLS on this same port, or
+  # bind = "tls://host:port" for a TLS-only connector. Relative paths are relative to this file.
+  # tls {
+  #   cert_file      = "server.pem"
+  #   key_file       = "server.key"
+  #   client_ca_file = "clients-ca.pem"  # verify client certificates against these CAs
+  #   client_auth    = "none"            # "none", "request" or "require"
+  #   min_version    = "1.2"             # or "1.3"
+  #   cert_identity  = "cn"              # a client certificate's CN ("cn") or DN ("dn") names the user
+  # }
+
   stomp {
     # Destination names. STOMP clients address /queue/a.b, /topic/a.b (also /dsub/..., /temp-queue/...,
     # /temp-topic/...); "*" matches one level, "**" any number, "{re}" one level by regular expression.
@@ -69,6 +80,32 @@ virtual_host "default" {
   host_names = ["localhost", "127.0.0.1"]
   # Clients may connect without credentials. Only sensible because the connectors above bind to loopback.
   anonymous = true
+
+  # users_file = "users.hcl"   # user "NAME" { password = "<bcrypt hash from lyre passwd>" groups = [..] }
+  # max_connections    = 0     # 0 = unlimited
+  # max_queues         = 0     # 0 = unlimited
+  # max_message_length = 0     # 0 = the connector's
+
+  # Access rules (also allowed at top level, checked first): the first matching rule decides; when rules
+  # exist and none matches, the request is denied. Without any rule everything is allowed.
+  # access_rule {
+  #   allow  = ["+"]                      # or deny = [...]; users, groups, "+" any user, "*" anyone
+  #   action = ["send", "receive"]        # connect send receive consume create destroy admin monitor
+  #   kind   = "topic"                    # connector virtual_host topic queue dsub, or "*"
+  #   id     = "devices.%c.**"            # STOMP syntax without prefix; %u user, %c client id
+  # }
+
+  # queue "orders.**" {
+  #   nak_limit         = 5           # then the message goes to dlq (or is dropped)
+  #   dlq               = "dlq.*"     # "*" is the queue's name
+  #   quota             = "64MB"
+  #   quota_messages    = 100000
+  #   full_policy       = "block"     # "block", "drop_head" or "drop_tail"
+  #   auto_delete_after = "0s"        # 0 = never
+  # }
+  # topic "feeds.**" {
+  #   slow_consumer_policy = "queue"  # or "block"
+  # }
 
   # Without a store block everything is kept in memory and lost on restart.
   store {

@@ -167,14 +167,14 @@ var errorCases = []struct {
 		want: []string{`t.hcl:2:10: invalid bind "127.0.0.1:1883": want scheme://host:port, e.g. "tcp://127.0.0.1:1883"`},
 	},
 	{
-		name: "bind with tls scheme",
+		name: "bind with tls scheme and no tls block",
 		src:  "connector \"c\" {\n  bind = \"tls://127.0.0.1:8883\"\n  protocol = \"mqtt\"\n}\n" + host,
-		want: []string{`t.hcl:2:10: bind "tls://127.0.0.1:8883": tls:// is not supported yet (use tcp://)`},
+		want: []string{`t.hcl:2:10: a tls:// connector needs a tls { cert_file = ... key_file = ... } block`},
 	},
 	{
 		name: "bind with unknown scheme",
 		src:  "connector \"c\" {\n  bind = \"udp://127.0.0.1:1883\"\n  protocol = \"mqtt\"\n}\n" + host,
-		want: []string{`t.hcl:2:10: bind "udp://127.0.0.1:1883": unknown scheme "udp" (want tcp://)`},
+		want: []string{`t.hcl:2:10: bind "udp://127.0.0.1:1883": unknown scheme "udp" (want tcp:// or tls://)`},
 	},
 	{
 		name: "bind without port",
@@ -195,7 +195,7 @@ var errorCases = []struct {
 		name: "unknown and duplicate protocols in detect",
 		src:  "connector \"c\" {\n  bind = \"tcp://127.0.0.1:1883\"\n  detect = [\"mqtt\", \"amqp\", \"mqtt\"]\n}\n" + host,
 		want: []string{
-			`t.hcl:3:21: unknown protocol "amqp" in detect (want "mqtt" or "stomp")`,
+			`t.hcl:3:21: unknown protocol "amqp" in detect (want "mqtt", "stomp" or "tls")`,
 			`t.hcl:3:29: protocol "mqtt" is listed twice in detect`,
 		},
 	},
@@ -394,6 +394,107 @@ var errorCases = []struct {
 		},
 	},
 	{
+		name: "access_rule with both allow and deny, unknown action and kind",
+		src: mqttConn + "}\nvirtual_host \"h\" {\n  access_rule {\n    allow = [\"+\"]\n    deny = [\"bob\"]\n" +
+			"    action = [\"send\", \"recieve\"]\n    kind = \"topics\"\n  }\n}\n",
+		want: []string{
+			`t.hcl:8:12: access_rule sets both allow and deny; use one rule for each`,
+			`t.hcl:9:23: unknown action "recieve"; did you mean "receive"? (want one of connect, send, receive, consume, create, destroy, admin, monitor)`,
+			`t.hcl:10:12: unknown kind "topics"; did you mean "topic"? (want "*" or one of connector, virtual_host, topic, queue, dsub)`,
+		},
+	},
+	{
+		name: "access_rule without allow or deny, with an empty list and a bad id",
+		src: "access_rule {\n  action = \"connect\"\n}\naccess_rule {\n  allow = []\n  id = \"a.**.b\"\n}\n" +
+			"access_rule {\n  deny = [\"\"]\n  id = \"a..b\"\n}\naccess_rule {\n  allow = [\"*\"]\n  id = \"a%zz.{[}\"\n}\n" + mqttConn + "}\n" + host,
+		want: []string{
+			`t.hcl:1:1: access_rule needs allow = [...] or deny = [...] (users, groups, "+" or "*")`,
+			`t.hcl:5:11: allow must list at least one user or group, "+" or "*"`,
+			`t.hcl:6:8: invalid id "a.**.b": "**" must be the last level`,
+			`t.hcl:9:11: deny entry "" must not be empty`,
+			`t.hcl:10:8: invalid id "a..b": empty level (two dots in a row, or a dot at an end)`,
+			`t.hcl:14:8: invalid id "a%zz.{[}": level "a%zz": '%' must start %XX, %u or %c`,
+		},
+	},
+	{
+		name: "access_rule block with a name, host limits negative",
+		src: mqttConn + "}\nvirtual_host \"h\" {\n  max_connections = -1\n  max_queues = -2\n  max_message_length = \"-1KB\"\n" +
+			"  access_rule \"x\" {\n  }\n}\n",
+		want: []string{
+			`t.hcl:6:21: max_connections must not be negative (0 means unlimited)`,
+			`t.hcl:7:16: max_queues must not be negative (0 means unlimited)`,
+			`t.hcl:8:24: max_message_length: size "-1KB" is negative`,
+			`t.hcl:9:15: access_rule block takes no name`,
+		},
+	},
+	{
+		name: "users_file missing or invalid",
+		src: mqttConn + "}\nvirtual_host \"h\" {\n  users_file = \"testdata/nope.hcl\"\n}\n" +
+			"virtual_host \"i\" {\n  users_file = \"testdata/full.hcl\"\n}\n",
+		want: []string{
+			`t.hcl:6:16: users_file: open testdata/nope.hcl: no such file or directory`,
+			`t.hcl:9:16: users_file: testdata/full.hcl:2:1: unknown block "connector"`,
+			`t.hcl:9:16: users_file: testdata/full.hcl:53:1: unknown block "connector"`,
+			`t.hcl:9:16: users_file: testdata/full.hcl:58:1: unknown block "virtual_host"`,
+			`t.hcl:9:16: users_file: testdata/full.hcl:68:1: unknown block "virtual_host"`,
+		},
+	},
+	{
+		name: "queue and topic policies",
+		src: mqttConn + "}\nvirtual_host \"h\" {\n  queue \"orders.**\" {\n    nak_limit = -1\n    dlq = \"dlq..*\"\n" +
+			"    quota_messages = -5\n    full_policy = \"drop\"\n  }\n  queue \"orders.**\" {\n  }\n  queue \"a.*b\" {\n  }\n" +
+			"  topic \"t.**\" {\n    slow_consumer_policy = \"drop\"\n  }\n  topic {\n  }\n}\n",
+		want: []string{
+			`t.hcl:7:17: nak_limit must not be negative (0 means unlimited)`,
+			`t.hcl:8:11: invalid dlq "dlq..*": want a queue name such as "dlq.*" ("*" is the queue's name)`,
+			`t.hcl:9:22: quota_messages must not be negative (0 means the default)`,
+			`t.hcl:10:19: unknown full_policy "drop" (want "block", "drop_head" or "drop_tail")`,
+			`t.hcl:12:9: duplicate queue pattern "orders.**" (first at t.hcl:6:9); the first matching block wins, so this one never applies`,
+			`t.hcl:14:9: invalid queue pattern "a.*b": level "*b": wildcard "*" must occupy a whole level`,
+			`t.hcl:17:28: unknown slow_consumer_policy "drop" (want "block" or "queue")`,
+			`t.hcl:19:3: topic block needs exactly one name, as in topic "default" { ... }`,
+		},
+	},
+	{
+		name: "tls block problems",
+		src: "connector \"c\" {\n  bind = \"tls://127.0.0.1:8883\"\n  protocol = \"mqtt\"\n  tls {\n" +
+			"    key_file = \"testdata/tls/missing.pem\"\n    client_ca_file = \"testdata\"\n    client_auth = \"always\"\n" +
+			"    min_version = \"1.1\"\n    cert_identity = \"email\"\n  }\n}\n" + host,
+		want: []string{
+			`t.hcl:4:3: cert_file is required`,
+			`t.hcl:5:16: key_file: stat testdata/tls/missing.pem: no such file or directory`,
+			`t.hcl:6:22: client_ca_file: testdata is a directory`,
+			`t.hcl:7:19: unknown client_auth "always" (want "none", "request" or "require")`,
+			`t.hcl:8:19: unsupported min_version "1.1" (want "1.2" or "1.3")`,
+			`t.hcl:9:21: unknown cert_identity "email" (want "cn" or "dn")`,
+		},
+	},
+	{
+		name: "tls options that need client certificates",
+		src: "connector \"c\" {\n  bind = \"tcp://127.0.0.1:8883\"\n  detect = [\"tls\", \"mqtt\"]\n  tls {\n" +
+			"    cert_file = \"testdata/tls/cert.pem\"\n    key_file = \"testdata/tls/key.pem\"\n" +
+			"    client_auth = \"require\"\n  }\n}\nconnector \"d\" {\n  bind = \"tcp://127.0.0.1:8884\"\n  protocol = \"mqtt\"\n  tls {\n" +
+			"    cert_file = \"testdata/tls/cert.pem\"\n    key_file = \"testdata/tls/key.pem\"\n    cert_identity = \"cn\"\n  }\n}\n" + host,
+		want: []string{
+			`t.hcl:7:19: client_auth = "require" needs client_ca_file to verify client certificates`,
+			`t.hcl:13:3: tls block on connector "d", which neither binds tls:// nor lists "tls" in detect`,
+			`t.hcl:16:21: cert_identity = "cn" needs client_auth = "request" or "require"`,
+		},
+	},
+	{
+		name: "tls in detect alone, without a tls block, or on a tls bind",
+		src: "connector \"c\" {\n  bind = \"tcp://127.0.0.1:8883\"\n  detect = [\"tls\"]\n}\n" +
+			"connector \"d\" {\n  bind = \"tls://127.0.0.1:8884\"\n  detect = [\"tls\", \"stomp\"]\n  tls {\n" +
+			"    cert_file = \"testdata/tls/cert.pem\"\n    key_file = \"testdata/tls/key.pem\"\n  }\n}\n" +
+			"connector \"e\" {\n  bind = \"tcp://127.0.0.1:8885\"\n  protocol = \"tls\"\n}\n" + host,
+		want: []string{
+			`t.hcl:3:12: detecting "tls" needs a tls { cert_file = ... key_file = ... } block`,
+			`t.hcl:3:13: detect = ["tls"] needs at least one protocol to speak inside TLS, e.g. ["tls", "mqtt", "stomp"]`,
+			`t.hcl:7:13: "tls" in detect on a tls:// connector: every connection is TLS already`,
+			`t.hcl:15:14: tls is not an application protocol: bind = "tls://..." with protocol = "mqtt" or "stomp", or detect = ["tls", ...]`,
+		},
+	},
+	{
 		name: "attribute redefined",
 		src:  mqttConn + "  protocol = \"stomp\"\n}\n" + host,
 		want: []string{`t.hcl:4:3: Attribute redefined: The argument "protocol" was already set at t.hcl:3,3-11. Each argument may be set only once.`},
@@ -424,7 +525,7 @@ func TestMultipleErrorsReportedTogether(t *testing.T) {
   }
 }
 connector "a" {
-  bind = "tls://127.0.0.1:1883"
+  bind = "tls://127.0.0.1:1884"
   detect = ["stomp", "xmpp"]
   virtual_host = "missing"
 }
@@ -441,8 +542,8 @@ virtual_host "h" {
 		`t.hcl:7:20: max_inflight must be between 1 and 65535, not 70000`,
 		"t.hcl:8:20: invalid part_pattern: error parsing regexp: missing closing ): `(`",
 		`t.hcl:11:11: duplicate connector "a" (first defined at t.hcl:1:11)`,
-		`t.hcl:12:10: bind "tls://127.0.0.1:1883": tls:// is not supported yet (use tcp://)`,
-		`t.hcl:13:22: unknown protocol "xmpp" in detect (want "mqtt" or "stomp")`,
+		`t.hcl:12:10: a tls:// connector needs a tls { cert_file = ... key_file = ... } block`,
+		`t.hcl:13:22: unknown protocol "xmpp" in detect (want "mqtt", "stomp" or "tls")`,
 		`t.hcl:14:18: virtual_host "missing" is not defined`,
 		`t.hcl:17:30: host name "h.example" is listed twice (first at t.hcl:17:17)`,
 		`t.hcl:18:3: store directory is required`,

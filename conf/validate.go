@@ -64,6 +64,8 @@ func (v *validator) describe(key string) string {
 		return fmt.Sprintf("%s: connector %q", src, v.c.Connectors[i].Name)
 	case head[0] == 'v' && i < len(v.c.VirtualHosts):
 		return fmt.Sprintf("%s: virtual_host %q", src, v.c.VirtualHosts[i].Name)
+	case head[0] == 'a' && i < len(v.c.AccessRules):
+		return fmt.Sprintf("%s: access_rule %d", src, i+1)
 	}
 	return src
 }
@@ -84,6 +86,7 @@ func (c *Config) validate() problems {
 	if len(c.Connectors) == 0 {
 		v.errf("", "no connector defined; at least one is required")
 	}
+	v.accessRules("a", c.AccessRules)
 	v.hosts()
 	v.connectors()
 	return v.errs
@@ -126,6 +129,7 @@ func (v *validator) hosts() {
 				v.errf(ek, "host name %q of virtual_host %q is the name of virtual_host %q", n, h.Name, v.c.VirtualHosts[other].Name)
 			}
 		}
+		v.hostSecurity(k, h)
 		if h.Store == nil {
 			continue
 		}
@@ -184,6 +188,7 @@ func (v *validator) connectors() {
 		}
 
 		v.protocols(k, cn)
+		v.tls(k, cn)
 		if cn.DetectTimeout <= 0 {
 			v.errf(k+".detect_timeout", "detect_timeout must be positive")
 		}
@@ -195,10 +200,11 @@ func (v *validator) connectors() {
 		}
 		if protocolsValid(cn) {
 			for _, p := range cn.Protocols() {
-				if p == "mqtt" {
+				switch p {
+				case "mqtt":
 					v.grammar(k+".mqtt", &cn.MQTT.Grammar)
 					v.mqtt(k+".mqtt", &cn.MQTT)
-				} else {
+				case "stomp":
 					v.grammar(k+".stomp", &cn.STOMP.Grammar)
 					v.stomp(k+".stomp", &cn.STOMP)
 				}
@@ -220,14 +226,21 @@ func (v *validator) protocols(k string, cn *Connector) {
 	if cn.Detect != nil && len(cn.Detect) == 0 {
 		v.errf(k+".detect", "detect must list at least one protocol")
 	}
+	if cn.Protocol == "tls" {
+		v.errf(k+".protocol", "tls is not an application protocol: bind = \"tls://...\" with protocol = \"mqtt\" or \"stomp\", or detect = [\"tls\", ...]")
+	}
 	seen := map[string]bool{}
 	for j, p := range cn.Detect {
 		ek := k + ".detect." + strconv.Itoa(j)
 		switch {
 		case !knownProtocol(p):
-			v.errf(ek, "unknown protocol %q in detect (want \"mqtt\" or \"stomp\")", p)
+			v.errf(ek, "unknown protocol %q in detect (want \"mqtt\", \"stomp\" or \"tls\")", p)
 		case seen[p]:
 			v.errf(ek, "protocol %q is listed twice in detect", p)
+		case p == "tls" && len(cn.Detect) < 2:
+			v.errf(ek, "detect = [\"tls\"] needs at least one protocol to speak inside TLS, e.g. [\"tls\", \"mqtt\", \"stomp\"]")
+		case p == "tls" && cn.BindsTLS():
+			v.errf(ek, "\"tls\" in detect on a tls:// connector: every connection is TLS already")
 		}
 		seen[p] = true
 	}
@@ -346,26 +359,27 @@ func (v *validator) commonLimits(k string, maxLen int64, dieDelay time.Duration)
 	}
 }
 
-// parseBind splits "tcp://host:port". The host may be empty (every interface), an IP (IPv6 in
+// parseBind splits "tcp://host:port" or "tls://host:port" (both listen on TCP). The host may be empty (every interface), an IP (IPv6 in
 // brackets) or a host name; port 0 picks a free port.
 func parseBind(bind string) (network, host string, port int, err error) {
 	scheme, rest, ok := strings.Cut(bind, "://")
 	if !ok {
 		return "", "", 0, fmt.Errorf("invalid bind %q: want scheme://host:port, e.g. \"tcp://127.0.0.1:1883\"", bind)
 	}
-	switch strings.ToLower(scheme) {
-	case "tcp":
-	case "tls", "ssl", "ws", "wss":
-		return "", "", 0, fmt.Errorf("bind %q: %s:// is not supported yet (use tcp://)", bind, scheme)
+	scheme = strings.ToLower(scheme)
+	switch scheme {
+	case "tcp", "tls":
+	case "ssl", "ws", "wss":
+		return "", "", 0, fmt.Errorf("bind %q: %s:// is not supported yet (use tcp:// or tls://)", bind, scheme)
 	default:
-		return "", "", 0, fmt.Errorf("bind %q: unknown scheme %q (want tcp://)", bind, scheme)
+		return "", "", 0, fmt.Errorf("bind %q: unknown scheme %q (want tcp:// or tls://)", bind, scheme)
 	}
 	if strings.ContainsAny(rest, "/?#@") {
-		return "", "", 0, fmt.Errorf("invalid bind %q: want tcp://host:port with no path", bind)
+		return "", "", 0, fmt.Errorf("invalid bind %q: want %s://host:port with no path", bind, scheme)
 	}
 	host, portStr, err := net.SplitHostPort(rest)
 	if err != nil {
-		return "", "", 0, fmt.Errorf("invalid bind %q: want tcp://host:port (%v)", bind, err)
+		return "", "", 0, fmt.Errorf("invalid bind %q: want %s://host:port (%v)", bind, scheme, err)
 	}
 	p, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil {

@@ -1,0 +1,206 @@
+package conf
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Access rule vocabulary (Apollo's).
+var (
+	// Actions an access rule may name.
+	Actions = []string{"connect", "send", "receive", "consume", "create", "destroy", "admin", "monitor"}
+	// Kinds an access rule may name ("*" or omitted = all).
+	Kinds = []string{"connector", "virtual_host", "topic", "queue", "dsub"}
+)
+
+// accessRules checks rules stored under key prefix ("a" at top level, "v0.access_rule." in a host).
+func (v *validator) accessRules(prefix string, rules []AccessRule) {
+	for i := range rules {
+		r := &rules[i]
+		k := prefix + strconv.Itoa(i)
+		switch {
+		case r.Allow != nil && r.Deny != nil:
+			v.errf(k+".deny", "access_rule sets both allow and deny; use one rule for each")
+		case r.Allow == nil && r.Deny == nil:
+			v.errf(k, "access_rule needs allow = [...] or deny = [...] (users, groups, \"+\" or \"*\")")
+		}
+		for _, l := range []struct {
+			name string
+			list []string
+		}{{"allow", r.Allow}, {"deny", r.Deny}} {
+			if l.list != nil && len(l.list) == 0 {
+				v.errf(k+"."+l.name, "%s must list at least one user or group, \"+\" or \"*\"", l.name)
+			}
+			for j, n := range l.list {
+				if n == "+" || n == "*" {
+					continue
+				}
+				if msg := checkPrincipalName(n); msg != "" {
+					v.errf(k+"."+l.name+"."+strconv.Itoa(j), "%s entry %q %s", l.name, n, msg)
+				}
+			}
+		}
+		for j, a := range r.Actions {
+			if !slices.Contains(Actions, a) {
+				v.errf(k+".action."+strconv.Itoa(j), "unknown action %q%s (want one of %s)", a, suggest(a, slices.Clone(Actions)), strings.Join(Actions, ", "))
+			}
+		}
+		if r.Kind != "" && r.Kind != "*" && !slices.Contains(Kinds, r.Kind) {
+			v.errf(k+".kind", "unknown kind %q%s (want \"*\" or one of %s)", r.Kind, suggest(r.Kind, slices.Clone(Kinds)), strings.Join(Kinds, ", "))
+		}
+		if _, set := v.c.pos[k+".id"]; r.ID != "" || set {
+			if err := CheckPattern(r.ID, true); err != nil {
+				v.errf(k+".id", "invalid id %q: %v", r.ID, err)
+			}
+		}
+	}
+}
+
+// hostSecurity checks a host's users file, limits, access rules and policies.
+func (v *validator) hostSecurity(k string, h *VirtualHost) {
+	if _, set := v.c.pos[k+".users_file"]; h.UsersFile != "" || set {
+		v.usersFile(k+".users_file", h.UsersFile)
+	}
+	if h.MaxConnections < 0 {
+		v.errf(k+".max_connections", "max_connections must not be negative (0 means unlimited)")
+	}
+	if h.MaxQueues < 0 {
+		v.errf(k+".max_queues", "max_queues must not be negative (0 means unlimited)")
+	}
+	if h.MaxMessageLength < 0 {
+		v.errf(k+".max_message_length", "max_message_length must not be negative (0 means the connector's)")
+	}
+	v.accessRules(k+".access_rule.", h.AccessRules)
+
+	patterns := map[string]string{}
+	for i := range h.Queues {
+		q := &h.Queues[i]
+		qk := k + ".queue." + strconv.Itoa(i)
+		v.policyPattern(qk, "queue", q.Pattern, patterns)
+		if q.NakLimit < 0 {
+			v.errf(qk+".nak_limit", "nak_limit must not be negative (0 means unlimited)")
+		}
+		if q.DLQ != "" {
+			// "*" stands for the queue's own name; what is left must be a plain queue name.
+			if err := CheckPattern(strings.ReplaceAll(q.DLQ, "*", "x"), false); err != nil || strings.Contains(q.DLQ, "{") {
+				v.errf(qk+".dlq", "invalid dlq %q: want a queue name such as \"dlq.*\" (\"*\" is the queue's name)", q.DLQ)
+			}
+		}
+		if q.QuotaMessages < 0 {
+			v.errf(qk+".quota_messages", "quota_messages must not be negative (0 means the default)")
+		}
+		switch q.FullPolicy {
+		case FullBlock, FullDropHead, FullDropTail:
+		default:
+			v.errf(qk+".full_policy", "unknown full_policy %q (want \"block\", \"drop_head\" or \"drop_tail\")", q.FullPolicy)
+		}
+		if q.AutoDeleteAfter < 0 {
+			v.errf(qk+".auto_delete_after", "auto_delete_after must not be negative")
+		}
+	}
+	patterns = map[string]string{}
+	for i := range h.Topics {
+		t := &h.Topics[i]
+		tk := k + ".topic." + strconv.Itoa(i)
+		v.policyPattern(tk, "topic", t.Pattern, patterns)
+		switch t.SlowConsumerPolicy {
+		case SlowBlock, SlowQueue:
+		default:
+			v.errf(tk+".slow_consumer_policy", "unknown slow_consumer_policy %q (want \"block\" or \"queue\")", t.SlowConsumerPolicy)
+		}
+	}
+}
+
+func (v *validator) policyPattern(k, what, p string, seen map[string]string) {
+	if err := CheckPattern(p, false); err != nil {
+		v.errf(k+".pattern", "invalid %s pattern %q: %v", what, p, err)
+		return
+	}
+	if first, dup := seen[p]; dup {
+		v.errf(k+".pattern", "duplicate %s pattern %q (first at %s); the first matching block wins, so this one never applies", what, p, v.where(first))
+		return
+	}
+	seen[p] = k + ".pattern"
+}
+
+// usersFile checks that a users file exists and decodes. Its own problems are reported at the
+// users_file attribute, each naming the users file's line, so every position stays in the config file.
+func (v *validator) usersFile(k, path string) {
+	if path == "" {
+		v.errf(k, "users_file must not be empty")
+		return
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		v.errf(k, "users_file: %v", err)
+		return
+	}
+	if _, errs := parseUsers(src, path); len(errs) > 0 {
+		for _, e := range errs {
+			v.errf(k, "users_file: %s", e.Error.Error())
+		}
+	}
+}
+
+// fileExists checks one file named in a tls block.
+func (v *validator) fileExists(k, attr, path string) {
+	if path == "" {
+		v.errf(k, "%s is required", attr)
+		return
+	}
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		v.errf(k+"."+attr, "%s: %v", attr, err)
+	case st.IsDir():
+		v.errf(k+"."+attr, "%s: %s is a directory", attr, path)
+	}
+}
+
+func (v *validator) tls(k string, cn *Connector) {
+	wantTLS := cn.BindsTLS() || cn.DetectsTLS()
+	t := cn.TLS
+	switch {
+	case t == nil && cn.BindsTLS():
+		v.errf(k+".bind", "a tls:// connector needs a tls { cert_file = ... key_file = ... } block")
+		return
+	case t == nil && cn.DetectsTLS():
+		v.errf(k+".detect", "detecting \"tls\" needs a tls { cert_file = ... key_file = ... } block")
+		return
+	case t == nil:
+		return
+	case !wantTLS:
+		v.errf(k+".tls", "tls block on connector %q, which neither binds tls:// nor lists \"tls\" in detect", cn.Name)
+	}
+	tk := k + ".tls"
+	v.fileExists(tk, "cert_file", t.CertFile)
+	v.fileExists(tk, "key_file", t.KeyFile)
+	if _, set := v.c.pos[tk+".client_ca_file"]; t.ClientCAFile != "" || set {
+		v.fileExists(tk, "client_ca_file", t.ClientCAFile)
+	}
+	switch t.ClientAuth {
+	case "none":
+	case "request", "require":
+		if t.ClientCAFile == "" {
+			v.errf(tk+".client_auth", "client_auth = %q needs client_ca_file to verify client certificates", t.ClientAuth)
+		}
+	default:
+		v.errf(tk+".client_auth", "unknown client_auth %q (want \"none\", \"request\" or \"require\")", t.ClientAuth)
+	}
+	switch t.MinVersion {
+	case "1.2", "1.3":
+	default:
+		v.errf(tk+".min_version", "unsupported min_version %q (want \"1.2\" or \"1.3\")", t.MinVersion)
+	}
+	switch t.CertIdentity {
+	case "":
+	case "cn", "dn":
+		if t.ClientAuth == "none" {
+			v.errf(tk+".cert_identity", "cert_identity = %q needs client_auth = \"request\" or \"require\"", t.CertIdentity)
+		}
+	default:
+		v.errf(tk+".cert_identity", "unknown cert_identity %q (want \"cn\" or \"dn\")", t.CertIdentity)
+	}
+}
