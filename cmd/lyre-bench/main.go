@@ -94,16 +94,26 @@ type config struct {
 	coalesce  time.Duration
 	cpuProf   string
 	json      bool
-	quiet     bool
-	verbose   bool
+	// STOMP
+	login        string
+	passcode     string
+	vhost        string
+	destPrefix   string
+	ack          string
+	ackEvery     int
+	prefetch     int
+	persistent   bool
+	receiptEvery int
+	quiet        bool
+	verbose      bool
 }
 
 func parseFlags(args []string, out io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("lyre-bench", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.proto, "proto", "mqtt", "protocol: mqtt (stomp is planned)")
-	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | idle")
+	fs.StringVar(&c.proto, "proto", "mqtt", "protocol: mqtt or stomp (-mode mqtt2stomp uses both)")
+	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle (MQTT)")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:1883", "broker address host:port")
 	fs.IntVar(&c.qos, "qos", 0, "QoS of publications and subscriptions: 0, 1 or 2")
 	fs.IntVar(&c.pubs, "pubs", 0, "publishers (0 = mode default: fanin 8, fanout 1, pairs 8)")
@@ -113,7 +123,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.Uint64Var(&c.count, "count", 0, "messages per publisher; when set without -duration, no time limit")
 	fs.Float64Var(&c.rate, "rate", 0, "messages per second per publisher (0 = as fast as possible)")
 	fs.StringVar(&c.topic, "topic", "lyre-bench", "topic prefix")
-	fs.IntVar(&c.inflight, "inflight", 64, "QoS 1/2: unacknowledged messages allowed per publisher")
+	fs.IntVar(&c.inflight, "inflight", 64, "MQTT QoS 1/2: unacknowledged messages per publisher; STOMP: outstanding receipts per producer")
 	fs.IntVar(&c.conns, "conns", 1000, "idle: connections to open")
 	fs.IntVar(&c.pid, "pid", 0, "idle: broker process whose VmRSS to sample before and after connecting")
 	fs.StringVar(&c.user, "user", "", "user name for CONNECT")
@@ -124,6 +134,15 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "start of the steady window after the first publish")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "idle: wait after the last CONNACK before sampling RSS")
 	fs.DurationVar(&c.coalesce, "coalesce", time.Millisecond, "QoS 0 subscribers without -rate: pause this long after small back-to-back reads, to read in batches (0 = off)")
+	fs.StringVar(&c.login, "login", "", "STOMP login (default: -user)")
+	fs.StringVar(&c.passcode, "passcode", "", "STOMP passcode (default: -pass)")
+	fs.StringVar(&c.vhost, "vhost", "", "STOMP CONNECT host header, the virtual host (default: the host of -addr; RabbitMQ wants /)")
+	fs.StringVar(&c.destPrefix, "dest-prefix", "", "STOMP destination prefix (default: /queue/ in -mode queue, else /topic/); topic levels are joined with '.'")
+	fs.StringVar(&c.ack, "ack", "", "STOMP subscribers' ack mode: auto, client or client-individual (default: client-individual in -mode queue, else auto)")
+	fs.IntVar(&c.ackEvery, "ack-every", 100, "STOMP -ack client: one cumulative ACK per this many messages")
+	fs.IntVar(&c.prefetch, "prefetch", 0, "STOMP consumer window, sent as credit, prefetch-count and activemq.prefetchSize (0 = broker default)")
+	fs.BoolVar(&c.persistent, "persistent", false, "STOMP SEND with persistent:true")
+	fs.IntVar(&c.receiptEvery, "receipt-every", 0, "STOMP: ask a receipt every this many SENDs, with -inflight receipts outstanding at most (0 = none)")
 	fs.StringVar(&c.cpuProf, "cpuprofile", "", "write lyre-bench's own CPU profile to this file")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&c.quiet, "q", false, "no per-second progress on stderr")
@@ -139,12 +158,13 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	if c.count > 0 && !set["duration"] {
 		c.duration = 0
 	}
-	if (c.rate > 0 || c.qos > 0) && !set["coalesce"] {
-		// A paced run measures latency: add none. At QoS >= 1 the broker's window of unacknowledged
-		// deliveries (mosquitto: 20) would stall while a subscriber waits to read.
+	err := c.normalize()
+	if err == nil && (c.rate > 0 || c.qos > 0 || c.ack != ackAuto) && !set["coalesce"] {
+		// A paced run measures latency: add none. At QoS >= 1 or with STOMP client acks the broker's
+		// window of unacknowledged deliveries (mosquitto: 20) would stall while a subscriber waits to read.
 		c.coalesce = 0
 	}
-	return c, c.normalize()
+	return c, err
 }
 
 // normalize applies the mode defaults and rejects impossible combinations.
@@ -153,15 +173,18 @@ func (c *config) normalize() error {
 		return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
 	}
 	switch c.proto {
-	case "mqtt":
-	case "stomp":
-		return bad("-proto stomp is not implemented yet")
+	case "mqtt", "stomp":
 	default:
 		return bad("-proto %q: want mqtt or stomp", c.proto)
 	}
+	if err := c.normalizeSTOMP(); err != nil {
+		return err
+	}
 	switch c.mode {
-	case "fanin":
+	case "fanin", "mqtt2stomp":
 		c.pubs, c.subs = orDefault(c.pubs, 8), orDefault(c.subs, 1)
+	case "queue":
+		c.pubs, c.subs = orDefault(c.pubs, 4), orDefault(c.subs, 4)
 	case "fanout":
 		c.pubs, c.subs = orDefault(c.pubs, 1), orDefault(c.subs, 8)
 	case "pairs":
@@ -171,6 +194,9 @@ func (c *config) normalize() error {
 		}
 		c.subs = c.pubs
 	case "idle":
+		if c.proto != "mqtt" {
+			return bad("-mode idle is MQTT only")
+		}
 		if c.conns < 1 {
 			return bad("-conns must be at least 1")
 		}
@@ -179,7 +205,7 @@ func (c *config) normalize() error {
 		}
 		return nil
 	default:
-		return bad("-mode %q: want fanin, fanout, pairs or idle", c.mode)
+		return bad("-mode %q: want fanin, fanout, pairs, queue, mqtt2stomp or idle", c.mode)
 	}
 	switch {
 	case c.qos < 0 || c.qos > 2:
@@ -232,10 +258,25 @@ type driver interface {
 }
 
 func newDriver(c *config) driver {
+	if c.proto == "stomp" {
+		return newSTOMPDriver(c)
+	}
 	return &mqttDriver{opt: mqttOptions{
 		addr: c.addr, user: c.user, pass: c.pass, keepAlive: c.keepAlive, timeout: c.timeout,
 		maxPacket: max(c.size+1024, 1<<20),
 	}}
+}
+
+// newDrivers returns the publishers' and the subscribers' drivers: one protocol, or for mqtt2stomp MQTT
+// publishers and STOMP subscribers on the same broker address.
+func newDrivers(c *config) (pub, sub driver) {
+	if c.mode == "mqtt2stomp" {
+		mc := *c
+		mc.proto = "mqtt"
+		return newDriver(&mc), newSTOMPDriver(c)
+	}
+	d := newDriver(c)
+	return d, d
 }
 
 // control is shared by all publishers of a run.
@@ -340,6 +381,10 @@ type result struct {
 	Pubs           int            `json:"pubs"`
 	Subs           int            `json:"subs"`
 	Size           int            `json:"size"`
+	Ack            string         `json:"ack,omitempty"`
+	Prefetch       int            `json:"prefetch,omitempty"`
+	Persistent     bool           `json:"persistent,omitempty"`
+	ReceiptEvery   int            `json:"receipt_every,omitempty"`
 	Rate           float64        `json:"rate_per_pub"`
 	PublishSeconds float64        `json:"publish_seconds"`
 	Sent           uint64         `json:"sent"`
@@ -359,7 +404,13 @@ type result struct {
 }
 
 // failed reports whether the run should exit non-zero: errors, or any loss at QoS >= 1.
-func (r *result) failed() bool { return len(r.Errors) > 0 || (r.QoS > 0 && r.Lost > 0) }
+func (r *result) failed() bool { return len(r.Errors) > 0 || (r.reliable() && r.Lost > 0) }
+
+// reliable says whether the run's messages must all arrive: MQTT at QoS >= 1 to MQTT subscribers, and STOMP
+// queues. Topic subscribers may lose messages when they fall behind (brokers drop rather than block).
+func (r *result) reliable() bool {
+	return r.QoS > 0 && r.Mode != "mqtt2stomp" || r.Mode == "queue"
+}
 
 // runID makes the topics and client identifiers of this run unique on a shared broker.
 func runID() string {
@@ -423,15 +474,16 @@ func dialAll(ctx context.Context, n int, dial func(ctx context.Context, i int) e
 // bench runs a fanin, fanout or pairs benchmark. progress gets a line per second unless nil. An error means
 // the run could not start; failures during the run are listed in the result.
 func bench(ctx context.Context, c *config, progress io.Writer, log *zap.Logger) (*result, error) {
-	drv := newDriver(c)
+	pubDrv, subDrv := newDrivers(c)
 	id := runID()
 	ctl := newControl()
-	subTopic := func(i int) string {
+	topicOf := func(drv driver, i int) string {
 		if c.mode == "pairs" {
 			return drv.topic(c.topic, id, "pair", strconv.Itoa(i))
 		}
 		return drv.topic(c.topic, id, c.mode)
 	}
+	subTopic := func(i int) string { return topicOf(subDrv, i) }
 
 	subs := make([]client, c.subs)
 	subStat := make([]*subStats, c.subs)
@@ -444,7 +496,7 @@ func bench(ctx context.Context, c *config, progress io.Writer, log *zap.Logger) 
 	}
 	err := dialAll(ctx, c.subs, func(ctx context.Context, i int) error {
 		st := &subStats{next: make([]uint64, c.pubs)}
-		cl, err := drv.dialSubscriber(ctx, fmt.Sprintf("lb-%s-s%d", id, i), &subSpec{filter: subTopic(i), qos: byte(c.qos), coalesce: c.coalesce}, st)
+		cl, err := subDrv.dialSubscriber(ctx, fmt.Sprintf("lb-%s-s%d", id, i), &subSpec{filter: subTopic(i), qos: byte(c.qos), coalesce: c.coalesce}, st)
 		if err != nil {
 			return err
 		}
@@ -460,9 +512,9 @@ func bench(ctx context.Context, c *config, progress io.Writer, log *zap.Logger) 
 	pubs := make([]client, c.pubs)
 	pubStat := make([]pubStats, c.pubs)
 	err = dialAll(ctx, c.pubs, func(ctx context.Context, i int) error {
-		spec := &pubSpec{index: i, topic: subTopic(i), qos: byte(c.qos), size: c.size, count: c.count,
+		spec := &pubSpec{index: i, topic: topicOf(pubDrv, i), qos: byte(c.qos), size: c.size, count: c.count,
 			rate: c.rate, inflight: c.inflight, drain: c.drain, ctl: ctl}
-		cl, err := drv.dialPublisher(ctx, fmt.Sprintf("lb-%s-p%d", id, i), spec, &pubStat[i])
+		cl, err := pubDrv.dialPublisher(ctx, fmt.Sprintf("lb-%s-p%d", id, i), spec, &pubStat[i])
 		if err != nil {
 			return err
 		}
@@ -580,8 +632,8 @@ sampling:
 	sent := sumSent()
 	var expected uint64
 	for i := range pubStat {
-		if c.mode == "pairs" {
-			expected += pubStat[i].sent.Load()
+		if c.mode == "pairs" || c.mode == "queue" {
+			expected += pubStat[i].sent.Load() // each message goes to one subscriber
 		} else {
 			expected += pubStat[i].sent.Load() * uint64(c.subs)
 		}
@@ -617,6 +669,12 @@ drain:
 
 	r := &result{Proto: c.proto, Mode: c.mode, Addr: c.addr, QoS: c.qos, GrantedQoS: 2, Pubs: c.pubs, Subs: c.subs,
 		Size: c.size, Rate: c.rate, Sent: sent, Expected: expected, Interrupted: interrupted}
+	if c.proto == "stomp" || c.mode == "mqtt2stomp" {
+		r.Ack, r.Prefetch = c.ack, c.prefetch
+	}
+	if c.proto == "stomp" {
+		r.QoS, r.GrantedQoS, r.Persistent, r.ReceiptEvery = 0, 0, c.persistent, c.receiptEvery
+	}
 	r.PublishSeconds = pubEnd.Sub(pubStart).Seconds()
 	if r.PublishSeconds > 0 {
 		r.SendRate = float64(sent) / r.PublishSeconds
@@ -656,8 +714,8 @@ drain:
 	if r.Received > 0 {
 		r.RecvMBps = r.RecvRate * float64(bytes) / float64(r.Received) / 1e6
 	}
-	if r.QoS > 0 && r.Lost > 0 && !r.Interrupted {
-		errs.add(fmt.Errorf("lost %d messages at QoS %d", r.Lost, r.QoS))
+	if r.reliable() && r.Lost > 0 && !r.Interrupted {
+		errs.add(fmt.Errorf("lost %d messages", r.Lost))
 	}
 	if r.GrantedQoS < r.QoS {
 		log.Warn("broker granted a lower QoS", zap.Int("requested", r.QoS), zap.Int("granted", r.GrantedQoS))
@@ -667,13 +725,31 @@ drain:
 }
 
 func (r *result) print(w io.Writer) {
-	fmt.Fprintf(w, "%s %s  qos %d (granted %d)  pubs %d  subs %d  size %d B  addr %s\n",
-		r.Proto, r.Mode, r.QoS, r.GrantedQoS, r.Pubs, r.Subs, r.Size, r.Addr)
+	fmt.Fprintf(w, "%s %s  ", r.Proto, r.Mode)
+	switch {
+	case r.Mode == "mqtt2stomp":
+		fmt.Fprintf(w, "qos %d  ", r.QoS) // of the publishers; STOMP subscribers have none
+	case r.Proto != "stomp":
+		fmt.Fprintf(w, "qos %d (granted %d)  ", r.QoS, r.GrantedQoS)
+	}
+	if r.Ack != "" {
+		fmt.Fprintf(w, "ack %s  ", r.Ack)
+	}
+	if r.Prefetch > 0 {
+		fmt.Fprintf(w, "prefetch %d  ", r.Prefetch)
+	}
+	if r.Persistent {
+		fmt.Fprint(w, "persistent  ")
+	}
+	if r.ReceiptEvery > 0 {
+		fmt.Fprintf(w, "receipt every %d  ", r.ReceiptEvery)
+	}
+	fmt.Fprintf(w, "pubs %d  subs %d  size %d B  addr %s\n", r.Pubs, r.Subs, r.Size, r.Addr)
 	if r.Interrupted {
 		fmt.Fprintln(w, "  INTERRUPTED: partial results")
 	}
 	fmt.Fprintf(w, "  sent       %d msgs in %.2fs (%.0f msg/s)", r.Sent, r.PublishSeconds, r.SendRate)
-	if r.QoS > 0 {
+	if r.QoS > 0 || r.ReceiptEvery > 0 {
 		fmt.Fprintf(w, ", %d acknowledged", r.Acked)
 	}
 	fmt.Fprintln(w)
