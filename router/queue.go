@@ -1,29 +1,55 @@
 package router
 
 import (
+	"context"
 	"fmt"
+	"hash/maphash"
 	"slices"
+	"sort"
 	"sync"
+	"time"
 )
 
 // DefaultCredit is the unacknowledged-message window of a consumer whose ConsumerOptions.Credit is 0.
 const DefaultCredit = 1000
 
+// MaxStickyGroups bounds the message groups a queue remembers an owner for. Beyond it, a new group's
+// messages go to a consumer chosen by hashing the group name among the current consumers.
+const MaxStickyGroups = 100000
+
 // ConsumerOptions configure one queue consumer.
 type ConsumerOptions struct {
 	// Credit is the most unacknowledged messages the consumer holds at once; 0 means DefaultCredit.
-	// Ignored with AutoAck.
+	// Ignored with AutoAck and for browsers.
 	Credit int
+	// CreditBytes, when positive, also bounds the bytes (bodies and headers) of the unacknowledged
+	// messages; a consumer always gets at least one message. Ignored with AutoAck and for browsers.
+	CreditBytes int64
 	// AutoAck acknowledges a message as soon as the consumer's Sink.Deliver returns true.
 	AutoAck bool
+	// Match, when set, selects the messages this consumer takes; a message it refuses stays in the queue
+	// for other consumers. It runs under the queue's lock and must not call the router.
+	Match func(*Message) bool
+	// Browser makes a non-destructive consumer: it receives (without acknowledging) every message the
+	// queue holds, waiting or in flight, in sequence order, then one Delivery with BrowseEnd set, and
+	// nothing after that.
+	Browser bool
+	// Exclusive: while an exclusive consumer is attached, the earliest attached one receives every
+	// message and the other consumers of the queue none; when it leaves, the next exclusive one takes over.
+	Exclusive bool
+	// FromSeq restricts the consumer to messages whose queue sequence number is at least FromSeq; a
+	// browser starts there. -1 means only messages that arrive after the consumer attaches; 0, every one.
+	FromSeq int64
 }
 
 // qitem is one message held by a queue, waiting or in flight.
 type qitem struct {
 	msg          *Message
-	order        uint64 // arrival number: requeued messages go back in arrival order
+	order        uint64 // queue sequence number: requeued messages go back in sequence order
 	redeliveries uint32
 	size         int64
+	prio         uint8
+	gone         bool // released (acknowledged, dropped, dead-lettered); still listed in queue.all
 }
 
 // queue is one named queue. Everything in it is guarded by mu, which is also held while a consumer's
@@ -31,104 +57,286 @@ type qitem struct {
 type queue struct {
 	r    *Router
 	key  string
+	dest Destination
+	pol  *QueuePolicy // nil: Options defaults
 	mu   sync.Mutex
-	wait deque
+
+	// levels holds the waiting messages by priority, each in sequence order; waiting counts them.
+	levels  [MaxPriority + 1]waitList
+	waiting int
+	// all lists every held message in sequence order, for browsers; released ones stay until compacted.
+	all     []*qitem
+	allGone int
 	// held and heldBytes count every message the queue holds: waiting and in flight (unacked). They are
-	// what Options.MaxQueueMessages and MaxQueueBytes bound.
+	// what the quota bounds.
 	held      int
 	heldBytes int64
-	consumers []*Consumer
-	next      int    // round-robin cursor into consumers
+	maxMsgs   int
+	maxBytes  int64
+
+	consumers []*Consumer // competing consumers in attach order
+	browsers  []*Consumer
+	exclusive int    // exclusive consumers among consumers
+	next      int    // round-robin cursor into the active consumers
 	seq       uint64 // last delivery sequence number
-	arrivals  uint64
+	arrivals  uint64 // last queue sequence number
+	groups    map[string]*Consumer
+	room      chan struct{} // closed when something is released; made by WaitRoom
+	idleTimer *time.Timer   // AutoDeleteAfter countdown
+	idleSince time.Time
 	dead      bool // removed from the router's map; publishers holding it must look again
 }
 
-// Consumer is one competing consumer of a queue.
+// Consumer is one competing (or browsing) consumer of a queue.
 type Consumer struct {
-	q       *queue
-	sub     *Subscription
-	credit  int
-	autoAck bool
-	unacked map[uint64]*qitem
-	blocked bool // its sink reported full; waits for Resume
-	closed  bool
+	q            *queue
+	sub          *Subscription
+	credit       int
+	creditBytes  int64
+	autoAck      bool
+	match        func(*Message) bool
+	browser      bool
+	exclusive    bool
+	fromSeq      uint64
+	cursor       uint64 // browser: the next sequence number to look at
+	browseDone   bool
+	unacked      map[uint64]*qitem
+	unackedBytes int64
+	blocked      bool // its sink reported full; waits for Resume
+	closed       bool
 }
 
 func itemSize(m *Message) int64 {
-	n := int64(len(m.Body) + len(m.ContentType))
+	n := int64(len(m.Body) + len(m.ContentType) + len(m.Group))
 	for _, h := range m.Headers {
 		n += int64(len(h.Name) + len(h.Value))
 	}
 	return n
 }
 
-// enqueueLocked stores m (drop-tail when full) and dispatches. It returns the deliveries made.
-func (q *queue) enqueueLocked(m *Message) (int, error) {
-	o := &q.r.opts
-	size := itemSize(m)
-	if q.held+1 > o.MaxQueueMessages || q.heldBytes+size > o.MaxQueueBytes {
-		return 0, ErrQueueFull
-	}
-	q.arrivals++
-	q.wait.pushBack(&qitem{msg: m, order: q.arrivals, size: size})
-	q.held++
-	q.heldBytes += size
-	return q.dispatchLocked(), nil
+func (q *queue) fullFor(size int64) bool {
+	return q.held+1 > q.maxMsgs || q.heldBytes+size > q.maxBytes
 }
 
+// enqueueLocked stores m, applying the full policy, and dispatches.
+func (q *queue) enqueueLocked(m *Message) PublishResult {
+	var pr PublishResult
+	size := itemSize(m)
+	if q.fullFor(size) {
+		full := FullBlock
+		if q.pol != nil {
+			full = q.pol.Full
+		}
+		switch full {
+		case FullDropTail:
+			q.r.dropped.Add(1)
+			pr.Dropped = 1
+			return pr
+		case FullDropHead:
+			for q.fullFor(size) && q.waiting > 0 {
+				q.evictOldestLocked()
+				pr.Dropped++
+			}
+			if q.fullFor(size) {
+				q.r.dropped.Add(uint64(pr.Dropped) + 1)
+				pr.Dropped++
+				return pr
+			}
+			q.r.dropped.Add(uint64(pr.Dropped))
+		default:
+			pr.Err = ErrQueueFull
+			return pr
+		}
+	}
+	q.stopIdleTimerLocked()
+	q.arrivals++
+	it := &qitem{msg: m, order: q.arrivals, size: size, prio: min(m.Priority, MaxPriority)}
+	q.levels[it.prio].pushBack(it)
+	q.waiting++
+	q.all = append(q.all, it)
+	q.held++
+	q.heldBytes += size
+	pr.Delivered = q.dispatchLocked()
+	return pr
+}
+
+// evictOldestLocked drops the waiting message with the lowest sequence number (FullDropHead).
+func (q *queue) evictOldestLocked() {
+	best := -1
+	for p := range q.levels {
+		w := &q.levels[p]
+		if w.len() > 0 && (best < 0 || w.at(0).order < q.levels[best].at(0).order) {
+			best = p
+		}
+	}
+	it := q.levels[best].at(0)
+	q.levels[best].removeAt(0)
+	q.waiting--
+	q.releaseLocked(it)
+}
+
+// releaseLocked forgets a message for good and wakes publishers waiting for room.
 func (q *queue) releaseLocked(it *qitem) {
 	q.held--
 	q.heldBytes -= it.size
+	it.gone = true
+	q.allGone++
+	if q.allGone > 32 && 2*q.allGone > len(q.all) {
+		q.all = slices.DeleteFunc(q.all, func(it *qitem) bool { return it.gone })
+		q.allGone = 0
+	}
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
+	}
+}
+
+// requeueLocked puts an in-flight message back among the waiting ones, in sequence order, or reports it
+// poisoned when it reached the policy's NakLimit.
+func (q *queue) requeueLocked(it *qitem) (poisoned bool) {
+	it.redeliveries++
+	if q.pol != nil && q.pol.NakLimit > 0 && int(it.redeliveries) >= q.pol.NakLimit {
+		q.releaseLocked(it)
+		return true
+	}
+	q.levels[it.prio].insert(it)
+	q.waiting++
+	return false
 }
 
 func (c *Consumer) readyLocked() bool {
-	return !c.closed && !c.blocked && (c.autoAck || len(c.unacked) < c.credit)
+	if c.closed || c.blocked {
+		return false
+	}
+	if c.autoAck {
+		return true
+	}
+	return len(c.unacked) < c.credit && (c.creditBytes <= 0 || len(c.unacked) == 0 || c.unackedBytes < c.creditBytes)
 }
 
-// dispatchLocked hands waiting messages, in FIFO order, to consumers round-robin among those with credit
-// and room. A message whose consumer's sink is full goes back to the head and that consumer waits for
-// Resume. Expired messages are dropped. It returns the deliveries made.
+func (c *Consumer) accepts(it *qitem) bool {
+	return it.order >= c.fromSeq && (c.match == nil || c.match(it.msg))
+}
+
+// activeLocked returns the consumers that may receive now: the earliest exclusive one if any, else all.
+func (q *queue) activeLocked() []*Consumer {
+	if q.exclusive > 0 {
+		for i, c := range q.consumers {
+			if c.exclusive {
+				return q.consumers[i : i+1]
+			}
+		}
+	}
+	return q.consumers
+}
+
+var groupSeed = maphash.MakeSeed()
+
+// pickLocked chooses the consumer for it among active, or nil if none can take it now. A message of a
+// group goes to the group's owner; if the owner is busy the message waits for it.
+func (q *queue) pickLocked(active []*Consumer, it *qitem) *Consumer {
+	g := it.msg.Group
+	if g != "" {
+		if owner := q.groups[g]; owner != nil && !owner.closed && (q.exclusive == 0 || owner == active[0]) {
+			if owner.accepts(it) {
+				if owner.readyLocked() {
+					return owner
+				}
+				return nil
+			}
+			// The owner's selector refuses this one: anyone else may take it, without becoming the owner.
+			return q.roundRobinLocked(active, it)
+		}
+		if len(q.groups) >= MaxStickyGroups {
+			c := active[maphash.String(groupSeed, g)%uint64(len(active))]
+			if c.readyLocked() && c.accepts(it) {
+				return c
+			}
+			return nil
+		}
+		c := q.roundRobinLocked(active, it)
+		if c != nil {
+			if q.groups == nil {
+				q.groups = make(map[string]*Consumer)
+			}
+			q.groups[g] = c
+		}
+		return c
+	}
+	return q.roundRobinLocked(active, it)
+}
+
+func (q *queue) roundRobinLocked(active []*Consumer, it *qitem) *Consumer {
+	n := len(active)
+	for i := 0; i < n; i++ {
+		x := active[(q.next+i)%n]
+		if x.readyLocked() && x.accepts(it) {
+			q.next = (q.next + i + 1) % n
+			return x
+		}
+	}
+	return nil
+}
+
+func anyReady(cs []*Consumer) bool {
+	for _, c := range cs {
+		if c.readyLocked() {
+			return true
+		}
+	}
+	return false
+}
+
+// dispatchLocked feeds browsers, then hands waiting messages, highest priority first and in sequence
+// order within a priority, to the active consumers round-robin among those with credit and room that
+// accept them. A message no ready consumer accepts stays and later ones are tried; this scan is linear in
+// the waiting messages when selectors or busy group owners hold some back. A message whose consumer's sink
+// is full stays in place and that consumer waits for Resume. Expired messages are dropped. It returns the
+// deliveries made.
 func (q *queue) dispatchLocked() int {
-	delivered := 0
+	delivered := q.browseLocked()
+	active := q.activeLocked()
 	var now int64
-	for q.wait.len() > 0 {
-		var c *Consumer
-		n := len(q.consumers)
-		for i := 0; i < n; i++ {
-			x := q.consumers[(q.next+i)%n]
-			if x.readyLocked() {
-				c = x
-				q.next = (q.next + i + 1) % n
+	for p := MaxPriority; p >= 0 && q.waiting > 0 && len(active) > 0; p-- {
+		w := &q.levels[p]
+		for i := 0; i < w.len(); {
+			if !anyReady(active) {
+				p = -1
 				break
 			}
-		}
-		if c == nil {
-			break
-		}
-		it := q.wait.popFront()
-		if it.msg.Expires != 0 {
-			if now == 0 {
-				now = nowMillis()
+			it := w.at(i)
+			if it.msg.Expires != 0 {
+				if now == 0 {
+					now = nowMillis()
+				}
+				if it.msg.Expires <= now {
+					w.removeAt(i)
+					q.waiting--
+					q.releaseLocked(it)
+					q.r.dropped.Add(1)
+					continue
+				}
 			}
-			if it.msg.Expires <= now {
-				q.releaseLocked(it)
-				q.r.dropped.Add(1)
+			c := q.pickLocked(active, it)
+			if c == nil {
+				i++
 				continue
 			}
-		}
-		q.seq++
-		d := Delivery{Msg: it.msg, Sub: c.sub, Seq: q.seq, Redeliveries: it.redeliveries}
-		if !c.sub.Sink.Deliver(d) {
-			q.wait.pushFront(it)
-			c.blocked = true
-			continue
-		}
-		delivered++
-		if c.autoAck {
-			q.releaseLocked(it)
-		} else {
-			c.unacked[q.seq] = it
+			q.seq++
+			d := Delivery{Msg: it.msg, Sub: c.sub, Seq: q.seq, Redeliveries: it.redeliveries, QueueSeq: it.order}
+			if !c.sub.Sink.Deliver(d) {
+				c.blocked = true
+				continue
+			}
+			w.removeAt(i)
+			q.waiting--
+			delivered++
+			if c.autoAck {
+				q.releaseLocked(it)
+			} else {
+				c.unacked[q.seq] = it
+				c.unackedBytes += it.size
+			}
 		}
 	}
 	if delivered > 0 {
@@ -137,37 +345,125 @@ func (q *queue) dispatchLocked() int {
 	return delivered
 }
 
+// browseLocked delivers to each browser what it has not seen yet, then its end marker.
+func (q *queue) browseLocked() int {
+	delivered := 0
+	var now int64
+	for _, b := range q.browsers {
+		if b.closed || b.blocked || b.browseDone {
+			continue
+		}
+		i := sort.Search(len(q.all), func(i int) bool { return q.all[i].order >= b.cursor })
+		for ; i < len(q.all); i++ {
+			it := q.all[i]
+			if it.gone || !b.accepts(it) {
+				b.cursor = it.order + 1
+				continue
+			}
+			if it.msg.Expires != 0 {
+				if now == 0 {
+					now = nowMillis()
+				}
+				if it.msg.Expires <= now {
+					b.cursor = it.order + 1
+					continue
+				}
+			}
+			if !b.sub.Sink.Deliver(Delivery{Msg: it.msg, Sub: b.sub, Redeliveries: it.redeliveries, QueueSeq: it.order}) {
+				b.blocked = true
+				break
+			}
+			b.cursor = it.order + 1
+			delivered++
+		}
+		if !b.blocked {
+			if b.sub.Sink.Deliver(Delivery{Sub: b.sub, BrowseEnd: true}) {
+				b.browseDone = true
+			} else {
+				b.blocked = true
+			}
+		}
+	}
+	return delivered
+}
+
+// settleLocked removes the delivery seq from c's unacknowledged set.
+func (c *Consumer) settleLocked(seq uint64) (*qitem, bool) {
+	it, ok := c.unacked[seq]
+	if ok {
+		delete(c.unacked, seq)
+		c.unackedBytes -= it.size
+	}
+	return it, ok
+}
+
 // Ack acknowledges the delivery with sequence number seq: the message is gone for good. It reports false
 // for an unknown or already settled seq.
 func (c *Consumer) Ack(seq uint64) bool {
 	q := c.q
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	it, ok := c.unacked[seq]
+	it, ok := c.settleLocked(seq)
 	if !ok {
 		return false
 	}
-	delete(c.unacked, seq)
 	q.releaseLocked(it)
 	q.dispatchLocked()
 	return true
 }
 
-// Nack rejects the delivery with sequence number seq: the message goes back to the head of the queue with
-// Redeliveries+1 and is dispatched again. It reports false for an unknown or already settled seq.
+// Nack rejects the delivery with sequence number seq: the message goes back among the waiting ones in
+// its sequence position (normally the head) with Redeliveries+1 and is dispatched again, unless it
+// reached its policy's NakLimit: then it moves to the policy's dead-letter queue, or is dropped without
+// one. It reports false for an unknown or already settled seq.
 func (c *Consumer) Nack(seq uint64) bool {
 	q := c.q
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	it, ok := c.unacked[seq]
+	it, ok := c.settleLocked(seq)
 	if !ok {
+		q.mu.Unlock()
 		return false
 	}
-	delete(c.unacked, seq)
-	it.redeliveries++
-	q.wait.pushFront(it)
+	var dead []*qitem
+	if q.requeueLocked(it) {
+		dead = append(dead, it)
+	}
 	q.dispatchLocked()
+	q.mu.Unlock()
+	q.deadLetter(dead)
 	return true
+}
+
+// deadLetter moves poisoned messages to the queue's DLQ, or drops them. It runs without the queue's lock:
+// the DLQ is another queue, whose own DLQ may be this one.
+func (q *queue) deadLetter(items []*qitem) {
+	if len(items) == 0 {
+		return
+	}
+	r := q.r
+	r.poisoned.Add(uint64(len(items)))
+	var d Destination
+	ok := q.pol != nil
+	if ok {
+		d, ok = dlqDest(q.pol.DLQ, q.dest.Path)
+	}
+	if ok && d.Kind == q.dest.Kind && slices.Equal(d.Path, q.dest.Path) {
+		ok = false // a queue that is its own DLQ would loop
+	}
+	for _, it := range items {
+		if !ok {
+			r.dropped.Add(1)
+			continue
+		}
+		m := *it.msg
+		m.Dest, m.Origin, m.OriginGram = d, "", nil
+		// The DLQ's own full policy applies; with FullBlock a full DLQ drops the message.
+		if pr := r.Publish(&m); pr.Err != nil {
+			r.dropped.Add(1)
+			continue
+		}
+		r.deadLet.Add(1)
+	}
 }
 
 // Resume tells the queue the consumer's sink has room again after a Deliver returned false, and
@@ -190,9 +486,9 @@ func (c *Consumer) Unacked() int {
 	return len(c.unacked)
 }
 
-// Close detaches the consumer. Its unacknowledged messages go back to the head of the queue in their
-// original arrival order, with Redeliveries+1, and are dispatched to the remaining consumers. Close is
-// idempotent.
+// Close detaches the consumer. Its unacknowledged messages go back among the waiting ones in sequence
+// order, with Redeliveries+1 (those reaching the NakLimit are dead-lettered), and are dispatched to the
+// remaining consumers; the message groups it owned find new owners. Close is idempotent.
 func (c *Consumer) Close() {
 	q := c.q
 	q.mu.Lock()
@@ -201,8 +497,13 @@ func (c *Consumer) Close() {
 		return
 	}
 	c.closed = true
-	if i := slices.Index(q.consumers, c); i >= 0 {
+	if c.browser {
+		q.browsers = slices.DeleteFunc(q.browsers, func(x *Consumer) bool { return x == c })
+	} else if i := slices.Index(q.consumers, c); i >= 0 {
 		q.consumers = slices.Delete(q.consumers, i, i+1)
+		if c.exclusive {
+			q.exclusive--
+		}
 		if q.next > i {
 			q.next--
 		}
@@ -210,76 +511,81 @@ func (c *Consumer) Close() {
 			q.next = 0
 		}
 	}
-	items := make([]*qitem, 0, len(c.unacked))
-	for _, it := range c.unacked {
-		items = append(items, it)
-	}
-	c.unacked = nil
-	// Push the latest arrival first so the earliest ends up at the head.
-	slices.SortFunc(items, func(a, b *qitem) int {
-		switch {
-		case a.order > b.order:
-			return -1
-		case a.order < b.order:
-			return 1
+	for g, owner := range q.groups {
+		if owner == c {
+			delete(q.groups, g)
 		}
-		return 0
-	})
-	for _, it := range items {
-		it.redeliveries++
-		q.wait.pushFront(it)
 	}
+	var dead []*qitem
+	for _, it := range c.unacked {
+		if q.requeueLocked(it) {
+			dead = append(dead, it)
+		}
+	}
+	c.unacked, c.unackedBytes = nil, 0
 	q.dispatchLocked()
-	idle := len(q.consumers) == 0 && q.held == 0
+	idle := q.idleLocked()
 	q.mu.Unlock()
+	q.deadLetter(dead)
 	if idle {
-		q.r.dropIdleQueue(q)
+		q.r.queueIdle(q)
 	}
 }
 
-// deque is a FIFO ring buffer that also takes items back at the head.
-type deque struct {
+func (q *queue) idleLocked() bool {
+	return len(q.consumers) == 0 && len(q.browsers) == 0 && q.held == 0 && !q.dead
+}
+
+func (q *queue) stopIdleTimerLocked() {
+	if q.idleTimer != nil {
+		q.idleTimer.Stop()
+		q.idleTimer = nil
+	}
+}
+
+// waitList is a queue's waiting messages of one priority in sequence order: a slice with a moving head,
+// so that popping the head and putting a requeued message back in front are O(1).
+type waitList struct {
 	buf  []*qitem
 	head int
-	n    int
 }
 
-func (d *deque) len() int { return d.n }
+func (w *waitList) len() int           { return len(w.buf) - w.head }
+func (w *waitList) at(i int) *qitem    { return w.buf[w.head+i] }
+func (w *waitList) pushBack(it *qitem) { w.buf = append(w.buf, it) }
 
-func (d *deque) grow() {
-	nb := make([]*qitem, max(16, 2*len(d.buf)))
-	for i := 0; i < d.n; i++ {
-		nb[i] = d.buf[(d.head+i)%len(d.buf)]
+// insert places it in sequence order.
+func (w *waitList) insert(it *qitem) {
+	items := w.buf[w.head:]
+	i := sort.Search(len(items), func(i int) bool { return items[i].order >= it.order })
+	if i == 0 && w.head > 0 {
+		w.head--
+		w.buf[w.head] = it
+		return
 	}
-	d.buf, d.head = nb, 0
+	w.buf = slices.Insert(w.buf, w.head+i, it)
 }
 
-func (d *deque) pushBack(it *qitem) {
-	if d.n == len(d.buf) {
-		d.grow()
+func (w *waitList) removeAt(i int) {
+	if i == 0 {
+		w.buf[w.head] = nil
+		w.head++
+		switch {
+		case w.head == len(w.buf):
+			if cap(w.buf) > 1024 {
+				w.buf = nil // give back the memory of a drained burst
+			} else {
+				w.buf = w.buf[:0]
+			}
+			w.head = 0
+		case w.head > 1024 && 2*w.head > len(w.buf):
+			n := copy(w.buf, w.buf[w.head:])
+			clear(w.buf[n:])
+			w.buf, w.head = w.buf[:n], 0
+		}
+		return
 	}
-	d.buf[(d.head+d.n)%len(d.buf)] = it
-	d.n++
-}
-
-func (d *deque) pushFront(it *qitem) {
-	if d.n == len(d.buf) {
-		d.grow()
-	}
-	d.head = (d.head - 1 + len(d.buf)) % len(d.buf)
-	d.buf[d.head] = it
-	d.n++
-}
-
-func (d *deque) popFront() *qitem {
-	it := d.buf[d.head]
-	d.buf[d.head] = nil
-	d.head = (d.head + 1) % len(d.buf)
-	d.n--
-	if d.n == 0 && len(d.buf) > 1024 {
-		d.buf, d.head = nil, 0 // give back the memory of a drained burst
-	}
-	return it
+	w.buf = slices.Delete(w.buf, w.head+i, w.head+i+1)
 }
 
 // queueKind reports whether k names a queue-like destination.
@@ -300,7 +606,7 @@ func (r *Router) lockedQueue(d Destination, create bool) *queue {
 			}
 			r.qmu.Lock()
 			if q = r.queues[string(key)]; q == nil {
-				q = &queue{r: r, key: string(key)}
+				q = r.newQueue(string(key), d)
 				r.queues[q.key] = q
 			}
 			r.qmu.Unlock()
@@ -313,21 +619,61 @@ func (r *Router) lockedQueue(d Destination, create bool) *queue {
 	}
 }
 
-// dropIdleQueue forgets q if it still holds nothing and has no consumer, so queues named once do not
-// accumulate. Lock order: router queue map, then the queue.
-func (r *Router) dropIdleQueue(q *queue) {
+func (r *Router) newQueue(key string, d Destination) *queue {
+	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)},
+		maxMsgs: r.opts.MaxQueueMessages, maxBytes: r.opts.MaxQueueBytes}
+	if p := r.queuePolicy(d); p != nil {
+		q.pol = p
+		if p.MaxMessages > 0 {
+			q.maxMsgs = p.MaxMessages
+		}
+		if p.MaxBytes > 0 {
+			q.maxBytes = p.MaxBytes
+		}
+	}
+	return q
+}
+
+// queueIdle is called when q became empty with no consumer: it is forgotten now, or after its policy's
+// AutoDeleteAfter if it stays idle that long.
+func (r *Router) queueIdle(q *queue) {
+	var after time.Duration
+	if q.pol != nil {
+		after = q.pol.AutoDeleteAfter
+	}
+	if after <= 0 {
+		r.dropIdleQueue(q, 0)
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.idleLocked() || r.closed.Load() {
+		return
+	}
+	q.idleSince = time.Now()
+	q.stopIdleTimerLocked()
+	q.idleTimer = time.AfterFunc(after, func() { r.dropIdleQueue(q, after) })
+}
+
+// dropIdleQueue forgets q if it still holds nothing and has no consumer, and has been idle for at least
+// after, so queues named once do not accumulate. Lock order: router queue map, then the queue.
+func (r *Router) dropIdleQueue(q *queue, after time.Duration) {
 	r.qmu.Lock()
 	defer r.qmu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.consumers) == 0 && q.held == 0 && !q.dead && r.queues[q.key] == q {
+	if after > 0 && (q.idleTimer == nil || time.Since(q.idleSince) < after) {
+		return // it was used meanwhile; a later idle period has its own timer
+	}
+	if q.idleLocked() && r.queues[q.key] == q {
 		q.dead = true
+		q.idleTimer = nil
 		delete(r.queues, q.key)
 	}
 }
 
-// Consume attaches a competing consumer to the queue s.Filter names (literal, kind Queue, TempQueue or
-// DurableSub), creating the queue on first use, and dispatches what waits.
+// Consume attaches a consumer to the queue s.Filter names (literal, kind Queue, TempQueue or DurableSub),
+// creating the queue on first use, and dispatches what waits.
 func (r *Router) Consume(s *Subscription, o ConsumerOptions) (*Consumer, error) {
 	if r.closed.Load() {
 		return nil, ErrClosed
@@ -345,13 +691,54 @@ func (r *Router) Consume(s *Subscription, o ConsumerOptions) (*Consumer, error) 
 	if credit <= 0 {
 		credit = DefaultCredit
 	}
-	c := &Consumer{sub: s, credit: credit, autoAck: o.AutoAck, unacked: make(map[uint64]*qitem)}
+	c := &Consumer{sub: s, credit: credit, creditBytes: o.CreditBytes, autoAck: o.AutoAck || o.Browser,
+		match: o.Match, browser: o.Browser, exclusive: o.Exclusive && !o.Browser, unacked: make(map[uint64]*qitem)}
 	q := r.lockedQueue(s.Filter.Destination(), true)
 	c.q = q
-	q.consumers = append(q.consumers, c)
+	q.stopIdleTimerLocked()
+	switch {
+	case o.FromSeq < 0:
+		c.fromSeq = q.arrivals + 1
+	case o.FromSeq > 0:
+		c.fromSeq = uint64(o.FromSeq)
+	}
+	c.cursor = c.fromSeq
+	if c.browser {
+		q.browsers = append(q.browsers, c)
+	} else {
+		q.consumers = append(q.consumers, c)
+		if c.exclusive {
+			q.exclusive++
+		}
+	}
 	q.dispatchLocked()
 	q.mu.Unlock()
 	return c, nil
+}
+
+// WaitRoom waits until the queue d names has released a message since the call (or has room now, or
+// no longer exists), or ctx ends. A publisher refused with ErrQueueFull calls it before retrying; another
+// publisher may take the room first, so it may have to wait again.
+func (r *Router) WaitRoom(ctx context.Context, d Destination) error {
+	q := r.lockedQueue(d, false)
+	if q == nil {
+		return nil
+	}
+	if q.held < q.maxMsgs && q.heldBytes < q.maxBytes {
+		q.mu.Unlock()
+		return nil
+	}
+	if q.room == nil {
+		q.room = make(chan struct{})
+	}
+	ch := q.room
+	q.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // QueueDepth returns the number of messages waiting (not in flight) in the queue of kind Queue at path;
@@ -367,7 +754,18 @@ func (r *Router) QueueDepthOf(d Destination) int {
 		return 0
 	}
 	defer q.mu.Unlock()
-	return q.wait.len()
+	return q.waiting
+}
+
+// HasQueue reports whether the router currently keeps a queue for d (in use, holding messages, or idle
+// within its AutoDeleteAfter).
+func (r *Router) HasQueue(d Destination) bool {
+	q := r.lockedQueue(d, false)
+	if q == nil {
+		return false
+	}
+	q.mu.Unlock()
+	return true
 }
 
 // DeleteQueue removes the queue d names, with everything it holds, waiting or in flight; its consumers
@@ -386,13 +784,19 @@ func (r *Router) DeleteQueue(d Destination) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.dead = true
+	q.stopIdleTimerLocked()
 	n := q.held
-	for _, c := range q.consumers {
+	for _, c := range slices.Concat(q.consumers, q.browsers) {
 		c.closed = true
 		c.unacked = nil
 	}
-	q.consumers = nil
-	q.wait = deque{}
+	q.consumers, q.browsers, q.groups = nil, nil, nil
+	q.levels = [MaxPriority + 1]waitList{}
+	q.all, q.allGone, q.waiting = nil, 0, 0
 	q.held, q.heldBytes = 0, 0
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
+	}
 	return n
 }

@@ -2,8 +2,10 @@ package router
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Options configure a Router. The zero value gives the defaults.
@@ -16,6 +18,14 @@ type Options struct {
 	// MaxQueueBytes bounds the bytes (bodies and headers) one queue holds, waiting plus unacknowledged.
 	// 0 means 64 MiB. Same full policy as MaxQueueMessages.
 	MaxQueueBytes int64
+	// QueuePolicies configure queues by destination pattern; the first match applies (see QueuePolicy).
+	// A policy whose filter does not validate is ignored.
+	QueuePolicies []QueuePolicy
+	// TopicPolicies configure topics by destination pattern; the first match applies (see TopicPolicy).
+	TopicPolicies []TopicPolicy
+	// SlowConsumerWait bounds how long Publish waits for one refusing sink of a topic whose policy is
+	// SlowBlock. 0 means 1s.
+	SlowConsumerWait time.Duration
 }
 
 // Defaults applied by New to zero Options fields.
@@ -23,6 +33,7 @@ const (
 	DefaultCacheSize        = 4096
 	DefaultMaxQueueMessages = 100000
 	DefaultMaxQueueBytes    = 64 << 20
+	DefaultSlowConsumerWait = time.Second
 )
 
 // Router routes messages inside one virtual host: topic fan-out through the subscription trie, retained
@@ -40,6 +51,8 @@ type Router struct {
 	delivered atomic.Uint64
 	dropped   atomic.Uint64
 	full      atomic.Uint64
+	deadLet   atomic.Uint64
+	poisoned  atomic.Uint64
 	closed    atomic.Bool
 }
 
@@ -54,6 +67,26 @@ func New(o Options) *Router {
 	if o.MaxQueueBytes <= 0 {
 		o.MaxQueueBytes = DefaultMaxQueueBytes
 	}
+	if o.SlowConsumerWait <= 0 {
+		o.SlowConsumerWait = DefaultSlowConsumerWait
+	}
+	// Own copies, compiled; a policy that does not validate would match wrongly, so it is left out.
+	var qps []QueuePolicy
+	for _, p := range o.QueuePolicies {
+		p.Filter.Segs = slices.Clone(p.Filter.Segs)
+		p.DLQ = slices.Clone(p.DLQ)
+		if checkFilter(&p.Filter) == nil {
+			qps = append(qps, p)
+		}
+	}
+	var tps []TopicPolicy
+	for _, p := range o.TopicPolicies {
+		p.Filter.Segs = slices.Clone(p.Filter.Segs)
+		if checkFilter(&p.Filter) == nil {
+			tps = append(tps, p)
+		}
+	}
+	o.QueuePolicies, o.TopicPolicies = qps, tps
 	return &Router{
 		opts:     o,
 		topics:   newTrie(o.CacheSize),
@@ -131,7 +164,8 @@ type PublishResult struct {
 	// Delivered counts the sinks that accepted a delivery during this call (for a queue: deliveries made
 	// by the dispatch this call ran, which may include earlier waiting messages).
 	Delivered int
-	// Dropped counts topic subscriptions (or share groups) whose sinks were all full.
+	// Dropped counts topic subscriptions (or share groups) whose sinks were all full; for a queue, the
+	// messages its full policy dropped (the new one for FullDropTail, the evicted ones for FullDropHead).
 	Dropped int
 	// Err is ErrQueueFull when a queue had no room (the message was not stored), ErrClosed after Close,
 	// or ErrInvalidName for a destination with no path.
@@ -145,8 +179,9 @@ type PublishResult struct {
 // not block), and a false return counts as a drop.
 //
 // Queue, TempQueue and DurableSub: the message is appended to the named queue (created on first use) and
-// dispatched to a consumer with credit. A full queue rejects it with ErrQueueFull (drop-tail); the caller
-// decides what to tell the publisher.
+// dispatched to a consumer with credit. A full queue applies its policy's FullPolicy: FullBlock (the
+// default) rejects it with ErrQueueFull and the caller decides what to tell the publisher (it may WaitRoom
+// and retry); the drop policies drop a message and report it in Dropped.
 func (r *Router) Publish(m *Message) PublishResult {
 	if r.closed.Load() {
 		return PublishResult{Err: ErrClosed}
@@ -160,12 +195,16 @@ func (r *Router) Publish(m *Message) PublishResult {
 	r.published.Add(1)
 	if queueKind(m.Dest.Kind) {
 		q := r.lockedQueue(m.Dest, true)
-		n, err := q.enqueueLocked(m)
+		pr := q.enqueueLocked(m)
+		idle := q.idleLocked() // a drop policy may have stored nothing in a queue made for this call
 		q.mu.Unlock()
-		if err != nil {
+		if idle {
+			r.queueIdle(q)
+		}
+		if pr.Err != nil {
 			r.full.Add(1)
 		}
-		return PublishResult{Delivered: n, Err: err}
+		return pr
 	}
 	ri, ok := rootIndex(m.Dest.Kind)
 	if !ok {
@@ -183,16 +222,17 @@ func (r *Router) Publish(m *Message) PublishResult {
 	res := r.topics.match(ri, m.Dest.Path)
 	var pr PublishResult
 	d := Delivery{Msg: m}
+	block := 0 // 1: the topic's policy blocks on slow consumers, -1: it does not, 0: not looked up yet
 	for _, s := range res.Subs {
 		d.Sub = s
-		if s.Sink.Deliver(d) {
+		if s.Sink.Deliver(d) || r.retryBlocked(&block, s.Sink, d) {
 			pr.Delivered++
 		} else {
 			pr.Dropped++
 		}
 	}
 	for _, g := range res.Groups {
-		if g.deliver(d) {
+		if g.deliver(d) || r.retryBlocked(&block, groupSink{g}, d) {
 			pr.Delivered++
 		} else {
 			pr.Dropped++
@@ -207,14 +247,53 @@ func (r *Router) Publish(m *Message) PublishResult {
 	return pr
 }
 
+// retryBlocked retries a refused topic delivery with backoff for up to SlowConsumerWait when the topic's
+// policy is SlowBlock; *block caches the policy lookup for one Publish. No lock is held while waiting.
+func (r *Router) retryBlocked(block *int, sink Sink, d Delivery) bool {
+	if len(r.opts.TopicPolicies) == 0 {
+		return false
+	}
+	if *block == 0 {
+		*block = -1
+		if r.slowBlocks(d.Msg.Dest) {
+			*block = 1
+		}
+	}
+	if *block < 0 {
+		return false
+	}
+	deadline := time.Now().Add(r.opts.SlowConsumerWait)
+	wait := 100 * time.Microsecond
+	for !r.closed.Load() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		time.Sleep(min(wait, left))
+		if sink.Deliver(d) {
+			return true
+		}
+		wait = min(2*wait, 20*time.Millisecond)
+	}
+	return false
+}
+
+// groupSink delivers to a share group, for retryBlocked.
+type groupSink struct{ g *ShareGroup }
+
+func (s groupSink) Deliver(d Delivery) bool { return s.g.deliver(d) }
+
 // Stats are the router's counters and sizes.
 type Stats struct {
 	Published, Delivered, Dropped uint64
 	QueueFull                     uint64 // publishes rejected with ErrQueueFull
-	Subscriptions                 int    // topic subscriptions
-	Retained                      int    // retained messages
-	Queues                        int    // queues in use
-	CachedTopics                  int    // entries in the match cache
+	// Poisoned counts queue messages that reached their policy's NakLimit; DeadLettered counts those
+	// moved to a dead-letter queue (the others were dropped and are in Dropped too).
+	Poisoned, DeadLettered uint64
+	Subscriptions          int // topic subscriptions
+	Retained               int // retained messages
+	Queues                 int // queues in use
+	CachedTopics           int // entries in the match cache
 }
 
 // Stats returns a snapshot of the counters.
@@ -224,7 +303,10 @@ func (r *Router) Stats() Stats {
 		Delivered: r.delivered.Load(),
 		Dropped:   r.dropped.Load(),
 		QueueFull: r.full.Load(),
-		Retained:  r.retained.len(),
+		Poisoned:  r.poisoned.Load(),
+
+		DeadLettered: r.deadLet.Load(),
+		Retained:     r.retained.len(),
 	}
 	r.topics.mu.RLock()
 	s.Subscriptions = r.topics.count
@@ -242,4 +324,11 @@ func (r *Router) Stats() Stats {
 // so has none to stop; existing consumers may still Ack, Nack and Close.
 func (r *Router) Close() {
 	r.closed.Store(true)
+	r.qmu.RLock()
+	defer r.qmu.RUnlock()
+	for _, q := range r.queues {
+		q.mu.Lock()
+		q.stopIdleTimerLocked()
+		q.mu.Unlock()
+	}
 }

@@ -89,6 +89,12 @@ type Message struct {
 	Expires     int64 // Unix milliseconds; 0 = never
 	ContentType string
 	Headers     []Header
+	// Priority orders a queue: higher first, FIFO within a priority; 0 (lowest) to MaxPriority, larger
+	// values count as MaxPriority. Topics ignore it.
+	Priority uint8
+	// Group names a message group: while the consumer that received a group's first message lives, the
+	// queue gives it every message of that group. "" = no group.
+	Group string
 	// Origin is the name exactly as the publisher wrote it, with the grammar it was parsed by, so a
 	// subscriber that uses the same grammar renders it without allocating.
 	Origin     string
@@ -105,6 +111,12 @@ type Delivery struct {
 	Redeliveries uint32
 	// Retained is set when the message is a retained one sent because the subscription is new.
 	Retained bool
+	// QueueSeq is the message's sequence number in its queue, assigned on arrival and kept across
+	// redeliveries; zero for topic deliveries. ConsumerOptions.FromSeq refers to it.
+	QueueSeq uint64
+	// BrowseEnd marks the delivery that tells a browser consumer it has seen every message the queue
+	// held; Msg is nil in it and only browser consumers receive one.
+	BrowseEnd bool
 }
 
 // Sink receives matched messages. Deliver must not block: it enqueues into the subscriber's bounded
