@@ -1,12 +1,122 @@
 package virtualhost
 
 import (
+	"fmt"
+
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/router"
 )
 
-// routerOptions derives the router options of host c from its configuration, on top of o.
+// routerOptions derives the router options of host c from its configuration, on top of o: the host's
+// queue and topic policies, in configuration order (the router applies the first match). A policy whose
+// pattern does not parse is left out; conf validation reports it.
 func routerOptions(c conf.VirtualHost, o router.Options) router.Options {
-	_ = c
+	qs, ts, _ := policies(c)
+	o.QueuePolicies = append(qs, o.QueuePolicies...)
+	o.TopicPolicies = append(ts, o.TopicPolicies...)
 	return o
+}
+
+// policyGrammar parses policy patterns: the STOMP default grammar, where a name without a prefix is of
+// the kind the block is about.
+func policyGrammar(k router.Kind) (*router.Grammar, error) {
+	gc := router.STOMPGrammarConfig()
+	gc.RequirePrefix = false
+	gc.DefaultKind = k
+	return router.NewGrammar(gc)
+}
+
+// policies converts the queue and topic blocks of c. The error lists the first pattern that does not
+// parse; the others are still converted.
+func policies(c conf.VirtualHost) ([]router.QueuePolicy, []router.TopicPolicy, error) {
+	var firstErr error
+	keep := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	qg, err := policyGrammar(router.Queue)
+	if err != nil {
+		return nil, nil, err
+	}
+	tg, err := policyGrammar(router.Topic)
+	if err != nil {
+		return nil, nil, err
+	}
+	var qs []router.QueuePolicy
+	for _, p := range c.Queues {
+		f, err := qg.ParseFilter(p.Pattern)
+		if err != nil {
+			keep(fmt.Errorf("virtualhost %s: queue %q: %w", c.Name, p.Pattern, err))
+			continue
+		}
+		rp := router.QueuePolicy{
+			Filter:          f,
+			NakLimit:        p.NakLimit,
+			MaxMessages:     p.QuotaMessages,
+			MaxBytes:        p.Quota,
+			AutoDeleteAfter: p.AutoDeleteAfter,
+		}
+		switch p.FullPolicy {
+		case conf.FullDropHead:
+			rp.Full = router.FullDropHead
+		case conf.FullDropTail:
+			rp.Full = router.FullDropTail
+		default:
+			rp.Full = router.FullBlock
+		}
+		if p.DLQ != "" {
+			dlq, err := dlqTemplate(qg, p.DLQ)
+			if err != nil {
+				keep(fmt.Errorf("virtualhost %s: queue %q: dlq: %w", c.Name, p.Pattern, err))
+				continue
+			}
+			rp.DLQ = dlq
+		}
+		qs = append(qs, rp)
+	}
+	var ts []router.TopicPolicy
+	for _, p := range c.Topics {
+		f, err := tg.ParseFilter(p.Pattern)
+		if err != nil {
+			keep(fmt.Errorf("virtualhost %s: topic %q: %w", c.Name, p.Pattern, err))
+			continue
+		}
+		tp := router.TopicPolicy{Filter: f, SlowConsumer: router.SlowQueue}
+		if p.SlowConsumerPolicy == conf.SlowBlock {
+			tp.SlowConsumer = router.SlowBlock
+		}
+		ts = append(ts, tp)
+	}
+	return qs, ts, firstErr
+}
+
+// dlqTemplate turns a dlq name ("dlq.*") into the router's path template: a "*" segment stands for the
+// name of the queue the message comes from.
+func dlqTemplate(g *router.Grammar, name string) ([]string, error) {
+	f, err := g.ParseFilter(name)
+	if err != nil {
+		return nil, err
+	}
+	if f.Kind != router.Queue {
+		return nil, fmt.Errorf("%q is not a queue", name)
+	}
+	out := make([]string, len(f.Segs))
+	for i, s := range f.Segs {
+		switch s.Kind {
+		case router.SegLiteral:
+			out[i] = s.Text
+		case router.SegOne:
+			out[i] = "*"
+		default:
+			return nil, fmt.Errorf("%q: only whole-segment \"*\" may stand for the queue's name", name)
+		}
+	}
+	return out, nil
+}
+
+// CheckPolicies reports the first queue or topic pattern (or dlq name) of c that does not parse.
+func CheckPolicies(c conf.VirtualHost) error {
+	_, _, err := policies(c)
+	return err
 }

@@ -1,0 +1,74 @@
+package virtualhost
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/router"
+)
+
+type sink struct{ got []router.Delivery }
+
+func (s *sink) Deliver(d router.Delivery) bool { s.got = append(s.got, d); return true }
+
+func queueDest(path ...string) router.Destination { return router.Destination{Kind: router.Queue, Path: path} }
+
+func TestRouterOptionsQueuePolicies(t *testing.T) {
+	c := conf.VirtualHost{Name: "h", Queues: []conf.QueuePolicy{
+		{Pattern: "orders.**", NakLimit: 1, DLQ: "dlq.*", QuotaMessages: 5},
+		{Pattern: "orders.special", QuotaMessages: 1}, // shadowed: the first match wins
+		{Pattern: "small", QuotaMessages: 1, FullPolicy: conf.FullDropTail},
+		{Pattern: "head", QuotaMessages: 1, FullPolicy: conf.FullDropHead, AutoDeleteAfter: time.Minute},
+		{Pattern: "bad.{(}"},
+	}, Topics: []conf.TopicPolicy{{Pattern: "slow.*", SlowConsumerPolicy: conf.SlowBlock}, {Pattern: "x"}}}
+	o := routerOptions(c, router.Options{})
+	if len(o.QueuePolicies) != 4 || len(o.TopicPolicies) != 2 {
+		t.Fatalf("policies %d/%d", len(o.QueuePolicies), len(o.TopicPolicies))
+	}
+	if err := CheckPolicies(c); err == nil {
+		t.Fatal("CheckPolicies accepted a bad pattern")
+	}
+	p := o.QueuePolicies[0]
+	if p.NakLimit != 1 || !slices.Equal(p.DLQ, []string{"dlq", "*"}) || p.MaxMessages != 5 || p.Full != router.FullBlock {
+		t.Fatalf("orders policy %+v", p)
+	}
+	if o.QueuePolicies[2].Full != router.FullDropTail || o.QueuePolicies[3].Full != router.FullDropHead ||
+		o.QueuePolicies[3].AutoDeleteAfter != time.Minute {
+		t.Fatalf("full policies %+v %+v", o.QueuePolicies[2], o.QueuePolicies[3])
+	}
+	if o.TopicPolicies[0].SlowConsumer != router.SlowBlock || o.TopicPolicies[1].SlowConsumer != router.SlowQueue {
+		t.Fatalf("topic policies %+v", o.TopicPolicies)
+	}
+
+	// Through a host's router: orders.special gets the orders.** policy (quota 5, nak_limit 1, dlq).
+	h := New(c, router.Options{})
+	defer h.Close()
+	rt := h.Router
+	for i := 0; i < 5; i++ {
+		if pr := rt.Publish(&router.Message{Dest: queueDest("orders", "special"), Body: []byte("m")}); pr.Err != nil {
+			t.Fatalf("publish %d: %v", i, pr.Err)
+		}
+	}
+	if pr := rt.Publish(&router.Message{Dest: queueDest("orders", "special")}); !errors.Is(pr.Err, router.ErrQueueFull) {
+		t.Fatalf("6th publish: %+v", pr)
+	}
+	s := &sink{}
+	cons, err := rt.Consume(&router.Subscription{Filter: router.Filter{Kind: router.Queue,
+		Segs: []router.Seg{{Text: "orders"}, {Text: "special"}}}, Sink: s}, router.ConsumerOptions{Credit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons.Nack(s.got[0].Seq)
+	if d := rt.QueueDepthOf(queueDest("dlq", "orders", "special")); d != 1 {
+		t.Fatalf("dlq depth %d", d)
+	}
+	if pr := rt.Publish(&router.Message{Dest: queueDest("small")}); pr.Err != nil {
+		t.Fatal(pr.Err)
+	}
+	if pr := rt.Publish(&router.Message{Dest: queueDest("small")}); pr.Err != nil || pr.Dropped != 1 {
+		t.Fatalf("drop_tail: %+v", pr)
+	}
+}
