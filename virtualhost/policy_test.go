@@ -14,7 +14,9 @@ type sink struct{ got []router.Delivery }
 
 func (s *sink) Deliver(d router.Delivery) bool { s.got = append(s.got, d); return true }
 
-func queueDest(path ...string) router.Destination { return router.Destination{Kind: router.Queue, Path: path} }
+func queueDest(path ...string) router.Destination {
+	return router.Destination{Kind: router.Queue, Path: path}
+}
 
 func TestRouterOptionsQueuePolicies(t *testing.T) {
 	c := conf.VirtualHost{Name: "h", Queues: []conf.QueuePolicy{
