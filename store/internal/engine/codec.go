@@ -1,0 +1,329 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/lyremq/lyre/store"
+)
+
+// Key prefixes; the package doc of store documents the layout.
+const (
+	pVersion   = 'v'
+	pMessage   = 'm'
+	pRefcount  = 'c'
+	pQueue     = 'q'
+	pDurable   = 'd'
+	pSession   = 's'
+	pEntry     = 'e'
+	pInflight  = 'i'
+	pInbound   = 'p'
+	pRetained  = 'r'
+	pExpiry    = 'x'
+	keyVersion = "v"
+)
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendU64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
+
+func keyMessage(id uint64) []byte  { return appendU64([]byte{pMessage}, id) }
+func keyRefcount(id uint64) []byte { return appendU64([]byte{pRefcount}, id) }
+func keyQueue(name string) []byte  { return appendStr([]byte{pQueue}, name) }
+func keyDurable(id string) []byte  { return appendStr([]byte{pDurable}, id) }
+func keySession(cid string) []byte { return appendStr([]byte{pSession}, cid) }
+func keyRetained(t string) []byte  { return appendStr([]byte{pRetained}, t) }
+
+func prefixList(l store.List, owner string) []byte {
+	return appendStr([]byte{pEntry, byte(l)}, owner)
+}
+
+func keyEntry(l store.List, owner string, seq uint64) []byte {
+	return appendU64(prefixList(l, owner), seq)
+}
+
+func keyInflight(cid string, pid uint16) []byte {
+	return binary.BigEndian.AppendUint16(appendStr([]byte{pInflight}, cid), pid)
+}
+
+func keyInbound(cid string, pid uint16) []byte {
+	return binary.BigEndian.AppendUint16(appendStr([]byte{pInbound}, cid), pid)
+}
+
+func keyExpiry(expires int64, entryKey []byte) []byte {
+	return append(appendU64([]byte{pExpiry}, uint64(expires)), entryKey...)
+}
+
+// dec reads the encodings below; the first error sticks and later reads return zero values.
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) fail() {
+	if d.err == nil {
+		d.err = store.ErrCorrupt
+	}
+	d.b = nil
+}
+
+func (d *dec) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) byte() byte {
+	if len(d.b) < 1 {
+		d.fail()
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *dec) fixed(n int) []byte {
+	if len(d.b) < n {
+		d.fail()
+		return nil
+	}
+	p := d.b[:n]
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *dec) str() string {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return ""
+	}
+	return string(d.fixed(int(n)))
+}
+
+func (d *dec) u64() uint64 {
+	p := d.fixed(8)
+	if p == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint64(p)
+}
+
+func (d *dec) u16() uint16 {
+	p := d.fixed(2)
+	if p == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint16(p)
+}
+
+func (d *dec) end(what string) error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = store.ErrCorrupt
+	}
+	if d.err != nil {
+		return fmt.Errorf("%w: %s", d.err, what)
+	}
+	return nil
+}
+
+const (
+	flagPersistent = 1 << 0
+	flagRetain     = 1 << 1
+)
+
+func encodeMessage(m *store.Message) []byte {
+	n := 32 + len(m.Origin) + len(m.ContentType) + len(m.Body)
+	for _, s := range m.DestPath {
+		n += len(s) + 2
+	}
+	for _, h := range m.Headers {
+		n += len(h.Name) + len(h.Value) + 4
+	}
+	b := make([]byte, 0, n)
+	var flags byte
+	if m.Persistent {
+		flags |= flagPersistent
+	}
+	if m.Retain {
+		flags |= flagRetain
+	}
+	b = append(b, flags, m.QoS, m.Priority, m.DestKind)
+	b = binary.AppendVarint(b, m.Expires)
+	b = binary.AppendUvarint(b, uint64(len(m.DestPath)))
+	for _, s := range m.DestPath {
+		b = appendStr(b, s)
+	}
+	b = appendStr(b, m.Origin)
+	b = appendStr(b, m.ContentType)
+	b = binary.AppendUvarint(b, uint64(len(m.Headers)))
+	for _, h := range m.Headers {
+		b = appendStr(appendStr(b, h.Name), h.Value)
+	}
+	return append(b, m.Body...)
+}
+
+// decodeMessage decodes v, which it may keep (the body aliases it).
+func decodeMessage(id uint64, v []byte) (*store.Message, error) {
+	d := dec{b: v}
+	m := &store.Message{ID: id}
+	flags := d.byte()
+	m.Persistent = flags&flagPersistent != 0
+	m.Retain = flags&flagRetain != 0
+	m.QoS = d.byte()
+	m.Priority = d.byte()
+	m.DestKind = d.byte()
+	m.Expires = d.varint()
+	if n := d.uvarint(); n > 0 && n <= uint64(len(d.b)) {
+		m.DestPath = make([]string, n)
+		for i := range m.DestPath {
+			m.DestPath[i] = d.str()
+		}
+	} else if n > 0 {
+		d.fail()
+	}
+	m.Origin = d.str()
+	m.ContentType = d.str()
+	if n := d.uvarint(); n > 0 && n <= uint64(len(d.b)) {
+		m.Headers = make([]store.Header, n)
+		for i := range m.Headers {
+			m.Headers[i] = store.Header{Name: d.str(), Value: d.str()}
+		}
+	} else if n > 0 {
+		d.fail()
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: message %d", d.err, id)
+	}
+	if len(d.b) > 0 {
+		m.Body = d.b
+	}
+	return m, nil
+}
+
+// entryVal is a list entry's value; Expires is a copy of the message's, for the expiry index.
+type entryVal struct {
+	MsgID        uint64
+	Redeliveries uint32
+	QoS          uint8
+	Expires      int64
+}
+
+func encodeEntry(e entryVal) []byte {
+	b := make([]byte, 0, 24)
+	b = binary.AppendUvarint(b, e.MsgID)
+	b = binary.AppendUvarint(b, uint64(e.Redeliveries))
+	b = append(b, e.QoS)
+	return binary.AppendVarint(b, e.Expires)
+}
+
+func decodeEntry(v []byte) (entryVal, error) {
+	d := dec{b: v}
+	e := entryVal{MsgID: d.uvarint(), Redeliveries: uint32(d.uvarint()), QoS: d.byte(), Expires: d.varint()}
+	return e, d.end("entry")
+}
+
+// parseEntryKey splits an entry key into its reference.
+func parseEntryKey(k []byte) (store.Ref, error) {
+	if len(k) < 2 || k[0] != pEntry {
+		return store.Ref{}, fmt.Errorf("%w: entry key", store.ErrCorrupt)
+	}
+	d := dec{b: k[2:]}
+	r := store.Ref{List: store.List(k[1]), Owner: d.str(), Seq: d.u64()}
+	return r, d.end("entry key")
+}
+
+// parseOwnerKey reads the length-prefixed owner after a prefix of n bytes and returns it with the rest.
+func parseOwnerKey(k []byte, n int) (string, []byte, error) {
+	if len(k) < n {
+		return "", nil, fmt.Errorf("%w: key", store.ErrCorrupt)
+	}
+	d := dec{b: k[n:]}
+	s := d.str()
+	if d.err != nil {
+		return "", nil, fmt.Errorf("%w: key", d.err)
+	}
+	return s, d.b, nil
+}
+
+func encodeUvarint(v uint64) []byte { return binary.AppendUvarint(nil, v) }
+
+func decodeUvarint(v []byte, what string) (uint64, error) {
+	d := dec{b: v}
+	n := d.uvarint()
+	return n, d.end(what)
+}
+
+func encodeDurable(s store.DurableSub) []byte {
+	return appendStr(appendStr(nil, s.Filter), s.Selector)
+}
+
+func decodeDurable(id string, v []byte) (store.DurableSub, error) {
+	d := dec{b: v}
+	s := store.DurableSub{ID: id, Filter: d.str(), Selector: d.str()}
+	return s, d.end("durable subscription")
+}
+
+func encodeSession(s store.Session) []byte {
+	b := []byte{s.ProtocolVersion}
+	b = binary.AppendUvarint(b, uint64(s.ExpiryInterval))
+	b = binary.AppendVarint(b, s.DisconnectedAt)
+	b = binary.AppendUvarint(b, uint64(len(s.Subscriptions)))
+	for _, sub := range s.Subscriptions {
+		b = appendStr(b, sub.Filter)
+		b = append(b, sub.QoS, sub.Options)
+		b = binary.AppendUvarint(b, uint64(sub.Identifier))
+	}
+	return b
+}
+
+func decodeSession(cid string, v []byte) (store.Session, error) {
+	d := dec{b: v}
+	s := store.Session{ClientID: cid, ProtocolVersion: d.byte(), ExpiryInterval: uint32(d.uvarint()),
+		DisconnectedAt: d.varint()}
+	if n := d.uvarint(); n > 0 && n <= uint64(len(d.b)) {
+		s.Subscriptions = make([]store.Subscription, n)
+		for i := range s.Subscriptions {
+			s.Subscriptions[i] = store.Subscription{Filter: d.str(), QoS: d.byte(), Options: d.byte(),
+				Identifier: uint32(d.uvarint())}
+		}
+	} else if n > 0 {
+		d.fail()
+	}
+	return s, d.end("session")
+}
+
+// inflightVal is an in-flight record's value; MsgID is 0 in the release state.
+type inflightVal struct {
+	State store.InflightState
+	QoS   uint8
+	MsgID uint64
+}
+
+func encodeInflight(v inflightVal) []byte {
+	return binary.AppendUvarint([]byte{byte(v.State), v.QoS}, v.MsgID)
+}
+
+func decodeInflight(v []byte) (inflightVal, error) {
+	d := dec{b: v}
+	f := inflightVal{State: store.InflightState(d.byte()), QoS: d.byte(), MsgID: d.uvarint()}
+	return f, d.end("inflight")
+}

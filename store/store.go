@@ -1,0 +1,231 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by stores. Implementations wrap them with context; test with errors.Is.
+var (
+	ErrClosed       = errors.New("store: closed")
+	ErrLocked       = errors.New("store: directory in use by another process")
+	ErrVersion      = errors.New("store: unsupported format version")
+	ErrInvalidOp    = errors.New("store: invalid operation")
+	ErrBatchTooBig  = errors.New("store: commit too big for one transaction")
+	ErrCorrupt      = errors.New("store: corrupt record")
+	ErrNotEmptyDest = errors.New("store: import into a store that is not empty")
+)
+
+// FormatVersion is the on-disk format this build reads and writes (the value of the version key).
+const FormatVersion = 1
+
+// Store is the durable state of one virtual host. It is safe for concurrent use.
+//
+// Writes go through Commit: the ops of one call are applied atomically (all or none) and the caller learns
+// when they are durable. Concurrent commits are coalesced into one transaction and one sync (group commit).
+// Reads see only committed state, never a batch in progress.
+type Store interface {
+	// Commit queues ops as one atomic unit and returns a channel (buffered, one value) that receives nil
+	// once they are durable, or the error that prevented it (then none of them is applied). The ops and
+	// the messages they point to must not be modified until then.
+	Commit(ops ...Op) <-chan error
+	// CommitFunc is Commit with a callback instead of a channel. done is called exactly once, on the
+	// store's commit goroutine (or on the caller's, for an invalid op or a closed store); it must not block.
+	CommitFunc(done func(error), ops ...Op)
+
+	// Entries returns up to limit entries of one list with Seq >= from, in ascending Seq, messages
+	// loaded. It is how a backlog is read in windows, so that it stays on disk.
+	Entries(list List, owner string, from uint64, limit int) ([]Entry, error)
+	// Recover visits everything stored, for the broker's startup: queues, durable subscriptions, sessions
+	// and retained messages, each kind in key order. List contents are summarised (ListInfo), not loaded.
+	Recover(v Visitor) (Counts, error)
+	// RemoveExpired deletes up to limit list entries whose message expired at or before now (Unix ms)
+	// and returns their references. It commits through the group committer like any write.
+	RemoveExpired(now int64, limit int) ([]Ref, error)
+
+	// Stats returns the store's counters.
+	Stats() Stats
+	// Close flushes queued commits, stops background work and releases the store. Commits after Close
+	// fail with ErrClosed.
+	Close() error
+}
+
+// List names a kind of ordered list of message references.
+type List uint8
+
+// Lists.
+const (
+	ListQueue      List = 1 // a queue or dead-letter queue; owner = queue name
+	ListDurableSub List = 2 // a durable subscription's backlog; owner = subscription id
+	ListSession    List = 3 // an MQTT session's queued (not yet sent) messages; owner = client id
+)
+
+func (l List) String() string {
+	switch l {
+	case ListQueue:
+		return "queue"
+	case ListDurableSub:
+		return "dsub"
+	case ListSession:
+		return "session"
+	}
+	return fmt.Sprintf("list(%d)", uint8(l))
+}
+
+func (l List) valid() bool { return l >= ListQueue && l <= ListSession }
+
+// Header is one application header (STOMP header, MQTT 5 user property).
+type Header struct {
+	Name, Value string
+}
+
+// Message is a stored message body with its attributes. It is written once however many entries
+// reference it, and deleted when the last reference goes (see the package doc).
+type Message struct {
+	// ID identifies the message in this store; non-zero. References to one message carry the same ID.
+	// After a restart, allocate new IDs above Counts.MaxMessageID.
+	ID uint64
+	// DestKind and DestPath are the destination it was published to (the router's kind, opaque here).
+	DestKind uint8
+	DestPath []string
+	// Origin is the name as the publisher wrote it ("" when unknown).
+	Origin      string
+	QoS         uint8
+	Persistent  bool
+	Retain      bool
+	Priority    uint8
+	Expires     int64 // Unix milliseconds; 0 = never
+	ContentType string
+	Headers     []Header
+	Body        []byte
+}
+
+// Entry is one message reference in a list.
+type Entry struct {
+	List  List
+	Owner string
+	// Seq orders the list; the caller assigns it (ListInfo.Last+1 after a restart).
+	Seq          uint64
+	Redeliveries uint32
+	// QoS is the delivery QoS for session entries (min of publish and granted QoS); 0 elsewhere.
+	QoS uint8
+	Msg *Message
+}
+
+// Ref returns the entry's reference.
+func (e *Entry) Ref() Ref { return Ref{List: e.List, Owner: e.Owner, Seq: e.Seq} }
+
+// Ref names one list entry.
+type Ref struct {
+	List  List
+	Owner string
+	Seq   uint64
+}
+
+// ListInfo summarises a list without loading it.
+type ListInfo struct {
+	Count       int
+	First, Last uint64 // sequence numbers; 0 when empty
+}
+
+// Queue is a queue's record. A queue exists when it has a record or entries.
+type Queue struct {
+	Name string
+	// Kind is the caller's classification (the router's destination kind, or its own DLQ marker); opaque.
+	Kind uint8
+}
+
+// DurableSub is a durable subscription's record (STOMP /dsub, persistent:true).
+type DurableSub struct {
+	ID       string
+	Filter   string // the caller's canonical filter text
+	Selector string
+}
+
+// Subscription is one MQTT session subscription.
+type Subscription struct {
+	Filter     string
+	QoS        uint8
+	Options    uint8  // MQTT 5 subscription option bits beyond QoS (no local, retain as published, ...)
+	Identifier uint32 // MQTT 5 subscription identifier; 0 = none
+}
+
+// Session is an MQTT session's record (clean session off / session expiry > 0).
+type Session struct {
+	ClientID        string
+	ProtocolVersion uint8
+	// ExpiryInterval is in seconds (MQTT 5); 0 = the session never expires by itself (3.1.1).
+	ExpiryInterval uint32
+	// DisconnectedAt is Unix milliseconds of the last disconnect; 0 while connected.
+	DisconnectedAt int64
+	Subscriptions  []Subscription
+}
+
+// InflightState is where an outbound QoS 1/2 delivery stands.
+type InflightState uint8
+
+// Inflight states.
+const (
+	// InflightPublish: PUBLISH sent, awaiting PUBACK (QoS 1) or PUBREC (QoS 2). The message is kept.
+	InflightPublish InflightState = 1
+	// InflightRelease: PUBREC received and PUBREL sent, awaiting PUBCOMP. Only the packet id is kept.
+	InflightRelease InflightState = 2
+)
+
+// Inflight is one outbound delivery of a session that the client has not completed.
+type Inflight struct {
+	ClientID string
+	PacketID uint16
+	State    InflightState
+	QoS      uint8
+	Msg      *Message // nil in InflightRelease
+}
+
+// Retained is the retained message of one topic.
+type Retained struct {
+	Topic string // the caller's canonical topic text
+	Msg   *Message
+}
+
+// SessionState is a session as recovered: its record, queued entries and in-flight state.
+type SessionState struct {
+	Session  Session
+	Queued   ListInfo
+	Inflight []Inflight // ascending packet id
+	// Inbound lists the QoS 2 packet ids received and awaiting PUBREL, ascending.
+	Inbound []uint16
+}
+
+// Visitor receives what Recover finds. A nil function skips that kind; an error stops Recover.
+type Visitor struct {
+	Queue      func(q Queue, l ListInfo) error
+	DurableSub func(d DurableSub, l ListInfo) error
+	Session    func(s SessionState) error
+	Retained   func(r Retained) error
+}
+
+// Counts are what Recover found.
+type Counts struct {
+	Queues, QueueEntries           int
+	DurableSubs, DurableSubEntries int
+	Sessions, SessionEntries       int
+	Inflight, Inbound              int
+	Retained                       int
+	Messages                       int    // message bodies
+	MaxMessageID                   uint64 // highest stored message id
+}
+
+// Stats are a store's running counters.
+type Stats struct {
+	Commits uint64 // Commit/CommitFunc calls applied or failed
+	Ops     uint64 // ops in them
+	// Batches counts transactions: with sync on, one sync each. Batches < Commits shows group commit.
+	Batches uint64
+	Failed  uint64 // commits that failed
+	// Writes counts keys set or deleted in the backend; a put cancelled by a delete in the same batch
+	// (flush_delay) writes nothing.
+	Writes uint64
+}
+
+// Apply commits ops and waits until they are durable.
+func Apply(s Store, ops ...Op) error { return <-s.Commit(ops...) }
