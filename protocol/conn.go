@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -50,7 +51,8 @@ var connIDs atomic.Uint64
 type Conn struct {
 	id        uint64
 	srv       *Server
-	nc        net.Conn
+	nc        net.Conn  // the socket, or the TLS connection over it
+	tlsc      *tls.Conn // nc when the connection is TLS, else nil
 	connector *conf.Connector
 	proto     string
 	r         io.Reader
@@ -128,7 +130,13 @@ func (c *Conn) Close(reason error) {
 			reason = pending
 		}
 		c.reason = reason
-		_ = c.nc.Close()
+		if c.tlsc != nil {
+			// Close the socket under TLS: tls.Conn.Close first sends a close_notify alert, which can block
+			// for seconds on a peer that does not read. MQTT and STOMP end sessions with their own packets.
+			_ = c.tlsc.NetConn().Close()
+		} else {
+			_ = c.nc.Close()
+		}
 		close(c.done)
 		c.logClose(reason)
 	})
@@ -198,6 +206,9 @@ func (c *Conn) logClose(reason error) {
 	if c.srv.log.Core().Enabled(lvl) {
 		fields := []zap.Field{zap.String("connector", c.connector.Name), zap.Uint64("conn_id", c.id),
 			zap.Stringer("remote", c.nc.RemoteAddr()), zap.String("protocol", c.proto)}
+		if c.tlsc != nil {
+			fields = append(fields, zap.Bool("tls", true))
+		}
 		if reason != nil {
 			fields = append(fields, zap.String("reason", reason.Error()))
 		}

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -14,15 +15,19 @@ import (
 // kept (copied) for replay.
 var prefetchPool = sync.Pool{New: func() any { b := make([]byte, SniffLimit); return &b }}
 
-// detect returns the protocol of nc and a reader replaying the sniffed bytes before the socket. When the
-// connector names one protocol nothing is read. On failure it logs why and the caller closes nc.
+// detect returns the protocol of nc, the connection to serve it on (nc, or a TLS connection over it) and
+// a reader replaying the sniffed bytes before the connection. When the connector names one protocol and
+// has no TLS nothing is read. On failure it logs why and the caller closes nc.
 //
 // detect and sniffConn keep small frames: the goroutine parks in a read here, and a stack that grows past
 // its initial 2 KiB while sniffing stays at 4 KiB for the life of an idle connection (measured by
 // TestIdleConnMemory).
-func (s *Server) detect(l *listener, nc net.Conn) (string, io.Reader, error) {
+func (s *Server) detect(l *listener, nc net.Conn) (string, net.Conn, io.Reader, error) {
+	if l.tls != nil {
+		return s.detectTLS(l, nc)
+	}
 	if p := l.conf.Protocol; p != "" {
-		return p, replay(nc, nil), nil
+		return p, nc, replay(nc, nil), nil
 	}
 	// The accept loop has set the read deadline: arming a timer is deep enough in the runtime to grow
 	// this goroutine's stack, while clearing it is not.
@@ -34,11 +39,55 @@ func (s *Server) detect(l *listener, nc net.Conn) (string, io.Reader, error) {
 	if err != nil {
 		s.detectFailed(l, nc, err, (*bp)[:n])
 		prefetchPool.Put(bp)
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	r := replay(nc, (*bp)[:n])
 	prefetchPool.Put(bp)
-	return proto, r, nil
+	return proto, nc, r, nil
+}
+
+// detectTLS is detect on a connector with TLS. On a tls:// connector the handshake starts at once; on an
+// autodetecting one the first bytes are sniffed with TLS among the protocols, and clear text is served as
+// on any other connector. Inside TLS the connector's other protocols are sniffed again (or its one
+// protocol is taken as is). The handshake and the inner sniff share the accept loop's detect_timeout.
+func (s *Server) detectTLS(l *listener, nc net.Conn) (string, net.Conn, io.Reader, error) {
+	bp := prefetchPool.Get().(*[]byte)
+	defer prefetchPool.Put(bp)
+	var sniffed []byte
+	if !l.tls.always {
+		n, proto, err := sniffConn(nc, *bp, l.conf.Detect)
+		if err == nil && proto != TLS {
+			err = clearDeadlines(nc)
+		}
+		if err != nil {
+			s.detectFailed(l, nc, err, (*bp)[:n])
+			return "", nil, nil, err
+		}
+		if proto != TLS {
+			return proto, nc, replay(nc, (*bp)[:n]), nil
+		}
+		sniffed = (*bp)[:n]
+	}
+	tc, err := l.handshakeTLS(nc, sniffed)
+	if err != nil {
+		s.detectFailed(l, nc, err, sniffed)
+		return "", nil, nil, err
+	}
+	proto, n := l.conf.Protocol, 0
+	if proto == "" {
+		n, proto, err = sniffConn(tc, *bp, l.tls.inner)
+		if err != nil {
+			err = fmt.Errorf("%w (inside tls)", err)
+		}
+	}
+	if err == nil {
+		err = clearDeadlines(nc)
+	}
+	if err != nil {
+		s.detectFailed(l, nc, err, (*bp)[:n])
+		return "", nil, nil, err
+	}
+	return proto, tc, replay(tc, (*bp)[:n]), nil
 }
 
 // sniffConn reads into buf until Sniff decides or the read deadline passes.
@@ -83,6 +132,8 @@ func (s *Server) detectFailed(l *listener, nc net.Conn, err error, got []byte) {
 		msg, rl = "unknown protocol", &l.unknownLogs
 	case errors.Is(err, ErrDetectTimeout):
 		msg, rl = "detect timeout", &l.timeoutLogs
+	case errors.Is(err, ErrTLSHandshake):
+		msg, rl = "tls handshake failed", &l.tlsLogs
 	default:
 		if ce := s.log.Check(zap.DebugLevel, "connection closed while detecting protocol"); ce != nil {
 			ce.Write(zap.String("connector", l.conf.Name), zap.Stringer("remote", nc.RemoteAddr()),

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -83,9 +84,10 @@ type listener struct {
 	ln       net.Listener
 	active   atomic.Int64 // connections accepted and not yet finished
 	refusals rateLimit    // max_connections refusals, for logging
+	tls      *tlsListener // nil without TLS
 
 	// Detection failures, for logging.
-	httpLogs, unknownLogs, timeoutLogs rateLimit
+	httpLogs, unknownLogs, timeoutLogs, tlsLogs rateLimit
 }
 
 func (l *listener) maxConnections() int64 {
@@ -103,16 +105,21 @@ func (l *listener) detectTimeout() time.Duration {
 }
 
 // Listen binds the connector's address now and accepts connections in the background until Shutdown.
-// Errors name the connector and its address.
+// A connector with TLS (a Bind starting with "tls://", or TLS in Detect) loads its certificate files
+// first. Errors name the connector and its address or file.
 func (s *Server) Listen(c conf.Connector) error {
 	protos := c.Protocols()
 	if len(protos) == 0 {
 		return fmt.Errorf("protocol: connector %q: no protocol or detect list", c.Name)
 	}
 	for _, p := range protos {
-		if s.handlers[p] == nil {
+		if p != TLS && s.handlers[p] == nil {
 			return fmt.Errorf("protocol: connector %q: no handler for protocol %q", c.Name, p)
 		}
+	}
+	tl, err := newTLSListener(&c)
+	if err != nil {
+		return err
 	}
 	network := c.Network
 	if network == "" {
@@ -130,17 +137,20 @@ func (s *Server) Listen(c conf.Connector) error {
 	if err != nil {
 		return fmt.Errorf("protocol: connector %q: listen on %s: %w", c.Name, c.Address, err)
 	}
-	s.serveLocked(ln, c)
+	s.serveLocked(ln, c, tl)
 	return nil
 }
 
-// serveLocked starts accepting on ln for connector c. s.mu is held.
-func (s *Server) serveLocked(ln net.Listener, c conf.Connector) {
-	l := &listener{conf: c, ln: ln}
+// serveLocked starts accepting on ln for connector c, with TLS when tl is not nil. s.mu is held.
+func (s *Server) serveLocked(ln net.Listener, c conf.Connector, tl *tlsListener) {
+	l := &listener{conf: c, ln: ln, tls: tl}
 	l.conf.Detect = slices.Clone(c.Detect)
+	if tl != nil {
+		l.conf.TLS = &tl.conf
+	}
 	s.lns = append(s.lns, l)
 	s.log.Info("listening", zap.String("connector", c.Name), zap.Stringer("address", ln.Addr()),
-		zap.Strings("protocols", c.Protocols()))
+		zap.Strings("protocols", c.Protocols()), zap.Bool("tls_always", tl != nil && tl.always))
 	s.wg.Add(1)
 	go s.acceptLoop(l)
 }
@@ -199,8 +209,11 @@ func (s *Server) acceptLoop(l *listener) {
 			return
 		}
 		l.active.Add(1)
-		if l.conf.Protocol == "" {
-			// Armed here rather than on the new goroutine, whose stack it would grow (see detect).
+		// Armed here rather than on the new goroutine, whose stack it would grow (see detect). A TLS
+		// handshake writes too, so it gets a write deadline as well.
+		if l.tls != nil {
+			_ = nc.SetDeadline(time.Now().Add(l.detectTimeout()))
+		} else if l.conf.Protocol == "" {
 			_ = nc.SetReadDeadline(time.Now().Add(l.detectTimeout()))
 		}
 		go s.serve(l, nc)
@@ -241,12 +254,15 @@ func (s *Server) serve(l *listener, nc net.Conn) {
 		s.mu.Unlock()
 	}()
 
-	proto, r, err := s.detect(l, nc)
+	proto, conn, r, err := s.detect(l, nc)
 	if err != nil {
 		_ = nc.Close()
 		return
 	}
-	c = newConn(s, nc, r, &l.conf, proto)
+	c = newConn(s, conn, r, &l.conf, proto)
+	if tc, ok := conn.(*tls.Conn); ok {
+		c.tlsc = tc
+	}
 	s.mu.Lock()
 	delete(s.sniffing, nc)
 	if s.closing {

@@ -10,6 +10,9 @@ import (
 const (
 	MQTT  = "mqtt"
 	STOMP = "stomp"
+	// TLS in a detect list makes the connector recognise a TLS ClientHello, complete the handshake and
+	// sniff the remaining protocols inside. It is a layer, not a protocol: no Handler is registered for it.
+	TLS = "tls"
 )
 
 // SniffLimit is the most bytes prefetched to recognise a protocol. A client that sends this many bytes
@@ -37,6 +40,9 @@ var (
 //     (3.1); decided on the last byte of the name.
 //   - STOMP: optional EOLs (heart-beats, "\n" or "\r\n"), then "CONNECT" or "STOMP" and an EOL
 //     (STOMP 1.2 "Augmented BNF"); decided on the "\n" of that EOL.
+//   - TLS: a handshake record header, content type 0x16 then a record version 0x03 0x00-0x04 (SSL 3.0
+//     to TLS 1.3; RFC 8446 §5.1 lets a ClientHello's record carry 0x0301); decided on the third byte.
+//     No MQTT or STOMP stream starts with 0x16.
 func Sniff(b []byte, protocols []string) (string, error) {
 	if len(b) == 0 {
 		return "", ErrNeedMore
@@ -48,6 +54,8 @@ func Sniff(b []byte, protocols []string) (string, error) {
 		proto, err = MQTT, sniffMQTT(b)
 	case (c == 'C' || c == 'S' || c == '\r' || c == '\n') && slices.Contains(protocols, STOMP):
 		proto, err = STOMP, sniffSTOMP(b)
+	case c == 0x16 && slices.Contains(protocols, TLS):
+		proto, err = TLS, sniffTLS(b)
 	case c == 'G':
 		return "", ErrHTTPRequest
 	default:
@@ -60,6 +68,23 @@ func Sniff(b []byte, protocols []string) (string, error) {
 		return "", err
 	}
 	return proto, nil
+}
+
+// sniffTLS checks b (b[0] == 0x16, a handshake record) for a TLS record version.
+func sniffTLS(b []byte) error {
+	if len(b) < 2 {
+		return ErrNeedMore
+	}
+	if b[1] != 0x03 {
+		return fmt.Errorf("%w: tls record version major %#x", ErrUnknownProtocol, b[1])
+	}
+	if len(b) < 3 {
+		return ErrNeedMore
+	}
+	if b[2] > 0x04 {
+		return fmt.Errorf("%w: tls record version minor %#x", ErrUnknownProtocol, b[2])
+	}
+	return nil
 }
 
 // mqttNames are the protocol names of an MQTT CONNECT packet: "MQTT" (3.1.1 and 5.0) and "MQIsdp" (3.1).

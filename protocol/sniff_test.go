@@ -7,7 +7,14 @@ import (
 	"testing"
 )
 
-var both = []string{MQTT, STOMP}
+var (
+	both    = []string{MQTT, STOMP}
+	withTLS = []string{TLS, MQTT, STOMP}
+)
+
+// clientHello is the start of a TLS 1.2/1.3 ClientHello: handshake record, legacy version 0x0301,
+// length, then handshake type 1.
+const clientHello = "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"
 
 // sniffCase is a stream's first bytes and what Sniff decides after exactly n of them.
 type sniffCase struct {
@@ -52,7 +59,18 @@ var sniffCases = []sniffCase{
 	{"stomp CONN then junk", "CONNXCT\n", both, "", ErrUnknownProtocol, 5},
 	{"stomp on mqtt-only connector", "CONNECT\n", []string{MQTT}, "", ErrUnknownProtocol, 1},
 	{"http GET", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", both, "", ErrHTTPRequest, 1},
-	{"tls client hello", "\x16\x03\x01\x00\xa5\x01", both, "", ErrUnknownProtocol, 1},
+	{"tls client hello without tls in detect", clientHello, both, "", ErrUnknownProtocol, 1},
+	{"tls client hello", clientHello, withTLS, TLS, nil, 3},
+	{"tls record version 1.0", "\x16\x03\x00\x00\x05", withTLS, TLS, nil, 3},
+	{"tls record version 1.2", "\x16\x03\x03\x00\x05", withTLS, TLS, nil, 3},
+	{"tls record version 1.3", "\x16\x03\x04\x00\x05", withTLS, TLS, nil, 3},
+	{"tls only", clientHello, []string{TLS}, TLS, nil, 3},
+	{"tls record major not 3", "\x16\x02\x01\x00", withTLS, "", ErrUnknownProtocol, 2},
+	{"tls record minor over 4", "\x16\x03\x05\x00", withTLS, "", ErrUnknownProtocol, 3},
+	{"tls alert record", "\x15\x03\x01\x00\x02", withTLS, "", ErrUnknownProtocol, 1},
+	{"mqtt with tls in detect", mqttConnect311, withTLS, MQTT, nil, 8},
+	{"stomp with tls in detect", "\nCONNECT\n", withTLS, STOMP, nil, 9},
+	{"http with tls in detect", "GET /", withTLS, "", ErrHTTPRequest, 1},
 	{"zero byte", "\x00", both, "", ErrUnknownProtocol, 1},
 	{"endless heart-beats", strings.Repeat("\n", SniffLimit), both, "", ErrUnknownProtocol, SniffLimit},
 }
@@ -124,7 +142,7 @@ func FuzzSniff(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte, mqttOnly bool) {
-		protos := both
+		protos := withTLS
 		if mqttOnly {
 			protos = []string{MQTT}
 		}
@@ -152,6 +170,9 @@ func FuzzSniff(f *testing.F) {
 		}
 		if full != "" && !bytes.HasPrefix(b, []byte{0x10}) && full == MQTT {
 			t.Fatalf("Sniff(%q) = mqtt without 0x10", b)
+		}
+		if full == TLS && !bytes.HasPrefix(b, []byte{0x16, 0x03}) {
+			t.Fatalf("Sniff(%q) = tls without a handshake record header", b)
 		}
 	})
 }
