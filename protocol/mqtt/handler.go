@@ -345,7 +345,8 @@ func (cl *client) refuse(version, code byte, reason error) error {
 }
 
 // pickHost chooses the virtual host: the connector's, else a "user@host" user name naming a known host
-// (the user name is then the part before the '@'), else the default host.
+// (the user name is then the part before the '@'), else the TLS SNI name when it names a known host,
+// else the default host.
 func (cl *client) pickHost(cp *packet.ConnectPacket) (*virtualhost.Host, string) {
 	user := cp.Username
 	if name := cl.c.Connector().VirtualHost; name != "" {
@@ -354,6 +355,11 @@ func (cl *client) pickHost(cp *packet.ConnectPacket) (*virtualhost.Host, string)
 	if i := strings.LastIndexByte(user, '@'); cp.UsernameFlag && i >= 0 {
 		if host := cl.h.hosts.Lookup(user[i+1:]); host != nil {
 			return host, user[:i]
+		}
+	}
+	if sni := cl.c.ServerName(); sni != "" {
+		if host := cl.h.hosts.Lookup(sni); host != nil {
+			return host, user
 		}
 	}
 	return cl.h.hosts.Default(), user
