@@ -80,7 +80,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("lyre started", zap.String("version", version), zap.String("config", cfg.Source))
-	<-ctx.Done()
+	// SIGHUP reloads the TLS certificates; established connections keep theirs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-hup:
+			if err := b.srv.ReloadCertificates(); err != nil {
+				log.Error("certificate reload failed, previous certificates kept", zap.Error(err))
+			} else {
+				log.Info("certificates reloaded")
+			}
+		case <-ctx.Done():
+		}
+	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
