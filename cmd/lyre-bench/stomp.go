@@ -619,10 +619,13 @@ func (p *stompPublisher) finish() error {
 		return err
 	}
 	select {
-	case <-p.bye:
-		return nil
 	case <-p.readerDone:
-		return p.readerErrOr(io.ErrUnexpectedEOF)
+		select {
+		case <-p.bye:
+			return nil
+		default:
+			return p.readerErrOr(io.ErrUnexpectedEOF)
+		}
 	case <-timer.C:
 		return fmt.Errorf("%w: no receipt for DISCONNECT after %v", errStalled, p.spec.drain)
 	case <-p.spec.ctl.interruptCh:
@@ -656,8 +659,8 @@ func (p *stompPublisher) readLoop() {
 		case f.is("RECEIPT"):
 			id, _ := f.header("receipt-id")
 			if string(id) == receiptBye {
-				close(p.bye)
-				continue
+				close(p.bye) // the last frame: the broker may close the connection now
+				return
 			}
 			seq, err := parseDecimal(id)
 			if err != nil || uint64(seq) < confirmed || uint64(seq) >= p.lastSeq.Load() || p.tokens == nil {
