@@ -6,6 +6,7 @@ package virtualhost
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/router"
@@ -21,36 +22,97 @@ var (
 type Principal struct {
 	User   string // "" for anonymous
 	Groups []string
+	// Authenticated is true when User was proven (password, later a client certificate). A name claimed
+	// on an anonymous host without users is kept in User but matches no rule naming users or "+".
+	Authenticated bool
+	// CertIdentity is the CN or DN of a verified client certificate on a connector with cert_identity
+	// set; "" otherwise.
+	CertIdentity string
 }
 
-// Host is one virtual host.
+// Host is one virtual host. Its exported fields are fixed at New; front-ends only read them.
 type Host struct {
 	Name      string
 	HostNames []string
 	Router    *router.Router
 	Anonymous bool
+	// MaxConnections caps concurrent clients of this host (Acquire/Release); 0 = unlimited.
+	MaxConnections int
+	// MaxQueues caps the queues this host holds; 0 = unlimited.
+	MaxQueues int
+	// MaxMessageLength caps a message body on this host on top of the connector's limit; 0 = none.
+	MaxMessageLength int64
+	// Throttle slows down repeated login failures from one address (see Login). Tests may tune it
+	// before clients connect.
+	Throttle *Throttle
+
+	users map[string]user // nil without a users file
+	dummy []byte          // bcrypt hash compared against for unknown users
+	rules *rules
+	conns atomic.Int64
 }
 
-// New builds a host from its configuration with an in-memory router.
-func New(c conf.VirtualHost, o router.Options) *Host {
-	return &Host{Name: c.Name, HostNames: c.HostNames, Router: router.New(routerOptions(c, o)), Anonymous: c.Anonymous}
+// Option adjusts a host at construction.
+type Option func(*options)
+
+type options struct {
+	brokerRules []conf.AccessRule
 }
 
-// Authenticate checks credentials. With anonymous access on, a client without a user name is let in;
-// users are added by the security issue, so any user name is refused until then.
-func (h *Host) Authenticate(user string, password []byte, hasUser bool) (Principal, error) {
-	if !hasUser || user == "" {
-		if h.Anonymous {
-			return Principal{}, nil
-		}
-		return Principal{}, ErrNotAuthorized
-	}
-	if h.Anonymous {
-		// No user database yet: an anonymous-access host accepts the name as given.
-		return Principal{User: user}, nil
-	}
-	return Principal{}, ErrBadCredentials
+// WithBrokerRules puts the broker-level access rules (conf.Config.AccessRules) before the host's own.
+func WithBrokerRules(r []conf.AccessRule) Option {
+	return func(o *options) { o.brokerRules = r }
 }
+
+// New is Open for configurations known to be good, such as those tests build in Go; it panics where
+// Open returns an error, like regexp.MustCompile. The broker uses Open.
+func New(c conf.VirtualHost, o router.Options, opts ...Option) *Host {
+	h, err := Open(c, o, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
+// Open builds a host from its configuration with an in-memory router. It fails when the users file
+// cannot be read or an access rule id does not parse (conf.Load has checked both already, but the file
+// may have changed since).
+func Open(c conf.VirtualHost, o router.Options, opts ...Option) (*Host, error) {
+	users, dummy, err := loadUsers(c.UsersFile)
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{
+		Name: c.Name, HostNames: c.HostNames, Anonymous: c.Anonymous,
+		MaxConnections: c.MaxConnections, MaxQueues: c.MaxQueues, MaxMessageLength: c.MaxMessageLength,
+		Throttle: &Throttle{}, users: users, dummy: dummy,
+	}
+	var opt options
+	for _, f := range opts {
+		f(&opt)
+	}
+	if h.rules, err = compileRules(opt.brokerRules, c.AccessRules); err != nil {
+		return nil, err
+	}
+	h.Router = router.New(routerOptions(c, o))
+	return h, nil
+}
+
+// Acquire takes one of the host's connection slots; false when MaxConnections are in use. Each true
+// must be paired with one Release.
+func (h *Host) Acquire() bool {
+	if n := h.conns.Add(1); h.MaxConnections > 0 && n > int64(h.MaxConnections) {
+		h.conns.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Release returns a slot taken by Acquire.
+func (h *Host) Release() { h.conns.Add(-1) }
+
+// Connections returns the number of slots held.
+func (h *Host) Connections() int { return int(h.conns.Load()) }
 
 // Close releases the host's resources.
 func (h *Host) Close() { h.Router.Close() }

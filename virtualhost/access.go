@@ -1,0 +1,254 @@
+package virtualhost
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/router"
+)
+
+// Access rules follow Apollo: broker rules, then the host's, are tried in order and the first rule whose
+// action, kind, id and principal list all match decides (allow or deny); when rules exist and none
+// matches, the request is denied. A broker and host with no rules at all allow everything, so a plain
+// configuration keeps working.
+//
+// Ids are patterns in the STOMP default grammar without prefix ("orders.**", "devices.*.temp"), matched
+// against canonical paths with the router's filter semantics, including [MQTT-4.7.2-1]: a wildcard at the
+// first level does not match a level starting with '$', so "$SYS" must be granted by name. In an id, "%u"
+// and "%c" stand for the user name and the client id, escaped as one level; a rule using them matches no
+// one who lacks them (anonymous users, empty client ids).
+
+// maxPatternCache bounds the per-host cache of patterns compiled after %u/%c substitution; when it is
+// full the cache is emptied and refills with what is in use.
+const maxPatternCache = 4096
+
+// patternGrammar parses access rule ids and policy patterns: the STOMP grammar with no prefixes.
+var patternGrammar = func() *router.Grammar {
+	c := router.STOMPGrammarConfig()
+	c.QueuePrefix, c.TopicPrefix, c.DsubPrefix, c.TempQueuePrefix, c.TempTopicPrefix = "", "", "", "", ""
+	c.DestinationSeparator = ""
+	c.RequirePrefix = false
+	g, err := router.NewGrammar(c)
+	if err != nil {
+		panic("virtualhost: pattern grammar: " + err.Error())
+	}
+	return g
+}()
+
+// ParsePattern parses a pattern in the STOMP default grammar without prefix into filter segments.
+func ParsePattern(p string) ([]router.Seg, error) {
+	f, err := patternGrammar.ParseFilter(p)
+	if err != nil {
+		return nil, err
+	}
+	return f.Segs, nil
+}
+
+// MatchPattern reports whether segs matches path (see ParsePattern).
+func MatchPattern(segs []router.Seg, path []string) bool {
+	for i, s := range segs {
+		if i == 0 && s.Kind != router.SegLiteral && len(path) > 0 && strings.HasPrefix(path[0], "$") {
+			return false // [MQTT-4.7.2-1]
+		}
+		if s.Kind == router.SegMany {
+			return true // "a.**" matches "a" and everything below it
+		}
+		if i >= len(path) {
+			return false
+		}
+		switch s.Kind {
+		case router.SegLiteral:
+			if path[i] != s.Text {
+				return false
+			}
+		case router.SegRegex:
+			if !s.Re.MatchString(path[i]) {
+				return false
+			}
+		}
+	}
+	return len(segs) == len(path)
+}
+
+type accessRule struct {
+	allow   bool
+	who     []string
+	actions []string // nil = every action
+	kind    string   // "" = every kind
+	id      string   // "" = every id
+	static  []router.Seg
+	dynamic bool // id holds %u or %c
+}
+
+// rules is a compiled, ordered access rule list with its substitution cache.
+type rules struct {
+	list []accessRule
+	mu   sync.Mutex
+	// compiled caches patterns after %u/%c substitution, keyed by the substituted text.
+	compiled map[string][]router.Seg
+}
+
+func compileRules(confRules ...[]conf.AccessRule) (*rules, error) {
+	rs := &rules{compiled: make(map[string][]router.Seg)}
+	for _, list := range confRules {
+		for _, c := range list {
+			r := accessRule{allow: c.Allow != nil, who: c.Allow, actions: c.Actions, kind: c.Kind, id: c.ID}
+			if !r.allow {
+				r.who = c.Deny
+			}
+			if r.kind == "*" {
+				r.kind = ""
+			}
+			r.dynamic = strings.Contains(c.ID, "%u") || strings.Contains(c.ID, "%c")
+			if c.ID != "" && !r.dynamic {
+				segs, err := ParsePattern(c.ID)
+				if err != nil {
+					return nil, fmt.Errorf("virtualhost: access rule id: %w", err)
+				}
+				r.static = segs
+			}
+			rs.list = append(rs.list, r)
+		}
+	}
+	return rs, nil
+}
+
+// Authorize reports whether p may perform action ("connect", "send", "receive", "consume", "create",
+// "destroy", "admin", "monitor") on the destination or object of the given kind ("connector",
+// "virtual_host", "topic", "queue", "dsub") at path (canonical segments; [name] for a connector or host).
+// clientID fills "%c" in rule ids.
+func (h *Host) Authorize(p Principal, action, kind string, path []string, clientID string) bool {
+	if len(h.rules.list) == 0 {
+		return true
+	}
+	for i := range h.rules.list {
+		r := &h.rules.list[i]
+		if r.actions != nil && !slices.Contains(r.actions, action) {
+			continue
+		}
+		if r.kind != "" && r.kind != kind {
+			continue
+		}
+		if !r.covers(p) {
+			continue
+		}
+		if r.id != "" && !h.rules.matchID(r, p, clientID, path) {
+			continue
+		}
+		return r.allow
+	}
+	return false
+}
+
+// covers reports whether the rule's user and group list names p.
+func (r *accessRule) covers(p Principal) bool {
+	for _, w := range r.who {
+		switch {
+		case w == "*":
+			return true
+		case !p.Authenticated:
+		case w == "+", w == p.User, slices.Contains(p.Groups, w):
+			return true
+		}
+	}
+	return false
+}
+
+func (rs *rules) matchID(r *accessRule, p Principal, clientID string, path []string) bool {
+	if !r.dynamic {
+		return MatchPattern(r.static, path)
+	}
+	id := r.id
+	if strings.Contains(id, "%u") {
+		if !p.Authenticated || p.User == "" {
+			return false
+		}
+		id = strings.ReplaceAll(id, "%u", patternGrammar.Render(router.Destination{Path: []string{p.User}}))
+	}
+	if strings.Contains(id, "%c") {
+		if clientID == "" {
+			return false
+		}
+		id = strings.ReplaceAll(id, "%c", patternGrammar.Render(router.Destination{Path: []string{clientID}}))
+	}
+	rs.mu.Lock()
+	segs, ok := rs.compiled[id]
+	rs.mu.Unlock()
+	if !ok {
+		var err error
+		if segs, err = ParsePattern(id); err != nil {
+			segs = nil // a substituted value that cannot form a pattern matches nothing
+		}
+		rs.mu.Lock()
+		if len(rs.compiled) >= maxPatternCache {
+			clear(rs.compiled)
+		}
+		rs.compiled[id] = segs
+		rs.mu.Unlock()
+	}
+	return segs != nil && MatchPattern(segs, path)
+}
+
+// KindName names a router kind for access rules. Temporary destinations are not subject to access rules
+// (they are private to their connection already): ok is false for them.
+func KindName(k router.Kind) (name string, ok bool) {
+	switch k {
+	case router.Topic:
+		return "topic", true
+	case router.Queue:
+		return "queue", true
+	case router.DurableSub:
+		return "dsub", true
+	}
+	return "", false
+}
+
+// maxGateCache bounds the per-subscription cache of decisions by topic; past it decisions are computed
+// each time without being stored.
+const maxGateCache = 256
+
+// Gate remembers, for one wildcard subscription, which topics its subscriber may receive, so that a
+// wildcard never delivers a message from a topic the subscriber may not read. It is safe for concurrent
+// use (Deliver runs on publishers' goroutines). A nil *Gate allows everything.
+type Gate struct {
+	h        *Host
+	p        Principal
+	clientID string
+	action   string
+	kind     string
+	mu       sync.Mutex
+	seen     map[string]bool
+}
+
+// Gate returns a gate deciding action on destinations of kind for p, or nil when this host has no access
+// rules (everything is allowed).
+func (h *Host) Gate(p Principal, action, kind, clientID string) *Gate {
+	if len(h.rules.list) == 0 {
+		return nil
+	}
+	return &Gate{h: h, p: p, clientID: clientID, action: action, kind: kind, seen: make(map[string]bool)}
+}
+
+// Allows reports whether the gate's subscriber may receive from path.
+func (g *Gate) Allows(path []string) bool {
+	if g == nil {
+		return true
+	}
+	key := strings.Join(path, "\x00")
+	g.mu.Lock()
+	ok, hit := g.seen[key]
+	g.mu.Unlock()
+	if hit {
+		return ok
+	}
+	ok = g.h.Authorize(g.p, g.action, g.kind, path, g.clientID)
+	g.mu.Lock()
+	if len(g.seen) < maxGateCache {
+		g.seen[key] = ok
+	}
+	g.mu.Unlock()
+	return ok
+}

@@ -1,0 +1,169 @@
+package virtualhost_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
+)
+
+var (
+	alice = virtualhost.Principal{User: "alice", Groups: []string{"admins", "devices"}, Authenticated: true}
+	bob   = virtualhost.Principal{User: "bob", Authenticated: true}
+	anon  = virtualhost.Principal{}
+	// claimed is a user name given on an anonymous host without users: not proven.
+	claimed = virtualhost.Principal{User: "alice"}
+)
+
+func path(s string) []string { return strings.Split(s, ".") }
+
+func TestAuthorize(t *testing.T) {
+	broker := []conf.AccessRule{
+		{Deny: []string{"*"}, Kind: "topic", ID: "forbidden.**"},
+	}
+	h := open(t, conf.VirtualHost{Name: "h", AccessRules: []conf.AccessRule{
+		{Allow: []string{"*"}, Actions: []string{"connect"}},
+		{Allow: []string{"admins"}, Kind: "topic", ID: "$SYS.**"},
+		{Deny: []string{"bob"}, Actions: []string{"send"}, Kind: "topic", ID: "orders.**"},
+		{Allow: []string{"+"}, Actions: []string{"send", "receive"}, Kind: "topic", ID: "orders.**"},
+		{Allow: []string{"+"}, Kind: "topic", ID: "users.%u.**"},
+		{Allow: []string{"*"}, Actions: []string{"send", "receive"}, Kind: "topic", ID: "devices.%c.**"},
+		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "public.*"},
+		{Allow: []string{"devices"}, Kind: "queue", ID: "jobs.{[a-z]+}"},
+		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "**"},
+	}}, virtualhost.WithBrokerRules(broker))
+	for _, tt := range []struct {
+		name     string
+		p        virtualhost.Principal
+		action   string
+		kind     string
+		path     string
+		clientID string
+		want     bool
+	}{
+		{"connect allowed to anyone", anon, "connect", "virtual_host", "h", "", true},
+		{"allow by group", alice, "send", "topic", "orders.new", "c", true},
+		{"allow by + (any authenticated)", bob, "receive", "topic", "orders.new", "c", true},
+		{"deny by name, first match wins over a later allow", bob, "send", "topic", "orders.new", "c", false},
+		{"+ does not cover anonymous", anon, "send", "topic", "orders.new", "c", false},
+		{"+ does not cover a claimed, unproven name", claimed, "send", "topic", "orders.new", "c", false},
+		{"broker rules come first", alice, "receive", "topic", "forbidden.x", "c", false},
+		{"no matching rule denies", alice, "send", "topic", "elsewhere", "c", false},
+		{"action outside the rule's list falls through to default deny", alice, "destroy", "topic", "orders.new", "c", false},
+		{"%u: own subtree", bob, "send", "topic", "users.bob.inbox", "c", true},
+		{"%u: another user's subtree", bob, "send", "topic", "users.alice.inbox", "c", false},
+		{"%u: anonymous has no user", anon, "send", "topic", "users..inbox", "c", false},
+		{"%c: own client id", anon, "send", "topic", "devices.dev1.temp", "dev1", true},
+		{"%c: another client's id", anon, "send", "topic", "devices.dev2.temp", "dev1", false},
+		{"%c: empty client id matches nothing", anon, "send", "topic", "devices..temp", "", false},
+		{"%c: a client id with a dot stays one level", anon, "send", "topic", "devices.a.b.temp", "a.b", false},
+		{"%c: a wildcard client id is literal", anon, "send", "topic", "devices.dev9.temp", "*", false},
+		{"%c: a ** client id is literal", anon, "send", "topic", "devices.dev9.temp", "**", false},
+		{"* at the first level skips $ topics", anon, "receive", "topic", "$SYS.broker.load", "c", false},
+		{"$SYS granted by name", alice, "receive", "topic", "$SYS.broker.load", "c", true},
+		{"catch-all receive", anon, "receive", "topic", "weather.paris", "c", true},
+		{"catch-all receive does not grant send", anon, "send", "topic", "weather.paris", "c", false},
+		{"kind must match: queue rule", alice, "consume", "queue", "jobs.print", "c", true},
+		{"regex level", alice, "consume", "queue", "jobs.Print1", "c", false},
+		{"kind must match: topic rules do not cover queues", anon, "receive", "queue", "weather.paris", "c", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := path(tt.path)
+			if got := h.Authorize(tt.p, tt.action, tt.kind, p, tt.clientID); got != tt.want {
+				t.Errorf("Authorize(%+v, %s, %s, %q, %q) = %v, want %v", tt.p, tt.action, tt.kind, p, tt.clientID, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNoRulesAllowEverything(t *testing.T) {
+	h := open(t, conf.VirtualHost{Name: "h"})
+	if !h.Authorize(anon, "send", "topic", []string{"$SYS", "x"}, "") || h.Gate(anon, "receive", "topic", "") != nil {
+		t.Error("a host without access rules must allow everything")
+	}
+	var g *virtualhost.Gate
+	if !g.Allows([]string{"a"}) {
+		t.Error("nil gate refused")
+	}
+}
+
+// A wildcard subscription's gate filters the topics it may deliver, and caches each decision.
+func TestGateFiltersWildcardSubscriptions(t *testing.T) {
+	h := open(t, conf.VirtualHost{Name: "h", AccessRules: []conf.AccessRule{
+		{Deny: []string{"*"}, Kind: "topic", ID: "sensors.secret.**"},
+		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "sensors.**"},
+	}})
+	g := h.Gate(anon, "receive", "topic", "c1")
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				if !g.Allows([]string{"sensors", "k1", "temp"}) || g.Allows([]string{"sensors", "secret", "door"}) || g.Allows([]string{"other"}) {
+					t.Error("gate decision wrong")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Beyond the cache bound decisions stay correct.
+	for i := range 1000 {
+		if g.Allows([]string{"sensors", "secret", string(rune('a' + i%26)), "x"}) {
+			t.Fatal("secret topic allowed")
+		}
+	}
+}
+
+func TestKindName(t *testing.T) {
+	for k, want := range map[router.Kind]string{router.Topic: "topic", router.Queue: "queue", router.DurableSub: "dsub"} {
+		if got, ok := virtualhost.KindName(k); !ok || got != want {
+			t.Errorf("KindName(%v) = %q, %v", k, got, ok)
+		}
+	}
+	for _, k := range []router.Kind{router.TempQueue, router.TempTopic} {
+		if _, ok := virtualhost.KindName(k); ok {
+			t.Errorf("KindName(%v): temporary destinations are outside access rules", k)
+		}
+	}
+}
+
+func TestMatchPattern(t *testing.T) {
+	for _, tt := range []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"a.**", "a", true},
+		{"a.**", "a.b.c", true},
+		{"a.*", "a.b", true},
+		{"a.*", "a.b.c", false},
+		{"a.*", "a", false},
+		{"**", "$SYS.x", false},
+		{"*.x", "$SYS.x", false},
+		{"$SYS.**", "$SYS.x", true},
+		{"a.{b+}.c", "a.bbb.c", true},
+		{"a.{b+}.c", "a.bc.c", false},
+		{"a%2Eb", "a.b", false},
+	} {
+		segs, err := virtualhost.ParsePattern(tt.pattern)
+		if err != nil {
+			t.Fatalf("ParsePattern(%q): %v", tt.pattern, err)
+		}
+		if got := virtualhost.MatchPattern(segs, path(tt.path)); got != tt.want {
+			t.Errorf("MatchPattern(%q, %q) = %v, want %v", tt.pattern, tt.path, got, tt.want)
+		}
+	}
+	// A client id holding the separator is one level: it reaches its own level only.
+	h := open(t, conf.VirtualHost{Name: "h", AccessRules: []conf.AccessRule{{Allow: []string{"*"}, ID: "devices.%c.**"}}})
+	if !h.Authorize(anon, "send", "topic", []string{"devices", "a.b", "temp"}, "a.b") {
+		t.Error("a client id with a dot did not match its own level")
+	}
+	segs, _ := virtualhost.ParsePattern("a%2Eb")
+	if !virtualhost.MatchPattern(segs, []string{"a.b"}) {
+		t.Error("an escaped dot is one level")
+	}
+}

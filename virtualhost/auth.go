@@ -1,0 +1,194 @@
+package virtualhost
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/lyremq/lyre/conf"
+)
+
+// Credential bounds: longer input is refused as bad credentials before any lookup or hashing. bcrypt
+// reads only the first 72 bytes of a password, so a longer one would be silently truncated.
+const (
+	MaxUserLength     = conf.MaxUserNameLength
+	MaxPasswordLength = 72
+)
+
+// user is one entry of the users file.
+type user struct {
+	hash   []byte
+	groups []string
+}
+
+// loadUsers reads the users file, and makes the dummy hash compared against when a user is unknown: it
+// has the highest cost found in the file, so an unknown name costs as much time as a wrong password and
+// response times do not reveal which names exist.
+func loadUsers(path string) (users map[string]user, dummy []byte, err error) {
+	if path == "" {
+		return nil, nil, nil
+	}
+	list, err := conf.LoadUsers(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("virtualhost: users file: %w", err)
+	}
+	users = make(map[string]user, len(list))
+	cost := bcrypt.MinCost
+	for _, u := range list {
+		users[u.Name] = user{hash: []byte(u.PasswordHash), groups: u.Groups}
+		if c, err := bcrypt.Cost([]byte(u.PasswordHash)); err == nil && c > cost {
+			cost = c
+		}
+	}
+	dummy, err = bcrypt.GenerateFromPassword([]byte("lyre: no such user"), cost)
+	if err != nil {
+		return nil, nil, fmt.Errorf("virtualhost: users file: %w", err)
+	}
+	return users, dummy, nil
+}
+
+// Authenticate checks credentials; it neither throttles nor checks the connect permission (see Login).
+//
+//   - No user name: an anonymous host lets the client in with an empty Principal; other hosts answer
+//     ErrNotAuthorized (MQTT CONNACK 0x05).
+//   - A user of the users file with the right password: an authenticated Principal with its groups.
+//   - A wrong password, an unknown user, or over-long credentials: ErrBadCredentials (CONNACK 0x04).
+//   - An anonymous host without a users file accepts any user name, unauthenticated: the name is kept for
+//     logs and headers but matches no access rule naming users or "+".
+func (h *Host) Authenticate(name string, password []byte, hasUser bool) (Principal, error) {
+	if !hasUser || name == "" {
+		if h.Anonymous {
+			return Principal{}, nil
+		}
+		return Principal{}, ErrNotAuthorized
+	}
+	if len(name) > MaxUserLength || len(password) > MaxPasswordLength {
+		return Principal{}, ErrBadCredentials
+	}
+	u, ok := h.users[name]
+	if !ok {
+		if h.users == nil && h.Anonymous {
+			return Principal{User: name}, nil
+		}
+		if h.dummy != nil {
+			_ = bcrypt.CompareHashAndPassword(h.dummy, password)
+		}
+		return Principal{}, ErrBadCredentials
+	}
+	if bcrypt.CompareHashAndPassword(u.hash, password) != nil {
+		return Principal{}, ErrBadCredentials
+	}
+	return Principal{User: name, Groups: u.groups, Authenticated: true}, nil
+}
+
+// Login is what a front-end calls on CONNECT: Authenticate, then the connect permission on this host for
+// the client id. On failure it also returns how long the front-end should wait before answering: repeated
+// failures from one address are slowed down (see Throttle). remote may be nil (no throttling).
+func (h *Host) Login(remote net.Addr, name string, password []byte, hasUser bool, clientID string) (Principal, time.Duration, error) {
+	p, err := h.Authenticate(name, password, hasUser)
+	if err == nil && !h.Authorize(p, "connect", "virtual_host", []string{h.Name}, clientID) {
+		err = ErrNotAuthorized
+	}
+	if err != nil {
+		return Principal{}, h.Throttle.Fail(remote), err
+	}
+	return p, 0, nil
+}
+
+// Throttle slows down clients that keep failing to log in. It counts failures per IP address in a small
+// bounded table; each failure beyond Free doubles the delay from Base up to Max. An address's count is
+// forgotten Window after its last failure. When the table is full, the entry with the oldest failure is
+// evicted, so an attacker spreading over many addresses loses tracking of the oldest one, never memory.
+// The zero value uses the defaults; a nil *Throttle never delays.
+type Throttle struct {
+	Free   int           // failures without delay; default 3
+	Base   time.Duration // first delay; default 100ms
+	Max    time.Duration // delay cap; default 2s
+	Window time.Duration // default 1m
+	Size   int           // addresses tracked; default 1024
+
+	mu    sync.Mutex
+	fails map[string]*failures
+}
+
+type failures struct {
+	n    int
+	last time.Time
+}
+
+// Fail records a failed login from remote and returns the delay to impose before answering it.
+func (t *Throttle) Fail(remote net.Addr) time.Duration {
+	if t == nil || remote == nil {
+		return 0
+	}
+	ip := remote.String()
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fails == nil {
+		t.fails = make(map[string]*failures)
+	}
+	f := t.fails[ip]
+	if f != nil && now.Sub(f.last) > or(t.Window, time.Minute) {
+		f.n = 0
+	}
+	if f == nil {
+		if len(t.fails) >= or(t.Size, 1024) {
+			t.evictOldest(now)
+		}
+		f = &failures{}
+		t.fails[ip] = f
+	}
+	f.n++
+	f.last = now
+	extra := f.n - or(t.Free, 3)
+	if extra <= 0 {
+		return 0
+	}
+	d, limit := or(t.Base, 100*time.Millisecond), or(t.Max, 2*time.Second)
+	for i := 1; i < extra && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// Failures returns the failure count currently held for an IP address (for tests and monitoring).
+func (t *Throttle) Failures(ip string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f := t.fails[ip]; f != nil {
+		return f.n
+	}
+	return 0
+}
+
+func (t *Throttle) evictOldest(now time.Time) {
+	var oldest string
+	var at time.Time
+	for ip, f := range t.fails {
+		if now.Sub(f.last) > or(t.Window, time.Minute) {
+			delete(t.fails, ip)
+			continue
+		}
+		if oldest == "" || f.last.Before(at) {
+			oldest, at = ip, f.last
+		}
+	}
+	if len(t.fails) >= or(t.Size, 1024) {
+		delete(t.fails, oldest)
+	}
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
