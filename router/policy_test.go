@@ -329,15 +329,14 @@ func TestQueueQuotaBytes(t *testing.T) {
 
 func TestWaitRoom(t *testing.T) {
 	r := New(Options{QueuePolicies: []QueuePolicy{policy(t, "/queue/w", QueuePolicy{MaxMessages: 1})}})
-	d := mustName(t, stompG, "/queue/w")
 	pubMsg(t, r, qmsg(t, "/queue/w", "a"))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if err := r.WaitRoom(ctx, d); !errors.Is(err, context.DeadlineExceeded) {
+	if err := r.WaitRoom(ctx, qmsg(t, "/queue/w", "c")); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("WaitRoom on a full queue: %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- r.WaitRoom(context.Background(), d) }()
+	go func() { done <- r.WaitRoom(context.Background(), qmsg(t, "/queue/w", "c")) }()
 	time.Sleep(10 * time.Millisecond)
 	s := &recSink{}
 	r.Consume(queueSub(t, "/queue/w", s), ConsumerOptions{AutoAck: true})

@@ -716,28 +716,35 @@ func (r *Router) Consume(s *Subscription, o ConsumerOptions) (*Consumer, error) 
 	return c, nil
 }
 
-// WaitRoom waits until the queue d names has released a message since the call (or has room now, or
-// no longer exists), or ctx ends. A publisher refused with ErrQueueFull calls it before retrying; another
-// publisher may take the room first, so it may have to wait again.
-func (r *Router) WaitRoom(ctx context.Context, d Destination) error {
-	q := r.lockedQueue(d, false)
-	if q == nil {
-		return nil
-	}
-	if q.held < q.maxMsgs && q.heldBytes < q.maxBytes {
+// WaitRoom waits until the queue m is destined for has room for m (or no longer exists), or ctx ends.
+// A publisher refused with ErrQueueFull calls it before publishing m again; another publisher may take
+// the room first, so it may have to wait again. A message larger than the queue's byte quota waits until
+// ctx ends.
+func (r *Router) WaitRoom(ctx context.Context, m *Message) error {
+	size := itemSize(m)
+	for {
+		q := r.lockedQueue(m.Dest, false)
+		if q == nil || !q.fullFor(size) {
+			if q != nil {
+				q.mu.Unlock()
+			}
+			return nil
+		}
+		if size > q.maxBytes {
+			q.mu.Unlock()
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		if q.room == nil {
+			q.room = make(chan struct{})
+		}
+		ch := q.room
 		q.mu.Unlock()
-		return nil
-	}
-	if q.room == nil {
-		q.room = make(chan struct{})
-	}
-	ch := q.room
-	q.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

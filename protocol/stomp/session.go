@@ -1,6 +1,7 @@
 package stomp
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -511,6 +512,28 @@ func (s *session) send(f *frame.Frame) error {
 		}
 		expires = n
 	}
+	if t, ok := f.Header.Contains("ttl"); ok && t != "" {
+		// Apollo: time to live in milliseconds from now; with expires too, the earlier wins.
+		n, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || n <= 0 {
+			return protoErr("invalid ttl header", "ttl must be a positive number of milliseconds, got %q", t)
+		}
+		if e := time.Now().UnixMilli() + n; expires == 0 || e < expires {
+			expires = e
+		}
+	}
+	var priority uint8
+	if p, ok := f.Header.Contains("priority"); ok && p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return protoErr("invalid priority header", "priority must be an integer from 0 to 9, got %q", p)
+		}
+		priority = uint8(min(n, router.MaxPriority))
+	}
+	group := f.Header.Get("message_group")
+	if group == "" {
+		group = f.Header.Get("JMSXGroupID")
+	}
 	hdrs := s.appHeaders(f)
 	for i, d := range dests {
 		origin := names[i]
@@ -524,6 +547,8 @@ func (s *session) send(f *frame.Frame) error {
 			Persistent:  persistent,
 			Retain:      retain,
 			Expires:     expires,
+			Priority:    priority,
+			Group:       group,
 			ContentType: f.Header.Get(frame.ContentType),
 			Headers:     hdrs,
 			Origin:      origin,
@@ -536,31 +561,31 @@ func (s *session) send(f *frame.Frame) error {
 	return nil
 }
 
-// publish routes m. A full queue blocks this producer (DESIGN.md §5): the reader goroutine stops reading
-// its socket, so TCP pushes back on the client, and retries with backoff for up to Handler.QueueFullWait.
+// publish routes m. A full queue whose policy is block (the default) blocks this producer (DESIGN.md §5):
+// the reader goroutine stops reading its socket, so TCP pushes back on the client, and waits for room
+// (router.WaitRoom) for up to Handler.QueueFullWait before the SEND fails. Under drop_head and drop_tail
+// the router makes room or drops the message itself, and the SEND succeeds.
 func (s *session) publish(m *router.Message) error {
 	res := s.rt.Publish(m)
 	if !errors.Is(res.Err, router.ErrQueueFull) || s.h.QueueFullWait <= 0 {
 		return res.Err
 	}
-	deadline := time.Now().Add(s.h.QueueFullWait)
-	wait := time.Millisecond
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
+	ctx, cancel := context.WithTimeout(context.Background(), s.h.QueueFullWait)
+	defer cancel()
+	go func() {
 		select {
 		case <-s.c.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		if err := s.rt.WaitRoom(ctx, m); err != nil {
 			return res.Err
-		case <-t.C:
 		}
 		if res = s.rt.Publish(m); !errors.Is(res.Err, router.ErrQueueFull) {
 			return res.Err
 		}
-		if !time.Now().Before(deadline) {
-			return res.Err
-		}
-		wait = min(2*wait, 100*time.Millisecond, time.Until(deadline))
-		t.Reset(wait)
 	}
 }
 

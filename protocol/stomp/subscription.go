@@ -34,6 +34,8 @@ type subscription struct {
 
 	closed atomic.Bool // set by UNSUBSCRIBE; late deliveries are refused
 	sel    *selector   // nil: every message
+	// seqHeader, when set (include-seq), names the MESSAGE header carrying a queue message's sequence number.
+	seqHeader string
 
 	// pending holds the unacknowledged queue deliveries in delivery order (ackID ascending); guarded by
 	// session.mu. Its length is bounded by the consumer credit the router enforces.
@@ -84,21 +86,16 @@ func (s *session) subscribe(f *frame.Frame) error {
 	default:
 		return protoErr("invalid ack mode", "ack must be auto, client or client-individual, got %q", a)
 	}
-	credit := DefaultCredit
-	if p, ok := f.Header.Contains("prefetch-count"); ok {
-		n, err := strconv.Atoi(p)
-		if err != nil || n <= 0 {
-			return protoErr("invalid prefetch-count", "prefetch-count must be a positive integer, got %q", p)
-		}
-		credit = n
-	}
-
 	if src, ok := f.Header.Contains("selector"); ok && strings.TrimSpace(src) != "" {
 		sel, err := parseSelector(src)
 		if err != nil {
 			return &frameError{msg: "invalid selector", detail: err.Error(), cause: err}
 		}
 		sub.sel = sel
+	}
+	qo, err := s.queueOptions(f, sub)
+	if err != nil {
+		return err
 	}
 
 	persistent := f.Header.Get("persistent") == "true"
@@ -112,9 +109,13 @@ func (s *session) subscribe(f *frame.Frame) error {
 		if flt, err = s.tempFilter(name, flt); err != nil {
 			return err
 		}
-		if sub.sel != nil && flt.Kind != router.Topic && flt.Kind != router.TempTopic || sub.sel != nil && persistent {
-			// A queue consumer cannot leave a message for another consumer yet.
-			return protoErr("invalid selector", "%q: selectors are supported on non-durable topic subscriptions only", name)
+		if sub.sel != nil && persistent {
+			// The durable bridge copies every match into the subscription's queue; messages the selector
+			// refused would pile up there.
+			return protoErr("invalid selector", "%q: selectors are not supported on durable subscriptions", name)
+		}
+		if qo.Browser && !queueKind(flt.Kind) {
+			return protoErr("invalid browser subscription", "%q: only queues can be browsed", name)
 		}
 		switch flt.Kind {
 		case router.Topic:
@@ -146,10 +147,9 @@ func (s *session) subscribe(f *frame.Frame) error {
 	}
 	for i, flt := range filters {
 		rs := &router.Subscription{Filter: flt, Sink: sub, QoS: 1, ID: id}
-		var err error
 		r := route{rs: rs}
 		if flt.Kind == router.Queue || flt.Kind == router.TempQueue || flt.Kind == router.DurableSub {
-			r.cons, err = s.rt.Consume(rs, router.ConsumerOptions{Credit: credit, AutoAck: sub.mode == ackAuto})
+			r.cons, err = s.rt.Consume(rs, qo)
 			if err == nil {
 				s.mu.Lock()
 				s.consumers = append(s.consumers, r.cons)
@@ -186,6 +186,59 @@ func (s *session) subscribe(f *frame.Frame) error {
 		s.bmu.Unlock()
 	}
 	return nil
+}
+
+// queueOptions reads the SUBSCRIBE headers that configure queue consumers (Apollo's): prefetch-count or
+// credit (count[,bytes]) for the unacknowledged window, selector, browser, exclusive, from-seq and
+// include-seq. Topic routes ignore what does not apply to them.
+func (s *session) queueOptions(f *frame.Frame, sub *subscription) (router.ConsumerOptions, error) {
+	o := router.ConsumerOptions{Credit: DefaultCredit, AutoAck: sub.mode == ackAuto}
+	if p, ok := f.Header.Contains("prefetch-count"); ok {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 {
+			return o, protoErr("invalid prefetch-count", "prefetch-count must be a positive integer, got %q", p)
+		}
+		o.Credit = n
+	}
+	if c, ok := f.Header.Contains("credit"); ok {
+		count, size, _ := strings.Cut(c, ",")
+		n, err := strconv.Atoi(strings.TrimSpace(count))
+		if err != nil || n <= 0 {
+			return o, protoErr("invalid credit", "credit must be count[,bytes] with a positive count, got %q", c)
+		}
+		o.Credit = n
+		if size != "" {
+			b, err := strconv.ParseInt(strings.TrimSpace(size), 10, 64)
+			if err != nil || b < 0 {
+				return o, protoErr("invalid credit", "credit must be count[,bytes] with a byte count >= 0, got %q", c)
+			}
+			o.CreditBytes = b
+		}
+	}
+	if sub.sel != nil {
+		o.Match = sub.sel.matches
+	}
+	o.Browser = f.Header.Get("browser") == "true"
+	if o.Browser {
+		// A browser consumes nothing: its messages need no acknowledgement.
+		sub.mode, o.AutoAck = ackAuto, true
+	}
+	o.Exclusive = f.Header.Get("exclusive") == "true"
+	if v, ok := f.Header.Contains("from-seq"); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < -1 {
+			return o, protoErr("invalid from-seq", "from-seq must be a sequence number or -1, got %q", v)
+		}
+		o.FromSeq = n
+	}
+	if v, ok := f.Header.Contains("include-seq"); ok && v != "" {
+		sub.seqHeader = v
+	}
+	return o, nil
+}
+
+func queueKind(k router.Kind) bool {
+	return k == router.Queue || k == router.TempQueue || k == router.DurableSub
 }
 
 // retainedItem is a retained message waiting for room in the outbound queue.
@@ -376,7 +429,8 @@ func (sub *subscription) Deliver(d router.Delivery) bool {
 	if !full {
 		return ok
 	}
-	if d.Seq != 0 {
+	if d.Seq != 0 || d.QueueSeq != 0 || d.BrowseEnd {
+		// A queue keeps what the sink refuses, browsers included: resume it on drain.
 		s.mu.Lock()
 		s.blocked = true
 		s.mu.Unlock()
@@ -401,12 +455,16 @@ func (sub *subscription) enqueue(d router.Delivery) (ok, full bool) {
 	if sub.closed.Load() {
 		return false, false
 	}
-	if sub.sel != nil && !sub.sel.matches(d.Msg) {
-		return true, false // filtered out, not dropped
+	if sub.sel != nil && d.QueueSeq == 0 && !d.BrowseEnd && !sub.sel.matches(d.Msg) {
+		return true, false // a topic message filtered out, not dropped; queues apply the selector themselves
 	}
 	b, ok := s.c.Begin()
 	if !ok {
 		return false, true
+	}
+	if d.BrowseEnd {
+		s.c.Commit(sub.appendBrowseEnd(b))
+		return true, false
 	}
 	var ackID uint64
 	if sub.mode != ackAuto {
@@ -461,13 +519,28 @@ func (sub *subscription) appendMessage(b []byte, d router.Delivery, ackID uint64
 	if n := s.cfg.AddRedeliveriesHeader; n != "" {
 		b = appendHeaderUint(b, n, uint64(d.Redeliveries))
 	}
+	if sub.seqHeader != "" && d.QueueSeq != 0 {
+		b = appendHeaderUint(b, sub.seqHeader, d.QueueSeq)
+	}
 	for _, h := range m.Headers {
-		if !reservedHeader(h.Name) && h.Name != s.cfg.AddRedeliveriesHeader {
+		if !reservedHeader(h.Name) && h.Name != s.cfg.AddRedeliveriesHeader && h.Name != sub.seqHeader {
 			b = appendHeader(b, v, h.Name, h.Value)
 		}
 	}
 	b = appendHeaderUint(b, frame.ContentLength, uint64(len(m.Body)))
 	return appendBody(b, m.Body)
+}
+
+// appendBrowseEnd encodes the MESSAGE that tells a browser it has seen every message the queue held
+// (Apollo's browser:end marker): no message-id, an empty body.
+func (sub *subscription) appendBrowseEnd(b []byte) []byte {
+	v := sub.s.version
+	b = appendCommand(b, frame.MESSAGE)
+	b = appendHeader(b, v, frame.Subscription, sub.id)
+	b = appendHeader(b, v, frame.Destination, sub.dest)
+	b = append(b, "message-id:\nbrowser:end\n"...)
+	b = appendHeaderUint(b, frame.ContentLength, 0)
+	return appendBody(b, nil)
 }
 
 var _ router.Sink = (*subscription)(nil)
