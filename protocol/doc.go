@@ -9,6 +9,15 @@
 // connection costs one parked goroutine (2-4 KiB of stack), a small struct and a 512-byte read buffer
 // (it grows to 32 KiB while reads keep filling it, and shrinks back when traffic gets light).
 //
+// TLS: a connector whose Bind starts with "tls://" speaks TLS only; one whose Detect lists TLS ("tls")
+// recognises a ClientHello's record header (0x16 0x03 0x00-0x04, three bytes) next to clear-text MQTT
+// and STOMP on the same port. Either way the handshake and the sniff inside it share detect_timeout, and
+// inside TLS the connector's other protocols are sniffed again (or its one protocol is used). The
+// certificate, key and client CA files are loaded at Listen; ReloadCertificates swaps the tls.Config new
+// handshakes use (an atomic pointer read once per accepted connection), so established connections keep
+// theirs. Conn.TLS, ServerName and CertIdentity expose the handshake to the front-ends. No goroutine is
+// added: the handshake runs on the connection's own goroutine.
+//
 // Locking: Begin takes the connection's outbound lock and Commit releases it. Between the two, only
 // encode; never call the router, the store or another connection's Begin. The OnDrain and OnShutdown
 // hooks run without the lock and may call Begin.
@@ -16,7 +25,7 @@
 // Logging: one Info line per listening connector; one line per closed connection, at Debug when the
 // reason is ordinary (EOF, reset, handler done, a reason wrapping ErrDisconnected or ErrServerClosed),
 // Warn for a slow consumer, Info otherwise (protocol errors). Detection failures (unknown protocol,
-// HTTP on a broker port, detect timeout) are logged at Info, at most once a second per connector and
+// HTTP on a broker port, detect timeout, TLS handshake failure) are logged at Info, at most once a second per connector and
 // kind; max_connections refusals at Warn, also at most once a second.
 //
 // Decisions where the design is silent:
@@ -27,6 +36,12 @@
 //   - The write deadline applies to each write of at most 256 KiB: it measures a stalled peer, not the
 //     time a large backlog takes.
 //   - A connection that is still being sniffed when Shutdown starts is closed without a hook.
+//   - client_auth "request" or "require" needs client_ca_file: an unverified certificate proves nothing,
+//     so CertIdentity is only ever taken from a verified chain.
+//   - Closing a TLS connection closes the socket without a close_notify alert: tls.Conn.Close can block
+//     for seconds sending it to a peer that does not read, and MQTT and STOMP end sessions in-band.
+//   - A failed handshake (garbage record, missing or untrusted client certificate, clear text on a
+//     tls:// port) is logged like other detection failures, "tls handshake failed", at most once a second.
 //   - After Shutdown's context ends the remaining connections are closed and Shutdown still waits for
 //     their goroutines, which end promptly because their sockets are closed.
 package protocol

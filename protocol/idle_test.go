@@ -1,6 +1,7 @@
 package protocol_test
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"runtime"
@@ -74,4 +75,61 @@ func memInUse() (total, stack int64) {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc + m.StackInuse), int64(m.StackInuse)
+}
+
+// TLS adds crypto/tls's per-connection state (the tls.Conn, its record buffers, the handshake's stack
+// growth until the garbage collector shrinks it). This measures an idle STOMP connection inside TLS on the
+// autodetecting port, client side included.
+func TestIdleTLSConnMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens many sockets")
+	}
+	const n = 200
+	p := newPKI(t)
+	parked := make(chan struct{}, n)
+	h := protocol.HandlerFunc(func(c *protocol.Conn) {
+		var hdr [16]byte
+		if _, err := io.ReadFull(c.Reader(), hdr[:len("CONNECT\n\n\x00")]); err != nil {
+			return
+		}
+		c.Write([]byte("CONNECTED\nversion:1.2\n\n\x00"))
+		parked <- struct{}{}
+		_, _ = c.Reader().Read(hdr[:])
+	})
+	_, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.STOMP: h, protocol.MQTT: h},
+		detectConnector(p.tlsConf("none")))
+	cfg := p.client("localhost")
+	// Warm up crypto/tls's lazily built tables so they are not counted per connection.
+	warm := tlsDial(t, addrs[0], cfg)
+	_, _ = warm.Write([]byte("CONNECT\n\n\x00"))
+	<-parked
+
+	before, beforeStack := memInUse()
+	clients := make([]net.Conn, 0, n)
+	defer func() {
+		for _, nc := range clients {
+			_ = nc.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		nc, err := tls.Dial("tcp", addrs[0], cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, nc)
+		if _, err := nc.Write([]byte("CONNECT\n\n\x00")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case <-parked:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d connections parked", i, n)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	after, afterStack := memInUse()
+	t.Logf("%d bytes per idle TLS connection (client side included), %d of them stack",
+		(after-before)/n, (afterStack-beforeStack)/n)
 }

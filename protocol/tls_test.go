@@ -3,6 +3,7 @@ package protocol_test
 import (
 	"crypto/tls"
 	"crypto/x509/pkix"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -552,4 +553,78 @@ func TestTLSListenErrors(t *testing.T) {
 	if len(s.Addrs()) != 0 {
 		t.Fatalf("failed Listen calls bound %v", s.Addrs())
 	}
+}
+
+// tricklingConn sends its first n bytes one byte per write, so the server sees a ClientHello arrive a
+// byte at a time and must sniff, then replay what it sniffed into the handshake.
+type tricklingConn struct {
+	net.Conn
+	n int
+}
+
+func (c *tricklingConn) Write(p []byte) (int, error) {
+	written := 0
+	for c.n > 0 && len(p) > 0 {
+		if _, err := c.Conn.Write(p[:1]); err != nil {
+			return written, err
+		}
+		time.Sleep(time.Millisecond) // separate segments
+		p, written, c.n = p[1:], written+1, c.n-1
+	}
+	k, err := c.Conn.Write(p)
+	return written + k, err
+}
+
+func TestTLSClientHelloByteAtATime(t *testing.T) {
+	p := newPKI(t)
+	h := newCapture()
+	_, addr, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: h, protocol.STOMP: h},
+		detectConnector(p.tlsConf("none")), nil)
+	raw := prototest.Dial(t, addr)
+	tc := tls.Client(&tricklingConn{Conn: raw, n: 12}, p.client("a.example.com"))
+	_ = tc.SetDeadline(time.Now().Add(tlsWait))
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	// The inner protocol's first bytes trickle too: the inner sniff sees them over several records.
+	for _, b := range []string{"\x10", "\x0e\x00", "\x04MQ", "TT\x04\x02\x00\x3c\x00\x02c1"} {
+		if _, err := tc.Write([]byte(b)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c := h.conn(t)
+	if c.Protocol() != protocol.MQTT || c.ServerName() != "a.example.com" {
+		t.Fatalf("protocol %q, ServerName %q", c.Protocol(), c.ServerName())
+	}
+	prototest.WaitFor(t, tlsWait, func() bool { return string(h.bytes()) == mqttConnect })
+}
+
+// A TLS client that stops reading is closed as a slow consumer, like a clear-text one: the write
+// deadline reaches through crypto/tls.
+func TestTLSSlowConsumer(t *testing.T) {
+	p := newPKI(t)
+	closed := make(chan error, 1)
+	h := protocol.HandlerFunc(func(c *protocol.Conn) {
+		chunk := make([]byte, 1<<20)
+		for i := 0; i < 256 && c.Write(chunk); i++ {
+		}
+		<-c.Done()
+		closed <- c.Err()
+	})
+	_, addr, _ := startServer(t, map[string]protocol.Handler{protocol.STOMP: h},
+		tlsConnector(p.tlsConf("none"), protocol.STOMP), func(s *protocol.Server) {
+			s.WriteTimeout = 200 * time.Millisecond
+			s.MaxPending = 64 << 20
+		})
+	tc := tlsDial(t, addr, p.client("localhost"))
+	select {
+	case err := <-closed:
+		if !errors.Is(err, protocol.ErrSlowConsumer) {
+			t.Fatalf("close reason %v; want ErrSlowConsumer", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("slow TLS consumer not closed")
+	}
+	_ = tc.Close()
 }
