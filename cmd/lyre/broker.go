@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -26,11 +28,16 @@ type Broker struct {
 func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 	hosts := make([]*virtualhost.Host, 0, len(cfg.VirtualHosts))
 	for _, vc := range cfg.VirtualHosts {
-		h := virtualhost.New(vc, router.Options{})
+		h, err := virtualhost.Open(vc, router.Options{}, virtualhost.WithBrokerRules(cfg.AccessRules))
+		if err != nil {
+			virtualhost.NewRegistry(hosts...).Close()
+			return nil, fmt.Errorf("virtual_host %q: %w", vc.Name, err)
+		}
 		hosts = append(hosts, h)
 		log.Info("virtual host", zap.String("vhost", h.Name), zap.Strings("host_names", h.HostNames),
 			zap.Bool("anonymous", h.Anonymous))
 	}
+	warnAnonymous(cfg, log)
 	reg := virtualhost.NewRegistry(hosts...)
 	srv := protocol.NewServer(log, map[string]protocol.Handler{
 		"mqtt":  mqtt.NewHandler(reg, log),
@@ -58,4 +65,35 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	err := b.srv.Shutdown(ctx)
 	b.hosts.Close()
 	return err
+}
+
+// warnAnonymous logs a warning for each anonymous virtual host that a connector on a non-loopback
+// address can reach: anyone on the network may then use it without credentials. A connector reaches its
+// own virtual_host, or every host when it names none (STOMP picks by the host header).
+func warnAnonymous(cfg *conf.Config, log *zap.Logger) {
+	for _, c := range cfg.Connectors {
+		if loopbackBind(c.Address) {
+			continue
+		}
+		for _, h := range cfg.VirtualHosts {
+			if !h.Anonymous || (c.VirtualHost != "" && !strings.EqualFold(c.VirtualHost, h.Name) && !slices.Contains(c.Protocols(), "stomp")) {
+				continue
+			}
+			log.Warn("anonymous access is on for a virtual host served on a non-loopback address: anyone who can reach it may connect without credentials",
+				zap.String("vhost", h.Name), zap.String("connector", c.Name), zap.String("bind", c.Bind))
+		}
+	}
+}
+
+// loopbackBind reports whether address ("host:port") listens on loopback only.
+func loopbackBind(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -1,6 +1,7 @@
 // Command lyre runs the Lyre message broker.
 //
 //	lyre [--config FILE] [--check] [--version] [--log-level LEVEL] [--log-format console|json]
+//	lyre passwd [--cost N] < password     # print the bcrypt hash of a password for a users file
 //
 // Without --config it runs the embedded default configuration: MQTT and STOMP autodetected on
 // 127.0.0.1:61613, MQTT on 127.0.0.1:1883, one anonymous virtual host "default".
@@ -37,6 +38,9 @@ func main() {
 
 // run is main without the process: it returns the exit code, so tests can drive it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "passwd" {
+		return passwd(args[1:], os.Stdin, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("lyre", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "HCL configuration `file` (default: the embedded configuration)")
