@@ -158,19 +158,26 @@ func (r *accessRule) covers(p Principal) bool {
 }
 
 func (rs *rules) matchID(r *accessRule, p Principal, clientID string, path []string) bool {
+	segs, ok := rs.pattern(r, p, clientID)
+	return ok && MatchPattern(segs, path)
+}
+
+// pattern returns the rule's id pattern for p and clientID, substituting %u and %c; ok is false when the
+// rule cannot apply (a placeholder p or clientID cannot fill).
+func (rs *rules) pattern(r *accessRule, p Principal, clientID string) ([]router.Seg, bool) {
 	if !r.dynamic {
-		return MatchPattern(r.static, path)
+		return r.static, true
 	}
 	id := r.id
 	if strings.Contains(id, "%u") {
 		if !p.Authenticated || p.User == "" {
-			return false
+			return nil, false
 		}
 		id = strings.ReplaceAll(id, "%u", patternGrammar.Render(router.Destination{Path: []string{p.User}}))
 	}
 	if strings.Contains(id, "%c") {
 		if clientID == "" {
-			return false
+			return nil, false
 		}
 		id = strings.ReplaceAll(id, "%c", patternGrammar.Render(router.Destination{Path: []string{clientID}}))
 	}
@@ -189,7 +196,131 @@ func (rs *rules) matchID(r *accessRule, p Principal, clientID string, path []str
 		rs.compiled[id] = segs
 		rs.mu.Unlock()
 	}
-	return segs != nil && MatchPattern(segs, path)
+	return segs, segs != nil
+}
+
+// AuthorizeFilter decides a subscription filter (canonical segments, possibly with wildcards) against
+// the rules: some reports whether at least one destination the filter matches may be allowed, all
+// whether every one is. A front-end refuses a subscription when !some, and when !all filters each
+// delivery through a Gate. The answer is conservative in one direction only: some may be true for a
+// filter that in fact reaches nothing allowed (regex levels are not compared), never false for one that
+// does; all is true only when certain.
+func (h *Host) AuthorizeFilter(p Principal, action, kind string, filter []router.Seg, clientID string) (some, all bool) {
+	if len(h.rules.list) == 0 {
+		return true, true
+	}
+	partialDeny := false // an earlier deny rule took some of the filter's destinations
+	for i := range h.rules.list {
+		r := &h.rules.list[i]
+		if r.actions != nil && !slices.Contains(r.actions, action) || r.kind != "" && r.kind != kind || !r.covers(p) {
+			continue
+		}
+		var pat []router.Seg
+		if r.id != "" {
+			var ok bool
+			if pat, ok = h.rules.pattern(r, p, clientID); !ok {
+				continue
+			}
+			if !intersects(pat, filter) {
+				continue
+			}
+		}
+		whole := r.id == "" || subsumes(pat, filter)
+		switch {
+		case r.allow && whole:
+			return true, !partialDeny
+		case r.allow:
+			some = true
+		case whole:
+			return some, false
+		default:
+			partialDeny = true
+		}
+	}
+	return some, false
+}
+
+// isDollar reports whether a first-level literal names a '$' topic, which wildcards at the first level do
+// not match [MQTT-4.7.2-1].
+func isDollar(i int, s router.Seg) bool {
+	return i == 0 && s.Kind == router.SegLiteral && strings.HasPrefix(s.Text, "$")
+}
+
+// subsumes reports whether every path filter f matches is matched by pattern p. It answers false when
+// unsure (regex levels other than identical ones).
+func subsumes(p, f []router.Seg) bool {
+	for i, ps := range p {
+		if i < len(f) && ps.Kind != router.SegLiteral && isDollar(i, f[i]) {
+			return false
+		}
+		if ps.Kind == router.SegMany {
+			return true
+		}
+		if i >= len(f) {
+			return false
+		}
+		fs := f[i]
+		switch fs.Kind {
+		case router.SegMany:
+			return false
+		case router.SegOne:
+			if ps.Kind != router.SegOne {
+				return false
+			}
+		case router.SegRegex:
+			if ps.Kind != router.SegOne && !(ps.Kind == router.SegRegex && ps.Text == fs.Text) {
+				return false
+			}
+		case router.SegLiteral:
+			switch ps.Kind {
+			case router.SegLiteral:
+				if ps.Text != fs.Text {
+					return false
+				}
+			case router.SegRegex:
+				if !ps.Re.MatchString(fs.Text) {
+					return false
+				}
+			}
+		}
+	}
+	return len(p) == len(f)
+}
+
+// intersects reports whether some path is matched by both pattern p and filter f. It answers true when
+// unsure (two regex levels, a regex against a one-level wildcard).
+func intersects(p, f []router.Seg) bool {
+	for i := 0; ; i++ {
+		switch {
+		case i == len(p) && i == len(f):
+			return true
+		case i == len(p):
+			return f[i].Kind == router.SegMany && i > 0 // "a.**" also matches "a"
+		case i == len(f):
+			return p[i].Kind == router.SegMany && i > 0
+		}
+		ps, fs := p[i], f[i]
+		if isDollar(i, fs) && ps.Kind != router.SegLiteral || isDollar(i, ps) && fs.Kind != router.SegLiteral {
+			return false // [MQTT-4.7.2-1]
+		}
+		if ps.Kind == router.SegMany || fs.Kind == router.SegMany {
+			return true
+		}
+		switch {
+		case ps.Kind == router.SegLiteral && fs.Kind == router.SegLiteral:
+			if ps.Text != fs.Text {
+				return false
+			}
+		case ps.Kind == router.SegLiteral && fs.Kind == router.SegRegex:
+			if !fs.Re.MatchString(ps.Text) {
+				return false
+			}
+		case fs.Kind == router.SegLiteral && ps.Kind == router.SegRegex:
+			if !ps.Re.MatchString(fs.Text) {
+				return false
+			}
+		}
+	}
 }
 
 // KindName names a router kind for access rules. Temporary destinations are not subject to access rules

@@ -167,3 +167,50 @@ func TestMatchPattern(t *testing.T) {
 		t.Error("an escaped dot is one level")
 	}
 }
+
+func TestAuthorizeFilter(t *testing.T) {
+	h := open(t, conf.VirtualHost{Name: "h", AccessRules: []conf.AccessRule{
+		{Deny: []string{"*"}, Kind: "topic", ID: "sensors.secret.**"},
+		{Allow: []string{"admins"}, Kind: "topic", ID: "$SYS.**"},
+		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "sensors.**"},
+		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "devices.%c.**"},
+		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "weather.{[a-z]+}.temp"},
+	}})
+	mqtt, err := router.NewGrammar(router.MQTTGrammarConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		filter    string
+		p         virtualhost.Principal
+		clientID  string
+		some, all bool
+	}{
+		{"sensors/k1/temp", anon, "c", true, true},
+		{"sensors/+/temp", anon, "c", true, false}, // sensors/secret/temp is denied
+		{"sensors/#", anon, "c", true, false},
+		{"sensors/secret/#", anon, "c", false, false},
+		{"sensors/secret/door", anon, "c", false, false},
+		{"sensors/public/#", anon, "c", true, true},
+		{"#", anon, "c", true, false},
+		{"+/k1/temp", anon, "c", true, false},
+		{"$SYS/#", anon, "c", false, false},
+		{"$SYS/#", alice, "c", true, true},
+		{"devices/c1/#", anon, "c1", true, true},
+		{"devices/c2/#", anon, "c1", false, false},
+		{"devices/+/temp", anon, "c1", true, false},
+		{"weather/paris/temp", anon, "c", true, true},
+		{"weather/Paris/temp", anon, "c", false, false},
+		{"weather/+/temp", anon, "c", true, false},
+		{"orders/#", anon, "c", false, false},
+	} {
+		f, err := mqtt.ParseFilter(tt.filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		some, all := h.AuthorizeFilter(tt.p, "receive", "topic", f.Segs, tt.clientID)
+		if some != tt.some || all != tt.all {
+			t.Errorf("AuthorizeFilter(%q, %s) = %v, %v; want %v, %v", tt.filter, tt.p.User, some, all, tt.some, tt.all)
+		}
+	}
+}
