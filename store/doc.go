@@ -1,4 +1,53 @@
-// Package store will hold what must survive a crash: queues, durable subscriptions, MQTT sessions, retained
-// messages and in-flight QoS 1/2 state, behind an interface with a badger implementation and an in-memory
-// one. Until that lands (see the persistence issue) every virtual host keeps its state in memory only.
+// Package store holds what must survive a crash, per virtual host: persistent queue messages (and
+// dead-letter queues, which are just queues), durable subscriptions and their backlogs, MQTT sessions
+// (subscriptions, queued messages, outbound in-flight state, inbound QoS 2 ids awaiting PUBREL) and
+// retained messages. Store is the interface; store/badgerstore is the durable implementation (one badger
+// directory per host), store/memstore the in-memory one, and store/storetest the contract both pass.
+// The package uses the standard library only; the router does not import it, so it has its own records.
+//
+// # Model
+//
+// A message body is stored once, however many places reference it: queue entries, durable-subscription
+// backlog entries, session queue entries, in-flight deliveries and retained topics all hold its ID and
+// bump its reference count. The body is written when the count rises from zero and deleted when it falls
+// back to zero, so a message published to ten durable targets costs one body, and acking the last
+// reference frees it. Callers pass the *Message with every reference; the store decides whether to write.
+//
+// Queues, durable-subscription backlogs and session queues are ordered lists of entries keyed by
+// (list, owner, seq). The caller assigns seq (ListInfo.Last+1 after a restart). Entries reads a list in
+// windows from a seq, so a backlog of millions stays on disk and only a window is held in memory.
+//
+// # Writes: group commit
+//
+// Commit/CommitFunc queue a set of ops that apply atomically. One goroutine takes everything queued
+// (after FlushDelay, when set), applies the ops in order to an overlay of the committed state, settles
+// reference counts, and writes the net result in one transaction with one sync. Each caller then learns
+// the outcome of its commit. Because only the net result is written, an entry enqueued and acked within
+// one batch (a message consumed before the flush) is never written at all. A batch that fails fails all
+// its commits and applies none of them; a batch too big for one transaction is split at commit
+// boundaries. Invalid ops are refused (ErrInvalidOp) before queueing, so they never fail someone else's
+// batch. When the commit queue (4096 commits) is full, Commit blocks until the committer catches up.
+//
+// # Keys and encodings (format version 1)
+//
+// str(s) is uvarint(len(s)) followed by the bytes; u64 and u16 are big-endian, so keys sort by number.
+//
+//	v                                  "1": the format version; Open refuses any other (ErrVersion)
+//	m u64(id)                          message: flags(1: persistent, 2: retain) qos priority destKind
+//	                                   varint(expires) uvarint(n) n×str(path segment) str(origin)
+//	                                   str(content type) uvarint(n) n×(str(name) str(value)) body…
+//	c u64(id)                          uvarint(reference count); absent = 0 = no body
+//	q str(name)                        queue record: kind (1 byte)
+//	d str(id)                          durable subscription: str(filter) str(selector)
+//	s str(client id)                   session: protocol version, uvarint(expiry s), varint(disconnected
+//	                                   at ms), uvarint(n) n×(str(filter) qos options uvarint(identifier))
+//	e list str(owner) u64(seq)         list entry (list 1 queue, 2 dsub, 3 session): uvarint(message id)
+//	                                   uvarint(redeliveries) qos varint(expires)
+//	i str(client id) u16(packet id)    outbound in-flight: state qos uvarint(message id, 0 = none)
+//	p str(client id) u16(packet id)    inbound QoS 2 id awaiting PUBREL: empty value
+//	r str(topic)                       retained: uvarint(message id)
+//	x u64(expires ms) <entry key>      expiry index of entries whose message expires; empty value
+//
+// Export and Import move all of it to and from a line-delimited JSON stream (see Export) for backups and
+// format upgrades.
 package store

@@ -7,13 +7,12 @@ import (
 
 // Errors returned by stores. Implementations wrap them with context; test with errors.Is.
 var (
-	ErrClosed       = errors.New("store: closed")
-	ErrLocked       = errors.New("store: directory in use by another process")
-	ErrVersion      = errors.New("store: unsupported format version")
-	ErrInvalidOp    = errors.New("store: invalid operation")
-	ErrBatchTooBig  = errors.New("store: commit too big for one transaction")
-	ErrCorrupt      = errors.New("store: corrupt record")
-	ErrNotEmptyDest = errors.New("store: import into a store that is not empty")
+	ErrClosed      = errors.New("store: closed")
+	ErrLocked      = errors.New("store: directory in use by another process")
+	ErrVersion     = errors.New("store: unsupported format version")
+	ErrInvalidOp   = errors.New("store: invalid operation")
+	ErrBatchTooBig = errors.New("store: commit too big for one transaction")
+	ErrCorrupt     = errors.New("store: corrupt record")
 )
 
 // FormatVersion is the on-disk format this build reads and writes (the value of the version key).
