@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,31 +49,45 @@ func (s *Server) detect(l *listener, nc net.Conn) (string, net.Conn, io.Reader, 
 
 // detectTLS is detect on a connector with TLS. On a tls:// connector the handshake starts at once; on an
 // autodetecting one the first bytes are sniffed with TLS among the protocols, and clear text is served as
-// on any other connector. Inside TLS the connector's other protocols are sniffed again (or its one
-// protocol is taken as is). The handshake and the inner sniff share the accept loop's detect_timeout.
+// on any other connector, on a frame as small as detect's (see there).
 func (s *Server) detectTLS(l *listener, nc net.Conn) (string, net.Conn, io.Reader, error) {
-	bp := prefetchPool.Get().(*[]byte)
-	defer prefetchPool.Put(bp)
-	var sniffed []byte
-	if !l.tls.always {
-		n, proto, err := sniffConn(nc, *bp, l.conf.Detect)
-		if err == nil && proto != TLS {
-			err = clearDeadlines(nc)
-		}
-		if err != nil {
-			s.detectFailed(l, nc, err, (*bp)[:n])
-			return "", nil, nil, err
-		}
-		if proto != TLS {
-			return proto, nc, replay(nc, (*bp)[:n]), nil
-		}
-		sniffed = (*bp)[:n]
+	if l.tls.always {
+		return s.detectInsideTLS(l, nc, nil)
 	}
+	bp := prefetchPool.Get().(*[]byte)
+	n, proto, err := sniffConn(nc, *bp, l.conf.Detect)
+	if err == nil && proto == TLS {
+		// Copied: the prefetch buffer goes back to the pool before the handshake, which may take seconds.
+		sniffed := slices.Clone((*bp)[:n])
+		prefetchPool.Put(bp)
+		return s.detectInsideTLS(l, nc, sniffed)
+	}
+	if err == nil {
+		err = nc.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		s.detectFailed(l, nc, err, (*bp)[:n])
+		prefetchPool.Put(bp)
+		return "", nil, nil, err
+	}
+	r := replay(nc, (*bp)[:n])
+	prefetchPool.Put(bp)
+	return proto, nc, r, nil
+}
+
+// detectInsideTLS completes the TLS handshake, replaying sniffed (the start of the ClientHello), then
+// sniffs the connector's other protocols inside TLS, or takes its one protocol as is. The handshake and
+// the inner sniff share the accept loop's detect_timeout.
+//
+//go:noinline
+func (s *Server) detectInsideTLS(l *listener, nc net.Conn, sniffed []byte) (string, net.Conn, io.Reader, error) {
 	tc, err := l.handshakeTLS(nc, sniffed)
 	if err != nil {
 		s.detectFailed(l, nc, err, sniffed)
 		return "", nil, nil, err
 	}
+	bp := prefetchPool.Get().(*[]byte)
+	defer prefetchPool.Put(bp)
 	proto, n := l.conf.Protocol, 0
 	if proto == "" {
 		n, proto, err = sniffConn(tc, *bp, l.tls.inner)

@@ -210,10 +210,8 @@ func (s *Server) acceptLoop(l *listener) {
 		}
 		l.active.Add(1)
 		// Armed here rather than on the new goroutine, whose stack it would grow (see detect). A TLS
-		// handshake writes too, so it gets a write deadline as well.
-		if l.tls != nil {
-			_ = nc.SetDeadline(time.Now().Add(l.detectTimeout()))
-		} else if l.conf.Protocol == "" {
+		// handshake writes too: its write deadline is set once TLS is recognised (handshakeTLS).
+		if l.conf.Protocol == "" || l.tls != nil {
 			_ = nc.SetReadDeadline(time.Now().Add(l.detectTimeout()))
 		}
 		go s.serve(l, nc)

@@ -152,14 +152,17 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 }
 
 // handshakeTLS runs the server side of a TLS handshake on nc, under the deadline the accept loop set
-// (detect_timeout), replaying sniffed first. It returns the TLS connection or an error wrapping
-// ErrTLSHandshake or ErrDetectTimeout.
-//
-//go:noinline
+// (detect_timeout), replaying sniffed first (it keeps sniffed until it is read). It returns the TLS
+// connection or an error wrapping ErrTLSHandshake or ErrDetectTimeout.
 func (l *listener) handshakeTLS(nc net.Conn, sniffed []byte) (*tls.Conn, error) {
 	raw := nc
 	if len(sniffed) > 0 {
-		raw = &prefixConn{Conn: nc, pre: slices.Clone(sniffed)}
+		raw = &prefixConn{Conn: nc, pre: sniffed}
+	}
+	// The handshake writes as well as reads: bound its writes by the read deadline (detect_timeout) the
+	// accept loop armed, so a peer that never reads cannot hold the goroutine.
+	if err := nc.SetWriteDeadline(time.Now().Add(l.detectTimeout())); err != nil {
+		return nil, err
 	}
 	tc := tls.Server(raw, l.tls.cfg.Load())
 	if err := tc.Handshake(); err != nil {
