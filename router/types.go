@@ -99,6 +99,9 @@ type Message struct {
 	// subscriber that uses the same grammar renders it without allocating.
 	Origin     string
 	OriginGram *Grammar
+	// Publisher identifies the publishing session or connection (a pointer the front-end chooses), so a
+	// subscriber can recognise its own messages. Never rendered on the wire.
+	Publisher any
 }
 
 // Delivery is one message handed to one subscription.

@@ -26,8 +26,13 @@
 //     max_queued_messages, dropping the oldest (counted and logged) beyond it. QoS 0 messages are not
 //     kept for an offline session.
 //   - Online, a session sends QoS ≥ 1 messages while fewer than max_inflight are unacknowledged; beyond
-//     that up to max_queued_messages wait in the session (oldest dropped, counted, logged). QoS 0
-//     messages are dropped (counted) when the connection's outbound queue is over its byte limit.
+//     that up to max_queued_messages wait in the session. When they are full, the publisher of the next
+//     QoS ≥ 1 message is stalled (up to stallTimeout, 500 ms) until the subscriber makes room, so a
+//     subscriber that keeps up on average loses nothing that was acknowledged to its publisher. A
+//     subscriber still full after the stall is marked slow: until it is down to half its queue, its
+//     oldest messages are dropped (counted, logged) and nobody stalls on it. A client never stalls on
+//     its own subscription. QoS 0 messages are dropped (counted) when the connection's outbound queue is
+//     over its byte limit; they never stall anyone.
 //   - Overlapping subscriptions of one session get one copy of a message at the highest QoS granted
 //     among the matching filters. Shared subscriptions ($share/group/filter) are delivered
 //     independently of the session's other subscriptions and get no retained messages.
@@ -105,6 +110,8 @@ type Handler struct {
 
 	mu         sync.Mutex
 	registries map[*virtualhost.Host]*registry
+
+	refusedLogins, refusedPublishes, refusedSubscriptions atomic.Uint64
 }
 
 // NewHandler returns a handler routing into hosts. log receives handler-level events; per-connection
@@ -182,6 +189,10 @@ type client struct {
 	rd      *packet.Reader
 	host    *virtualhost.Host
 	rt      *router.Router
+	// principal is who the client authenticated as; slot is set while the client holds one of its host's
+	// connection slots.
+	principal virtualhost.Principal
+	slot      *virtualhost.Host
 	version byte
 	keep    time.Duration // read deadline after each packet: 1.5 × keep-alive; 0 = none
 	sess    *session
@@ -206,6 +217,9 @@ func (h *Handler) Serve(c *protocol.Conn) {
 		// would wait for it forever.
 		if cl.att != nil {
 			cl.end(errors.Is(err, errDisconnectRequest))
+		}
+		if cl.slot != nil {
+			cl.slot.Release()
 		}
 	}()
 	if err = cl.connect(); err == nil {
@@ -295,14 +309,11 @@ func (cl *client) connect() error {
 	if host == nil {
 		return cl.refuse(cl.version, connServerUnavailable, fmt.Errorf("%w: %w %q", errRefused, errNoHost, c.Connector().VirtualHost))
 	}
-	if _, err := host.Authenticate(user, cp.Password, cp.UsernameFlag); err != nil {
-		code := connNotAuthorized
-		if errors.Is(err, virtualhost.ErrBadCredentials) {
-			code = connBadCredentials
-		}
+	p, code, err := cl.login(host, user, cp.Password, cp.UsernameFlag, id)
+	if err != nil {
 		return cl.refuse(cl.version, code, fmt.Errorf("%w: %w", errRefused, err))
 	}
-	cl.host, cl.rt, cl.user = host, host.Router, user
+	cl.host, cl.rt, cl.user, cl.principal, cl.slot = host, host.Router, user, p, host
 
 	if cp.WillFlag {
 		d, err := cl.parseTopic(cp.WillTopic)

@@ -95,7 +95,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		}
 	}
 	m := &router.Message{Dest: d, Body: p.Payload, QoS: p.QoS, Persistent: p.QoS > 0, Retain: p.Retain,
-		Origin: p.Topic, OriginGram: cl.g}
+		Origin: p.Topic, OriginGram: cl.g, Publisher: s}
 	res := cl.rt.Publish(m)
 	if res.Err != nil {
 		if p.QoS == 0 {

@@ -183,6 +183,12 @@ type session struct {
 	overlap         bool                 // two topic subscriptions may match one message
 	seen            []seenMsg
 	scratch         []byte // topic rendering for the message being encoded
+	// slow is set when a publisher stalled for stallTimeout without the queue making room: until the
+	// queue is down to half again, live messages past max_queued_messages drop the oldest instead of
+	// stalling publishers.
+	slow bool
+	// room is closed (and reset) when the queue makes room; made by a stalled publisher.
+	room chan struct{}
 
 	// Owned by the attached reader goroutine.
 	subs        map[string]*subEntry // nil until the first SUBSCRIBE
@@ -238,8 +244,64 @@ func (s *session) Deliver(d router.Delivery) bool {
 		s.countDropLocked("outbound full")
 		return false
 	}
+	if it.qos > 0 && s.queue.live >= s.maxQueued && !s.slow && d.Msg.Publisher != s {
+		if !s.stallLocked() && !s.slow {
+			s.slow = true
+			s.log.Warn("slow subscriber: dropping its oldest messages instead of stalling publishers",
+				zap.String("client_id", s.id), zap.Int("queued", s.queue.len()))
+		}
+		if s.discarded || e.gone {
+			return false
+		}
+		if s.out != nil && s.queue.len() == 0 && s.sendLocked(&it) {
+			return true
+		}
+	}
 	s.queueLocked(it)
 	return true
+}
+
+// stallTimeout bounds how long one publisher waits for a subscriber's full queue to make room. A
+// subscriber that keeps up on average (a burst, a GC pause) then loses nothing; one that cannot is marked
+// slow after this long and loses its oldest messages instead, so it never holds publishers back for more.
+const stallTimeout = 500 * time.Millisecond
+
+// stallLocked waits, with s.mu released, until the queue has room for one more live message, the
+// session goes offline, or stallTimeout passes. It reports false on the timeout. It runs on a publisher's
+// goroutine inside router.Publish, which holds no router lock while delivering to topic subscribers.
+func (s *session) stallLocked() bool {
+	deadline := time.Now().Add(stallTimeout)
+	for s.queue.live >= s.maxQueued && s.out != nil && !s.discarded {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		if s.room == nil {
+			s.room = make(chan struct{})
+		}
+		room := s.room
+		s.mu.Unlock()
+		t := time.NewTimer(left)
+		select {
+		case <-room:
+		case <-t.C:
+		}
+		t.Stop()
+		s.mu.Lock()
+	}
+	return true
+}
+
+// wakeLocked releases stalled publishers once the queue has room, and clears the slow mark once the
+// subscriber has caught up with half of its queue.
+func (s *session) wakeLocked() {
+	if s.queue.live <= s.maxQueued/2 {
+		s.slow = false
+	}
+	if s.room != nil && (s.queue.live < s.maxQueued || s.out == nil || s.discarded) {
+		close(s.room)
+		s.room = nil
+	}
 }
 
 // deliverQueueLocked takes one queue delivery. The consumer's credit (max_inflight) bounds what is held.
@@ -412,6 +474,7 @@ func (s *session) pumpLocked() {
 		f.unsent = false
 		s.unsent--
 	}
+	defer s.wakeLocked()
 	for s.queue.len() > 0 {
 		it := s.queue.peek()
 		if it.seq != 0 && it.entry.gone {
@@ -480,6 +543,7 @@ func (s *session) detach() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.out, s.conn, s.consumers, s.resumeConsumers = nil, nil, nil, false
+	defer s.wakeLocked()
 	if s.clean {
 		s.discardLocked()
 		return
@@ -498,6 +562,7 @@ func (s *session) discardLocked() {
 	for _, e := range s.subs {
 		e.gone, e.held = true, nil
 	}
+	s.wakeLocked()
 }
 
 // setEntryLocked adds or removes e and recomputes the overlap index.
