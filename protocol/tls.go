@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -34,8 +33,7 @@ type tlsListener struct {
 // newTLSListener checks the connector's TLS settings and loads its files. It returns nil, nil for a
 // connector without TLS.
 func newTLSListener(c *conf.Connector) (*tlsListener, error) {
-	always := strings.HasPrefix(strings.ToLower(c.Bind), "tls://")
-	detected := slices.Contains(c.Detect, TLS)
+	always, detected := c.BindsTLS(), c.DetectsTLS()
 	if !always && !detected {
 		if c.TLS != nil {
 			return nil, fmt.Errorf("protocol: connector %q: tls block without a tls:// bind or \"tls\" in detect", c.Name)

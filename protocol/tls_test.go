@@ -628,3 +628,67 @@ func TestTLSSlowConsumer(t *testing.T) {
 	}
 	_ = tc.Close()
 }
+
+// Connectors decoded by conf from HCL: a tls:// connector requiring client certificates with TLS 1.3
+// only, and an autodetecting one with "tls" in its detect list.
+func TestTLSFromHCLConfig(t *testing.T) {
+	p := newPKI(t)
+	src := `
+connector "secure" {
+  bind     = "tls://127.0.0.1:0"
+  protocol = "mqtt"
+  tls {
+    cert_file      = "server.pem"
+    key_file       = "server-key.pem"
+    client_ca_file = "ca.pem"
+    client_auth    = "require"
+    min_version    = "1.3"
+    cert_identity  = "cn"
+  }
+}
+connector "auto" {
+  bind   = "tcp://127.0.0.1:0"
+  detect = ["tls", "mqtt", "stomp"]
+  tls {
+    cert_file = "server.pem"
+    key_file  = "server-key.pem"
+  }
+}
+virtual_host "default" {
+  anonymous = true
+}
+`
+	path := p.dir + "/lyre.hcl"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := conf.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := virtualhost.NewRegistry(virtualhost.New(cfg.VirtualHosts[0], router.Options{}))
+	t.Cleanup(hosts.Close)
+	sh := pstomp.NewHandler(hosts, zaptest.NewLogger(t))
+	sh.HeartBeatSend, sh.HeartBeatReceive = 0, 0
+	s, _, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: mqtt.NewHandler(hosts, zaptest.NewLogger(t)),
+		protocol.STOMP: sh}, cfg.Connectors[0], nil)
+	if err := s.Listen(cfg.Connectors[1]); err != nil {
+		t.Fatal(err)
+	}
+	secure, auto := s.Addrs()["secure"].String(), s.Addrs()["auto"].String()
+
+	alice := p.clientCert(pkix.Name{CommonName: "alice"})
+	c := mustPaho(t, secure, "alice", p.client("localhost", alice))
+	in := pahoSubscribe(t, c, "hcl/#")
+	sc := stompConnect(t, tlsDial(t, auto, p.client("localhost")))
+	if err := sc.Send("/topic/hcl.x", "text/plain", []byte("from stomp over detected tls"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatal(err)
+	}
+	in.wait(t, "from stomp over detected tls")
+
+	old := p.client("localhost", alice)
+	old.MaxVersion = tls.VersionTLS12
+	if _, err := pahoConnect(t, secure, "old", old, nil); err == nil {
+		t.Fatal("a TLS 1.2 client connected to a min_version 1.3 connector")
+	}
+}
