@@ -48,6 +48,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -309,11 +310,11 @@ func (cl *client) connect() error {
 	if host == nil {
 		return cl.refuse(cl.version, connServerUnavailable, fmt.Errorf("%w: %w %q", errRefused, errNoHost, c.Connector().VirtualHost))
 	}
-	p, code, err := cl.login(host, user, cp.Password, cp.UsernameFlag, id)
+	principal, code, err := cl.login(host, user, cp.Password, cp.UsernameFlag, id)
 	if err != nil {
 		return cl.refuse(cl.version, code, fmt.Errorf("%w: %w", errRefused, err))
 	}
-	cl.host, cl.rt, cl.user, cl.principal, cl.slot = host, host.Router, user, p, host
+	cl.host, cl.rt, cl.user, cl.principal, cl.slot = host, host.Router, user, principal, host
 
 	if cp.WillFlag {
 		d, err := cl.parseTopic(cp.WillTopic)
@@ -322,6 +323,9 @@ func (cl *client) connect() error {
 		}
 		cl.will = &router.Message{Dest: d, Body: cp.WillPayload, QoS: cp.WillQoS, Persistent: cp.WillQoS > 0,
 			Retain: cp.WillRetain, Origin: cp.WillTopic, OriginGram: cl.g}
+		if !cl.maySend(d, cp.WillTopic, id) {
+			cl.will = nil // a will the client may not send is never published
+		}
 	}
 	if cp.KeepAlive > 0 {
 		cl.keep = time.Duration(cp.KeepAlive) * time.Second * 3 / 2

@@ -96,7 +96,10 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	}
 	m := &router.Message{Dest: d, Body: p.Payload, QoS: p.QoS, Persistent: p.QoS > 0, Retain: p.Retain,
 		Origin: p.Topic, OriginGram: cl.g, Publisher: s}
-	res := cl.rt.Publish(m)
+	var res router.PublishResult
+	if cl.maySend(d, p.Topic, s.id) { // else not routed, yet acknowledged below [MQTT-3.3.5-2]
+		res = cl.rt.Publish(m)
+	}
 	if res.Err != nil {
 		if p.QoS == 0 {
 			if ce := cl.check("publish dropped"); ce != nil {
@@ -219,6 +222,10 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 	if len(f.Segs) > cl.lim.maxLevels {
 		return fail(fmt.Errorf("%w: more than %d levels", router.ErrInvalidFilter, cl.lim.maxLevels))
 	}
+	gate, err := cl.subscribeAccess(f, sp.Filter)
+	if err != nil {
+		return nil, subackFailure // logged by subscribeAccess
+	}
 	qos := sp.QoS
 	old := s.subs[sp.Filter]
 	switch f.Kind {
@@ -247,7 +254,7 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 		return fail(fmt.Errorf("mqtt: more than %d subscriptions", cl.lim.maxSubs))
 	}
 	e := &subEntry{key: sp.Filter, qos: qos, queue: f.Kind == router.Queue, holding: true}
-	e.rs = &router.Subscription{Filter: f, Sink: s, QoS: qos, ID: sp.Filter, Share: group, Opaque: e}
+	e.rs = &router.Subscription{Filter: f, Sink: s.sinkFor(gate), QoS: qos, ID: sp.Filter, Share: group, Opaque: e}
 	s.mu.Lock()
 	s.setEntryLocked(e, true)
 	s.mu.Unlock()
