@@ -183,24 +183,24 @@ func limitsOf(c *conf.Connector) limits {
 
 // client is one network connection's state, owned by its reader goroutine.
 type client struct {
-	h       *Handler
-	c       *protocol.Conn
-	lim     limits
-	g       *router.Grammar
-	rd      *packet.Reader
-	host    *virtualhost.Host
-	rt      *router.Router
+	h    *Handler
+	c    *protocol.Conn
+	lim  limits
+	g    *router.Grammar
+	rd   *packet.Reader
+	host *virtualhost.Host
+	rt   *router.Router
 	// principal is who the client authenticated as; slot is set while the client holds one of its host's
 	// connection slots.
 	principal virtualhost.Principal
 	slot      *virtualhost.Host
-	version byte
-	keep    time.Duration // read deadline after each packet: 1.5 × keep-alive; 0 = none
-	sess    *session
-	att     *attachment
-	will    *router.Message
-	user    string
-	drain   chan struct{} // cap 1: OnDrain fired; wakes a reader waiting to queue a control packet
+	version   byte
+	keep      time.Duration // read deadline after each packet: 1.5 × keep-alive; 0 = none
+	sess      *session
+	att       *attachment
+	will      *router.Message
+	user      string
+	drain     chan struct{} // cap 1: OnDrain fired; wakes a reader waiting to queue a control packet
 	// lastTopic and lastDest cache the last topic name parsed.
 	lastTopic string
 	lastDest  router.Destination
