@@ -81,7 +81,7 @@ func (s *Server) detectTLS(l *listener, nc net.Conn) (string, net.Conn, io.Reade
 //
 //go:noinline
 func (s *Server) detectInsideTLS(l *listener, nc net.Conn, sniffed []byte) (string, net.Conn, io.Reader, error) {
-	tc, err := l.handshakeTLS(nc, sniffed)
+	tc, err := s.handshakeTLS(l, nc, sniffed)
 	if err != nil {
 		s.detectFailed(l, nc, err, sniffed)
 		return "", nil, nil, err

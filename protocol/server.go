@@ -149,8 +149,12 @@ func (s *Server) serveLocked(ln net.Listener, c conf.Connector, tl *tlsListener)
 		l.conf.TLS = &tl.conf
 	}
 	s.lns = append(s.lns, l)
-	s.log.Info("listening", zap.String("connector", c.Name), zap.Stringer("address", ln.Addr()),
-		zap.Strings("protocols", c.Protocols()), zap.Bool("tls_always", tl != nil && tl.always))
+	fields := []zap.Field{zap.String("connector", c.Name), zap.Stringer("address", ln.Addr()),
+		zap.Strings("protocols", c.Protocols())}
+	if tl != nil {
+		fields = append(fields, zap.String("tls", tl.mode()))
+	}
+	s.log.Info("listening", fields...)
 	s.wg.Add(1)
 	go s.acceptLoop(l)
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/lyremq/lyre/conf"
 )
 
@@ -28,6 +30,14 @@ type tlsListener struct {
 	// cfg is the configuration new handshakes use. ReloadCertificates swaps it; a connection keeps the one
 	// it was accepted with, so reloading never touches established connections.
 	cfg atomic.Pointer[tls.Config]
+}
+
+// mode names how the connector uses TLS, for the log: "always" or "detected".
+func (tl *tlsListener) mode() string {
+	if tl.always {
+		return "always"
+	}
+	return "detected"
 }
 
 // newTLSListener checks the connector's TLS settings and loads its files. It returns nil, nil for a
@@ -152,7 +162,7 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 // handshakeTLS runs the server side of a TLS handshake on nc, under the deadline the accept loop set
 // (detect_timeout), replaying sniffed first (it keeps sniffed until it is read). It returns the TLS
 // connection or an error wrapping ErrTLSHandshake or ErrDetectTimeout.
-func (l *listener) handshakeTLS(nc net.Conn, sniffed []byte) (*tls.Conn, error) {
+func (s *Server) handshakeTLS(l *listener, nc net.Conn, sniffed []byte) (*tls.Conn, error) {
 	raw := nc
 	if len(sniffed) > 0 {
 		raw = &prefixConn{Conn: nc, pre: sniffed}
@@ -168,6 +178,12 @@ func (l *listener) handshakeTLS(nc net.Conn, sniffed []byte) (*tls.Conn, error) 
 			return nil, ErrDetectTimeout
 		}
 		return nil, fmt.Errorf("%w: %w", ErrTLSHandshake, err)
+	}
+	if ce := s.log.Check(zap.DebugLevel, "tls handshake done"); ce != nil {
+		st := tc.ConnectionState()
+		ce.Write(zap.String("connector", l.conf.Name), zap.Stringer("remote", nc.RemoteAddr()),
+			zap.String("version", tls.VersionName(st.Version)), zap.String("cipher", tls.CipherSuiteName(st.CipherSuite)),
+			zap.String("server_name", st.ServerName), zap.Bool("client_cert", len(st.VerifiedChains) > 0))
 	}
 	return tc, nil
 }

@@ -472,6 +472,59 @@ func TestTLSReloadCertificates(t *testing.T) {
 	echo(t, old, "old connection survives a failed reload")
 }
 
+// Reloading while clients handshake is safe (run with -race): every client gets a whole certificate.
+func TestTLSReloadDuringHandshakes(t *testing.T) {
+	p := newPKI(t)
+	s, addr, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: tlsEcho}, tlsConnector(p.tlsConf("none"), protocol.MQTT), nil)
+	stop := make(chan struct{})
+	reloaded := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				reloaded <- n
+				return
+			default:
+			}
+			if err := s.ReloadCertificates(); err != nil {
+				t.Error(err)
+			}
+			n++
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 5; j++ {
+				tc, err := tls.Dial("tcp", addr, p.client("localhost"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = tc.SetDeadline(time.Now().Add(tlsWait))
+				_, err = tc.Write([]byte("ping"))
+				buf := make([]byte, 4)
+				if err == nil {
+					_, err = io.ReadFull(tc, buf)
+				}
+				_ = tc.Close()
+				if err != nil || string(buf) != "ping" {
+					t.Errorf("echo %q, %v", buf, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if n := <-reloaded; n == 0 {
+		t.Fatal("no reload ran during the handshakes")
+	}
+}
+
 // Garbage after a TLS record header on the autodetecting port is a failed handshake: closed and logged.
 func TestTLSGarbageRecordClosedAndLogged(t *testing.T) {
 	p := newPKI(t)
@@ -578,7 +631,7 @@ func (c *tricklingConn) Write(p []byte) (int, error) {
 func TestTLSClientHelloByteAtATime(t *testing.T) {
 	p := newPKI(t)
 	h := newCapture()
-	_, addr, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: h, protocol.STOMP: h},
+	_, addr, logs := startServer(t, map[string]protocol.Handler{protocol.MQTT: h, protocol.STOMP: h},
 		detectConnector(p.tlsConf("none")), nil)
 	raw := prototest.Dial(t, addr)
 	tc := tls.Client(&tricklingConn{Conn: raw, n: 12}, p.client("a.example.com"))
@@ -598,6 +651,13 @@ func TestTLSClientHelloByteAtATime(t *testing.T) {
 		t.Fatalf("protocol %q, ServerName %q", c.Protocol(), c.ServerName())
 	}
 	prototest.WaitFor(t, tlsWait, func() bool { return string(h.bytes()) == mqttConnect })
+	f := waitLog(t, logs, "tls handshake done").ContextMap()
+	if f["server_name"] != "a.example.com" || f["version"] != "TLS 1.3" || f["client_cert"] != false {
+		t.Fatalf("handshake log %v", f)
+	}
+	if f := waitLog(t, logs, "listening").ContextMap(); f["tls"] != "detected" {
+		t.Fatalf("listening log %v; want tls detected", f)
+	}
 }
 
 // A TLS client that stops reading is closed as a slow consumer, like a clear-text one: the write
