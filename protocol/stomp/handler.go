@@ -96,6 +96,9 @@ type Handler struct {
 
 	// dropped counts topic messages dropped because a subscriber's outbound queue was full.
 	dropped atomic.Uint64
+
+	// Access control refusals (see Refusals).
+	refusedLogins, refusedSends, refusedSubscribes atomic.Uint64
 }
 
 // NewHandler returns a STOMP handler serving the virtual hosts of hosts.

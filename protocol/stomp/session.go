@@ -38,6 +38,8 @@ type session struct {
 	host      *virtualhost.Host
 	rt        *router.Router
 	principal virtualhost.Principal
+	clientID  string            // fills "%c" in access rules
+	slot      *virtualhost.Host // the host whose connection slot this session holds, if any
 
 	// Reader goroutine only.
 	subs      map[string]*subscription
@@ -284,11 +286,13 @@ func (s *session) connect(f *frame.Frame) error {
 		}
 	}
 	login, hasLogin := f.Header.Contains(frame.Login)
-	p, err := host.Authenticate(login, []byte(f.Header.Get(frame.Passcode)), hasLogin)
+	s.clientID = f.Header.Get(clientIDHeader)
+	if s.clientID == "" {
+		s.clientID = s.id
+	}
+	p, err := s.login(host, login, []byte(f.Header.Get(frame.Passcode)), hasLogin, s.clientID)
 	if err != nil {
-		e := protoErr("access refused", "%s", strings.TrimPrefix(err.Error(), "virtualhost: "))
-		e.cause = err
-		return e
+		return err
 	}
 	var out, in time.Duration
 	if v >= v11 {
@@ -427,6 +431,10 @@ func (s *session) cleanup() {
 		s.h.temps.Delete(s.id)
 	}
 	s.txs = nil
+	if s.slot != nil {
+		s.slot.Release()
+		s.slot = nil
+	}
 }
 
 // deadlineReader pushes the read deadline forward before each socket read while the client owes
@@ -483,6 +491,9 @@ func (s *session) send(f *frame.Frame) error {
 			return protoErr("invalid destination", "%q names a durable subscription; send to its topic", name)
 		}
 		if d, err = s.tempName(name, d); err != nil {
+			return err
+		}
+		if err := s.maySend(name, d); err != nil {
 			return err
 		}
 		dests[i] = d

@@ -10,6 +10,7 @@ import (
 	"github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
 )
 
 // ackMode is a subscription's STOMP ack mode (STOMP 1.2 "SUBSCRIBE ack Header").
@@ -101,12 +102,16 @@ func (s *session) subscribe(f *frame.Frame) error {
 	persistent := f.Header.Get("persistent") == "true"
 	names := s.g.SplitComposite(dest)
 	filters := make([]router.Filter, len(names))
+	gates := make([]*virtualhost.Gate, len(names))
 	for i, name := range names {
 		flt, err := s.g.ParseFilter(name)
 		if err != nil {
 			return &frameError{msg: "invalid destination", detail: err.Error(), cause: err}
 		}
 		if flt, err = s.tempFilter(name, flt); err != nil {
+			return err
+		}
+		if gates[i], err = s.maySubscribe(name, flt, persistent && flt.Kind == router.Topic); err != nil {
 			return err
 		}
 		if sub.sel != nil && persistent {
@@ -146,7 +151,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 		filters[i] = flt
 	}
 	for i, flt := range filters {
-		rs := &router.Subscription{Filter: flt, Sink: sub, QoS: 1, ID: id}
+		rs := &router.Subscription{Filter: flt, Sink: sub.sinkFor(gates[i]), QoS: 1, ID: id}
 		r := route{rs: rs}
 		if flt.Kind == router.Queue || flt.Kind == router.TempQueue || flt.Kind == router.DurableSub {
 			r.cons, err = s.rt.Consume(rs, qo)
