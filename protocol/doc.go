@@ -41,6 +41,8 @@
 //   - A connection that is still being sniffed when Shutdown starts is closed without a hook.
 //   - client_auth "request" or "require" needs client_ca_file: an unverified certificate proves nothing,
 //     so CertIdentity is only ever taken from a verified chain.
+//   - client_auth applies to TLS connections: an autodetecting connector with "require" still serves
+//     clear text (the point of detecting TLS), and says so in a warning at Listen.
 //   - Closing a TLS connection closes the socket without a close_notify alert: tls.Conn.Close can block
 //     for seconds sending it to a peer that does not read, and MQTT and STOMP end sessions in-band.
 //   - A failed handshake (garbage record, missing or untrusted client certificate, clear text on a

@@ -155,6 +155,10 @@ func (s *Server) serveLocked(ln net.Listener, c conf.Connector, tl *tlsListener)
 		fields = append(fields, zap.String("tls", tl.mode()))
 	}
 	s.log.Info("listening", fields...)
+	if tl != nil && !tl.always && tl.conf.ClientAuth == "require" {
+		s.log.Warn("client_auth require applies to TLS connections only: this autodetecting connector also "+
+			"accepts clear text; bind tls:// to require a certificate from every client", zap.String("connector", c.Name))
+	}
 	s.wg.Add(1)
 	go s.acceptLoop(l)
 }

@@ -15,6 +15,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/go-stomp/stomp/v3"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -250,6 +251,26 @@ func TestTLSRequireRejectsClientWithoutCert(t *testing.T) {
 		t.Fatalf("%d sessions after refused handshakes", n)
 	}
 	mustPaho(t, b.addr, "alice", p.client("localhost", p.clientCert(pkix.Name{CommonName: "alice"})))
+}
+
+// client_auth = "require" on the autodetecting port: TLS clients need a certificate, clear-text clients
+// are still served, and the connector warns about it at Listen.
+func TestTLSRequireOnDetectedPort(t *testing.T) {
+	p := newPKI(t)
+	b := startTLSBroker(t, detectConnector(p.tlsConf("require")))
+	if e := waitLog(t, b.logs, "client_auth require applies to TLS connections only: this autodetecting connector also "+
+		"accepts clear text; bind tls:// to require a certificate from every client"); e.Level != zapcore.WarnLevel {
+		t.Fatalf("warning logged at %v", e.Level)
+	}
+	if _, err := pahoConnect(t, b.addr, "anon-tls", p.client("localhost"), nil); err == nil {
+		t.Fatal("TLS client without a certificate connected under client_auth require")
+	}
+	waitLog(t, b.logs, "tls handshake failed")
+	withCert := mustPaho(t, b.addr, "alice", p.client("localhost", p.clientCert(pkix.Name{CommonName: "alice"})))
+	in := pahoSubscribe(t, withCert, "x")
+	clear := mustPaho(t, b.addr, "clear", nil)
+	pahoWait(t, clear.Publish("x", 1, false, "clear to tls"))
+	in.wait(t, "clear to tls")
 }
 
 // STOMP with go-stomp over a tls.Dial connection on a tls:// connector that detects MQTT and STOMP
