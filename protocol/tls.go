@@ -174,8 +174,13 @@ func (s *Server) handshakeTLS(l *listener, nc net.Conn, sniffed []byte) (*tls.Co
 	}
 	tc := tls.Server(raw, l.tls.cfg.Load())
 	if err := tc.Handshake(); err != nil {
-		if isTimeout(err) {
+		switch {
+		case isTimeout(err):
 			return nil, ErrDetectTimeout
+		case isQuietClose(err):
+			// The peer went away (a load balancer's port probe does, before sending anything) or Shutdown
+			// closed the socket: not a failed handshake worth an Info line.
+			return nil, err
 		}
 		return nil, fmt.Errorf("%w: %w", ErrTLSHandshake, err)
 	}

@@ -569,6 +569,19 @@ func TestTLSGarbageRecordClosedAndLogged(t *testing.T) {
 	}
 }
 
+// A port probe (connect, then close) on a tls:// connector is not a failed handshake: it is logged at
+// debug only.
+func TestTLSPortProbeIsQuiet(t *testing.T) {
+	p := newPKI(t)
+	_, addr, logs := startServer(t, map[string]protocol.Handler{protocol.MQTT: tlsEcho}, tlsConnector(p.tlsConf("none"), protocol.MQTT), nil)
+	probe := prototest.Dial(t, addr)
+	_ = probe.Close()
+	waitLog(t, logs, "connection closed while detecting protocol")
+	if n := logs.FilterMessage("tls handshake failed").Len(); n != 0 {
+		t.Fatalf("a port probe logged %d handshake failures", n)
+	}
+}
+
 // A TLS client that sends nothing recognisable inside the tunnel is closed as unknown, and one that
 // stalls in the handshake is closed at detect_timeout.
 func TestTLSInnerUnknownAndTimeout(t *testing.T) {
