@@ -17,7 +17,12 @@ type DeleteQueue struct{ Name string }
 type PutEntry struct{ Entry Entry }
 
 // DeleteEntry removes a list entry (an ack); the message goes when its last reference does.
-type DeleteEntry struct{ Ref Ref }
+type DeleteEntry struct {
+	Ref Ref
+	// ExpiredBy, when > 0, makes the delete conditional: the entry goes only if its message expires at
+	// or before this time (Unix ms). RemoveExpired uses it so that it never removes a live entry.
+	ExpiredBy int64
+}
 
 // PutDurableSub records a durable subscription.
 type PutDurableSub struct{ Sub DurableSub }

@@ -39,7 +39,8 @@ type Store interface {
 	// and retained messages, each kind in key order. List contents are summarised (ListInfo), not loaded.
 	Recover(v Visitor) (Counts, error)
 	// RemoveExpired deletes up to limit list entries whose message expired at or before now (Unix ms)
-	// and returns their references. It commits through the group committer like any write.
+	// and returns their references, so the caller can drop them from its in-memory windows. It commits
+	// through the group committer like any write, with conditional deletes (DeleteEntry.ExpiredBy).
 	RemoveExpired(now int64, limit int) ([]Ref, error)
 
 	// Stats returns the store's counters.

@@ -51,6 +51,7 @@ func Run(t *testing.T, b Backend) {
 		{"CloseFlushesAndRefuses", testClose},
 		{"RemoveExpired", testExpired},
 		{"ExportImport", testExportImport},
+		{"RandomOpsMatchModel", testModel},
 	}
 	if b.Persistent {
 		tests = append(tests, []struct {
@@ -114,6 +115,7 @@ func seqs(es []store.Entry) []uint64 {
 
 func recoverCounts(t *testing.T, s store.Store) store.Counts {
 	t.Helper()
+	verify(t, s)
 	c, err := s.Recover(store.Visitor{})
 	if err != nil {
 		t.Fatalf("recover: %v", err)
@@ -619,8 +621,22 @@ type snapshot struct {
 	Entries  []store.Entry
 }
 
+// Verifier is implemented by stores that can check their internal invariants; the suite calls it after
+// every comparison.
+type Verifier interface{ Verify() error }
+
+func verify(t *testing.T, s store.Store) {
+	t.Helper()
+	if v, ok := s.(Verifier); ok {
+		if err := v.Verify(); err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+	}
+}
+
 func snap(t *testing.T, s store.Store) snapshot {
 	t.Helper()
+	verify(t, s)
 	var sn snapshot
 	var refs []store.Ref
 	c, err := s.Recover(store.Visitor{

@@ -32,6 +32,8 @@ type batch struct {
 	slots map[string]*slot
 	refs  map[uint64]int            // message id → reference delta
 	msgs  map[uint64]*store.Message // bodies of referenced messages, from the ops
+	// removed, when set, collects the entries that conditional deletes (ExpiredBy) removed.
+	removed *[]store.Ref
 }
 
 func newBatch(r Reader) *batch {
@@ -118,7 +120,11 @@ func (b *batch) apply(op store.Op) error {
 	case store.PutEntry:
 		return b.putEntry(o.Entry)
 	case store.DeleteEntry:
-		return b.deleteEntry(keyEntry(o.Ref.List, o.Ref.Owner, o.Ref.Seq))
+		deleted, err := b.deleteEntryIf(keyEntry(o.Ref.List, o.Ref.Owner, o.Ref.Seq), o.ExpiredBy)
+		if deleted && o.ExpiredBy > 0 && b.removed != nil {
+			*b.removed = append(*b.removed, o.Ref)
+		}
+		return err
 	case store.PutDurableSub:
 		b.set(keyDurable(o.Sub.ID), encodeDurable(o.Sub), baseUnknown)
 	case store.DeleteDurableSub:
@@ -182,20 +188,30 @@ func (b *batch) putEntry(e store.Entry) error {
 
 // deleteEntry removes the entry at k, if any, with its expiry index key and message reference.
 func (b *batch) deleteEntry(k []byte) error {
+	_, err := b.deleteEntryIf(k, 0)
+	return err
+}
+
+// deleteEntryIf is deleteEntry; with expiredBy > 0, only for an entry expiring at or before it. It
+// reports whether it deleted.
+func (b *batch) deleteEntryIf(k []byte, expiredBy int64) (bool, error) {
 	s, err := b.load(k)
 	if err != nil || !s.exists {
-		return err
+		return false, err
 	}
 	v, err := decodeEntry(s.val)
 	if err != nil {
-		return err
+		return false, err
+	}
+	if expiredBy > 0 && (v.Expires == 0 || v.Expires > expiredBy) {
+		return false, nil
 	}
 	b.unref(v.MsgID)
 	if v.Expires > 0 {
 		b.del(keyExpiry(v.Expires, k), s.base)
 	}
 	b.del(k, s.base)
-	return nil
+	return true, nil
 }
 
 func (b *batch) deleteList(l store.List, owner string) error {

@@ -69,6 +69,8 @@ type Engine struct {
 type request struct {
 	ops  []store.Op
 	done func(error)
+	// removed, when set, receives the entries its conditional deletes removed (RemoveExpired).
+	removed *[]store.Ref
 }
 
 // New checks kv's format version (writing it into an empty KV) and starts the committer.
@@ -131,13 +133,17 @@ func (e *Engine) CommitFunc(done func(error), ops ...store.Op) {
 			return
 		}
 	}
+	e.submit(&request{ops: ops, done: done})
+}
+
+func (e *Engine) submit(r *request) {
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()
-		done(store.ErrClosed)
+		r.done(store.ErrClosed)
 		return
 	}
-	e.queue <- &request{ops: ops, done: done}
+	e.queue <- r
 	e.mu.RUnlock()
 }
 
@@ -223,6 +229,10 @@ func (e *Engine) applyBatch(reqs []*request) error {
 	err := e.kv.View(func(r Reader) error {
 		b := newBatch(r)
 		for _, req := range reqs {
+			b.removed = req.removed
+			if req.removed != nil {
+				*req.removed = (*req.removed)[:0] // a split batch is applied again
+			}
 			for _, op := range req.ops {
 				if err := b.apply(op); err != nil {
 					return err

@@ -319,12 +319,15 @@ func (e *Engine) RemoveExpired(now int64, limit int) ([]store.Ref, error) {
 	}
 	ops := make([]store.Op, len(refs))
 	for i, ref := range refs {
-		ops[i] = store.DeleteEntry{Ref: ref}
+		ops[i] = store.DeleteEntry{Ref: ref, ExpiredBy: now}
 	}
-	if err := store.Apply(e, ops...); err != nil {
+	var removed []store.Ref
+	ch := make(chan error, 1)
+	e.submit(&request{ops: ops, done: func(err error) { ch <- err }, removed: &removed})
+	if err := <-ch; err != nil {
 		return nil, err
 	}
-	return refs, nil
+	return removed, nil
 }
 
 var _ store.Store = (*Engine)(nil)
