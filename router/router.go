@@ -26,6 +26,9 @@ type Options struct {
 	// SlowConsumerWait bounds how long Publish waits for one refusing sink of a topic whose policy is
 	// SlowBlock. 0 means 1s.
 	SlowConsumerWait time.Duration
+	// Journal, when set, is told about changes that must survive a restart (see Journal). nil keeps
+	// everything in memory only.
+	Journal Journal
 }
 
 // Defaults applied by New to zero Options fields.
@@ -42,6 +45,7 @@ type Router struct {
 	opts     Options
 	topics   *trie
 	retained *retainStore
+	retainMu sync.Mutex // orders retained changes with their Journal calls
 
 	qmu    sync.RWMutex
 	queues map[string]*queue
@@ -213,11 +217,7 @@ func (r *Router) Publish(m *Message) PublishResult {
 	if m.Retain {
 		// Before matching: a subscriber that reads retained messages after subscribing then either sees
 		// this one there or gets it live.
-		if len(m.Body) == 0 {
-			r.retained.clear(ri, m.Dest.Path)
-		} else {
-			r.retained.set(ri, m.Dest.Path, m)
-		}
+		r.retain(ri, m)
 	}
 	res := r.topics.match(ri, m.Dest.Path)
 	var pr PublishResult

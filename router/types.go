@@ -102,6 +102,9 @@ type Message struct {
 	// Publisher identifies the publishing session or connection (a pointer the front-end chooses), so a
 	// subscriber can recognise its own messages. Never rendered on the wire.
 	Publisher any
+	// Tracker, when set by the publisher, learns of each durable write storing or delivering this
+	// message starts (see Tracker), so the publisher acknowledges it once they are done.
+	Tracker Tracker
 }
 
 // Delivery is one message handed to one subscription.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/store/badgerstore"
 )
 
 // Authentication outcomes. Front-ends map them onto CONNACK codes / STOMP ERROR frames.
@@ -50,6 +51,8 @@ type Host struct {
 	dummy []byte          // bcrypt hash compared against for unknown users
 	rules *rules
 	conns atomic.Int64
+	// persist is the host's store and what it recovered (store.go).
+	persist *persistence
 }
 
 // Option adjusts a host at construction.
@@ -57,6 +60,7 @@ type Option func(*options)
 
 type options struct {
 	brokerRules []conf.AccessRule
+	storeLog    badgerstore.Logger
 }
 
 // WithBrokerRules puts the broker-level access rules (conf.Config.AccessRules) before the host's own.
@@ -94,7 +98,19 @@ func Open(c conf.VirtualHost, o router.Options, opts ...Option) (*Host, error) {
 	if h.rules, err = compileRules(opt.brokerRules, c.AccessRules); err != nil {
 		return nil, err
 	}
-	h.Router = router.New(routerOptions(c, o))
+	// The store last: nothing after it can fail but its own recovery, which closes it.
+	if h.persist, err = openPersistence(c, opt.storeLog); err != nil {
+		return nil, err
+	}
+	ro := routerOptions(c, o)
+	if h.persist.durable {
+		ro.Journal = h.persist
+	}
+	h.Router = router.New(ro)
+	if err := h.persist.recover(h.Router); err != nil {
+		_ = h.persist.close()
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -114,8 +130,11 @@ func (h *Host) Release() { h.conns.Add(-1) }
 // Connections returns the number of slots held.
 func (h *Host) Connections() int { return int(h.conns.Load()) }
 
-// Close releases the host's resources.
-func (h *Host) Close() { h.Router.Close() }
+// Close releases the host's resources: the router, then the store, which writes what is queued.
+func (h *Host) Close() {
+	h.Router.Close()
+	_ = h.persist.close()
+}
 
 // Registry finds hosts by name or alias. It is immutable after construction.
 type Registry struct {

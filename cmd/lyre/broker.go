@@ -14,6 +14,7 @@ import (
 	"github.com/lyremq/lyre/protocol/mqtt"
 	"github.com/lyremq/lyre/protocol/stomp"
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/store"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -28,7 +29,8 @@ type Broker struct {
 func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 	hosts := make([]*virtualhost.Host, 0, len(cfg.VirtualHosts))
 	for _, vc := range cfg.VirtualHosts {
-		h, err := virtualhost.Open(vc, router.Options{}, virtualhost.WithBrokerRules(cfg.AccessRules))
+		h, err := virtualhost.Open(vc, router.Options{}, virtualhost.WithBrokerRules(cfg.AccessRules),
+			virtualhost.WithStoreLogger(log.Named("store").With(zap.String("vhost", vc.Name)).Sugar()))
 		if err != nil {
 			virtualhost.NewRegistry(hosts...).Close()
 			return nil, fmt.Errorf("virtual_host %q: %w", vc.Name, err)
@@ -36,6 +38,9 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 		hosts = append(hosts, h)
 		log.Info("virtual host", zap.String("vhost", h.Name), zap.Strings("host_names", h.HostNames),
 			zap.Bool("anonymous", h.Anonymous))
+		if h.Durable() {
+			logRecovered(log, vc, h.Recovered())
+		}
 	}
 	warnAnonymous(cfg, log)
 	reg := virtualhost.NewRegistry(hosts...)
@@ -65,6 +70,16 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	err := b.srv.Shutdown(ctx)
 	b.hosts.Close()
 	return err
+}
+
+// logRecovered logs what a host's store held at startup.
+func logRecovered(log *zap.Logger, vc conf.VirtualHost, c store.Counts) {
+	log.Info("store recovered", zap.String("vhost", vc.Name), zap.String("directory", vc.Store.Directory),
+		zap.Int("queues", c.Queues), zap.Int("queue_messages", c.QueueEntries),
+		zap.Int("durable_subscriptions", c.DurableSubs), zap.Int("durable_subscription_messages", c.DurableSubEntries),
+		zap.Int("sessions", c.Sessions), zap.Int("session_messages", c.SessionEntries),
+		zap.Int("inflight", c.Inflight), zap.Int("inbound_qos2", c.Inbound),
+		zap.Int("retained", c.Retained), zap.Int("messages", c.Messages))
 }
 
 // warnAnonymous logs a warning for each anonymous virtual host that a connector on a non-loopback

@@ -1,0 +1,299 @@
+package virtualhost
+
+// Persistence of a virtual host. A host with a `store { directory }` block opens a badger store there at
+// Open, recovers it before any client can connect (retained messages into the router; MQTT sessions kept
+// for the MQTT front-end, see TakeSessions) and journals what must survive a restart. A host without a
+// store block keeps everything in memory: it is not Durable, nothing is journalled, and Store opens an
+// in-memory store only when someone asks for it (so a memory host starts no goroutine).
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/store"
+	"github.com/lyremq/lyre/store/badgerstore"
+	"github.com/lyremq/lyre/store/memstore"
+)
+
+// WithStoreLogger sends the store's warnings and errors (badger's) to l; *zap.SugaredLogger fits.
+func WithStoreLogger(l badgerstore.Logger) Option {
+	return func(o *options) { o.storeLog = l }
+}
+
+// persistence is a host's store and what its recovery found.
+type persistence struct {
+	durable bool
+
+	mu       sync.Mutex // guards st (opened lazily on a memory host) and sessions
+	st       store.Store
+	closed   bool
+	sessions []store.SessionState
+	counts   store.Counts
+
+	// failed counts journal writes that failed with nobody waiting for them (see Journal).
+	failed atomic.Uint64
+}
+
+// openPersistence opens the store c configures; a memory host gets no store until Store is called.
+func openPersistence(c conf.VirtualHost, log badgerstore.Logger) (*persistence, error) {
+	p := &persistence{}
+	if c.Store == nil {
+		return p, nil
+	}
+	st, err := badgerstore.Open(c.Store.Directory, badgerstore.Options{
+		NoSync: !c.Store.Sync, FlushDelay: c.Store.FlushDelay, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store %q: %w", c.Store.Directory, err)
+	}
+	p.st, p.durable = st, true
+	return p, nil
+}
+
+// recover loads what the store holds into rt (retained messages) and keeps MQTT sessions for
+// TakeSessions. It runs in Open, before the host is published to any front-end.
+func (p *persistence) recover(rt *router.Router) error {
+	if !p.durable {
+		return nil
+	}
+	counts, err := p.st.Recover(store.Visitor{
+		Retained: func(r store.Retained) error {
+			m := RouterMessage(r.Msg)
+			if d, ok := ParseTopicKey(r.Topic); ok {
+				m.Dest = d // the key is authoritative
+			}
+			rt.RestoreRetained(m)
+			return nil
+		},
+		Session: func(s store.SessionState) error {
+			p.sessions = append(p.sessions, s)
+			return nil
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("recover store: %w", err)
+	}
+	rt.ReserveIDs(counts.MaxMessageID)
+	p.counts = counts
+	return nil
+}
+
+func (p *persistence) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.st == nil || p.closed {
+		return nil
+	}
+	p.closed = true
+	return p.st.Close()
+}
+
+// Retain implements router.Journal: the retained message of a topic is stored (or cleared) in the order
+// the router applied it; a publisher waiting on the message's Tracker learns the outcome.
+func (p *persistence) Retain(m *router.Message) {
+	key := TopicKey(m.Dest)
+	var op store.Op = store.DeleteRetained{Topic: key}
+	if len(m.Body) > 0 {
+		op = store.PutRetained{Retained: store.Retained{Topic: key, Msg: StoreMessage(m)}}
+	}
+	p.st.CommitFunc(p.doneFor(m.Tracker), op)
+}
+
+// doneFor returns the completion of a write started for a message: tr's when someone waits, else one
+// that counts failures.
+func (p *persistence) doneFor(tr router.Tracker) func(error) {
+	if tr != nil {
+		return tr.Track()
+	}
+	return func(err error) {
+		if err != nil {
+			p.failed.Add(1)
+		}
+	}
+}
+
+// Durable reports whether the host has a store block: then front-ends persist what the store package
+// describes and acknowledge publishers only once it is written. A memory host persists nothing.
+func (h *Host) Durable() bool { return h.persist.durable }
+
+// Store returns the host's store. A memory host gets an in-memory store, opened on first call.
+func (h *Host) Store() store.Store {
+	p := h.persist
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.st == nil {
+		p.st = memstore.New(memstore.Options{})
+	}
+	return p.st
+}
+
+// Recovered returns what the store held when the host opened (zero for a memory host).
+func (h *Host) Recovered() store.Counts { return h.persist.counts }
+
+// JournalFailures counts journal writes that failed with no publisher waiting for them.
+func (h *Host) JournalFailures() uint64 { return h.persist.failed.Load() }
+
+// TakeSessions returns the MQTT sessions recovered at Open, once: the MQTT front-end restores them before
+// any client connects. Later calls return nil.
+func (h *Host) TakeSessions() []store.SessionState {
+	p := h.persist
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.sessions
+	p.sessions = nil
+	return s
+}
+
+// Commit queues ops on the host's store; done (never nil) learns the outcome, on the store's committer
+// goroutine. A memory host has nothing to write: done(nil) is called at once.
+func (h *Host) Commit(done func(error), ops ...store.Op) {
+	if !h.persist.durable {
+		done(nil)
+		return
+	}
+	h.persist.st.CommitFunc(done, ops...)
+}
+
+// Tracker implements router.Tracker: it counts the durable writes started for one message and calls a
+// function once all of them are done, with the first error. Use it for one message: set it as the
+// message's Tracker, publish, then call Then.
+type Tracker struct {
+	mu      sync.Mutex
+	pending int
+	err     error
+	then    func(error)
+}
+
+// Track implements router.Tracker.
+func (t *Tracker) Track() func(error) {
+	t.mu.Lock()
+	t.pending++
+	t.mu.Unlock()
+	var once atomic.Bool
+	return func(err error) {
+		if !once.CompareAndSwap(false, true) {
+			return
+		}
+		t.mu.Lock()
+		if err != nil && t.err == nil {
+			t.err = err
+		}
+		t.pending--
+		var f func(error)
+		if t.pending == 0 && t.then != nil {
+			f, t.then = t.then, nil
+		}
+		ferr := t.err
+		t.mu.Unlock()
+		if f != nil {
+			f(ferr)
+		}
+	}
+}
+
+// Then calls f once every tracked write is done: at once, on this goroutine, when none is pending (it
+// then reports true), else on the goroutine finishing the last write. Call it once, after Publish.
+func (t *Tracker) Then(f func(error)) (now bool) {
+	t.mu.Lock()
+	if t.pending > 0 {
+		t.then = f
+		t.mu.Unlock()
+		return false
+	}
+	err := t.err
+	t.mu.Unlock()
+	f(err)
+	return true
+}
+
+// StoreMessage converts a routed message for the store (sharing its body and path).
+func StoreMessage(m *router.Message) *store.Message {
+	sm := &store.Message{
+		ID: m.ID, DestKind: uint8(m.Dest.Kind), DestPath: m.Dest.Path, Origin: m.Origin, QoS: m.QoS,
+		Persistent: m.Persistent, Retain: m.Retain, Priority: m.Priority, Expires: m.Expires,
+		ContentType: m.ContentType, Body: m.Body,
+	}
+	if len(m.Headers) > 0 {
+		sm.Headers = make([]store.Header, len(m.Headers))
+		for i, h := range m.Headers {
+			sm.Headers[i] = store.Header(h)
+		}
+	}
+	return sm
+}
+
+// RouterMessage converts a stored message back. The origin text is kept but not its grammar, so
+// subscribers render the destination.
+func RouterMessage(sm *store.Message) *router.Message {
+	m := &router.Message{
+		ID: sm.ID, Dest: router.Destination{Kind: router.Kind(sm.DestKind), Path: sm.DestPath},
+		Body: sm.Body, QoS: sm.QoS, Persistent: sm.Persistent, Retain: sm.Retain, Priority: sm.Priority,
+		Expires: sm.Expires, ContentType: sm.ContentType, Origin: sm.Origin,
+	}
+	if len(sm.Headers) > 0 {
+		m.Headers = make([]router.Header, len(sm.Headers))
+		for i, h := range sm.Headers {
+			m.Headers[i] = router.Header(h)
+		}
+	}
+	return m
+}
+
+// TopicKey is a destination's canonical text in the store: the kind, ':', then the path segments joined
+// by '/', each with '%' and '/' escaped as %25 and %2F, so any path maps to one key and back.
+func TopicKey(d router.Destination) string {
+	var b strings.Builder
+	b.WriteString(d.Kind.String())
+	b.WriteByte(':')
+	for i, s := range d.Path {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		for j := 0; j < len(s); j++ {
+			switch s[j] {
+			case '%':
+				b.WriteString("%25")
+			case '/':
+				b.WriteString("%2F")
+			default:
+				b.WriteByte(s[j])
+			}
+		}
+	}
+	return b.String()
+}
+
+// ParseTopicKey is the inverse of TopicKey.
+func ParseTopicKey(key string) (router.Destination, bool) {
+	kindText, rest, ok := strings.Cut(key, ":")
+	if !ok {
+		return router.Destination{}, false
+	}
+	var d router.Destination
+	for k := router.Topic; k <= router.TempTopic; k++ {
+		if k.String() == kindText {
+			d.Kind, ok = k, true
+			break
+		}
+		ok = false
+	}
+	if !ok {
+		return d, false
+	}
+	for _, s := range strings.Split(rest, "/") {
+		if strings.Contains(s, "%") {
+			s = strings.ReplaceAll(strings.ReplaceAll(s, "%2F", "/"), "%25", "%")
+		}
+		d.Path = append(d.Path, s)
+	}
+	return d, true
+}
+
+var (
+	_ router.Journal = (*persistence)(nil)
+	_ router.Tracker = (*Tracker)(nil)
+)

@@ -1,0 +1,153 @@
+package virtualhost_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/store"
+	"github.com/lyremq/lyre/virtualhost"
+)
+
+func durableConf(dir string) conf.VirtualHost {
+	return conf.VirtualHost{Name: "d", Anonymous: true, Store: &conf.Store{Directory: dir, Sync: true}}
+}
+
+// publishWait publishes m with a tracker and waits for its durable writes.
+func publishWait(t *testing.T, h *virtualhost.Host, m *router.Message) error {
+	t.Helper()
+	tr := &virtualhost.Tracker{}
+	m.Tracker = tr
+	if res := h.Router.Publish(m); res.Err != nil {
+		t.Fatalf("publish: %v", res.Err)
+	}
+	done := make(chan error, 1)
+	tr.Then(func(err error) { done <- err })
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal("tracker never completed")
+		return nil
+	}
+}
+
+func topicMsg(path []string, body string) *router.Message {
+	return &router.Message{Dest: router.Destination{Kind: router.Topic, Path: path}, Body: []byte(body),
+		QoS: 1, Retain: true, Headers: []router.Header{{Name: "k", Value: "v"}}}
+}
+
+func TestRetainedSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	h, err := virtualhost.Open(durableConf(dir), router.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.Durable() {
+		t.Fatal("host with a store block is not durable")
+	}
+	for _, m := range []*router.Message{
+		topicMsg([]string{"a", "b"}, "one"),
+		topicMsg([]string{"a", "c/d%"}, "two"),
+		topicMsg([]string{"gone"}, "three"),
+		topicMsg([]string{"gone"}, ""), // an empty retained message clears the topic
+	} {
+		if err := publishWait(t, h, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Close()
+
+	h, err = virtualhost.Open(durableConf(dir), router.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if c := h.Recovered(); c.Retained != 2 {
+		t.Fatalf("recovered %d retained, want 2", c.Retained)
+	}
+	f := router.Filter{Kind: router.Topic, Segs: []router.Seg{{Kind: router.SegMany}}}
+	got := h.Router.Retained(f)
+	if len(got) != 2 || string(got[0].Body) != "one" || string(got[1].Body) != "two" {
+		t.Fatalf("retained after reopen: %v", got)
+	}
+	if p := got[1].Dest.Path; len(p) != 2 || p[1] != "c/d%" {
+		t.Fatalf("path not restored byte for byte: %q", p)
+	}
+	if hd := got[0].Headers; len(hd) != 1 || hd[0].Value != "v" {
+		t.Fatalf("headers not restored: %v", hd)
+	}
+	// New messages get IDs above the recovered ones, so the store never sees an ID twice.
+	m := &router.Message{Dest: router.Destination{Kind: router.Topic, Path: []string{"x"}}, Body: []byte("n")}
+	h.Router.Publish(m)
+	if m.ID <= got[1].ID {
+		t.Fatalf("new message id %d reuses a stored id (<= %d)", m.ID, got[1].ID)
+	}
+}
+
+func TestSecondOpenOfStoreRefused(t *testing.T) {
+	dir := t.TempDir()
+	h := open(t, durableConf(dir))
+	_ = h
+	_, err := virtualhost.Open(durableConf(dir), router.Options{})
+	if !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("second open of %s: %v, want ErrLocked", dir, err)
+	}
+}
+
+func TestMemoryHostPersistsNothing(t *testing.T) {
+	h := open(t, conf.VirtualHost{Name: "m", Anonymous: true})
+	if h.Durable() {
+		t.Fatal("memory host claims to be durable")
+	}
+	tr := &virtualhost.Tracker{}
+	m := topicMsg([]string{"t"}, "x")
+	m.Tracker = tr
+	h.Router.Publish(m)
+	if !tr.Then(func(error) {}) {
+		t.Fatal("a memory host delayed an acknowledgement")
+	}
+	if h.Store() == nil {
+		t.Fatal("no in-memory store")
+	}
+}
+
+func TestTopicKeyRoundTrip(t *testing.T) {
+	for _, d := range []router.Destination{
+		{Kind: router.Topic, Path: []string{"a", "b"}},
+		{Kind: router.Topic, Path: []string{"", "x", ""}},
+		{Kind: router.TempTopic, Path: []string{"%2F", "a/b", "%", "%25/"}},
+	} {
+		k := virtualhost.TopicKey(d)
+		got, ok := virtualhost.ParseTopicKey(k)
+		if !ok || got.Kind != d.Kind || len(got.Path) != len(d.Path) {
+			t.Fatalf("%q: %v %v", k, got, ok)
+		}
+		for i := range d.Path {
+			if got.Path[i] != d.Path[i] {
+				t.Fatalf("%q: segment %d %q != %q", k, i, got.Path[i], d.Path[i])
+			}
+		}
+	}
+}
+
+func TestTrackerWaitsForEveryWrite(t *testing.T) {
+	tr := &virtualhost.Tracker{}
+	a, b := tr.Track(), tr.Track()
+	var got []error
+	if tr.Then(func(err error) { got = append(got, err) }) {
+		t.Fatal("Then ran with writes pending")
+	}
+	a(nil)
+	if len(got) != 0 {
+		t.Fatal("Then ran before the last write")
+	}
+	boom := errors.New("boom")
+	b(boom)
+	b(nil) // a second call is ignored
+	if len(got) != 1 || got[0] != boom {
+		t.Fatalf("Then got %v, want the write's error once", got)
+	}
+}
