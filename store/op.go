@@ -9,7 +9,8 @@ type Op interface{ isOp() }
 // PutQueue records a queue, so that it exists (empty) across a restart.
 type PutQueue struct{ Queue Queue }
 
-// DeleteQueue removes a queue's record and all its entries.
+// DeleteQueue removes a queue's record and all its entries, in one transaction: a backlog too big for
+// that fails with ErrBatchTooBig, so delete a large backlog's entries in windows first.
 type DeleteQueue struct{ Name string }
 
 // PutEntry inserts or replaces a list entry. Entry.Msg is required; its body is written only if no other

@@ -29,7 +29,9 @@ type Store interface {
 	// the messages they point to must not be modified until then.
 	Commit(ops ...Op) <-chan error
 	// CommitFunc is Commit with a callback instead of a channel. done is called exactly once, on the
-	// store's commit goroutine (or on the caller's, for an invalid op or a closed store); it must not block.
+	// store's commit goroutine (or on the caller's, for an invalid op or a closed store); it must not block
+	// nor wait for another commit. A nil done is allowed when the outcome does not matter (an ack whose
+	// loss only means a redelivery).
 	CommitFunc(done func(error), ops ...Op)
 
 	// Entries returns up to limit entries of one list with Seq >= from, in ascending Seq, messages

@@ -50,8 +50,8 @@ type Options struct {
 	BlockCacheSize int64
 	// Logger receives badger's warnings and errors. nil drops them.
 	Logger Logger
-	// BeforeWrite, when set, is called with each batch staged and not yet written; an error fails the
-	// batch with nothing applied. For fault-injection tests.
+	// BeforeWrite, when set, is called with each batch staged in its badger transaction and not yet
+	// committed; an error discards the transaction and fails the batch. For fault-injection tests.
 	BeforeWrite func() error
 }
 
@@ -102,7 +102,7 @@ func Open(dir string, o Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	e, err := engine.New(kv{db}, engine.Options{FlushDelay: o.FlushDelay, BeforeWrite: o.BeforeWrite})
+	e, err := engine.New(kv{db: db, beforeCommit: o.BeforeWrite}, engine.Options{FlushDelay: o.FlushDelay})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", dir, err)
@@ -163,7 +163,10 @@ func (s *Store) Close() error {
 	return err
 }
 
-type kv struct{ db *badger.DB }
+type kv struct {
+	db           *badger.DB
+	beforeCommit func() error
+}
 
 func (k kv) View(fn func(r engine.Reader) error) error {
 	return k.db.View(func(txn *badger.Txn) error { return fn(reader{txn}) })
@@ -183,6 +186,11 @@ func (k kv) Write(muts []engine.Mutation) error {
 			return fmt.Errorf("%w (%d keys)", store.ErrBatchTooBig, len(muts))
 		}
 		if err != nil {
+			return err
+		}
+	}
+	if k.beforeCommit != nil {
+		if err := k.beforeCommit(); err != nil {
 			return err
 		}
 	}

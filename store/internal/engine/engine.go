@@ -46,7 +46,8 @@ type Options struct {
 	FlushDelay time.Duration
 	// QueueLength bounds commits waiting for the committer; Commit blocks while it is full. Default 4096.
 	QueueLength int
-	// MaxBatchOps caps the ops gathered into one transaction. Default 16384.
+	// MaxBatchOps caps the ops gathered into one transaction (a commit is never cut). Default 4096, well
+	// inside badger's default transaction limits for queue entries.
 	MaxBatchOps int
 	// BeforeWrite, when set, is called with each batch's mutations staged and not yet written; an error
 	// fails the batch as a backend error would. For fault-injection tests.
@@ -79,7 +80,7 @@ func New(kv KV, o Options) (*Engine, error) {
 		o.QueueLength = 4096
 	}
 	if o.MaxBatchOps <= 0 {
-		o.MaxBatchOps = 16384
+		o.MaxBatchOps = 4096
 	}
 	if err := checkVersion(kv); err != nil {
 		return nil, err
@@ -127,6 +128,9 @@ func (e *Engine) Commit(ops ...store.Op) <-chan error {
 
 // CommitFunc implements store.Store. It blocks while the commit queue is full.
 func (e *Engine) CommitFunc(done func(error), ops ...store.Op) {
+	if done == nil {
+		done = func(error) {}
+	}
 	for _, op := range ops {
 		if err := store.Validate(op); err != nil {
 			done(err)
