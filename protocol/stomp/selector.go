@@ -437,6 +437,30 @@ func (n identNode) eval(m *router.Message) value {
 			return value{kind: vStr, s: m.Headers[i].Value}
 		}
 	}
+	return pseudoHeader(string(n), m)
+}
+
+// pseudoHeader gives the JMS message properties a selector may name that are not headers, so that
+// messages without headers (MQTT's) can be selected too: JMSDeliveryMode ('PERSISTENT' for a persistent
+// or QoS >= 1 message), JMSPriority, JMSXGroupID, JMSMessageID and JMSExpiration (Unix ms, 0 = never).
+func pseudoHeader(name string, m *router.Message) value {
+	switch name {
+	case "JMSDeliveryMode":
+		if m.Persistent || m.QoS > 0 {
+			return value{kind: vStr, s: "PERSISTENT"}
+		}
+		return value{kind: vStr, s: "NON_PERSISTENT"}
+	case "JMSPriority":
+		return value{kind: vStr, s: strconv.Itoa(int(m.Priority))}
+	case "JMSXGroupID":
+		if m.Group != "" {
+			return value{kind: vStr, s: m.Group}
+		}
+	case "JMSMessageID":
+		return value{kind: vStr, s: strconv.FormatUint(m.ID, 10)}
+	case "JMSExpiration":
+		return value{kind: vStr, s: strconv.FormatInt(m.Expires, 10)}
+	}
 	return value{}
 }
 
