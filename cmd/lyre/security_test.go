@@ -132,10 +132,10 @@ virtual_host "c" {
 
 // Passwords of the users files.
 const (
-	alicePass = "wonderland"
-	bobPass   = "builder"
-	carolPass = "carol-pass"
-	zedPass   = "zed-pass"
+	alicePass  = "wonderland"
+	bobPass    = "builder"
+	carolPass  = "carol-pass"
+	zedPass    = "zed-pass"
 	alicePassB = "alice-on-b"
 )
 
