@@ -12,7 +12,16 @@
 //   - an mqtt or stomp block on a connector that does not speak that protocol;
 //   - one host name listed twice (case-insensitively), or a host name that is another virtual host's
 //     name, since hosts are looked up by name and host name alike;
-//   - two virtual hosts storing into the same directory.
+//   - two virtual hosts storing into the same directory;
+//   - a tls:// bind or "tls" in detect without a tls block, a tls block on a connector that uses neither,
+//     "tls" alone in detect or on a tls:// connector, client_auth request/require without client_ca_file,
+//     cert_identity with client_auth "none";
+//   - an access_rule with both allow and deny, or neither.
+//
+// Files (users_file, cert_file, key_file, client_ca_file) must exist when the config is loaded; a relative
+// path is resolved against the directory of the config file and stored resolved. A users file is decoded
+// too (see LoadUsers), its problems reported at the users_file attribute with their own file:line:col.
+// Access rule ids and queue/topic policy names are patterns checked by CheckPattern.
 //
 // Sizes are bytes, as a number or a string with a binary unit ("512B", "10KB", "100MB", "1GB");
 // durations are strings in time.ParseDuration syntax ("5s", "250ms"). Neither may be negative.
