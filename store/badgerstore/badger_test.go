@@ -144,40 +144,46 @@ func TestGCAndLogger(t *testing.T) {
 	}
 }
 
-// BenchmarkCommit measures durable commit throughput: 8 goroutines each committing one queue entry
-// (256-byte body) and waiting for durability, with group commit, sync on and off.
+// BenchmarkCommit measures durable commit throughput: writers goroutines each committing one queue
+// entry (256-byte body) and waiting until it is durable, with group commit, sync on and off.
 func BenchmarkCommit(b *testing.B) {
-	for _, synced := range []bool{true, false} {
-		b.Run(fmt.Sprintf("sync=%v", synced), func(b *testing.B) {
-			s, err := badgerstore.Open(b.TempDir(), badgerstore.Options{NoSync: !synced})
-			if err != nil {
-				b.Fatal(err)
+	for _, writers := range []int{8, 64} {
+		for _, synced := range []bool{true, false} {
+			b.Run(fmt.Sprintf("writers=%d/sync=%v", writers, synced), func(b *testing.B) {
+				benchCommit(b, writers, synced)
+			})
+		}
+	}
+}
+
+func benchCommit(b *testing.B, writers int, synced bool) {
+	s, err := badgerstore.Open(b.TempDir(), badgerstore.Options{NoSync: !synced})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	body := make([]byte, 256)
+	var next atomic.Uint64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range writers {
+		wg.Go(func() {
+			for {
+				seq := next.Add(1)
+				if seq > uint64(b.N) {
+					return
+				}
+				m := &store.Message{ID: seq, QoS: 1, Persistent: true, Body: body}
+				if err := store.Apply(s, store.PutEntry{Entry: store.Entry{List: store.ListQueue, Owner: "bench", Seq: seq, Msg: m}}); err != nil {
+					b.Error(err)
+					return
+				}
 			}
-			defer s.Close()
-			body := make([]byte, 256)
-			var next atomic.Uint64
-			var wg sync.WaitGroup
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range 8 {
-				wg.Go(func() {
-					for {
-						seq := next.Add(1)
-						if seq > uint64(b.N) {
-							return
-						}
-						m := &store.Message{ID: seq, QoS: 1, Persistent: true, Body: body}
-						if err := store.Apply(s, store.PutEntry{Entry: store.Entry{List: store.ListQueue, Owner: "bench", Seq: seq, Msg: m}}); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.StopTimer()
-			st := s.Stats()
-			b.ReportMetric(float64(st.Commits)/float64(max(st.Batches, 1)), "commits/batch")
 		})
 	}
+	wg.Wait()
+	b.StopTimer()
+	st := s.Stats()
+	b.ReportMetric(float64(st.Commits)/float64(max(st.Batches, 1)), "commits/batch")
 }
