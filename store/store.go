@@ -115,7 +115,7 @@ type Entry struct {
 }
 
 // Ref returns the entry's reference.
-func (e *Entry) Ref() Ref { return Ref{List: e.List, Owner: e.Owner, Seq: e.Seq} }
+func (e Entry) Ref() Ref { return Ref{List: e.List, Owner: e.Owner, Seq: e.Seq} }
 
 // Ref names one list entry.
 type Ref struct {

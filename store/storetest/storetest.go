@@ -541,6 +541,12 @@ func testClose(t *testing.T, b Backend) {
 	if err := s.Close(); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("second Close: %v", err)
 	}
+	if _, err := s.Entries(store.ListQueue, "q", 0, 1); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("read after Close: %v", err)
+	}
+	if _, err := s.Recover(store.Visitor{}); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("recover after Close: %v", err)
+	}
 	if !b.Persistent {
 		return
 	}

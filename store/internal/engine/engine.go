@@ -64,6 +64,10 @@ type Engine struct {
 	queue  chan *request
 	done   chan struct{}
 
+	// readMu keeps the KV open while a read runs; Close takes it to close the KV.
+	readMu   sync.RWMutex
+	kvClosed bool
+
 	commits, ops, batches, failed, writes atomic.Uint64
 }
 
@@ -283,5 +287,18 @@ func (e *Engine) Close() error {
 	close(e.queue)
 	e.mu.Unlock()
 	<-e.done
+	e.readMu.Lock()
+	defer e.readMu.Unlock()
+	e.kvClosed = true
 	return e.kv.Close()
+}
+
+// view runs a read on committed state, or fails with store.ErrClosed once the store is closed.
+func (e *Engine) view(fn func(r Reader) error) error {
+	e.readMu.RLock()
+	defer e.readMu.RUnlock()
+	if e.kvClosed {
+		return store.ErrClosed
+	}
+	return e.kv.View(fn)
 }

@@ -44,7 +44,7 @@ func (e *Engine) Entries(list store.List, owner string, from uint64, limit int) 
 	}
 	prefix := prefixList(list, owner)
 	var out []store.Entry
-	err := e.kv.View(func(r Reader) error {
+	err := e.view(func(r Reader) error {
 		l := loader{r: r}
 		return r.Scan(prefix, appendU64(bytes.Clone(prefix), from), false, func(k, v []byte) (bool, error) {
 			ev, err := decodeEntry(v)
@@ -109,7 +109,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // Recover implements store.Store. It runs on one snapshot; v's functions must not wait for commits.
 func (e *Engine) Recover(v store.Visitor) (store.Counts, error) {
 	var c store.Counts
-	err := e.kv.View(func(r Reader) error {
+	err := e.view(func(r Reader) error {
 		l := loader{r: r}
 		if err := recoverQueues(r, v, &c); err != nil {
 			return err
@@ -297,7 +297,7 @@ func (e *Engine) RemoveExpired(now int64, limit int) ([]store.Ref, error) {
 		return nil, nil
 	}
 	var refs []store.Ref
-	err := e.kv.View(func(r Reader) error {
+	err := e.view(func(r Reader) error {
 		p := []byte{pExpiry}
 		return r.Scan(p, p, true, func(k, _ []byte) (bool, error) {
 			if len(k) < 9 {

@@ -13,7 +13,7 @@ import (
 // holds exactly the entries whose message expires. It reads everything; it is for tests and offline
 // checks, not for a running broker's hot path.
 func (e *Engine) Verify() error {
-	return e.kv.View(func(r Reader) error {
+	return e.view(func(r Reader) error {
 		refs := make(map[uint64]uint64)
 		index := make(map[string]bool) // expiry keys the entries imply
 		var errs []error
