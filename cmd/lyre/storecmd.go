@@ -15,15 +15,17 @@ import (
 const storeUsage = `usage:
   lyre store export (--dir DIR | [--config FILE] --vhost NAME) [--out FILE]
   lyre store import (--dir DIR | [--config FILE] --vhost NAME) [--in FILE] [--force]
+  lyre store check  (--dir DIR | [--config FILE] --vhost NAME)
 
 export writes a virtual host's store (queues, durable subscriptions, MQTT sessions, retained messages)
 as line-delimited JSON, to standard output by default; import reads such a file (--in, "-" for standard
-input) into a store, refusing one that already holds data unless --force merges into it. The broker must
-not be running on the directory: its lock makes both commands fail.`
+input) into a store, refusing one that already holds data unless --force merges into it; check verifies a
+store's internal consistency (reference counts, expiry index). The broker must not be running on the
+directory: its lock makes these commands fail.`
 
 // storeCommand runs `lyre store export|import` and returns the exit code.
 func storeCommand(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "export" && args[0] != "import") {
+	if len(args) == 0 || (args[0] != "export" && args[0] != "import" && args[0] != "check") {
 		fmt.Fprintln(stderr, storeUsage)
 		return 2
 	}
@@ -49,10 +51,13 @@ func storeCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lyre store: %v\n", err)
 		return 2
 	}
-	if verb == "export" {
+	switch verb {
+	case "export":
 		err = storeExport(d, *out, stdout, stderr)
-	} else {
+	case "import":
 		err = storeImport(d, *in, *force, stderr)
+	default:
+		err = storeCheck(d, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "lyre store %s: %v\n", verb, err)
@@ -153,6 +158,23 @@ func storeImport(dir, in string, force bool, stderr io.Writer) (err error) {
 		return err
 	}
 	fmt.Fprintf(stderr, "imported into %s: %s\n", dir, describeCounts(after))
+	return nil
+}
+
+func storeCheck(dir string, stdout io.Writer) (err error) {
+	s, err := openExisting(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.Close()) }()
+	if err := s.Verify(); err != nil {
+		return err
+	}
+	c, err := s.Recover(store.Visitor{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok: %s\n", dir, describeCounts(c))
 	return nil
 }
 

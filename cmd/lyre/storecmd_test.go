@@ -59,6 +59,10 @@ func TestStoreExportImport(t *testing.T) {
 		t.Fatalf("forced import: code %d, %q", code, stderr)
 	}
 
+	if code, stdout, stderr := runStore("check", "--dir", dst); code != 0 || !strings.Contains(stdout, ": ok: 1 queues") {
+		t.Fatalf("check: code %d, %q %q", code, stdout, stderr)
+	}
+
 	d, err := badgerstore.Open(dst, badgerstore.Options{})
 	if err != nil {
 		t.Fatal(err)
