@@ -46,10 +46,10 @@ type ConsumerOptions struct {
 type qitem struct {
 	msg          *Message
 	order        uint64 // queue sequence number: requeued messages go back in sequence order
-	redeliveries uint32
 	size         int64
+	redeliveries uint32
 	prio         uint8
-	gone         bool // released (acknowledged, dropped, dead-lettered); still listed in queue.all
+	gone         bool // released (acknowledged, dropped, dead-lettered); browsers skip it
 }
 
 // queue is one named queue. Everything in it is guarded by mu, which is also held while a consumer's
@@ -64,9 +64,7 @@ type queue struct {
 	// levels holds the waiting messages by priority, each in sequence order; waiting counts them.
 	levels  [MaxPriority + 1]waitList
 	waiting int
-	// all lists every held message in sequence order, for browsers; released ones stay until compacted.
-	all     []*qitem
-	allGone int
+	top     uint8 // no level above it holds a message
 	// held and heldBytes count every message the queue holds: waiting and in flight (unacked). They are
 	// what the quota bounds.
 	held      int
@@ -98,7 +96,7 @@ type Consumer struct {
 	browser      bool
 	exclusive    bool
 	fromSeq      uint64
-	cursor       uint64 // browser: the next sequence number to look at
+	browse       []*qitem // browser: what the queue held when it attached, in sequence order, not yet sent
 	browseDone   bool
 	unacked      map[uint64]*qitem
 	unackedBytes int64
@@ -152,8 +150,8 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 	q.arrivals++
 	it := &qitem{msg: m, order: q.arrivals, size: size, prio: min(m.Priority, MaxPriority)}
 	q.levels[it.prio].pushBack(it)
+	q.top = max(q.top, it.prio)
 	q.waiting++
-	q.all = append(q.all, it)
 	q.held++
 	q.heldBytes += size
 	pr.Delivered = q.dispatchLocked()
@@ -180,11 +178,6 @@ func (q *queue) releaseLocked(it *qitem) {
 	q.held--
 	q.heldBytes -= it.size
 	it.gone = true
-	q.allGone++
-	if q.allGone > 32 && 2*q.allGone > len(q.all) {
-		q.all = slices.DeleteFunc(q.all, func(it *qitem) bool { return it.gone })
-		q.allGone = 0
-	}
 	if q.room != nil {
 		close(q.room)
 		q.room = nil
@@ -200,6 +193,7 @@ func (q *queue) requeueLocked(it *qitem) (poisoned bool) {
 		return true
 	}
 	q.levels[it.prio].insert(it)
+	q.top = max(q.top, it.prio)
 	q.waiting++
 	return false
 }
@@ -297,7 +291,10 @@ func (q *queue) dispatchLocked() int {
 	delivered := q.browseLocked()
 	active := q.activeLocked()
 	var now int64
-	for p := MaxPriority; p >= 0 && q.waiting > 0 && len(active) > 0; p-- {
+	for q.top > 0 && q.levels[q.top].len() == 0 {
+		q.top--
+	}
+	for p := int(q.top); p >= 0 && q.waiting > 0 && len(active) > 0; p-- {
 		w := &q.levels[p]
 		for i := 0; i < w.len(); {
 			if !anyReady(active) {
@@ -345,7 +342,38 @@ func (q *queue) dispatchLocked() int {
 	return delivered
 }
 
-// browseLocked delivers to each browser what it has not seen yet, then its end marker.
+// snapshotLocked lists what the queue holds for browser b, waiting and in flight, in sequence order.
+func (q *queue) snapshotLocked(b *Consumer) {
+	var items []*qitem
+	for p := range q.levels {
+		w := &q.levels[p]
+		for i := 0; i < w.len(); i++ {
+			if it := w.at(i); b.accepts(it) {
+				items = append(items, it)
+			}
+		}
+	}
+	for _, c := range q.consumers {
+		for _, it := range c.unacked {
+			if b.accepts(it) {
+				items = append(items, it)
+			}
+		}
+	}
+	slices.SortFunc(items, func(a, b *qitem) int {
+		switch {
+		case a.order < b.order:
+			return -1
+		case a.order > b.order:
+			return 1
+		}
+		return 0
+	})
+	b.browse = items
+}
+
+// browseLocked delivers to each browser what is left of its snapshot, skipping messages released or
+// expired meanwhile, then its end marker.
 func (q *queue) browseLocked() int {
 	delivered := 0
 	var now int64
@@ -353,28 +381,24 @@ func (q *queue) browseLocked() int {
 		if b.closed || b.blocked || b.browseDone {
 			continue
 		}
-		i := sort.Search(len(q.all), func(i int) bool { return q.all[i].order >= b.cursor })
-		for ; i < len(q.all); i++ {
-			it := q.all[i]
-			if it.gone || !b.accepts(it) {
-				b.cursor = it.order + 1
-				continue
-			}
-			if it.msg.Expires != 0 {
+		for len(b.browse) > 0 {
+			it := b.browse[0]
+			skip := it.gone
+			if !skip && it.msg.Expires != 0 {
 				if now == 0 {
 					now = nowMillis()
 				}
-				if it.msg.Expires <= now {
-					b.cursor = it.order + 1
-					continue
+				skip = it.msg.Expires <= now // dispatch drops it
+			}
+			if !skip {
+				if !b.sub.Sink.Deliver(Delivery{Msg: it.msg, Sub: b.sub, Redeliveries: it.redeliveries, QueueSeq: it.order}) {
+					b.blocked = true
+					break
 				}
+				delivered++
 			}
-			if !b.sub.Sink.Deliver(Delivery{Msg: it.msg, Sub: b.sub, Redeliveries: it.redeliveries, QueueSeq: it.order}) {
-				b.blocked = true
-				break
-			}
-			b.cursor = it.order + 1
-			delivered++
+			b.browse[0] = nil
+			b.browse = b.browse[1:]
 		}
 		if !b.blocked {
 			if b.sub.Sink.Deliver(Delivery{Sub: b.sub, BrowseEnd: true}) {
@@ -702,8 +726,8 @@ func (r *Router) Consume(s *Subscription, o ConsumerOptions) (*Consumer, error) 
 	case o.FromSeq > 0:
 		c.fromSeq = uint64(o.FromSeq)
 	}
-	c.cursor = c.fromSeq
 	if c.browser {
+		q.snapshotLocked(c)
 		q.browsers = append(q.browsers, c)
 	} else {
 		q.consumers = append(q.consumers, c)
@@ -799,7 +823,7 @@ func (r *Router) DeleteQueue(d Destination) int {
 	}
 	q.consumers, q.browsers, q.groups = nil, nil, nil
 	q.levels = [MaxPriority + 1]waitList{}
-	q.all, q.allGone, q.waiting = nil, 0, 0
+	q.waiting = 0
 	q.held, q.heldBytes = 0, 0
 	if q.room != nil {
 		close(q.room)
