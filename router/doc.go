@@ -22,16 +22,28 @@
 //
 // # Queues
 //
-// A queue is created on first use and forgotten when it holds nothing and has no consumer. Messages are
-// dispatched in FIFO order, round-robin among consumers that have credit (unacknowledged window) and whose
-// sink is not full. A consumer whose sink refuses a message keeps no message; it waits for
-// Consumer.Resume. Nack puts a message back at the head; Consumer.Close puts its unacknowledged messages
-// back at the head in arrival order; both count a redelivery.
+// A queue is created on first use and forgotten when it holds nothing and has no consumer (or after its
+// policy's AutoDeleteAfter). Each message gets a queue sequence number on arrival (Delivery.QueueSeq).
+// Waiting messages are dispatched highest Message.Priority first, in sequence order within a priority,
+// round-robin among the active consumers that have credit (unacknowledged window, in messages and
+// optionally bytes), whose sink is not full and that accept the message (ConsumerOptions.Match, FromSeq).
+// A message no ready consumer accepts stays and later ones are tried. The messages of a Message.Group go
+// to the consumer that took the group's first message while it lives. While an exclusive consumer is
+// attached, only the earliest one is active. A browser consumer receives a snapshot of what the queue held
+// when it attached, without consuming it, then a Delivery with BrowseEnd. A consumer whose sink refuses a
+// message keeps no message; it waits for Consumer.Resume. Nack puts a message back among the waiting ones
+// in its sequence position; Consumer.Close does so for its unacknowledged messages; both count a
+// redelivery, and a message that reaches its policy's NakLimit moves to the policy's dead-letter queue
+// (or is dropped without one).
 //
-// Full-queue policy: a queue holds at most Options.MaxQueueMessages messages and Options.MaxQueueBytes
-// bytes, waiting plus unacknowledged. Publish to a full queue stores nothing and returns ErrQueueFull
-// (drop-tail); the front-end tells the publisher (STOMP ERROR or receipt withheld, MQTT 5 reason code) or
-// drops QoS 0. Topic subscribers are bounded by their sinks, which refuse (and the router counts a drop).
+// Queue policies (Options.QueuePolicies, first filter match) set the quota, the full policy, NakLimit,
+// the DLQ and AutoDeleteAfter. A queue holds at most its quota of messages and bytes, waiting plus
+// unacknowledged (defaults Options.MaxQueueMessages and MaxQueueBytes). When full, FullBlock (default)
+// stores nothing and returns ErrQueueFull: the front-end tells the publisher (STOMP waits with WaitRoom,
+// then ERROR; MQTT closes or drops QoS 0); FullDropHead evicts the oldest waiting messages and FullDropTail
+// drops the new one, both counted in PublishResult.Dropped. Topic subscribers are bounded by their sinks,
+// which refuse (and the router counts a drop), unless a topic policy says SlowBlock: then Publish retries
+// the refusing sink for up to Options.SlowConsumerWait before dropping.
 //
 // # Locks
 //

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"fmt"
 	"hash/maphash"
 	"slices"
 	"sort"
@@ -10,37 +9,9 @@ import (
 	"time"
 )
 
-// DefaultCredit is the unacknowledged-message window of a consumer whose ConsumerOptions.Credit is 0.
-const DefaultCredit = 1000
-
 // MaxStickyGroups bounds the message groups a queue remembers an owner for. Beyond it, a new group's
 // messages go to a consumer chosen by hashing the group name among the current consumers.
 const MaxStickyGroups = 100000
-
-// ConsumerOptions configure one queue consumer.
-type ConsumerOptions struct {
-	// Credit is the most unacknowledged messages the consumer holds at once; 0 means DefaultCredit.
-	// Ignored with AutoAck and for browsers.
-	Credit int
-	// CreditBytes, when positive, also bounds the bytes (bodies and headers) of the unacknowledged
-	// messages; a consumer always gets at least one message. Ignored with AutoAck and for browsers.
-	CreditBytes int64
-	// AutoAck acknowledges a message as soon as the consumer's Sink.Deliver returns true.
-	AutoAck bool
-	// Match, when set, selects the messages this consumer takes; a message it refuses stays in the queue
-	// for other consumers. It runs under the queue's lock and must not call the router.
-	Match func(*Message) bool
-	// Browser makes a non-destructive consumer: it receives (without acknowledging) every message the
-	// queue holds, waiting or in flight, in sequence order, then one Delivery with BrowseEnd set, and
-	// nothing after that.
-	Browser bool
-	// Exclusive: while an exclusive consumer is attached, the earliest attached one receives every
-	// message and the other consumers of the queue none; when it leaves, the next exclusive one takes over.
-	Exclusive bool
-	// FromSeq restricts the consumer to messages whose queue sequence number is at least FromSeq; a
-	// browser starts there. -1 means only messages that arrive after the consumer attaches; 0, every one.
-	FromSeq int64
-}
 
 // qitem is one message held by a queue, waiting or in flight.
 type qitem struct {
@@ -83,25 +54,6 @@ type queue struct {
 	idleTimer *time.Timer   // AutoDeleteAfter countdown
 	idleSince time.Time
 	dead      bool // removed from the router's map; publishers holding it must look again
-}
-
-// Consumer is one competing (or browsing) consumer of a queue.
-type Consumer struct {
-	q            *queue
-	sub          *Subscription
-	credit       int
-	creditBytes  int64
-	autoAck      bool
-	match        func(*Message) bool
-	browser      bool
-	exclusive    bool
-	fromSeq      uint64
-	browse       []*qitem // browser: what the queue held when it attached, in sequence order, not yet sent
-	browseDone   bool
-	unacked      map[uint64]*qitem
-	unackedBytes int64
-	blocked      bool // its sink reported full; waits for Resume
-	closed       bool
 }
 
 func itemSize(m *Message) int64 {
@@ -198,20 +150,6 @@ func (q *queue) requeueLocked(it *qitem) (poisoned bool) {
 	return false
 }
 
-func (c *Consumer) readyLocked() bool {
-	if c.closed || c.blocked {
-		return false
-	}
-	if c.autoAck {
-		return true
-	}
-	return len(c.unacked) < c.credit && (c.creditBytes <= 0 || len(c.unacked) == 0 || c.unackedBytes < c.creditBytes)
-}
-
-func (c *Consumer) accepts(it *qitem) bool {
-	return it.order >= c.fromSeq && (c.match == nil || c.match(it.msg))
-}
-
 // activeLocked returns the consumers that may receive now: the earliest exclusive one if any, else all.
 func (q *queue) activeLocked() []*Consumer {
 	if q.exclusive > 0 {
@@ -270,15 +208,6 @@ func (q *queue) roundRobinLocked(active []*Consumer, it *qitem) *Consumer {
 		}
 	}
 	return nil
-}
-
-func anyReady(cs []*Consumer) bool {
-	for _, c := range cs {
-		if c.readyLocked() {
-			return true
-		}
-	}
-	return false
 }
 
 // dispatchLocked feeds browsers, then hands waiting messages, highest priority first and in sequence
@@ -411,53 +340,6 @@ func (q *queue) browseLocked() int {
 	return delivered
 }
 
-// settleLocked removes the delivery seq from c's unacknowledged set.
-func (c *Consumer) settleLocked(seq uint64) (*qitem, bool) {
-	it, ok := c.unacked[seq]
-	if ok {
-		delete(c.unacked, seq)
-		c.unackedBytes -= it.size
-	}
-	return it, ok
-}
-
-// Ack acknowledges the delivery with sequence number seq: the message is gone for good. It reports false
-// for an unknown or already settled seq.
-func (c *Consumer) Ack(seq uint64) bool {
-	q := c.q
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	it, ok := c.settleLocked(seq)
-	if !ok {
-		return false
-	}
-	q.releaseLocked(it)
-	q.dispatchLocked()
-	return true
-}
-
-// Nack rejects the delivery with sequence number seq: the message goes back among the waiting ones in
-// its sequence position (normally the head) with Redeliveries+1 and is dispatched again, unless it
-// reached its policy's NakLimit: then it moves to the policy's dead-letter queue, or is dropped without
-// one. It reports false for an unknown or already settled seq.
-func (c *Consumer) Nack(seq uint64) bool {
-	q := c.q
-	q.mu.Lock()
-	it, ok := c.settleLocked(seq)
-	if !ok {
-		q.mu.Unlock()
-		return false
-	}
-	var dead []*qitem
-	if q.requeueLocked(it) {
-		dead = append(dead, it)
-	}
-	q.dispatchLocked()
-	q.mu.Unlock()
-	q.deadLetter(dead)
-	return true
-}
-
 // deadLetter moves poisoned messages to the queue's DLQ, or drops them. It runs without the queue's lock:
 // the DLQ is another queue, whose own DLQ may be this one.
 func (q *queue) deadLetter(items []*qitem) {
@@ -490,72 +372,6 @@ func (q *queue) deadLetter(items []*qitem) {
 	}
 }
 
-// Resume tells the queue the consumer's sink has room again after a Deliver returned false, and
-// dispatches what waits.
-func (c *Consumer) Resume() {
-	q := c.q
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if c.closed {
-		return
-	}
-	c.blocked = false
-	q.dispatchLocked()
-}
-
-// Unacked returns the number of messages delivered to c and not yet acknowledged.
-func (c *Consumer) Unacked() int {
-	c.q.mu.Lock()
-	defer c.q.mu.Unlock()
-	return len(c.unacked)
-}
-
-// Close detaches the consumer. Its unacknowledged messages go back among the waiting ones in sequence
-// order, with Redeliveries+1 (those reaching the NakLimit are dead-lettered), and are dispatched to the
-// remaining consumers; the message groups it owned find new owners. Close is idempotent.
-func (c *Consumer) Close() {
-	q := c.q
-	q.mu.Lock()
-	if c.closed {
-		q.mu.Unlock()
-		return
-	}
-	c.closed = true
-	if c.browser {
-		q.browsers = slices.DeleteFunc(q.browsers, func(x *Consumer) bool { return x == c })
-	} else if i := slices.Index(q.consumers, c); i >= 0 {
-		q.consumers = slices.Delete(q.consumers, i, i+1)
-		if c.exclusive {
-			q.exclusive--
-		}
-		if q.next > i {
-			q.next--
-		}
-		if q.next >= len(q.consumers) {
-			q.next = 0
-		}
-	}
-	for g, owner := range q.groups {
-		if owner == c {
-			delete(q.groups, g)
-		}
-	}
-	var dead []*qitem
-	for _, it := range c.unacked {
-		if q.requeueLocked(it) {
-			dead = append(dead, it)
-		}
-	}
-	c.unacked, c.unackedBytes = nil, 0
-	q.dispatchLocked()
-	idle := q.idleLocked()
-	q.mu.Unlock()
-	q.deadLetter(dead)
-	if idle {
-		q.r.queueIdle(q)
-	}
-}
-
 func (q *queue) idleLocked() bool {
 	return len(q.consumers) == 0 && len(q.browsers) == 0 && q.held == 0 && !q.dead
 }
@@ -565,51 +381,6 @@ func (q *queue) stopIdleTimerLocked() {
 		q.idleTimer.Stop()
 		q.idleTimer = nil
 	}
-}
-
-// waitList is a queue's waiting messages of one priority in sequence order: a slice with a moving head,
-// so that popping the head and putting a requeued message back in front are O(1).
-type waitList struct {
-	buf  []*qitem
-	head int
-}
-
-func (w *waitList) len() int           { return len(w.buf) - w.head }
-func (w *waitList) at(i int) *qitem    { return w.buf[w.head+i] }
-func (w *waitList) pushBack(it *qitem) { w.buf = append(w.buf, it) }
-
-// insert places it in sequence order.
-func (w *waitList) insert(it *qitem) {
-	items := w.buf[w.head:]
-	i := sort.Search(len(items), func(i int) bool { return items[i].order >= it.order })
-	if i == 0 && w.head > 0 {
-		w.head--
-		w.buf[w.head] = it
-		return
-	}
-	w.buf = slices.Insert(w.buf, w.head+i, it)
-}
-
-func (w *waitList) removeAt(i int) {
-	if i == 0 {
-		w.buf[w.head] = nil
-		w.head++
-		switch {
-		case w.head == len(w.buf):
-			if cap(w.buf) > 1024 {
-				w.buf = nil // give back the memory of a drained burst
-			} else {
-				w.buf = w.buf[:0]
-			}
-			w.head = 0
-		case w.head > 1024 && 2*w.head > len(w.buf):
-			n := copy(w.buf, w.buf[w.head:])
-			clear(w.buf[n:])
-			w.buf, w.head = w.buf[:n], 0
-		}
-		return
-	}
-	w.buf = slices.Delete(w.buf, w.head+i, w.head+i+1)
 }
 
 // queueKind reports whether k names a queue-like destination.
@@ -694,50 +465,6 @@ func (r *Router) dropIdleQueue(q *queue, after time.Duration) {
 		q.idleTimer = nil
 		delete(r.queues, q.key)
 	}
-}
-
-// Consume attaches a consumer to the queue s.Filter names (literal, kind Queue, TempQueue or DurableSub),
-// creating the queue on first use, and dispatches what waits.
-func (r *Router) Consume(s *Subscription, o ConsumerOptions) (*Consumer, error) {
-	if r.closed.Load() {
-		return nil, ErrClosed
-	}
-	if s.Sink == nil {
-		return nil, fmt.Errorf("%w: subscription has no sink", ErrInvalidFilter)
-	}
-	if !queueKind(s.Filter.Kind) {
-		return nil, fmt.Errorf("%w: a %s is not a queue", ErrInvalidFilter, s.Filter.Kind)
-	}
-	if len(s.Filter.Segs) == 0 || !s.Filter.IsLiteral() {
-		return nil, fmt.Errorf("%w: a queue name must be literal", ErrInvalidFilter)
-	}
-	credit := o.Credit
-	if credit <= 0 {
-		credit = DefaultCredit
-	}
-	c := &Consumer{sub: s, credit: credit, creditBytes: o.CreditBytes, autoAck: o.AutoAck || o.Browser,
-		match: o.Match, browser: o.Browser, exclusive: o.Exclusive && !o.Browser, unacked: make(map[uint64]*qitem)}
-	q := r.lockedQueue(s.Filter.Destination(), true)
-	c.q = q
-	q.stopIdleTimerLocked()
-	switch {
-	case o.FromSeq < 0:
-		c.fromSeq = q.arrivals + 1
-	case o.FromSeq > 0:
-		c.fromSeq = uint64(o.FromSeq)
-	}
-	if c.browser {
-		q.snapshotLocked(c)
-		q.browsers = append(q.browsers, c)
-	} else {
-		q.consumers = append(q.consumers, c)
-		if c.exclusive {
-			q.exclusive++
-		}
-	}
-	q.dispatchLocked()
-	q.mu.Unlock()
-	return c, nil
 }
 
 // WaitRoom waits until the queue m is destined for has room for m (or no longer exists), or ctx ends.
@@ -830,4 +557,49 @@ func (r *Router) DeleteQueue(d Destination) int {
 		q.room = nil
 	}
 	return n
+}
+
+// waitList is a queue's waiting messages of one priority in sequence order: a slice with a moving head,
+// so that popping the head and putting a requeued message back in front are O(1).
+type waitList struct {
+	buf  []*qitem
+	head int
+}
+
+func (w *waitList) len() int           { return len(w.buf) - w.head }
+func (w *waitList) at(i int) *qitem    { return w.buf[w.head+i] }
+func (w *waitList) pushBack(it *qitem) { w.buf = append(w.buf, it) }
+
+// insert places it in sequence order.
+func (w *waitList) insert(it *qitem) {
+	items := w.buf[w.head:]
+	i := sort.Search(len(items), func(i int) bool { return items[i].order >= it.order })
+	if i == 0 && w.head > 0 {
+		w.head--
+		w.buf[w.head] = it
+		return
+	}
+	w.buf = slices.Insert(w.buf, w.head+i, it)
+}
+
+func (w *waitList) removeAt(i int) {
+	if i == 0 {
+		w.buf[w.head] = nil
+		w.head++
+		switch {
+		case w.head == len(w.buf):
+			if cap(w.buf) > 1024 {
+				w.buf = nil // give back the memory of a drained burst
+			} else {
+				w.buf = w.buf[:0]
+			}
+			w.head = 0
+		case w.head > 1024 && 2*w.head > len(w.buf):
+			n := copy(w.buf, w.buf[w.head:])
+			clear(w.buf[n:])
+			w.buf, w.head = w.buf[:n], 0
+		}
+		return
+	}
+	w.buf = slices.Delete(w.buf, w.head+i, w.head+i+1)
 }
