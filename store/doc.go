@@ -28,6 +28,29 @@
 // boundaries. Invalid ops are refused (ErrInvalidOp) before queueing, so they never fail someone else's
 // batch. When the commit queue (4096 commits) is full, Commit blocks until the committer catches up.
 //
+// # Using it from the broker
+//
+// Each line is one Commit; "→ ack" means the publisher's acknowledgement waits for it.
+//
+//	persistent publish to queue Q          PutEntry{Q, seq, msg} → ack
+//	… to several durable targets at once   one Commit with a PutEntry per target, same *Message → ack
+//	consumer ack                           DeleteEntry{Q, seq} (done may be nil)
+//	redelivery count after a nack          PutEntry{Q, seq, msg, Redeliveries+1}
+//	to the dead-letter queue               DeleteEntry{Q, seq} + PutEntry{DLQ, seq', msg}
+//	offline MQTT session gets a message    PutEntry{ListSession, client, seq, msg, QoS}
+//	… sent on resume                       DeleteEntry{ListSession, client, seq} + PutInflight{publish}
+//	PUBACK / PUBCOMP                       DeleteInflight
+//	PUBREC (QoS 2 out)                     PutInflight{release} (the message reference is dropped)
+//	inbound QoS 2 PUBLISH / PUBREL         PutInbound (→ PUBREC) / DeleteInbound
+//	retained set / cleared                 PutRetained / DeleteRetained → ack
+//	session or durable subscription ends   DeleteSession / DeleteDurableSub
+//	startup                                Recover, then Entries windows; new message ids above
+//	                                       Counts.MaxMessageID, new seqs above ListInfo.Last
+//	housekeeping                           RemoveExpired(now, n) on a timer
+//
+// Message IDs must be unique among stored messages: reusing the ID of a message still referenced makes
+// the new reference point at the old body. Hence the restart rule above.
+//
 // # Keys and encodings (format version 1)
 //
 // str(s) is uvarint(len(s)) followed by the bytes; u64 and u16 are big-endian, so keys sort by number.

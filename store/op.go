@@ -94,6 +94,9 @@ func Validate(op Op) error {
 		if o.Entry.Msg == nil || o.Entry.Msg.ID == 0 {
 			return bad("message with a non-zero id required")
 		}
+		if o.Entry.Msg.Expires < 0 {
+			return bad("negative expiry")
+		}
 	case DeleteEntry:
 		if !o.Ref.List.valid() {
 			return bad("unknown list")

@@ -512,6 +512,7 @@ func testInvalid(t *testing.T, b Backend) {
 		store.PutInflight{Inflight: store.Inflight{ClientID: "c", State: store.InflightPublish}},
 		store.PutInflight{Inflight: store.Inflight{ClientID: "c", State: 7}},
 		store.PutRetained{Retained: store.Retained{Topic: "t"}},
+		put(store.ListQueue, "q", 1, &store.Message{ID: 1, Expires: -1}),
 		nil,
 	}
 	for _, op := range bad {
