@@ -24,9 +24,19 @@
 //     drain; an ERROR that does not fit is lost, and the connection closes anyway.
 //   - The retained messages a new topic subscription matches are all delivered, as the client reads them.
 //   - SEND: persistent:true or a receipt header makes the message QoS 1; retain:set / retain:remove set or
-//     clear the retained message; expires (Unix ms) bounds its life; other headers travel with it.
-//   - SUBSCRIBE: prefetch-count sets the unacknowledged-message window of a client or client-individual
-//     queue consumer (default DefaultCredit); selector (JMS syntax) filters topic subscriptions.
+//     clear the retained message; expires (Unix ms) and ttl (ms from now; the earlier wins) bound its life;
+//     priority (0-9, more is 9) orders queues; message_group (or JMSXGroupID) keeps a group on one queue
+//     consumer; other headers travel with it. A SEND to a full queue follows the queue's full_policy:
+//     block waits up to QueueFullWait for room, then ERROR; drop_head and drop_tail accept the SEND.
+//   - SUBSCRIBE: prefetch-count, or Apollo's credit:count[,bytes], sets the unacknowledged window of a
+//     client or client-individual queue consumer (default DefaultCredit); selector (JMS syntax, with the
+//     JMSDeliveryMode, JMSPriority, JMSXGroupID, JMSMessageID and JMSExpiration pseudo-properties) filters
+//     topic subscriptions and queue consumers (a queue keeps what one consumer's selector refuses for the
+//     others), not durable subscriptions; browser:true browses a queue in auto mode and ends with a
+//     MESSAGE carrying browser:end and an empty message-id; exclusive:true, from-seq (a queue sequence
+//     number, or -1 for new messages only) and include-seq (the header name to put the sequence number
+//     in) apply to queues. NACK counts a redelivery; the queue's nak_limit then moves the message to its
+//     dlq (see router.QueuePolicy).
 //   - Temporary destinations are private to their connection (see temp.go). Durable subscriptions
 //     (persistent SUBSCRIBE to a topic, /dsub/<id>) are kept in memory (see durable.go).
 //   - Transactions hold at most MaxTransactionFrames frames and max_message_length body bytes; a
