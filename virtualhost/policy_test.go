@@ -74,3 +74,56 @@ func TestRouterOptionsQueuePolicies(t *testing.T) {
 		t.Fatalf("drop_tail: %+v", pr)
 	}
 }
+
+// TestPoliciesFromHCL: queue and topic blocks of a configuration file reach the host's router.
+func TestPoliciesFromHCL(t *testing.T) {
+	cfg, err := conf.Parse([]byte(`
+connector "c" {
+  bind     = "tcp://127.0.0.1:0"
+  protocol = "stomp"
+}
+virtual_host "v" {
+  anonymous = true
+  queue "jobs.*" {
+    nak_limit      = 1
+    dlq            = "dead.*"
+    quota_messages = 3
+    full_policy    = "drop_head"
+  }
+  topic "feeds.**" {
+    slow_consumer_policy = "block"
+  }
+}
+`), "test.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vh := cfg.Host("v")
+	if err := CheckPolicies(*vh); err != nil {
+		t.Fatal(err)
+	}
+	o := routerOptions(*vh, router.Options{})
+	if len(o.QueuePolicies) != 1 || len(o.TopicPolicies) != 1 || o.TopicPolicies[0].SlowConsumer != router.SlowBlock {
+		t.Fatalf("options %+v", o)
+	}
+	h := New(*vh, router.Options{})
+	defer h.Close()
+	for i := 0; i < 5; i++ {
+		if pr := h.Router.Publish(&router.Message{Dest: queueDest("jobs", "a"), Body: []byte{byte('0' + i)}}); pr.Err != nil {
+			t.Fatal(pr.Err)
+		}
+	}
+	s := &sink{}
+	cons, err := h.Router.Consume(&router.Subscription{Filter: router.Filter{Kind: router.Queue,
+		Segs: []router.Seg{{Text: "jobs"}, {Text: "a"}}}, Sink: s}, router.ConsumerOptions{Credit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.got) != 3 || string(s.got[0].Msg.Body) != "2" {
+		t.Fatalf("drop_head kept %d messages starting %q", len(s.got), s.got[0].Msg.Body)
+	}
+	cons.Nack(s.got[0].Seq)
+	if d := h.Router.QueueDepthOf(queueDest("dead", "jobs", "a")); d != 1 {
+		t.Fatalf("dlq depth %d", d)
+	}
+}
