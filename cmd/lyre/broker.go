@@ -44,8 +44,20 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 	}
 	warnAnonymous(cfg, log)
 	reg := virtualhost.NewRegistry(hosts...)
+	mh := mqtt.NewHandler(reg, log)
+	// Persistent MQTT sessions come back before any connector accepts, so a client resumes its session.
+	restored, err := mh.RestoreAll(cfg.Connectors)
+	if err != nil {
+		reg.Close()
+		return nil, err
+	}
+	for _, h := range hosts {
+		if h.Durable() {
+			log.Info("mqtt sessions restored", zap.String("vhost", h.Name), zap.Int("sessions", restored[h.Name]))
+		}
+	}
 	srv := protocol.NewServer(log, map[string]protocol.Handler{
-		"mqtt":  mqtt.NewHandler(reg, log),
+		"mqtt":  mh,
 		"stomp": stomp.NewHandler(reg, log),
 	})
 	b := &Broker{log: log, hosts: reg, srv: srv}

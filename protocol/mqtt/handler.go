@@ -201,6 +201,7 @@ type client struct {
 	will      *router.Message
 	user      string
 	drain     chan struct{} // cap 1: OnDrain fired; wakes a reader waiting to queue a control packet
+	acks      *ackQueue     // on a durable host: acknowledgements waiting for their writes (persist.go)
 	// lastTopic and lastDest cache the last topic name parsed.
 	lastTopic string
 	lastDest  router.Destination
@@ -259,6 +260,9 @@ func (cl *client) onDrain() {
 	}
 	if s := cl.sess; s != nil {
 		s.drained(cl.c)
+	}
+	if cl.acks != nil {
+		cl.flushAcks()
 	}
 }
 

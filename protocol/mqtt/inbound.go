@@ -11,6 +11,8 @@ import (
 
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/store"
+	"github.com/lyremq/lyre/virtualhost"
 )
 
 // sharePrefix starts a shared subscription filter: $share/{group}/{filter}.
@@ -55,7 +57,13 @@ func (cl *client) handle(p packet.Packet) error {
 	case *packet.PubcompPacket:
 		cl.acked(s.complete(p.PacketID, waitPubcomp))
 	case *packet.PubrelPacket:
+		if _, ok := s.awaitingRel[p.PacketID]; ok && s.ps != nil {
+			cl.host.Commit(s.writeFailed, store.DeleteInbound{ClientID: s.id, PacketID: p.PacketID})
+		}
 		delete(s.awaitingRel, p.PacketID)
+		if cl.acks != nil {
+			return cl.ackAfter(nil, packet.Pubcomp, p.PacketID) // after the acknowledgements queued before
+		}
 		if !cl.writeAck(packet.Pubcomp, p.PacketID) {
 			return errOutboundClosed
 		}
@@ -88,6 +96,9 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	if p.QoS == 2 {
 		if _, dup := s.awaitingRel[p.PacketID]; dup {
 			// Exactly once: the first copy was routed, only the PUBREC is repeated [MQTT-4.3.3-2].
+			if cl.acks != nil {
+				return cl.ackAfter(nil, packet.Pubrec, p.PacketID)
+			}
 			if !cl.writeAck(packet.Pubrec, p.PacketID) {
 				return errOutboundClosed
 			}
@@ -96,6 +107,12 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	}
 	m := &router.Message{Dest: d, Body: p.Payload, QoS: p.QoS, Persistent: p.QoS > 0, Retain: p.Retain,
 		Origin: p.Topic, OriginGram: cl.g, Publisher: s}
+	var tr *virtualhost.Tracker
+	if p.QoS > 0 && cl.acks != nil {
+		// A durable host: acknowledge once every write the message causes is durable (persist.go).
+		tr = &virtualhost.Tracker{}
+		m.Tracker = tr
+	}
 	var res router.PublishResult
 	if cl.maySend(d, p.Topic, s.id) { // else not routed, yet acknowledged below [MQTT-3.3.5-2]
 		res = cl.rt.Publish(m)
@@ -111,6 +128,9 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	}
 	switch p.QoS {
 	case 1:
+		if tr != nil {
+			return cl.ackAfter(tr, packet.Puback, p.PacketID)
+		}
 		if !cl.writeAck(packet.Puback, p.PacketID) {
 			return errOutboundClosed
 		}
@@ -119,6 +139,12 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 			s.awaitingRel = make(map[uint16]struct{})
 		}
 		s.awaitingRel[p.PacketID] = struct{}{}
+		if tr != nil {
+			if s.ps != nil {
+				cl.host.Commit(tr.Track(), store.PutInbound{ClientID: s.id, PacketID: p.PacketID})
+			}
+			return cl.ackAfter(tr, packet.Pubrec, p.PacketID)
+		}
 		if !cl.writeAck(packet.Pubrec, p.PacketID) {
 			return errOutboundClosed
 		}
@@ -149,6 +175,7 @@ func (s *session) complete(id uint16, st uint8) (outItem, bool) {
 	if i < 0 {
 		return outItem{}, false
 	}
+	s.inflightDoneLocked(&s.inflight[i], false)
 	it := s.inflight[i].item
 	if s.inflight[i].unsent {
 		s.unsent--
@@ -164,6 +191,7 @@ func (s *session) received(id uint16) {
 	defer s.mu.Unlock()
 	for i := range s.inflight {
 		if f := &s.inflight[i]; f.id == id && f.state == waitPubrec {
+			s.inflightDoneLocked(f, true)
 			f.state = waitPubcomp
 			if f.unsent {
 				f.unsent = false
@@ -184,6 +212,11 @@ func (cl *client) subscribe(p *packet.SubscribePacket) error {
 		codes[i] = code
 		if e != nil && !slices.Contains(added, e) {
 			added = append(added, e)
+		}
+	}
+	if len(added) > 0 {
+		if err := cl.saveRecord(); err != nil {
+			return err
 		}
 	}
 	if !cl.writePacket(&packet.SubackPacket{PacketID: p.PacketID, ReturnCodes: codes}) {
@@ -326,9 +359,16 @@ func (s *session) release(e *subEntry, retained []*router.Message) {
 
 // unsubscribe handles UNSUBSCRIBE; UNSUBACK is sent even when no filter matched [MQTT-3.10.4-5].
 func (cl *client) unsubscribe(p *packet.UnsubscribePacket) error {
+	removed := false
 	for _, f := range p.Filters {
 		if e := cl.sess.subs[f]; e != nil {
 			cl.removeEntry(e)
+			removed = true
+		}
+	}
+	if removed {
+		if err := cl.saveRecord(); err != nil {
+			return err
 		}
 	}
 	if !cl.writeAck(packet.Unsuback, p.PacketID) {

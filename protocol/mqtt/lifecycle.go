@@ -10,6 +10,7 @@ import (
 
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/store"
 )
 
 // registry holds one virtual host's sessions by client id.
@@ -58,6 +59,10 @@ func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
 		}
 		old := s
 		s = newSession(id, clean, cl.h.log)
+		if !clean && cl.host.Durable() {
+			s.ps = &sessionStore{host: cl.host}
+			s.commitLocked(nil, store.PutSession{Session: s.record(cl.version)}) // nothing else sees s yet
+		}
 		s.att = att
 		reg.sessions[id] = s
 		reg.mu.Unlock()
@@ -80,6 +85,9 @@ func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
 // consumers of a resumed session.
 func (cl *client) resume() {
 	s := cl.sess
+	if cl.host.Durable() {
+		cl.acks = &ackQueue{}
+	}
 	cl.c.OnDrain(cl.onDrain)
 	s.attach(cl.c, cl.version, cl.g, cl.lim)
 	for _, e := range s.subs {

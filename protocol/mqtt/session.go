@@ -13,6 +13,7 @@ import (
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/store"
 )
 
 // sender is the outbound side of a connection (*protocol.Conn): append in place, never block.
@@ -36,6 +37,7 @@ type outItem struct {
 	qos      uint8
 	retained bool // sent because the subscription is new: retain flag set [MQTT-3.3.1-8]
 	dup      bool
+	sseq     uint64 // its entry in a persistent session's store list; 0 = none (persist.go)
 }
 
 // live reports a topic message delivered as published: the kind dropped (oldest first) when the session's
@@ -112,21 +114,22 @@ func (q *outQueue) pop() {
 
 // dropOldestLive removes the oldest live QoS 0 item, or when there is none the oldest live item, so a
 // QoS 0 message never pushes out a QoS 1 or 2 one.
-func (q *outQueue) dropOldestLive() bool {
+func (q *outQueue) dropOldestLive() (outItem, bool) {
 	for i := q.head; i < len(q.items); i++ {
 		if it := &q.items[i]; it.live() && (q.live0 == 0 || it.qos == 0) {
+			dropped := *it
 			if i == q.head {
 				q.pop() // the common case under overload: O(1), no shifting of the whole queue
-				return true
+				return dropped, true
 			}
 			q.count(it, -1)
 			copy(q.items[i:], q.items[i+1:])
 			q.items[len(q.items)-1] = outItem{}
 			q.items = q.items[:len(q.items)-1]
-			return true
+			return dropped, true
 		}
 	}
-	return false
+	return outItem{}, false
 }
 
 // filter keeps the items for which keep returns true.
@@ -158,6 +161,8 @@ type session struct {
 	id    string
 	clean bool
 	att   *attachment // guarded by registry.mu
+	// ps is set for a persistent session on a durable host: its changes are journalled (persist.go).
+	ps *sessionStore
 
 	// mu guards the fields below. Deliver takes it on publishers' goroutines; it is never held while
 	// calling the router.
@@ -233,9 +238,11 @@ func (s *session) Deliver(d router.Delivery) bool {
 		if it.qos == 0 {
 			return false
 		}
+		s.putEntryLocked(&it, d.Msg.Tracker)
 		s.queueLocked(it)
 		return true
 	case e.holding:
+		s.putEntryLocked(&it, d.Msg.Tracker)
 		s.holdLocked(e, it)
 		return true
 	case s.queue.len() == 0 && s.sendLocked(&it):
@@ -257,6 +264,7 @@ func (s *session) Deliver(d router.Delivery) bool {
 			return true
 		}
 	}
+	s.putEntryLocked(&it, d.Msg.Tracker)
 	s.queueLocked(it)
 	return true
 }
@@ -363,6 +371,7 @@ func (s *session) overlapLocked(m *router.Message) (uint8, bool) {
 // holdLocked keeps a delivery for a subscription whose SUBACK is not sent yet.
 func (s *session) holdLocked(e *subEntry, it outItem) {
 	if len(e.held) >= s.maxQueued {
+		s.deleteEntryLocked(&e.held[0])
 		e.held = slices.Delete(e.held, 0, 1)
 		s.countDropLocked("session queue full")
 	}
@@ -373,8 +382,11 @@ func (s *session) holdLocked(e *subEntry, it outItem) {
 // wait, the oldest is dropped, counted and logged.
 func (s *session) queueLocked(it outItem) {
 	s.queue.push(it)
-	if it.live() && s.queue.live > s.maxQueued && s.queue.dropOldestLive() {
-		s.countDropLocked("session queue full")
+	if it.live() && s.queue.live > s.maxQueued {
+		if dropped, ok := s.queue.dropOldestLive(); ok {
+			s.deleteEntryLocked(&dropped)
+			s.countDropLocked("session queue full")
+		}
 	}
 }
 
@@ -413,6 +425,7 @@ func (s *session) sendLocked(it *outItem) bool {
 		PacketID: id, Payload: it.msg.Body}
 	s.out.Commit(packet.AppendPublish(b, &p, s.version))
 	if it.qos > 0 {
+		s.sentLocked(it, id)
 		st := waitPuback
 		if it.qos == 2 {
 			st = waitPubrec
@@ -482,6 +495,7 @@ func (s *session) pumpLocked() {
 			continue
 		}
 		if it.seq == 0 && it.msg.Expires != 0 && it.msg.Expires <= time.Now().UnixMilli() {
+			s.deleteEntryLocked(it)
 			s.queue.pop() // expired while waiting (a STOMP message's expires header)
 			continue
 		}
@@ -551,12 +565,20 @@ func (s *session) detach() {
 	s.inflight = slices.DeleteFunc(s.inflight, func(f inflightMsg) bool { return f.item.seq != 0 })
 	s.queue.filter(func(it *outItem) bool { return it.seq == 0 && it.qos > 0 })
 	for _, e := range s.subs {
+		for _, it := range e.held {
+			if it.sseq != 0 {
+				s.queue.push(it) // journalled: kept, as a restart would
+			}
+		}
 		e.held, e.holding = nil, false
 	}
 }
 
 // discardLocked drops everything the session holds; later deliveries are refused.
 func (s *session) discardLocked() {
+	if s.ps != nil && !s.discarded {
+		s.commitLocked(nil, store.DeleteSession{ClientID: s.id})
+	}
 	s.discarded = true
 	s.inflight, s.queue, s.seen, s.wilds, s.literals = nil, outQueue{}, nil, nil, nil
 	for _, e := range s.subs {

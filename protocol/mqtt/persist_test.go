@@ -1,0 +1,274 @@
+package mqtt
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/protocol/prototest"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/store"
+	"github.com/lyremq/lyre/virtualhost"
+)
+
+// durableBroker is an MQTT server whose default host keeps its store in dir; stop ends it like a
+// graceful broker shutdown, so a new one can open the same directory.
+type durableBroker struct {
+	*broker
+	stopped bool
+}
+
+func startDurable(t *testing.T, dir string) *durableBroker {
+	t.Helper()
+	host, err := virtualhost.Open(conf.VirtualHost{Name: "default", Anonymous: true,
+		Store: &conf.Store{Directory: dir, Sync: true}}, router.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := virtualhost.NewRegistry(host)
+	h := NewHandler(hosts, zaptest.NewLogger(t))
+	c := conf.Connector{Name: "mqtt", Protocol: protocol.MQTT, MQTT: conf.MQTT{Grammar: conf.MQTTGrammarDefaults}}
+	if _, err := h.RestoreAll([]conf.Connector{c}); err != nil {
+		t.Fatal(err)
+	}
+	srv, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.MQTT: h}, c)
+	b := &durableBroker{broker: &broker{addr: addrs[0], host: host, hosts: hosts, h: h, srv: srv}}
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *durableBroker) stop() {
+	if b.stopped {
+		return
+	}
+	b.stopped = true
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = b.srv.Shutdown(ctx)
+	b.hosts.Close()
+}
+
+// sessionEntries counts what the store holds for client id: queued entries, in-flight and inbound ids.
+func sessionEntries(t *testing.T, h *virtualhost.Host, id string) (queued, inflight, inbound int) {
+	t.Helper()
+	_, err := h.Store().Recover(store.Visitor{Session: func(s store.SessionState) error {
+		if s.Session.ClientID == id {
+			queued, inflight, inbound = s.Queued.Count, len(s.Inflight), len(s.Inbound)
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return
+}
+
+// publish2 sends a QoS 2 PUBLISH and completes the exchange (PUBREC, PUBREL, PUBCOMP).
+func (r *raw) publish2(topic, payload string, id uint16) {
+	r.t.Helper()
+	r.send(&packet.PublishPacket{Topic: topic, Payload: []byte(payload), QoS: 2, PacketID: id})
+	if p, ok := r.next().(*packet.PubrecPacket); !ok || p.PacketID != id {
+		r.t.Fatalf("want PUBREC %d, got %#v", id, p)
+	}
+	r.send(&packet.PubrelPacket{PacketID: id})
+	if p, ok := r.next().(*packet.PubcompPacket); !ok || p.PacketID != id {
+		r.t.Fatalf("want PUBCOMP %d, got %#v", id, p)
+	}
+}
+
+// A persistent session resumes exactly after a broker restart [MQTT-4.1.0-1]: subscriptions, messages
+// queued while offline, outbound QoS 1 and 2 in flight (resent with DUP under their packet ids, or
+// PUBREL), and inbound QoS 2 ids awaiting PUBREL (a resent PUBLISH is not routed twice [MQTT-4.3.3-2]).
+func TestPersistentSessionSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	b := startDurable(t, dir)
+
+	sub := dialRaw(t, b.addr)
+	sub.connect("sub", false)
+	sub.subscribe(1, 2, "t/#")
+	sub.subscribe(2, 1, "u")
+	sub.send(&packet.DisconnectPacket{})
+	sub.expectClosed()
+
+	pub := dialRaw(t, b.addr)
+	pub.connect("pub", true)
+	pub.publish("t/1", "p1", 1, false, 1)
+	// PUBACK came after the entry was durable: the store holds it now.
+	if q, _, _ := sessionEntries(t, b.host, "sub"); q != 1 {
+		t.Fatalf("after PUBACK the store holds %d queued entries for the offline session, want 1", q)
+	}
+	pub.publish2("t/2", "p2", 2)
+	pub.publish("u", "p3", 1, false, 3)
+	pub.publish("r/1", "kept", 1, true, 4)
+
+	sub = dialRaw(t, b.addr)
+	if ca := sub.connect("sub", false); !ca.SessionPresent {
+		t.Fatal("session not present")
+	}
+	p1, p2, p3 := sub.nextPublish(), sub.nextPublish(), sub.nextPublish()
+	if string(p1.Payload) != "p1" || p1.QoS != 1 || string(p2.Payload) != "p2" || p2.QoS != 2 || string(p3.Payload) != "p3" {
+		t.Fatalf("queued messages: %q %q %q", p1.Payload, p2.Payload, p3.Payload)
+	}
+	sub.send(&packet.PubrecPacket{PacketID: p2.PacketID})
+	if p, ok := sub.next().(*packet.PubrelPacket); !ok || p.PacketID != p2.PacketID {
+		t.Fatalf("want PUBREL %d, got %#v", p2.PacketID, p)
+	}
+	sub.send(&packet.PubackPacket{PacketID: p3.PacketID})
+	// An inbound QoS 2 message awaiting PUBREL.
+	sub.send(&packet.PublishPacket{Topic: "t/in", Payload: []byte("in"), QoS: 2, PacketID: 77})
+	var p4 *packet.PublishPacket // its own copy, through "t/#"
+	for p4 == nil {
+		switch p := sub.next().(type) {
+		case *packet.PubrecPacket:
+		case *packet.PublishPacket:
+			p4 = p
+		default:
+			t.Fatalf("got %s", p.Type())
+		}
+	}
+	waitStore(t, b.host, "sub", 0, 3, 1) // p1 waiting for PUBACK, p2 for PUBCOMP, p4 for PUBACK; id 77
+	_ = sub.nc.Close()
+	prototest.WaitFor(t, waitTime, func() bool {
+		b.h.mu.Lock()
+		defer b.h.mu.Unlock()
+		r := b.h.registries[b.host]
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.sessions["sub"] != nil && r.sessions["sub"].att == nil
+	})
+	pub.publish("t/5", "p5", 1, false, 5) // queued for the offline session
+	waitStore(t, b.host, "sub", 1, 3, 1)
+
+	b.stop()
+	b = startDurable(t, dir)
+	if c := b.host.Recovered(); c.Sessions != 1 || c.Retained != 1 {
+		t.Fatalf("recovered %+v", c)
+	}
+
+	sub = dialRaw(t, b.addr)
+	if ca := sub.connect("sub", false); !ca.SessionPresent {
+		t.Fatal("session not present after restart")
+	}
+	// In-flight first, in their original order and under their packet ids, then the queue.
+	r1 := sub.nextPublish()
+	if !r1.Dup || r1.PacketID != p1.PacketID || string(r1.Payload) != "p1" || r1.QoS != 1 {
+		t.Fatalf("resent p1: %+v", r1)
+	}
+	if p, ok := sub.next().(*packet.PubrelPacket); !ok || p.PacketID != p2.PacketID {
+		t.Fatalf("want PUBREL %d resent, got %#v", p2.PacketID, p)
+	}
+	r4 := sub.nextPublish()
+	if !r4.Dup || r4.PacketID != p4.PacketID || string(r4.Payload) != "in" || r4.QoS != 2 {
+		t.Fatalf("resent p4: %+v", r4)
+	}
+	r5 := sub.nextPublish()
+	if string(r5.Payload) != "p5" || r5.Dup {
+		t.Fatalf("queued p5: %+v", r5)
+	}
+	sub.send(&packet.PubackPacket{PacketID: r1.PacketID})
+	sub.send(&packet.PubcompPacket{PacketID: p2.PacketID})
+	sub.send(&packet.PubrecPacket{PacketID: r4.PacketID}) // QoS 2 through "t/#"
+	if p, ok := sub.next().(*packet.PubrelPacket); !ok || p.PacketID != r4.PacketID {
+		t.Fatalf("want PUBREL %d, got %#v", r4.PacketID, p)
+	}
+	sub.send(&packet.PubcompPacket{PacketID: r4.PacketID})
+	sub.send(&packet.PubackPacket{PacketID: r5.PacketID})
+	// The inbound id survived: the resent PUBLISH gets PUBREC and is not routed again.
+	sub.send(&packet.PublishPacket{Topic: "t/in", Payload: []byte("in"), QoS: 2, PacketID: 77, Dup: true})
+	if p, ok := sub.next().(*packet.PubrecPacket); !ok || p.PacketID != 77 {
+		t.Fatalf("want PUBREC 77, got %#v", p)
+	}
+	sub.send(&packet.PubrelPacket{PacketID: 77})
+	if p, ok := sub.next().(*packet.PubcompPacket); !ok || p.PacketID != 77 {
+		t.Fatalf("want PUBCOMP 77, got %#v", p)
+	}
+	// The subscriptions survived too, and the retained message.
+	pub = dialRaw(t, b.addr)
+	pub.connect("pub", true)
+	pub.publish("u", "p6", 1, false, 1)
+	if p := sub.nextPublish(); string(p.Payload) != "p6" {
+		t.Fatalf("after restart got %q, want p6", p.Payload)
+	}
+	if p := sub.nextWithin(200 * time.Millisecond); p != nil {
+		t.Fatalf("unexpected %s (a second copy of the inbound message?)", p.Type())
+	}
+	waitStore(t, b.host, "sub", 0, 1, 0) // only p6, not acknowledged
+	other := dialRaw(t, b.addr)
+	other.connect("other", true)
+	other.subscribe(1, 1, "r/#")
+	if p := other.nextPublish(); string(p.Payload) != "kept" || !p.Retain {
+		t.Fatalf("retained after restart: %+v", p)
+	}
+}
+
+// waitStore waits until the store holds the given counts for client id.
+func waitStore(t *testing.T, h *virtualhost.Host, id string, queued, inflight, inbound int) {
+	t.Helper()
+	var q, f, in int
+	deadline := time.Now().Add(waitTime)
+	for {
+		if q, f, in = sessionEntries(t, h, id); q == queued && f == inflight && in == inbound {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store for %q: queued %d inflight %d inbound %d, want %d %d %d", id, q, f, in, queued, inflight, inbound)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A clean-session CONNECT discards a stored session [MQTT-3.1.2-6], in the store too.
+func TestCleanSessionDiscardsStoredSession(t *testing.T) {
+	dir := t.TempDir()
+	b := startDurable(t, dir)
+	sub := dialRaw(t, b.addr)
+	sub.connect("s", false)
+	sub.subscribe(1, 1, "a")
+	sub.send(&packet.DisconnectPacket{})
+	sub.expectClosed()
+	b.stop()
+	b = startDurable(t, dir)
+	sub = dialRaw(t, b.addr)
+	if ca := sub.connect("s", true); ca.SessionPresent {
+		t.Fatal("clean session reported a present session")
+	}
+	sub.send(&packet.DisconnectPacket{})
+	sub.expectClosed()
+	b.stop()
+	b = startDurable(t, dir)
+	if c := b.host.Recovered(); c.Sessions != 0 {
+		t.Fatalf("discarded session still stored: %+v", c)
+	}
+}
+
+// PUBACKs leave in the order of the PUBLISH packets even when the writes they wait for differ
+// [MQTT-4.6.0-2].
+func TestDurablePubackOrder(t *testing.T) {
+	b := startDurable(t, t.TempDir())
+	sub := dialRaw(t, b.addr)
+	sub.connect("sub", false)
+	sub.subscribe(1, 1, "kept")
+	sub.send(&packet.DisconnectPacket{})
+	sub.expectClosed()
+	pub := dialRaw(t, b.addr)
+	pub.connect("pub", true)
+	const n = 200
+	for i := 1; i <= n; i++ {
+		topic := "nobody"
+		if i%3 == 0 {
+			topic = "kept" // waits for a write; the others do not
+		}
+		pub.send(&packet.PublishPacket{Topic: topic, Payload: []byte("x"), QoS: 1, PacketID: uint16(i)})
+	}
+	for i := 1; i <= n; i++ {
+		if p, ok := pub.next().(*packet.PubackPacket); !ok || p.PacketID != uint16(i) {
+			t.Fatalf("PUBACK %d: got %#v", i, p)
+		}
+	}
+	waitStore(t, b.host, "sub", n/3, 0, 0)
+}
