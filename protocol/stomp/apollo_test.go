@@ -521,29 +521,27 @@ func TestQueuePolicy_AutoDeleteAfter(t *testing.T) {
 // whose outbound queue is full instead of dropping its message.
 func TestTopicPolicy_SlowConsumerBlock(t *testing.T) {
 	b := startPolicyBroker(t, conf.VirtualHost{Topics: []conf.TopicPolicy{{Pattern: "slow.**", SlowConsumerPolicy: conf.SlowBlock}}}, nil)
-	c := b.dial(t)
-	sub := subscribe(t, c, "/topic/slow.feed", stomp.AckAuto)
-	p := b.dial(t)
-	const n = 200
-	body := strings.Repeat("x", 64<<10) // 200 × 64 KiB overflows the 8 MiB outbound queue
+	r := b.raw(t)
+	r.connect("accept-version:1.2", "host:default")
+	r.send("SUBSCRIBE\nid:t\ndestination:/topic/slow.feed\nreceipt:s\n\n\x00")
+	if f := r.read(); f.Command != frame.RECEIPT {
+		t.Fatalf("got %s", f.Command)
+	}
+	const n = 500 // × 64 KiB: more than the outbound queue and the socket buffers hold
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := range n {
-			if err := p.Send("/topic/slow.feed", "", []byte(body+strconv.Itoa(i))); err != nil {
-				return
-			}
-		}
+		flood(t, b.host.Router, stompGrammar(t), "/topic/slow.feed", n)
 	}()
-	time.Sleep(100 * time.Millisecond) // let the outbound queue fill before reading
+	prototest.WaitFor(t, 5*time.Second, func() bool { return b.h.Dropped() > 0 }) // the sink refused one
 	for i := range n {
-		m := recv(t, sub)
-		if want := body + strconv.Itoa(i); string(m.Body) != want {
-			t.Fatalf("message %d missing or out of order", i)
+		f := r.read()
+		if !strings.HasPrefix(string(f.Body), strconv.Itoa(i)+":") {
+			t.Fatalf("message %d missing or out of order: %.10q", i, f.Body)
 		}
 	}
 	<-done
-	if d := b.h.Dropped(); d != 0 {
-		t.Fatalf("%d topic messages dropped under slow_consumer_policy block", d)
+	if st := b.host.Router.Stats(); st.Dropped != 0 {
+		t.Fatalf("router dropped %d under slow_consumer_policy block", st.Dropped)
 	}
 }
