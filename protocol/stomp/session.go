@@ -62,6 +62,11 @@ type session struct {
 	// rmu guards receipts: RECEIPT frames waiting for room in the outbound queue, in order.
 	rmu      sync.Mutex
 	receipts []string
+
+	// On a durable host (persist.go): the tracker of the frame being handled (reader goroutine) and the
+	// receipts waiting for their writes.
+	frameTr *virtualhost.Tracker
+	durable *durableReceipts
 }
 
 // maxHeldReceipts bounds the receipts waiting for room in a full outbound queue; one more closes the
@@ -243,10 +248,13 @@ func (s *session) handle(f *frame.Frame) error {
 		err = protoErr("unexpected frame", "%s is a server frame; clients must not send it", f.Command)
 	}
 	if err != nil {
+		s.frameDone()
 		return err
 	}
 	if id, ok := f.Header.Contains(frame.Receipt); ok {
-		s.sendReceipt(id)
+		s.receipt(id)
+	} else {
+		s.frameDone()
 	}
 	return nil
 }
@@ -405,7 +413,8 @@ func (s *session) shutdown() {
 // disconnect answers DISCONNECT: RECEIPT if asked, then close (STOMP 1.2 "DISCONNECT").
 func (s *session) disconnect(f *frame.Frame) error {
 	if id, ok := f.Header.Contains(frame.Receipt); ok {
-		s.sendReceipt(id)
+		s.receipt(id) // after the receipts still waiting for their writes
+		s.waitReceipts(s.cfg.DieDelay)
 	}
 	s.c.CloseAfter(ErrDisconnect, s.cfg.DieDelay)
 	return ErrDisconnect
@@ -564,6 +573,11 @@ func (s *session) send(f *frame.Frame) error {
 			Headers:     hdrs,
 			Origin:      origin,
 			OriginGram:  s.g,
+		}
+		if receipt {
+			if tr := s.tracker(); tr != nil {
+				m.Tracker = tr // the receipt waits for the message's writes (persist.go)
+			}
 		}
 		if err := s.publish(m); err != nil {
 			return &frameError{msg: "send failed", detail: names[i] + ": " + err.Error(), cause: err}
