@@ -19,6 +19,48 @@ type Journal interface {
 	// Retain records that m is the retained message of its topic, or clears the topic's retained
 	// message when m's body is empty.
 	Retain(m *Message)
+	// Enqueue records that persistent message m is in queue d with queue sequence number seq (and
+	// redeliveries earlier deliveries): on arrival, and again when a redelivery is counted. Called with
+	// the queue's lock held.
+	Enqueue(d Destination, seq uint64, redeliveries uint32, m *Message)
+	// Dequeue records that the message with queue sequence number seq left queue d for good
+	// (acknowledged, expired, dropped or dead-lettered). Called with the queue's lock held.
+	Dequeue(d Destination, seq uint64)
+}
+
+// journalsLocked reports whether q journals it: persistent messages of named queues (not temporary
+// queues, whose owner's connection bounds their life, nor durable-subscription queues).
+func (q *queue) journalsLocked(it *qitem) bool {
+	return q.r.opts.Journal != nil && q.dest.Kind == Queue && it.msg.Persistent
+}
+
+// journalEnqueueLocked journals it's arrival or its new redelivery count.
+func (q *queue) journalEnqueueLocked(it *qitem) {
+	if q.journalsLocked(it) {
+		q.r.opts.Journal.Enqueue(q.dest, it.order, it.redeliveries, it.msg)
+	}
+}
+
+// journalDequeueLocked journals that it left the queue.
+func (q *queue) journalDequeueLocked(it *qitem) {
+	if q.journalsLocked(it) {
+		q.r.opts.Journal.Dequeue(q.dest, it.order)
+	}
+}
+
+// RestoreQueued puts a message recovered from the journal back in queue d (kind Queue) with its queue
+// sequence number and redelivery count, without journalling it. Call it before any client connects, in
+// ascending seq per queue; quotas are not applied (the messages were accepted before the restart).
+func (r *Router) RestoreQueued(d Destination, seq uint64, redeliveries uint32, m *Message) {
+	q := r.lockedQueue(d, true)
+	defer q.mu.Unlock()
+	it := &qitem{msg: m, order: seq, size: itemSize(m), redeliveries: redeliveries, prio: min(m.Priority, MaxPriority)}
+	q.levels[it.prio].insert(it)
+	q.top = max(q.top, it.prio)
+	q.arrivals = max(q.arrivals, seq)
+	q.waiting++
+	q.held++
+	q.heldBytes += it.size
 }
 
 // retain applies a retained message (or clears one), journalling it. With a journal the change and its

@@ -101,6 +101,7 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 	q.stopIdleTimerLocked()
 	q.arrivals++
 	it := &qitem{msg: m, order: q.arrivals, size: size, prio: min(m.Priority, MaxPriority)}
+	q.journalEnqueueLocked(it)
 	q.levels[it.prio].pushBack(it)
 	q.top = max(q.top, it.prio)
 	q.waiting++
@@ -127,6 +128,7 @@ func (q *queue) evictOldestLocked() {
 
 // releaseLocked forgets a message for good and wakes publishers waiting for room.
 func (q *queue) releaseLocked(it *qitem) {
+	q.journalDequeueLocked(it)
 	q.held--
 	q.heldBytes -= it.size
 	it.gone = true
@@ -144,6 +146,7 @@ func (q *queue) requeueLocked(it *qitem) (poisoned bool) {
 		q.releaseLocked(it)
 		return true
 	}
+	q.journalEnqueueLocked(it)
 	q.levels[it.prio].insert(it)
 	q.top = max(q.top, it.prio)
 	q.waiting++

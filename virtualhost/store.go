@@ -60,6 +60,7 @@ func (p *persistence) recover(rt *router.Router) error {
 	if !p.durable {
 		return nil
 	}
+	var queues []string
 	counts, err := p.st.Recover(store.Visitor{
 		Retained: func(r store.Retained) error {
 			m := RouterMessage(r.Msg)
@@ -73,13 +74,66 @@ func (p *persistence) recover(rt *router.Router) error {
 			p.sessions = append(p.sessions, s)
 			return nil
 		},
+		Queue: func(q store.Queue, l store.ListInfo) error {
+			if l.Count > 0 {
+				queues = append(queues, q.Name)
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("recover store: %w", err)
 	}
+	for _, name := range queues {
+		if err := p.restoreQueue(rt, name); err != nil {
+			return fmt.Errorf("recover queue %q: %w", name, err)
+		}
+	}
 	rt.ReserveIDs(counts.MaxMessageID)
 	p.counts = counts
 	return nil
+}
+
+// restoreQueue loads a queue's stored messages into the router, in windows, in sequence order. The
+// whole backlog is held in memory afterwards (the router keeps queues in memory).
+func (p *persistence) restoreQueue(rt *router.Router, name string) error {
+	d, ok := ParseTopicKey(name)
+	if !ok || d.Kind != router.Queue {
+		return fmt.Errorf("%w: queue name %q", store.ErrCorrupt, name)
+	}
+	const window = 4096
+	for from := uint64(0); ; {
+		es, err := p.st.Entries(store.ListQueue, name, from, window)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			m := RouterMessage(e.Msg)
+			m.Dest = d
+			rt.RestoreQueued(d, e.Seq, e.Redeliveries, m)
+		}
+		if len(es) < window {
+			return nil
+		}
+		from = es[len(es)-1].Seq + 1
+	}
+}
+
+// Enqueue implements router.Journal: a persistent queue message is stored under its queue sequence
+// number (again when its redelivery count changes); a publisher waiting on the message's Tracker learns
+// the outcome.
+func (p *persistence) Enqueue(d router.Destination, seq uint64, redeliveries uint32, m *router.Message) {
+	tr := m.Tracker
+	if redeliveries > 0 {
+		tr = nil // a redelivery count: the publisher was answered long ago
+	}
+	p.st.CommitFunc(p.doneFor(tr), store.PutEntry{Entry: store.Entry{List: store.ListQueue,
+		Owner: TopicKey(d), Seq: seq, Redeliveries: redeliveries, Msg: StoreMessage(m)}})
+}
+
+// Dequeue implements router.Journal: the entry is deleted (its body with its last reference).
+func (p *persistence) Dequeue(d router.Destination, seq uint64) {
+	p.st.CommitFunc(p.doneFor(nil), store.DeleteEntry{Ref: store.Ref{List: store.ListQueue, Owner: TopicKey(d), Seq: seq}})
 }
 
 func (p *persistence) close() error {

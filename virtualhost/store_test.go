@@ -2,6 +2,8 @@ package virtualhost_test
 
 import (
 	"errors"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,5 +151,86 @@ func TestTrackerWaitsForEveryWrite(t *testing.T) {
 	b(nil) // a second call is ignored
 	if len(got) != 1 || got[0] != boom {
 		t.Fatalf("Then got %v, want the write's error once", got)
+	}
+}
+
+// sink collects queue deliveries.
+type sink struct {
+	mu sync.Mutex
+	ds []router.Delivery
+}
+
+func (s *sink) Deliver(d router.Delivery) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ds = append(s.ds, d)
+	return true
+}
+
+func (s *sink) all() []router.Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]router.Delivery(nil), s.ds...)
+}
+
+func TestQueueSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	h, err := virtualhost.Open(durableConf(dir), router.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qd := router.Destination{Kind: router.Queue, Path: []string{"orders", "eu"}}
+	for i := range 6 {
+		m := &router.Message{Dest: qd, Body: []byte{'0' + byte(i)}, QoS: 1, Persistent: i != 5, Priority: 4}
+		if err := publishWait(t, h, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := router.Filter{Kind: router.Queue, Segs: []router.Seg{{Text: "orders"}, {Text: "eu"}}}
+	var sk sink
+	c, err := h.Router.Consume(&router.Subscription{Filter: f, Sink: &sk}, router.ConsumerOptions{Credit: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := sk.all()
+	if len(ds) != 3 {
+		t.Fatalf("%d deliveries, want 3", len(ds))
+	}
+	c.Ack(ds[0].Seq)  // "0" gone for good
+	c.Nack(ds[1].Seq) // "1" back with one redelivery
+	c.Close()         // "1" again and "2": two redeliveries and one
+	h.Close()
+
+	h, err = virtualhost.Open(durableConf(dir), router.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if c := h.Recovered(); c.Queues != 1 || c.QueueEntries != 4 {
+		t.Fatalf("recovered %+v, want 1 queue with 4 entries (the non-persistent one is not kept)", c)
+	}
+	var sk2 sink
+	c, err = h.Router.Consume(&router.Subscription{Filter: f, Sink: &sk2}, router.ConsumerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ds = sk2.all()
+	var got string
+	var redeliveries []uint32
+	for _, d := range ds {
+		got += string(d.Msg.Body)
+		redeliveries = append(redeliveries, d.Redeliveries)
+		if d.Msg.Priority != 4 || d.Msg.Dest.Kind != router.Queue {
+			t.Fatalf("message attributes lost: %+v", d.Msg)
+		}
+	}
+	if got != "1234" || !slices.Equal(redeliveries, []uint32{2, 1, 1, 0}) {
+		t.Fatalf("after reopen: %q with redeliveries %v, want \"1234\" [2 1 1 0] (\"3\" went to the first consumer once \"0\" was acked)", got, redeliveries)
+	}
+	// New arrivals go after the recovered ones.
+	h.Router.Publish(&router.Message{Dest: qd, Body: []byte("n"), QoS: 1, Persistent: true})
+	if ds = sk2.all(); string(ds[len(ds)-1].Msg.Body) != "n" || ds[len(ds)-1].QueueSeq <= ds[3].QueueSeq {
+		t.Fatalf("new message not after the recovered ones: %+v", ds[len(ds)-1])
 	}
 }
