@@ -19,8 +19,9 @@ import (
 // (the connection's logger carries it), never the password.
 
 var (
-	errDenied   = errors.New("mqtt: not authorized")
-	errHostFull = errors.New("mqtt: virtual host max_connections reached")
+	errDenied       = errors.New("mqtt: not authorized")
+	errHostFull     = errors.New("mqtt: virtual host max_connections reached")
+	errSessionOwner = errors.New("mqtt: the client id's session belongs to another user")
 )
 
 // maxLoggedUser bounds the user name written to logs: an over-long one is a refusal reason, not data.
@@ -122,4 +123,100 @@ func (s *session) sinkFor(gate *virtualhost.Gate) router.Sink {
 // Refusals returns how many logins, publishes and subscriptions were refused by access control.
 func (h *Handler) Refusals() (logins, publishes, subscriptions uint64) {
 	return h.refusedLogins.Load(), h.refusedPublishes.Load(), h.refusedSubscriptions.Load()
+}
+
+// sessionOwner is the identity that owns the sessions a principal opens: its user name when proven.
+func sessionOwner(p virtualhost.Principal) string {
+	if !p.Authenticated {
+		return ""
+	}
+	return p.User
+}
+
+// mayTakeSession refuses a client id whose session (connected or kept) another authenticated user opened,
+// so nobody takes over someone else's subscriptions and queued messages, or kicks them off, by reusing
+// their client id. Sessions of unknown owner (anonymous, restored after a restart) may be taken.
+func (cl *client) mayTakeSession(id string) bool {
+	reg := cl.h.registry(cl.host)
+	reg.mu.Lock()
+	s := reg.sessions[id]
+	ok := s == nil || s.owner == "" || s.owner == sessionOwner(cl.principal)
+	reg.mu.Unlock()
+	if !ok {
+		cl.h.refusedLogins.Add(1)
+		cl.c.Log().Warn("mqtt login refused: client id in use by another user's session", zap.String("vhost", cl.host.Name),
+			zap.String("user", loggedUser(cl.principal.User)), zap.String("client_id", loggedUser(id)))
+	}
+	return ok
+}
+
+// claimSession records the session's owner and, for a session that existed before this connection,
+// re-checks its subscriptions against this client's rights (see reauthorize).
+func (cl *client) claimSession(present bool) error {
+	reg := cl.h.registry(cl.host)
+	reg.mu.Lock()
+	if o := sessionOwner(cl.principal); o != "" {
+		cl.sess.owner = o
+	}
+	reg.mu.Unlock()
+	if present {
+		return cl.reauthorize()
+	}
+	return nil
+}
+
+// reauthorize re-checks the topic subscriptions of a resumed session against the client now attached:
+// one restored after a restart (which records no owner and no gates) or kept across a rule change must
+// not deliver what this client may not receive. A subscription reaching nothing allowed is removed; one
+// whose gate changed is re-made (the new one first, so nothing published meanwhile is missed; a message
+// may then come twice, as QoS 1 allows). Queued messages from topics the client may not receive are
+// dropped.
+func (cl *client) reauthorize() error {
+	s := cl.sess
+	removed := false
+	for _, e := range s.subs {
+		if e.queue || e.rs == nil {
+			continue
+		}
+		some, all := cl.host.AuthorizeFilter(cl.principal, "receive", "topic", e.rs.Filter.Segs, s.id)
+		if !some {
+			cl.removeEntry(e)
+			removed = true
+			cl.c.Log().Info("resumed subscription removed: not authorized", zap.String("vhost", cl.host.Name),
+				zap.String("client_id", s.id), zap.String("filter", e.key))
+			continue
+		}
+		_, gated := e.rs.Sink.(gatedSink)
+		if all && !gated {
+			continue
+		}
+		var gate *virtualhost.Gate
+		if !all {
+			gate = cl.host.Gate(cl.principal, "receive", "topic", s.id)
+		}
+		rs := &router.Subscription{Filter: e.rs.Filter, Sink: s.sinkFor(gate), QoS: e.rs.QoS, ID: e.rs.ID, Share: e.rs.Share, Opaque: e}
+		if err := cl.rt.Subscribe(rs); err != nil {
+			continue
+		}
+		old := e.rs
+		s.mu.Lock()
+		e.rs = rs
+		s.mu.Unlock()
+		cl.rt.Unsubscribe(old)
+	}
+	// Queued topic messages the client may not receive are dropped (and forgotten by the store).
+	s.mu.Lock()
+	s.queue.filter(func(it *outItem) bool {
+		if it.msg == nil || it.seq != 0 || it.msg.Dest.Kind != router.Topic ||
+			cl.host.Authorize(cl.principal, "receive", "topic", it.msg.Dest.Path, s.id) {
+			return true
+		}
+		s.deleteEntryLocked(it)
+		return false
+	})
+	s.mu.Unlock()
+	if removed {
+		return cl.saveRecord()
+	}
+	return nil
 }

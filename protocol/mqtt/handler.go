@@ -335,11 +335,17 @@ func (cl *client) connect() error {
 		cl.keep = time.Duration(cp.KeepAlive) * time.Second * 3 / 2
 	}
 
+	if !cl.mayTakeSession(id) {
+		return cl.refuse(cl.version, connNotAuthorized, fmt.Errorf("%w: %w", errRefused, errSessionOwner))
+	}
 	s, present, err := cl.takeSession(id, cp.CleanSession)
 	if err != nil {
 		return err
 	}
 	cl.sess = s
+	if err := cl.claimSession(present); err != nil {
+		return err
+	}
 	if ce := cl.check("connect"); ce != nil {
 		ce.Write(zap.String("client_id", id), zap.String("vhost", host.Name), zap.String("user", user),
 			zap.Bool("clean_session", cp.CleanSession), zap.Bool("session_present", present),
