@@ -215,11 +215,51 @@ func (h *Host) Commit(done func(error), ops ...store.Op) {
 // Tracker implements router.Tracker: it counts the durable writes started for one message and calls a
 // function once all of them are done, with the first error. Use it for one message: set it as the
 // message's Tracker, publish, then call Then.
+//
+// A tracker made by NewAtomicTracker also gathers writes (Add) into one commit, made by Flush, so that
+// they are durable together or not at all: an MQTT QoS 2 message's inbound packet id and the copies kept
+// for sessions, which must never be half written (a resent PUBLISH would be taken for a duplicate while a
+// session misses the message). A writer that adds to it must Flush it before committing a later change
+// of the same state, so the store sees the changes in order.
 type Tracker struct {
 	mu      sync.Mutex
 	pending int
 	err     error
 	then    func(error)
+	host    *Host      // set for an atomic tracker
+	ops     []store.Op // added, not yet flushed
+}
+
+// NewAtomicTracker returns a tracker whose added writes go to h's store in one commit (see Tracker).
+func NewAtomicTracker(h *Host) *Tracker { return &Tracker{host: h} }
+
+// Atomic reports whether the tracker gathers writes (Add) into one commit.
+func (t *Tracker) Atomic() bool { return t.host != nil }
+
+// Add gathers ops into the tracker's commit. Only for an atomic tracker.
+func (t *Tracker) Add(ops ...store.Op) {
+	t.mu.Lock()
+	t.ops = append(t.ops, ops...)
+	t.mu.Unlock()
+}
+
+// Unflushed reports whether writes were added since the last Flush.
+func (t *Tracker) Unflushed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.ops) > 0
+}
+
+// Flush commits what was added since the last Flush as one unit; the tracker waits for it. Several
+// writers may flush one tracker; each commit holds what was added before it.
+func (t *Tracker) Flush() {
+	t.mu.Lock()
+	ops := t.ops
+	t.ops = nil
+	t.mu.Unlock()
+	if len(ops) > 0 {
+		t.host.Commit(t.Track(), ops...)
+	}
 }
 
 // Track implements router.Tracker.

@@ -109,9 +109,13 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		Origin: p.Topic, OriginGram: cl.g, Publisher: s}
 	var tr *virtualhost.Tracker
 	if p.QoS > 0 && cl.acks != nil {
-		// A durable host: acknowledge once every write the message causes is durable (persist.go).
-		tr = &virtualhost.Tracker{}
+		// A durable host: acknowledge once every write the message causes is durable, the session
+		// copies and the inbound QoS 2 id in one commit (persist.go).
+		tr = virtualhost.NewAtomicTracker(cl.host)
 		m.Tracker = tr
+		if p.QoS == 2 && s.ps != nil {
+			tr.Add(store.PutInbound{ClientID: s.id, PacketID: p.PacketID})
+		}
 	}
 	var res router.PublishResult
 	if cl.maySend(d, p.Topic, s.id) { // else not routed, yet acknowledged below [MQTT-3.3.5-2]
@@ -129,6 +133,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	switch p.QoS {
 	case 1:
 		if tr != nil {
+			tr.Flush()
 			return cl.ackAfter(tr, packet.Puback, p.PacketID)
 		}
 		if !cl.writeAck(packet.Puback, p.PacketID) {
@@ -140,9 +145,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		}
 		s.awaitingRel[p.PacketID] = struct{}{}
 		if tr != nil {
-			if s.ps != nil {
-				cl.host.Commit(tr.Track(), store.PutInbound{ClientID: s.id, PacketID: p.PacketID})
-			}
+			tr.Flush()
 			return cl.ackAfter(tr, packet.Pubrec, p.PacketID)
 		}
 		if !cl.writeAck(packet.Pubrec, p.PacketID) {

@@ -28,6 +28,7 @@ package mqtt
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -49,15 +50,39 @@ type sessionStore struct {
 	seq  uint64 // last sequence number used in the session's list; guarded by session.mu
 	// failures counts writes that failed with no publisher waiting; guarded by session.mu.
 	failures uint64
+	// deferred are the atomic trackers (MQTT publishers') this session added writes to: flushed before
+	// any later write of the session, so the store sees its changes in order. Guarded by session.mu.
+	deferred []*virtualhost.Tracker
 }
 
-// commitLocked queues ops for the session; tr, when set, is the publisher waiting for them.
+// commitLocked queues ops for the session; tr, when set, is the publisher waiting for them. An atomic
+// tracker takes them into its single commit.
 func (s *session) commitLocked(tr router.Tracker, ops ...store.Op) {
+	if at, ok := tr.(*virtualhost.Tracker); ok && at.Atomic() {
+		at.Add(ops...)
+		if len(s.ps.deferred) >= 64 {
+			// Bounded: forget the trackers their publishers flushed already (an offline session
+			// receiving a flood makes no write of its own that would flush them).
+			s.ps.deferred = slices.DeleteFunc(s.ps.deferred, func(t *virtualhost.Tracker) bool { return !t.Unflushed() })
+		}
+		s.ps.deferred = append(s.ps.deferred, at)
+		return
+	}
+	s.flushDeferredLocked()
 	if tr != nil {
 		s.ps.host.Commit(tr.Track(), ops...)
 		return
 	}
 	s.ps.host.Commit(s.writeFailed, ops...)
+}
+
+// flushDeferredLocked commits the writes this session left in publishers' atomic trackers.
+func (s *session) flushDeferredLocked() {
+	for i, t := range s.ps.deferred {
+		t.Flush()
+		s.ps.deferred[i] = nil
+	}
+	s.ps.deferred = s.ps.deferred[:0]
 }
 
 // writeFailed reports a failed write nobody waits for: the first, then every 1000th.
