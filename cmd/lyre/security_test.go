@@ -865,3 +865,108 @@ func TestNegativeTable(t *testing.T) {
 		t.Error("a canary MQTT connection was dropped")
 	}
 }
+
+// mqttPersistent connects with clean session off; every message, including those queued while it was
+// away, goes to the returned channel.
+func mqttPersistent(t *testing.T, addr, id, user, pass string) (paho.Client, byte, <-chan paho.Message) {
+	t.Helper()
+	ch := make(chan paho.Message, 100)
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(false).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second).
+		SetUsername(user).SetPassword(pass).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { ch <- m })
+	c := paho.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		t.Fatalf("mqtt connect %s: no CONNACK", id)
+	}
+	code := tok.(*paho.ConnectToken).ReturnCode()
+	if code == connackAccepted {
+		t.Cleanup(func() { c.Disconnect(100) })
+	}
+	return c, code, ch
+}
+
+// A client id names a session of the user who opened it: another user reusing it is refused (0x05)
+// rather than taking over that session's subscriptions and messages, or kicking its client off.
+func TestSessionBelongsToItsUser(t *testing.T) {
+	sb := startSecureBroker(t)
+	alice, code, ch := mqttPersistent(t, sb.addr, "shared-id", "alice", alicePass)
+	if code != connackAccepted {
+		t.Fatalf("alice CONNACK %#x", code)
+	}
+	if tok := alice.Subscribe("news/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	before := sb.logged("client id in use by another user's session")
+	if _, code, _ := mqttPersistent(t, sb.addr, "shared-id", "bob", bobPass); code != connackNotAuthorized {
+		t.Errorf("bob resuming alice's session: CONNACK %#x, want 0x05", code)
+	}
+	if _, code := mqttDial(t, sb.addr, "shared-id", "bob", bobPass); code != connackNotAuthorized {
+		t.Errorf("bob with clean session on alice's client id: CONNACK %#x, want 0x05", code)
+	}
+	if sb.logged("client id in use by another user's session", "remote=127.0.0.1") < before+2 {
+		t.Error("refusals not logged")
+	}
+	if !alice.IsConnectionOpen() {
+		t.Fatal("alice was kicked off")
+	}
+	pub := mqttLogin(t, sb.addr, "pub", "bob", bobPass)
+	mqttPublish(t, pub, "news/x", 1, "for alice")
+	expectMQTT(t, ch, "news/x", "for alice")
+	// The owner herself takes her session over as usual [MQTT-3.1.4-2].
+	if _, code, _ := mqttPersistent(t, sb.addr, "shared-id", "alice", alicePass); code != connackAccepted {
+		t.Errorf("alice taking over her own session: CONNACK %#x", code)
+	}
+}
+
+// A session restored after a restart records neither its owner nor its gates. When its client comes back
+// it is re-checked: messages queued meanwhile from topics the client may not receive are dropped, and its
+// wildcard subscription delivers only allowed topics again.
+func TestRestoredSessionReauthorized(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "users-a.hcl"), fmt.Sprintf("user \"alice\" {\n  password = %q\n  groups = [\"admins\"]\n}\nuser \"bob\" {\n  password = %q\n}\n",
+		hashFor(t, alicePass), hashFor(t, bobPass)))
+	writeFile(t, filepath.Join(dir, "users-b.hcl"), "")
+	src := strings.Replace(securityConfig, "  users_file = \"users-a.hcl\"\n", "  users_file = \"users-a.hcl\"\n  store {\n    directory = \"data-a\"\n  }\n", 1)
+	path := filepath.Join(dir, "lyre.hcl")
+	writeFile(t, path, src)
+	start := func() (*Broker, string) {
+		cfg, err := conf.Load(path)
+		if err != nil {
+			t.Fatalf("config: %v", err)
+		}
+		b, err := Start(cfg, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		return b, b.Addrs()["auto"].String()
+	}
+
+	b1, addr := start()
+	bob, code, _ := mqttPersistent(t, addr, "bob-dev", "bob", bobPass)
+	if code != connackAccepted {
+		t.Fatalf("bob CONNACK %#x", code)
+	}
+	if tok := bob.Subscribe("alerts/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	bob.Disconnect(100)
+	shutdown(t, b1)
+
+	b2, addr := start()
+	t.Cleanup(func() { shutdown(t, b2) })
+	alice := mqttLogin(t, addr, "alice-pub", "alice", alicePass)
+	mqttPublish(t, alice, "alerts/private/queued", 1, "secret")
+	mqttPublish(t, alice, "alerts/public/queued", 1, "ok")
+
+	_, code, ch := mqttPersistent(t, addr, "bob-dev", "bob", bobPass)
+	if code != connackAccepted {
+		t.Fatalf("bob back: CONNACK %#x", code)
+	}
+	expectMQTT(t, ch, "alerts/public/queued", "ok")
+	mqttPublish(t, alice, "alerts/private/live", 1, "secret")
+	mqttPublish(t, alice, "alerts/public/live", 1, "ok")
+	expectMQTT(t, ch, "alerts/public/live", "ok")
+	expectNone(t, ch, "restored session after its allowed messages")
+}
