@@ -545,3 +545,43 @@ func TestTopicPolicy_SlowConsumerBlock(t *testing.T) {
 		t.Fatalf("router dropped %d under slow_consumer_policy block", st.Dropped)
 	}
 }
+
+// TestNACK_DeadLetterVersion11AndTransactions: a STOMP 1.1 NACK (message-id + subscription) counts toward
+// nak_limit; a NACK in an aborted transaction does not; one in a committed transaction does.
+func TestNACK_DeadLetterVersion11AndTransactions(t *testing.T) {
+	b := startPolicyBroker(t, conf.VirtualHost{Queues: []conf.QueuePolicy{{Pattern: "tx", NakLimit: 2, DLQ: "tx.dead"}}}, nil)
+	c := b.dial(t, stomp.ConnOpt.AcceptVersion(stomp.V11))
+	if c.Version() != stomp.V11 {
+		t.Fatalf("version %s", c.Version())
+	}
+	send(t, c, "/queue/tx", "m")
+	sub := subscribe(t, c, "/queue/tx", stomp.AckClientIndividual)
+	m := recv(t, sub)
+	tx := c.Begin()
+	if err := tx.Nack(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	expectNone(t, sub, 50*time.Millisecond) // still in flight: the NACK never happened
+	if err := c.Nack(m); err != nil {       // first NACK: redelivered
+		t.Fatal(err)
+	}
+	m = recv(t, sub)
+	if m.Header.Get("redelivered") != "true" {
+		t.Fatalf("redelivery without redelivered:true: %v", m.Header)
+	}
+	tx = c.Begin()
+	if err := tx.Nack(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil { // second NACK: nak_limit 2 reached
+		t.Fatal(err)
+	}
+	dead := subscribe(t, c, "/queue/tx.dead", stomp.AckAuto)
+	if d := recv(t, dead); string(d.Body) != "m" {
+		t.Fatalf("DLQ got %q", d.Body)
+	}
+	expectNone(t, sub, 50*time.Millisecond)
+}
