@@ -928,7 +928,9 @@ func TestRestoredSessionReauthorized(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "users-a.hcl"), fmt.Sprintf("user \"alice\" {\n  password = %q\n  groups = [\"admins\"]\n}\nuser \"bob\" {\n  password = %q\n}\n",
 		hashFor(t, alicePass), hashFor(t, bobPass)))
 	writeFile(t, filepath.Join(dir, "users-b.hcl"), "")
-	src := strings.Replace(securityConfig, "  users_file = \"users-a.hcl\"\n", "  users_file = \"users-a.hcl\"\n  store {\n    directory = \"data-a\"\n  }\n", 1)
+	// A store directory is relative to the working directory, not the config: make it absolute.
+	src := strings.Replace(securityConfig, "  users_file = \"users-a.hcl\"\n",
+		fmt.Sprintf("  users_file = \"users-a.hcl\"\n  store {\n    directory = %q\n  }\n", filepath.Join(dir, "data-a")), 1)
 	path := filepath.Join(dir, "lyre.hcl")
 	writeFile(t, path, src)
 	start := func() (*Broker, string) {
