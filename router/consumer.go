@@ -154,6 +154,7 @@ func (c *Consumer) Close() {
 	}
 	c.closed = true
 	if c.browser {
+		c.browse = nil
 		q.browsers = slices.DeleteFunc(q.browsers, func(x *Consumer) bool { return x == c })
 	} else if i := slices.Index(q.consumers, c); i >= 0 {
 		q.consumers = slices.Delete(q.consumers, i, i+1)
