@@ -972,3 +972,57 @@ func TestRestoredSessionReauthorized(t *testing.T) {
 	expectMQTT(t, ch, "alerts/public/live", "ok")
 	expectNone(t, ch, "restored session after its allowed messages")
 }
+
+const limitsConfig = `
+connector "auto" {
+  bind   = "tcp://127.0.0.1:0"
+  detect = ["mqtt", "stomp"]
+}
+virtual_host "small" {
+  host_names         = ["localhost", "127.0.0.1"]
+  anonymous          = true
+  max_connections    = 2
+  max_message_length = 10
+}
+`
+
+// A host's max_connections counts MQTT and STOMP clients together; a slot frees when a client leaves.
+func TestHostMaxConnections(t *testing.T) {
+	b, addr := startBroker(t, limitsConfig)
+	host := b.Hosts().Default()
+	m1 := mqttLogin(t, addr, "m1", "", "")
+	s1 := stompLogin(t, addr, "", "", "")
+	if _, code := mqttDial(t, addr, "m2", "", ""); code != 0x03 {
+		t.Errorf("third client (MQTT): CONNACK %#x, want 0x03 server unavailable", code)
+	}
+	if c, err := stompDial(addr, "", "", ""); err == nil {
+		_ = c.Disconnect()
+		t.Error("third client (STOMP) accepted")
+	} else if got := stompErrorMessage(err); got != "access refused" {
+		t.Errorf("third client (STOMP): %v, want ERROR access refused", err)
+	}
+	m1.Disconnect(100)
+	waitFor(t, 5*time.Second, func() bool { return host.Connections() == 1 })
+	mqttLogin(t, addr, "m3", "", "")
+	_ = s1.Disconnect()
+	waitFor(t, 5*time.Second, func() bool { return host.Connections() == 1 })
+	stompLogin(t, addr, "", "", "")
+}
+
+// A host's max_message_length applies on top of the connector's: STOMP answers ERROR, MQTT (which cannot
+// refuse one PUBLISH) closes the connection.
+func TestHostMaxMessageLength(t *testing.T) {
+	_, addr := startBroker(t, limitsConfig)
+	sc := stompLogin(t, addr, "", "", "")
+	if err := sc.Send("/topic/t", "text/plain", []byte("0123456789"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatalf("10 bytes: %v", err)
+	}
+	err := sc.Send("/topic/t", "text/plain", []byte("0123456789A"), stomp.SendOpt.Receipt)
+	if got := stompErrorMessage(err); got != "message too large" {
+		t.Errorf("11 bytes: %v, want ERROR message too large", err)
+	}
+	mc := mqttLogin(t, addr, "big", "", "")
+	mqttPublish(t, mc, "t", 1, "0123456789")
+	mc.Publish("t", 1, false, "0123456789A").WaitTimeout(time.Second)
+	waitFor(t, 5*time.Second, func() bool { return !mc.IsConnectionOpen() })
+}

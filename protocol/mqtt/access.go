@@ -22,6 +22,8 @@ var (
 	errDenied       = errors.New("mqtt: not authorized")
 	errHostFull     = errors.New("mqtt: virtual host max_connections reached")
 	errSessionOwner = errors.New("mqtt: the client id's session belongs to another user")
+	// errHostMessageLength closes a connection that published more than its host's max_message_length.
+	errHostMessageLength = errors.New("mqtt: message larger than the virtual host allows")
 )
 
 // maxLoggedUser bounds the user name written to logs: an over-long one is a refusal reason, not data.
@@ -60,6 +62,17 @@ func (cl *client) login(host *virtualhost.Host, user string, password []byte, ha
 		t.Stop()
 	}
 	return p, code, err
+}
+
+// checkLength enforces the host's max_message_length on a payload; over it the connection is closed, as
+// for the connector's own limit (MQTT 3.1.1 has no way to refuse one PUBLISH).
+func (cl *client) checkLength(n int) error {
+	if max := cl.host.MaxMessageLength; max > 0 && int64(n) > max {
+		cl.c.Log().Info("publish refused: larger than the virtual host's max_message_length", zap.String("vhost", cl.host.Name),
+			zap.Int("bytes", n), zap.Int64("max", max))
+		return fmt.Errorf("%w: %d bytes, virtual host %q allows %d", errHostMessageLength, n, cl.host.Name, max)
+	}
+	return nil
 }
 
 // maySend reports whether the client may publish to d; a refusal is counted and logged.

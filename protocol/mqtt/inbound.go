@@ -92,6 +92,9 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	if err != nil {
 		return err
 	}
+	if err := cl.checkLength(len(p.Payload)); err != nil {
+		return err
+	}
 	s := cl.sess
 	if p.QoS == 2 {
 		if _, dup := s.awaitingRel[p.PacketID]; dup {
