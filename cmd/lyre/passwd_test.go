@@ -115,3 +115,39 @@ virtual_host "closed" {
 		})
 	}
 }
+
+// --check prints every security problem of a config, each with its position, and fails.
+func TestCheckPrintsEverySecurityProblem(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/lyre.hcl"
+	writeFile(t, path, `connector "c" {
+  bind = "tls://127.0.0.1:8883"
+  protocol = "mqtt"
+}
+virtual_host "h" {
+  users_file = "missing.hcl"
+  access_rule {
+    allow = ["+"]
+    deny = ["bob"]
+    action = ["publish"]
+  }
+  queue "a.**.b" {
+  }
+}
+`)
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"--config", path, "--check"}, &out, &errOut); code != 1 {
+		t.Fatalf("exit %d, want 1; stdout %q", code, out.String())
+	}
+	for _, want := range []string{
+		path + ":2:10: a tls:// connector needs a tls { cert_file = ... key_file = ... } block",
+		path + ":6:16: users_file: open " + dir + "/missing.hcl: no such file or directory",
+		path + `:9:12: access_rule sets both allow and deny; use one rule for each`,
+		path + `:10:15: unknown action "publish"`,
+		path + `:12:9: invalid queue pattern "a.**.b": "**" must be the last level`,
+	} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("--check output lacks %q:\n%s", want, errOut.String())
+		}
+	}
+}
