@@ -1026,3 +1026,32 @@ func TestHostMaxMessageLength(t *testing.T) {
 	mc.Publish("t", 1, false, "0123456789A").WaitTimeout(time.Second)
 	waitFor(t, 5*time.Second, func() bool { return !mc.IsConnectionOpen() })
 }
+
+// Retained messages reach a new subscription outside the router's delivery path; a wildcard
+// subscription still gets only those of topics it may receive.
+func TestRetainedMessagesRespectAccessRules(t *testing.T) {
+	sb := startSecureBroker(t)
+	alice := mqttLogin(t, sb.addr, "alice-r", "alice", alicePass)
+	for _, topic := range []string{"alerts/private/r", "alerts/public/r", "$SYS/broker/version"} {
+		if tok := alice.Publish(topic, 1, true, topic); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	bob := mqttLogin(t, sb.addr, "bob-r", "bob", bobPass)
+	ch, code := mqttSubscribeCode(t, bob, "#")
+	if code != 1 {
+		t.Fatalf("SUBACK %#x", code)
+	}
+	expectMQTT(t, ch, "alerts/public/r", "alerts/public/r")
+	expectNone(t, ch, "MQTT # after the allowed retained message")
+
+	sc := stompLogin(t, sb.addr, "a", "bob", bobPass)
+	sub, err := sc.Subscribe("/topic/alerts.**", stomp.AckAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := readStomp(t, sub); m.Destination != "/topic/alerts.public.r" {
+		t.Errorf("STOMP retained %s, want only alerts.public.r", m.Destination)
+	}
+	expectNone(t, sub.C, "STOMP alerts.** after the allowed retained message")
+}

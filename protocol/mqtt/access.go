@@ -125,6 +125,22 @@ func (g gatedSink) Deliver(d router.Delivery) bool {
 	return g.s.Deliver(d)
 }
 
+// allowedRetained keeps the retained messages a subscription's gate allows: they are sent directly, not
+// through the sink, so the gate must be applied to them here.
+func allowedRetained(sink router.Sink, msgs []*router.Message) []*router.Message {
+	g, ok := sink.(gatedSink)
+	if !ok {
+		return msgs
+	}
+	kept := msgs[:0]
+	for _, m := range msgs {
+		if g.gate.Allows(m.Dest.Path) {
+			kept = append(kept, m)
+		}
+	}
+	return kept
+}
+
 // sinkFor returns the sink of a new subscription: the session itself, or the session behind a gate.
 func (s *session) sinkFor(gate *virtualhost.Gate) router.Sink {
 	if gate == nil {

@@ -232,7 +232,7 @@ func (cl *client) subscribe(p *packet.SubscribePacket) error {
 	for _, e := range added {
 		var retained []*router.Message
 		if !e.queue && e.rs.Share == "" {
-			retained = cl.rt.Retained(e.rs.Filter)
+			retained = allowedRetained(e.rs.Sink, cl.rt.Retained(e.rs.Filter))
 		}
 		s.release(e, retained)
 	}

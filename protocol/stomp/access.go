@@ -115,6 +115,22 @@ func (g gatedSink) Deliver(d router.Delivery) bool {
 	return g.sub.Deliver(d)
 }
 
+// allowedRetained keeps the retained messages a route's gate allows: they reach the subscription through
+// the backlog, not through the sink, so the gate must be applied to them here.
+func allowedRetained(sink router.Sink, msgs []*router.Message) []*router.Message {
+	g, ok := sink.(gatedSink)
+	if !ok {
+		return msgs
+	}
+	kept := msgs[:0]
+	for _, m := range msgs {
+		if g.gate.Allows(m.Dest.Path) {
+			kept = append(kept, m)
+		}
+	}
+	return kept
+}
+
 func (sub *subscription) sinkFor(gate *virtualhost.Gate) router.Sink {
 	if gate == nil {
 		return sub

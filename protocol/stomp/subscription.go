@@ -180,7 +180,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 		if r.cons != nil {
 			continue
 		}
-		for _, m := range s.rt.Retained(r.rs.Filter) {
+		for _, m := range allowedRetained(r.rs.Sink, s.rt.Retained(r.rs.Filter)) {
 			items = append(items, retainedItem{sub: sub, d: router.Delivery{Msg: m, Sub: r.rs, Retained: true}})
 		}
 	}
