@@ -87,7 +87,9 @@ virtual_host "default" {
   # max_message_length = 0     # 0 = the connector's
 
   # Access rules (also allowed at top level, checked first): the first matching rule decides; when rules
-  # exist and none matches, the request is denied. Without any rule everything is allowed.
+  # exist and none matches, the request is denied. Without any rule everything is allowed. With rules,
+  # remember one allowing action "connect" (checked with kind "virtual_host" and this host's name as id).
+  # An id with a wildcard first level ("**") does not cover "$SYS" topics: name them ("$SYS.**").
   # access_rule {
   #   allow  = ["+"]                      # or deny = [...]; users, groups, "+" any user, "*" anyone
   #   action = ["send", "receive"]        # connect send receive consume create destroy admin monitor
