@@ -21,8 +21,9 @@
 //     the client resends it later (3.1.1 has no negative acknowledgement).
 //   - Wills are published when the connection ends for any reason other than DISCONNECT, including
 //     takeover by the same client id and broker shutdown.
-//   - Sessions with clean session off live in memory (per virtual host) until a clean-session connection
-//     with the same client id discards them; they keep QoS ≥ 1 messages while offline up to
+//   - Sessions with clean session off live in memory (per virtual host), and on a durable virtual host in
+//     its store too (persist.go: restored at startup, acknowledgements after their writes), until a
+//     clean-session connection with the same client id discards them; they keep QoS ≥ 1 messages while offline up to
 //     max_queued_messages, dropping the oldest (counted and logged) beyond it. QoS 0 messages are not
 //     kept for an offline session.
 //   - Online, a session sends QoS ≥ 1 messages while fewer than max_inflight are unacknowledged; beyond

@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -48,8 +49,9 @@ var errStoreWrite = errors.New("mqtt: store write failed; message not acknowledg
 type sessionStore struct {
 	host *virtualhost.Host
 	seq  uint64 // last sequence number used in the session's list; guarded by session.mu
-	// failures counts writes that failed with no publisher waiting; guarded by session.mu.
-	failures uint64
+	// failures counts writes that failed with no publisher waiting. Atomic: the store's committer
+	// reports them and must never wait for session.mu (a writer holding it may wait for the committer).
+	failures atomic.Uint64
 	// deferred are the atomic trackers (MQTT publishers') this session added writes to: flushed before
 	// any later write of the session, so the store sees its changes in order. Guarded by session.mu.
 	deferred []*virtualhost.Tracker
@@ -90,10 +92,7 @@ func (s *session) writeFailed(err error) {
 	if err == nil {
 		return
 	}
-	s.mu.Lock()
-	s.ps.failures++
-	n := s.ps.failures
-	s.mu.Unlock()
+	n := s.ps.failures.Add(1)
 	if n == 1 || n%1000 == 0 {
 		s.log.Error("session store write failed", zap.String("client_id", s.id), zap.Uint64("failures", n), zap.Error(err))
 	}
