@@ -1,16 +1,25 @@
 // Command lyre-bench is Lyre's load generator. It drives any broker address (Lyre, mosquitto, ActiveMQ,
-// RabbitMQ) and depends on no Lyre package, so every broker is measured by the same client.
+// RabbitMQ) and depends on no Lyre package, so every broker is measured by the same client. -proto picks
+// MQTT 3.1.1 (mqtt.go) or STOMP 1.2 (stomp.go).
 //
 // Modes:
 //
-//	fanin   -pubs N (default 8) publishers -> -subs subscribers (default 1), all on one topic
-//	fanout  -pubs publishers (default 1) -> -subs M subscribers (default 8), all on one topic
-//	pairs   -pubs N (default 8) publisher/subscriber pairs, each pair on its own topic
-//	idle    -conns N idle connections; with -pid, the broker's RSS growth per connection (start the broker
-//	        afresh: memory left over from an earlier run makes the "before" figure meaningless)
+//	fanin      -pubs N (default 8) publishers -> -subs subscribers (default 1), all on one topic
+//	fanout     -pubs publishers (default 1) -> -subs M subscribers (default 8), all on one topic
+//	pairs      -pubs N (default 8) publisher/subscriber pairs, each pair on its own topic
+//	queue      STOMP: -pubs N (default 4) producers -> one queue -> -subs M (default 4) consumers; each
+//	           message goes to one consumer, acknowledged per -ack (default client-individual)
+//	mqtt2stomp MQTT publishers (fanin) -> STOMP subscribers on the same topic: a/b is /topic/a.b
+//	idle       MQTT: -conns N idle connections; with -pid, the broker's RSS growth per connection (start the
+//	           broker afresh: memory left over from an earlier run makes the "before" figure meaningless)
 //
-// Topics are <-topic>/<run id>/fanin, .../fanout and .../pair/<i>, so concurrent runs against one broker do
-// not see each other's messages. Subscribers are subscribed (SUBACK received) before any publisher starts.
+// Topics are <-topic>/<run id>/fanin, .../fanout and .../pair/<i> (STOMP: -dest-prefix, then the same levels
+// joined with '.'), so concurrent runs against one broker do not see each other's messages. Subscribers are
+// subscribed (SUBACK, or the SUBSCRIBE's RECEIPT) before any publisher starts.
+//
+// STOMP producers get no acknowledgement unless they ask: -receipt-every K asks a RECEIPT every K SENDs and
+// keeps at most -inflight of them outstanding, which is both flow control and (with -persistent) the
+// broker's durability confirmation. Without it a producer writes as fast as TCP takes the bytes.
 //
 // Every payload starts with the send time (8 bytes, Unix nanoseconds) and a tag (8 bytes: publisher number
 // in the top 24 bits, sequence number below). Subscribers take end-to-end latency from the first and detect
@@ -20,7 +29,8 @@
 //
 // The received rate is measured at the subscribers over a steady window: from -warmup after the first
 // publish (at most a fifth of -duration) until the last publisher stops. Messages still arriving after that
-// count as received (and against loss) but not in the rate. At QoS >= 1 a lost message is an error (exit 1).
+// count as received (and against loss) but not in the rate. At QoS >= 1 (MQTT subscribers) and on STOMP
+// queues a lost message is an error (exit 1); topic subscribers may lose messages when they fall behind.
 // Ctrl-C stops the run and prints what was measured so far (exit 130); a second Ctrl-C kills it.
 //
 // Examples:
@@ -28,6 +38,8 @@
 //	lyre-bench -addr 127.0.0.1:1883 -mode fanin -qos 1 -duration 10s
 //	lyre-bench -mode fanout -subs 50 -rate 1000 -size 256 -json
 //	lyre-bench -mode idle -conns 10000 -pid $(pgrep -n lyre)
+//	lyre-bench -proto stomp -addr 127.0.0.1:61613 -mode queue -prefetch 100 -receipt-every 100 -inflight 4
+//	lyre-bench -proto stomp -addr 127.0.0.1:61620 -vhost / -login guest -passcode guest -mode fanin
 package main
 
 import (
@@ -95,6 +107,7 @@ type config struct {
 	cpuProf   string
 	json      bool
 	// STOMP
+	stompAddr    string
 	login        string
 	passcode     string
 	vhost        string
@@ -134,6 +147,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "start of the steady window after the first publish")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "idle: wait after the last CONNACK before sampling RSS")
 	fs.DurationVar(&c.coalesce, "coalesce", time.Millisecond, "QoS 0 subscribers without -rate: pause this long after small back-to-back reads, to read in batches (0 = off)")
+	fs.StringVar(&c.stompAddr, "stomp-addr", "", "mqtt2stomp: the STOMP subscribers' address, when the broker has separate ports (default: -addr)")
 	fs.StringVar(&c.login, "login", "", "STOMP login (default: -user)")
 	fs.StringVar(&c.passcode, "passcode", "", "STOMP passcode (default: -pass)")
 	fs.StringVar(&c.vhost, "vhost", "", "STOMP CONNECT host header, the virtual host (default: the host of -addr; RabbitMQ wants /)")
@@ -640,7 +654,9 @@ sampling:
 	}
 
 	// Drain: wait until everything arrived, nothing arrived for a while, or the drain time ran out.
-	drainFor, idleFor, done := c.drain, time.Second, ctx.Done()
+	// The idle limit ends the wait early when messages were lost, but must outlast a broker's pauses:
+	// ActiveMQ stops delivering for seconds while it pages a slow topic subscriber's backlog to disk.
+	drainFor, idleFor, done := c.drain, min(5*time.Second, c.drain/2), ctx.Done()
 	if interrupted {
 		drainFor, idleFor, done = time.Second, 200*time.Millisecond, nil
 	}

@@ -828,8 +828,11 @@ func (c *config) normalizeSTOMP() error {
 	if c.login == "" {
 		c.login, c.passcode = c.user, orString(c.passcode, c.pass)
 	}
+	if c.stompAddr == "" || c.mode != "mqtt2stomp" {
+		c.stompAddr = c.addr
+	}
 	if c.vhost == "" {
-		if host, _, err := net.SplitHostPort(c.addr); err == nil {
+		if host, _, err := net.SplitHostPort(c.stompAddr); err == nil {
 			c.vhost = host
 		}
 	}
@@ -857,7 +860,7 @@ func orString(s, def string) string {
 
 func newSTOMPDriver(c *config) *stompDriver {
 	return &stompDriver{opt: stompOptions{
-		addr: c.addr, host: c.vhost, login: c.login, passcode: c.passcode, timeout: c.timeout,
+		addr: c.stompAddr, host: c.vhost, login: c.login, passcode: c.passcode, timeout: c.timeout,
 		maxFrame: max(c.size+4096, 1<<20), destPrefix: c.destPrefix, ack: c.ack, ackEvery: c.ackEvery,
 		prefetch: c.prefetch, persistent: c.persistent, receiptEvery: c.receiptEvery,
 	}}
