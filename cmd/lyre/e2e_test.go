@@ -359,3 +359,12 @@ func TestRunServesUntilCancelled(t *testing.T) {
 		t.Fatal("run did not return after cancel")
 	}
 }
+
+func TestRunDispatchesStoreCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	// Without a subcommand the store command prints its usage and fails; reaching it proves the dispatch.
+	if code := run(context.Background(), []string{"store"}, &out, &errb); code == 0 ||
+		!strings.Contains(errb.String()+out.String(), "export") {
+		t.Errorf("lyre store: code %d, output %q", code, errb.String()+out.String())
+	}
+}

@@ -2,6 +2,7 @@
 //
 //	lyre [--config FILE] [--check] [--version] [--log-level LEVEL] [--log-format console|json]
 //	lyre passwd [--cost N] < password     # print the bcrypt hash of a password for a users file
+//	lyre store export|import|check ...    # back up, restore or verify a virtual host's store
 //
 // Without --config it runs the embedded default configuration: MQTT and STOMP autodetected on
 // 127.0.0.1:61613, MQTT on 127.0.0.1:1883, one anonymous virtual host "default".
@@ -38,8 +39,13 @@ func main() {
 
 // run is main without the process: it returns the exit code, so tests can drive it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "passwd" {
-		return passwd(args[1:], os.Stdin, stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "passwd":
+			return passwd(args[1:], os.Stdin, stdout, stderr)
+		case "store":
+			return storeCommand(args[1:], stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("lyre", flag.ContinueOnError)
 	fs.SetOutput(stderr)
