@@ -117,8 +117,10 @@ type config struct {
 	prefetch     int
 	persistent   bool
 	receiptEvery int
-	quiet        bool
-	verbose      bool
+	// producersOnly: an explicit -subs 0 in queue mode
+	producersOnly bool
+	quiet         bool
+	verbose       bool
 }
 
 func parseFlags(args []string, out io.Writer) (*config, error) {
@@ -130,7 +132,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:1883", "broker address host:port")
 	fs.IntVar(&c.qos, "qos", 0, "QoS of publications and subscriptions: 0, 1 or 2")
 	fs.IntVar(&c.pubs, "pubs", 0, "publishers (0 = mode default: fanin 8, fanout 1, pairs 8)")
-	fs.IntVar(&c.subs, "subs", 0, "subscribers (0 = mode default: fanin 1, fanout 8, pairs = -pubs)")
+	fs.IntVar(&c.subs, "subs", 0, "subscribers (0 = mode default: fanin 1, fanout 8, pairs = -pubs, queue 4; an explicit -subs 0 in queue mode: producers only)")
 	fs.IntVar(&c.size, "size", 64, "payload bytes, at least 16 (send time + sequence)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "publishing time (idle: how long to hold the connections)")
 	fs.Uint64Var(&c.count, "count", 0, "messages per publisher; when set without -duration, no time limit")
@@ -169,6 +171,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.producersOnly = set["subs"] && c.subs == 0 && c.mode == "queue"
 	if c.count > 0 && !set["duration"] {
 		c.duration = 0
 	}
@@ -199,6 +202,9 @@ func (c *config) normalize() error {
 		c.pubs, c.subs = orDefault(c.pubs, 8), orDefault(c.subs, 1)
 	case "queue":
 		c.pubs, c.subs = orDefault(c.pubs, 4), orDefault(c.subs, 4)
+		if c.producersOnly {
+			c.subs = 0 // measures the producers' side alone, e.g. persistent SENDs; messages stay queued
+		}
 	case "fanout":
 		c.pubs, c.subs = orDefault(c.pubs, 1), orDefault(c.subs, 8)
 	case "pairs":
@@ -226,7 +232,7 @@ func (c *config) normalize() error {
 		return bad("-qos %d: want 0, 1 or 2", c.qos)
 	case c.pubs < 1 || c.pubs >= maxPubs:
 		return bad("-pubs %d out of range", c.pubs)
-	case c.subs < 1:
+	case c.subs < 1 && !c.producersOnly:
 		return bad("-subs %d out of range", c.subs)
 	case c.size < payloadHeader || c.size > mqttMaxRemaining-len(c.topic)-64:
 		return bad("-size %d: want %d to %d bytes", c.size, payloadHeader, mqttMaxRemaining-len(c.topic)-64)
@@ -646,6 +652,9 @@ sampling:
 	sent := sumSent()
 	var expected uint64
 	for i := range pubStat {
+		if c.subs == 0 {
+			break // producers only: nothing is expected anywhere
+		}
 		if c.mode == "pairs" || c.mode == "queue" {
 			expected += pubStat[i].sent.Load() // each message goes to one subscriber
 		} else {

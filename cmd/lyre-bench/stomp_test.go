@@ -531,6 +531,9 @@ func TestBenchSTOMPPeer(t *testing.T) {
 		{"fanout", []string{"-mode", "fanout", "-subs", "3", "-count", "300"}, 900, 0},
 		{"queue client-individual receipts", []string{"-mode", "queue", "-pubs", "2", "-subs", "3", "-count", "300",
 			"-receipt-every", "10", "-inflight", "4", "-persistent", "-prefetch", "50"}, 600, 600},
+		// Producers only: the queue keeps the messages; receipts confirm all of them.
+		{"queue producers only", []string{"-mode", "queue", "-pubs", "2", "-subs", "0", "-count", "300",
+			"-receipt-every", "1", "-persistent"}, 0, 600},
 		{"queue client cumulative", []string{"-mode", "queue", "-pubs", "2", "-subs", "2", "-count", "300",
 			"-ack", "client", "-ack-every", "7"}, 600, 0},
 	} {
@@ -550,7 +553,7 @@ func TestBenchSTOMPPeer(t *testing.T) {
 				t.Fatalf("expected %d (want %d) received %d lost %d out of order %d foreign %d acked %d (want %d)",
 					r.Expected, c.expected, r.Received, r.Lost, r.OutOfOrder, r.Foreign, r.Acked, c.acked)
 			}
-			if r.Latency.Count != c.expected || r.RecvRate <= 0 {
+			if r.Latency.Count != c.expected || (r.RecvRate <= 0) != (c.expected == 0) {
 				t.Fatalf("latency %+v rate %v", r.Latency, r.RecvRate)
 			}
 		})
@@ -583,8 +586,17 @@ func TestParseFlagsSTOMP(t *testing.T) {
 	if pub, sub := newDrivers(c); pub.topic("a", "b") != "a/b" || sub.topic("a", "b") != "/topic/a.b" {
 		t.Errorf("mqtt2stomp topics %q -> %q", pub.topic("a", "b"), sub.topic("a", "b"))
 	}
+	c, err = parseFlags([]string{"-mode", "mqtt2stomp", "-addr", "127.0.0.1:18831", "-stomp-addr", "localhost:61620"}, &bytes.Buffer{})
+	if err != nil || c.stompAddr != "localhost:61620" || c.vhost != "localhost" || newSTOMPDriver(c).opt.addr != "localhost:61620" {
+		t.Errorf("-stomp-addr: %+v, %v", c, err)
+	}
+	c, err = parseFlags([]string{"-proto", "stomp", "-mode", "queue", "-subs", "0"}, &bytes.Buffer{})
+	if err != nil || c.subs != 0 || !c.producersOnly {
+		t.Errorf("queue -subs 0: subs %d, producersOnly %v, %v", c.subs, c.producersOnly, err)
+	}
 	for _, args := range [][]string{
 		{"-mode", "queue"}, // MQTT has no queue mode
+		{"-proto", "stomp", "-mode", "fanin", "-subs", "-1"},
 		{"-proto", "stomp", "-mode", "idle"},
 		{"-proto", "stomp", "-mode", "mqtt2stomp"},
 		{"-mode", "mqtt2stomp", "-persistent"},
