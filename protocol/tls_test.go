@@ -786,3 +786,33 @@ virtual_host "default" {
 		t.Fatal("a TLS 1.2 client connected to a min_version 1.3 connector")
 	}
 }
+
+// A verified client certificate is the client's identity (cert_identity = "cn"): without a user name the
+// certificate's CN is the user that access rules see; a CN the rules do not allow, or no certificate on
+// a host without anonymous access, is refused with CONNACK 0x05.
+func TestTLSCertIdentityIsTheMQTTUser(t *testing.T) {
+	p := newPKI(t)
+	host := virtualhost.New(conf.VirtualHost{Name: "devices", HostNames: []string{"localhost"},
+		AccessRules: []conf.AccessRule{{Allow: []string{"device-1"}}}}, router.Options{})
+	hosts := virtualhost.NewRegistry(host)
+	t.Cleanup(hosts.Close)
+	mh := mqtt.NewHandler(hosts, zaptest.NewLogger(t))
+	c := tlsConnector(p.tlsConf("request"), protocol.MQTT)
+	c.MQTT = conf.DefaultMQTT()
+	_, addr, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: mh}, c, nil)
+
+	device := p.clientCert(pkix.Name{CommonName: "device-1"})
+	if _, err := pahoConnect(t, addr, "d1", p.client("localhost", device), nil); err != nil {
+		t.Fatalf("device-1 with its certificate: %v", err)
+	}
+	intruder := p.clientCert(pkix.Name{CommonName: "intruder"})
+	for name, cfg := range map[string]*tls.Config{
+		"certificate the rules do not allow": p.client("localhost", intruder),
+		"no certificate":                     p.client("localhost"),
+	} {
+		_, err := pahoConnect(t, addr, "x", cfg, nil)
+		if err == nil || !strings.Contains(err.Error(), "not Authorized") {
+			t.Errorf("%s: connect error %v, want CONNACK 0x05 (not authorized)", name, err)
+		}
+	}
+}

@@ -89,6 +89,27 @@ func (h *Host) Authenticate(name string, password []byte, hasUser bool) (Princip
 // failures from one address are slowed down (see Throttle). remote may be nil (no throttling).
 func (h *Host) Login(remote net.Addr, name string, password []byte, hasUser bool, clientID string) (Principal, time.Duration, error) {
 	p, err := h.Authenticate(name, password, hasUser)
+	return h.admit(remote, p, err, clientID)
+}
+
+// LoginCert is Login for a client that presented no user name but a verified TLS client certificate on
+// a connector with cert_identity: the certificate's CN or DN (identity) is the user name, authenticated
+// by the TLS handshake rather than a password. Groups come from the users file entry of that name, if
+// there is one; access rules then apply as for any user.
+func (h *Host) LoginCert(remote net.Addr, identity, clientID string) (Principal, time.Duration, error) {
+	var err error
+	p := Principal{User: identity, CertIdentity: identity, Authenticated: true}
+	if len(identity) > MaxUserLength {
+		p, err = Principal{}, ErrBadCredentials
+	} else if u, ok := h.users[identity]; ok {
+		p.Groups = u.groups
+	}
+	return h.admit(remote, p, err, clientID)
+}
+
+// admit finishes a login: the connect permission on this host for the client id, and the delay owed by
+// an address that keeps failing.
+func (h *Host) admit(remote net.Addr, p Principal, err error, clientID string) (Principal, time.Duration, error) {
 	if err == nil && !h.Authorize(p, "connect", "virtual_host", []string{h.Name}, clientID) {
 		err = ErrNotAuthorized
 	}

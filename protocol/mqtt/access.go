@@ -40,7 +40,18 @@ func loggedUser(u string) string {
 // logs, waits the delay the host imposes on repeated failures from this address (bounded; cut short if
 // the connection closes), and returns the CONNACK code.
 func (cl *client) login(host *virtualhost.Host, user string, password []byte, hasUser bool, clientID string) (virtualhost.Principal, byte, error) {
-	p, delay, err := host.Login(cl.c.RemoteAddr(), user, password, hasUser, clientID)
+	var (
+		p     virtualhost.Principal
+		delay time.Duration
+		err   error
+	)
+	if id := cl.c.CertIdentity(); id != "" && !hasUser {
+		// A verified client certificate stands for the user name (cert_identity).
+		p, delay, err = host.LoginCert(cl.c.RemoteAddr(), id, clientID)
+		user = id
+	} else {
+		p, delay, err = host.Login(cl.c.RemoteAddr(), user, password, hasUser, clientID)
+	}
 	code := connNotAuthorized
 	switch {
 	case errors.Is(err, virtualhost.ErrBadCredentials):

@@ -39,7 +39,18 @@ const clientIDHeader = "client-id"
 // it logs and waits the delay the host imposes on repeated failures from this address (bounded; cut
 // short if the connection closes).
 func (s *session) login(host *virtualhost.Host, login string, passcode []byte, hasLogin bool, clientID string) (virtualhost.Principal, error) {
-	p, delay, err := host.Login(s.c.RemoteAddr(), login, passcode, hasLogin, clientID)
+	var (
+		p     virtualhost.Principal
+		delay time.Duration
+		err   error
+	)
+	if id := s.c.CertIdentity(); id != "" && !hasLogin {
+		// A verified client certificate stands for the login (cert_identity).
+		p, delay, err = host.LoginCert(s.c.RemoteAddr(), id, clientID)
+		login = id
+	} else {
+		p, delay, err = host.Login(s.c.RemoteAddr(), login, passcode, hasLogin, clientID)
+	}
 	if err == nil {
 		if host.Acquire() {
 			s.slot = host
