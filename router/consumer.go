@@ -210,7 +210,10 @@ func (r *Router) Consume(s *Subscription, o ConsumerOptions) (*Consumer, error) 
 	}
 	c := &Consumer{sub: s, credit: credit, creditBytes: o.CreditBytes, autoAck: o.AutoAck || o.Browser,
 		match: o.Match, browser: o.Browser, exclusive: o.Exclusive && !o.Browser, unacked: make(map[uint64]*qitem)}
-	q := r.lockedQueue(s.Filter.Destination(), true)
+	q, err := r.lockedQueueLimit(s.Filter.Destination(), true, true)
+	if err != nil {
+		return nil, err
+	}
 	c.q = q
 	q.stopIdleTimerLocked()
 	switch {

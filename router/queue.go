@@ -392,6 +392,13 @@ func queueKind(k Kind) bool { return k == Queue || k == TempQueue || k == Durabl
 // lockedQueue returns the queue for d, created on first use when create is set, with its mutex held.
 // Looking up an existing queue allocates nothing.
 func (r *Router) lockedQueue(d Destination, create bool) *queue {
+	q, _ := r.lockedQueueLimit(d, create, false)
+	return q
+}
+
+// lockedQueueLimit is lockedQueue that, with limit set, refuses to create a queue beyond
+// Options.MaxQueues (ErrTooManyQueues).
+func (r *Router) lockedQueueLimit(d Destination, create, limit bool) (*queue, error) {
 	var kb [256]byte
 	key := appendPathKey(kb[:0], int(d.Kind), d.Path)
 	for {
@@ -400,10 +407,14 @@ func (r *Router) lockedQueue(d Destination, create bool) *queue {
 		r.qmu.RUnlock()
 		if q == nil {
 			if !create {
-				return nil
+				return nil, nil
 			}
 			r.qmu.Lock()
 			if q = r.queues[string(key)]; q == nil {
+				if limit && r.opts.MaxQueues > 0 && len(r.queues) >= r.opts.MaxQueues {
+					r.qmu.Unlock()
+					return nil, ErrTooManyQueues
+				}
 				q = r.newQueue(string(key), d)
 				r.queues[q.key] = q
 			}
@@ -411,7 +422,7 @@ func (r *Router) lockedQueue(d Destination, create bool) *queue {
 		}
 		q.mu.Lock()
 		if !q.dead {
-			return q
+			return q, nil
 		}
 		q.mu.Unlock()
 	}

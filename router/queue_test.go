@@ -395,3 +395,37 @@ func TestDeleteQueue(t *testing.T) {
 		t.Fatalf("unknown queue: %d", n)
 	}
 }
+
+// Options.MaxQueues refuses a new queue, to publishers and consumers alike, and counts only queues in
+// use: one that empties and loses its consumers is forgotten and frees its place.
+func TestMaxQueues(t *testing.T) {
+	r := New(Options{MaxQueues: 2})
+	defer r.Close()
+	q := func(name string) Destination { return Destination{Kind: Queue, Path: []string{name}} }
+	for _, name := range []string{"a", "b"} {
+		if res := r.Publish(&Message{Dest: q(name), Body: []byte("x")}); res.Err != nil {
+			t.Fatalf("publish to %s: %v", name, res.Err)
+		}
+	}
+	if res := r.Publish(&Message{Dest: q("c"), Body: []byte("x")}); !errors.Is(res.Err, ErrTooManyQueues) {
+		t.Fatalf("publish to a third queue: %v, want ErrTooManyQueues", res.Err)
+	}
+	f := Filter{Kind: Queue, Segs: []Seg{{Kind: SegLiteral, Text: "c"}}}
+	if _, err := r.Consume(&Subscription{Filter: f, Sink: nopSink{}}, ConsumerOptions{}); !errors.Is(err, ErrTooManyQueues) {
+		t.Fatalf("consume from a third queue: %v, want ErrTooManyQueues", err)
+	}
+	// An existing queue still takes messages.
+	if res := r.Publish(&Message{Dest: q("a"), Body: []byte("y")}); res.Err != nil {
+		t.Fatalf("publish to an existing queue: %v", res.Err)
+	}
+	// Draining queue b with an auto-ack consumer, then closing it, frees b's place.
+	fb := Filter{Kind: Queue, Segs: []Seg{{Kind: SegLiteral, Text: "b"}}}
+	c, err := r.Consume(&Subscription{Filter: fb, Sink: nopSink{}}, ConsumerOptions{AutoAck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if res := r.Publish(&Message{Dest: q("c"), Body: []byte("x")}); res.Err != nil {
+		t.Fatalf("publish after queue b was freed: %v", res.Err)
+	}
+}

@@ -18,6 +18,9 @@ type Options struct {
 	// MaxQueueBytes bounds the bytes (bodies and headers) one queue holds, waiting plus unacknowledged.
 	// 0 means 64 MiB. Same full policy as MaxQueueMessages.
 	MaxQueueBytes int64
+	// MaxQueues bounds the queues in use (a queue with no message and no consumer is not counted: it is
+	// forgotten). Publishing to or consuming from one more is refused with ErrTooManyQueues. 0 = no limit.
+	MaxQueues int
 	// QueuePolicies configure queues by destination pattern; the first match applies (see QueuePolicy).
 	// A policy whose filter does not validate is ignored.
 	QueuePolicies []QueuePolicy
@@ -198,7 +201,11 @@ func (r *Router) Publish(m *Message) PublishResult {
 	}
 	r.published.Add(1)
 	if queueKind(m.Dest.Kind) {
-		q := r.lockedQueue(m.Dest, true)
+		q, err := r.lockedQueueLimit(m.Dest, true, true)
+		if err != nil {
+			r.full.Add(1)
+			return PublishResult{Err: err}
+		}
 		pr := q.enqueueLocked(m)
 		idle := q.idleLocked() // a drop policy may have stored nothing in a queue made for this call
 		q.mu.Unlock()

@@ -11,6 +11,7 @@ var (
 	ErrInvalidFilter = errors.New("router: invalid filter")
 	ErrQueueFull     = errors.New("router: queue full")
 	ErrClosed        = errors.New("router: closed")
+	ErrTooManyQueues = errors.New("router: too many queues")
 )
 
 // Kind says which namespace a destination lives in. Topics and queues with the same path are distinct.

@@ -14,6 +14,9 @@ func routerOptions(c conf.VirtualHost, o router.Options) router.Options {
 	qs, ts, _ := policies(c)
 	o.QueuePolicies = append(qs, o.QueuePolicies...)
 	o.TopicPolicies = append(ts, o.TopicPolicies...)
+	if c.MaxQueues > 0 {
+		o.MaxQueues = c.MaxQueues
+	}
 	return o
 }
 
