@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/lyremq/lyre/conf"
@@ -25,14 +26,23 @@ type durableBroker struct {
 
 func startDurable(t *testing.T, dir string) *durableBroker {
 	t.Helper()
-	host, err := virtualhost.Open(conf.VirtualHost{Name: "default", Anonymous: true,
-		Store: &conf.Store{Directory: dir, Sync: true}}, router.Options{})
+	return startDurableWith(t, zaptest.NewLogger(t), conf.Store{Directory: dir, Sync: true}, nil)
+}
+
+// startDurableWith is startDurable with the store options st, the handler logging to log and mod
+// adjusting the connector.
+func startDurableWith(t testing.TB, log *zap.Logger, st conf.Store, mod func(*conf.Connector)) *durableBroker {
+	t.Helper()
+	host, err := virtualhost.Open(conf.VirtualHost{Name: "default", Anonymous: true, Store: &st}, router.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hosts := virtualhost.NewRegistry(host)
-	h := NewHandler(hosts, zaptest.NewLogger(t))
+	h := NewHandler(hosts, log)
 	c := conf.Connector{Name: "mqtt", Protocol: protocol.MQTT, MQTT: conf.MQTT{Grammar: conf.MQTTGrammarDefaults}}
+	if mod != nil {
+		mod(&c)
+	}
 	if _, err := h.RestoreAll([]conf.Connector{c}); err != nil {
 		t.Fatal(err)
 	}
