@@ -10,6 +10,7 @@ import (
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/store"
 	"github.com/lyremq/lyre/store/badgerstore"
 )
 
@@ -61,6 +62,7 @@ type Option func(*options)
 type options struct {
 	brokerRules []conf.AccessRule
 	storeLog    badgerstore.Logger
+	store       store.Store
 }
 
 // WithBrokerRules puts the broker-level access rules (conf.Config.AccessRules) before the host's own.
@@ -99,7 +101,7 @@ func Open(c conf.VirtualHost, o router.Options, opts ...Option) (*Host, error) {
 		return nil, err
 	}
 	// The store last: nothing after it can fail but its own recovery, which closes it.
-	if h.persist, err = openPersistence(c, opt.storeLog); err != nil {
+	if h.persist, err = openPersistence(c, opt.store, opt.storeLog); err != nil {
 		return nil, err
 	}
 	ro := routerOptions(c, o)

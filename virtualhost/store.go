@@ -19,6 +19,12 @@ import (
 	"github.com/lyremq/lyre/store/memstore"
 )
 
+// WithStore makes the host durable with st as its store, whatever its configuration says: for tests
+// (a memory store with injected write failures, say). The host closes st on Close.
+func WithStore(st store.Store) Option {
+	return func(o *options) { o.store = st }
+}
+
 // WithStoreLogger sends the store's warnings and errors (badger's) to l; *zap.SugaredLogger fits.
 func WithStoreLogger(l badgerstore.Logger) Option {
 	return func(o *options) { o.storeLog = l }
@@ -38,9 +44,14 @@ type persistence struct {
 	failed atomic.Uint64
 }
 
-// openPersistence opens the store c configures; a memory host gets no store until Store is called.
-func openPersistence(c conf.VirtualHost, log badgerstore.Logger) (*persistence, error) {
+// openPersistence opens the store c configures (or uses given, see WithStore); a memory host gets no
+// store until Store is called.
+func openPersistence(c conf.VirtualHost, given store.Store, log badgerstore.Logger) (*persistence, error) {
 	p := &persistence{}
+	if given != nil {
+		p.st, p.durable = given, true
+		return p, nil
+	}
 	if c.Store == nil {
 		return p, nil
 	}

@@ -2,6 +2,8 @@ package mqtt
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/lyremq/lyre/protocol/prototest"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/store"
+	"github.com/lyremq/lyre/store/memstore"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -37,6 +40,12 @@ func startDurableWith(t testing.TB, log *zap.Logger, st conf.Store, mod func(*co
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveDurable(t, log, host, mod)
+}
+
+// serveDurable serves host (durable) over MQTT after restoring its sessions.
+func serveDurable(t testing.TB, log *zap.Logger, host *virtualhost.Host, mod func(*conf.Connector)) *durableBroker {
+	t.Helper()
 	hosts := virtualhost.NewRegistry(host)
 	h := NewHandler(hosts, log)
 	c := conf.Connector{Name: "mqtt", Protocol: protocol.MQTT, MQTT: conf.MQTT{Grammar: conf.MQTTGrammarDefaults}}
@@ -281,4 +290,52 @@ func TestDurablePubackOrder(t *testing.T) {
 		}
 	}
 	waitStore(t, b.host, "sub", n/3, 0, 0)
+}
+
+// A write that fails (disk full, I/O error) is never acknowledged: the publisher's connection closes
+// without PUBACK, so it sends the message again later; the broker keeps serving.
+func TestStoreWriteFailureWithholdsPuback(t *testing.T) {
+	var failing atomic.Bool
+	st := memstore.New(memstore.Options{BeforeWrite: func() error {
+		if failing.Load() {
+			return errors.New("disk full")
+		}
+		return nil
+	}})
+	host, err := virtualhost.Open(conf.VirtualHost{Name: "default", Anonymous: true}, router.Options{}, virtualhost.WithStore(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := serveDurable(t, zaptest.NewLogger(t), host, nil)
+	sub := dialRaw(t, b.addr)
+	sub.connect("sub", false)
+	sub.subscribe(1, 1, "t")
+	sub.send(&packet.DisconnectPacket{})
+	sub.expectClosed()
+
+	pub := dialRaw(t, b.addr)
+	pub.connect("pub", true)
+	pub.publish("t", "stored", 1, false, 1)
+	failing.Store(true)
+	pub.send(&packet.PublishPacket{Topic: "t", Payload: []byte("lost"), QoS: 1, PacketID: 2})
+	pub.expectClosed() // no PUBACK for 2
+	failing.Store(false)
+
+	pub = dialRaw(t, b.addr)
+	pub.connect("pub", true)
+	pub.publish("t", "again", 1, false, 3)
+	sub = dialRaw(t, b.addr)
+	sub.connect("sub", false)
+	for _, want := range []string{"stored"} {
+		if p := sub.nextPublish(); string(p.Payload) != want {
+			t.Fatalf("got %q, want %q", p.Payload, want)
+		}
+	}
+	// "lost" may or may not be in memory; the store never acknowledged it. "again" arrives.
+	for {
+		p := sub.nextPublish()
+		if string(p.Payload) == "again" {
+			break
+		}
+	}
 }
