@@ -49,7 +49,14 @@ func (cl *client) handle(p packet.Packet) error {
 	case *packet.PubackPacket:
 		cl.acked(s.complete(p.PacketID, waitPuback))
 	case *packet.PubrecPacket:
-		s.received(p.PacketID)
+		if cl.acks != nil && s.ps != nil {
+			// PUBREL once the release state is durable: resent after a crash, the PUBLISH would be
+			// a second delivery to a client that completed the first (persist.go).
+			tr := &virtualhost.Tracker{}
+			s.received(p.PacketID, tr)
+			return cl.ackAfter(tr, packet.Pubrel, p.PacketID)
+		}
+		s.received(p.PacketID, nil)
 		// Answered even for an unknown id, so the client can release its state.
 		if !cl.writeAck(packet.Pubrel, p.PacketID) {
 			return errOutboundClosed
@@ -57,12 +64,16 @@ func (cl *client) handle(p packet.Packet) error {
 	case *packet.PubcompPacket:
 		cl.acked(s.complete(p.PacketID, waitPubcomp))
 	case *packet.PubrelPacket:
+		var tr *virtualhost.Tracker
 		if _, ok := s.awaitingRel[p.PacketID]; ok && s.ps != nil {
-			cl.host.Commit(s.writeFailed, store.DeleteInbound{ClientID: s.id, PacketID: p.PacketID})
+			// PUBCOMP once the id is forgotten for good: a client that got PUBCOMP may reuse the id for
+			// a new message, which a stale id would make look like a duplicate.
+			tr = &virtualhost.Tracker{}
+			cl.host.Commit(tr.Track(), store.DeleteInbound{ClientID: s.id, PacketID: p.PacketID})
 		}
 		delete(s.awaitingRel, p.PacketID)
 		if cl.acks != nil {
-			return cl.ackAfter(nil, packet.Pubcomp, p.PacketID) // after the acknowledgements queued before
+			return cl.ackAfter(tr, packet.Pubcomp, p.PacketID) // also after the acknowledgements queued before
 		}
 		if !cl.writeAck(packet.Pubcomp, p.PacketID) {
 			return errOutboundClosed
@@ -181,7 +192,7 @@ func (s *session) complete(id uint16, st uint8) (outItem, bool) {
 	if i < 0 {
 		return outItem{}, false
 	}
-	s.inflightDoneLocked(&s.inflight[i], false)
+	s.inflightDoneLocked(&s.inflight[i], false, nil)
 	it := s.inflight[i].item
 	if s.inflight[i].unsent {
 		s.unsent--
@@ -192,12 +203,12 @@ func (s *session) complete(id uint16, st uint8) (outItem, bool) {
 }
 
 // received moves an outbound QoS 2 message from PUBREC to PUBCOMP wait.
-func (s *session) received(id uint16) {
+func (s *session) received(id uint16, tr router.Tracker) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range s.inflight {
 		if f := &s.inflight[i]; f.id == id && f.state == waitPubrec {
-			s.inflightDoneLocked(f, true)
+			s.inflightDoneLocked(f, true, tr)
 			f.state = waitPubcomp
 			if f.unsent {
 				f.unsent = false

@@ -20,7 +20,9 @@ package mqtt
 // the message, the inbound QoS 2 id). The reader goroutine does not wait: acknowledgements queue per
 // connection in arrival order and leave as their writes complete, so PUBACKs keep the order of the
 // PUBLISH packets [MQTT-4.6.0-2]. A failed write closes the connection without acknowledging, so the
-// client sends the message again after reconnecting.
+// client sends the message again after reconnecting. PUBREL (to a subscriber) and PUBCOMP (to a
+// publisher) likewise leave once the state they announce is durable, so a crash can neither resend a
+// completed QoS 2 delivery nor keep a released inbound id that would swallow the id's next message.
 //
 // Subscriptions restored at startup are not re-checked against access rules that only partly allow a
 // wildcard filter (the gate is rebuilt at the next SUBSCRIBE).
@@ -142,13 +144,14 @@ func (s *session) sentLocked(it *outItem, id uint16) {
 	it.sseq = 0
 }
 
-// inflightDoneLocked journals an in-flight change: PUBREC (release state) or completion.
-func (s *session) inflightDoneLocked(f *inflightMsg, released bool) {
+// inflightDoneLocked journals an in-flight change: PUBREC (release state; tr, when set, waits for it) or
+// completion.
+func (s *session) inflightDoneLocked(f *inflightMsg, released bool, tr router.Tracker) {
 	if s.ps == nil || !s.keepsLocked(&f.item) {
 		return
 	}
 	if released {
-		s.commitLocked(nil, store.PutInflight{Inflight: store.Inflight{ClientID: s.id, PacketID: f.id,
+		s.commitLocked(tr, store.PutInflight{Inflight: store.Inflight{ClientID: s.id, PacketID: f.id,
 			State: store.InflightRelease, QoS: 2}})
 		return
 	}
