@@ -41,8 +41,18 @@ func (q *queue) journalEnqueueLocked(it *qitem) {
 	}
 }
 
-// journalDequeueLocked journals that it left the queue.
+// journalDequeueLocked journals that it left the queue. A poisoned message is journalled by
+// journalPoisoned instead, once its dead-letter copy is.
 func (q *queue) journalDequeueLocked(it *qitem) {
+	if q.journalsLocked(it) && !it.poisoned {
+		q.r.opts.Journal.Dequeue(q.dest, it.order)
+	}
+}
+
+// journalPoisoned journals that a poisoned message left the queue, after deadLetter copied it (or
+// dropped it). The queue's lock is not held; nothing journals the message after its release, so the
+// order holds.
+func (q *queue) journalPoisoned(it *qitem) {
 	if q.journalsLocked(it) {
 		q.r.opts.Journal.Dequeue(q.dest, it.order)
 	}

@@ -21,6 +21,7 @@ type qitem struct {
 	redeliveries uint32
 	prio         uint8
 	gone         bool // released (acknowledged, dropped, dead-lettered); browsers skip it
+	poisoned     bool // reached the NakLimit: journalled as gone once its dead-letter copy is (persist.go)
 }
 
 // queue is one named queue. Everything in it is guarded by mu, which is also held while a consumer's
@@ -143,6 +144,7 @@ func (q *queue) releaseLocked(it *qitem) {
 func (q *queue) requeueLocked(it *qitem) (poisoned bool) {
 	it.redeliveries++
 	if q.pol != nil && q.pol.NakLimit > 0 && int(it.redeliveries) >= q.pol.NakLimit {
+		it.poisoned = true
 		q.releaseLocked(it)
 		return true
 	}
@@ -362,12 +364,15 @@ func (q *queue) deadLetter(items []*qitem) {
 	for _, it := range items {
 		if !ok {
 			r.dropped.Add(1)
+			q.journalPoisoned(it)
 			continue
 		}
 		m := *it.msg
-		m.Dest, m.Origin, m.OriginGram = d, "", nil
+		m.Dest, m.Origin, m.OriginGram, m.Tracker = d, "", nil, nil
 		// The DLQ's own full policy applies; with FullBlock a full DLQ drops the message.
-		if pr := r.Publish(&m); pr.Err != nil {
+		pr := r.Publish(&m)
+		q.journalPoisoned(it) // after the copy: a crash in between keeps both, never neither
+		if pr.Err != nil {
 			r.dropped.Add(1)
 			continue
 		}

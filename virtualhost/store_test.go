@@ -234,3 +234,44 @@ func TestQueueSurvivesReopen(t *testing.T) {
 		t.Fatalf("new message not after the recovered ones: %+v", ds[len(ds)-1])
 	}
 }
+
+// A message dead-lettered after its nak_limit moves to the DLQ in the store too.
+func TestDeadLetterSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	ro := router.Options{QueuePolicies: []router.QueuePolicy{{
+		Filter:   router.Filter{Kind: router.Queue, Segs: []router.Seg{{Text: "work"}}},
+		NakLimit: 2, DLQ: []string{"dlq", "*"},
+	}}}
+	h, err := virtualhost.Open(durableConf(dir), ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := router.Destination{Kind: router.Queue, Path: []string{"work"}}
+	if err := publishWait(t, h, &router.Message{Dest: work, Body: []byte("poison"), QoS: 1, Persistent: true}); err != nil {
+		t.Fatal(err)
+	}
+	var sk sink
+	c, err := h.Router.Consume(&router.Subscription{Filter: router.Filter{Kind: router.Queue, Segs: []router.Seg{{Text: "work"}}}, Sink: &sk}, router.ConsumerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Nack(sk.all()[0].Seq)
+	c.Nack(sk.all()[1].Seq) // the second redelivery reaches the limit
+	c.Close()
+	if h.Router.Stats().DeadLettered != 1 {
+		t.Fatalf("stats %+v", h.Router.Stats())
+	}
+	h.Close()
+
+	h, err = virtualhost.Open(durableConf(dir), ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if n := h.Router.QueueDepth([]string{"work"}); n != 0 {
+		t.Fatalf("work holds %d after reopen, want 0", n)
+	}
+	if n := h.Router.QueueDepth([]string{"dlq", "work"}); n != 1 {
+		t.Fatalf("dlq.work holds %d after reopen, want 1", n)
+	}
+}
