@@ -28,10 +28,10 @@ type Journal interface {
 	Dequeue(d Destination, seq uint64)
 }
 
-// journalsLocked reports whether q journals it: persistent messages of named queues (not temporary
-// queues, whose owner's connection bounds their life, nor durable-subscription queues).
+// journalsLocked reports whether q journals it: persistent messages of named and durable-subscription
+// queues (not temporary queues, whose owner's connection bounds their life).
 func (q *queue) journalsLocked(it *qitem) bool {
-	return q.r.opts.Journal != nil && q.dest.Kind == Queue && it.msg.Persistent
+	return q.r.opts.Journal != nil && (q.dest.Kind == Queue || q.dest.Kind == DurableSub) && it.msg.Persistent
 }
 
 // journalEnqueueLocked journals it's arrival or its new redelivery count.
@@ -58,7 +58,7 @@ func (q *queue) journalPoisoned(it *qitem) {
 	}
 }
 
-// RestoreQueued puts a message recovered from the journal back in queue d (kind Queue) with its queue
+// RestoreQueued puts a message recovered from the journal back in queue d (kind Queue or DurableSub) with its queue
 // sequence number and redelivery count, without journalling it. Call it before any client connects, in
 // ascending seq per queue; quotas are not applied (the messages were accepted before the restart).
 func (r *Router) RestoreQueued(d Destination, seq uint64, redeliveries uint32, m *Message) {

@@ -38,6 +38,7 @@ type persistence struct {
 	st       store.Store
 	closed   bool
 	sessions []store.SessionState
+	durables []store.DurableSub
 	counts   store.Counts
 
 	// failed counts journal writes that failed with nobody waiting for them (see Journal).
@@ -91,13 +92,22 @@ func (p *persistence) recover(rt *router.Router) error {
 			}
 			return nil
 		},
+		DurableSub: func(d store.DurableSub, l store.ListInfo) error {
+			p.durables = append(p.durables, d)
+			return nil
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("recover store: %w", err)
 	}
 	for _, name := range queues {
-		if err := p.restoreQueue(rt, name); err != nil {
+		if err := p.restoreList(rt, store.ListQueue, router.Queue, name); err != nil {
 			return fmt.Errorf("recover queue %q: %w", name, err)
+		}
+	}
+	for _, d := range p.durables {
+		if err := p.restoreList(rt, store.ListDurableSub, router.DurableSub, d.ID); err != nil {
+			return fmt.Errorf("recover durable subscription %q: %w", d.ID, err)
 		}
 	}
 	rt.ReserveIDs(counts.MaxMessageID)
@@ -105,16 +115,16 @@ func (p *persistence) recover(rt *router.Router) error {
 	return nil
 }
 
-// restoreQueue loads a queue's stored messages into the router, in windows, in sequence order. The
-// whole backlog is held in memory afterwards (the router keeps queues in memory).
-func (p *persistence) restoreQueue(rt *router.Router, name string) error {
+// restoreList loads a queue's (or durable subscription's) stored messages into the router, in windows,
+// in sequence order. The whole backlog is held in memory afterwards (the router keeps queues in memory).
+func (p *persistence) restoreList(rt *router.Router, list store.List, kind router.Kind, name string) error {
 	d, ok := ParseTopicKey(name)
-	if !ok || d.Kind != router.Queue {
-		return fmt.Errorf("%w: queue name %q", store.ErrCorrupt, name)
+	if !ok || d.Kind != kind {
+		return fmt.Errorf("%w: %s name %q", store.ErrCorrupt, list, name)
 	}
 	const window = 4096
 	for from := uint64(0); ; {
-		es, err := p.st.Entries(store.ListQueue, name, from, window)
+		es, err := p.st.Entries(list, name, from, window)
 		if err != nil {
 			return err
 		}
@@ -138,13 +148,21 @@ func (p *persistence) Enqueue(d router.Destination, seq uint64, redeliveries uin
 	if redeliveries > 0 {
 		tr = nil // a redelivery count: the publisher was answered long ago
 	}
-	p.st.CommitFunc(p.doneFor(tr), store.PutEntry{Entry: store.Entry{List: store.ListQueue,
+	p.st.CommitFunc(p.doneFor(tr), store.PutEntry{Entry: store.Entry{List: listOf(d.Kind),
 		Owner: TopicKey(d), Seq: seq, Redeliveries: redeliveries, Msg: StoreMessage(m)}})
+}
+
+// listOf is the store list of a journalled queue kind.
+func listOf(k router.Kind) store.List {
+	if k == router.DurableSub {
+		return store.ListDurableSub
+	}
+	return store.ListQueue
 }
 
 // Dequeue implements router.Journal: the entry is deleted (its body with its last reference).
 func (p *persistence) Dequeue(d router.Destination, seq uint64) {
-	p.st.CommitFunc(p.doneFor(nil), store.DeleteEntry{Ref: store.Ref{List: store.ListQueue, Owner: TopicKey(d), Seq: seq}})
+	p.st.CommitFunc(p.doneFor(nil), store.DeleteEntry{Ref: store.Ref{List: listOf(d.Kind), Owner: TopicKey(d), Seq: seq}})
 }
 
 func (p *persistence) close() error {
@@ -211,6 +229,18 @@ func (h *Host) TakeSessions() []store.SessionState {
 	s := p.sessions
 	p.sessions = nil
 	return s
+}
+
+// TakeDurableSubs returns the durable subscription records recovered at Open (their backlogs are in the
+// router already), once: the STOMP front-end rebuilds their topic bridges before any client connects.
+// Each ID is the TopicKey of the subscription's queue. Later calls return nil.
+func (h *Host) TakeDurableSubs() []store.DurableSub {
+	p := h.persist
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.durables
+	p.durables = nil
+	return d
 }
 
 // Commit queues ops on the host's store; done (never nil) learns the outcome, on the store's committer

@@ -51,14 +51,21 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 		reg.Close()
 		return nil, err
 	}
+	sh := stomp.NewHandler(reg, log)
+	durables, err := sh.RestoreAll(cfg.Connectors)
+	if err != nil {
+		reg.Close()
+		return nil, err
+	}
 	for _, h := range hosts {
 		if h.Durable() {
-			log.Info("mqtt sessions restored", zap.String("vhost", h.Name), zap.Int("sessions", restored[h.Name]))
+			log.Info("sessions and durable subscriptions restored", zap.String("vhost", h.Name),
+				zap.Int("mqtt_sessions", restored[h.Name]), zap.Int("durable_subscriptions", durables[h.Name]))
 		}
 	}
 	srv := protocol.NewServer(log, map[string]protocol.Handler{
 		"mqtt":  mh,
-		"stomp": stomp.NewHandler(reg, log),
+		"stomp": sh,
 	})
 	b := &Broker{log: log, hosts: reg, srv: srv}
 	for _, c := range cfg.Connectors {

@@ -13,8 +13,8 @@ import (
 // the topic copies every match into the queue /dsub/<id>; the client consumes that queue with the usual
 // ack modes, so what arrives while it is offline waits there (bounded by the router's queue limits).
 // SUBSCRIBE /dsub/<id> attaches to an existing one; UNSUBSCRIBE with persistent:true destroys it and
-// discards what it holds. Durable subscriptions live in memory, per virtual host and id; they do not
-// survive a broker restart yet.
+// discards what it holds. Durable subscriptions live in memory, per virtual host and id; on a durable
+// virtual host they and their persistent messages are also stored and survive a restart (persist.go).
 
 // MaxDurables bounds the durable subscriptions a Handler keeps across all hosts; a persistent SUBSCRIBE
 // beyond it is an ERROR.
@@ -57,6 +57,7 @@ type durable struct {
 	// into the queue: a sink must not call the router from Deliver.
 	mu      sync.Mutex
 	pending []*router.Message
+	waits   []func(error) // per pending message: its publisher's wait for the copy's write, or nil (persist.go)
 	pumping bool
 	closed  bool
 }
@@ -69,6 +70,7 @@ func (d *durable) Deliver(dl router.Delivery) bool {
 		return false
 	}
 	d.pending = append(d.pending, dl.Msg)
+	d.waits = append(d.waits, trackCopy(dl.Msg))
 	if !d.pumping {
 		d.pumping = true
 		go d.pump()
@@ -80,22 +82,24 @@ func (d *durable) Deliver(dl router.Delivery) bool {
 func (d *durable) pump() {
 	for {
 		d.mu.Lock()
-		batch := d.pending
-		d.pending = nil
+		batch, waits := d.pending, d.waits
+		d.pending, d.waits = nil, nil
 		if len(batch) == 0 || d.closed {
 			d.pumping = false
 			d.mu.Unlock()
 			return
 		}
 		d.mu.Unlock()
-		for _, m := range batch {
+		for i, m := range batch {
 			q := *m
 			q.Dest = d.queue
 			// Subscribers see the topic the message was published to, in STOMP syntax.
 			q.Origin, q.OriginGram = d.g.RenderMessage(m), d.g
+			done := copyTracker(&q, waits[i])
 			if res := d.key.host.Publish(&q); res.Err != nil {
 				d.h.dropped.Add(1)
 			}
+			done()
 		}
 	}
 }
@@ -105,8 +109,10 @@ func (d *durable) close() {
 	d.key.host.Unsubscribe(d.bridge)
 	d.mu.Lock()
 	d.closed = true
-	d.pending = nil
+	waits := d.waits
+	d.pending, d.waits = nil, nil
 	d.mu.Unlock()
+	releaseWaits(waits)
 }
 
 // durableFor returns the durable subscription id of the session's host, creating it on filter when absent.
@@ -151,6 +157,7 @@ func (s *session) durableFor(id, name string, f router.Filter) (*durable, error)
 	}
 	h.durables[key] = d
 	h.mu.Unlock()
+	s.journalDurable(d, true)
 	return d, nil
 }
 
@@ -169,6 +176,7 @@ func (s *session) dropDurable(key durableKey) {
 	s.h.mu.Unlock()
 	if d != nil {
 		d.destroy()
+		s.journalDurable(d, false)
 	}
 }
 

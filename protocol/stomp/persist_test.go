@@ -1,11 +1,13 @@
 package stomp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-stomp/stomp/v3/frame"
 	"go.uber.org/zap/zaptest"
@@ -118,5 +120,90 @@ func TestDurableWriteFailureSendsError(t *testing.T) {
 	r.send("SEND\ndestination:/queue/q\npersistent:true\nreceipt:r2\n\nkept\x00")
 	if f := r.read(); f.Command != frame.RECEIPT {
 		t.Fatalf("got %s %v", f.Command, f.Header)
+	}
+}
+
+// startBadgerBroker serves one host with its store in dir, restoring what the store holds; stop ends it
+// like a graceful shutdown.
+func startBadgerBroker(t *testing.T, dir string) (b *broker, stop func()) {
+	t.Helper()
+	host, err := virtualhost.Open(conf.VirtualHost{Name: "default", HostNames: []string{"localhost"}, Anonymous: true,
+		Store: &conf.Store{Directory: dir, Sync: true}}, router.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := virtualhost.NewRegistry(host)
+	h := NewHandler(reg, zaptest.NewLogger(t))
+	h.HeartBeatSend, h.HeartBeatReceive = 0, 0
+	c := conf.Connector{Protocol: protocol.STOMP, STOMP: conf.STOMP{Grammar: conf.STOMPGrammarDefaults,
+		DieDelay: testDieDelay, MaxMessageLength: 1 << 20, MaxHeaders: 50, MaxHeaderLength: 1024}}
+	if _, err := h.RestoreAll([]conf.Connector{c}); err != nil {
+		t.Fatal(err)
+	}
+	srv, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.STOMP: h}, c)
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		reg.Close()
+	}
+	t.Cleanup(stop)
+	return &broker{addr: addrs[0], srv: srv, h: h, host: host}, stop
+}
+
+// A durable subscription survives a restart with the persistent messages it held; its receipt came
+// after its record was stored.
+func TestDurableSubscriptionSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	b, stop := startBadgerBroker(t, dir)
+	r := b.raw(t)
+	r.connect("accept-version:1.2", "host:localhost")
+	r.send("SUBSCRIBE\nid:d1\ndestination:/topic/news.*\npersistent:true\nreceipt:s\n\n\x00")
+	if f := r.read(); f.Command != frame.RECEIPT {
+		t.Fatalf("got %s %v", f.Command, f.Header)
+	}
+	if c, _ := b.host.Store().Recover(store.Visitor{}); c.DurableSubs != 1 {
+		t.Fatalf("after the SUBSCRIBE receipt the store holds %d durable subscriptions", c.DurableSubs)
+	}
+	r.send("DISCONNECT\nreceipt:bye\n\n\x00")
+	r.read()
+
+	p := b.raw(t)
+	p.connect("accept-version:1.2", "host:localhost")
+	p.send("SEND\ndestination:/topic/news.a\npersistent:true\nreceipt:1\n\nn1\x00" +
+		"SEND\ndestination:/topic/news.b\npersistent:true\nreceipt:2\n\nn2\x00" +
+		"SEND\ndestination:/topic/news.c\nreceipt:3\n\nn3-not-persistent\x00")
+	for range 3 {
+		if f := p.read(); f.Command != frame.RECEIPT {
+			t.Fatalf("got %s %v", f.Command, f.Header)
+		}
+	}
+	// The receipts of n1 and n2 came after their copies into the subscription were stored.
+	if c, _ := b.host.Store().Recover(store.Visitor{}); c.DurableSubEntries != 2 {
+		t.Fatalf("store holds %d durable subscription entries, want 2", c.DurableSubEntries)
+	}
+	stop()
+
+	b, _ = startBadgerBroker(t, dir)
+	r = b.raw(t)
+	r.connect("accept-version:1.2", "host:localhost")
+	r.send("SUBSCRIBE\nid:x\ndestination:/dsub/d1\nack:auto\n\n\x00")
+	for _, want := range []string{"n1", "n2"} {
+		if f := r.read(); f.Command != frame.MESSAGE || string(f.Body) != want {
+			t.Fatalf("got %s %q, want MESSAGE %s", f.Command, f.Body, want)
+		}
+	}
+	// The bridge is back: a new message reaches the subscription.
+	p = b.raw(t)
+	p.connect("accept-version:1.2", "host:localhost")
+	p.send("SEND\ndestination:/topic/news.d\npersistent:true\nreceipt:4\n\nn4\x00")
+	p.read()
+	if f := r.read(); f.Command != frame.MESSAGE || string(f.Body) != "n4" {
+		t.Fatalf("got %s %q, want MESSAGE n4", f.Command, f.Body)
 	}
 }
