@@ -3,7 +3,9 @@ package main
 // The crash test: the broker runs as a child process (this test binary re-executed with crashChildEnv
 // set) and is killed with SIGKILL while publishers stream numbered messages. After each restart every
 // message acknowledged before a kill must be delivered: at least once at QoS 1 (and for STOMP persistent
-// messages), exactly once at QoS 2.
+// messages), exactly once at QoS 2. Streams: MQTT QoS 1 and STOMP persistent to an offline MQTT session,
+// MQTT QoS 2 to it, MQTT QoS 1 and STOMP persistent to a queue, STOMP persistent to a durable
+// subscription.
 
 import (
 	"bufio"
@@ -318,6 +320,38 @@ func pubSTOMP(addr, dest, prefix string, next *int, a *acked, stop <-chan struct
 	}
 }
 
+// stompDurable creates the durable subscription id on topic and disconnects.
+func stompDurable(addr, topic, id string) error {
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, r := frame.NewWriter(nc), frame.NewReader(nc)
+	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := w.Write(frame.New(frame.CONNECT, frame.AcceptVersion, "1.2", frame.Host, "localhost")); err != nil {
+		return err
+	}
+	if err := w.Write(frame.New(frame.SUBSCRIBE, frame.Id, id, frame.Destination, topic, "persistent", "true")); err != nil {
+		return err
+	}
+	if err := w.Write(frame.New(frame.DISCONNECT, frame.Receipt, "bye")); err != nil {
+		return err
+	}
+	for {
+		f, err := r.Read()
+		if err != nil {
+			return err
+		}
+		if f != nil && f.Command == frame.RECEIPT {
+			return nil
+		}
+		if f != nil && f.Command == frame.ERROR {
+			return fmt.Errorf("durable subscribe: %s", f.Header.Get(frame.Message))
+		}
+	}
+}
+
 // drainSession connects the persistent session id, completes every delivery (PUBACK, or PUBREC then
 // PUBCOMP after PUBREL) and returns how often each payload arrived, once nothing came for idle.
 func drainSession(t *testing.T, addr, id string, idle time.Duration) map[string]int {
@@ -417,11 +451,16 @@ func TestCrashKill9LosesNothingAcknowledged(t *testing.T) {
 	}
 	sub.send(&packet.DisconnectPacket{})
 	sub.nc.Close()
+	// The durable subscription: created, then offline until the end.
+	if err := stompDurable(b.addr, "/topic/crash.dsub", "dd"); err != nil {
+		b.kill()
+		t.Fatal(err)
+	}
 
 	var (
-		topic1, queue1, stompQueue, stompTopic acked
-		nTopic1, nQueue1, nStompQ, nStompT     int
-		q2                                     qos2Pub
+		topic1, queue1, stompQueue, stompTopic, stompDsub acked
+		nTopic1, nQueue1, nStompQ, nStompT, nStompD       int
+		q2                                                qos2Pub
 	)
 	const kills = 3
 	for round := 0; round <= kills; round++ {
@@ -446,13 +485,14 @@ func TestCrashKill9LosesNothingAcknowledged(t *testing.T) {
 		run(func() error { return pubSTOMP(b.addr, "/queue/crash", "sq", &nStompQ, &stompQueue, stop) })
 		run(func() error { return pubSTOMP(b.addr, "/topic/crash.topic", "st", &nStompT, &stompTopic, stop) })
 		run(func() error { return q2.run(b.addr, "crash/q2", stop, limit) })
+		run(func() error { return pubSTOMP(b.addr, "/topic/crash.dsub", "sd", &nStompD, &stompDsub, stop) })
 		time.Sleep(time.Duration(300+rand.IntN(300)) * time.Millisecond)
 		if round < kills {
 			b.kill() // mid-stream
 			wg.Wait()
 			close(stop)
-			t.Logf("kill %d: acknowledged so far: %d QoS 1 to the session, %d QoS 1 to the queue, %d STOMP to the queue, %d STOMP to the session, %d QoS 2",
-				round+1, len(topic1.names()), len(queue1.names()), len(stompQueue.names()), len(stompTopic.names()), len(q2.a.names()))
+			t.Logf("kill %d: acknowledged so far: %d QoS 1 to the session, %d QoS 1 to the queue, %d STOMP to the queue, %d STOMP to the session, %d QoS 2, %d STOMP to the durable subscription",
+				round+1, len(topic1.names()), len(queue1.names()), len(stompQueue.names()), len(stompTopic.names()), len(q2.a.names()), len(stompDsub.names()))
 			continue
 		}
 		close(stop)
@@ -462,6 +502,7 @@ func TestCrashKill9LosesNothingAcknowledged(t *testing.T) {
 
 	session := drainSession(t, b.addr, "offline", time.Second)
 	queue := drainQueue(t, b.addr, "/queue/crash", time.Second)
+	dsub := drainQueue(t, b.addr, "/dsub/dd", time.Second)
 	check := func(what string, a *acked, got map[string]int, exactlyOnce bool) {
 		t.Helper()
 		names := a.names()
@@ -493,6 +534,7 @@ func TestCrashKill9LosesNothingAcknowledged(t *testing.T) {
 	check("MQTT QoS 2 to an offline session", &q2.a, session, true)
 	check("MQTT QoS 1 to a queue", &queue1, queue, false)
 	check("STOMP persistent to a queue", &stompQueue, queue, false)
+	check("STOMP persistent to a durable subscription", &stompDsub, dsub, false)
 	// QoS 2 exactly once covers the unacknowledged too: nothing arrives twice.
 	for name, c := range session {
 		if strings.HasPrefix(name, "q2-") && c > 1 {
