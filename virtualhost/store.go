@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/router"
@@ -43,6 +44,34 @@ type persistence struct {
 
 	// failed counts journal writes that failed with nobody waiting for them (see Journal).
 	failed atomic.Uint64
+
+	stopSweep chan struct{} // closed by close; nil without a sweeper
+	sweepDone chan struct{}
+}
+
+// sweepInterval is how often a durable host deletes expired messages from its store, so messages
+// nobody consumes do not hold disk space forever. The router and sessions drop them from memory when
+// they reach them.
+var sweepInterval = time.Minute
+
+// sweepLimit bounds the entries one sweep deletes (one commit); the rest wait for the next sweep.
+const sweepLimit = 10000
+
+// sweep deletes expired entries every interval until close.
+func (p *persistence) sweep(every time.Duration) {
+	defer close(p.sweepDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stopSweep:
+			return
+		case <-t.C:
+			if _, err := p.st.RemoveExpired(time.Now().UnixMilli(), sweepLimit); err != nil {
+				p.failed.Add(1)
+			}
+		}
+	}
 }
 
 // openPersistence opens the store c configures (or uses given, see WithStore); a memory host gets no
@@ -63,6 +92,8 @@ func openPersistence(c conf.VirtualHost, given store.Store, log badgerstore.Logg
 		return nil, fmt.Errorf("store %q: %w", c.Store.Directory, err)
 	}
 	p.st, p.durable = st, true
+	p.stopSweep, p.sweepDone = make(chan struct{}), make(chan struct{})
+	go p.sweep(sweepInterval)
 	return p, nil
 }
 
@@ -172,6 +203,10 @@ func (p *persistence) close() error {
 		return nil
 	}
 	p.closed = true
+	if p.stopSweep != nil {
+		close(p.stopSweep)
+		<-p.sweepDone
+	}
 	return p.st.Close()
 }
 

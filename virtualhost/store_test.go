@@ -275,3 +275,31 @@ func TestDeadLetterSurvivesReopen(t *testing.T) {
 		t.Fatalf("dlq.work holds %d after reopen, want 1", n)
 	}
 }
+
+// Expired messages nobody consumes leave the store on the sweeper's schedule.
+func TestExpiredMessagesSwept(t *testing.T) {
+	defer virtualhost.SetSweepInterval(20 * time.Millisecond)()
+	h := open(t, durableConf(t.TempDir()))
+	qd := router.Destination{Kind: router.Queue, Path: []string{"short"}}
+	exp := time.Now().Add(50 * time.Millisecond).UnixMilli()
+	if err := publishWait(t, h, &router.Message{Dest: qd, Body: []byte("x"), QoS: 1, Persistent: true, Expires: exp}); err != nil {
+		t.Fatal(err)
+	}
+	if err := publishWait(t, h, &router.Message{Dest: qd, Body: []byte("y"), QoS: 1, Persistent: true}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := h.Store().Recover(store.Visitor{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.QueueEntries == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store still holds %d entries; the expired one was not swept", c.QueueEntries)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
