@@ -724,7 +724,14 @@ drain:
 		bytes += s.bytes
 		lat.merge(&s.lat)
 	}
-	if inOrder := r.Received - r.OutOfOrder; inOrder < expected {
+	// A sequence number lower than one already seen is a duplicate (redelivery) for a topic subscriber.
+	// A queue consumer may also see a legitimate reordering (ActiveMQ re-dispatches this way with
+	// cumulative client acks) while each message still arrives exactly once, so a queue's loss is counted.
+	inOrder := r.Received - r.OutOfOrder
+	if c.mode == "queue" {
+		inOrder = r.Received
+	}
+	if inOrder < expected {
 		r.Lost = expected - inOrder
 	}
 	r.Latency = lat.summary()

@@ -31,6 +31,10 @@ const (
 	ackClientIndividual = "client-individual"
 )
 
+// receiptGather bounds how long a producer with a full receipt window, having got one receipt back, waits
+// for more before it resumes; see stompPublisher.take.
+const receiptGather = 200 * time.Microsecond
+
 // receiptBye is the receipt asked for by DISCONNECT; receipts of SENDs are decimal sequence numbers.
 const receiptBye = "bye"
 
@@ -485,7 +489,8 @@ type stompPublisher struct {
 	readerDone chan struct{}
 	readerErr  error // set before readerDone closes
 	closing    atomic.Bool
-	receipt    [32]byte // scratch for the receipt header, owned by the writer
+	receipt    [32]byte    // scratch for the receipt header, owned by the writer
+	gather     *time.Timer // take's wait for further receipts, made once
 }
 
 func (p *stompPublisher) run() error {
@@ -570,7 +575,10 @@ func (p *stompPublisher) writeLoop() error {
 }
 
 // take takes a receipt token. When the window is full it flushes and waits until a quarter of it is free,
-// so that a broker answering receipt by receipt does not cost a write per SEND.
+// so that a broker answering receipt by receipt does not cost a write per SEND; but once one receipt is in
+// it waits at most receiptGather for more. A broker with Nagle's algorithm on (ActiveMQ's default) holds
+// its second small RECEIPT until our delayed ACK, tens of milliseconds, and waiting for the whole quarter
+// would stall the producer that long every round.
 func (p *stompPublisher) take() error {
 	if p.stashed > 0 {
 		p.stashed--
@@ -584,10 +592,21 @@ func (p *stompPublisher) take() error {
 	if err := p.c.bw.Flush(); err != nil {
 		return err
 	}
+	if p.gather == nil {
+		p.gather = time.NewTimer(time.Hour)
+	}
+	defer p.gather.Stop()
 	for need := max(1, cap(p.tokens)/4); p.stashed < need; {
+		var gathered <-chan time.Time
+		if p.stashed > 0 {
+			p.gather.Reset(receiptGather)
+			gathered = p.gather.C
+		}
 		select {
 		case <-p.tokens:
 			p.stashed++
+		case <-gathered:
+			return p.take()
 		case <-p.readerDone:
 			return p.readerErrOr(io.ErrUnexpectedEOF)
 		case <-p.spec.ctl.stopCh:
