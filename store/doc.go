@@ -35,6 +35,7 @@
 //	persistent publish to queue Q          PutEntry{Q, seq, msg} → ack
 //	… to several durable targets at once   one Commit with a PutEntry per target, same *Message → ack
 //	consumer ack                           DeleteEntry{Q, seq} (done may be nil)
+//	delivered past the mark                PutQueue{Q, Delivered: seq + window} (once per window)
 //	redelivery count after a nack          PutEntry{Q, seq, msg, Redeliveries+1}
 //	to the dead-letter queue               DeleteEntry{Q, seq} + PutEntry{DLQ, seq', msg}
 //	offline MQTT session gets a message    PutEntry{ListSession, client, seq, msg, QoS}
@@ -56,20 +57,27 @@
 // str(s) is uvarint(len(s)) followed by the bytes; u64 and u16 are big-endian, so keys sort by number.
 //
 //	v                                  "1": the format version; Open refuses any other (ErrVersion)
-//	m u64(id)                          message: flags(1: persistent, 2: retain) qos priority destKind
-//	                                   varint(expires) uvarint(n) n×str(path segment) str(origin)
-//	                                   str(content type) uvarint(n) n×(str(name) str(value)) body…
+//	m u64(id)                          message: flags(1: persistent, 2: retain, 4: group) qos priority
+//	                                   destKind varint(expires) uvarint(n) n×str(path segment)
+//	                                   str(origin) str(content type) uvarint(n) n×(str(name) str(value))
+//	                                   [str(group), when flag 4] body…
 //	c u64(id)                          uvarint(reference count); absent = 0 = no body
-//	q str(name)                        queue record: kind (1 byte)
+//	q str(name)                        queue record: kind (1 byte) [uvarint(delivered mark)]
 //	d str(id)                          durable subscription: str(filter) str(selector)
 //	s str(client id)                   session: protocol version, uvarint(expiry s), varint(disconnected
 //	                                   at ms), uvarint(n) n×(str(filter) qos options uvarint(identifier))
+//	                                   [str(owner)]
 //	e list str(owner) u64(seq)         list entry (list 1 queue, 2 dsub, 3 session): uvarint(message id)
 //	                                   uvarint(redeliveries) qos varint(expires)
 //	i str(client id) u16(packet id)    outbound in-flight: state qos uvarint(message id, 0 = none)
 //	p str(client id) u16(packet id)    inbound QoS 2 id awaiting PUBREL: empty value
 //	r str(topic)                       retained: uvarint(message id)
 //	x u64(expires ms) <entry key>      expiry index of entries whose message expires; empty value
+//
+// Fields in [brackets] were added within format version 1 without changing the version: a record
+// written before them lacks them and decodes with the zero value (no group, no owner, no delivered
+// mark), and a writer leaves them out when zero, so an older build reads every record it can have written
+// itself. The message group hides behind a flag bit because the body runs to the end of the value.
 //
 // Export and Import move all of it to and from a line-delimited JSON stream (see Export) for backups and
 // format upgrades.

@@ -99,7 +99,9 @@ type Message struct {
 	Expires     int64 // Unix milliseconds; 0 = never
 	ContentType string
 	Headers     []Header
-	Body        []byte
+	// Group is the message group (the router's Message.Group); "" = none.
+	Group string
+	Body  []byte
 }
 
 // Entry is one message reference in a list.
@@ -135,6 +137,9 @@ type Queue struct {
 	Name string
 	// Kind is the caller's classification (the router's destination kind, or its own DLQ marker); opaque.
 	Kind uint8
+	// Delivered is the caller's delivery mark: entries with Seq <= Delivered may have been delivered
+	// before a crash (so they are redeliveries). 0 = none. The caller allocates new seqs above it.
+	Delivered uint64
 }
 
 // DurableSub is a durable subscription's record (STOMP /dsub, persistent:true).
@@ -161,6 +166,9 @@ type Session struct {
 	// DisconnectedAt is Unix milliseconds of the last disconnect; 0 while connected.
 	DisconnectedAt int64
 	Subscriptions  []Subscription
+	// Owner is the user the session belongs to ("" = anonymous), so a restored session is resumed only
+	// by its user.
+	Owner string
 }
 
 // InflightState is where an outbound QoS 1/2 delivery stands.

@@ -45,6 +45,8 @@ func Run(t *testing.T, b Backend) {
 		{"Retained", testRetained},
 		{"RecoverCounts", testRecover},
 		{"GroupCommit", testGroupCommit},
+		{"EmptyCommitIsABarrier", testBarrier},
+		{"QueueDeliveredMark", testDeliveredMark},
 		{"FlushDelayCancels", testFlushDelay},
 		{"FailedBatchAppliesNothing", testFault},
 		{"InvalidOpRefused", testInvalid},
@@ -162,7 +164,7 @@ func testMessageRoundTrip(t *testing.T, b Backend) {
 	s := fresh(t, b, Options{})
 	m := &store.Message{ID: 42, DestKind: 3, DestPath: []string{"", "a", "b/c", ""}, Origin: "/queue/.a.b%2Fc.",
 		QoS: 2, Persistent: true, Retain: true, Priority: 9, Expires: 1 << 50, ContentType: "text/plain",
-		Headers: []store.Header{{Name: "k", Value: "v"}, {Name: "k", Value: "v2"}, {}}, Body: bytes.Repeat([]byte{0, 1, 0xff}, 2000)}
+		Headers: []store.Header{{Name: "k", Value: "v"}, {Name: "k", Value: "v2"}, {}}, Group: "g/1", Body: bytes.Repeat([]byte{0, 1, 0xff}, 2000)}
 	empty := &store.Message{ID: 43}
 	apply(t, s, store.PutEntry{Entry: store.Entry{List: store.ListSession, Owner: "c", Seq: 1, QoS: 1,
 		Redeliveries: 3, Msg: m}}, put(store.ListSession, "c", 2, empty))
@@ -266,7 +268,7 @@ func testCascades(t *testing.T, b Backend) {
 func testSession(t *testing.T, b Backend) {
 	s := fresh(t, b, Options{})
 	sess := store.Session{ClientID: "client-1", ProtocolVersion: 5, ExpiryInterval: 3600, DisconnectedAt: 1700000000000,
-		Subscriptions: []store.Subscription{{Filter: "a/+/c", QoS: 2, Options: 0x0c, Identifier: 7}, {Filter: "#", QoS: 0}}}
+		Owner: "alice", Subscriptions: []store.Subscription{{Filter: "a/+/c", QoS: 2, Options: 0x0c, Identifier: 7}, {Filter: "#", QoS: 0}}}
 	m1, m2 := msg(1, "one"), msg(2, "two")
 	apply(t, s, store.PutSession{Session: sess},
 		store.PutInflight{Inflight: store.Inflight{ClientID: "client-1", PacketID: 300, State: store.InflightPublish, QoS: 2, Msg: m2}},
@@ -428,6 +430,36 @@ func testGroupCommit(t *testing.T, b Backend) {
 }
 
 // testFlushDelay: with flush_delay, a message enqueued and consumed before the flush is never written.
+// testBarrier: a commit without ops completes after every commit queued before it, so a reader that
+// waits for one sees their writes (the router loads a swapped-out backlog this way).
+func testBarrier(t *testing.T, b Backend) {
+	s := fresh(t, b, Options{FlushDelay: 20 * time.Millisecond})
+	for i := uint64(1); i <= 50; i++ {
+		s.CommitFunc(nil, put(store.ListQueue, "q", i, msg(i, "x")))
+	}
+	if err := <-s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if es := entries(t, s, store.ListQueue, "q", 0, 100); len(es) != 50 {
+		t.Fatalf("after the barrier: %d entries, want 50", len(es))
+	}
+}
+
+// testDeliveredMark: a queue record's delivered mark is replaced by the next PutQueue and recovered.
+func testDeliveredMark(t *testing.T, b Backend) {
+	s := fresh(t, b, Options{})
+	apply(t, s, store.PutQueue{Queue: store.Queue{Name: "q", Kind: 1, Delivered: 1000}},
+		put(store.ListQueue, "q", 5, msg(1, "a")))
+	apply(t, s, store.PutQueue{Queue: store.Queue{Name: "q", Kind: 1, Delivered: 1 << 40}})
+	var got []store.Queue
+	if _, err := s.Recover(store.Visitor{Queue: func(q store.Queue, _ store.ListInfo) error { got = append(got, q); return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []store.Queue{{Name: "q", Kind: 1, Delivered: 1 << 40}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("queues: got %+v, want %+v", got, want)
+	}
+}
+
 func testFlushDelay(t *testing.T, b Backend) {
 	s := fresh(t, b, Options{FlushDelay: 300 * time.Millisecond})
 	before := s.Stats()

@@ -113,7 +113,7 @@ func (b *batch) unref(id uint64) {
 func (b *batch) apply(op store.Op) error {
 	switch o := op.(type) {
 	case store.PutQueue:
-		b.set(keyQueue(o.Queue.Name), []byte{o.Queue.Kind}, baseUnknown)
+		b.set(keyQueue(o.Queue.Name), encodeQueue(o.Queue), baseUnknown)
 	case store.DeleteQueue:
 		b.del(keyQueue(o.Name), baseUnknown)
 		return b.deleteList(store.ListQueue, o.Name)

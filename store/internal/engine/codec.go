@@ -148,10 +148,13 @@ func (d *dec) end(what string) error {
 const (
 	flagPersistent = 1 << 0
 	flagRetain     = 1 << 1
+	// flagGroup marks a message with a group, written as str(group) between the headers and the body.
+	// Records written before groups were stored lack the flag and decode with no group.
+	flagGroup = 1 << 2
 )
 
 func encodeMessage(m *store.Message) []byte {
-	n := 32 + len(m.Origin) + len(m.ContentType) + len(m.Body)
+	n := 32 + len(m.Origin) + len(m.ContentType) + len(m.Group) + len(m.Body)
 	for _, s := range m.DestPath {
 		n += len(s) + 2
 	}
@@ -166,6 +169,9 @@ func encodeMessage(m *store.Message) []byte {
 	if m.Retain {
 		flags |= flagRetain
 	}
+	if m.Group != "" {
+		flags |= flagGroup
+	}
 	b = append(b, flags, m.QoS, m.Priority, m.DestKind)
 	b = binary.AppendVarint(b, m.Expires)
 	b = binary.AppendUvarint(b, uint64(len(m.DestPath)))
@@ -177,6 +183,9 @@ func encodeMessage(m *store.Message) []byte {
 	b = binary.AppendUvarint(b, uint64(len(m.Headers)))
 	for _, h := range m.Headers {
 		b = appendStr(appendStr(b, h.Name), h.Value)
+	}
+	if m.Group != "" {
+		b = appendStr(b, m.Group)
 	}
 	return append(b, m.Body...)
 }
@@ -209,6 +218,9 @@ func decodeMessage(id uint64, v []byte) (*store.Message, error) {
 		}
 	} else if n > 0 {
 		d.fail()
+	}
+	if flags&flagGroup != 0 {
+		m.Group = d.str()
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: message %d", d.err, id)
@@ -292,6 +304,9 @@ func encodeSession(s store.Session) []byte {
 		b = append(b, sub.QoS, sub.Options)
 		b = binary.AppendUvarint(b, uint64(sub.Identifier))
 	}
+	if s.Owner != "" {
+		b = appendStr(b, s.Owner)
+	}
 	return b
 }
 
@@ -308,7 +323,28 @@ func decodeSession(cid string, v []byte) (store.Session, error) {
 	} else if n > 0 {
 		d.fail()
 	}
+	if d.err == nil && len(d.b) > 0 {
+		s.Owner = d.str() // absent in records written before owners were stored
+	}
 	return s, d.end("session")
+}
+
+// encodeQueue is a queue record's value: its kind, then uvarint(delivered mark) when set.
+func encodeQueue(q store.Queue) []byte {
+	b := []byte{q.Kind}
+	if q.Delivered > 0 {
+		b = binary.AppendUvarint(b, q.Delivered)
+	}
+	return b
+}
+
+func decodeQueue(name string, v []byte) (store.Queue, error) {
+	d := dec{b: v}
+	q := store.Queue{Name: name, Kind: d.byte()}
+	if d.err == nil && len(d.b) > 0 {
+		q.Delivered = d.uvarint() // absent in records written before the mark was stored
+	}
+	return q, d.end("queue")
 }
 
 // inflightVal is an in-flight record's value; MsgID is 0 in the release state.

@@ -154,10 +154,11 @@ func recoverQueues(r Reader, v store.Visitor, c *store.Counts) error {
 	}
 	queues := make(map[string]store.Queue)
 	err = records(r, pQueue, func(name string, _, val []byte) error {
-		if len(val) != 1 {
-			return fmt.Errorf("%w: queue %q", store.ErrCorrupt, name)
+		q, err := decodeQueue(name, val)
+		if err != nil {
+			return fmt.Errorf("%w: queue %q", err, name)
 		}
-		queues[name] = store.Queue{Name: name, Kind: val[0]}
+		queues[name] = q
 		return nil
 	})
 	if err != nil {
