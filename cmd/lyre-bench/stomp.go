@@ -575,8 +575,8 @@ func (p *stompPublisher) writeLoop() error {
 }
 
 // take takes a receipt token. When the window is full it flushes and waits until a quarter of it is free,
-// so that a broker answering receipt by receipt does not cost a write per SEND; but once one receipt is in
-// it waits at most receiptGather for more. A broker with Nagle's algorithm on (ActiveMQ's default) holds
+// so that a broker answering receipt by receipt does not cost a write per SEND; but once a receipt is in
+// it waits at most receiptGather for the next one. A broker with Nagle's algorithm on (ActiveMQ's default) holds
 // its second small RECEIPT until our delayed ACK, tens of milliseconds, and waiting for the whole quarter
 // would stall the producer that long every round.
 func (p *stompPublisher) take() error {
