@@ -36,6 +36,23 @@
 // redelivery, and a message that reaches its policy's NakLimit moves to the policy's dead-letter queue
 // (or is dropped without one).
 //
+// # Swapping
+//
+// A queue whose persistent messages are journalled (kind Queue or DurableSub, Options.Journal set) holds
+// at most Options.SwapMessages waiting messages, and SwapBytes of them, in memory. Beyond that, arriving
+// persistent messages stay in the journal only (the queue counts them) and are loaded back in windows
+// through Journal.Load, in sequence order, as consumers drain the messages in memory to half the bound;
+// non-persistent messages arriving meanwhile wait in memory for the loads to reach them, so sequence
+// order holds across both. A backlog restored at startup (RestoreBacklog) is loaded the same way, so
+// neither its size nor the startup time depends on it. What sees only the messages in memory: priority
+// (a swapped-out backlog is dispatched by priority within each loaded window), selectors (a consumer
+// whose selector refuses every message in a full window waits for other consumers to drain it),
+// browsers and FullDropHead. In-flight messages are bounded by consumer credit, not by the window.
+//
+// A journalled queue also journals a delivered mark (Journal.Delivered) once per DeliveredWindow sequence
+// numbers, before the deliveries it covers, so messages delivered but unacknowledged at a crash come
+// back marked as redeliveries, without a write per delivery.
+//
 // Queue policies (Options.QueuePolicies, first filter match) set the quota, the full policy, NakLimit,
 // the DLQ and AutoDeleteAfter. A queue holds at most its quota of messages and bytes, waiting plus
 // unacknowledged (defaults Options.MaxQueueMessages and MaxQueueBytes). When full, FullBlock (default)

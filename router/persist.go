@@ -26,7 +26,29 @@ type Journal interface {
 	// Dequeue records that the message with queue sequence number seq left queue d for good
 	// (acknowledged, expired, dropped or dead-lettered). Called with the queue's lock held.
 	Dequeue(d Destination, seq uint64)
+	// Delivered records queue d's delivered mark: messages with queue sequence numbers up to mark may
+	// have been delivered. After a crash, those still journalled come back as redeliveries (see
+	// RestoreBacklog). Called with the queue's lock held, before the deliveries it covers, once per
+	// DeliveredWindow sequence numbers.
+	Delivered(d Destination, mark uint64)
+	// Load returns up to limit journalled messages of queue d with queue sequence number >= from, in
+	// ascending order. It must include every Enqueue made before the call, written yet or not. The router
+	// calls it with the queue's lock held when the queue's in-memory window runs low (Options.SwapMessages),
+	// so it must not wait for writes.
+	Load(d Destination, from uint64, limit int) ([]Stored, error)
 }
+
+// Stored is a journalled queue message, as Journal.Load returns it.
+type Stored struct {
+	Seq          uint64
+	Redeliveries uint32
+	Msg          *Message
+}
+
+// DeliveredWindow is how far past the highest delivered sequence number a queue's delivered mark
+// (Journal.Delivered) is set, so the mark is written once per window of deliveries, not per delivery. A
+// crash can therefore mark up to this many undelivered messages as redeliveries, never the reverse.
+const DeliveredWindow = 256
 
 // journalsLocked reports whether q journals it: persistent messages of named and durable-subscription
 // queues (not temporary queues, whose owner's connection bounds their life).
@@ -58,6 +80,64 @@ func (q *queue) journalPoisoned(it *qitem) {
 	}
 }
 
+// markDeliveryLocked advances the queue's delivered mark before it is delivered.
+func (q *queue) markDeliveryLocked(it *qitem) {
+	if !q.journalsLocked(it) {
+		return
+	}
+	if it.order > q.markSent {
+		q.markSent = it.order + DeliveredWindow
+		q.r.opts.Journal.Delivered(q.dest, q.markSent)
+	}
+	q.delivMax = max(q.delivMax, it.order)
+}
+
+// exactMarkLocked journals the queue's delivered mark as the highest sequence number actually
+// delivered, at Close, so that after a graceful restart only delivered messages count as redeliveries.
+// A delivery after it journals a window again.
+func (q *queue) exactMarkLocked() {
+	if q.markSent > q.delivMax && q.delivMax > 0 {
+		q.markSent = q.delivMax
+		q.r.opts.Journal.Delivered(q.dest, q.markSent)
+	}
+}
+
+// RestoreBacklog tells the router that queue d (kind Queue or DurableSub) holds count journalled
+// messages with sequence numbers first to last, and that those up to delivered may have been delivered
+// before the restart (Journal.Delivered): they come back with at least one redelivery. Nothing is loaded
+// now; the queue loads its messages through Journal.Load in windows as consumers drain it, so a backlog
+// of millions costs no startup time and no memory. With count 0 it only records the mark: the queue's
+// new sequence numbers start above it. Call it before any client connects, with a Journal set. Quotas
+// count the restored messages (but not their bytes, unknown until loaded); they are not applied.
+func (r *Router) RestoreBacklog(d Destination, count int, first, last, delivered uint64) {
+	floor := max(last, delivered)
+	if count <= 0 || r.opts.Journal == nil {
+		if floor > 0 {
+			var kb [256]byte
+			key := appendPathKey(kb[:0], int(d.Kind), d.Path)
+			r.qmu.Lock()
+			if r.seqFloors == nil {
+				r.seqFloors = make(map[string]uint64)
+			}
+			r.seqFloors[string(key)] = max(r.seqFloors[string(key)], floor)
+			r.qmu.Unlock()
+		}
+		return
+	}
+	q := r.lockedQueue(d, true)
+	defer q.mu.Unlock()
+	if q.swapped == 0 {
+		q.swapFrom = first
+	}
+	q.swapFrom = min(q.swapFrom, first)
+	q.swapped += count
+	q.held += count
+	q.arrivals = max(q.arrivals, floor)
+	q.crashMark = max(q.crashMark, delivered)
+	q.markSent = max(q.markSent, delivered)
+	q.delivMax = max(q.delivMax, delivered) // they may have been delivered: keep them marked
+}
+
 // RestoreQueued puts a message recovered from the journal back in queue d (kind Queue or DurableSub) with its queue
 // sequence number and redelivery count, without journalling it. Call it before any client connects, in
 // ascending seq per queue; quotas are not applied (the messages were accepted before the restart).
@@ -65,10 +145,8 @@ func (r *Router) RestoreQueued(d Destination, seq uint64, redeliveries uint32, m
 	q := r.lockedQueue(d, true)
 	defer q.mu.Unlock()
 	it := &qitem{msg: m, order: seq, size: itemSize(m), redeliveries: redeliveries, prio: min(m.Priority, MaxPriority)}
-	q.levels[it.prio].insert(it)
-	q.top = max(q.top, it.prio)
+	q.pushWaitingLocked(it)
 	q.arrivals = max(q.arrivals, seq)
-	q.waiting++
 	q.held++
 	q.heldBytes += it.size
 }

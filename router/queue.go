@@ -43,6 +43,19 @@ type queue struct {
 	heldBytes int64
 	maxMsgs   int
 	maxBytes  int64
+	memBytes  int64 // bytes of the waiting messages in levels
+
+	// Swapping (swap.go): swapped persistent waiting messages are in the journal only, with sequence
+	// numbers from swapFrom on; parked holds the non-journalled ones that arrived meanwhile, in sequence
+	// order, until the loads pass them. Every message in levels has a lower sequence number than both.
+	swapped      int
+	swappedBytes int64 // known bytes of the swapped messages (unknown for a restored backlog)
+	swapFrom     uint64
+	parked       []*qitem
+	loadAvg      int64  // average size of the last window loaded; 0 = unknown
+	crashMark    uint64 // restored delivered mark: messages up to it come back as redeliveries
+	markSent     uint64 // the delivered mark last journalled
+	delivMax     uint64 // highest sequence number delivered of a journalled message
 
 	consumers []*Consumer // competing consumers in attach order
 	browsers  []*Consumer
@@ -84,8 +97,7 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 			pr.Dropped = 1
 			return pr
 		case FullDropHead:
-			for q.fullFor(size) && q.waiting > 0 {
-				q.evictOldestLocked()
+			for q.fullFor(size) && q.evictOldestLocked() {
 				pr.Dropped++
 			}
 			if q.fullFor(size) {
@@ -103,17 +115,21 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 	q.arrivals++
 	it := &qitem{msg: m, order: q.arrivals, size: size, prio: min(m.Priority, MaxPriority)}
 	q.journalEnqueueLocked(it)
-	q.levels[it.prio].pushBack(it)
-	q.top = max(q.top, it.prio)
-	q.waiting++
 	q.held++
 	q.heldBytes += size
+	if !q.swapOutLocked(it) {
+		q.pushWaitingLocked(it)
+	}
 	pr.Delivered = q.dispatchLocked()
 	return pr
 }
 
-// evictOldestLocked drops the waiting message with the lowest sequence number (FullDropHead).
-func (q *queue) evictOldestLocked() {
+// evictOldestLocked drops the waiting message with the lowest sequence number (FullDropHead), loading
+// it first when it is swapped out. It reports false when nothing waits.
+func (q *queue) evictOldestLocked() bool {
+	if q.waiting == 0 && !q.loadLocked(1) {
+		return false
+	}
 	best := -1
 	for p := range q.levels {
 		w := &q.levels[p]
@@ -124,7 +140,17 @@ func (q *queue) evictOldestLocked() {
 	it := q.levels[best].at(0)
 	q.levels[best].removeAt(0)
 	q.waiting--
+	q.memBytes -= it.size
 	q.releaseLocked(it)
+	return true
+}
+
+// pushWaitingLocked adds it to the waiting messages in memory, in sequence order.
+func (q *queue) pushWaitingLocked(it *qitem) {
+	q.levels[it.prio].insert(it)
+	q.top = max(q.top, it.prio)
+	q.waiting++
+	q.memBytes += it.size
 }
 
 // releaseLocked forgets a message for good and wakes publishers waiting for room.
@@ -149,9 +175,7 @@ func (q *queue) requeueLocked(it *qitem) (poisoned bool) {
 		return true
 	}
 	q.journalEnqueueLocked(it)
-	q.levels[it.prio].insert(it)
-	q.top = max(q.top, it.prio)
-	q.waiting++
+	q.pushWaitingLocked(it)
 	return false
 }
 
@@ -220,9 +244,23 @@ func (q *queue) roundRobinLocked(active []*Consumer, it *qitem) *Consumer {
 // accept them. A message no ready consumer accepts stays and later ones are tried; this scan is linear in
 // the waiting messages when selectors or busy group owners hold some back. A message whose consumer's sink
 // is full stays in place and that consumer waits for Resume. Expired messages are dropped. It returns the
-// deliveries made.
+// deliveries made. A swapped-out backlog is loaded in windows as the waiting messages in memory run low.
 func (q *queue) dispatchLocked() int {
 	delivered := q.browseLocked()
+	q.refillLocked()
+	for {
+		n := q.dispatchWaitingLocked()
+		delivered += n
+		if n == 0 || q.swapped == 0 || !q.refillLocked() {
+			break
+		}
+	}
+	return delivered
+}
+
+// dispatchWaitingLocked is one pass of dispatchLocked over the waiting messages in memory.
+func (q *queue) dispatchWaitingLocked() int {
+	delivered := 0
 	active := q.activeLocked()
 	var now int64
 	for q.top > 0 && q.levels[q.top].len() == 0 {
@@ -243,6 +281,7 @@ func (q *queue) dispatchLocked() int {
 				if it.msg.Expires <= now {
 					w.removeAt(i)
 					q.waiting--
+					q.memBytes -= it.size
 					q.releaseLocked(it)
 					q.r.dropped.Add(1)
 					continue
@@ -253,6 +292,7 @@ func (q *queue) dispatchLocked() int {
 				i++
 				continue
 			}
+			q.markDeliveryLocked(it)
 			q.seq++
 			d := Delivery{Msg: it.msg, Sub: c.sub, Seq: q.seq, Redeliveries: it.redeliveries, QueueSeq: it.order}
 			if !c.sub.Sink.Deliver(d) {
@@ -261,6 +301,7 @@ func (q *queue) dispatchLocked() int {
 			}
 			w.removeAt(i)
 			q.waiting--
+			q.memBytes -= it.size
 			delivered++
 			if c.autoAck {
 				q.releaseLocked(it)
@@ -436,6 +477,8 @@ func (r *Router) lockedQueueLimit(d Destination, create, limit bool) (*queue, er
 func (r *Router) newQueue(key string, d Destination) *queue {
 	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)},
 		maxMsgs: r.opts.MaxQueueMessages, maxBytes: r.opts.MaxQueueBytes}
+	q.arrivals = r.seqFloors[key]
+	q.markSent = q.arrivals
 	if p := r.queuePolicy(d); p != nil {
 		q.pol = p
 		if p.MaxMessages > 0 {
@@ -480,6 +523,7 @@ func (r *Router) dropIdleQueue(q *queue, after time.Duration) {
 		return // it was used meanwhile; a later idle period has its own timer
 	}
 	if q.idleLocked() && r.queues[q.key] == q {
+		r.keepSeqFloorLocked(q)
 		q.dead = true
 		q.idleTimer = nil
 		delete(r.queues, q.key)
@@ -524,14 +568,15 @@ func (r *Router) QueueDepth(path []string) int {
 	return r.QueueDepthOf(Destination{Kind: Queue, Path: path})
 }
 
-// QueueDepthOf returns the number of messages waiting (not in flight) in the queue d names.
+// QueueDepthOf returns the number of messages waiting (not in flight) in the queue d names, swapped
+// out or not.
 func (r *Router) QueueDepthOf(d Destination) int {
 	q := r.lockedQueue(d, false)
 	if q == nil {
 		return 0
 	}
 	defer q.mu.Unlock()
-	return q.waiting
+	return q.waiting + q.swapped + len(q.parked)
 }
 
 // HasQueue reports whether the router currently keeps a queue for d (in use, holding messages, or idle
@@ -569,7 +614,8 @@ func (r *Router) DeleteQueue(d Destination) int {
 	}
 	q.consumers, q.browsers, q.groups = nil, nil, nil
 	q.levels = [MaxPriority + 1]waitList{}
-	q.waiting = 0
+	q.waiting, q.memBytes = 0, 0
+	q.swapped, q.swappedBytes, q.parked = 0, 0, nil
 	q.held, q.heldBytes = 0, 0
 	if q.room != nil {
 		close(q.room)

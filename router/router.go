@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,15 @@ type Options struct {
 	// Journal, when set, is told about changes that must survive a restart (see Journal). nil keeps
 	// everything in memory only.
 	Journal Journal
+	// SwapMessages bounds the waiting messages a journalled queue (kind Queue or DurableSub, with a
+	// Journal) holds in memory. Beyond it, arriving persistent messages stay in the journal only and are
+	// loaded back in windows (Journal.Load) as consumers drain the queue; see the package doc. 0 means
+	// DefaultSwapMessages; a negative value never swaps out (a restored backlog is still loaded in
+	// windows, but all of it).
+	SwapMessages int
+	// SwapBytes bounds the bytes (bodies and headers) of those in-memory waiting messages likewise.
+	// 0 means DefaultSwapBytes.
+	SwapBytes int64
 }
 
 // Defaults applied by New to zero Options fields.
@@ -40,6 +50,8 @@ const (
 	DefaultMaxQueueMessages = 100000
 	DefaultMaxQueueBytes    = 64 << 20
 	DefaultSlowConsumerWait = time.Second
+	DefaultSwapMessages     = 10000
+	DefaultSwapBytes        = 16 << 20
 )
 
 // Router routes messages inside one virtual host: topic fan-out through the subscription trie, retained
@@ -52,6 +64,9 @@ type Router struct {
 
 	qmu    sync.RWMutex
 	queues map[string]*queue
+	// seqFloors holds, per journalled queue key, the sequence number a new incarnation of the queue
+	// starts above: its delivered mark (Journal.Delivered) may be that high. Guarded by qmu.
+	seqFloors map[string]uint64
 
 	nextID    atomic.Uint64
 	published atomic.Uint64
@@ -60,6 +75,8 @@ type Router struct {
 	full      atomic.Uint64
 	deadLet   atomic.Uint64
 	poisoned  atomic.Uint64
+	loads     atomic.Uint64
+	loadErrs  atomic.Uint64
 	closed    atomic.Bool
 }
 
@@ -76,6 +93,15 @@ func New(o Options) *Router {
 	}
 	if o.SlowConsumerWait <= 0 {
 		o.SlowConsumerWait = DefaultSlowConsumerWait
+	}
+	switch {
+	case o.SwapMessages == 0:
+		o.SwapMessages = DefaultSwapMessages
+	case o.SwapMessages < 0:
+		o.SwapMessages = math.MaxInt
+	}
+	if o.SwapBytes <= 0 {
+		o.SwapBytes = DefaultSwapBytes
 	}
 	// Own copies, compiled; a policy that does not validate would match wrongly, so it is left out.
 	var qps []QueuePolicy
@@ -297,10 +323,13 @@ type Stats struct {
 	// Poisoned counts queue messages that reached their policy's NakLimit; DeadLettered counts those
 	// moved to a dead-letter queue (the others were dropped and are in Dropped too).
 	Poisoned, DeadLettered uint64
-	Subscriptions          int // topic subscriptions
-	Retained               int // retained messages
-	Queues                 int // queues in use
-	CachedTopics           int // entries in the match cache
+	// SwapLoads counts windows of swapped-out messages loaded back from the journal; SwapLoadErrors the
+	// loads that failed (the messages stay in the journal and the load is retried on the next dispatch).
+	SwapLoads, SwapLoadErrors uint64
+	Subscriptions             int // topic subscriptions
+	Retained                  int // retained messages
+	Queues                    int // queues in use
+	CachedTopics              int // entries in the match cache
 }
 
 // Stats returns a snapshot of the counters.
@@ -312,8 +341,10 @@ func (r *Router) Stats() Stats {
 		QueueFull: r.full.Load(),
 		Poisoned:  r.poisoned.Load(),
 
-		DeadLettered: r.deadLet.Load(),
-		Retained:     r.retained.len(),
+		DeadLettered:   r.deadLet.Load(),
+		SwapLoads:      r.loads.Load(),
+		SwapLoadErrors: r.loadErrs.Load(),
+		Retained:       r.retained.len(),
 	}
 	r.topics.mu.RLock()
 	s.Subscriptions = r.topics.count
@@ -327,7 +358,8 @@ func (r *Router) Stats() Stats {
 	return s
 }
 
-// Close makes later Publish, Subscribe and Consume calls fail with ErrClosed. It starts no goroutines and
+// Close makes later Publish, Subscribe and Consume calls fail with ErrClosed, and journals each queue's
+// exact delivered mark (see Journal.Delivered). It starts no goroutines and
 // so has none to stop; existing consumers may still Ack, Nack and Close.
 func (r *Router) Close() {
 	r.closed.Store(true)
@@ -336,6 +368,7 @@ func (r *Router) Close() {
 	for _, q := range r.queues {
 		q.mu.Lock()
 		q.stopIdleTimerLocked()
+		q.exactMarkLocked()
 		q.mu.Unlock()
 	}
 }

@@ -1,13 +1,17 @@
 package virtualhost
 
 // Persistence of a virtual host. A host with a `store { directory }` block opens a badger store there at
-// Open, recovers it before any client can connect (retained messages into the router; MQTT sessions kept
-// for the MQTT front-end, see TakeSessions) and journals what must survive a restart. A host without a
+// Open, recovers it before any client can connect (retained messages into the router; queue and durable
+// subscription backlogs as counts the router loads in windows as they are consumed, so a backlog of
+// millions costs neither startup time nor memory; MQTT sessions kept for the MQTT front-end, see
+// TakeSessions) and journals what must survive a restart. A host without a
 // store block keeps everything in memory: it is not Durable, nothing is journalled, and Store opens an
 // in-memory store only when someone asks for it (so a memory host starts no goroutine).
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +48,11 @@ type persistence struct {
 
 	// failed counts journal writes that failed with nobody waiting for them (see Journal).
 	failed atomic.Uint64
+
+	// pending holds the queue messages journalled and not yet written, by store owner and seq, so that
+	// Load sees them without waiting for the committer (see Load).
+	pendMu  sync.Mutex
+	pending map[string]map[uint64]*router.Message
 
 	stopSweep chan struct{} // closed by close; nil without a sweeper
 	sweepDone chan struct{}
@@ -103,7 +112,12 @@ func (p *persistence) recover(rt *router.Router) error {
 	if !p.durable {
 		return nil
 	}
-	var queues []string
+	type backlog struct {
+		name string
+		info store.ListInfo
+	}
+	var queues, subs []backlog
+	marks := make(map[string]uint64)
 	counts, err := p.st.Recover(store.Visitor{
 		Retained: func(r store.Retained) error {
 			m := RouterMessage(r.Msg)
@@ -118,27 +132,46 @@ func (p *persistence) recover(rt *router.Router) error {
 			return nil
 		},
 		Queue: func(q store.Queue, l store.ListInfo) error {
+			if q.Delivered > 0 {
+				marks[q.Name] = q.Delivered
+			}
 			if l.Count > 0 {
-				queues = append(queues, q.Name)
+				queues = append(queues, backlog{q.Name, l})
 			}
 			return nil
 		},
 		DurableSub: func(d store.DurableSub, l store.ListInfo) error {
 			p.durables = append(p.durables, d)
+			subs = append(subs, backlog{d.ID, l})
 			return nil
 		},
 	})
 	if err != nil {
 		return fmt.Errorf("recover store: %w", err)
 	}
-	for _, name := range queues {
-		if err := p.restoreList(rt, store.ListQueue, router.Queue, name); err != nil {
-			return fmt.Errorf("recover queue %q: %w", name, err)
+	restore := func(b backlog, kind router.Kind) error {
+		d, ok := ParseTopicKey(b.name)
+		if !ok || d.Kind != kind {
+			return fmt.Errorf("%w: %s name %q", store.ErrCorrupt, listOf(kind), b.name)
+		}
+		rt.RestoreBacklog(d, b.info.Count, b.info.First, b.info.Last, marks[b.name])
+		delete(marks, b.name)
+		return nil
+	}
+	for _, b := range queues {
+		if err := restore(b, router.Queue); err != nil {
+			return fmt.Errorf("recover queue: %w", err)
 		}
 	}
-	for _, d := range p.durables {
-		if err := p.restoreList(rt, store.ListDurableSub, router.DurableSub, d.ID); err != nil {
-			return fmt.Errorf("recover durable subscription %q: %w", d.ID, err)
+	for _, b := range subs {
+		if err := restore(b, router.DurableSub); err != nil {
+			return fmt.Errorf("recover durable subscription: %w", err)
+		}
+	}
+	// The marks of queues holding nothing now: their new sequence numbers start above them.
+	for name, mark := range marks {
+		if d, ok := ParseTopicKey(name); ok {
+			rt.RestoreBacklog(d, 0, 0, 0, mark)
 		}
 	}
 	rt.ReserveIDs(counts.MaxMessageID)
@@ -146,29 +179,45 @@ func (p *persistence) recover(rt *router.Router) error {
 	return nil
 }
 
-// restoreList loads a queue's (or durable subscription's) stored messages into the router, in windows,
-// in sequence order. The whole backlog is held in memory afterwards (the router keeps queues in memory).
-func (p *persistence) restoreList(rt *router.Router, list store.List, kind router.Kind, name string) error {
-	d, ok := ParseTopicKey(name)
-	if !ok || d.Kind != kind {
-		return fmt.Errorf("%w: %s name %q", store.ErrCorrupt, list, name)
+// Load implements router.Journal: up to limit messages of queue d from seq from on, read from the store
+// and merged with those journalled and not yet written (pending), so a window loaded while writes are
+// queued misses none of them and never waits for the committer. The pending ones are taken first: a
+// write that completes in between is then found in one or the other.
+func (p *persistence) Load(d router.Destination, from uint64, limit int) ([]router.Stored, error) {
+	owner := TopicKey(d)
+	var out []router.Stored
+	p.pendMu.Lock()
+	for seq, m := range p.pending[owner] {
+		if seq >= from {
+			out = append(out, router.Stored{Seq: seq, Msg: m})
+		}
 	}
-	const window = 4096
-	for from := uint64(0); ; {
-		es, err := p.st.Entries(list, name, from, window)
-		if err != nil {
-			return err
-		}
-		for _, e := range es {
-			m := RouterMessage(e.Msg)
-			m.Dest = d
-			rt.RestoreQueued(d, e.Seq, e.Redeliveries, m)
-		}
-		if len(es) < window {
-			return nil
-		}
-		from = es[len(es)-1].Seq + 1
+	p.pendMu.Unlock()
+	es, err := p.st.Entries(listOf(d.Kind), owner, from, limit)
+	if err != nil {
+		return nil, err
 	}
+	if len(out) == 0 {
+		out = make([]router.Stored, 0, len(es))
+	}
+	for _, e := range es {
+		m := RouterMessage(e.Msg)
+		m.Dest = d
+		out = append(out, router.Stored{Seq: e.Seq, Redeliveries: e.Redeliveries, Msg: m})
+	}
+	slices.SortStableFunc(out, func(a, b router.Stored) int { return cmp.Compare(a.Seq, b.Seq) })
+	out = slices.CompactFunc(out, func(a, b router.Stored) bool { return a.Seq == b.Seq }) // pending first
+	if len(out) > limit {
+		clear(out[limit:])
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// Delivered implements router.Journal: the mark goes in the queue's record (for a durable subscription
+// too, under its TopicKey, which no queue name can take), replacing the previous one.
+func (p *persistence) Delivered(d router.Destination, mark uint64) {
+	p.st.CommitFunc(p.doneFor(nil), store.PutQueue{Queue: store.Queue{Name: TopicKey(d), Kind: uint8(d.Kind), Delivered: mark}})
 }
 
 // Enqueue implements router.Journal: a persistent queue message is stored under its queue sequence
@@ -179,8 +228,36 @@ func (p *persistence) Enqueue(d router.Destination, seq uint64, redeliveries uin
 	if redeliveries > 0 {
 		tr = nil // a redelivery count: the publisher was answered long ago
 	}
-	p.st.CommitFunc(p.doneFor(tr), store.PutEntry{Entry: store.Entry{List: listOf(d.Kind),
-		Owner: TopicKey(d), Seq: seq, Redeliveries: redeliveries, Msg: StoreMessage(m)}})
+	owner := TopicKey(d)
+	done := p.doneFor(tr)
+	if redeliveries == 0 {
+		// Until written, Load finds it here. A redelivery count is for a message in memory, never loaded.
+		p.pendMu.Lock()
+		if p.pending == nil {
+			p.pending = make(map[string]map[uint64]*router.Message)
+		}
+		byseq := p.pending[owner]
+		if byseq == nil {
+			byseq = make(map[uint64]*router.Message)
+			p.pending[owner] = byseq
+		}
+		byseq[seq] = m
+		p.pendMu.Unlock()
+		inner := done
+		done = func(err error) {
+			p.pendMu.Lock()
+			if byseq := p.pending[owner]; byseq != nil && byseq[seq] == m {
+				delete(byseq, seq)
+				if len(byseq) == 0 {
+					delete(p.pending, owner)
+				}
+			}
+			p.pendMu.Unlock()
+			inner(err)
+		}
+	}
+	p.st.CommitFunc(done, store.PutEntry{Entry: store.Entry{List: listOf(d.Kind),
+		Owner: owner, Seq: seq, Redeliveries: redeliveries, Msg: StoreMessage(m)}})
 }
 
 // listOf is the store list of a journalled queue kind.
@@ -266,8 +343,8 @@ func (h *Host) TakeSessions() []store.SessionState {
 	return s
 }
 
-// TakeDurableSubs returns the durable subscription records recovered at Open (their backlogs are in the
-// router already), once: the STOMP front-end rebuilds their topic bridges before any client connects.
+// TakeDurableSubs returns the durable subscription records recovered at Open (their backlogs are known to
+// the router already, loaded as consumed), once: the STOMP front-end rebuilds their topic bridges before any client connects.
 // Each ID is the TopicKey of the subscription's queue. Later calls return nil.
 func (h *Host) TakeDurableSubs() []store.DurableSub {
 	p := h.persist
@@ -385,7 +462,7 @@ func StoreMessage(m *router.Message) *store.Message {
 	sm := &store.Message{
 		ID: m.ID, DestKind: uint8(m.Dest.Kind), DestPath: m.Dest.Path, Origin: m.Origin, QoS: m.QoS,
 		Persistent: m.Persistent, Retain: m.Retain, Priority: m.Priority, Expires: m.Expires,
-		ContentType: m.ContentType, Body: m.Body,
+		ContentType: m.ContentType, Group: m.Group, Body: m.Body,
 	}
 	if len(m.Headers) > 0 {
 		sm.Headers = make([]store.Header, len(m.Headers))
@@ -402,7 +479,7 @@ func RouterMessage(sm *store.Message) *router.Message {
 	m := &router.Message{
 		ID: sm.ID, Dest: router.Destination{Kind: router.Kind(sm.DestKind), Path: sm.DestPath},
 		Body: sm.Body, QoS: sm.QoS, Persistent: sm.Persistent, Retain: sm.Retain, Priority: sm.Priority,
-		Expires: sm.Expires, ContentType: sm.ContentType, Origin: sm.Origin,
+		Expires: sm.Expires, ContentType: sm.ContentType, Origin: sm.Origin, Group: sm.Group,
 	}
 	if len(sm.Headers) > 0 {
 		m.Headers = make([]router.Header, len(sm.Headers))
