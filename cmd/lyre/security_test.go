@@ -920,7 +920,7 @@ func TestSessionBelongsToItsUser(t *testing.T) {
 	}
 }
 
-// A session restored after a restart records neither its owner nor its gates. When its client comes back
+// A session restored after a restart records no gates (its owner it does). When its client comes back
 // it is re-checked: messages queued meanwhile from topics the client may not receive are dropped, and its
 // wildcard subscription delivers only allowed topics again.
 func TestRestoredSessionReauthorized(t *testing.T) {

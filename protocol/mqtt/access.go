@@ -175,7 +175,8 @@ func sessionOwner(p virtualhost.Principal) string {
 
 // mayTakeSession refuses a client id whose session (connected or kept) another authenticated user opened,
 // so nobody takes over someone else's subscriptions and queued messages, or kicks them off, by reusing
-// their client id. Sessions of unknown owner (anonymous, restored after a restart) may be taken.
+// their client id. Sessions of unknown owner (opened anonymously, or restored from a record written
+// before owners were stored) may be taken; a restored session keeps its owner.
 func (cl *client) mayTakeSession(id string) bool {
 	reg := cl.h.registry(cl.host)
 	reg.mu.Lock()
@@ -190,15 +191,22 @@ func (cl *client) mayTakeSession(id string) bool {
 	return ok
 }
 
-// claimSession records the session's owner and, for a session that existed before this connection,
-// re-checks its subscriptions against this client's rights (see reauthorize).
+// claimSession records the session's owner (in its store record too, when it changed: a session of
+// unknown owner claimed by a user) and, for a session that existed before this connection, re-checks
+// its subscriptions against this client's rights (see reauthorize).
 func (cl *client) claimSession(present bool) error {
 	reg := cl.h.registry(cl.host)
 	reg.mu.Lock()
-	if o := sessionOwner(cl.principal); o != "" {
-		cl.sess.owner = o
+	changed := false
+	if o := sessionOwner(cl.principal); o != "" && cl.sess.owner != o {
+		cl.sess.owner, changed = o, true
 	}
 	reg.mu.Unlock()
+	if changed && present {
+		if err := cl.saveRecord(); err != nil {
+			return err
+		}
+	}
 	if present {
 		return cl.reauthorize()
 	}
@@ -206,7 +214,7 @@ func (cl *client) claimSession(present bool) error {
 }
 
 // reauthorize re-checks the topic subscriptions of a resumed session against the client now attached:
-// one restored after a restart (which records no owner and no gates) or kept across a rule change must
+// one restored after a restart (which records no gates) or kept across a rule change must
 // not deliver what this client may not receive. A subscription reaching nothing allowed is removed; one
 // whose gate changed is re-made (the new one first, so nothing published meanwhile is missed; a message
 // may then come twice, as QoS 1 allows). Queued messages from topics the client may not receive are

@@ -59,6 +59,7 @@ func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
 		}
 		old := s
 		s = newSession(id, clean, cl.h.log)
+		s.owner = sessionOwner(cl.principal) // in its first record
 		if !clean && cl.host.Durable() {
 			s.ps = &sessionStore{host: cl.host}
 			s.commitLocked(nil, store.PutSession{Session: s.record(cl.version)}) // nothing else sees s yet

@@ -160,7 +160,7 @@ func (s *session) inflightDoneLocked(f *inflightMsg, released bool, tr router.Tr
 
 // record returns the session's store record with its subscriptions. Reader goroutine (owns subs).
 func (s *session) record(version byte) store.Session {
-	rec := store.Session{ClientID: s.id, ProtocolVersion: version}
+	rec := store.Session{ClientID: s.id, ProtocolVersion: version, Owner: s.owner}
 	for key, e := range s.subs {
 		rec.Subscriptions = append(rec.Subscriptions, store.Subscription{Filter: key, QoS: e.qos})
 	}
@@ -321,6 +321,7 @@ func (h *Handler) Restore(host *virtualhost.Host, c *conf.Connector) (int, error
 
 func (h *Handler) restoreOne(host *virtualhost.Host, g *router.Grammar, lim limits, st store.SessionState) (*session, error) {
 	s := newSession(st.Session.ClientID, false, h.log)
+	s.owner = st.Session.Owner // so only its user resumes it (mayTakeSession)
 	s.ps = &sessionStore{host: host, seq: st.Queued.Last}
 	s.maxInflight, s.maxQueued, s.g, s.version = lim.maxInflight, lim.maxQueued, g, st.Session.ProtocolVersion
 	for _, sub := range st.Session.Subscriptions {

@@ -162,7 +162,9 @@ type session struct {
 	clean bool
 	att   *attachment // guarded by registry.mu
 	// owner is the authenticated user who opened the session, "" when unknown (anonymous, or restored
-	// after a restart); guarded by registry.mu. Another user may not take the session over.
+	// from a record without one); kept in the session's store record. Written under registry.mu by the
+	// connection attaching the session, whose reader also reads it for the record. Another user may not
+	// take the session over.
 	owner string
 	// ps is set for a persistent session on a durable host: its changes are journalled (persist.go).
 	ps *sessionStore
