@@ -667,6 +667,12 @@ func TestVersion10_UnsubscribeByDestination(t *testing.T) {
 // TestSUBSCRIBE_PrefetchCredit: a client-individual consumer holds at most prefetch-count unacknowledged
 // messages; each ACK lets one more through.
 func TestSUBSCRIBE_PrefetchCredit(t *testing.T) {
+	for _, header := range []string{"prefetch-count", "activemq.prefetchSize"} {
+		t.Run(header, func(t *testing.T) { testPrefetchCredit(t, header) })
+	}
+}
+
+func testPrefetchCredit(t *testing.T, header string) {
 	b := startBroker(t, nil)
 	pub := b.dial(t)
 	for i := range 5 {
@@ -675,7 +681,7 @@ func TestSUBSCRIBE_PrefetchCredit(t *testing.T) {
 		}
 	}
 	c := b.dial(t)
-	sub := subscribe(t, c, "/queue/credit", stomp.AckClientIndividual, stomp.SubscribeOpt.Header("prefetch-count", "2"))
+	sub := subscribe(t, c, "/queue/credit", stomp.AckClientIndividual, stomp.SubscribeOpt.Header(header, "2"))
 	m0, m1 := recv(t, sub), recv(t, sub)
 	expectNone(t, sub, 50*time.Millisecond)
 	if err := c.Ack(m1); err != nil {

@@ -193,17 +193,20 @@ func (s *session) subscribe(f *frame.Frame) error {
 	return nil
 }
 
-// queueOptions reads the SUBSCRIBE headers that configure queue consumers (Apollo's): prefetch-count or
-// credit (count[,bytes]) for the unacknowledged window, selector, browser, exclusive, from-seq and
+// queueOptions reads the SUBSCRIBE headers that configure queue consumers (Apollo's): prefetch-count
+// (or ActiveMQ's activemq.prefetchSize) or credit (count[,bytes]) for the unacknowledged window, selector, browser, exclusive, from-seq and
 // include-seq. Topic routes ignore what does not apply to them.
 func (s *session) queueOptions(f *frame.Frame, sub *subscription) (router.ConsumerOptions, error) {
 	o := router.ConsumerOptions{Credit: DefaultCredit, AutoAck: sub.mode == ackAuto}
-	if p, ok := f.Header.Contains("prefetch-count"); ok {
-		n, err := strconv.Atoi(p)
-		if err != nil || n <= 0 {
-			return o, protoErr("invalid prefetch-count", "prefetch-count must be a positive integer, got %q", p)
+	// activemq.prefetchSize is ActiveMQ's name for the same window, so its clients keep their setting.
+	for _, name := range []string{"activemq.prefetchSize", "prefetch-count"} {
+		if p, ok := f.Header.Contains(name); ok {
+			n, err := strconv.Atoi(p)
+			if err != nil || n <= 0 {
+				return o, protoErr("invalid "+name, "%s must be a positive integer, got %q", name, p)
+			}
+			o.Credit = n
 		}
-		o.Credit = n
 	}
 	if c, ok := f.Header.Contains("credit"); ok {
 		count, size, _ := strings.Cut(c, ",")
