@@ -44,7 +44,8 @@ type Options struct {
 	// ValueThreshold: values this long or longer live in the value log rather than the LSM tree.
 	// Default 1 KiB.
 	ValueThreshold int64
-	// MemTableSize bounds each of badger's memtables (badger keeps a few). Default 16 MiB.
+	// MemTableSize bounds each of badger's memtables (badger keeps a few; flushing one to a table takes
+	// a few times its size). Default 8 MiB.
 	MemTableSize int64
 	// BlockCacheSize is badger's block cache. Default 16 MiB.
 	BlockCacheSize int64
@@ -80,7 +81,7 @@ func Open(dir string, o Options) (*Store, error) {
 		o.ValueThreshold = 1 << 10
 	}
 	if o.MemTableSize <= 0 {
-		o.MemTableSize = 16 << 20
+		o.MemTableSize = 8 << 20
 	}
 	if o.BlockCacheSize <= 0 {
 		o.BlockCacheSize = 16 << 20
@@ -93,6 +94,7 @@ func Open(dir string, o Options) (*Store, error) {
 		WithValueThreshold(o.ValueThreshold).
 		WithMemTableSize(o.MemTableSize).
 		WithNumMemtables(3).
+		WithNumCompactors(2). // each running compaction holds table builders of tens of MB
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithValueLogFileSize(256 << 20)
 	db, err := badger.Open(bo)
