@@ -383,3 +383,43 @@ func (g *Gate) Allows(path []string) bool {
 	g.mu.Unlock()
 	return ok
 }
+
+// GatedSink delivers to Sink only the messages its Gate allows, for a wildcard subscription that reaches
+// forbidden topics too. A message filtered out counts as handled, not as a drop.
+type GatedSink struct {
+	Sink router.Sink
+	Gate *Gate
+}
+
+// Deliver implements router.Sink.
+func (g GatedSink) Deliver(d router.Delivery) bool {
+	if d.Msg != nil && !g.Gate.Allows(d.Msg.Dest.Path) {
+		return true
+	}
+	return g.Sink.Deliver(d)
+}
+
+// SinkFor returns the sink of a new subscription: sink itself when gate is nil, else sink behind gate.
+func SinkFor(sink router.Sink, gate *Gate) router.Sink {
+	if gate == nil {
+		return sink
+	}
+	return GatedSink{Sink: sink, Gate: gate}
+}
+
+// AllowedRetained keeps the retained messages a subscription's sink may receive. Front-ends send retained
+// messages directly rather than through the sink, so the gate must be applied to them here. msgs is
+// filtered in place.
+func AllowedRetained(sink router.Sink, msgs []*router.Message) []*router.Message {
+	g, ok := sink.(GatedSink)
+	if !ok {
+		return msgs
+	}
+	kept := msgs[:0]
+	for _, m := range msgs {
+		if g.Gate.Allows(m.Dest.Path) {
+			kept = append(kept, m)
+		}
+	}
+	return kept
+}

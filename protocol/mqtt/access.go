@@ -122,44 +122,6 @@ func (cl *client) subscribeAccess(f router.Filter, filter string) (*virtualhost.
 	return cl.host.Gate(cl.principal, action, kind, cl.sess.id), nil
 }
 
-// gatedSink delivers to a session only the messages its gate allows, for a wildcard subscription that
-// reaches forbidden topics too. A message filtered out counts as handled, not as a drop.
-type gatedSink struct {
-	s    *session
-	gate *virtualhost.Gate
-}
-
-func (g gatedSink) Deliver(d router.Delivery) bool {
-	if d.Msg != nil && !g.gate.Allows(d.Msg.Dest.Path) {
-		return true
-	}
-	return g.s.Deliver(d)
-}
-
-// allowedRetained keeps the retained messages a subscription's gate allows: they are sent directly, not
-// through the sink, so the gate must be applied to them here.
-func allowedRetained(sink router.Sink, msgs []*router.Message) []*router.Message {
-	g, ok := sink.(gatedSink)
-	if !ok {
-		return msgs
-	}
-	kept := msgs[:0]
-	for _, m := range msgs {
-		if g.gate.Allows(m.Dest.Path) {
-			kept = append(kept, m)
-		}
-	}
-	return kept
-}
-
-// sinkFor returns the sink of a new subscription: the session itself, or the session behind a gate.
-func (s *session) sinkFor(gate *virtualhost.Gate) router.Sink {
-	if gate == nil {
-		return s
-	}
-	return gatedSink{s: s, gate: gate}
-}
-
 // Refusals returns how many logins, publishes and subscriptions were refused by access control.
 func (h *Handler) Refusals() (logins, publishes, subscriptions uint64) {
 	return h.refusedLogins.Load(), h.refusedPublishes.Load(), h.refusedSubscriptions.Load()
@@ -234,7 +196,7 @@ func (cl *client) reauthorize() error {
 				zap.String("client_id", s.id), zap.String("filter", e.key))
 			continue
 		}
-		_, gated := e.rs.Sink.(gatedSink)
+		_, gated := e.rs.Sink.(virtualhost.GatedSink)
 		if all && !gated {
 			continue
 		}
@@ -242,7 +204,7 @@ func (cl *client) reauthorize() error {
 		if !all {
 			gate = cl.host.Gate(cl.principal, "receive", "topic", s.id)
 		}
-		rs := &router.Subscription{Filter: e.rs.Filter, Sink: s.sinkFor(gate), QoS: e.rs.QoS, ID: e.rs.ID, Share: e.rs.Share, Opaque: e}
+		rs := &router.Subscription{Filter: e.rs.Filter, Sink: virtualhost.SinkFor(s, gate), QoS: e.rs.QoS, ID: e.rs.ID, Share: e.rs.Share, Opaque: e}
 		if err := cl.rt.Subscribe(rs); err != nil {
 			continue
 		}

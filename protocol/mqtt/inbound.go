@@ -243,7 +243,7 @@ func (cl *client) subscribe(p *packet.SubscribePacket) error {
 	for _, e := range added {
 		var retained []*router.Message
 		if !e.queue && e.rs.Share == "" {
-			retained = allowedRetained(e.rs.Sink, cl.rt.Retained(e.rs.Filter))
+			retained = virtualhost.AllowedRetained(e.rs.Sink, cl.rt.Retained(e.rs.Filter))
 		}
 		s.release(e, retained)
 	}
@@ -304,7 +304,7 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 		return fail(fmt.Errorf("mqtt: more than %d subscriptions", cl.lim.maxSubs))
 	}
 	e := &subEntry{key: sp.Filter, qos: qos, queue: f.Kind == router.Queue, holding: true}
-	e.rs = &router.Subscription{Filter: f, Sink: s.sinkFor(gate), QoS: qos, ID: sp.Filter, Share: group, Opaque: e}
+	e.rs = &router.Subscription{Filter: f, Sink: virtualhost.SinkFor(s, gate), QoS: qos, ID: sp.Filter, Share: group, Opaque: e}
 	s.mu.Lock()
 	s.setEntryLocked(e, true)
 	s.mu.Unlock()

@@ -112,43 +112,6 @@ func (s *session) maySubscribe(name string, f router.Filter, durable bool) (*vir
 	return nil, &frameError{msg: "access refused", detail: "not authorized to " + action + " from " + name, cause: ErrAccessRefused}
 }
 
-// gatedSink delivers to a subscription only the messages its gate allows. A message filtered out counts
-// as handled, not as a drop.
-type gatedSink struct {
-	sub  *subscription
-	gate *virtualhost.Gate
-}
-
-func (g gatedSink) Deliver(d router.Delivery) bool {
-	if d.Msg != nil && !g.gate.Allows(d.Msg.Dest.Path) {
-		return true
-	}
-	return g.sub.Deliver(d)
-}
-
-// allowedRetained keeps the retained messages a route's gate allows: they reach the subscription through
-// the backlog, not through the sink, so the gate must be applied to them here.
-func allowedRetained(sink router.Sink, msgs []*router.Message) []*router.Message {
-	g, ok := sink.(gatedSink)
-	if !ok {
-		return msgs
-	}
-	kept := msgs[:0]
-	for _, m := range msgs {
-		if g.gate.Allows(m.Dest.Path) {
-			kept = append(kept, m)
-		}
-	}
-	return kept
-}
-
-func (sub *subscription) sinkFor(gate *virtualhost.Gate) router.Sink {
-	if gate == nil {
-		return sub
-	}
-	return gatedSink{sub: sub, gate: gate}
-}
-
 // Refusals returns how many logins, SENDs and SUBSCRIBEs access control refused.
 func (h *Handler) Refusals() (logins, sends, subscribes uint64) {
 	return h.refusedLogins.Load(), h.refusedSends.Load(), h.refusedSubscribes.Load()

@@ -151,7 +151,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 		filters[i] = flt
 	}
 	for i, flt := range filters {
-		rs := &router.Subscription{Filter: flt, Sink: sub.sinkFor(gates[i]), QoS: 1, ID: id}
+		rs := &router.Subscription{Filter: flt, Sink: virtualhost.SinkFor(sub, gates[i]), QoS: 1, ID: id}
 		r := route{rs: rs}
 		if flt.Kind == router.Queue || flt.Kind == router.TempQueue || flt.Kind == router.DurableSub {
 			r.cons, err = s.rt.Consume(rs, qo)
@@ -180,7 +180,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 		if r.cons != nil {
 			continue
 		}
-		for _, m := range allowedRetained(r.rs.Sink, s.rt.Retained(r.rs.Filter)) {
+		for _, m := range virtualhost.AllowedRetained(r.rs.Sink, s.rt.Retained(r.rs.Filter)) {
 			items = append(items, retainedItem{sub: sub, d: router.Delivery{Msg: m, Sub: r.rs, Retained: true}})
 		}
 	}
