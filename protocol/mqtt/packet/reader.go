@@ -62,7 +62,32 @@ func (r *Reader) Version() byte { return r.version }
 //
 // Strings and the PUBLISH payload in the returned packet never alias the Reader's buffers.
 func (r *Reader) ReadPacket() (Packet, error) {
-	first, n, hdr, err := r.readFixedHeader()
+	// An idle connection parks in the read of the next packet's first byte. It does so on small
+	// frames (this one and readFirst; readPacket's is large): the runtime halves a parked
+	// goroutine's stack only while less than a quarter of it minus 800 bytes is in use, so every
+	// frame here decides whether an idle connection keeps 4 or 8 KiB of stack.
+	first, err := r.readFirst()
+	if err != nil {
+		return nil, err
+	}
+	return r.readPacket(first)
+}
+
+// readFirst reads the first byte of the next packet. Without a byte reader it reads the
+// second header byte too (every packet has one), so a PUBLISH costs two reads, not three.
+func (r *Reader) readFirst() (byte, error) {
+	if r.byteSrc != nil {
+		return r.byteSrc.ReadByte()
+	}
+	if _, err := io.ReadFull(r.src, r.two[:]); err != nil {
+		return 0, err // io.EOF: clean end of stream between packets
+	}
+	return r.two[0], nil
+}
+
+// readPacket reads and decodes the rest of the packet whose first byte is first.
+func (r *Reader) readPacket(first byte) (Packet, error) {
+	n, hdr, err := r.readFixedHeader()
 	if err != nil {
 		return nil, err
 	}
@@ -103,37 +128,29 @@ func (r *Reader) ReadPacket() (Packet, error) {
 	return p, nil
 }
 
-// readFixedHeader reads the packet's first byte and its remaining length, returning the
-// remaining length and how many bytes encoded it.
-func (r *Reader) readFixedHeader() (first byte, n, size int, err error) {
-	// Every packet has at least two header bytes; fetch them together when the source is not
-	// a byte reader, so a PUBLISH costs two reads rather than three.
+// readFixedHeader reads the remaining length after the packet's first byte (readFirst),
+// returning it and how many bytes encoded it.
+func (r *Reader) readFixedHeader() (n, size int, err error) {
 	var c byte
 	if r.byteSrc != nil {
-		if first, err = r.byteSrc.ReadByte(); err != nil {
-			return 0, 0, 0, err
-		}
 		c, err = r.byteSrc.ReadByte()
 	} else {
-		if _, err = io.ReadFull(r.src, r.two[:]); err == io.EOF {
-			return 0, 0, 0, err // clean end of stream between packets
-		}
-		first, c = r.two[0], r.two[1]
+		c = r.two[1] // read with the first byte
 	}
 	mult := 1
 	for size = 1; ; size++ {
 		if err != nil {
-			return 0, 0, 0, unexpected(err)
+			return 0, 0, unexpected(err)
 		}
 		n += int(c&0x7F) * mult
 		if c&0x80 == 0 {
 			if r.version == Version5 && size > 1 && c == 0 {
-				return 0, 0, 0, fmt.Errorf("%w: remaining length not in its shortest form [MQTT-1.5.5-1]", ErrMalformed)
+				return 0, 0, fmt.Errorf("%w: remaining length not in its shortest form [MQTT-1.5.5-1]", ErrMalformed)
 			}
-			return first, n, size, nil
+			return n, size, nil
 		}
 		if size == 4 {
-			return 0, 0, 0, fmt.Errorf("%w: remaining length longer than 4 bytes", ErrMalformed)
+			return 0, 0, fmt.Errorf("%w: remaining length longer than 4 bytes", ErrMalformed)
 		}
 		mult *= 128
 		c, err = r.readByte()
