@@ -104,7 +104,8 @@ func (q *queue) exactMarkLocked() {
 
 // RestoreBacklog tells the router that queue d (kind Queue or DurableSub) holds count journalled
 // messages with sequence numbers first to last, and that those up to delivered may have been delivered
-// before the restart (Journal.Delivered): they come back with at least one redelivery. Nothing is loaded
+// before the restart (Journal.Delivered): they come back with at least one redelivery (a stored count
+// stays as it is, so a nacked message redelivered again before the crash is one short). Nothing is loaded
 // now; the queue loads its messages through Journal.Load in windows as consumers drain it, so a backlog
 // of millions costs no startup time and no memory. With count 0 it only records the mark: the queue's
 // new sequence numbers start above it. Call it before any client connects, with a Journal set. Quotas
@@ -139,7 +140,8 @@ func (r *Router) RestoreBacklog(d Destination, count int, first, last, delivered
 }
 
 // RestoreQueued puts a message recovered from the journal back in queue d (kind Queue or DurableSub) with its queue
-// sequence number and redelivery count, without journalling it. Call it before any client connects, in
+// sequence number and redelivery count, without journalling it, in memory. RestoreBacklog, which loads
+// nothing until needed, is what a host uses; do not combine the two for one queue. Call it before any client connects, in
 // ascending seq per queue; quotas are not applied (the messages were accepted before the restart).
 func (r *Router) RestoreQueued(d Destination, seq uint64, redeliveries uint32, m *Message) {
 	q := r.lockedQueue(d, true)

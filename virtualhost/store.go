@@ -215,7 +215,9 @@ func (p *persistence) Load(d router.Destination, from uint64, limit int) ([]rout
 }
 
 // Delivered implements router.Journal: the mark goes in the queue's record (for a durable subscription
-// too, under its TopicKey, which no queue name can take), replacing the previous one.
+// too, under its TopicKey, which no queue name can take), replacing the previous one. The record
+// outlives its queue (a few bytes), so a queue or subscription of the same name made later starts its
+// sequence numbers above the mark.
 func (p *persistence) Delivered(d router.Destination, mark uint64) {
 	p.st.CommitFunc(p.doneFor(nil), store.PutQueue{Queue: store.Queue{Name: TopicKey(d), Kind: uint8(d.Kind), Delivered: mark}})
 }
