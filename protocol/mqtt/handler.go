@@ -47,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -225,10 +226,35 @@ func (h *Handler) Serve(c *protocol.Conn) {
 			cl.slot.Release()
 		}
 	}()
-	if err = cl.connect(); err == nil {
+	if err = cl.connectApart(); err == nil {
 		err = cl.loop()
 	}
 	cl.closeFor(err)
+}
+
+// connectApart runs connect on a goroutine of its own and waits for it, so it is still sequential
+// with the reader. CONNECT handling (authentication, session takeover, logging) needs about 8 KiB of
+// stack; on the reader goroutine that stack would outlive it, since the runtime shrinks a parked stack
+// only by halves, and not below 4 KiB once 224 bytes are in use. A panic is re-raised on the reader
+// with the helper's stack in its value, for the connection core to log and recover.
+func (cl *client) connectApart() error {
+	var err error
+	var panicked any
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				panicked = fmt.Sprintf("%v\n%s", r, debug.Stack())
+			}
+		}()
+		err = cl.connect()
+	}()
+	<-done
+	if panicked != nil {
+		panic(panicked)
+	}
+	return err
 }
 
 // newClient prepares a connection's state; nil when the connector's grammar is unusable.
