@@ -172,8 +172,9 @@ func (s *Server) detectFailed(l *listener, nc net.Conn, err error, got []byte) {
 	s.log.Info(msg, fields...)
 }
 
-// readSizes are the read buffer sizes a connection moves between. An idle connection holds the smallest
-// (it is parked in Read); a busy one grows its buffer so a stream of small packets costs few syscalls.
+// readSizes are the read buffer sizes a busy connection moves between: a stream of small packets grows
+// the buffer so it costs few syscalls. A connection whose last read was small parks in its next read with
+// no pooled buffer at all, reading into its tiny inline one (see connReader).
 var readSizes = [...]int{512, 2 << 10, 8 << 10, 32 << 10}
 
 // readPools recycle read buffers per size, boxed so Put does not allocate.
@@ -190,27 +191,47 @@ func getReadBuf(class int) *[]byte {
 // maxEmptyReads bounds reads returning no data and no error before giving up (as bufio does).
 const maxEmptyReads = 100
 
+// tinySize is the inline buffer a light connection reads into: it holds the packets an idle connection
+// receives (PINGREQ, acknowledgements, STOMP heart-beats) in one read. A read that fills it switches the
+// next fill to a pooled buffer.
+const tinySize = 16
+
+// tinyClass is connReader.next when the next fill reads into the inline buffer.
+const tinyClass = -1
+
+// smallRead: a read bringing fewer bytes than this sends the next fill to the inline buffer.
+const smallRead = 128
+
 // connReader is a connection's buffered reader. Unlike bufio.Reader it starts with the sniffed bytes
-// already buffered and adapts its buffer size to the traffic: a read that fills the buffer moves to the
-// next size, a read using less than a quarter of it moves down to the smallest size holding twice as
-// much, so a connection going idle after a burst parks with a small buffer. Reads at least as large as
-// the buffer go straight to the socket. It is used from the handler's goroutine only.
+// already buffered and adapts its buffer to the traffic: a read that fills the buffer moves to the next
+// size, a read using less than a quarter of it moves down to the smallest size holding twice as much, and
+// after a read of under smallRead bytes the next read goes into a tiny inline buffer with the pooled one
+// returned, so an idle connection parks in Read holding no read buffer. Reads at least as large as the
+// buffer go straight to the socket. It is used from the handler's goroutine only.
 type connReader struct {
-	src   io.Reader
-	bufp  *[]byte // a buffer from readPools[class]; nil once released
-	class int
-	next  int // class for the next fill, decided by the last one
-	r, w  int // buffered bytes are (*bufp)[r:w]
-	err   error
+	src      io.Reader
+	bufp     *[]byte // a buffer from readPools[class] while buf is not tiny; else nil
+	buf      []byte  // where buffered bytes live: *bufp or tiny[:]
+	r, w     int     // buffered bytes are buf[r:w]
+	err      error
+	class    int8 // size class of bufp
+	next     int8 // class for the next fill, decided by the last one; tinyClass: the inline buffer
+	released bool
+	tiny     [tinySize]byte
 }
 
 func newConnReader(src io.Reader, sniffed []byte) *connReader {
-	class := 0
-	for class < len(readSizes)-1 && readSizes[class] < len(sniffed) {
-		class++
+	cr := &connReader{src: src, next: tinyClass}
+	if len(sniffed) <= tinySize {
+		cr.buf = cr.tiny[:]
+	} else {
+		for int(cr.class) < len(readSizes)-1 && readSizes[cr.class] < len(sniffed) {
+			cr.class++
+		}
+		cr.bufp = getReadBuf(int(cr.class))
+		cr.buf = *cr.bufp
 	}
-	cr := &connReader{src: src, class: class, next: 0, bufp: getReadBuf(class)}
-	cr.w = copy(*cr.bufp, sniffed)
+	cr.w = copy(cr.buf, sniffed)
 	return cr
 }
 
@@ -223,10 +244,14 @@ func (cr *connReader) Read(p []byte) (int, error) {
 		if cr.err != nil {
 			return 0, cr.takeErr()
 		}
-		if cr.bufp == nil {
+		if cr.released {
 			return 0, net.ErrClosed
 		}
-		if len(p) >= len(*cr.bufp) {
+		size := tinySize
+		if cr.next != tinyClass {
+			size = readSizes[cr.next]
+		}
+		if len(p) >= size {
 			// Large read (a message body): no copy through the buffer.
 			return cr.src.Read(p)
 		}
@@ -235,7 +260,7 @@ func (cr *connReader) Read(p []byte) (int, error) {
 			return 0, cr.takeErr()
 		}
 	}
-	n := copy(p, (*cr.bufp)[cr.r:cr.w])
+	n := copy(p, cr.buf[cr.r:cr.w])
 	cr.r += n
 	return n, nil
 }
@@ -246,12 +271,12 @@ func (cr *connReader) ReadByte() (byte, error) {
 		if cr.err != nil {
 			return 0, cr.takeErr()
 		}
-		if cr.bufp == nil {
+		if cr.released {
 			return 0, net.ErrClosed
 		}
 		cr.fill()
 	}
-	b := (*cr.bufp)[cr.r]
+	b := cr.buf[cr.r]
 	cr.r++
 	return b, nil
 }
@@ -264,13 +289,10 @@ func (cr *connReader) takeErr() error {
 	return err
 }
 
-// fill reads into the empty buffer, first switching to the size the previous fill chose.
+// fill reads into the empty buffer, first switching to the buffer the previous fill chose.
 func (cr *connReader) fill() {
-	if cr.next != cr.class {
-		readPools[cr.class].Put(cr.bufp)
-		cr.class, cr.bufp = cr.next, getReadBuf(cr.next)
-	}
-	buf := *cr.bufp
+	cr.switchBuf()
+	buf := cr.buf
 	cr.r, cr.w = 0, 0
 	for i := 0; i < maxEmptyReads; i++ {
 		n, err := cr.src.Read(buf)
@@ -286,12 +308,41 @@ func (cr *connReader) fill() {
 	cr.err = io.ErrNoProgress
 }
 
-// adapt picks the next buffer size from how much the last read brought.
+// switchBuf moves to the buffer chosen by next, returning a pooled one it leaves.
+func (cr *connReader) switchBuf() {
+	if cr.next == tinyClass {
+		if cr.bufp != nil {
+			readPools[cr.class].Put(cr.bufp)
+			cr.bufp, cr.class = nil, 0
+		}
+		cr.buf = cr.tiny[:]
+		return
+	}
+	if cr.bufp != nil && cr.next == cr.class {
+		return
+	}
+	if cr.bufp != nil {
+		readPools[cr.class].Put(cr.bufp)
+	}
+	cr.class, cr.bufp = cr.next, getReadBuf(int(cr.next))
+	cr.buf = *cr.bufp
+}
+
+// adapt picks the next buffer from how much the last read brought.
 func (cr *connReader) adapt(n int) {
+	if cr.bufp == nil { // the inline buffer
+		cr.next = tinyClass
+		if n == len(cr.buf) {
+			cr.next = 0
+		}
+		return
+	}
 	size := readSizes[cr.class]
 	switch {
-	case n == size && cr.class < len(readSizes)-1:
+	case n == size && int(cr.class) < len(readSizes)-1:
 		cr.next = cr.class + 1
+	case n < smallRead:
+		cr.next = tinyClass
 	case n < size/4:
 		cr.next = 0
 		for cr.next < cr.class && readSizes[cr.next] < 2*n {
@@ -308,5 +359,7 @@ func (cr *connReader) release() {
 		readPools[cr.class].Put(cr.bufp)
 		cr.bufp = nil
 	}
+	cr.buf = nil
+	cr.released = true
 	cr.r, cr.w = 0, 0
 }

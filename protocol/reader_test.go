@@ -84,8 +84,8 @@ func (s *scriptedReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// The buffer grows while reads fill it and falls back to the smallest size once traffic is light, so an
-// idle connection parks with 512 bytes.
+// The buffer grows while reads fill it and falls back to the inline one after a small read, so an idle
+// connection parks holding no pooled buffer.
 func TestConnReaderAdaptsBufferSize(t *testing.T) {
 	src := &scriptedReader{sizes: []int{-1, -1, -1, -1, -1, 10, 10}}
 	cr := newConnReader(src, nil)
@@ -94,17 +94,17 @@ func TestConnReaderAdaptsBufferSize(t *testing.T) {
 		if _, err := cr.ReadByte(); err != nil {
 			t.Fatal(err)
 		}
-		sizes = append(sizes, len(*cr.bufp))
+		sizes = append(sizes, len(cr.buf))
 		cr.r = cr.w // consume the rest of the fill
 	}
-	want := []int{512, 2 << 10, 8 << 10, 32 << 10, 32 << 10, 32 << 10, 512}
+	want := []int{tinySize, 512, 2 << 10, 8 << 10, 32 << 10, 32 << 10, tinySize}
 	for i := range want {
 		if sizes[i] != want[i] {
 			t.Fatalf("buffer sizes %v; want %v", sizes, want)
 		}
 	}
-	if cr.next != 0 {
-		t.Fatalf("next class after a small read = %d; want 0", cr.next)
+	if cr.next != tinyClass || cr.bufp != nil {
+		t.Fatalf("after a small read: next class %d, pooled buffer held %v; want the inline buffer", cr.next, cr.bufp != nil)
 	}
 }
 
