@@ -89,7 +89,6 @@ func (q *queue) markDeliveryLocked(it *qitem) {
 		q.markSent = it.order + DeliveredWindow
 		q.r.opts.Journal.Delivered(q.dest, q.markSent)
 	}
-	q.delivMax = max(q.delivMax, it.order)
 }
 
 // exactMarkLocked journals the queue's delivered mark as the highest sequence number actually

@@ -302,6 +302,7 @@ func (q *queue) dispatchWaitingLocked() int {
 			w.removeAt(i)
 			q.waiting--
 			q.memBytes -= it.size
+			q.delivMax = max(q.delivMax, it.order)
 			delivered++
 			if c.autoAck {
 				q.releaseLocked(it)
