@@ -211,14 +211,14 @@ type client struct {
 
 // Serve implements protocol.Handler.
 func (h *Handler) Serve(c *protocol.Conn) {
-	cl := h.newClient(c)
-	if cl == nil {
-		return
-	}
+	var cl *client
 	var err error
 	defer func() {
 		// Also after a failed CONNACK or a panic: a session taken must be released, or its client id
 		// would wait for it forever.
+		if cl == nil {
+			return
+		}
 		if cl.att != nil {
 			cl.end(errors.Is(err, errDisconnectRequest))
 		}
@@ -226,19 +226,27 @@ func (h *Handler) Serve(c *protocol.Conn) {
 			cl.slot.Release()
 		}
 	}()
-	if err = cl.connectApart(); err == nil {
+	runApart(func() {
+		if cl = h.newClient(c); cl != nil {
+			err = cl.connect()
+		}
+	})
+	if cl == nil {
+		return
+	}
+	if err == nil {
 		err = cl.loop()
 	}
 	cl.closeFor(err)
 }
 
-// connectApart runs connect on a goroutine of its own and waits for it, so it is still sequential
-// with the reader. CONNECT handling (authentication, session takeover, logging) needs about 8 KiB of
-// stack; on the reader goroutine that stack would outlive it, since the runtime shrinks a parked stack
-// only by halves, and not below 4 KiB once 224 bytes are in use. A panic is re-raised on the reader
-// with the helper's stack in its value, for the connection core to log and recover.
-func (cl *client) connectApart() error {
-	var err error
+// runApart runs f on a goroutine of its own and waits for it, so f is still sequential with the
+// reader. Serve runs the client's setup and CONNECT handling (grammar lookup, authentication, session
+// takeover, logging) this way: they need about 8 KiB of stack, which on the reader goroutine would
+// outlive them, since the runtime shrinks a parked stack only by halves, and not below 4 KiB once 224
+// bytes are in use. The reader then stays within its initial 2 KiB. A panic is re-raised on the
+// reader, with the helper's stack in its value, for the connection core to log and recover.
+func runApart(f func()) {
 	var panicked any
 	done := make(chan struct{})
 	go func() {
@@ -248,13 +256,12 @@ func (cl *client) connectApart() error {
 				panicked = fmt.Sprintf("%v\n%s", r, debug.Stack())
 			}
 		}()
-		err = cl.connect()
+		f()
 	}()
 	<-done
 	if panicked != nil {
 		panic(panicked)
 	}
-	return err
 }
 
 // newClient prepares a connection's state; nil when the connector's grammar is unusable.
