@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"unsafe"
 )
 
 func decodeAll(t *testing.T, src io.Reader, version byte) (Packet, error) {
@@ -258,20 +259,24 @@ func TestPublishPayloadOwnedByPacket(t *testing.T) {
 	}
 }
 
-func TestReaderBufferBounded(t *testing.T) {
-	small := Append(nil, &SubscribePacket{PacketID: 1, Subscriptions: []Subscription{{Filter: "a/b"}}}, Version311)
-	big := Append(nil, &SubscribePacket{PacketID: 2, Subscriptions: []Subscription{{Filter: strings.Repeat("x", 60000)}}}, Version311)
-	r := NewReader(bytes.NewReader(cat(small, big, small)), 0)
-	for i := range 3 {
-		if _, err := r.ReadPacket(); err != nil {
+// Bodies up to the inline size, pooled bodies and bodies used once all decode, and the Reader keeps no
+// body buffer between packets: an idle connection's Reader is its struct alone.
+func TestReaderKeepsNoBodyBuffer(t *testing.T) {
+	tiny := Append(nil, &SubscribePacket{PacketID: 1, Subscriptions: []Subscription{{Filter: "a/b"}}}, Version311)
+	small := Append(nil, &SubscribePacket{PacketID: 2, Subscriptions: []Subscription{{Filter: strings.Repeat("s", 100)}}}, Version311)
+	big := Append(nil, &SubscribePacket{PacketID: 3, Subscriptions: []Subscription{{Filter: strings.Repeat("x", 60000)}}}, Version311)
+	r := NewReader(bytes.NewReader(cat(tiny, small, big, small, tiny)), 0)
+	for i, want := range []int{3, 100, 60000, 100, 3} {
+		p, err := r.ReadPacket()
+		if err != nil {
 			t.Fatal(err)
 		}
-		if cap(r.buf) > maxRetainedBody {
-			t.Fatalf("after packet %d the Reader keeps a %d-byte buffer, limit %d", i, cap(r.buf), maxRetainedBody)
+		if got := len(p.(*SubscribePacket).Subscriptions[0].Filter); got != want {
+			t.Fatalf("packet %d: filter of %d bytes, want %d", i, got, want)
 		}
 	}
-	if cap(r.buf) == 0 {
-		t.Fatal("small bodies should reuse a kept buffer")
+	if size := unsafe.Sizeof(*r); size > 80 {
+		t.Fatalf("Reader is %d bytes; want at most 80 (one small size class)", size)
 	}
 }
 

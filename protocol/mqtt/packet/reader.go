@@ -4,16 +4,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // MaxPacketSize is the largest packet the protocol can express: a one-byte packet type, a
 // four-byte remaining length and 268,435,455 body bytes.
 const MaxPacketSize = 1 + 4 + maxVarint
 
-// maxRetainedBody bounds the body buffer a Reader keeps between packets. Larger bodies get a
-// buffer of their own that is dropped after decoding, so one big SUBSCRIBE or CONNECT does
-// not pin memory on an otherwise idle connection.
-const maxRetainedBody = 1 << 10
+// Bodies of packets other than PUBLISH are decoded from a buffer held only while decoding,
+// so an idle Reader holds none: up to inlineBody bytes (acknowledgements, small SUBSCRIBEs)
+// the Reader's own array, up to maxPooledBody a pooled buffer, beyond that a buffer used once.
+const (
+	inlineBody    = 32
+	maxPooledBody = 1 << 10
+)
+
+// bodyPool holds maxPooledBody-byte buffers, boxed so Put does not allocate.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, maxPooledBody); return &b }}
 
 // eagerBody is the largest body allocated in one go. Beyond it the buffer grows with the
 // bytes that actually arrive, so a peer announcing 200 MB and then stalling costs little.
@@ -25,8 +32,8 @@ type Reader struct {
 	byteSrc io.ByteReader // src, when it can hand out single bytes cheaply (bufio.Reader)
 	max     int
 	version byte
-	buf     []byte  // reused body buffer for packets other than PUBLISH, cap ≤ maxRetainedBody
 	two     [2]byte // fixed header scratch
+	inline  [inlineBody]byte
 }
 
 // NewReader returns a Reader over r. maxPacketSize bounds a whole packet (fixed header
@@ -109,7 +116,12 @@ func (r *Reader) readPacket(first byte) (Packet, error) {
 		// so a PUBLISH body always gets its own allocation and the payload aliases it.
 		body, err = r.readOwned(n)
 	} else {
-		body, err = r.readReused(n)
+		var pooled *[]byte
+		body, pooled, err = r.readReused(n)
+		if pooled != nil {
+			// decode copies what it keeps, so the buffer goes back once it returns.
+			defer bodyPool.Put(pooled)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -167,20 +179,28 @@ func (r *Reader) readByte() (byte, error) {
 	return r.two[0], nil
 }
 
-// readReused reads n body bytes into the Reader's own buffer when they fit in
-// maxRetainedBody, else into a buffer used once.
-func (r *Reader) readReused(n int) ([]byte, error) {
-	if n > maxRetainedBody {
-		return r.readOwned(n)
+// readReused reads n body bytes into the Reader's inline array or a pooled buffer (returned
+// for the caller to put back once decoded), or beyond maxPooledBody into a buffer used once.
+func (r *Reader) readReused(n int) ([]byte, *[]byte, error) {
+	var b []byte
+	var pooled *[]byte
+	switch {
+	case n <= inlineBody:
+		b = r.inline[:n]
+	case n <= maxPooledBody:
+		pooled = bodyPool.Get().(*[]byte)
+		b = (*pooled)[:n]
+	default:
+		b, err := r.readOwned(n)
+		return b, nil, err
 	}
-	if cap(r.buf) < n {
-		r.buf = make([]byte, n, max(n, 64))
-	}
-	b := r.buf[:n]
 	if _, err := io.ReadFull(r.src, b); err != nil {
-		return nil, unexpected(err)
+		if pooled != nil {
+			bodyPool.Put(pooled)
+		}
+		return nil, nil, unexpected(err)
 	}
-	return b, nil
+	return b, pooled, nil
 }
 
 // readOwned reads n body bytes into a new buffer that grows as data arrives.
