@@ -202,8 +202,10 @@ type client struct {
 	att       *attachment
 	will      *router.Message
 	user      string
-	drain     chan struct{} // cap 1: OnDrain fired; wakes a reader waiting to queue a control packet
-	acks      *ackQueue     // on a durable host: acknowledgements waiting for their writes (persist.go)
+	// drain (cap 1) wakes a reader waiting to queue a control packet when OnDrain fires. Made by the first
+	// wait: most connections never wait, and a channel costs 96 bytes.
+	drain atomic.Pointer[chan struct{}]
+	acks  *ackQueue // on a durable host: acknowledgements waiting for their writes (persist.go)
 	// lastTopic and lastDest cache the last topic name parsed.
 	lastTopic string
 	lastDest  router.Destination
@@ -271,7 +273,7 @@ func (h *Handler) newClient(c *protocol.Conn) *client {
 		c.Close(err)
 		return nil
 	}
-	cl := &client{h: h, c: c, g: g, lim: limitsOf(c.Connector()), drain: make(chan struct{}, 1)}
+	cl := &client{h: h, c: c, g: g, lim: limitsOf(c.Connector())}
 	cl.rd = packet.NewReader(c.Reader(), cl.lim.maxPacket)
 	// MQTT 3.1.1 has no server DISCONNECT: on broker shutdown flush what is queued and close.
 	c.OnShutdown(func() { c.CloseAfter(protocol.ErrServerClosed, cl.lim.dieDelay) })
@@ -288,9 +290,11 @@ func (cl *client) closeFor(err error) {
 
 // onDrain runs on the writer goroutine whenever the outbound queue empties.
 func (cl *client) onDrain() {
-	select {
-	case cl.drain <- struct{}{}:
-	default:
+	if ch := cl.drain.Load(); ch != nil {
+		select {
+		case *ch <- struct{}{}:
+		default:
+		}
 	}
 	if s := cl.sess; s != nil {
 		s.drained(cl.c)
@@ -505,8 +509,15 @@ func (cl *client) writeAck(t packet.Type, id uint16) bool {
 
 // waitDrain waits until the outbound queue empties or the connection closes.
 func (cl *client) waitDrain() bool {
+	ch := cl.drain.Load()
+	if ch == nil {
+		// A drain before the channel existed was not signalled: the caller tries Begin again first.
+		made := make(chan struct{}, 1)
+		cl.drain.Store(&made)
+		return true
+	}
 	select {
-	case <-cl.drain:
+	case <-*ch:
 		return true
 	case <-cl.c.Done():
 		return false

@@ -19,10 +19,12 @@ type registry struct {
 	sessions map[string]*session
 }
 
-// attachment is one connection's hold on a session.
+// attachment is one connection's hold on a session. Guarded by registry.mu.
 type attachment struct {
 	conn *protocol.Conn
-	done chan struct{} // closed once the connection has released the session
+	// done is closed once the connection has released the session. Made by the first connection that
+	// waits for the release (a takeover): most attachments never need it, and a channel costs 96 bytes.
+	done chan struct{}
 }
 
 // takeSession finds or creates the session for client id, taking it over from a connection that still
@@ -30,18 +32,22 @@ type attachment struct {
 // existing session is discarded [MQTT-3.1.2-6]. It reports whether a session was present.
 func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
 	reg := cl.h.registry(cl.host)
-	att := &attachment{conn: cl.c, done: make(chan struct{})}
+	att := &attachment{conn: cl.c}
 	deadline := time.Now().Add(takeoverWait)
 	for {
 		reg.mu.Lock()
 		s := reg.sessions[id]
 		if s != nil && s.att != nil {
 			prev := s.att
+			if prev.done == nil {
+				prev.done = make(chan struct{})
+			}
+			done := prev.done
 			reg.mu.Unlock()
 			prev.conn.Close(errTakenOver)
 			t := time.NewTimer(time.Until(deadline))
 			select {
-			case <-prev.done:
+			case <-done:
 				t.Stop()
 			case <-cl.c.Done():
 				t.Stop()
@@ -125,8 +131,11 @@ func (cl *client) end(graceful bool) {
 		delete(reg.sessions, s.id)
 	}
 	s.att = nil
+	done := cl.att.done
 	reg.mu.Unlock()
-	close(cl.att.done)
+	if done != nil {
+		close(done)
+	}
 
 	if !graceful && cl.will != nil {
 		// [MQTT-3.1.2-8] published when the connection ends without DISCONNECT.
