@@ -55,18 +55,28 @@ type outbound struct {
 	closing  bool     // CloseAfter or Close was called: Begin refuses
 	closed   bool
 
-	closeReason error       // the pending CloseAfter's reason
-	deadline    time.Time   // the pending CloseAfter's latest close time
-	timer       *time.Timer // closes at deadline
+	after *pendingClose // set by CloseAfter: most connections never have one
 
 	onDrain      func()
 	onShutdown   func()
 	shutdownSeen bool // Server.Shutdown already ran onShutdown (or closed the connection)
+}
 
-	// Owned by the writer goroutine (there is at most one, see writing).
-	spare []*chunk    // the list swapped with bufs, so a batch allocates nothing
+// pendingClose is a CloseAfter in progress.
+type pendingClose struct {
+	reason   error       // the first CloseAfter's reason
+	deadline time.Time   // the latest close time
+	timer    *time.Timer // closes at deadline
+}
+
+// writerState is the writer goroutine's scratch, taken from writerPool while it runs so an idle
+// connection holds none.
+type writerState struct {
+	spare []*chunk    // the list swapped with outbound.bufs, so a batch allocates nothing
 	iov   net.Buffers // one writev's pieces
 }
+
+var writerPool = sync.Pool{New: func() any { return new(writerState) }}
 
 // pendingLocked returns the bytes queued or being written.
 func (o *outbound) pendingLocked() int {
@@ -100,13 +110,16 @@ func (o *outbound) close() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.closing, o.closed = true, true
-	if o.timer != nil {
-		o.timer.Stop()
-		o.timer = nil
-	}
 	o.releaseLocked()
 	o.onDrain, o.onShutdown = nil, nil
-	return o.closeReason
+	if o.after == nil {
+		return nil
+	}
+	if o.after.timer != nil {
+		o.after.timer.Stop()
+		o.after.timer = nil
+	}
+	return o.after.reason
 }
 
 // closeAfter stops output and arranges the close of c once flushed, no later than d from now. It
@@ -119,18 +132,22 @@ func (o *outbound) closeAfter(c *Conn, reason error, d time.Duration) bool {
 	}
 	if !o.closing {
 		o.closing = true
-		o.closeReason = reason
+		o.after = &pendingClose{reason: reason}
 	}
 	if !o.writing && o.pendingLocked() == 0 {
 		return true
 	}
+	if o.after == nil { // closing after a write error: Close follows with that error
+		o.after = &pendingClose{}
+	}
+	pc := o.after
 	deadline := time.Now().Add(d)
-	if o.timer == nil || deadline.Before(o.deadline) {
-		if o.timer != nil {
-			o.timer.Stop()
+	if pc.timer == nil || deadline.Before(pc.deadline) {
+		if pc.timer != nil {
+			pc.timer.Stop()
 		}
-		o.deadline = deadline
-		o.timer = time.AfterFunc(d, func() { c.Close(reason) })
+		pc.deadline = deadline
+		pc.timer = time.AfterFunc(d, func() { c.Close(reason) })
 	}
 	return false
 }
@@ -196,6 +213,8 @@ func (c *Conn) Pending() int {
 func (c *Conn) writeLoop() {
 	defer c.srv.wg.Done()
 	o := &c.out
+	w := writerPool.Get().(*writerState)
+	defer writerPool.Put(w)
 	var written []*chunk // the batch just written, recycled under mu
 	drained := false     // onDrain ran since the last write
 	for {
@@ -207,7 +226,7 @@ func (c *Conn) writeLoop() {
 				written[i] = nil
 			}
 			if cap(written) <= maxIdleSlice {
-				o.spare = written[:0]
+				w.spare = written[:0]
 			}
 			written = nil
 		}
@@ -226,10 +245,14 @@ func (c *Conn) writeLoop() {
 			}
 			o.writing = false
 			o.releaseLocked()
-			if cap(o.iov) > maxIdleSlice {
-				o.iov = nil
+			if cap(w.iov) > maxIdleSlice {
+				w.iov = nil
 			}
-			flushedReason, closeNow := o.closeReason, o.closing
+			closeNow := o.closing
+			var flushedReason error
+			if o.after != nil {
+				flushedReason = o.after.reason
+			}
 			o.mu.Unlock()
 			if closeNow {
 				c.Close(flushedReason)
@@ -238,12 +261,12 @@ func (c *Conn) writeLoop() {
 		}
 		batch := o.bufs
 		o.inflight = o.pendingLocked()
-		o.bufs, o.spare = o.spare, nil
+		o.bufs, w.spare = w.spare, nil
 		o.queued = 0
 		o.mu.Unlock()
 
 		drained = false
-		err := c.writeChunks(batch)
+		err := c.writeChunks(w, batch)
 		written = batch
 		if err != nil {
 			o.mu.Lock()
@@ -263,12 +286,11 @@ func (c *Conn) writeLoop() {
 
 // writeChunks writes the chunks with writev, at most writePiece bytes per call, each call under a fresh
 // write deadline.
-func (c *Conn) writeChunks(chunks []*chunk) error {
-	o := &c.out
+func (c *Conn) writeChunks(w *writerState, chunks []*chunk) error {
 	timeout := c.srv.writeTimeout()
 	i, off := 0, 0 // next byte to write: chunks[i].b[off]
 	for i < len(chunks) {
-		iov := o.iov[:0]
+		iov := w.iov[:0]
 		n := 0
 		for i < len(chunks) && n < writePiece {
 			b := chunks[i].b[off:]
@@ -287,13 +309,13 @@ func (c *Conn) writeChunks(chunks []*chunk) error {
 			break
 		}
 		backing := iov[:0]
-		o.iov = iov
+		w.iov = iov
 		if err := c.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 			return err
 		}
-		// WriteTo consumes o.iov (a field, so the call does not allocate) and clears what it wrote.
-		written, err := o.iov.WriteTo(c.nc)
-		o.iov = backing
+		// WriteTo consumes w.iov (a field, so the call does not allocate) and clears what it wrote.
+		written, err := w.iov.WriteTo(c.nc)
+		w.iov = backing
 		if err != nil {
 			clear(backing[:cap(backing)])
 			if isTimeout(err) {
