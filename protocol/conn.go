@@ -61,9 +61,16 @@ type Conn struct {
 	out outbound
 
 	closeOnce sync.Once
-	reason    error // set once, before done is closed
-	done      chan struct{}
+	// Guarded by out.mu. done is made by the first Done call (most connections never wait on one, and a
+	// channel costs 96 bytes) and closed once the connection is closed, which sets isDone; reason is set
+	// before.
+	reason error
+	done   chan struct{}
+	isDone bool
 }
+
+// closedChan is what Done returns for a connection already closed when Done is first called.
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
 
 func newConn(s *Server, nc net.Conn, r io.Reader, connector *conf.Connector, proto string) *Conn {
 	return &Conn{
@@ -73,7 +80,6 @@ func newConn(s *Server, nc net.Conn, r io.Reader, connector *conf.Connector, pro
 		r:         r,
 		connector: connector,
 		proto:     proto,
-		done:      make(chan struct{}),
 	}
 }
 
@@ -109,16 +115,26 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
 
 // Done is closed once the connection is closed.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} {
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	if c.done == nil {
+		if c.isDone {
+			return closedChan
+		}
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
 
 // Err returns the close reason once Done is closed, else nil.
 func (c *Conn) Err() error {
-	select {
-	case <-c.done:
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	if c.isDone {
 		return c.reason
-	default:
-		return nil
 	}
+	return nil
 }
 
 // Close closes the connection now, dropping what is queued. The first reason wins; later calls do
@@ -129,7 +145,6 @@ func (c *Conn) Close(reason error) {
 		if pending := c.out.close(); pending != nil {
 			reason = pending
 		}
-		c.reason = reason
 		if c.tlsc != nil {
 			// Close the socket under TLS: tls.Conn.Close first sends a close_notify alert, which can block
 			// for seconds on a peer that does not read. MQTT and STOMP end sessions with their own packets.
@@ -137,7 +152,13 @@ func (c *Conn) Close(reason error) {
 		} else {
 			_ = c.nc.Close()
 		}
-		close(c.done)
+		c.out.mu.Lock()
+		c.reason, c.isDone = reason, true
+		done := c.done
+		c.out.mu.Unlock()
+		if done != nil {
+			close(done)
+		}
 		c.logClose(reason)
 	})
 }
