@@ -127,12 +127,22 @@ func (h *Handler) Dropped() uint64 { return h.dropped.Load() }
 
 // Serve runs one STOMP connection until it ends; it implements protocol.Handler.
 func (h *Handler) Serve(c *protocol.Conn) {
+	if s := h.newSession(c); s != nil {
+		s.run()
+	}
+}
+
+// newSession prepares a connection's session; nil when the connector's grammar is unusable. It is apart
+// from Serve, whose frame stays under every parked reader (see Reader.Wait).
+//
+//go:noinline
+func (h *Handler) newSession(c *protocol.Conn) *session {
 	cs, err := h.settings(c.Connector())
 	if err != nil {
 		// A connector whose grammar does not build cannot serve anyone; conf validation should catch it.
 		c.Log().Error("stomp grammar", zap.Error(err))
 		c.Close(err)
-		return
+		return nil
 	}
 	s := &session{
 		h:   h,
@@ -144,7 +154,7 @@ func (h *Handler) Serve(c *protocol.Conn) {
 	}
 	s.dr = deadlineReader{c: c, r: c.Reader()}
 	s.rd.init(&s.dr, cs.limits)
-	s.run()
+	return s
 }
 
 // connSettings is what every session of one connector shares, computed once.

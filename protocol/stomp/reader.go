@@ -233,6 +233,16 @@ func (r *Reader) eof(atBoundary bool) error {
 	return r.err
 }
 
+// Wait blocks until the next frame's first byte has arrived or the read failed, on small frames: an idle
+// connection parks here rather than in Read, whose frame is large, and the runtime halves a parked
+// goroutine's stack only while less than a quarter of it minus 800 bytes is in use. Read then returns
+// the frame, or the error.
+func (r *Reader) Wait() {
+	if len(r.buf) == 0 && r.err == nil {
+		_ = r.fillEmpty(true) // an error is kept in r.err for Read
+	}
+}
+
 // fillEmpty takes a pooled buffer for the next bytes, blocking for the first one outside any buffer of
 // its own when the underlying reader can hand out single bytes.
 func (r *Reader) fillEmpty(atBoundary bool) error {

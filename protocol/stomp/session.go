@@ -91,6 +91,7 @@ func (s *session) run() {
 	}
 	_ = s.c.SetReadDeadline(time.Now().Add(timeout))
 	for {
+		s.rd.Wait()
 		f, err := s.rd.Read()
 		if err != nil {
 			s.readFailed(err)
