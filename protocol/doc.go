@@ -6,8 +6,9 @@
 // runs the protocol's Handler with a Conn whose Reader replays the sniffed bytes. Output goes through
 // the Conn's outbound queue, bounded in bytes (Server.MaxPending): encoders append in place between
 // Begin and Commit, and a writer goroutine exists only while there is something to write, so an idle
-// connection costs one parked goroutine (4 KiB of stack once the garbage collector has shrunk it) and
-// small structs: after a small read the next one goes into a 16-byte inline buffer, so an idle connection
+// connection costs one parked goroutine and small structs. The goroutine parks on small frames, so its
+// stack stays at the initial 2 KiB when the handler does its deep work elsewhere (MQTT's CONNECT), else
+// the garbage collector shrinks it to 4 KiB (the runtime never shrinks below that a stack in use): after a small read the next one goes into a 16-byte inline buffer, so an idle connection
 // holds no pooled read buffer (a busy one reads into 512 B up to 32 KiB, growing while reads fill it).
 //
 // TLS: a connector whose Bind starts with "tls://" speaks TLS only; one whose Detect lists TLS ("tls")

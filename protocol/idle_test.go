@@ -62,9 +62,10 @@ func TestIdleConnMemory(t *testing.T) {
 	after, afterStack := memInUse()
 	per := (after - before) / n
 	t.Logf("%d bytes per idle connection (client side included), %d of them stack", per, (afterStack-beforeStack)/n)
-	// Today: a 4 KiB goroutine stack plus ~2 KiB of heap (Conn, 512-byte read buffer, socket).
-	if !raceEnabled && per > 8<<10 {
-		t.Fatalf("%d bytes per idle connection; want under 8 KiB", per)
+	// Measured: ~4.5-5.2 KiB, a 2-4 KiB goroutine stack plus ~1.6 KiB of heap (Conn, the reader's struct with
+	// its inline buffer, the socket on both sides); the bound leaves a margin for the runtime's choices.
+	if !raceEnabled && per > 6<<10+512 {
+		t.Fatalf("%d bytes per idle connection; want at most 6.5 KiB", per)
 	}
 }
 

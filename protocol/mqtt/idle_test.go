@@ -47,10 +47,13 @@ func TestIdleMQTTConnectionMemory(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond) // let the writers of CONNACK exit
 	after, afterStack := memInUse()
-	per := (after - before) / n
-	t.Logf("%d bytes per idle MQTT connection (client side included), %d of them stack", per, (afterStack-beforeStack)/n)
-	if !raceEnabled && per > 10<<10 {
-		t.Fatalf("%d bytes per idle connection; want under 10 KiB", per)
+	per, stack := (after-before)/n, (afterStack-beforeStack)/n
+	t.Logf("%d bytes per idle MQTT connection (client side included), %d of them stack", per, stack)
+	// Measured: ~6.8-7.1 KiB, of which ~3 KiB heap (client, session, Conn, the reader's structs, both
+	// sockets) and a 2-4 KiB stack: CONNECT is handled on a helper goroutine and the reader parks on small
+	// frames, so its stack starts and stays at 2 KiB, or is shrunk to 4 KiB. The bounds leave a margin.
+	if !raceEnabled && (per > 8<<10 || per-stack > 4<<10) {
+		t.Fatalf("%d bytes per idle connection, %d of them heap; want at most 8 KiB and 4 KiB", per, per-stack)
 	}
 }
 

@@ -62,8 +62,10 @@ func TestIdleSTOMPConnectionMemory(t *testing.T) {
 	heapAfter, stackAfter := memInUse()
 	heap, stack := (heapAfter-heapBefore)/n, (stackAfter-stackBefore)/n
 	t.Logf("per idle STOMP connection with one subscription: %d bytes heap (client socket included), %d bytes stack", heap, stack)
-	if !raceEnabled && heap > 4<<10 {
-		t.Fatalf("%d heap bytes per idle connection; want at most 4 KiB", heap)
+	// Measured: ~2.8 KiB heap, 4 KiB stack (SUBSCRIBE runs on the reader and grows its stack; parked in
+	// Reader.Wait on small frames it is shrunk back to 4 KiB). The bounds leave a margin.
+	if !raceEnabled && (heap > 3<<10+512 || stack > 5<<10) {
+		t.Fatalf("%d heap and %d stack bytes per idle connection; want at most 3.5 KiB and 5 KiB", heap, stack)
 	}
 }
 
