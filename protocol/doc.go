@@ -8,8 +8,9 @@
 // Begin and Commit, and a writer goroutine exists only while there is something to write, so an idle
 // connection costs one parked goroutine and small structs. The goroutine parks on small frames, so its
 // stack stays at the initial 2 KiB when the handler does its deep work elsewhere (MQTT's CONNECT), else
-// the garbage collector shrinks it to 4 KiB (the runtime never shrinks below that a stack in use): after a small read the next one goes into a 16-byte inline buffer, so an idle connection
-// holds no pooled read buffer (a busy one reads into 512 B up to 32 KiB, growing while reads fill it).
+// the garbage collector shrinks it to 4 KiB (the runtime never shrinks a stack in use below that). After
+// a small read the next one goes into a 16-byte inline buffer, so an idle connection holds no pooled read
+// buffer (a busy one reads into 512 B up to 32 KiB, growing while reads fill it).
 //
 // TLS: a connector whose Bind starts with "tls://" speaks TLS only; one whose Detect lists TLS ("tls")
 // recognises a ClientHello's record header (0x16 0x03 0x00-0x04, three bytes) next to clear-text MQTT
