@@ -113,6 +113,7 @@ type Handler struct {
 
 	mu         sync.Mutex
 	registries map[*virtualhost.Host]*registry
+	connLimits map[*conf.Connector]*limits
 
 	refusedLogins, refusedPublishes, refusedSubscriptions atomic.Uint64
 }
@@ -155,6 +156,22 @@ type limits struct {
 	maxLevels   int
 }
 
+// limits returns connector c's limits, computed once: a copy in each client would cost 48 bytes.
+func (h *Handler) limits(c *conf.Connector) *limits {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l := h.connLimits[c]
+	if l == nil {
+		lim := limitsOf(c)
+		l = &lim
+		if h.connLimits == nil {
+			h.connLimits = make(map[*conf.Connector]*limits)
+		}
+		h.connLimits[c] = l
+	}
+	return l
+}
+
 func limitsOf(c *conf.Connector) limits {
 	m := c.MQTT
 	l := limits{
@@ -187,7 +204,7 @@ func limitsOf(c *conf.Connector) limits {
 type client struct {
 	h    *Handler
 	c    *protocol.Conn
-	lim  limits
+	lim  *limits // shared by the connector's clients (Handler.limits)
 	g    *router.Grammar
 	rd   *packet.Reader
 	host *virtualhost.Host
@@ -273,7 +290,7 @@ func (h *Handler) newClient(c *protocol.Conn) *client {
 		c.Close(err)
 		return nil
 	}
-	cl := &client{h: h, c: c, g: g, lim: limitsOf(c.Connector())}
+	cl := &client{h: h, c: c, g: g, lim: h.limits(c.Connector())}
 	cl.rd = packet.NewReader(c.Reader(), cl.lim.maxPacket)
 	// MQTT 3.1.1 has no server DISCONNECT: on broker shutdown flush what is queued and close.
 	c.OnShutdown(func() { c.CloseAfter(protocol.ErrServerClosed, cl.lim.dieDelay) })

@@ -171,28 +171,29 @@ type session struct {
 
 	// mu guards the fields below. Deliver takes it on publishers' goroutines; it is never held while
 	// calling the router.
-	mu              sync.Mutex
-	out             sender // nil while offline
-	conn            *protocol.Conn
-	version         byte
-	g               *router.Grammar
-	log             *zap.Logger // the handler's; entries name the client id
-	maxInflight     int
-	maxQueued       int
-	discarded       bool
-	inflight        []inflightMsg // in send order, for resends in order [MQTT-4.6.0-1]
-	unsent          int           // inflight entries marked unsent
+	mu          sync.Mutex
+	out         sender // nil while offline
+	conn        *protocol.Conn
+	g           *router.Grammar
+	log         *zap.Logger // the handler's; entries name the client id
+	maxInflight int
+	maxQueued   int
+	inflight    []inflightMsg // in send order, for resends in order [MQTT-4.6.0-1]
+	unsent      int           // inflight entries marked unsent
+	queue       outQueue
+	dropped     uint64
+	dropLogged  time.Time
+	consumers   []*router.Consumer   // copy-on-write, for resuming from the writer goroutine
+	wilds       []*subEntry          // non-shared topic subscriptions with wildcards: overlap detection
+	literals    map[string]*subEntry // non-shared literal topic subscriptions by appendDestKey
+	seen        []seenMsg
+	scratch     []byte // topic rendering for the message being encoded
+	// The small fields together, so the struct has no padding between them (idle sessions must be small).
 	lastID          uint16
-	queue           outQueue
-	dropped         uint64
-	dropLogged      time.Time
-	resumeConsumers bool                 // a queue delivery was refused for lack of room
-	consumers       []*router.Consumer   // copy-on-write, for resuming from the writer goroutine
-	wilds           []*subEntry          // non-shared topic subscriptions with wildcards: overlap detection
-	literals        map[string]*subEntry // non-shared literal topic subscriptions by appendDestKey
-	overlap         bool                 // two topic subscriptions may match one message
-	seen            []seenMsg
-	scratch         []byte // topic rendering for the message being encoded
+	version         byte
+	discarded       bool
+	resumeConsumers bool // a queue delivery was refused for lack of room
+	overlap         bool // two topic subscriptions may match one message
 	// slow is set when a publisher stalled for stallTimeout without the queue making room: until the
 	// queue is down to half again, live messages past max_queued_messages drop the oldest instead of
 	// stalling publishers.
