@@ -199,14 +199,25 @@ const tinySize = 16
 // tinyClass is connReader.next when the next fill reads into the inline buffer.
 const tinyClass = -1
 
-// smallRead: a read bringing fewer bytes than this sends the next fill to the inline buffer.
+// smallRead: a read bringing fewer bytes than this sends the next fill to the inline buffer, unless the
+// connection is busy.
 const smallRead = 128
+
+// quietGap: a connection is busy from when the inline buffer cost an extra read (it came back full within
+// quietGap of the previous small read) until a small read comes quietGap or more after the previous one.
+// A stream of small packets (QoS 1 publishers waiting for acknowledgements) then keeps its pooled buffer
+// and reads each burst in one syscall; a connection that goes quiet parks with the inline buffer.
+const quietGap = time.Second
+
+// clockStart anchors connReader's monotonic timestamps.
+var clockStart = time.Now()
 
 // connReader is a connection's buffered reader. Unlike bufio.Reader it starts with the sniffed bytes
 // already buffered and adapts its buffer to the traffic: a read that fills the buffer moves to the next
 // size, a read using less than a quarter of it moves down to the smallest size holding twice as much, and
 // after a read of under smallRead bytes the next read goes into a tiny inline buffer with the pooled one
-// returned, so an idle connection parks in Read holding no read buffer. Reads at least as large as the
+// returned (unless the connection is busy, see quietGap), so an idle connection parks in Read holding no
+// read buffer. Reads at least as large as the
 // buffer go straight to the socket. It is used from the handler's goroutine only.
 type connReader struct {
 	src      io.Reader
@@ -217,6 +228,8 @@ type connReader struct {
 	class    int8 // size class of bufp
 	next     int8 // class for the next fill, decided by the last one; tinyClass: the inline buffer
 	released bool
+	busy     bool          // see quietGap
+	lastRead time.Duration // since clockStart, of the last small read checked for quietness
 	tiny     [tinySize]byte
 }
 
@@ -333,7 +346,11 @@ func (cr *connReader) adapt(n int) {
 	if cr.bufp == nil { // the inline buffer
 		cr.next = tinyClass
 		if n == len(cr.buf) {
+			// More was waiting: so soon after the previous small read, the inline buffer cost a syscall.
 			cr.next = 0
+			if cr.sinceLastRead() < quietGap {
+				cr.busy = true
+			}
 		}
 		return
 	}
@@ -342,7 +359,11 @@ func (cr *connReader) adapt(n int) {
 	case n == size && int(cr.class) < len(readSizes)-1:
 		cr.next = cr.class + 1
 	case n < smallRead:
-		cr.next = tinyClass
+		cr.next = 0
+		if !cr.busy || cr.sinceLastRead() >= quietGap {
+			cr.busy = false
+			cr.next = tinyClass
+		}
 	case n < size/4:
 		cr.next = 0
 		for cr.next < cr.class && readSizes[cr.next] < 2*n {
@@ -351,6 +372,17 @@ func (cr *connReader) adapt(n int) {
 	default:
 		cr.next = cr.class
 	}
+}
+
+// sinceLastRead returns the time since the previous call (a long time for the first) and records now.
+func (cr *connReader) sinceLastRead() time.Duration {
+	now := time.Since(clockStart)
+	gap := now - cr.lastRead
+	if cr.lastRead == 0 {
+		gap = quietGap
+	}
+	cr.lastRead = now
+	return gap
 }
 
 // release returns the buffer to its pool once the handler has returned; later reads fail.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"testing"
 	"testing/iotest"
 )
@@ -105,6 +106,31 @@ func TestConnReaderAdaptsBufferSize(t *testing.T) {
 	}
 	if cr.next != tinyClass || cr.bufp != nil {
 		t.Fatalf("after a small read: next class %d, pooled buffer held %v; want the inline buffer", cr.next, cr.bufp != nil)
+	}
+}
+
+// A stream of small reads, where the inline buffer keeps coming back full, keeps its pooled buffer (one
+// syscall per burst); after a quiet second the connection parks with the inline buffer again.
+func TestConnReaderBusyKeepsPooledBuffer(t *testing.T) {
+	src := &scriptedReader{sizes: []int{10, -1, 50, -1, 50, 50, 50, 50}}
+	cr := newConnReader(src, nil)
+	var sizes []int
+	for i := range len(src.sizes) {
+		if i == 7 {
+			cr.lastRead -= 2 * quietGap // the connection went quiet
+		}
+		if _, err := cr.ReadByte(); err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(cr.buf))
+		cr.r = cr.w
+	}
+	want := []int{tinySize, tinySize, 512, tinySize, 512, 512, 512, 512}
+	if !slices.Equal(sizes, want) {
+		t.Fatalf("buffer sizes %v; want %v", sizes, want)
+	}
+	if cr.busy || cr.next != tinyClass {
+		t.Fatalf("after a quiet gap: busy %v, next class %d; want the inline buffer next", cr.busy, cr.next)
 	}
 }
 
