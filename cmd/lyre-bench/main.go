@@ -82,6 +82,7 @@ var (
 
 // config is the parsed command line.
 type config struct {
+	stalled   int
 	proto     string
 	mode      string
 	addr      string
@@ -139,6 +140,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.Float64Var(&c.rate, "rate", 0, "messages per second per publisher (0 = as fast as possible)")
 	fs.StringVar(&c.topic, "topic", "lyre-bench", "topic prefix")
 	fs.IntVar(&c.inflight, "inflight", 64, "MQTT QoS 1/2: unacknowledged messages per publisher; STOMP: outstanding receipts per producer")
+	fs.IntVar(&c.stalled, "stalled", 0, "MQTT: extra subscribers to the same topic(s) that never read after SUBACK (a slow-subscriber run)")
 	fs.IntVar(&c.conns, "conns", 1000, "idle: connections to open")
 	fs.IntVar(&c.pid, "pid", 0, "idle: broker process whose VmRSS to sample before and after connecting")
 	fs.StringVar(&c.user, "user", "", "user name for CONNECT")
@@ -528,6 +530,16 @@ func bench(ctx context.Context, c *config, progress io.Writer, log *zap.Logger) 
 		return nil, err
 	}
 	log.Debug("subscribed", zap.Int("subs", c.subs), zap.String("topic", subTopic(0)))
+	stalled, err := dialStalled(ctx, c, id, subTopic)
+	if err != nil {
+		stopSubs()
+		return nil, err
+	}
+	defer func() {
+		for _, sc := range stalled {
+			sc.close()
+		}
+	}()
 
 	pubs := make([]client, c.pubs)
 	pubStat := make([]pubStats, c.pubs)

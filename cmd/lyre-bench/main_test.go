@@ -190,6 +190,8 @@ func TestBenchMosquitto(t *testing.T) {
 		{"pairs qos 2", []string{"-mode", "pairs", "-qos", "2", "-pubs", "3", "-count", "200", "-size", "1000"}, 600},
 		{"fanin qos 2 window 1", []string{"-mode", "fanin", "-qos", "2", "-pubs", "2", "-count", "100", "-inflight", "1"}, 200},
 		{"fanin qos 0 rate", []string{"-mode", "fanin", "-qos", "0", "-pubs", "2", "-count", "40", "-rate", "200"}, 80},
+		// The stalled subscriber never reads; the measured subscriber must still get everything.
+		{"fanin qos 1 with a stalled subscriber", []string{"-mode", "fanin", "-qos", "1", "-pubs", "2", "-count", "200", "-stalled", "1"}, 400},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg, err := parseFlags(append([]string{"-addr", addr, "-rate", "5000", "-topic", "test"}, c.args...), &bytes.Buffer{})

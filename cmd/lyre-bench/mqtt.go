@@ -845,3 +845,37 @@ func (m *mqttIdle) close() error {
 	m.c.nc.Write(mqttDisconnect)
 	return m.c.close()
 }
+
+// dialStalled opens c.stalled MQTT subscribers to the run's topics (round-robin over the subscribers'
+// topics) that never read after their SUBACK, with a small socket receive buffer: the broker sees them
+// as subscribers that stopped reading, and the run shows what they cost everyone else.
+func dialStalled(ctx context.Context, c *config, id string, topic func(i int) string) ([]*mqttConn, error) {
+	if c.stalled == 0 {
+		return nil, nil
+	}
+	if c.proto != "mqtt" {
+		return nil, fmt.Errorf("%w: -stalled needs -proto mqtt", errUsage)
+	}
+	d := newDriver(c).(*mqttDriver)
+	conns := make([]*mqttConn, 0, c.stalled)
+	for i := 0; i < c.stalled; i++ {
+		mc, err := dialMQTT(ctx, &d.opt, fmt.Sprintf("lb-%s-stalled%d", id, i), 4<<10, 4<<10)
+		if err == nil {
+			if tc, ok := mc.nc.(*net.TCPConn); ok {
+				_ = tc.SetReadBuffer(4 << 10)
+			}
+			_, err = mc.subscribe(topic(i%max(c.subs, 1)), byte(c.qos))
+			if err != nil {
+				mc.close()
+			}
+		}
+		if err != nil {
+			for _, s := range conns {
+				s.close()
+			}
+			return nil, fmt.Errorf("stalled subscriber: %w", err)
+		}
+		conns = append(conns, mc)
+	}
+	return conns, nil
+}
