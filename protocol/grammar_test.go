@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/router"
 )
 
 func TestGrammarCache(t *testing.T) {
@@ -37,5 +38,29 @@ func TestGrammarCache(t *testing.T) {
 	}
 	if _, err := NewGrammar("amqp", conf.Grammar{}); err == nil {
 		t.Fatal("NewGrammar accepted an unknown protocol")
+	}
+}
+
+// conf's grammar defaults (what a config file gets) and the router's (what code building a grammar
+// directly gets) are written twice because router must not import conf; they must never drift.
+func TestGrammarDefaultsAgreeWithRouter(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		conf conf.Grammar
+		rc   router.GrammarConfig
+	}{
+		{"mqtt", conf.MQTTGrammarDefaults, router.MQTTGrammarConfig()},
+		{"stomp", conf.STOMPGrammarDefaults, router.STOMPGrammarConfig()},
+	} {
+		got := conf.Grammar{
+			PathSeparator: c.rc.PathSeparator, AnyChildWildcard: c.rc.AnyChildWildcard,
+			AnyDescendantWildcard: c.rc.AnyDescendantWildcard, RegexWildcardStart: c.rc.RegexWildcardStart,
+			RegexWildcardEnd: c.rc.RegexWildcardEnd, PartPattern: c.rc.PartPattern, QueuePrefix: c.rc.QueuePrefix,
+			TopicPrefix: c.rc.TopicPrefix, DsubPrefix: c.rc.DsubPrefix, TempQueuePrefix: c.rc.TempQueuePrefix,
+			TempTopicPrefix: c.rc.TempTopicPrefix, DestinationSeparator: c.rc.DestinationSeparator,
+		}
+		if got != c.conf {
+			t.Errorf("%s: router defaults %+v differ from conf defaults %+v", c.name, got, c.conf)
+		}
 	}
 }
