@@ -435,27 +435,32 @@ func (d *mqttDriver) dialSubscriber(ctx context.Context, clientID string, spec *
 	}
 	st.granted = int(granted)
 	s := &mqttSubscriber{c: c, st: st}
+	c.pr.beforeRead = c.pr.subscriberHook(c.bw, spec.coalesce)
+	return s, nil
+}
+
+// subscriberHook is a subscriber's beforeRead: it flushes the acknowledgements written since the last
+// read, and with coalesce > 0 it batches reads. A small read right after another means the broker is
+// writing packet by packet (mosquitto does): waiting lets the next read take a batch, instead of burning
+// the CPU the broker shares with us on a read per packet or two.
+func (p *packetReader) subscriberHook(bw *bufio.Writer, coalesce time.Duration) func() error {
 	var lastAt time.Time
-	c.pr.beforeRead = func() error {
-		if c.bw.Buffered() > 0 {
-			if err := c.bw.Flush(); err != nil {
+	return func() error {
+		if bw.Buffered() > 0 {
+			if err := bw.Flush(); err != nil {
 				return err
 			}
 		}
-		if spec.coalesce > 0 {
-			// A small read right after another means the broker is writing packet by packet
-			// (mosquitto does): wait so that the next read takes a batch, instead of burning the
-			// CPU the broker shares with us on a read per packet or two.
+		if coalesce > 0 {
 			now := time.Now()
-			if c.pr.lastRead < coalesceBelow && now.Sub(lastAt) < coalesceWithin {
-				time.Sleep(spec.coalesce)
+			if p.lastRead < coalesceBelow && now.Sub(lastAt) < coalesceWithin {
+				time.Sleep(coalesce)
 				now = time.Now()
 			}
 			lastAt = now
 		}
 		return nil
 	}
-	return s, nil
 }
 
 func (d *mqttDriver) dialIdle(ctx context.Context, clientID string) (idleConn, error) {

@@ -450,24 +450,7 @@ func (d *stompDriver) dialSubscriber(ctx context.Context, _ string, spec *subSpe
 	}
 	st.granted = 2 // no QoS in STOMP: never warn about a downgrade
 	s := &stompSubscriber{c: c, st: st, lastAck: make([]byte, 0, 64), lastSub: make([]byte, 0, 16)}
-	var lastAt time.Time
-	c.fr.beforeRead = func() error {
-		if c.bw.Buffered() > 0 {
-			if err := c.bw.Flush(); err != nil {
-				return err
-			}
-		}
-		if spec.coalesce > 0 {
-			// As for MQTT subscribers: batch reads when the broker writes frame by frame.
-			now := time.Now()
-			if c.fr.lastRead < coalesceBelow && now.Sub(lastAt) < coalesceWithin {
-				time.Sleep(spec.coalesce)
-				now = time.Now()
-			}
-			lastAt = now
-		}
-		return nil
-	}
+	c.fr.beforeRead = c.fr.subscriberHook(c.bw, spec.coalesce)
 	return s, nil
 }
 
