@@ -364,7 +364,18 @@ func (s *session) release(e *subEntry, retained []*router.Message) {
 	if e.gone || s.discarded {
 		return
 	}
+	var live map[uint64]struct{}
+	if len(e.held) > 0 && len(retained) > 0 {
+		live = make(map[uint64]struct{}, len(e.held))
+		for _, it := range e.held {
+			live[it.msg.ID] = struct{}{}
+		}
+	}
 	for _, m := range retained {
+		if _, dup := live[m.ID]; dup {
+			// Published while the SUBSCRIBE was handled: it goes out once, as the live message it is.
+			continue
+		}
 		s.queue.push(outItem{msg: m, entry: e, qos: min(m.QoS, e.qos), retained: true})
 	}
 	for _, it := range e.held {

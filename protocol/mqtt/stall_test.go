@@ -87,3 +87,26 @@ func TestOwnMessagesNeverStall(t *testing.T) {
 		t.Errorf("delivery of the session's own message took %v", waited)
 	}
 }
+
+// A retained message published while a SUBSCRIBE is being handled reaches the new subscription both live
+// (held until the SUBACK) and in the retained snapshot: it must go out once, as a live message with
+// RETAIN 0 [MQTT-3.3.1-9], not twice.
+func TestRetainedPublishedDuringSubscribeGoesOutOnce(t *testing.T) {
+	out := &discardSender{buf: make([]byte, 0, 256)}
+	s, sub, g := benchSession(t, "r/+", 1, out)
+	e := sub.Opaque.(*subEntry)
+	e.holding = true
+	m := benchMessage(t, g, "r/1", 1)
+	m.Retain = true
+	s.Deliver(router.Delivery{Msg: m, Sub: sub})
+	if out.n != 0 {
+		t.Fatalf("%d packets sent before the SUBACK", out.n)
+	}
+	s.release(e, []*router.Message{m})
+	if out.n != 1 {
+		t.Fatalf("%d PUBLISH packets sent, want 1", out.n)
+	}
+	if out.buf[0]&0x01 != 0 {
+		t.Errorf("the one copy has RETAIN set (first byte %#x); a live delivery has RETAIN 0", out.buf[0])
+	}
+}
