@@ -24,8 +24,8 @@ var prefetchPool = sync.Pool{New: func() any { b := make([]byte, SniffLimit); re
 // its initial 2 KiB while sniffing stays at 4 KiB for the life of an idle connection (measured by
 // TestIdleConnMemory).
 func (s *Server) detect(l *listener, nc net.Conn) (string, net.Conn, io.Reader, error) {
-	if l.tls != nil {
-		return s.detectTLS(l, nc)
+	if l.tls != nil && l.tls.always {
+		return s.detectInsideTLS(l, nc, nil)
 	}
 	if p := l.conf.Protocol; p != "" {
 		return p, nc, replay(nc, nil), nil
@@ -34,30 +34,9 @@ func (s *Server) detect(l *listener, nc net.Conn) (string, net.Conn, io.Reader, 
 	// this goroutine's stack, while clearing it is not.
 	bp := prefetchPool.Get().(*[]byte)
 	n, proto, err := sniffConn(nc, *bp, l.conf.Detect)
-	if err == nil {
-		err = nc.SetReadDeadline(time.Time{})
-	}
-	if err != nil {
-		s.detectFailed(l, nc, err, (*bp)[:n])
-		prefetchPool.Put(bp)
-		return "", nil, nil, err
-	}
-	r := replay(nc, (*bp)[:n])
-	prefetchPool.Put(bp)
-	return proto, nc, r, nil
-}
-
-// detectTLS is detect on a connector with TLS. On a tls:// connector the handshake starts at once; on an
-// autodetecting one the first bytes are sniffed with TLS among the protocols, and clear text is served as
-// on any other connector, on a frame as small as detect's (see there).
-func (s *Server) detectTLS(l *listener, nc net.Conn) (string, net.Conn, io.Reader, error) {
-	if l.tls.always {
-		return s.detectInsideTLS(l, nc, nil)
-	}
-	bp := prefetchPool.Get().(*[]byte)
-	n, proto, err := sniffConn(nc, *bp, l.conf.Detect)
 	if err == nil && proto == TLS {
-		// Copied: the prefetch buffer goes back to the pool before the handshake, which may take seconds.
+		// Only when the connector detects TLS. Copied: the prefetch buffer goes back to the pool before
+		// the handshake, which may take seconds.
 		sniffed := slices.Clone((*bp)[:n])
 		prefetchPool.Put(bp)
 		return s.detectInsideTLS(l, nc, sniffed)
