@@ -1,39 +1,14 @@
 package main
 
 import (
-	"fmt"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-
-	"go.uber.org/zap/zaptest"
-
-	"github.com/lyremq/lyre/conf"
 )
 
 // A persistent session's owner is stored with it: after a restart another user still may not take the
 // session (nor its queued messages) by reusing its client id, and its owner resumes it as before.
 func TestRestoredSessionKeepsItsOwner(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "users-a.hcl"), fmt.Sprintf("user \"alice\" {\n  password = %q\n  groups = [\"admins\"]\n}\nuser \"bob\" {\n  password = %q\n}\n",
-		hashFor(t, alicePass), hashFor(t, bobPass)))
-	writeFile(t, filepath.Join(dir, "users-b.hcl"), "")
-	src := strings.Replace(securityConfig, "  users_file = \"users-a.hcl\"\n",
-		fmt.Sprintf("  users_file = \"users-a.hcl\"\n  store {\n    directory = %q\n  }\n", filepath.Join(dir, "data-a")), 1)
-	path := filepath.Join(dir, "lyre.hcl")
-	writeFile(t, path, src)
-	start := func() (*Broker, string) {
-		cfg, err := conf.Load(path)
-		if err != nil {
-			t.Fatalf("config: %v", err)
-		}
-		b, err := Start(cfg, zaptest.NewLogger(t))
-		if err != nil {
-			t.Fatalf("start: %v", err)
-		}
-		return b, b.Addrs()["auto"].String()
-	}
+	start := durableSecurityBroker(t)
 
 	b1, addr := start()
 	bob, code, _ := mqttPersistent(t, addr, "bob-dev", "bob", bobPass)

@@ -924,26 +924,7 @@ func TestSessionBelongsToItsUser(t *testing.T) {
 // it is re-checked: messages queued meanwhile from topics the client may not receive are dropped, and its
 // wildcard subscription delivers only allowed topics again.
 func TestRestoredSessionReauthorized(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "users-a.hcl"), fmt.Sprintf("user \"alice\" {\n  password = %q\n  groups = [\"admins\"]\n}\nuser \"bob\" {\n  password = %q\n}\n",
-		hashFor(t, alicePass), hashFor(t, bobPass)))
-	writeFile(t, filepath.Join(dir, "users-b.hcl"), "")
-	// A store directory is relative to the working directory, not the config: make it absolute.
-	src := strings.Replace(securityConfig, "  users_file = \"users-a.hcl\"\n",
-		fmt.Sprintf("  users_file = \"users-a.hcl\"\n  store {\n    directory = %q\n  }\n", filepath.Join(dir, "data-a")), 1)
-	path := filepath.Join(dir, "lyre.hcl")
-	writeFile(t, path, src)
-	start := func() (*Broker, string) {
-		cfg, err := conf.Load(path)
-		if err != nil {
-			t.Fatalf("config: %v", err)
-		}
-		b, err := Start(cfg, zaptest.NewLogger(t))
-		if err != nil {
-			t.Fatalf("start: %v", err)
-		}
-		return b, b.Addrs()["auto"].String()
-	}
+	start := durableSecurityBroker(t)
 
 	b1, addr := start()
 	bob, code, _ := mqttPersistent(t, addr, "bob-dev", "bob", bobPass)
@@ -1054,4 +1035,31 @@ func TestRetainedMessagesRespectAccessRules(t *testing.T) {
 		t.Errorf("STOMP retained %s, want only alerts.public.r", m.Destination)
 	}
 	expectNone(t, sub.C, "STOMP alerts.** after the allowed retained message")
+}
+
+// durableSecurityBroker writes the security test configuration with users alice and bob and a store for
+// host "a" into a temporary directory, and returns a function that starts a broker on it (again after a
+// shutdown, on the same store) and the address of its "auto" connector.
+func durableSecurityBroker(t *testing.T) func() (*Broker, string) {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "users-a.hcl"), fmt.Sprintf("user \"alice\" {\n  password = %q\n  groups = [\"admins\"]\n}\nuser \"bob\" {\n  password = %q\n}\n",
+		hashFor(t, alicePass), hashFor(t, bobPass)))
+	writeFile(t, filepath.Join(dir, "users-b.hcl"), "")
+	// A store directory is relative to the working directory, not the config: make it absolute.
+	src := strings.Replace(securityConfig, "  users_file = \"users-a.hcl\"\n",
+		fmt.Sprintf("  users_file = \"users-a.hcl\"\n  store {\n    directory = %q\n  }\n", filepath.Join(dir, "data-a")), 1)
+	path := filepath.Join(dir, "lyre.hcl")
+	writeFile(t, path, src)
+	return func() (*Broker, string) {
+		cfg, err := conf.Load(path)
+		if err != nil {
+			t.Fatalf("config: %v", err)
+		}
+		b, err := Start(cfg, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		return b, b.Addrs()["auto"].String()
+	}
 }
