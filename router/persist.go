@@ -114,7 +114,7 @@ func (r *Router) RestoreBacklog(d Destination, count int, first, last, delivered
 	if count <= 0 || r.opts.Journal == nil {
 		if floor > 0 {
 			var kb [256]byte
-			key := appendPathKey(kb[:0], int(d.Kind), d.Path)
+			key := AppendKey(kb[:0], d)
 			r.qmu.Lock()
 			if r.seqFloors == nil {
 				r.seqFloors = make(map[string]uint64)

@@ -62,30 +62,6 @@ type TopicPolicy struct {
 // MaxPriority is the highest message priority queues distinguish.
 const MaxPriority = 9
 
-// MatchPath reports whether f matches the path (as a subscription would, without the '$' rule). Regex
-// segments must be compiled.
-func (f *Filter) MatchPath(path []string) bool {
-	for i, s := range f.Segs {
-		if s.Kind == SegMany {
-			return true
-		}
-		if i >= len(path) {
-			return false
-		}
-		switch s.Kind {
-		case SegLiteral:
-			if path[i] != s.Text {
-				return false
-			}
-		case SegRegex:
-			if s.Re == nil || !s.Re.MatchString(path[i]) {
-				return false
-			}
-		}
-	}
-	return len(f.Segs) == len(path)
-}
-
 // checkPolicies validates and compiles the policy filters of o.
 func checkPolicies(o *Options) error {
 	for i := range o.QueuePolicies {
@@ -105,7 +81,7 @@ func checkPolicies(o *Options) error {
 func (r *Router) queuePolicy(d Destination) *QueuePolicy {
 	for i := range r.opts.QueuePolicies {
 		p := &r.opts.QueuePolicies[i]
-		if p.Filter.Kind == d.Kind && p.Filter.MatchPath(d.Path) {
+		if p.Filter.Matches(d) {
 			return p
 		}
 	}
@@ -116,7 +92,7 @@ func (r *Router) queuePolicy(d Destination) *QueuePolicy {
 func (r *Router) slowBlocks(d Destination) bool {
 	for i := range r.opts.TopicPolicies {
 		p := &r.opts.TopicPolicies[i]
-		if p.Filter.Kind == d.Kind && p.Filter.MatchPath(d.Path) {
+		if p.Filter.Matches(d) {
 			return p.SlowConsumer == SlowBlock
 		}
 	}

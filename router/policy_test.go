@@ -508,7 +508,7 @@ func TestQueueTwoConsumersOneNacking(t *testing.T) {
 	}
 }
 
-func TestFilterMatchPath(t *testing.T) {
+func TestFilterMatch(t *testing.T) {
 	cases := []struct {
 		filter, name string
 		want         bool
@@ -520,10 +520,17 @@ func TestFilterMatchPath(t *testing.T) {
 		{"/queue/a.{b+}", "/queue/a.bbb", true},
 		{"/queue/a.{b+}", "/queue/a.c", false},
 		{"/queue/a", "/queue/ab", false},
+		{"/queue/a.**", "/topic/a.b", false}, // another kind
+		// [MQTT-4.7.2-1]: a wildcard at the first level does not match a first level starting with '$'.
+		{"/topic/**", "/topic/$SYS.x", false},
+		{"/topic/*.x", "/topic/$SYS.x", false},
+		{"/topic/{.*}.x", "/topic/$SYS.x", false},
+		{"/topic/$SYS.**", "/topic/$SYS.x", true},
+		{"/topic/a.*", "/topic/a.$x", true}, // only the first level is special
 	}
 	for _, c := range cases {
 		f := mustFilter(t, stompG, c.filter)
-		if got := f.MatchPath(mustName(t, stompG, c.name).Path); got != c.want {
+		if got := f.Matches(mustName(t, stompG, c.name)); got != c.want {
 			t.Errorf("%s ~ %s = %v", c.filter, c.name, got)
 		}
 	}

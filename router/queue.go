@@ -447,7 +447,7 @@ func (r *Router) lockedQueue(d Destination, create bool) *queue {
 // Options.MaxQueues (ErrTooManyQueues).
 func (r *Router) lockedQueueLimit(d Destination, create, limit bool) (*queue, error) {
 	var kb [256]byte
-	key := appendPathKey(kb[:0], int(d.Kind), d.Path)
+	key := AppendKey(kb[:0], d)
 	for {
 		r.qmu.RLock()
 		q := r.queues[string(key)]
@@ -596,7 +596,7 @@ func (r *Router) HasQueue(d Destination) bool {
 // use it for a temporary queue whose owner went away.
 func (r *Router) DeleteQueue(d Destination) int {
 	var kb [256]byte
-	key := appendPathKey(kb[:0], int(d.Kind), d.Path)
+	key := AppendKey(kb[:0], d)
 	r.qmu.Lock()
 	defer r.qmu.Unlock()
 	q := r.queues[string(key)]

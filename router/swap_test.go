@@ -21,7 +21,7 @@ func newMemJournal() *memJournal {
 	return &memJournal{entries: make(map[string]map[uint64]Stored), marks: make(map[string][]uint64)}
 }
 
-func jkey(d Destination) string { return string(appendPathKey(nil, int(d.Kind), d.Path)) }
+func jkey(d Destination) string { return Key(d) }
 
 func (j *memJournal) Retain(*Message) {}
 

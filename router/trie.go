@@ -113,6 +113,9 @@ func newTrie(cacheSize int) *trie {
 	return t
 }
 
+// kindOfRoot is the inverse of rootIndex.
+var kindOfRoot = [2]Kind{Topic, TempTopic}
+
 func rootIndex(k Kind) (int, bool) {
 	switch k {
 	case Topic:
@@ -205,7 +208,7 @@ func (t *trie) insert(ri int, s *Subscription) {
 	}
 	n.snap.Store(nil)
 	t.count++
-	t.changedLocked(ri, &s.Filter)
+	t.changedLocked(&s.Filter)
 }
 
 // joinGroup returns groups with s added to its group; the changed group is replaced, not modified.
@@ -319,13 +322,13 @@ func (t *trie) remove(ri int, s *Subscription) bool {
 		}
 		n = p
 	}
-	t.changedLocked(ri, &s.Filter)
+	t.changedLocked(&s.Filter)
 	return true
 }
 
 // changedLocked invalidates cached matches after a change to f. A literal filter affects exactly one topic,
 // so only that key is evicted; any other filter bumps the generation, staling the whole cache at once.
-func (t *trie) changedLocked(ri int, f *Filter) {
+func (t *trie) changedLocked(f *Filter) {
 	t.ver.Add(1)
 	if !f.IsLiteral() {
 		t.gen.Add(1)
@@ -333,8 +336,7 @@ func (t *trie) changedLocked(ri int, f *Filter) {
 	}
 	if t.cache != nil {
 		var kb [256]byte
-		key := appendFilterKey(kb[:0], ri, f)
-		t.cache.evict(key)
+		t.cache.evict(appendLiteralKey(kb[:0], f))
 	}
 }
 
@@ -347,7 +349,7 @@ func (t *trie) match(ri int, path []string) *Result {
 		return r
 	}
 	var kb [256]byte
-	key := appendPathKey(kb[:0], ri, path)
+	key := appendKey(kb[:0], kindOfRoot[ri], path)
 	gen := t.gen.Load()
 	if r := t.cache.get(key, gen); r != nil {
 		return r
@@ -430,32 +432,4 @@ func (t *trie) matchLocked(ri int, path []string) *Result {
 		out.Groups = append(out.Groups, r.Groups...)
 	}
 	return out
-}
-
-// appendPathKey encodes (root, path) unambiguously: every segment is length-prefixed, because a segment
-// may hold any byte.
-func appendPathKey(dst []byte, ri int, path []string) []byte {
-	dst = append(dst, byte(ri))
-	for _, s := range path {
-		dst = appendUvarint(dst, uint64(len(s)))
-		dst = append(dst, s...)
-	}
-	return dst
-}
-
-func appendFilterKey(dst []byte, ri int, f *Filter) []byte {
-	dst = append(dst, byte(ri))
-	for _, s := range f.Segs {
-		dst = appendUvarint(dst, uint64(len(s.Text)))
-		dst = append(dst, s.Text...)
-	}
-	return dst
-}
-
-func appendUvarint(dst []byte, v uint64) []byte {
-	for v >= 0x80 {
-		dst = append(dst, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(dst, byte(v))
 }

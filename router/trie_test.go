@@ -547,7 +547,7 @@ func TestConcurrentSubscribeMatch(t *testing.T) {
 	}
 }
 
-// FuzzTrie compares the trie with the reference matcher on random filter sets and topics, subscribing them
+// FuzzTrie compares the trie and Filter.Match with the reference matcher on random filter sets and topics, subscribing them
 // one by one and then unsubscribing them one by one, checking after every change. With stomp set the
 // filters and topic are STOMP names (prefix added), so regex segments take part.
 func FuzzTrie(f *testing.F) {
@@ -598,8 +598,12 @@ func check(t *testing.T, r *Router, subs []*Subscription, path []string) {
 	t.Helper()
 	var want, got []string
 	for _, s := range subs {
-		if refMatch(s.Filter.Segs, path) {
+		ref := refMatch(s.Filter.Segs, path)
+		if ref {
 			want = append(want, s.ID)
+		}
+		if one := s.Filter.Match(path); one != ref {
+			t.Fatalf("path %q, filter %s: Filter.Match %v, reference %v", path, s.ID, one, ref)
 		}
 	}
 	for _, s := range r.Match(path).Subs {

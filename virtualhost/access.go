@@ -47,32 +47,6 @@ func ParsePattern(p string) ([]router.Seg, error) {
 	return f.Segs, nil
 }
 
-// MatchPattern reports whether segs matches path (see ParsePattern).
-func MatchPattern(segs []router.Seg, path []string) bool {
-	for i, s := range segs {
-		if i == 0 && s.Kind != router.SegLiteral && len(path) > 0 && strings.HasPrefix(path[0], "$") {
-			return false // [MQTT-4.7.2-1]
-		}
-		if s.Kind == router.SegMany {
-			return true // "a.**" matches "a" and everything below it
-		}
-		if i >= len(path) {
-			return false
-		}
-		switch s.Kind {
-		case router.SegLiteral:
-			if path[i] != s.Text {
-				return false
-			}
-		case router.SegRegex:
-			if !s.Re.MatchString(path[i]) {
-				return false
-			}
-		}
-	}
-	return len(segs) == len(path)
-}
-
 type accessRule struct {
 	allow   bool
 	who     []string
@@ -159,7 +133,7 @@ func (r *accessRule) covers(p Principal) bool {
 
 func (rs *rules) matchID(r *accessRule, p Principal, clientID string, path []string) bool {
 	segs, ok := rs.pattern(r, p, clientID)
-	return ok && MatchPattern(segs, path)
+	return ok && router.MatchSegments(segs, path)
 }
 
 // pattern returns the rule's id pattern for p and clientID, substituting %u and %c; ok is false when the
@@ -368,9 +342,11 @@ func (g *Gate) Allows(path []string) bool {
 	if g == nil {
 		return true
 	}
-	key := strings.Join(path, "\x00")
+	// The router's key, never a join: a segment may hold any byte, so "a\x00b" and ["a" "b"] must differ.
+	var kb [128]byte
+	key := router.AppendKey(kb[:0], router.Destination{Path: path})
 	g.mu.Lock()
-	ok, hit := g.seen[key]
+	ok, hit := g.seen[string(key)]
 	g.mu.Unlock()
 	if hit {
 		return ok
@@ -378,7 +354,7 @@ func (g *Gate) Allows(path []string) bool {
 	ok = g.h.Authorize(g.p, g.action, g.kind, path, g.clientID)
 	g.mu.Lock()
 	if len(g.seen) < maxGateCache {
-		g.seen[key] = ok
+		g.seen[string(key)] = ok
 	}
 	g.mu.Unlock()
 	return ok

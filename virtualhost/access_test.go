@@ -153,8 +153,8 @@ func TestMatchPattern(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ParsePattern(%q): %v", tt.pattern, err)
 		}
-		if got := virtualhost.MatchPattern(segs, path(tt.path)); got != tt.want {
-			t.Errorf("MatchPattern(%q, %q) = %v, want %v", tt.pattern, tt.path, got, tt.want)
+		if got := router.MatchSegments(segs, path(tt.path)); got != tt.want {
+			t.Errorf("MatchSegments(%q, %q) = %v, want %v", tt.pattern, tt.path, got, tt.want)
 		}
 	}
 	// A client id holding the separator is one level: it reaches its own level only.
@@ -163,7 +163,7 @@ func TestMatchPattern(t *testing.T) {
 		t.Error("a client id with a dot did not match its own level")
 	}
 	segs, _ := virtualhost.ParsePattern("a%2Eb")
-	if !virtualhost.MatchPattern(segs, []string{"a.b"}) {
+	if !router.MatchSegments(segs, []string{"a.b"}) {
 		t.Error("an escaped dot is one level")
 	}
 }

@@ -90,6 +90,17 @@ virtual_host "a" {
     id     = "devices.%c.**"
   }
   access_rule {
+    deny = ["dave"]
+    kind = "topic"
+    id   = "alerts.private.**"
+  }
+  access_rule {
+    allow  = ["dave"]
+    action = ["send", "receive"]
+    kind   = "topic"
+    id     = "alerts.**"
+  }
+  access_rule {
     allow = ["admins"]
     kind  = "topic"
     id    = "alerts.**"
@@ -135,6 +146,7 @@ const (
 	alicePass  = "wonderland"
 	bobPass    = "builder"
 	carolPass  = "carol-pass"
+	davePass   = "dave-pass"
 	zedPass    = "zed-pass"
 	alicePassB = "alice-on-b"
 )
@@ -172,7 +184,10 @@ user "bob" {
 user "carol" {
   password = %q
 }
-`, hashFor(t, alicePass), hashFor(t, bobPass), hashFor(t, carolPass)))
+user "dave" {
+  password = %q
+}
+`, hashFor(t, alicePass), hashFor(t, bobPass), hashFor(t, carolPass), hashFor(t, davePass)))
 	writeFile(t, filepath.Join(dir, "users-b.hcl"), fmt.Sprintf(`
 user "zed" {
   password = %q
@@ -204,7 +219,7 @@ user "alice" {
 		// Never a password in the log, whatever happened.
 		for _, e := range logs.All() {
 			text := entryText(e)
-			for _, pw := range []string{alicePass, bobPass, carolPass, zedPass, alicePassB, "wrong-pass"} {
+			for _, pw := range []string{alicePass, bobPass, carolPass, davePass, zedPass, alicePassB, "wrong-pass"} {
 				if strings.Contains(text, pw) {
 					t.Errorf("log line reveals a password: %s", text)
 				}
@@ -594,6 +609,31 @@ func TestSTOMPAccessRules(t *testing.T) {
 	if m := readStomp(t, q); string(m.Body) != "job" {
 		t.Errorf("queue message %q", m.Body)
 	}
+}
+
+// A NUL inside a segment (STOMP %00) must not make one topic's access decision stand for another's:
+// the gate of a wildcard subscription once cached decisions under the segments joined by NUL, so
+// "alerts.private%00x" (two levels, allowed) and alerts/private/x (three, denied) shared an entry.
+func TestAccessDecisionNotPoisonedByNULSegment(t *testing.T) {
+	sb := startSecureBroker(t)
+	dave := stompLogin(t, sb.addr, "a", "dave", davePass)
+	sub, err := dave.Subscribe("/topic/alerts.**", stomp.AckAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dave.Send("/topic/alerts.private%00x", "text/plain", []byte("own"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatalf("dave SEND alerts.private%%00x: %v", err)
+	}
+	if m := readStomp(t, sub); string(m.Body) != "own" {
+		t.Fatalf("dave got %q, want his own message on the allowed two-level topic", m.Body)
+	}
+	alice := mqttLogin(t, sb.addr, "alice-nul", "alice", alicePass)
+	mqttPublish(t, alice, "alerts/private/x", 1, "secret")
+	mqttPublish(t, alice, "alerts/public/y", 1, "public")
+	if m := readStomp(t, sub); string(m.Body) != "public" {
+		t.Fatalf("dave received %q from %s; the denied alerts/private/x must not reach him", m.Body, m.Destination)
+	}
+	expectNone(t, sub.C, "dave's alerts.** subscription")
 }
 
 // The same topic names on two hosts never cross: STOMP picks the host by its host header, MQTT by

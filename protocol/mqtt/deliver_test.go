@@ -2,11 +2,12 @@ package mqtt
 
 import (
 	"bufio"
-	"go.uber.org/zap"
 	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"go.uber.org/zap"
 
 	"bytes"
 	"testing"
@@ -109,43 +110,6 @@ func TestDeliverQoS0DroppedWhenOutboundFull(t *testing.T) {
 	s.mu.Unlock()
 	if s.queue.len() != 0 || out.n != 1 || len(s.inflight) != 1 {
 		t.Fatalf("after drain: queued %d, sent %d, inflight %d", s.queue.len(), out.n, len(s.inflight))
-	}
-}
-
-func TestMatchFilter(t *testing.T) {
-	g, err := router.NewGrammar(router.MQTTGrammarConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct {
-		filter, topic string
-		want          bool
-	}{
-		{"a/b", "a/b", true},
-		{"a/+", "a/b", true},
-		{"a/+", "a/b/c", false},
-		{"a/#", "a", true},
-		{"a/#", "a/b/c", true},
-		{"#", "$SYS/x", false},
-		{"+/x", "$SYS/x", false},
-		{"$SYS/#", "$SYS/x", true},
-		{"+", "", true},
-		{"a/+/c", "a//c", true},
-		{"a/b", "a/b/c", false},
-	}
-	for _, c := range cases {
-		f, err := g.ParseFilter(c.filter)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := g.ParseName(c.topic)
-		if err != nil {
-			// "" is not a valid topic name; build its one-empty-segment destination by hand.
-			d = router.Destination{Kind: router.Topic, Path: []string{""}}
-		}
-		if got := matchFilter(f, d); got != c.want {
-			t.Errorf("%q ~ %q = %v, want %v", c.filter, c.topic, got, c.want)
-		}
 	}
 }
 

@@ -1,9 +1,7 @@
 package mqtt
 
 import (
-	"encoding/binary"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -185,7 +183,7 @@ type session struct {
 	dropLogged  time.Time
 	consumers   []*router.Consumer   // copy-on-write, for resuming from the writer goroutine
 	wilds       []*subEntry          // non-shared topic subscriptions with wildcards: overlap detection
-	literals    map[string]*subEntry // non-shared literal topic subscriptions by appendDestKey
+	literals    map[string]*subEntry // non-shared literal topic subscriptions by router.Key
 	seen        []seenMsg
 	scratch     []byte // topic rendering for the message being encoded
 	// The small fields together, so the struct has no padding between them (idle sessions must be small).
@@ -354,13 +352,13 @@ func (s *session) overlapLocked(m *router.Message) (uint8, bool) {
 	}
 	n, qos := 0, uint8(0)
 	for _, e := range s.wilds {
-		if matchFilter(e.rs.Filter, m.Dest) {
+		if e.rs.Filter.Matches(m.Dest) {
 			n++
 			qos = max(qos, e.qos)
 		}
 	}
 	// The map index with string(bytes) does not allocate.
-	s.scratch = appendDestKey(s.scratch[:0], m.Dest)
+	s.scratch = router.AppendKey(s.scratch[:0], m.Dest)
 	if e := s.literals[string(s.scratch)]; e != nil {
 		n++
 		qos = max(qos, e.qos)
@@ -609,7 +607,7 @@ func (s *session) setEntryLocked(e *subEntry, add bool) {
 		return
 	}
 	if e.rs.Filter.IsLiteral() {
-		key := string(appendDestKey(nil, e.rs.Filter.Destination()))
+		key := router.Key(e.rs.Filter.Destination())
 		switch {
 		case add:
 			if s.literals == nil {
@@ -626,48 +624,6 @@ func (s *session) setEntryLocked(e *subEntry, add bool) {
 	}
 	// Distinct literal filters never match the same topic: an overlap needs a wildcard filter.
 	s.overlap = len(s.wilds) > 0 && len(s.wilds)+len(s.literals) > 1
-}
-
-// appendDestKey appends an unambiguous encoding of d (kind, then each segment length-prefixed).
-func appendDestKey(b []byte, d router.Destination) []byte {
-	b = append(b, byte(d.Kind))
-	for _, seg := range d.Path {
-		b = binary.AppendUvarint(b, uint64(len(seg)))
-		b = append(b, seg...)
-	}
-	return b
-}
-
-// matchFilter reports whether f matches d, with MQTT's rule that a leading wildcard does not match a
-// topic starting with '$' [MQTT-4.7.2-1]. It mirrors the router's matching for one filter.
-func matchFilter(f router.Filter, d router.Destination) bool {
-	if f.Kind != d.Kind {
-		return false
-	}
-	p := d.Path
-	dollar := len(p) > 0 && strings.HasPrefix(p[0], "$")
-	for i, sg := range f.Segs {
-		if i == 0 && dollar && sg.Kind != router.SegLiteral {
-			return false
-		}
-		if sg.Kind == router.SegMany {
-			return true
-		}
-		if i >= len(p) {
-			return false
-		}
-		switch sg.Kind {
-		case router.SegLiteral:
-			if p[i] != sg.Text {
-				return false
-			}
-		case router.SegRegex:
-			if sg.Re == nil || !sg.Re.MatchString(p[i]) {
-				return false
-			}
-		}
-	}
-	return len(f.Segs) == len(p)
 }
 
 var _ router.Sink = (*session)(nil)

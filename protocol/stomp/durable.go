@@ -24,14 +24,14 @@ const MaxDurables = 10000
 // counted by the router as refused deliveries).
 const maxDurablePending = 10000
 
-// durableKey names a durable subscription: its host's router and its queue path joined by NUL.
+// durableKey names a durable subscription: its host's router and its queue's key.
 type durableKey struct {
 	host *router.Router
 	path string
 }
 
 func keyOf(rt *router.Router, path []string) durableKey {
-	return durableKey{host: rt, path: strings.Join(path, "\x00")}
+	return durableKey{host: rt, path: router.Key(router.Destination{Kind: router.DurableSub, Path: path})}
 }
 
 // dsubDest is the queue of the durable subscription id: what /dsub/<id> names in this grammar.
