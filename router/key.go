@@ -140,4 +140,6 @@ func MatchSegments(segs []Seg, path []string) bool {
 func (f *Filter) Match(path []string) bool { return MatchSegments(f.Segs, path) }
 
 // Matches reports whether f matches destination d: the same kind and a matching path.
-func (f *Filter) Matches(d Destination) bool { return f.Kind == d.Kind && MatchSegments(f.Segs, d.Path) }
+func (f *Filter) Matches(d Destination) bool {
+	return f.Kind == d.Kind && MatchSegments(f.Segs, d.Path)
+}
