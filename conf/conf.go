@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
 //go:embed default.hcl
@@ -74,6 +75,54 @@ func DefaultSTOMP() STOMP {
 		MaxHeaders:       DefaultMaxHeaders,
 		MaxHeaderLength:  DefaultMaxHeaderLength,
 	}
+}
+
+// WithDefaults returns m with its zero fields set to DefaultMQTT's, and the whole grammar set to the MQTT
+// grammar when it has no path separator (a block built in Go rather than loaded). A loaded config has its
+// defaults already; this is for Connectors built in Go and is what the front-ends use.
+func (m MQTT) WithDefaults() MQTT {
+	d := DefaultMQTT()
+	if m.PathSeparator == "" {
+		m.Grammar = d.Grammar
+	}
+	m.MaxMessageLength = or(m.MaxMessageLength, d.MaxMessageLength)
+	m.DieDelay = or(m.DieDelay, d.DieDelay)
+	// At most 65534: with every packet id in flight none would be free for the next one [MQTT-2.3.1-2].
+	m.MaxInflight = min(or(m.MaxInflight, d.MaxInflight), 65534)
+	m.MaxQueuedMessages = or(m.MaxQueuedMessages, d.MaxQueuedMessages)
+	m.MaxTopicLevels = or(m.MaxTopicLevels, d.MaxTopicLevels)
+	return m
+}
+
+// WithDefaults is MQTT.WithDefaults for a stomp block.
+func (s STOMP) WithDefaults() STOMP {
+	d := DefaultSTOMP()
+	if s.PathSeparator == "" {
+		s.Grammar = d.Grammar
+	}
+	s.MaxMessageLength = or(s.MaxMessageLength, d.MaxMessageLength)
+	s.DieDelay = or(s.DieDelay, d.DieDelay)
+	s.MaxHeaders = or(s.MaxHeaders, d.MaxHeaders)
+	s.MaxHeaderLength = or(s.MaxHeaderLength, d.MaxHeaderLength)
+	return s
+}
+
+// WithDefaults returns c with its zero limits and protocol blocks set to the defaults (see
+// MQTT.WithDefaults).
+func (c Connector) WithDefaults() Connector {
+	c.DetectTimeout = or(c.DetectTimeout, DefaultDetectTimeout)
+	c.MaxConnections = or(c.MaxConnections, DefaultMaxConnections)
+	c.MQTT = c.MQTT.WithDefaults()
+	c.STOMP = c.STOMP.WithDefaults()
+	return c
+}
+
+// or returns v, or def when v is zero or negative.
+func or[T int | int64 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // NewConnector returns a connector with every default applied, for configs built in Go (tests).

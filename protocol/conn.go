@@ -53,7 +53,7 @@ type Conn struct {
 	srv       *Server
 	nc        net.Conn  // the socket, or the TLS connection over it
 	tlsc      *tls.Conn // nc when the connection is TLS, else nil
-	connector *conf.Connector
+	set       *Settings
 	proto     string
 	r         io.Reader
 	logp      atomic.Pointer[zap.Logger] // built on first Log call: a zap child logger costs ~1 KiB
@@ -72,13 +72,13 @@ type Conn struct {
 // closedChan is what Done returns for a connection already closed when Done is first called.
 var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
 
-func newConn(s *Server, nc net.Conn, r io.Reader, connector *conf.Connector, proto string) *Conn {
+func newConn(s *Server, nc net.Conn, r io.Reader, set *Settings, proto string) *Conn {
 	return &Conn{
 		id:        connIDs.Add(1),
 		srv:       s,
 		nc:        nc,
 		r:         r,
-		connector: connector,
+		set:       set,
 		proto:     proto,
 	}
 }
@@ -97,7 +97,11 @@ func (c *Conn) Log() *zap.Logger {
 }
 
 // Connector returns the configuration of the connector that accepted the connection.
-func (c *Conn) Connector() *conf.Connector { return c.connector }
+func (c *Conn) Connector() *conf.Connector { return &c.set.Connector }
+
+// Settings returns the settings of the connector that accepted the connection (defaults applied,
+// grammars built), shared by all its connections.
+func (c *Conn) Settings() *Settings { return c.set }
 
 // Protocol returns the recognised protocol, MQTT or STOMP.
 func (c *Conn) Protocol() string { return c.proto }
@@ -225,7 +229,7 @@ func (c *Conn) logClose(reason error) {
 		lvl = zapcore.WarnLevel
 	}
 	if c.srv.log.Core().Enabled(lvl) {
-		fields := []zap.Field{zap.String("connector", c.connector.Name), zap.Uint64("conn_id", c.id),
+		fields := []zap.Field{zap.String("connector", c.set.Connector.Name), zap.Uint64("conn_id", c.id),
 			zap.Stringer("remote", c.nc.RemoteAddr()), zap.String("protocol", c.proto)}
 		if c.tlsc != nil {
 			fields = append(fields, zap.Bool("tls", true))

@@ -31,7 +31,7 @@ func pipeConn(t testing.TB, tune func(*Server)) (*Conn, net.Conn) {
 		tune(s)
 	}
 	a, b := net.Pipe()
-	c := newConn(s, a, newConnReader(a, nil), &conf.Connector{Name: "pipe"}, STOMP)
+	c := newConn(s, a, newConnReader(a, nil), testSettings(t, conf.Connector{Name: "pipe"}), STOMP)
 	t.Cleanup(func() {
 		c.Close(nil)
 		_ = b.Close()
@@ -62,7 +62,7 @@ func tcpConn(t testing.TB) *Conn {
 		_, _ = io.Copy(io.Discard, peer)
 	}()
 	s := NewServer(zaptest.NewLogger(t), nil)
-	c := newConn(s, nc, newConnReader(nc, nil), &conf.Connector{Name: "tcp"}, MQTT)
+	c := newConn(s, nc, newConnReader(nc, nil), testSettings(t, conf.Connector{Name: "tcp"}), MQTT)
 	t.Cleanup(func() {
 		c.Close(nil)
 		<-copied
@@ -405,7 +405,7 @@ func TestCloseLogLevel(t *testing.T) {
 		core, logs := observer.New(zapcore.DebugLevel)
 		s := NewServer(zap.New(core), nil)
 		a, b := net.Pipe()
-		c := newConn(s, a, newConnReader(a, nil), &conf.Connector{Name: "lv"}, MQTT)
+		c := newConn(s, a, newConnReader(a, nil), testSettings(t, conf.Connector{Name: "lv"}), MQTT)
 		c.Close(tc.reason)
 		c.Close(errTest)
 		_ = b.Close()
@@ -418,4 +418,14 @@ func TestCloseLogLevel(t *testing.T) {
 			t.Fatalf("close log fields %v", f)
 		}
 	}
+}
+
+// testSettings builds a connector's settings for a Conn made without Listen.
+func testSettings(t testing.TB, c conf.Connector) *Settings {
+	t.Helper()
+	s, err := NewSettings(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

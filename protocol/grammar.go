@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"fmt"
-	"sync"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/router"
@@ -35,36 +34,36 @@ func NewGrammar(proto string, g conf.Grammar) (*router.Grammar, error) {
 	return router.NewGrammar(rc)
 }
 
-type grammarKey struct {
-	c     *conf.Connector
-	proto string
+// Settings are one connector's options as the front-ends use them, built once by Listen (or NewSettings):
+// conf's defaults in every zero field (a Connector built in Go may leave them zero; a loaded one has them
+// already) and both grammars compiled. Every connection of the connector shares them (Conn.Settings), so
+// no front-end keeps defaults or caches of its own.
+type Settings struct {
+	// Connector is the connector with defaults applied; its MQTT and STOMP blocks are the front-ends'
+	// options.
+	Connector    conf.Connector
+	MQTTGrammar  *router.Grammar
+	STOMPGrammar *router.Grammar
 }
 
-// GrammarCache builds each connector's grammar once. Front-ends keep one per handler.
-type GrammarCache struct {
-	mu sync.Mutex
-	m  map[grammarKey]*router.Grammar
+// NewSettings builds the settings of connector c. It fails when one of its grammars does not build
+// (conf validation reports that too, with the position).
+func NewSettings(c conf.Connector) (*Settings, error) {
+	s := &Settings{Connector: c.WithDefaults()}
+	var err error
+	if s.MQTTGrammar, err = NewGrammar(MQTT, s.Connector.MQTT.Grammar); err != nil {
+		return nil, fmt.Errorf("connector %q: mqtt: %w", c.Name, err)
+	}
+	if s.STOMPGrammar, err = NewGrammar(STOMP, s.Connector.STOMP.Grammar); err != nil {
+		return nil, fmt.Errorf("connector %q: stomp: %w", c.Name, err)
+	}
+	return s, nil
 }
 
-// Get returns the grammar for connector c and protocol proto, building it on first use.
-func (gc *GrammarCache) Get(c *conf.Connector, proto string) (*router.Grammar, error) {
-	gc.mu.Lock()
-	defer gc.mu.Unlock()
-	k := grammarKey{c, proto}
-	if g, ok := gc.m[k]; ok {
-		return g, nil
+// Grammar returns the grammar of protocol proto (MQTT or STOMP).
+func (s *Settings) Grammar(proto string) *router.Grammar {
+	if proto == STOMP {
+		return s.STOMPGrammar
 	}
-	src := c.MQTT.Grammar
-	if proto == "stomp" {
-		src = c.STOMP.Grammar
-	}
-	g, err := NewGrammar(proto, src)
-	if err != nil {
-		return nil, fmt.Errorf("connector %q: %w", c.Name, err)
-	}
-	if gc.m == nil {
-		gc.m = make(map[grammarKey]*router.Grammar)
-	}
-	gc.m[k] = g
-	return g, nil
+	return s.MQTTGrammar
 }

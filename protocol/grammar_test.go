@@ -7,22 +7,32 @@ import (
 	"github.com/lyremq/lyre/router"
 )
 
-func TestGrammarCache(t *testing.T) {
-	var gc GrammarCache
-	c := &conf.Connector{Name: "g", MQTT: conf.MQTT{Grammar: conf.MQTTGrammarDefaults},
-		STOMP: conf.STOMP{Grammar: conf.STOMPGrammarDefaults}}
-	g1, err := gc.Get(c, MQTT)
+func TestSettings(t *testing.T) {
+	// A connector built in Go with zero fields gets conf's defaults, grammars included.
+	st0, err := NewSettings(conf.Connector{Name: "g"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g2, err := gc.Get(c, MQTT)
-	if err != nil || g1 != g2 {
-		t.Fatalf("second Get = %p, %v; want the cached %p", g2, err, g1)
+	if st0.Connector.MQTT.MaxInflight != conf.DefaultMaxInflight || st0.Connector.STOMP.MaxHeaders != conf.DefaultMaxHeaders ||
+		st0.Connector.DetectTimeout != conf.DefaultDetectTimeout || st0.Connector.MQTT.PathSeparator != "/" {
+		t.Fatalf("defaults not applied: %+v", st0.Connector)
 	}
 	// One connector detecting both protocols has one grammar per protocol.
-	gs, err := gc.Get(c, STOMP)
-	if err != nil || gs == g1 {
-		t.Fatalf("Get(STOMP) = %p, %v; want a grammar other than MQTT's", gs, err)
+	g1, gs := st0.Grammar(MQTT), st0.Grammar(STOMP)
+	if g1 == nil || gs == nil || g1 == gs {
+		t.Fatalf("grammars %p %p; want one per protocol", g1, gs)
+	}
+	// Set fields are kept.
+	c := conf.Connector{Name: "h", MQTT: conf.MQTT{MaxInflight: 5, Grammar: conf.Grammar{PathSeparator: "."}}}
+	st1, err := NewSettings(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st1.Connector.MQTT.MaxInflight != 5 || st1.Grammar(MQTT).Config().PathSeparator != "." {
+		t.Fatalf("set fields lost: %+v", st1.Connector.MQTT)
+	}
+	if _, err := NewSettings(conf.Connector{Name: "bad", MQTT: conf.MQTT{Grammar: conf.Grammar{PathSeparator: "/", AnyChildWildcard: "/"}}}); err == nil {
+		t.Fatal("NewSettings accepted a grammar whose wildcard is its separator")
 	}
 	d, err := g1.ParseName("sensors/k1/temp")
 	if err != nil {

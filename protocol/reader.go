@@ -27,13 +27,13 @@ func (s *Server) detect(l *listener, nc net.Conn) (string, net.Conn, io.Reader, 
 	if l.tls != nil && l.tls.always {
 		return s.detectInsideTLS(l, nc, nil)
 	}
-	if p := l.conf.Protocol; p != "" {
+	if p := l.set.Connector.Protocol; p != "" {
 		return p, nc, replay(nc, nil), nil
 	}
 	// The accept loop has set the read deadline: arming a timer is deep enough in the runtime to grow
 	// this goroutine's stack, while clearing it is not.
 	bp := prefetchPool.Get().(*[]byte)
-	n, proto, err := sniffConn(nc, *bp, l.conf.Detect)
+	n, proto, err := sniffConn(nc, *bp, l.set.Connector.Detect)
 	if err == nil && proto == TLS {
 		// Only when the connector detects TLS. Copied: the prefetch buffer goes back to the pool before
 		// the handshake, which may take seconds.
@@ -67,7 +67,7 @@ func (s *Server) detectInsideTLS(l *listener, nc net.Conn, sniffed []byte) (stri
 	}
 	bp := prefetchPool.Get().(*[]byte)
 	defer prefetchPool.Put(bp)
-	proto, n := l.conf.Protocol, 0
+	proto, n := l.set.Connector.Protocol, 0
 	if proto == "" {
 		n, proto, err = sniffConn(tc, *bp, l.tls.inner)
 		if err != nil {
@@ -130,7 +130,7 @@ func (s *Server) detectFailed(l *listener, nc net.Conn, err error, got []byte) {
 		msg, rl = "tls handshake failed", &l.tlsLogs
 	default:
 		if ce := s.log.Check(zap.DebugLevel, "connection closed while detecting protocol"); ce != nil {
-			ce.Write(zap.String("connector", l.conf.Name), zap.Stringer("remote", nc.RemoteAddr()),
+			ce.Write(zap.String("connector", l.set.Connector.Name), zap.Stringer("remote", nc.RemoteAddr()),
 				zap.Int("bytes", len(got)), zap.Error(err))
 		}
 		return
@@ -139,7 +139,7 @@ func (s *Server) detectFailed(l *listener, nc net.Conn, err error, got []byte) {
 	if n == 0 {
 		return
 	}
-	fields := []zap.Field{zap.String("connector", l.conf.Name), zap.Stringer("remote", nc.RemoteAddr()),
+	fields := []zap.Field{zap.String("connector", l.set.Connector.Name), zap.Stringer("remote", nc.RemoteAddr()),
 		zap.Int("bytes", len(got)), zap.Binary("first_bytes", got[:min(len(got), 16)]),
 		zap.String("reason", err.Error())}
 	if n > 1 {

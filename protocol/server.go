@@ -80,7 +80,7 @@ func (s *Server) writeTimeout() time.Duration {
 
 // listener is one bound connector.
 type listener struct {
-	conf     conf.Connector
+	set      *Settings // the connector with defaults, shared by its connections
 	ln       net.Listener
 	active   atomic.Int64 // connections accepted and not yet finished
 	refusals rateLimit    // max_connections refusals, for logging
@@ -90,19 +90,9 @@ type listener struct {
 	httpLogs, unknownLogs, timeoutLogs, tlsLogs rateLimit
 }
 
-func (l *listener) maxConnections() int64 {
-	if l.conf.MaxConnections > 0 {
-		return int64(l.conf.MaxConnections)
-	}
-	return conf.DefaultMaxConnections
-}
+func (l *listener) maxConnections() int64 { return int64(l.set.Connector.MaxConnections) }
 
-func (l *listener) detectTimeout() time.Duration {
-	if l.conf.DetectTimeout > 0 {
-		return l.conf.DetectTimeout
-	}
-	return conf.DefaultDetectTimeout
-}
+func (l *listener) detectTimeout() time.Duration { return l.set.Connector.DetectTimeout }
 
 // Listen binds the connector's address now and accepts connections in the background until Shutdown.
 // A connector with TLS (a Bind starting with "tls://", or TLS in Detect) loads its certificate files
@@ -117,6 +107,10 @@ func (s *Server) Listen(c conf.Connector) error {
 			return fmt.Errorf("protocol: connector %q: no handler for protocol %q", c.Name, p)
 		}
 	}
+	set, err := NewSettings(c)
+	if err != nil {
+		return fmt.Errorf("protocol: %w", err)
+	}
 	tl, err := newTLSListener(&c)
 	if err != nil {
 		return err
@@ -130,23 +124,24 @@ func (s *Server) Listen(c conf.Connector) error {
 	if s.closing {
 		return fmt.Errorf("protocol: connector %q: %w", c.Name, ErrServerClosed)
 	}
-	if slices.ContainsFunc(s.lns, func(l *listener) bool { return l.conf.Name == c.Name }) {
+	if slices.ContainsFunc(s.lns, func(l *listener) bool { return l.set.Connector.Name == c.Name }) {
 		return fmt.Errorf("protocol: connector %q: duplicate name", c.Name)
 	}
 	ln, err := net.Listen(network, c.Address)
 	if err != nil {
 		return fmt.Errorf("protocol: connector %q: listen on %s: %w", c.Name, c.Address, err)
 	}
-	s.serveLocked(ln, c, tl)
+	s.serveLocked(ln, set, tl)
 	return nil
 }
 
-// serveLocked starts accepting on ln for connector c, with TLS when tl is not nil. s.mu is held.
-func (s *Server) serveLocked(ln net.Listener, c conf.Connector, tl *tlsListener) {
-	l := &listener{conf: c, ln: ln, tls: tl}
-	l.conf.Detect = slices.Clone(c.Detect)
+// serveLocked starts accepting on ln for the connector of set, with TLS when tl is not nil. s.mu is held.
+func (s *Server) serveLocked(ln net.Listener, set *Settings, tl *tlsListener) {
+	c := set.Connector
+	l := &listener{set: set, ln: ln, tls: tl}
+	l.set.Connector.Detect = slices.Clone(c.Detect)
 	if tl != nil {
-		l.conf.TLS = &tl.conf
+		l.set.Connector.TLS = &tl.conf
 	}
 	s.lns = append(s.lns, l)
 	fields := []zap.Field{zap.String("connector", c.Name), zap.Stringer("address", ln.Addr()),
@@ -169,7 +164,7 @@ func (s *Server) Addrs() map[string]net.Addr {
 	defer s.mu.Unlock()
 	m := make(map[string]net.Addr, len(s.lns))
 	for _, l := range s.lns {
-		m[l.conf.Name] = l.ln.Addr()
+		m[l.set.Connector.Name] = l.ln.Addr()
 	}
 	return m
 }
@@ -191,7 +186,7 @@ func (s *Server) acceptLoop(l *listener) {
 				return
 			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Error("accept failed", zap.String("connector", l.conf.Name), zap.Error(err),
+			s.log.Error("accept failed", zap.String("connector", l.set.Connector.Name), zap.Error(err),
 				zap.Duration("retry_in", delay))
 			t := time.NewTimer(delay)
 			select {
@@ -207,7 +202,7 @@ func (s *Server) acceptLoop(l *listener) {
 			// Close at once rather than leave the client hanging.
 			_ = nc.Close()
 			if n := l.refusals.hit(); n > 0 {
-				s.log.Warn("max connections reached, connection refused", zap.String("connector", l.conf.Name),
+				s.log.Warn("max connections reached, connection refused", zap.String("connector", l.set.Connector.Name),
 					zap.Int64("max_connections", l.maxConnections()), zap.Int64("refused", n))
 			}
 			continue
@@ -219,7 +214,7 @@ func (s *Server) acceptLoop(l *listener) {
 		l.active.Add(1)
 		// Armed here rather than on the new goroutine, whose stack it would grow (see detect). A TLS
 		// handshake writes too: its write deadline is set once TLS is recognised (handshakeTLS).
-		if l.conf.Protocol == "" || l.tls != nil {
+		if l.set.Connector.Protocol == "" || l.tls != nil {
 			_ = nc.SetReadDeadline(time.Now().Add(l.detectTimeout()))
 		}
 		go s.serve(l, nc)
@@ -268,7 +263,7 @@ func (s *Server) served(l *listener, nc net.Conn, c *Conn, panicked any) {
 	defer s.wg.Done()
 	defer l.active.Add(-1)
 	if panicked != nil {
-		s.log.Error("connection handler panic", zap.String("connector", l.conf.Name),
+		s.log.Error("connection handler panic", zap.String("connector", l.set.Connector.Name),
 			zap.Stringer("remote", nc.RemoteAddr()), zap.Any("panic", panicked), zap.ByteString("stack", debug.Stack()))
 		if c != nil {
 			c.Close(fmt.Errorf("%w: %v", errPanic, panicked))
@@ -295,7 +290,7 @@ func (s *Server) open(l *listener, nc net.Conn) *Conn {
 		_ = nc.Close()
 		return nil
 	}
-	c := newConn(s, conn, r, &l.conf, proto)
+	c := newConn(s, conn, r, l.set, proto)
 	if tc, ok := conn.(*tls.Conn); ok {
 		c.tlsc = tc
 	}

@@ -39,7 +39,7 @@ func TestOutboundConcurrentPublishers(t *testing.T) {
 	_ = nc.(*net.TCPConn).SetWriteBuffer(64 << 10)
 	s := NewServer(zaptest.NewLogger(t), nil)
 	s.MaxPending = 16 << 10
-	c := newConn(s, nc, newConnReader(nc, nil), &conf.Connector{Name: "stress"}, MQTT)
+	c := newConn(s, nc, newConnReader(nc, nil), testSettings(t, conf.Connector{Name: "stress"}), MQTT)
 	var drains atomic.Int64
 	drained := make(chan struct{}, 1)
 	c.OnDrain(func() {

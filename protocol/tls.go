@@ -132,7 +132,7 @@ func (s *Server) ReloadCertificates() error {
 		}
 		cfg, err := loadTLSConfig(&l.tls.conf)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("protocol: connector %q: %w", l.conf.Name, err))
+			errs = append(errs, fmt.Errorf("protocol: connector %q: %w", l.set.Connector.Name, err))
 			continue
 		}
 		l.tls.cfg.Store(cfg)
@@ -186,7 +186,7 @@ func (s *Server) handshakeTLS(l *listener, nc net.Conn, sniffed []byte) (*tls.Co
 	}
 	if ce := s.log.Check(zap.DebugLevel, "tls handshake done"); ce != nil {
 		st := tc.ConnectionState()
-		ce.Write(zap.String("connector", l.conf.Name), zap.Stringer("remote", nc.RemoteAddr()),
+		ce.Write(zap.String("connector", l.set.Connector.Name), zap.Stringer("remote", nc.RemoteAddr()),
 			zap.String("version", tls.VersionName(st.Version)), zap.String("cipher", tls.CipherSuiteName(st.CipherSuite)),
 			zap.String("server_name", st.ServerName), zap.Bool("client_cert", len(st.VerifiedChains) > 0))
 	}
@@ -220,10 +220,10 @@ func (c *Conn) ServerName() string {
 // crypto/x509 prints it). It is "" in clear text, without a verified client certificate, or when the
 // connector does not use certificates as identities.
 func (c *Conn) CertIdentity() string {
-	if c.tlsc == nil || c.connector.TLS == nil {
+	if c.tlsc == nil || c.set.Connector.TLS == nil {
 		return ""
 	}
-	mode := c.connector.TLS.CertIdentity
+	mode := c.set.Connector.TLS.CertIdentity
 	if mode == "" {
 		return ""
 	}

@@ -107,13 +107,11 @@ const (
 // Handler serves MQTT connections. One Handler serves every connector; it keeps one session registry
 // per virtual host so a client id is unique within its host.
 type Handler struct {
-	hosts    *virtualhost.Registry
-	log      *zap.Logger
-	grammars protocol.GrammarCache
+	hosts *virtualhost.Registry
+	log   *zap.Logger
 
 	mu         sync.Mutex
 	registries map[*virtualhost.Host]*registry
-	connLimits map[*conf.Connector]*limits
 
 	refusedLogins, refusedPublishes, refusedSubscriptions atomic.Uint64
 }
@@ -146,65 +144,11 @@ func (h *Handler) SessionCount(host *virtualhost.Host) int {
 	return len(r.sessions)
 }
 
-// limits are a connector's MQTT options with defaults applied.
-type limits struct {
-	maxPacket   int
-	dieDelay    time.Duration
-	maxInflight int
-	maxQueued   int
-	maxSubs     int
-	maxLevels   int
-}
-
-// limits returns connector c's limits, computed once: a copy in each client would cost 48 bytes.
-func (h *Handler) limits(c *conf.Connector) *limits {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	l := h.connLimits[c]
-	if l == nil {
-		lim := limitsOf(c)
-		l = &lim
-		if h.connLimits == nil {
-			h.connLimits = make(map[*conf.Connector]*limits)
-		}
-		h.connLimits[c] = l
-	}
-	return l
-}
-
-func limitsOf(c *conf.Connector) limits {
-	m := c.MQTT
-	l := limits{
-		maxPacket:   conf.DefaultMaxMessageLength,
-		dieDelay:    conf.DefaultDieDelay,
-		maxInflight: conf.DefaultMaxInflight,
-		maxQueued:   conf.DefaultMaxQueuedMessages,
-		maxSubs:     m.MaxSubscriptions,
-		maxLevels:   conf.DefaultMaxTopicLevels,
-	}
-	if m.MaxMessageLength > 0 {
-		l.maxPacket = int(min(m.MaxMessageLength, int64(^uint(0)>>1)))
-	}
-	if m.DieDelay > 0 {
-		l.dieDelay = m.DieDelay
-	}
-	if m.MaxInflight > 0 {
-		l.maxInflight = min(m.MaxInflight, 65534) // a packet id stays free [MQTT-2.3.1-2]
-	}
-	if m.MaxQueuedMessages > 0 {
-		l.maxQueued = m.MaxQueuedMessages
-	}
-	if m.MaxTopicLevels > 0 {
-		l.maxLevels = m.MaxTopicLevels
-	}
-	return l
-}
-
 // client is one network connection's state, owned by its reader goroutine.
 type client struct {
 	h    *Handler
 	c    *protocol.Conn
-	lim  *limits // shared by the connector's clients (Handler.limits)
+	lim  *conf.MQTT // the connector's, defaults applied, shared by its clients (protocol.Settings)
 	g    *router.Grammar
 	rd   *packet.Reader
 	host *virtualhost.Host
@@ -283,17 +227,13 @@ func runApart(f func()) {
 	}
 }
 
-// newClient prepares a connection's state; nil when the connector's grammar is unusable.
+// newClient prepares a connection's state.
 func (h *Handler) newClient(c *protocol.Conn) *client {
-	g, err := h.grammars.Get(c.Connector(), protocol.MQTT)
-	if err != nil {
-		c.Close(err)
-		return nil
-	}
-	cl := &client{h: h, c: c, g: g, lim: h.limits(c.Connector())}
-	cl.rd = packet.NewReader(c.Reader(), cl.lim.maxPacket)
+	set := c.Settings()
+	cl := &client{h: h, c: c, g: set.MQTTGrammar, lim: &set.Connector.MQTT}
+	cl.rd = packet.NewReader(c.Reader(), int(min(cl.lim.MaxMessageLength, int64(^uint(0)>>1))))
 	// MQTT 3.1.1 has no server DISCONNECT: on broker shutdown flush what is queued and close.
-	c.OnShutdown(func() { c.CloseAfter(protocol.ErrServerClosed, cl.lim.dieDelay) })
+	c.OnShutdown(func() { c.CloseAfter(protocol.ErrServerClosed, cl.lim.DieDelay) })
 	return cl
 }
 
@@ -420,7 +360,7 @@ func (cl *client) refuse(version, code byte, reason error) error {
 	if b, ok := cl.c.Begin(); ok {
 		cl.c.Commit(packet.Append(b, &packet.ConnackPacket{ReturnCode: code}, version))
 	}
-	cl.c.CloseAfter(reason, cl.lim.dieDelay)
+	cl.c.CloseAfter(reason, cl.lim.DieDelay)
 	return errClosing
 }
 
@@ -489,8 +429,8 @@ func (cl *client) parseTopic(topic string) (router.Destination, error) {
 	if err != nil {
 		return d, fmt.Errorf("%w: %w", errInvalidTopic, err)
 	}
-	if len(d.Path) > cl.lim.maxLevels {
-		return d, fmt.Errorf("%w: more than %d levels", errInvalidTopic, cl.lim.maxLevels)
+	if len(d.Path) > cl.lim.MaxTopicLevels {
+		return d, fmt.Errorf("%w: more than %d levels", errInvalidTopic, cl.lim.MaxTopicLevels)
 	}
 	cl.lastTopic, cl.lastDest = topic, d
 	return d, nil

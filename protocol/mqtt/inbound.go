@@ -269,8 +269,8 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 	if err != nil {
 		return fail(err)
 	}
-	if len(f.Segs) > cl.lim.maxLevels {
-		return fail(fmt.Errorf("%w: more than %d levels", router.ErrInvalidFilter, cl.lim.maxLevels))
+	if len(f.Segs) > cl.lim.MaxTopicLevels {
+		return fail(fmt.Errorf("%w: more than %d levels", router.ErrInvalidFilter, cl.lim.MaxTopicLevels))
 	}
 	gate, err := cl.subscribeAccess(f, sp.Filter)
 	if err != nil {
@@ -300,8 +300,8 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 	default:
 		return fail(fmt.Errorf("%w: %s filters are not available over MQTT", router.ErrInvalidFilter, f.Kind))
 	}
-	if cl.lim.maxSubs > 0 && len(s.subs) >= cl.lim.maxSubs {
-		return fail(fmt.Errorf("mqtt: more than %d subscriptions", cl.lim.maxSubs))
+	if cl.lim.MaxSubscriptions > 0 && len(s.subs) >= cl.lim.MaxSubscriptions {
+		return fail(fmt.Errorf("mqtt: more than %d subscriptions", cl.lim.MaxSubscriptions))
 	}
 	e := &subEntry{key: sp.Filter, qos: qos, queue: f.Kind == router.Queue, holding: true}
 	e.rs = &router.Subscription{Filter: f, Sink: virtualhost.SinkFor(s, gate), QoS: qos, ID: sp.Filter, Share: group, Opaque: e}
@@ -327,7 +327,7 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 
 // consume attaches e as a queue consumer with credit max_inflight. A QoS 0 consumer is auto-acknowledged.
 func (cl *client) consume(e *subEntry) error {
-	cons, err := cl.rt.Consume(e.rs, router.ConsumerOptions{Credit: cl.lim.maxInflight, AutoAck: e.qos == 0})
+	cons, err := cl.rt.Consume(e.rs, router.ConsumerOptions{Credit: cl.lim.MaxInflight, AutoAck: e.qos == 0})
 	if err != nil {
 		return err
 	}

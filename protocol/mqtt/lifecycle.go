@@ -96,7 +96,7 @@ func (cl *client) resume() {
 		cl.acks = &ackQueue{}
 	}
 	cl.c.OnDrain(cl.onDrain)
-	s.attach(cl.c, cl.version, cl.g, *cl.lim)
+	s.attach(cl.c, cl.version, cl.g, cl.lim)
 	for _, e := range s.subs {
 		if e.queue && e.consumer == nil {
 			// A fresh subscription: the router treats the pointer as the consumer's identity.

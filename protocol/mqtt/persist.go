@@ -301,11 +301,11 @@ func (h *Handler) Restore(host *virtualhost.Host, c *conf.Connector) (int, error
 	if len(states) == 0 {
 		return 0, nil
 	}
-	g, err := h.grammars.Get(c, protocol.MQTT)
+	set, err := protocol.NewSettings(*c)
 	if err != nil {
 		return 0, err
 	}
-	lim := limitsOf(c)
+	g, lim := set.MQTTGrammar, &set.Connector.MQTT
 	reg := h.registry(host)
 	for _, st := range states {
 		s, err := h.restoreOne(host, g, lim, st)
@@ -319,11 +319,11 @@ func (h *Handler) Restore(host *virtualhost.Host, c *conf.Connector) (int, error
 	return len(states), nil
 }
 
-func (h *Handler) restoreOne(host *virtualhost.Host, g *router.Grammar, lim limits, st store.SessionState) (*session, error) {
+func (h *Handler) restoreOne(host *virtualhost.Host, g *router.Grammar, lim *conf.MQTT, st store.SessionState) (*session, error) {
 	s := newSession(st.Session.ClientID, false, h.log)
 	s.owner = st.Session.Owner // so only its user resumes it (mayTakeSession)
 	s.ps = &sessionStore{host: host, seq: st.Queued.Last}
-	s.maxInflight, s.maxQueued, s.g, s.version = lim.maxInflight, lim.maxQueued, g, st.Session.ProtocolVersion
+	s.maxInflight, s.maxQueued, s.g, s.version = lim.MaxInflight, lim.MaxQueuedMessages, g, st.Session.ProtocolVersion
 	for _, sub := range st.Session.Subscriptions {
 		text, group, err := splitShare(sub.Filter)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
@@ -543,11 +544,11 @@ func (s *session) takeResume() []*router.Consumer {
 
 // attach makes c the session's connection: inflight messages are resent (PUBLISH with DUP, or PUBREL) in
 // their original order, then what queued while offline.
-func (s *session) attach(c *protocol.Conn, version byte, g *router.Grammar, lim limits) {
+func (s *session) attach(c *protocol.Conn, version byte, g *router.Grammar, lim *conf.MQTT) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.out, s.conn, s.version, s.g = c, c, version, g
-	s.maxInflight, s.maxQueued = lim.maxInflight, lim.maxQueued
+	s.maxInflight, s.maxQueued = lim.MaxInflight, lim.MaxQueuedMessages
 	for i := range s.inflight {
 		s.inflight[i].unsent = true
 	}

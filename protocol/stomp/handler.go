@@ -51,9 +51,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol"
-	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -77,17 +75,11 @@ const (
 
 // Handler serves STOMP connections; it implements protocol.Handler. Set its fields before the server starts.
 type Handler struct {
-	hosts    *virtualhost.Registry
-	log      *zap.Logger
-	grammars protocol.GrammarCache
+	hosts *virtualhost.Registry
+	log   *zap.Logger
 
 	mu       sync.Mutex
-	conns    map[*conf.Connector]*connSettings // guarded by mu
-	durables map[durableKey]*durable           // guarded by mu
-
-	defaultOnce    sync.Once
-	defaultGrammar *router.Grammar
-	defaultErr     error
+	durables map[durableKey]*durable // guarded by mu
 
 	// HeartBeatSend is the smallest interval at which the server sends heart-beats (the sx of CONNECTED's
 	// heart-beat header); 0 means the server does not send them. NewHandler sets DefaultHeartBeat.
@@ -127,100 +119,29 @@ func (h *Handler) Dropped() uint64 { return h.dropped.Load() }
 
 // Serve runs one STOMP connection until it ends; it implements protocol.Handler.
 func (h *Handler) Serve(c *protocol.Conn) {
-	if s := h.newSession(c); s != nil {
-		s.run()
-	}
+	h.newSession(c).run()
 }
 
-// newSession prepares a connection's session; nil when the connector's grammar is unusable. It is apart
-// from Serve, whose frame stays under every parked reader (see Reader.Wait).
+// newSession prepares a connection's session. It is apart from Serve, whose frame stays under every
+// parked reader (see Reader.Wait).
 //
 //go:noinline
 func (h *Handler) newSession(c *protocol.Conn) *session {
-	cs, err := h.settings(c.Connector())
-	if err != nil {
-		// A connector whose grammar does not build cannot serve anyone; conf validation should catch it.
-		c.Log().Error("stomp grammar", zap.Error(err))
-		c.Close(err)
-		return nil
-	}
+	set := c.Settings()
 	s := &session{
 		h:   h,
 		c:   c,
-		cfg: &cs.cfg,
-		cs:  cs,
-		g:   cs.g,
+		cfg: &set.Connector.STOMP,
+		g:   set.STOMPGrammar,
 		id:  sessionPrefix + strconv.FormatUint(c.ID(), 10),
 	}
 	s.dr = deadlineReader{c: c, r: c.Reader()}
-	s.rd.init(&s.dr, cs.limits)
-	return s
-}
-
-// connSettings is what every session of one connector shares, computed once.
-type connSettings struct {
-	cfg     conf.STOMP // the connector's stomp block with defaults applied
-	g       *router.Grammar
-	destSep string // the grammar's destination separator: names without it skip SplitComposite
-	limits  Limits
-}
-
-// settings returns the shared settings of connector c, building them on first use. Sharing keeps the
-// per-connection session small (idle connections must be cheap).
-func (h *Handler) settings(c *conf.Connector) (*connSettings, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if cs := h.conns[c]; cs != nil {
-		return cs, nil
-	}
-	g, err := h.grammar(c)
-	if err != nil {
-		return nil, err
-	}
-	cs := &connSettings{cfg: withDefaults(c.STOMP), g: g, destSep: c.STOMP.DestinationSeparator}
-	if c.STOMP.PathSeparator == "" {
-		cs.destSep = conf.STOMPGrammarDefaults.DestinationSeparator
-	}
-	cs.limits = Limits{
-		MaxHeaders:      cs.cfg.MaxHeaders,
-		MaxHeaderLength: int(cs.cfg.MaxHeaderLength),
-		MaxBodyLength:   cs.cfg.MaxMessageLength,
-	}
-	if h.conns == nil {
-		h.conns = make(map[*conf.Connector]*connSettings)
-	}
-	h.conns[c] = cs
-	return cs, nil
-}
-
-// withDefaults fills the zero fields of a connector's stomp block with conf's defaults, so a Connector
-// built in code (tests, embedding) behaves like a loaded one.
-func withDefaults(c conf.STOMP) conf.STOMP {
-	if c.MaxMessageLength <= 0 {
-		c.MaxMessageLength = conf.DefaultMaxMessageLength
-	}
-	if c.DieDelay <= 0 {
-		c.DieDelay = conf.DefaultDieDelay
-	}
-	if c.MaxHeaders <= 0 {
-		c.MaxHeaders = conf.DefaultMaxHeaders
-	}
-	if c.MaxHeaderLength <= 0 {
-		c.MaxHeaderLength = conf.DefaultMaxHeaderLength
-	}
-	return c
-}
-
-// grammar returns the connector's STOMP grammar. A connector whose stomp block has no grammar at all
-// (built in code rather than loaded by conf) gets the STOMP defaults.
-func (h *Handler) grammar(c *conf.Connector) (*router.Grammar, error) {
-	if c.STOMP.PathSeparator != "" {
-		return h.grammars.Get(c, protocol.STOMP)
-	}
-	h.defaultOnce.Do(func() {
-		h.defaultGrammar, h.defaultErr = protocol.NewGrammar(protocol.STOMP, conf.STOMPGrammarDefaults)
+	s.rd.init(&s.dr, Limits{
+		MaxHeaders:      s.cfg.MaxHeaders,
+		MaxHeaderLength: int(s.cfg.MaxHeaderLength),
+		MaxBodyLength:   s.cfg.MaxMessageLength,
 	})
-	return h.defaultGrammar, h.defaultErr
+	return s
 }
 
 var _ protocol.Handler = (*Handler)(nil)

@@ -201,10 +201,11 @@ func (h *Handler) RestoreDurables(host *virtualhost.Host, c *conf.Connector) (in
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	g, err := h.grammar(c)
+	set, err := protocol.NewSettings(*c)
 	if err != nil {
 		return 0, err
 	}
+	g := set.STOMPGrammar
 	for _, rec := range recs {
 		queue, ok := virtualhost.ParseTopicKey(rec.ID)
 		if !ok || queue.Kind != router.DurableSub {

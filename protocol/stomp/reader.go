@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/go-stomp/stomp/v3/frame"
+	"github.com/lyremq/lyre/conf"
 )
 
 // Frame-reading errors. Each one is a protocol error: the session answers with an ERROR frame and closes.
@@ -72,13 +73,13 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 // init sets up a Reader in place (sessions embed theirs).
 func (rd *Reader) init(r io.Reader, lim Limits) {
 	if lim.MaxHeaders <= 0 {
-		lim.MaxHeaders = 1000
+		lim.MaxHeaders = conf.DefaultMaxHeaders
 	}
 	if lim.MaxHeaderLength <= 0 {
-		lim.MaxHeaderLength = 10 << 10
+		lim.MaxHeaderLength = conf.DefaultMaxHeaderLength
 	}
 	if lim.MaxBodyLength <= 0 {
-		lim.MaxBodyLength = 100 << 20
+		lim.MaxBodyLength = conf.DefaultMaxMessageLength
 	}
 	*rd = Reader{r: r, lim: lim}
 }

@@ -24,8 +24,7 @@ import (
 type session struct {
 	h   *Handler
 	c   *protocol.Conn
-	cfg *conf.STOMP // shared, read-only: &cs.cfg
-	cs  *connSettings
+	cfg *conf.STOMP // the connector's, defaults applied; shared, read-only (protocol.Settings)
 	g   *router.Grammar
 	id  string
 	dr  deadlineReader
@@ -489,7 +488,7 @@ func (s *session) send(f *frame.Frame) error {
 	var one [1]string
 	var oneDest [1]router.Destination
 	names, dests := one[:], oneDest[:]
-	if strings.Contains(dest, s.cs.destSep) {
+	if sep := s.cfg.DestinationSeparator; sep != "" && strings.Contains(dest, sep) {
 		names = s.g.SplitComposite(dest)
 		dests = make([]router.Destination, len(names))
 	} else {
