@@ -49,14 +49,14 @@ var connIDs atomic.Uint64
 // All methods are safe for concurrent use, except that only the handler's goroutine reads Reader and
 // each Begin is followed by one Commit on the same goroutine.
 type Conn struct {
-	id        uint64
-	srv       *Server
-	nc        net.Conn  // the socket, or the TLS connection over it
-	tlsc      *tls.Conn // nc when the connection is TLS, else nil
-	set       *Settings
-	proto     string
-	r         io.Reader
-	logp      atomic.Pointer[zap.Logger] // built on first Log call: a zap child logger costs ~1 KiB
+	id    uint64
+	srv   *Server
+	nc    net.Conn  // the socket, or the TLS connection over it
+	tlsc  *tls.Conn // nc when the connection is TLS, else nil
+	set   *Settings
+	proto string
+	r     io.Reader
+	logp  atomic.Pointer[zap.Logger] // built on first Log call: a zap child logger costs ~1 KiB
 
 	out outbound
 
@@ -74,12 +74,12 @@ var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); re
 
 func newConn(s *Server, nc net.Conn, r io.Reader, set *Settings, proto string) *Conn {
 	return &Conn{
-		id:        connIDs.Add(1),
-		srv:       s,
-		nc:        nc,
-		r:         r,
-		set:       set,
-		proto:     proto,
+		id:    connIDs.Add(1),
+		srv:   s,
+		nc:    nc,
+		r:     r,
+		set:   set,
+		proto: proto,
 	}
 }
 
