@@ -33,6 +33,8 @@ var (
 	// wrap it in their own reason, fmt.Errorf("mqtt: %w", protocol.ErrDisconnected), so that the close
 	// is logged at Debug like EOF rather than at Info like a protocol error.
 	ErrDisconnected = errors.New("protocol: client disconnected")
+	// ErrOutboundClosed is returned to a reader that waited for room in a connection that closed meanwhile.
+	ErrOutboundClosed = errors.New("protocol: connection closed")
 	// errPanic is the close reason after a handler panicked.
 	errPanic = errors.New("protocol: handler panic")
 )

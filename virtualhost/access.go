@@ -90,23 +90,42 @@ func compileRules(confRules ...[]conf.AccessRule) (*rules, error) {
 	return rs, nil
 }
 
-// Authorize reports whether p may perform action ("connect", "send", "receive", "consume", "create",
-// "destroy", "admin", "monitor") on the destination or object of the given kind ("connector",
-// "virtual_host", "topic", "queue", "dsub") at path (canonical segments; [name] for a connector or host).
-// clientID fills "%c" in rule ids.
-func (h *Host) Authorize(p Principal, action, kind string, path []string, clientID string) bool {
+// Action is what an access rule allows or denies (conf.AccessRule.Actions).
+type Action string
+
+// Access rule actions.
+const (
+	ActionConnect Action = "connect" // log in to a virtual host (or through a connector)
+	ActionSend    Action = "send"    // publish to a topic or queue
+	ActionReceive Action = "receive" // subscribe to a topic
+	ActionConsume Action = "consume" // take messages from a queue or durable subscription
+	ActionCreate  Action = "create"  // create a durable subscription
+	ActionDestroy Action = "destroy" // destroy a durable subscription
+	ActionAdmin   Action = "admin"
+	ActionMonitor Action = "monitor"
+)
+
+// Object is the kind of thing an access rule is about (conf.AccessRule.Kind).
+type Object string
+
+// Access rule object kinds.
+const (
+	ObjectConnector   Object = "connector"
+	ObjectVirtualHost Object = "virtual_host"
+	ObjectTopic       Object = "topic"
+	ObjectQueue       Object = "queue"
+	ObjectDsub        Object = "dsub"
+)
+
+// Authorize reports whether p may perform action on the destination or object of kind obj at path
+// (canonical segments; [name] for a connector or host). clientID fills "%c" in rule ids.
+func (h *Host) Authorize(p Principal, action Action, obj Object, path []string, clientID string) bool {
 	if len(h.rules.list) == 0 {
 		return true
 	}
 	for i := range h.rules.list {
 		r := &h.rules.list[i]
-		if r.actions != nil && !slices.Contains(r.actions, action) {
-			continue
-		}
-		if r.kind != "" && r.kind != kind {
-			continue
-		}
-		if !r.covers(p) {
+		if !r.applies(p, action, obj) {
 			continue
 		}
 		if r.id != "" && !h.rules.matchID(r, p, clientID, path) {
@@ -115,6 +134,11 @@ func (h *Host) Authorize(p Principal, action, kind string, path []string, client
 		return r.allow
 	}
 	return false
+}
+
+// applies reports whether the rule is about action on obj and names p.
+func (r *accessRule) applies(p Principal, action Action, obj Object) bool {
+	return (r.actions == nil || slices.Contains(r.actions, string(action))) && (r.kind == "" || r.kind == string(obj)) && r.covers(p)
 }
 
 // covers reports whether the rule's user and group list names p.
@@ -179,14 +203,14 @@ func (rs *rules) pattern(r *accessRule, p Principal, clientID string) ([]router.
 // delivery through a Gate. The answer is conservative in one direction only: some may be true for a
 // filter that in fact reaches nothing allowed (regex levels are not compared), never false for one that
 // does; all is true only when certain.
-func (h *Host) AuthorizeFilter(p Principal, action, kind string, filter []router.Seg, clientID string) (some, all bool) {
+func (h *Host) AuthorizeFilter(p Principal, action Action, obj Object, filter []router.Seg, clientID string) (some, all bool) {
 	if len(h.rules.list) == 0 {
 		return true, true
 	}
 	partialDeny := false // an earlier deny rule took some of the filter's destinations
 	for i := range h.rules.list {
 		r := &h.rules.list[i]
-		if r.actions != nil && !slices.Contains(r.actions, action) || r.kind != "" && r.kind != kind || !r.covers(p) {
+		if !r.applies(p, action, obj) {
 			continue
 		}
 		var pat []router.Seg
@@ -297,18 +321,28 @@ func intersects(p, f []router.Seg) bool {
 	}
 }
 
-// KindName names a router kind for access rules. Temporary destinations are not subject to access rules
+// ObjectOf names a router kind for access rules. Temporary destinations are not subject to access rules
 // (they are private to their connection already): ok is false for them.
-func KindName(k router.Kind) (name string, ok bool) {
+func ObjectOf(k router.Kind) (obj Object, ok bool) {
 	switch k {
 	case router.Topic:
-		return "topic", true
+		return ObjectTopic, true
 	case router.Queue:
-		return "queue", true
+		return ObjectQueue, true
 	case router.DurableSub:
-		return "dsub", true
+		return ObjectDsub, true
 	}
 	return "", false
+}
+
+// ReadAction is the action that reading from a destination of kind k needs: receive for a topic, consume
+// for a queue or a durable subscription (their messages are taken, not copied). One rule for every
+// front-end.
+func ReadAction(k router.Kind) Action {
+	if k == router.Queue || k == router.DurableSub {
+		return ActionConsume
+	}
+	return ActionReceive
 }
 
 // maxGateCache bounds the per-subscription cache of decisions by topic; past it decisions are computed
@@ -322,19 +356,19 @@ type Gate struct {
 	h        *Host
 	p        Principal
 	clientID string
-	action   string
-	kind     string
+	action   Action
+	obj      Object
 	mu       sync.Mutex
 	seen     map[string]bool
 }
 
 // Gate returns a gate deciding action on destinations of kind for p, or nil when this host has no access
 // rules (everything is allowed).
-func (h *Host) Gate(p Principal, action, kind, clientID string) *Gate {
+func (h *Host) Gate(p Principal, action Action, obj Object, clientID string) *Gate {
 	if len(h.rules.list) == 0 {
 		return nil
 	}
-	return &Gate{h: h, p: p, clientID: clientID, action: action, kind: kind, seen: make(map[string]bool)}
+	return &Gate{h: h, p: p, clientID: clientID, action: action, obj: obj, seen: make(map[string]bool)}
 }
 
 // Allows reports whether the gate's subscriber may receive from path.
@@ -351,7 +385,7 @@ func (g *Gate) Allows(path []string) bool {
 	if hit {
 		return ok
 	}
-	ok = g.h.Authorize(g.p, g.action, g.kind, path, g.clientID)
+	ok = g.h.Authorize(g.p, g.action, g.obj, path, g.clientID)
 	g.mu.Lock()
 	if len(g.seen) < maxGateCache {
 		g.seen[string(key)] = ok

@@ -38,8 +38,8 @@ func TestAuthorize(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
 		p        virtualhost.Principal
-		action   string
-		kind     string
+		action   virtualhost.Action
+		kind     virtualhost.Object
 		path     string
 		clientID string
 		want     bool
@@ -119,15 +119,22 @@ func TestGateFiltersWildcardSubscriptions(t *testing.T) {
 	}
 }
 
-func TestKindName(t *testing.T) {
-	for k, want := range map[router.Kind]string{router.Topic: "topic", router.Queue: "queue", router.DurableSub: "dsub"} {
-		if got, ok := virtualhost.KindName(k); !ok || got != want {
-			t.Errorf("KindName(%v) = %q, %v", k, got, ok)
+func TestObjectOf(t *testing.T) {
+	for k, want := range map[router.Kind]virtualhost.Object{router.Topic: "topic", router.Queue: "queue", router.DurableSub: "dsub"} {
+		if got, ok := virtualhost.ObjectOf(k); !ok || got != want {
+			t.Errorf("ObjectOf(%v) = %q, %v", k, got, ok)
 		}
 	}
 	for _, k := range []router.Kind{router.TempQueue, router.TempTopic} {
-		if _, ok := virtualhost.KindName(k); ok {
-			t.Errorf("KindName(%v): temporary destinations are outside access rules", k)
+		if _, ok := virtualhost.ObjectOf(k); ok {
+			t.Errorf("ObjectOf(%v): temporary destinations are outside access rules", k)
+		}
+	}
+	// One rule for both front-ends: reading a queue or a durable subscription takes its messages.
+	for k, want := range map[router.Kind]virtualhost.Action{router.Topic: "receive", router.TempTopic: "receive",
+		router.Queue: "consume", router.DurableSub: "consume", router.TempQueue: "receive"} {
+		if got := virtualhost.ReadAction(k); got != want {
+			t.Errorf("ReadAction(%v) = %q, want %q", k, got, want)
 		}
 	}
 }

@@ -110,7 +110,7 @@ func (h *Host) LoginCert(remote net.Addr, identity, clientID string) (Principal,
 // admit finishes a login: the connect permission on this host for the client id, and the delay owed by
 // an address that keeps failing.
 func (h *Host) admit(remote net.Addr, p Principal, err error, clientID string) (Principal, time.Duration, error) {
-	if err == nil && !h.Authorize(p, "connect", "virtual_host", []string{h.Name}, clientID) {
+	if err == nil && !h.Authorize(p, ActionConnect, ObjectVirtualHost, []string{h.Name}, clientID) {
 		err = ErrNotAuthorized
 	}
 	if err != nil {

@@ -237,9 +237,13 @@ func shutdown(t *testing.T, b *Broker) {
 	}
 }
 
-// entryText renders a log entry's message and string fields for searching.
+// entryText renders a log entry's logger name (the protocol, for a connection's lines), message and
+// string fields for searching.
 func entryText(e observer.LoggedEntry) string {
 	var b strings.Builder
+	if e.LoggerName != "" {
+		b.WriteString(e.LoggerName + " ")
+	}
 	b.WriteString(e.Message)
 	for k, v := range e.ContextMap() {
 		fmt.Fprintf(&b, " %s=%v", k, v)
@@ -480,10 +484,10 @@ func TestMQTTAccessRules(t *testing.T) {
 	})
 	t.Run("deny first: bob may not send orders although + may; PUBACK still sent [MQTT-3.3.5-2]", func(t *testing.T) {
 		ch, _ := mqttSubscribeCode(t, alice, "orders/bob")
-		before := sb.logged("publish refused", "orders/bob")
+		before := sb.logged("mqtt send refused", "orders/bob")
 		mqttPublish(t, bob, "orders/bob", 1, "forged") // acknowledged
 		expectNone(t, ch, "denied publish")
-		if sb.logged("publish refused", "orders/bob", "remote=127.0.0.1") <= before {
+		if sb.logged("mqtt send refused", "orders/bob", "remote=127.0.0.1") <= before {
 			t.Error("refused publish not logged")
 		}
 	})
@@ -853,11 +857,11 @@ func TestNegativeTable(t *testing.T) {
 			return stompSubscribeRefused("a", "bob", bobPass, "/temp-queue/lyre-1.replies", "invalid destination")(t, sb)
 		}, "temporary destinations are private to the connection"},
 		// Publishing.
-		{"mqtt send denied by first match", mqttPublishRefused("bob", bobPass, "p1", "orders/new", "alice", alicePass, "w1"), "publish refused"},
-		{"mqtt send to $SYS", mqttPublishRefused("bob", bobPass, "p2", "$SYS/broker/load", "alice", alicePass, "w2"), "publish refused"},
-		{"mqtt send to another user's subtree", mqttPublishRefused("bob", bobPass, "p3", "users/alice/inbox", "alice", alicePass, "w3"), "publish refused"},
-		{"mqtt send to another client's subtree", mqttPublishRefused("bob", bobPass, "dev2", "devices/dev1/cmd", "bob", bobPass, "dev1"), "publish refused"},
-		{"mqtt send to broker-denied topic", mqttPublishRefused("alice", alicePass, "p4", "forbidden/x", "alice", alicePass, "w4"), "publish refused"},
+		{"mqtt send denied by first match", mqttPublishRefused("bob", bobPass, "p1", "orders/new", "alice", alicePass, "w1"), "mqtt send refused"},
+		{"mqtt send to $SYS", mqttPublishRefused("bob", bobPass, "p2", "$SYS/broker/load", "alice", alicePass, "w2"), "mqtt send refused"},
+		{"mqtt send to another user's subtree", mqttPublishRefused("bob", bobPass, "p3", "users/alice/inbox", "alice", alicePass, "w3"), "mqtt send refused"},
+		{"mqtt send to another client's subtree", mqttPublishRefused("bob", bobPass, "dev2", "devices/dev1/cmd", "bob", bobPass, "dev1"), "mqtt send refused"},
+		{"mqtt send to broker-denied topic", mqttPublishRefused("alice", alicePass, "p4", "forbidden/x", "alice", alicePass, "w4"), "mqtt send refused"},
 		{"stomp send denied by first match", stompSendRefused("a", "bob", bobPass, "/topic/orders.new", "access refused"), "send refused"},
 		{"stomp send to $SYS", stompSendRefused("a", "bob", bobPass, "/topic/$SYS.x", "access refused"), "send refused"},
 		{"stomp send with an empty level instead of the user", stompSendRefused("a", "bob", bobPass, "/topic/users..alice", "access refused"), "send refused"},

@@ -3,10 +3,10 @@ package mqtt
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
 )
@@ -19,60 +19,29 @@ import (
 // (the connection's logger carries it), never the password.
 
 var (
-	errDenied       = errors.New("mqtt: not authorized")
-	errHostFull     = errors.New("mqtt: virtual host max_connections reached")
 	errSessionOwner = errors.New("mqtt: the client id's session belongs to another user")
 	// errHostMessageLength closes a connection that published more than its host's max_message_length.
 	errHostMessageLength = errors.New("mqtt: message larger than the virtual host allows")
 )
 
-// maxLoggedUser bounds the user name written to logs: an over-long one is a refusal reason, not data.
-const maxLoggedUser = 64
-
-func loggedUser(u string) string {
-	if len(u) > maxLoggedUser {
-		return u[:maxLoggedUser] + "…"
-	}
-	return u
-}
-
-// login authenticates on host, checks the connect permission and takes a connection slot. On refusal it
-// logs, waits the delay the host imposes on repeated failures from this address (bounded; cut short if
-// the connection closes), and returns the CONNACK code.
+// login authenticates on host (protocol.Login) and returns the CONNACK code for a refusal.
 func (cl *client) login(host *virtualhost.Host, user string, password []byte, hasUser bool, clientID string) (virtualhost.Principal, byte, error) {
-	var (
-		p     virtualhost.Principal
-		delay time.Duration
-		err   error
-	)
-	if id := cl.c.CertIdentity(); id != "" && !hasUser {
-		// A verified client certificate stands for the user name (cert_identity).
-		p, delay, err = host.LoginCert(cl.c.RemoteAddr(), id, clientID)
-		user = id
-	} else {
-		p, delay, err = host.Login(cl.c.RemoteAddr(), user, password, hasUser, clientID)
-	}
-	code := connNotAuthorized
+	p, err := protocol.Login(cl.c, host, user, password, hasUser, clientID, &cl.h.refusals)
 	switch {
-	case errors.Is(err, virtualhost.ErrBadCredentials):
-		code = connBadCredentials
-	case err == nil && !host.Acquire():
-		err, code = errHostFull, connServerUnavailable
 	case err == nil:
 		return p, connAccepted, nil
+	case errors.Is(err, virtualhost.ErrBadCredentials):
+		return p, connBadCredentials, err
+	case errors.Is(err, protocol.ErrHostFull):
+		return p, connServerUnavailable, err
 	}
-	cl.h.refusedLogins.Add(1)
-	cl.c.Log().Warn("mqtt login refused", zap.String("vhost", host.Name), zap.String("user", loggedUser(user)),
-		zap.String("client_id", loggedUser(clientID)), zap.Uint8("connack", code), zap.Duration("delay", delay), zap.Error(err))
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-cl.c.Done():
-		}
-		t.Stop()
-	}
-	return p, code, err
+	return p, connNotAuthorized, err
+}
+
+// access is the client's view of its host's access rules, built when needed so an idle client keeps no
+// copy of it.
+func (cl *client) access(clientID string) protocol.Access {
+	return protocol.Access{Conn: cl.c, Host: cl.host, Principal: cl.principal, ClientID: clientID, Refusals: &cl.h.refusals}
 }
 
 // checkLength enforces the host's max_message_length on a payload; over it the connection is closed, as
@@ -88,43 +57,13 @@ func (cl *client) checkLength(n int) error {
 
 // maySend reports whether the client may publish to d; a refusal is counted and logged.
 func (cl *client) maySend(d router.Destination, topic, clientID string) bool {
-	kind, checked := virtualhost.KindName(d.Kind)
-	if !checked || cl.host.Authorize(cl.principal, "send", kind, d.Path, clientID) {
-		return true
-	}
-	cl.h.refusedPublishes.Add(1)
-	cl.c.Log().Info("publish refused: not authorized", zap.String("vhost", cl.host.Name),
-		zap.String("user", loggedUser(cl.principal.User)), zap.String("client_id", loggedUser(clientID)), zap.String("topic", topic))
-	return false
-}
-
-// subscribeAccess checks a filter: an error when no destination it reaches may be received; a gate when
-// only some may, nil when all may.
-func (cl *client) subscribeAccess(f router.Filter, filter string) (*virtualhost.Gate, error) {
-	kind, checked := virtualhost.KindName(f.Kind)
-	if !checked {
-		return nil, nil
-	}
-	action := "receive"
-	if f.Kind == router.Queue {
-		action = "consume"
-	}
-	some, all := cl.host.AuthorizeFilter(cl.principal, action, kind, f.Segs, cl.sess.id)
-	if !some {
-		cl.h.refusedSubscriptions.Add(1)
-		cl.c.Log().Info("subscribe refused: not authorized", zap.String("vhost", cl.host.Name),
-			zap.String("user", loggedUser(cl.principal.User)), zap.String("client_id", cl.sess.id), zap.String("filter", filter))
-		return nil, fmt.Errorf("%w to %s %q", errDenied, action, filter)
-	}
-	if all {
-		return nil, nil
-	}
-	return cl.host.Gate(cl.principal, action, kind, cl.sess.id), nil
+	a := cl.access(clientID)
+	return a.MaySend(d, topic)
 }
 
 // Refusals returns how many logins, publishes and subscriptions were refused by access control.
 func (h *Handler) Refusals() (logins, publishes, subscriptions uint64) {
-	return h.refusedLogins.Load(), h.refusedPublishes.Load(), h.refusedSubscriptions.Load()
+	return h.refusals.Logins.Load(), h.refusals.Sends.Load(), h.refusals.Subscribes.Load()
 }
 
 // sessionOwner is the identity that owns the sessions a principal opens: its user name when proven.
@@ -146,9 +85,9 @@ func (cl *client) mayTakeSession(id string) bool {
 	ok := s == nil || s.owner == "" || s.owner == sessionOwner(cl.principal)
 	reg.mu.Unlock()
 	if !ok {
-		cl.h.refusedLogins.Add(1)
+		cl.h.refusals.Logins.Add(1)
 		cl.c.Log().Warn("mqtt login refused: client id in use by another user's session", zap.String("vhost", cl.host.Name),
-			zap.String("user", loggedUser(cl.principal.User)), zap.String("client_id", loggedUser(id)))
+			zap.String("user", protocol.LoggedName(cl.principal.User)), zap.String("client_id", protocol.LoggedName(id)))
 	}
 	return ok
 }
@@ -188,7 +127,7 @@ func (cl *client) reauthorize() error {
 		if e.queue || e.rs == nil {
 			continue
 		}
-		some, all := cl.host.AuthorizeFilter(cl.principal, "receive", "topic", e.rs.Filter.Segs, s.id)
+		some, all := cl.host.AuthorizeFilter(cl.principal, virtualhost.ActionReceive, virtualhost.ObjectTopic, e.rs.Filter.Segs, s.id)
 		if !some {
 			cl.removeEntry(e)
 			removed = true
@@ -202,7 +141,7 @@ func (cl *client) reauthorize() error {
 		}
 		var gate *virtualhost.Gate
 		if !all {
-			gate = cl.host.Gate(cl.principal, "receive", "topic", s.id)
+			gate = cl.host.Gate(cl.principal, virtualhost.ActionReceive, virtualhost.ObjectTopic, s.id)
 		}
 		rs := &router.Subscription{Filter: e.rs.Filter, Sink: virtualhost.SinkFor(s, gate), QoS: e.rs.QoS, ID: e.rs.ID, Share: e.rs.Share, Opaque: e}
 		if err := cl.rt.Subscribe(rs); err != nil {
@@ -218,7 +157,7 @@ func (cl *client) reauthorize() error {
 	s.mu.Lock()
 	s.queue.filter(func(it *outItem) bool {
 		if it.msg == nil || it.seq != 0 || it.msg.Dest.Kind != router.Topic ||
-			cl.host.Authorize(cl.principal, "receive", "topic", it.msg.Dest.Path, s.id) {
+			cl.host.Authorize(cl.principal, virtualhost.ActionReceive, virtualhost.ObjectTopic, it.msg.Dest.Path, s.id) {
 			return true
 		}
 		s.deleteEntryLocked(it)

@@ -113,7 +113,7 @@ type Handler struct {
 	mu         sync.Mutex
 	registries map[*virtualhost.Host]*registry
 
-	refusedLogins, refusedPublishes, refusedSubscriptions atomic.Uint64
+	refusals protocol.Refusals
 }
 
 // NewHandler returns a handler routing into hosts. log receives handler-level events; per-connection
@@ -166,7 +166,9 @@ type client struct {
 	// drain (cap 1) wakes a reader waiting to queue a control packet when OnDrain fires. Made by the first
 	// wait: most connections never wait, and a channel costs 96 bytes.
 	drain atomic.Pointer[chan struct{}]
-	acks  *ackQueue // on a durable host: acknowledgements waiting for their writes (persist.go)
+	// acks orders acknowledgements behind the writes they wait for (ack.go); nil until one waits. Atomic:
+	// the writer's OnDrain hook flushes it.
+	acks atomic.Pointer[protocol.AckQueue[mqttAck]]
 	// lastTopic and lastDest cache the last topic name parsed.
 	lastTopic string
 	lastDest  router.Destination
@@ -256,8 +258,8 @@ func (cl *client) onDrain() {
 	if s := cl.sess; s != nil {
 		s.drained(cl.c)
 	}
-	if cl.acks != nil {
-		cl.flushAcks()
+	if q := cl.acks.Load(); q != nil {
+		q.Flush()
 	}
 }
 

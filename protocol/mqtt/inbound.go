@@ -49,18 +49,15 @@ func (cl *client) handle(p packet.Packet) error {
 	case *packet.PubackPacket:
 		cl.acked(s.complete(p.PacketID, waitPuback))
 	case *packet.PubrecPacket:
-		if cl.acks != nil && s.ps != nil {
+		var tr *virtualhost.Tracker
+		if s.ps != nil {
 			// PUBREL once the release state is durable: resent after a crash, the PUBLISH would be
 			// a second delivery to a client that completed the first (persist.go).
-			tr := &virtualhost.Tracker{}
-			s.received(p.PacketID, tr)
-			return cl.ackAfter(tr, packet.Pubrel, p.PacketID)
+			tr = &virtualhost.Tracker{}
 		}
-		s.received(p.PacketID, nil)
+		s.received(p.PacketID, tr)
 		// Answered even for an unknown id, so the client can release its state.
-		if !cl.writeAck(packet.Pubrel, p.PacketID) {
-			return errOutboundClosed
-		}
+		return cl.ack(tr, packet.Pubrel, p.PacketID)
 	case *packet.PubcompPacket:
 		cl.acked(s.complete(p.PacketID, waitPubcomp))
 	case *packet.PubrelPacket:
@@ -72,12 +69,7 @@ func (cl *client) handle(p packet.Packet) error {
 			cl.host.Commit(tr.Track(), store.DeleteInbound{ClientID: s.id, PacketID: p.PacketID})
 		}
 		delete(s.awaitingRel, p.PacketID)
-		if cl.acks != nil {
-			return cl.ackAfter(tr, packet.Pubcomp, p.PacketID) // also after the acknowledgements queued before
-		}
-		if !cl.writeAck(packet.Pubcomp, p.PacketID) {
-			return errOutboundClosed
-		}
+		return cl.ack(tr, packet.Pubcomp, p.PacketID) // also after the acknowledgements queued before
 	case *packet.SubscribePacket:
 		return cl.subscribe(p)
 	case *packet.UnsubscribePacket:
@@ -110,19 +102,13 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	if p.QoS == 2 {
 		if _, dup := s.awaitingRel[p.PacketID]; dup {
 			// Exactly once: the first copy was routed, only the PUBREC is repeated [MQTT-4.3.3-2].
-			if cl.acks != nil {
-				return cl.ackAfter(nil, packet.Pubrec, p.PacketID)
-			}
-			if !cl.writeAck(packet.Pubrec, p.PacketID) {
-				return errOutboundClosed
-			}
-			return nil
+			return cl.ack(nil, packet.Pubrec, p.PacketID)
 		}
 	}
 	m := &router.Message{Dest: d, Body: p.Payload, QoS: p.QoS, Persistent: p.QoS > 0, Retain: p.Retain,
 		Origin: p.Topic, OriginGram: cl.g, Publisher: s}
 	var tr *virtualhost.Tracker
-	if p.QoS > 0 && cl.acks != nil {
+	if p.QoS > 0 && cl.host.Durable() {
 		// A durable host: acknowledge once every write the message causes is durable, the session
 		// copies and the inbound QoS 2 id in one commit (persist.go).
 		tr = virtualhost.NewAtomicTracker(cl.host)
@@ -144,27 +130,18 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		}
 		return fmt.Errorf("%w: %s: %w", errNotRouted, p.Topic, res.Err)
 	}
+	if tr != nil {
+		tr.Flush()
+	}
 	switch p.QoS {
 	case 1:
-		if tr != nil {
-			tr.Flush()
-			return cl.ackAfter(tr, packet.Puback, p.PacketID)
-		}
-		if !cl.writeAck(packet.Puback, p.PacketID) {
-			return errOutboundClosed
-		}
+		return cl.ack(tr, packet.Puback, p.PacketID)
 	case 2:
 		if s.awaitingRel == nil {
 			s.awaitingRel = make(map[uint16]struct{})
 		}
 		s.awaitingRel[p.PacketID] = struct{}{}
-		if tr != nil {
-			tr.Flush()
-			return cl.ackAfter(tr, packet.Pubrec, p.PacketID)
-		}
-		if !cl.writeAck(packet.Pubrec, p.PacketID) {
-			return errOutboundClosed
-		}
+		return cl.ack(tr, packet.Pubrec, p.PacketID)
 	}
 	return nil
 }
@@ -272,9 +249,10 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 	if len(f.Segs) > cl.lim.MaxTopicLevels {
 		return fail(fmt.Errorf("%w: more than %d levels", router.ErrInvalidFilter, cl.lim.MaxTopicLevels))
 	}
-	gate, err := cl.subscribeAccess(f, sp.Filter)
+	a := cl.access(s.id)
+	gate, err := a.MaySubscribe(f, sp.Filter, false)
 	if err != nil {
-		return nil, subackFailure // logged by subscribeAccess
+		return nil, subackFailure // logged by MaySubscribe
 	}
 	qos := sp.QoS
 	old := s.subs[sp.Filter]

@@ -92,9 +92,6 @@ func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
 // consumers of a resumed session.
 func (cl *client) resume() {
 	s := cl.sess
-	if cl.host.Durable() {
-		cl.acks = &ackQueue{}
-	}
 	cl.c.OnDrain(cl.onDrain)
 	s.attach(cl.c, cl.version, cl.g, cl.lim)
 	for _, e := range s.subs {

@@ -32,14 +32,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol"
-	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/store"
 	"github.com/lyremq/lyre/virtualhost"
@@ -178,118 +176,6 @@ func (cl *client) saveRecord() error {
 		return fmt.Errorf("%w: session record: %w", errStoreWrite, err)
 	}
 	return nil
-}
-
-// maxPendingAcks bounds the acknowledgements a connection holds while their writes complete; the reader
-// waits for room beyond it, which in turn stops reading from a client that outruns the store.
-const maxPendingAcks = 4096
-
-// ackQueue sends a connection's acknowledgements to its publishers in arrival order, each once its
-// message is durable.
-type ackQueue struct {
-	mu     sync.Mutex
-	items  []pendingAck
-	first  uint64 // number of items[0] in arrival order
-	failed bool
-	room   chan struct{} // made by a reader waiting for room; closed by flush
-}
-
-type pendingAck struct {
-	t     packet.Type
-	id    uint16
-	ready bool
-}
-
-// ackAfter queues an acknowledgement of type t for packet id and sends it once tr's writes are done
-// (tr nil: nothing to wait for, only the order). It waits only when maxPendingAcks are queued.
-func (cl *client) ackAfter(tr *virtualhost.Tracker, t packet.Type, id uint16) error {
-	a := cl.acks
-	a.mu.Lock()
-	for len(a.items) >= maxPendingAcks && !a.failed {
-		if a.room == nil {
-			a.room = make(chan struct{})
-		}
-		room := a.room
-		a.mu.Unlock()
-		select {
-		case <-room:
-		case <-cl.c.Done():
-			return errOutboundClosed
-		}
-		a.mu.Lock()
-	}
-	if a.failed {
-		a.mu.Unlock()
-		return errStoreWrite
-	}
-	if tr == nil && len(a.items) == 0 {
-		a.mu.Unlock()
-		if !cl.writeAck(t, id) {
-			return errOutboundClosed
-		}
-		return nil
-	}
-	n := a.first + uint64(len(a.items))
-	a.items = append(a.items, pendingAck{t: t, id: id, ready: tr == nil})
-	a.mu.Unlock()
-	if tr == nil {
-		cl.flushAcks()
-		return nil
-	}
-	tr.Then(func(err error) { cl.ackDone(n, err) })
-	return nil
-}
-
-// ackDone marks acknowledgement n ready, or fails the connection when its writes failed.
-func (cl *client) ackDone(n uint64, err error) {
-	a := cl.acks
-	a.mu.Lock()
-	if err != nil {
-		a.failed = true
-		a.mu.Unlock()
-		cl.c.Close(fmt.Errorf("%w: %w", errStoreWrite, err))
-		return
-	}
-	if n >= a.first && n-a.first < uint64(len(a.items)) {
-		a.items[n-a.first].ready = true
-	}
-	a.mu.Unlock()
-	cl.flushAcks()
-}
-
-// flushAcks sends the ready acknowledgements at the head of the queue. When the outbound queue is over
-// its limit they wait for the writer's drain (onDrain calls this again).
-func (cl *client) flushAcks() {
-	a := cl.acks
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.failed {
-		return
-	}
-	n := 0
-	for n < len(a.items) && a.items[n].ready {
-		n++
-	}
-	if n == 0 {
-		return
-	}
-	b, ok := cl.c.Begin()
-	if !ok {
-		return
-	}
-	for _, p := range a.items[:n] {
-		b = packet.AppendAck(b, p.t, p.id, cl.version)
-	}
-	cl.c.Commit(b)
-	a.items = a.items[n:]
-	a.first += uint64(n)
-	if len(a.items) == 0 {
-		a.items = a.items[:0:0]
-	}
-	if a.room != nil {
-		close(a.room)
-		a.room = nil
-	}
 }
 
 // Restore rebuilds the persistent sessions recovered by host's store (see virtualhost.Host.TakeSessions)

@@ -20,8 +20,9 @@
 //     queue messages stay in the queue until the connection drains.
 //   - ACK or NACK of an id this session issued but no longer tracks (already acknowledged, or a topic
 //     delivery) is ignored; an id never issued is an ERROR.
-//   - A RECEIPT that does not fit in a full outbound queue waits (up to maxHeldReceipts) for the queue to
-//     drain; an ERROR that does not fit is lost, and the connection closes anyway.
+//   - A RECEIPT that does not fit in a full outbound queue waits for the queue to drain; with
+//     protocol.MaxPendingAcks receipts held the reader stops reading (as MQTT does for its
+//     acknowledgements). An ERROR that does not fit is lost, and the connection closes anyway.
 //   - The retained messages a new topic subscription matches are all delivered, as the client reads them.
 //   - SEND: persistent:true or a receipt header makes the message QoS 1; retain:set / retain:remove set or
 //     clear the retained message; expires (Unix ms) and ttl (ms from now; the earlier wins) bound its life;
@@ -100,7 +101,7 @@ type Handler struct {
 	dropped atomic.Uint64
 
 	// Access control refusals (see Refusals).
-	refusedLogins, refusedSends, refusedSubscribes atomic.Uint64
+	refusals protocol.Refusals
 }
 
 // NewHandler returns a STOMP handler serving the virtual hosts of hosts.

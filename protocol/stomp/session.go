@@ -47,8 +47,7 @@ type session struct {
 
 	mu        sync.Mutex
 	ackSeq    uint64             // last ack number issued to a delivery
-	blocked   bool               // a queue delivery was refused: resume the consumers on drain
-	consumers []*router.Consumer // open queue consumers, for Resume from the writer goroutine
+	cons      protocol.Consumers // open queue consumers, resumed on drain
 	beat      *time.Timer        // server heart-beat; nil when none was negotiated or once stopped
 	beatEvery time.Duration
 	sent      atomic.Bool // a frame was queued since the last heart-beat tick
@@ -58,19 +57,12 @@ type session struct {
 	bmu     sync.Mutex
 	backlog []retainedItem
 
-	// rmu guards receipts: RECEIPT frames waiting for room in the outbound queue, in order.
-	rmu      sync.Mutex
-	receipts []string
-
-	// On a durable host (persist.go): the tracker of the frame being handled (reader goroutine) and the
-	// receipts waiting for their writes.
+	// frameTr is the tracker of the frame being handled, on a durable host (reader goroutine); acks
+	// orders the receipts behind their writes, made by the first receipt (persist.go). Atomic: the
+	// writer's OnDrain hook flushes it.
 	frameTr *virtualhost.Tracker
-	durable *durableReceipts
+	acks    atomic.Pointer[protocol.AckQueue[string]]
 }
-
-// maxHeldReceipts bounds the receipts waiting for room in a full outbound queue; one more closes the
-// connection as a client that does not read.
-const maxHeldReceipts = 1024
 
 // transaction buffers the SEND, ACK and NACK frames of one BEGIN..COMMIT.
 type transaction struct {
@@ -179,41 +171,6 @@ func (s *session) sendError(msg, detail, receipt string, hasReceipt bool, hdrs .
 	s.c.Commit(b)
 }
 
-// sendReceipt queues a RECEIPT frame. When the outbound queue is full (a flood of deliveries), the
-// receipt waits in a short list flushed on drain; a client that lets that list overflow is not reading
-// and is dropped.
-func (s *session) sendReceipt(id string) {
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
-	if len(s.receipts) >= maxHeldReceipts {
-		s.c.Close(ErrOutboundFull)
-		return
-	}
-	s.receipts = append(s.receipts, id)
-	s.flushReceiptsLocked()
-}
-
-// flushReceiptsLocked writes the held receipts if the outbound queue takes them. s.rmu is held; it is
-// never taken under the outbound lock, so calling Begin here is safe.
-func (s *session) flushReceiptsLocked() {
-	if len(s.receipts) == 0 {
-		return
-	}
-	b, ok := s.c.Begin()
-	if !ok {
-		return
-	}
-	for _, id := range s.receipts {
-		b = appendCommand(b, frame.RECEIPT)
-		b = appendHeader(b, s.version, frame.ReceiptId, id)
-		b = appendBody(b, nil)
-	}
-	s.c.Commit(b)
-	s.sent.Store(true)
-	clear(s.receipts)
-	s.receipts = s.receipts[:0]
-}
-
 // handle runs one client frame.
 func (s *session) handle(f *frame.Frame) error {
 	if !s.connected {
@@ -252,10 +209,9 @@ func (s *session) handle(f *frame.Frame) error {
 		return err
 	}
 	if id, ok := f.Header.Contains(frame.Receipt); ok {
-		s.receipt(id)
-	} else {
-		s.frameDone()
+		return s.receipt(id)
 	}
+	s.frameDone()
 	return nil
 }
 
@@ -413,8 +369,9 @@ func (s *session) shutdown() {
 // disconnect answers DISCONNECT: RECEIPT if asked, then close (STOMP 1.2 "DISCONNECT").
 func (s *session) disconnect(f *frame.Frame) error {
 	if id, ok := f.Header.Contains(frame.Receipt); ok {
-		s.receipt(id) // after the receipts still waiting for their writes
-		s.waitReceipts(s.cfg.DieDelay)
+		if err := s.receipt(id); err == nil { // after the receipts still waiting for their writes
+			s.acks.Load().Wait(s.cfg.DieDelay)
+		}
 	}
 	s.c.CloseAfter(ErrDisconnect, s.cfg.DieDelay)
 	return ErrDisconnect
@@ -718,21 +675,11 @@ func (s *session) abort(f *frame.Frame) error {
 // drained is the OnDrain hook: held receipts and retained messages go out, and consumers held back by a
 // full queue may dispatch again. It runs on the writer goroutine without the outbound lock.
 func (s *session) drained() {
-	s.rmu.Lock()
-	s.flushReceiptsLocked()
-	s.rmu.Unlock()
+	if q := s.acks.Load(); q != nil {
+		q.Flush()
+	}
 	s.bmu.Lock()
 	s.pumpBacklogLocked()
 	s.bmu.Unlock()
-	s.mu.Lock()
-	if !s.blocked {
-		s.mu.Unlock()
-		return
-	}
-	s.blocked = false
-	cons := append([]*router.Consumer(nil), s.consumers...)
-	s.mu.Unlock()
-	for _, c := range cons {
-		c.Resume()
-	}
+	s.cons.Resume()
 }

@@ -156,12 +156,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 		if flt.Kind == router.Queue || flt.Kind == router.TempQueue || flt.Kind == router.DurableSub {
 			r.cons, err = s.rt.Consume(rs, qo)
 			if err == nil {
-				s.mu.Lock()
-				s.consumers = append(s.consumers, r.cons)
-				s.mu.Unlock()
-				// A Deliver refused during Consume's first dispatch may have met a drain that ran before the
-				// consumer was listed for it; resuming once now cannot miss one.
-				r.cons.Resume()
+				s.cons.Add(r.cons)
 			}
 		} else {
 			err = s.rt.Subscribe(rs)
@@ -308,12 +303,10 @@ func (sub *subscription) close() {
 	sub.closed.Store(true)
 	s.mu.Lock()
 	sub.pending = nil
-	s.consumers = slices.DeleteFunc(s.consumers, func(c *router.Consumer) bool {
-		return slices.ContainsFunc(sub.routes, func(r route) bool { return r.cons == c })
-	})
 	s.mu.Unlock()
 	for _, r := range sub.routes {
 		if r.cons != nil {
+			s.cons.Remove(r.cons)
 			r.cons.Close()
 		} else {
 			s.rt.Unsubscribe(r.rs)
@@ -439,17 +432,7 @@ func (sub *subscription) Deliver(d router.Delivery) bool {
 	}
 	if d.Seq != 0 || d.QueueSeq != 0 || d.BrowseEnd {
 		// A queue keeps what the sink refuses, browsers included: resume it on drain.
-		s.mu.Lock()
-		s.blocked = true
-		s.mu.Unlock()
-		// The writer may have drained between Begin and blocked=true, and would not call OnDrain again.
-		if s.c.Pending() == 0 {
-			select {
-			case <-s.c.Done():
-			default:
-				go s.drained()
-			}
-		}
+		s.cons.Blocked(s.c)
 	} else {
 		s.h.dropped.Add(1)
 	}

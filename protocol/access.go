@@ -1,0 +1,138 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
+)
+
+// Access control at the edge, one implementation for both front-ends (see virtualhost.Authorize). Each
+// front-end turns the errors into its protocol's answer: a CONNACK code, a SUBACK failure, an ERROR frame.
+// Log lines name the remote address (the connection's logger carries it), never a password.
+
+var (
+	// ErrDenied is the cause of a refused SEND/PUBLISH or SUBSCRIBE.
+	ErrDenied = errors.New("protocol: not authorized")
+	// ErrHostFull refuses a login when the virtual host's max_connections are in use.
+	ErrHostFull = errors.New("protocol: the virtual host has reached its max_connections")
+)
+
+// maxLoggedName bounds a user name or client id written to logs: an over-long one is a refusal reason,
+// not data.
+const maxLoggedName = 64
+
+// LoggedName shortens s for a log line.
+func LoggedName(s string) string {
+	if len(s) > maxLoggedName {
+		return s[:maxLoggedName] + "…"
+	}
+	return s
+}
+
+// Refusals counts what access control refused on one front-end.
+type Refusals struct {
+	Logins, Sends, Subscribes atomic.Uint64
+}
+
+// Login authenticates a client of connection c on host, checks the connect permission and takes one of
+// the host's connection slots (the caller releases it with host.Release). A verified TLS client
+// certificate stands for the user name when the client gives none (cert_identity). On refusal it counts
+// and logs, waits the delay the host imposes on repeated failures from this address (cut short if the
+// connection closes) and returns virtualhost.ErrBadCredentials, virtualhost.ErrNotAuthorized or
+// ErrHostFull.
+func Login(c *Conn, host *virtualhost.Host, user string, password []byte, hasUser bool, clientID string, r *Refusals) (virtualhost.Principal, error) {
+	var (
+		p     virtualhost.Principal
+		delay time.Duration
+		err   error
+	)
+	if id := c.CertIdentity(); id != "" && !hasUser {
+		p, delay, err = host.LoginCert(c.RemoteAddr(), id, clientID)
+		user = id
+	} else {
+		p, delay, err = host.Login(c.RemoteAddr(), user, password, hasUser, clientID)
+	}
+	if err == nil {
+		if host.Acquire() {
+			return p, nil
+		}
+		err = ErrHostFull
+	}
+	r.Logins.Add(1)
+	c.Log().Warn("login refused", zap.String("vhost", host.Name), zap.String("user", LoggedName(user)),
+		zap.String("client_id", LoggedName(clientID)), zap.Duration("delay", delay), zap.Error(err))
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-c.Done():
+		}
+		t.Stop()
+	}
+	return virtualhost.Principal{}, err
+}
+
+// Access is one authenticated client's view of its host's access rules.
+type Access struct {
+	Conn      *Conn
+	Host      *virtualhost.Host
+	Principal virtualhost.Principal
+	ClientID  string // fills "%c" in rule ids
+	Refusals  *Refusals
+}
+
+// MaySend reports whether the client may publish to d (named name on the wire); a refusal is counted
+// and logged. Temporary destinations are private to their connection and not subject to rules.
+func (a *Access) MaySend(d router.Destination, name string) bool {
+	obj, checked := virtualhost.ObjectOf(d.Kind)
+	if !checked || a.Host.Authorize(a.Principal, virtualhost.ActionSend, obj, d.Path, a.ClientID) {
+		return true
+	}
+	a.Refusals.Sends.Add(1)
+	a.Conn.Log().Info("send refused: not authorized", zap.String("vhost", a.Host.Name),
+		zap.String("user", LoggedName(a.Principal.User)), zap.String("client_id", LoggedName(a.ClientID)),
+		zap.String("destination", name))
+	return false
+}
+
+// MaySubscribe checks a subscription filter for reading (virtualhost.ReadAction): an error wrapping
+// ErrDenied when nothing it reaches may be read, a gate when only some of it may, nil when all may.
+// whole demands all of it (a durable subscription, whose queue would keep what the gate drops).
+func (a *Access) MaySubscribe(f router.Filter, name string, whole bool) (*virtualhost.Gate, error) {
+	obj, checked := virtualhost.ObjectOf(f.Kind)
+	if !checked {
+		return nil, nil
+	}
+	action := virtualhost.ReadAction(f.Kind)
+	some, all := a.Host.AuthorizeFilter(a.Principal, action, obj, f.Segs, a.ClientID)
+	if all {
+		return nil, nil
+	}
+	if some && !whole {
+		return a.Host.Gate(a.Principal, action, obj, a.ClientID), nil
+	}
+	a.Refusals.Subscribes.Add(1)
+	a.Conn.Log().Info("subscribe refused: not authorized", zap.String("vhost", a.Host.Name),
+		zap.String("user", LoggedName(a.Principal.User)), zap.String("client_id", LoggedName(a.ClientID)),
+		zap.String("filter", name))
+	return nil, fmt.Errorf("%w to %s %s", ErrDenied, action, name)
+}
+
+// May reports whether the client may perform action on the durable subscription (or other object) at
+// path; a refusal is counted as a subscription refusal and logged.
+func (a *Access) May(action virtualhost.Action, obj virtualhost.Object, path []string, name string) error {
+	if a.Host.Authorize(a.Principal, action, obj, path, a.ClientID) {
+		return nil
+	}
+	a.Refusals.Subscribes.Add(1)
+	a.Conn.Log().Info("refused: not authorized", zap.String("vhost", a.Host.Name), zap.String("action", string(action)),
+		zap.String("user", LoggedName(a.Principal.User)), zap.String("client_id", LoggedName(a.ClientID)),
+		zap.String("object", name))
+	return fmt.Errorf("%w to %s %s", ErrDenied, action, name)
+}
