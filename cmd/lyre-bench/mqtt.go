@@ -1,10 +1,5 @@
 package main
 
-// A deliberately small MQTT 3.1.1 client made for throughput: one reader goroutine per connection parses
-// packets in place from its own buffer, writes go through a bufio.Writer that is flushed in batches, and the
-// publish path reuses one payload buffer, so no allocation happens per message. It speaks only what the bench
-// needs: CONNECT, SUBSCRIBE, PUBLISH at QoS 0/1/2 with their acknowledgements, PINGREQ and DISCONNECT.
-
 import (
 	"bufio"
 	"context"

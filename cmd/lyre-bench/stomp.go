@@ -1,13 +1,5 @@
 package main
 
-// A small STOMP 1.2 client made for throughput, built like the MQTT one: one reader goroutine per connection
-// parses frames in place from its own buffer, writes go through a bufio.Writer flushed in batches, SEND
-// frames are a precomputed prefix plus the reused payload buffer, and acknowledgements echo the broker's raw
-// (still escaped) id bytes, so no allocation happens per message. It speaks only what the bench needs:
-// CONNECT, SUBSCRIBE with a receipt, SEND (optionally persistent, optionally asking a receipt), MESSAGE, ACK,
-// RECEIPT, ERROR and DISCONNECT. Heart-beats are declined (heart-beat:0,0): brokers then never time the
-// connection out and send no EOLs, although the reader skips EOLs between frames anyway.
-
 import (
 	"bufio"
 	"bytes"
