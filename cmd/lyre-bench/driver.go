@@ -87,6 +87,10 @@ type pubSpec struct {
 	ctl      *control
 }
 
+// maxBatchDelay bounds how long a published message may wait in the write buffer before it is flushed, so that
+// batching at full speed does not show up as latency.
+const maxBatchDelay = time.Millisecond
+
 // subSpec says what one subscriber subscribes to.
 type subSpec struct {
 	filter string
