@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"time"
 )
 
@@ -182,4 +183,60 @@ func orDefault(v, def int) int {
 		return def
 	}
 	return v
+}
+
+// normalizeSTOMP applies the STOMP flags' defaults and checks them.
+func (c *config) normalizeSTOMP() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+	}
+	switch {
+	case c.mode == "queue" && c.proto != "stomp":
+		return bad("-mode queue needs -proto stomp")
+	case c.mode == "mqtt2stomp" && c.proto != "mqtt":
+		return bad("-mode mqtt2stomp publishes with MQTT: leave -proto at mqtt")
+	}
+	if c.ack == "" {
+		c.ack = ackAuto
+		if c.mode == "queue" {
+			c.ack = ackClientIndividual
+		}
+	}
+	if c.destPrefix == "" {
+		c.destPrefix = "/topic/"
+		if c.mode == "queue" {
+			c.destPrefix = "/queue/"
+		}
+	}
+	if c.login == "" {
+		c.login, c.passcode = c.user, orString(c.passcode, c.pass)
+	}
+	if c.stompAddr == "" || c.mode != "mqtt2stomp" {
+		c.stompAddr = c.addr
+	}
+	if c.vhost == "" {
+		if host, _, err := net.SplitHostPort(c.stompAddr); err == nil {
+			c.vhost = host
+		}
+	}
+	switch {
+	case c.ack != ackAuto && c.ack != ackClient && c.ack != ackClientIndividual:
+		return bad("-ack %q: want auto, client or client-individual", c.ack)
+	case c.ackEvery < 1:
+		return bad("-ack-every must be at least 1")
+	case c.prefetch < 0:
+		return bad("-prefetch must not be negative")
+	case c.receiptEvery < 0:
+		return bad("-receipt-every must not be negative")
+	case c.mode == "mqtt2stomp" && (c.persistent || c.receiptEvery > 0):
+		return bad("-persistent and -receipt-every are for STOMP producers; mqtt2stomp publishes with MQTT (use -qos)")
+	}
+	return nil
+}
+
+func orString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -15,3 +15,5 @@ var (
 	errSubRefused     = errors.New("lyre-bench: subscription refused")
 	errStalled        = errors.New("lyre-bench: acknowledgements stalled")
 )
+
+var errBrokerError = errors.New("lyre-bench: broker sent ERROR")
