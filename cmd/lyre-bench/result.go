@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
+
+	"go.uber.org/zap"
 )
 
 // result is the outcome of a fanin, fanout or pairs run.
@@ -99,5 +102,95 @@ func fmtUs(us float64) string {
 		return strconv.FormatFloat(us/1e3, 'f', 2, 64) + "ms"
 	default:
 		return strconv.FormatFloat(us, 'f', 0, 64) + "µs"
+	}
+}
+
+// result gathers the outcome of a run whose clients have all stopped; sent and expected were counted when
+// publishing ended.
+func (b *benchRun) result(sent, expected uint64) *result {
+	c := b.c
+	r := &result{Proto: c.proto, Mode: c.mode, Addr: c.addr, QoS: c.qos, GrantedQoS: 2, Pubs: c.pubs, Subs: c.subs,
+		Size: c.size, Rate: c.rate, Sent: sent, Expected: expected, Interrupted: b.interrupted}
+	if c.proto == "stomp" || c.mode == "mqtt2stomp" {
+		r.Ack, r.Prefetch = c.ack, c.prefetch
+	}
+	if c.proto == "stomp" {
+		r.QoS, r.GrantedQoS, r.Persistent, r.ReceiptEvery = 0, 0, c.persistent, c.receiptEvery
+	}
+	r.PublishSeconds = b.pubEnd.Sub(b.pubStart).Seconds()
+	if r.PublishSeconds > 0 {
+		r.SendRate = float64(sent) / r.PublishSeconds
+	}
+	b.addPublisherCounts(r)
+	bytes, last := b.addSubscriberCounts(r)
+	r.setLost()
+	r.setReceiveRate(b.win, b.pubStart, last, bytes)
+	if r.reliable() && r.Lost > 0 && !r.Interrupted {
+		b.errs.add(fmt.Errorf("lost %d messages", r.Lost))
+	}
+	if r.GrantedQoS < r.QoS {
+		b.log.Warn("broker granted a lower QoS", zap.Int("requested", r.QoS), zap.Int("granted", r.GrantedQoS))
+	}
+	r.Errors = b.errs.list()
+	return r
+}
+
+// addPublisherCounts adds up the publishers' acknowledgements. Acknowledgements for nothing in flight are an
+// error.
+func (b *benchRun) addPublisherCounts(r *result) {
+	var unexpected uint64
+	for i := range b.pubStat {
+		r.Acked += b.pubStat[i].acked.Load()
+		unexpected += b.pubStat[i].unexpected.Load()
+	}
+	if unexpected > 0 {
+		b.errs.add(fmt.Errorf("%d acknowledgements for packets not in flight", unexpected))
+	}
+}
+
+// addSubscriberCounts adds up the subscribers' counters and latencies. It returns the payload bytes they
+// received and the time of the latest delivery, in Unix nanoseconds.
+func (b *benchRun) addSubscriberCounts(r *result) (bytes uint64, last int64) {
+	var lat hist
+	for _, s := range b.subStat {
+		last = max(last, s.last)
+		r.Received += s.received.Load()
+		r.OutOfOrder += s.outOfOrder
+		r.Foreign += s.foreign
+		r.GrantedQoS = min(r.GrantedQoS, s.granted)
+		bytes += s.bytes
+		lat.merge(&s.lat)
+	}
+	r.Latency = lat.summary()
+	return bytes, last
+}
+
+// setLost counts the expected messages that did not arrive.
+func (r *result) setLost() {
+	// A sequence number lower than one already seen is a duplicate (redelivery) for a topic subscriber.
+	// A queue consumer may also see a legitimate reordering (ActiveMQ re-dispatches this way with
+	// cumulative client acks) while each message still arrives exactly once, so a queue's loss is counted.
+	inOrder := r.Received - r.OutOfOrder
+	if r.Mode == "queue" {
+		inOrder = r.Received
+	}
+	if inOrder < r.Expected {
+		r.Lost = r.Expected - inOrder
+	}
+}
+
+// setReceiveRate sets the received rate: over the steady window, or for a run too short to have one, from
+// the first publish (pubStart) to the latest delivery (last, Unix nanoseconds). bytes is the payload received.
+func (r *result) setReceiveRate(win steadyWindow, pubStart time.Time, last int64, bytes uint64) {
+	if w := win.end.Sub(win.start); w >= 500*time.Millisecond {
+		r.WindowSeconds = w.Seconds()
+		r.RecvRate = float64(win.recv1-win.recv0) / r.WindowSeconds
+	} else if last > pubStart.UnixNano() {
+		// Too short for a steady window (a small -count): use first publish to last delivery.
+		r.WindowSeconds = time.Duration(last - pubStart.UnixNano()).Seconds()
+		r.RecvRate = float64(r.Received) / r.WindowSeconds
+	}
+	if r.Received > 0 {
+		r.RecvMBps = r.RecvRate * float64(bytes) / float64(r.Received) / 1e6
 	}
 }

@@ -80,274 +80,302 @@ func dialAll(ctx context.Context, n int, dial func(ctx context.Context, i int) e
 // bench runs a fanin, fanout or pairs benchmark. progress gets a line per second unless nil. An error means
 // the run could not start; failures during the run are listed in the result.
 func bench(ctx context.Context, c *config, progress io.Writer, log *zap.Logger) (*result, error) {
+	b := newBenchRun(c, log)
+	if err := b.dial(ctx); err != nil {
+		return nil, err
+	}
+	defer b.closeStalled()
+	b.start()
+	b.sample(ctx, progress)
+	sent, expected := b.sumSent(), b.expected()
+	b.drain(ctx, expected)
+	if err := b.stopSubscribers(); err != nil {
+		return nil, err
+	}
+	return b.result(sent, expected), nil
+}
+
+// benchRun is one run of bench: its clients, their counters and what was measured. Its fields belong to
+// bench's goroutine, except errs and the clients' counters, which the clients' goroutines update.
+type benchRun struct {
+	c      *config
+	log    *zap.Logger
+	id     string // runID
+	pubDrv driver
+	subDrv driver
+	ctl    *control
+
+	subs    []client
+	subStat []*subStats
+	stalled []*mqttConn
+	pubs    []client
+	pubStat []pubStats
+
+	errs     errList
+	subWG    sync.WaitGroup
+	pubWG    sync.WaitGroup
+	pubsDone chan struct{} // closed when every publisher's run has returned
+
+	pubStart    time.Time
+	pubEnd      time.Time
+	win         steadyWindow
+	interrupted bool // by Ctrl-C: the result is partial
+}
+
+func newBenchRun(c *config, log *zap.Logger) *benchRun {
 	pubDrv, subDrv := newDrivers(c)
-	id := runID()
-	ctl := newControl()
-	topicOf := func(drv driver, i int) string {
-		if c.mode == "pairs" {
-			return drv.topic(c.topic, id, "pair", strconv.Itoa(i))
-		}
-		return drv.topic(c.topic, id, c.mode)
-	}
-	subTopic := func(i int) string { return topicOf(subDrv, i) }
+	return &benchRun{c: c, log: log, id: runID(), pubDrv: pubDrv, subDrv: subDrv, ctl: newControl(),
+		subs: make([]client, c.subs), subStat: make([]*subStats, c.subs),
+		pubs: make([]client, c.pubs), pubStat: make([]pubStats, c.pubs)}
+}
 
-	subs := make([]client, c.subs)
-	subStat := make([]*subStats, c.subs)
-	stopSubs := func() {
-		for _, s := range subs {
-			if s != nil {
-				s.stop()
-			}
-		}
+// topic returns the topic of publisher or subscriber i in drv's syntax: its pair's in pairs mode, else the
+// run's one topic.
+func (b *benchRun) topic(drv driver, i int) string {
+	if b.c.mode == "pairs" {
+		return drv.topic(b.c.topic, b.id, "pair", strconv.Itoa(i))
 	}
-	err := dialAll(ctx, c.subs, func(ctx context.Context, i int) error {
+	return drv.topic(b.c.topic, b.id, b.c.mode)
+}
+
+func (b *benchRun) subTopic(i int) string { return b.topic(b.subDrv, i) }
+
+// dial connects the subscribers, then the stalled subscribers, then the publishers, so that every
+// subscription is in place before anything is published. On error it stops what it connected.
+func (b *benchRun) dial(ctx context.Context) error {
+	if err := b.dialSubscribers(ctx); err != nil {
+		stopAll(b.subs)
+		return err
+	}
+	b.log.Debug("subscribed", zap.Int("subs", b.c.subs), zap.String("topic", b.subTopic(0)))
+	stalled, err := dialStalled(ctx, b.c, b.id, b.subTopic)
+	if err != nil {
+		stopAll(b.subs)
+		return err
+	}
+	b.stalled = stalled
+	if err := b.dialPublishers(ctx); err != nil {
+		stopAll(b.pubs)
+		stopAll(b.subs)
+		b.closeStalled()
+		return err
+	}
+	b.log.Debug("publishers connected", zap.Int("pubs", b.c.pubs))
+	return nil
+}
+
+func (b *benchRun) dialSubscribers(ctx context.Context) error {
+	c := b.c
+	return dialAll(ctx, c.subs, func(ctx context.Context, i int) error {
 		st := &subStats{next: make([]uint64, c.pubs)}
-		cl, err := subDrv.dialSubscriber(ctx, fmt.Sprintf("lb-%s-s%d", id, i), &subSpec{filter: subTopic(i), qos: byte(c.qos), coalesce: c.coalesce}, st)
+		cl, err := b.subDrv.dialSubscriber(ctx, fmt.Sprintf("lb-%s-s%d", b.id, i), &subSpec{filter: b.subTopic(i), qos: byte(c.qos), coalesce: c.coalesce}, st)
 		if err != nil {
 			return err
 		}
-		subs[i], subStat[i] = cl, st
+		b.subs[i], b.subStat[i] = cl, st
 		return nil
 	})
-	if err != nil {
-		stopSubs()
-		return nil, err
-	}
-	log.Debug("subscribed", zap.Int("subs", c.subs), zap.String("topic", subTopic(0)))
-	stalled, err := dialStalled(ctx, c, id, subTopic)
-	if err != nil {
-		stopSubs()
-		return nil, err
-	}
-	defer func() {
-		for _, sc := range stalled {
-			sc.close()
-		}
-	}()
+}
 
-	pubs := make([]client, c.pubs)
-	pubStat := make([]pubStats, c.pubs)
-	err = dialAll(ctx, c.pubs, func(ctx context.Context, i int) error {
-		spec := &pubSpec{index: i, topic: topicOf(pubDrv, i), qos: byte(c.qos), size: c.size, count: c.count,
-			rate: c.rate, inflight: c.inflight, drain: c.drain, ctl: ctl}
-		cl, err := pubDrv.dialPublisher(ctx, fmt.Sprintf("lb-%s-p%d", id, i), spec, &pubStat[i])
+func (b *benchRun) dialPublishers(ctx context.Context) error {
+	c := b.c
+	return dialAll(ctx, c.pubs, func(ctx context.Context, i int) error {
+		spec := &pubSpec{index: i, topic: b.topic(b.pubDrv, i), qos: byte(c.qos), size: c.size, count: c.count,
+			rate: c.rate, inflight: c.inflight, drain: c.drain, ctl: b.ctl}
+		cl, err := b.pubDrv.dialPublisher(ctx, fmt.Sprintf("lb-%s-p%d", b.id, i), spec, &b.pubStat[i])
 		if err != nil {
 			return err
 		}
-		pubs[i] = cl
+		b.pubs[i] = cl
 		return nil
 	})
-	if err != nil {
-		for _, p := range pubs {
-			if p != nil {
-				p.stop()
-			}
-		}
-		stopSubs()
-		return nil, err
-	}
-	log.Debug("publishers connected", zap.Int("pubs", c.pubs))
+}
 
-	var errs errList
-	var subWG, pubWG sync.WaitGroup
-	for _, s := range subs {
-		subWG.Go(func() {
+// stopAll stops the clients that were connected; the others are nil.
+func stopAll(clients []client) {
+	for _, cl := range clients {
+		if cl != nil {
+			cl.stop()
+		}
+	}
+}
+
+func (b *benchRun) closeStalled() {
+	for _, sc := range b.stalled {
+		sc.close()
+	}
+}
+
+// start runs every subscriber and then every publisher on a goroutine of its own.
+func (b *benchRun) start() {
+	for _, s := range b.subs {
+		b.subWG.Go(func() {
 			if err := s.run(); err != nil {
-				errs.add(fmt.Errorf("subscriber: %w", err))
+				b.errs.add(fmt.Errorf("subscriber: %w", err))
 			}
 		})
 	}
-	pubStart := time.Now()
-	for _, p := range pubs {
-		pubWG.Go(func() {
-			if err := p.run(); err != nil && !ctl.interrupted.Load() {
-				errs.add(fmt.Errorf("publisher: %w", err))
+	b.pubStart = time.Now()
+	for _, p := range b.pubs {
+		b.pubWG.Go(func() {
+			if err := p.run(); err != nil && !b.ctl.interrupted.Load() {
+				b.errs.add(fmt.Errorf("publisher: %w", err))
 			}
 		})
 	}
-	pubsDone := make(chan struct{})
-	go func() { pubWG.Wait(); close(pubsDone) }()
+	b.pubsDone = make(chan struct{})
+	go func() { b.pubWG.Wait(); close(b.pubsDone) }()
+}
 
-	// On Ctrl-C publishers send nothing more and get a second to collect their acknowledgements before
-	// their connections are closed under them; then subscribers get a short drain, so that the partial
-	// figures count what was already on its way.
-	interrupted := false
-	interrupt := func() {
-		interrupted = true
-		ctl.stopPublishing()
-		t := time.NewTimer(time.Second)
-		defer t.Stop()
-		select {
-		case <-pubsDone:
-		case <-t.C:
-			ctl.interrupt()
-			for _, p := range pubs {
-				p.stop()
-			}
-			<-pubsDone
-		}
-	}
+// sample follows the run until the publishers are done or ctx ends (Ctrl-C). It stops the publishers after
+// -duration, measures the steady window and prints the progress.
+func (b *benchRun) sample(ctx context.Context, progress io.Writer) {
 	var durationC <-chan time.Time
-	warmup := c.warmup
-	if c.duration > 0 {
-		t := time.NewTimer(c.duration)
+	warmup := b.c.warmup
+	if b.c.duration > 0 {
+		t := time.NewTimer(b.c.duration)
 		defer t.Stop()
 		durationC = t.C
-		warmup = min(warmup, c.duration/5)
-	}
-
-	sumSent := func() (n uint64) {
-		for i := range pubStat {
-			n += pubStat[i].sent.Load()
-		}
-		return n
-	}
-	sumRecv := func() (n uint64) {
-		for _, s := range subStat {
-			n += s.received.Load()
-		}
-		return n
+		warmup = min(warmup, b.c.duration/5)
 	}
 
 	// Sample the counters: the steady window runs from the first sample after the warm-up to the
 	// last sample taken while publishers were still running.
 	ticker := time.NewTicker(100 * time.Millisecond)
 	defer ticker.Stop()
-	var winStart, winEnd time.Time
-	var winRecv0, winRecv1 uint64
-	lastPrint, lastSent, lastRecv := pubStart, uint64(0), uint64(0)
-	var pubEnd time.Time
-sampling:
+	pl := progressLine{w: progress, last: b.pubStart}
 	for {
 		select {
 		case <-ctx.Done():
-			interrupt()
-			pubEnd = time.Now()
-			break sampling
+			b.interrupt()
+			b.pubEnd = time.Now()
+			return
 		case <-durationC:
-			ctl.stopPublishing()
-		case <-pubsDone:
-			pubEnd = time.Now()
-			break sampling
+			b.ctl.stopPublishing()
+		case <-b.pubsDone:
+			b.pubEnd = time.Now()
+			return
 		case now := <-ticker.C:
-			recv := sumRecv()
-			if now.Sub(pubStart) >= warmup {
-				if winStart.IsZero() {
-					winStart, winRecv0 = now, recv
-				}
-				winEnd, winRecv1 = now, recv
+			recv := b.sumRecv()
+			if now.Sub(b.pubStart) >= warmup {
+				b.win.extend(now, recv)
 			}
-			if progress != nil && now.Sub(lastPrint) >= time.Second {
-				sent, dt := sumSent(), now.Sub(lastPrint).Seconds()
-				fmt.Fprintf(progress, "%6.1fs  sent %10.0f msg/s  received %10.0f msg/s\n",
-					now.Sub(pubStart).Seconds(), float64(sent-lastSent)/dt, float64(recv-lastRecv)/dt)
-				lastPrint, lastSent, lastRecv = now, sent, recv
-			}
+			b.printProgress(&pl, now, recv)
 		}
 	}
-	sent := sumSent()
+}
+
+// interrupt ends publishing on Ctrl-C. Publishers send nothing more and get a second to collect their
+// acknowledgements before their connections are closed under them; then subscribers get a short drain,
+// so that the partial figures count what was already on its way.
+func (b *benchRun) interrupt() {
+	b.interrupted = true
+	b.ctl.stopPublishing()
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-b.pubsDone:
+	case <-t.C:
+		b.ctl.interrupt()
+		stopAll(b.pubs)
+		<-b.pubsDone
+	}
+}
+
+// steadyWindow is where the received rate is measured, with the subscribers' received total at either end.
+type steadyWindow struct {
+	start, end   time.Time
+	recv0, recv1 uint64
+}
+
+// extend ends the window at a sample taken at now; the first sample also starts it.
+func (w *steadyWindow) extend(now time.Time, recv uint64) {
+	if w.start.IsZero() {
+		w.start, w.recv0 = now, recv
+	}
+	w.end, w.recv1 = now, recv
+}
+
+// progressLine remembers the latest progress line, whose rates are since the one before.
+type progressLine struct {
+	w          io.Writer // nil: no progress lines
+	last       time.Time
+	sent, recv uint64
+}
+
+// printProgress prints a progress line when a second has passed since the latest.
+func (b *benchRun) printProgress(pl *progressLine, now time.Time, recv uint64) {
+	if pl.w == nil || now.Sub(pl.last) < time.Second {
+		return
+	}
+	sent, dt := b.sumSent(), now.Sub(pl.last).Seconds()
+	fmt.Fprintf(pl.w, "%6.1fs  sent %10.0f msg/s  received %10.0f msg/s\n",
+		now.Sub(b.pubStart).Seconds(), float64(sent-pl.sent)/dt, float64(recv-pl.recv)/dt)
+	pl.last, pl.sent, pl.recv = now, sent, recv
+}
+
+func (b *benchRun) sumSent() (n uint64) {
+	for i := range b.pubStat {
+		n += b.pubStat[i].sent.Load()
+	}
+	return n
+}
+
+func (b *benchRun) sumRecv() (n uint64) {
+	for _, s := range b.subStat {
+		n += s.received.Load()
+	}
+	return n
+}
+
+// expected returns how many deliveries the messages sent so far make.
+func (b *benchRun) expected() uint64 {
 	var expected uint64
-	for i := range pubStat {
-		if c.subs == 0 {
+	for i := range b.pubStat {
+		if b.c.subs == 0 {
 			break // producers only: nothing is expected anywhere
 		}
-		if c.mode == "pairs" || c.mode == "queue" {
-			expected += pubStat[i].sent.Load() // each message goes to one subscriber
+		if b.c.mode == "pairs" || b.c.mode == "queue" {
+			expected += b.pubStat[i].sent.Load() // each message goes to one subscriber
 		} else {
-			expected += pubStat[i].sent.Load() * uint64(c.subs)
+			expected += b.pubStat[i].sent.Load() * uint64(b.c.subs)
 		}
 	}
+	return expected
+}
 
-	// Drain: wait until everything arrived, nothing arrived for a while, or the drain time ran out.
-	// The idle limit ends the wait early when messages were lost, but must outlast a broker's pauses:
-	// ActiveMQ stops delivering for seconds while it pages a slow topic subscriber's backlog to disk.
-	drainFor, idleFor, done := c.drain, min(5*time.Second, c.drain/2), ctx.Done()
-	if interrupted {
+// drain waits until everything arrived, nothing arrived for a while, or the drain time ran out.
+// The idle limit ends the wait early when messages were lost, but must outlast a broker's pauses:
+// ActiveMQ stops delivering for seconds while it pages a slow topic subscriber's backlog to disk.
+func (b *benchRun) drain(ctx context.Context, expected uint64) {
+	drainFor, idleFor, done := b.c.drain, min(5*time.Second, b.c.drain/2), ctx.Done()
+	if b.interrupted {
 		drainFor, idleFor, done = time.Second, 200*time.Millisecond, nil
 	}
 	deadline := time.Now().Add(drainFor)
-	lastRecv, lastChange := sumRecv(), time.Now()
-drain:
+	lastRecv, lastChange := b.sumRecv(), time.Now()
 	for lastRecv < expected && time.Now().Before(deadline) && time.Since(lastChange) < idleFor {
 		select {
 		case <-done:
-			interrupted = true
-			break drain
+			b.interrupted = true
+			return
 		case <-time.After(20 * time.Millisecond):
 		}
-		if r := sumRecv(); r != lastRecv {
+		if r := b.sumRecv(); r != lastRecv {
 			lastRecv, lastChange = r, time.Now()
 		}
 	}
-	stopSubs()
+}
+
+// stopSubscribers stops the subscribers and waits for them to return.
+func (b *benchRun) stopSubscribers() error {
+	stopAll(b.subs)
 	subsDone := make(chan struct{})
-	go func() { subWG.Wait(); close(subsDone) }()
+	go func() { b.subWG.Wait(); close(subsDone) }()
 	select {
 	case <-subsDone:
-	case <-time.After(2 * c.timeout): // stop gives each subscriber c.timeout to write its DISCONNECT
-		return nil, errors.New("lyre-bench: subscribers did not stop")
+		return nil
+	case <-time.After(2 * b.c.timeout): // stop gives each subscriber c.timeout to write its DISCONNECT
+		return errors.New("lyre-bench: subscribers did not stop")
 	}
-
-	r := &result{Proto: c.proto, Mode: c.mode, Addr: c.addr, QoS: c.qos, GrantedQoS: 2, Pubs: c.pubs, Subs: c.subs,
-		Size: c.size, Rate: c.rate, Sent: sent, Expected: expected, Interrupted: interrupted}
-	if c.proto == "stomp" || c.mode == "mqtt2stomp" {
-		r.Ack, r.Prefetch = c.ack, c.prefetch
-	}
-	if c.proto == "stomp" {
-		r.QoS, r.GrantedQoS, r.Persistent, r.ReceiptEvery = 0, 0, c.persistent, c.receiptEvery
-	}
-	r.PublishSeconds = pubEnd.Sub(pubStart).Seconds()
-	if r.PublishSeconds > 0 {
-		r.SendRate = float64(sent) / r.PublishSeconds
-	}
-	var unexpected uint64
-	for i := range pubStat {
-		r.Acked += pubStat[i].acked.Load()
-		unexpected += pubStat[i].unexpected.Load()
-	}
-	if unexpected > 0 {
-		errs.add(fmt.Errorf("%d acknowledgements for packets not in flight", unexpected))
-	}
-	var lat hist
-	var bytes uint64
-	var last int64
-	for _, s := range subStat {
-		last = max(last, s.last)
-		r.Received += s.received.Load()
-		r.OutOfOrder += s.outOfOrder
-		r.Foreign += s.foreign
-		r.GrantedQoS = min(r.GrantedQoS, s.granted)
-		bytes += s.bytes
-		lat.merge(&s.lat)
-	}
-	// A sequence number lower than one already seen is a duplicate (redelivery) for a topic subscriber.
-	// A queue consumer may also see a legitimate reordering (ActiveMQ re-dispatches this way with
-	// cumulative client acks) while each message still arrives exactly once, so a queue's loss is counted.
-	inOrder := r.Received - r.OutOfOrder
-	if c.mode == "queue" {
-		inOrder = r.Received
-	}
-	if inOrder < expected {
-		r.Lost = expected - inOrder
-	}
-	r.Latency = lat.summary()
-	if w := winEnd.Sub(winStart); w >= 500*time.Millisecond {
-		r.WindowSeconds = w.Seconds()
-		r.RecvRate = float64(winRecv1-winRecv0) / r.WindowSeconds
-	} else if last > pubStart.UnixNano() {
-		// Too short for a steady window (a small -count): use first publish to last delivery.
-		r.WindowSeconds = time.Duration(last - pubStart.UnixNano()).Seconds()
-		r.RecvRate = float64(r.Received) / r.WindowSeconds
-	}
-	if r.Received > 0 {
-		r.RecvMBps = r.RecvRate * float64(bytes) / float64(r.Received) / 1e6
-	}
-	if r.reliable() && r.Lost > 0 && !r.Interrupted {
-		errs.add(fmt.Errorf("lost %d messages", r.Lost))
-	}
-	if r.GrantedQoS < r.QoS {
-		log.Warn("broker granted a lower QoS", zap.Int("requested", r.QoS), zap.Int("granted", r.GrantedQoS))
-	}
-	r.Errors = errs.list()
-	return r, nil
 }
