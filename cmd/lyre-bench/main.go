@@ -62,43 +62,21 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	// After the first Ctrl-C the signal handler is removed, so a second one kills a stuck run.
 	context.AfterFunc(ctx, cancel)
 	if c.cpuProf != "" {
-		f, err := os.Create(c.cpuProf)
+		stop, err := startCPUProfile(c.cpuProf)
 		if err != nil {
 			log.Error("cpu profile", zap.Error(err))
 			return 1
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			log.Error("cpu profile", zap.Error(err))
-			return 1
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	var progress io.Writer
 	if !c.quiet {
 		progress = stderr
 	}
 
-	type report interface {
-		print(io.Writer)
-		failed() bool
-	}
-	var rep report
-	interrupted := false
-	if c.mode == "idle" {
-		r, err := idle(ctx, c, progress)
-		if err != nil {
-			log.Error("idle run failed", zap.Error(err))
-			return exitCode(ctx)
-		}
-		rep, interrupted = r, r.Interrupted
-	} else {
-		r, err := bench(ctx, c, progress, log)
-		if err != nil {
-			log.Error("benchmark failed to start", zap.Error(err))
-			return exitCode(ctx)
-		}
-		rep, interrupted = r, r.Interrupted
+	rep, interrupted := runMode(ctx, c, progress, log)
+	if rep == nil {
+		return exitCode(ctx)
 	}
 	if c.json {
 		enc := json.NewEncoder(stdout)
@@ -114,4 +92,44 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile starts writing lyre-bench's own CPU profile to path; stop ends it and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// report is the outcome of a run of any mode.
+type report interface {
+	print(io.Writer)
+	failed() bool
+}
+
+// runMode runs the mode c asks for. When the run cannot start it logs why and returns no report.
+func runMode(ctx context.Context, c *config, progress io.Writer, log *zap.Logger) (rep report, interrupted bool) {
+	if c.mode == "idle" {
+		r, err := idle(ctx, c, progress)
+		if err != nil {
+			log.Error("idle run failed", zap.Error(err))
+			return nil, false
+		}
+		return r, r.Interrupted
+	}
+	r, err := bench(ctx, c, progress, log)
+	if err != nil {
+		log.Error("benchmark failed to start", zap.Error(err))
+		return nil, false
+	}
+	return r, r.Interrupted
 }
