@@ -56,6 +56,30 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("lyre-bench", flag.ContinueOnError)
 	fs.SetOutput(out)
+	c.define(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.producersOnly = set["subs"] && c.subs == 0 && c.mode == "queue"
+	if c.count > 0 && !set["duration"] {
+		c.duration = 0
+	}
+	err := c.normalize()
+	if err == nil && (c.rate > 0 || c.qos > 0 || c.ack != ackAuto) && !set["coalesce"] {
+		// A paced run measures latency: add none. At QoS >= 1 or with STOMP client acks the broker's
+		// window of unacknowledged deliveries (mosquitto: 20) would stall while a subscriber waits to read.
+		c.coalesce = 0
+	}
+	return c, err
+}
+
+// define defines the command line flags on fs, each set into its field of c.
+func (c *config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.proto, "proto", "mqtt", "protocol: mqtt or stomp (-mode mqtt2stomp uses both)")
 	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle (MQTT)")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:1883", "broker address host:port")
@@ -93,36 +117,14 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&c.quiet, "q", false, "no per-second progress on stderr")
 	fs.BoolVar(&c.verbose, "v", false, "debug logging")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	c.producersOnly = set["subs"] && c.subs == 0 && c.mode == "queue"
-	if c.count > 0 && !set["duration"] {
-		c.duration = 0
-	}
-	err := c.normalize()
-	if err == nil && (c.rate > 0 || c.qos > 0 || c.ack != ackAuto) && !set["coalesce"] {
-		// A paced run measures latency: add none. At QoS >= 1 or with STOMP client acks the broker's
-		// window of unacknowledged deliveries (mosquitto: 20) would stall while a subscriber waits to read.
-		c.coalesce = 0
-	}
-	return c, err
 }
 
 // normalize applies the mode defaults and rejects impossible combinations.
 func (c *config) normalize() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
-	}
 	switch c.proto {
 	case "mqtt", "stomp":
 	default:
-		return bad("-proto %q: want mqtt or stomp", c.proto)
+		return badUsage("-proto %q: want mqtt or stomp", c.proto)
 	}
 	if err := c.normalizeSTOMP(); err != nil {
 		return err
@@ -140,42 +142,52 @@ func (c *config) normalize() error {
 	case "pairs":
 		c.pubs = orDefault(c.pubs, 8)
 		if c.subs != 0 && c.subs != c.pubs {
-			return bad("-mode pairs needs -subs equal to -pubs (or unset)")
+			return badUsage("-mode pairs needs -subs equal to -pubs (or unset)")
 		}
 		c.subs = c.pubs
 	case "idle":
 		if c.proto != "mqtt" {
-			return bad("-mode idle is MQTT only")
+			return badUsage("-mode idle is MQTT only")
 		}
 		if c.conns < 1 {
-			return bad("-conns must be at least 1")
+			return badUsage("-conns must be at least 1")
 		}
 		if c.pid < 0 {
-			return bad("-pid must be a process id")
+			return badUsage("-pid must be a process id")
 		}
 		return nil
 	default:
-		return bad("-mode %q: want fanin, fanout, pairs, queue, mqtt2stomp or idle", c.mode)
+		return badUsage("-mode %q: want fanin, fanout, pairs, queue, mqtt2stomp or idle", c.mode)
 	}
+	return c.checkRun()
+}
+
+// checkRun rejects out-of-range values for the modes that publish.
+func (c *config) checkRun() error {
 	switch {
 	case c.qos < 0 || c.qos > 2:
-		return bad("-qos %d: want 0, 1 or 2", c.qos)
+		return badUsage("-qos %d: want 0, 1 or 2", c.qos)
 	case c.pubs < 1 || c.pubs >= maxPubs:
-		return bad("-pubs %d out of range", c.pubs)
+		return badUsage("-pubs %d out of range", c.pubs)
 	case c.subs < 1 && !c.producersOnly:
-		return bad("-subs %d out of range", c.subs)
+		return badUsage("-subs %d out of range", c.subs)
 	case c.size < payloadHeader || c.size > mqttMaxRemaining-len(c.topic)-64:
-		return bad("-size %d: want %d to %d bytes", c.size, payloadHeader, mqttMaxRemaining-len(c.topic)-64)
+		return badUsage("-size %d: want %d to %d bytes", c.size, payloadHeader, mqttMaxRemaining-len(c.topic)-64)
 	case c.inflight < 1 || c.inflight > 65535:
-		return bad("-inflight %d: want 1 to 65535", c.inflight)
+		return badUsage("-inflight %d: want 1 to 65535", c.inflight)
 	case c.rate < 0:
-		return bad("-rate must not be negative")
+		return badUsage("-rate must not be negative")
 	case c.count == 0 && c.duration <= 0:
-		return bad("set -duration or -count")
+		return badUsage("set -duration or -count")
 	case c.count > seqMask:
-		return bad("-count over %d", uint64(seqMask))
+		return badUsage("-count over %d", uint64(seqMask))
 	}
 	return nil
+}
+
+// badUsage returns an errUsage error.
+func badUsage(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
 }
 
 func orDefault(v, def int) int {
@@ -187,14 +199,11 @@ func orDefault(v, def int) int {
 
 // normalizeSTOMP applies the STOMP flags' defaults and checks them.
 func (c *config) normalizeSTOMP() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
-	}
 	switch {
 	case c.mode == "queue" && c.proto != "stomp":
-		return bad("-mode queue needs -proto stomp")
+		return badUsage("-mode queue needs -proto stomp")
 	case c.mode == "mqtt2stomp" && c.proto != "mqtt":
-		return bad("-mode mqtt2stomp publishes with MQTT: leave -proto at mqtt")
+		return badUsage("-mode mqtt2stomp publishes with MQTT: leave -proto at mqtt")
 	}
 	if c.ack == "" {
 		c.ack = ackAuto
@@ -221,15 +230,15 @@ func (c *config) normalizeSTOMP() error {
 	}
 	switch {
 	case c.ack != ackAuto && c.ack != ackClient && c.ack != ackClientIndividual:
-		return bad("-ack %q: want auto, client or client-individual", c.ack)
+		return badUsage("-ack %q: want auto, client or client-individual", c.ack)
 	case c.ackEvery < 1:
-		return bad("-ack-every must be at least 1")
+		return badUsage("-ack-every must be at least 1")
 	case c.prefetch < 0:
-		return bad("-prefetch must not be negative")
+		return badUsage("-prefetch must not be negative")
 	case c.receiptEvery < 0:
-		return bad("-receipt-every must not be negative")
+		return badUsage("-receipt-every must not be negative")
 	case c.mode == "mqtt2stomp" && (c.persistent || c.receiptEvery > 0):
-		return bad("-persistent and -receipt-every are for STOMP producers; mqtt2stomp publishes with MQTT (use -qos)")
+		return badUsage("-persistent and -receipt-every are for STOMP producers; mqtt2stomp publishes with MQTT (use -qos)")
 	}
 	return nil
 }
