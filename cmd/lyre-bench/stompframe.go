@@ -195,6 +195,29 @@ func (p *frameReader) next() (*stompFrame, error) {
 // parse parses the frame at p.r into p.f and consumes it. It returns need > 0, the bytes from p.r it must
 // have, when the buffer ends before the frame does.
 func (p *frameReader) parse() (need int, err error) {
+	if need, err := p.skipEOLs(); need > 0 || err != nil {
+		return need, err
+	}
+	b := p.buf[p.r:p.w]
+	bodyAt, contentLength, err := p.parseHead(b)
+	if err != nil {
+		return 0, err
+	}
+	if bodyAt < 0 {
+		return len(b) + 1, nil
+	}
+	total, need, err := frameEnd(b, bodyAt, contentLength)
+	if need > 0 || err != nil {
+		return need, err
+	}
+	p.f.body = b[bodyAt : total-1]
+	p.r += total
+	return 0, nil
+}
+
+// skipEOLs consumes the EOLs (heart-beats) before the next frame. It returns need = 2 when the buffer ends
+// with a CR that may start a CRLF.
+func (p *frameReader) skipEOLs() (need int, err error) {
 	for p.r < p.w {
 		if c := p.buf[p.r]; c == '\n' {
 			p.r++
@@ -210,69 +233,80 @@ func (p *frameReader) parse() (need int, err error) {
 			break
 		}
 	}
-	b := p.buf[p.r:p.w]
-	line := func(from int) (end, next int) {
-		i := bytes.IndexByte(b[from:], '\n')
-		if i < 0 {
-			return -1, -1
-		}
-		end = from + i
-		if end > from && b[end-1] == '\r' {
-			end--
-		}
-		return end, from + i + 1
-	}
-	end, pos := line(0)
+	return 0, nil
+}
+
+// parseHead parses the command and the headers at the start of b into p.f. It returns where the body
+// starts and the first content-length header's value (-1 without one), or bodyAt = -1 when b ends before
+// the blank line does.
+func (p *frameReader) parseHead(b []byte) (bodyAt, contentLength int, err error) {
+	end, pos := nextLine(b, 0)
 	if end < 0 {
-		return len(b) + 1, nil
+		return -1, 0, nil
 	}
 	if end == 0 {
-		return 0, fmt.Errorf("%w: empty command", errMalformed)
+		return 0, 0, fmt.Errorf("%w: empty command", errMalformed)
 	}
 	p.f.command = b[:end]
 	p.f.headers = p.f.headers[:0]
-	contentLength := -1
+	contentLength = -1
 	for {
 		start := pos
-		end, pos = line(start)
+		end, pos = nextLine(b, start)
 		if end < 0 {
-			return len(b) + 1, nil
+			return -1, 0, nil
 		}
 		if end == start {
-			break
+			return pos, contentLength, nil
 		}
 		h := b[start:end]
 		colon := bytes.IndexByte(h, ':')
 		if colon < 0 {
-			return 0, fmt.Errorf("%w: header line without a colon", errMalformed)
+			return 0, 0, fmt.Errorf("%w: header line without a colon", errMalformed)
 		}
 		name, value := h[:colon], h[colon+1:]
 		if contentLength < 0 && string(name) == "content-length" {
 			if contentLength, err = parseDecimal(value); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 		}
 		p.f.headers = append(p.f.headers, [2][]byte{name, value})
 	}
-	var total int
+}
+
+// nextLine finds the line of b that starts at from. It returns where its content ends, before the LF or
+// CRLF, and where the next line starts, or -1, -1 when b ends before the LF.
+func nextLine(b []byte, from int) (end, next int) {
+	i := bytes.IndexByte(b[from:], '\n')
+	if i < 0 {
+		return -1, -1
+	}
+	end = from + i
+	if end > from && b[end-1] == '\r' {
+		end--
+	}
+	return end, from + i + 1
+}
+
+// frameEnd returns the length of the frame in b whose body starts at bodyAt: content-length bytes of body
+// and a NUL, or without content-length up to the first NUL. It returns need > 0, the length b must have,
+// when b ends before the frame does.
+func frameEnd(b []byte, bodyAt, contentLength int) (total, need int, err error) {
 	if contentLength >= 0 {
-		total = pos + contentLength + 1
+		total = bodyAt + contentLength + 1
 		if total > len(b) {
-			return total, nil
+			return 0, total, nil
 		}
 		if b[total-1] != 0 {
-			return 0, fmt.Errorf("%w: no NUL after content-length bytes of body", errMalformed)
+			return 0, 0, fmt.Errorf("%w: no NUL after content-length bytes of body", errMalformed)
 		}
-	} else {
-		i := bytes.IndexByte(b[pos:], 0)
-		if i < 0 {
-			return len(b) + 1, nil
-		}
-		total = pos + i + 1
+		return total, 0, nil
 	}
-	p.f.body = b[pos : total-1]
-	p.r += total
-	return 0, nil
+	i := bytes.IndexByte(b[bodyAt:], 0)
+	if i < 0 {
+		return 0, len(b) + 1, nil
+	}
+	return bodyAt + i + 1, 0, nil
 }
 
 // parseDecimal parses a non-negative decimal integer of at most 15 digits without allocating.
