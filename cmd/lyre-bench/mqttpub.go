@@ -75,17 +75,10 @@ func (p *mqttPublisher) writeLoop() error {
 			}
 		}
 		now := time.Now()
-		binary.BigEndian.PutUint64(payload, uint64(now.UnixNano()))
-		binary.BigEndian.PutUint64(payload[8:], tag|seq)
 		if bw.Buffered() == 0 {
 			batchStart = now
 		}
-		bw.Write(prefix)
-		if s.qos > 0 {
-			bw.WriteByte(byte(id >> 8))
-			bw.WriteByte(byte(id))
-		}
-		if _, err := bw.Write(payload); err != nil {
+		if err := p.writePublish(prefix, payload, tag|seq, id, now); err != nil {
 			return err
 		}
 		p.st.sent.Add(1)
@@ -111,6 +104,21 @@ func (p *mqttPublisher) writeLoop() error {
 		}
 	}
 	return bw.Flush()
+}
+
+// writePublish writes one PUBLISH without flushing: prefix, at QoS > 0 the packet identifier id, then the
+// payload stamped with now and tag.
+func (p *mqttPublisher) writePublish(prefix, payload []byte, tag uint64, id uint16, now time.Time) error {
+	binary.BigEndian.PutUint64(payload, uint64(now.UnixNano()))
+	binary.BigEndian.PutUint64(payload[8:], tag)
+	bw := p.c.bw
+	bw.Write(prefix)
+	if p.spec.qos > 0 {
+		bw.WriteByte(byte(id >> 8))
+		bw.WriteByte(byte(id))
+	}
+	_, err := bw.Write(payload)
+	return err
 }
 
 // sleepUntil waits for the next message's due time in short steps, so that the end of the run is noticed

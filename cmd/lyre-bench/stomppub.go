@@ -73,22 +73,10 @@ func (p *stompPublisher) writeLoop() error {
 			}
 		}
 		now := time.Now()
-		binary.BigEndian.PutUint64(payload, uint64(now.UnixNano()))
-		binary.BigEndian.PutUint64(payload[8:], tag|seq)
 		if bw.Buffered() == 0 {
 			batchStart = now
 		}
-		bw.Write(prefix)
-		if askReceipt {
-			r := append(p.receipt[:0], "receipt:"...)
-			r = strconv.AppendUint(r, seq, 10)
-			bw.Write(append(r, "\n\n"...))
-			p.lastSeq.Store(seq + 1)
-		} else {
-			bw.WriteByte('\n')
-		}
-		bw.Write(payload)
-		if err := bw.WriteByte(0); err != nil {
+		if err := p.writeSend(prefix, payload, tag, seq, askReceipt, now); err != nil {
 			return err
 		}
 		p.st.sent.Add(1)
@@ -111,6 +99,25 @@ func (p *stompPublisher) writeLoop() error {
 		}
 	}
 	return bw.Flush()
+}
+
+// writeSend writes SEND number seq without flushing: prefix, a receipt header if askReceipt, then the
+// payload stamped with now and tag|seq.
+func (p *stompPublisher) writeSend(prefix, payload []byte, tag, seq uint64, askReceipt bool, now time.Time) error {
+	binary.BigEndian.PutUint64(payload, uint64(now.UnixNano()))
+	binary.BigEndian.PutUint64(payload[8:], tag|seq)
+	bw := p.c.bw
+	bw.Write(prefix)
+	if askReceipt {
+		r := append(p.receipt[:0], "receipt:"...)
+		r = strconv.AppendUint(r, seq, 10)
+		bw.Write(append(r, "\n\n"...))
+		p.lastSeq.Store(seq + 1)
+	} else {
+		bw.WriteByte('\n')
+	}
+	bw.Write(payload)
+	return bw.WriteByte(0)
 }
 
 // take takes a receipt token. When the window is full it flushes and waits until a quarter of it is free,
