@@ -68,8 +68,24 @@ func idle(ctx context.Context, c *config, progress io.Writer) (*idleResult, erro
 			}
 		}
 	}()
+	if err := r.connect(ctx, drv, id, conns); err != nil {
+		r.Interrupted = ctx.Err() != nil
+		if !r.Interrupted {
+			r.Errors = append(r.Errors, fmt.Sprintf("after %d connections: %v", r.Connected, err))
+		}
+		return r, nil
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "%d connections open in %.2fs\n", r.Connected, r.ConnectSeconds)
+	}
+	r.hold(ctx, c, conns)
+	return r, nil
+}
+
+// connect opens an idle connection into every element of conns and counts those that opened.
+func (r *idleResult) connect(ctx context.Context, drv driver, id string, conns []idleConn) error {
 	start := time.Now()
-	err := dialAll(ctx, c.conns, func(ctx context.Context, i int) error {
+	err := dialAll(ctx, len(conns), func(ctx context.Context, i int) error {
 		ic, err := drv.dialIdle(ctx, fmt.Sprintf("lb-%s-i%d", id, i))
 		conns[i] = ic
 		return err
@@ -80,38 +96,18 @@ func idle(ctx context.Context, c *config, progress io.Writer) (*idleResult, erro
 			r.Connected++
 		}
 	}
-	if err != nil {
-		r.Interrupted = ctx.Err() != nil
-		if !r.Interrupted {
-			r.Errors = append(r.Errors, fmt.Sprintf("after %d connections: %v", r.Connected, err))
-		}
-		return r, nil
-	}
-	if progress != nil {
-		fmt.Fprintf(progress, "%d connections open in %.2fs\n", r.Connected, r.ConnectSeconds)
-	}
+	return err
+}
+
+// hold keeps the connections open for c.duration or until ctx ends, pinging them every half keep-alive.
+// With c.pid set it first waits c.settle and samples the broker's RSS.
+func (r *idleResult) hold(ctx context.Context, c *config, conns []idleConn) {
 	held := time.Now()
 	end := held.Add(c.duration)
-	sleep := func(until time.Time) bool {
-		t := time.NewTimer(time.Until(until))
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		}
-	}
 	ok := true
 	if c.pid > 0 {
-		if ok = sleep(time.Now().Add(c.settle)); ok {
-			rss, err := readRSS(c.pid)
-			if err != nil {
-				r.Errors = append(r.Errors, err.Error())
-			} else {
-				r.RSSAfterKiB = rss
-				r.KiBPerConn = float64(rss-r.RSSBeforeKiB) / float64(r.Connected)
-			}
+		if ok = waitUntil(ctx, time.Now().Add(c.settle)); ok {
+			r.sampleRSSAfter(c.pid)
 		}
 	}
 	ping := c.keepAlive / 2
@@ -120,13 +116,35 @@ func idle(ctx context.Context, c *config, progress io.Writer) (*idleResult, erro
 		if t := time.Now().Add(ping); ping > 0 && t.Before(end) {
 			next = t
 		}
-		if ok = sleep(next); ok && next.Before(end) {
+		if ok = waitUntil(ctx, next); ok && next.Before(end) {
 			r.Dropped += pingAll(conns, c.timeout)
 		}
 	}
 	r.HeldSeconds = time.Since(held).Seconds()
 	r.Interrupted = !ok
-	return r, nil
+}
+
+// waitUntil waits until t and reports true, or false when ctx ends first.
+func waitUntil(ctx context.Context, t time.Time) bool {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// sampleRSSAfter reads the broker's RSS with the connections open, and from it what one connection costs.
+func (r *idleResult) sampleRSSAfter(pid int) {
+	rss, err := readRSS(pid)
+	if err != nil {
+		r.Errors = append(r.Errors, err.Error())
+		return
+	}
+	r.RSSAfterKiB = rss
+	r.KiBPerConn = float64(rss-r.RSSBeforeKiB) / float64(r.Connected)
 }
 
 // pingAll pings every connection, first sending all PINGREQs then collecting the PINGRESPs, and closes and

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// config is the parsed command line.
+type config struct {
+	stalled   int
+	proto     string
+	mode      string
+	addr      string
+	qos       int
+	pubs      int
+	subs      int
+	size      int
+	duration  time.Duration
+	count     uint64
+	rate      float64
+	topic     string
+	inflight  int
+	conns     int
+	pid       int
+	user      string
+	pass      string
+	keepAlive time.Duration
+	timeout   time.Duration
+	drain     time.Duration
+	warmup    time.Duration
+	settle    time.Duration
+	coalesce  time.Duration
+	cpuProf   string
+	json      bool
+	// STOMP
+	stompAddr    string
+	login        string
+	passcode     string
+	vhost        string
+	destPrefix   string
+	ack          string
+	ackEvery     int
+	prefetch     int
+	persistent   bool
+	receiptEvery int
+	// producersOnly: an explicit -subs 0 in queue mode
+	producersOnly bool
+	quiet         bool
+	verbose       bool
+}
+
+func parseFlags(args []string, out io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("lyre-bench", flag.ContinueOnError)
+	fs.SetOutput(out)
+	c.define(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.producersOnly = set["subs"] && c.subs == 0 && c.mode == "queue"
+	if c.count > 0 && !set["duration"] {
+		c.duration = 0
+	}
+	err := c.normalize()
+	if err == nil && (c.rate > 0 || c.qos > 0 || c.ack != ackAuto) && !set["coalesce"] {
+		// A paced run measures latency: add none. At QoS >= 1 or with STOMP client acks the broker's
+		// window of unacknowledged deliveries (mosquitto: 20) would stall while a subscriber waits to read.
+		c.coalesce = 0
+	}
+	return c, err
+}
+
+// define defines the command line flags on fs, each set into its field of c.
+func (c *config) define(fs *flag.FlagSet) {
+	fs.StringVar(&c.proto, "proto", "mqtt", "protocol: mqtt or stomp (-mode mqtt2stomp uses both)")
+	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle (MQTT)")
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:1883", "broker address host:port")
+	fs.IntVar(&c.qos, "qos", 0, "QoS of publications and subscriptions: 0, 1 or 2")
+	fs.IntVar(&c.pubs, "pubs", 0, "publishers (0 = mode default: fanin 8, fanout 1, pairs 8)")
+	fs.IntVar(&c.subs, "subs", 0, "subscribers (0 = mode default: fanin 1, fanout 8, pairs = -pubs, queue 4; an explicit -subs 0 in queue mode: producers only)")
+	fs.IntVar(&c.size, "size", 64, "payload bytes, at least 16 (send time + sequence)")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "publishing time (idle: how long to hold the connections)")
+	fs.Uint64Var(&c.count, "count", 0, "messages per publisher; when set without -duration, no time limit")
+	fs.Float64Var(&c.rate, "rate", 0, "messages per second per publisher (0 = as fast as possible)")
+	fs.StringVar(&c.topic, "topic", "lyre-bench", "topic prefix")
+	fs.IntVar(&c.inflight, "inflight", 64, "MQTT QoS 1/2: unacknowledged messages per publisher; STOMP: outstanding receipts per producer")
+	fs.IntVar(&c.stalled, "stalled", 0, "MQTT: extra subscribers to the same topic(s) that never read after SUBACK (a slow-subscriber run)")
+	fs.IntVar(&c.conns, "conns", 1000, "idle: connections to open")
+	fs.IntVar(&c.pid, "pid", 0, "idle: broker process whose VmRSS to sample before and after connecting")
+	fs.StringVar(&c.user, "user", "", "user name for CONNECT")
+	fs.StringVar(&c.pass, "pass", "", "password for CONNECT (needs -user)")
+	fs.DurationVar(&c.keepAlive, "keepalive", 30*time.Second, "keep-alive announced in CONNECT; pings every half of it")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "dial + CONNECT/CONNACK + SUBSCRIBE/SUBACK timeout")
+	fs.DurationVar(&c.drain, "drain", 10*time.Second, "after publishing: longest wait for acknowledgements and deliveries")
+	fs.DurationVar(&c.warmup, "warmup", time.Second, "start of the steady window after the first publish")
+	fs.DurationVar(&c.settle, "settle", 2*time.Second, "idle: wait after the last CONNACK before sampling RSS")
+	fs.DurationVar(&c.coalesce, "coalesce", time.Millisecond, "QoS 0 subscribers without -rate: pause this long after small back-to-back reads, to read in batches (0 = off)")
+	fs.StringVar(&c.stompAddr, "stomp-addr", "", "mqtt2stomp: the STOMP subscribers' address, when the broker has separate ports (default: -addr)")
+	fs.StringVar(&c.login, "login", "", "STOMP login (default: -user)")
+	fs.StringVar(&c.passcode, "passcode", "", "STOMP passcode (default: -pass)")
+	fs.StringVar(&c.vhost, "vhost", "", "STOMP CONNECT host header, the virtual host (default: the host of -addr; RabbitMQ wants /)")
+	fs.StringVar(&c.destPrefix, "dest-prefix", "", "STOMP destination prefix (default: /queue/ in -mode queue, else /topic/); topic levels are joined with '.'")
+	fs.StringVar(&c.ack, "ack", "", "STOMP subscribers' ack mode: auto, client or client-individual (default: client-individual in -mode queue, else auto)")
+	fs.IntVar(&c.ackEvery, "ack-every", 100, "STOMP -ack client: one cumulative ACK per this many messages")
+	fs.IntVar(&c.prefetch, "prefetch", 0, "STOMP consumer window, sent as credit, prefetch-count and activemq.prefetchSize (0 = broker default)")
+	fs.BoolVar(&c.persistent, "persistent", false, "STOMP SEND with persistent:true")
+	fs.IntVar(&c.receiptEvery, "receipt-every", 0, "STOMP: ask a receipt every this many SENDs, with -inflight receipts outstanding at most (0 = none)")
+	fs.StringVar(&c.cpuProf, "cpuprofile", "", "write lyre-bench's own CPU profile to this file")
+	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
+	fs.BoolVar(&c.quiet, "q", false, "no per-second progress on stderr")
+	fs.BoolVar(&c.verbose, "v", false, "debug logging")
+}
+
+// normalize applies the mode defaults and rejects impossible combinations.
+func (c *config) normalize() error {
+	switch c.proto {
+	case "mqtt", "stomp":
+	default:
+		return badUsage("-proto %q: want mqtt or stomp", c.proto)
+	}
+	if err := c.normalizeSTOMP(); err != nil {
+		return err
+	}
+	switch c.mode {
+	case "fanin", "mqtt2stomp":
+		c.pubs, c.subs = orDefault(c.pubs, 8), orDefault(c.subs, 1)
+	case "queue":
+		c.pubs, c.subs = orDefault(c.pubs, 4), orDefault(c.subs, 4)
+		if c.producersOnly {
+			c.subs = 0 // measures the producers' side alone, e.g. persistent SENDs; messages stay queued
+		}
+	case "fanout":
+		c.pubs, c.subs = orDefault(c.pubs, 1), orDefault(c.subs, 8)
+	case "pairs":
+		c.pubs = orDefault(c.pubs, 8)
+		if c.subs != 0 && c.subs != c.pubs {
+			return badUsage("-mode pairs needs -subs equal to -pubs (or unset)")
+		}
+		c.subs = c.pubs
+	case "idle":
+		if c.proto != "mqtt" {
+			return badUsage("-mode idle is MQTT only")
+		}
+		if c.conns < 1 {
+			return badUsage("-conns must be at least 1")
+		}
+		if c.pid < 0 {
+			return badUsage("-pid must be a process id")
+		}
+		return nil
+	default:
+		return badUsage("-mode %q: want fanin, fanout, pairs, queue, mqtt2stomp or idle", c.mode)
+	}
+	return c.checkRun()
+}
+
+// checkRun rejects out-of-range values for the modes that publish.
+func (c *config) checkRun() error {
+	switch {
+	case c.qos < 0 || c.qos > 2:
+		return badUsage("-qos %d: want 0, 1 or 2", c.qos)
+	case c.pubs < 1 || c.pubs >= maxPubs:
+		return badUsage("-pubs %d out of range", c.pubs)
+	case c.subs < 1 && !c.producersOnly:
+		return badUsage("-subs %d out of range", c.subs)
+	case c.size < payloadHeader || c.size > mqttMaxRemaining-len(c.topic)-64:
+		return badUsage("-size %d: want %d to %d bytes", c.size, payloadHeader, mqttMaxRemaining-len(c.topic)-64)
+	case c.inflight < 1 || c.inflight > 65535:
+		return badUsage("-inflight %d: want 1 to 65535", c.inflight)
+	case c.rate < 0:
+		return badUsage("-rate must not be negative")
+	case c.count == 0 && c.duration <= 0:
+		return badUsage("set -duration or -count")
+	case c.count > seqMask:
+		return badUsage("-count over %d", uint64(seqMask))
+	}
+	return nil
+}
+
+// badUsage returns an errUsage error.
+func badUsage(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+}
+
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// normalizeSTOMP applies the STOMP flags' defaults and checks them.
+func (c *config) normalizeSTOMP() error {
+	switch {
+	case c.mode == "queue" && c.proto != "stomp":
+		return badUsage("-mode queue needs -proto stomp")
+	case c.mode == "mqtt2stomp" && c.proto != "mqtt":
+		return badUsage("-mode mqtt2stomp publishes with MQTT: leave -proto at mqtt")
+	}
+	if c.ack == "" {
+		c.ack = ackAuto
+		if c.mode == "queue" {
+			c.ack = ackClientIndividual
+		}
+	}
+	if c.destPrefix == "" {
+		c.destPrefix = "/topic/"
+		if c.mode == "queue" {
+			c.destPrefix = "/queue/"
+		}
+	}
+	if c.login == "" {
+		c.login, c.passcode = c.user, orString(c.passcode, c.pass)
+	}
+	if c.stompAddr == "" || c.mode != "mqtt2stomp" {
+		c.stompAddr = c.addr
+	}
+	if c.vhost == "" {
+		if host, _, err := net.SplitHostPort(c.stompAddr); err == nil {
+			c.vhost = host
+		}
+	}
+	switch {
+	case c.ack != ackAuto && c.ack != ackClient && c.ack != ackClientIndividual:
+		return badUsage("-ack %q: want auto, client or client-individual", c.ack)
+	case c.ackEvery < 1:
+		return badUsage("-ack-every must be at least 1")
+	case c.prefetch < 0:
+		return badUsage("-prefetch must not be negative")
+	case c.receiptEvery < 0:
+		return badUsage("-receipt-every must not be negative")
+	case c.mode == "mqtt2stomp" && (c.persistent || c.receiptEvery > 0):
+		return badUsage("-persistent and -receipt-every are for STOMP producers; mqtt2stomp publishes with MQTT (use -qos)")
+	}
+	return nil
+}
+
+func orString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

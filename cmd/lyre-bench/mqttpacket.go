@@ -1,0 +1,196 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// MQTT control packet types: the high nibble of the fixed header [MQTT 2.2.1].
+const (
+	mqttCONNECT    = 1
+	mqttCONNACK    = 2
+	mqttPUBLISH    = 3
+	mqttPUBACK     = 4
+	mqttPUBREC     = 5
+	mqttPUBREL     = 6
+	mqttPUBCOMP    = 7
+	mqttSUBSCRIBE  = 8
+	mqttSUBACK     = 9
+	mqttPINGREQ    = 12
+	mqttPINGRESP   = 13
+	mqttDISCONNECT = 14
+)
+
+// mqttMaxRemaining is the largest remaining length four varint bytes can carry [MQTT 2.2.3].
+const mqttMaxRemaining = 268435455
+
+var (
+	mqttPingreq    = []byte{mqttPINGREQ << 4, 0}
+	mqttDisconnect = []byte{mqttDISCONNECT << 4, 0}
+)
+
+// connackReasons names the CONNACK return codes of MQTT 3.1.1 [MQTT 3.2.2.3].
+var connackReasons = [...]string{
+	1: "unacceptable protocol version",
+	2: "identifier rejected",
+	3: "server unavailable",
+	4: "bad user name or password",
+	5: "not authorized",
+}
+
+// appendVarint appends n as an MQTT variable byte integer [MQTT 2.2.3].
+func appendVarint(dst []byte, n int) []byte {
+	for {
+		b := byte(n & 0x7f)
+		n >>= 7
+		if n > 0 {
+			b |= 0x80
+		}
+		dst = append(dst, b)
+		if n == 0 {
+			return dst
+		}
+	}
+}
+
+// decodeVarint reads a variable byte integer from the start of b. It returns used == 0 when b ends before the
+// integer does, and errMalformed when a fifth byte would be needed.
+func decodeVarint(b []byte) (n, used int, err error) {
+	for i := 0; i < 4; i++ {
+		if i >= len(b) {
+			return 0, 0, nil
+		}
+		n |= int(b[i]&0x7f) << (7 * i)
+		if b[i]&0x80 == 0 {
+			return n, i + 1, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("%w: remaining length longer than 4 bytes", errMalformed)
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
+	return append(dst, s...)
+}
+
+// mqttConnectOptions are the fields of a CONNECT packet the bench sets.
+type mqttConnectOptions struct {
+	clientID  string
+	user      string
+	pass      string
+	keepAlive time.Duration
+}
+
+// appendConnect appends an MQTT 3.1.1 CONNECT with a clean session [MQTT 3.1].
+func appendConnect(dst []byte, o mqttConnectOptions) []byte {
+	flags := byte(0x02) // clean session
+	rl := 10 + 2 + len(o.clientID)
+	if o.user != "" {
+		flags |= 0x80
+		rl += 2 + len(o.user)
+		// A password without a user name is a protocol violation in 3.1.1 [MQTT-3.1.2-22].
+		if o.pass != "" {
+			flags |= 0x40
+			rl += 2 + len(o.pass)
+		}
+	}
+	dst = append(dst, mqttCONNECT<<4)
+	dst = appendVarint(dst, rl)
+	dst = appendString(dst, "MQTT")
+	dst = append(dst, 4, flags) // protocol level 4 = 3.1.1
+	dst = binary.BigEndian.AppendUint16(dst, uint16(o.keepAlive/time.Second))
+	dst = appendString(dst, o.clientID)
+	if o.user != "" {
+		dst = appendString(dst, o.user)
+		if o.pass != "" {
+			dst = appendString(dst, o.pass)
+		}
+	}
+	return dst
+}
+
+// appendSubscribe appends a SUBSCRIBE for one filter; its fixed header flags must be 0010 [MQTT-3.8.1-1].
+func appendSubscribe(dst []byte, id uint16, filter string, qos byte) []byte {
+	dst = append(dst, mqttSUBSCRIBE<<4|0x02)
+	dst = appendVarint(dst, 2+2+len(filter)+1)
+	dst = binary.BigEndian.AppendUint16(dst, id)
+	dst = appendString(dst, filter)
+	return append(dst, qos)
+}
+
+// appendPublishHeader appends a PUBLISH's fixed header and topic name. For QoS > 0 the caller writes the
+// two-byte packet identifier next, then the payload of payloadLen bytes.
+func appendPublishHeader(dst []byte, topic string, qos byte, payloadLen int) []byte {
+	rl := 2 + len(topic) + payloadLen
+	if qos > 0 {
+		rl += 2
+	}
+	dst = append(dst, mqttPUBLISH<<4|qos<<1)
+	dst = appendVarint(dst, rl)
+	return appendString(dst, topic)
+}
+
+// appendAck appends PUBACK, PUBREC, PUBREL or PUBCOMP; PUBREL's fixed header flags are 0010 [MQTT-3.6.1-1].
+func appendAck(dst []byte, typ byte, id uint16) []byte {
+	h := typ << 4
+	if typ == mqttPUBREL {
+		h |= 0x02
+	}
+	return append(dst, h, 2, byte(id>>8), byte(id))
+}
+
+// parsePublish splits a PUBLISH body; the slices alias body.
+func parsePublish(hdr byte, body []byte) (topic []byte, id uint16, payload []byte, err error) {
+	qos := hdr >> 1 & 3
+	if qos == 3 {
+		return nil, 0, nil, fmt.Errorf("%w: PUBLISH with QoS 3", errMalformed) // [MQTT-3.3.1-4]
+	}
+	if len(body) < 2 {
+		return nil, 0, nil, fmt.Errorf("%w: PUBLISH too short", errMalformed)
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	rest := body[2:]
+	if n > len(rest) {
+		return nil, 0, nil, fmt.Errorf("%w: PUBLISH topic overruns packet", errMalformed)
+	}
+	topic, rest = rest[:n], rest[n:]
+	if qos > 0 {
+		if len(rest) < 2 {
+			return nil, 0, nil, fmt.Errorf("%w: PUBLISH without packet identifier", errMalformed)
+		}
+		id, rest = binary.BigEndian.Uint16(rest), rest[2:]
+	}
+	return topic, id, rest, nil
+}
+
+// parseAckID reads the packet identifier of PUBACK, PUBREC, PUBREL or PUBCOMP.
+func parseAckID(body []byte) (uint16, error) {
+	if len(body) < 2 {
+		return 0, fmt.Errorf("%w: acknowledgement too short", errMalformed)
+	}
+	return binary.BigEndian.Uint16(body), nil
+}
+
+// parseConnack returns the CONNACK return code, or an error naming the refusal.
+func parseConnack(body []byte) error {
+	if len(body) != 2 {
+		return fmt.Errorf("%w: CONNACK of %d bytes", errMalformed, len(body))
+	}
+	if rc := body[1]; rc != 0 {
+		reason := "unknown reason"
+		if int(rc) < len(connackReasons) {
+			reason = connackReasons[rc]
+		}
+		return fmt.Errorf("%w: CONNACK %d (%s)", errRefused, rc, reason)
+	}
+	return nil
+}
+
+// parseSuback returns the packet identifier and the first granted QoS of a SUBACK.
+func parseSuback(body []byte) (id uint16, granted byte, err error) {
+	if len(body) < 3 {
+		return 0, 0, fmt.Errorf("%w: SUBACK too short", errMalformed)
+	}
+	return binary.BigEndian.Uint16(body), body[2], nil
+}
