@@ -95,8 +95,10 @@ func readN(t *testing.T, r io.Reader, n int) []byte {
 func TestBeginRefusesPastMaxPending(t *testing.T) {
 	c, peer := pipeConn(t, func(s *Server) { s.MaxPending = 1024 })
 	half := bytes.Repeat([]byte("a"), 512)
-	if !c.Write(half) || !c.Write(half) {
-		t.Fatal("Write refused below MaxPending")
+	for i := range 2 {
+		if !c.Write(half) {
+			t.Fatalf("Write %d of 2 refused below MaxPending", i+1)
+		}
 	}
 	// At exactly MaxPending the queue still takes one more message; past it, Begin refuses without blocking.
 	if !c.Write([]byte("b")) {
