@@ -72,6 +72,8 @@ func tcpConn(t testing.TB) *Conn {
 	return c
 }
 
+// waitFor is prototest.WaitFor for the tests inside package protocol, which cannot import prototest:
+// prototest imports protocol, so that would be an import cycle.
 func waitFor(t testing.TB, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
