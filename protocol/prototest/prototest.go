@@ -1,7 +1,8 @@
 // Package prototest holds the test helpers that Lyre's protocol packages and commands share: a real
 // protocol.Server on loopback (StartServer, Dial, ExpectClosed), polling instead of sleeping (WaitFor,
-// WaitForErr), and memory measurement for idle-connection tests (MemInUse, RaceEnabled). The router and
-// the store do not use it: they never import anything under protocol.
+// WaitForErr), memory measurement for idle-connection tests (MemInUse, RaceEnabled) and a silent logger
+// for go-stomp clients (NopStompLogger). The router and the store do not use it: they never import
+// anything under protocol.
 package prototest
 
 import (

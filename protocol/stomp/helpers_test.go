@@ -69,7 +69,7 @@ func startBrokerRouter(t testing.TB, ro router.Options, mod func(c *conf.Connect
 func (b *broker) dial(t *testing.T, opts ...func(*stomp.Conn) error) *stomp.Conn {
 	t.Helper()
 	opts = append([]func(*stomp.Conn) error{stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0),
-		stomp.ConnOpt.Logger(nopLogger{})}, opts...)
+		stomp.ConnOpt.Logger(prototest.NopStompLogger{})}, opts...)
 	c, err := stomp.Dial("tcp", b.addr, opts...)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
@@ -194,18 +194,6 @@ func expectNone(t *testing.T, sub *stomp.Subscription, d time.Duration) {
 	case <-time.After(d):
 	}
 }
-
-// nopLogger silences go-stomp's client, which logs every subscription it closes at disconnect.
-type nopLogger struct{}
-
-func (nopLogger) Debugf(string, ...interface{})   {}
-func (nopLogger) Infof(string, ...interface{})    {}
-func (nopLogger) Warningf(string, ...interface{}) {}
-func (nopLogger) Errorf(string, ...interface{})   {}
-func (nopLogger) Debug(string)                    {}
-func (nopLogger) Info(string)                     {}
-func (nopLogger) Warning(string)                  {}
-func (nopLogger) Error(string)                    {}
 
 // subscribe subscribes and waits until the server has processed the SUBSCRIBE: go-stomp does not ask
 // for a receipt, so a SEND with a receipt on the same connection (frames are handled in order) stands in.
