@@ -72,6 +72,8 @@ func tcpConn(t testing.TB) *Conn {
 	return c
 }
 
+// waitFor is prototest.WaitFor for the tests inside package protocol, which cannot import prototest:
+// prototest imports protocol, so that would be an import cycle.
 func waitFor(t testing.TB, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -95,8 +97,10 @@ func readN(t *testing.T, r io.Reader, n int) []byte {
 func TestBeginRefusesPastMaxPending(t *testing.T) {
 	c, peer := pipeConn(t, func(s *Server) { s.MaxPending = 1024 })
 	half := bytes.Repeat([]byte("a"), 512)
-	if !c.Write(half) || !c.Write(half) {
-		t.Fatal("Write refused below MaxPending")
+	for i := range 2 {
+		if !c.Write(half) {
+			t.Fatalf("Write %d of 2 refused below MaxPending", i+1)
+		}
 	}
 	// At exactly MaxPending the queue still takes one more message; past it, Begin refuses without blocking.
 	if !c.Write([]byte("b")) {

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"runtime"
 	"testing"
 	"time"
 
@@ -34,7 +33,7 @@ func TestIdleConnMemory(t *testing.T) {
 	_, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.STOMP: h, protocol.MQTT: h},
 		conf.Connector{Detect: []string{protocol.MQTT, protocol.STOMP}})
 
-	before, beforeStack := memInUse()
+	heapBefore, stackBefore := prototest.MemInUse()
 	clients := make([]net.Conn, 0, n)
 	defer func() {
 		for _, nc := range clients {
@@ -59,23 +58,14 @@ func TestIdleConnMemory(t *testing.T) {
 		}
 	}
 	time.Sleep(50 * time.Millisecond) // let the writers of CONNECTED exit
-	after, afterStack := memInUse()
-	per := (after - before) / n
-	t.Logf("%d bytes per idle connection (client side included), %d of them stack", per, (afterStack-beforeStack)/n)
+	heapAfter, stackAfter := prototest.MemInUse()
+	per := (heapAfter + stackAfter - heapBefore - stackBefore) / n
+	t.Logf("%d bytes per idle connection (client side included), %d of them stack", per, (stackAfter-stackBefore)/n)
 	// Measured: ~4.5-5.2 KiB, a 2-4 KiB goroutine stack plus ~1.6 KiB of heap (Conn, the reader's struct with
 	// its inline buffer, the socket on both sides); the bound leaves a margin for the runtime's choices.
-	if !raceEnabled && per > 6<<10+512 {
+	if !prototest.RaceEnabled && per > 6<<10+512 {
 		t.Fatalf("%d bytes per idle connection; want at most 6.5 KiB", per)
 	}
-}
-
-// memInUse returns live heap plus goroutine stacks, and the stacks alone.
-func memInUse() (total, stack int64) {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc + m.StackInuse), int64(m.StackInuse)
 }
 
 // TLS adds crypto/tls's per-connection state (the tls.Conn, its record buffers, the handshake's stack
@@ -105,7 +95,7 @@ func TestIdleTLSConnMemory(t *testing.T) {
 	_, _ = warm.Write([]byte("CONNECT\n\n\x00"))
 	<-parked
 
-	before, beforeStack := memInUse()
+	heapBefore, stackBefore := prototest.MemInUse()
 	clients := make([]net.Conn, 0, n)
 	defer func() {
 		for _, nc := range clients {
@@ -130,7 +120,7 @@ func TestIdleTLSConnMemory(t *testing.T) {
 		}
 	}
 	time.Sleep(50 * time.Millisecond)
-	after, afterStack := memInUse()
+	heapAfter, stackAfter := prototest.MemInUse()
 	t.Logf("%d bytes per idle TLS connection (client side included), %d of them stack",
-		(after-before)/n, (afterStack-beforeStack)/n)
+		(heapAfter+stackAfter-heapBefore-stackBefore)/n, (stackAfter-stackBefore)/n)
 }

@@ -150,22 +150,11 @@ func (in *mqttInbox) wait(t *testing.T, want ...string) {
 	}
 }
 
-type quietStompLog struct{}
-
-func (quietStompLog) Debugf(string, ...interface{})   {}
-func (quietStompLog) Infof(string, ...interface{})    {}
-func (quietStompLog) Warningf(string, ...interface{}) {}
-func (quietStompLog) Errorf(string, ...interface{})   {}
-func (quietStompLog) Debug(string)                    {}
-func (quietStompLog) Info(string)                     {}
-func (quietStompLog) Warning(string)                  {}
-func (quietStompLog) Error(string)                    {}
-
 // stompConnect runs go-stomp over nc (a TLS or clear-text connection) to host "default".
 func stompConnect(t *testing.T, nc net.Conn) *stomp.Conn {
 	t.Helper()
 	sc, err := stomp.Connect(nc, stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0),
-		stomp.ConnOpt.Logger(quietStompLog{}))
+		stomp.ConnOpt.Logger(prototest.NopStompLogger{}))
 	if err != nil {
 		t.Fatalf("stomp connect: %v", err)
 	}

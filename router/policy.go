@@ -1,9 +1,6 @@
 package router
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // FullPolicy says what a queue does with a message that arrives when it holds its quota.
 type FullPolicy uint8
@@ -61,21 +58,6 @@ type TopicPolicy struct {
 
 // MaxPriority is the highest message priority queues distinguish.
 const MaxPriority = 9
-
-// checkPolicies validates and compiles the policy filters of o.
-func checkPolicies(o *Options) error {
-	for i := range o.QueuePolicies {
-		if err := checkFilter(&o.QueuePolicies[i].Filter); err != nil {
-			return fmt.Errorf("queue policy %d: %w", i, err)
-		}
-	}
-	for i := range o.TopicPolicies {
-		if err := checkFilter(&o.TopicPolicies[i].Filter); err != nil {
-			return fmt.Errorf("topic policy %d: %w", i, err)
-		}
-	}
-	return nil
-}
 
 // queuePolicy returns the first queue policy matching d, or nil.
 func (r *Router) queuePolicy(d Destination) *QueuePolicy {

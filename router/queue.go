@@ -632,9 +632,8 @@ type waitList struct {
 	head int
 }
 
-func (w *waitList) len() int           { return len(w.buf) - w.head }
-func (w *waitList) at(i int) *qitem    { return w.buf[w.head+i] }
-func (w *waitList) pushBack(it *qitem) { w.buf = append(w.buf, it) }
+func (w *waitList) len() int        { return len(w.buf) - w.head }
+func (w *waitList) at(i int) *qitem { return w.buf[w.head+i] }
 
 // insert places it in sequence order.
 func (w *waitList) insert(it *qitem) {

@@ -359,6 +359,8 @@ func TestQueueConcurrent(t *testing.T) {
 	}
 }
 
+// waitFor polls cond for up to 5s. It is a copy of prototest.WaitFor because the router never imports
+// anything under protocol, not even in tests.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)

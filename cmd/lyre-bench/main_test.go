@@ -17,25 +17,12 @@ import (
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+
+	"github.com/lyremq/lyre/protocol/prototest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestParseFlagsCoalesce(t *testing.T) {
@@ -167,7 +154,7 @@ func startMosquitto(t *testing.T) (addr string, pid int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, 5*time.Second, func() error {
+	prototest.WaitForErr(t, 5*time.Second, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()

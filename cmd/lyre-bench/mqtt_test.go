@@ -15,6 +15,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/lyremq/lyre/protocol/prototest"
 )
 
 func TestEncodeGolden(t *testing.T) {
@@ -493,7 +495,7 @@ func TestSubscriberDoesNotAllocatePerMessage(t *testing.T) {
 			o.allocs = mallocs(func() { o.err = cl.run() })
 			done <- o
 		}()
-		waitFor(t, 10*time.Second, func() error {
+		prototest.WaitForErr(t, 10*time.Second, func() error {
 			if got := st.received.Load(); got < uint64(n) {
 				return fmt.Errorf("received %d of %d", got, n)
 			}

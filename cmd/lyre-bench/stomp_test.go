@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/lyremq/lyre/protocol/prototest"
 )
 
 func TestStompEncodeGolden(t *testing.T) {
@@ -484,7 +486,7 @@ func TestStompSubscriberDoesNotAllocatePerMessage(t *testing.T) {
 					o.allocs = mallocs(func() { o.err = cl.run() })
 					done <- o
 				}()
-				waitFor(t, 10*time.Second, func() error {
+				prototest.WaitForErr(t, 10*time.Second, func() error {
 					if got := st.received.Load(); got < uint64(n) {
 						return fmt.Errorf("received %d of %d", got, n)
 					}

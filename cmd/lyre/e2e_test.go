@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol/prototest"
 )
 
 func TestMain(m *testing.M) {
@@ -348,7 +349,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	var out, errb syncBuffer
 	done := make(chan int)
 	go func() { done <- run(ctx, []string{"--config", path, "--log-format", "json"}, &out, &errb) }()
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(errb.String(), "listening") })
+	prototest.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(errb.String(), "listening") })
 	cancel()
 	select {
 	case code := <-done:

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol/prototest"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -395,7 +396,7 @@ func TestMQTTAuthenticationOutcomes(t *testing.T) {
 				t.Fatalf("CONNACK %#x, want %#x", code, tt.want)
 			}
 			if tt.want != connackAccepted {
-				waitFor(t, 5*time.Second, func() bool { return sb.logged("mqtt login refused", "remote=127.0.0.1") > before })
+				prototest.WaitFor(t, 5*time.Second, func() bool { return sb.logged("mqtt login refused", "remote=127.0.0.1") > before })
 			}
 		})
 	}
@@ -891,7 +892,7 @@ func TestNegativeTable(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.log != "" {
-				waitFor(t, 5*time.Second, func() bool { return sb.logged(tc.log) > before })
+				prototest.WaitFor(t, 5*time.Second, func() bool { return sb.logged(tc.log) > before })
 			}
 		})
 	}
@@ -1027,10 +1028,10 @@ func TestHostMaxConnections(t *testing.T) {
 		t.Errorf("third client (STOMP): %v, want ERROR access refused", err)
 	}
 	m1.Disconnect(100)
-	waitFor(t, 5*time.Second, func() bool { return host.Connections() == 1 })
+	prototest.WaitFor(t, 5*time.Second, func() bool { return host.Connections() == 1 })
 	mqttLogin(t, addr, "m3", "", "")
 	_ = s1.Disconnect()
-	waitFor(t, 5*time.Second, func() bool { return host.Connections() == 1 })
+	prototest.WaitFor(t, 5*time.Second, func() bool { return host.Connections() == 1 })
 	stompLogin(t, addr, "", "", "")
 }
 
@@ -1049,7 +1050,7 @@ func TestHostMaxMessageLength(t *testing.T) {
 	mc := mqttLogin(t, addr, "big", "", "")
 	mqttPublish(t, mc, "t", 1, "0123456789")
 	mc.Publish("t", 1, false, "0123456789A").WaitTimeout(time.Second)
-	waitFor(t, 5*time.Second, func() bool { return !mc.IsConnectionOpen() })
+	prototest.WaitFor(t, 5*time.Second, func() bool { return !mc.IsConnectionOpen() })
 }
 
 // Retained messages reach a new subscription outside the router's delivery path; a wildcard

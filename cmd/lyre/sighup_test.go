@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lyremq/lyre/protocol/prototest"
 )
 
 // writeSelfSigned writes a self-signed certificate for 127.0.0.1 with the given serial and its key.
@@ -90,7 +92,7 @@ virtual_host "default" {
 			t.Errorf("exit code %d", code)
 		}
 	}()
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(errb.String(), "lyre started") })
+	prototest.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(errb.String(), "lyre started") })
 	var addr string
 	for _, line := range strings.Split(errb.String(), "\n") {
 		var e struct{ Msg, Address string }
@@ -104,7 +106,7 @@ virtual_host "default" {
 
 	writeSelfSigned(t, certFile, keyFile, 2)
 	// run registers for SIGHUP just after logging "lyre started": repeat the signal until it answers.
-	waitFor(t, 5*time.Second, func() bool {
+	prototest.WaitFor(t, 5*time.Second, func() bool {
 		_ = syscall.Kill(os.Getpid(), syscall.SIGHUP)
 		time.Sleep(20 * time.Millisecond)
 		return strings.Contains(errb.String(), "certificates reloaded")

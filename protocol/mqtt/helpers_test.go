@@ -46,12 +46,18 @@ func startBrokerLog(t testing.TB, log *zap.Logger, mod func(*conf.Connector), ex
 	host := virtualhost.New(conf.VirtualHost{Name: "default", Anonymous: true}, router.Options{})
 	hosts := virtualhost.NewRegistry(append([]*virtualhost.Host{host}, extra...)...)
 	h := NewHandler(hosts, log)
+	c := testConnector(mod)
+	srv, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.MQTT: h}, c)
+	return &broker{addr: addrs[0], host: host, hosts: hosts, h: h, srv: srv}
+}
+
+// testConnector is the MQTT connector the brokers of these tests serve, adjusted by mod if it is not nil.
+func testConnector(mod func(*conf.Connector)) conf.Connector {
 	c := conf.Connector{Name: "mqtt", Protocol: protocol.MQTT, MQTT: conf.MQTT{Grammar: conf.MQTTGrammarDefaults}}
 	if mod != nil {
 		mod(&c)
 	}
-	srv, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.MQTT: h}, c)
-	return &broker{addr: addrs[0], host: host, hosts: hosts, h: h, srv: srv}
+	return c
 }
 
 // pahoClient connects a paho client (MQTT 3.1.1, no auto-reconnect) and disconnects it at cleanup.

@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"net"
-	"runtime"
 	"testing"
 	"time"
 
@@ -24,7 +23,7 @@ func TestIdleMQTTConnectionMemory(t *testing.T) {
 	const n = 500
 	connect := packet.Append(nil, &packet.ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: packet.Version311,
 		CleanSession: true, KeepAlive: 60}, packet.Version311)
-	before, beforeStack := memInUse()
+	heapBefore, stackBefore := prototest.MemInUse()
 	clients := make([]net.Conn, 0, n)
 	defer func() {
 		for _, nc := range clients {
@@ -46,22 +45,13 @@ func TestIdleMQTTConnectionMemory(t *testing.T) {
 		}
 	}
 	time.Sleep(50 * time.Millisecond) // let the writers of CONNACK exit
-	after, afterStack := memInUse()
-	per, stack := (after-before)/n, (afterStack-beforeStack)/n
+	heapAfter, stackAfter := prototest.MemInUse()
+	per, stack := (heapAfter+stackAfter-heapBefore-stackBefore)/n, (stackAfter-stackBefore)/n
 	t.Logf("%d bytes per idle MQTT connection (client side included), %d of them stack", per, stack)
 	// Measured: ~6.8-7.1 KiB, of which ~3 KiB heap (client, session, Conn, the reader's structs, both
 	// sockets) and a 2-4 KiB stack: CONNECT is handled on a helper goroutine and the reader parks on small
 	// frames, so its stack starts and stays at 2 KiB, or is shrunk to 4 KiB. The bounds leave a margin.
-	if !raceEnabled && (per > 8<<10 || per-stack > 4<<10) {
+	if !prototest.RaceEnabled && (per > 8<<10 || per-stack > 4<<10) {
 		t.Fatalf("%d bytes per idle connection, %d of them heap; want at most 8 KiB and 4 KiB", per, per-stack)
 	}
-}
-
-// memInUse returns live heap plus goroutine stacks, and the stacks alone.
-func memInUse() (total, stack int64) {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc + m.StackInuse), int64(m.StackInuse)
 }

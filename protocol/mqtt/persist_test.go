@@ -48,10 +48,7 @@ func serveDurable(t testing.TB, log *zap.Logger, host *virtualhost.Host, mod fun
 	t.Helper()
 	hosts := virtualhost.NewRegistry(host)
 	h := NewHandler(hosts, log)
-	c := conf.Connector{Name: "mqtt", Protocol: protocol.MQTT, MQTT: conf.MQTT{Grammar: conf.MQTTGrammarDefaults}}
-	if mod != nil {
-		mod(&c)
-	}
+	c := testConnector(mod)
 	if _, err := h.RestoreAll([]conf.Connector{c}); err != nil {
 		t.Fatal(err)
 	}

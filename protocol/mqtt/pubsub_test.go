@@ -77,9 +77,9 @@ func TestMQTT_4_3_3_QoS2ExactlyOnceInbound(t *testing.T) {
 	r.next()
 	r.send(&packet.PubrelPacket{PacketID: 7})
 	r.next()
-	msgs := in.waitN(t, 2)
-	time.Sleep(50 * time.Millisecond)
-	if msgs = in.all(); len(msgs) != 2 || msgs[0].payload != "1" || msgs[1].payload != "2" || msgs[0].qos != 2 {
+	in.waitN(t, 2)
+	time.Sleep(50 * time.Millisecond) // room for a wrong third copy
+	if msgs := in.all(); len(msgs) != 2 || msgs[0].payload != "1" || msgs[1].payload != "2" || msgs[0].qos != 2 {
 		t.Fatalf("got %+v, want 1 then 2 at QoS 2", msgs)
 	}
 }
@@ -344,9 +344,9 @@ func TestMQTT_4_7_2_1_DollarTopicsNotMatchedByLeadingWildcard(t *testing.T) {
 	waitToken(t, pub.Publish("$SYS/x", 0, false, "s"))
 	waitToken(t, pub.Publish("plain", 0, false, "p"))
 	inSys.waitN(t, 1)
-	msgs := inAll.waitN(t, 1)
-	time.Sleep(50 * time.Millisecond)
-	if msgs = inAll.all(); len(msgs) != 1 || msgs[0].topic != "plain" {
+	inAll.waitN(t, 1)
+	time.Sleep(50 * time.Millisecond) // room for a wrong $SYS copy
+	if msgs := inAll.all(); len(msgs) != 1 || msgs[0].topic != "plain" {
 		t.Fatalf("'#' got %+v", msgs)
 	}
 }

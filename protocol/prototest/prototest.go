@@ -1,4 +1,8 @@
-// Package prototest helps test protocol front-ends against a real protocol.Server on loopback.
+// Package prototest holds the test helpers that Lyre's protocol packages and commands share: a real
+// protocol.Server on loopback (StartServer, Dial, ExpectClosed), polling instead of sleeping (WaitFor,
+// WaitForErr), memory measurement for idle-connection tests (MemInUse, RaceEnabled) and a silent logger
+// for go-stomp clients (NopStompLogger). The router and the store do not use it: they never import
+// anything under protocol.
 package prototest
 
 import (
@@ -66,16 +70,35 @@ func Dial(t testing.TB, addr string) net.Conn {
 	return nc
 }
 
-// WaitFor polls cond every few milliseconds until it returns true, failing the test after timeout.
+// WaitFor polls cond every few milliseconds until it returns true, failing the test after timeout. Tests
+// wait with it instead of sleeping for a guessed time.
 func WaitFor(t testing.TB, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	if !poll(timeout, cond) {
+		t.Fatalf("prototest: condition not met within %s", timeout)
+	}
+}
+
+// WaitForErr is WaitFor for a condition that says what it still waits for: cond returns nil once it
+// holds, and its last error goes into the failure message.
+func WaitForErr(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	var err error
+	if !poll(timeout, func() bool { err = cond(); return err == nil }) {
+		t.Fatalf("prototest: condition not met within %s: %v", timeout, err)
+	}
+}
+
+// poll calls cond every 5ms until it returns true or timeout has passed, and reports whether it held.
+func poll(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("prototest: condition not met within %s", timeout)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // ExpectClosed fails the test unless the server closes nc within d: reading (and discarding whatever

@@ -1,7 +1,10 @@
 package prototest_test
 
 import (
+	"errors"
+	"fmt"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 
@@ -54,4 +57,56 @@ func TestExpectClosed(t *testing.T) {
 	nc := prototest.Dial(t, addrs[0])
 	_, _ = nc.Write([]byte("CONNECT\n\n\x00"))
 	prototest.ExpectClosed(t, nc, time.Second)
+}
+
+// fatalTB records a Fatalf and ends the goroutine, as testing.T does, so a test can watch a helper fail.
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalTB) Helper() {}
+
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// failure runs fn with a fatalTB and returns what it failed with ("" if it returned).
+func failure(t *testing.T, fn func(tb testing.TB)) string {
+	ft := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(ft)
+	}()
+	<-done
+	return ft.msg
+}
+
+// WaitFor and WaitForErr give up after their timeout; WaitForErr says what it still waited for.
+func TestWaitForTimesOut(t *testing.T) {
+	msg := failure(t, func(tb testing.TB) {
+		prototest.WaitFor(tb, 20*time.Millisecond, func() bool { return false })
+	})
+	if msg != "prototest: condition not met within 20ms" {
+		t.Errorf("WaitFor failed with %q", msg)
+	}
+	msg = failure(t, func(tb testing.TB) {
+		prototest.WaitForErr(tb, 20*time.Millisecond, func() error { return errors.New("still waiting") })
+	})
+	if msg != "prototest: condition not met within 20ms: still waiting" {
+		t.Errorf("WaitForErr failed with %q", msg)
+	}
+	polls := 0
+	if msg := failure(t, func(tb testing.TB) {
+		prototest.WaitForErr(tb, time.Second, func() error {
+			if polls++; polls < 3 {
+				return fmt.Errorf("poll %d", polls)
+			}
+			return nil
+		})
+	}); msg != "" || polls != 3 {
+		t.Errorf("WaitForErr failed with %q after %d polls; want success at the third", msg, polls)
+	}
 }

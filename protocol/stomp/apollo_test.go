@@ -33,8 +33,7 @@ func startPolicyBroker(t *testing.T, vh conf.VirtualHost, mod func(c *conf.Conne
 	host := virtualhost.New(vh, router.Options{})
 	reg := virtualhost.NewRegistry(host)
 	t.Cleanup(reg.Close)
-	h := NewHandler(reg, zaptest.NewLogger(t))
-	h.HeartBeatSend, h.HeartBeatReceive = 0, 0
+	h := newTestHandler(t, reg)
 	c := conf.Connector{
 		Detect: []string{protocol.MQTT, protocol.STOMP},
 		STOMP:  conf.STOMP{Grammar: conf.STOMPGrammarDefaults, DieDelay: testDieDelay, MaxMessageLength: 1 << 20},

@@ -24,7 +24,7 @@ func TestDurableSubscription(t *testing.T) {
 	}
 	durableOpts := []func(*frame.Frame) error{stomp.SubscribeOpt.Id("d1"), stomp.SubscribeOpt.Header("persistent", "true")}
 
-	c1, err := stomp.Dial("tcp", b.addr, stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0), stomp.ConnOpt.Logger(nopLogger{}))
+	c1, err := stomp.Dial("tcp", b.addr, stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0), stomp.ConnOpt.Logger(prototest.NopStompLogger{}))
 	if err != nil {
 		t.Fatal(err)
 	}

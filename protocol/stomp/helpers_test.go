@@ -46,9 +46,26 @@ func startBrokerRouter(t testing.TB, ro router.Options, mod func(c *conf.Connect
 	other := virtualhost.New(conf.VirtualHost{Name: "other", Anonymous: true}, router.Options{})
 	reg := virtualhost.NewRegistry(host, other)
 	t.Cleanup(reg.Close)
-	h := NewHandler(reg, zaptest.NewLogger(t))
+	h := newTestHandler(t, reg)
+	c := testConnector()
+	if mod != nil {
+		mod(&c, h)
+	}
+	srv, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.STOMP: h}, c)
+	return &broker{addr: addrs[0], srv: srv, h: h, host: host}
+}
+
+// newTestHandler returns a handler for hosts that logs through t, with heart-beats off.
+func newTestHandler(t testing.TB, hosts *virtualhost.Registry) *Handler {
+	h := NewHandler(hosts, zaptest.NewLogger(t))
 	h.HeartBeatSend, h.HeartBeatReceive = 0, 0
-	c := conf.Connector{
+	return h
+}
+
+// testConnector is the STOMP-only connector the brokers of these tests serve: the default grammar, the
+// short testDieDelay and small frame limits.
+func testConnector() conf.Connector {
+	return conf.Connector{
 		Protocol: protocol.STOMP,
 		STOMP: conf.STOMP{
 			Grammar:          conf.STOMPGrammarDefaults,
@@ -58,18 +75,13 @@ func startBrokerRouter(t testing.TB, ro router.Options, mod func(c *conf.Connect
 			MaxHeaderLength:  1024,
 		},
 	}
-	if mod != nil {
-		mod(&c, h)
-	}
-	srv, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.STOMP: h}, c)
-	return &broker{addr: addrs[0], srv: srv, h: h, host: host}
 }
 
 // dial connects a go-stomp client to the default host; it is disconnected at the end of the test.
 func (b *broker) dial(t *testing.T, opts ...func(*stomp.Conn) error) *stomp.Conn {
 	t.Helper()
 	opts = append([]func(*stomp.Conn) error{stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0),
-		stomp.ConnOpt.Logger(nopLogger{})}, opts...)
+		stomp.ConnOpt.Logger(prototest.NopStompLogger{})}, opts...)
 	c, err := stomp.Dial("tcp", b.addr, opts...)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
@@ -194,18 +206,6 @@ func expectNone(t *testing.T, sub *stomp.Subscription, d time.Duration) {
 	case <-time.After(d):
 	}
 }
-
-// nopLogger silences go-stomp's client, which logs every subscription it closes at disconnect.
-type nopLogger struct{}
-
-func (nopLogger) Debugf(string, ...interface{})   {}
-func (nopLogger) Infof(string, ...interface{})    {}
-func (nopLogger) Warningf(string, ...interface{}) {}
-func (nopLogger) Errorf(string, ...interface{})   {}
-func (nopLogger) Debug(string)                    {}
-func (nopLogger) Info(string)                     {}
-func (nopLogger) Warning(string)                  {}
-func (nopLogger) Error(string)                    {}
 
 // subscribe subscribes and waits until the server has processed the SUBSCRIBE: go-stomp does not ask
 // for a receipt, so a SEND with a receipt on the same connection (frames are handled in order) stands in.

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"io"
 	"net"
-	"runtime"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol/prototest"
 )
 
 // TestIdleSTOMPConnectionMemory measures what an idle, connected STOMP session with one subscription costs
@@ -24,7 +24,7 @@ func TestIdleSTOMPConnectionMemory(t *testing.T) {
 	const n = 500
 	hello := []byte("CONNECT\naccept-version:1.2\nhost:default\nheart-beat:0,0\n\n\x00" +
 		"SUBSCRIBE\nid:1\ndestination:/topic/idle.*\nreceipt:r\n\n\x00")
-	heapBefore, stackBefore := memInUse()
+	heapBefore, stackBefore := prototest.MemInUse()
 	clients := make([]net.Conn, 0, n)
 	defer func() {
 		for _, nc := range clients {
@@ -59,21 +59,12 @@ func TestIdleSTOMPConnectionMemory(t *testing.T) {
 		}
 	}
 	time.Sleep(50 * time.Millisecond) // let the writers exit
-	heapAfter, stackAfter := memInUse()
+	heapAfter, stackAfter := prototest.MemInUse()
 	heap, stack := (heapAfter-heapBefore)/n, (stackAfter-stackBefore)/n
 	t.Logf("per idle STOMP connection with one subscription: %d bytes heap (client socket included), %d bytes stack", heap, stack)
 	// Measured: ~2.8 KiB heap, 4 KiB stack (SUBSCRIBE runs on the reader and grows its stack; parked in
 	// Reader.Wait on small frames it is shrunk back to 4 KiB). The bounds leave a margin.
-	if !raceEnabled && (heap > 3<<10+512 || stack > 5<<10) {
+	if !prototest.RaceEnabled && (heap > 3<<10+512 || stack > 5<<10) {
 		t.Fatalf("%d heap and %d stack bytes per idle connection; want at most 3.5 KiB and 5 KiB", heap, stack)
 	}
-}
-
-// memInUse returns the live heap and the goroutine stacks.
-func memInUse() (heap, stack int64) {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc), int64(m.StackInuse)
 }

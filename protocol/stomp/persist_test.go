@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3/frame"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol"
@@ -37,10 +36,8 @@ func startDurableBroker(t *testing.T, failing *atomic.Bool) *broker {
 	}
 	reg := virtualhost.NewRegistry(host)
 	t.Cleanup(reg.Close)
-	h := NewHandler(reg, zaptest.NewLogger(t))
-	h.HeartBeatSend, h.HeartBeatReceive = 0, 0
-	c := conf.Connector{Protocol: protocol.STOMP, STOMP: conf.STOMP{Grammar: conf.STOMPGrammarDefaults,
-		DieDelay: testDieDelay, MaxMessageLength: 1 << 20, MaxHeaders: 50, MaxHeaderLength: 1024}}
+	h := newTestHandler(t, reg)
+	c := testConnector()
 	srv, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.STOMP: h}, c)
 	return &broker{addr: addrs[0], srv: srv, h: h, host: host}
 }
@@ -133,10 +130,8 @@ func startBadgerBroker(t *testing.T, dir string) (b *broker, stop func()) {
 		t.Fatal(err)
 	}
 	reg := virtualhost.NewRegistry(host)
-	h := NewHandler(reg, zaptest.NewLogger(t))
-	h.HeartBeatSend, h.HeartBeatReceive = 0, 0
-	c := conf.Connector{Protocol: protocol.STOMP, STOMP: conf.STOMP{Grammar: conf.STOMPGrammarDefaults,
-		DieDelay: testDieDelay, MaxMessageLength: 1 << 20, MaxHeaders: 50, MaxHeaderLength: 1024}}
+	h := newTestHandler(t, reg)
+	c := testConnector()
 	if _, err := h.RestoreAll([]conf.Connector{c}); err != nil {
 		t.Fatal(err)
 	}

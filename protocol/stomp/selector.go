@@ -90,7 +90,6 @@ type selParser struct {
 	src string
 	pos int
 	tok token
-	err error
 }
 
 func (p *selParser) errorf(format string, args ...any) error {

@@ -189,7 +189,7 @@ func TestACK_ClientIndividualRedelivery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c1, err := stomp.Dial("tcp", b.addr, stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0), stomp.ConnOpt.Logger(nopLogger{}))
+	c1, err := stomp.Dial("tcp", b.addr, stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0), stomp.ConnOpt.Logger(prototest.NopStompLogger{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestACK_ClientCumulative(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c1, err := stomp.Dial("tcp", b.addr, stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0), stomp.ConnOpt.Logger(nopLogger{}))
+	c1, err := stomp.Dial("tcp", b.addr, stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0), stomp.ConnOpt.Logger(prototest.NopStompLogger{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -604,7 +604,7 @@ func TestStampHeaders(t *testing.T) {
 // rewritten to a global name others can send to, not subscribe to; it dies with its connection.
 func TestTemporaryDestinations(t *testing.T) {
 	b := startBroker(t, nil)
-	req, err := stomp.Dial("tcp", b.addr, stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0), stomp.ConnOpt.Logger(nopLogger{}))
+	req, err := stomp.Dial("tcp", b.addr, stomp.ConnOpt.Host("default"), stomp.ConnOpt.HeartBeat(0, 0), stomp.ConnOpt.Logger(prototest.NopStompLogger{}))
 	if err != nil {
 		t.Fatal(err)
 	}

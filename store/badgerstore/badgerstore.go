@@ -59,12 +59,11 @@ type Options struct {
 // Store is a badger-backed store.Store.
 type Store struct {
 	*engine.Engine
-	db       *badger.DB
-	stopGC   chan struct{}
-	gcDone   chan struct{}
-	gcMu     sync.Mutex
-	closeErr error
-	once     sync.Once
+	db     *badger.DB
+	stopGC chan struct{}
+	gcDone chan struct{}
+	gcMu   sync.Mutex
+	once   sync.Once
 }
 
 // Open opens (creating if needed) the store in dir. It fails with an error wrapping store.ErrLocked when

@@ -127,14 +127,6 @@ func (d *dec) u64() uint64 {
 	return binary.BigEndian.Uint64(p)
 }
 
-func (d *dec) u16() uint16 {
-	p := d.fixed(2)
-	if p == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint16(p)
-}
-
 func (d *dec) end(what string) error {
 	if d.err == nil && len(d.b) != 0 {
 		d.err = store.ErrCorrupt

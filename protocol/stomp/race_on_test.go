@@ -1,5 +1,0 @@
-//go:build race
-
-package stomp
-
-const raceEnabled = true
