@@ -175,8 +175,17 @@ type VirtualHost struct {
 	MaxQueues int
 	// MaxMessageLength for this host, on top of each connector's; 0 = the connector's. Default 0.
 	MaxMessageLength int64
+	// Quota bounds the bytes each queue and durable subscription of the host holds, unless a policy
+	// says otherwise; 0 = the router default (64MB). Default 0.
+	Quota int64
+	// QuotaMessages bounds the messages each queue and durable subscription holds likewise; 0 = the
+	// router default (100000). Default 0.
+	QuotaMessages int
 	// Queues are `queue "PATTERN" { }` policies, first matching pattern wins.
 	Queues []QueuePolicy
+	// Dsubs are `dsub "PATTERN" { }` policies for durable subscriptions (STOMP /dsub/<id>, and an MQTT
+	// session's, named $mqtt.<client id>.<filter>), with a queue policy's attributes; first match wins.
+	Dsubs []QueuePolicy
 	// Topics are `topic "PATTERN" { }` policies, first matching pattern wins.
 	Topics []TopicPolicy
 }

@@ -211,6 +211,8 @@ func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
 		"max_connections":    integer(&h.MaxConnections),
 		"max_queues":         integer(&h.MaxQueues),
 		"max_message_length": size(&h.MaxMessageLength),
+		"quota":              size(&h.Quota),
+		"quota_messages":     integer(&h.QuotaMessages),
 	})
 	var first *hclsyntax.Block
 	for _, sb := range b.Body.Blocks {
@@ -227,13 +229,18 @@ func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
 				h.Queues = append(h.Queues, d.queuePolicy(sb, key+".queue."+strconv.Itoa(len(h.Queues))))
 			}
 			continue
+		case "dsub":
+			if d.labels(sb, 1) {
+				h.Dsubs = append(h.Dsubs, d.queuePolicy(sb, key+".dsub."+strconv.Itoa(len(h.Dsubs))))
+			}
+			continue
 		case "topic":
 			if d.labels(sb, 1) {
 				h.Topics = append(h.Topics, d.topicPolicy(sb, key+".topic."+strconv.Itoa(len(h.Topics))))
 			}
 			continue
 		default:
-			d.unknownBlock(sb, "store", "access_rule", "queue", "topic")
+			d.unknownBlock(sb, "store", "access_rule", "queue", "dsub", "topic")
 			continue
 		}
 		if first != nil {

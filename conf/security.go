@@ -72,13 +72,35 @@ func (v *validator) hostSecurity(k string, h *VirtualHost) {
 	if h.MaxMessageLength < 0 {
 		v.errf(k+".max_message_length", "max_message_length must not be negative (0 means the connector's)")
 	}
+	if h.Quota < 0 {
+		v.errf(k+".quota", "quota must not be negative (0 means the default)")
+	}
+	if h.QuotaMessages < 0 {
+		v.errf(k+".quota_messages", "quota_messages must not be negative (0 means the default)")
+	}
 	v.accessRules(k+".access_rule.", h.AccessRules)
-
+	v.queuePolicies(k, "queue", h.Queues)
+	v.queuePolicies(k, "dsub", h.Dsubs)
 	patterns := map[string]string{}
-	for i := range h.Queues {
-		q := &h.Queues[i]
-		qk := k + ".queue." + strconv.Itoa(i)
-		v.policyPattern(qk, "queue", q.Pattern, patterns)
+	for i := range h.Topics {
+		t := &h.Topics[i]
+		tk := k + ".topic." + strconv.Itoa(i)
+		v.policyPattern(tk, "topic", t.Pattern, patterns)
+		switch t.SlowConsumerPolicy {
+		case SlowBlock, SlowQueue:
+		default:
+			v.errf(tk+".slow_consumer_policy", "unknown slow_consumer_policy %q (want \"block\" or \"queue\")", t.SlowConsumerPolicy)
+		}
+	}
+}
+
+// queuePolicies checks the `queue` or `dsub` (what) policy blocks of the host at k.
+func (v *validator) queuePolicies(k, what string, policies []QueuePolicy) {
+	patterns := map[string]string{}
+	for i := range policies {
+		q := &policies[i]
+		qk := k + "." + what + "." + strconv.Itoa(i)
+		v.policyPattern(qk, what, q.Pattern, patterns)
 		if q.NakLimit < 0 {
 			v.errf(qk+".nak_limit", "nak_limit must not be negative (0 means unlimited)")
 		}
@@ -98,17 +120,6 @@ func (v *validator) hostSecurity(k string, h *VirtualHost) {
 		}
 		if q.AutoDeleteAfter < 0 {
 			v.errf(qk+".auto_delete_after", "auto_delete_after must not be negative")
-		}
-	}
-	patterns = map[string]string{}
-	for i := range h.Topics {
-		t := &h.Topics[i]
-		tk := k + ".topic." + strconv.Itoa(i)
-		v.policyPattern(tk, "topic", t.Pattern, patterns)
-		switch t.SlowConsumerPolicy {
-		case SlowBlock, SlowQueue:
-		default:
-			v.errf(tk+".slow_consumer_policy", "unknown slow_consumer_policy %q (want \"block\" or \"queue\")", t.SlowConsumerPolicy)
 		}
 	}
 }

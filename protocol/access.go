@@ -78,6 +78,15 @@ func Login(c *Conn, host *virtualhost.Host, user string, password []byte, hasUse
 	return virtualhost.Principal{}, err
 }
 
+// Owner is the identity that owns what a principal creates that outlives its connection (a durable
+// subscription, an MQTT session): its user name when proven, else "" (nobody in particular).
+func Owner(p virtualhost.Principal) string {
+	if !p.Authenticated {
+		return ""
+	}
+	return p.User
+}
+
 // Access is one authenticated client's view of its host's access rules.
 type Access struct {
 	Conn      *Conn

@@ -31,6 +31,12 @@ type ConsumerOptions struct {
 	// FromSeq restricts the consumer to messages whose queue sequence number is at least FromSeq; a
 	// browser starts there. -1 means only messages that arrive after the consumer attaches; 0, every one.
 	FromSeq int64
+	// AckQoS0 acknowledges a delivery whose QoS, min(message QoS, the subscription's QoS), is 0 as soon
+	// as the sink takes it: at most once needs no acknowledgement (MQTT).
+	AckQoS0 bool
+	// Owner is the consuming principal. A durable subscription's queue admits only its owner
+	// (ErrNotOwner), and only while the subscription exists (ErrNoDurable).
+	Owner string
 }
 
 // Consumer is one competing (or browsing) consumer of a queue.
@@ -40,6 +46,7 @@ type Consumer struct {
 	credit       int
 	creditBytes  int64
 	autoAck      bool
+	ackQoS0      bool
 	match        func(*Message) bool
 	browser      bool
 	exclusive    bool
@@ -204,11 +211,16 @@ func (r *Router) Consume(s *Subscription, o ConsumerOptions) (*Consumer, error) 
 	if len(s.Filter.Segs) == 0 || !s.Filter.IsLiteral() {
 		return nil, fmt.Errorf("%w: a queue name must be literal", ErrInvalidFilter)
 	}
+	if s.Filter.Kind == DurableSub {
+		if err := r.checkDurableConsumer(s.Filter.Destination(), o.Owner); err != nil {
+			return nil, err
+		}
+	}
 	credit := o.Credit
 	if credit <= 0 {
 		credit = DefaultCredit
 	}
-	c := &Consumer{sub: s, credit: credit, creditBytes: o.CreditBytes, autoAck: o.AutoAck || o.Browser,
+	c := &Consumer{sub: s, credit: credit, creditBytes: o.CreditBytes, autoAck: o.AutoAck || o.Browser, ackQoS0: o.AckQoS0,
 		match: o.Match, browser: o.Browser, exclusive: o.Exclusive && !o.Browser, unacked: make(map[uint64]*qitem)}
 	q, err := r.lockedQueueLimit(s.Filter.Destination(), true, true)
 	if err != nil {

@@ -31,6 +31,10 @@ type Journal interface {
 	// RestoreBacklog). Called with the queue's lock held, before the deliveries it covers, once per
 	// DeliveredWindow sequence numbers.
 	Delivered(d Destination, mark uint64)
+	// Durable records durable subscription d with its options, created or changed, or with o nil its
+	// removal (its queue has released every message by then). tr, when set, learns when it is durable.
+	// Called with the router's durable-subscription lock held, in the order of the changes.
+	Durable(d Destination, o *DurableOptions, tr Tracker)
 	// Load returns up to limit journalled messages of queue d with queue sequence number >= from, in
 	// ascending order. It must include every Enqueue made before the call, written yet or not. The router
 	// calls it with the queue's lock held when the queue's in-memory window runs low (Options.SwapMessages),

@@ -304,7 +304,7 @@ func (q *queue) dispatchWaitingLocked() int {
 			q.memBytes -= it.size
 			q.delivMax = max(q.delivMax, it.order)
 			delivered++
-			if c.autoAck {
+			if c.autoAck || c.ackQoS0 && min(it.msg.QoS, c.sub.QoS) == 0 {
 				q.releaseLocked(it)
 			} else {
 				c.unacked[q.seq] = it
@@ -621,6 +621,49 @@ func (r *Router) DeleteQueue(d Destination) int {
 	if q.room != nil {
 		close(q.room)
 		q.room = nil
+	}
+	r.discarded.Add(uint64(n))
+	return n
+}
+
+// purgeLocked releases every message the queue holds, waiting in memory, parked, swapped out (loaded in
+// windows to be released) or in flight, journalling each release, and closes its consumers and browsers
+// (their Ack and Nack return false). It returns the number of messages released.
+func (q *queue) purgeLocked() int {
+	n := 0
+	for _, c := range slices.Concat(q.consumers, q.browsers) {
+		for _, it := range c.unacked {
+			q.releaseLocked(it)
+			n++
+		}
+		c.closed, c.unacked, c.unackedBytes = true, nil, 0
+	}
+	q.consumers, q.browsers, q.groups, q.exclusive, q.next = nil, nil, nil, 0, 0
+	for {
+		for p := range q.levels {
+			w := &q.levels[p]
+			for w.len() > 0 {
+				it := w.at(0)
+				w.removeAt(0)
+				q.releaseLocked(it)
+				n++
+			}
+		}
+		q.waiting, q.memBytes = 0, 0
+		if q.swapped == 0 || !q.loadLocked(maxLoadWindow) {
+			break
+		}
+	}
+	for _, it := range q.parked {
+		q.releaseLocked(it)
+		n++
+	}
+	q.parked = nil
+	if q.swapped > 0 { // a failed load: the journal keeps them; the journal's removal of the list deletes them
+		n += q.swapped
+		q.held -= q.swapped
+		q.heldBytes -= q.swappedBytes
+		q.swapped, q.swappedBytes = 0, 0
 	}
 	return n
 }

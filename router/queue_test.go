@@ -245,6 +245,10 @@ func TestQueueFull(t *testing.T) {
 func TestQueueKindsAreSeparate(t *testing.T) {
 	r := New(Options{})
 	q, tq, ds := &recSink{}, &recSink{}, &recSink{}
+	// A durable subscription's queue takes consumers only while the subscription exists.
+	if _, err := r.CreateDurable(mustName(t, stompG, "/dsub/x"), DurableOptions{Filter: mustFilter(t, stompG, "/topic/y")}, nil); err != nil {
+		t.Fatal(err)
+	}
 	r.Consume(queueSub(t, "/queue/x", q), ConsumerOptions{AutoAck: true})
 	r.Consume(queueSub(t, "/temp-queue/x", tq), ConsumerOptions{AutoAck: true})
 	r.Consume(queueSub(t, "/dsub/x", ds), ConsumerOptions{AutoAck: true})

@@ -42,6 +42,9 @@ type Options struct {
 	// SwapBytes bounds the bytes (bodies and headers) of those in-memory waiting messages likewise.
 	// 0 means DefaultSwapBytes.
 	SwapBytes int64
+	// MaxDurables bounds the durable subscriptions; creating one more fails with ErrTooManyDurables.
+	// 0 means DefaultMaxDurables.
+	MaxDurables int
 }
 
 // Defaults applied by New to zero Options fields.
@@ -68,6 +71,8 @@ type Router struct {
 	// starts above: its delivered mark (Journal.Delivered) may be that high. Guarded by qmu.
 	seqFloors map[string]uint64
 
+	dur durables // durable subscriptions (durable.go)
+
 	nextID    atomic.Uint64
 	published atomic.Uint64
 	delivered atomic.Uint64
@@ -77,6 +82,7 @@ type Router struct {
 	poisoned  atomic.Uint64
 	loads     atomic.Uint64
 	loadErrs  atomic.Uint64
+	discarded atomic.Uint64
 	closed    atomic.Bool
 }
 
@@ -102,6 +108,9 @@ func New(o Options) *Router {
 	}
 	if o.SwapBytes <= 0 {
 		o.SwapBytes = DefaultSwapBytes
+	}
+	if o.MaxDurables <= 0 {
+		o.MaxDurables = DefaultMaxDurables
 	}
 	// Own copies, compiled; a policy that does not validate would match wrongly, so it is left out.
 	var qps []QueuePolicy
@@ -203,6 +212,11 @@ type PublishResult struct {
 	// Err is ErrQueueFull when a queue had no room (the message was not stored), ErrClosed after Close,
 	// or ErrInvalidName for a destination with no path.
 	Err error
+	// Room is set when a durable subscription with a consumer was full (FullBlock) and could not keep
+	// the message: it is closed once that subscription has room. The publisher's front-end holds the
+	// publisher back (stops reading its socket) until then, for a bounded time, so a subscriber that
+	// keeps up on average loses nothing to a burst.
+	Room <-chan struct{}
 }
 
 // Publish routes m. It assigns m.ID when zero; after that m must not be modified.
@@ -255,8 +269,21 @@ func (r *Router) Publish(m *Message) PublishResult {
 	res := r.topics.match(ri, m.Dest.Path)
 	var pr PublishResult
 	d := Delivery{Msg: m}
-	block := 0 // 1: the topic's policy blocks on slow consumers, -1: it does not, 0: not looked up yet
+	block := 0   // 1: the topic's policy blocks on slow consumers, -1: it does not, 0: not looked up yet
+	counted := 0 // drops the durable subscriptions counted themselves
 	for _, s := range res.Subs {
+		if s.dur != nil {
+			dropped, room := r.offer(s.dur, m)
+			if dropped == 0 {
+				pr.Delivered++
+			}
+			pr.Dropped += dropped
+			counted += dropped
+			if room != nil && pr.Room == nil {
+				pr.Room = room
+			}
+			continue
+		}
 		d.Sub = s
 		if s.Sink.Deliver(d) || r.retryBlocked(&block, s.Sink, d) {
 			pr.Delivered++
@@ -274,8 +301,8 @@ func (r *Router) Publish(m *Message) PublishResult {
 	if pr.Delivered > 0 {
 		r.delivered.Add(uint64(pr.Delivered))
 	}
-	if pr.Dropped > 0 {
-		r.dropped.Add(uint64(pr.Dropped))
+	if pr.Dropped > counted {
+		r.dropped.Add(uint64(pr.Dropped - counted))
 	}
 	return pr
 }
@@ -326,10 +353,14 @@ type Stats struct {
 	// SwapLoads counts windows of swapped-out messages loaded back from the journal; SwapLoadErrors the
 	// loads that failed (the messages stay in the journal and the load is retried on the next dispatch).
 	SwapLoads, SwapLoadErrors uint64
-	Subscriptions             int // topic subscriptions
-	Retained                  int // retained messages
-	Queues                    int // queues in use
-	CachedTopics              int // entries in the match cache
+	// Discarded counts messages discarded with their queue: a destroyed durable subscription, a
+	// temporary queue whose owner went away.
+	Discarded     uint64
+	Subscriptions int // topic subscriptions, durable ones included
+	Durables      int // durable subscriptions
+	Retained      int // retained messages
+	Queues        int // queues in use
+	CachedTopics  int // entries in the match cache
 }
 
 // Stats returns a snapshot of the counters.
@@ -344,6 +375,7 @@ func (r *Router) Stats() Stats {
 		DeadLettered:   r.deadLet.Load(),
 		SwapLoads:      r.loads.Load(),
 		SwapLoadErrors: r.loadErrs.Load(),
+		Discarded:      r.discarded.Load(),
 		Retained:       r.retained.len(),
 	}
 	r.topics.mu.RLock()
@@ -352,6 +384,9 @@ func (r *Router) Stats() Stats {
 	r.qmu.RLock()
 	s.Queues = len(r.queues)
 	r.qmu.RUnlock()
+	r.dur.mu.Lock()
+	s.Durables = len(r.dur.m)
+	r.dur.mu.Unlock()
 	if r.topics.cache != nil {
 		s.CachedTopics = r.topics.cache.len()
 	}

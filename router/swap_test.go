@@ -15,10 +15,29 @@ type memJournal struct {
 	entries map[string]map[uint64]Stored // queue key -> seq -> entry
 	marks   map[string][]uint64          // queue key -> Delivered calls
 	loads   int
+	// durables holds the durable subscriptions recorded (Durable) by key; a removal deletes the key
+	// and counts in removed.
+	durables map[string]DurableOptions
+	removed  int
 }
 
 func newMemJournal() *memJournal {
-	return &memJournal{entries: make(map[string]map[uint64]Stored), marks: make(map[string][]uint64)}
+	return &memJournal{entries: make(map[string]map[uint64]Stored), marks: make(map[string][]uint64),
+		durables: make(map[string]DurableOptions)}
+}
+
+func (j *memJournal) Durable(d Destination, o *DurableOptions, tr Tracker) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if o == nil {
+		delete(j.durables, jkey(d))
+		j.removed++
+	} else {
+		j.durables[jkey(d)] = *o
+	}
+	if tr != nil {
+		tr.Track()(nil)
+	}
 }
 
 func jkey(d Destination) string { return Key(d) }

@@ -142,4 +142,6 @@ type Subscription struct {
 	ID     string // the front-end's name for it (STOMP subscription id, MQTT filter text)
 	Share  string // shared-subscription group; members of one group receive each message round-robin
 	Opaque any    // front-end state
+
+	dur *durable // set for a durable subscription's own entry in the trie (durable.go); Sink is nil
 }

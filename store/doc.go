@@ -1,9 +1,12 @@
 // Package store holds what must survive a crash, per virtual host: persistent queue messages (and
-// dead-letter queues, which are just queues), durable subscriptions and their backlogs, MQTT sessions
-// (subscriptions, queued messages, outbound in-flight state, inbound QoS 2 ids awaiting PUBREL) and
-// retained messages. Store is the interface; store/badgerstore is the durable implementation (one badger
-// directory per host), store/memstore the in-memory one, and store/storetest the contract both pass.
-// The package uses the standard library only; the router does not import it, so it has its own records.
+// dead-letter queues, which are just queues), durable subscriptions and their backlogs (STOMP durable
+// subscriptions and the subscriptions of MQTT sessions that outlive their connection alike), session
+// records with their in-flight state (outbound deliveries' packet ids, inbound QoS 2 ids awaiting PUBREL)
+// and retained messages. Store is the interface; store/badgerstore is the durable implementation (one
+// badger directory per host), store/memstore the in-memory one, and store/storetest the contract both
+// pass. The package uses the standard library only; the router does not import it, so it has its own
+// records. Records are protocol-neutral: names and filters are the caller's canonical keys (the router's),
+// never a protocol's wire text, so reading them back needs no grammar.
 //
 // # Model
 //
@@ -13,8 +16,7 @@
 // back to zero, so a message published to ten durable targets costs one body, and acking the last
 // reference frees it. Callers pass the *Message with every reference; the store decides whether to write.
 //
-// Queues, durable-subscription backlogs and session queues are ordered lists of entries keyed by
-// (list, owner, seq). The caller assigns seq (ListInfo.Last+1 after a restart). Entries reads a list in
+// Queues and durable-subscription backlogs are ordered lists of entries keyed by (list, owner, seq). The caller assigns seq (ListInfo.Last+1 after a restart). Entries reads a list in
 // windows from a seq, so a backlog of millions stays on disk and only a window is held in memory.
 //
 // # Writes: group commit
@@ -38,12 +40,13 @@
 //	delivered past the mark                PutQueue{Q, Delivered: seq + window} (once per window)
 //	redelivery count after a nack          PutEntry{Q, seq, msg, Redeliveries+1}
 //	to the dead-letter queue               DeleteEntry{Q, seq} + PutEntry{DLQ, seq', msg}
-//	offline MQTT session gets a message    PutEntry{ListSession, client, seq, msg, QoS}
-//	… sent on resume                       DeleteEntry{ListSession, client, seq} + PutInflight{publish}
-//	PUBACK / PUBCOMP                       DeleteInflight
-//	PUBREC (QoS 2 out)                     PutInflight{release} (the message reference is dropped)
+//	durable subscription made / changed    PutDurableSub (its topic matches: PutEntry{ListDurableSub, …})
+//	QoS 2 delivery sent under packet id    PutInflight{publish, ref: the entry}
+//	… PUBREC                               PutInflight{release, ref}, then DeleteEntry of the entry
+//	… PUBCOMP                              DeleteInflight
 //	inbound QoS 2 PUBLISH / PUBREL         PutInbound (→ PUBREC) / DeleteInbound
 //	retained set / cleared                 PutRetained / DeleteRetained → ack
+//	session record (SUBSCRIBE, CONNECT)    PutSession
 //	session or durable subscription ends   DeleteSession / DeleteDurableSub
 //	startup                                Recover, then Entries windows; new message ids above
 //	                                       Counts.MaxMessageID, new seqs above ListInfo.Last
@@ -52,32 +55,36 @@
 // Message IDs must be unique among stored messages: reusing the ID of a message still referenced makes
 // the new reference point at the old body. Hence the restart rule above.
 //
-// # Keys and encodings (format version 1)
+// # Keys and encodings (format version 2)
 //
 // str(s) is uvarint(len(s)) followed by the bytes; u64 and u16 are big-endian, so keys sort by number.
+// Names (queue names, durable subscription ids, list owners, retained topics) and filters are the
+// caller's canonical keys: any bytes.
 //
-//	v                                  "1": the format version; Open refuses any other (ErrVersion)
+//	v                                  "2": the format version; Open refuses any other (ErrVersion)
 //	m u64(id)                          message: flags(1: persistent, 2: retain, 4: group) qos priority
 //	                                   destKind varint(expires) uvarint(n) n×str(path segment)
 //	                                   str(origin) str(content type) uvarint(n) n×(str(name) str(value))
 //	                                   [str(group), when flag 4] body…
 //	c u64(id)                          uvarint(reference count); absent = 0 = no body
 //	q str(name)                        queue record: kind (1 byte) [uvarint(delivered mark)]
-//	d str(id)                          durable subscription: str(filter) str(selector)
+//	d str(id)                          durable subscription: str(filter) str(selector) str(owner) qos flags
 //	s str(client id)                   session: protocol version, uvarint(expiry s), varint(disconnected
-//	                                   at ms), uvarint(n) n×(str(filter) qos options uvarint(identifier))
-//	                                   [str(owner)]
-//	e list str(owner) u64(seq)         list entry (list 1 queue, 2 dsub, 3 session): uvarint(message id)
-//	                                   uvarint(redeliveries) qos varint(expires)
-//	i str(client id) u16(packet id)    outbound in-flight: state qos uvarint(message id, 0 = none)
+//	                                   at ms), str(owner), uvarint(n) n×(str(name) str(filter) str(share)
+//	                                   qos options uvarint(identifier) durable(0|1))
+//	e list str(owner) u64(seq)         list entry (list 1 queue, 2 dsub): uvarint(message id)
+//	                                   uvarint(redeliveries) varint(expires)
+//	i str(client id) u16(packet id)    outbound in-flight: state qos list str(owner) uvarint(seq)
 //	p str(client id) u16(packet id)    inbound QoS 2 id awaiting PUBREL: empty value
 //	r str(topic)                       retained: uvarint(message id)
 //	x u64(expires ms) <entry key>      expiry index of entries whose message expires; empty value
 //
-// Fields in [brackets] were added within format version 1 without changing the version: a record
-// written before them lacks them and decodes with the zero value (no group, no owner, no delivered
-// mark), and a writer leaves them out when zero, so an older build reads every record it can have written
-// itself. The message group hides behind a flag bit because the body runs to the end of the value.
+// Fields in [brackets] are left out when zero, and decode as zero when absent. The message group hides
+// behind a flag bit because the body runs to the end of the value.
+//
+// Format version 1 (until December 2026) kept wire text in filters and names and a third list per MQTT
+// session; Open refuses it with ErrVersion. Its export stream (below) is read by Import of this version,
+// which converts it (see Import).
 //
 // Export and Import move all of it to and from a line-delimited JSON stream (see Export) for backups and
 // format upgrades.

@@ -89,9 +89,6 @@ func Export(s Store, w io.Writer) (Counts, error) {
 				return c, err
 			}
 		}
-		if ss.Queued.Count > 0 {
-			lists = append(lists, list{ListSession, ss.Session.ClientID})
-		}
 	}
 	for _, li := range lists {
 		for from := uint64(0); ; {
@@ -124,8 +121,8 @@ func Import(r io.Reader, s Store) (int, error) {
 	if err := dec.Decode(&h); err != nil {
 		return 0, fmt.Errorf("store: import: header: %w", err)
 	}
-	if h.Format != ExportFormat || h.Version < 1 || h.Version > FormatVersion {
-		return 0, fmt.Errorf("%w: import stream %q version %d (this build reads %s up to version %d)",
+	if h.Format != ExportFormat || h.Version != FormatVersion {
+		return 0, fmt.Errorf("%w: import stream %q version %d (this build reads %s version %d)",
 			ErrVersion, h.Format, h.Version, ExportFormat, FormatVersion)
 	}
 	var ops []Op

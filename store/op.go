@@ -34,7 +34,8 @@ type DeleteDurableSub struct{ ID string }
 // PutSession records an MQTT session (replacing its subscriptions).
 type PutSession struct{ Session Session }
 
-// DeleteSession removes a session with its queued entries, in-flight and inbound state.
+// DeleteSession removes a session record with its in-flight and inbound state (its durable
+// subscriptions are deleted by their own ops).
 type DeleteSession struct{ ClientID string }
 
 // PutInflight records an outbound delivery awaiting the client (see InflightState).
@@ -102,17 +103,11 @@ func Validate(op Op) error {
 			return bad("unknown list")
 		}
 	case PutInflight:
-		switch o.Inflight.State {
-		case InflightPublish:
-			if o.Inflight.Msg == nil || o.Inflight.Msg.ID == 0 {
-				return bad("message with a non-zero id required")
-			}
-		case InflightRelease:
-			if o.Inflight.Msg != nil {
-				return bad("no message in the release state")
-			}
-		default:
+		if o.Inflight.State != InflightPublish && o.Inflight.State != InflightRelease {
 			return bad("unknown state")
+		}
+		if !o.Inflight.Ref.List.valid() {
+			return bad("unknown list")
 		}
 	case PutRetained:
 		if o.Retained.Msg == nil || o.Retained.Msg.ID == 0 {

@@ -16,7 +16,9 @@ var (
 )
 
 // FormatVersion is the on-disk format this build reads and writes (the value of the version key).
-const FormatVersion = 1
+// Version 2 made the records protocol-neutral: names are router keys, filters canonical filter keys, and
+// sessions keep no messages of their own (their durable subscriptions do).
+const FormatVersion = 2
 
 // Store is the durable state of one virtual host. It is safe for concurrent use.
 //
@@ -55,11 +57,11 @@ type Store interface {
 // List names a kind of ordered list of message references.
 type List uint8
 
-// Lists.
+// Lists. (Format version 1 had a third, a session's own queue; sessions now keep their messages in
+// durable subscriptions.)
 const (
-	ListQueue      List = 1 // a queue or dead-letter queue; owner = queue name
-	ListDurableSub List = 2 // a durable subscription's backlog; owner = subscription id
-	ListSession    List = 3 // an MQTT session's queued (not yet sent) messages; owner = client id
+	ListQueue      List = 1 // a queue or dead-letter queue; owner = the queue's name
+	ListDurableSub List = 2 // a durable subscription's backlog; owner = the subscription's name
 )
 
 func (l List) String() string {
@@ -68,13 +70,11 @@ func (l List) String() string {
 		return "queue"
 	case ListDurableSub:
 		return "dsub"
-	case ListSession:
-		return "session"
 	}
 	return fmt.Sprintf("list(%d)", uint8(l))
 }
 
-func (l List) valid() bool { return l >= ListQueue && l <= ListSession }
+func (l List) valid() bool { return l == ListQueue || l == ListDurableSub }
 
 // Header is one application header (STOMP header, MQTT 5 user property).
 type Header struct {
@@ -111,9 +111,7 @@ type Entry struct {
 	// Seq orders the list; the caller assigns it (ListInfo.Last+1 after a restart).
 	Seq          uint64
 	Redeliveries uint32
-	// QoS is the delivery QoS for session entries (min of publish and granted QoS); 0 elsewhere.
-	QoS uint8
-	Msg *Message
+	Msg          *Message
 }
 
 // Ref returns the entry's reference.
@@ -142,22 +140,43 @@ type Queue struct {
 	Delivered uint64
 }
 
-// DurableSub is a durable subscription's record (STOMP /dsub, persistent:true).
+// DurableSub is a durable subscription's record: a topic filter whose matches are kept in the list of
+// the same name (ListDurableSub) until consumed. STOMP /dsub/<id>, and each subscription of an MQTT
+// session that outlives its connection, are durable subscriptions.
 type DurableSub struct {
-	ID       string
-	Filter   string // the caller's canonical filter text
+	// ID is the subscription's name (the caller's canonical key of its destination).
+	ID string
+	// Filter is the topic filter in the caller's canonical form (no protocol's syntax).
+	Filter string
+	// Selector is a message selector expression; "" = every message.
 	Selector string
+	// Owner is the principal that created it and alone may use it; "" = anyone.
+	Owner string
+	// QoS is the highest QoS granted.
+	QoS uint8
+	// Flags are the caller's option bits (the router's: drop QoS 0 messages while offline).
+	Flags uint8
 }
 
-// Subscription is one MQTT session subscription.
+// Subscription is one subscription of a session.
 type Subscription struct {
-	Filter     string
+	// Name is the client's name for it: the filter as it wrote it, its key in the session. A label,
+	// never parsed: Filter is what it subscribes to.
+	Name string
+	// Filter is the filter in the caller's canonical form.
+	Filter string
+	// Share names the shared-subscription group it belongs to; "" = none.
+	Share      string
 	QoS        uint8
 	Options    uint8  // MQTT 5 subscription option bits beyond QoS (no local, retain as published, ...)
 	Identifier uint32 // MQTT 5 subscription identifier; 0 = none
+	// Durable is set when the subscription keeps its messages in a durable subscription of the session
+	// (a DurableSub record, named by the caller from the client id and Name).
+	Durable bool
 }
 
-// Session is an MQTT session's record (clean session off / session expiry > 0).
+// Session is a client session's record (MQTT clean session off / session expiry > 0): who owns it and
+// what it subscribed to. Its messages are in its durable subscriptions' lists.
 type Session struct {
 	ClientID        string
 	ProtocolVersion uint8
@@ -171,24 +190,27 @@ type Session struct {
 	Owner string
 }
 
-// InflightState is where an outbound QoS 1/2 delivery stands.
+// InflightState is where an outbound two-phase (MQTT QoS 2) delivery stands.
 type InflightState uint8
 
 // Inflight states.
 const (
-	// InflightPublish: PUBLISH sent, awaiting PUBACK (QoS 1) or PUBREC (QoS 2). The message is kept.
+	// InflightPublish: sent under its packet id, awaiting the client's receipt (PUBREC).
 	InflightPublish InflightState = 1
-	// InflightRelease: PUBREC received and PUBREL sent, awaiting PUBCOMP. Only the packet id is kept.
+	// InflightRelease: received by the client (PUBREC), released (PUBREL sent), awaiting completion
+	// (PUBCOMP). The message itself may be gone from its list.
 	InflightRelease InflightState = 2
 )
 
-// Inflight is one outbound delivery of a session that the client has not completed.
+// Inflight is one outbound delivery of a session that the client has not completed: the packet id it
+// was sent under, so that after a restart it is resent under the same id, and the list entry it
+// delivers, which stays in its list until the client receives it.
 type Inflight struct {
 	ClientID string
 	PacketID uint16
 	State    InflightState
 	QoS      uint8
-	Msg      *Message // nil in InflightRelease
+	Ref      Ref // the entry delivered
 }
 
 // Retained is the retained message of one topic.
@@ -197,10 +219,9 @@ type Retained struct {
 	Msg   *Message
 }
 
-// SessionState is a session as recovered: its record, queued entries and in-flight state.
+// SessionState is a session as recovered: its record and in-flight state.
 type SessionState struct {
 	Session  Session
-	Queued   ListInfo
 	Inflight []Inflight // ascending packet id
 	// Inbound lists the QoS 2 packet ids received and awaiting PUBREL, ascending.
 	Inbound []uint16
@@ -218,7 +239,7 @@ type Visitor struct {
 type Counts struct {
 	Queues, QueueEntries           int
 	DurableSubs, DurableSubEntries int
-	Sessions, SessionEntries       int
+	Sessions                       int
 	Inflight, Inbound              int
 	Retained                       int
 	Messages                       int    // message bodies

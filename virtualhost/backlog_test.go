@@ -87,7 +87,7 @@ func rss() (total, anon uint64) {
 func testBacklog(t *testing.T, n int) {
 	dir := t.TempDir()
 	ro := router.Options{MaxQueueMessages: n + 1, MaxQueueBytes: int64(n+1) << 11}
-	h, err := virtualhost.Open(durableConf(dir), ro)
+	h, err := openHost(durableConf(dir), ro)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func testBacklog(t *testing.T, n int) {
 	// A restart loads none of it.
 	h.Close()
 	start = time.Now()
-	h, err = virtualhost.Open(durableConf(dir), ro)
+	h, err = openHost(durableConf(dir), ro)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,3 +8,10 @@ func SetSweepInterval(d time.Duration) (restore func()) {
 	sweepInterval = d
 	return func() { sweepInterval = old }
 }
+
+// Crash stops h the way a kill does: its store stops with what was committed (its queued commits are
+// written or not, as a crash leaves them), the router journals nothing more (no exact marks).
+func Crash(h *Host) error {
+	h.persist.stop()
+	return h.persist.st.Close()
+}

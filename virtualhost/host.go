@@ -5,13 +5,13 @@ package virtualhost
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/store"
-	"github.com/lyremq/lyre/store/badgerstore"
 )
 
 // Authentication outcomes. Front-ends map them onto CONNACK codes / STOMP ERROR frames.
@@ -61,7 +61,6 @@ type Option func(*options)
 
 type options struct {
 	brokerRules []conf.AccessRule
-	storeLog    badgerstore.Logger
 	store       store.Store
 }
 
@@ -80,37 +79,45 @@ func New(c conf.VirtualHost, o router.Options, opts ...Option) *Host {
 	return h
 }
 
-// Open builds a host from its configuration with an in-memory router. It fails when the users file
-// cannot be read or an access rule id does not parse (conf.Load has checked both already, but the file
-// may have changed since).
-func Open(c conf.VirtualHost, o router.Options, opts ...Option) (*Host, error) {
-	users, dummy, err := loadUsers(c.UsersFile)
-	if err != nil {
-		return nil, err
-	}
-	h := &Host{
-		Name: c.Name, HostNames: c.HostNames, Anonymous: c.Anonymous,
-		MaxConnections: c.MaxConnections, MaxQueues: c.MaxQueues, MaxMessageLength: c.MaxMessageLength,
-		Throttle: &Throttle{}, users: users, dummy: dummy,
-	}
+// Open builds a host from its configuration. A host whose configuration has a store block is durable: its
+// store, opened by the caller (cmd/lyre opens badger in the block's directory), comes with WithStore and
+// is recovered here. It fails when the users file cannot be read or an access rule id does not parse
+// (conf.Load has checked both already, but the file may have changed since), when a store block has no
+// store, or when recovery fails.
+func Open(c conf.VirtualHost, o router.Options, opts ...Option) (h *Host, err error) {
 	var opt options
 	for _, f := range opts {
 		f(&opt)
 	}
+	defer func() {
+		if err != nil && opt.store != nil {
+			_ = opt.store.Close() // the host owns its store from here on, failing or not
+		}
+	}()
+	users, dummy, err := loadUsers(c.UsersFile)
+	if err != nil {
+		return nil, err
+	}
+	h = &Host{
+		Name: c.Name, HostNames: c.HostNames, Anonymous: c.Anonymous,
+		MaxConnections: c.MaxConnections, MaxQueues: c.MaxQueues, MaxMessageLength: c.MaxMessageLength,
+		Throttle: &Throttle{}, users: users, dummy: dummy,
+	}
 	if h.rules, err = compileRules(opt.brokerRules, c.AccessRules); err != nil {
 		return nil, err
 	}
-	// The store last: nothing after it can fail but its own recovery, which closes it.
-	if h.persist, err = openPersistence(c, opt.store, opt.storeLog); err != nil {
-		return nil, err
+	if c.Store != nil && opt.store == nil {
+		return nil, fmt.Errorf("virtualhost %s: a store block but no store (WithStore)", c.Name)
 	}
+	// The store last: nothing after it can fail but its own recovery, which closes it.
+	h.persist = newPersistence(opt.store)
 	ro := routerOptions(c, o)
-	if h.persist.durable {
+	if h.persist.durable() {
 		ro.Journal = h.persist
 	}
 	h.Router = router.New(ro)
 	if err := h.persist.recover(h.Router); err != nil {
-		_ = h.persist.close()
+		h.persist.stop()
 		return nil, err
 	}
 	return h, nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/store/badgerstore"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -21,12 +22,25 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // testdata/users.hcl: alice "wonderland" (groups admins, devices), bob "builder".
 func open(t *testing.T, c conf.VirtualHost, opts ...virtualhost.Option) *virtualhost.Host {
 	t.Helper()
-	h, err := virtualhost.Open(c, router.Options{}, opts...)
+	h, err := openHost(c, router.Options{}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
 	return h
+}
+
+// openHost is virtualhost.Open with, for a host with a store block, a badger store in its directory, as
+// cmd/lyre opens it.
+func openHost(c conf.VirtualHost, ro router.Options, opts ...virtualhost.Option) (*virtualhost.Host, error) {
+	if c.Store != nil {
+		st, err := badgerstore.Open(c.Store.Directory, badgerstore.Options{NoSync: !c.Store.Sync, FlushDelay: c.Store.FlushDelay})
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, virtualhost.WithStore(st))
+	}
+	return virtualhost.Open(c, ro, opts...)
 }
 
 func TestAuthenticate(t *testing.T) {

@@ -17,6 +17,12 @@ func routerOptions(c conf.VirtualHost, o router.Options) router.Options {
 	if c.MaxQueues > 0 {
 		o.MaxQueues = c.MaxQueues
 	}
+	if c.Quota > 0 {
+		o.MaxQueueBytes = c.Quota
+	}
+	if c.QuotaMessages > 0 {
+		o.MaxQueueMessages = c.QuotaMessages
+	}
 	return o
 }
 
@@ -29,8 +35,8 @@ func policyGrammar(k router.Kind) (*router.Grammar, error) {
 	return router.NewGrammar(gc)
 }
 
-// policies converts the queue and topic blocks of c. The error lists the first pattern that does not
-// parse; the others are still converted.
+// policies converts the queue, dsub and topic blocks of c (in that order: a policy applies to its own
+// kind only). The error lists the first pattern that does not parse; the others are still converted.
 func policies(c conf.VirtualHost) ([]router.QueuePolicy, []router.TopicPolicy, error) {
 	var firstErr error
 	keep := func(err error) {
@@ -46,11 +52,28 @@ func policies(c conf.VirtualHost) ([]router.QueuePolicy, []router.TopicPolicy, e
 	if err != nil {
 		return nil, nil, err
 	}
-	var qs []router.QueuePolicy
+	dg, err := policyGrammar(router.DurableSub)
+	if err != nil {
+		return nil, nil, err
+	}
+	type block struct {
+		what string
+		g    *router.Grammar
+		p    conf.QueuePolicy
+	}
+	var blocks []block
 	for _, p := range c.Queues {
-		f, err := qg.ParseFilter(p.Pattern)
+		blocks = append(blocks, block{"queue", qg, p})
+	}
+	for _, p := range c.Dsubs {
+		blocks = append(blocks, block{"dsub", dg, p})
+	}
+	var qs []router.QueuePolicy
+	for _, b := range blocks {
+		p := b.p
+		f, err := b.g.ParseFilter(p.Pattern)
 		if err != nil {
-			keep(fmt.Errorf("virtualhost %s: queue %q: %w", c.Name, p.Pattern, err))
+			keep(fmt.Errorf("virtualhost %s: %s %q: %w", c.Name, b.what, p.Pattern, err))
 			continue
 		}
 		rp := router.QueuePolicy{
@@ -71,7 +94,7 @@ func policies(c conf.VirtualHost) ([]router.QueuePolicy, []router.TopicPolicy, e
 		if p.DLQ != "" {
 			dlq, err := dlqTemplate(qg, p.DLQ)
 			if err != nil {
-				keep(fmt.Errorf("virtualhost %s: queue %q: dlq: %w", c.Name, p.Pattern, err))
+				keep(fmt.Errorf("virtualhost %s: %s %q: dlq: %w", c.Name, b.what, p.Pattern, err))
 				continue
 			}
 			rp.DLQ = dlq

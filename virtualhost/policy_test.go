@@ -127,3 +127,33 @@ virtual_host "v" {
 		t.Fatalf("dlq depth %d", d)
 	}
 }
+
+// dsub blocks configure durable subscriptions (an MQTT session's are named $mqtt.<client id>.<filter>),
+// host quotas every queue and durable subscription that no block configures.
+func TestRouterOptionsDsubPoliciesAndHostQuota(t *testing.T) {
+	c := conf.VirtualHost{Name: "h", QuotaMessages: 3, Dsubs: []conf.QueuePolicy{
+		{Pattern: "$mqtt.**", QuotaMessages: 5, FullPolicy: conf.FullDropHead},
+	}}
+	r := router.New(routerOptions(c, router.Options{}))
+	topic := router.Filter{Kind: router.Topic, Segs: []router.Seg{{Text: "t"}}}
+	session := router.Destination{Kind: router.DurableSub, Path: []string{"$mqtt", "dev", "t"}}
+	stomp := router.Destination{Kind: router.DurableSub, Path: []string{"audit"}}
+	for _, d := range []router.Destination{session, stomp} {
+		if _, err := r.CreateDurable(d, router.DurableOptions{Filter: topic, QoS: 1}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 8 {
+		r.Publish(&router.Message{Dest: router.Destination{Kind: router.Topic, Path: []string{"t"}}, QoS: 1, Body: []byte("x")})
+		r.Publish(&router.Message{Dest: queueDest("q"), QoS: 1, Body: []byte("x")})
+	}
+	if n := r.QueueDepthOf(session); n != 5 {
+		t.Errorf("the session's durable subscription holds %d, want its policy's 5", n)
+	}
+	if n := r.QueueDepthOf(stomp); n != 3 {
+		t.Errorf("another durable subscription holds %d, want the host quota 3", n)
+	}
+	if n := r.QueueDepth([]string{"q"}); n != 3 {
+		t.Errorf("a queue holds %d, want the host quota 3", n)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/store"
+	"github.com/lyremq/lyre/store/badgerstore"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -43,7 +44,7 @@ func topicMsg(path []string, body string) *router.Message {
 
 func TestRetainedSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
-	h, err := virtualhost.Open(durableConf(dir), router.Options{})
+	h, err := openHost(durableConf(dir), router.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestRetainedSurvivesReopen(t *testing.T) {
 	}
 	h.Close()
 
-	h, err = virtualhost.Open(durableConf(dir), router.Options{})
+	h, err = openHost(durableConf(dir), router.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestSecondOpenOfStoreRefused(t *testing.T) {
 	dir := t.TempDir()
 	h := open(t, durableConf(dir))
 	_ = h
-	_, err := virtualhost.Open(durableConf(dir), router.Options{})
+	_, err := openHost(durableConf(dir), router.Options{})
 	if !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("second open of %s: %v, want ErrLocked", dir, err)
 	}
@@ -111,27 +112,13 @@ func TestMemoryHostPersistsNothing(t *testing.T) {
 	if !tr.Then(func(error) {}) {
 		t.Fatal("a memory host delayed an acknowledgement")
 	}
-	if h.Store() == nil {
-		t.Fatal("no in-memory store")
-	}
 }
 
-func TestTopicKeyRoundTrip(t *testing.T) {
-	for _, d := range []router.Destination{
-		{Kind: router.Topic, Path: []string{"a", "b"}},
-		{Kind: router.Topic, Path: []string{"", "x", ""}},
-		{Kind: router.TempTopic, Path: []string{"%2F", "a/b", "%", "%25/"}},
-	} {
-		k := virtualhost.TopicKey(d)
-		got, ok := virtualhost.ParseTopicKey(k)
-		if !ok || got.Kind != d.Kind || len(got.Path) != len(d.Path) {
-			t.Fatalf("%q: %v %v", k, got, ok)
-		}
-		for i := range d.Path {
-			if got.Path[i] != d.Path[i] {
-				t.Fatalf("%q: segment %d %q != %q", k, i, got.Path[i], d.Path[i])
-			}
-		}
+// A store block without a store is a wiring mistake, not a memory host.
+func TestStoreBlockNeedsStore(t *testing.T) {
+	if h, err := virtualhost.Open(durableConf(t.TempDir()), router.Options{}); err == nil {
+		h.Close()
+		t.Fatal("a host with a store block opened without a store")
 	}
 }
 
@@ -175,7 +162,7 @@ func (s *sink) all() []router.Delivery {
 
 func TestQueueSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
-	h, err := virtualhost.Open(durableConf(dir), router.Options{})
+	h, err := openHost(durableConf(dir), router.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +188,7 @@ func TestQueueSurvivesReopen(t *testing.T) {
 	c.Close()         // "1" again and "2": two redeliveries and one
 	h.Close()
 
-	h, err = virtualhost.Open(durableConf(dir), router.Options{})
+	h, err = openHost(durableConf(dir), router.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +229,7 @@ func TestDeadLetterSurvivesReopen(t *testing.T) {
 		Filter:   router.Filter{Kind: router.Queue, Segs: []router.Seg{{Text: "work"}}},
 		NakLimit: 2, DLQ: []string{"dlq", "*"},
 	}}}
-	h, err := virtualhost.Open(durableConf(dir), ro)
+	h, err := openHost(durableConf(dir), ro)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +250,7 @@ func TestDeadLetterSurvivesReopen(t *testing.T) {
 	}
 	h.Close()
 
-	h, err = virtualhost.Open(durableConf(dir), ro)
+	h, err = openHost(durableConf(dir), ro)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +266,12 @@ func TestDeadLetterSurvivesReopen(t *testing.T) {
 // Expired messages nobody consumes leave the store on the sweeper's schedule.
 func TestExpiredMessagesSwept(t *testing.T) {
 	defer virtualhost.SetSweepInterval(20 * time.Millisecond)()
-	h := open(t, durableConf(t.TempDir()))
+	dir := t.TempDir()
+	st, err := badgerstore.Open(dir, badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := open(t, conf.VirtualHost{Name: "d", Anonymous: true}, virtualhost.WithStore(st))
 	qd := router.Destination{Kind: router.Queue, Path: []string{"short"}}
 	exp := time.Now().Add(50 * time.Millisecond).UnixMilli()
 	if err := publishWait(t, h, &router.Message{Dest: qd, Body: []byte("x"), QoS: 1, Persistent: true, Expires: exp}); err != nil {
@@ -290,7 +282,7 @@ func TestExpiredMessagesSwept(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := h.Store().Recover(store.Visitor{})
+		c, err := st.Recover(store.Visitor{})
 		if err != nil {
 			t.Fatal(err)
 		}

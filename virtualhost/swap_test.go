@@ -44,7 +44,7 @@ func next(t *testing.T, ch chanSink) router.Delivery {
 // Load merges what is journalled and not yet written.
 func TestSwappedWindowIncludesUnwrittenMessages(t *testing.T) {
 	c := conf.VirtualHost{Name: "d", Anonymous: true, Store: &conf.Store{Directory: t.TempDir(), Sync: true, FlushDelay: 200 * time.Millisecond}}
-	h, err := virtualhost.Open(c, router.Options{SwapMessages: 10})
+	h, err := openHost(c, router.Options{SwapMessages: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,11 +99,11 @@ func TestCrashMarksDeliveredMessagesRedelivered(t *testing.T) {
 	_ = cons
 	// The crash: the store stops with what was committed; the router never closes, so it journals no
 	// exact mark.
-	if err := st.Close(); err != nil {
+	if err := virtualhost.Crash(h); err != nil {
 		t.Fatal(err)
 	}
 
-	h2, err := virtualhost.Open(durableConf(dir), router.Options{})
+	h2, err := openHost(durableConf(dir), router.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

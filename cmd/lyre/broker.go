@@ -15,6 +15,7 @@ import (
 	"github.com/lyremq/lyre/protocol/stomp"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/store"
+	"github.com/lyremq/lyre/store/badgerstore"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -29,8 +30,16 @@ type Broker struct {
 func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 	hosts := make([]*virtualhost.Host, 0, len(cfg.VirtualHosts))
 	for _, vc := range cfg.VirtualHosts {
-		h, err := virtualhost.Open(vc, router.Options{}, virtualhost.WithBrokerRules(cfg.AccessRules),
-			virtualhost.WithStoreLogger(log.Named("store").With(zap.String("vhost", vc.Name)).Sugar()))
+		opts := []virtualhost.Option{virtualhost.WithBrokerRules(cfg.AccessRules)}
+		if vc.Store != nil {
+			st, err := openStore(vc, log)
+			if err != nil {
+				virtualhost.NewRegistry(hosts...).Close()
+				return nil, fmt.Errorf("virtual_host %q: %w", vc.Name, err)
+			}
+			opts = append(opts, virtualhost.WithStore(st))
+		}
+		h, err := virtualhost.Open(vc, router.Options{}, opts...)
 		if err != nil {
 			virtualhost.NewRegistry(hosts...).Close()
 			return nil, fmt.Errorf("virtual_host %q: %w", vc.Name, err)
@@ -45,22 +54,14 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 	warnAnonymous(cfg, log)
 	reg := virtualhost.NewRegistry(hosts...)
 	mh := mqtt.NewHandler(reg, log)
-	// Persistent MQTT sessions come back before any connector accepts, so a client resumes its session.
-	restored, err := mh.RestoreAll(cfg.Connectors)
-	if err != nil {
-		reg.Close()
-		return nil, err
-	}
+	// Persistent MQTT sessions come back before any connector accepts, so a client resumes its session
+	// (their durable subscriptions, and STOMP's, are the router's: the host restored them).
+	restored := mh.RestoreAll()
 	sh := stomp.NewHandler(reg, log)
-	durables, err := sh.RestoreAll(cfg.Connectors)
-	if err != nil {
-		reg.Close()
-		return nil, err
-	}
 	for _, h := range hosts {
 		if h.Durable() {
 			log.Info("sessions and durable subscriptions restored", zap.String("vhost", h.Name),
-				zap.Int("mqtt_sessions", restored[h.Name]), zap.Int("durable_subscriptions", durables[h.Name]))
+				zap.Int("mqtt_sessions", restored[h.Name]), zap.Int("durable_subscriptions", h.Router.Stats().Durables))
 		}
 	}
 	srv := protocol.NewServer(log, map[string]protocol.Handler{
@@ -91,12 +92,22 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// openStore opens the badger store of a host's store block; its warnings go to the log.
+func openStore(vc conf.VirtualHost, log *zap.Logger) (store.Store, error) {
+	st, err := badgerstore.Open(vc.Store.Directory, badgerstore.Options{NoSync: !vc.Store.Sync, FlushDelay: vc.Store.FlushDelay,
+		Logger: log.Named("store").With(zap.String("vhost", vc.Name)).Sugar()})
+	if err != nil {
+		return nil, fmt.Errorf("store %q: %w", vc.Store.Directory, err)
+	}
+	return st, nil
+}
+
 // logRecovered logs what a host's store held at startup.
 func logRecovered(log *zap.Logger, vc conf.VirtualHost, c store.Counts) {
 	log.Info("store recovered", zap.String("vhost", vc.Name), zap.String("directory", vc.Store.Directory),
 		zap.Int("queues", c.Queues), zap.Int("queue_messages", c.QueueEntries),
 		zap.Int("durable_subscriptions", c.DurableSubs), zap.Int("durable_subscription_messages", c.DurableSubEntries),
-		zap.Int("sessions", c.Sessions), zap.Int("session_messages", c.SessionEntries),
+		zap.Int("sessions", c.Sessions),
 		zap.Int("inflight", c.Inflight), zap.Int("inbound_qos2", c.Inbound),
 		zap.Int("retained", c.Retained), zap.Int("messages", c.Messages))
 }

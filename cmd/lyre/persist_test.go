@@ -117,7 +117,7 @@ func TestGracefulRestartKeepsEverything(t *testing.T) {
 
 	b, addr = startDurable(t, dir)
 	defer stopBroker(t, b)
-	if c := b.Hosts().Default().Recovered(); c.Sessions != 1 || c.QueueEntries != 3 || c.Retained != 1 || c.SessionEntries != 2 {
+	if c := b.Hosts().Default().Recovered(); c.Sessions != 1 || c.QueueEntries != 3 || c.Retained != 1 || c.DurableSubEntries != 2 {
 		t.Fatalf("recovered %+v", c)
 	}
 	got := drainSession(t, addr, "keeper", 300*time.Millisecond)

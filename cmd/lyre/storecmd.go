@@ -180,7 +180,7 @@ func storeCheck(dir string, stdout io.Writer) (err error) {
 
 func describeCounts(c store.Counts) string {
 	return fmt.Sprintf("%d queues (%d messages), %d durable subscriptions (%d messages), %d sessions "+
-		"(%d queued, %d in flight, %d awaiting PUBREL), %d retained, %d message bodies",
-		c.Queues, c.QueueEntries, c.DurableSubs, c.DurableSubEntries, c.Sessions, c.SessionEntries,
+		"(%d in flight, %d awaiting PUBREL), %d retained, %d message bodies",
+		c.Queues, c.QueueEntries, c.DurableSubs, c.DurableSubEntries, c.Sessions,
 		c.Inflight, c.Inbound, c.Retained, c.Messages)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,7 +45,7 @@ func TestStoreExportImport(t *testing.T) {
 		t.Fatalf("export: code %d, %q", code, stderr)
 	}
 	head, err := os.ReadFile(file)
-	if err != nil || !strings.HasPrefix(string(head), `{"format":"lyre-store-export","version":1}`) {
+	if err != nil || !strings.HasPrefix(string(head), fmt.Sprintf(`{"format":"lyre-store-export","version":%d}`, store.FormatVersion)) {
 		t.Fatalf("export file header: %q %v", head[:min(len(head), 60)], err)
 	}
 	if code, _, stderr := runStore("import", "--dir", dst, "--in", file); code != 0 ||

@@ -66,14 +66,6 @@ func (h *Handler) Refusals() (logins, publishes, subscriptions uint64) {
 	return h.refusals.Logins.Load(), h.refusals.Sends.Load(), h.refusals.Subscribes.Load()
 }
 
-// sessionOwner is the identity that owns the sessions a principal opens: its user name when proven.
-func sessionOwner(p virtualhost.Principal) string {
-	if !p.Authenticated {
-		return ""
-	}
-	return p.User
-}
-
 // mayTakeSession refuses a client id whose session (connected or kept) another authenticated user opened,
 // so nobody takes over someone else's subscriptions and queued messages, or kicks them off, by reusing
 // their client id. Sessions of unknown owner (opened anonymously, or restored from a record written
@@ -82,7 +74,7 @@ func (cl *client) mayTakeSession(id string) bool {
 	reg := cl.h.registry(cl.host)
 	reg.mu.Lock()
 	s := reg.sessions[id]
-	ok := s == nil || s.owner == "" || s.owner == sessionOwner(cl.principal)
+	ok := s == nil || s.owner == "" || s.owner == protocol.Owner(cl.principal)
 	reg.mu.Unlock()
 	if !ok {
 		cl.h.refusals.Logins.Add(1)
@@ -99,7 +91,7 @@ func (cl *client) claimSession(present bool) error {
 	reg := cl.h.registry(cl.host)
 	reg.mu.Lock()
 	changed := false
-	if o := sessionOwner(cl.principal); o != "" && cl.sess.owner != o {
+	if o := protocol.Owner(cl.principal); o != "" && cl.sess.owner != o {
 		cl.sess.owner, changed = o, true
 	}
 	reg.mu.Unlock()
@@ -115,11 +107,11 @@ func (cl *client) claimSession(present bool) error {
 }
 
 // reauthorize re-checks the topic subscriptions of a resumed session against the client now attached:
-// one restored after a restart (which records no gates) or kept across a rule change must
-// not deliver what this client may not receive. A subscription reaching nothing allowed is removed; one
-// whose gate changed is re-made (the new one first, so nothing published meanwhile is missed; a message
-// may then come twice, as QoS 1 allows). Queued messages from topics the client may not receive are
-// dropped.
+// one kept across a rule change must not deliver what this client may not receive. A subscription
+// reaching nothing allowed is removed (a durable one destroyed); a durable one gets the gate the client's
+// rights call for (messages it kept before are delivered); a direct one (shared) whose gate changed is
+// re-made (the new one first, so nothing published meanwhile is missed; a message may then come twice,
+// as QoS 1 allows). Queued topic messages the client may not receive are dropped.
 func (cl *client) reauthorize() error {
 	s := cl.sess
 	removed := false
@@ -135,13 +127,18 @@ func (cl *client) reauthorize() error {
 				zap.String("client_id", s.id), zap.String("filter", e.key))
 			continue
 		}
-		_, gated := e.rs.Sink.(virtualhost.GatedSink)
-		if all && !gated {
-			continue
-		}
 		var gate *virtualhost.Gate
 		if !all {
 			gate = cl.host.Gate(cl.principal, virtualhost.ActionReceive, virtualhost.ObjectTopic, s.id)
+		}
+		if e.dsub != nil {
+			if err := cl.createDurable(e, gate); err != nil {
+				cl.c.Log().Warn("durable subscription not re-authorized", zap.String("client_id", s.id), zap.String("filter", e.key), zap.Error(err))
+			}
+			continue
+		}
+		if _, gated := e.rs.Sink.(virtualhost.GatedSink); all && !gated {
+			continue
 		}
 		rs := &router.Subscription{Filter: e.rs.Filter, Sink: virtualhost.SinkFor(s, gate), QoS: e.rs.QoS, ID: e.rs.ID, Share: e.rs.Share, Opaque: e}
 		if err := cl.rt.Subscribe(rs); err != nil {
@@ -153,15 +150,11 @@ func (cl *client) reauthorize() error {
 		s.mu.Unlock()
 		cl.rt.Unsubscribe(old)
 	}
-	// Queued topic messages the client may not receive are dropped (and forgotten by the store).
+	// Queued topic messages the client may not receive are dropped.
 	s.mu.Lock()
 	s.queue.filter(func(it *outItem) bool {
-		if it.msg == nil || it.seq != 0 || it.msg.Dest.Kind != router.Topic ||
-			cl.host.Authorize(cl.principal, virtualhost.ActionReceive, virtualhost.ObjectTopic, it.msg.Dest.Path, s.id) {
-			return true
-		}
-		s.deleteEntryLocked(it)
-		return false
+		return it.msg == nil || it.seq != 0 || it.msg.Dest.Kind != router.Topic ||
+			cl.host.Authorize(cl.principal, virtualhost.ActionReceive, virtualhost.ObjectTopic, it.msg.Dest.Path, s.id)
 	})
 	s.mu.Unlock()
 	if removed {

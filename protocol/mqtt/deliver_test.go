@@ -44,7 +44,7 @@ func benchSession(tb testing.TB, filter string, qos uint8, out sender) (*session
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := newSession("bench", true, zap.NewNop())
+	s := newSession("bench", true, nil, zap.NewNop())
 	s.out, s.g, s.version, s.maxInflight, s.maxQueued = out, g, packet.Version311, 32, 1000
 	e := &subEntry{key: filter, qos: qos}
 	e.rs = &router.Subscription{Filter: f, Sink: s, QoS: qos, ID: filter, Opaque: e}

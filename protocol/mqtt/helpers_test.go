@@ -43,7 +43,13 @@ func startBroker(t *testing.T, mod func(*conf.Connector), extra ...*virtualhost.
 // startBrokerLog is startBroker with the handler logging to log.
 func startBrokerLog(t testing.TB, log *zap.Logger, mod func(*conf.Connector), extra ...*virtualhost.Host) *broker {
 	t.Helper()
-	host := virtualhost.New(conf.VirtualHost{Name: "default", Anonymous: true}, router.Options{})
+	return startBrokerRouter(t, log, router.Options{}, mod, extra...)
+}
+
+// startBrokerRouter is startBrokerLog with the default host's router options ro.
+func startBrokerRouter(t testing.TB, log *zap.Logger, ro router.Options, mod func(*conf.Connector), extra ...*virtualhost.Host) *broker {
+	t.Helper()
+	host := virtualhost.New(conf.VirtualHost{Name: "default", Anonymous: true}, ro)
 	hosts := virtualhost.NewRegistry(append([]*virtualhost.Host{host}, extra...)...)
 	h := NewHandler(hosts, log)
 	c := testConnector(mod)

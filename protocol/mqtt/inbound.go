@@ -11,7 +11,6 @@ import (
 
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
-	"github.com/lyremq/lyre/store"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -49,24 +48,23 @@ func (cl *client) handle(p packet.Packet) error {
 	case *packet.PubackPacket:
 		cl.acked(s.complete(p.PacketID, waitPuback))
 	case *packet.PubrecPacket:
-		var tr *virtualhost.Tracker
-		if s.ps != nil {
-			// PUBREL once the release state is durable: resent after a crash, the PUBLISH would be
-			// a second delivery to a client that completed the first (persist.go).
-			tr = &virtualhost.Tracker{}
+		// PUBREL once the release is durable: resent after a crash, the PUBLISH would be a second
+		// delivery to a client that received the first (durable.go).
+		tr, it := s.received(p.PacketID)
+		if it.seq != 0 && it.entry.consumer != nil {
+			it.entry.consumer.Ack(it.seq) // the client has it: its queue forgets it, after the release record
 		}
-		s.received(p.PacketID, tr)
 		// Answered even for an unknown id, so the client can release its state.
 		return cl.ack(tr, packet.Pubrel, p.PacketID)
 	case *packet.PubcompPacket:
 		cl.acked(s.complete(p.PacketID, waitPubcomp))
 	case *packet.PubrelPacket:
 		var tr *virtualhost.Tracker
-		if _, ok := s.awaitingRel[p.PacketID]; ok && s.ps != nil {
+		if _, ok := s.awaitingRel[p.PacketID]; ok && !s.clean && cl.host.Durable() {
 			// PUBCOMP once the id is forgotten for good: a client that got PUBCOMP may reuse the id for
 			// a new message, which a stale id would make look like a duplicate.
 			tr = &virtualhost.Tracker{}
-			cl.host.Commit(tr.Track(), store.DeleteInbound{ClientID: s.id, PacketID: p.PacketID})
+			cl.host.DeleteInbound(s.id, p.PacketID, tr)
 		}
 		delete(s.awaitingRel, p.PacketID)
 		return cl.ack(tr, packet.Pubcomp, p.PacketID) // also after the acknowledgements queued before
@@ -113,8 +111,8 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		// copies and the inbound QoS 2 id in one commit (persist.go).
 		tr = virtualhost.NewAtomicTracker(cl.host)
 		m.Tracker = tr
-		if p.QoS == 2 && s.ps != nil {
-			tr.Add(store.PutInbound{ClientID: s.id, PacketID: p.PacketID})
+		if p.QoS == 2 && !s.clean {
+			cl.host.PutInbound(s.id, p.PacketID, tr)
 		}
 	}
 	var res router.PublishResult
@@ -155,11 +153,7 @@ func (cl *client) acked(it outItem, ok bool) {
 }
 
 // resumeConsumers lets queue consumers whose deliveries were refused try again.
-func (cl *client) resumeConsumers() {
-	for _, c := range cl.sess.takeResume() {
-		c.Resume()
-	}
-}
+func (cl *client) resumeConsumers() { cl.sess.cons.Resume() }
 
 // complete removes the inflight message id in state st and sends what the freed window allows.
 func (s *session) complete(id uint16, st uint8) (outItem, bool) {
@@ -169,8 +163,10 @@ func (s *session) complete(id uint16, st uint8) (outItem, bool) {
 	if i < 0 {
 		return outItem{}, false
 	}
-	s.inflightDoneLocked(&s.inflight[i], false, nil)
 	it := s.inflight[i].item
+	if s.recordsInflight(&it) {
+		s.host.DeleteInflight(s.id, id, nil)
+	}
 	if s.inflight[i].unsent {
 		s.unsent--
 	}
@@ -179,21 +175,32 @@ func (s *session) complete(id uint16, st uint8) (outItem, bool) {
 	return it, true
 }
 
-// received moves an outbound QoS 2 message from PUBREC to PUBCOMP wait.
-func (s *session) received(id uint16, tr router.Tracker) {
+// received moves an outbound QoS 2 message from PUBREC to PUBCOMP wait. For a durable subscription's
+// delivery on a durable host it writes the release (tr, nil otherwise, waits for it); it returns the
+// delivery to acknowledge to its queue now (seq 0: none).
+func (s *session) received(id uint16) (*virtualhost.Tracker, outItem) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range s.inflight {
-		if f := &s.inflight[i]; f.id == id && f.state == waitPubrec {
-			s.inflightDoneLocked(f, true, tr)
-			f.state = waitPubcomp
-			if f.unsent {
-				f.unsent = false
-				s.unsent--
-			}
-			return
+		f := &s.inflight[i]
+		if f.id != id || f.state != waitPubrec || f.writing {
+			continue
 		}
+		var tr *virtualhost.Tracker
+		if s.recordsInflight(&f.item) {
+			tr = &virtualhost.Tracker{}
+			s.writeInflightLocked(id, &f.item, true, tr)
+		}
+		f.state = waitPubcomp
+		if f.unsent {
+			f.unsent = false
+			s.unsent--
+		}
+		it := f.item
+		f.item.seq = 0 // acknowledged now, not again at PUBCOMP
+		return tr, it
 	}
+	return nil, outItem{}
 }
 
 // subscribe handles SUBSCRIBE: one return code per filter [MQTT-3.8.4-5], SUBACK, then the retained
@@ -219,7 +226,7 @@ func (cl *client) subscribe(p *packet.SubscribePacket) error {
 	s := cl.sess
 	for _, e := range added {
 		var retained []*router.Message
-		if !e.queue && e.rs.Share == "" {
+		if e.rs.Filter.Kind == router.Topic && e.rs.Share == "" {
 			retained = virtualhost.AllowedRetained(e.rs.Sink, cl.rt.Retained(e.rs.Filter))
 		}
 		s.release(e, retained)
@@ -271,8 +278,23 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 			// [MQTT-3.8.4-3]: replace in place; the flow of messages is not interrupted and retained
 			// messages are sent again.
 			s.mu.Lock()
+			changed := old.qos != qos
 			old.qos, old.holding = qos, true
 			s.mu.Unlock()
+			if old.dsub != nil {
+				if err := cl.createDurable(old, gate); err != nil {
+					return fail(err)
+				}
+				if changed && old.consumer != nil {
+					// The consumer's QoS changes: attach again (what it held comes back, under its packet ids).
+					s.cons.Remove(old.consumer)
+					old.consumer.Close()
+					old.consumer = nil
+					if err := cl.consume(old); err != nil {
+						return fail(err)
+					}
+				}
+			}
 			return old, qos
 		}
 	default:
@@ -283,12 +305,23 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 	}
 	e := &subEntry{key: sp.Filter, qos: qos, queue: f.Kind == router.Queue, holding: true}
 	e.rs = &router.Subscription{Filter: f, Sink: virtualhost.SinkFor(s, gate), QoS: qos, ID: sp.Filter, Share: group, Opaque: e}
+	if f.Kind == router.Topic && group == "" && !s.clean {
+		d := dsubOf(s.id, sp.Filter) // a persistent session's subscription keeps its messages (durable.go)
+		e.dsub = &d
+	}
 	s.mu.Lock()
 	s.setEntryLocked(e, true)
 	s.mu.Unlock()
-	if e.queue {
+	switch {
+	case e.dsub != nil:
+		if err = cl.createDurable(e, gate); err == nil {
+			if err = cl.consume(e); err != nil {
+				cl.destroyDurable(e)
+			}
+		}
+	case e.queue:
 		err = cl.consume(e)
-	} else {
+	default:
 		err = cl.rt.Subscribe(e.rs)
 	}
 	if err != nil {
@@ -303,33 +336,32 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 	return e, qos
 }
 
-// consume attaches e as a queue consumer with credit max_inflight. A QoS 0 consumer is auto-acknowledged.
+// consume attaches e as a consumer of its queue or durable subscription, with credit max_inflight.
 func (cl *client) consume(e *subEntry) error {
-	cons, err := cl.rt.Consume(e.rs, router.ConsumerOptions{Credit: cl.lim.MaxInflight, AutoAck: e.qos == 0})
+	cons, err := cl.rt.Consume(consumerSub(e, cl.sess), cl.consumeOptions(e))
 	if err != nil {
 		return err
 	}
 	e.consumer = cons
-	s := cl.sess
-	s.mu.Lock()
-	s.consumers = append(slices.Clip(s.consumers), cons)
-	s.mu.Unlock()
+	cl.sess.cons.Add(cons)
 	return nil
 }
 
-// removeEntry ends one subscription.
+// removeEntry ends one subscription; a durable one is destroyed with what it holds.
 func (cl *client) removeEntry(e *subEntry) {
 	s := cl.sess
 	s.mu.Lock()
 	s.setEntryLocked(e, false)
-	if e.consumer != nil {
-		s.consumers = slices.DeleteFunc(slices.Clone(s.consumers), func(c *router.Consumer) bool { return c == e.consumer })
-	}
 	s.mu.Unlock()
 	if e.consumer != nil {
+		s.cons.Remove(e.consumer)
 		e.consumer.Close()
 		e.consumer = nil
-	} else if !e.queue {
+	}
+	switch {
+	case e.dsub != nil:
+		cl.destroyDurable(e)
+	case !e.queue:
 		cl.rt.Unsubscribe(e.rs)
 	}
 }

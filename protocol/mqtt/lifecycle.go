@@ -9,8 +9,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/protocol"
-	"github.com/lyremq/lyre/router"
-	"github.com/lyremq/lyre/store"
 )
 
 // registry holds one virtual host's sessions by client id.
@@ -64,54 +62,58 @@ func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
 			return s, true, nil
 		}
 		old := s
-		s = newSession(id, clean, cl.h.log)
-		s.owner = sessionOwner(cl.principal) // in its first record
-		if !clean && cl.host.Durable() {
-			s.ps = &sessionStore{host: cl.host}
-			s.commitLocked(nil, store.PutSession{Session: s.record(cl.version)}) // nothing else sees s yet
-		}
+		s = newSession(id, clean, cl.host, cl.h.log)
+		s.owner = protocol.Owner(cl.principal) // in its first record
 		s.att = att
 		reg.sessions[id] = s
 		reg.mu.Unlock()
 		if old != nil {
-			// Unattached and unreachable: nothing else touches it.
+			// Unattached and unreachable: nothing else touches it [MQTT-3.1.2-6].
 			for _, e := range old.subs {
-				if !e.queue {
+				if e.dsub == nil && !e.queue {
 					cl.rt.Unsubscribe(e.rs)
 				}
 			}
+			discardDurables(cl.rt, old)
 			old.mu.Lock()
 			old.discardLocked()
 			old.mu.Unlock()
+			if !old.clean {
+				cl.host.DeleteSession(old.id, nil)
+			}
+		}
+		if !clean {
+			cl.host.SaveSession(s.record(cl.version), nil) // nothing else sees s yet
 		}
 		return s, false, nil
 	}
 }
 
-// resume attaches the session to this connection after CONNACK: resends, queued messages, and the queue
-// consumers of a resumed session.
+// resume attaches the session to this connection after CONNACK: resends, queued messages, then the
+// consumers of its queues and durable subscriptions, whose redeliveries of messages in flight go out
+// again under their packet ids (durable.go); in-flight ids whose messages are gone are forgotten.
 func (cl *client) resume() {
 	s := cl.sess
 	cl.c.OnDrain(cl.onDrain)
 	s.attach(cl.c, cl.version, cl.g, cl.lim)
 	for _, e := range s.subs {
-		if e.queue && e.consumer == nil {
-			// A fresh subscription: the router treats the pointer as the consumer's identity.
-			rs := &router.Subscription{Filter: e.rs.Filter, Sink: s, QoS: e.qos, ID: e.key, Opaque: e}
-			s.mu.Lock()
-			e.rs = rs
-			s.mu.Unlock()
+		if e.consumes() && e.consumer == nil {
 			if err := cl.consume(e); err != nil {
-				cl.c.Log().Warn("queue consumer not resumed", zap.String("filter", e.key), zap.Error(err))
+				cl.c.Log().Warn("consumer not resumed", zap.String("filter", e.key), zap.Error(err))
 			}
 		}
 	}
+	s.mu.Lock()
+	s.dropUnmatchedLocked()
+	s.pumpLocked()
+	s.mu.Unlock()
 }
 
 // end releases the session when the connection is over and publishes the will unless the client said
 // DISCONNECT.
 func (cl *client) end(graceful bool) {
 	s := cl.sess
+	s.cons.Take()
 	for _, e := range s.subs {
 		if e.consumer != nil {
 			e.consumer.Close() // unacknowledged messages go back to the queue

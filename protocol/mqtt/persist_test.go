@@ -16,6 +16,7 @@ import (
 	"github.com/lyremq/lyre/protocol/prototest"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/store"
+	"github.com/lyremq/lyre/store/badgerstore"
 	"github.com/lyremq/lyre/store/memstore"
 	"github.com/lyremq/lyre/virtualhost"
 )
@@ -24,6 +25,7 @@ import (
 // graceful broker shutdown, so a new one can open the same directory.
 type durableBroker struct {
 	*broker
+	st      store.Store
 	stopped bool
 }
 
@@ -34,26 +36,28 @@ func startDurable(t *testing.T, dir string) *durableBroker {
 
 // startDurableWith is startDurable with the store options st, the handler logging to log and mod
 // adjusting the connector.
-func startDurableWith(t testing.TB, log *zap.Logger, st conf.Store, mod func(*conf.Connector)) *durableBroker {
+func startDurableWith(t testing.TB, log *zap.Logger, sc conf.Store, mod func(*conf.Connector)) *durableBroker {
 	t.Helper()
-	host, err := virtualhost.Open(conf.VirtualHost{Name: "default", Anonymous: true, Store: &st}, router.Options{})
+	st, err := badgerstore.Open(sc.Directory, badgerstore.Options{NoSync: !sc.Sync, FlushDelay: sc.FlushDelay})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serveDurable(t, log, host, mod)
+	host, err := virtualhost.Open(conf.VirtualHost{Name: "default", Anonymous: true, Store: &sc}, router.Options{}, virtualhost.WithStore(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveDurable(t, log, host, st, mod)
 }
 
-// serveDurable serves host (durable) over MQTT after restoring its sessions.
-func serveDurable(t testing.TB, log *zap.Logger, host *virtualhost.Host, mod func(*conf.Connector)) *durableBroker {
+// serveDurable serves host (durable, with store st) over MQTT after restoring its sessions.
+func serveDurable(t testing.TB, log *zap.Logger, host *virtualhost.Host, st store.Store, mod func(*conf.Connector)) *durableBroker {
 	t.Helper()
 	hosts := virtualhost.NewRegistry(host)
 	h := NewHandler(hosts, log)
 	c := testConnector(mod)
-	if _, err := h.RestoreAll([]conf.Connector{c}); err != nil {
-		t.Fatal(err)
-	}
+	h.RestoreAll()
 	srv, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.MQTT: h}, c)
-	b := &durableBroker{broker: &broker{addr: addrs[0], host: host, hosts: hosts, h: h, srv: srv}}
+	b := &durableBroker{broker: &broker{addr: addrs[0], host: host, hosts: hosts, h: h, srv: srv}, st: st}
 	t.Cleanup(b.stop)
 	return b
 }
@@ -69,15 +73,24 @@ func (b *durableBroker) stop() {
 	b.hosts.Close()
 }
 
-// sessionEntries counts what the store holds for client id: queued entries, in-flight and inbound ids.
-func sessionEntries(t *testing.T, h *virtualhost.Host, id string) (queued, inflight, inbound int) {
+// sessionEntries counts what the store holds for client id: the messages its durable subscriptions
+// keep (delivered and not acknowledged ones included), in-flight and inbound ids.
+func sessionEntries(t *testing.T, st store.Store, id string) (queued, inflight, inbound int) {
 	t.Helper()
-	_, err := h.Store().Recover(store.Visitor{Session: func(s store.SessionState) error {
-		if s.Session.ClientID == id {
-			queued, inflight, inbound = s.Queued.Count, len(s.Inflight), len(s.Inbound)
-		}
-		return nil
-	}})
+	_, err := st.Recover(store.Visitor{
+		Session: func(s store.SessionState) error {
+			if s.Session.ClientID == id {
+				inflight, inbound = len(s.Inflight), len(s.Inbound)
+			}
+			return nil
+		},
+		DurableSub: func(d store.DurableSub, l store.ListInfo) error {
+			if dest, ok := router.ParseKey(d.ID); ok && len(dest.Path) == 3 && dest.Path[0] == dsubPrefix && dest.Path[1] == id {
+				queued += l.Count
+			}
+			return nil
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +128,7 @@ func TestPersistentSessionSurvivesRestart(t *testing.T) {
 	pub.connect("pub", true)
 	pub.publish("t/1", "p1", 1, false, 1)
 	// PUBACK came after the entry was durable: the store holds it now.
-	if q, _, _ := sessionEntries(t, b.host, "sub"); q != 1 {
+	if q, _, _ := sessionEntries(t, b.st, "sub"); q != 1 {
 		t.Fatalf("after PUBACK the store holds %d queued entries for the offline session, want 1", q)
 	}
 	pub.publish2("t/2", "p2", 2)
@@ -147,7 +160,9 @@ func TestPersistentSessionSurvivesRestart(t *testing.T) {
 			t.Fatalf("got %s", p.Type())
 		}
 	}
-	waitStore(t, b.host, "sub", 0, 3, 1) // p1 waiting for PUBACK, p2 for PUBCOMP, p4 for PUBACK; id 77
+	// p1 and p4 kept by "t/#" until acknowledged (p2 left at its PUBREC); in flight: p1 waiting for
+	// PUBACK, p2 for PUBCOMP, p4 for PUBREC; inbound id 77.
+	waitStore(t, b.st, "sub", 2, 3, 1)
 	_ = sub.nc.Close()
 	prototest.WaitFor(t, waitTime, func() bool {
 		b.h.mu.Lock()
@@ -157,8 +172,8 @@ func TestPersistentSessionSurvivesRestart(t *testing.T) {
 		defer r.mu.Unlock()
 		return r.sessions["sub"] != nil && r.sessions["sub"].att == nil
 	})
-	pub.publish("t/5", "p5", 1, false, 5) // queued for the offline session
-	waitStore(t, b.host, "sub", 1, 3, 1)
+	pub.publish("t/5", "p5", 1, false, 5) // kept for the offline session
+	waitStore(t, b.st, "sub", 3, 3, 1)
 
 	b.stop()
 	b = startDurable(t, dir)
@@ -213,7 +228,7 @@ func TestPersistentSessionSurvivesRestart(t *testing.T) {
 	if p := sub.nextWithin(200 * time.Millisecond); p != nil {
 		t.Fatalf("unexpected %s (a second copy of the inbound message?)", p.Type())
 	}
-	waitStore(t, b.host, "sub", 0, 1, 0) // only p6, not acknowledged
+	waitStore(t, b.st, "sub", 1, 1, 0) // only p6, not acknowledged
 	other := dialRaw(t, b.addr)
 	other.connect("other", true)
 	other.subscribe(1, 1, "r/#")
@@ -223,12 +238,12 @@ func TestPersistentSessionSurvivesRestart(t *testing.T) {
 }
 
 // waitStore waits until the store holds the given counts for client id.
-func waitStore(t *testing.T, h *virtualhost.Host, id string, queued, inflight, inbound int) {
+func waitStore(t *testing.T, st store.Store, id string, queued, inflight, inbound int) {
 	t.Helper()
 	var q, f, in int
 	deadline := time.Now().Add(waitTime)
 	for {
-		if q, f, in = sessionEntries(t, h, id); q == queued && f == inflight && in == inbound {
+		if q, f, in = sessionEntries(t, st, id); q == queued && f == inflight && in == inbound {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -257,7 +272,7 @@ func TestCleanSessionDiscardsStoredSession(t *testing.T) {
 	sub.expectClosed()
 	b.stop()
 	b = startDurable(t, dir)
-	if c := b.host.Recovered(); c.Sessions != 0 {
+	if c := b.host.Recovered(); c.Sessions != 0 || c.DurableSubs != 0 {
 		t.Fatalf("discarded session still stored: %+v", c)
 	}
 }
@@ -286,7 +301,7 @@ func TestDurablePubackOrder(t *testing.T) {
 			t.Fatalf("PUBACK %d: got %#v", i, p)
 		}
 	}
-	waitStore(t, b.host, "sub", n/3, 0, 0)
+	waitStore(t, b.st, "sub", n/3, 0, 0)
 }
 
 // A write that fails (disk full, I/O error) is never acknowledged: the publisher's connection closes
@@ -303,7 +318,7 @@ func TestStoreWriteFailureWithholdsPuback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := serveDurable(t, zaptest.NewLogger(t), host, nil)
+	b := serveDurable(t, zaptest.NewLogger(t), host, st, nil)
 	sub := dialRaw(t, b.addr)
 	sub.connect("sub", false)
 	sub.subscribe(1, 1, "t")

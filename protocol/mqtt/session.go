@@ -12,7 +12,7 @@ import (
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
-	"github.com/lyremq/lyre/store"
+	"github.com/lyremq/lyre/virtualhost"
 )
 
 // sender is the outbound side of a connection (*protocol.Conn): append in place, never block.
@@ -33,10 +33,10 @@ type outItem struct {
 	msg      *router.Message
 	entry    *subEntry
 	seq      uint64 // queue delivery sequence for Consumer.Ack; 0 for topics
+	qseq     uint64 // the message's sequence in its durable subscription: it finds its packet id again
 	qos      uint8
 	retained bool // sent because the subscription is new: retain flag set [MQTT-3.3.1-8]
 	dup      bool
-	sseq     uint64 // its entry in a persistent session's store list; 0 = none (persist.go)
 }
 
 // live reports a topic message delivered as published: the kind dropped (oldest first) when the session's
@@ -46,10 +46,13 @@ func (it *outItem) live() bool { return it.seq == 0 && !it.retained }
 
 // inflightMsg is an outbound QoS ≥ 1 message awaiting its acknowledgement.
 type inflightMsg struct {
-	id     uint16
-	state  uint8
-	unsent bool // must be (re)sent on the current connection: resumed session
-	item   outItem
+	id      uint16
+	state   uint8
+	unsent  bool // must be (re)sent on the current connection: resumed session
+	writing bool // its in-flight record is being written: sent once durable (durable.go)
+	// item.msg is nil for a delivery from a durable subscription whose consumer closed (a reconnect or a
+	// restart) until the subscription delivers the message again; it is then resent under id.
+	item outItem
 }
 
 // subEntry is one subscription of a session, keyed by the filter text as the client sent it.
@@ -57,6 +60,9 @@ type subEntry struct {
 	key   string
 	rs    *router.Subscription
 	queue bool // a queue consumer
+	// dsub is the durable subscription keeping its messages: a persistent session's topic subscription
+	// (not shared). Set when the entry is made; the session consumes it while online (durable.go).
+	dsub *router.Destination
 	// consumer is owned by the attached reader goroutine.
 	consumer *router.Consumer
 
@@ -66,6 +72,10 @@ type subEntry struct {
 	holding bool      // SUBACK not yet sent: deliveries wait in held
 	held    []outItem // bounded by max_queued_messages (oldest live dropped) or consumer credit
 }
+
+// consumes reports whether the entry takes its messages from a router queue: a queue, or its durable
+// subscription.
+func (e *subEntry) consumes() bool { return e.queue || e.dsub != nil }
 
 // outQueue is a FIFO of messages waiting for the inflight window or outbound room.
 type outQueue struct {
@@ -155,18 +165,18 @@ type seenMsg struct {
 const maxSeen = 64
 
 // session is an MQTT session: subscriptions, inflight and queued messages. It outlives its connection
-// when clean session is off. It is the router.Sink of every one of its subscriptions.
+// when clean session is off; its topic subscriptions are then durable subscriptions of the router
+// (durable.go). It is the router.Sink of every one of its subscriptions.
 type session struct {
 	id    string
 	clean bool
+	host  *virtualhost.Host
 	att   *attachment // guarded by registry.mu
 	// owner is the authenticated user who opened the session, "" when unknown (anonymous, or restored
 	// from a record without one); kept in the session's store record. Written under registry.mu by the
 	// connection attaching the session, whose reader also reads it for the record. Another user may not
 	// take the session over.
 	owner string
-	// ps is set for a persistent session on a durable host: its changes are journalled (persist.go).
-	ps *sessionStore
 
 	// mu guards the fields below. Deliver takes it on publishers' goroutines; it is never held while
 	// calling the router.
@@ -182,17 +192,15 @@ type session struct {
 	queue       outQueue
 	dropped     uint64
 	dropLogged  time.Time
-	consumers   []*router.Consumer   // copy-on-write, for resuming from the writer goroutine
 	wilds       []*subEntry          // non-shared topic subscriptions with wildcards: overlap detection
 	literals    map[string]*subEntry // non-shared literal topic subscriptions by router.Key
 	seen        []seenMsg
 	scratch     []byte // topic rendering for the message being encoded
 	// The small fields together, so the struct has no padding between them (idle sessions must be small).
-	lastID          uint16
-	version         byte
-	discarded       bool
-	resumeConsumers bool // a queue delivery was refused for lack of room
-	overlap         bool // two topic subscriptions may match one message
+	lastID    uint16
+	version   byte
+	discarded bool
+	overlap   bool // two topic subscriptions may match one message
 	// slow is set when a publisher stalled for stallTimeout without the queue making room: until the
 	// queue is down to half again, live messages past max_queued_messages drop the oldest instead of
 	// stalling publishers.
@@ -200,15 +208,18 @@ type session struct {
 	// room is closed (and reset) when the queue makes room; made by a stalled publisher.
 	room chan struct{}
 
+	// cons are the queue consumers, resumed when the connection drains or the window opens.
+	cons protocol.Consumers
+
 	// Owned by the attached reader goroutine.
 	subs        map[string]*subEntry // nil until the first SUBSCRIBE
 	awaitingRel map[uint16]struct{}  // inbound QoS 2 packet ids between PUBREC and PUBREL
 }
 
-// newSession returns an offline session; log is the handler's logger (shared: a per-session child
-// logger would cost about 1 KiB per idle client).
-func newSession(id string, clean bool, log *zap.Logger) *session {
-	return &session{id: id, clean: clean, log: log, maxInflight: 1, maxQueued: 1}
+// newSession returns an offline session of host; log is the handler's logger (shared: a per-session
+// child logger would cost about 1 KiB per idle client).
+func newSession(id string, clean bool, host *virtualhost.Host, log *zap.Logger) *session {
+	return &session{id: id, clean: clean, host: host, log: log, maxInflight: 1, maxQueued: 1}
 }
 
 // Deliver implements router.Sink. It runs on the publisher's goroutine, never blocks and never calls the
@@ -224,10 +235,10 @@ func (s *session) Deliver(d router.Delivery) bool {
 	if s.discarded || e.gone {
 		return false
 	}
-	it := outItem{msg: d.Msg, entry: e, seq: d.Seq, qos: min(d.Msg.QoS, e.qos), retained: d.Retained}
-	if e.queue {
+	it := outItem{msg: d.Msg, entry: e, seq: d.Seq, qseq: d.QueueSeq, qos: min(d.Msg.QoS, e.qos), retained: d.Retained}
+	if e.consumes() {
 		it.dup = d.Redeliveries > 0 && it.qos > 0
-		return s.deliverQueueLocked(&it)
+		return s.deliverQueueLocked(&it, d.Redeliveries > 0)
 	}
 	if s.overlap && e.rs.Share == "" {
 		qos, first := s.overlapLocked(d.Msg)
@@ -238,21 +249,15 @@ func (s *session) Deliver(d router.Delivery) bool {
 	}
 	switch {
 	case s.out == nil:
-		// Offline: keep QoS ≥ 1 for the session's return. QoS 0 is not kept, by design rather than
-		// for lack of room, so it is left to the router's drop count and not logged.
-		if it.qos == 0 {
-			return false
-		}
-		s.putEntryLocked(&it, d.Msg.Tracker)
-		s.queueLocked(it)
-		return true
+		// Offline: what a persistent session keeps is in its durable subscriptions; a shared
+		// subscription's group gives the message to a member that is online.
+		return false
 	case e.holding:
-		s.putEntryLocked(&it, d.Msg.Tracker)
 		s.holdLocked(e, it)
 		return true
-	case s.queue.len() == 0 && s.sendLocked(&it):
+	case s.caughtUpLocked() && s.sendLocked(&it):
 		return true
-	case it.qos == 0 && s.queue.len() == 0:
+	case it.qos == 0 && s.caughtUpLocked():
 		s.countDropLocked("outbound full")
 		return false
 	}
@@ -265,11 +270,10 @@ func (s *session) Deliver(d router.Delivery) bool {
 		if s.discarded || e.gone {
 			return false
 		}
-		if s.out != nil && s.queue.len() == 0 && s.sendLocked(&it) {
+		if s.out != nil && s.caughtUpLocked() && s.sendLocked(&it) {
 			return true
 		}
 	}
-	s.putEntryLocked(&it, d.Msg.Tracker)
 	s.queueLocked(it)
 	return true
 }
@@ -317,28 +321,44 @@ func (s *session) wakeLocked() {
 	}
 }
 
-// deliverQueueLocked takes one queue delivery. The consumer's credit (max_inflight) bounds what is held.
-func (s *session) deliverQueueLocked(it *outItem) bool {
+// deliverQueueLocked takes one delivery from a queue or a durable subscription. The consumer's credit
+// (max_inflight) bounds what is held. A redelivery may be a message in flight under a packet id before
+// the consumer closed: it goes out again under that id.
+func (s *session) deliverQueueLocked(it *outItem, redelivery bool) bool {
 	if s.out == nil {
 		return false // the router keeps it for another consumer
 	}
+	if redelivery && it.entry.dsub != nil && s.resumeInflightLocked(it) {
+		return true
+	}
 	if it.qos == 0 {
-		// Auto-acknowledged when we return true: only accept what is queued on the socket now.
-		if !it.entry.holding && s.sendLocked(it) {
+		// Acknowledged when we return true: only accept what is queued on the socket now.
+		if it.entry.holding {
+			s.cons.Held() // resumed once the SUBACK is out
+			return false
+		}
+		if s.sendLocked(it) {
 			return true
 		}
-		s.resumeConsumers = true
+		s.cons.Blocked(s.conn)
 		return false
 	}
 	switch {
 	case it.entry.holding:
 		it.entry.held = append(it.entry.held, *it)
-	case s.queue.len() == 0 && s.sendLocked(it):
+	case s.caughtUpLocked() && s.sendLocked(it):
 	default:
 		s.queue.push(*it)
+		if it.qos == 2 && s.recordsInflight(it) {
+			s.pumpLocked() // its record may start now, beside those being written
+		}
 	}
 	return true
 }
+
+// caughtUpLocked reports whether nothing waits to go out before a new message: no queued message and no
+// resend pending.
+func (s *session) caughtUpLocked() bool { return s.queue.len() == 0 && s.unsent == 0 }
 
 // overlapLocked reports, for a message matched by one of the session's topic subscriptions, the highest
 // QoS granted by all of them that match, and whether this is the first delivery of the message.
@@ -376,7 +396,6 @@ func (s *session) overlapLocked(m *router.Message) (uint8, bool) {
 // holdLocked keeps a delivery for a subscription whose SUBACK is not sent yet.
 func (s *session) holdLocked(e *subEntry, it outItem) {
 	if len(e.held) >= s.maxQueued {
-		s.deleteEntryLocked(&e.held[0])
 		e.held = slices.Delete(e.held, 0, 1)
 		s.countDropLocked("session queue full")
 	}
@@ -388,8 +407,7 @@ func (s *session) holdLocked(e *subEntry, it outItem) {
 func (s *session) queueLocked(it outItem) {
 	s.queue.push(it)
 	if it.live() && s.queue.live > s.maxQueued {
-		if dropped, ok := s.queue.dropOldestLive(); ok {
-			s.deleteEntryLocked(&dropped)
+		if _, ok := s.queue.dropOldestLive(); ok {
 			s.countDropLocked("session queue full")
 		}
 	}
@@ -418,6 +436,14 @@ func (s *session) sendLocked(it *outItem) bool {
 	if it.qos > 0 && len(s.inflight) >= s.maxInflight {
 		return false
 	}
+	if it.qos == 2 && s.recordsInflight(it) {
+		// Exactly once across a crash: the packet id goes to the store before the PUBLISH goes out.
+		id := s.nextIDLocked()
+		s.inflight = append(s.inflight, inflightMsg{id: id, state: waitPubrec, unsent: true, writing: true, item: *it})
+		s.unsent++
+		s.writeInflightLocked(id, it, false, nil)
+		return true
+	}
 	b, ok := s.out.Begin()
 	if !ok {
 		return false
@@ -430,12 +456,14 @@ func (s *session) sendLocked(it *outItem) bool {
 		PacketID: id, Payload: it.msg.Body}
 	s.out.Commit(packet.AppendPublish(b, &p, s.version))
 	if it.qos > 0 {
-		s.sentLocked(it, id)
 		st := waitPuback
 		if it.qos == 2 {
 			st = waitPubrec
 		}
 		s.inflight = append(s.inflight, inflightMsg{id: id, state: st, item: *it})
+		if s.recordsInflight(it) {
+			s.writeInflightLocked(id, it, false, nil) // QoS 1: lost in a crash, it is resent under a new id
+		}
 	}
 	return true
 }
@@ -471,10 +499,18 @@ func (s *session) pumpLocked() {
 	if s.out == nil {
 		return
 	}
+	defer s.wakeLocked()
+	blocked := false
 	for i := 0; s.unsent > 0 && i < len(s.inflight); i++ {
 		f := &s.inflight[i]
 		if !f.unsent {
 			continue
+		}
+		if f.writing || f.state != waitPubcomp && f.item.msg == nil {
+			// Its record is being written, or its durable subscription has not delivered it again: what
+			// follows waits, so resends keep their order [MQTT-4.6.0-1] and a topic stays ordered.
+			blocked = true
+			break
 		}
 		b, ok := s.out.Begin()
 		if !ok {
@@ -483,8 +519,8 @@ func (s *session) pumpLocked() {
 		if f.state == waitPubcomp {
 			b = packet.AppendAck(b, packet.Pubrel, f.id, s.version)
 		} else {
-			// [MQTT-4.4.0-1] resend with DUP [MQTT-3.3.1-1]
-			p := packet.PublishPacket{Dup: true, QoS: f.item.qos, Retain: f.item.retained,
+			// [MQTT-4.4.0-1] a resend carries DUP [MQTT-3.3.1-1] (attach sets it)
+			p := packet.PublishPacket{Dup: f.item.dup, QoS: f.item.qos, Retain: f.item.retained,
 				Topic: s.topicLocked(f.item.msg), PacketID: f.id, Payload: f.item.msg.Body}
 			b = packet.AppendPublish(b, &p, s.version)
 		}
@@ -492,7 +528,6 @@ func (s *session) pumpLocked() {
 		f.unsent = false
 		s.unsent--
 	}
-	defer s.wakeLocked()
 	for s.queue.len() > 0 {
 		it := s.queue.peek()
 		if it.seq != 0 && it.entry.gone {
@@ -500,9 +535,11 @@ func (s *session) pumpLocked() {
 			continue
 		}
 		if it.seq == 0 && it.msg.Expires != 0 && it.msg.Expires <= time.Now().UnixMilli() {
-			s.deleteEntryLocked(it)
 			s.queue.pop() // expired while waiting (a STOMP message's expires header)
 			continue
+		}
+		if blocked && !(it.qos == 2 && s.recordsInflight(it)) {
+			return // only a delivery that waits for its record too may take its place in line now
 		}
 		if !s.sendLocked(it) {
 			return
@@ -520,26 +557,8 @@ func (s *session) drained(c *protocol.Conn) {
 		return
 	}
 	s.pumpLocked()
-	var cs []*router.Consumer
-	if s.resumeConsumers {
-		s.resumeConsumers = false
-		cs = s.consumers
-	}
 	s.mu.Unlock()
-	for _, c := range cs {
-		c.Resume()
-	}
-}
-
-// takeResume returns the consumers to resume when a queue delivery was refused since the last call.
-func (s *session) takeResume() []*router.Consumer {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.resumeConsumers || s.out == nil {
-		return nil
-	}
-	s.resumeConsumers = false
-	return s.consumers
+	s.cons.Resume()
 }
 
 // attach makes c the session's connection: inflight messages are resent (PUBLISH with DUP, or PUBREL) in
@@ -551,39 +570,39 @@ func (s *session) attach(c *protocol.Conn, version byte, g *router.Grammar, lim 
 	s.maxInflight, s.maxQueued = lim.MaxInflight, lim.MaxQueuedMessages
 	for i := range s.inflight {
 		s.inflight[i].unsent = true
+		s.inflight[i].item.dup = true
 	}
 	s.unsent = len(s.inflight)
 	s.pumpLocked()
 }
 
-// detach takes the session offline. Queue deliveries and QoS 0 messages still waiting are dropped (the
-// queue consumers are closed, so their messages go back to the queues); a clean session is discarded.
+// detach takes the session offline (its queue consumers are closed already, so their messages went back
+// to their queues); a clean session is discarded. A persistent session keeps its in-flight messages'
+// packet ids: a durable subscription's message forgets its delivery, and is resent under its id when the
+// subscription delivers it again [MQTT-4.4.0-1]; a queue's may go to another consumer and is forgotten.
 func (s *session) detach() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.out, s.conn, s.consumers, s.resumeConsumers = nil, nil, nil, false
+	s.out, s.conn = nil, nil
 	defer s.wakeLocked()
 	if s.clean {
 		s.discardLocked()
 		return
 	}
-	s.inflight = slices.DeleteFunc(s.inflight, func(f inflightMsg) bool { return f.item.seq != 0 })
+	s.inflight = slices.DeleteFunc(s.inflight, func(f inflightMsg) bool { return f.item.seq != 0 && f.item.entry.dsub == nil })
+	for i := range s.inflight {
+		if it := &s.inflight[i].item; it.seq != 0 {
+			it.msg, it.seq = nil, 0 // redelivered by its durable subscription, found by qseq
+		}
+	}
 	s.queue.filter(func(it *outItem) bool { return it.seq == 0 && it.qos > 0 })
 	for _, e := range s.subs {
-		for _, it := range e.held {
-			if it.sseq != 0 {
-				s.queue.push(it) // journalled: kept, as a restart would
-			}
-		}
 		e.held, e.holding = nil, false
 	}
 }
 
 // discardLocked drops everything the session holds; later deliveries are refused.
 func (s *session) discardLocked() {
-	if s.ps != nil && !s.discarded {
-		s.commitLocked(nil, store.DeleteSession{ClientID: s.id})
-	}
 	s.discarded = true
 	s.inflight, s.queue, s.seen, s.wilds, s.literals = nil, outQueue{}, nil, nil, nil
 	for _, e := range s.subs {
@@ -603,8 +622,9 @@ func (s *session) setEntryLocked(e *subEntry, add bool) {
 		delete(s.subs, e.key)
 		e.gone, e.held, e.holding = true, nil, false
 	}
-	// The overlap index: only non-shared topic subscriptions take part.
-	if e.queue || e.rs.Share != "" {
+	// The overlap index: only a clean session's non-shared topic subscriptions take part (a persistent
+	// session's come from their durable subscriptions, one copy each, as [MQTT-3.3.5-1] allows).
+	if e.consumes() || e.rs.Share != "" {
 		return
 	}
 	if e.rs.Filter.IsLiteral() {

@@ -6,10 +6,12 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/protocol/prototest"
+	"github.com/lyremq/lyre/router"
 )
 
 func willConnect(id string) *packet.ConnectPacket {
@@ -222,26 +224,45 @@ func TestTakeoverResumesPersistentSession(t *testing.T) {
 	}
 }
 
-// TestOfflineQueueDropsOldest: an offline session keeps at most max_queued_messages, dropping the oldest.
-func TestOfflineQueueDropsOldest(t *testing.T) {
-	b := startBroker(t, func(c *conf.Connector) { c.MQTT.MaxQueuedMessages = 5 })
-	r := dialRaw(t, b.addr)
-	r.connect("small", false)
-	r.subscribe(1, 1, "s")
-	r.send(&packet.DisconnectPacket{})
-	r.expectClosed()
-	pub := pahoClient(t, b.addr, "pub", nil)
-	for i := range 8 {
-		waitToken(t, pub.Publish("s", 1, false, strconv.Itoa(i)))
-	}
-	r = dialRaw(t, b.addr)
-	r.connect("small", false)
-	for i := 3; i < 8; i++ {
-		p := r.nextPublish()
-		if string(p.Payload) != strconv.Itoa(i) {
-			t.Fatalf("got %q, want %d (oldest dropped)", p.Payload, i)
+// TestOfflineSessionBoundByItsQuota: an offline session keeps what its durable subscriptions' quota
+// allows (the queue defaults, or a policy for $mqtt durable subscriptions), far more than
+// max_queued_messages, which bounds only what waits for a connected client's window. At the quota the
+// policy decides: the default drops the newest, drop_head the oldest; every drop is counted.
+func TestOfflineSessionBoundByItsQuota(t *testing.T) {
+	mqttDsubs := router.Filter{Kind: router.DurableSub, Segs: []router.Seg{{Text: dsubPrefix}, {Kind: router.SegMany}}}
+	for _, tc := range []struct {
+		full router.FullPolicy
+		want []int
+	}{
+		{router.FullBlock, []int{0, 1, 2, 3, 4}},
+		{router.FullDropHead, []int{3, 4, 5, 6, 7}},
+	} {
+		ro := router.Options{QueuePolicies: []router.QueuePolicy{{Filter: mqttDsubs, MaxMessages: 5, Full: tc.full}}}
+		b := startBrokerRouter(t, zaptest.NewLogger(t), ro, func(c *conf.Connector) { c.MQTT.MaxQueuedMessages = 2 })
+		r := dialRaw(t, b.addr)
+		r.connect("small", false)
+		r.subscribe(1, 1, "s")
+		r.send(&packet.DisconnectPacket{})
+		r.expectClosed()
+		pub := pahoClient(t, b.addr, "pub", nil)
+		for i := range 8 {
+			waitToken(t, pub.Publish("s", 1, false, strconv.Itoa(i)))
 		}
-		r.send(&packet.PubackPacket{PacketID: p.PacketID})
+		if d := b.host.Router.Stats().Dropped; d != 3 {
+			t.Errorf("%v: %d dropped, want 3", tc.full, d)
+		}
+		r = dialRaw(t, b.addr)
+		r.connect("small", false)
+		for _, i := range tc.want {
+			p := r.nextPublish()
+			if string(p.Payload) != strconv.Itoa(i) {
+				t.Fatalf("%v: got %q, want %d", tc.full, p.Payload, i)
+			}
+			r.send(&packet.PubackPacket{PacketID: p.PacketID})
+		}
+		if p := r.nextWithin(100 * time.Millisecond); p != nil {
+			t.Fatalf("%v: unexpected %s", tc.full, p.Type())
+		}
 	}
 }
 

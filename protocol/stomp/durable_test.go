@@ -83,7 +83,10 @@ func TestDurableSubscription_Errors(t *testing.T) {
 	for _, tc := range []struct{ frame, want string }{
 		{"SUBSCRIBE\nid:a\ndestination:/topic/a,/topic/b\npersistent:true\n\n\x00", "invalid durable subscription"},
 		{"SUBSCRIBE\nid:a\ndestination:/topic/a\npersistent:true\nselector:x = 1\n\n\x00", "invalid selector"},
-		{"SUBSCRIBE\nid:a.*\ndestination:/topic/a\npersistent:true\n\n\x00", "subscribe failed"},
+		{"SUBSCRIBE\nid:a.*\ndestination:/topic/a\npersistent:true\n\n\x00", "invalid durable subscription"},
+		// '$' names are the broker's: an MQTT session's durable subscriptions live under $mqtt.
+		{"SUBSCRIBE\nid:$mqtt.dev1.a\ndestination:/topic/a\npersistent:true\n\n\x00", "invalid durable subscription"},
+		{"SUBSCRIBE\nid:x\ndestination:/dsub/$mqtt.dev1.a\n\n\x00", "invalid durable subscription"},
 	} {
 		r := b.raw(t)
 		r.connect("accept-version:1.2", "host:default")

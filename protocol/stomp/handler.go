@@ -39,7 +39,8 @@
 //     in) apply to queues. NACK counts a redelivery; the queue's nak_limit then moves the message to its
 //     dlq (see router.QueuePolicy).
 //   - Temporary destinations are private to their connection (see temp.go). Durable subscriptions
-//     (persistent SUBSCRIBE to a topic, /dsub/<id>) are kept in memory (see durable.go).
+//     (persistent SUBSCRIBE to a topic, /dsub/<id>) are the router's, owned by their creator (see
+//     durable.go).
 //   - Transactions hold at most MaxTransactionFrames frames and max_message_length body bytes; a
 //     DISCONNECT or a dropped connection aborts them.
 package stomp
@@ -78,9 +79,6 @@ const (
 type Handler struct {
 	hosts *virtualhost.Registry
 	log   *zap.Logger
-
-	mu       sync.Mutex
-	durables map[durableKey]*durable // guarded by mu
 
 	// HeartBeatSend is the smallest interval at which the server sends heart-beats (the sx of CONNECTED's
 	// heart-beat header); 0 means the server does not send them. NewHandler sets DefaultHeartBeat.

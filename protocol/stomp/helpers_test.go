@@ -17,6 +17,7 @@ import (
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/prototest"
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/store"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -31,6 +32,7 @@ type broker struct {
 	srv  *protocol.Server
 	h    *Handler
 	host *virtualhost.Host
+	st   store.Store // a durable host's store, nil otherwise
 }
 
 // startBroker starts a STOMP-only connector. mod may adjust the connector and handler before start.

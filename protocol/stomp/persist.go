@@ -12,13 +12,9 @@ package stomp
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/go-stomp/stomp/v3/frame"
-	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol"
-	"github.com/lyremq/lyre/router"
-	"github.com/lyremq/lyre/store"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -70,114 +66,3 @@ func (s *session) receiptFailed(err error) {
 
 // frameDone drops the tracker of a frame that asked for no receipt: nothing waits for its writes.
 func (s *session) frameDone() { s.frameTr = nil }
-
-// Durable subscriptions on a durable host: the record (id and topic) is stored at the persistent
-// SUBSCRIBE (its receipt waits for it) and deleted with the subscription; the persistent messages its
-// queue holds are journalled by the router like a queue's. A publisher waiting for its message to be
-// durable also waits for the copy the bridge makes into each durable subscription's queue. At startup
-// RestoreDurables rebuilds the bridges before any client connects.
-
-// journalDurable stores (put) or deletes d's record on a durable host; the frame's receipt waits for it.
-func (s *session) journalDurable(d *durable, put bool) {
-	tr := s.tracker()
-	if tr == nil {
-		return
-	}
-	var op store.Op = store.DeleteDurableSub{ID: virtualhost.TopicKey(d.queue)}
-	if put {
-		op = store.PutDurableSub{Sub: store.DurableSub{ID: virtualhost.TopicKey(d.queue), Filter: d.filter}}
-	}
-	s.host.Commit(tr.Track(), op)
-}
-
-// trackCopy starts the wait of m's publisher for the copy a durable bridge will make; nil when nobody
-// waits or the copy will not be stored (a non-persistent message).
-func trackCopy(m *router.Message) func(error) {
-	if m.Tracker == nil || !m.Persistent {
-		return nil
-	}
-	return m.Tracker.Track()
-}
-
-// copyTracker gives the bridge's copy q its own tracker relaying to wait; the returned function, called
-// once q is published, ends the wait when q's writes are done (at once when there were none).
-func copyTracker(q *router.Message, wait func(error)) func() {
-	q.Tracker = nil // the original's publisher waits through wait, not through the original tracker
-	if wait == nil {
-		return func() {}
-	}
-	tr := &virtualhost.Tracker{}
-	q.Tracker = tr
-	return func() { tr.Then(wait) }
-}
-
-// releaseWaits ends the waits of copies that will never be made (the subscription is gone).
-func releaseWaits(waits []func(error)) {
-	for _, w := range waits {
-		if w != nil {
-			w(nil)
-		}
-	}
-}
-
-// RestoreDurables rebuilds the durable subscriptions recovered by host's store (see
-// virtualhost.Host.TakeDurableSubs): their topic filters are parsed with connector c's STOMP grammar. It
-// returns how many it restored.
-func (h *Handler) RestoreDurables(host *virtualhost.Host, c *conf.Connector) (int, error) {
-	recs := host.TakeDurableSubs()
-	if len(recs) == 0 {
-		return 0, nil
-	}
-	set, err := protocol.NewSettings(*c)
-	if err != nil {
-		return 0, err
-	}
-	g := set.STOMPGrammar
-	for _, rec := range recs {
-		queue, ok := virtualhost.ParseTopicKey(rec.ID)
-		if !ok || queue.Kind != router.DurableSub {
-			return 0, fmt.Errorf("stomp: restore durable subscription %q: %w", rec.ID, store.ErrCorrupt)
-		}
-		f, err := g.ParseFilter(rec.Filter)
-		if err != nil {
-			return 0, fmt.Errorf("stomp: restore durable subscription %q: %w", rec.ID, err)
-		}
-		key := keyOf(host.Router, queue.Path)
-		d := &durable{h: h, key: key, filter: rec.Filter, g: g, queue: queue}
-		d.bridge = &router.Subscription{Filter: f, Sink: d, QoS: 1, ID: queue.Path[len(queue.Path)-1]}
-		if err := host.Router.Subscribe(d.bridge); err != nil {
-			return 0, fmt.Errorf("stomp: restore durable subscription %q: %w", rec.ID, err)
-		}
-		h.mu.Lock()
-		if h.durables == nil {
-			h.durables = make(map[durableKey]*durable)
-		}
-		h.durables[key] = d
-		h.mu.Unlock()
-	}
-	return len(recs), nil
-}
-
-// RestoreAll restores every durable host's durable subscriptions (see RestoreDurables), using for each
-// host the first connector serving STOMP (or the defaults), and returns the count per host name.
-func (h *Handler) RestoreAll(cs []conf.Connector) (map[string]int, error) {
-	counts := make(map[string]int)
-	for _, host := range h.hosts.Hosts() {
-		if !host.Durable() {
-			continue
-		}
-		c := &conf.Connector{}
-		for i := range cs {
-			if slices.Contains(cs[i].Protocols(), protocol.STOMP) {
-				c = &cs[i]
-				break
-			}
-		}
-		n, err := h.RestoreDurables(host, c)
-		if err != nil {
-			return counts, fmt.Errorf("virtual_host %q: %w", host.Name, err)
-		}
-		counts[host.Name] = n
-	}
-	return counts, nil
-}

@@ -16,6 +16,7 @@ import (
 	"github.com/lyremq/lyre/protocol/prototest"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/store"
+	"github.com/lyremq/lyre/store/badgerstore"
 	"github.com/lyremq/lyre/store/memstore"
 	"github.com/lyremq/lyre/virtualhost"
 )
@@ -39,12 +40,12 @@ func startDurableBroker(t *testing.T, failing *atomic.Bool) *broker {
 	h := newTestHandler(t, reg)
 	c := testConnector()
 	srv, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.STOMP: h}, c)
-	return &broker{addr: addrs[0], srv: srv, h: h, host: host}
+	return &broker{addr: addrs[0], srv: srv, h: h, host: host, st: st}
 }
 
-func queueEntries(t *testing.T, h *virtualhost.Host) int {
+func queueEntries(t *testing.T, st store.Store) int {
 	t.Helper()
-	c, err := h.Store().Recover(store.Visitor{})
+	c, err := st.Recover(store.Visitor{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func TestDurableReceiptAfterWrite(t *testing.T) {
 		if f := r.read(); f.Command != frame.RECEIPT || f.Header.Get(frame.ReceiptId) != fmt.Sprintf("r%d", i) {
 			t.Fatalf("got %s %v", f.Command, f.Header)
 		}
-		if n := queueEntries(t, b.host); n != i {
+		if n := queueEntries(t, b.st); n != i {
 			t.Fatalf("after RECEIPT r%d the store holds %d queue entries", i, n)
 		}
 	}
@@ -95,7 +96,7 @@ func TestDurableReceiptsInOrder(t *testing.T) {
 	if f := r.read(); f.Header.Get(frame.ReceiptId) != "bye" {
 		t.Fatalf("got %v, want the DISCONNECT receipt last", f.Header)
 	}
-	if got := queueEntries(t, b.host); got != n/2 {
+	if got := queueEntries(t, b.st); got != n/2 {
 		t.Fatalf("store holds %d entries, want %d", got, n/2)
 	}
 }
@@ -124,17 +125,18 @@ func TestDurableWriteFailureSendsError(t *testing.T) {
 // like a graceful shutdown.
 func startBadgerBroker(t *testing.T, dir string) (b *broker, stop func()) {
 	t.Helper()
-	host, err := virtualhost.Open(conf.VirtualHost{Name: "default", HostNames: []string{"localhost"}, Anonymous: true,
-		Store: &conf.Store{Directory: dir, Sync: true}}, router.Options{})
+	st, err := badgerstore.Open(dir, badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := virtualhost.Open(conf.VirtualHost{Name: "default", HostNames: []string{"localhost"}, Anonymous: true},
+		router.Options{}, virtualhost.WithStore(st))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := virtualhost.NewRegistry(host)
 	h := newTestHandler(t, reg)
 	c := testConnector()
-	if _, err := h.RestoreAll([]conf.Connector{c}); err != nil {
-		t.Fatal(err)
-	}
 	srv, addrs := prototest.StartServer(t, map[string]protocol.Handler{protocol.STOMP: h}, c)
 	stopped := false
 	stop = func() {
@@ -148,7 +150,7 @@ func startBadgerBroker(t *testing.T, dir string) (b *broker, stop func()) {
 		reg.Close()
 	}
 	t.Cleanup(stop)
-	return &broker{addr: addrs[0], srv: srv, h: h, host: host}, stop
+	return &broker{addr: addrs[0], srv: srv, h: h, host: host, st: st}, stop
 }
 
 // A durable subscription survives a restart with the persistent messages it held; its receipt came
@@ -162,7 +164,7 @@ func TestDurableSubscriptionSurvivesRestart(t *testing.T) {
 	if f := r.read(); f.Command != frame.RECEIPT {
 		t.Fatalf("got %s %v", f.Command, f.Header)
 	}
-	if c, _ := b.host.Store().Recover(store.Visitor{}); c.DurableSubs != 1 {
+	if c, _ := b.st.Recover(store.Visitor{}); c.DurableSubs != 1 {
 		t.Fatalf("after the SUBSCRIBE receipt the store holds %d durable subscriptions", c.DurableSubs)
 	}
 	r.send("DISCONNECT\nreceipt:bye\n\n\x00")
@@ -179,7 +181,7 @@ func TestDurableSubscriptionSurvivesRestart(t *testing.T) {
 		}
 	}
 	// The receipts of n1 and n2 came after their copies into the subscription were stored.
-	if c, _ := b.host.Store().Recover(store.Visitor{}); c.DurableSubEntries != 2 {
+	if c, _ := b.st.Recover(store.Visitor{}); c.DurableSubEntries != 2 {
 		t.Fatalf("store holds %d durable subscription entries, want 2", c.DurableSubEntries)
 	}
 	stop()
@@ -193,7 +195,7 @@ func TestDurableSubscriptionSurvivesRestart(t *testing.T) {
 			t.Fatalf("got %s %q, want MESSAGE %s", f.Command, f.Body, want)
 		}
 	}
-	// The bridge is back: a new message reaches the subscription.
+	// The subscription is back: a new message reaches it.
 	p = b.raw(t)
 	p.connect("accept-version:1.2", "host:localhost")
 	p.send("SEND\ndestination:/topic/news.d\npersistent:true\nreceipt:4\n\nn4\x00")

@@ -43,7 +43,8 @@ type session struct {
 	// Reader goroutine only.
 	subs      map[string]*subscription
 	txs       map[string]*transaction
-	tempOwner bool // registered in Handler.temps
+	tempOwner bool                          // registered in Handler.temps
+	temps     map[string]router.Destination // its temporary queues by key, deleted at the end
 
 	mu        sync.Mutex
 	ackSeq    uint64             // last ack number issued to a delivery
@@ -396,6 +397,7 @@ func (s *session) cleanup() {
 	if s.tempOwner {
 		s.h.temps.Delete(s.id)
 	}
+	s.deleteTemps()
 	s.txs = nil
 	if s.slot != nil {
 		s.slot.Release()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-stomp/stomp/v3/frame"
 
+	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
 )
@@ -31,7 +32,7 @@ type subscription struct {
 	mode   ackMode
 	routes []route // reader goroutine only
 
-	durable durableKey // the durable subscription it consumes, if any (host set)
+	dsub *router.Destination // the durable subscription it consumes, if any
 
 	closed atomic.Bool // set by UNSUBSCRIBE; late deliveries are refused
 	sel    *selector   // nil: every message
@@ -115,8 +116,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 			return err
 		}
 		if sub.sel != nil && persistent {
-			// The durable bridge copies every match into the subscription's queue; messages the selector
-			// refused would pile up there.
+			// The subscription's queue keeps every match; messages the selector refused would pile up there.
 			return protoErr("invalid selector", "%q: selectors are not supported on durable subscriptions", name)
 		}
 		if qo.Browser && !queueKind(flt.Kind) {
@@ -128,23 +128,23 @@ func (s *session) subscribe(f *frame.Frame) error {
 				if !hasID || len(names) != 1 {
 					return protoErr("invalid durable subscription", "a persistent SUBSCRIBE needs an id and one topic")
 				}
-				d, err := s.durableFor(id, name, flt)
+				d, err := s.durable(id, name, flt)
 				if err != nil {
-					return &frameError{msg: "subscribe failed", detail: name + ": " + err.Error(), cause: err}
+					return err
 				}
-				sub.durable = d.key
-				flt = literalFilter(d.queue)
+				sub.dsub = &d
+				flt = literalFilter(d)
 			}
 		case router.TempTopic, router.Queue, router.TempQueue:
 		case router.DurableSub:
-			var d *durable
-			if flt.IsLiteral() {
-				d = s.lookupDurable(flt.Destination().Path)
+			if !flt.IsLiteral() {
+				return protoErr("invalid destination", "%q: a durable subscription is named, not matched", name)
 			}
-			if d == nil {
-				return protoErr("unknown durable subscription", "%q names no durable subscription; create one with a persistent SUBSCRIBE to a topic", name)
+			d := flt.Destination()
+			if err := checkDsubName(d.Path); err != nil {
+				return &frameError{msg: "invalid durable subscription", detail: err.Error(), cause: err}
 			}
-			sub.durable = d.key
+			sub.dsub = &d
 		default:
 			return protoErr("invalid destination", "%q: %s destinations cannot be subscribed to", name, flt.Kind)
 		}
@@ -153,7 +153,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 	for i, flt := range filters {
 		rs := &router.Subscription{Filter: flt, Sink: virtualhost.SinkFor(sub, gates[i]), QoS: 1, ID: id}
 		r := route{rs: rs}
-		if flt.Kind == router.Queue || flt.Kind == router.TempQueue || flt.Kind == router.DurableSub {
+		if queueKind(flt.Kind) {
 			r.cons, err = s.rt.Consume(rs, qo)
 			if err == nil {
 				s.cons.Add(r.cons)
@@ -163,6 +163,9 @@ func (s *session) subscribe(f *frame.Frame) error {
 		}
 		if err != nil {
 			sub.close()
+			if flt.Kind == router.DurableSub {
+				return durableError(names[i], err)
+			}
 			return &frameError{msg: "subscribe failed", detail: names[i] + ": " + err.Error(), cause: err}
 		}
 		sub.routes = append(sub.routes, r)
@@ -192,7 +195,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 // (or ActiveMQ's activemq.prefetchSize) or credit (count[,bytes]) for the unacknowledged window, selector, browser, exclusive, from-seq and
 // include-seq. Topic routes ignore what does not apply to them.
 func (s *session) queueOptions(f *frame.Frame, sub *subscription) (router.ConsumerOptions, error) {
-	o := router.ConsumerOptions{Credit: DefaultCredit, AutoAck: sub.mode == ackAuto}
+	o := router.ConsumerOptions{Credit: DefaultCredit, AutoAck: sub.mode == ackAuto, Owner: protocol.Owner(s.principal)}
 	// activemq.prefetchSize is ActiveMQ's name for the same window, so its clients keep their setting.
 	for _, name := range []string{"activemq.prefetchSize", "prefetch-count"} {
 		if p, ok := f.Header.Contains(name); ok {
@@ -291,8 +294,8 @@ func (s *session) unsubscribe(f *frame.Frame) error {
 	}
 	delete(s.subs, sub.id)
 	sub.close()
-	if sub.durable.host != nil && f.Header.Get("persistent") == "true" {
-		s.dropDurable(sub.durable)
+	if sub.dsub != nil && f.Header.Get("persistent") == "true" {
+		return s.destroyDurable(*sub.dsub, sub.dest)
 	}
 	return nil
 }

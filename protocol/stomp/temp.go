@@ -11,10 +11,14 @@ import (
 // writes /temp-queue/foo the router sees the path [lyre-7 foo]. Other connections reach it by the global
 // name /temp-queue/lyre-7.foo, which is what a reply-to header naming /temp-queue/foo is rewritten to on
 // SEND; they may send to it but not subscribe. Sending to the global name of a connection that has gone
-// is an ERROR. Messages still queued in a temp queue when its owner leaves stay in the router, bounded by
-// its queue limits.
+// is an ERROR. When the owner's connection ends its temporary queues are deleted, with what they still
+// hold discarded and counted (router.Stats.Discarded), as in Apollo. A connection names at most
+// MaxTempQueues of its own.
 
 const sessionPrefix = "lyre-"
+
+// MaxTempQueues bounds the temporary queues one connection names; one more is an ERROR.
+const MaxTempQueues = 1000
 
 // isSessionKey reports whether seg has the form of a session id, "lyre-" and digits.
 func isSessionKey(seg string) bool {
@@ -46,7 +50,7 @@ func (s *session) tempName(name string, d router.Destination) (router.Destinatio
 	}
 	s.registerTemp()
 	d.Path = append([]string{s.id}, d.Path...)
-	return d, nil
+	return d, s.ownTemp(d)
 }
 
 // tempFilter maps a SUBSCRIBE filter into the session's temp namespace; another connection's temp
@@ -63,7 +67,38 @@ func (s *session) tempFilter(name string, f router.Filter) (router.Filter, error
 	}
 	s.registerTemp()
 	f.Segs = append([]router.Seg{{Kind: router.SegLiteral, Text: s.id}}, f.Segs...)
+	if f.Kind == router.TempQueue && f.IsLiteral() {
+		return f, s.ownTemp(f.Destination())
+	}
 	return f, nil
+}
+
+// ownTemp records one of the session's temporary queues, deleted when the connection ends.
+func (s *session) ownTemp(d router.Destination) error {
+	if d.Kind != router.TempQueue {
+		return nil
+	}
+	key := router.Key(d)
+	if _, ok := s.temps[key]; ok {
+		return nil
+	}
+	if len(s.temps) >= MaxTempQueues {
+		return protoErr("too many temporary queues", "a connection may name at most %d temporary queues", MaxTempQueues)
+	}
+	if s.temps == nil {
+		s.temps = make(map[string]router.Destination)
+	}
+	s.temps[key] = d
+	return nil
+}
+
+// deleteTemps deletes the session's temporary queues, discarding what they hold. Reader goroutine, at
+// the end of the connection.
+func (s *session) deleteTemps() {
+	for _, d := range s.temps {
+		s.rt.DeleteQueue(d)
+	}
+	s.temps = nil
 }
 
 // renderTemp renders a temp destination of this session in its local form (/temp-queue/foo) and any

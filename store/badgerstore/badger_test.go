@@ -3,6 +3,7 @@ package badgerstore_test
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,13 +45,16 @@ func TestUnknownVersionRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	rawSet(t, dir, "v", "2")
-	_, err := badgerstore.Open(dir, badgerstore.Options{})
-	if !errors.Is(err, store.ErrVersion) || !strings.Contains(err.Error(), `"2"`) || !strings.Contains(err.Error(), dir) {
-		t.Fatalf("open of a version 2 store: %v", err)
+	// Format version 1, from before records were protocol-neutral, and one from the future.
+	for _, v := range []string{"1", "3"} {
+		rawSet(t, dir, "v", v)
+		_, err := badgerstore.Open(dir, badgerstore.Options{})
+		if !errors.Is(err, store.ErrVersion) || !strings.Contains(err.Error(), `"`+v+`"`) || !strings.Contains(err.Error(), dir) {
+			t.Fatalf("open of a version %s store: %v", v, err)
+		}
 	}
 	// The refusal released the directory: a matching build can still open it after a fix.
-	rawSet(t, dir, "v", "1")
+	rawSet(t, dir, "v", strconv.Itoa(store.FormatVersion))
 	openT(t, dir, badgerstore.Options{}).Close()
 }
 

@@ -44,7 +44,6 @@ func (m *model) apply(op store.Op) {
 	case store.DeleteDurableSub:
 		dropList(store.ListDurableSub, o.ID)
 	case store.DeleteSession:
-		dropList(store.ListSession, o.ClientID)
 		for k := range m.inflight {
 			if k[0] == o.ClientID {
 				delete(m.inflight, k)
@@ -76,11 +75,6 @@ func (m *model) messages() int {
 	for _, e := range m.entries {
 		ids[e.Msg.ID] = true
 	}
-	for _, f := range m.inflight {
-		if f.Msg != nil {
-			ids[f.Msg.ID] = true
-		}
-	}
 	for _, id := range m.retained {
 		ids[id] = true
 	}
@@ -98,8 +92,8 @@ func modelMsg(id uint64) *store.Message {
 
 func randomOp(r *rand.Rand) store.Op {
 	owners := []string{"a", "b"}
-	lists := []store.List{store.ListQueue, store.ListDurableSub, store.ListSession}
-	ref := store.Ref{List: lists[r.IntN(3)], Owner: owners[r.IntN(2)], Seq: uint64(r.IntN(5) + 1)}
+	lists := []store.List{store.ListQueue, store.ListDurableSub}
+	ref := store.Ref{List: lists[r.IntN(2)], Owner: owners[r.IntN(2)], Seq: uint64(r.IntN(5) + 1)}
 	id := uint64(r.IntN(8) + 1)
 	owner := owners[r.IntN(2)]
 	pid := uint16(r.IntN(3) + 1)
@@ -116,9 +110,9 @@ func randomOp(r *rand.Rand) store.Op {
 	case n < 69:
 		return store.DeleteSession{ClientID: owner}
 	case n < 76:
-		return store.PutInflight{Inflight: store.Inflight{ClientID: owner, PacketID: pid, State: store.InflightPublish, QoS: 1, Msg: modelMsg(id)}}
+		return store.PutInflight{Inflight: store.Inflight{ClientID: owner, PacketID: pid, State: store.InflightPublish, QoS: 2, Ref: ref}}
 	case n < 79:
-		return store.PutInflight{Inflight: store.Inflight{ClientID: owner, PacketID: pid, State: store.InflightRelease, QoS: 2}}
+		return store.PutInflight{Inflight: store.Inflight{ClientID: owner, PacketID: pid, State: store.InflightRelease, QoS: 2, Ref: ref}}
 	case n < 84:
 		return store.DeleteInflight{ClientID: owner, PacketID: pid}
 	case n < 87:

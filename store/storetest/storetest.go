@@ -166,16 +166,16 @@ func testMessageRoundTrip(t *testing.T, b Backend) {
 		QoS: 2, Persistent: true, Retain: true, Priority: 9, Expires: 1 << 50, ContentType: "text/plain",
 		Headers: []store.Header{{Name: "k", Value: "v"}, {Name: "k", Value: "v2"}, {}}, Group: "g/1", Body: bytes.Repeat([]byte{0, 1, 0xff}, 2000)}
 	empty := &store.Message{ID: 43}
-	apply(t, s, store.PutEntry{Entry: store.Entry{List: store.ListSession, Owner: "c", Seq: 1, QoS: 1,
-		Redeliveries: 3, Msg: m}}, put(store.ListSession, "c", 2, empty))
-	es := entries(t, s, store.ListSession, "c", 0, 10)
+	apply(t, s, store.PutEntry{Entry: store.Entry{List: store.ListDurableSub, Owner: "c", Seq: 1,
+		Redeliveries: 3, Msg: m}}, put(store.ListDurableSub, "c", 2, empty))
+	es := entries(t, s, store.ListDurableSub, "c", 0, 10)
 	if len(es) != 2 {
 		t.Fatalf("got %d entries", len(es))
 	}
 	if !reflect.DeepEqual(es[0].Msg, m) {
 		t.Fatalf("message:\n got %+v\nwant %+v", es[0].Msg, m)
 	}
-	if es[0].QoS != 1 || es[0].Redeliveries != 3 {
+	if es[0].Redeliveries != 3 {
 		t.Fatalf("entry fields: %+v", es[0])
 	}
 	if !reflect.DeepEqual(es[1].Msg, empty) {
@@ -190,22 +190,20 @@ func testRefcount(t *testing.T, b Backend) {
 	m := msg(7, "shared")
 	apply(t, s,
 		put(store.ListQueue, "q1", 1, m), put(store.ListQueue, "q2", 1, m),
-		put(store.ListDurableSub, "d", 1, m), put(store.ListSession, "c", 1, m),
-		store.PutInflight{Inflight: store.Inflight{ClientID: "c", PacketID: 1, State: store.InflightPublish, QoS: 1, Msg: m}},
+		put(store.ListDurableSub, "d", 1, m), put(store.ListDurableSub, "c", 1, m),
 		store.PutRetained{Retained: store.Retained{Topic: "t", Msg: m}})
 	apply(t, s, put(store.ListQueue, "q3", 1, m))
 	if c := recoverCounts(t, s); c.Messages != 1 || c.MaxMessageID != 7 {
-		t.Fatalf("after 7 references: %d messages (max id %d), want 1 (7)", c.Messages, c.MaxMessageID)
+		t.Fatalf("after 6 references: %d messages (max id %d), want 1 (7)", c.Messages, c.MaxMessageID)
 	}
 	steps := []store.Op{
 		del(store.ListQueue, "q1", 1), del(store.ListQueue, "q2", 1), del(store.ListDurableSub, "d", 1),
-		del(store.ListSession, "c", 1), store.DeleteInflight{ClientID: "c", PacketID: 1},
-		store.DeleteRetained{Topic: "t"},
+		del(store.ListDurableSub, "c", 1), store.DeleteRetained{Topic: "t"},
 	}
 	for i, op := range steps {
 		apply(t, s, op)
 		if c := recoverCounts(t, s); c.Messages != 1 {
-			t.Fatalf("after releasing %d of 7: %d messages", i+1, c.Messages)
+			t.Fatalf("after releasing %d of 6: %d messages", i+1, c.Messages)
 		}
 		if es := entries(t, s, store.ListQueue, "q3", 0, 1); len(es) != 1 || string(es[0].Msg.Body) != "shared" {
 			t.Fatalf("surviving reference lost its message: %+v", es)
@@ -247,14 +245,14 @@ func testCascades(t *testing.T, b Backend) {
 		store.PutDurableSub{Sub: store.DurableSub{ID: "d", Filter: "a.**"}},
 		put(store.ListDurableSub, "d", 1, msg(3, "c")),
 		store.PutSession{Session: store.Session{ClientID: "c"}},
-		put(store.ListSession, "c", 1, msg(4, "d")),
-		store.PutInflight{Inflight: store.Inflight{ClientID: "c", PacketID: 9, State: store.InflightPublish, QoS: 2, Msg: msg(5, "e")}},
+		store.PutInflight{Inflight: store.Inflight{ClientID: "c", PacketID: 9, State: store.InflightPublish, QoS: 2,
+			Ref: store.Ref{List: store.ListDurableSub, Owner: "d", Seq: 1}}},
 		store.PutInbound{ClientID: "c", PacketID: 10},
 		put(store.ListQueue, "keep", 1, msg(2, "b")))
 	// An entry added in the same commit as the cascade goes with it.
 	apply(t, s, put(store.ListQueue, "q", 3, msg(6, "f")), store.DeleteQueue{Name: "q"})
 	c := recoverCounts(t, s)
-	if c.Queues != 1 || c.QueueEntries != 1 || c.Messages != 4 {
+	if c.Queues != 1 || c.QueueEntries != 1 || c.Messages != 2 || c.Inflight != 1 || c.Inbound != 1 {
 		t.Fatalf("after DeleteQueue: %+v", c)
 	}
 	apply(t, s, store.DeleteDurableSub{ID: "d"}, store.DeleteSession{ClientID: "c"})
@@ -268,15 +266,17 @@ func testCascades(t *testing.T, b Backend) {
 func testSession(t *testing.T, b Backend) {
 	s := fresh(t, b, Options{})
 	sess := store.Session{ClientID: "client-1", ProtocolVersion: 5, ExpiryInterval: 3600, DisconnectedAt: 1700000000000,
-		Owner: "alice", Subscriptions: []store.Subscription{{Filter: "a/+/c", QoS: 2, Options: 0x0c, Identifier: 7}, {Filter: "#", QoS: 0}}}
-	m1, m2 := msg(1, "one"), msg(2, "two")
+		Owner: "alice", Subscriptions: []store.Subscription{
+			{Name: "a/+/c", Filter: "\x00\x00\x01a\x01\x00\x00\x01c", QoS: 2, Options: 0x0c, Identifier: 7, Durable: true},
+			{Name: "$share/g/#", Filter: "\x00\x02\x01#", Share: "g", QoS: 0}}}
+	ref1 := store.Ref{List: store.ListDurableSub, Owner: "client-1 a/+/c", Seq: 1}
+	ref2 := store.Ref{List: store.ListDurableSub, Owner: "client-1 a/+/c", Seq: 2}
 	apply(t, s, store.PutSession{Session: sess},
-		store.PutInflight{Inflight: store.Inflight{ClientID: "client-1", PacketID: 300, State: store.InflightPublish, QoS: 2, Msg: m2}},
-		store.PutInflight{Inflight: store.Inflight{ClientID: "client-1", PacketID: 2, State: store.InflightPublish, QoS: 1, Msg: m1}},
-		store.PutInbound{ClientID: "client-1", PacketID: 65535}, store.PutInbound{ClientID: "client-1", PacketID: 4},
-		put(store.ListSession, "client-1", 1, msg(3, "queued")))
+		store.PutInflight{Inflight: store.Inflight{ClientID: "client-1", PacketID: 300, State: store.InflightPublish, QoS: 2, Ref: ref2}},
+		store.PutInflight{Inflight: store.Inflight{ClientID: "client-1", PacketID: 2, State: store.InflightPublish, QoS: 2, Ref: ref1}},
+		store.PutInbound{ClientID: "client-1", PacketID: 65535}, store.PutInbound{ClientID: "client-1", PacketID: 4})
 	// PUBREC for 300: the message is released, the packet id stays until PUBCOMP [MQTT-4.3.3].
-	apply(t, s, store.PutInflight{Inflight: store.Inflight{ClientID: "client-1", PacketID: 300, State: store.InflightRelease, QoS: 2}})
+	apply(t, s, store.PutInflight{Inflight: store.Inflight{ClientID: "client-1", PacketID: 300, State: store.InflightRelease, QoS: 2, Ref: ref2}})
 	// PUBREL for inbound 4.
 	apply(t, s, store.DeleteInbound{ClientID: "client-1", PacketID: 4})
 	var got []store.SessionState
@@ -284,16 +284,16 @@ func testSession(t *testing.T, b Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := store.SessionState{Session: sess, Queued: store.ListInfo{Count: 1, First: 1, Last: 1},
+	want := store.SessionState{Session: sess,
 		Inflight: []store.Inflight{
-			{ClientID: "client-1", PacketID: 2, State: store.InflightPublish, QoS: 1, Msg: m1},
-			{ClientID: "client-1", PacketID: 300, State: store.InflightRelease, QoS: 2},
+			{ClientID: "client-1", PacketID: 2, State: store.InflightPublish, QoS: 2, Ref: ref1},
+			{ClientID: "client-1", PacketID: 300, State: store.InflightRelease, QoS: 2, Ref: ref2},
 		},
 		Inbound: []uint16{65535}}
 	if len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 		t.Fatalf("session:\n got %+v\nwant %+v", got, want)
 	}
-	if c.Sessions != 1 || c.Inflight != 2 || c.Inbound != 1 || c.SessionEntries != 1 || c.Messages != 2 {
+	if c.Sessions != 1 || c.Inflight != 2 || c.Inbound != 1 || c.Messages != 0 {
 		t.Fatalf("counts: %+v", c)
 	}
 	// Resubscribing replaces the subscription list.
@@ -339,7 +339,7 @@ func testRecover(t *testing.T, b Backend) {
 		put(store.ListQueue, "a", 10, msg(1, "x")), put(store.ListQueue, "a", 12, msg(2, "y")),
 		store.PutQueue{Queue: store.Queue{Name: "a", Kind: 1}},
 		put(store.ListQueue, "dlq.a", 1, msg(3, "z")),
-		store.PutDurableSub{Sub: store.DurableSub{ID: "sub", Filter: "x.*", Selector: "p > 1"}},
+		store.PutDurableSub{Sub: store.DurableSub{ID: "sub", Filter: "x.*", Selector: "p > 1", Owner: "alice", QoS: 2, Flags: 1}},
 		put(store.ListDurableSub, "sub", 4, msg(1, "x")))
 	type q struct {
 		Q  store.Queue
@@ -362,7 +362,7 @@ func testRecover(t *testing.T, b Backend) {
 	if !reflect.DeepEqual(queues, wantQ) {
 		t.Fatalf("queues:\n got %+v\nwant %+v", queues, wantQ)
 	}
-	if wantS := []store.DurableSub{{ID: "sub", Filter: "x.*", Selector: "p > 1"}}; !reflect.DeepEqual(subs, wantS) {
+	if wantS := []store.DurableSub{{ID: "sub", Filter: "x.*", Selector: "p > 1", Owner: "alice", QoS: 2, Flags: 1}}; !reflect.DeepEqual(subs, wantS) {
 		t.Fatalf("durable subs: got %+v", subs)
 	}
 	want := store.Counts{Queues: 3, QueueEntries: 3, DurableSubs: 1, DurableSubEntries: 1, Messages: 3, MaxMessageID: 3}
@@ -595,7 +595,7 @@ func testExpired(t *testing.T, b Backend) {
 	exp := func(id uint64, at int64) *store.Message { return &store.Message{ID: id, Expires: at} }
 	apply(t, s, put(store.ListQueue, "q", 1, exp(1, 1000)), put(store.ListQueue, "q", 2, exp(2, 3000)),
 		put(store.ListQueue, "q", 3, exp(3, 0)), put(store.ListDurableSub, "d", 1, exp(4, 2000)),
-		put(store.ListSession, "c", 1, exp(1, 1000)))
+		put(store.ListDurableSub, "c", 1, exp(1, 1000)))
 	// Acked before expiry: its index key must go with it.
 	apply(t, s, del(store.ListQueue, "q", 2))
 	refs, err := s.RemoveExpired(2500, 1)
@@ -616,7 +616,7 @@ func testExpired(t *testing.T, b Backend) {
 	if got := seqs(entries(t, s, store.ListQueue, "q", 0, 10)); !reflect.DeepEqual(got, []uint64{3}) {
 		t.Fatalf("queue after expiry: %v", got)
 	}
-	if c := recoverCounts(t, s); c.Messages != 1 || c.DurableSubEntries != 0 || c.SessionEntries != 0 {
+	if c := recoverCounts(t, s); c.Messages != 1 || c.DurableSubEntries != 0 {
 		t.Fatalf("after expiry: %+v", c)
 	}
 	if refs, err := s.RemoveExpired(1<<60, 10); err != nil || len(refs) != 0 {
@@ -631,15 +631,18 @@ func populate(t *testing.T, s store.Store) {
 	ops := []store.Op{
 		store.PutQueue{Queue: store.Queue{Name: "orders", Kind: 1}},
 		store.PutQueue{Queue: store.Queue{Name: "DLQ.orders", Kind: 2}},
-		store.PutDurableSub{Sub: store.DurableSub{ID: "audit", Filter: "orders.**"}},
-		store.PutSession{Session: store.Session{ClientID: "dev-1", ProtocolVersion: 4,
-			Subscriptions: []store.Subscription{{Filter: "a/#", QoS: 1}}}},
-		store.PutInflight{Inflight: store.Inflight{ClientID: "dev-1", PacketID: 1, State: store.InflightPublish, QoS: 1, Msg: shared}},
-		store.PutInflight{Inflight: store.Inflight{ClientID: "dev-1", PacketID: 2, State: store.InflightRelease, QoS: 2}},
+		store.PutDurableSub{Sub: store.DurableSub{ID: "audit", Filter: "orders.**", Owner: "bob", QoS: 1}},
+		store.PutDurableSub{Sub: store.DurableSub{ID: "dev-1 a/#", Filter: "a/#", Owner: "alice", QoS: 2, Flags: 1}},
+		store.PutSession{Session: store.Session{ClientID: "dev-1", ProtocolVersion: 4, Owner: "alice",
+			Subscriptions: []store.Subscription{{Name: "a/#", Filter: "a/#", QoS: 2, Durable: true}}}},
+		store.PutInflight{Inflight: store.Inflight{ClientID: "dev-1", PacketID: 1, State: store.InflightPublish, QoS: 2,
+			Ref: store.Ref{List: store.ListDurableSub, Owner: "dev-1 a/#", Seq: 1}}},
+		store.PutInflight{Inflight: store.Inflight{ClientID: "dev-1", PacketID: 2, State: store.InflightRelease, QoS: 2,
+			Ref: store.Ref{List: store.ListDurableSub, Owner: "dev-1 a/#", Seq: 7}}},
 		store.PutInbound{ClientID: "dev-1", PacketID: 77},
 		store.PutRetained{Retained: store.Retained{Topic: "a/b", Msg: shared}},
 		put(store.ListDurableSub, "audit", 1, shared),
-		put(store.ListSession, "dev-1", 1, shared),
+		put(store.ListDurableSub, "dev-1 a/#", 1, shared),
 		store.PutEntry{Entry: store.Entry{List: store.ListQueue, Owner: "DLQ.orders", Seq: 9, Redeliveries: 5, Msg: msg(5, "dead")}},
 	}
 	for i := range 2500 { // more than one export window
@@ -691,7 +694,6 @@ func snap(t *testing.T, s store.Store) snapshot {
 		},
 		Session: func(ss store.SessionState) error {
 			sn.Sessions = append(sn.Sessions, ss)
-			refs = append(refs, store.Ref{List: store.ListSession, Owner: ss.Session.ClientID})
 			return nil
 		},
 		Retained: func(r store.Retained) error { sn.Retained = append(sn.Retained, r); return nil },
@@ -729,7 +731,7 @@ func testExportImport(t *testing.T, b Backend) {
 		t.Fatalf("shared message not stored once after import: %+v", got.Counts)
 	}
 	// A stream from another format version is refused.
-	bad := bytes.Replace(buf.Bytes(), []byte(`"version":1`), []byte(`"version":99`), 1)
+	bad := bytes.Replace(buf.Bytes(), []byte(fmt.Sprintf(`"version":%d`, store.FormatVersion)), []byte(`"version":99`), 1)
 	if _, err := store.Import(bytes.NewReader(bad), fresh(t, b, Options{})); !errors.Is(err, store.ErrVersion) {
 		t.Fatalf("import of version 99: %v", err)
 	}

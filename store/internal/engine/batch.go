@@ -135,18 +135,9 @@ func (b *batch) apply(op store.Op) error {
 	case store.DeleteSession:
 		return b.deleteSession(o.ClientID)
 	case store.PutInflight:
-		k := keyInflight(o.Inflight.ClientID, o.Inflight.PacketID)
-		if err := b.releaseInflight(k); err != nil {
-			return err
-		}
-		v := inflightVal{State: o.Inflight.State, QoS: o.Inflight.QoS}
-		if o.Inflight.Msg != nil {
-			v.MsgID = o.Inflight.Msg.ID
-			b.ref(o.Inflight.Msg)
-		}
-		b.set(k, encodeInflight(v), baseUnknown)
+		b.set(keyInflight(o.Inflight.ClientID, o.Inflight.PacketID), encodeInflight(o.Inflight), baseUnknown)
 	case store.DeleteInflight:
-		return b.releaseInflight(keyInflight(o.ClientID, o.PacketID))
+		b.del(keyInflight(o.ClientID, o.PacketID), baseUnknown)
 	case store.PutInbound:
 		b.set(keyInbound(o.ClientID, o.PacketID), nil, baseUnknown)
 	case store.DeleteInbound:
@@ -173,8 +164,7 @@ func (b *batch) putEntry(e store.Entry) error {
 	}
 	s := b.slots[string(k)] // loaded by deleteEntry
 	b.ref(e.Msg)
-	b.set(k, encodeEntry(entryVal{MsgID: e.Msg.ID, Redeliveries: e.Redeliveries, QoS: e.QoS,
-		Expires: e.Msg.Expires}), s.base)
+	b.set(k, encodeEntry(entryVal{MsgID: e.Msg.ID, Redeliveries: e.Redeliveries, Expires: e.Msg.Expires}), s.base)
 	if e.Msg.Expires > 0 {
 		// An index key exists in the committed state only if its entry does.
 		xb := baseUnknown
@@ -227,20 +217,6 @@ func (b *batch) deleteList(l store.List, owner string) error {
 	return nil
 }
 
-func (b *batch) releaseInflight(k []byte) error {
-	s, err := b.load(k)
-	if err != nil || !s.exists {
-		return err
-	}
-	v, err := decodeInflight(s.val)
-	if err != nil {
-		return err
-	}
-	b.unref(v.MsgID)
-	b.del(k, s.base)
-	return nil
-}
-
 func (b *batch) releaseRetained(k []byte) error {
 	s, err := b.load(k)
 	if err != nil || !s.exists {
@@ -257,17 +233,12 @@ func (b *batch) releaseRetained(k []byte) error {
 
 func (b *batch) deleteSession(cid string) error {
 	b.del(keySession(cid), baseUnknown)
-	if err := b.deleteList(store.ListSession, cid); err != nil {
-		return err
-	}
 	keys, err := b.prefixed(appendStr([]byte{pInflight}, cid))
 	if err != nil {
 		return err
 	}
 	for _, k := range keys {
-		if err := b.releaseInflight([]byte(k)); err != nil {
-			return err
-		}
+		b.del([]byte(k), basePresent)
 	}
 	keys, err = b.prefixed(appendStr([]byte{pInbound}, cid))
 	if err != nil {

@@ -227,7 +227,6 @@ func decodeMessage(id uint64, v []byte) (*store.Message, error) {
 type entryVal struct {
 	MsgID        uint64
 	Redeliveries uint32
-	QoS          uint8
 	Expires      int64
 }
 
@@ -235,13 +234,12 @@ func encodeEntry(e entryVal) []byte {
 	b := make([]byte, 0, 24)
 	b = binary.AppendUvarint(b, e.MsgID)
 	b = binary.AppendUvarint(b, uint64(e.Redeliveries))
-	b = append(b, e.QoS)
 	return binary.AppendVarint(b, e.Expires)
 }
 
 func decodeEntry(v []byte) (entryVal, error) {
 	d := dec{b: v}
-	e := entryVal{MsgID: d.uvarint(), Redeliveries: uint32(d.uvarint()), QoS: d.byte(), Expires: d.varint()}
+	e := entryVal{MsgID: d.uvarint(), Redeliveries: uint32(d.uvarint()), Expires: d.varint()}
 	return e, d.end("entry")
 }
 
@@ -277,12 +275,13 @@ func decodeUvarint(v []byte, what string) (uint64, error) {
 }
 
 func encodeDurable(s store.DurableSub) []byte {
-	return appendStr(appendStr(nil, s.Filter), s.Selector)
+	b := appendStr(appendStr(appendStr(nil, s.Filter), s.Selector), s.Owner)
+	return append(b, s.QoS, s.Flags)
 }
 
 func decodeDurable(id string, v []byte) (store.DurableSub, error) {
 	d := dec{b: v}
-	s := store.DurableSub{ID: id, Filter: d.str(), Selector: d.str()}
+	s := store.DurableSub{ID: id, Filter: d.str(), Selector: d.str(), Owner: d.str(), QoS: d.byte(), Flags: d.byte()}
 	return s, d.end("durable subscription")
 }
 
@@ -290,14 +289,17 @@ func encodeSession(s store.Session) []byte {
 	b := []byte{s.ProtocolVersion}
 	b = binary.AppendUvarint(b, uint64(s.ExpiryInterval))
 	b = binary.AppendVarint(b, s.DisconnectedAt)
+	b = appendStr(b, s.Owner)
 	b = binary.AppendUvarint(b, uint64(len(s.Subscriptions)))
 	for _, sub := range s.Subscriptions {
-		b = appendStr(b, sub.Filter)
+		b = appendStr(appendStr(appendStr(b, sub.Name), sub.Filter), sub.Share)
 		b = append(b, sub.QoS, sub.Options)
 		b = binary.AppendUvarint(b, uint64(sub.Identifier))
-	}
-	if s.Owner != "" {
-		b = appendStr(b, s.Owner)
+		durable := byte(0)
+		if sub.Durable {
+			durable = 1
+		}
+		b = append(b, durable)
 	}
 	return b
 }
@@ -305,18 +307,23 @@ func encodeSession(s store.Session) []byte {
 func decodeSession(cid string, v []byte) (store.Session, error) {
 	d := dec{b: v}
 	s := store.Session{ClientID: cid, ProtocolVersion: d.byte(), ExpiryInterval: uint32(d.uvarint()),
-		DisconnectedAt: d.varint()}
+		DisconnectedAt: d.varint(), Owner: d.str()}
 	if n := d.uvarint(); n > 0 && n <= uint64(len(d.b)) {
 		s.Subscriptions = make([]store.Subscription, n)
 		for i := range s.Subscriptions {
-			s.Subscriptions[i] = store.Subscription{Filter: d.str(), QoS: d.byte(), Options: d.byte(),
+			sub := store.Subscription{Name: d.str(), Filter: d.str(), Share: d.str(), QoS: d.byte(), Options: d.byte(),
 				Identifier: uint32(d.uvarint())}
+			switch d.byte() {
+			case 0:
+			case 1:
+				sub.Durable = true
+			default:
+				d.fail()
+			}
+			s.Subscriptions[i] = sub
 		}
 	} else if n > 0 {
 		d.fail()
-	}
-	if d.err == nil && len(d.b) > 0 {
-		s.Owner = d.str() // absent in records written before owners were stored
 	}
 	return s, d.end("session")
 }
@@ -339,19 +346,16 @@ func decodeQueue(name string, v []byte) (store.Queue, error) {
 	return q, d.end("queue")
 }
 
-// inflightVal is an in-flight record's value; MsgID is 0 in the release state.
-type inflightVal struct {
-	State store.InflightState
-	QoS   uint8
-	MsgID uint64
+// encodeInflight is an in-flight record's value: state, QoS and the entry it delivers (its packet id
+// and client id are the key).
+func encodeInflight(f store.Inflight) []byte {
+	b := appendStr([]byte{byte(f.State), f.QoS, byte(f.Ref.List)}, f.Ref.Owner)
+	return binary.AppendUvarint(b, f.Ref.Seq)
 }
 
-func encodeInflight(v inflightVal) []byte {
-	return binary.AppendUvarint([]byte{byte(v.State), v.QoS}, v.MsgID)
-}
-
-func decodeInflight(v []byte) (inflightVal, error) {
+func decodeInflight(cid string, pid uint16, v []byte) (store.Inflight, error) {
 	d := dec{b: v}
-	f := inflightVal{State: store.InflightState(d.byte()), QoS: d.byte(), MsgID: d.uvarint()}
+	f := store.Inflight{ClientID: cid, PacketID: pid, State: store.InflightState(d.byte()), QoS: d.byte()}
+	f.Ref = store.Ref{List: store.List(d.byte()), Owner: d.str(), Seq: d.uvarint()}
 	return f, d.end("inflight")
 }

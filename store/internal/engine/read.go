@@ -56,7 +56,7 @@ func (e *Engine) Entries(list store.List, owner string, from uint64, limit int) 
 				return false, err
 			}
 			out = append(out, store.Entry{List: list, Owner: owner, Seq: binary.BigEndian.Uint64(k[len(prefix):]),
-				Redeliveries: ev.Redeliveries, QoS: ev.QoS, Msg: m})
+				Redeliveries: ev.Redeliveries, Msg: m})
 			return len(out) < limit, nil
 		})
 	})
@@ -117,7 +117,7 @@ func (e *Engine) Recover(v store.Visitor) (store.Counts, error) {
 		if err := recoverDurables(r, v, &c); err != nil {
 			return err
 		}
-		if err := recoverSessions(r, &l, v, &c); err != nil {
+		if err := recoverSessions(r, v, &c); err != nil {
 			return err
 		}
 		err := records(r, pRetained, func(topic string, _, val []byte) error {
@@ -220,11 +220,7 @@ func recoverDurables(r Reader, v store.Visitor, c *store.Counts) error {
 	return nil
 }
 
-func recoverSessions(r Reader, l *loader, v store.Visitor, c *store.Counts) error {
-	infos, err := lists(r, store.ListSession)
-	if err != nil {
-		return err
-	}
+func recoverSessions(r Reader, v store.Visitor, c *store.Counts) error {
 	sessions := make(map[string]*store.SessionState)
 	get := func(cid string) *store.SessionState {
 		s := sessions[cid]
@@ -234,7 +230,7 @@ func recoverSessions(r Reader, l *loader, v store.Visitor, c *store.Counts) erro
 		}
 		return s
 	}
-	err = records(r, pSession, func(cid string, _, val []byte) error {
+	err := records(r, pSession, func(cid string, _, val []byte) error {
 		s, err := decodeSession(cid, val)
 		get(cid).Session = s
 		return err
@@ -242,22 +238,13 @@ func recoverSessions(r Reader, l *loader, v store.Visitor, c *store.Counts) erro
 	if err != nil {
 		return err
 	}
-	for cid, li := range infos {
-		get(cid).Queued = *li
-	}
 	err = records(r, pInflight, func(cid string, rest, val []byte) error {
 		if len(rest) != 2 {
 			return fmt.Errorf("%w: inflight key", store.ErrCorrupt)
 		}
-		f, err := decodeInflight(val)
+		in, err := decodeInflight(cid, binary.BigEndian.Uint16(rest), val)
 		if err != nil {
 			return err
-		}
-		in := store.Inflight{ClientID: cid, PacketID: binary.BigEndian.Uint16(rest), State: f.State, QoS: f.QoS}
-		if f.MsgID != 0 && v.Session != nil {
-			if in.Msg, err = l.message(f.MsgID); err != nil {
-				return err
-			}
 		}
 		s := get(cid)
 		s.Inflight = append(s.Inflight, in)
@@ -280,7 +267,6 @@ func recoverSessions(r Reader, l *loader, v store.Visitor, c *store.Counts) erro
 	for _, cid := range sortedKeys(sessions) {
 		s := sessions[cid]
 		c.Sessions++
-		c.SessionEntries += s.Queued.Count
 		c.Inflight += len(s.Inflight)
 		c.Inbound += len(s.Inbound)
 		if v.Session != nil {

@@ -31,16 +31,6 @@ func (e *Engine) Verify() error {
 		if err != nil {
 			return err
 		}
-		err = r.Scan([]byte{pInflight}, []byte{pInflight}, false, func(_, v []byte) (bool, error) {
-			f, err := decodeInflight(v)
-			if f.MsgID != 0 {
-				refs[f.MsgID]++
-			}
-			return err == nil, err
-		})
-		if err != nil {
-			return err
-		}
 		err = r.Scan([]byte{pRetained}, []byte{pRetained}, false, func(_, v []byte) (bool, error) {
 			id, err := decodeUvarint(v, "retained")
 			refs[id]++

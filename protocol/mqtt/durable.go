@@ -1,0 +1,280 @@
+package mqtt
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
+)
+
+// Persistent sessions (clean session off). Each topic subscription of a persistent session that is not
+// shared is a durable subscription of the router, named $mqtt/<client id>/<filter as the client wrote
+// it> (kind DurableSub): the router keeps what it matches while the client is away, journalled on a
+// durable host and swapped to the store in windows, bounded by the queue quota that applies to it
+// (100,000 messages / 64 MiB unless a `dsub "$mqtt.**" { }` policy says otherwise), as it does for STOMP
+// durable subscriptions. While the client is connected the session consumes each one with credit
+// max_inflight; a QoS 0 delivery is acknowledged as it goes out, a QoS 1 one on PUBACK, a QoS 2 one on
+// PUBREC. Messages delivered at QoS 0 are not kept while the client is away (mosquitto's default).
+//
+// Beside the router's durable subscriptions the session keeps only what is MQTT's own, through the host:
+// its record (owner, protocol level, subscriptions), the packet ids of QoS 2 deliveries in flight, and
+// the inbound QoS 2 ids awaiting PUBREL. A QoS 2 delivery's packet id is written before the PUBLISH goes
+// out, and its release (PUBREC) before the PUBREL, so after a crash the message is resent under the same
+// id or only the PUBREL is: never delivered twice [MQTT-4.3.3]. QoS 1 deliveries in flight at a crash
+// come back marked DUP under new ids (duplicates are allowed at QoS 1). Across a reconnect without a
+// crash, every unacknowledged message is resent under its original id [MQTT-4.4.0-1].
+//
+// Shared subscriptions of a persistent session are not durable: their group gives each message to a
+// member that is online (as EMQX does), and their in-flight state is not written.
+//
+// A session and its durable subscriptions belong to the user that opened it; another user may not take
+// the client id over (CONNACK 0x05). A wildcard filter the owner may read only in part is gated inside
+// the durable subscription, so what it keeps is what the owner may read.
+
+// errStoreWrite closes a connection whose acknowledgement waited for a write that failed: the client
+// sends again after reconnecting.
+var errStoreWrite = errors.New("mqtt: store write failed; message not acknowledged")
+
+// dsubPrefix is the first level of every MQTT session's durable subscription name. '$' names are the
+// broker's: STOMP cannot name them.
+const dsubPrefix = "$mqtt"
+
+// dsubOf names the durable subscription of client id's subscription to filter text key.
+func dsubOf(clientID, key string) router.Destination {
+	return router.Destination{Kind: router.DurableSub, Path: []string{dsubPrefix, clientID, key}}
+}
+
+// literalFilter is the filter naming exactly destination d.
+func literalFilter(d router.Destination) router.Filter {
+	f := router.Filter{Kind: d.Kind, Segs: make([]router.Seg, len(d.Path))}
+	for i, p := range d.Path {
+		f.Segs[i] = router.Seg{Kind: router.SegLiteral, Text: p}
+	}
+	return f
+}
+
+// durableOptions are the router options of entry e's durable subscription, gated for p when the gate
+// says so.
+func durableOptions(e *subEntry, owner string, gate *virtualhost.Gate) router.DurableOptions {
+	o := router.DurableOptions{Filter: e.rs.Filter, Owner: owner, QoS: e.qos, DropQoS0Offline: true}
+	if gate != nil {
+		o.Match = func(m *router.Message) bool { return gate.Allows(m.Dest.Path) }
+	}
+	return o
+}
+
+// createDurable makes (or keeps, with e's QoS) the durable subscription of entry e.
+func (cl *client) createDurable(e *subEntry, gate *virtualhost.Gate) error {
+	_, err := cl.rt.CreateDurable(*e.dsub, durableOptions(e, protocol.Owner(cl.principal), gate), nil)
+	return err
+}
+
+// destroyDurable ends the durable subscription of entry e, discarding what it holds.
+func (cl *client) destroyDurable(e *subEntry) {
+	if _, err := cl.rt.DestroyDurable(*e.dsub, cl.sess.owner, nil); err != nil && !errors.Is(err, router.ErrNoDurable) {
+		cl.c.Log().Warn("durable subscription not destroyed", zap.String("client_id", cl.sess.id), zap.String("filter", e.key), zap.Error(err))
+	}
+}
+
+// discardDurables destroys every durable subscription of session s (a clean session replaces it, or it
+// is discarded): those its entries name and any left under its name by an earlier incarnation.
+func discardDurables(rt *router.Router, s *session) {
+	for _, ds := range rt.Durables([]string{dsubPrefix, s.id}) {
+		if len(ds.Dest.Path) == 3 {
+			_, _ = rt.DestroyDurable(ds.Dest, ds.Owner, nil)
+		}
+	}
+}
+
+// consumeOptions are the consumer options of a session's queue or durable subscription.
+func (cl *client) consumeOptions(e *subEntry) router.ConsumerOptions {
+	return router.ConsumerOptions{Credit: cl.lim.MaxInflight, AutoAck: e.queue && e.qos == 0, AckQoS0: e.dsub != nil,
+		Owner: protocol.Owner(cl.principal)}
+}
+
+// consumerSub is the router subscription a consumer of entry e attaches with: the queue e names, or its
+// durable subscription. The router treats the pointer as the consumer's identity: a fresh one each time.
+func consumerSub(e *subEntry, s *session) *router.Subscription {
+	f := e.rs.Filter
+	if e.dsub != nil {
+		f = literalFilter(*e.dsub)
+	}
+	return &router.Subscription{Filter: f, Sink: s, QoS: e.qos, ID: e.key, Opaque: e}
+}
+
+// recordsInflight reports whether a delivery's packet id is written to the store: QoS 1 or 2 from a
+// durable subscription on a durable host. A QoS 2 one is written before the PUBLISH goes out.
+func (s *session) recordsInflight(it *outItem) bool {
+	return it.qos > 0 && it.entry != nil && it.entry.dsub != nil && s.host.Durable()
+}
+
+// writeInflightLocked writes the in-flight record of delivery it under packet id (released: PUBREC
+// came). The first write of a QoS 2 delivery sends its PUBLISH once durable (inflightWritten); a
+// release's writer waits on tr.
+func (s *session) writeInflightLocked(id uint16, it *outItem, released bool, tr router.Tracker) {
+	f := virtualhost.Inflight{PacketID: id, Released: released, QoS: it.qos, Queue: *it.entry.dsub, Seq: it.qseq}
+	if !released && it.qos == 2 {
+		// The store's committer reports here: never take s.mu on its goroutine.
+		tr = virtualhost.TrackFunc(func(err error) { go s.inflightWritten(id, err) })
+	}
+	s.host.PutInflight(s.id, f, tr)
+}
+
+// inflightWritten sends a QoS 2 delivery once its packet id is durable. A failed write closes the
+// connection: exactly once cannot be promised for it.
+func (s *session) inflightWritten(id uint16, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.inflight, func(f inflightMsg) bool { return f.id == id && f.writing })
+	if i < 0 {
+		return
+	}
+	s.inflight[i].writing = false
+	if err != nil {
+		if s.conn != nil {
+			s.conn.Close(fmt.Errorf("%w: in-flight record: %w", errStoreWrite, err))
+		}
+		return
+	}
+	s.pumpLocked()
+}
+
+// resumeInflightLocked takes a durable subscription's redelivery of a message that was in flight under a
+// packet id before its consumer closed (a reconnect, or a restart that restored the id): it is resent
+// under that id [MQTT-4.4.0-1], or, when the client had received it (PUBREC), only acknowledged at
+// PUBCOMP. It reports whether it was one.
+func (s *session) resumeInflightLocked(it *outItem) bool {
+	for i := range s.inflight {
+		f := &s.inflight[i]
+		if f.item.msg != nil || f.item.entry != it.entry || f.item.qseq != it.qseq {
+			continue
+		}
+		if f.state == waitPubcomp {
+			f.item.msg, f.item.seq = it.msg, it.seq // acknowledged to its queue at PUBCOMP
+			return true
+		}
+		dup := *it
+		dup.dup = true
+		f.item = dup
+		if !f.unsent {
+			f.unsent = true
+			s.unsent++
+		}
+		s.pumpLocked()
+		return true
+	}
+	return false
+}
+
+// dropUnmatchedLocked forgets in-flight deliveries whose durable subscription did not deliver them again
+// once consumed: their messages are gone (destroyed with the subscription, expired).
+func (s *session) dropUnmatchedLocked() {
+	s.inflight = slices.DeleteFunc(s.inflight, func(f inflightMsg) bool {
+		gone := f.item.msg == nil && f.state != waitPubcomp && !f.writing
+		if gone {
+			if f.unsent {
+				s.unsent--
+			}
+			if s.recordsInflight(&f.item) {
+				s.host.DeleteInflight(s.id, f.id, nil)
+			}
+		}
+		return gone
+	})
+}
+
+// record is the session's record for the host. Reader goroutine (owns subs).
+func (s *session) record(version byte) virtualhost.SessionRecord {
+	rec := virtualhost.SessionRecord{ClientID: s.id, Owner: s.owner, ProtocolVersion: version}
+	for key, e := range s.subs {
+		rec.Subscriptions = append(rec.Subscriptions, virtualhost.SessionSub{Name: key, Filter: e.rs.Filter,
+			Share: e.rs.Share, QoS: e.qos, Durable: e.dsub != nil})
+	}
+	return rec
+}
+
+// saveRecord writes the session's record and waits until it is durable, so CONNACK or SUBACK promise
+// only what a crash keeps. A clean session has none.
+func (cl *client) saveRecord() error {
+	s := cl.sess
+	if s.clean || !cl.host.Durable() {
+		return nil
+	}
+	tr := &virtualhost.Tracker{}
+	cl.host.SaveSession(s.record(cl.version), tr)
+	if err := tr.Wait(); err != nil {
+		return fmt.Errorf("%w: session record: %w", errStoreWrite, err)
+	}
+	return nil
+}
+
+// RestoreAll rebuilds, before any client connects, the persistent sessions every host's store held
+// (virtualhost.Host.TakeSessions): offline, with their subscriptions and in-flight packet ids. Their
+// durable subscriptions are the router's, restored by the host; a wildcard one the owner may read only
+// in part gets its gate back here. It returns the count per host name.
+func (h *Handler) RestoreAll() map[string]int {
+	counts := make(map[string]int)
+	for _, host := range h.hosts.Hosts() {
+		reg := h.registry(host)
+		for _, rs := range host.TakeSessions() {
+			s := h.restoreOne(host, rs)
+			reg.mu.Lock()
+			reg.sessions[s.id] = s
+			reg.mu.Unlock()
+			counts[host.Name]++
+		}
+	}
+	return counts
+}
+
+func (h *Handler) restoreOne(host *virtualhost.Host, rs virtualhost.RecoveredSession) *session {
+	s := newSession(rs.ClientID, false, host, h.log)
+	s.owner, s.version = rs.Owner, rs.ProtocolVersion
+	p := host.PrincipalOf(rs.Owner)
+	for _, sub := range rs.Subscriptions {
+		e := &subEntry{key: sub.Name, qos: sub.QoS, queue: sub.Filter.Kind == router.Queue}
+		e.rs = &router.Subscription{Filter: sub.Filter, Sink: s, QoS: sub.QoS, ID: sub.Name, Share: sub.Share, Opaque: e}
+		if sub.Durable {
+			d := dsubOf(s.id, sub.Name)
+			e.dsub = &d
+			if some, all := host.AuthorizeFilter(p, virtualhost.ActionReceive, virtualhost.ObjectTopic, sub.Filter.Segs, s.id); some && !all {
+				gate := host.Gate(p, virtualhost.ActionReceive, virtualhost.ObjectTopic, s.id)
+				_, _ = host.Router.CreateDurable(d, durableOptions(e, rs.Owner, gate), nil)
+			}
+		}
+		s.setEntryLocked(e, true) // nothing else sees s yet
+	}
+	for _, f := range rs.Inflight {
+		key := ""
+		if len(f.Queue.Path) == 3 {
+			key = f.Queue.Path[2]
+		}
+		e := s.subs[key]
+		if e == nil || e.dsub == nil {
+			host.DeleteInflight(s.id, f.PacketID, nil) // its subscription is gone
+			continue
+		}
+		state := waitPuback
+		switch {
+		case f.Released:
+			state = waitPubcomp
+		case f.QoS == 2:
+			state = waitPubrec
+		}
+		s.inflight = append(s.inflight, inflightMsg{id: f.PacketID, state: state,
+			item: outItem{entry: e, qseq: f.Seq, qos: f.QoS, dup: true}})
+		s.lastID = max(s.lastID, f.PacketID)
+	}
+	if len(rs.Inbound) > 0 {
+		s.awaitingRel = make(map[uint16]struct{}, len(rs.Inbound))
+		for _, id := range rs.Inbound {
+			s.awaitingRel[id] = struct{}{}
+		}
+	}
+	return s
+}

@@ -1,0 +1,267 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Durable subscriptions. A durable subscription is a topic filter whose matches the router keeps in a
+// queue of kind DurableSub named by the subscription (its destination), whether or not anyone consumes
+// it: journalled, swapped to the journal in windows, bounded by the queue's quota and full policy, like
+// any queue backlog. STOMP durable subscriptions (/dsub/<id>, persistent:true with an id) and the
+// subscriptions of an MQTT session that outlives its connection are the same thing here, as in Apollo;
+// a front-end consumes the queue with Consume, with the usual credit and acknowledgements.
+//
+// A durable subscription is owned by the principal that created it (DurableOptions.Owner, chosen by the
+// front-end: the user name). Only its owner may consume it, change it or destroy it; "" is owned by
+// nobody in particular and open to everyone.
+
+var (
+	// ErrNotOwner refuses a principal that does not own a durable subscription.
+	ErrNotOwner = errors.New("router: the durable subscription belongs to another principal")
+	// ErrNoDurable is returned for a durable subscription that does not exist.
+	ErrNoDurable = errors.New("router: no such durable subscription")
+	// ErrTooManyDurables refuses a durable subscription beyond Options.MaxDurables.
+	ErrTooManyDurables = errors.New("router: too many durable subscriptions")
+)
+
+// DefaultMaxDurables is Options.MaxDurables when it is 0.
+const DefaultMaxDurables = 100000
+
+// DurableOptions describe a durable subscription.
+type DurableOptions struct {
+	// Filter is the topic filter (kind Topic) whose matching messages the subscription keeps.
+	Filter Filter
+	// Owner is the principal that owns it; "" lets anyone consume, change or destroy it.
+	Owner string
+	// QoS is the highest QoS granted: a message is kept and delivered at min(its QoS, QoS).
+	QoS uint8
+	// DropQoS0Offline drops the messages it would deliver at QoS 0 while no consumer is attached (MQTT: a
+	// session keeps no QoS 0 message while its client is away, as mosquitto by default); otherwise they
+	// are kept like the others (STOMP).
+	DropQoS0Offline bool
+	// Match, when set, keeps only the messages it accepts (an access gate for a wildcard the owner may
+	// read only in part). It is not journalled: the front-end sets it again after a restart, before any
+	// client connects. It runs on publishers' goroutines and must not call the router.
+	Match func(*Message) bool
+}
+
+// DurableInfo describes one durable subscription.
+type DurableInfo struct {
+	Dest Destination // kind DurableSub: the queue holding its messages
+	DurableOptions
+}
+
+// durable is one durable subscription. Its Subscription sits in the topic trie; Publish hands matches
+// to offer rather than to a Sink.
+type durable struct {
+	dest Destination
+	key  string
+	sub  *Subscription
+	opts atomic.Pointer[DurableOptions] // replaced, never modified: offer reads it without a lock
+}
+
+// durables is the router's registry of durable subscriptions.
+type durables struct {
+	mu sync.Mutex // outermost: held across the trie change and the journal call of one change
+	m  map[string]*durable
+}
+
+// owns reports whether principal may act on a durable subscription owned by owner.
+func owns(owner, principal string) bool { return owner == "" || owner == principal }
+
+func equalFilter(a, b Filter) bool {
+	return a.Kind == b.Kind && slices.EqualFunc(a.Segs, b.Segs, func(x, y Seg) bool { return x.Kind == y.Kind && x.Text == y.Text })
+}
+
+// CreateDurable creates durable subscription d (kind DurableSub) with o. When d exists and o.Owner owns
+// it, the same filter keeps it, its owner and its messages, with o's QoS and options (existed is true); another
+// filter replaces it, discarding what it held (STOMP: a persistent SUBSCRIBE reusing an id with another
+// destination). Another owner's is refused with ErrNotOwner. The journal records the change; tr, when
+// set, learns when it is durable.
+func (r *Router) CreateDurable(d Destination, o DurableOptions, tr Tracker) (existed bool, err error) {
+	return r.createDurable(d, o, tr, r.opts.Journal)
+}
+
+// createDurable is CreateDurable journalling to j (nil: not at all).
+func (r *Router) createDurable(d Destination, o DurableOptions, tr Tracker, j Journal) (existed bool, err error) {
+	if r.closed.Load() {
+		return false, ErrClosed
+	}
+	if d.Kind != DurableSub || len(d.Path) == 0 {
+		return false, fmt.Errorf("%w: a durable subscription is named by a %s destination", ErrInvalidName, DurableSub)
+	}
+	if o.Filter.Kind != Topic {
+		return false, fmt.Errorf("%w: a durable subscription subscribes to topics, not a %s", ErrInvalidFilter, o.Filter.Kind)
+	}
+	o.Filter.Segs = slices.Clone(o.Filter.Segs)
+	if err := checkFilter(&o.Filter); err != nil {
+		return false, err
+	}
+	key := Key(d)
+	r.dur.mu.Lock()
+	defer r.dur.mu.Unlock()
+	old := r.dur.m[key]
+	if old != nil {
+		cur := old.opts.Load()
+		if !owns(cur.Owner, o.Owner) {
+			return true, ErrNotOwner
+		}
+		if equalFilter(cur.Filter, o.Filter) {
+			o.Filter = cur.Filter // the compiled one the trie holds
+			o.Owner = cur.Owner   // fixed at creation
+			old.opts.Store(&o)
+			if o.QoS != cur.QoS || o.DropQoS0Offline != cur.DropQoS0Offline {
+				journalDurable(j, d, &o, tr)
+			}
+			return true, nil
+		}
+		r.destroyLocked(old, nil, j)
+	}
+	if len(r.dur.m) >= r.opts.MaxDurables {
+		return false, ErrTooManyDurables
+	}
+	nd := &durable{dest: Destination{Kind: DurableSub, Path: slices.Clone(d.Path)}, key: key}
+	nd.opts.Store(&o)
+	nd.sub = &Subscription{Filter: o.Filter, QoS: o.QoS, ID: key, dur: nd}
+	r.topics.insert(0, nd.sub)
+	if r.dur.m == nil {
+		r.dur.m = make(map[string]*durable)
+	}
+	r.dur.m[key] = nd
+	journalDurable(j, d, &o, tr)
+	return old != nil, nil
+}
+
+// DestroyDurable removes durable subscription d with every message it holds, waiting or in flight (its
+// consumers are closed), when owner owns it. It returns the number of messages discarded.
+func (r *Router) DestroyDurable(d Destination, owner string, tr Tracker) (int, error) {
+	r.dur.mu.Lock()
+	defer r.dur.mu.Unlock()
+	old := r.dur.m[Key(d)]
+	if old == nil {
+		return 0, ErrNoDurable
+	}
+	if !owns(old.opts.Load().Owner, owner) {
+		return 0, ErrNotOwner
+	}
+	return r.destroyLocked(old, tr, r.opts.Journal), nil
+}
+
+// destroyLocked unsubscribes ds, purges its queue (journalling each message's release, so the journal
+// is left with an empty list to delete) and journals the removal to j. r.dur.mu is held.
+func (r *Router) destroyLocked(ds *durable, tr Tracker, j Journal) int {
+	r.topics.remove(0, ds.sub)
+	delete(r.dur.m, ds.key)
+	n := 0
+	if q := r.lockedQueue(ds.dest, false); q != nil {
+		n = q.purgeLocked()
+		idle := q.idleLocked()
+		q.mu.Unlock()
+		if idle {
+			r.dropIdleQueue(q, 0)
+		}
+	}
+	r.discarded.Add(uint64(n))
+	journalDurable(j, ds.dest, nil, tr)
+	return n
+}
+
+// Durable returns the options of durable subscription d.
+func (r *Router) Durable(d Destination) (DurableOptions, bool) {
+	r.dur.mu.Lock()
+	defer r.dur.mu.Unlock()
+	if ds := r.dur.m[Key(d)]; ds != nil {
+		return *ds.opts.Load(), true
+	}
+	return DurableOptions{}, false
+}
+
+// Durables returns the durable subscriptions whose path starts with prefix (all with an empty prefix),
+// in no particular order.
+func (r *Router) Durables(prefix []string) []DurableInfo {
+	r.dur.mu.Lock()
+	defer r.dur.mu.Unlock()
+	var out []DurableInfo
+	for _, ds := range r.dur.m {
+		if len(ds.dest.Path) >= len(prefix) && slices.Equal(ds.dest.Path[:len(prefix)], prefix) {
+			out = append(out, DurableInfo{Dest: ds.dest, DurableOptions: *ds.opts.Load()})
+		}
+	}
+	return out
+}
+
+// RestoreDurable recreates a durable subscription recovered from the journal, without journalling it.
+// Call it before any client connects, then RestoreBacklog for its messages.
+func (r *Router) RestoreDurable(d Destination, o DurableOptions) error {
+	_, err := r.createDurable(d, o, nil, nil)
+	return err
+}
+
+// offer keeps m for durable subscription ds: Publish's fan-out calls it on the publisher's goroutine,
+// holding no lock. It returns how many messages the subscription's full policy dropped (this one, or the
+// oldest ones for FullDropHead) and, when it refused m under FullBlock while a consumer drains it, a
+// channel closed when it has room: the publisher's front-end waits on it, for a bounded time, before it
+// reads on (PublishResult.Room). A message delivered at QoS 0 to a subscription without a consumer that
+// drops those is left out by design, not counted.
+func (r *Router) offer(ds *durable, m *Message) (dropped int, room <-chan struct{}) {
+	o := ds.opts.Load()
+	if o.Match != nil && !o.Match(m) {
+		return 0, nil
+	}
+	if o.DropQoS0Offline && min(m.QoS, o.QoS) == 0 {
+		q := r.lockedQueue(ds.dest, false)
+		if q == nil {
+			return 0, nil
+		}
+		online := len(q.consumers) > 0
+		q.mu.Unlock()
+		if !online {
+			return 0, nil
+		}
+	}
+	q := r.lockedQueue(ds.dest, true)
+	pr := q.enqueueLocked(m)
+	dropped = pr.Dropped
+	if pr.Err != nil {
+		// FullBlock: the topic's other subscribers have the message; this one cannot take it.
+		r.dropped.Add(1)
+		dropped = 1
+		if len(q.consumers) > 0 {
+			if q.room == nil {
+				q.room = make(chan struct{})
+			}
+			room = q.room
+		}
+	}
+	idle := q.idleLocked()
+	q.mu.Unlock()
+	if idle {
+		r.queueIdle(q)
+	}
+	return dropped, room
+}
+
+// checkDurableConsumer enforces ownership for a consumer of a DurableSub queue: the subscription must
+// exist and belong to owner.
+func (r *Router) checkDurableConsumer(d Destination, owner string) error {
+	r.dur.mu.Lock()
+	defer r.dur.mu.Unlock()
+	ds := r.dur.m[Key(d)]
+	if ds == nil {
+		return ErrNoDurable
+	}
+	if !owns(ds.opts.Load().Owner, owner) {
+		return ErrNotOwner
+	}
+	return nil
+}
+
+func journalDurable(j Journal, d Destination, o *DurableOptions, tr Tracker) {
+	if j != nil {
+		j.Durable(d, o, tr)
+	}
+}
