@@ -158,15 +158,20 @@ func stompPersistentSend(t *testing.T, c *stomp.Conn, dest string, bodies ...str
 
 // stompDurableCatchUp attaches login to the durable subscription id on dest (SUBSCRIBE with
 // persistent:true, ack client-individual; the first one creates it), checks that exactly want arrives,
-// in order, acknowledges each, and disconnects.
-func stompDurableCatchUp(t *testing.T, addr, login, pass, dest, id string, want ...string) {
+// in order, acknowledges each, and disconnects. It returns once the broker has let the connection go, so
+// that what is published next waits in the subscription rather than chase a closing connection.
+func stompDurableCatchUp(t *testing.T, sb *secureBroker, login, pass, dest, id string, want ...string) {
 	t.Helper()
-	c, err := stomp.Dial("tcp", addr, stomp.ConnOpt.Host("a"), stomp.ConnOpt.Login(login, pass),
+	others := sb.hostA.Connections()
+	c, err := stomp.Dial("tcp", sb.addr, stomp.ConnOpt.Host("a"), stomp.ConnOpt.Login(login, pass),
 		stomp.ConnOpt.Logger(prototest.NopStompLogger{}))
 	if err != nil {
 		t.Fatalf("stomp login %q: %v", login, err)
 	}
-	defer func() { _ = c.Disconnect() }() // the subscription stays: no UNSUBSCRIBE
+	defer func() {
+		_ = c.Disconnect() // the subscription stays: no UNSUBSCRIBE
+		prototest.WaitFor(t, 5*time.Second, func() bool { return sb.hostA.Connections() <= others })
+	}()
 	sub, err := c.Subscribe(dest, stomp.AckClientIndividual, stomp.SubscribeOpt.Id(id), stomp.SubscribeOpt.Header("persistent", "true"))
 	if err != nil {
 		t.Fatalf("%s SUBSCRIBE %s id %s persistent: %v", login, dest, id, err)
@@ -201,7 +206,7 @@ func TestDurableSubscriptionOwnedSTOMP(t *testing.T) {
 	const dest, id = "/topic/news.x", "shared-name"
 	pub := stompLogin(t, sb.addr, "a", "dave", davePass)
 	// alice creates it, then goes away until each step's end.
-	stompDurableCatchUp(t, sb.addr, "alice", alicePass, dest, id)
+	stompDurableCatchUp(t, sb, "alice", alicePass, dest, id)
 
 	t.Run("same id and destination: ERROR, not a competing consumer", func(t *testing.T) {
 		stompPersistentSend(t, pub, dest, "m1", "m2")
@@ -214,7 +219,7 @@ func TestDurableSubscriptionOwnedSTOMP(t *testing.T) {
 		if a.Command != frame.ERROR {
 			t.Errorf("bob SUBSCRIBE %s id %s persistent:true: %s, want ERROR", dest, id, describe(a))
 		}
-		stompDurableCatchUp(t, sb.addr, "alice", alicePass, dest, id, "m1", "m2")
+		stompDurableCatchUp(t, sb, "alice", alicePass, dest, id, "m1", "m2")
 	})
 	t.Run("same id, another destination: ERROR, and hers is intact", func(t *testing.T) {
 		stompPersistentSend(t, pub, dest, "m3")
@@ -230,7 +235,7 @@ func TestDurableSubscriptionOwnedSTOMP(t *testing.T) {
 		if len(bob.msgs) > 0 {
 			t.Errorf("bob received %q", bob.bodies())
 		}
-		stompDurableCatchUp(t, sb.addr, "alice", alicePass, dest, id, "m3", "m4")
+		stompDurableCatchUp(t, sb, "alice", alicePass, dest, id, "m3", "m4")
 	})
 	t.Run("SUBSCRIBE /dsub/ by its id: ERROR", func(t *testing.T) {
 		stompPersistentSend(t, pub, dest, "m5")
@@ -243,7 +248,7 @@ func TestDurableSubscriptionOwnedSTOMP(t *testing.T) {
 		if a.Command != frame.ERROR {
 			t.Errorf("bob SUBSCRIBE /dsub/%s: %s, want ERROR", id, describe(a))
 		}
-		stompDurableCatchUp(t, sb.addr, "alice", alicePass, dest, id, "m5")
+		stompDurableCatchUp(t, sb, "alice", alicePass, dest, id, "m5")
 	})
 	t.Run("UNSUBSCRIBE persistent:true does not destroy it", func(t *testing.T) {
 		stompPersistentSend(t, pub, dest, "m6")
@@ -267,11 +272,11 @@ func TestDurableSubscriptionOwnedSTOMP(t *testing.T) {
 		if len(bob.msgs) > 0 {
 			t.Errorf("bob received %q", bob.bodies())
 		}
-		stompDurableCatchUp(t, sb.addr, "alice", alicePass, dest, id, "m6", "m7")
+		stompDurableCatchUp(t, sb, "alice", alicePass, dest, id, "m6", "m7")
 	})
 	// After all of it alice's subscription still collects what is published while she is away.
 	stompPersistentSend(t, pub, dest, "m8", "m9")
-	stompDurableCatchUp(t, sb.addr, "alice", alicePass, dest, id, "m8", "m9")
+	stompDurableCatchUp(t, sb, "alice", alicePass, dest, id, "m8", "m9")
 }
 
 // mqttResume connects user with clean session off as client id and returns the CONNACK return code, the
@@ -397,7 +402,7 @@ func TestDurableSubscriptionCreateDestroyRules(t *testing.T) {
 		}
 	})
 	t.Run("destroy denied: UNSUBSCRIBE persistent:true is an ERROR and the subscription stays", func(t *testing.T) {
-		stompDurableCatchUp(t, sb.addr, "bob", bobPass, "/topic/news.b", "b1") // creates it
+		stompDurableCatchUp(t, sb, "bob", bobPass, "/topic/news.b", "b1") // creates it
 		bob := rawStompLogin(t, sb.addr, "bob", bobPass)
 		if a := bob.do(subscribeFrame("/topic/news.b", "b1", "persistent", "true")); a.Command != frame.RECEIPT {
 			t.Fatalf("bob SUBSCRIBE /topic/news.b id b1 persistent:true (his own): %s, want RECEIPT", describe(a))
@@ -406,10 +411,10 @@ func TestDurableSubscriptionCreateDestroyRules(t *testing.T) {
 			t.Errorf("bob UNSUBSCRIBE id b1 persistent:true: %s, want ERROR (destroy denied on kind dsub)", describe(a))
 		}
 		stompPersistentSend(t, pub, "/topic/news.b", "kept")
-		stompDurableCatchUp(t, sb.addr, "bob", bobPass, "/topic/news.b", "b1", "kept")
+		stompDurableCatchUp(t, sb, "bob", bobPass, "/topic/news.b", "b1", "kept")
 	})
 	t.Run("destroy allowed: UNSUBSCRIBE persistent:true ends it", func(t *testing.T) {
-		stompDurableCatchUp(t, sb.addr, "alice", alicePass, "/topic/news.a", "a1") // creates it
+		stompDurableCatchUp(t, sb, "alice", alicePass, "/topic/news.a", "a1") // creates it
 		alice := rawStompLogin(t, sb.addr, "alice", alicePass)
 		if a := alice.do(subscribeFrame("/topic/news.a", "a1", "persistent", "true")); a.Command != frame.RECEIPT {
 			t.Fatalf("alice SUBSCRIBE /topic/news.a id a1 persistent:true: %s, want RECEIPT", describe(a))
@@ -419,6 +424,6 @@ func TestDurableSubscriptionCreateDestroyRules(t *testing.T) {
 		}
 		// Published while none exists: a new one, created next, does not hold it.
 		stompPersistentSend(t, pub, "/topic/news.a", "gone")
-		stompDurableCatchUp(t, sb.addr, "alice", alicePass, "/topic/news.a", "a1")
+		stompDurableCatchUp(t, sb, "alice", alicePass, "/topic/news.a", "a1")
 	})
 }
