@@ -322,7 +322,7 @@ func TestDurableSessionOwnedMQTT(t *testing.T) {
 	var want []string
 	for i := range 20 {
 		want = append(want, fmt.Sprintf("queued-%d", i))
-		mqttPublish(t, pub, fmt.Sprintf("news/dev/%d", i), 1, want[i])
+		mqttPublish(t, pub, "news/dev/x", 1, want[i]) // one topic: delivered in order [MQTT-4.6.0-6]
 	}
 
 	before := sb.logged("client id in use by another user's session")
