@@ -120,7 +120,7 @@ func TestGracefulRestartKeepsEverything(t *testing.T) {
 	if c := b.Hosts().Default().Recovered(); c.Sessions != 1 || c.QueueEntries != 3 || c.Retained != 1 || c.DurableSubEntries != 2 {
 		t.Fatalf("recovered %+v", c)
 	}
-	got := drainSession(t, addr, "keeper", 300*time.Millisecond)
+	got := drainSession(t, addr, "keeper", 300*time.Millisecond, nil)
 	if got["s1"] != 1 || got["m1"] != 1 || len(got) != 2 {
 		t.Fatalf("session after restart got %v, want s1 and m1 once", got)
 	}

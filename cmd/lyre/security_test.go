@@ -173,6 +173,12 @@ func hashFor(t *testing.T, pw string) string {
 // the broker with a log observer alongside the test log.
 func startSecureBroker(t *testing.T) *secureBroker {
 	t.Helper()
+	return startSecureBrokerWith(t, securityConfig)
+}
+
+// startSecureBrokerWith is startSecureBroker with another configuration naming the same users files.
+func startSecureBrokerWith(t *testing.T, config string) *secureBroker {
+	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "users-a.hcl"), fmt.Sprintf(`
 user "alice" {
@@ -198,7 +204,7 @@ user "alice" {
 }
 `, hashFor(t, zedPass), hashFor(t, alicePassB)))
 	path := filepath.Join(dir, "lyre.hcl")
-	writeFile(t, path, securityConfig)
+	writeFile(t, path, config)
 	cfg, err := conf.Load(path)
 	if err != nil {
 		t.Fatalf("config: %v", err)
