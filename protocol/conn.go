@@ -61,6 +61,8 @@ type Conn struct {
 	logp  atomic.Pointer[zap.Logger] // built on first Log call: a zap child logger costs ~1 KiB
 
 	out outbound
+	// pace holds the subscribers that asked this connection's publisher to hold back (pace.go).
+	pace atomic.Pointer[pacer]
 
 	closeOnce sync.Once
 	// Guarded by out.mu. done is made by the first Done call (most connections never wait on one, and a

@@ -57,6 +57,11 @@ type outbound struct {
 
 	after *pendingClose // set by CloseAfter: most connections never have one
 
+	// Back-pressure for publishers feeding this connection (pace.go): room is closed when the queue is
+	// down to half its limit; slow is set when a publisher waited in vain, until the queue empties.
+	room chan struct{}
+	slow bool
+
 	onDrain      func()
 	onShutdown   func()
 	shutdownSeen bool // Server.Shutdown already ran onShutdown (or closed the connection)
@@ -105,12 +110,29 @@ func (o *outbound) releaseLocked() {
 	}
 }
 
+// roomLocked wakes the publishers waiting for room once the queue is down to half its limit (max), and
+// forgets the slow mark once it is empty.
+func (o *outbound) roomLocked(max int) {
+	n := o.pendingLocked()
+	if o.room != nil && n <= max/2 {
+		close(o.room)
+		o.room = nil
+	}
+	if n == 0 {
+		o.slow = false
+	}
+}
+
 // close marks the queue closed, drops what is queued and returns the pending CloseAfter reason, if any.
 func (o *outbound) close() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.closing, o.closed = true, true
 	o.releaseLocked()
+	if o.room != nil {
+		close(o.room) // nobody waits for a closed connection
+		o.room = nil
+	}
 	o.onDrain, o.onShutdown = nil, nil
 	if o.after == nil {
 		return nil
@@ -202,6 +224,39 @@ func (c *Conn) Write(p []byte) bool {
 	return true
 }
 
+// OverWindow reports whether more than half of the outbound limit is queued and the connection is not
+// marked slow: a sink writing a message that must not be lost lightly then asks its publisher to hold
+// back (Message.Publisher's HoldFor with this connection as the Brake).
+func (c *Conn) OverWindow() bool {
+	o := &c.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.slow && !o.closing && o.pendingLocked() > c.srv.maxPending()/2
+}
+
+// Room implements Brake: nil while at most half of the outbound limit is queued, else a channel closed
+// once it is.
+func (c *Conn) Room() <-chan struct{} {
+	o := &c.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closing || o.pendingLocked() <= c.srv.maxPending()/2 {
+		return nil
+	}
+	if o.room == nil {
+		o.room = make(chan struct{})
+	}
+	return o.room
+}
+
+// Stuck implements Brake: the connection made no room in PaceTimeout; until its queue empties it drops
+// instead of holding publishers back.
+func (c *Conn) Stuck() {
+	c.out.mu.Lock()
+	c.out.slow = true
+	c.out.mu.Unlock()
+}
+
 // Pending returns the bytes queued and not yet written to the socket.
 func (c *Conn) Pending() int {
 	c.out.mu.Lock()
@@ -235,6 +290,7 @@ func (c *Conn) writeLoop() {
 			o.mu.Unlock()
 			return
 		}
+		o.roomLocked(c.srv.maxPending())
 		if o.emptyLocked() {
 			if f := o.onDrain; f != nil && !o.closing && !drained {
 				// The hook may queue more; writing stays true, so Commit does not start a second writer.

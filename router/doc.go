@@ -17,8 +17,19 @@
 // bounded cache that a wildcard subscribe or unsubscribe invalidates by bumping a generation counter.
 // Shared subscriptions (Subscription.Share) receive each message once per group, round-robin.
 //
-// Publish calls Sink.Deliver on the publisher's goroutine; Deliver must not block. A topic delivery a sink
-// refuses (its outbound queue is full) is dropped and counted.
+// Publish calls Sink.Deliver on the publisher's goroutine; Deliver must not block, and Publish never
+// waits. A topic delivery a sink refuses (at its hard bound) is dropped and counted. Holding a publisher
+// back while a subscriber is over its window is the front-ends' doing, between the packets they read
+// (see Sink, Message.Publisher, Delivery.Paced for topics whose policy is SlowBlock, and
+// PublishResult.Pressure for full durable subscriptions).
+//
+// # Durable subscriptions
+//
+// A durable subscription (durable.go) is a topic filter in the trie whose matches go into a queue of
+// kind DurableSub named by the subscription, whether or not anyone consumes it, so it is journalled,
+// swapped and bounded like any queue; queue policies of kind DurableSub configure it. STOMP durable
+// subscriptions and an MQTT session's subscriptions are both this. It is owned by the principal that
+// created it: only the owner consumes it (ConsumerOptions.Owner), changes or destroys it.
 //
 // # Queues
 //
@@ -59,15 +70,17 @@
 // stores nothing and returns ErrQueueFull: the front-end tells the publisher (STOMP waits with WaitRoom,
 // then ERROR; MQTT closes or drops QoS 0); FullDropHead evicts the oldest waiting messages and FullDropTail
 // drops the new one, both counted in PublishResult.Dropped. Topic subscribers are bounded by their sinks,
-// which refuse (and the router counts a drop), unless a topic policy says SlowBlock: then Publish retries
-// the refusing sink for up to Options.SlowConsumerWait before dropping.
+// which refuse (and the router counts a drop); a topic policy SlowBlock makes them hold publishers back
+// first (Delivery.Paced). A full durable subscription under FullBlock drops the message for itself only
+// (the topic's other subscribers have it) and, while a consumer drains it, asks the publisher to wait
+// (PublishResult.Pressure).
 //
 // # Locks
 //
 // Lock order, outermost first:
 //
-//	virtual host -> router trie (RWMutex) -> match cache mutex
-//	router queue map -> queue mutex -> sink's outbound lock
+//	durable subscriptions -> router trie (RWMutex) -> match cache mutex
+//	durable subscriptions -> router queue map -> queue mutex -> sink's locks (session, outbound)
 //
 // The retained store has its own lock and is never held with another. Topic fan-out holds no router lock
 // while calling Deliver. Queue dispatch runs on the caller's goroutine under the queue's mutex, and Deliver

@@ -62,7 +62,19 @@ type durable struct {
 	key  string
 	sub  *Subscription
 	opts atomic.Pointer[DurableOptions] // replaced, never modified: offer reads it without a lock
+	// slow is set when a publisher waited for room in vain: publishers are not held back for it again
+	// until its queue is down to half its quota.
+	slow atomic.Bool
 }
+
+// fullDurable is a full durable subscription as a publisher's front-end waits for it.
+type fullDurable struct {
+	ds   *durable
+	room <-chan struct{}
+}
+
+func (f fullDurable) Room() <-chan struct{} { return f.room }
+func (f fullDurable) Stuck()                { f.ds.slow.Store(true) }
 
 // durables is the router's registry of durable subscriptions.
 type durables struct {
@@ -203,11 +215,11 @@ func (r *Router) RestoreDurable(d Destination, o DurableOptions) error {
 
 // offer keeps m for durable subscription ds: Publish's fan-out calls it on the publisher's goroutine,
 // holding no lock. It returns how many messages the subscription's full policy dropped (this one, or the
-// oldest ones for FullDropHead) and, when it refused m under FullBlock while a consumer drains it, a
-// channel closed when it has room: the publisher's front-end waits on it, for a bounded time, before it
-// reads on (PublishResult.Room). A message delivered at QoS 0 to a subscription without a consumer that
-// drops those is left out by design, not counted.
-func (r *Router) offer(ds *durable, m *Message) (dropped int, room <-chan struct{}) {
+// oldest ones for FullDropHead) and, when it refused m under FullBlock while a consumer drains it, the
+// backpressure the publisher's front-end waits on before it reads on (PublishResult.Pressure). A message
+// delivered at QoS 0 to a subscription without a consumer that drops those is left out by design, not
+// counted.
+func (r *Router) offer(ds *durable, m *Message) (dropped int, bp Backpressure) {
 	o := ds.opts.Load()
 	if o.Match != nil && !o.Match(m) {
 		return 0, nil
@@ -226,23 +238,26 @@ func (r *Router) offer(ds *durable, m *Message) (dropped int, room <-chan struct
 	q := r.lockedQueue(ds.dest, true)
 	pr := q.enqueueLocked(m)
 	dropped = pr.Dropped
-	if pr.Err != nil {
+	switch {
+	case pr.Err != nil:
 		// FullBlock: the topic's other subscribers have the message; this one cannot take it.
 		r.dropped.Add(1)
 		dropped = 1
-		if len(q.consumers) > 0 {
+		if len(q.consumers) > 0 && !ds.slow.Load() {
 			if q.room == nil {
 				q.room = make(chan struct{})
 			}
-			room = q.room
+			bp = fullDurable{ds, q.room}
 		}
+	case ds.slow.Load() && q.held <= q.maxMsgs/2:
+		ds.slow.Store(false) // caught up
 	}
 	idle := q.idleLocked()
 	q.mu.Unlock()
 	if idle {
 		r.queueIdle(q)
 	}
-	return dropped, room
+	return dropped, bp
 }
 
 // checkDurableConsumer enforces ownership for a consumer of a DurableSub queue: the subscription must

@@ -186,7 +186,8 @@ func TestDurableQoS0(t *testing.T) {
 }
 
 // A full durable subscription drops what it cannot keep (counted). With a consumer draining it, the
-// publisher is told to wait for room (PublishResult.Room); without one waiting would not help.
+// publisher is told to wait for room (PublishResult.Pressure); without one waiting would not help. A
+// publisher that waited in vain marks it slow: nobody waits for it again until it is down to half.
 func TestDurableFull(t *testing.T) {
 	r := New(Options{QueuePolicies: []QueuePolicy{{Filter: dsubFilter(dsubD), MaxMessages: 3}}})
 	if _, err := r.CreateDurable(dsubD, DurableOptions{Filter: mustFilter(t, mqttG, "p/#"), Owner: "a", QoS: 1}, nil); err != nil {
@@ -194,28 +195,47 @@ func TestDurableFull(t *testing.T) {
 	}
 	publishN(t, r, "p/x", 1, 0, 3)
 	pr := r.Publish(&Message{Dest: mustName(t, mqttG, "p/x"), Body: []byte("3"), QoS: 1})
-	if pr.Dropped != 1 || pr.Room != nil || pr.Err != nil {
+	if pr.Dropped != 1 || pr.Pressure != nil || pr.Err != nil {
 		t.Fatalf("offline and full: %+v, want one drop and no room to wait for", pr)
 	}
 	c, s := consumeDurable(t, r, dsubD, "a", ConsumerOptions{Credit: 3})
 	defer c.Close()
 	pr = r.Publish(&Message{Dest: mustName(t, mqttG, "p/x"), Body: []byte("4"), QoS: 1})
-	if pr.Dropped != 1 || pr.Room == nil {
+	if pr.Dropped != 1 || pr.Pressure == nil {
 		t.Fatalf("online and full: %+v, want one drop and a room channel", pr)
 	}
+	room := pr.Pressure.Room()
 	select {
-	case <-pr.Room:
+	case <-room:
 		t.Fatal("room before anything was acknowledged")
 	default:
 	}
 	c.Ack(s.all()[0].Seq)
 	select {
-	case <-pr.Room:
+	case <-room:
 	default:
 		t.Fatal("no room after an acknowledgement")
 	}
 	if st := r.Stats(); st.Dropped != 2 {
 		t.Fatalf("dropped %d, want 2", st.Dropped)
+	}
+	// Full again; a publisher waits in vain: the subscription is slow and nobody waits for it again.
+	publishN(t, r, "p/x", 1, 5, 1)
+	pr = r.Publish(&Message{Dest: mustName(t, mqttG, "p/x"), Body: []byte("6"), QoS: 1})
+	if pr.Pressure == nil {
+		t.Fatalf("full again: %+v", pr)
+	}
+	pr.Pressure.Stuck()
+	if pr = r.Publish(&Message{Dest: mustName(t, mqttG, "p/x"), Body: []byte("7"), QoS: 1}); pr.Dropped != 1 || pr.Pressure != nil {
+		t.Fatalf("slow: %+v, want a drop and nothing to wait for", pr)
+	}
+	for _, d := range s.all()[1:] {
+		c.Ack(d.Seq)
+	}
+	// Down to half: it is caught up and waited for again when full.
+	publishN(t, r, "p/x", 1, 8, 1)
+	if r.dur.m[Key(dsubD)].slow.Load() {
+		t.Fatal("still slow after catching up")
 	}
 }
 

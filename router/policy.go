@@ -45,8 +45,8 @@ type SlowConsumerPolicy uint8
 const (
 	// SlowQueue drops the delivery (the subscriber's own bounded queue is full) and counts it.
 	SlowQueue SlowConsumerPolicy = iota
-	// SlowBlock makes Publish retry the refusing sink, with backoff, for up to Options.SlowConsumerWait,
-	// then drop. The publisher's goroutine waits meanwhile.
+	// SlowBlock holds the publisher back, between the packets its front-end reads, while a subscriber
+	// over its window makes room, for a bounded time (Delivery.Paced); then the subscriber drops.
 	SlowBlock
 )
 

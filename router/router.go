@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Options configure a Router. The zero value gives the defaults.
@@ -27,9 +26,6 @@ type Options struct {
 	QueuePolicies []QueuePolicy
 	// TopicPolicies configure topics by destination pattern; the first match applies (see TopicPolicy).
 	TopicPolicies []TopicPolicy
-	// SlowConsumerWait bounds how long Publish waits for one refusing sink of a topic whose policy is
-	// SlowBlock. 0 means 1s.
-	SlowConsumerWait time.Duration
 	// Journal, when set, is told about changes that must survive a restart (see Journal). nil keeps
 	// everything in memory only.
 	Journal Journal
@@ -52,7 +48,6 @@ const (
 	DefaultCacheSize        = 4096
 	DefaultMaxQueueMessages = 100000
 	DefaultMaxQueueBytes    = 64 << 20
-	DefaultSlowConsumerWait = time.Second
 	DefaultSwapMessages     = 10000
 	DefaultSwapBytes        = 16 << 20
 )
@@ -96,9 +91,6 @@ func New(o Options) *Router {
 	}
 	if o.MaxQueueBytes <= 0 {
 		o.MaxQueueBytes = DefaultMaxQueueBytes
-	}
-	if o.SlowConsumerWait <= 0 {
-		o.SlowConsumerWait = DefaultSlowConsumerWait
 	}
 	switch {
 	case o.SwapMessages == 0:
@@ -212,18 +204,32 @@ type PublishResult struct {
 	// Err is ErrQueueFull when a queue had no room (the message was not stored), ErrClosed after Close,
 	// or ErrInvalidName for a destination with no path.
 	Err error
-	// Room is set when a durable subscription with a consumer was full (FullBlock) and could not keep
-	// the message: it is closed once that subscription has room. The publisher's front-end holds the
-	// publisher back (stops reading its socket) until then, for a bounded time, so a subscriber that
-	// keeps up on average loses nothing to a burst.
-	Room <-chan struct{}
+	// Pressure is set when a durable subscription with a consumer was full (FullBlock) and could not keep
+	// the message. The publisher's front-end holds the publisher back (stops reading its socket) until
+	// it has room, for a bounded time, so a subscriber that keeps up on average loses nothing to a burst
+	// (see Backpressure).
+	Pressure Backpressure
+}
+
+// Backpressure is a subscriber over its window, as a publisher's front-end sees it: it waits for Room
+// (not reading the publisher's socket) for a bounded time, and calls Stuck when the subscriber made no
+// room in that time; the subscriber then pays under its own policy (drops) rather than holding
+// publishers back again until it has caught up. Sinks that take a message over their window offer the
+// same to the publisher through Message.Publisher (the front-ends share one mechanism, protocol.Brake).
+type Backpressure interface {
+	// Room returns a channel closed once there is room, or nil when there is room now.
+	Room() <-chan struct{}
+	// Stuck tells the subscriber a publisher waited the whole bound in vain.
+	Stuck()
 }
 
 // Publish routes m. It assigns m.ID when zero; after that m must not be modified.
 //
 // Topic and TempTopic: a message with Retain set replaces the topic's retained message, or clears it when
 // the body is empty; then every matching subscription's Sink.Deliver is called on this goroutine (it must
-// not block), and a false return counts as a drop.
+// not block), and a false return counts as a drop. Publish never waits: holding back a publisher whose
+// subscribers are over their windows is its front-end's doing, between the packets it reads
+// (PublishResult.Pressure, Message.Publisher, Delivery.Paced).
 //
 // Queue, TempQueue and DurableSub: the message is appended to the named queue (created on first use) and
 // dispatched to a consumer with credit. A full queue applies its policy's FullPolicy: FullBlock (the
@@ -268,31 +274,30 @@ func (r *Router) Publish(m *Message) PublishResult {
 	}
 	res := r.topics.match(ri, m.Dest.Path)
 	var pr PublishResult
-	d := Delivery{Msg: m}
-	block := 0   // 1: the topic's policy blocks on slow consumers, -1: it does not, 0: not looked up yet
+	d := Delivery{Msg: m, Paced: len(r.opts.TopicPolicies) > 0 && r.slowBlocks(m.Dest)}
 	counted := 0 // drops the durable subscriptions counted themselves
 	for _, s := range res.Subs {
 		if s.dur != nil {
-			dropped, room := r.offer(s.dur, m)
+			dropped, bp := r.offer(s.dur, m)
 			if dropped == 0 {
 				pr.Delivered++
 			}
 			pr.Dropped += dropped
 			counted += dropped
-			if room != nil && pr.Room == nil {
-				pr.Room = room
+			if bp != nil && pr.Pressure == nil {
+				pr.Pressure = bp
 			}
 			continue
 		}
 		d.Sub = s
-		if s.Sink.Deliver(d) || r.retryBlocked(&block, s.Sink, d) {
+		if s.Sink.Deliver(d) {
 			pr.Delivered++
 		} else {
 			pr.Dropped++
 		}
 	}
 	for _, g := range res.Groups {
-		if g.deliver(d) || r.retryBlocked(&block, groupSink{g}, d) {
+		if g.deliver(d) {
 			pr.Delivered++
 		} else {
 			pr.Dropped++
@@ -306,42 +311,6 @@ func (r *Router) Publish(m *Message) PublishResult {
 	}
 	return pr
 }
-
-// retryBlocked retries a refused topic delivery with backoff for up to SlowConsumerWait when the topic's
-// policy is SlowBlock; *block caches the policy lookup for one Publish. No lock is held while waiting.
-func (r *Router) retryBlocked(block *int, sink Sink, d Delivery) bool {
-	if len(r.opts.TopicPolicies) == 0 {
-		return false
-	}
-	if *block == 0 {
-		*block = -1
-		if r.slowBlocks(d.Msg.Dest) {
-			*block = 1
-		}
-	}
-	if *block < 0 {
-		return false
-	}
-	deadline := time.Now().Add(r.opts.SlowConsumerWait)
-	wait := 100 * time.Microsecond
-	for !r.closed.Load() {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return false
-		}
-		time.Sleep(min(wait, left))
-		if sink.Deliver(d) {
-			return true
-		}
-		wait = min(2*wait, 20*time.Millisecond)
-	}
-	return false
-}
-
-// groupSink delivers to a share group, for retryBlocked.
-type groupSink struct{ g *ShareGroup }
-
-func (s groupSink) Deliver(d Delivery) bool { return s.g.deliver(d) }
 
 // Stats are the router's counters and sizes.
 type Stats struct {

@@ -100,8 +100,8 @@ type Message struct {
 	// subscriber that uses the same grammar renders it without allocating.
 	Origin     string
 	OriginGram *Grammar
-	// Publisher identifies the publishing session or connection (a pointer the front-end chooses), so a
-	// subscriber can recognise its own messages. Never rendered on the wire.
+	// Publisher is the publishing connection (the front-ends set their *protocol.Conn): a subscriber
+	// recognises its own messages by it, and asks it to slow down (see Sink). Never rendered on the wire.
 	Publisher any
 	// Tracker, when set by the publisher, learns of each durable write storing or delivering this
 	// message starts (see Tracker), so the publisher acknowledges it once they are done.
@@ -124,11 +124,22 @@ type Delivery struct {
 	// BrowseEnd marks the delivery that tells a browser consumer it has seen every message the queue
 	// held; Msg is nil in it and only browser consumers receive one.
 	BrowseEnd bool
+	// Paced is set on topic deliveries whose topic policy is SlowBlock: a sink over its window holds the
+	// publisher back rather than dropping the message at its window (see Sink).
+	Paced bool
 }
 
-// Sink receives matched messages. Deliver must not block: it enqueues into the subscriber's bounded
-// outbound queue and reports false when that queue is full. The router then counts a drop for a topic
-// delivery and keeps the message for a queue delivery.
+// Sink receives matched messages. Deliver must not block, never sleeps and never calls the router: it
+// enqueues into the subscriber's bounded outbound queue and reports false when it cannot take the
+// message. The router then counts a drop for a topic delivery and keeps the message for a queue delivery
+// (the consumer waits for Consumer.Resume).
+//
+// Between its window and its hard bound a sink takes a topic delivery and asks the publisher to slow
+// down, through Message.Publisher (the front-ends' protocol.Brake): the publisher's reader stops reading
+// its socket until the subscriber has room, for a bounded time. Sinks do this for messages that must not
+// be lost lightly (MQTT QoS ≥ 1, STOMP persistent) and for every message of a topic whose policy is
+// SlowBlock (Delivery.Paced); a subscriber that makes no room within the bound is marked slow and drops
+// under its own policy from then on.
 type Sink interface {
 	Deliver(d Delivery) bool
 }

@@ -11,13 +11,6 @@ import (
 	"github.com/lyremq/lyre/virtualhost"
 )
 
-// Access control at the MQTT edge (see virtualhost.Authorize). CONNECT answers 0x04 for bad credentials
-// and 0x05 when the user may not connect; a SUBSCRIBE filter that can reach no destination the client
-// may receive gets 0x80; a PUBLISH the client may not send is not routed but still acknowledged as QoS 1
-// and 2 require, since MQTT 3.1.1 has no way to tell the client [MQTT-3.3.5-2]; a wildcard subscription
-// reaching some forbidden topics delivers only from the allowed ones. Log lines name the remote address
-// (the connection's logger carries it), never the password.
-
 var (
 	errSessionOwner = errors.New("mqtt: the client id's session belongs to another user")
 	// errHostMessageLength closes a connection that published more than its host's max_message_length.

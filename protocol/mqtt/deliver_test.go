@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
 )
@@ -22,7 +23,10 @@ type discardSender struct {
 	buf  []byte
 	full bool
 	n    int
+	held []protocol.Brake // what asked this connection, as a publisher, to hold back
 }
+
+func (d *discardSender) HoldFor(b protocol.Brake) { d.held = append(d.held, b) }
 
 func (d *discardSender) Begin() ([]byte, bool) {
 	if d.full {

@@ -12,30 +12,6 @@ import (
 	"github.com/lyremq/lyre/virtualhost"
 )
 
-// Persistent sessions (clean session off). Each topic subscription of a persistent session that is not
-// shared is a durable subscription of the router, named $mqtt/<client id>/<filter as the client wrote
-// it> (kind DurableSub): the router keeps what it matches while the client is away, journalled on a
-// durable host and swapped to the store in windows, bounded by the queue quota that applies to it
-// (100,000 messages / 64 MiB unless a `dsub "$mqtt.**" { }` policy says otherwise), as it does for STOMP
-// durable subscriptions. While the client is connected the session consumes each one with credit
-// max_inflight; a QoS 0 delivery is acknowledged as it goes out, a QoS 1 one on PUBACK, a QoS 2 one on
-// PUBREC. Messages delivered at QoS 0 are not kept while the client is away (mosquitto's default).
-//
-// Beside the router's durable subscriptions the session keeps only what is MQTT's own, through the host:
-// its record (owner, protocol level, subscriptions), the packet ids of QoS 2 deliveries in flight, and
-// the inbound QoS 2 ids awaiting PUBREL. A QoS 2 delivery's packet id is written before the PUBLISH goes
-// out, and its release (PUBREC) before the PUBREL, so after a crash the message is resent under the same
-// id or only the PUBREL is: never delivered twice [MQTT-4.3.3]. QoS 1 deliveries in flight at a crash
-// come back marked DUP under new ids (duplicates are allowed at QoS 1). Across a reconnect without a
-// crash, every unacknowledged message is resent under its original id [MQTT-4.4.0-1].
-//
-// Shared subscriptions of a persistent session are not durable: their group gives each message to a
-// member that is online (as EMQX does), and their in-flight state is not written.
-//
-// A session and its durable subscriptions belong to the user that opened it; another user may not take
-// the client id over (CONNACK 0x05). A wildcard filter the owner may read only in part is gated inside
-// the durable subscription, so what it keeps is what the owner may read.
-
 // errStoreWrite closes a connection whose acknowledgement waited for a write that failed: the client
 // sends again after reconnecting.
 var errStoreWrite = errors.New("mqtt: store write failed; message not acknowledged")

@@ -37,6 +37,7 @@ func (cl *client) loop() error {
 		if err := cl.handle(p); err != nil {
 			return err
 		}
+		cl.c.Pace() // subscribers over their windows hold this publisher back (protocol.Pace)
 	}
 }
 
@@ -104,7 +105,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		}
 	}
 	m := &router.Message{Dest: d, Body: p.Payload, QoS: p.QoS, Persistent: p.QoS > 0, Retain: p.Retain,
-		Origin: p.Topic, OriginGram: cl.g, Publisher: s}
+		Origin: p.Topic, OriginGram: cl.g, Publisher: cl.c}
 	var tr *virtualhost.Tracker
 	if p.QoS > 0 && cl.host.Durable() {
 		// A durable host: acknowledge once every write the message causes is durable, the session
@@ -118,6 +119,9 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	var res router.PublishResult
 	if cl.maySend(d, p.Topic, s.id) { // else not routed, yet acknowledged below [MQTT-3.3.5-2]
 		res = cl.rt.Publish(m)
+		if res.Pressure != nil {
+			cl.c.HoldFor(res.Pressure) // a full durable subscription with a consumer draining it
+		}
 	}
 	if res.Err != nil {
 		if p.QoS == 0 {

@@ -201,11 +201,11 @@ type session struct {
 	version   byte
 	discarded bool
 	overlap   bool // two topic subscriptions may match one message
-	// slow is set when a publisher stalled for stallTimeout without the queue making room: until the
+	// slow is set when a publisher waited protocol.PaceTimeout without the queue making room: until the
 	// queue is down to half again, live messages past max_queued_messages drop the oldest instead of
-	// stalling publishers.
+	// holding publishers back.
 	slow bool
-	// room is closed (and reset) when the queue makes room; made by a stalled publisher.
+	// room is closed (and reset) when the queue makes room; made by Room for a waiting publisher.
 	room chan struct{}
 
 	// cons are the queue consumers, resumed when the connection drains or the window opens.
@@ -257,20 +257,16 @@ func (s *session) Deliver(d router.Delivery) bool {
 		return true
 	case s.caughtUpLocked() && s.sendLocked(&it):
 		return true
-	case it.qos == 0 && s.caughtUpLocked():
+	case it.qos == 0 && !d.Paced && s.caughtUpLocked():
 		s.countDropLocked("outbound full")
 		return false
 	}
-	if it.qos > 0 && s.queue.live >= s.maxQueued && !s.slow && d.Msg.Publisher != s {
-		if !s.stallLocked() && !s.slow {
-			s.slow = true
-			s.log.Warn("slow subscriber: dropping its oldest messages instead of stalling publishers",
-				zap.String("client_id", s.id), zap.Int("queued", s.queue.len()))
-		}
-		if s.discarded || e.gone {
-			return false
-		}
-		if s.out != nil && s.caughtUpLocked() && s.sendLocked(&it) {
+	if (it.qos > 0 || d.Paced) && s.queue.live >= s.maxQueued && !s.slow {
+		// Over its window: the publisher holds back after this message (protocol.Pace) rather than the
+		// subscriber dropping; a subscriber that makes no room in time is marked slow (Stuck).
+		if pub, ok := d.Msg.Publisher.(protocol.Publisher); ok && any(pub) != any(s.out) { // not its own message
+			pub.HoldFor(s)
+			s.queue.push(it) // beyond max_queued_messages by what publishers send before they pause
 			return true
 		}
 	}
@@ -278,35 +274,31 @@ func (s *session) Deliver(d router.Delivery) bool {
 	return true
 }
 
-// stallTimeout bounds how long one publisher waits for a subscriber's full queue to make room. A
-// subscriber that keeps up on average (a burst, a GC pause) then loses nothing; one that cannot is marked
-// slow after this long and loses its oldest messages instead, so it never holds publishers back for more.
-const stallTimeout = 500 * time.Millisecond
-
-// stallLocked waits, with s.mu released, until the queue has room for one more live message, the
-// session goes offline, or stallTimeout passes. It reports false on the timeout. It runs on a publisher's
-// goroutine inside router.Publish, which holds no router lock while delivering to topic subscribers.
-func (s *session) stallLocked() bool {
-	deadline := time.Now().Add(stallTimeout)
-	for s.queue.live >= s.maxQueued && s.out != nil && !s.discarded {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return false
-		}
-		if s.room == nil {
-			s.room = make(chan struct{})
-		}
-		room := s.room
-		s.mu.Unlock()
-		t := time.NewTimer(left)
-		select {
-		case <-room:
-		case <-t.C:
-		}
-		t.Stop()
-		s.mu.Lock()
+// Room implements protocol.Brake: nil while the session's queue is under max_queued_messages, else a
+// channel closed once it is.
+func (s *session) Room() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.queue.live < s.maxQueued || s.out == nil || s.discarded {
+		return nil
 	}
-	return true
+	if s.room == nil {
+		s.room = make(chan struct{})
+	}
+	return s.room
+}
+
+// Stuck implements protocol.Brake: a publisher waited protocol.PaceTimeout in vain. Until the session
+// is down to half its queue, live messages past max_queued_messages drop the oldest instead of holding
+// publishers back.
+func (s *session) Stuck() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.slow {
+		s.slow = true
+		s.log.Warn("slow subscriber: dropping its oldest messages instead of holding publishers back",
+			zap.String("client_id", s.id), zap.Int("queued", s.queue.len()))
+	}
 }
 
 // wakeLocked releases stalled publishers once the queue has room, and clears the slow mark once the
@@ -406,10 +398,11 @@ func (s *session) holdLocked(e *subEntry, it outItem) {
 // wait, the oldest is dropped, counted and logged.
 func (s *session) queueLocked(it outItem) {
 	s.queue.push(it)
-	if it.live() && s.queue.live > s.maxQueued {
-		if _, ok := s.queue.dropOldestLive(); ok {
-			s.countDropLocked("session queue full")
+	for it.live() && s.queue.live > s.maxQueued {
+		if _, ok := s.queue.dropOldestLive(); !ok {
+			break
 		}
+		s.countDropLocked("session queue full")
 	}
 }
 

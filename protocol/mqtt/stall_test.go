@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/router"
 )
 
@@ -22,28 +23,41 @@ func fullSession(t *testing.T) (*session, *router.Subscription, *router.Grammar,
 	return s, sub, g, out
 }
 
-// A QoS 1 publisher facing a subscriber whose queue is full waits for room instead of pushing out the
-// subscriber's oldest message: a subscriber that keeps up on average loses nothing acknowledged.
-func TestFullQueueStallsPublisherUntilRoom(t *testing.T) {
+// holdRecorder stands for the publisher's connection: it records what asked it to hold back.
+type holdRecorder struct{ brakes []protocol.Brake }
+
+func (h *holdRecorder) HoldFor(b protocol.Brake) { h.brakes = append(h.brakes, b) }
+
+// A QoS 1 publisher facing a subscriber whose queue is full is held back (protocol.Pace) instead of the
+// subscriber's oldest message being pushed out: a subscriber that keeps up on average loses nothing
+// acknowledged. Deliver itself never waits.
+func TestFullQueueHoldsPublisherBack(t *testing.T) {
 	s, sub, g, out := fullSession(t)
-	done := make(chan struct{})
-	go func() {
-		s.Deliver(router.Delivery{Msg: benchMessage(t, g, "t", 1), Sub: sub})
-		close(done)
-	}()
-	select {
-	case <-done:
-		t.Fatal("Deliver returned while the queue was full: the publisher was not stalled")
-	case <-time.After(50 * time.Millisecond):
+	pub := &holdRecorder{}
+	m := benchMessage(t, g, "t", 1)
+	m.Publisher = pub
+	start := time.Now()
+	if !s.Deliver(router.Delivery{Msg: m, Sub: sub}) {
+		t.Fatal("Deliver refused a QoS 1 message over the window")
+	}
+	if waited := time.Since(start); waited > protocol.PaceTimeout/10 {
+		t.Fatalf("Deliver took %v: it must not wait", waited)
+	}
+	if len(pub.brakes) != 1 || pub.brakes[0] != protocol.Brake(s) {
+		t.Fatalf("publisher asked to hold back for %v, want the session", pub.brakes)
+	}
+	room := s.Room()
+	if room == nil {
+		t.Fatal("no room to wait for while the queue is full")
 	}
 	s.mu.Lock()
 	out.full = false // the subscriber's socket drained
 	s.pumpLocked()
 	s.mu.Unlock()
 	select {
-	case <-done:
-	case <-time.After(stallTimeout / 2):
-		t.Fatal("the stalled publisher was not released when the queue made room")
+	case <-room:
+	default:
+		t.Fatal("the waiting publisher was not released when the queue made room")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -52,21 +66,22 @@ func TestFullQueueStallsPublisherUntilRoom(t *testing.T) {
 	}
 }
 
-// A subscriber that stays full is marked slow after stallTimeout; from then on publishers are not
-// stalled and its oldest messages are dropped (counted), so it cannot hold publishers back.
-func TestStalledSubscriberMarkedSlow(t *testing.T) {
+// A subscriber that stays full is marked slow when a publisher waited for it in vain (Stuck); from then
+// on publishers are not held back for it and its oldest messages are dropped (counted).
+func TestStuckSubscriberMarkedSlow(t *testing.T) {
 	s, sub, g, _ := fullSession(t)
-	start := time.Now()
-	s.Deliver(router.Delivery{Msg: benchMessage(t, g, "t", 1), Sub: sub})
-	if waited := time.Since(start); waited < stallTimeout {
-		t.Fatalf("first delivery returned after %v, want a stall of %v", waited, stallTimeout)
-	}
-	start = time.Now()
+	pub := &holdRecorder{}
+	m := benchMessage(t, g, "t", 1)
+	m.Publisher = pub
+	s.Deliver(router.Delivery{Msg: m, Sub: sub})
+	pub.brakes[0].Stuck()
 	for i := 0; i < 10; i++ {
-		s.Deliver(router.Delivery{Msg: benchMessage(t, g, "t", 1), Sub: sub})
+		m := benchMessage(t, g, "t", 1)
+		m.Publisher = pub
+		s.Deliver(router.Delivery{Msg: m, Sub: sub})
 	}
-	if waited := time.Since(start); waited > stallTimeout/2 {
-		t.Errorf("deliveries to a slow subscriber took %v: publishers are still stalled", waited)
+	if len(pub.brakes) != 1 {
+		t.Errorf("held back %d times, want once before the subscriber was slow", len(pub.brakes))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -75,16 +90,15 @@ func TestStalledSubscriberMarkedSlow(t *testing.T) {
 	}
 }
 
-// A client subscribed to its own topic must not stall on itself: its reader is the one that would make
-// room.
-func TestOwnMessagesNeverStall(t *testing.T) {
-	s, sub, g, _ := fullSession(t)
+// A client subscribed to its own topic is never held back for itself: its reader is the one that would
+// make room.
+func TestOwnMessagesNeverHeldBack(t *testing.T) {
+	s, sub, g, out := fullSession(t)
 	m := benchMessage(t, g, "t", 1)
-	m.Publisher = s
-	start := time.Now()
+	m.Publisher = out // the session's own connection
 	s.Deliver(router.Delivery{Msg: m, Sub: sub})
-	if waited := time.Since(start); waited > stallTimeout/2 {
-		t.Errorf("delivery of the session's own message took %v", waited)
+	if len(out.held) != 0 {
+		t.Errorf("the session's own connection was asked to hold back for it")
 	}
 }
 

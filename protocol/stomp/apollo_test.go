@@ -2,6 +2,7 @@ package stomp
 
 import (
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -516,33 +517,58 @@ func TestQueuePolicy_AutoDeleteAfter(t *testing.T) {
 	prototest.WaitFor(t, 5*time.Second, func() bool { return !b.host.Router.HasQueue(d) })
 }
 
-// TestTopicPolicy_SlowConsumerBlock: slow_consumer_policy block makes a publisher wait for a subscriber
-// whose outbound queue is full instead of dropping its message.
+// TestTopicPolicy_SlowConsumerBlock: slow_consumer_policy block holds a producer back (its socket is not
+// read) while a subscriber is over its outbound window, so a subscriber slower than the producer but
+// keeping up on average loses nothing; without the policy, messages it cannot take are dropped (counted).
 func TestTopicPolicy_SlowConsumerBlock(t *testing.T) {
 	b := startPolicyBroker(t, conf.VirtualHost{Topics: []conf.TopicPolicy{{Pattern: "slow.**", SlowConsumerPolicy: conf.SlowBlock}}}, nil)
-	r := b.raw(t)
-	r.connect("accept-version:1.2", "host:default")
-	r.send("SUBSCRIBE\nid:t\ndestination:/topic/slow.feed\nreceipt:s\n\n\x00")
-	if f := r.read(); f.Command != frame.RECEIPT {
-		t.Fatalf("got %s", f.Command)
+	const n = 500 // × 64 KiB: four times the outbound limit
+	produce := func(dest string) chan struct{} {
+		p := b.raw(t)
+		p.connect("accept-version:1.2", "host:default")
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			body := strings.Repeat("x", flowBody-16)
+			for i := range n {
+				_ = p.nc.SetWriteDeadline(time.Now().Add(20 * time.Second))
+				if _, err := io.WriteString(p.nc, fmt.Sprintf("SEND\ndestination:%s\n\n%d:%s\x00", dest, i, body)); err != nil {
+					t.Errorf("send %d: %v", i, err)
+					return
+				}
+			}
+		}()
+		return done
 	}
-	const n = 500 // × 64 KiB: more than the outbound queue and the socket buffers hold
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		flood(t, b.host.Router, stompGrammar(t), "/topic/slow.feed", n)
-	}()
-	prototest.WaitFor(t, 5*time.Second, func() bool { return b.h.Dropped() > 0 }) // the sink refused one
+	subscribe := func(dest string) *rawConn {
+		r := b.raw(t)
+		r.connect("accept-version:1.2", "host:default")
+		r.send("SUBSCRIBE\nid:t\ndestination:" + dest + "\nreceipt:s\n\n\x00")
+		if f := r.read(); f.Command != frame.RECEIPT {
+			t.Fatalf("got %s", f.Command)
+		}
+		return r
+	}
+
+	r := subscribe("/topic/slow.feed")
+	done := produce("/topic/slow.feed")
 	for i := range n {
 		f := r.read()
 		if !strings.HasPrefix(string(f.Body), strconv.Itoa(i)+":") {
 			t.Fatalf("message %d missing or out of order: %.10q", i, f.Body)
 		}
+		time.Sleep(time.Millisecond) // slower than the producer
 	}
 	<-done
-	if st := b.host.Router.Stats(); st.Dropped != 0 {
-		t.Fatalf("router dropped %d under slow_consumer_policy block", st.Dropped)
+	if st := b.host.Router.Stats(); st.Dropped != 0 || b.h.Dropped() != 0 {
+		t.Fatalf("dropped %d (router) %d (sinks) under slow_consumer_policy block", st.Dropped, b.h.Dropped())
 	}
+
+	// Without the policy a subscriber that does not read loses what does not fit, and the producer is
+	// not held back.
+	subscribe("/topic/fast.feed")
+	<-produce("/topic/fast.feed")
+	prototest.WaitFor(t, 5*time.Second, func() bool { return b.h.Dropped() > 0 })
 }
 
 // TestNACK_DeadLetterVersion11AndTransactions: a STOMP 1.1 NACK (message-id + subscription) counts toward

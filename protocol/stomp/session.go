@@ -95,6 +95,7 @@ func (s *session) run() {
 			}
 			return
 		}
+		s.c.Pace() // subscribers over their windows hold this producer back (protocol.Pace)
 	}
 }
 
@@ -535,6 +536,7 @@ func (s *session) send(f *frame.Frame) error {
 			Headers:     hdrs,
 			Origin:      origin,
 			OriginGram:  s.g,
+			Publisher:   s.c,
 		}
 		if receipt {
 			if tr := s.tracker(); tr != nil {
@@ -554,6 +556,9 @@ func (s *session) send(f *frame.Frame) error {
 // the router makes room or drops the message itself, and the SEND succeeds.
 func (s *session) publish(m *router.Message) error {
 	res := s.rt.Publish(m)
+	if res.Pressure != nil {
+		s.c.HoldFor(res.Pressure) // a full durable subscription with a consumer draining it
+	}
 	if !errors.Is(res.Err, router.ErrQueueFull) || s.h.QueueFullWait <= 0 {
 		return res.Err
 	}

@@ -431,6 +431,9 @@ func (sub *subscription) Deliver(d router.Delivery) bool {
 	s := sub.s
 	ok, full := sub.enqueue(d)
 	if !full {
+		if ok && d.Seq == 0 && d.Msg != nil && (d.Msg.Persistent || d.Paced) {
+			sub.holdBack(d.Msg)
+		}
 		return ok
 	}
 	if d.Seq != 0 || d.QueueSeq != 0 || d.BrowseEnd {
@@ -440,6 +443,16 @@ func (sub *subscription) Deliver(d router.Delivery) bool {
 		s.h.dropped.Add(1)
 	}
 	return false
+}
+
+// holdBack asks the publisher of a topic message that must not be lost lightly (persistent, or a topic
+// whose policy is block) to hold back while this connection is over half its outbound limit: the
+// message is taken, the next ones wait for room rather than being dropped at the limit (protocol.Pace).
+func (sub *subscription) holdBack(m *router.Message) {
+	c := sub.s.c
+	if pub, ok := m.Publisher.(protocol.Publisher); ok && any(pub) != any(c) && c.OverWindow() {
+		pub.HoldFor(c)
+	}
 }
 
 // enqueue encodes d unless the subscription has ended or its selector refuses it (ok, not full) or the

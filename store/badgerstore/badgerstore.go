@@ -93,9 +93,13 @@ func Open(dir string, o Options) (*Store, error) {
 		WithValueThreshold(o.ValueThreshold).
 		WithMemTableSize(o.MemTableSize).
 		WithNumMemtables(3).
-		WithNumCompactors(2). // each running compaction holds table builders of tens of MB
+		WithNumCompactors(2). // each running compaction holds table builders
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithValueLogFileSize(256 << 20)
+	// Tables of one size at every level: a builder holds twice its table's size, and badger pools up to 8
+	// of them, so the default (twice the size per level, 64 MiB tables at the sixth) held hundreds of
+	// MiB of heap in compactions of a large backlog of small messages.
+	bo.TableSizeMultiplier = 1
 	db, err := badger.Open(bo)
 	if err != nil {
 		if strings.Contains(err.Error(), "directory lock") {

@@ -1,0 +1,96 @@
+// Package mqtt is Lyre's MQTT 3.1 / 3.1.1 front-end: it turns a recognised connection into a session
+// bound to one virtual host's router. The codec is protocol/mqtt/packet; what MQTT and STOMP share
+// (acknowledgement ordering, login and access checks, resuming consumers, holding publishers back) is
+// in package protocol.
+//
+// # Concurrency
+//
+// A connection's reader goroutine (Handler.Serve) owns decoding, the session state machine and every
+// call into the router. Deliveries arrive on publishers' goroutines (session.Deliver, possibly with a
+// router queue lock held): they take only the session's own mutex and append to the connection's
+// outbound queue, never blocking and never calling the router. Lock order (protocol's doc): router
+// queue → session.mu → the connection's outbound lock. The router is never called with session.mu held;
+// the store's committer never takes session.mu (it reports on a goroutine of its own).
+//
+// # Sessions
+//
+// A clean session lives as long as its connection; its subscriptions are topic subscriptions of the
+// router, delivered straight to the session. A session with clean session off outlives its connection
+// (per virtual host, by client id) until a clean-session connection with the same client id discards it
+// [MQTT-3.1.2-6]. Each of its topic subscriptions that is not shared is a durable subscription of the
+// router, named $mqtt/<client id>/<filter as the client wrote it> (kind DurableSub, `$mqtt.<client
+// id>.<filter>` in policy patterns): the router keeps what it matches while the client is away,
+// journalled on a durable host and swapped to the store in windows, bounded by the quota that applies
+// (the queue defaults, 100,000 messages / 64 MiB, unless a host quota or a `dsub "$mqtt.**" { }` policy
+// says otherwise; at the bound the policy's full_policy drops, counted), exactly as for a STOMP durable
+// subscription. While the client is connected the session consumes each one with credit max_inflight: a
+// QoS 0 delivery is acknowledged as it goes out, QoS 1 on PUBACK, QoS 2 on PUBREC. Messages delivered at
+// QoS 0 are not kept while the client is away (mosquitto's default).
+//
+// Beside the router's durable subscriptions a session keeps only what is MQTT's own, through the host
+// (virtualhost.SessionRecord, Inflight, inbound ids): its record (owner, protocol level,
+// subscriptions), the packet ids of QoS 1 and 2 deliveries in flight, and the inbound QoS 2 ids awaiting
+// PUBREL. A QoS 2 delivery's packet id is written before its PUBLISH goes out and its release (PUBREC)
+// before the PUBREL, so after a crash the message is resent under the same id, or only the PUBREL is:
+// never delivered twice [MQTT-4.3.3]. A QoS 1 id is written without waiting; one lost in a crash comes
+// back DUP under a new id, as QoS 1 allows. Across a reconnect every unacknowledged message is resent
+// under its original id, in the original order [MQTT-4.4.0-1] [MQTT-4.6.0-1]: the durable subscription
+// delivers it again and the session matches it by its sequence number.
+//
+// A session and its durable subscriptions belong to the user that opened it: another user may not take
+// the client id over (CONNACK 0x05), attach to them or destroy them. Sessions opened anonymously belong
+// to nobody in particular. A wildcard filter the owner may read only in part is gated inside the durable
+// subscription, so what it keeps is what the owner may read; a restored session gets its gates back at
+// startup from its owner's rights.
+//
+// Shared subscriptions ($share/group/filter) are not durable: the group gives each message to a member
+// that is online (as EMQX does), their in-flight ids are not written, and they get no retained messages.
+//
+// # Flow control
+//
+// Online, a session sends QoS ≥ 1 messages while fewer than max_inflight are unacknowledged; beyond that
+// up to max_queued_messages wait in the session. A QoS ≥ 1 topic message arriving while they are full is
+// still taken, and its publisher is held back (protocol.Pace: its socket is not read after that PUBLISH)
+// until the subscriber makes room, for at most protocol.PaceTimeout. A subscriber that makes no room in
+// that time is marked slow: until it is down to half its queue, its oldest messages are dropped
+// (counted, logged) and nobody is held back for it. A client is never held back for its own
+// subscription. QoS 0 messages are dropped (counted) when the connection's outbound queue is over its
+// byte limit, unless the topic's policy is slow_consumer_policy block: then they are paced like QoS 1.
+// A full durable subscription holds its publishers back the same way (router.PublishResult.Pressure).
+//
+// A publisher's PUBACK / PUBREC is sent only once every write its message caused is durable (retained
+// message, durable subscriptions' copies, the inbound QoS 2 id, in one commit for an MQTT publisher:
+// virtualhost.NewAtomicTracker). The reader never waits for the store: acknowledgements queue in a
+// protocol.AckQueue and leave in the order of the PUBLISH packets [MQTT-4.6.0-2]. A failed write closes
+// the connection without acknowledging, so the client sends again after reconnecting.
+//
+// # Decisions where the specification leaves room
+//
+//   - MQTT 5 clients are refused with CONNACK 0x84 (unsupported protocol version) in the 5.0 encoding.
+//   - A client id may be up to 65535 bytes in 3.1.1 (MQTT 3.1: 23); an empty id with clean session gets
+//     a unique "lyre-…" id.
+//   - Queues: a topic starting with the connector's queue_prefix names a router queue. PUBLISH enqueues;
+//     SUBSCRIBE makes the session a competing consumer with credit max_inflight, granted at most QoS 1:
+//     a QoS 0 consumer acknowledges on send, a QoS 1 consumer on PUBACK. Unacknowledged queue messages go
+//     back to the queue when the connection ends, also for a persistent session. A queue message
+//     delivered again after such a return carries DUP: the message is a retransmission, if not the
+//     packet (DESIGN §5 asks for the redelivered mark; [MQTT-3.3.1-3] ties DUP to retransmission).
+//   - A PUBLISH with QoS ≥ 1 refused by a full queue closes the connection without acknowledging it, so
+//     the client resends it later (3.1.1 has no negative acknowledgement).
+//   - Wills are published when the connection ends for any reason other than DISCONNECT, including
+//     takeover by the same client id and broker shutdown.
+//   - Overlapping subscriptions of a clean session get one copy of a message at the highest QoS granted
+//     among the matching filters; a persistent session's get one copy per subscription, each at its own
+//     QoS, as [MQTT-3.3.5-1] allows (their durable subscriptions keep their own copies).
+//   - Between a SUBSCRIBE and its SUBACK, deliveries for the new subscription are held, so the SUBACK
+//     comes first, then the retained messages [MQTT-3.3.1-6], then what arrived meanwhile.
+//
+// # Access control
+//
+// CONNECT answers 0x04 for bad credentials and 0x05 when the user may not connect; a SUBSCRIBE filter
+// that can reach no destination the client may receive gets 0x80; a PUBLISH the client may not send is
+// not routed but still acknowledged as QoS 1 and 2 require, since MQTT 3.1.1 has no way to tell the
+// client [MQTT-3.3.5-2]; a wildcard subscription reaching some forbidden topics delivers only from the
+// allowed ones. Log lines name the remote address (the connection's logger carries it), never the
+// password.
+package mqtt

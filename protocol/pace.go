@@ -1,0 +1,106 @@
+package protocol
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// Back-pressure on publishers (DESIGN.md §5), one mechanism for both front-ends. Delivery never blocks:
+// a subscriber over its window that takes a message asks the publisher's connection to hold back
+// (HoldFor, from its Sink.Deliver on the publisher's goroutine, or the front-end itself for a full
+// durable subscription, router.PublishResult.Pressure). The publisher's reader calls Pace after each
+// message it handled: it waits, not reading the socket (so TCP pushes back on the client), until every
+// subscriber that asked has room, for at most PaceTimeout. A subscriber still without room then is told
+// (Brake.Stuck) and pays under its own policy from then on (drops), until it has caught up; so one stuck
+// subscriber costs a publisher PaceTimeout once, not on every message.
+
+// PaceTimeout bounds how long a publisher is held back for one message.
+const PaceTimeout = 500 * time.Millisecond
+
+// maxBrakes bounds the subscribers one connection waits for at once; more are not waited for (they pay).
+const maxBrakes = 16
+
+// Brake is a subscriber over its window (router.Backpressure has the same methods).
+type Brake interface {
+	// Room returns a channel closed once there is room, or nil when there is room now.
+	Room() <-chan struct{}
+	// Stuck tells the subscriber a publisher waited PaceTimeout in vain.
+	Stuck()
+}
+
+// Publisher is what a sink asks to hold back: the publishing connection, router.Message.Publisher
+// (*Conn implements it).
+type Publisher interface {
+	HoldFor(b Brake)
+}
+
+// pacer is a connection's pending brakes, made by the first HoldFor: most connections never publish
+// into a full subscriber, and an idle connection must stay small.
+type pacer struct {
+	mu     sync.Mutex
+	brakes []Brake
+}
+
+// HoldFor asks the connection's reader to hold back until b has room (see Pace). Safe from any
+// goroutine; it never blocks.
+func (c *Conn) HoldFor(b Brake) {
+	p := c.pace.Load()
+	if p == nil {
+		c.pace.CompareAndSwap(nil, &pacer{})
+		p = c.pace.Load()
+	}
+	p.mu.Lock()
+	if len(p.brakes) < maxBrakes && !slices.Contains(p.brakes, b) {
+		p.brakes = append(p.brakes, b)
+	}
+	p.mu.Unlock()
+}
+
+// Pace waits until every subscriber that asked this connection to hold back has room, PaceTimeout at
+// most, telling those still full that they are stuck. The reader calls it between the messages it
+// handles, holding no lock. It returns at once when nobody asked, and when the connection closes.
+func (c *Conn) Pace() {
+	p := c.pace.Load()
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	brakes := p.brakes
+	p.brakes = nil
+	p.mu.Unlock()
+	if len(brakes) == 0 {
+		return
+	}
+	deadline := time.Now().Add(PaceTimeout)
+	var timer *time.Timer
+	for _, b := range brakes {
+		room := b.Room()
+		if room == nil {
+			continue
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			b.Stuck() // the bound is for the message, not per subscriber
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(left)
+			defer timer.Stop()
+		} else {
+			timer.Reset(left)
+		}
+		select {
+		case <-room:
+		case <-timer.C:
+			b.Stuck()
+		case <-c.Done():
+			return
+		}
+	}
+}
+
+var (
+	_ Brake     = (*Conn)(nil)
+	_ Publisher = (*Conn)(nil)
+)
