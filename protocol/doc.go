@@ -24,9 +24,30 @@
 // grows the goroutine's stack until the garbage collector shrinks it (TestIdleTLSConnMemory measures
 // about 22 KiB per connection, client side included, against about 5 KiB in clear text).
 //
-// Locking: Begin takes the connection's outbound lock and Commit releases it. Between the two, only
-// encode; never call the router, the store or another connection's Begin. The OnDrain and OnShutdown
-// hooks run without the lock and may call Begin.
+// # The session toolkit
+//
+// What the MQTT and STOMP front-ends both need lives here, once: per-connector Settings built at Listen
+// (conf's defaults applied, grammars compiled); Login and Access (authentication, the connect
+// permission, slot accounting, throttled refusals, send and subscribe checks with virtualhost's typed
+// actions); AckQueue (acknowledgements sent in packet order once the writes they wait for are durable,
+// with one overflow policy: at MaxPendingAcks the reader stops reading); Consumers (queue consumers
+// resumed when the connection drains); and back-pressure on publishers (pace.go: Brake, HoldFor, Pace),
+// because delivery never blocks. Each front-end keeps only its wire format and session state machine.
+//
+// # Locking
+//
+// One lock order for every front-end, outermost first:
+//
+//	router (durable subscriptions, trie, queue map, queue) -> front-end session state -> Conn outbound
+//
+// The router calls Sink.Deliver with a queue lock held; a sink takes its session's lock, then the
+// connection's outbound lock (Begin ... Commit). Nothing takes them the other way: a front-end never
+// calls the router, the store or another connection's Begin while holding its session lock or an
+// outbound lock, and between Begin and Commit it only encodes. The OnDrain and OnShutdown hooks run
+// without the outbound lock and may call Begin and the router. The store's committer reports on its own
+// goroutine and never takes a session lock (a front-end that must update session state from a write's
+// outcome does it on a goroutine of its own). Helper locks (AckQueue, Consumers, pacer) are leaves:
+// nothing is taken while holding them except the outbound lock (AckQueue.Flush encodes under it).
 //
 // Logging: one Info line per listening connector; one line per closed connection, at Debug when the
 // reason is ordinary (EOF, reset, handler done, a reason wrapping ErrDisconnected or ErrServerClosed),

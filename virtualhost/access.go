@@ -10,17 +10,6 @@ import (
 	"github.com/lyremq/lyre/router"
 )
 
-// Access rules follow Apollo: broker rules, then the host's, are tried in order and the first rule whose
-// action, kind, id and principal list all match decides (allow or deny); when rules exist and none
-// matches, the request is denied. A broker and host with no rules at all allow everything, so a plain
-// configuration keeps working.
-//
-// Ids are patterns in the STOMP default grammar without prefix ("orders.**", "devices.*.temp"), matched
-// against canonical paths with the router's filter semantics, including [MQTT-4.7.2-1]: a wildcard at the
-// first level does not match a level starting with '$', so "$SYS" must be granted by name. In an id, "%u"
-// and "%c" stand for the user name and the client id, escaped as one level; a rule using them matches no
-// one who lacks them (anonymous users, empty client ids).
-
 // maxPatternCache bounds the per-host cache of patterns compiled after %u/%c substitution; when it is
 // full the cache is emptied and refills with what is in use.
 const maxPatternCache = 4096

@@ -1,6 +1,3 @@
-// Package virtualhost isolates tenants: each Host has its own router, store, users and access rules.
-// Front-ends pick a Host at CONNECT time (STOMP by the `host` header, MQTT by the connector or user name)
-// and from then on talk only to that Host.
 package virtualhost
 
 import (

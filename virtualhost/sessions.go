@@ -7,12 +7,6 @@ import (
 	"github.com/lyremq/lyre/store"
 )
 
-// Session state a front-end keeps beside the router's durable subscriptions (MQTT: a session's record,
-// the packet ids of deliveries in flight, inbound QoS 2 ids). Front-ends hand it to the host, which
-// builds the store operations; on a memory host every write succeeds at once and nothing is kept. Each
-// write takes the tracker of whoever waits for it (nil: nobody; an atomic tracker still gathering takes
-// the write into its single commit).
-
 // SessionRecord is a session as the host keeps it: who owns it and what it subscribed to.
 type SessionRecord struct {
 	ClientID        string

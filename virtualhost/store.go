@@ -167,20 +167,11 @@ func (p *persistence) recover(rt *router.Router) error {
 			return nil
 		},
 		DurableSub: func(ds store.DurableSub, l store.ListInfo) error {
-			d, ok := router.ParseKey(ds.ID)
-			if !ok || d.Kind != router.DurableSub {
-				return corrupt("durable subscription", ds.ID)
+			d, err := restoreDurable(rt, ds)
+			if err == nil {
+				backlogs = append(backlogs, backlog{d, l})
 			}
-			f, err := router.ParseFilterKey(ds.Filter)
-			if err != nil {
-				return fmt.Errorf("%w: durable subscription %q: %w", store.ErrCorrupt, ds.ID, err)
-			}
-			o := router.DurableOptions{Filter: f, Owner: ds.Owner, QoS: ds.QoS, DropQoS0Offline: ds.Flags&flagDropQoS0 != 0}
-			if err := rt.RestoreDurable(d, o); err != nil {
-				return fmt.Errorf("durable subscription %q: %w", ds.ID, err)
-			}
-			backlogs = append(backlogs, backlog{d, l})
-			return nil
+			return err
 		},
 	})
 	if err != nil {
@@ -191,15 +182,37 @@ func (p *persistence) recover(rt *router.Router) error {
 		rt.RestoreBacklog(b.d, b.info.Count, b.info.First, b.info.Last, marks[key])
 		delete(marks, key)
 	}
-	// The marks of queues holding nothing now: their new sequence numbers start above them.
+	restoreMarks(rt, marks)
+	rt.ReserveIDs(counts.MaxMessageID)
+	p.counts = counts
+	return nil
+}
+
+// restoreMarks gives the router the delivered marks of queues holding nothing now: their new sequence
+// numbers start above them.
+func restoreMarks(rt *router.Router, marks map[string]uint64) {
 	for key, mark := range marks {
 		if d, ok := router.ParseKey(key); ok {
 			rt.RestoreBacklog(d, 0, 0, 0, mark)
 		}
 	}
-	rt.ReserveIDs(counts.MaxMessageID)
-	p.counts = counts
-	return nil
+}
+
+// restoreDurable gives the router a durable subscription recovered from the store.
+func restoreDurable(rt *router.Router, ds store.DurableSub) (router.Destination, error) {
+	d, ok := router.ParseKey(ds.ID)
+	if !ok || d.Kind != router.DurableSub {
+		return d, fmt.Errorf("%w: durable subscription %q", store.ErrCorrupt, ds.ID)
+	}
+	f, err := router.ParseFilterKey(ds.Filter)
+	if err != nil {
+		return d, fmt.Errorf("%w: durable subscription %q: %w", store.ErrCorrupt, ds.ID, err)
+	}
+	o := router.DurableOptions{Filter: f, Owner: ds.Owner, QoS: ds.QoS, DropQoS0Offline: ds.Flags&flagDropQoS0 != 0}
+	if err := rt.RestoreDurable(d, o); err != nil {
+		return d, fmt.Errorf("durable subscription %q: %w", ds.ID, err)
+	}
+	return d, nil
 }
 
 // flagDropQoS0 is store.DurableSub.Flags' bit for router.DurableOptions.DropQoS0Offline.
