@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,7 +24,8 @@ export writes a virtual host's store (queues, durable subscriptions, MQTT sessio
 as line-delimited JSON, to standard output by default; import reads such a file (--in, "-" for standard
 input) into a store, refusing one that already holds data unless --force merges into it; check verifies a
 store's internal consistency (reference counts, expiry index). The broker must not be running on the
-directory: its lock makes these commands fail.`
+directory: its lock makes these commands fail. import also reads the export of a format-1 store (Lyre
+until December 2026), converting it: that is how a format-1 directory is upgraded.`
 
 // storeCommand runs `lyre store export|import` and returns the exit code.
 func storeCommand(args []string, stdout, stderr io.Writer) int {
@@ -128,6 +132,34 @@ func storeExport(dir, out string, stdout, stderr io.Writer) (err error) {
 	return nil
 }
 
+// importStream imports an export stream into s: this format's through store.Import, format 1's through
+// its conversion (upgrade.go).
+func importStream(r io.Reader, s store.Store, stderr io.Writer) error {
+	br := bufio.NewReader(r)
+	head, err := br.ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	var h struct {
+		Format  string `json:"format"`
+		Version int    `json:"version"`
+	}
+	if json.Unmarshal(head, &h) == nil && h.Format == store.ExportFormat && h.Version == 1 {
+		n, dropped, err := importV1(json.NewDecoder(br), s)
+		if err != nil {
+			return fmt.Errorf("format 1 stream: %w", err)
+		}
+		fmt.Fprintf(stderr, "converted %d records of format 1", n)
+		if dropped > 0 {
+			fmt.Fprintf(stderr, "; %d session messages matched none of their session's subscriptions and were dropped", dropped)
+		}
+		fmt.Fprintln(stderr)
+		return nil
+	}
+	_, err = store.Import(io.MultiReader(bytes.NewReader(head), br), s)
+	return err
+}
+
 func storeImport(dir, in string, force bool, stderr io.Writer) (err error) {
 	r := io.Reader(os.Stdin)
 	if in != "-" {
@@ -150,7 +182,7 @@ func storeImport(dir, in string, force bool, stderr io.Writer) (err error) {
 	if before != (store.Counts{}) && !force {
 		return fmt.Errorf("%s already holds data (%s); use --force to merge into it", dir, describeCounts(before))
 	}
-	if _, err := store.Import(r, s); err != nil {
+	if err := importStream(r, s, stderr); err != nil {
 		return err
 	}
 	after, err := s.Recover(store.Visitor{})

@@ -114,6 +114,10 @@ func checkVersion(kv KV) error {
 	switch {
 	case found && string(v) == want:
 		return nil
+	case found && string(v) == "1":
+		return fmt.Errorf("%w %q (this build reads %s: export the store with the Lyre build that wrote it, "+
+			"`lyre store export`, then import the file with this one, `lyre store import`, which converts it)",
+			store.ErrVersion, v, want)
 	case found:
 		return fmt.Errorf("%w %q (this build reads %s; export with the matching build, then import)",
 			store.ErrVersion, v, want)
