@@ -62,7 +62,9 @@ connector "default" {
     # max_message_length  = "100MB"
     # die_delay           = "5s"
     # max_inflight        = 32      # unacknowledged QoS 1/2 messages per client (1 to 65535)
-    # max_queued_messages = 1000    # further QoS 1/2 messages held per client beyond max_inflight
+    # max_queued_messages = 1000    # further messages waiting for a connected client's window; beyond
+    #                               # it its publishers are held back (an offline session keeps what its
+    #                               # durable subscriptions' quota allows: see dsub below)
     # max_subscriptions   = 0       # per client; 0 = unlimited
     # max_topic_levels    = 128
   }
@@ -85,6 +87,8 @@ virtual_host "default" {
   # max_connections    = 0     # 0 = unlimited
   # max_queues         = 0     # 0 = unlimited
   # max_message_length = 0     # 0 = the connector's
+  # quota              = "64MB"  # what each queue and durable subscription holds at most, unless a
+  # quota_messages     = 100000  # queue or dsub block says otherwise
 
   # Access rules (also allowed at top level, checked first): the first matching rule decides; when rules
   # exist and none matches, the request is denied. Without any rule everything is allowed. With rules,
@@ -94,6 +98,7 @@ virtual_host "default" {
   #   allow  = ["+"]                      # or deny = [...]; users, groups, "+" any user, "*" anyone
   #   action = ["send", "receive"]        # connect send receive consume create destroy admin monitor
   #   kind   = "topic"                    # connector virtual_host topic queue dsub, or "*"
+  #                                       # (a durable subscription needs create on kind dsub)
   #   id     = "devices.%c.**"            # STOMP syntax without prefix; %u user, %c client id
   # }
 
@@ -105,8 +110,15 @@ virtual_host "default" {
   #   full_policy       = "block"     # "block", "drop_head" or "drop_tail"
   #   auto_delete_after = "0s"        # 0 = never
   # }
+  # Durable subscriptions: STOMP /dsub/<id>, and each subscription of an MQTT session with clean
+  # session off, named $mqtt.<client id>.<filter>. Same attributes as a queue block.
+  # dsub "$mqtt.**" {
+  #   quota_messages = 100000
+  #   full_policy    = "block"       # full: block holds publishers back while a connected client
+  #                                  # drains it, else drops the new message (counted); or drop_head
+  # }
   # topic "feeds.**" {
-  #   slow_consumer_policy = "queue"  # or "block"
+  #   slow_consumer_policy = "queue"  # or "block": publishers are held back for slow subscribers
   # }
 
   # Without a store block everything is kept in memory and lost on restart.
