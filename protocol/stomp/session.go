@@ -59,7 +59,7 @@ type session struct {
 	backlog []retainedItem
 
 	// frameTr is the tracker of the frame being handled, on a durable host (reader goroutine); acks
-	// orders the receipts behind their writes, made by the first receipt (persist.go). Atomic: the
+	// orders the receipts behind their writes, made by the first receipt (receipts.go). Atomic: the
 	// writer's OnDrain hook flushes it.
 	frameTr *virtualhost.Tracker
 	acks    atomic.Pointer[protocol.AckQueue[string]]
@@ -540,7 +540,7 @@ func (s *session) send(f *frame.Frame) error {
 		}
 		if receipt {
 			if tr := s.tracker(); tr != nil {
-				m.Tracker = tr // the receipt waits for the message's writes (persist.go)
+				m.Tracker = tr // the receipt waits for the message's writes (receipts.go)
 			}
 		}
 		if err := s.publish(m); err != nil {
