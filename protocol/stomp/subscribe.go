@@ -14,100 +14,164 @@ import (
 // subscribe handles SUBSCRIBE (STOMP 1.2 "SUBSCRIBE"). Queue destinations get a competing consumer;
 // topic filters may use wildcards and regex segments and receive the retained messages they match.
 func (s *session) subscribe(f *frame.Frame) error {
-	dest, ok := f.Header.Contains(frame.Destination)
-	if !ok || dest == "" {
-		return protoErr("missing destination", "SUBSCRIBE requires a destination header")
-	}
-	id, hasID := f.Header.Contains(frame.Id)
-	if !hasID || id == "" {
-		if s.version >= v11 {
-			return protoErr("missing id", "SUBSCRIBE requires an id header in STOMP 1.1 and later")
-		}
-		id, hasID = dest, false // STOMP 1.0: the destination names the subscription
-	}
-	if s.subs[id] != nil {
-		return protoErr("duplicate subscription", "subscription id %q is already in use", id)
-	}
-	sub := &subscription{s: s, id: id, dest: dest}
-	switch a := f.Header.Get(frame.Ack); a {
-	case "", frame.AckAuto:
-		sub.mode = ackAuto
-	case frame.AckClient:
-		sub.mode = ackClient
-	case frame.AckClientIndividual:
-		if s.version < v11 {
-			return protoErr("invalid ack mode", "client-individual needs STOMP 1.1 or later")
-		}
-		sub.mode = ackClientIndividual
-	default:
-		return protoErr("invalid ack mode", "ack must be auto, client or client-individual, got %q", a)
-	}
-	if src, ok := f.Header.Contains("selector"); ok && strings.TrimSpace(src) != "" {
-		sel, err := parseSelector(src)
-		if err != nil {
-			return &frameError{msg: "invalid selector", detail: err.Error(), cause: err}
-		}
-		sub.sel = sel
+	sub, hasID, err := s.newSubscription(f)
+	if err != nil {
+		return err
 	}
 	qo, err := s.queueOptions(f, sub)
 	if err != nil {
 		return err
 	}
-
-	persistent := f.Header.Get("persistent") == "true"
-	names := s.g.SplitComposite(dest)
-	filters := make([]router.Filter, len(names))
-	gates := make([]*virtualhost.Gate, len(names))
-	for i, name := range names {
-		flt, err := s.g.ParseFilter(name)
-		if err != nil {
-			return &frameError{msg: "invalid destination", detail: err.Error(), cause: err}
-		}
-		if flt, err = s.tempFilter(name, flt); err != nil {
-			return err
-		}
-		if gates[i], err = s.maySubscribe(name, flt, persistent && flt.Kind == router.Topic); err != nil {
-			return err
-		}
-		if sub.sel != nil && persistent {
-			// The subscription's queue keeps every match; messages the selector refused would pile up there.
-			return protoErr("invalid selector", "%q: selectors are not supported on durable subscriptions", name)
-		}
-		if qo.Browser && !queueKind(flt.Kind) {
-			return protoErr("invalid browser subscription", "%q: only queues can be browsed", name)
-		}
-		switch flt.Kind {
-		case router.Topic:
-			if persistent {
-				if !hasID || len(names) != 1 {
-					return protoErr("invalid durable subscription", "a persistent SUBSCRIBE needs an id and one topic")
-				}
-				d, err := s.durable(id, name, flt)
-				if err != nil {
-					return err
-				}
-				sub.dsub = &d
-				flt = literalFilter(d)
-			}
-		case router.TempTopic, router.Queue, router.TempQueue:
-		case router.DurableSub:
-			if !flt.IsLiteral() {
-				return protoErr("invalid destination", "%q: a durable subscription is named, not matched", name)
-			}
-			d := flt.Destination()
-			if err := checkDsubName(d.Path); err != nil {
-				return &frameError{msg: "invalid durable subscription", detail: err.Error(), cause: err}
-			}
-			sub.dsub = &d
-		default:
-			return protoErr("invalid destination", "%q: %s destinations cannot be subscribed to", name, flt.Kind)
-		}
-		filters[i] = flt
+	names := s.g.SplitComposite(sub.dest)
+	req := subscribeRequest{
+		sub:        sub,
+		persistent: f.Header.Get("persistent") == "true",
+		durableOK:  hasID && len(names) == 1,
+		browser:    qo.Browser,
 	}
-	for i, flt := range filters {
-		rs := &router.Subscription{Filter: flt, Sink: virtualhost.SinkFor(sub, gates[i]), QoS: 1, ID: id}
+	targets := make([]subTarget, len(names))
+	for i, name := range names {
+		if targets[i], err = s.resolveTarget(&req, name); err != nil {
+			return err
+		}
+	}
+	if err := s.attachRoutes(sub, targets, qo); err != nil {
+		return err
+	}
+	s.subs[sub.id] = sub
+	// Retained messages after the subscription exists, so none published meanwhile is missed.
+	s.queueRetained(sub)
+	return nil
+}
+
+// newSubscription reads the SUBSCRIBE headers that make the subscription: destination, id (hasID is
+// false when a STOMP 1.0 destination names it), ack mode and selector.
+func (s *session) newSubscription(f *frame.Frame) (sub *subscription, hasID bool, err error) {
+	dest, ok := f.Header.Contains(frame.Destination)
+	if !ok || dest == "" {
+		return nil, false, protoErr("missing destination", "SUBSCRIBE requires a destination header")
+	}
+	id, hasID := f.Header.Contains(frame.Id)
+	if !hasID || id == "" {
+		if s.version >= v11 {
+			return nil, false, protoErr("missing id", "SUBSCRIBE requires an id header in STOMP 1.1 and later")
+		}
+		id, hasID = dest, false // STOMP 1.0: the destination names the subscription
+	}
+	if s.subs[id] != nil {
+		return nil, false, protoErr("duplicate subscription", "subscription id %q is already in use", id)
+	}
+	sub = &subscription{s: s, id: id, dest: dest}
+	if sub.mode, err = s.parseAckMode(f.Header.Get(frame.Ack)); err != nil {
+		return nil, false, err
+	}
+	if src, ok := f.Header.Contains("selector"); ok && strings.TrimSpace(src) != "" {
+		sel, err := parseSelector(src)
+		if err != nil {
+			return nil, false, &frameError{msg: "invalid selector", detail: err.Error(), cause: err}
+		}
+		sub.sel = sel
+	}
+	return sub, hasID, nil
+}
+
+// parseAckMode reads a SUBSCRIBE ack header.
+func (s *session) parseAckMode(a string) (ackMode, error) {
+	switch a {
+	case "", frame.AckAuto:
+		return ackAuto, nil
+	case frame.AckClient:
+		return ackClient, nil
+	case frame.AckClientIndividual:
+		if s.version < v11 {
+			return ackAuto, protoErr("invalid ack mode", "client-individual needs STOMP 1.1 or later")
+		}
+		return ackClientIndividual, nil
+	}
+	return ackAuto, protoErr("invalid ack mode", "ack must be auto, client or client-individual, got %q", a)
+}
+
+// subscribeRequest is what one SUBSCRIBE asks of each destination it names.
+type subscribeRequest struct {
+	sub        *subscription
+	persistent bool // persistent:true: a topic gets a durable subscription
+	durableOK  bool // named by an id header, with one destination: as a durable subscription must be
+	browser    bool
+}
+
+// subTarget is one destination of a SUBSCRIBE, resolved: the name as written, the filter its route
+// subscribes with and the gate access control puts on it (nil: everything it reaches may be read).
+type subTarget struct {
+	name string
+	flt  router.Filter
+	gate *virtualhost.Gate
+}
+
+// resolveTarget parses one destination of a SUBSCRIBE and checks it may be subscribed to as asked.
+func (s *session) resolveTarget(req *subscribeRequest, name string) (subTarget, error) {
+	t := subTarget{name: name}
+	flt, err := s.g.ParseFilter(name)
+	if err != nil {
+		return t, &frameError{msg: "invalid destination", detail: err.Error(), cause: err}
+	}
+	if flt, err = s.tempFilter(name, flt); err != nil {
+		return t, err
+	}
+	if t.gate, err = s.maySubscribe(name, flt, req.persistent && flt.Kind == router.Topic); err != nil {
+		return t, err
+	}
+	if req.sub.sel != nil && req.persistent {
+		// The subscription's queue keeps every match; messages the selector refused would pile up there.
+		return t, protoErr("invalid selector", "%q: selectors are not supported on durable subscriptions", name)
+	}
+	if req.browser && !queueKind(flt.Kind) {
+		return t, protoErr("invalid browser subscription", "%q: only queues can be browsed", name)
+	}
+	t.flt, err = s.routeFilter(req, name, flt)
+	return t, err
+}
+
+// routeFilter checks that destinations of flt's kind can be subscribed to and returns the filter the
+// route subscribes with. A persistent SUBSCRIBE to a topic creates, or attaches to, its durable
+// subscription here, and the route consumes that.
+func (s *session) routeFilter(req *subscribeRequest, name string, flt router.Filter) (router.Filter, error) {
+	switch flt.Kind {
+	case router.Topic:
+		if req.persistent {
+			if !req.durableOK {
+				return flt, protoErr("invalid durable subscription", "a persistent SUBSCRIBE needs an id and one topic")
+			}
+			d, err := s.durable(req.sub.id, name, flt)
+			if err != nil {
+				return flt, err
+			}
+			req.sub.dsub = &d
+			flt = literalFilter(d)
+		}
+	case router.TempTopic, router.Queue, router.TempQueue:
+	case router.DurableSub:
+		if !flt.IsLiteral() {
+			return flt, protoErr("invalid destination", "%q: a durable subscription is named, not matched", name)
+		}
+		d := flt.Destination()
+		if err := checkDsubName(d.Path); err != nil {
+			return flt, &frameError{msg: "invalid durable subscription", detail: err.Error(), cause: err}
+		}
+		req.sub.dsub = &d
+	default:
+		return flt, protoErr("invalid destination", "%q: %s destinations cannot be subscribed to", name, flt.Kind)
+	}
+	return flt, nil
+}
+
+// attachRoutes makes sub's routes: a queue consumer for each queue target, a router subscription for
+// each topic one. When one fails, the routes made so far end.
+func (s *session) attachRoutes(sub *subscription, targets []subTarget, qo router.ConsumerOptions) error {
+	for _, t := range targets {
+		rs := &router.Subscription{Filter: t.flt, Sink: virtualhost.SinkFor(sub, t.gate), QoS: 1, ID: sub.id}
 		r := route{rs: rs}
-		if queueKind(flt.Kind) {
+		var err error
+		if queueKind(t.flt.Kind) {
 			r.cons, err = s.rt.Consume(rs, qo)
 			if err == nil {
 				s.cons.Add(r.cons)
@@ -117,16 +181,19 @@ func (s *session) subscribe(f *frame.Frame) error {
 		}
 		if err != nil {
 			sub.close()
-			if flt.Kind == router.DurableSub {
-				return durableError(names[i], err)
+			if t.flt.Kind == router.DurableSub {
+				return durableError(t.name, err)
 			}
-			return &frameError{msg: "subscribe failed", detail: names[i] + ": " + err.Error(), cause: err}
+			return &frameError{msg: "subscribe failed", detail: t.name + ": " + err.Error(), cause: err}
 		}
 		sub.routes = append(sub.routes, r)
 	}
-	s.subs[id] = sub
-	// Retained messages after the subscription exists, so none published meanwhile is missed. They go
-	// through the backlog: all of them are delivered, as fast as the client reads (DESIGN.md §4).
+	return nil
+}
+
+// queueRetained queues the retained messages sub's topic routes match. They go through the backlog:
+// all of them are delivered, as fast as the client reads (DESIGN.md §4).
+func (s *session) queueRetained(sub *subscription) {
 	var items []retainedItem
 	for _, r := range sub.routes {
 		if r.cons != nil {
@@ -142,7 +209,6 @@ func (s *session) subscribe(f *frame.Frame) error {
 		s.pumpBacklogLocked()
 		s.bmu.Unlock()
 	}
-	return nil
 }
 
 // queueOptions reads the SUBSCRIBE headers that configure queue consumers (Apollo's): prefetch-count
