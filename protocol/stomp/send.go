@@ -32,43 +32,103 @@ func (s *session) send(f *frame.Frame) error {
 		one[0] = dest
 	}
 	for i, name := range names {
-		d, err := s.g.ParseName(name)
+		d, err := s.sendDestination(name)
 		if err != nil {
-			return &frameError{msg: "invalid destination", detail: err.Error(), cause: err}
-		}
-		if d.Kind == router.DurableSub {
-			return protoErr("invalid destination", "%q names a durable subscription; send to its topic", name)
-		}
-		if d, err = s.tempName(name, d); err != nil {
-			return err
-		}
-		if err := s.maySend(name, d); err != nil {
 			return err
 		}
 		dests[i] = d
 	}
-	persistent := f.Header.Get("persistent") == "true"
-	_, receipt := f.Header.Contains(frame.Receipt)
-	var qos uint8
-	if persistent || receipt {
-		qos = 1
+	h, err := s.parseSendHeaders(f)
+	if err != nil {
+		return err
 	}
-	var retain bool
-	body := f.Body
+	for i, d := range dests {
+		if err := s.publish(s.newMessage(f, &h, names[i], d)); err != nil {
+			return &frameError{msg: "send failed", detail: names[i] + ": " + err.Error(), cause: err}
+		}
+	}
+	return nil
+}
+
+// sendDestination parses one destination of a SEND and checks the session may send to it.
+func (s *session) sendDestination(name string) (router.Destination, error) {
+	d, err := s.g.ParseName(name)
+	if err != nil {
+		return d, &frameError{msg: "invalid destination", detail: err.Error(), cause: err}
+	}
+	if d.Kind == router.DurableSub {
+		return d, protoErr("invalid destination", "%q names a durable subscription; send to its topic", name)
+	}
+	if d, err = s.tempName(name, d); err != nil {
+		return d, err
+	}
+	if err := s.maySend(name, d); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// sendHeaders is what the headers of one SEND make of its messages, the same for every destination.
+type sendHeaders struct {
+	body       []byte // nil for retain:remove
+	qos        uint8
+	persistent bool
+	receipt    bool // the frame has a receipt header
+	retain     bool
+	expires    int64
+	priority   uint8
+	group      string
+	hdrs       []router.Header // the headers that travel with the message
+}
+
+// parseSendHeaders reads the SEND headers the broker interprets (persistent, receipt, retain, expires,
+// ttl, priority, message_group or JMSXGroupID) and collects those that travel with the message.
+func (s *session) parseSendHeaders(f *frame.Frame) (sendHeaders, error) {
+	h := sendHeaders{persistent: f.Header.Get("persistent") == "true"}
+	_, h.receipt = f.Header.Contains(frame.Receipt)
+	if h.persistent || h.receipt {
+		h.qos = 1
+	}
+	var err error
+	if h.retain, h.body, err = parseRetain(f); err != nil {
+		return h, err
+	}
+	if h.expires, err = parseExpires(f); err != nil {
+		return h, err
+	}
+	if h.priority, err = parsePriority(f); err != nil {
+		return h, err
+	}
+	h.group = f.Header.Get("message_group")
+	if h.group == "" {
+		h.group = f.Header.Get("JMSXGroupID")
+	}
+	h.hdrs = s.appHeaders(f)
+	return h, nil
+}
+
+// parseRetain reads the retain header: set retains the message, remove clears the retained message (the
+// body is then dropped).
+func parseRetain(f *frame.Frame) (retain bool, body []byte, err error) {
 	switch r := f.Header.Get("retain"); r {
 	case "":
+		return false, f.Body, nil
 	case "set":
-		retain = true
+		return true, f.Body, nil
 	case "remove":
-		retain, body = true, nil
+		return true, nil, nil
 	default:
-		return protoErr("invalid retain header", "retain must be set or remove, got %q", r)
+		return false, f.Body, protoErr("invalid retain header", "retain must be set or remove, got %q", r)
 	}
+}
+
+// parseExpires reads the expires header (Unix milliseconds; empty or 0 is never) and the ttl header.
+func parseExpires(f *frame.Frame) (int64, error) {
 	var expires int64
 	if e, ok := f.Header.Contains("expires"); ok && e != "" && e != "0" {
 		n, err := strconv.ParseInt(e, 10, 64)
 		if err != nil || n < 0 {
-			return protoErr("invalid expires header", "expires must be Unix milliseconds, got %q", e)
+			return 0, protoErr("invalid expires header", "expires must be Unix milliseconds, got %q", e)
 		}
 		expires = n
 	}
@@ -76,55 +136,55 @@ func (s *session) send(f *frame.Frame) error {
 		// Apollo: time to live in milliseconds from now; with expires too, the earlier wins.
 		n, err := strconv.ParseInt(t, 10, 64)
 		if err != nil || n <= 0 {
-			return protoErr("invalid ttl header", "ttl must be a positive number of milliseconds, got %q", t)
+			return 0, protoErr("invalid ttl header", "ttl must be a positive number of milliseconds, got %q", t)
 		}
 		if e := time.Now().UnixMilli() + n; expires == 0 || e < expires {
 			expires = e
 		}
 	}
-	var priority uint8
-	if p, ok := f.Header.Contains("priority"); ok && p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 {
-			return protoErr("invalid priority header", "priority must be an integer from 0 to 9, got %q", p)
-		}
-		priority = uint8(min(n, router.MaxPriority))
+	return expires, nil
+}
+
+// parsePriority reads the priority header: 0 to 9, more counts as router.MaxPriority.
+func parsePriority(f *frame.Frame) (uint8, error) {
+	p, ok := f.Header.Contains("priority")
+	if !ok || p == "" {
+		return 0, nil
 	}
-	group := f.Header.Get("message_group")
-	if group == "" {
-		group = f.Header.Get("JMSXGroupID")
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 {
+		return 0, protoErr("invalid priority header", "priority must be an integer from 0 to 9, got %q", p)
 	}
-	hdrs := s.appHeaders(f)
-	for i, d := range dests {
-		origin := names[i]
-		if isTemp(d.Kind) {
-			origin = "" // the name as written is local to this session; others see the global rendering
-		}
-		m := &router.Message{
-			Dest:        d,
-			Body:        body,
-			QoS:         qos,
-			Persistent:  persistent,
-			Retain:      retain,
-			Expires:     expires,
-			Priority:    priority,
-			Group:       group,
-			ContentType: f.Header.Get(frame.ContentType),
-			Headers:     hdrs,
-			Origin:      origin,
-			OriginGram:  s.g,
-			Publisher:   s.c,
-		}
-		if receipt {
-			if tr := s.tracker(); tr != nil {
-				m.Tracker = tr // the receipt waits for the message's writes (receipts.go)
-			}
-		}
-		if err := s.publish(m); err != nil {
-			return &frameError{msg: "send failed", detail: names[i] + ": " + err.Error(), cause: err}
+	return uint8(min(n, router.MaxPriority)), nil
+}
+
+// newMessage is the message a SEND publishes to d, named name as written.
+func (s *session) newMessage(f *frame.Frame, h *sendHeaders, name string, d router.Destination) *router.Message {
+	origin := name
+	if isTemp(d.Kind) {
+		origin = "" // the name as written is local to this session; others see the global rendering
+	}
+	m := &router.Message{
+		Dest:        d,
+		Body:        h.body,
+		QoS:         h.qos,
+		Persistent:  h.persistent,
+		Retain:      h.retain,
+		Expires:     h.expires,
+		Priority:    h.priority,
+		Group:       h.group,
+		ContentType: f.Header.Get(frame.ContentType),
+		Headers:     h.hdrs,
+		Origin:      origin,
+		OriginGram:  s.g,
+		Publisher:   s.c,
+	}
+	if h.receipt {
+		if tr := s.tracker(); tr != nil {
+			m.Tracker = tr // the receipt waits for the message's writes (receipts.go)
 		}
 	}
-	return nil
+	return m
 }
 
 // publish routes m. A full queue whose policy is block (the default) blocks this producer (DESIGN.md §5):
