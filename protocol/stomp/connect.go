@@ -21,17 +21,9 @@ func (s *session) connect(f *frame.Frame) error {
 		e.hdrs = []string{frame.Version, "1.0,1.1,1.2"}
 		return e
 	}
-	var host *virtualhost.Host
-	if name, ok := f.Header.Contains(frame.Host); ok && name != "" {
-		host = s.h.hosts.Lookup(name)
-		if host == nil {
-			return protoErr("unknown virtual host", "no virtual host is named %q", name)
-		}
-	} else {
-		host = s.h.hosts.Default()
-		if host == nil {
-			return protoErr("unknown virtual host", "the server has no virtual host")
-		}
+	host, err := s.pickHost(f)
+	if err != nil {
+		return err
 	}
 	login, hasLogin := f.Header.Contains(frame.Login)
 	s.clientID = f.Header.Get(clientIDHeader)
@@ -44,13 +36,8 @@ func (s *session) connect(f *frame.Frame) error {
 	}
 	var out, in time.Duration
 	if v >= v11 {
-		if hb, ok := f.Header.Contains(frame.HeartBeat); ok {
-			cx, cy, err := frame.ParseHeartBeat(hb)
-			if err != nil {
-				return protoErr("invalid heart-beat", "heart-beat must be two integers \"cx,cy\", got %q", hb)
-			}
-			out = negotiateInterval(s.h.HeartBeatSend, cy)
-			in = negotiateInterval(cx, s.h.HeartBeatReceive)
+		if out, in, err = s.negotiateHeartBeat(f); err != nil {
+			return err
 		}
 	}
 
@@ -58,10 +45,54 @@ func (s *session) connect(f *frame.Frame) error {
 	s.rd.Version = v
 	s.host, s.rt, s.principal = host, host.Router, p
 	s.subs = make(map[string]*subscription)
+	if !s.writeConnected(v) {
+		return ErrOutboundFull
+	}
+	s.c.OnDrain(s.drained)
+	s.c.OnShutdown(s.shutdown)
+	s.startHeartBeats(out, in)
+	if s.h.log.Core().Enabled(zap.DebugLevel) {
+		s.c.Log().Debug("stomp connected", zap.String("vhost", host.Name), zap.String("user", p.User), zap.String("version", versionString(v)),
+			zap.Duration("heart_beat_out", out), zap.Duration("heart_beat_in", in))
+	}
+	return nil
+}
 
+// pickHost chooses the virtual host the CONNECT host header names, or the default one without it.
+func (s *session) pickHost(f *frame.Frame) (*virtualhost.Host, error) {
+	if name, ok := f.Header.Contains(frame.Host); ok && name != "" {
+		host := s.h.hosts.Lookup(name)
+		if host == nil {
+			return nil, protoErr("unknown virtual host", "no virtual host is named %q", name)
+		}
+		return host, nil
+	}
+	host := s.h.hosts.Default()
+	if host == nil {
+		return nil, protoErr("unknown virtual host", "the server has no virtual host")
+	}
+	return host, nil
+}
+
+// negotiateHeartBeat reads a 1.1 or 1.2 CONNECT's heart-beat header: out is how often the server sends
+// heart-beats, in how often it expects the client's (0: never; no header: neither).
+func (s *session) negotiateHeartBeat(f *frame.Frame) (out, in time.Duration, err error) {
+	hb, ok := f.Header.Contains(frame.HeartBeat)
+	if !ok {
+		return 0, 0, nil
+	}
+	cx, cy, err := frame.ParseHeartBeat(hb)
+	if err != nil {
+		return 0, 0, protoErr("invalid heart-beat", "heart-beat must be two integers \"cx,cy\", got %q", hb)
+	}
+	return negotiateInterval(s.h.HeartBeatSend, cy), negotiateInterval(cx, s.h.HeartBeatReceive), nil
+}
+
+// writeConnected queues the CONNECTED frame of version v; false when the outbound queue refuses it.
+func (s *session) writeConnected(v int) bool {
 	b, ok := s.c.Begin()
 	if !ok {
-		return ErrOutboundFull
+		return false
 	}
 	b = appendCommand(b, frame.CONNECTED)
 	b = appendHeader(b, 0, frame.Version, versionString(v))
@@ -75,9 +106,12 @@ func (s *session) connect(f *frame.Frame) error {
 		b = append(b, '\n')
 	}
 	s.c.Commit(appendBody(b, nil))
+	return true
+}
 
-	s.c.OnDrain(s.drained)
-	s.c.OnShutdown(s.shutdown)
+// startHeartBeats arms the negotiated heart-beats: the read deadline the client's must beat (none
+// without them: the CONNECT deadline is lifted), and the timer of the server's.
+func (s *session) startHeartBeats(out, in time.Duration) {
 	if in > 0 {
 		// STOMP 1.2 "Heart-beating": allow for timing inaccuracies with a 50% margin.
 		s.dr.every = in + in/2
@@ -90,11 +124,6 @@ func (s *session) connect(f *frame.Frame) error {
 		s.beat = time.AfterFunc(out, s.heartBeat)
 		s.mu.Unlock()
 	}
-	if s.h.log.Core().Enabled(zap.DebugLevel) {
-		s.c.Log().Debug("stomp connected", zap.String("vhost", host.Name), zap.String("user", p.User), zap.String("version", versionString(v)),
-			zap.Duration("heart_beat_out", out), zap.Duration("heart_beat_in", in))
-	}
-	return nil
 }
 
 // negotiateVersion picks the highest version both sides support; no accept-version header means 1.0.
