@@ -109,7 +109,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	var tr *virtualhost.Tracker
 	if p.QoS > 0 && cl.host.Durable() {
 		// A durable host: acknowledge once every write the message causes is durable, the session
-		// copies and the inbound QoS 2 id in one commit (persist.go).
+		// copies and the inbound QoS 2 id in one commit (ack.go).
 		tr = virtualhost.NewAtomicTracker(cl.host)
 		m.Tracker = tr
 		if p.QoS == 2 && !s.clean {
