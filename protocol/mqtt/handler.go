@@ -225,45 +225,15 @@ func (cl *client) onDrain() {
 // connect reads and answers CONNECT. A nil error means the session is attached and CONNACK queued.
 func (cl *client) connect() error {
 	c := cl.c
-	dl := c.Connector().DetectTimeout
-	if dl <= 0 {
-		dl = connectTimeout
-	}
-	_ = c.SetReadDeadline(time.Now().Add(dl))
-	p, err := cl.rd.ReadPacket()
-	cp, isConnect := p.(*packet.ConnectPacket)
-	if errors.Is(err, packet.ErrUnsupportedVersion) && isConnect {
-		// [MQTT-3.1.2-2]: answer 0x01 and close. An MQTT 5 client gets the 5.0 encoding.
-		if cp.ProtocolLevel == packet.Version5 {
-			return cl.refuse(packet.Version5, connV5UnsupportedLevel, fmt.Errorf("%w: MQTT 5 not supported", errRefused))
-		}
-		return cl.refuse(packet.Version311, connBadVersion, fmt.Errorf("%w: %w", errRefused, err))
-	}
+	cp, err := cl.readConnect()
 	if err != nil {
-		return cl.readError(err, errConnectTimeout)
-	}
-	if !isConnect {
-		return fmt.Errorf("%w: got %s", errFirstNotConnect, p.Type())
-	}
-	if cp.ProtocolLevel != packet.Version31 && cp.ProtocolLevel != packet.Version311 {
-		code := connBadVersion
-		if cp.ProtocolLevel == packet.Version5 {
-			code = connV5UnsupportedLevel
-		}
-		return cl.refuse(cp.ProtocolLevel, code, fmt.Errorf("%w: protocol level %d", errRefused, cp.ProtocolLevel))
+		return err
 	}
 	cl.version = cp.ProtocolLevel
 	cl.rd.SetVersion(cl.version)
-
-	id := cp.ClientID
-	switch {
-	case id == "" && (!cp.CleanSession || cl.version == packet.Version31):
-		// [MQTT-3.1.3-8]; MQTT 3.1 requires an id.
-		return cl.refuse(cl.version, connIDRejected, fmt.Errorf("%w: empty client id without clean session", errRefused))
-	case id == "":
-		id = newClientID()
-	case cl.version == packet.Version31 && utf8.RuneCountInString(id) > maxClientID31:
-		return cl.refuse(cl.version, connIDRejected, fmt.Errorf("%w: MQTT 3.1 client id longer than 23", errRefused))
+	id, err := cl.connectID(cp)
+	if err != nil {
+		return err
 	}
 
 	host, user := cl.pickHost(cp)
@@ -276,30 +246,15 @@ func (cl *client) connect() error {
 	}
 	cl.host, cl.rt, cl.user, cl.principal, cl.slot = host, host.Router, user, principal, host
 
-	if cp.WillFlag {
-		d, err := cl.parseTopic(cp.WillTopic)
-		if err != nil {
-			return fmt.Errorf("will topic: %w", err)
-		}
-		cl.will = &router.Message{Dest: d, Body: cp.WillPayload, QoS: cp.WillQoS, Persistent: cp.WillQoS > 0,
-			Retain: cp.WillRetain, Origin: cp.WillTopic, OriginGram: cl.g}
-		if !cl.maySend(d, cp.WillTopic, id) {
-			cl.will = nil // a will the client may not send is never published
-		}
+	if err := cl.setWill(cp, id); err != nil {
+		return err
 	}
 	if cp.KeepAlive > 0 {
 		cl.keep = time.Duration(cp.KeepAlive) * time.Second * 3 / 2
 	}
 
-	if !cl.mayTakeSession(id) {
-		return cl.refuse(cl.version, connNotAuthorized, fmt.Errorf("%w: %w", errRefused, errSessionOwner))
-	}
-	s, present, err := cl.takeSession(id, cp.CleanSession)
+	present, err := cl.attachSession(id, cp.CleanSession)
 	if err != nil {
-		return err
-	}
-	cl.sess = s
-	if err := cl.claimSession(present); err != nil {
 		return err
 	}
 	if ce := cl.check("connect"); ce != nil {
@@ -313,6 +268,90 @@ func (cl *client) connect() error {
 	}
 	cl.resume()
 	return nil
+}
+
+// readConnect reads the first packet, which must be a CONNECT of protocol level 3 or 4; another level is
+// refused with CONNACK.
+func (cl *client) readConnect() (*packet.ConnectPacket, error) {
+	dl := cl.c.Connector().DetectTimeout
+	if dl <= 0 {
+		dl = connectTimeout
+	}
+	_ = cl.c.SetReadDeadline(time.Now().Add(dl))
+	p, err := cl.rd.ReadPacket()
+	cp, isConnect := p.(*packet.ConnectPacket)
+	if errors.Is(err, packet.ErrUnsupportedVersion) && isConnect {
+		// [MQTT-3.1.2-2]: answer 0x01 and close. An MQTT 5 client gets the 5.0 encoding.
+		if cp.ProtocolLevel == packet.Version5 {
+			return nil, cl.refuse(packet.Version5, connV5UnsupportedLevel, fmt.Errorf("%w: MQTT 5 not supported", errRefused))
+		}
+		return nil, cl.refuse(packet.Version311, connBadVersion, fmt.Errorf("%w: %w", errRefused, err))
+	}
+	if err != nil {
+		return nil, cl.readError(err, errConnectTimeout)
+	}
+	if !isConnect {
+		return nil, fmt.Errorf("%w: got %s", errFirstNotConnect, p.Type())
+	}
+	if cp.ProtocolLevel != packet.Version31 && cp.ProtocolLevel != packet.Version311 {
+		code := connBadVersion
+		if cp.ProtocolLevel == packet.Version5 {
+			code = connV5UnsupportedLevel
+		}
+		return nil, cl.refuse(cp.ProtocolLevel, code, fmt.Errorf("%w: protocol level %d", errRefused, cp.ProtocolLevel))
+	}
+	return cp, nil
+}
+
+// connectID returns the client id of CONNECT cp, made up for an empty one with clean session, or the
+// refusal of an id the protocol level does not allow.
+func (cl *client) connectID(cp *packet.ConnectPacket) (string, error) {
+	id := cp.ClientID
+	switch {
+	case id == "" && (!cp.CleanSession || cl.version == packet.Version31):
+		// [MQTT-3.1.3-8]; MQTT 3.1 requires an id.
+		return "", cl.refuse(cl.version, connIDRejected, fmt.Errorf("%w: empty client id without clean session", errRefused))
+	case id == "":
+		id = newClientID()
+	case cl.version == packet.Version31 && utf8.RuneCountInString(id) > maxClientID31:
+		return "", cl.refuse(cl.version, connIDRejected, fmt.Errorf("%w: MQTT 3.1 client id longer than 23", errRefused))
+	}
+	return id, nil
+}
+
+// setWill keeps the will of CONNECT cp, if any, to publish when the connection ends other than by
+// DISCONNECT.
+func (cl *client) setWill(cp *packet.ConnectPacket, id string) error {
+	if !cp.WillFlag {
+		return nil
+	}
+	d, err := cl.parseTopic(cp.WillTopic)
+	if err != nil {
+		return fmt.Errorf("will topic: %w", err)
+	}
+	cl.will = &router.Message{Dest: d, Body: cp.WillPayload, QoS: cp.WillQoS, Persistent: cp.WillQoS > 0,
+		Retain: cp.WillRetain, Origin: cp.WillTopic, OriginGram: cl.g}
+	if !cl.maySend(d, cp.WillTopic, id) {
+		cl.will = nil // a will the client may not send is never published
+	}
+	return nil
+}
+
+// attachSession takes over, or makes, the session of client id, unless another user owns it, and
+// reports whether it existed.
+func (cl *client) attachSession(id string, clean bool) (present bool, err error) {
+	if !cl.mayTakeSession(id) {
+		return false, cl.refuse(cl.version, connNotAuthorized, fmt.Errorf("%w: %w", errRefused, errSessionOwner))
+	}
+	s, present, err := cl.takeSession(id, clean)
+	if err != nil {
+		return false, err
+	}
+	cl.sess = s
+	if err := cl.claimSession(present); err != nil {
+		return false, err
+	}
+	return present, nil
 }
 
 // refuse queues a CONNACK with a non-zero code and closes the connection after die_delay at the latest.

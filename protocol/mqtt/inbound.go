@@ -109,7 +109,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	var tr *virtualhost.Tracker
 	if p.QoS > 0 && cl.host.Durable() {
 		// A durable host: acknowledge once every write the message causes is durable, the session
-		// copies and the inbound QoS 2 id in one commit (persist.go).
+		// copies and the inbound QoS 2 id in one commit (ack.go).
 		tr = virtualhost.NewAtomicTracker(cl.host)
 		m.Tracker = tr
 		if p.QoS == 2 && !s.clean {
@@ -243,22 +243,9 @@ func (cl *client) subscribe(p *packet.SubscribePacket) error {
 // release) and its SUBACK return code.
 func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 	s := cl.sess
-	fail := func(err error) (*subEntry, byte) {
-		if ce := cl.check("subscribe refused"); ce != nil {
-			ce.Write(zap.String("filter", sp.Filter), zap.Error(err))
-		}
-		return nil, subackFailure
-	}
-	text, group, err := splitShare(sp.Filter)
+	f, group, err := cl.parseSubscription(sp.Filter)
 	if err != nil {
-		return fail(err)
-	}
-	f, err := cl.g.ParseFilter(text)
-	if err != nil {
-		return fail(err)
-	}
-	if len(f.Segs) > cl.lim.MaxTopicLevels {
-		return fail(fmt.Errorf("%w: more than %d levels", router.ErrInvalidFilter, cl.lim.MaxTopicLevels))
+		return cl.subscribeFailed(sp.Filter, err)
 	}
 	a := cl.access(s.id)
 	gate, err := a.MaySubscribe(f, sp.Filter, false)
@@ -270,52 +257,89 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 	switch f.Kind {
 	case router.Queue:
 		if !f.IsLiteral() || group != "" {
-			return fail(fmt.Errorf("%w: a queue subscription names one queue", router.ErrInvalidFilter))
+			return cl.subscribeFailed(sp.Filter, fmt.Errorf("%w: a queue subscription names one queue", router.ErrInvalidFilter))
 		}
 		if old != nil {
 			cl.removeEntry(old)
-			old = nil
 		}
 		qos = min(qos, 1)
 	case router.Topic:
 		if old != nil {
-			// [MQTT-3.8.4-3]: replace in place; the flow of messages is not interrupted and retained
-			// messages are sent again.
-			s.mu.Lock()
-			changed := old.qos != qos
-			old.qos, old.holding = qos, true
-			s.mu.Unlock()
-			if old.dsub != nil {
-				if err := cl.createDurable(old, gate); err != nil {
-					return fail(err)
-				}
-				if changed && old.consumer != nil {
-					// The consumer's QoS changes: attach again (what it held comes back, under its packet ids).
-					s.cons.Remove(old.consumer)
-					old.consumer.Close()
-					old.consumer = nil
-					if err := cl.consume(old); err != nil {
-						return fail(err)
-					}
-				}
-			}
-			return old, qos
+			return cl.resubscribe(old, qos, gate) // [MQTT-3.8.4-3]: replace in place
 		}
 	default:
-		return fail(fmt.Errorf("%w: %s filters are not available over MQTT", router.ErrInvalidFilter, f.Kind))
+		return cl.subscribeFailed(sp.Filter, fmt.Errorf("%w: %s filters are not available over MQTT", router.ErrInvalidFilter, f.Kind))
 	}
 	if cl.lim.MaxSubscriptions > 0 && len(s.subs) >= cl.lim.MaxSubscriptions {
-		return fail(fmt.Errorf("mqtt: more than %d subscriptions", cl.lim.MaxSubscriptions))
+		return cl.subscribeFailed(sp.Filter, fmt.Errorf("mqtt: more than %d subscriptions", cl.lim.MaxSubscriptions))
 	}
-	e := &subEntry{key: sp.Filter, qos: qos, queue: f.Kind == router.Queue, holding: true}
-	e.rs = &router.Subscription{Filter: f, Sink: virtualhost.SinkFor(s, gate), QoS: qos, ID: sp.Filter, Share: group, Opaque: e}
+	return cl.addEntry(sp.Filter, f, group, qos, gate)
+}
+
+// subscribeFailed logs a refused subscription (at debug level) and returns its SUBACK failure code.
+func (cl *client) subscribeFailed(filter string, err error) (*subEntry, byte) {
+	if ce := cl.check("subscribe refused"); ce != nil {
+		ce.Write(zap.String("filter", filter), zap.Error(err))
+	}
+	return nil, subackFailure
+}
+
+// parseSubscription parses a SUBSCRIBE filter, with its share group if it is "$share/group/filter":
+// at most max_topic_levels levels.
+func (cl *client) parseSubscription(filter string) (router.Filter, string, error) {
+	text, group, err := splitShare(filter)
+	if err != nil {
+		return router.Filter{}, "", err
+	}
+	f, err := cl.g.ParseFilter(text)
+	if err != nil {
+		return f, "", err
+	}
+	if len(f.Segs) > cl.lim.MaxTopicLevels {
+		return f, "", fmt.Errorf("%w: more than %d levels", router.ErrInvalidFilter, cl.lim.MaxTopicLevels)
+	}
+	return f, group, nil
+}
+
+// resubscribe replaces topic subscription old with one at qos [MQTT-3.8.4-3]: in place, so the flow of
+// messages is not interrupted; retained messages are sent again.
+func (cl *client) resubscribe(old *subEntry, qos byte, gate *virtualhost.Gate) (*subEntry, byte) {
+	s := cl.sess
+	s.mu.Lock()
+	changed := old.qos != qos
+	old.qos, old.holding = qos, true
+	s.mu.Unlock()
+	if old.dsub != nil {
+		if err := cl.createDurable(old, gate); err != nil {
+			return cl.subscribeFailed(old.key, err)
+		}
+		if changed && old.consumer != nil {
+			// The consumer's QoS changes: attach again (what it held comes back, under its packet ids).
+			s.cons.Remove(old.consumer)
+			old.consumer.Close()
+			old.consumer = nil
+			if err := cl.consume(old); err != nil {
+				return cl.subscribeFailed(old.key, err)
+			}
+		}
+	}
+	return old, qos
+}
+
+// addEntry makes a new subscription to f, filter as the client wrote it: a consumer of its queue, or of
+// its durable subscription for a persistent session's topic filter, else a router subscription.
+func (cl *client) addEntry(filter string, f router.Filter, group string, qos byte, gate *virtualhost.Gate) (*subEntry, byte) {
+	s := cl.sess
+	e := &subEntry{key: filter, qos: qos, queue: f.Kind == router.Queue, holding: true}
+	e.rs = &router.Subscription{Filter: f, Sink: virtualhost.SinkFor(s, gate), QoS: qos, ID: filter, Share: group, Opaque: e}
 	if f.Kind == router.Topic && group == "" && !s.clean {
-		d := dsubOf(s.id, sp.Filter) // a persistent session's subscription keeps its messages (durable.go)
+		d := dsubOf(s.id, filter) // a persistent session's subscription keeps its messages (durable.go)
 		e.dsub = &d
 	}
 	s.mu.Lock()
 	s.setEntryLocked(e, true)
 	s.mu.Unlock()
+	var err error
 	switch {
 	case e.dsub != nil:
 		if err = cl.createDurable(e, gate); err == nil {
@@ -332,10 +356,10 @@ func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
 		s.mu.Lock()
 		s.setEntryLocked(e, false)
 		s.mu.Unlock()
-		return fail(err)
+		return cl.subscribeFailed(filter, err)
 	}
 	if ce := cl.check("subscribe"); ce != nil {
-		ce.Write(zap.String("filter", sp.Filter), zap.Uint8("qos", qos))
+		ce.Write(zap.String("filter", filter), zap.Uint8("qos", qos))
 	}
 	return e, qos
 }

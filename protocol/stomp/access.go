@@ -10,13 +10,6 @@ import (
 	"github.com/lyremq/lyre/virtualhost"
 )
 
-// Access control at the STOMP edge (see virtualhost.Authorize): a refused CONNECT, SEND or SUBSCRIBE is
-// answered with an ERROR frame (message "access refused"), after which the connection closes as for any
-// ERROR. A wildcard subscription reaching some forbidden topics is accepted and delivers only from the
-// allowed ones; a durable one must be wholly allowed, since its queue would keep the rest. Temporary
-// destinations are private to their connection already and are not subject to access rules. Log lines
-// name the remote address (the connection's logger carries it), never the passcode.
-
 // ErrAccessRefused is the cause of an ERROR frame answering a request that access control refused.
 var ErrAccessRefused = errors.New("stomp: access refused")
 

@@ -10,20 +10,6 @@ import (
 	"github.com/lyremq/lyre/virtualhost"
 )
 
-// Durable subscriptions (DESIGN.md §5) are the router's (router.CreateDurable): a topic filter whose
-// matches the router keeps in the subscription's queue, journalled on a durable host, bounded by the
-// queue's quota, whether or not anyone consumes it. SUBSCRIBE to a topic with persistent:true and an id
-// creates the durable subscription /dsub/<id> on that topic, or attaches to it when it exists with the
-// same topic; with another topic it is replaced and what it held is discarded (Apollo's behaviour). The
-// client consumes it with the usual ack modes; SUBSCRIBE /dsub/<id> attaches to an existing one;
-// UNSUBSCRIBE with persistent:true destroys it.
-//
-// A durable subscription belongs to the user that created it (anonymous: to nobody in particular): nobody
-// else attaches to it, replaces it or destroys it (ERROR). Creating one is the access-rule action create
-// on kind dsub (and receive on the whole topic filter), destroying one destroy, attaching consume. Names
-// whose first level starts with '$' are the broker's (an MQTT session's durable subscriptions live under
-// $mqtt) and cannot be used from STOMP.
-
 // errReservedDsub refuses a durable subscription name of the broker's own.
 var errReservedDsub = errors.New("durable subscription names starting with $ are reserved for the broker")
 

@@ -4,9 +4,6 @@ import (
 	"strconv"
 )
 
-// Frame encoding appends straight into the connection's outbound buffer (Conn.Begin/Commit), so a
-// delivery costs no intermediate frame value and, for a topic message, no allocation.
-
 // appendCommand starts a frame.
 func appendCommand(dst []byte, cmd string) []byte {
 	dst = append(dst, cmd...)

@@ -6,15 +6,8 @@ import (
 	"github.com/lyremq/lyre/router"
 )
 
-// Temporary destinations (/temp-queue/..., /temp-topic/...) are private to the connection that names
-// them, as in ActiveMQ and RabbitMQ. A connection's own temp names live under its session id: when it
-// writes /temp-queue/foo the router sees the path [lyre-7 foo]. Other connections reach it by the global
-// name /temp-queue/lyre-7.foo, which is what a reply-to header naming /temp-queue/foo is rewritten to on
-// SEND; they may send to it but not subscribe. Sending to the global name of a connection that has gone
-// is an ERROR. When the owner's connection ends its temporary queues are deleted, with what they still
-// hold discarded and counted (router.Stats.Discarded), as in Apollo. A connection names at most
-// MaxTempQueues of its own.
-
+// sessionPrefix starts a session id, "lyre-" and the connection id; a session's own temporary
+// destinations live under its id.
 const sessionPrefix = "lyre-"
 
 // MaxTempQueues bounds the temporary queues one connection names; one more is an ERROR.

@@ -1,14 +1,5 @@
 package stomp
 
-// Receipts. On a durable virtual host (one with a store block) a SEND whose message must persist (a
-// persistent queue message, a retained message, a copy kept for a durable subscription) carries a
-// virtualhost.Tracker; its RECEIPT leaves only once those writes are durable. Receipts keep the order of
-// the frames they answer, so a DISCONNECT receipt still means every earlier frame was processed and its
-// writes are durable. The reader goroutine never waits for the store: receipts queue in a
-// protocol.AckQueue (the reader waits only when MaxPendingAcks are held, the same policy as MQTT's) and
-// leave as their writes complete. A failed write answers with an ERROR frame and closes the connection,
-// and the receipt is never sent, so the client knows the message may be lost.
-
 import (
 	"errors"
 	"fmt"
@@ -18,6 +9,7 @@ import (
 	"github.com/lyremq/lyre/virtualhost"
 )
 
+// errStoreWrite closes a connection whose receipt waited for a write that failed.
 var errStoreWrite = errors.New("stomp: store write failed; message not acknowledged")
 
 // tracker returns the tracker of the frame being handled, made on first use, on a durable host; nil

@@ -1,0 +1,105 @@
+// Package stomp is Lyre's STOMP 1.0/1.1/1.2 front-end: it decodes frames from a protocol.Conn, runs the
+// session state machine and translates STOMP destinations into router destinations and back. What STOMP
+// and MQTT share (acknowledgement ordering, login and access checks, resuming consumers, holding
+// publishers back) is in package protocol; durable subscriptions are the router's.
+//
+// # Concurrency
+//
+// Serve runs on the connection's reader goroutine, which owns frame decoding, the session state and every
+// router call. Router deliveries (subscription.Deliver) run on publishers' goroutines, possibly while the
+// router holds a queue lock; they only encode into the connection's outbound queue and touch state
+// guarded by session.mu, and never call the router. Lock order: session.bmu → router → Conn outbound →
+// session.mu. The reader never holds session.mu while calling the router or Conn.Begin. The OnDrain hook
+// (writer goroutine) flushes held receipts and retained messages and resumes queue consumers.
+//
+// # Frames
+//
+// Frames are read by this package's Reader, not go-stomp's frame.Reader, so that max_headers,
+// max_header_length and max_message_length are enforced before anything is buffered.
+//
+// Frame encoding appends straight into the connection's outbound buffer (Conn.Begin/Commit), so a
+// delivery costs no intermediate frame value and, for a topic message, no allocation.
+//
+// # Decisions where the specification leaves room
+//
+//   - A CONNECT without a host header goes to the default virtual host; an unknown host is an ERROR.
+//   - message-id is the router's message ID, the same for every subscriber of one message; the 1.2 ack
+//     header is a per-session delivery number, so each delivery is acknowledged individually.
+//   - Topic messages that do not fit in the outbound queue are dropped and counted (DESIGN.md §5);
+//     queue messages stay in the queue until the connection drains.
+//   - ACK or NACK of an id this session issued but no longer tracks (already acknowledged, or a topic
+//     delivery) is ignored; an id never issued is an ERROR.
+//   - A RECEIPT that does not fit in a full outbound queue waits for the queue to drain; with
+//     protocol.MaxPendingAcks receipts held the reader stops reading (as MQTT does for its
+//     acknowledgements). An ERROR that does not fit is lost, and the connection closes anyway.
+//   - The retained messages a new topic subscription matches are all delivered, as the client reads them.
+//   - SEND: persistent:true or a receipt header makes the message QoS 1; retain:set / retain:remove set or
+//     clear the retained message; expires (Unix ms) and ttl (ms from now; the earlier wins) bound its life;
+//     priority (0-9, more is 9) orders queues; message_group (or JMSXGroupID) keeps a group on one queue
+//     consumer; other headers travel with it. A SEND to a full queue follows the queue's full_policy:
+//     block waits up to QueueFullWait for room, then ERROR; drop_head and drop_tail accept the SEND.
+//   - SUBSCRIBE: prefetch-count, or Apollo's credit:count[,bytes], sets the unacknowledged window of a
+//     client or client-individual queue consumer (default DefaultCredit); selector (JMS syntax, with the
+//     JMSDeliveryMode, JMSPriority, JMSXGroupID, JMSMessageID and JMSExpiration pseudo-properties) filters
+//     topic subscriptions and queue consumers (a queue keeps what one consumer's selector refuses for the
+//     others), not durable subscriptions; browser:true browses a queue in auto mode and ends with a
+//     MESSAGE carrying browser:end and an empty message-id; exclusive:true, from-seq (a queue sequence
+//     number, or -1 for new messages only) and include-seq (the header name to put the sequence number
+//     in) apply to queues. NACK counts a redelivery; the queue's nak_limit then moves the message to its
+//     dlq (see router.QueuePolicy).
+//   - Temporary destinations are private to their connection, and durable subscriptions (persistent
+//     SUBSCRIBE to a topic, /dsub/<id>) are the router's, owned by their creator: see the sections below.
+//   - Transactions hold at most MaxTransactionFrames frames and max_message_length body bytes; a
+//     DISCONNECT or a dropped connection aborts them.
+//
+// # Temporary destinations
+//
+// Temporary destinations (/temp-queue/..., /temp-topic/...) are private to the connection that names
+// them, as in ActiveMQ and RabbitMQ. A connection's own temp names live under its session id: when it
+// writes /temp-queue/foo the router sees the path [lyre-7 foo]. Other connections reach it by the global
+// name /temp-queue/lyre-7.foo, which is what a reply-to header naming /temp-queue/foo is rewritten to on
+// SEND; they may send to it but not subscribe. Sending to the global name of a connection that has gone
+// is an ERROR. When the owner's connection ends its temporary queues are deleted, with what they still
+// hold discarded and counted (router.Stats.Discarded), as in Apollo. A connection names at most
+// MaxTempQueues of its own.
+//
+// # Durable subscriptions
+//
+// Durable subscriptions (DESIGN.md §5) are the router's (router.CreateDurable): a topic filter whose
+// matches the router keeps in the subscription's queue, journalled on a durable host, bounded by the
+// queue's quota, whether or not anyone consumes it. SUBSCRIBE to a topic with persistent:true and an id
+// creates the durable subscription /dsub/<id> on that topic, or attaches to it when it exists with the
+// same topic; with another topic it is replaced and what it held is discarded (Apollo's behaviour). The
+// client consumes it with the usual ack modes; SUBSCRIBE /dsub/<id> attaches to an existing one;
+// UNSUBSCRIBE with persistent:true destroys it.
+//
+// A durable subscription belongs to the user that created it (anonymous: to nobody in particular): nobody
+// else attaches to it, replaces it or destroys it (ERROR). Creating one is the access-rule action create
+// on kind dsub (and receive on the whole topic filter), destroying one destroy, attaching consume. Names
+// whose first level starts with '$' are the broker's (an MQTT session's durable subscriptions live under
+// $mqtt) and cannot be used from STOMP.
+//
+// # Receipts
+//
+// On a durable virtual host (one with a store block) the writes a frame causes are gathered on the
+// frame's virtualhost.Tracker: those of the messages of a SEND that asks for a receipt (a persistent
+// queue message, a retained message, a copy kept for a durable subscription) and the record of a durable
+// subscription a SUBSCRIBE creates or an UNSUBSCRIBE destroys. The frame's RECEIPT leaves only once those
+// writes are durable. Receipts keep the order of the frames they answer, so a DISCONNECT receipt still
+// means every earlier frame was processed and its writes are durable. The reader goroutine never waits
+// for the store: receipts queue in a protocol.AckQueue (the reader waits only when
+// protocol.MaxPendingAcks are held, the same policy as MQTT's) and leave as their writes complete. A
+// failed write answers with an ERROR frame and closes the connection, and the receipt is never sent, so
+// the client knows the message may be lost.
+//
+// # Access control
+//
+// Logins and access checks are package protocol's, shared with MQTT (protocol.Login at CONNECT,
+// protocol.Access for the rest; the rules are virtualhost.Authorize's). A refused CONNECT, SEND or
+// SUBSCRIBE, or a refused create, destroy or attach of a durable subscription, is answered with an ERROR
+// frame (message "access refused"), after which the connection closes as for any ERROR. A wildcard
+// subscription reaching some forbidden topics is accepted and delivers only from the allowed ones; a
+// durable one must be wholly allowed, since its queue would keep the rest. Temporary destinations are
+// private to their connection already and are not subject to access rules. Log lines name the remote
+// address (the connection's logger carries it), never the passcode.
+package stomp

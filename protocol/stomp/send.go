@@ -1,0 +1,254 @@
+package stomp
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-stomp/stomp/v3/frame"
+
+	"github.com/lyremq/lyre/router"
+)
+
+// send publishes a SEND frame to each destination it names (STOMP 1.2 "SEND"). A persistent message or
+// one whose sender wants a receipt is QoS 1.
+func (s *session) send(f *frame.Frame) error {
+	dest, ok := f.Header.Contains(frame.Destination)
+	if !ok || dest == "" {
+		return protoErr("missing destination", "SEND requires a destination header")
+	}
+	if max := s.host.MaxMessageLength; max > 0 && int64(len(f.Body)) > max {
+		return protoErr("message too large", "virtual host %q accepts bodies of at most %d bytes (max_message_length)", s.host.Name, max)
+	}
+	var one [1]string
+	var oneDest [1]router.Destination
+	names, dests := one[:], oneDest[:]
+	if sep := s.cfg.DestinationSeparator; sep != "" && strings.Contains(dest, sep) {
+		names = s.g.SplitComposite(dest)
+		dests = make([]router.Destination, len(names))
+	} else {
+		one[0] = dest
+	}
+	for i, name := range names {
+		d, err := s.sendDestination(name)
+		if err != nil {
+			return err
+		}
+		dests[i] = d
+	}
+	h, err := s.parseSendHeaders(f)
+	if err != nil {
+		return err
+	}
+	for i, d := range dests {
+		if err := s.publish(s.newMessage(f, &h, names[i], d)); err != nil {
+			return &frameError{msg: "send failed", detail: names[i] + ": " + err.Error(), cause: err}
+		}
+	}
+	return nil
+}
+
+// sendDestination parses one destination of a SEND and checks the session may send to it.
+func (s *session) sendDestination(name string) (router.Destination, error) {
+	d, err := s.g.ParseName(name)
+	if err != nil {
+		return d, &frameError{msg: "invalid destination", detail: err.Error(), cause: err}
+	}
+	if d.Kind == router.DurableSub {
+		return d, protoErr("invalid destination", "%q names a durable subscription; send to its topic", name)
+	}
+	if d, err = s.tempName(name, d); err != nil {
+		return d, err
+	}
+	if err := s.maySend(name, d); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// sendHeaders is what the headers of one SEND make of its messages, the same for every destination.
+type sendHeaders struct {
+	body       []byte // nil for retain:remove
+	qos        uint8
+	persistent bool
+	receipt    bool // the frame has a receipt header
+	retain     bool
+	expires    int64
+	priority   uint8
+	group      string
+	hdrs       []router.Header // the headers that travel with the message
+}
+
+// parseSendHeaders reads the SEND headers the broker interprets (persistent, receipt, retain, expires,
+// ttl, priority, message_group or JMSXGroupID) and collects those that travel with the message.
+func (s *session) parseSendHeaders(f *frame.Frame) (sendHeaders, error) {
+	h := sendHeaders{persistent: f.Header.Get("persistent") == "true"}
+	_, h.receipt = f.Header.Contains(frame.Receipt)
+	if h.persistent || h.receipt {
+		h.qos = 1
+	}
+	var err error
+	if h.retain, h.body, err = parseRetain(f); err != nil {
+		return h, err
+	}
+	if h.expires, err = parseExpires(f); err != nil {
+		return h, err
+	}
+	if h.priority, err = parsePriority(f); err != nil {
+		return h, err
+	}
+	h.group = f.Header.Get("message_group")
+	if h.group == "" {
+		h.group = f.Header.Get("JMSXGroupID")
+	}
+	h.hdrs = s.appHeaders(f)
+	return h, nil
+}
+
+// parseRetain reads the retain header: set retains the message, remove clears the retained message (the
+// body is then dropped).
+func parseRetain(f *frame.Frame) (retain bool, body []byte, err error) {
+	switch r := f.Header.Get("retain"); r {
+	case "":
+		return false, f.Body, nil
+	case "set":
+		return true, f.Body, nil
+	case "remove":
+		return true, nil, nil
+	default:
+		return false, f.Body, protoErr("invalid retain header", "retain must be set or remove, got %q", r)
+	}
+}
+
+// parseExpires reads the expires header (Unix milliseconds; empty or 0 is never) and the ttl header.
+func parseExpires(f *frame.Frame) (int64, error) {
+	var expires int64
+	if e, ok := f.Header.Contains("expires"); ok && e != "" && e != "0" {
+		n, err := strconv.ParseInt(e, 10, 64)
+		if err != nil || n < 0 {
+			return 0, protoErr("invalid expires header", "expires must be Unix milliseconds, got %q", e)
+		}
+		expires = n
+	}
+	if t, ok := f.Header.Contains("ttl"); ok && t != "" {
+		// Apollo: time to live in milliseconds from now; with expires too, the earlier wins.
+		n, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, protoErr("invalid ttl header", "ttl must be a positive number of milliseconds, got %q", t)
+		}
+		if e := time.Now().UnixMilli() + n; expires == 0 || e < expires {
+			expires = e
+		}
+	}
+	return expires, nil
+}
+
+// parsePriority reads the priority header: 0 to 9, more counts as router.MaxPriority.
+func parsePriority(f *frame.Frame) (uint8, error) {
+	p, ok := f.Header.Contains("priority")
+	if !ok || p == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 {
+		return 0, protoErr("invalid priority header", "priority must be an integer from 0 to 9, got %q", p)
+	}
+	return uint8(min(n, router.MaxPriority)), nil
+}
+
+// newMessage is the message a SEND publishes to d, named name as written.
+func (s *session) newMessage(f *frame.Frame, h *sendHeaders, name string, d router.Destination) *router.Message {
+	origin := name
+	if isTemp(d.Kind) {
+		origin = "" // the name as written is local to this session; others see the global rendering
+	}
+	m := &router.Message{
+		Dest:        d,
+		Body:        h.body,
+		QoS:         h.qos,
+		Persistent:  h.persistent,
+		Retain:      h.retain,
+		Expires:     h.expires,
+		Priority:    h.priority,
+		Group:       h.group,
+		ContentType: f.Header.Get(frame.ContentType),
+		Headers:     h.hdrs,
+		Origin:      origin,
+		OriginGram:  s.g,
+		Publisher:   s.c,
+	}
+	if h.receipt {
+		if tr := s.tracker(); tr != nil {
+			m.Tracker = tr // the receipt waits for the message's writes (receipts.go)
+		}
+	}
+	return m
+}
+
+// publish routes m. A full queue whose policy is block (the default) blocks this producer (DESIGN.md §5):
+// the reader goroutine stops reading its socket, so TCP pushes back on the client, and waits for room
+// (router.WaitRoom) for up to Handler.QueueFullWait before the SEND fails. Under drop_head and drop_tail
+// the router makes room or drops the message itself, and the SEND succeeds.
+func (s *session) publish(m *router.Message) error {
+	res := s.rt.Publish(m)
+	if res.Pressure != nil {
+		s.c.HoldFor(res.Pressure) // a full durable subscription with a consumer draining it
+	}
+	if !errors.Is(res.Err, router.ErrQueueFull) || s.h.QueueFullWait <= 0 {
+		return res.Err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.h.QueueFullWait)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.c.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		if err := s.rt.WaitRoom(ctx, m); err != nil {
+			return res.Err
+		}
+		if res = s.rt.Publish(m); !errors.Is(res.Err, router.ErrQueueFull) {
+			return res.Err
+		}
+	}
+}
+
+// appHeaders collects the SEND headers that travel with the message: everything the broker does not
+// interpret, plus the configured stamps.
+func (s *session) appHeaders(f *frame.Frame) []router.Header {
+	var hdrs []router.Header
+	for i := 0; i < f.Header.Len(); i++ {
+		k, v := f.Header.GetAt(i)
+		// The stamp headers are the broker's word: a client's own value would forge them.
+		if reservedHeader(k) || k == "retain" || k == s.cfg.AddUserHeader || k == s.cfg.AddTimestampHeader ||
+			k == s.cfg.AddRedeliveriesHeader {
+			continue
+		}
+		if k == "reply-to" {
+			v = s.replyTo(v)
+		}
+		hdrs = append(hdrs, router.Header{Name: k, Value: v})
+	}
+	if n := s.cfg.AddUserHeader; n != "" {
+		hdrs = append(hdrs, router.Header{Name: n, Value: s.principal.User})
+	}
+	if n := s.cfg.AddTimestampHeader; n != "" {
+		hdrs = append(hdrs, router.Header{Name: n, Value: strconv.FormatInt(time.Now().UnixMilli(), 10)})
+	}
+	return hdrs
+}
+
+// reservedHeader reports headers the broker sets itself on MESSAGE frames or interprets on SEND.
+func reservedHeader(k string) bool {
+	switch k {
+	case frame.Destination, frame.ContentLength, frame.ContentType, frame.Receipt, frame.Transaction,
+		frame.MessageId, frame.Subscription, frame.Ack, "persistent", "expires", "redelivered":
+		return true
+	}
+	return false
+}
