@@ -8,9 +8,10 @@
 // Serve runs on the connection's reader goroutine, which owns frame decoding, the session state and every
 // router call. Router deliveries (subscription.Deliver) run on publishers' goroutines, possibly while the
 // router holds a queue lock; they only encode into the connection's outbound queue and touch state
-// guarded by session.mu, and never call the router. Lock order: session.bmu → router → Conn outbound →
-// session.mu. The reader never holds session.mu while calling the router or Conn.Begin. The OnDrain hook
-// (writer goroutine) flushes held receipts and retained messages and resumes queue consumers.
+// guarded by session.mu, and never call the router. Lock order, as in protocol's doc: router →
+// session.bmu → session.mu → Conn outbound. The reader never holds session.mu while calling the router.
+// The OnDrain hook (writer goroutine) flushes held receipts and retained messages and resumes queue
+// consumers.
 //
 // # Frames
 //

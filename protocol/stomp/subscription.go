@@ -104,29 +104,34 @@ func (sub *subscription) enqueue(d router.Delivery) (ok, full bool) {
 	if sub.sel != nil && d.QueueSeq == 0 && !d.BrowseEnd && !sub.sel.matches(d.Msg) {
 		return true, false // a topic message filtered out, not dropped; queues apply the selector themselves
 	}
-	b, ok := s.c.Begin()
-	if !ok {
-		return false, true
-	}
 	if d.BrowseEnd {
+		b, ok := s.c.Begin()
+		if !ok {
+			return false, true
+		}
 		s.c.Commit(sub.appendBrowseEnd(b))
 		return true, false
 	}
 	var ackID uint64
 	if sub.mode != ackAuto {
-		// Under the outbound lock, so ack numbers follow the order frames are queued in.
+		// The session lock before the outbound lock (the order in protocol's doc), held across both, so
+		// ack numbers follow the order frames are queued in.
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		if sub.closed.Load() {
-			s.mu.Unlock()
-			s.c.Commit(b)
 			return false, false
 		}
+	}
+	b, ok := s.c.Begin()
+	if !ok {
+		return false, true
+	}
+	if sub.mode != ackAuto {
 		s.ackSeq++
 		ackID = s.ackSeq
 		if d.Seq != 0 {
 			sub.pending = append(sub.pending, pendingAck{ackID: ackID, msgID: d.Msg.ID, seq: d.Seq, rs: d.Sub})
 		}
-		s.mu.Unlock()
 	}
 	s.c.Commit(sub.appendMessage(b, d, ackID))
 	if !s.sent.Load() { // load first: no shared write per delivery on a busy connection
