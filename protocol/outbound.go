@@ -214,6 +214,17 @@ func (c *Conn) Commit(b []byte) {
 	o.mu.Unlock()
 }
 
+// CommitOver is Commit that also reports whether the queue is then past half its limit while the
+// connection is not marked slow (Stuck), read under the lock Commit releases: a sink that took a message
+// learns without another lock whether to ask its publisher to hold back (HoldFor with this connection as
+// the Brake).
+func (c *Conn) CommitOver(b []byte) (over bool) {
+	o := &c.out
+	over = !o.slow && o.pendingLocked()+len(b)-len(o.bufs[len(o.bufs)-1].b) > c.srv.maxPending()/2
+	c.Commit(b)
+	return over
+}
+
 // Write queues p. It returns false, queueing nothing, when Begin would.
 func (c *Conn) Write(p []byte) bool {
 	b, ok := c.Begin()
@@ -222,16 +233,6 @@ func (c *Conn) Write(p []byte) bool {
 	}
 	c.Commit(append(b, p...))
 	return true
-}
-
-// OverWindow reports whether more than half of the outbound limit is queued and the connection is not
-// marked slow: a sink writing a message that must not be lost lightly then asks its publisher to hold
-// back (Message.Publisher's HoldFor with this connection as the Brake).
-func (c *Conn) OverWindow() bool {
-	o := &c.out
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return !o.slow && !o.closing && o.pendingLocked() > c.srv.maxPending()/2
 }
 
 // Room implements Brake: nil while at most half of the outbound limit is queued, else a channel closed

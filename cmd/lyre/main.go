@@ -14,8 +14,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -54,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	logFormat := fs.String("log-format", "console", "log `format`: console or json")
+	pprofAddr := fs.String("pprof", "", "serve Go's profiles (net/http/pprof) on this `address`, e.g. 127.0.0.1:6060; off by default")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -90,6 +95,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("lyre started", zap.String("version", version), zap.String("config", cfg.Source))
+	if *pprofAddr != "" {
+		stop, err := servePprof(*pprofAddr, log)
+		if err != nil {
+			log.Error("pprof", zap.Error(err))
+		} else {
+			defer stop()
+		}
+	}
 	// SIGHUP reloads the TLS certificates; established connections keep theirs.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -144,4 +157,26 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	core := zapcore.NewSamplerWithOptions(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl),
 		time.Second, 100, 100)
 	return zap.New(core, zap.ErrorOutput(zapcore.AddSync(w))), nil
+}
+
+// servePprof serves net/http/pprof on addr (its own mux, nothing else) until stop; the CPU, heap, mutex
+// and block profiles of a broker under load are how its performance is studied. Mutex and block profiling
+// are switched on at a low rate.
+func servePprof(addr string, log *zap.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	runtime.SetMutexProfileFraction(100)
+	runtime.SetBlockProfileRate(100000) // one sample per 100 µs blocked
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("pprof listening", zap.Stringer("address", ln.Addr()))
+	return func() { _ = srv.Close() }, nil
 }

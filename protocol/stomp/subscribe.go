@@ -279,7 +279,7 @@ func (s *session) pumpBacklogLocked() {
 	for len(s.backlog) > 0 {
 		it := s.backlog[0]
 		if !it.sub.closed.Load() {
-			if ok, full := it.sub.enqueue(it.d); !ok && full {
+			if ok, full, _ := it.sub.enqueue(it.d); !ok && full {
 				return
 			}
 		}

@@ -68,9 +68,9 @@ func (sub *subscription) close() {
 // waits for Consumer.Resume, which the session calls once the connection drains.
 func (sub *subscription) Deliver(d router.Delivery) bool {
 	s := sub.s
-	ok, full := sub.enqueue(d)
+	ok, full, over := sub.enqueue(d)
 	if !full {
-		if ok && d.Seq == 0 && d.Msg != nil && (d.Msg.Persistent || d.Paced) {
+		if over && d.Seq == 0 && d.Msg != nil && (d.Msg.Persistent || d.Paced) {
 			sub.holdBack(d.Msg)
 		}
 		return ok
@@ -85,32 +85,32 @@ func (sub *subscription) Deliver(d router.Delivery) bool {
 }
 
 // holdBack asks the publisher of a topic message that must not be lost lightly (persistent, or a topic
-// whose policy is block) to hold back while this connection is over half its outbound limit: the
-// message is taken, the next ones wait for room rather than being dropped at the limit (protocol.Pace).
+// whose policy is block), taken while this connection is over half its outbound limit, to hold back:
+// the next ones wait for room rather than being dropped at the limit (protocol.Pace).
 func (sub *subscription) holdBack(m *router.Message) {
 	c := sub.s.c
-	if pub, ok := m.Publisher.(protocol.Publisher); ok && any(pub) != any(c) && c.OverWindow() {
+	if pub, ok := m.Publisher.(protocol.Publisher); ok && any(pub) != any(c) {
 		pub.HoldFor(c)
 	}
 }
 
 // enqueue encodes d unless the subscription has ended or its selector refuses it (ok, not full) or the
-// outbound queue is full or closing (not ok, full).
-func (sub *subscription) enqueue(d router.Delivery) (ok, full bool) {
+// outbound queue is full or closing (not ok, full); over reports a queue past half its limit.
+func (sub *subscription) enqueue(d router.Delivery) (ok, full, over bool) {
 	s := sub.s
 	if sub.closed.Load() {
-		return false, false
+		return false, false, false
 	}
 	if sub.sel != nil && d.QueueSeq == 0 && !d.BrowseEnd && !sub.sel.matches(d.Msg) {
-		return true, false // a topic message filtered out, not dropped; queues apply the selector themselves
+		return true, false, false // a topic message filtered out, not dropped; queues apply the selector themselves
 	}
 	if d.BrowseEnd {
 		b, ok := s.c.Begin()
 		if !ok {
-			return false, true
+			return false, true, false
 		}
 		s.c.Commit(sub.appendBrowseEnd(b))
-		return true, false
+		return true, false, false
 	}
 	var ackID uint64
 	if sub.mode != ackAuto {
@@ -119,12 +119,12 @@ func (sub *subscription) enqueue(d router.Delivery) (ok, full bool) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if sub.closed.Load() {
-			return false, false
+			return false, false, false
 		}
 	}
 	b, ok := s.c.Begin()
 	if !ok {
-		return false, true
+		return false, true, false
 	}
 	if sub.mode != ackAuto {
 		s.ackSeq++
@@ -133,11 +133,11 @@ func (sub *subscription) enqueue(d router.Delivery) (ok, full bool) {
 			sub.pending = append(sub.pending, pendingAck{ackID: ackID, msgID: d.Msg.ID, seq: d.Seq, rs: d.Sub})
 		}
 	}
-	s.c.Commit(sub.appendMessage(b, d, ackID))
+	over = s.c.CommitOver(sub.appendMessage(b, d, ackID))
 	if !s.sent.Load() { // load first: no shared write per delivery on a busy connection
 		s.sent.Store(true)
 	}
-	return true, false
+	return true, false, over
 }
 
 // appendMessage encodes d as a MESSAGE frame (STOMP 1.2 "MESSAGE"). The destination is rendered in this
