@@ -51,7 +51,8 @@
 // Online, a session sends QoS ≥ 1 messages while fewer than max_inflight are unacknowledged; beyond that
 // up to max_queued_messages wait in the session. A QoS ≥ 1 topic message arriving while they are full is
 // still taken, and its publisher is held back (protocol.Pace: its socket is not read after that PUBLISH)
-// until the subscriber makes room, for at most protocol.PaceTimeout. A subscriber that makes no room in
+// until the subscriber has worked its queue down to three quarters (so a released publisher sends a
+// batch, not one message per wake-up), for at most protocol.PaceTimeout. A subscriber that makes no room in
 // that time is marked slow: until it is down to half its queue, its oldest messages are dropped
 // (counted, logged) and nobody is held back for it. A client is never held back for its own
 // subscription. QoS 0 messages are dropped (counted) when the connection's outbound queue is over its

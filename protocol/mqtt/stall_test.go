@@ -66,6 +66,39 @@ func TestFullQueueHoldsPublisherBack(t *testing.T) {
 	}
 }
 
+// Held publishers are released once the queue is down to three quarters of max_queued_messages, not at
+// the first free slot: released one slot at a time, each publisher would send one message per wake-up.
+func TestHeldPublishersReleasedAtThreeQuarters(t *testing.T) {
+	out := &discardSender{full: true}
+	s, sub, g := benchSession(t, "t", 1, out)
+	s.maxQueued = 8
+	for range 8 {
+		s.Deliver(router.Delivery{Msg: benchMessage(t, g, "t", 1), Sub: sub})
+	}
+	room := s.Room()
+	if room == nil {
+		t.Fatal("no room to wait for while the queue is full")
+	}
+	drainTo := func(inflight int) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		out.full, s.maxInflight = false, inflight // the window bounds what the pump sends
+		s.pumpLocked()
+	}
+	drainTo(1)
+	select {
+	case <-room:
+		t.Fatal("released at 7 of 8 queued; want at 6")
+	default:
+	}
+	drainTo(2)
+	select {
+	case <-room:
+	default:
+		t.Fatalf("not released at %d of 8 queued", s.queue.live)
+	}
+}
+
 // A subscriber that stays full is marked slow when a publisher waited for it in vain (Stuck); from then
 // on publishers are not held back for it and its oldest messages are dropped (counted).
 func TestStuckSubscriberMarkedSlow(t *testing.T) {
