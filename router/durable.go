@@ -257,6 +257,9 @@ func (r *Router) offer(ds *durable, m *Message) (dropped int, bp Backpressure) {
 	if idle {
 		r.queueIdle(q)
 	}
+	if dropped > 0 && r.opts.Dropped != nil {
+		r.opts.Dropped(ds.dest, dropped)
+	}
 	return dropped, bp
 }
 

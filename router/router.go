@@ -41,6 +41,11 @@ type Options struct {
 	// MaxDurables bounds the durable subscriptions; creating one more fails with ErrTooManyDurables.
 	// 0 means DefaultMaxDurables.
 	MaxDurables int
+	// Dropped, when set, is told of the messages a queue's or durable subscription's full policy dropped
+	// (n bound for d; they are in Stats.Dropped too). It runs on the publisher's goroutine with no router
+	// lock held and must not block: the virtual host logs them, a line per destination at most every
+	// few seconds.
+	Dropped func(d Destination, n int)
 }
 
 // Defaults applied by New to zero Options fields.
@@ -260,6 +265,9 @@ func (r *Router) Publish(m *Message) PublishResult {
 		}
 		if pr.Err != nil {
 			r.full.Add(1)
+		}
+		if pr.Dropped > 0 && r.opts.Dropped != nil {
+			r.opts.Dropped(m.Dest, pr.Dropped)
 		}
 		return pr
 	}

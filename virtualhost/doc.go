@@ -44,6 +44,8 @@
 //
 // `queue "PATTERN" { }` and `dsub "PATTERN" { }` blocks become router queue policies of their kind
 // (quota, full policy, nak_limit and DLQ, auto delete), `topic "PATTERN" { }` blocks topic policies; the
-// host's quota and quota_messages are the default for every queue and durable subscription.
+// host's quota and quota_messages are the default for every queue and durable subscription. Messages a
+// full policy drops are counted (router Stats.Dropped) and logged: the first drop at a destination at
+// once, then at most one line per destination every 10 s with the count since (droplog.go).
 // MaxConnections, MaxQueues and MaxMessageLength bound what clients may do.
 package virtualhost

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"go.uber.org/zap"
+
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/store"
@@ -51,14 +53,22 @@ type Host struct {
 	conns atomic.Int64
 	// persist is the host's store and what it recovered (store.go).
 	persist *persistence
+	drops   dropLog
 }
 
 // Option adjusts a host at construction.
 type Option func(*options)
 
 type options struct {
+	log         *zap.Logger
 	brokerRules []conf.AccessRule
 	store       store.Store
+}
+
+// WithLogger gives the host a logger for what it reports itself, such as messages dropped by full
+// queues and durable subscriptions. Without it the host logs nothing.
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) { o.log = l }
 }
 
 // WithBrokerRules puts the broker-level access rules (conf.Config.AccessRules) before the host's own.
@@ -108,7 +118,14 @@ func Open(c conf.VirtualHost, o router.Options, opts ...Option) (h *Host, err er
 	}
 	// The store last: nothing after it can fail but its own recovery, which closes it.
 	h.persist = newPersistence(opt.store)
+	h.drops.log = opt.log
+	if h.drops.log == nil {
+		h.drops.log = zap.NewNop()
+	}
 	ro := routerOptions(c, o)
+	if ro.Dropped == nil {
+		ro.Dropped = h.drops.dropped
+	}
 	if h.persist.durable() {
 		ro.Journal = h.persist
 	}
@@ -139,6 +156,7 @@ func (h *Host) Connections() int { return int(h.conns.Load()) }
 // Close releases the host's resources: the router, then the store, which writes what is queued.
 func (h *Host) Close() {
 	h.Router.Close()
+	h.drops.close()
 	_ = h.persist.close()
 }
 

@@ -30,7 +30,8 @@ type Broker struct {
 func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 	hosts := make([]*virtualhost.Host, 0, len(cfg.VirtualHosts))
 	for _, vc := range cfg.VirtualHosts {
-		opts := []virtualhost.Option{virtualhost.WithBrokerRules(cfg.AccessRules)}
+		opts := []virtualhost.Option{virtualhost.WithBrokerRules(cfg.AccessRules),
+			virtualhost.WithLogger(log.With(zap.String("vhost", vc.Name)))}
 		if vc.Store != nil {
 			st, err := openStore(vc, log)
 			if err != nil {
