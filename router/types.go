@@ -89,7 +89,16 @@ type Message struct {
 	Retain      bool  // the publisher asked for it to be retained (or cleared, when Body is empty)
 	Expires     int64 // Unix milliseconds; 0 = never
 	ContentType string
-	Headers     []Header
+	// Headers are the application headers: STOMP headers the broker does not interpret, MQTT 5 user
+	// properties (in order; a name may repeat).
+	Headers []Header
+	// ReplyTo is where the publisher wants replies (MQTT 5 response topic, STOMP reply-to), rendered for
+	// each subscriber in its own grammar; Path nil = none.
+	ReplyTo Destination
+	// CorrelationData ties a reply to its request (MQTT 5 correlation data, STOMP correlation-id).
+	CorrelationData []byte
+	// UTF8 says the body is UTF-8 text (MQTT 5 payload format indicator 1).
+	UTF8 bool
 	// Priority orders a queue: higher first, FIFO within a priority; 0 (lowest) to MaxPriority, larger
 	// values count as MaxPriority. Topics ignore it.
 	Priority uint8
