@@ -63,6 +63,10 @@ func DefaultMQTT() MQTT {
 		MaxInflight:       DefaultMaxInflight,
 		MaxQueuedMessages: DefaultMaxQueuedMessages,
 		MaxTopicLevels:    DefaultMaxTopicLevels,
+
+		ReceiveMaximum:      DefaultReceiveMaximum,
+		TopicAliasMaximum:   DefaultTopicAliasMaximum,
+		ResponseTopicPrefix: DefaultResponsePrefix,
 	}
 }
 
@@ -91,6 +95,14 @@ func (m MQTT) WithDefaults() MQTT {
 	m.MaxInflight = min(or(m.MaxInflight, d.MaxInflight), 65534)
 	m.MaxQueuedMessages = or(m.MaxQueuedMessages, d.MaxQueuedMessages)
 	m.MaxTopicLevels = or(m.MaxTopicLevels, d.MaxTopicLevels)
+	m.ReceiveMaximum = min(or(m.ReceiveMaximum, d.ReceiveMaximum), 65535)
+	// TopicAliasMaximum 0 is a setting (no aliases), but a block built in Go leaves it zero by omission:
+	// such a block has no response prefix either.
+	if m.ResponseTopicPrefix == "" {
+		m.TopicAliasMaximum = d.TopicAliasMaximum
+		m.ResponseTopicPrefix = d.ResponseTopicPrefix
+	}
+	m.TopicAliasMaximum = min(m.TopicAliasMaximum, 65535)
 	return m
 }
 

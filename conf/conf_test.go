@@ -140,6 +140,7 @@ virtual_host "w" {
 	wantMQTT := conf.MQTT{
 		Grammar: conf.MQTTGrammarDefaults, MaxMessageLength: 100 << 20, DieDelay: 5 * time.Second,
 		MaxInflight: 32, MaxQueuedMessages: 1000, MaxSubscriptions: 0, MaxTopicLevels: 128,
+		ReceiveMaximum: 1024, TopicAliasMaximum: 64, ResponseTopicPrefix: "reply/",
 	}
 	if cn.MQTT != wantMQTT {
 		t.Errorf("mqtt defaults:\n got %+v\nwant %+v", cn.MQTT, wantMQTT)
@@ -210,6 +211,8 @@ func TestFullExample(t *testing.T) {
 				},
 				MaxMessageLength: 1 << 20, DieDelay: time.Second, MaxInflight: 65535,
 				MaxQueuedMessages: 0, MaxSubscriptions: 50, MaxTopicLevels: 16,
+				ReceiveMaximum: 100, TopicAliasMaximum: 0, MaxSessionExpiry: time.Hour,
+				MaxKeepAlive: 2 * time.Minute, ResponseTopicPrefix: "responses/",
 			},
 			STOMP: conf.STOMP{
 				Grammar: conf.Grammar{

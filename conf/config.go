@@ -135,6 +135,25 @@ type MQTT struct {
 	MaxSubscriptions int
 	// MaxTopicLevels in a topic name or filter. Default 128.
 	MaxTopicLevels int
+
+	// MQTT 5 only: the limits the broker announces in CONNACK and enforces.
+
+	// ReceiveMaximum bounds the QoS 1 and 2 PUBLISH packets a client may have unacknowledged towards the
+	// broker; one more ends the connection with DISCONNECT 0x93. Default 1024, at most 65535.
+	ReceiveMaximum int
+	// TopicAliasMaximum bounds the topic aliases a client may set (inbound) and the broker assigns for a
+	// client that accepts them (outbound, also bounded by the client's own maximum); 0 disables them.
+	// Default 64, at most 65535.
+	TopicAliasMaximum int
+	// MaxSessionExpiry caps the session expiry interval a client may ask for; the CONNACK tells the
+	// client the value granted. 0 = no cap (0xFFFFFFFF, never expire, allowed). Default 0.
+	MaxSessionExpiry time.Duration
+	// MaxKeepAlive caps the keep-alive a client may ask for (also a keep-alive of 0, none): the CONNACK's
+	// Server Keep Alive then tells it the value to use. 0 = no cap. Default 0.
+	MaxKeepAlive time.Duration
+	// ResponseTopicPrefix is what a client that asks for Response Information gets: this prefix followed
+	// by its client id, a topic under which to receive responses. Default "reply/".
+	ResponseTopicPrefix string
 }
 
 // STOMP holds the options of a connector's `stomp { }` block.
@@ -301,6 +320,9 @@ const (
 	DefaultMaxInflight       = 32
 	DefaultMaxQueuedMessages = 1000
 	DefaultMaxTopicLevels    = 128
+	DefaultReceiveMaximum    = 1024
+	DefaultTopicAliasMaximum = 64
+	DefaultResponsePrefix    = "reply/"
 	DefaultMaxHeaders        = 1000
 	DefaultMaxHeaderLength   = 10 << 10
 )

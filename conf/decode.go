@@ -185,6 +185,11 @@ func mqttAttrs(m *MQTT) map[string]attrFunc {
 	a["max_queued_messages"] = integer(&m.MaxQueuedMessages)
 	a["max_subscriptions"] = integer(&m.MaxSubscriptions)
 	a["max_topic_levels"] = integer(&m.MaxTopicLevels)
+	a["receive_maximum"] = integer(&m.ReceiveMaximum)
+	a["topic_alias_maximum"] = integer(&m.TopicAliasMaximum)
+	a["max_session_expiry"] = duration(&m.MaxSessionExpiry)
+	a["max_keep_alive"] = duration(&m.MaxKeepAlive)
+	a["response_topic_prefix"] = str(&m.ResponseTopicPrefix)
 	return a
 }
 

@@ -67,6 +67,13 @@ connector "default" {
     #                               # durable subscriptions' quota allows: see dsub below)
     # max_subscriptions   = 0       # per client; 0 = unlimited
     # max_topic_levels    = 128
+
+    # MQTT 5 only, announced in CONNACK:
+    # receive_maximum       = 1024     # unacknowledged QoS 1/2 PUBLISHes a client may send (1 to 65535)
+    # topic_alias_maximum   = 64       # topic aliases per connection, each way; 0 = none
+    # max_session_expiry    = "0s"     # cap on the session expiry a client asks for; 0 = no cap
+    # max_keep_alive        = "0s"     # cap on the keep-alive a client asks for; 0 = no cap
+    # response_topic_prefix = "reply/" # Response Information: this prefix + the client id
   }
 }
 

@@ -373,6 +373,17 @@ var errorCases = []struct {
 		want: []string{`t.hcl:5:20: max_inflight must be between 1 and 65535, not 65536`},
 	},
 	{
+		name: "mqtt 5 limits",
+		src: mqttConn + "  mqtt {\n    receive_maximum = 0\n    topic_alias_maximum = 70000\n" +
+			"    max_keep_alive = \"20h\"\n    max_session_expiry = \"1500ms\"\n  }\n}\n" + host,
+		want: []string{
+			`t.hcl:5:23: receive_maximum must be between 1 and 65535, not 0`,
+			`t.hcl:6:27: topic_alias_maximum must be between 0 and 65535, not 70000`,
+			`t.hcl:7:22: max_keep_alive must be between 0 (no cap) and 65535s`,
+			`t.hcl:8:26: max_session_expiry must be whole seconds, not 1.5s`,
+		},
+	},
+	{
 		name: "other mqtt limits",
 		src: mqttConn + "  mqtt {\n    max_queued_messages = -1\n    max_subscriptions = -1\n" +
 			"    max_topic_levels = 0\n    max_message_length = 0\n  }\n}\n" + host,
@@ -434,9 +445,9 @@ var errorCases = []struct {
 		want: []string{
 			`t.hcl:6:16: users_file: open testdata/nope.hcl: no such file or directory`,
 			`t.hcl:9:16: users_file: testdata/full.hcl:2:1: unknown block "connector"`,
-			`t.hcl:9:16: users_file: testdata/full.hcl:53:1: unknown block "connector"`,
-			`t.hcl:9:16: users_file: testdata/full.hcl:58:1: unknown block "virtual_host"`,
-			`t.hcl:9:16: users_file: testdata/full.hcl:68:1: unknown block "virtual_host"`,
+			`t.hcl:9:16: users_file: testdata/full.hcl:58:1: unknown block "connector"`,
+			`t.hcl:9:16: users_file: testdata/full.hcl:63:1: unknown block "virtual_host"`,
+			`t.hcl:9:16: users_file: testdata/full.hcl:73:1: unknown block "virtual_host"`,
 		},
 	},
 	{

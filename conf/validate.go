@@ -328,6 +328,25 @@ func (v *validator) mqtt(k string, m *MQTT) {
 	if m.MaxTopicLevels < 1 {
 		v.errf(k+".max_topic_levels", "max_topic_levels must be at least 1, not %d", m.MaxTopicLevels)
 	}
+	if m.ReceiveMaximum < 1 || m.ReceiveMaximum > 65535 {
+		// A two-byte integer, and 0 is a protocol error [MQTT-3.2.2.3.3].
+		v.errf(k+".receive_maximum", "receive_maximum must be between 1 and 65535, not %d", m.ReceiveMaximum)
+	}
+	if m.TopicAliasMaximum < 0 || m.TopicAliasMaximum > 65535 {
+		v.errf(k+".topic_alias_maximum", "topic_alias_maximum must be between 0 and 65535, not %d", m.TopicAliasMaximum)
+	}
+	if m.MaxSessionExpiry < 0 || m.MaxSessionExpiry > 0xFFFFFFFE*time.Second {
+		v.errf(k+".max_session_expiry", "max_session_expiry must be between 0 (no cap) and 4294967294s")
+	}
+	if m.MaxKeepAlive < 0 || m.MaxKeepAlive > 65535*time.Second {
+		v.errf(k+".max_keep_alive", "max_keep_alive must be between 0 (no cap) and 65535s")
+	}
+	if m.MaxSessionExpiry%time.Second != 0 {
+		v.errf(k+".max_session_expiry", "max_session_expiry must be whole seconds, not %v", m.MaxSessionExpiry)
+	}
+	if m.MaxKeepAlive%time.Second != 0 {
+		v.errf(k+".max_keep_alive", "max_keep_alive must be whole seconds, not %v", m.MaxKeepAlive)
+	}
 }
 
 func (v *validator) stomp(k string, s *STOMP) {

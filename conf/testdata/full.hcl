@@ -25,6 +25,11 @@ connector "public" {
     max_queued_messages     = 0
     max_subscriptions       = 50
     max_topic_levels        = 16
+    receive_maximum         = 100
+    topic_alias_maximum     = 0
+    max_session_expiry      = "1h"
+    max_keep_alive          = "2m"
+    response_topic_prefix   = "responses/"
   }
 
   stomp {
