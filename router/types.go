@@ -109,6 +109,9 @@ type Message struct {
 	// subscriber that uses the same grammar renders it without allocating.
 	Origin     string
 	OriginGram *Grammar
+	// SenderID is the publishing client's id (MQTT client id, STOMP connection id); "" = unknown. MQTT 5's
+	// no local option compares it with the subscriber's.
+	SenderID string
 	// Publisher is the publishing connection (the front-ends set their *protocol.Conn): a subscriber
 	// recognises its own messages by it, and asks it to slow down (see Sink). Never rendered on the wire.
 	Publisher any

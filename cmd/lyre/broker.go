@@ -24,6 +24,7 @@ type Broker struct {
 	log   *zap.Logger
 	hosts *virtualhost.Registry
 	srv   *protocol.Server
+	mqtt  *mqtt.Handler
 }
 
 // Start builds the virtual hosts, then binds every connector. On error nothing is left running.
@@ -69,7 +70,7 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 		"mqtt":  mh,
 		"stomp": sh,
 	})
-	b := &Broker{log: log, hosts: reg, srv: srv}
+	b := &Broker{log: log, hosts: reg, srv: srv, mqtt: mh}
 	for _, c := range cfg.Connectors {
 		if err := srv.Listen(c); err != nil {
 			_ = b.Shutdown(context.Background())
@@ -89,6 +90,7 @@ func (b *Broker) Hosts() *virtualhost.Registry { return b.hosts }
 // releases the hosts.
 func (b *Broker) Shutdown(ctx context.Context) error {
 	err := b.srv.Shutdown(ctx)
+	b.mqtt.Close() // its session expiry and will timers
 	b.hosts.Close()
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
 )
@@ -16,6 +17,17 @@ var (
 	// errHostMessageLength closes a connection that published more than its host's max_message_length.
 	errHostMessageLength = errors.New("mqtt: message larger than the virtual host allows")
 )
+
+// authenticate logs the client in on host: with its user name and password, or, for an MQTT 5 CONNECT
+// naming an authentication method, by an enhanced authentication exchange (auth.go). It returns the
+// authentication data for CONNACK and, on refusal, the CONNACK code.
+func (cl *client) authenticate(host *virtualhost.Host, user string, cp *packet.ConnectPacket, clientID string) (virtualhost.Principal, []byte, byte, error) {
+	if cl.v5 != nil && cl.v5.authMethod != "" {
+		return cl.enhancedAuth(host, cp, clientID)
+	}
+	p, code, err := cl.login(host, user, cp.Password, cp.UsernameFlag, clientID)
+	return p, nil, code, err
+}
 
 // login authenticates on host (protocol.Login) and returns the CONNACK code for a refusal.
 func (cl *client) login(host *virtualhost.Host, user string, password []byte, hasUser bool, clientID string) (virtualhost.Principal, byte, error) {

@@ -52,17 +52,23 @@ func TestMQTT_3_1_2_2_UnsupportedLevelGetsConnack01(t *testing.T) {
 	r.expectClosed()
 }
 
-func TestMQTT5ClientRefusedWithUnsupportedVersion(t *testing.T) {
+// An MQTT 5 client is accepted, and CONNACK tells it the broker's limits [MQTT-3.2.2-3].
+func TestMQTT5ClientAcceptedWithLimits(t *testing.T) {
 	b := startBroker(t, nil)
 	r := dialRaw(t, b.addr)
 	r.version = packet.Version5
 	r.rd.SetVersion(packet.Version5)
 	r.send(&packet.ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: packet.Version5, ClientID: "v5", CleanSession: true})
 	p := r.next()
-	if ca, ok := p.(*packet.ConnackPacket); !ok || ca.ReturnCode != connV5UnsupportedLevel {
-		t.Fatalf("want CONNACK 0x84, got %#v", p)
+	ca, ok := p.(*packet.ConnackPacket)
+	if !ok || ca.ReturnCode != packet.ReasonSuccess || ca.Properties == nil {
+		t.Fatalf("want CONNACK 0x00 with properties, got %#v", p)
 	}
-	r.expectClosed()
+	pp := ca.Properties
+	if pp.ReceiveMaximum == nil || *pp.ReceiveMaximum != 1024 || pp.TopicAliasMaximum == nil || *pp.TopicAliasMaximum != 64 ||
+		pp.MaximumQoS != nil || pp.MaximumPacketSize == nil || *pp.MaximumPacketSize != 100<<20 {
+		t.Errorf("CONNACK properties %+v", pp)
+	}
 }
 
 func TestMQTT_3_1_3_8_EmptyClientIDWithoutCleanSessionRefused(t *testing.T) {

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
 )
@@ -34,14 +36,42 @@ func literalFilter(d router.Destination) router.Filter {
 	return f
 }
 
-// durableOptions are the router options of entry e's durable subscription, gated for p when the gate
-// says so.
+// durableOptions are the router options of entry e's durable subscription: gated for its owner when the
+// gate says so, and leaving out its own client's messages for MQTT 5's no local [MQTT-3.8.3-3].
 func durableOptions(e *subEntry, owner string, gate *virtualhost.Gate) router.DurableOptions {
 	o := router.DurableOptions{Filter: e.rs.Filter, Owner: owner, QoS: e.qos, DropQoS0Offline: true}
-	if gate != nil {
+	switch {
+	case e.noLocal:
+		clientID := e.dsub.Path[1]
+		o.Match = func(m *router.Message) bool {
+			return m.SenderID != clientID && (gate == nil || gate.Allows(m.Dest.Path))
+		}
+	case gate != nil:
 		o.Match = func(m *router.Message) bool { return gate.Allows(m.Dest.Path) }
 	}
 	return o
+}
+
+// Subscription options as a session record keeps them: the bits of the SUBSCRIBE options byte.
+const (
+	optNoLocal           = 1 << 2
+	optRetainAsPublished = 1 << 3
+	optRetainHandling    = 3 << 4
+)
+
+func (e *subEntry) options() uint8 {
+	var o uint8
+	if e.noLocal {
+		o |= optNoLocal
+	}
+	if e.rap {
+		o |= optRetainAsPublished
+	}
+	return o | e.rh<<4&optRetainHandling
+}
+
+func (e *subEntry) setOptions(o uint8) {
+	e.noLocal, e.rap, e.rh = o&optNoLocal != 0, o&optRetainAsPublished != 0, (o&optRetainHandling)>>4
 }
 
 // createDurable makes (or keeps, with e's QoS) the durable subscription of entry e.
@@ -69,7 +99,7 @@ func discardDurables(rt *router.Router, s *session) {
 
 // consumeOptions are the consumer options of a session's queue or durable subscription.
 func (cl *client) consumeOptions(e *subEntry) router.ConsumerOptions {
-	return router.ConsumerOptions{Credit: cl.lim.MaxInflight, AutoAck: e.queue && e.qos == 0, AckQoS0: e.dsub != nil,
+	return router.ConsumerOptions{Credit: window(cl.lim, cl.v5), AutoAck: e.queue && e.qos == 0, AckQoS0: e.dsub != nil,
 		Owner: protocol.Owner(cl.principal)}
 }
 
@@ -167,9 +197,12 @@ func (s *session) dropUnmatchedLocked() {
 // record is the session's record for the host. Reader goroutine (owns subs).
 func (s *session) record(version byte) virtualhost.SessionRecord {
 	rec := virtualhost.SessionRecord{ClientID: s.id, Owner: s.owner, ProtocolVersion: version}
+	if version == packet.Version5 {
+		rec.ExpiryInterval = s.expiry // 3.1.1's record keeps 0: a persistent session never expires
+	}
 	for key, e := range s.subs {
 		rec.Subscriptions = append(rec.Subscriptions, virtualhost.SessionSub{Name: key, Filter: e.rs.Filter,
-			Share: e.rs.Share, QoS: e.qos, Durable: e.dsub != nil})
+			Share: e.rs.Share, QoS: e.qos, Options: e.options(), Identifier: e.subID, Durable: e.dsub != nil})
 	}
 	return rec
 }
@@ -195,14 +228,31 @@ func (cl *client) saveRecord() error {
 // in part gets its gate back here. It returns the count per host name.
 func (h *Handler) RestoreAll() map[string]int {
 	counts := make(map[string]int)
+	now := time.Now()
 	for _, host := range h.hosts.Hosts() {
 		reg := h.registry(host)
+		var expired []*session
 		for _, rs := range host.TakeSessions() {
 			s := h.restoreOne(host, rs)
+			// An MQTT 5 session expires its interval after its client left, a restart in between or not;
+			// one whose client was connected when the broker stopped counts from now.
+			left := time.Duration(s.expiry) * time.Second
+			if rs.DisconnectedAt != 0 {
+				left -= now.Sub(time.UnixMilli(rs.DisconnectedAt))
+			}
+			if s.expiry != maxExpiry && left <= 0 {
+				expired = append(expired, s)
+				continue
+			}
 			reg.mu.Lock()
 			reg.sessions[s.id] = s
+			h.scheduleLocked(host, s, left)
 			reg.mu.Unlock()
 			counts[host.Name]++
+		}
+		for _, s := range expired {
+			h.discard(host, s)
+			h.log.Info("session expired while the broker was down", zap.String("vhost", host.Name), zap.String("client_id", s.id))
 		}
 	}
 	return counts
@@ -211,15 +261,25 @@ func (h *Handler) RestoreAll() map[string]int {
 func (h *Handler) restoreOne(host *virtualhost.Host, rs virtualhost.RecoveredSession) *session {
 	s := newSession(rs.ClientID, false, host, h.log)
 	s.owner, s.version = rs.Owner, rs.ProtocolVersion
+	s.expiry = maxExpiry
+	if rs.ProtocolVersion == packet.Version5 && rs.ExpiryInterval != 0 {
+		s.expiry = rs.ExpiryInterval
+	}
 	p := host.PrincipalOf(rs.Owner)
 	for _, sub := range rs.Subscriptions {
-		e := &subEntry{key: sub.Name, qos: sub.QoS, queue: sub.Filter.Kind == router.Queue}
+		e := &subEntry{key: sub.Name, qos: sub.QoS, queue: sub.Filter.Kind == router.Queue, subID: sub.Identifier}
+		e.setOptions(sub.Options)
 		e.rs = &router.Subscription{Filter: sub.Filter, Sink: s, QoS: sub.QoS, ID: sub.Name, Share: sub.Share, Opaque: e}
 		if sub.Durable {
 			d := dsubOf(s.id, sub.Name)
 			e.dsub = &d
-			if some, all := host.AuthorizeFilter(p, virtualhost.ActionReceive, virtualhost.ObjectTopic, sub.Filter.Segs, s.id); some && !all {
-				gate := host.Gate(p, virtualhost.ActionReceive, virtualhost.ObjectTopic, s.id)
+			// Match functions are not journalled: the gate and no local are set again here.
+			some, all := host.AuthorizeFilter(p, virtualhost.ActionReceive, virtualhost.ObjectTopic, sub.Filter.Segs, s.id)
+			var gate *virtualhost.Gate
+			if some && !all {
+				gate = host.Gate(p, virtualhost.ActionReceive, virtualhost.ObjectTopic, s.id)
+			}
+			if gate != nil || e.noLocal {
 				_, _ = host.Router.CreateDurable(d, durableOptions(e, rs.Owner, gate), nil)
 			}
 		}

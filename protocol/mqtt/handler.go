@@ -38,20 +38,21 @@ var (
 	errNoHost            = errors.New("mqtt: no virtual host")
 	errOutboundClosed    = errors.New("mqtt: outbound closed")
 	errDisconnectRequest = fmt.Errorf("mqtt: %w", protocol.ErrDisconnected)
+	// errDisconnectWill is an MQTT 5 DISCONNECT with reason 0x04: a clean end that still sends the will.
+	errDisconnectWill = fmt.Errorf("mqtt: %w with will (0x04)", protocol.ErrDisconnected)
 	// errClosing ends Serve after the connection was already told to close (CONNACK refusal).
 	errClosing = errors.New("mqtt: closing")
 )
 
-// CONNACK return codes (MQTT 3.1.1 §3.2.2.3) and the one MQTT 5 reason code used here.
+// CONNACK return codes (MQTT 3.1.1 §3.2.2.3); MQTT 5 clients get their reason codes (connackCode).
 const (
-	connAccepted           byte = 0x00
-	connBadVersion         byte = 0x01
-	connIDRejected         byte = 0x02
-	connServerUnavailable  byte = 0x03
-	connBadCredentials     byte = 0x04
-	connNotAuthorized      byte = 0x05
-	connV5UnsupportedLevel byte = 0x84
-	subackFailure          byte = 0x80
+	connAccepted          byte = 0x00
+	connBadVersion        byte = 0x01
+	connIDRejected        byte = 0x02
+	connServerUnavailable byte = 0x03
+	connBadCredentials    byte = 0x04
+	connNotAuthorized     byte = 0x05
+	subackFailure         byte = 0x80
 )
 
 const (
@@ -73,6 +74,7 @@ type Handler struct {
 	registries map[*virtualhost.Host]*registry
 
 	refusals protocol.Refusals
+	closed   atomic.Bool // Close ran: no more expiry timers
 }
 
 // NewHandler returns a handler routing into hosts. log receives handler-level events; per-connection
@@ -122,6 +124,10 @@ type client struct {
 	att       *attachment
 	will      *router.Message
 	user      string
+	v5        *v5conn // nil below MQTT 5
+	// connacked is the protocol level once CONNACK went out (0 before): from then on an MQTT 5 client is told
+	// why the server closes (DISCONNECT). Atomic: the shutdown hook reads it.
+	connacked atomic.Uint32
 	// drain (cap 1) wakes a reader waiting to queue a control packet when OnDrain fires. Made by the first
 	// wait: most connections never wait, and a channel costs 96 bytes.
 	drain atomic.Pointer[chan struct{}]
@@ -193,17 +199,34 @@ func (h *Handler) newClient(c *protocol.Conn) *client {
 	set := c.Settings()
 	cl := &client{h: h, c: c, g: set.MQTTGrammar, lim: &set.Connector.MQTT}
 	cl.rd = packet.NewReader(c.Reader(), int(min(cl.lim.MaxMessageLength, int64(^uint(0)>>1))))
-	// MQTT 3.1.1 has no server DISCONNECT: on broker shutdown flush what is queued and close.
-	c.OnShutdown(func() { c.CloseAfter(protocol.ErrServerClosed, cl.lim.DieDelay) })
+	// On broker shutdown flush what is queued and close; MQTT 5 clients are told why first (0x8B).
+	c.OnShutdown(func() {
+		disconnect(c, cl.shutdownVersion(), packet.ReasonServerShuttingDown, protocol.ErrServerClosed, cl.lim.DieDelay)
+	})
 	return cl
 }
 
 // closeFor closes the connection with the reason Serve ended, unless the client said DISCONNECT (the
-// connection core flushes and closes) or a refusal already arranged the close.
+// connection core flushes and closes) or a refusal already arranged the close. An MQTT 5 client is sent
+// a DISCONNECT with the reason code first [MQTT-4.13.2-1].
 func (cl *client) closeFor(err error) {
-	if err != nil && !errors.Is(err, errDisconnectRequest) && !errors.Is(err, errClosing) {
-		cl.c.Close(err)
+	if err == nil || errors.Is(err, protocol.ErrDisconnected) || errors.Is(err, errClosing) {
+		return
 	}
+	if rc, ok := reasonOf(err); ok && cl.connacked.Load() == uint32(packet.Version5) {
+		disconnect(cl.c, cl.version, rc, err, cl.lim.DieDelay)
+		return
+	}
+	cl.c.Close(err)
+}
+
+// shutdownVersion is the protocol level the shutdown goodbye is encoded for: MQTT 5 only once CONNACK
+// went out (a DISCONNECT before CONNACK is a protocol error).
+func (cl *client) shutdownVersion() byte {
+	if cl.connacked.Load() == uint32(packet.Version5) {
+		return packet.Version5
+	}
+	return packet.Version311
 }
 
 // onDrain runs on the writer goroutine whenever the outbound queue empties.
@@ -231,47 +254,68 @@ func (cl *client) connect() error {
 	}
 	cl.version = cp.ProtocolLevel
 	cl.rd.SetVersion(cl.version)
-	id, err := cl.connectID(cp)
+	var askedExpiry uint32
+	if cl.version == packet.Version5 {
+		cl.connectV5(cp)
+		askedExpiry = cl.expiryOf(cp.CleanSession)
+		if p := cp.Properties; p != nil && p.SessionExpiryInterval != nil {
+			askedExpiry = *p.SessionExpiryInterval
+		}
+	}
+	id, assigned, err := cl.connectID(cp)
 	if err != nil {
 		return err
 	}
 
 	host, user := cl.pickHost(cp)
 	if host == nil {
-		return cl.refuse(cl.version, connServerUnavailable, fmt.Errorf("%w: %w %q", errRefused, errNoHost, c.Connector().VirtualHost))
+		return cl.refuse(connServerUnavailable, fmt.Errorf("%w: %w %q", errRefused, errNoHost, c.Connector().VirtualHost))
 	}
-	principal, code, err := cl.login(host, user, cp.Password, cp.UsernameFlag, id)
+	principal, authData, code, err := cl.authenticate(host, user, cp, id)
 	if err != nil {
-		return cl.refuse(cl.version, code, fmt.Errorf("%w: %w", errRefused, err))
+		return cl.refuse(code, fmt.Errorf("%w: %w", errRefused, err))
 	}
 	cl.host, cl.rt, cl.user, cl.principal, cl.slot = host, host.Router, user, principal, host
 
 	if err := cl.setWill(cp, id); err != nil {
 		return err
 	}
-	if cp.KeepAlive > 0 {
-		cl.keep = time.Duration(cp.KeepAlive) * time.Second * 3 / 2
+	keep, tellKeep := cl.keepAlive(cp.KeepAlive)
+	if keep > 0 {
+		cl.keep = time.Duration(keep) * time.Second * 3 / 2
 	}
 
-	present, err := cl.attachSession(id, cp.CleanSession)
+	present, err := cl.attachSession(id, cp.CleanSession, cl.expiryOf(cp.CleanSession))
 	if err != nil {
 		return err
 	}
 	if ce := cl.check("connect"); ce != nil {
 		ce.Write(zap.String("client_id", id), zap.String("vhost", host.Name), zap.String("user", user),
 			zap.Bool("clean_session", cp.CleanSession), zap.Bool("session_present", present),
-			zap.Uint16("keep_alive", cp.KeepAlive), zap.Uint8("level", cl.version))
+			zap.Uint16("keep_alive", keep), zap.Uint8("level", cl.version))
 	}
 	// [MQTT-3.2.2-1] [MQTT-3.2.2-2]
-	if !cl.writePacket(&packet.ConnackPacket{SessionPresent: present, ReturnCode: connAccepted}) {
+	ack := &packet.ConnackPacket{SessionPresent: present, ReturnCode: connAccepted}
+	if cl.v5 != nil {
+		ack.Properties = cl.connackProps(assigned, keep, tellKeep, askedExpiry)
+		if p := cp.Properties; p != nil && p.RequestResponseInformation != nil && *p.RequestResponseInformation == 1 {
+			ack.Properties.ResponseInformation = cl.responseInformation(id)
+		}
+		if cl.v5.authMethod != "" {
+			ack.Properties.AuthenticationMethod = cl.v5.authMethod
+			ack.Properties.AuthenticationData = authData
+		}
+	}
+	if !cl.writePacket(ack) {
 		return errOutboundClosed
 	}
+	cl.connacked.Store(uint32(cl.version))
 	cl.resume()
 	return nil
 }
 
-// readConnect reads the first packet, which must be a CONNECT of protocol level 3 or 4; another level is
-// refused with CONNACK.
+// readConnect reads the first packet, which must be a CONNECT of protocol level 3, 4 or 5; another level
+// is refused with CONNACK.
 func (cl *client) readConnect() (*packet.ConnectPacket, error) {
 	dl := cl.c.Connector().DetectTimeout
 	if dl <= 0 {
@@ -281,42 +325,43 @@ func (cl *client) readConnect() (*packet.ConnectPacket, error) {
 	p, err := cl.rd.ReadPacket()
 	cp, isConnect := p.(*packet.ConnectPacket)
 	if errors.Is(err, packet.ErrUnsupportedVersion) && isConnect {
-		// [MQTT-3.1.2-2]: answer 0x01 and close. An MQTT 5 client gets the 5.0 encoding.
-		if cp.ProtocolLevel == packet.Version5 {
-			return nil, cl.refuse(packet.Version5, connV5UnsupportedLevel, fmt.Errorf("%w: MQTT 5 not supported", errRefused))
-		}
-		return nil, cl.refuse(packet.Version311, connBadVersion, fmt.Errorf("%w: %w", errRefused, err))
+		// [MQTT-3.1.2-2]: answer 0x01 and close.
+		cl.version = packet.Version311
+		return nil, cl.refuse(connBadVersion, fmt.Errorf("%w: %w", errRefused, err))
 	}
 	if err != nil {
+		if isConnect && cp.ProtocolLevel == packet.Version5 {
+			// A malformed MQTT 5 CONNECT is answered with a CONNACK reason code [MQTT-4.13.1-1].
+			cl.version = packet.Version5
+			return nil, cl.refuse(packet.ReasonFor(err), cl.readError(err, errConnectTimeout))
+		}
 		return nil, cl.readError(err, errConnectTimeout)
 	}
 	if !isConnect {
 		return nil, fmt.Errorf("%w: got %s", errFirstNotConnect, p.Type())
 	}
-	if cp.ProtocolLevel != packet.Version31 && cp.ProtocolLevel != packet.Version311 {
-		code := connBadVersion
-		if cp.ProtocolLevel == packet.Version5 {
-			code = connV5UnsupportedLevel
-		}
-		return nil, cl.refuse(cp.ProtocolLevel, code, fmt.Errorf("%w: protocol level %d", errRefused, cp.ProtocolLevel))
-	}
 	return cp, nil
 }
 
-// connectID returns the client id of CONNECT cp, made up for an empty one with clean session, or the
-// refusal of an id the protocol level does not allow.
-func (cl *client) connectID(cp *packet.ConnectPacket) (string, error) {
-	id := cp.ClientID
+// connectID returns the client id of CONNECT cp, made up for an empty one (and then also returned as
+// assigned, for MQTT 5's CONNACK [MQTT-3.2.2-16]), or the refusal of an id the protocol level does not
+// allow.
+func (cl *client) connectID(cp *packet.ConnectPacket) (id, assigned string, err error) {
+	id = cp.ClientID
 	switch {
+	case id == "" && cl.version == packet.Version5:
+		// [MQTT-3.1.3-6]: any clean start; the client learns the id from CONNACK.
+		id = newClientID()
+		return id, id, nil
 	case id == "" && (!cp.CleanSession || cl.version == packet.Version31):
 		// [MQTT-3.1.3-8]; MQTT 3.1 requires an id.
-		return "", cl.refuse(cl.version, connIDRejected, fmt.Errorf("%w: empty client id without clean session", errRefused))
+		return "", "", cl.refuse(connIDRejected, fmt.Errorf("%w: empty client id without clean session", errRefused))
 	case id == "":
 		id = newClientID()
 	case cl.version == packet.Version31 && utf8.RuneCountInString(id) > maxClientID31:
-		return "", cl.refuse(cl.version, connIDRejected, fmt.Errorf("%w: MQTT 3.1 client id longer than 23", errRefused))
+		return "", "", cl.refuse(connIDRejected, fmt.Errorf("%w: MQTT 3.1 client id longer than 23", errRefused))
 	}
-	return id, nil
+	return id, "", nil
 }
 
 // setWill keeps the will of CONNECT cp, if any, to publish when the connection ends other than by
@@ -339,11 +384,11 @@ func (cl *client) setWill(cp *packet.ConnectPacket, id string) error {
 
 // attachSession takes over, or makes, the session of client id, unless another user owns it, and
 // reports whether it existed.
-func (cl *client) attachSession(id string, clean bool) (present bool, err error) {
+func (cl *client) attachSession(id string, cleanStart bool, expiry uint32) (present bool, err error) {
 	if !cl.mayTakeSession(id) {
-		return false, cl.refuse(cl.version, connNotAuthorized, fmt.Errorf("%w: %w", errRefused, errSessionOwner))
+		return false, cl.refuse(connNotAuthorized, fmt.Errorf("%w: %w", errRefused, errSessionOwner))
 	}
-	s, present, err := cl.takeSession(id, clean)
+	s, present, err := cl.takeSession(id, cleanStart, expiry)
 	if err != nil {
 		return false, err
 	}
@@ -354,11 +399,17 @@ func (cl *client) attachSession(id string, clean bool) (present bool, err error)
 	return present, nil
 }
 
-// refuse queues a CONNACK with a non-zero code and closes the connection after die_delay at the latest.
-// The returned error ends Serve without a second close.
-func (cl *client) refuse(version, code byte, reason error) error {
+// refuse queues a CONNACK with a non-zero code (a 3.1.1 return code, or an MQTT 5 reason code for a
+// refusal 3.1.1 has no code for) and closes the connection after die_delay at the latest
+// [MQTT-3.2.2-6]. The returned error ends Serve without a second close.
+func (cl *client) refuse(code byte, reason error) error {
 	if b, ok := cl.c.Begin(); ok {
-		cl.c.Commit(packet.Append(b, &packet.ConnackPacket{ReturnCode: code}, version))
+		ack := &packet.ConnackPacket{ReturnCode: connackCode(cl.version, code)}
+		if rs := cl.problem(reason); rs != "" || (cl.version == packet.Version5 && cl.v5 == nil) {
+			// A CONNECT too broken to read its Request Problem Information gets the reason too.
+			ack.Properties = &packet.Properties{ReasonString: reasonString(reason)}
+		}
+		cl.c.Commit(packet.Append(b, ack, cl.version))
 	}
 	cl.c.CloseAfter(reason, cl.lim.DieDelay)
 	return errClosing
@@ -451,11 +502,11 @@ func (cl *client) writePacket(p packet.Packet) bool {
 	}
 }
 
-// writeAck is writePacket for the fixed-size acknowledgements, without allocating.
-func (cl *client) writeAck(t packet.Type, id uint16) bool {
+// writeAck is writePacket for the acknowledgements, without allocating for a success.
+func (cl *client) writeAck(a mqttAck) bool {
 	for {
 		if b, ok := cl.c.Begin(); ok {
-			cl.c.Commit(packet.AppendAck(b, t, id, cl.version))
+			cl.c.Commit(cl.appendAck(b, a))
 			return true
 		}
 		if !cl.waitDrain() {

@@ -37,6 +37,7 @@ func (cl *client) loop() error {
 		if err := cl.handle(p); err != nil {
 			return err
 		}
+		cl.sess.flushLate()
 		cl.c.Pace() // subscribers over their windows hold this publisher back (protocol.Pace)
 	}
 }
@@ -49,26 +50,40 @@ func (cl *client) handle(p packet.Packet) error {
 	case *packet.PubackPacket:
 		cl.acked(s.complete(p.PacketID, waitPuback))
 	case *packet.PubrecPacket:
+		if p.ReasonCode >= 0x80 {
+			// The client refused the message: its flow ends here, no PUBREL [MQTT-4.3.3-4].
+			cl.acked(s.complete(p.PacketID, waitPubrec))
+			return nil
+		}
 		// PUBREL once the release is durable: resent after a crash, the PUBLISH would be a second
 		// delivery to a client that received the first (durable.go).
-		tr, it := s.received(p.PacketID)
+		tr, it, known := s.received(p.PacketID)
 		if it.seq != 0 && it.entry.consumer != nil {
 			it.entry.consumer.Ack(it.seq) // the client has it: its queue forgets it, after the release record
 		}
 		// Answered even for an unknown id, so the client can release its state.
-		return cl.ack(tr, packet.Pubrel, p.PacketID)
+		a := mqttAck{t: packet.Pubrel, id: p.PacketID}
+		if !known {
+			a.rc = packet.ReasonPacketIdentifierNotFound
+		}
+		return cl.ack(tr, a)
 	case *packet.PubcompPacket:
 		cl.acked(s.complete(p.PacketID, waitPubcomp))
 	case *packet.PubrelPacket:
 		var tr *virtualhost.Tracker
-		if _, ok := s.awaitingRel[p.PacketID]; ok && !s.clean && cl.host.Durable() {
+		_, known := s.awaitingRel[p.PacketID]
+		if known && !s.clean && cl.host.Durable() {
 			// PUBCOMP once the id is forgotten for good: a client that got PUBCOMP may reuse the id for
 			// a new message, which a stale id would make look like a duplicate.
 			tr = &virtualhost.Tracker{}
 			cl.host.DeleteInbound(s.id, p.PacketID, tr)
 		}
 		delete(s.awaitingRel, p.PacketID)
-		return cl.ack(tr, packet.Pubcomp, p.PacketID) // also after the acknowledgements queued before
+		a := mqttAck{t: packet.Pubcomp, id: p.PacketID, completes: known}
+		if !known {
+			a.rc = packet.ReasonPacketIdentifierNotFound
+		}
+		return cl.ack(tr, a) // also after the acknowledgements queued before
 	case *packet.SubscribePacket:
 		return cl.subscribe(p)
 	case *packet.UnsubscribePacket:
@@ -78,8 +93,19 @@ func (cl *client) handle(p packet.Packet) error {
 			return errOutboundClosed
 		}
 	case *packet.DisconnectPacket:
+		if err := cl.sessionExpiryChange(p); err != nil {
+			return err
+		}
+		if cl.v5 != nil {
+			cl.sess.expiry = cl.v5.expiry
+			if p.ReasonCode == packet.ReasonDisconnectWithWill {
+				return errDisconnectWill
+			}
+		}
 		// [MQTT-3.14.4-3] the will is discarded.
 		return errDisconnectRequest
+	case *packet.AuthPacket:
+		return cl.reauthenticate(p)
 	case *packet.ConnectPacket:
 		return errSecondConnect
 	default:
@@ -90,6 +116,23 @@ func (cl *client) handle(p packet.Packet) error {
 
 // publish routes an inbound PUBLISH and acknowledges it once routed.
 func (cl *client) publish(p *packet.PublishPacket) error {
+	s := cl.sess
+	if cl.v5 != nil {
+		if err := cl.inboundV5(p); err != nil {
+			return err
+		}
+	}
+	if p.QoS == 2 {
+		if _, dup := s.awaitingRel[p.PacketID]; dup {
+			// Exactly once: the first copy was routed, only the PUBREC is repeated [MQTT-4.3.3-2].
+			return cl.ack(nil, mqttAck{t: packet.Pubrec, id: p.PacketID})
+		}
+	}
+	if p.QoS > 0 && cl.v5 != nil {
+		if cl.v5.inflightIn.Add(1) > int32(cl.lim.ReceiveMaximum) {
+			return errReceiveMaximum // [MQTT-3.3.4-9]
+		}
+	}
 	d, err := cl.parseTopic(p.Topic)
 	if err != nil {
 		return err
@@ -97,15 +140,16 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	if err := cl.checkLength(len(p.Payload)); err != nil {
 		return err
 	}
-	s := cl.sess
-	if p.QoS == 2 {
-		if _, dup := s.awaitingRel[p.PacketID]; dup {
-			// Exactly once: the first copy was routed, only the PUBREC is repeated [MQTT-4.3.3-2].
-			return cl.ack(nil, packet.Pubrec, p.PacketID)
+	m := &router.Message{Dest: d, Body: p.Payload, QoS: p.QoS, Persistent: p.QoS > 0, Retain: p.Retain,
+		Origin: p.Topic, OriginGram: cl.g, Publisher: cl.c, SenderID: s.id}
+	if cl.v5 != nil && p.Properties != nil {
+		if rc, err := cl.messageProps(m, p.Properties); err != nil {
+			if p.QoS == 0 {
+				return err
+			}
+			return cl.refusePublish(p, rc, err)
 		}
 	}
-	m := &router.Message{Dest: d, Body: p.Payload, QoS: p.QoS, Persistent: p.QoS > 0, Retain: p.Retain,
-		Origin: p.Topic, OriginGram: cl.g, Publisher: cl.c}
 	var tr *virtualhost.Tracker
 	if p.QoS > 0 && cl.host.Durable() {
 		// A durable host: acknowledge once every write the message causes is durable, the session
@@ -117,7 +161,12 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		}
 	}
 	var res router.PublishResult
-	if cl.maySend(d, p.Topic, s.id) { // else not routed, yet acknowledged below [MQTT-3.3.5-2]
+	if !cl.maySend(d, p.Topic, s.id) {
+		// Not routed, yet acknowledged [MQTT-3.3.5-2]; MQTT 5 says why.
+		if cl.v5 != nil && p.QoS > 0 {
+			return cl.refusePublish(p, packet.ReasonNotAuthorized, nil)
+		}
+	} else {
 		res = cl.rt.Publish(m)
 		if res.Pressure != nil {
 			cl.c.HoldFor(res.Pressure) // a full durable subscription with a consumer draining it
@@ -130,22 +179,44 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 			}
 			return nil
 		}
+		if cl.v5 != nil && errors.Is(res.Err, router.ErrQueueFull) {
+			return cl.refusePublish(p, packet.ReasonQuotaExceeded, res.Err)
+		}
 		return fmt.Errorf("%w: %s: %w", errNotRouted, p.Topic, res.Err)
 	}
 	if tr != nil {
 		tr.Flush()
 	}
+	var rc byte
+	if cl.v5 != nil && res.Delivered == 0 && res.Dropped == 0 && d.Kind == router.Topic {
+		rc = packet.ReasonNoMatchingSubscribers
+	}
 	switch p.QoS {
 	case 1:
-		return cl.ack(tr, packet.Puback, p.PacketID)
+		return cl.ack(tr, mqttAck{t: packet.Puback, id: p.PacketID, rc: rc, completes: true})
 	case 2:
 		if s.awaitingRel == nil {
 			s.awaitingRel = make(map[uint16]struct{})
 		}
 		s.awaitingRel[p.PacketID] = struct{}{}
-		return cl.ack(tr, packet.Pubrec, p.PacketID)
+		return cl.ack(tr, mqttAck{t: packet.Pubrec, id: p.PacketID, rc: rc})
 	}
 	return nil
+}
+
+// refusePublish answers an MQTT 5 QoS 1 or 2 PUBLISH that was not routed with reason code rc: its flow
+// ends with this PUBACK or PUBREC [MQTT-4.3.3-4].
+func (cl *client) refusePublish(p *packet.PublishPacket, rc byte, err error) error {
+	if err != nil {
+		if ce := cl.check("publish refused"); ce != nil {
+			ce.Write(zap.String("topic", p.Topic), zap.Uint8("reason", rc), zap.Error(err))
+		}
+	}
+	t := packet.Puback
+	if p.QoS == 2 {
+		t = packet.Pubrec
+	}
+	return cl.ack(nil, mqttAck{t: t, id: p.PacketID, rc: rc, completes: true})
 }
 
 // acked finishes an outbound delivery: a queue message is acknowledged to its consumer.
@@ -181,13 +252,18 @@ func (s *session) complete(id uint16, st uint8) (outItem, bool) {
 
 // received moves an outbound QoS 2 message from PUBREC to PUBCOMP wait. For a durable subscription's
 // delivery on a durable host it writes the release (tr, nil otherwise, waits for it); it returns the
-// delivery to acknowledge to its queue now (seq 0: none).
-func (s *session) received(id uint16) (*virtualhost.Tracker, outItem) {
+// delivery to acknowledge to its queue now (seq 0: none), and whether the id was in flight at all.
+func (s *session) received(id uint16) (*virtualhost.Tracker, outItem, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	known := false
 	for i := range s.inflight {
 		f := &s.inflight[i]
-		if f.id != id || f.state != waitPubrec || f.writing {
+		if f.id != id {
+			continue
+		}
+		known = known || f.state == waitPubcomp // a repeated PUBREC
+		if f.state != waitPubrec || f.writing {
 			continue
 		}
 		var tr *virtualhost.Tracker
@@ -202,24 +278,37 @@ func (s *session) received(id uint16) (*virtualhost.Tracker, outItem) {
 		}
 		it := f.item
 		f.item.seq = 0 // acknowledged now, not again at PUBCOMP
-		return tr, it
+		return tr, it, true
 	}
-	return nil, outItem{}
+	return nil, outItem{}, known
 }
 
 // subscribe handles SUBSCRIBE: one return code per filter [MQTT-3.8.4-5], SUBACK, then the retained
-// messages of each new subscription [MQTT-3.3.1-6], then what arrived for it meanwhile.
+// messages of each new subscription [MQTT-3.3.1-6] (MQTT 5: as its Retain Handling says), then what
+// arrived for it meanwhile.
 func (cl *client) subscribe(p *packet.SubscribePacket) error {
+	var subID uint32
+	if pp := p.Properties; pp != nil && len(pp.SubscriptionIdentifiers) > 0 {
+		subID = pp.SubscriptionIdentifiers[0] // one per SUBSCRIBE, for each of its filters [MQTT-3.8.2-?]
+	}
 	codes := make([]byte, len(p.Subscriptions))
-	var added []*subEntry
+	type added struct {
+		e     *subEntry
+		fresh bool // the subscription did not exist before this SUBSCRIBE
+	}
+	var adds []added
 	for i, sp := range p.Subscriptions {
-		e, code := cl.subscribeOne(sp)
+		if sp.NoLocal && strings.HasPrefix(sp.Filter, sharePrefix) {
+			return errNoLocalShared // [MQTT-3.8.3-4]
+		}
+		fresh := cl.sess.subs[sp.Filter] == nil
+		e, code := cl.subscribeOne(sp, subID)
 		codes[i] = code
-		if e != nil && !slices.Contains(added, e) {
-			added = append(added, e)
+		if e != nil && !slices.ContainsFunc(adds, func(a added) bool { return a.e == e }) {
+			adds = append(adds, added{e, fresh})
 		}
 	}
-	if len(added) > 0 {
+	if len(adds) > 0 {
 		if err := cl.saveRecord(); err != nil {
 			return err
 		}
@@ -228,9 +317,11 @@ func (cl *client) subscribe(p *packet.SubscribePacket) error {
 		return errOutboundClosed
 	}
 	s := cl.sess
-	for _, e := range added {
+	for _, a := range adds {
+		e := a.e
 		var retained []*router.Message
-		if e.rs.Filter.Kind == router.Topic && e.rs.Share == "" {
+		wants := e.rh == 0 || (e.rh == 1 && a.fresh) // [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
+		if e.rs.Filter.Kind == router.Topic && e.rs.Share == "" && wants {
 			retained = virtualhost.AllowedRetained(e.rs.Sink, cl.rt.Retained(e.rs.Filter))
 		}
 		s.release(e, retained)
@@ -241,47 +332,68 @@ func (cl *client) subscribe(p *packet.SubscribePacket) error {
 
 // subscribeOne adds or replaces one subscription and returns its entry (holding deliveries until
 // release) and its SUBACK return code.
-func (cl *client) subscribeOne(sp packet.Subscription) (*subEntry, byte) {
+func (cl *client) subscribeOne(sp packet.Subscription, subID uint32) (*subEntry, byte) {
 	s := cl.sess
 	f, group, err := cl.parseSubscription(sp.Filter)
 	if err != nil {
-		return cl.subscribeFailed(sp.Filter, err)
+		return cl.subscribeFailed(sp.Filter, err, packet.ReasonTopicFilterInvalid)
 	}
 	a := cl.access(s.id)
 	gate, err := a.MaySubscribe(f, sp.Filter, false)
 	if err != nil {
-		return nil, subackFailure // logged by MaySubscribe
+		return nil, cl.subackCode(packet.ReasonNotAuthorized) // logged by MaySubscribe
 	}
-	qos := sp.QoS
+	opts := subOptions{qos: sp.QoS, noLocal: sp.NoLocal, rap: sp.RetainAsPublished, rh: sp.RetainHandling, subID: subID}
 	old := s.subs[sp.Filter]
 	switch f.Kind {
 	case router.Queue:
 		if !f.IsLiteral() || group != "" {
-			return cl.subscribeFailed(sp.Filter, fmt.Errorf("%w: a queue subscription names one queue", router.ErrInvalidFilter))
+			return cl.subscribeFailed(sp.Filter, fmt.Errorf("%w: a queue subscription names one queue", router.ErrInvalidFilter), packet.ReasonTopicFilterInvalid)
 		}
 		if old != nil {
 			cl.removeEntry(old)
 		}
-		qos = min(qos, 1)
+		opts.qos = min(opts.qos, 1)
 	case router.Topic:
 		if old != nil {
-			return cl.resubscribe(old, qos, gate) // [MQTT-3.8.4-3]: replace in place
+			return cl.resubscribe(old, opts, gate) // [MQTT-3.8.4-3]: replace in place
 		}
 	default:
-		return cl.subscribeFailed(sp.Filter, fmt.Errorf("%w: %s filters are not available over MQTT", router.ErrInvalidFilter, f.Kind))
+		return cl.subscribeFailed(sp.Filter, fmt.Errorf("%w: %s filters are not available over MQTT", router.ErrInvalidFilter, f.Kind), packet.ReasonTopicFilterInvalid)
 	}
 	if cl.lim.MaxSubscriptions > 0 && len(s.subs) >= cl.lim.MaxSubscriptions {
-		return cl.subscribeFailed(sp.Filter, fmt.Errorf("mqtt: more than %d subscriptions", cl.lim.MaxSubscriptions))
+		return cl.subscribeFailed(sp.Filter, fmt.Errorf("mqtt: more than %d subscriptions", cl.lim.MaxSubscriptions), packet.ReasonQuotaExceeded)
 	}
-	return cl.addEntry(sp.Filter, f, group, qos, gate)
+	return cl.addEntry(sp.Filter, f, group, opts, gate)
 }
 
-// subscribeFailed logs a refused subscription (at debug level) and returns its SUBACK failure code.
-func (cl *client) subscribeFailed(filter string, err error) (*subEntry, byte) {
+// subOptions are what a SUBSCRIBE asks of one subscription: its QoS, and MQTT 5's options and identifier.
+type subOptions struct {
+	qos, rh      uint8
+	noLocal, rap bool
+	subID        uint32
+}
+
+// set gives entry e the options; the caller holds the session's lock or owns e alone.
+func (o subOptions) set(e *subEntry) {
+	e.qos, e.noLocal, e.rap, e.rh, e.subID = o.qos, o.noLocal, o.rap, o.rh, o.subID
+}
+
+// subackCode is the SUBACK code of a refused subscription: MQTT 5's reason, or 3.1.1's 0x80.
+func (cl *client) subackCode(rc byte) byte {
+	if cl.v5 == nil {
+		return subackFailure
+	}
+	return rc
+}
+
+// subscribeFailed logs a refused subscription (at debug level) and returns its SUBACK failure code
+// (rc for an MQTT 5 client).
+func (cl *client) subscribeFailed(filter string, err error, rc byte) (*subEntry, byte) {
 	if ce := cl.check("subscribe refused"); ce != nil {
 		ce.Write(zap.String("filter", filter), zap.Error(err))
 	}
-	return nil, subackFailure
+	return nil, cl.subackCode(rc)
 }
 
 // parseSubscription parses a SUBSCRIBE filter, with its share group if it is "$share/group/filter":
@@ -303,15 +415,16 @@ func (cl *client) parseSubscription(filter string) (router.Filter, string, error
 
 // resubscribe replaces topic subscription old with one at qos [MQTT-3.8.4-3]: in place, so the flow of
 // messages is not interrupted; retained messages are sent again.
-func (cl *client) resubscribe(old *subEntry, qos byte, gate *virtualhost.Gate) (*subEntry, byte) {
+func (cl *client) resubscribe(old *subEntry, opts subOptions, gate *virtualhost.Gate) (*subEntry, byte) {
 	s := cl.sess
 	s.mu.Lock()
-	changed := old.qos != qos
-	old.qos, old.holding = qos, true
+	changed := old.qos != opts.qos
+	opts.set(old)
+	old.holding = true
 	s.mu.Unlock()
 	if old.dsub != nil {
 		if err := cl.createDurable(old, gate); err != nil {
-			return cl.subscribeFailed(old.key, err)
+			return cl.subscribeFailed(old.key, err, packet.ReasonUnspecifiedError)
 		}
 		if changed && old.consumer != nil {
 			// The consumer's QoS changes: attach again (what it held comes back, under its packet ids).
@@ -319,18 +432,20 @@ func (cl *client) resubscribe(old *subEntry, qos byte, gate *virtualhost.Gate) (
 			old.consumer.Close()
 			old.consumer = nil
 			if err := cl.consume(old); err != nil {
-				return cl.subscribeFailed(old.key, err)
+				return cl.subscribeFailed(old.key, err, packet.ReasonUnspecifiedError)
 			}
 		}
 	}
-	return old, qos
+	return old, opts.qos
 }
 
 // addEntry makes a new subscription to f, filter as the client wrote it: a consumer of its queue, or of
 // its durable subscription for a persistent session's topic filter, else a router subscription.
-func (cl *client) addEntry(filter string, f router.Filter, group string, qos byte, gate *virtualhost.Gate) (*subEntry, byte) {
+func (cl *client) addEntry(filter string, f router.Filter, group string, opts subOptions, gate *virtualhost.Gate) (*subEntry, byte) {
 	s := cl.sess
-	e := &subEntry{key: filter, qos: qos, queue: f.Kind == router.Queue, holding: true}
+	qos := opts.qos
+	e := &subEntry{key: filter, queue: f.Kind == router.Queue, holding: true}
+	opts.set(e)
 	e.rs = &router.Subscription{Filter: f, Sink: virtualhost.SinkFor(s, gate), QoS: qos, ID: filter, Share: group, Opaque: e}
 	if f.Kind == router.Topic && group == "" && !s.clean {
 		d := dsubOf(s.id, filter) // a persistent session's subscription keeps its messages (durable.go)
@@ -356,7 +471,11 @@ func (cl *client) addEntry(filter string, f router.Filter, group string, qos byt
 		s.mu.Lock()
 		s.setEntryLocked(e, false)
 		s.mu.Unlock()
-		return cl.subscribeFailed(filter, err)
+		rc := byte(packet.ReasonUnspecifiedError)
+		if errors.Is(err, router.ErrNotOwner) {
+			rc = packet.ReasonNotAuthorized
+		}
+		return cl.subscribeFailed(filter, err, rc)
 	}
 	if ce := cl.check("subscribe"); ce != nil {
 		ce.Write(zap.String("filter", filter), zap.Uint8("qos", qos))
@@ -426,10 +545,15 @@ func (s *session) release(e *subEntry, retained []*router.Message) {
 // unsubscribe handles UNSUBSCRIBE; UNSUBACK is sent even when no filter matched [MQTT-3.10.4-5].
 func (cl *client) unsubscribe(p *packet.UnsubscribePacket) error {
 	removed := false
+	var gone map[string]struct{}
 	for _, f := range p.Filters {
 		if e := cl.sess.subs[f]; e != nil {
 			cl.removeEntry(e)
 			removed = true
+			if gone == nil {
+				gone = make(map[string]struct{})
+			}
+			gone[f] = struct{}{}
 		}
 	}
 	if removed {
@@ -437,7 +561,20 @@ func (cl *client) unsubscribe(p *packet.UnsubscribePacket) error {
 			return err
 		}
 	}
-	if !cl.writeAck(packet.Unsuback, p.PacketID) {
+	if cl.v5 == nil {
+		if !cl.writePacket(&packet.UnsubackPacket{PacketID: p.PacketID}) {
+			return errOutboundClosed
+		}
+		return nil
+	}
+	// MQTT 5: one reason code per filter [MQTT-3.11.3-1].
+	codes := make([]byte, len(p.Filters))
+	for i, f := range p.Filters {
+		if _, ok := gone[f]; !ok {
+			codes[i] = packet.ReasonNoSubscriptionExisted
+		}
+	}
+	if !cl.writePacket(&packet.UnsubackPacket{PacketID: p.PacketID, ReasonCodes: codes}) {
 		return errOutboundClosed
 	}
 	return nil

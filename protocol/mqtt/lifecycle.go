@@ -9,6 +9,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
 )
 
 // registry holds one virtual host's sessions by client id.
@@ -19,18 +22,21 @@ type registry struct {
 
 // attachment is one connection's hold on a session. Guarded by registry.mu.
 type attachment struct {
-	conn *protocol.Conn
+	conn    *protocol.Conn
+	version byte // the connection's protocol level: an MQTT 5 one is told why it is taken over
 	// done is closed once the connection has released the session. Made by the first connection that
 	// waits for the release (a takeover): most attachments never need it, and a channel costs 96 bytes.
 	done chan struct{}
 }
 
 // takeSession finds or creates the session for client id, taking it over from a connection that still
-// holds it [MQTT-3.1.4-2]: that connection is closed and its release awaited. With clean session on an
-// existing session is discarded [MQTT-3.1.2-6]. It reports whether a session was present.
-func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
+// holds it [MQTT-3.1.4-2]: that connection is closed (an MQTT 5 one after DISCONNECT 0x8E
+// [MQTT-3.1.4-3]) and its release awaited. With clean session (clean start) on an existing session is
+// discarded [MQTT-3.1.2-6] [MQTT-3.1.2-4]. expiry is the session expiry the connection asks for (0:
+// the session ends with the connection). It reports whether a session was present.
+func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*session, bool, error) {
 	reg := cl.h.registry(cl.host)
-	att := &attachment{conn: cl.c}
+	att := &attachment{conn: cl.c, version: cl.version}
 	deadline := time.Now().Add(takeoverWait)
 	for {
 		reg.mu.Lock()
@@ -42,7 +48,7 @@ func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
 			}
 			done := prev.done
 			reg.mu.Unlock()
-			prev.conn.Close(errTakenOver)
+			disconnect(prev.conn, prev.version, packet.ReasonSessionTakenOver, errTakenOver, cl.lim.DieDelay)
 			t := time.NewTimer(time.Until(deadline))
 			select {
 			case <-done:
@@ -56,37 +62,53 @@ func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
 			continue
 		}
 		cl.att = att
-		if s != nil && !clean {
+		if s != nil && !cleanStart {
 			s.att = att
+			// A connection to the session before the will delay passed cancels the will [MQTT-3.1.3-9],
+			// and the session no longer expires while it is connected.
+			s.stopTimersLocked()
+			s.will = nil
+			s.expiry = expiry
 			reg.mu.Unlock()
 			return s, true, nil
 		}
 		old := s
-		s = newSession(id, clean, cl.host, cl.h.log)
+		var oldWill *router.Message
+		if old != nil {
+			old.stopTimersLocked()
+			oldWill, old.will = old.will, nil // its session ends now: its delayed will goes out
+		}
+		s = newSession(id, expiry == 0, cl.host, cl.h.log)
+		s.expiry = expiry
 		s.owner = protocol.Owner(cl.principal) // in its first record
 		s.att = att
 		reg.sessions[id] = s
 		reg.mu.Unlock()
 		if old != nil {
 			// Unattached and unreachable: nothing else touches it [MQTT-3.1.2-6].
-			for _, e := range old.subs {
-				if e.dsub == nil && !e.queue {
-					cl.rt.Unsubscribe(e.rs)
-				}
-			}
-			discardDurables(cl.rt, old)
-			old.mu.Lock()
-			old.discardLocked()
-			old.mu.Unlock()
-			if !old.clean {
-				cl.host.DeleteSession(old.id, nil)
-			}
+			cl.h.discard(cl.host, old)
+			cl.h.publishWill(cl.host, oldWill)
 		}
-		if !clean {
+		if !s.clean {
 			cl.host.SaveSession(s.record(cl.version), nil) // nothing else sees s yet
 		}
 		return s, false, nil
 	}
+}
+
+// discard ends an unattached session for good: its subscriptions, durable ones with what they hold, its
+// record. Nothing else may reach s any more.
+func (h *Handler) discard(host *virtualhost.Host, s *session) {
+	for _, e := range s.subs {
+		if e.dsub == nil && !e.queue {
+			host.Router.Unsubscribe(e.rs)
+		}
+	}
+	discardDurables(host.Router, s)
+	s.mu.Lock()
+	s.discardLocked()
+	s.mu.Unlock()
+	host.DeleteSession(s.id, nil)
 }
 
 // resume attaches the session to this connection after CONNACK: resends, queued messages, then the
@@ -95,7 +117,7 @@ func (cl *client) takeSession(id string, clean bool) (*session, bool, error) {
 func (cl *client) resume() {
 	s := cl.sess
 	cl.c.OnDrain(cl.onDrain)
-	s.attach(cl.c, cl.version, cl.g, cl.lim)
+	s.attach(cl.c, cl.version, cl.g, cl.lim, cl.v5)
 	for _, e := range s.subs {
 		if e.consumes() && e.consumer == nil {
 			if err := cl.consume(e); err != nil {
@@ -110,36 +132,145 @@ func (cl *client) resume() {
 }
 
 // end releases the session when the connection is over and publishes the will unless the client said
-// DISCONNECT.
+// DISCONNECT (an MQTT 5 client may ask for it with reason 0x04). A session whose expiry is 0 ends now;
+// another stays, and expires after its interval unless a connection takes it again.
 func (cl *client) end(graceful bool) {
 	s := cl.sess
 	s.cons.Take()
+	ending := s.expiry == 0
 	for _, e := range s.subs {
 		if e.consumer != nil {
 			e.consumer.Close() // unacknowledged messages go back to the queue
 			e.consumer = nil
 		}
-		if s.clean && !e.queue {
+		if ending && !e.queue && e.dsub == nil {
 			cl.rt.Unsubscribe(e.rs)
 		}
 	}
+	if ending && !s.clean {
+		// A persistent session resumed with expiry 0, or set to 0 by DISCONNECT: it ends now, with its
+		// durable subscriptions and record.
+		discardDurables(cl.rt, s)
+		cl.host.DeleteSession(s.id, nil)
+	}
+	s.clean = ending
 	s.detach()
+	if !ending && s.expiry != maxExpiry && cl.host.Durable() {
+		// The disconnect time is what its expiry counts from, across a restart too.
+		rec := s.record(cl.version)
+		rec.DisconnectedAt = time.Now().UnixMilli()
+		cl.host.SaveSession(rec, nil)
+	}
+	will := cl.will
+	if graceful {
+		will = nil // [MQTT-3.1.2-10]
+	}
 	reg := cl.h.registry(cl.host)
 	reg.mu.Lock()
-	if s.clean && reg.sessions[s.id] == s {
+	if ending && reg.sessions[s.id] == s {
 		delete(reg.sessions, s.id)
 	}
 	s.att = nil
 	done := cl.att.done
+	if !ending {
+		cl.h.scheduleLocked(cl.host, s, time.Duration(s.expiry)*time.Second)
+		if will != nil && cl.v5 != nil && cl.v5.willDelay > 0 {
+			// [MQTT-3.1.3-9] published after the will delay, or when the session ends if that is sooner.
+			s.will = will
+			s.willTimer = time.AfterFunc(time.Duration(cl.v5.willDelay)*time.Second, func() { cl.h.willDue(cl.host, s, will) })
+			will = nil
+		}
+	}
 	reg.mu.Unlock()
 	if done != nil {
 		close(done)
 	}
+	// [MQTT-3.1.2-8] published when the connection ends without DISCONNECT.
+	cl.h.publishWill(cl.host, will)
+}
 
-	if !graceful && cl.will != nil {
-		// [MQTT-3.1.2-8] published when the connection ends without DISCONNECT.
-		if res := cl.rt.Publish(cl.will); res.Err != nil {
-			cl.c.Log().Info("will not published", zap.String("topic", cl.will.Origin), zap.Error(res.Err))
+// publishWill publishes a will message, if any.
+func (h *Handler) publishWill(host *virtualhost.Host, will *router.Message) {
+	if will == nil {
+		return
+	}
+	if res := host.Router.Publish(will); res.Err != nil {
+		h.log.Info("will not published", zap.String("topic", will.Origin), zap.Error(res.Err))
+	}
+}
+
+// willDue publishes a session's delayed will, unless a connection took the session meanwhile.
+func (h *Handler) willDue(host *virtualhost.Host, s *session, will *router.Message) {
+	reg := h.registry(host)
+	reg.mu.Lock()
+	due := s.will == will && s.att == nil
+	if due {
+		s.will, s.willTimer = nil, nil
+	}
+	reg.mu.Unlock()
+	if due {
+		h.publishWill(host, will)
+	}
+}
+
+// scheduleLocked arms the expiry of offline session s after d (maxExpiry seconds: never). Caller holds
+// the registry's lock.
+func (h *Handler) scheduleLocked(host *virtualhost.Host, s *session, d time.Duration) {
+	if s.expiry == maxExpiry || h.closed.Load() {
+		return
+	}
+	if s.expiryTimer != nil {
+		s.expiryTimer.Stop()
+	}
+	s.expiryTimer = time.AfterFunc(max(d, 0), func() { h.expire(host, s) })
+}
+
+// expire ends an offline session whose expiry interval passed [MQTT-3.1.2-23]: its delayed will goes
+// out now, and the session is discarded with its subscriptions and what they hold.
+func (h *Handler) expire(host *virtualhost.Host, s *session) {
+	reg := h.registry(host)
+	reg.mu.Lock()
+	if reg.sessions[s.id] != s || s.att != nil || h.closed.Load() {
+		reg.mu.Unlock()
+		return
+	}
+	delete(reg.sessions, s.id)
+	will := s.will
+	s.stopTimersLocked()
+	s.will = nil
+	reg.mu.Unlock()
+	h.publishWill(host, will)
+	h.discard(host, s)
+	h.log.Info("session expired", zap.String("vhost", host.Name), zap.String("client_id", s.id))
+}
+
+// stopTimersLocked stops the session's expiry and will timers. Caller holds the registry's lock.
+func (s *session) stopTimersLocked() {
+	if s.expiryTimer != nil {
+		s.expiryTimer.Stop()
+		s.expiryTimer = nil
+	}
+	if s.willTimer != nil {
+		s.willTimer.Stop()
+		s.willTimer = nil
+	}
+}
+
+// Close stops the handler's timers (session expiry, delayed wills) at broker shutdown: offline sessions
+// stay in the store and expire after the next start; delayed wills not yet due are not published.
+func (h *Handler) Close() {
+	h.mu.Lock()
+	regs := make([]*registry, 0, len(h.registries))
+	for _, r := range h.registries {
+		regs = append(regs, r)
+	}
+	h.mu.Unlock()
+	h.closed.Store(true)
+	for _, r := range regs {
+		r.mu.Lock()
+		for _, s := range r.sessions {
+			s.stopTimersLocked()
 		}
+		r.mu.Unlock()
 	}
 }

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -37,6 +38,9 @@ type outItem struct {
 	qos      uint8
 	retained bool // sent because the subscription is new: retain flag set [MQTT-3.3.1-8]
 	dup      bool
+	// ids are the subscription identifiers of every subscription the message matched, when one copy
+	// stands for several (MQTT 5, overlapping subscriptions); nil: the entry's own.
+	ids []uint32
 }
 
 // live reports a topic message delivered as published: the kind dropped (oldest first) when the session's
@@ -65,6 +69,12 @@ type subEntry struct {
 	dsub *router.Destination
 	// consumer is owned by the attached reader goroutine.
 	consumer *router.Consumer
+
+	// MQTT 5 subscription options and identifier, fixed when the entry is made or replaced.
+	noLocal bool   // not the messages its own client publishes [MQTT-3.8.3-3]
+	rap     bool   // retain as published [MQTT-3.8.3-4]
+	rh      uint8  // retain handling: 0 send retained, 1 only for a new subscription, 2 never
+	subID   uint32 // subscription identifier; 0 = none
 
 	// Guarded by session.mu.
 	qos     uint8
@@ -177,6 +187,14 @@ type session struct {
 	// connection attaching the session, whose reader also reads it for the record. Another user may not
 	// take the session over.
 	owner string
+	// expiry is the session expiry interval in seconds (maxExpiry: never; 0: it ends with its
+	// connection). Set by the attaching connection under registry.mu, read by its reader.
+	expiry uint32
+	// Offline only, guarded by registry.mu: the timer that expires the session, and a will waiting for
+	// its delay (MQTT 5) with its timer.
+	expiryTimer *time.Timer
+	will        *router.Message
+	willTimer   *time.Timer
 
 	// mu guards the fields below. Deliver takes it on publishers' goroutines; it is never held while
 	// calling the router.
@@ -195,7 +213,12 @@ type session struct {
 	wilds       []*subEntry          // non-shared topic subscriptions with wildcards: overlap detection
 	literals    map[string]*subEntry // non-shared literal topic subscriptions by router.Key
 	seen        []seenMsg
-	scratch     []byte // topic rendering for the message being encoded
+	scratch     []byte  // topic rendering for the message being encoded
+	v5          *sessV5 // the connected MQTT 5 client's limits and aliases; nil otherwise
+	// late are queue deliveries completed without being sent (too large for the client, expired): their
+	// consumers are acknowledged outside the lock (flushLate), since the router is never called under it.
+	late    []outItem
+	hasLate atomic.Bool
 	// The small fields together, so the struct has no padding between them (idle sessions must be small).
 	lastID    uint16
 	version   byte
@@ -235,17 +258,20 @@ func (s *session) Deliver(d router.Delivery) bool {
 	if s.discarded || e.gone {
 		return false
 	}
+	if e.noLocal && d.Msg.SenderID == s.id && !e.consumes() {
+		return true // [MQTT-3.8.3-3]; a durable subscription leaves them out itself (durableOptions)
+	}
 	it := outItem{msg: d.Msg, entry: e, seq: d.Seq, qseq: d.QueueSeq, qos: min(d.Msg.QoS, e.qos), retained: d.Retained}
 	if e.consumes() {
 		it.dup = d.Redeliveries > 0 && it.qos > 0
 		return s.deliverQueueLocked(&it, d.Redeliveries > 0)
 	}
 	if s.overlap && e.rs.Share == "" {
-		qos, first := s.overlapLocked(d.Msg)
+		qos, ids, first := s.overlapLocked(d.Msg)
 		if !first {
 			return true // another subscription of this session already took the message
 		}
-		it.qos = min(d.Msg.QoS, qos) // one copy at the highest granted QoS
+		it.qos, it.ids = min(d.Msg.QoS, qos), ids // one copy at the highest granted QoS
 	}
 	switch {
 	case s.out == nil:
@@ -355,36 +381,45 @@ func (s *session) deliverQueueLocked(it *outItem, redelivery bool) bool {
 func (s *session) caughtUpLocked() bool { return s.queue.len() == 0 && s.unsent == 0 }
 
 // overlapLocked reports, for a message matched by one of the session's topic subscriptions, the highest
-// QoS granted by all of them that match, and whether this is the first delivery of the message.
-func (s *session) overlapLocked(m *router.Message) (uint8, bool) {
+// QoS granted by all of them that match, their subscription identifiers when several match and some
+// have one (MQTT 5), and whether this is the first delivery of the message.
+func (s *session) overlapLocked(m *router.Message) (uint8, []uint32, bool) {
 	for i := range s.seen {
 		if s.seen[i].id == m.ID {
 			if s.seen[i].left--; s.seen[i].left <= 0 {
 				s.seen = slices.Delete(s.seen, i, i+1)
 			}
-			return 0, false
+			return 0, nil, false
 		}
 	}
 	n, qos := 0, uint8(0)
+	var ids []uint32
+	match := func(e *subEntry) {
+		n++
+		qos = max(qos, e.qos)
+		if e.subID != 0 {
+			ids = append(ids, e.subID)
+		}
+	}
 	for _, e := range s.wilds {
 		if e.rs.Filter.Matches(m.Dest) {
-			n++
-			qos = max(qos, e.qos)
+			match(e)
 		}
 	}
 	// The map index with string(bytes) does not allocate.
 	s.scratch = router.AppendKey(s.scratch[:0], m.Dest)
 	if e := s.literals[string(s.scratch)]; e != nil {
-		n++
-		qos = max(qos, e.qos)
+		match(e)
 	}
 	if n > 1 {
 		if len(s.seen) >= maxSeen {
 			s.seen = slices.Delete(s.seen, 0, 1)
 		}
 		s.seen = append(s.seen, seenMsg{id: m.ID, left: n - 1})
+	} else {
+		ids = nil // one match: its entry's own identifier goes out
 	}
-	return qos, true
+	return qos, ids, true
 }
 
 // holdLocked keeps a delivery for a subscription whose SUBACK is not sent yet.
@@ -447,9 +482,12 @@ func (s *session) sendLocked(it *outItem) bool {
 	if it.qos > 0 {
 		id = s.nextIDLocked()
 	}
-	p := packet.PublishPacket{Dup: it.dup, QoS: it.qos, Retain: it.retained, Topic: s.topicLocked(it.msg),
-		PacketID: id, Payload: it.msg.Body}
-	s.out.Commit(packet.AppendPublish(b, &p, s.version))
+	b, sent := s.appendPublishLocked(b, it, id, false)
+	s.out.Commit(b)
+	if !sent {
+		s.skipLocked(it) // as if the client had acknowledged it [MQTT-3.1.2-25]
+		return true
+	}
 	if it.qos > 0 {
 		st := waitPuback
 		if it.qos == 2 {
@@ -511,17 +549,26 @@ func (s *session) pumpLocked() {
 		if !ok {
 			return
 		}
+		sent := true
 		if f.state == waitPubcomp {
 			b = packet.AppendAck(b, packet.Pubrel, f.id, s.version)
 		} else {
 			// [MQTT-4.4.0-1] a resend carries DUP [MQTT-3.3.1-1] (attach sets it)
-			p := packet.PublishPacket{Dup: f.item.dup, QoS: f.item.qos, Retain: f.item.retained,
-				Topic: s.topicLocked(f.item.msg), PacketID: f.id, Payload: f.item.msg.Body}
-			b = packet.AppendPublish(b, &p, s.version)
+			b, sent = s.appendPublishLocked(b, &f.item, f.id, true)
 		}
 		s.out.Commit(b)
 		f.unsent = false
 		s.unsent--
+		if !sent {
+			// Too large for the client that resumed the session: completed as if acknowledged.
+			it, id := f.item, f.id
+			s.inflight = slices.Delete(s.inflight, i, i+1)
+			i--
+			if s.recordsInflight(&it) {
+				s.host.DeleteInflight(s.id, id, nil)
+			}
+			s.skipLocked(&it)
+		}
 	}
 	for s.queue.len() > 0 {
 		it := s.queue.peek()
@@ -553,16 +600,59 @@ func (s *session) drained(c *protocol.Conn) {
 	}
 	s.pumpLocked()
 	s.mu.Unlock()
+	s.flushLate()
 	s.cons.Resume()
+}
+
+// skipLocked completes a delivery that is not sent (expired, too large for the client): a queue's is
+// acknowledged to its consumer, later and outside the lock (flushLate); a topic's is counted as dropped.
+func (s *session) skipLocked(it *outItem) {
+	if it.seq != 0 {
+		s.late = append(s.late, *it)
+		s.hasLate.Store(true)
+		return
+	}
+	s.countDropLocked("expired or larger than the client's maximum packet size")
+}
+
+// flushLate acknowledges the queue deliveries skipLocked completed. It takes s.mu, then calls the router
+// without it.
+func (s *session) flushLate() {
+	if !s.hasLate.Load() {
+		return
+	}
+	s.mu.Lock()
+	late := s.late
+	s.late = nil
+	s.hasLate.Store(false)
+	s.mu.Unlock()
+	for _, it := range late {
+		if c := it.entry.consumer; c != nil {
+			c.Ack(it.seq)
+		}
+	}
+}
+
+// window is the number of QoS 1 and 2 messages the session may have in flight to the client: the
+// connector's max_inflight, or less when an MQTT 5 client's Receive Maximum says so [MQTT-3.3.4-7].
+func window(lim *conf.MQTT, v *v5conn) int {
+	if v != nil {
+		return min(lim.MaxInflight, int(v.recvMax))
+	}
+	return lim.MaxInflight
 }
 
 // attach makes c the session's connection: inflight messages are resent (PUBLISH with DUP, or PUBREL) in
 // their original order, then what queued while offline.
-func (s *session) attach(c *protocol.Conn, version byte, g *router.Grammar, lim *conf.MQTT) {
+func (s *session) attach(c *protocol.Conn, version byte, g *router.Grammar, lim *conf.MQTT, v *v5conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.out, s.conn, s.version, s.g = c, c, version, g
-	s.maxInflight, s.maxQueued = lim.MaxInflight, lim.MaxQueuedMessages
+	s.maxInflight, s.maxQueued = window(lim, v), lim.MaxQueuedMessages
+	s.v5 = nil
+	if v != nil {
+		s.v5 = &sessV5{maxPacket: v.maxPacket, aliasMax: v.aliasMax}
+	}
 	for i := range s.inflight {
 		s.inflight[i].unsent = true
 		s.inflight[i].item.dup = true
