@@ -97,8 +97,9 @@ const (
 const ctxAll = ctxConnect | ctxConnack | ctxPublish | ctxWill | ctxPuback | ctxSubscribe | ctxSuback |
 	ctxUnsubscribe | ctxUnsuback | ctxDisconnect | ctxAuth
 
-// propAllowed is table 2.2.2.2: which packets may carry each property. Using a property
-// elsewhere is a protocol error.
+// propAllowed is table 2.2.2.2: which packets may carry each property. An identifier that is
+// not valid for its packet type makes the packet malformed (0x81), as section 2.2.2.2 says;
+// only a repeated property is a protocol error (0x82).
 var propAllowed = [256]propContext{
 	PropPayloadFormatIndicator:          ctxPublish | ctxWill,
 	PropMessageExpiryInterval:           ctxPublish | ctxWill,
@@ -158,7 +159,7 @@ func decodeProperties(d *decoder, ctx propContext) (*Properties, error) {
 			return nil, fmt.Errorf("%w: unknown property identifier 0x%02X", ErrMalformed, id)
 		}
 		if propAllowed[id]&ctx == 0 {
-			return nil, fmt.Errorf("%w: property 0x%02X not allowed in this packet", ErrProtocolViolation, id)
+			return nil, fmt.Errorf("%w: property 0x%02X not valid in this packet (section 2.2.2.2)", ErrMalformed, id)
 		}
 		repeatable := id == PropUserProperty || (id == PropSubscriptionIdentifier && ctx == ctxPublish)
 		if seen[id/64]&(1<<(id%64)) != 0 && !repeatable {
