@@ -402,10 +402,12 @@ var golden = []goldenCase{
 		err:     ErrProtocolViolation,
 	},
 	{
-		name:    "publish/5 topic alias 0",
+		// [MQTT-3.3.2-8]: the receiver answers 0x94 (section 3.3.4), which the session decides
+		// together with its Topic Alias Maximum; the codec passes the alias through.
+		name:    "publish/5 topic alias 0 decodes for the session to refuse",
 		version: Version5,
 		raw:     pkt(0x30, str("t"), props(0x23, u16(0))),
-		err:     ErrProtocolViolation,
+		want:    &PublishPacket{Topic: "t", Properties: &Properties{TopicAlias: ptr[uint16](0)}},
 	},
 	{
 		name:    "publish/5 subscription identifier 0",

@@ -62,7 +62,7 @@ type Properties struct {
 	ReasonString                    string         // 0x1F acks, DISCONNECT, AUTH
 	ReceiveMaximum                  *uint16        // 0x21 CONNECT, CONNACK
 	TopicAliasMaximum               *uint16        // 0x22 CONNECT, CONNACK
-	TopicAlias                      *uint16        // 0x23 PUBLISH
+	TopicAlias                      *uint16        // 0x23 PUBLISH; 0 decodes, the session refuses it (0x94)
 	MaximumQoS                      *byte          // 0x24 CONNACK
 	RetainAvailable                 *byte          // 0x25 CONNACK
 	UserProperties                  []UserProperty // 0x26 everywhere, repeatable, order kept
@@ -234,7 +234,10 @@ func (p *Properties) decodeOne(d *decoder, id byte) error {
 	case PropTopicAliasMaximum:
 		return d.uint16Prop(&p.TopicAliasMaximum, true)
 	case PropTopicAlias:
-		return d.uint16Prop(&p.TopicAlias, false)
+		// 0 decodes: a Topic Alias of 0 is a protocol error answered with 0x94 (Topic Alias
+		// invalid), not 0x82 (section 3.3.4), and the session checks it together with the
+		// Topic Alias Maximum it announced, which the codec does not know.
+		return d.uint16Prop(&p.TopicAlias, true)
 	case PropMaximumQoS:
 		return d.flagProp(&p.MaximumQoS)
 	case PropRetainAvailable:
