@@ -299,10 +299,11 @@ func decodeSubscribe(d *decoder, version byte) (Packet, error) {
 			return nil, err
 		}
 		s.QoS = opts & 0x03
-		if s.QoS == 3 {
-			return nil, fmt.Errorf("%w: requested QoS 3 [MQTT-3-8.3-4]", ErrMalformed)
-		}
 		if version != Version5 {
+			// 3.1.1 makes QoS 3 and reserved bits alike malformed.
+			if s.QoS == 3 {
+				return nil, fmt.Errorf("%w: requested QoS 3 [MQTT-3-8.3-4]", ErrMalformed)
+			}
 			if opts&0xFC != 0 {
 				return nil, fmt.Errorf("%w: reserved subscription option bits set [MQTT-3-8.3-4]", ErrMalformed)
 			}
@@ -310,11 +311,14 @@ func decodeSubscribe(d *decoder, version byte) (Packet, error) {
 			if opts&0xC0 != 0 {
 				return nil, fmt.Errorf("%w: reserved subscription option bits set [MQTT-3.8.3-5]", ErrMalformed)
 			}
+			if s.QoS == 3 { // 5.0 made it a protocol error (section 3.8.3.1)
+				return nil, fmt.Errorf("%w: maximum QoS 3", ErrProtocolViolation)
+			}
 			s.NoLocal = opts&0x04 != 0
 			s.RetainAsPublished = opts&0x08 != 0
 			s.RetainHandling = opts >> 4 & 0x03
 			if s.RetainHandling == 3 {
-				return nil, fmt.Errorf("%w: retain handling 3", ErrProtocolViolation)
+				return nil, fmt.Errorf("%w: retain handling 3 (section 3.8.3.1)", ErrProtocolViolation)
 			}
 			if s.NoLocal && strings.HasPrefix(s.Filter, "$share/") {
 				return nil, fmt.Errorf("%w: no local on a shared subscription [MQTT-3.8.3-4]", ErrProtocolViolation)
