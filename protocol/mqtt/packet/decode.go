@@ -62,11 +62,7 @@ func decode(d *decoder, t Type, flags, version byte) (Packet, error) {
 		}
 		return &DisconnectPacket{ReasonCode: rc, Properties: props}, nil
 	case Auth:
-		rc, props, err := decodeReasonAndProps(d, authReasons, ctxAuth)
-		if err != nil {
-			return nil, err
-		}
-		return &AuthPacket{ReasonCode: rc, Properties: props}, nil
+		return decodeAuth(d)
 	}
 	return nil, fmt.Errorf("%w: packet type %d", ErrMalformed, t)
 }
@@ -273,6 +269,30 @@ func decodeReasonAndProps(d *decoder, reasons reasonSet, ctx propContext) (byte,
 	}
 	props, err := decodeProperties(d, ctx)
 	return rc, props, err
+}
+
+// decodeAuth decodes AUTH. Unlike DISCONNECT it may leave out its reason code only together
+// with the property length (remaining length 0, Success; section 3.15.2.1), and once it has
+// properties they must name the Authentication Method (section 3.15.2.2.2).
+func decodeAuth(d *decoder) (Packet, error) {
+	if d.remaining() == 0 {
+		return &AuthPacket{}, nil
+	}
+	rc, _ := d.byte()
+	if !authReasons.has(rc) {
+		return nil, fmt.Errorf("%w: reason code 0x%02X [MQTT-3.15.2-1]", ErrProtocolViolation, rc)
+	}
+	if d.remaining() == 0 {
+		return nil, fmt.Errorf("%w: AUTH reason code without a property length", ErrMalformed)
+	}
+	props, err := decodeProperties(d, ctxAuth)
+	if err != nil {
+		return nil, err
+	}
+	if props == nil || props.AuthenticationMethod == "" {
+		return nil, fmt.Errorf("%w: AUTH without an authentication method", ErrProtocolViolation)
+	}
+	return &AuthPacket{ReasonCode: rc, Properties: props}, nil
 }
 
 func decodeSubscribe(d *decoder, version byte) (Packet, error) {

@@ -44,7 +44,7 @@ func Append(dst []byte, p Packet, version byte) []byte {
 		}
 		return appendReasonAndProps(dst, Disconnect, p.ReasonCode, p.Properties)
 	case *AuthPacket:
-		return appendReasonAndProps(dst, Auth, p.ReasonCode, p.Properties)
+		return appendAuth(dst, p)
 	}
 	return dst
 }
@@ -129,8 +129,8 @@ func appendAck(dst []byte, t Type, id uint16, rc byte, props *Properties, versio
 	return appendProperties(dst, props)
 }
 
-// appendReasonAndProps writes the MQTT 5 DISCONNECT and AUTH, omitting a success reason code
-// and empty properties as the specification allows.
+// appendReasonAndProps writes the MQTT 5 DISCONNECT, omitting a success reason code and empty
+// properties as the specification allows.
 func appendReasonAndProps(dst []byte, t Type, rc byte, props *Properties) []byte {
 	ps := props.size()
 	switch {
@@ -141,6 +141,17 @@ func appendReasonAndProps(dst []byte, t Type, rc byte, props *Properties) []byte
 	}
 	dst = append(appendHeader(dst, byte(t)<<4, 1+varintLen(ps)+ps), rc)
 	return appendProperties(dst, props)
+}
+
+// appendAuth writes AUTH. Its property length, unlike DISCONNECT's, may be left out only
+// together with the reason code (section 3.15.2.1).
+func appendAuth(dst []byte, p *AuthPacket) []byte {
+	ps := p.Properties.size()
+	if p.ReasonCode == ReasonSuccess && ps == 0 {
+		return appendHeader(dst, byte(Auth)<<4, 0)
+	}
+	dst = append(appendHeader(dst, byte(Auth)<<4, 1+varintLen(ps)+ps), p.ReasonCode)
+	return appendProperties(dst, p.Properties)
 }
 
 func appendConnect(dst []byte, p *ConnectPacket) []byte {
