@@ -170,7 +170,9 @@ func decodeProperties(d *decoder, ctx propContext) (*Properties, error) {
 			return nil, fmt.Errorf("%w (property 0x%02X)", err, id)
 		}
 	}
-	if p.AuthenticationData != nil && p.AuthenticationMethod == "" {
+	// Presence on the wire, not the decoded value, decides: empty data is still data. An empty
+	// method names no method, and decodes as absent, so it counts as absent here too.
+	if seen[PropAuthenticationData/64]&(1<<(PropAuthenticationData%64)) != 0 && p.AuthenticationMethod == "" {
 		return nil, fmt.Errorf("%w: authentication data without authentication method", ErrProtocolViolation)
 	}
 	if p.isZero() {
