@@ -15,25 +15,25 @@ func decode(d *decoder, t Type, flags, version byte) (Packet, error) {
 	case Publish:
 		return decodePublish(d, flags, version)
 	case Puback:
-		id, rc, props, err := decodeAck(d, version, pubackReasons)
+		id, rc, props, err := decodeAck(d, version, pubackReasons, "[MQTT-3.4.2-1]")
 		if err != nil {
 			return nil, err
 		}
 		return &PubackPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubrec:
-		id, rc, props, err := decodeAck(d, version, pubackReasons)
+		id, rc, props, err := decodeAck(d, version, pubackReasons, "[MQTT-3.5.2-1]")
 		if err != nil {
 			return nil, err
 		}
 		return &PubrecPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubrel:
-		id, rc, props, err := decodeAck(d, version, pubrelReasons)
+		id, rc, props, err := decodeAck(d, version, pubrelReasons, "[MQTT-3.6.2-1]")
 		if err != nil {
 			return nil, err
 		}
 		return &PubrelPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubcomp:
-		id, rc, props, err := decodeAck(d, version, pubrelReasons)
+		id, rc, props, err := decodeAck(d, version, pubrelReasons, "[MQTT-3.7.2-1]")
 		if err != nil {
 			return nil, err
 		}
@@ -56,7 +56,7 @@ func decode(d *decoder, t Type, flags, version byte) (Packet, error) {
 		if version != Version5 {
 			return &DisconnectPacket{}, nil
 		}
-		rc, props, err := decodeReasonAndProps(d, disconnectReasons, ctxDisconnect)
+		rc, props, err := decodeReasonAndProps(d, disconnectReasons, ctxDisconnect, "[MQTT-3.14.2-1]")
 		if err != nil {
 			return nil, err
 		}
@@ -198,7 +198,7 @@ func decodeConnack(d *decoder, version byte) (Packet, error) {
 		return p, nil
 	}
 	if !connackReasons.has(p.ReturnCode) {
-		return nil, fmt.Errorf("%w: CONNACK reason code 0x%02X", ErrProtocolViolation, p.ReturnCode)
+		return nil, fmt.Errorf("%w: CONNACK reason code 0x%02X [MQTT-3.2.2-8]", ErrProtocolViolation, p.ReturnCode)
 	}
 	if p.Properties, err = decodeProperties(d, ctxConnack); err != nil {
 		return nil, err
@@ -244,25 +244,26 @@ func decodePublish(d *decoder, flags, version byte) (Packet, error) {
 }
 
 // decodeAck decodes PUBACK, PUBREC, PUBREL and PUBCOMP. In MQTT 5 the reason code and the
-// properties may be omitted (remaining length 2 or 3) [MQTT-3.4.2.1].
-func decodeAck(d *decoder, version byte, reasons reasonSet) (uint16, byte, *Properties, error) {
+// property length may be omitted (remaining length 2: Success; 3: no properties), sections
+// 3.4.2.1 and 3.4.2.2.1. rule cites the statement listing the packet's reason codes.
+func decodeAck(d *decoder, version byte, reasons reasonSet, rule string) (uint16, byte, *Properties, error) {
 	id, err := d.packetID()
 	if err != nil || version != Version5 {
 		return id, 0, nil, err
 	}
-	rc, props, err := decodeReasonAndProps(d, reasons, ctxPuback)
+	rc, props, err := decodeReasonAndProps(d, reasons, ctxPuback, rule)
 	return id, rc, props, err
 }
 
-// decodeReasonAndProps reads an optional reason code then optional properties (MQTT 5 acks,
-// DISCONNECT, AUTH).
-func decodeReasonAndProps(d *decoder, reasons reasonSet, ctx propContext) (byte, *Properties, error) {
+// decodeReasonAndProps reads an optional reason code then optional properties (MQTT 5 acks and
+// DISCONNECT, whose property length may be left out after the reason code).
+func decodeReasonAndProps(d *decoder, reasons reasonSet, ctx propContext, rule string) (byte, *Properties, error) {
 	if d.remaining() == 0 {
 		return 0, nil, nil
 	}
 	rc, _ := d.byte()
 	if !reasons.has(rc) {
-		return 0, nil, fmt.Errorf("%w: reason code 0x%02X", ErrProtocolViolation, rc)
+		return 0, nil, fmt.Errorf("%w: reason code 0x%02X %s", ErrProtocolViolation, rc, rule)
 	}
 	if d.remaining() == 0 {
 		return rc, nil, nil
@@ -347,7 +348,7 @@ func decodeSubscribe(d *decoder, version byte) (Packet, error) {
 		p.Subscriptions = append(p.Subscriptions, s)
 	}
 	if len(p.Subscriptions) == 0 {
-		return nil, fmt.Errorf("%w: SUBSCRIBE without topic filters [MQTT-3.8.3-3]", ErrProtocolViolation)
+		return nil, fmt.Errorf("%w: SUBSCRIBE without topic filters [MQTT-3.8.3-3] [MQTT-3.8.3-2]", ErrProtocolViolation)
 	}
 	return p, nil
 }
@@ -423,7 +424,7 @@ func decodeUnsuback(d *decoder, version byte) (Packet, error) {
 	}
 	for _, rc := range p.ReasonCodes {
 		if !unsubackReasons.has(rc) {
-			return nil, fmt.Errorf("%w: UNSUBACK reason code 0x%02X", ErrProtocolViolation, rc)
+			return nil, fmt.Errorf("%w: UNSUBACK reason code 0x%02X [MQTT-3.11.3-2]", ErrProtocolViolation, rc)
 		}
 	}
 	return p, nil
