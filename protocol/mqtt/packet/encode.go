@@ -69,14 +69,7 @@ func AppendPublish(dst []byte, p *PublishPacket, version byte) []byte {
 	if p.Retain {
 		first |= 0x01
 	}
-	n := 2 + len(p.Topic) + len(p.Payload)
-	if p.QoS > 0 {
-		n += 2
-	}
-	if version == Version5 {
-		n += propsSize(p.Properties)
-	}
-	dst = appendHeader(dst, first, n)
+	dst = appendHeader(dst, first, publishRemaining(p, version))
 	dst = appendString(dst, p.Topic)
 	if p.QoS > 0 {
 		dst = binary.BigEndian.AppendUint16(dst, p.PacketID)
@@ -85,6 +78,27 @@ func AppendPublish(dst []byte, p *PublishPacket, version byte) []byte {
 		dst = appendProperties(dst, p.Properties)
 	}
 	return append(dst, p.Payload...)
+}
+
+// PublishSize returns the number of bytes AppendPublish(dst, p, version) appends: the whole
+// packet, fixed header included, which is the size an MQTT 5 client's Maximum Packet Size
+// bounds [MQTT-3.1.2-24]. It allocates nothing, so a session can discard a PUBLISH too large
+// for its client [MQTT-3.1.2-25] before encoding it.
+func PublishSize(p *PublishPacket, version byte) int {
+	n := publishRemaining(p, version)
+	return 1 + varintLen(n) + n
+}
+
+// publishRemaining is the remaining length of p encoded for version.
+func publishRemaining(p *PublishPacket, version byte) int {
+	n := 2 + len(p.Topic) + len(p.Payload)
+	if p.QoS > 0 {
+		n += 2
+	}
+	if version == Version5 {
+		n += propsSize(p.Properties)
+	}
+	return n
 }
 
 // AppendAck appends the short form of a PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK for

@@ -420,3 +420,34 @@ func BenchmarkAppendPublish(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+// PublishSize must agree with what AppendPublish writes, across the remaining-length
+// boundaries where the fixed header grows a byte, and cost nothing.
+func TestPublishSize(t *testing.T) {
+	rich := &Properties{PayloadFormatIndicator: ptr[byte](1), MessageExpiryInterval: ptr[uint32](60),
+		ContentType: "application/json", ResponseTopic: "reply/1", CorrelationData: []byte{1, 2, 3},
+		SubscriptionIdentifiers: []uint32{1, 200, 40000, 268435455}, TopicAlias: ptr[uint16](9),
+		UserProperties: []UserProperty{{"a", "b"}, {"", ""}}}
+	for _, version := range []byte{Version31, Version311, Version5} {
+		for _, size := range []int{0, 1, 100, 127, 128, 16383, 16384, 70000, 2097152} {
+			for _, p := range []*PublishPacket{
+				{Topic: "t", Payload: make([]byte, size)},
+				{QoS: 1, PacketID: 1, Topic: "", Payload: make([]byte, size), Properties: &Properties{TopicAlias: ptr[uint16](1)}},
+				{QoS: 2, PacketID: 7, Dup: true, Retain: true, Topic: "a/b/c", Payload: make([]byte, size), Properties: rich},
+			} {
+				// Sizes around each boundary, counting the header the payload sits behind.
+				for _, trim := range []int{0, 1, 2, 3, 30, 90} {
+					q := *p
+					q.Payload = q.Payload[:max(0, len(q.Payload)-trim)]
+					if got, want := PublishSize(&q, version), len(AppendPublish(nil, &q, version)); got != want {
+						t.Fatalf("v%d payload %d: PublishSize = %d, encoded %d bytes", version, len(q.Payload), got, want)
+					}
+				}
+			}
+		}
+	}
+	p := &PublishPacket{QoS: 1, PacketID: 1, Topic: "t", Payload: make([]byte, 64), Properties: rich}
+	if n := testing.AllocsPerRun(100, func() { _ = PublishSize(p, Version5) }); n != 0 {
+		t.Fatalf("PublishSize: %v allocs, want 0", n)
+	}
+}
