@@ -15,25 +15,25 @@ func decode(d *decoder, t Type, flags, version byte) (Packet, error) {
 	case Publish:
 		return decodePublish(d, flags, version)
 	case Puback:
-		id, rc, props, err := decodeAck(d, version, pubackReasons)
+		id, rc, props, err := decodeAck(d, version, pubackReasons, "[MQTT-3.4.2-1]")
 		if err != nil {
 			return nil, err
 		}
 		return &PubackPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubrec:
-		id, rc, props, err := decodeAck(d, version, pubackReasons)
+		id, rc, props, err := decodeAck(d, version, pubackReasons, "[MQTT-3.5.2-1]")
 		if err != nil {
 			return nil, err
 		}
 		return &PubrecPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubrel:
-		id, rc, props, err := decodeAck(d, version, pubrelReasons)
+		id, rc, props, err := decodeAck(d, version, pubrelReasons, "[MQTT-3.6.2-1]")
 		if err != nil {
 			return nil, err
 		}
 		return &PubrelPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubcomp:
-		id, rc, props, err := decodeAck(d, version, pubrelReasons)
+		id, rc, props, err := decodeAck(d, version, pubrelReasons, "[MQTT-3.7.2-1]")
 		if err != nil {
 			return nil, err
 		}
@@ -56,17 +56,13 @@ func decode(d *decoder, t Type, flags, version byte) (Packet, error) {
 		if version != Version5 {
 			return &DisconnectPacket{}, nil
 		}
-		rc, props, err := decodeReasonAndProps(d, disconnectReasons, ctxDisconnect)
+		rc, props, err := decodeReasonAndProps(d, disconnectReasons, ctxDisconnect, "[MQTT-3.14.2-1]")
 		if err != nil {
 			return nil, err
 		}
 		return &DisconnectPacket{ReasonCode: rc, Properties: props}, nil
 	case Auth:
-		rc, props, err := decodeReasonAndProps(d, authReasons, ctxAuth)
-		if err != nil {
-			return nil, err
-		}
-		return &AuthPacket{ReasonCode: rc, Properties: props}, nil
+		return decodeAuth(d)
 	}
 	return nil, fmt.Errorf("%w: packet type %d", ErrMalformed, t)
 }
@@ -202,7 +198,7 @@ func decodeConnack(d *decoder, version byte) (Packet, error) {
 		return p, nil
 	}
 	if !connackReasons.has(p.ReturnCode) {
-		return nil, fmt.Errorf("%w: CONNACK reason code 0x%02X", ErrProtocolViolation, p.ReturnCode)
+		return nil, fmt.Errorf("%w: CONNACK reason code 0x%02X [MQTT-3.2.2-8]", ErrProtocolViolation, p.ReturnCode)
 	}
 	if p.Properties, err = decodeProperties(d, ctxConnack); err != nil {
 		return nil, err
@@ -248,31 +244,56 @@ func decodePublish(d *decoder, flags, version byte) (Packet, error) {
 }
 
 // decodeAck decodes PUBACK, PUBREC, PUBREL and PUBCOMP. In MQTT 5 the reason code and the
-// properties may be omitted (remaining length 2 or 3) [MQTT-3.4.2.1].
-func decodeAck(d *decoder, version byte, reasons reasonSet) (uint16, byte, *Properties, error) {
+// property length may be omitted (remaining length 2: Success; 3: no properties), sections
+// 3.4.2.1 and 3.4.2.2.1. rule cites the statement listing the packet's reason codes.
+func decodeAck(d *decoder, version byte, reasons reasonSet, rule string) (uint16, byte, *Properties, error) {
 	id, err := d.packetID()
 	if err != nil || version != Version5 {
 		return id, 0, nil, err
 	}
-	rc, props, err := decodeReasonAndProps(d, reasons, ctxPuback)
+	rc, props, err := decodeReasonAndProps(d, reasons, ctxPuback, rule)
 	return id, rc, props, err
 }
 
-// decodeReasonAndProps reads an optional reason code then optional properties (MQTT 5 acks,
-// DISCONNECT, AUTH).
-func decodeReasonAndProps(d *decoder, reasons reasonSet, ctx propContext) (byte, *Properties, error) {
+// decodeReasonAndProps reads an optional reason code then optional properties (MQTT 5 acks and
+// DISCONNECT, whose property length may be left out after the reason code).
+func decodeReasonAndProps(d *decoder, reasons reasonSet, ctx propContext, rule string) (byte, *Properties, error) {
 	if d.remaining() == 0 {
 		return 0, nil, nil
 	}
 	rc, _ := d.byte()
 	if !reasons.has(rc) {
-		return 0, nil, fmt.Errorf("%w: reason code 0x%02X", ErrProtocolViolation, rc)
+		return 0, nil, fmt.Errorf("%w: reason code 0x%02X %s", ErrProtocolViolation, rc, rule)
 	}
 	if d.remaining() == 0 {
 		return rc, nil, nil
 	}
 	props, err := decodeProperties(d, ctx)
 	return rc, props, err
+}
+
+// decodeAuth decodes AUTH. Unlike DISCONNECT it may leave out its reason code only together
+// with the property length (remaining length 0, Success; section 3.15.2.1), and once it has
+// properties they must name the Authentication Method (section 3.15.2.2.2).
+func decodeAuth(d *decoder) (Packet, error) {
+	if d.remaining() == 0 {
+		return &AuthPacket{}, nil
+	}
+	rc, _ := d.byte()
+	if !authReasons.has(rc) {
+		return nil, fmt.Errorf("%w: reason code 0x%02X [MQTT-3.15.2-1]", ErrProtocolViolation, rc)
+	}
+	if d.remaining() == 0 {
+		return nil, fmt.Errorf("%w: AUTH reason code without a property length", ErrMalformed)
+	}
+	props, err := decodeProperties(d, ctxAuth)
+	if err != nil {
+		return nil, err
+	}
+	if props == nil || props.AuthenticationMethod == "" {
+		return nil, fmt.Errorf("%w: AUTH without an authentication method", ErrProtocolViolation)
+	}
+	return &AuthPacket{ReasonCode: rc, Properties: props}, nil
 }
 
 func decodeSubscribe(d *decoder, version byte) (Packet, error) {
@@ -299,10 +320,11 @@ func decodeSubscribe(d *decoder, version byte) (Packet, error) {
 			return nil, err
 		}
 		s.QoS = opts & 0x03
-		if s.QoS == 3 {
-			return nil, fmt.Errorf("%w: requested QoS 3 [MQTT-3-8.3-4]", ErrMalformed)
-		}
 		if version != Version5 {
+			// 3.1.1 makes QoS 3 and reserved bits alike malformed.
+			if s.QoS == 3 {
+				return nil, fmt.Errorf("%w: requested QoS 3 [MQTT-3-8.3-4]", ErrMalformed)
+			}
 			if opts&0xFC != 0 {
 				return nil, fmt.Errorf("%w: reserved subscription option bits set [MQTT-3-8.3-4]", ErrMalformed)
 			}
@@ -310,11 +332,14 @@ func decodeSubscribe(d *decoder, version byte) (Packet, error) {
 			if opts&0xC0 != 0 {
 				return nil, fmt.Errorf("%w: reserved subscription option bits set [MQTT-3.8.3-5]", ErrMalformed)
 			}
+			if s.QoS == 3 { // 5.0 made it a protocol error (section 3.8.3.1)
+				return nil, fmt.Errorf("%w: maximum QoS 3", ErrProtocolViolation)
+			}
 			s.NoLocal = opts&0x04 != 0
 			s.RetainAsPublished = opts&0x08 != 0
 			s.RetainHandling = opts >> 4 & 0x03
 			if s.RetainHandling == 3 {
-				return nil, fmt.Errorf("%w: retain handling 3", ErrProtocolViolation)
+				return nil, fmt.Errorf("%w: retain handling 3 (section 3.8.3.1)", ErrProtocolViolation)
 			}
 			if s.NoLocal && strings.HasPrefix(s.Filter, "$share/") {
 				return nil, fmt.Errorf("%w: no local on a shared subscription [MQTT-3.8.3-4]", ErrProtocolViolation)
@@ -323,7 +348,7 @@ func decodeSubscribe(d *decoder, version byte) (Packet, error) {
 		p.Subscriptions = append(p.Subscriptions, s)
 	}
 	if len(p.Subscriptions) == 0 {
-		return nil, fmt.Errorf("%w: SUBSCRIBE without topic filters [MQTT-3.8.3-3]", ErrProtocolViolation)
+		return nil, fmt.Errorf("%w: SUBSCRIBE without topic filters [MQTT-3.8.3-3] [MQTT-3.8.3-2]", ErrProtocolViolation)
 	}
 	return p, nil
 }
@@ -399,7 +424,7 @@ func decodeUnsuback(d *decoder, version byte) (Packet, error) {
 	}
 	for _, rc := range p.ReasonCodes {
 		if !unsubackReasons.has(rc) {
-			return nil, fmt.Errorf("%w: UNSUBACK reason code 0x%02X", ErrProtocolViolation, rc)
+			return nil, fmt.Errorf("%w: UNSUBACK reason code 0x%02X [MQTT-3.11.3-2]", ErrProtocolViolation, rc)
 		}
 	}
 	return p, nil

@@ -47,14 +47,15 @@ func (d *decoder) uint32() (uint32, error) {
 	return v, nil
 }
 
-// packetID reads a Packet Identifier, which must be non-zero [MQTT-2.3.1-1].
+// packetID reads a Packet Identifier, which must be non-zero: [MQTT-2.3.1-1] in 3.1.1,
+// [MQTT-2.2.1-3] [MQTT-2.2.1-4] in 5.0.
 func (d *decoder) packetID() (uint16, error) {
 	id, err := d.uint16()
 	if err != nil {
 		return 0, err
 	}
 	if id == 0 {
-		return 0, fmt.Errorf("%w: packet identifier 0 [MQTT-2.3.1-1]", ErrMalformed)
+		return 0, fmt.Errorf("%w: packet identifier 0 [MQTT-2.3.1-1] [MQTT-2.2.1-3]", ErrMalformed)
 	}
 	return id, nil
 }
@@ -85,7 +86,7 @@ func parseVarint(b []byte, strict bool) (v, n int, err error) {
 		}
 		mult *= 128
 	}
-	return 0, 0, fmt.Errorf("%w: variable byte integer longer than 4 bytes", ErrMalformed)
+	return 0, 0, fmt.Errorf("%w: variable byte integer longer than 4 bytes (section 1.5.5)", ErrMalformed)
 }
 
 // bytes returns the next length-prefixed field, aliasing the body.
@@ -123,14 +124,15 @@ func (d *decoder) binary() ([]byte, error) {
 	return append([]byte(nil), b...), nil
 }
 
-// checkUTF8 enforces well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2].
-// utf8.Valid already rejects the UTF-16 surrogate code points U+D800..U+DFFF.
+// checkUTF8 enforces well-formed UTF-8 without U+0000: [MQTT-1.5.3-1] [MQTT-1.5.3-2] in 3.1.1,
+// [MQTT-1.5.4-1] [MQTT-1.5.4-2] in 5.0, malformed in both. utf8.Valid already rejects the
+// UTF-16 surrogate code points U+D800..U+DFFF.
 func checkUTF8(b []byte) error {
 	if bytes.IndexByte(b, 0) >= 0 {
-		return fmt.Errorf("%w: string contains U+0000 [MQTT-1.5.3-2]", ErrMalformed)
+		return fmt.Errorf("%w: string contains U+0000 [MQTT-1.5.3-2] [MQTT-1.5.4-2]", ErrMalformed)
 	}
 	if !utf8.Valid(b) {
-		return fmt.Errorf("%w: string is not well-formed UTF-8 [MQTT-1.5.3-1]", ErrMalformed)
+		return fmt.Errorf("%w: string is not well-formed UTF-8 [MQTT-1.5.3-1] [MQTT-1.5.4-1]", ErrMalformed)
 	}
 	return nil
 }

@@ -11,6 +11,9 @@
 // Checks that need session state are left to the caller: a second CONNECT, topic alias
 // resolution, Subscription Identifiers in a client's PUBLISH, the client identifier rules,
 // wildcard placement in topic filters (the router parses filters) and packet-identifier reuse.
+// A Topic Alias of 0 is among them: the specification answers it with 0x94 (Topic Alias
+// invalid), like an alias above the Topic Alias Maximum the session announced, so the session
+// checks 1 <= alias <= maximum in one place and the codec passes the value through.
 //
 // Writing: Append, AppendPublish and AppendAck append to a caller's buffer and allocate
 // nothing when it has room.

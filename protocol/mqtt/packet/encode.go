@@ -44,7 +44,7 @@ func Append(dst []byte, p Packet, version byte) []byte {
 		}
 		return appendReasonAndProps(dst, Disconnect, p.ReasonCode, p.Properties)
 	case *AuthPacket:
-		return appendReasonAndProps(dst, Auth, p.ReasonCode, p.Properties)
+		return appendAuth(dst, p)
 	}
 	return dst
 }
@@ -69,14 +69,7 @@ func AppendPublish(dst []byte, p *PublishPacket, version byte) []byte {
 	if p.Retain {
 		first |= 0x01
 	}
-	n := 2 + len(p.Topic) + len(p.Payload)
-	if p.QoS > 0 {
-		n += 2
-	}
-	if version == Version5 {
-		n += propsSize(p.Properties)
-	}
-	dst = appendHeader(dst, first, n)
+	dst = appendHeader(dst, first, publishRemaining(p, version))
 	dst = appendString(dst, p.Topic)
 	if p.QoS > 0 {
 		dst = binary.BigEndian.AppendUint16(dst, p.PacketID)
@@ -85,6 +78,27 @@ func AppendPublish(dst []byte, p *PublishPacket, version byte) []byte {
 		dst = appendProperties(dst, p.Properties)
 	}
 	return append(dst, p.Payload...)
+}
+
+// PublishSize returns the number of bytes AppendPublish(dst, p, version) appends: the whole
+// packet, fixed header included, which is the size an MQTT 5 client's Maximum Packet Size
+// bounds [MQTT-3.1.2-24]. It allocates nothing, so a session can discard a PUBLISH too large
+// for its client [MQTT-3.1.2-25] before encoding it.
+func PublishSize(p *PublishPacket, version byte) int {
+	n := publishRemaining(p, version)
+	return 1 + varintLen(n) + n
+}
+
+// publishRemaining is the remaining length of p encoded for version.
+func publishRemaining(p *PublishPacket, version byte) int {
+	n := 2 + len(p.Topic) + len(p.Payload)
+	if p.QoS > 0 {
+		n += 2
+	}
+	if version == Version5 {
+		n += propsSize(p.Properties)
+	}
+	return n
 }
 
 // AppendAck appends the short form of a PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK for
@@ -129,8 +143,8 @@ func appendAck(dst []byte, t Type, id uint16, rc byte, props *Properties, versio
 	return appendProperties(dst, props)
 }
 
-// appendReasonAndProps writes the MQTT 5 DISCONNECT and AUTH, omitting a success reason code
-// and empty properties as the specification allows.
+// appendReasonAndProps writes the MQTT 5 DISCONNECT, omitting a success reason code and empty
+// properties as the specification allows.
 func appendReasonAndProps(dst []byte, t Type, rc byte, props *Properties) []byte {
 	ps := props.size()
 	switch {
@@ -141,6 +155,17 @@ func appendReasonAndProps(dst []byte, t Type, rc byte, props *Properties) []byte
 	}
 	dst = append(appendHeader(dst, byte(t)<<4, 1+varintLen(ps)+ps), rc)
 	return appendProperties(dst, props)
+}
+
+// appendAuth writes AUTH. Its property length, unlike DISCONNECT's, may be left out only
+// together with the reason code (section 3.15.2.1).
+func appendAuth(dst []byte, p *AuthPacket) []byte {
+	ps := p.Properties.size()
+	if p.ReasonCode == ReasonSuccess && ps == 0 {
+		return appendHeader(dst, byte(Auth)<<4, 0)
+	}
+	dst = append(appendHeader(dst, byte(Auth)<<4, 1+varintLen(ps)+ps), p.ReasonCode)
+	return appendProperties(dst, p.Properties)
 }
 
 func appendConnect(dst []byte, p *ConnectPacket) []byte {

@@ -150,10 +150,10 @@ var golden = []goldenCase{
 		err:     ErrMalformed,
 	},
 	{
-		name:    "connect/5 will property in CONNECT properties is a protocol error",
+		name:    "connect/5 will property in CONNECT properties is malformed (section 2.2.2.2)",
 		version: Version5,
 		raw:     pkt(0x10, str("MQTT"), 5, 0x02, u16(60), props(0x18, u32(1)), str("x")),
-		err:     ErrProtocolViolation,
+		err:     ErrMalformed,
 	},
 	{
 		name:    "connect/5 authentication data without method",
@@ -372,10 +372,10 @@ var golden = []goldenCase{
 		err:     ErrProtocolViolation,
 	},
 	{
-		name:    "publish/5 property not allowed in PUBLISH",
+		name:    "publish/5 property not allowed in PUBLISH is malformed (section 2.2.2.2)",
 		version: Version5,
 		raw:     pkt(0x30, str("t"), props(0x11, u32(1))),
-		err:     ErrProtocolViolation,
+		err:     ErrMalformed,
 	},
 	{
 		name:    "publish/5 unknown property identifier",
@@ -402,10 +402,12 @@ var golden = []goldenCase{
 		err:     ErrProtocolViolation,
 	},
 	{
-		name:    "publish/5 topic alias 0",
+		// [MQTT-3.3.2-8]: the receiver answers 0x94 (section 3.3.4), which the session decides
+		// together with its Topic Alias Maximum; the codec passes the alias through.
+		name:    "publish/5 topic alias 0 decodes for the session to refuse",
 		version: Version5,
 		raw:     pkt(0x30, str("t"), props(0x23, u16(0))),
-		err:     ErrProtocolViolation,
+		want:    &PublishPacket{Topic: "t", Properties: &Properties{TopicAlias: ptr[uint16](0)}},
 	},
 	{
 		name:    "publish/5 subscription identifier 0",
@@ -464,10 +466,10 @@ var golden = []goldenCase{
 	{name: "puback/remaining length too short", version: Version311, raw: cat(0x40, 1, 0), err: ErrMalformed},
 	{name: "pubrel/5 reason code not allowed", version: Version5, raw: cat(0x62, 3, 0, 1, 0x10), err: ErrProtocolViolation},
 	{
-		name:    "puback/5 property not allowed",
+		name:    "puback/5 property not allowed is malformed (section 2.2.2.2)",
 		version: Version5,
 		raw:     pkt(0x40, u16(1), 0x00, props(0x23, u16(1))),
-		err:     ErrProtocolViolation,
+		err:     ErrMalformed,
 	},
 
 	// ---- SUBSCRIBE, SUBACK ----
@@ -527,7 +529,7 @@ var golden = []goldenCase{
 	},
 	{name: "unsubscribe/no filters [MQTT-3.10.3-2]", version: Version311, raw: pkt(0xA2, u16(1)), err: ErrProtocolViolation},
 	{name: "unsubscribe/flags 0 [MQTT-3.10.1-1]", version: Version311, raw: pkt(0xA0, u16(1), str("a")), err: ErrMalformed},
-	{name: "unsubscribe/5 property not allowed", version: Version5, raw: pkt(0xA2, u16(1), props(0x0B, 1), str("a")), err: ErrProtocolViolation},
+	{name: "unsubscribe/5 property not allowed is malformed (section 2.2.2.2)", version: Version5, raw: pkt(0xA2, u16(1), props(0x0B, 1), str("a")), err: ErrMalformed},
 	{name: "unsuback/3.1.1", version: Version311, raw: cat(0xB0, 2, 0, 12), want: &UnsubackPacket{PacketID: 12}},
 	{
 		name:    "unsuback/5 reason codes",

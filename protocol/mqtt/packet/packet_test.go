@@ -420,3 +420,89 @@ func BenchmarkAppendPublish(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+// PublishSize must agree with what AppendPublish writes, across the remaining-length
+// boundaries where the fixed header grows a byte, and cost nothing.
+func TestPublishSize(t *testing.T) {
+	rich := &Properties{PayloadFormatIndicator: ptr[byte](1), MessageExpiryInterval: ptr[uint32](60),
+		ContentType: "application/json", ResponseTopic: "reply/1", CorrelationData: []byte{1, 2, 3},
+		SubscriptionIdentifiers: []uint32{1, 200, 40000, 268435455}, TopicAlias: ptr[uint16](9),
+		UserProperties: []UserProperty{{"a", "b"}, {"", ""}}}
+	for _, version := range []byte{Version31, Version311, Version5} {
+		for _, size := range []int{0, 1, 100, 127, 128, 16383, 16384, 70000, 2097152} {
+			for _, p := range []*PublishPacket{
+				{Topic: "t", Payload: make([]byte, size)},
+				{QoS: 1, PacketID: 1, Topic: "", Payload: make([]byte, size), Properties: &Properties{TopicAlias: ptr[uint16](1)}},
+				{QoS: 2, PacketID: 7, Dup: true, Retain: true, Topic: "a/b/c", Payload: make([]byte, size), Properties: rich},
+			} {
+				// Sizes around each boundary, counting the header the payload sits behind.
+				for _, trim := range []int{0, 1, 2, 3, 30, 90} {
+					q := *p
+					q.Payload = q.Payload[:max(0, len(q.Payload)-trim)]
+					if got, want := PublishSize(&q, version), len(AppendPublish(nil, &q, version)); got != want {
+						t.Fatalf("v%d payload %d: PublishSize = %d, encoded %d bytes", version, len(q.Payload), got, want)
+					}
+				}
+			}
+		}
+	}
+	p := &PublishPacket{QoS: 1, PacketID: 1, Topic: "t", Payload: make([]byte, 64), Properties: rich}
+	if n := testing.AllocsPerRun(100, func() { _ = PublishSize(p, Version5) }); n != 0 {
+		t.Fatalf("PublishSize: %v allocs, want 0", n)
+	}
+}
+
+// benchPublish5 is an MQTT 5 PUBLISH as a request/response client sends it: QoS 1, a 64-byte
+// payload and the properties such messages carry.
+func benchPublish5(withProps bool) *PublishPacket {
+	p := &PublishPacket{QoS: 1, Topic: "sensors/k1/temp", PacketID: 7, Payload: make([]byte, 64)}
+	if withProps {
+		p.Properties = &Properties{PayloadFormatIndicator: ptr[byte](1), MessageExpiryInterval: ptr[uint32](300),
+			ContentType: "application/json", ResponseTopic: "replies/k1", CorrelationData: []byte("req-000042"),
+			UserProperties: []UserProperty{{"trace", "4bf92f3577b34da6"}, {"tenant", "acme"}}}
+	}
+	return p
+}
+
+func BenchmarkReadPublish5(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		props bool
+	}{{"bare", false}, {"props", true}} {
+		raw := Append(nil, benchPublish5(c.props), Version5)
+		b.Run(c.name, func(b *testing.B) {
+			r := NewReader(bufio.NewReader(&loopReader{b: raw}), 0)
+			r.SetVersion(Version5)
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := r.ReadPacket(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkAppendPublish5(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		props bool
+	}{{"bare", false}, {"props", true}} {
+		p := benchPublish5(c.props)
+		b.Run(c.name, func(b *testing.B) {
+			buf := make([]byte, 0, 512)
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = AppendPublish(buf[:0], p, Version5)
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+		b.Run(c.name+"/size", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = PublishSize(p, Version5)
+			}
+		})
+	}
+}

@@ -62,7 +62,7 @@ type Properties struct {
 	ReasonString                    string         // 0x1F acks, DISCONNECT, AUTH
 	ReceiveMaximum                  *uint16        // 0x21 CONNECT, CONNACK
 	TopicAliasMaximum               *uint16        // 0x22 CONNECT, CONNACK
-	TopicAlias                      *uint16        // 0x23 PUBLISH
+	TopicAlias                      *uint16        // 0x23 PUBLISH; 0 decodes, the session refuses it (0x94)
 	MaximumQoS                      *byte          // 0x24 CONNACK
 	RetainAvailable                 *byte          // 0x25 CONNACK
 	UserProperties                  []UserProperty // 0x26 everywhere, repeatable, order kept
@@ -97,8 +97,9 @@ const (
 const ctxAll = ctxConnect | ctxConnack | ctxPublish | ctxWill | ctxPuback | ctxSubscribe | ctxSuback |
 	ctxUnsubscribe | ctxUnsuback | ctxDisconnect | ctxAuth
 
-// propAllowed is table 2.2.2.2: which packets may carry each property. Using a property
-// elsewhere is a protocol error.
+// propAllowed is table 2.2.2.2: which packets may carry each property. An identifier that is
+// not valid for its packet type makes the packet malformed (0x81), as section 2.2.2.2 says;
+// only a repeated property is a protocol error (0x82).
 var propAllowed = [256]propContext{
 	PropPayloadFormatIndicator:          ctxPublish | ctxWill,
 	PropMessageExpiryInterval:           ctxPublish | ctxWill,
@@ -158,7 +159,7 @@ func decodeProperties(d *decoder, ctx propContext) (*Properties, error) {
 			return nil, fmt.Errorf("%w: unknown property identifier 0x%02X", ErrMalformed, id)
 		}
 		if propAllowed[id]&ctx == 0 {
-			return nil, fmt.Errorf("%w: property 0x%02X not allowed in this packet", ErrProtocolViolation, id)
+			return nil, fmt.Errorf("%w: property 0x%02X not valid in this packet (section 2.2.2.2)", ErrMalformed, id)
 		}
 		repeatable := id == PropUserProperty || (id == PropSubscriptionIdentifier && ctx == ctxPublish)
 		if seen[id/64]&(1<<(id%64)) != 0 && !repeatable {
@@ -169,7 +170,9 @@ func decodeProperties(d *decoder, ctx propContext) (*Properties, error) {
 			return nil, fmt.Errorf("%w (property 0x%02X)", err, id)
 		}
 	}
-	if p.AuthenticationData != nil && p.AuthenticationMethod == "" {
+	// Presence on the wire, not the decoded value, decides: empty data is still data. An empty
+	// method names no method, and decodes as absent, so it counts as absent here too.
+	if seen[PropAuthenticationData/64]&(1<<(PropAuthenticationData%64)) != 0 && p.AuthenticationMethod == "" {
 		return nil, fmt.Errorf("%w: authentication data without authentication method", ErrProtocolViolation)
 	}
 	if p.isZero() {
@@ -233,7 +236,10 @@ func (p *Properties) decodeOne(d *decoder, id byte) error {
 	case PropTopicAliasMaximum:
 		return d.uint16Prop(&p.TopicAliasMaximum, true)
 	case PropTopicAlias:
-		return d.uint16Prop(&p.TopicAlias, false)
+		// 0 decodes: a Topic Alias of 0 is a protocol error answered with 0x94 (Topic Alias
+		// invalid), not 0x82 (section 3.3.4), and the session checks it together with the
+		// Topic Alias Maximum it announced, which the codec does not know.
+		return d.uint16Prop(&p.TopicAlias, true)
 	case PropMaximumQoS:
 		return d.flagProp(&p.MaximumQoS)
 	case PropRetainAvailable:
