@@ -62,10 +62,12 @@
 // caller's canonical keys: any bytes.
 //
 //	v                                  "2": the format version; Open refuses any other (ErrVersion)
-//	m u64(id)                          message: flags(1: persistent, 2: retain, 4: group) qos priority
-//	                                   destKind varint(expires) uvarint(n) n×str(path segment)
+//	m u64(id)                          message: flags(1: persistent, 2: retain, 4: group, 8: properties)
+//	                                   qos priority destKind varint(expires) uvarint(n) n×str(path segment)
 //	                                   str(origin) str(content type) uvarint(n) n×(str(name) str(value))
-//	                                   [str(group), when flag 4] body…
+//	                                   [str(group), when flag 4] [properties, when flag 8] body…
+//	                                   properties: bits(1: reply-to, 2: correlation data, 4: UTF-8)
+//	                                   [kind uvarint(n) n×str(segment), bit 1] [str(data), bit 2]
 //	c u64(id)                          uvarint(reference count); absent = 0 = no body
 //	q str(name)                        queue record: kind (1 byte) [uvarint(delivered mark)]
 //	d str(id)                          durable subscription: str(filter) str(selector) str(owner) qos flags
@@ -79,8 +81,12 @@
 //	r str(topic)                       retained: uvarint(message id)
 //	x u64(expires ms) <entry key>      expiry index of entries whose message expires; empty value
 //
-// Fields in [brackets] are left out when zero, and decode as zero when absent. The message group hides
-// behind a flag bit because the body runs to the end of the value.
+// Fields in [brackets] are left out when zero, and decode as zero when absent. The message group and the
+// properties hide behind flag bits because the body runs to the end of the value; a message without them
+// is written exactly as before they existed. A properties bit this build does not know is ErrCorrupt. A
+// build older than the properties section would read the section as the start of the body, so go back
+// to one through Export and Import (whose older reader ignores the fields it does not know), not by
+// opening the directory.
 //
 // Format version 1 (until December 2026) kept wire text in filters and names and a third list per MQTT
 // session; Open refuses it with ErrVersion. Its export stream (below) is read by Import of this version,

@@ -101,7 +101,16 @@ type Message struct {
 	Headers     []Header
 	// Group is the message group (the router's Message.Group); "" = none.
 	Group string
-	Body  []byte
+	// ReplyToKind and ReplyToPath are where the publisher wants replies (the router's Message.ReplyTo:
+	// kind opaque here, canonical segments); an empty path = none. These MQTT 5 properties are left out
+	// of an export when empty, so a message without them exports as it did before they existed.
+	ReplyToKind uint8    `json:",omitempty"`
+	ReplyToPath []string `json:",omitempty"`
+	// CorrelationData ties a reply to its request; empty = none.
+	CorrelationData []byte `json:",omitempty"`
+	// UTF8 says the body is UTF-8 text (MQTT 5 payload format indicator).
+	UTF8 bool `json:",omitempty"`
+	Body []byte
 }
 
 // Entry is one message reference in a list.

@@ -417,12 +417,16 @@ func (h *Host) Recovered() store.Counts { return h.persist.counts }
 // JournalFailures counts writes that failed with nobody waiting for them.
 func (h *Host) JournalFailures() uint64 { return h.persist.failed.Load() }
 
-// storeMessage converts a routed message for the store (sharing its body and path).
+// storeMessage converts a routed message for the store (sharing its body, paths and correlation data).
 func storeMessage(m *router.Message) *store.Message {
 	sm := &store.Message{
 		ID: m.ID, DestKind: uint8(m.Dest.Kind), DestPath: m.Dest.Path, Origin: m.Origin, QoS: m.QoS,
 		Persistent: m.Persistent, Retain: m.Retain, Priority: m.Priority, Expires: m.Expires,
 		ContentType: m.ContentType, Group: m.Group, Body: m.Body,
+		CorrelationData: m.CorrelationData, UTF8: m.UTF8,
+	}
+	if len(m.ReplyTo.Path) > 0 {
+		sm.ReplyToKind, sm.ReplyToPath = uint8(m.ReplyTo.Kind), m.ReplyTo.Path
 	}
 	if len(m.Headers) > 0 {
 		sm.Headers = make([]store.Header, len(m.Headers))
@@ -440,6 +444,10 @@ func routerMessage(sm *store.Message) *router.Message {
 		ID: sm.ID, Dest: router.Destination{Kind: router.Kind(sm.DestKind), Path: sm.DestPath},
 		Body: sm.Body, QoS: sm.QoS, Persistent: sm.Persistent, Retain: sm.Retain, Priority: sm.Priority,
 		Expires: sm.Expires, ContentType: sm.ContentType, Origin: sm.Origin, Group: sm.Group,
+		CorrelationData: sm.CorrelationData, UTF8: sm.UTF8,
+	}
+	if len(sm.ReplyToPath) > 0 {
+		m.ReplyTo = router.Destination{Kind: router.Kind(sm.ReplyToKind), Path: sm.ReplyToPath}
 	}
 	if len(sm.Headers) > 0 {
 		m.Headers = make([]router.Header, len(sm.Headers))

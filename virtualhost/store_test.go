@@ -295,3 +295,63 @@ func TestExpiredMessagesSwept(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestMessagePropertiesSurviveReopen: a persistent queue message and a retained message keep their MQTT 5
+// properties (reply-to, correlation data, UTF-8) and the attributes STOMP maps with them (content type,
+// headers, expiry) across a restart of a badger store.
+func TestMessagePropertiesSurviveReopen(t *testing.T) {
+	dir := t.TempDir()
+	h, err := openHost(durableConf(dir), router.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qd := router.Destination{Kind: router.Queue, Path: []string{"rpc"}}
+	expires := time.Now().Add(time.Hour).UnixMilli()
+	withProps := func(m *router.Message) *router.Message {
+		m.ReplyTo = router.Destination{Kind: router.Topic, Path: []string{"a", "b"}}
+		m.CorrelationData = []byte{0, 0xff, 'c'}
+		m.UTF8 = true
+		m.ContentType = "text/plain"
+		m.Headers = []router.Header{{Name: "app", Value: "x"}}
+		m.Expires = expires
+		return m
+	}
+	if err := publishWait(t, h, withProps(&router.Message{Dest: qd, Body: []byte("q"), QoS: 1, Persistent: true})); err != nil {
+		t.Fatal(err)
+	}
+	if err := publishWait(t, h, withProps(topicMsg([]string{"ret"}, "r"))); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+
+	h, err = openHost(durableConf(dir), router.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	check := func(what string, m *router.Message) {
+		t.Helper()
+		if m.ReplyTo.Kind != router.Topic || !slices.Equal(m.ReplyTo.Path, []string{"a", "b"}) ||
+			string(m.CorrelationData) != "\x00\xffc" || !m.UTF8 || m.ContentType != "text/plain" || m.Expires != expires ||
+			len(m.Headers) != 1 || m.Headers[0] != (router.Header{Name: "app", Value: "x"}) {
+			t.Fatalf("%s after reopen: %+v", what, m)
+		}
+	}
+	var sk sink
+	c, err := h.Router.Consume(&router.Subscription{Filter: router.Filter{Kind: router.Queue, Segs: []router.Seg{{Text: "rpc"}}},
+		Sink: &sk}, router.ConsumerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ds := sk.all()
+	if len(ds) != 1 {
+		t.Fatalf("%d deliveries after reopen, want 1", len(ds))
+	}
+	check("queue message", ds[0].Msg)
+	ret := h.Router.Retained(router.Filter{Kind: router.Topic, Segs: []router.Seg{{Text: "ret"}}})
+	if len(ret) != 1 {
+		t.Fatalf("%d retained after reopen, want 1", len(ret))
+	}
+	check("retained message", ret[0])
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -93,5 +94,42 @@ func TestStoreCommandUsage(t *testing.T) {
 	}
 	if code, _, stderr := runStore("export", "--vhost", "nope"); code != 2 || !strings.Contains(stderr, `no virtual host "nope"`) {
 		t.Fatalf("export of an unknown host: code %d, %q", code, stderr)
+	}
+}
+
+// TestStoreExportImportProperties: a message's MQTT 5 properties (reply-to, correlation data, UTF-8)
+// survive `lyre store export` and `lyre store import`.
+func TestStoreExportImportProperties(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	s, err := badgerstore.Open(src, badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &store.Message{ID: 1, DestKind: 1, DestPath: []string{"rpc"}, QoS: 1, Persistent: true, ContentType: "text/plain",
+		Headers: []store.Header{{Name: "app", Value: "x"}}, ReplyToPath: []string{"a", "b"},
+		CorrelationData: []byte{0, 0xff, 'k'}, UTF8: true, Body: []byte("ping")}
+	err = store.Apply(s, store.PutQueue{Queue: store.Queue{Name: "rpc"}},
+		store.PutEntry{Entry: store.Entry{List: store.ListQueue, Owner: "rpc", Seq: 1, Msg: m}})
+	if cerr := s.Close(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
+	}
+	file := filepath.Join(t.TempDir(), "backup.jsonl")
+	if code, _, stderr := runStore("export", "--dir", src, "--out", file); code != 0 {
+		t.Fatalf("export: code %d, %q", code, stderr)
+	}
+	if code, _, stderr := runStore("import", "--dir", dst, "--in", file); code != 0 {
+		t.Fatalf("import: code %d, %q", code, stderr)
+	}
+	d, err := badgerstore.Open(dst, badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	es, err := d.Entries(store.ListQueue, "rpc", 0, 10)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("imported entries: %+v %v", es, err)
+	}
+	if !reflect.DeepEqual(es[0].Msg, m) {
+		t.Fatalf("imported message:\n got %+v\nwant %+v", es[0].Msg, m)
 	}
 }

@@ -48,6 +48,8 @@
 //     number, or -1 for new messages only) and include-seq (the header name to put the sequence number
 //     in) apply to queues. NACK counts a redelivery; the queue's nak_limit then moves the message to its
 //     dlq (see router.QueuePolicy).
+//   - reply-to, correlation-id, content-type and expires are message properties, shared with MQTT 5: see
+//     "Message properties" below.
 //   - Temporary destinations are private to their connection, and durable subscriptions (persistent
 //     SUBSCRIBE to a topic, /dsub/<id>) are the router's, owned by their creator: see the sections below.
 //   - Transactions hold at most MaxTransactionFrames frames and max_message_length body bytes; a
@@ -58,11 +60,44 @@
 // Temporary destinations (/temp-queue/..., /temp-topic/...) are private to the connection that names
 // them, as in ActiveMQ and RabbitMQ. A connection's own temp names live under its session id: when it
 // writes /temp-queue/foo the router sees the path [lyre-7 foo]. Other connections reach it by the global
-// name /temp-queue/lyre-7.foo, which is what a reply-to header naming /temp-queue/foo is rewritten to on
-// SEND; they may send to it but not subscribe. Sending to the global name of a connection that has gone
+// name /temp-queue/lyre-7.foo, which is what other connections see in the reply-to of a message whose
+// SEND named /temp-queue/foo; they may send to it but not subscribe. Sending to the global name of a connection that has gone
 // is an ERROR. When the owner's connection ends its temporary queues are deleted, with what they still
 // hold discarded and counted (router.Stats.Discarded), as in Apollo. A connection names at most
 // MaxTempQueues of its own.
+//
+// # Message properties
+//
+// Four SEND headers are carried as properties of the message rather than as application headers, so
+// that MQTT 5 subscribers get them as the matching properties and MQTT 5 publishers' properties reach
+// STOMP subscribers as these headers:
+//
+//	SEND header      router.Message    MESSAGE header            MQTT 5 property
+//	reply-to         ReplyTo           reply-to                  response topic
+//	correlation-id   CorrelationData   correlation-id            correlation data
+//	content-type     ContentType       content-type              content type
+//	expires, ttl     Expires           expires                   message expiry interval
+//	(none)           UTF8              (none)                    payload format indicator
+//
+// In detail:
+//
+//   - reply-to is parsed as one destination of the connector's grammar, exactly as destination is, and
+//     rendered for each subscriber in its own grammar (DESIGN.md §3): an MQTT publisher's response topic
+//     a/b reads /topic/a.b here. A reply-to naming this session's temporary destination travels under
+//     its global name (see below); its owner sees it in the local form. A reply-to that does not parse
+//     (not a name of this grammar, a wildcard, empty) or names several destinations
+//     (destination_separator) is kept as a plain application header, as written: it still reaches STOMP
+//     subscribers, and MQTT 5 ones as a user property, but it is no MQTT response topic.
+//   - correlation-id becomes the correlation data, the bytes of the header value; an empty one stays a
+//     plain header. STOMP header values are UTF-8 text, so correlation data that is not valid UTF-8 (an
+//     MQTT publisher may send any bytes) is left out of MESSAGE frames rather than mangled or encoded in
+//     a form the client could not tell from the publisher's own text.
+//   - The UTF-8 payload indicator has no STOMP header: it is not mapped. A SEND leaves it unset, and a
+//     MESSAGE does not show it (content-type is the STOMP way to say what the body is).
+//   - When a message has a reply-to (or correlation data shown as correlation-id), an application
+//     header of the same name (an MQTT 5 user property) is not rendered, so a frame never has two.
+//   - The first reply-to and correlation-id of a SEND count (STOMP 1.2 "Repeated Header Entries"); the
+//     repeats are dropped with the one carried as a property.
 //
 // # Durable subscriptions
 //

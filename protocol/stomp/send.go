@@ -78,11 +78,14 @@ type sendHeaders struct {
 	expires    int64
 	priority   uint8
 	group      string
-	hdrs       []router.Header // the headers that travel with the message
+	replyTo    router.Destination // Path nil: none, or a reply-to that travels as a plain header
+	corr       []byte             // correlation-id; nil: none
+	hdrs       []router.Header    // the headers that travel with the message
 }
 
 // parseSendHeaders reads the SEND headers the broker interprets (persistent, receipt, retain, expires,
-// ttl, priority, message_group or JMSXGroupID) and collects those that travel with the message.
+// ttl, priority, message_group or JMSXGroupID, reply-to, correlation-id) and collects those that travel
+// with the message.
 func (s *session) parseSendHeaders(f *frame.Frame) (sendHeaders, error) {
 	h := sendHeaders{persistent: f.Header.Get("persistent") == "true"}
 	_, h.receipt = f.Header.Contains(frame.Receipt)
@@ -103,7 +106,13 @@ func (s *session) parseSendHeaders(f *frame.Frame) (sendHeaders, error) {
 	if h.group == "" {
 		h.group = f.Header.Get("JMSXGroupID")
 	}
-	h.hdrs = s.appHeaders(f)
+	if v, ok := f.Header.Contains("reply-to"); ok {
+		h.replyTo = s.parseReplyTo(v)
+	}
+	if v := f.Header.Get("correlation-id"); v != "" {
+		h.corr = []byte(v)
+	}
+	h.hdrs = s.appHeaders(f, h.replyTo.Path != nil, h.corr != nil)
 	return h, nil
 }
 
@@ -165,19 +174,21 @@ func (s *session) newMessage(f *frame.Frame, h *sendHeaders, name string, d rout
 		origin = "" // the name as written is local to this session; others see the global rendering
 	}
 	m := &router.Message{
-		Dest:        d,
-		Body:        h.body,
-		QoS:         h.qos,
-		Persistent:  h.persistent,
-		Retain:      h.retain,
-		Expires:     h.expires,
-		Priority:    h.priority,
-		Group:       h.group,
-		ContentType: f.Header.Get(frame.ContentType),
-		Headers:     h.hdrs,
-		Origin:      origin,
-		OriginGram:  s.g,
-		Publisher:   s.c,
+		Dest:            d,
+		Body:            h.body,
+		QoS:             h.qos,
+		Persistent:      h.persistent,
+		Retain:          h.retain,
+		Expires:         h.expires,
+		Priority:        h.priority,
+		Group:           h.group,
+		ContentType:     f.Header.Get(frame.ContentType),
+		Headers:         h.hdrs,
+		ReplyTo:         h.replyTo,
+		CorrelationData: h.corr,
+		Origin:          origin,
+		OriginGram:      s.g,
+		Publisher:       s.c,
 	}
 	if h.receipt {
 		if tr := s.tracker(); tr != nil {
@@ -219,18 +230,16 @@ func (s *session) publish(m *router.Message) error {
 }
 
 // appHeaders collects the SEND headers that travel with the message: everything the broker does not
-// interpret, plus the configured stamps.
-func (s *session) appHeaders(f *frame.Frame) []router.Header {
+// interpret, plus the configured stamps. reply-to and correlation-id are left out when the message carries
+// them as its ReplyTo and CorrelationData (replyTo, corr), so no subscriber gets them twice.
+func (s *session) appHeaders(f *frame.Frame, replyTo, corr bool) []router.Header {
 	var hdrs []router.Header
 	for i := 0; i < f.Header.Len(); i++ {
 		k, v := f.Header.GetAt(i)
 		// The stamp headers are the broker's word: a client's own value would forge them.
 		if reservedHeader(k) || k == "retain" || k == s.cfg.AddUserHeader || k == s.cfg.AddTimestampHeader ||
-			k == s.cfg.AddRedeliveriesHeader {
+			k == s.cfg.AddRedeliveriesHeader || replyTo && k == "reply-to" || corr && k == "correlation-id" {
 			continue
-		}
-		if k == "reply-to" {
-			v = s.replyTo(v)
 		}
 		hdrs = append(hdrs, router.Header{Name: k, Value: v})
 	}

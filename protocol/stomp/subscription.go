@@ -2,6 +2,8 @@ package stomp
 
 import (
 	"sync/atomic"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/go-stomp/stomp/v3/frame"
 
@@ -164,6 +166,15 @@ func (sub *subscription) appendMessage(b []byte, d router.Delivery, ackID uint64
 	if m.Expires > 0 {
 		b = appendHeaderUint(b, "expires", uint64(m.Expires))
 	}
+	replyTo := len(m.ReplyTo.Path) > 0
+	if replyTo {
+		b = sub.appendReplyTo(b, m.ReplyTo)
+	}
+	// Header values are text: correlation data that is not UTF-8 is left out (see the package doc).
+	corr := len(m.CorrelationData) > 0 && utf8.Valid(m.CorrelationData)
+	if corr {
+		b = appendHeader(b, v, "correlation-id", unsafe.String(&m.CorrelationData[0], len(m.CorrelationData)))
+	}
 	if d.Redeliveries > 0 {
 		b = append(b, "redelivered:true\n"...)
 	}
@@ -174,12 +185,30 @@ func (sub *subscription) appendMessage(b []byte, d router.Delivery, ackID uint64
 		b = appendHeaderUint(b, sub.seqHeader, d.QueueSeq)
 	}
 	for _, h := range m.Headers {
-		if !reservedHeader(h.Name) && h.Name != s.cfg.AddRedeliveriesHeader && h.Name != sub.seqHeader {
+		if !reservedHeader(h.Name) && h.Name != s.cfg.AddRedeliveriesHeader && h.Name != sub.seqHeader &&
+			!(replyTo && h.Name == "reply-to") && !(corr && h.Name == "correlation-id") {
 			b = appendHeader(b, v, h.Name, h.Value)
 		}
 	}
 	b = appendHeaderUint(b, frame.ContentLength, uint64(len(m.Body)))
 	return appendBody(b, m.Body)
+}
+
+// appendReplyTo appends the reply-to header naming d in this connector's grammar (one of this session's
+// temp destinations in its local form, as for destination). It renders through a buffer on the stack, so
+// a delivery costs no allocation for it.
+func (sub *subscription) appendReplyTo(b []byte, d router.Destination) []byte {
+	s := sub.s
+	if isTemp(d.Kind) && len(d.Path) > 1 && d.Path[0] == s.id {
+		d.Path = d.Path[1:]
+	}
+	var buf [256]byte
+	name := s.g.AppendRender(buf[:0], d)
+	if len(name) == 0 {
+		return b
+	}
+	// appendHeader copies the value and keeps no reference to it.
+	return appendHeader(b, s.version, "reply-to", unsafe.String(&name[0], len(name)))
 }
 
 // appendBrowseEnd encodes the MESSAGE that tells a browser it has seen every message the queue held

@@ -103,16 +103,23 @@ func (s *session) renderTemp(d router.Destination) string {
 	return s.g.Render(d)
 }
 
-// replyTo rewrites a reply-to header naming one of this session's temp destinations to its global name,
-// so a consumer on another connection can answer.
-func (s *session) replyTo(v string) string {
-	d, err := s.g.ParseName(v)
-	if err != nil || !isTemp(d.Kind) || len(d.Path) > 0 && isSessionKey(d.Path[0]) {
-		return v
+// parseReplyTo parses the reply-to header of a SEND as one destination of this connector's grammar, as
+// the destination header is parsed. One of this session's temp destinations gets its global name, so a
+// consumer on another connection can answer. A value that does not parse, or names several destinations,
+// gives a zero Destination: the header then travels as a plain header, as written.
+func (s *session) parseReplyTo(v string) router.Destination {
+	if sep := s.cfg.DestinationSeparator; sep != "" && strings.Contains(v, sep) {
+		return router.Destination{}
 	}
-	s.registerTemp()
-	d.Path = append([]string{s.id}, d.Path...)
-	return s.g.Render(d)
+	d, err := s.g.ParseName(v)
+	if err != nil {
+		return router.Destination{}
+	}
+	if isTemp(d.Kind) && (len(d.Path) == 0 || !isSessionKey(d.Path[0])) {
+		s.registerTemp()
+		d.Path = append([]string{s.id}, d.Path...)
+	}
+	return d
 }
 
 // registerTemp records that this session owns temp destinations, so others may send to them.

@@ -81,11 +81,15 @@ func (m *model) messages() int {
 	return len(ids)
 }
 
-// modelMsg gives every id one fixed message; odd ids expire.
+// modelMsg gives every id one fixed message; odd ids expire, multiples of 3 carry MQTT 5 properties.
 func modelMsg(id uint64) *store.Message {
 	m := &store.Message{ID: id, QoS: 1, Body: fmt.Appendf(nil, "body-%d", id)}
 	if id%2 == 1 {
 		m.Expires = int64(id) * 1000
+	}
+	if id%3 == 0 {
+		m.ReplyToKind, m.ReplyToPath = 1, []string{"re", fmt.Sprint(id)}
+		m.CorrelationData, m.UTF8 = []byte{byte(id), 0}, true
 	}
 	return m
 }

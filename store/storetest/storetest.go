@@ -164,13 +164,25 @@ func testMessageRoundTrip(t *testing.T, b Backend) {
 	s := fresh(t, b, Options{})
 	m := &store.Message{ID: 42, DestKind: 3, DestPath: []string{"", "a", "b/c", ""}, Origin: "/queue/.a.b%2Fc.",
 		QoS: 2, Persistent: true, Retain: true, Priority: 9, Expires: 1 << 50, ContentType: "text/plain",
-		Headers: []store.Header{{Name: "k", Value: "v"}, {Name: "k", Value: "v2"}, {}}, Group: "g/1", Body: bytes.Repeat([]byte{0, 1, 0xff}, 2000)}
+		Headers: []store.Header{{Name: "k", Value: "v"}, {Name: "k", Value: "v2"}, {}}, Group: "g/1",
+		ReplyToKind: 3, ReplyToPath: []string{"", "svc", "re/plies", ""}, CorrelationData: []byte{0, 0xff, 'x', 0},
+		UTF8: true, Body: bytes.Repeat([]byte{0, 1, 0xff}, 2000)}
 	empty := &store.Message{ID: 43}
+	// Each MQTT 5 property alone, without a group: each is written on its own.
+	replyTo := &store.Message{ID: 44, ReplyToPath: []string{"a", "b"}, Body: []byte("r")}
+	corr := &store.Message{ID: 45, Group: "g", CorrelationData: []byte("id-1")}
+	utf8 := &store.Message{ID: 46, UTF8: true, Body: []byte("text")}
 	apply(t, s, store.PutEntry{Entry: store.Entry{List: store.ListDurableSub, Owner: "c", Seq: 1,
-		Redeliveries: 3, Msg: m}}, put(store.ListDurableSub, "c", 2, empty))
+		Redeliveries: 3, Msg: m}}, put(store.ListDurableSub, "c", 2, empty), put(store.ListDurableSub, "c", 3, replyTo),
+		put(store.ListDurableSub, "c", 4, corr), put(store.ListDurableSub, "c", 5, utf8))
 	es := entries(t, s, store.ListDurableSub, "c", 0, 10)
-	if len(es) != 2 {
+	if len(es) != 5 {
 		t.Fatalf("got %d entries", len(es))
+	}
+	for i, want := range []*store.Message{replyTo, corr, utf8} {
+		if got := es[i+2].Msg; !reflect.DeepEqual(got, want) {
+			t.Fatalf("message %d:\n got %+v\nwant %+v", want.ID, got, want)
+		}
 	}
 	if !reflect.DeepEqual(es[0].Msg, m) {
 		t.Fatalf("message:\n got %+v\nwant %+v", es[0].Msg, m)
@@ -627,7 +639,8 @@ func testExpired(t *testing.T, b Backend) {
 // populate writes one of everything.
 func populate(t *testing.T, s store.Store) {
 	shared := &store.Message{ID: 100, DestKind: 1, DestPath: []string{"a", "b"}, Origin: "a/b", QoS: 1, Retain: true,
-		Headers: []store.Header{{Name: "h", Value: "v"}}, ContentType: "application/json", Body: []byte(`{"x":1}`)}
+		Headers: []store.Header{{Name: "h", Value: "v"}}, ContentType: "application/json", Body: []byte(`{"x":1}`),
+		ReplyToKind: 1, ReplyToPath: []string{"svc", "", "replies"}, CorrelationData: []byte{0xfe, 0, 'c'}, UTF8: true}
 	ops := []store.Op{
 		store.PutQueue{Queue: store.Queue{Name: "orders", Kind: 1}},
 		store.PutQueue{Queue: store.Queue{Name: "DLQ.orders", Kind: 2}},
@@ -729,6 +742,14 @@ func testExportImport(t *testing.T, b Backend) {
 	}
 	if got.Counts.Messages != 2502 {
 		t.Fatalf("shared message not stored once after import: %+v", got.Counts)
+	}
+	// The MQTT 5 properties travel in the stream, and messages without them export without the fields.
+	if len(got.Retained) != 1 || !reflect.DeepEqual(got.Retained[0].Msg.ReplyToPath, []string{"svc", "", "replies"}) ||
+		!bytes.Equal(got.Retained[0].Msg.CorrelationData, []byte{0xfe, 0, 'c'}) || !got.Retained[0].Msg.UTF8 {
+		t.Fatalf("retained message after import: %+v", got.Retained)
+	}
+	if n := bytes.Count(buf.Bytes(), []byte(`"ReplyToPath"`)); n != 3 { // retained, and two dsub entries
+		t.Fatalf("export holds %d ReplyToPath fields, want 3 (messages without one leave it out)", n)
 	}
 	// A stream from another format version is refused.
 	bad := bytes.Replace(buf.Bytes(), []byte(fmt.Sprintf(`"version":%d`, store.FormatVersion)), []byte(`"version":99`), 1)

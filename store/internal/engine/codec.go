@@ -143,12 +143,47 @@ const (
 	// flagGroup marks a message with a group, written as str(group) between the headers and the body.
 	// Records written before groups were stored lack the flag and decode with no group.
 	flagGroup = 1 << 2
+	// flagProps marks a message with MQTT 5 properties (reply-to, correlation data, UTF-8 payload),
+	// written after the group as a properties section: byte(prop bits), then the value of each bit set, in
+	// bit order. Records written before the section existed lack the flag and decode with none.
+	flagProps = 1 << 3
 )
+
+// Bits of the properties section. A bit this build does not know makes the record corrupt, so a record
+// from a later build is refused rather than misread.
+const (
+	propReplyTo     = 1 << 0 // byte(kind) uvarint(n) n×str(segment)
+	propCorrelation = 1 << 1 // str(data)
+	propUTF8        = 1 << 2 // no value
+	propKnown       = propReplyTo | propCorrelation | propUTF8
+)
+
+// props returns the properties-section bits of m; 0 = no section.
+func props(m *store.Message) byte {
+	var p byte
+	if len(m.ReplyToPath) > 0 {
+		p |= propReplyTo
+	}
+	if len(m.CorrelationData) > 0 {
+		p |= propCorrelation
+	}
+	if m.UTF8 {
+		p |= propUTF8
+	}
+	return p
+}
 
 func encodeMessage(m *store.Message) []byte {
 	n := 32 + len(m.Origin) + len(m.ContentType) + len(m.Group) + len(m.Body)
 	for _, s := range m.DestPath {
 		n += len(s) + 2
+	}
+	p := props(m)
+	if p != 0 {
+		n += 16 + len(m.CorrelationData)
+		for _, s := range m.ReplyToPath {
+			n += len(s) + 2
+		}
 	}
 	for _, h := range m.Headers {
 		n += len(h.Name) + len(h.Value) + 4
@@ -164,6 +199,9 @@ func encodeMessage(m *store.Message) []byte {
 	if m.Group != "" {
 		flags |= flagGroup
 	}
+	if p != 0 {
+		flags |= flagProps
+	}
 	b = append(b, flags, m.QoS, m.Priority, m.DestKind)
 	b = binary.AppendVarint(b, m.Expires)
 	b = binary.AppendUvarint(b, uint64(len(m.DestPath)))
@@ -178,6 +216,20 @@ func encodeMessage(m *store.Message) []byte {
 	}
 	if m.Group != "" {
 		b = appendStr(b, m.Group)
+	}
+	if p != 0 {
+		b = append(b, p)
+		if p&propReplyTo != 0 {
+			b = append(b, m.ReplyToKind)
+			b = binary.AppendUvarint(b, uint64(len(m.ReplyToPath)))
+			for _, s := range m.ReplyToPath {
+				b = appendStr(b, s)
+			}
+		}
+		if p&propCorrelation != 0 {
+			b = binary.AppendUvarint(b, uint64(len(m.CorrelationData)))
+			b = append(b, m.CorrelationData...)
+		}
 	}
 	return append(b, m.Body...)
 }
@@ -214,6 +266,9 @@ func decodeMessage(id uint64, v []byte) (*store.Message, error) {
 	if flags&flagGroup != 0 {
 		m.Group = d.str()
 	}
+	if flags&flagProps != 0 {
+		d.props(m)
+	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: message %d", d.err, id)
 	}
@@ -221,6 +276,35 @@ func decodeMessage(id uint64, v []byte) (*store.Message, error) {
 		m.Body = d.b
 	}
 	return m, nil
+}
+
+// props decodes a message's properties section into m.
+func (d *dec) props(m *store.Message) {
+	p := d.byte()
+	if p == 0 || p&^propKnown != 0 {
+		d.fail() // the flag promised a section; unknown bits are a later format's
+		return
+	}
+	if p&propReplyTo != 0 {
+		m.ReplyToKind = d.byte()
+		if n := d.uvarint(); n > 0 && n <= uint64(len(d.b)) {
+			m.ReplyToPath = make([]string, n)
+			for i := range m.ReplyToPath {
+				m.ReplyToPath[i] = d.str()
+			}
+		} else {
+			d.fail() // written only with a path
+		}
+	}
+	if p&propCorrelation != 0 {
+		n := d.uvarint()
+		if n == 0 || n > uint64(len(d.b)) {
+			d.fail()
+			return
+		}
+		m.CorrelationData = d.fixed(int(n))
+	}
+	m.UTF8 = p&propUTF8 != 0
 }
 
 // entryVal is a list entry's value; Expires is a copy of the message's, for the expiry index.
