@@ -183,8 +183,9 @@ type VirtualHost struct {
 	Anonymous bool
 	// Store is nil when the host has no `store { }` block: it then keeps everything in memory.
 	Store *Store
-	// UsersFile is an HCL file of `user "NAME" { password = "<bcrypt>" groups = [..] }` blocks, resolved
-	// relative to the config file. Default "" = no users.
+	// UsersFile is an HCL file of `user "NAME" { password = "<bcrypt>" groups = [..] }` blocks, each
+	// optionally with a `scram_sha_256 { }` block of SCRAM credentials (see User), resolved relative to
+	// the config file. Default "" = no users.
 	UsersFile string
 	// AccessRules are checked in order after the broker-level Config.AccessRules; first match wins.
 	AccessRules []AccessRule

@@ -90,7 +90,8 @@ virtual_host "default" {
   # Clients may connect without credentials. Only sensible because the connectors above bind to loopback.
   anonymous = true
 
-  # users_file = "users.hcl"   # user "NAME" { password = "<bcrypt hash from lyre passwd>" groups = [..] }
+  # users_file = "users.hcl"   # user "NAME" { <lines printed by lyre passwd>  groups = [..] }:
+  #                            # password = "<bcrypt hash>" and, for SCRAM-SHA-256, a scram_sha_256 block
   # max_connections    = 0     # 0 = unlimited
   # max_queues         = 0     # 0 = unlimited
   # max_message_length = 0     # 0 = the connector's

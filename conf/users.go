@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os"
 	"strconv"
@@ -13,15 +14,46 @@ import (
 // User is one entry of a virtual host's users file:
 //
 //	user "alice" {
-//	  password = "$2a$10$..."   # bcrypt hash, as printed by `lyre passwd`
+//	  password = "$2a$10$..."       # bcrypt hash, as printed by `lyre passwd`
+//	  scram_sha_256 {               # optional, as printed by `lyre passwd`
+//	    salt       = "<base64>"
+//	    iterations = 4096
+//	    stored_key = "<base64>"
+//	    server_key = "<base64>"
+//	  }
 //	  groups   = ["admins"]
 //	}
+//
+// Files written before the scram_sha_256 block existed load unchanged: a user without one logs in with
+// its password only, not with SCRAM-SHA-256.
 type User struct {
 	Name string
 	// PasswordHash is a bcrypt hash ("$2a$", "$2b$" or "$2y$", 60 bytes).
 	PasswordHash string
-	Groups       []string
+	// SCRAM holds the user's SCRAM-SHA-256 credentials; nil when the entry has none.
+	SCRAM  *SCRAMCredentials
+	Groups []string
 }
+
+// SCRAMCredentials are what a server keeps to check a SCRAM-SHA-256 login (RFC 5802 §3, RFC 7677):
+// values derived from the password, from which the password cannot be recovered.
+type SCRAMCredentials struct {
+	Salt []byte // SCRAMMinSalt to SCRAMMaxSalt bytes
+	// Iterations of PBKDF2 the client runs on the password; default SCRAMIterations.
+	Iterations int
+	StoredKey  []byte // H(ClientKey), SCRAMKeyLength bytes
+	ServerKey  []byte // HMAC(SaltedPassword, "Server Key"), SCRAMKeyLength bytes
+}
+
+// Bounds of SCRAM-SHA-256 credentials. RFC 7677 asks for at least 4096 iterations; the upper bound stops a
+// typo from costing every client minutes per login.
+const (
+	SCRAMIterations    = 4096
+	SCRAMMaxIterations = 10_000_000
+	SCRAMMinSalt       = 8
+	SCRAMMaxSalt       = 64
+	SCRAMKeyLength     = 32 // SHA-256
+)
 
 // MaxUserNameLength bounds user and group names; longer credentials are refused before any lookup.
 const MaxUserNameLength = 256
@@ -69,7 +101,18 @@ func parseUsers(src []byte, filename string) ([]User, problems) {
 			"password": str(&u.PasswordHash),
 			"groups":   strList(&u.Groups),
 		})
-		d.noBlocks(b.Body)
+		var first *hclsyntax.Block
+		for _, sb := range b.Body.Blocks {
+			switch {
+			case sb.Type != "scram_sha_256":
+				d.unknownBlock(sb, "scram_sha_256")
+			case first != nil:
+				d.errAt(sb.TypeRange, "duplicate scram_sha_256 block (first at %s)", posOf(first.TypeRange))
+			case d.labels(sb, 0):
+				first = sb
+				u.SCRAM = d.scram(sb, key+".scram", u.Name)
+			}
+		}
 		if msg := checkPrincipalName(u.Name); msg != "" {
 			d.errAt(b.LabelRanges[0], "user name %q %s", u.Name, msg)
 		} else if first, dup := seen[u.Name]; dup {
@@ -94,6 +137,109 @@ func parseUsers(src []byte, filename string) ([]User, problems) {
 		users = append(users, u)
 	}
 	return users, d.errs
+}
+
+// scram decodes a user's scram_sha_256 block; problems are reported and leave the result incomplete.
+func (d *decoder) scram(b *hclsyntax.Block, key, user string) *SCRAMCredentials {
+	s := &SCRAMCredentials{Iterations: SCRAMIterations}
+	var salt, stored, server string
+	d.attrs(b.Body, key, map[string]attrFunc{
+		"salt":       str(&salt),
+		"iterations": integer(&s.Iterations),
+		"stored_key": str(&stored),
+		"server_key": str(&server),
+	})
+	d.noBlocks(b.Body)
+	s.Salt = d.base64(b, key, "salt", salt, user, SCRAMMinSalt, SCRAMMaxSalt)
+	s.StoredKey = d.base64(b, key, "stored_key", stored, user, SCRAMKeyLength, SCRAMKeyLength)
+	s.ServerKey = d.base64(b, key, "server_key", server, user, SCRAMKeyLength, SCRAMKeyLength)
+	if r, ok := d.pos[key+".iterations"]; ok && (s.Iterations < SCRAMIterations || s.Iterations > SCRAMMaxIterations) {
+		d.errAt(r, "iterations of user %q must be from %d to %d", user, SCRAMIterations, SCRAMMaxIterations)
+	}
+	return s
+}
+
+// base64 decodes the block's attribute name (value v, already decoded as a string) and checks its length.
+func (d *decoder) base64(b *hclsyntax.Block, key, name, v, user string, minLen, maxLen int) []byte {
+	r, ok := d.pos[key+"."+name]
+	if !ok {
+		d.errAt(b.TypeRange, "scram_sha_256 block of user %q needs %s = \"<base64>\" (see lyre passwd)", user, name)
+		return nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(v)
+	switch {
+	case err != nil:
+		d.errAt(r, "%s of user %q is not base64 (see lyre passwd)", name, user)
+	case minLen == maxLen && len(raw) != minLen:
+		d.errAt(r, "%s of user %q must be %d bytes, not %d", name, user, minLen, len(raw))
+	case len(raw) < minLen || len(raw) > maxLen:
+		d.errAt(r, "%s of user %q must be %d to %d bytes, not %d", name, user, minLen, maxLen, len(raw))
+	default:
+		return raw
+	}
+	return nil
+}
+
+// Attributes renders what goes inside u's block in a users file, unindented: the password line and the
+// scram_sha_256 block, as `lyre passwd` prints them. Name and groups are left out.
+func (u User) Attributes() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "password = %s\n", quote(u.PasswordHash))
+	if s := u.SCRAM; s != nil {
+		enc := base64.StdEncoding.EncodeToString
+		fmt.Fprintf(&b, "scram_sha_256 {\n  salt       = %q\n  iterations = %d\n  stored_key = %q\n  server_key = %q\n}\n",
+			enc(s.Salt), s.Iterations, enc(s.StoredKey), enc(s.ServerKey))
+	}
+	return b.String()
+}
+
+// Format renders u as a whole block of a users file, which ParseUsers reads back.
+func (u User) Format() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "user %s {\n", quote(u.Name))
+	for _, l := range strings.SplitAfter(u.Attributes(), "\n") {
+		if l != "" {
+			b.WriteString("  " + l)
+		}
+	}
+	if u.Groups != nil {
+		gs := make([]string, len(u.Groups))
+		for i, g := range u.Groups {
+			gs[i] = quote(g)
+		}
+		fmt.Fprintf(&b, "  groups = [%s]\n", strings.Join(gs, ", "))
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// quote renders s as an HCL string literal. Go's %q would not do: HCL has no \x escapes, and "${" and
+// "%{" start templates unless doubled.
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case (r == '$' || r == '%') && strings.HasPrefix(s[i+1:], "{"):
+			b.WriteRune(r)
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
 // checkPrincipalName explains why a user or group name cannot be used, or returns "".

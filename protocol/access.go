@@ -58,6 +58,20 @@ func Login(c *Conn, host *virtualhost.Host, user string, password []byte, hasUse
 	} else {
 		p, delay, err = host.Login(c.RemoteAddr(), user, password, hasUser, clientID)
 	}
+	return admit(c, host, p, delay, err, user, clientID, r)
+}
+
+// LoginAuth is Login for a client whose enhanced-authentication exchange x has ended with err (Step's
+// error): host.LoginAuth decides, then the same connection slot, refusal count, log line and delay. A
+// re-authentication must not come here, since it takes no second slot (see virtualhost's package doc).
+func LoginAuth(c *Conn, host *virtualhost.Host, x virtualhost.AuthExchange, err error, clientID string, r *Refusals) (virtualhost.Principal, error) {
+	p, delay, err := host.LoginAuth(c.RemoteAddr(), x, err, clientID)
+	return admit(c, host, p, delay, err, virtualhost.ClaimedUser(x), clientID, r)
+}
+
+// admit finishes a login the host decided: on success it takes a connection slot; on refusal it counts,
+// logs and waits the delay before returning the error.
+func admit(c *Conn, host *virtualhost.Host, p virtualhost.Principal, delay time.Duration, err error, user, clientID string, r *Refusals) (virtualhost.Principal, error) {
 	if err == nil {
 		if host.Acquire() {
 			return p, nil

@@ -27,9 +27,9 @@
 // # The session toolkit
 //
 // What the MQTT and STOMP front-ends both need lives here, once: per-connector Settings built at Listen
-// (conf's defaults applied, grammars compiled); Login and Access (authentication, the connect
-// permission, slot accounting, throttled refusals, send and subscribe checks with virtualhost's typed
-// actions); AckQueue (acknowledgements sent in packet order once the writes they wait for are durable,
+// (conf's defaults applied, grammars compiled); Login, LoginAuth (the same after an enhanced-authentication
+// exchange such as MQTT 5 SCRAM-SHA-256) and Access (authentication, the connect permission, slot
+// accounting, throttled refusals, send and subscribe checks with virtualhost's typed actions); AckQueue (acknowledgements sent in packet order once the writes they wait for are durable,
 // with one overflow policy: at MaxPendingAcks the reader stops reading); Consumers (queue consumers
 // resumed when the connection drains); and back-pressure on publishers (pace.go: Brake, HoldFor, Pace),
 // because delivery never blocks. Each front-end keeps only its wire format and session state machine.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xdg-go/scram"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/lyremq/lyre/conf"
@@ -21,33 +22,42 @@ const (
 // user is one entry of the users file.
 type user struct {
 	hash   []byte
+	scram  *scram.StoredCredentials // nil: the user cannot log in with SCRAM-SHA-256
 	groups []string
 }
 
-// loadUsers reads the users file, and makes the dummy hash compared against when a user is unknown: it
-// has the highest cost found in the file, so an unknown name costs as much time as a wrong password and
-// response times do not reveal which names exist.
-func loadUsers(path string) (users map[string]user, dummy []byte, err error) {
+// loadUsers reads the users file, and makes what is answered when a user is unknown so that response
+// times and messages do not reveal which names exist: the dummy hash compared against on a password
+// login has the highest cost found in the file, so an unknown name costs as much time as a wrong
+// password; fake makes SCRAM credentials for names without them (scram.go). host is the host's name.
+func loadUsers(path, host string) (users map[string]user, dummy []byte, fake fakeSCRAM, err error) {
 	if path == "" {
-		return nil, nil, nil
+		return nil, nil, newFakeSCRAM(host, nil), nil
 	}
 	list, err := conf.LoadUsers(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("virtualhost: users file: %w", err)
+		return nil, nil, fakeSCRAM{}, fmt.Errorf("virtualhost: users file: %w", err)
 	}
 	users = make(map[string]user, len(list))
 	cost := bcrypt.MinCost
 	for _, u := range list {
-		users[u.Name] = user{hash: []byte(u.PasswordHash), groups: u.Groups}
+		e := user{hash: []byte(u.PasswordHash), groups: u.Groups}
+		if s := u.SCRAM; s != nil {
+			e.scram = &scram.StoredCredentials{
+				KeyFactors: scram.KeyFactors{Salt: string(s.Salt), Iters: s.Iterations},
+				StoredKey:  s.StoredKey, ServerKey: s.ServerKey,
+			}
+		}
+		users[u.Name] = e
 		if c, err := bcrypt.Cost([]byte(u.PasswordHash)); err == nil && c > cost {
 			cost = c
 		}
 	}
 	dummy, err = bcrypt.GenerateFromPassword([]byte("lyre: no such user"), cost)
 	if err != nil {
-		return nil, nil, fmt.Errorf("virtualhost: users file: %w", err)
+		return nil, nil, fakeSCRAM{}, fmt.Errorf("virtualhost: users file: %w", err)
 	}
-	return users, dummy, nil
+	return users, dummy, newFakeSCRAM(host, list), nil
 }
 
 // Authenticate checks credentials; it neither throttles nor checks the connect permission (see Login).

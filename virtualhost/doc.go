@@ -23,6 +23,40 @@
 // such a tracker (a consumer acknowledging it at once, its in-flight record) joins the tracker, so the
 // store never sees the two out of order.
 //
+// # Authentication
+//
+// A client proves who it is in one of three ways, each ending in the same admission (connect permission,
+// throttling of repeated failures): a user name and password checked against the users file's bcrypt
+// hash (Login); a verified TLS client certificate on a connector with cert_identity (LoginCert); or an
+// enhanced-authentication exchange (MQTT 5 AUTH) of a method the host offers (StartAuth, then LoginAuth
+// with what the exchange ended on). Unknown names cost the same time and get the same answers as wrong
+// passwords, so a client cannot tell which names exist.
+//
+// Enhanced-authentication methods are Authenticators held by name; the front-end carries the bytes.
+// A host offers SCRAM-SHA-256 (RFC 5802, RFC 7677) when some user of its users file has a scram_sha_256
+// block; WithAuthenticator adds or replaces methods. The SCRAM server is github.com/xdg-go/scram; around
+// it the host decides what the library leaves to its caller:
+//   - A name without SCRAM credentials (unknown, or a user with a password only) gets fake ones, derived
+//     with HKDF from a host secret and the name (RFC 5802 §9): the same name always gets the same salt,
+//     with the salt length and iteration count of a real user the name picks, and the exchange fails at
+//     the proof with e=invalid-proof, the answer to a wrong password. The secret is a hash of the users
+//     file's password hashes and keys, which never leave the broker, so fake salts survive restarts as
+//     real ones do. The fake credentials are computed for every name, so real ones cost no less time.
+//   - Channel binding is not offered: gs2 flags 'n' and 'y' are accepted, 'p' is refused
+//     (e=channel-binding-not-supported). An authorization identity other than the user's own is refused.
+//   - User names are looked up as the client sends them, after the =2C/=3D unescaping; passwords are
+//     SASLprep-normalised when credentials are made (NewSCRAMCredentials, lyre passwd), as clients do.
+//   - Every failure ends the exchange with a server-error message as out and an error wrapping
+//     ErrBadCredentials; the error names the RFC 5802 server-error, never whether the user exists.
+//
+// Re-authentication (MQTT 5 AUTH with reason 0x19 on a connected client) is a new exchange started with
+// StartAuth, of the method the connection authenticated with [MQTT-4.12.1-1]; a host keeps no state per
+// connection, so any number may follow each other. The front-end checks what the host cannot know: that
+// the method is the connection's, and that the exchange authenticated the connection's user — a
+// re-authentication proving a different user must be refused and the connection closed, never taken as a
+// change of identity. It then calls LoginAuth (throttling and the connect permission, which may have been
+// revoked) but takes no second connection slot (not protocol.LoginAuth, which does).
+//
 // # Access rules
 //
 // Access rules follow Apollo: broker rules, then the host's, are tried in order and the first rule whose

@@ -1,6 +1,10 @@
 package virtualhost
 
-import "time"
+import (
+	"time"
+
+	"github.com/lyremq/lyre/conf"
+)
 
 // SetSweepInterval changes how often durable hosts opened afterwards delete expired messages.
 func SetSweepInterval(d time.Duration) (restore func()) {
@@ -14,4 +18,10 @@ func SetSweepInterval(d time.Duration) (restore func()) {
 func Crash(h *Host) error {
 	h.persist.stop()
 	return h.persist.st.Close()
+}
+
+// DeriveSCRAM makes SCRAM credentials with a given salt (NewSCRAMCredentials draws one), for RFC test
+// vectors.
+func DeriveSCRAM(password string, salt []byte, iterations int) (*conf.SCRAMCredentials, error) {
+	return deriveSCRAM(password, salt, iterations)
 }

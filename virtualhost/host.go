@@ -49,6 +49,9 @@ type Host struct {
 
 	users map[string]user // nil without a users file
 	dummy []byte          // bcrypt hash compared against for unknown users
+	fake  fakeSCRAM       // SCRAM credentials answered for names without any (scram.go)
+	// auth holds the enhanced-authentication methods by name (enhanced.go).
+	auth  map[string]Authenticator
 	rules *rules
 	conns atomic.Int64
 	// persist is the host's store and what it recovered (store.go).
@@ -63,6 +66,7 @@ type options struct {
 	log         *zap.Logger
 	brokerRules []conf.AccessRule
 	store       store.Store
+	auth        []Authenticator
 }
 
 // WithLogger gives the host a logger for what it reports itself, such as messages dropped by full
@@ -101,14 +105,15 @@ func Open(c conf.VirtualHost, o router.Options, opts ...Option) (h *Host, err er
 			_ = opt.store.Close() // the host owns its store from here on, failing or not
 		}
 	}()
-	users, dummy, err := loadUsers(c.UsersFile)
+	users, dummy, fake, err := loadUsers(c.UsersFile, c.Name)
 	if err != nil {
 		return nil, err
 	}
 	h = &Host{
 		Name: c.Name, HostNames: c.HostNames, Anonymous: c.Anonymous,
 		MaxConnections: c.MaxConnections, MaxQueues: c.MaxQueues, MaxMessageLength: c.MaxMessageLength,
-		Throttle: &Throttle{}, users: users, dummy: dummy,
+		Throttle: &Throttle{}, users: users, dummy: dummy, fake: fake,
+		auth: authenticators(users, opt.auth),
 	}
 	if h.rules, err = compileRules(opt.brokerRules, c.AccessRules); err != nil {
 		return nil, err

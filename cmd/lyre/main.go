@@ -1,8 +1,8 @@
 // Command lyre runs the Lyre message broker.
 //
 //	lyre [--config FILE] [--check] [--version] [--log-level LEVEL] [--log-format console|json]
-//	lyre passwd [--cost N] < password     # print the bcrypt hash of a password for a users file
-//	lyre store export|import|check ...    # back up, restore or verify a virtual host's store
+//	lyre passwd [--cost N] [--iterations N] < password  # a password's users-file lines (bcrypt, SCRAM)
+//	lyre store export|import|check ...                  # back up, restore or verify a virtual host's store
 //
 // Without --config it runs the embedded default configuration: MQTT and STOMP autodetected on
 // 127.0.0.1:61613, MQTT on 127.0.0.1:1883, one anonymous virtual host "default".

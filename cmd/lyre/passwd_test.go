@@ -2,37 +2,86 @@ package main
 
 import (
 	"bytes"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/xdg-go/scram"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
 )
 
-func TestPasswdPrintsBcryptHashLast(t *testing.T) {
-	for _, in := range []string{"s3cret pass\n", "s3cret pass\r\n", "s3cret pass"} {
+// The output goes inside a user block as is: it parses back, its bcrypt hash checks the password, and a
+// SCRAM-SHA-256 client logs in with it.
+func TestPasswdPrintsUsersFileLines(t *testing.T) {
+	for _, tt := range []struct {
+		in         string
+		args       []string
+		iterations int
+	}{
+		{"s3cret pass\n", []string{"--cost", "4"}, 4096},
+		{"s3cret pass\r\n", []string{"--cost", "4", "--iterations", "8192"}, 8192},
+		{"s3cret pass", []string{"--cost=4", "--iterations=4096"}, 4096},
+	} {
 		var out, errOut bytes.Buffer
-		if code := passwd([]string{"--cost", "4"}, strings.NewReader(in), &out, &errOut); code != 0 {
-			t.Fatalf("passwd(%q) = %d, stderr %q", in, code, errOut.String())
+		if code := passwd(tt.args, strings.NewReader(tt.in), &out, &errOut); code != 0 || errOut.Len() != 0 {
+			t.Fatalf("passwd(%q) = %d, stderr %q", tt.in, code, errOut.String())
 		}
-		lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
-		hash := lines[len(lines)-1]
-		if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("s3cret pass")); err != nil {
-			t.Errorf("input %q: last line %q is not the password's hash: %v", in, hash, err)
+		path := filepath.Join(t.TempDir(), "users.hcl")
+		writeFile(t, path, "user \"u\" {\n"+out.String()+"  groups = [\"g\"]\n}\n")
+		users, err := conf.LoadUsers(path)
+		if err != nil {
+			t.Fatalf("users file with the output:\n%s\n%v", out.String(), err)
 		}
-		if cost, _ := bcrypt.Cost([]byte(hash)); cost != 4 {
+		u := users[0]
+		if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte("s3cret pass")); err != nil {
+			t.Errorf("input %q: %q is not the password's hash: %v", tt.in, u.PasswordHash, err)
+		}
+		if cost, _ := bcrypt.Cost([]byte(u.PasswordHash)); cost != 4 {
 			t.Errorf("cost = %d, want 4", cost)
 		}
-		// The printed hash is accepted by the users file parser as is.
-		if _, err := conf.ParseUsers([]byte("user \"u\" {\n  password = \""+hash+"\"\n}\n"), "u.hcl"); err != nil {
-			t.Errorf("users file with the printed hash: %v", err)
+		if u.SCRAM == nil || u.SCRAM.Iterations != tt.iterations || len(u.SCRAM.Salt) != 16 {
+			t.Fatalf("SCRAM credentials %+v, want %d iterations", u.SCRAM, tt.iterations)
 		}
 		if strings.Contains(out.String()+errOut.String(), "s3cret") {
 			t.Error("the password was echoed")
 		}
+
+		h, err := virtualhost.Open(conf.VirtualHost{Name: "h", UsersFile: path}, router.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := scram.SHA256.NewClient("u", "s3cret pass", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv := c.NewConversation()
+		x, _ := h.StartAuth("SCRAM-SHA-256")
+		c1, _ := conv.Step("")
+		s1, _, err := x.Step([]byte(c1))
+		c2, cerr := conv.Step(string(s1))
+		s2, done, err2 := x.Step([]byte(c2))
+		if err != nil || cerr != nil || err2 != nil || !done || x.User() != "u" {
+			t.Errorf("SCRAM login with the output: %v, %v, %v (%q)", err, cerr, err2, s2)
+		}
+		h.Close()
+	}
+}
+
+// A password SASLprep refuses still gets its bcrypt hash, alone, with a warning.
+func TestPasswdWithoutSCRAM(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := passwd([]string{"--cost", "4"}, strings.NewReader("bell\a\n"), &out, &errOut); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	users, err := conf.ParseUsers([]byte("user \"u\" {\n"+out.String()+"}\n"), "u.hcl")
+	if err != nil || users[0].SCRAM != nil || !strings.Contains(errOut.String(), "no SCRAM-SHA-256 credentials") || strings.Contains(errOut.String(), "bell") {
+		t.Errorf("stdout %q, stderr %q, %v", out.String(), errOut.String(), err)
 	}
 }
 
@@ -48,6 +97,8 @@ func TestPasswdRefusals(t *testing.T) {
 		{nil, strings.Repeat("x", 73) + "\n", 1, "longer than 72 bytes"},
 		{nil, strings.Repeat("x", 10000), 1, "longer than 72 bytes"},
 		{[]string{"--cost", "3"}, "pw\n", 2, "--cost must be"},
+		{[]string{"--iterations", "4095"}, "pw\n", 2, "--iterations must be from 4096"},
+		{[]string{"--iterations", "x"}, "pw\n", 2, "invalid value"},
 		{[]string{"pw"}, "", 2, "unexpected argument"},
 	} {
 		var out, errOut bytes.Buffer
