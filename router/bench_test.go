@@ -134,6 +134,20 @@ func BenchmarkPublish(b *testing.B) {
 			})
 		})
 	}
+	b.Run("share_10", func(b *testing.B) {
+		r := New(Options{})
+		f := Filter{Kind: Topic, Segs: []Seg{{Kind: SegLiteral, Text: "a"}, {Kind: SegOne}}}
+		for range 10 {
+			r.Subscribe(&Subscription{Filter: f, Sink: nopSink{}, Share: "g"})
+		}
+		m := &Message{Dest: Destination{Kind: Topic, Path: []string{"a", "b"}}, Body: []byte("hello")}
+		b.ReportAllocs()
+		for b.Loop() {
+			if pr := r.Publish(m); pr.Delivered != 1 {
+				b.Fatalf("%+v", pr)
+			}
+		}
+	})
 	b.Run("queue_autoack", func(b *testing.B) {
 		r := New(Options{})
 		d := Destination{Kind: Queue, Path: []string{"q"}}
