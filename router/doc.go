@@ -23,6 +23,14 @@
 // (see Sink, Message.Publisher, Delivery.Paced for topics whose policy is SlowBlock, and
 // PublishResult.Pressure for full durable subscriptions).
 //
+// Whether a subscriber may receive a message is not the same question as whether it has room. A sink
+// that may receive only part of what its filter matches (an access gate on a wildcard) implements
+// Acceptor, and the router asks it before Deliver: a refused message is not for that subscriber, so it
+// is neither delivered nor dropped there, a shared group offers it to its other members (and drops it
+// only when some member that may receive it was full), and a queue consumer leaves it to the others.
+// Deliver then means only "taken" or "full". The router finds the Acceptor once, at Subscribe, so the
+// sinks without one pay a nil test.
+//
 // # Durable subscriptions
 //
 // A durable subscription (durable.go) is a topic filter in the trie whose matches go into a queue of

@@ -152,6 +152,7 @@ func (r *Router) Subscribe(s *Subscription) error {
 	if err := checkFilter(&s.Filter); err != nil {
 		return err
 	}
+	s.acc, _ = s.Sink.(Acceptor)
 	r.topics.insert(ri, s)
 	return nil
 }
@@ -299,6 +300,9 @@ func (r *Router) Publish(m *Message) PublishResult {
 			}
 			continue
 		}
+		if !s.accepts(m) {
+			continue // not for this subscriber (an access gate): neither delivered nor dropped
+		}
 		d.Sub = s
 		if s.Sink.Deliver(d) {
 			delivered++
@@ -307,9 +311,10 @@ func (r *Router) Publish(m *Message) PublishResult {
 		}
 	}
 	for _, g := range res.Groups {
-		if g.deliver(d) {
+		switch g.deliver(d) {
+		case groupTook:
 			delivered++
-		} else {
+		case groupFull:
 			dropped++
 		}
 	}

@@ -31,22 +31,39 @@ type ShareGroup struct {
 	next    *atomic.Uint64
 }
 
-// deliver hands d to one member, round-robin, trying the others when a member's sink is full. It reports
-// whether some member took the message.
-func (g *ShareGroup) deliver(d Delivery) bool {
+// groupOutcome is what offering a message to a shared group came to.
+type groupOutcome uint8
+
+const (
+	groupTook    groupOutcome = iota // a member took it
+	groupFull                        // every member that may receive it was full: a drop
+	groupRefused                     // no member may receive it (Acceptor): neither delivered nor dropped
+)
+
+// deliver hands d to one member, round-robin, trying the others when a member may not receive the
+// message or its sink is full.
+func (g *ShareGroup) deliver(d Delivery) groupOutcome {
 	n := uint64(len(g.Members))
 	if n == 0 {
-		return false
+		return groupRefused
 	}
 	start := g.next.Add(1) - 1
+	full := false
 	for i := uint64(0); i < n; i++ {
 		s := g.Members[(start+i)%n]
+		if !s.accepts(d.Msg) {
+			continue
+		}
 		d.Sub = s
 		if s.Sink.Deliver(d) {
-			return true
+			return groupTook
 		}
+		full = true
 	}
-	return false
+	if full {
+		return groupFull
+	}
+	return groupRefused
 }
 
 // node is one level of the trie. All fields except snap are guarded by trie.mu; snap is a lazily built
