@@ -112,6 +112,9 @@ type Message struct {
 	// Publisher is the publishing connection (the front-ends set their *protocol.Conn): a subscriber
 	// recognises its own messages by it, and asks it to slow down (see Sink). Never rendered on the wire.
 	Publisher any
+	// SenderID is the publishing client's id (MQTT client id, STOMP connection id); "" = unknown.
+	// ShareHashClientID picks a shared group's member by it.
+	SenderID string
 	// Tracker, when set by the publisher, learns of each durable write storing or delivering this
 	// message starts (see Tracker), so the publisher acknowledges it once they are done.
 	Tracker Tracker
@@ -174,13 +177,16 @@ type Subscription struct {
 	Sink   Sink
 	QoS    uint8  // the highest QoS granted; deliveries are min(message QoS, QoS)
 	ID     string // the front-end's name for it (STOMP subscription id, MQTT filter text)
-	Share  string // shared-subscription group; members of one group receive each message round-robin
+	Share  string // shared-subscription group; each message goes to one member (Options.ShareStrategy)
 	Opaque any    // front-end state
 
 	dur *durable // set for a durable subscription's own entry in the trie (durable.go); Sink is nil
 	// acc is Sink as an Acceptor, or nil; set by Subscribe so a delivery tests a field rather than
 	// asserting an interface.
 	acc Acceptor
+	// salt is a shared-group member's own random value for the hash strategies (ShareGroup.rank); set
+	// by Subscribe.
+	salt uint64
 }
 
 // accepts reports whether s may receive m (see Acceptor).
