@@ -76,7 +76,7 @@ func TestDefaultConfig(t *testing.T) {
 	}
 	wantHosts := []conf.VirtualHost{{
 		Name: "default", HostNames: []string{"localhost", "127.0.0.1"}, Anonymous: true,
-		Store: &conf.Store{Directory: "data", Sync: true},
+		Store: &conf.Store{Directory: "data", Sync: true}, SharedSubscriptionStrategy: conf.ShareRoundRobin,
 	}}
 	if !reflect.DeepEqual(c.VirtualHosts, wantHosts) {
 		t.Errorf("virtual hosts:\n got %+v\nwant %+v", c.VirtualHosts, wantHosts)
@@ -236,9 +236,10 @@ func TestFullExample(t *testing.T) {
 	wantHosts := []conf.VirtualHost{
 		{
 			Name: "tenant-a", HostNames: []string{"a.example.com", "tenant-a.local"},
-			Store: &conf.Store{Directory: "/var/lib/lyre/a", Sync: false, FlushDelay: 2 * time.Millisecond},
+			Store:                      &conf.Store{Directory: "/var/lib/lyre/a", Sync: false, FlushDelay: 2 * time.Millisecond},
+			SharedSubscriptionStrategy: conf.ShareRoundRobin,
 		},
-		{Name: "tenant-b", Anonymous: true},
+		{Name: "tenant-b", Anonymous: true, SharedSubscriptionStrategy: conf.ShareHashClientID},
 	}
 	if !reflect.DeepEqual(c.VirtualHosts, wantHosts) {
 		t.Errorf("virtual hosts:\n got %+v\nwant %+v", c.VirtualHosts, wantHosts)
@@ -289,5 +290,18 @@ connector "c" {
 	got := parseErrors(t, "connector \"c\" {\n  mqtt { die_delay = \"1s\"  max_inflight = 5 }\n}\n")
 	if len(got) != 1 || !strings.HasPrefix(got[0], "t.hcl:2:28: Invalid single-argument block definition") {
 		t.Errorf("errors = %q", got)
+	}
+}
+
+// Each shared_subscription_strategy value parses; absent means round_robin.
+func TestSharedSubscriptionStrategy(t *testing.T) {
+	for _, st := range conf.ShareStrategies {
+		c := mustParse(t, mqttConn+"}\nvirtual_host \"h\" {\n  shared_subscription_strategy = \""+string(st)+"\"\n}\n")
+		if got := c.VirtualHosts[0].SharedSubscriptionStrategy; got != st {
+			t.Errorf("%s: parsed %q", st, got)
+		}
+	}
+	if got := mustParse(t, mqttConn+"}\n"+host).VirtualHosts[0].SharedSubscriptionStrategy; got != conf.ShareRoundRobin {
+		t.Errorf("default: %q, want round_robin", got)
 	}
 }

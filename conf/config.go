@@ -208,7 +208,27 @@ type VirtualHost struct {
 	Dsubs []QueuePolicy
 	// Topics are `topic "PATTERN" { }` policies, first matching pattern wins.
 	Topics []TopicPolicy
+	// SharedSubscriptionStrategy picks the member of a shared-subscription group (MQTT 5
+	// $share/{group}/{filter}) that receives each message. Default ShareRoundRobin; "" in a config built
+	// in Go means the same.
+	SharedSubscriptionStrategy ShareStrategy
 }
+
+// ShareStrategy is a virtual host's shared_subscription_strategy.
+type ShareStrategy string
+
+// Shared-subscription strategies. Whichever member is picked, one that is full (or may not receive the
+// message) is passed over for the next.
+const (
+	ShareRoundRobin   ShareStrategy = "round_robin"   // each message to the next member in turn
+	ShareRandom       ShareStrategy = "random"        // a member picked at random
+	ShareSticky       ShareStrategy = "sticky"        // one member until it leaves or is full
+	ShareHashClientID ShareStrategy = "hash_clientid" // by the publisher's client id: one publisher, one member
+	ShareHashTopic    ShareStrategy = "hash_topic"    // by the topic: one topic, one member
+)
+
+// ShareStrategies lists the valid shared_subscription_strategy values.
+var ShareStrategies = []ShareStrategy{ShareRoundRobin, ShareRandom, ShareSticky, ShareHashClientID, ShareHashTopic}
 
 // AccessRule is one `access_rule { }` block (Apollo style). Exactly one of Allow and Deny is set.
 type AccessRule struct {

@@ -206,7 +206,7 @@ func stompAttrs(s *STOMP) map[string]attrFunc {
 }
 
 func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
-	h := VirtualHost{Name: b.Labels[0]}
+	h := VirtualHost{Name: b.Labels[0], SharedSubscriptionStrategy: ShareRoundRobin}
 	d.pos[key] = b.TypeRange
 	d.pos[key+".name"] = b.LabelRanges[0]
 	d.attrs(b.Body, key, map[string]attrFunc{
@@ -218,6 +218,8 @@ func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
 		"max_message_length": size(&h.MaxMessageLength),
 		"quota":              size(&h.Quota),
 		"quota_messages":     integer(&h.QuotaMessages),
+
+		"shared_subscription_strategy": str((*string)(&h.SharedSubscriptionStrategy)),
 	})
 	var first *hclsyntax.Block
 	for _, sb := range b.Body.Blocks {

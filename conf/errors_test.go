@@ -467,6 +467,17 @@ var errorCases = []struct {
 		},
 	},
 	{
+		name: "shared_subscription_strategy unknown or empty",
+		src: mqttConn + "}\nvirtual_host \"h\" {\n  shared_subscription_strategy = \"round-robin\"\n}\n" +
+			"virtual_host \"i\" {\n  shared_subscription_strategy = \"\"\n}\n" +
+			"virtual_host \"j\" {\n  shared_subscription_strategy = \"fifo\"\n}\n",
+		want: []string{
+			`t.hcl:6:34: unknown shared_subscription_strategy "round-robin"; did you mean "round_robin"? (want "round_robin", "random", "sticky", "hash_clientid" or "hash_topic")`,
+			`t.hcl:9:34: unknown shared_subscription_strategy "" (want "round_robin", "random", "sticky", "hash_clientid" or "hash_topic")`,
+			`t.hcl:12:34: unknown shared_subscription_strategy "fifo" (want "round_robin", "random", "sticky", "hash_clientid" or "hash_topic")`,
+		},
+	},
+	{
 		name: "tls block problems",
 		src: "connector \"c\" {\n  bind = \"tls://127.0.0.1:8883\"\n  protocol = \"mqtt\"\n  tls {\n" +
 			"    key_file = \"testdata/tls/missing.pem\"\n    client_ca_file = \"testdata\"\n    client_auth = \"always\"\n" +
@@ -599,10 +610,11 @@ func TestValidateBuiltInGo(t *testing.T) {
 	bad.Detect = []string{"stomp"}
 	bad.STOMP.MaxHeaders = 0
 	c.Connectors = append(c.Connectors, bad, conf.Connector{Name: "z", Protocol: "mqtt", MQTT: conf.DefaultMQTT()})
-	c.VirtualHosts = append(c.VirtualHosts, conf.VirtualHost{Name: "h"})
+	c.VirtualHosts = append(c.VirtualHosts, conf.VirtualHost{Name: "h"}, conf.VirtualHost{Name: "x", SharedSubscriptionStrategy: "fifo"})
 	err := c.Validate()
 	want := strings.Join([]string{
 		`<config>: virtual_host "h": duplicate virtual_host "h" (first defined at <config>: virtual_host "h")`,
+		`<config>: virtual_host "x": unknown shared_subscription_strategy "fifo" (want "round_robin", "random", "sticky", "hash_clientid" or "hash_topic")`,
 		`<config>: connector "s": max_headers must be at least 1, not 0`,
 		`<config>: connector "z": bind is required, e.g. bind = "tcp://127.0.0.1:1883"`,
 		`<config>: connector "z": detect_timeout must be positive`,

@@ -58,7 +58,7 @@ func (v *validator) accessRules(prefix string, rules []AccessRule) {
 	}
 }
 
-// hostSecurity checks a host's users file, limits, access rules and policies.
+// hostSecurity checks a host's users file, limits, access rules, policies and shared-subscription strategy.
 func (v *validator) hostSecurity(k string, h *VirtualHost) {
 	if _, set := v.c.pos[k+".users_file"]; h.UsersFile != "" || set {
 		v.usersFile(k+".users_file", h.UsersFile)
@@ -78,6 +78,7 @@ func (v *validator) hostSecurity(k string, h *VirtualHost) {
 	if h.QuotaMessages < 0 {
 		v.errf(k+".quota_messages", "quota_messages must not be negative (0 means the default)")
 	}
+	v.shareStrategy(k, h.SharedSubscriptionStrategy)
 	v.accessRules(k+".access_rule.", h.AccessRules)
 	v.queuePolicies(k, "queue", h.Queues)
 	v.queuePolicies(k, "dsub", h.Dsubs)
@@ -92,6 +93,21 @@ func (v *validator) hostSecurity(k string, h *VirtualHost) {
 			v.errf(tk+".slow_consumer_policy", "unknown slow_consumer_policy %q (want \"block\" or \"queue\")", t.SlowConsumerPolicy)
 		}
 	}
+}
+
+// shareStrategy checks the shared_subscription_strategy of the host at k. "" means the default in a
+// config built in Go; written in a file it is a mistake.
+func (v *validator) shareStrategy(k string, st ShareStrategy) {
+	key := k + ".shared_subscription_strategy"
+	if _, set := v.c.pos[key]; (st == "" && !set) || slices.Contains(ShareStrategies, st) {
+		return
+	}
+	known := make([]string, len(ShareStrategies))
+	for i, s := range ShareStrategies {
+		known[i] = string(s)
+	}
+	v.errf(key, "unknown shared_subscription_strategy %q%s (want %q, %q, %q, %q or %q)", st, suggest(string(st), known),
+		ShareRoundRobin, ShareRandom, ShareSticky, ShareHashClientID, ShareHashTopic)
 }
 
 // queuePolicies checks the `queue` or `dsub` (what) policy blocks of the host at k.

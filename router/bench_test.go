@@ -134,6 +134,42 @@ func BenchmarkPublish(b *testing.B) {
 			})
 		})
 	}
+	// A message to one member of a 10-member shared group, per strategy ("share_10" is round robin).
+	for _, st := range strategies {
+		name := "share_10"
+		if st != ShareRoundRobin {
+			name += "_" + st.String()
+		}
+		b.Run(name, func(b *testing.B) {
+			r := New(Options{ShareStrategy: st})
+			f := Filter{Kind: Topic, Segs: []Seg{{Kind: SegLiteral, Text: "a"}, {Kind: SegOne}}}
+			for range 10 {
+				r.Subscribe(&Subscription{Filter: f, Sink: nopSink{}, Share: "g"})
+			}
+			m := &Message{Dest: Destination{Kind: Topic, Path: []string{"a", "b"}}, Body: []byte("hello"), SenderID: "client-1"}
+			b.ReportAllocs()
+			for b.Loop() {
+				if pr := r.Publish(m); pr.Delivered != 1 {
+					b.Fatalf("%+v", pr)
+				}
+			}
+		})
+	}
+	// Fan-out to 10 sinks that are asked first (Acceptor) and accept.
+	b.Run("fanout_10_acceptor", func(b *testing.B) {
+		r := New(Options{})
+		f := Filter{Kind: Topic, Segs: []Seg{{Kind: SegLiteral, Text: "a"}, {Kind: SegOne}}}
+		for range 10 {
+			r.Subscribe(&Subscription{Filter: f, Sink: acceptAllSink{}})
+		}
+		m := &Message{Dest: Destination{Kind: Topic, Path: []string{"a", "b"}}, Body: []byte("hello")}
+		b.ReportAllocs()
+		for b.Loop() {
+			if pr := r.Publish(m); pr.Delivered != 10 {
+				b.Fatalf("%+v", pr)
+			}
+		}
+	})
 	b.Run("queue_autoack", func(b *testing.B) {
 		r := New(Options{})
 		d := Destination{Kind: Queue, Path: []string{"q"}}
@@ -169,3 +205,9 @@ func BenchmarkParse(b *testing.B) {
 		}
 	})
 }
+
+// acceptAllSink is a no-op sink that is asked before each delivery and accepts.
+type acceptAllSink struct{}
+
+func (acceptAllSink) Deliver(Delivery) bool { return true }
+func (acceptAllSink) Accepts(*Message) bool { return true }

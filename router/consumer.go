@@ -221,7 +221,7 @@ func (r *Router) Consume(s *Subscription, o ConsumerOptions) (*Consumer, error) 
 		credit = DefaultCredit
 	}
 	c := &Consumer{sub: s, credit: credit, creditBytes: o.CreditBytes, autoAck: o.AutoAck || o.Browser, ackQoS0: o.AckQoS0,
-		match: o.Match, browser: o.Browser, exclusive: o.Exclusive && !o.Browser, unacked: make(map[uint64]*qitem)}
+		match: acceptorMatch(s.Sink, o.Match), browser: o.Browser, exclusive: o.Exclusive && !o.Browser, unacked: make(map[uint64]*qitem)}
 	q, err := r.lockedQueueLimit(s.Filter.Destination(), true, true)
 	if err != nil {
 		return nil, err
@@ -246,4 +246,17 @@ func (r *Router) Consume(s *Subscription, o ConsumerOptions) (*Consumer, error) 
 	q.dispatchLocked()
 	q.mu.Unlock()
 	return c, nil
+}
+
+// acceptorMatch folds a sink's Acceptor into a consumer's Match: a message either refuses stays in the
+// queue for other consumers.
+func acceptorMatch(sink Sink, match func(*Message) bool) func(*Message) bool {
+	a, ok := sink.(Acceptor)
+	switch {
+	case !ok:
+		return match
+	case match == nil:
+		return a.Accepts
+	}
+	return func(m *Message) bool { return a.Accepts(m) && match(m) }
 }

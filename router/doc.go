@@ -15,13 +15,35 @@
 // edges per level). A topic whose first segment starts with '$' is not matched by a wildcard at the first
 // level [MQTT-4.7.2-1]. Match results are immutable snapshots shared by every reader, cached per topic in a
 // bounded cache that a wildcard subscribe or unsubscribe invalidates by bumping a generation counter.
-// Shared subscriptions (Subscription.Share) receive each message once per group, round-robin.
 //
 // Publish calls Sink.Deliver on the publisher's goroutine; Deliver must not block, and Publish never
 // waits. A topic delivery a sink refuses (at its hard bound) is dropped and counted. Holding a publisher
 // back while a subscriber is over its window is the front-ends' doing, between the packets they read
 // (see Sink, Message.Publisher, Delivery.Paced for topics whose policy is SlowBlock, and
 // PublishResult.Pressure for full durable subscriptions).
+//
+// Whether a subscriber may receive a message is not the same question as whether it has room. A sink
+// that may receive only part of what its filter matches (an access gate on a wildcard) implements
+// Acceptor, and the router asks it before Deliver: a refused message is not for that subscriber, so it
+// is neither delivered nor dropped there, a shared group offers it to its other members (and drops it
+// only when some member that may receive it was full), and a queue consumer leaves it to the others.
+// Deliver then means only "taken" or "full". The router finds the Acceptor once, at Subscribe or Consume, so
+// the sinks without one pay a nil test.
+//
+// # Shared subscriptions
+//
+// Subscriptions with the same Share name and the same filter form a group (MQTT 5 $share/{group}/{filter})
+// that receives each message once, through one member picked by Options.ShareStrategy, as EMQX users
+// expect: round robin (the default) rotates; random picks uniformly; sticky gives one member everything
+// until it leaves or is full, then sticks to the member that took the message; hash_clientid sends one
+// publisher's messages (Message.SenderID; round robin without one) and hash_topic one topic's messages to
+// one member while membership is unchanged. The hashes use rendezvous hashing over a random salt per
+// member: a departing member's keys spread over the others, a joining one takes its 1/n share of them, and no
+// other key moves. In every strategy a member that may not receive the message (Acceptor) or whose sink is
+// full is passed over for the next one in turn; sticky keeps its member across such a refusal, which says
+// nothing about the next message. A group counts a drop only when some member that may receive the
+// message was full. The round-robin position and the sticky member live in state shared by the group's
+// snapshots, so membership changes keep them; picking costs no allocation and no lock.
 //
 // # Durable subscriptions
 //

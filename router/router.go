@@ -2,7 +2,9 @@ package router
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,9 @@ type Options struct {
 	// MaxDurables bounds the durable subscriptions; creating one more fails with ErrTooManyDurables.
 	// 0 means DefaultMaxDurables.
 	MaxDurables int
+	// ShareStrategy picks the member of a shared-subscription group that gets each message. The zero
+	// value is ShareRoundRobin.
+	ShareStrategy ShareStrategy
 	// Dropped, when set, is told of the messages a queue's or durable subscription's full policy dropped
 	// (n bound for d; they are in Stats.Dropped too). It runs on the publisher's goroutine with no router
 	// lock held and must not block: the virtual host logs them, a line per destination at most every
@@ -72,6 +77,8 @@ type Router struct {
 	seqFloors map[string]uint64
 
 	dur durables // durable subscriptions (durable.go)
+
+	seed maphash.Seed // keys the shared-subscription hash strategies
 
 	nextID    atomic.Uint64
 	published atomic.Uint64
@@ -131,6 +138,7 @@ func New(o Options) *Router {
 		topics:   newTrie(o.CacheSize),
 		retained: newRetainStore(),
 		queues:   make(map[string]*queue),
+		seed:     maphash.MakeSeed(),
 	}
 }
 
@@ -151,6 +159,10 @@ func (r *Router) Subscribe(s *Subscription) error {
 	}
 	if err := checkFilter(&s.Filter); err != nil {
 		return err
+	}
+	s.acc, _ = s.Sink.(Acceptor)
+	if s.Share != "" {
+		s.salt = rand.Uint64()
 	}
 	r.topics.insert(ri, s)
 	return nil
@@ -299,6 +311,9 @@ func (r *Router) Publish(m *Message) PublishResult {
 			}
 			continue
 		}
+		if !s.accepts(m) {
+			continue // not for this subscriber (an access gate): neither delivered nor dropped
+		}
 		d.Sub = s
 		if s.Sink.Deliver(d) {
 			delivered++
@@ -307,9 +322,10 @@ func (r *Router) Publish(m *Message) PublishResult {
 		}
 	}
 	for _, g := range res.Groups {
-		if g.deliver(d) {
+		switch g.deliver(d, r.opts.ShareStrategy, r.seed) {
+		case groupTook:
 			delivered++
-		} else {
+		case groupFull:
 			dropped++
 		}
 	}

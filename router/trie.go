@@ -22,33 +22,6 @@ func (r *Result) Empty() bool { return len(r.Subs) == 0 && len(r.Groups) == 0 }
 // emptyResult is returned on no match so a miss allocates nothing.
 var emptyResult = &Result{}
 
-// ShareGroup is an immutable snapshot of one shared-subscription group: the subscriptions with the same
-// Share name and the same filter. Membership changes build a new ShareGroup that keeps the same round-robin
-// counter.
-type ShareGroup struct {
-	Name    string
-	Members []*Subscription
-	next    *atomic.Uint64
-}
-
-// deliver hands d to one member, round-robin, trying the others when a member's sink is full. It reports
-// whether some member took the message.
-func (g *ShareGroup) deliver(d Delivery) bool {
-	n := uint64(len(g.Members))
-	if n == 0 {
-		return false
-	}
-	start := g.next.Add(1) - 1
-	for i := uint64(0); i < n; i++ {
-		s := g.Members[(start+i)%n]
-		d.Sub = s
-		if s.Sink.Deliver(d) {
-			return true
-		}
-	}
-	return false
-}
-
 // node is one level of the trie. All fields except snap are guarded by trie.mu; snap is a lazily built
 // Result of this node's own subscriptions, cleared by writers and rebuilt by the first reader.
 type node struct {
@@ -209,42 +182,6 @@ func (t *trie) insert(ri int, s *Subscription) {
 	n.snap.Store(nil)
 	t.count++
 	t.changedLocked(&s.Filter)
-}
-
-// joinGroup returns groups with s added to its group; the changed group is replaced, not modified.
-func joinGroup(groups []*ShareGroup, s *Subscription) []*ShareGroup {
-	for i, g := range groups {
-		if g.Name == s.Share {
-			members := make([]*Subscription, len(g.Members), len(g.Members)+1)
-			copy(members, g.Members)
-			groups[i] = &ShareGroup{Name: g.Name, Members: append(members, s), next: g.next}
-			return groups
-		}
-	}
-	return append(groups, &ShareGroup{Name: s.Share, Members: []*Subscription{s}, next: new(atomic.Uint64)})
-}
-
-// leaveGroup returns groups without s; ok is false if s was not found.
-func leaveGroup(groups []*ShareGroup, s *Subscription) ([]*ShareGroup, bool) {
-	for i, g := range groups {
-		if g.Name != s.Share {
-			continue
-		}
-		for j, m := range g.Members {
-			if m != s {
-				continue
-			}
-			if len(g.Members) == 1 {
-				return append(groups[:i:i], groups[i+1:]...), true
-			}
-			members := make([]*Subscription, 0, len(g.Members)-1)
-			members = append(append(members, g.Members[:j]...), g.Members[j+1:]...)
-			out := append([]*ShareGroup(nil), groups...)
-			out[i] = &ShareGroup{Name: g.Name, Members: members, next: g.next}
-			return out, true
-		}
-	}
-	return groups, false
 }
 
 // remove deletes s from root ri and prunes the nodes it leaves empty. It reports whether s was found.

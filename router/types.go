@@ -115,6 +115,9 @@ type Message struct {
 	// Publisher is the publishing connection (the front-ends set their *protocol.Conn): a subscriber
 	// recognises its own messages by it, and asks it to slow down (see Sink). Never rendered on the wire.
 	Publisher any
+	// SenderID is the publishing client's id (MQTT client id, STOMP connection id); "" = unknown.
+	// ShareHashClientID picks a shared group's member by it.
+	SenderID string
 	// Tracker, when set by the publisher, learns of each durable write storing or delivering this
 	// message starts (see Tracker), so the publisher acknowledges it once they are done.
 	Tracker Tracker
@@ -152,8 +155,22 @@ type Delivery struct {
 // be lost lightly (MQTT QoS ≥ 1, STOMP persistent) and for every message of a topic whose policy is
 // SlowBlock (Delivery.Paced); a subscriber that makes no room within the bound is marked slow and drops
 // under its own policy from then on.
+//
+// A sink that may receive only some of what its filter matches (an access gate on a wildcard) also
+// implements Acceptor; the router asks it before every Deliver and never delivers what it refuses.
 type Sink interface {
 	Deliver(d Delivery) bool
+}
+
+// Acceptor is implemented by a Sink that may refuse some messages its subscription matches, whatever
+// its room. The router asks Accepts before calling Deliver; a refused message is neither delivered nor
+// dropped for that subscription: a plain subscription is skipped, a shared group offers the message to
+// its other members, a queue consumer leaves it for the others (as ConsumerOptions.Match does). The
+// router looks for Acceptor once, at Subscribe or Consume, so the check costs a nil test per delivery for
+// the sinks that do not implement it. Accepts runs on the publisher's goroutine (under the queue's lock
+// for a consumer); it must not block or call the router, and must answer the same for the same message.
+type Acceptor interface {
+	Accepts(m *Message) bool
 }
 
 // Subscription ties a filter to a sink. The router treats it as an identity: Unsubscribe takes the same
@@ -163,8 +180,17 @@ type Subscription struct {
 	Sink   Sink
 	QoS    uint8  // the highest QoS granted; deliveries are min(message QoS, QoS)
 	ID     string // the front-end's name for it (STOMP subscription id, MQTT filter text)
-	Share  string // shared-subscription group; members of one group receive each message round-robin
+	Share  string // shared-subscription group; each message goes to one member (Options.ShareStrategy)
 	Opaque any    // front-end state
 
 	dur *durable // set for a durable subscription's own entry in the trie (durable.go); Sink is nil
+	// acc is Sink as an Acceptor, or nil; set by Subscribe so a delivery tests a field rather than
+	// asserting an interface.
+	acc Acceptor
+	// salt is a shared-group member's own random value for the hash strategies (ShareGroup.rank); set
+	// by Subscribe.
+	salt uint64
 }
+
+// accepts reports whether s may receive m (see Acceptor).
+func (s *Subscription) accepts(m *Message) bool { return s.acc == nil || s.acc.Accepts(m) }

@@ -383,22 +383,23 @@ func (g *Gate) Allows(path []string) bool {
 	return ok
 }
 
-// GatedSink delivers to Sink only the messages its Gate allows, for a wildcard subscription that reaches
-// forbidden topics too. A message filtered out counts as handled, not as a drop.
+// GatedSink is the sink of a wildcard subscription that reaches forbidden topics too: the router asks
+// Accepts (router.Acceptor) before each delivery, so Sink gets only what Gate allows, and a message Gate
+// refuses counts neither as delivered nor as dropped. In a shared group the message goes to another
+// member instead. Deliver itself does not filter: the router never calls it with a refused message.
 type GatedSink struct {
 	Sink router.Sink
 	Gate *Gate
 }
 
-// Deliver implements router.Sink.
-func (g GatedSink) Deliver(d router.Delivery) bool {
-	if d.Msg != nil && !g.Gate.Allows(d.Msg.Dest.Path) {
-		return true
-	}
-	return g.Sink.Deliver(d)
-}
+// Accepts implements router.Acceptor.
+func (g GatedSink) Accepts(m *router.Message) bool { return g.Gate.Allows(m.Dest.Path) }
 
-// SinkFor returns the sink of a new subscription: sink itself when gate is nil, else sink behind gate.
+// Deliver implements router.Sink.
+func (g GatedSink) Deliver(d router.Delivery) bool { return g.Sink.Deliver(d) }
+
+// SinkFor returns the sink of a new subscription or queue consumer: sink itself when gate is nil, else
+// sink behind gate (a GatedSink).
 func SinkFor(sink router.Sink, gate *Gate) router.Sink {
 	if gate == nil {
 		return sink
@@ -407,18 +408,24 @@ func SinkFor(sink router.Sink, gate *Gate) router.Sink {
 }
 
 // AllowedRetained keeps the retained messages a subscription's sink may receive. Front-ends send retained
-// messages directly rather than through the sink, so the gate must be applied to them here. msgs is
-// filtered in place.
+// messages directly rather than through the router, so the sink's gate (any router.Acceptor) must be
+// applied to them here. msgs is filtered in place.
 func AllowedRetained(sink router.Sink, msgs []*router.Message) []*router.Message {
-	g, ok := sink.(GatedSink)
+	a, ok := sink.(router.Acceptor)
 	if !ok {
 		return msgs
 	}
 	kept := msgs[:0]
 	for _, m := range msgs {
-		if g.Gate.Allows(m.Dest.Path) {
+		if a.Accepts(m) {
 			kept = append(kept, m)
 		}
 	}
 	return kept
 }
+
+// Interface guards.
+var (
+	_ router.Sink     = GatedSink{}
+	_ router.Acceptor = GatedSink{}
+)

@@ -221,3 +221,92 @@ func TestAuthorizeFilter(t *testing.T) {
 		}
 	}
 }
+
+// recordSink records the bodies delivered to it.
+type recordSink struct {
+	mu     sync.Mutex
+	bodies []string
+}
+
+func (s *recordSink) Deliver(d router.Delivery) bool {
+	s.mu.Lock()
+	s.bodies = append(s.bodies, string(d.Msg.Body))
+	s.mu.Unlock()
+	return true
+}
+
+func (s *recordSink) got() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.bodies...)
+}
+
+// In a shared group, a member whose gate refuses a message does not swallow it: another member gets it.
+func TestGatedGroupMemberIsSkipped(t *testing.T) {
+	h := open(t, conf.VirtualHost{Name: "h", AccessRules: []conf.AccessRule{
+		{Allow: []string{"alice"}, Actions: []string{"receive"}, Kind: "topic", ID: "sensors.**"},
+		{Allow: []string{"bob"}, Actions: []string{"receive"}, Kind: "topic", ID: "sensors.public.**"},
+	}})
+	segs, err := virtualhost.ParsePattern("sensors.**")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := router.Filter{Kind: router.Topic, Segs: segs}
+	// As the front-ends do: a gate only for a subscriber allowed part of its filter.
+	sinkFor := func(p virtualhost.Principal, s router.Sink) router.Sink {
+		some, all := h.AuthorizeFilter(p, virtualhost.ActionReceive, virtualhost.ObjectTopic, segs, "")
+		if !some {
+			t.Fatalf("%s may not subscribe", p.User)
+		}
+		var g *virtualhost.Gate
+		if !all {
+			g = h.Gate(p, virtualhost.ActionReceive, virtualhost.ObjectTopic, "")
+		}
+		return virtualhost.SinkFor(s, g)
+	}
+	a, b := &recordSink{}, &recordSink{}
+	sa := &router.Subscription{Filter: f, Sink: sinkFor(alice, a), Share: "g"}
+	sb := &router.Subscription{Filter: f, Sink: sinkFor(bob, b), Share: "g"}
+	if _, gated := sb.Sink.(virtualhost.GatedSink); !gated {
+		t.Fatal("bob's subscription is not gated")
+	}
+	for _, s := range []*router.Subscription{sb, sa} {
+		if err := h.Router.Subscribe(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		pr := h.Router.Publish(&router.Message{Dest: router.Destination{Kind: router.Topic, Path: path("sensors.secret.door")}, Body: []byte("s")})
+		if pr.Delivered != 1 || pr.Dropped != 0 {
+			t.Fatalf("secret %d: %+v", i, pr)
+		}
+	}
+	for range 10 {
+		h.Router.Publish(&router.Message{Dest: router.Destination{Kind: router.Topic, Path: path("sensors.public.x")}, Body: []byte("p")})
+	}
+	for _, s := range b.got() {
+		if s != "p" {
+			t.Fatalf("bob got a message he may not receive: %q", b.got())
+		}
+	}
+	if na, nb := len(a.got()), len(b.got()); na != 15 || nb != 5 {
+		t.Fatalf("alice got %d, bob %d; want 15 and 5 (all secrets to alice, public ones round-robin)", na, nb)
+	}
+	// Without alice, a secret reaches no one and is not counted a drop.
+	h.Router.Unsubscribe(sa)
+	before := h.Router.Stats()
+	if pr := h.Router.Publish(&router.Message{Dest: router.Destination{Kind: router.Topic, Path: path("sensors.secret.door")}}); pr.Delivered != 0 || pr.Dropped != 0 {
+		t.Fatalf("secret, bob alone: %+v", pr)
+	}
+	if s := h.Router.Stats(); s.Dropped != before.Dropped {
+		t.Fatalf("dropped %d -> %d", before.Dropped, s.Dropped)
+	}
+	// Retained messages go through the same gate.
+	msgs := []*router.Message{
+		{Dest: router.Destination{Kind: router.Topic, Path: path("sensors.secret.door")}},
+		{Dest: router.Destination{Kind: router.Topic, Path: path("sensors.public.x")}},
+	}
+	if kept := virtualhost.AllowedRetained(sb.Sink, msgs); len(kept) != 1 || kept[0].Dest.Path[1] != "public" {
+		t.Fatalf("AllowedRetained kept %d", len(kept))
+	}
+}

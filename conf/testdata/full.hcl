@@ -71,5 +71,6 @@ virtual_host "tenant-a" {
 }
 
 virtual_host "tenant-b" {
-  anonymous = true
+  anonymous                    = true
+  shared_subscription_strategy = "hash_clientid"
 }
