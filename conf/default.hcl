@@ -97,6 +97,8 @@ virtual_host "default" {
   # max_message_length = 0     # 0 = the connector's
   # quota              = "64MB"  # what each queue and durable subscription holds at most, unless a
   # quota_messages     = 100000  # queue or dsub block says otherwise
+  # shared_subscription_strategy = "round_robin"  # MQTT 5 $share/{group}/{filter}: which member gets a
+  #                            # message: round_robin, random, sticky, hash_clientid or hash_topic
 
   # Access rules (also allowed at top level, checked first): the first matching rule decides; when rules
   # exist and none matches, the request is denied. Without any rule everything is allowed. With rules,

@@ -110,14 +110,11 @@ type Message struct {
 	Origin     string
 	OriginGram *Grammar
 	// SenderID is the publishing client's id (MQTT client id, STOMP connection id); "" = unknown. MQTT 5's
-	// no local option compares it with the subscriber's.
+	// no local option compares it with the subscriber's; ShareHashClientID picks a shared group's member by it.
 	SenderID string
 	// Publisher is the publishing connection (the front-ends set their *protocol.Conn): a subscriber
 	// recognises its own messages by it, and asks it to slow down (see Sink). Never rendered on the wire.
 	Publisher any
-	// SenderID is the publishing client's id (MQTT client id, STOMP connection id); "" = unknown.
-	// ShareHashClientID picks a shared group's member by it.
-	SenderID string
 	// Tracker, when set by the publisher, learns of each durable write storing or delivering this
 	// message starts (see Tracker), so the publisher acknowledges it once they are done.
 	Tracker Tracker

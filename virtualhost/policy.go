@@ -23,7 +23,19 @@ func routerOptions(c conf.VirtualHost, o router.Options) router.Options {
 	if c.QuotaMessages > 0 {
 		o.MaxQueueMessages = c.QuotaMessages
 	}
+	if st, ok := shareStrategies[c.SharedSubscriptionStrategy]; ok {
+		o.ShareStrategy = st
+	}
 	return o
+}
+
+// shareStrategies maps shared_subscription_strategy onto the router's; "" keeps the router's default.
+var shareStrategies = map[conf.ShareStrategy]router.ShareStrategy{
+	conf.ShareRoundRobin:   router.ShareRoundRobin,
+	conf.ShareRandom:       router.ShareRandom,
+	conf.ShareSticky:       router.ShareSticky,
+	conf.ShareHashClientID: router.ShareHashClientID,
+	conf.ShareHashTopic:    router.ShareHashTopic,
 }
 
 // policyGrammar parses policy patterns: the STOMP default grammar, where a name without a prefix is of

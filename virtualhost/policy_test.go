@@ -157,3 +157,16 @@ func TestRouterOptionsDsubPoliciesAndHostQuota(t *testing.T) {
 		t.Errorf("a queue holds %d, want the host quota 3", n)
 	}
 }
+
+// Every shared_subscription_strategy reaches the router; "" keeps the router's default (round robin).
+func TestShareStrategyReachesRouter(t *testing.T) {
+	for _, st := range conf.ShareStrategies {
+		o := routerOptions(conf.VirtualHost{Name: "h", SharedSubscriptionStrategy: st}, router.Options{})
+		if o.ShareStrategy.String() != string(st) {
+			t.Errorf("%s: router strategy %s", st, o.ShareStrategy)
+		}
+	}
+	if o := routerOptions(conf.VirtualHost{Name: "h"}, router.Options{}); o.ShareStrategy != router.ShareRoundRobin {
+		t.Errorf("unset: %s", o.ShareStrategy)
+	}
+}

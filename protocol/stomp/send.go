@@ -189,6 +189,7 @@ func (s *session) newMessage(f *frame.Frame, h *sendHeaders, name string, d rout
 		Origin:          origin,
 		OriginGram:      s.g,
 		Publisher:       s.c,
+		SenderID:        s.clientID,
 	}
 	if h.receipt {
 		if tr := s.tracker(); tr != nil {
