@@ -32,15 +32,20 @@ func (cl *client) authenticate(host *virtualhost.Host, user string, cp *packet.C
 // login authenticates on host (protocol.Login) and returns the CONNACK code for a refusal.
 func (cl *client) login(host *virtualhost.Host, user string, password []byte, hasUser bool, clientID string) (virtualhost.Principal, byte, error) {
 	p, err := protocol.Login(cl.c, host, user, password, hasUser, clientID, &cl.h.refusals)
+	return p, loginCode(err), err
+}
+
+// loginCode is the CONNACK code for a login's outcome.
+func loginCode(err error) byte {
 	switch {
 	case err == nil:
-		return p, connAccepted, nil
+		return connAccepted
 	case errors.Is(err, virtualhost.ErrBadCredentials):
-		return p, connBadCredentials, err
+		return connBadCredentials
 	case errors.Is(err, protocol.ErrHostFull):
-		return p, connServerUnavailable, err
+		return connServerUnavailable
 	}
-	return p, connNotAuthorized, err
+	return connNotAuthorized
 }
 
 // access is the client's view of its host's access rules, built when needed so an idle client keeps no

@@ -272,7 +272,10 @@ func (cl *client) connect() error {
 		return cl.refuse(connServerUnavailable, fmt.Errorf("%w: %w %q", errRefused, errNoHost, c.Connector().VirtualHost))
 	}
 	principal, authData, code, err := cl.authenticate(host, user, cp, id)
-	if err != nil {
+	switch {
+	case err != nil && code == 0: // gone during an authentication exchange: nobody to answer
+		return err
+	case err != nil:
 		return cl.refuse(code, fmt.Errorf("%w: %w", errRefused, err))
 	}
 	cl.host, cl.rt, cl.user, cl.principal, cl.slot = host, host.Router, user, principal, host
@@ -317,11 +320,7 @@ func (cl *client) connect() error {
 // readConnect reads the first packet, which must be a CONNECT of protocol level 3, 4 or 5; another level
 // is refused with CONNACK.
 func (cl *client) readConnect() (*packet.ConnectPacket, error) {
-	dl := cl.c.Connector().DetectTimeout
-	if dl <= 0 {
-		dl = connectTimeout
-	}
-	_ = cl.c.SetReadDeadline(time.Now().Add(dl))
+	_ = cl.c.SetReadDeadline(time.Now().Add(cl.connectWait()))
 	p, err := cl.rd.ReadPacket()
 	cp, isConnect := p.(*packet.ConnectPacket)
 	if errors.Is(err, packet.ErrUnsupportedVersion) && isConnect {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/virtualhost"
 )
 
 // Close reasons of MQTT 5 only, each with the reason code its DISCONNECT carries (reasonOf).
@@ -48,6 +49,8 @@ type v5conn struct {
 	inflightIn atomic.Int32
 	// authMethod is the enhanced authentication method of CONNECT; "" = none.
 	authMethod string
+	// reauth is the re-authentication exchange in progress, if any (auth.go).
+	reauth virtualhost.AuthExchange
 }
 
 // connectV5 takes what CONNECT cp's properties ask for; the defaults are the specification's.
@@ -189,7 +192,7 @@ func reasonOf(err error) (byte, bool) {
 		return packet.ReasonServerShuttingDown, true
 	case errors.Is(err, errSecondConnect), errors.Is(err, errUnexpectedPacket), errors.Is(err, errUnknownAlias),
 		errors.Is(err, errSessionExpiry), errors.Is(err, errSubIDInPublish), errors.Is(err, errNoLocalShared),
-		errors.Is(err, errAuthUnexpected), errors.Is(err, errAuthOtherMethod), errors.Is(err, errBadShare):
+		errors.Is(err, errAuthUnexpected), errors.Is(err, errAuthOtherMethod), errors.Is(err, errAuthPacket), errors.Is(err, errBadShare):
 		return packet.ReasonProtocolError, true
 	}
 	return packet.ReasonUnspecifiedError, true
