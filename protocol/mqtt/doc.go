@@ -1,4 +1,4 @@
-// Package mqtt is Lyre's MQTT 3.1 / 3.1.1 front-end: it turns a recognised connection into a session
+// Package mqtt is Lyre's MQTT 3.1 / 3.1.1 / 5.0 front-end: it turns a recognised connection into a session
 // bound to one virtual host's router. The codec is protocol/mqtt/packet; what MQTT and STOMP share
 // (acknowledgement ordering, login and access checks, resuming consumers, holding publishers back) is
 // in package protocol.
@@ -67,7 +67,6 @@
 //
 // # Decisions where the specification leaves room
 //
-//   - MQTT 5 clients are refused with CONNACK 0x84 (unsupported protocol version) in the 5.0 encoding.
 //   - A client id may be up to 65535 bytes in 3.1.1 (MQTT 3.1: 23); an empty id with clean session gets
 //     a unique "lyre-…" id.
 //   - Queues: a topic starting with the connector's queue_prefix names a router queue. PUBLISH enqueues;
@@ -86,12 +85,62 @@
 //   - Between a SUBSCRIBE and its SUBACK, deliveries for the new subscription are held, so the SUBACK
 //     comes first, then the retained messages [MQTT-3.3.1-6], then what arrived meanwhile.
 //
+// # MQTT 5
+//
+// One session layer serves every level: a v5 connection carries a *v5conn (what CONNECT and CONNACK
+// agreed) and its session a *sessV5 (aliases and encoding scratch); for 3.1 and 3.1.1 both are nil, so
+// older clients pay a nil test. What MQTT 5 adds maps onto the router as follows.
+//
+//   - Sessions: Clean Start discards a session; the Session Expiry Interval (capped by the connector's
+//     max_session_expiry, the granted value then sent in CONNACK) decides how long it outlives its
+//     connection: 0 ends it with the connection, 0xFFFFFFFF never. A 3.1.1 persistent session never
+//     expires, as before. The expiry is written with the session record, so a session that expires while
+//     the broker is down is deleted, with its durable subscriptions and their backlog, at the next start.
+//     DISCONNECT may change the interval, never from 0 [MQTT-3.14.2-2]. The Will Delay Interval holds the
+//     will back; a client that comes back within it cancels it, and the session's end sends it sooner.
+//     DISCONNECT 0x04 sends the will; a takeover sends DISCONNECT 0x8E to the old connection, shutdown 0x8B.
+//   - Flow: the broker announces the connector's receive_maximum (default 1024); a client with more QoS
+//     1/2 PUBLISH packets unacknowledged gets DISCONNECT 0x93. The client's Receive Maximum bounds what
+//     the session sends it, beside max_inflight (the smaller wins). A PUBLISH larger than the client's
+//     Maximum Packet Size is not sent to it and counts as delivered [MQTT-3.1.2-25]; the broker announces
+//     the connector's max_message_length as its own.
+//   - Topic aliases: inbound, up to the connector's topic_alias_maximum (default 64; 0 or above it is
+//     DISCONNECT 0x94, an unknown alias 0x82). Outbound, the first topics a connection receives get
+//     aliases, up to the smaller of the client's maximum and the connector's; later topics go out in full.
+//     Aliases are never reassigned, so a client never has to track a replaced one.
+//   - Message properties travel in router.Message, not as wire bytes: content type, response topic (as a
+//     Destination, so a STOMP reply-to and an MQTT response topic are the same name in two grammars),
+//     correlation data, user properties (router headers, order kept), the payload format indicator (UTF8)
+//     and the expiry (an absolute deadline: a subscriber gets the remaining interval, rounded up, and an
+//     expired message is not delivered [MQTT-3.3.2-5]). A payload marked UTF-8 that is not is refused with
+//     0x99 [MQTT-3.3.2-4] (the broker checks it: STOMP receivers rely on the flag for text frames).
+//   - Publish outcomes: PUBACK/PUBREC say 0x10 when a topic message reached no subscriber, 0x87 when the
+//     client may not publish there (not routed), 0x97 when a queue is full; a QoS 0 PUBLISH the client
+//     may not send is dropped (counted), as MQTT 5 has no answer for it.
+//   - Subscriptions: no local (compared by client id, router.Message.SenderID), retain as published,
+//     retain handling 0/1/2, and subscription identifiers, kept in the durable subscription's options so
+//     a restored session keeps them; a message matching several subscriptions of a clean session carries
+//     every identifier. No local on a shared subscription is a protocol error [MQTT-3.8.3-4]. Shared
+//     subscriptions pick a member by the host's shared_subscription_strategy (router.ShareStrategy);
+//     a member the access rules forbid a message is skipped.
+//   - Reason strings and user properties go on acknowledgements only when the client asked for problem
+//     information [MQTT-3.1.2-29]; on CONNACK and DISCONNECT always. Response Information, when asked
+//     for, is response_topic_prefix + client id. The Server Keep Alive caps a client's keep-alive at
+//     the connector's max_keep_alive. An empty client id gets an assigned "lyre-…" id in CONNACK, clean
+//     start or not. Maximum QoS is absent from CONNACK: every QoS is supported.
+//   - Enhanced authentication (auth.go): the host's methods (virtualhost.Authenticator; SCRAM-SHA-256
+//     when a user has SCRAM credentials) run between CONNECT and CONNACK in AUTH 0x18 packets, within the
+//     connect timeout; an unknown method gets 0x8C, a failed exchange 0x86. Re-authentication (AUTH
+//     0x19) must use the same method and prove the same user, who must still be allowed to connect;
+//     anything else ends the connection with DISCONNECT 0x87 (or 0x82 for a method mismatch), never a
+//     change of identity.
+//
 // # Access control
 //
-// CONNECT answers 0x04 for bad credentials and 0x05 when the user may not connect; a SUBSCRIBE filter
+// CONNECT answers 0x04 for bad credentials and 0x05 when the user may not connect (MQTT 5: 0x86, 0x87); a SUBSCRIBE filter
 // that can reach no destination the client may receive gets 0x80; a PUBLISH the client may not send is
 // not routed but still acknowledged as QoS 1 and 2 require, since MQTT 3.1.1 has no way to tell the
-// client [MQTT-3.3.5-2]; a wildcard subscription reaching some forbidden topics delivers only from the
+// client [MQTT-3.3.5-2] (MQTT 5 says 0x87); a wildcard subscription reaching some forbidden topics delivers only from the
 // allowed ones. Log lines name the remote address (the connection's logger carries it), never the
 // password.
 package mqtt
