@@ -28,6 +28,7 @@ type config struct {
 	user      string
 	pass      string
 	keepAlive time.Duration
+	v5        bool // MQTT 5.0 instead of 3.1.1
 	timeout   time.Duration
 	drain     time.Duration
 	warmup    time.Duration
@@ -95,6 +96,7 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.IntVar(&c.stalled, "stalled", 0, "MQTT: extra subscribers to the same topic(s) that never read after SUBACK (a slow-subscriber run)")
 	fs.IntVar(&c.conns, "conns", 1000, "idle: connections to open")
 	fs.IntVar(&c.pid, "pid", 0, "idle: broker process whose VmRSS to sample before and after connecting")
+	fs.BoolVar(&c.v5, "v5", false, "MQTT 5.0 instead of 3.1.1 (CONNECT level 5, empty property lists)")
 	fs.StringVar(&c.user, "user", "", "user name for CONNECT")
 	fs.StringVar(&c.pass, "pass", "", "password for CONNECT (needs -user)")
 	fs.DurationVar(&c.keepAlive, "keepalive", 30*time.Second, "keep-alive announced in CONNECT; pings every half of it")

@@ -179,6 +179,10 @@ func TestBenchMosquitto(t *testing.T) {
 		{"fanin qos 0 rate", []string{"-mode", "fanin", "-qos", "0", "-pubs", "2", "-count", "40", "-rate", "200"}, 80},
 		// The stalled subscriber never reads; the measured subscriber must still get everything.
 		{"fanin qos 1 with a stalled subscriber", []string{"-mode", "fanin", "-qos", "1", "-pubs", "2", "-count", "200", "-stalled", "1"}, 400},
+		// MQTT 5: the same runs with property lists in every packet.
+		{"fanin qos 0 v5", []string{"-v5", "-mode", "fanin", "-qos", "0", "-pubs", "2", "-count", "300"}, 600},
+		{"fanin qos 1 v5", []string{"-v5", "-mode", "fanin", "-qos", "1", "-pubs", "4", "-count", "500", "-inflight", "16"}, 2000},
+		{"pairs qos 2 v5", []string{"-v5", "-mode", "pairs", "-qos", "2", "-pubs", "2", "-count", "200"}, 400},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg, err := parseFlags(append([]string{"-addr", addr, "-rate", "5000", "-topic", "test"}, c.args...), &bytes.Buffer{})

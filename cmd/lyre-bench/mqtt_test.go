@@ -33,14 +33,19 @@ func TestEncodeGolden(t *testing.T) {
 		// [MQTT-3.1.2-22]: no password flag without the user name flag, so a lone -pass is left out.
 		{"connect password without user", appendConnect(nil, mqttConnectOptions{clientID: "c", pass: "pw"}),
 			[]byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0, 0, 1, 'c'}},
+		// MQTT 5: level 5 and an empty property list after the keep-alive, the packet id, the identifier.
+		{"connect v5", appendConnect(nil, mqttConnectOptions{clientID: "c1", keepAlive: 30 * time.Second, v5: true}),
+			[]byte{0x10, 15, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 30, 0, 0, 2, 'c', '1'}},
+		{"subscribe v5", appendSubscribe(nil, 1, "a/b", 1, true), []byte{0x82, 9, 0, 1, 0, 0, 3, 'a', '/', 'b', 1}},
+		{"publish qos 1 header v5", appendPublishHeader(nil, "t", 1, 16, true), []byte{0x32, 22, 0, 1, 't'}},
 		// [MQTT-3.8.1-1]: SUBSCRIBE fixed header flags are 0010.
-		{"subscribe", appendSubscribe(nil, 1, "a/b", 1),
+		{"subscribe", appendSubscribe(nil, 1, "a/b", 1, false),
 			[]byte{0x82, 8, 0, 1, 0, 3, 'a', '/', 'b', 1}},
-		{"publish qos 0", append(appendPublishHeader(nil, "t", 0, 16), payload16...),
+		{"publish qos 0", append(appendPublishHeader(nil, "t", 0, 16, false), payload16...),
 			append([]byte{0x30, 19, 0, 1, 't'}, payload16...)},
-		{"publish qos 1 header", appendPublishHeader(nil, "t", 1, 16), []byte{0x32, 21, 0, 1, 't'}},
-		{"publish qos 2 header", appendPublishHeader(nil, "t", 2, 16), []byte{0x34, 21, 0, 1, 't'}},
-		{"publish two-byte remaining length", appendPublishHeader(nil, "t", 0, 200), []byte{0x30, 0xcb, 0x01, 0, 1, 't'}},
+		{"publish qos 1 header", appendPublishHeader(nil, "t", 1, 16, false), []byte{0x32, 21, 0, 1, 't'}},
+		{"publish qos 2 header", appendPublishHeader(nil, "t", 2, 16, false), []byte{0x34, 21, 0, 1, 't'}},
+		{"publish two-byte remaining length", appendPublishHeader(nil, "t", 0, 200, false), []byte{0x30, 0xcb, 0x01, 0, 1, 't'}},
 		{"puback", appendAck(nil, mqttPUBACK, 0x1234), []byte{0x40, 2, 0x12, 0x34}},
 		{"pubrec", appendAck(nil, mqttPUBREC, 7), []byte{0x50, 2, 0, 7}},
 		// [MQTT-3.6.1-1]: PUBREL fixed header flags are 0010.
@@ -206,11 +211,11 @@ func TestPacketReaderResumesAfterTimeout(t *testing.T) {
 }
 
 func TestParsePublish(t *testing.T) {
-	topic, id, payload, err := parsePublish(0x32, []byte{0, 3, 'a', '/', 'b', 0x12, 0x34, 'h', 'i'})
+	topic, id, payload, err := parsePublish(0x32, []byte{0, 3, 'a', '/', 'b', 0x12, 0x34, 'h', 'i'}, false)
 	if err != nil || string(topic) != "a/b" || id != 0x1234 || string(payload) != "hi" {
 		t.Fatalf("qos 1: %q %#x %q %v", topic, id, payload, err)
 	}
-	topic, id, payload, err = parsePublish(0x31, []byte{0, 1, 't', 0x12, 0x34}) // retain flag, QoS 0: no identifier
+	topic, id, payload, err = parsePublish(0x31, []byte{0, 1, 't', 0x12, 0x34}, false) // retain flag, QoS 0: no identifier
 	if err != nil || string(topic) != "t" || id != 0 || !bytes.Equal(payload, []byte{0x12, 0x34}) {
 		t.Fatalf("qos 0: %q %#x %q %v", topic, id, payload, err)
 	}
@@ -224,29 +229,45 @@ func TestParsePublish(t *testing.T) {
 		{"topic overruns packet", 0x30, []byte{0, 5, 'a'}},
 		{"qos 1 without identifier", 0x32, []byte{0, 1, 't', 0}},
 	} {
-		if _, _, _, err := parsePublish(c.hdr, c.body); !errors.Is(err, errMalformed) {
+		if _, _, _, err := parsePublish(c.hdr, c.body, false); !errors.Is(err, errMalformed) {
 			t.Errorf("%s: err = %v, want errMalformed", c.name, err)
 		}
 	}
 }
 
 func TestParseAcks(t *testing.T) {
-	if err := parseConnack([]byte{0, 0}); err != nil {
+	if err := parseConnack([]byte{0, 0}, false); err != nil {
 		t.Errorf("CONNACK accepted: %v", err)
 	}
-	if err := parseConnack([]byte{0, 5}); !errors.Is(err, errRefused) || !strings.Contains(err.Error(), "not authorized") {
+	if err := parseConnack([]byte{0, 5}, false); !errors.Is(err, errRefused) || !strings.Contains(err.Error(), "not authorized") {
 		t.Errorf("CONNACK 5: err = %v", err)
 	}
-	if err := parseConnack([]byte{0, 9}); !errors.Is(err, errRefused) {
+	if err := parseConnack([]byte{0, 9}, false); !errors.Is(err, errRefused) {
 		t.Errorf("CONNACK 9: err = %v", err)
 	}
-	if err := parseConnack([]byte{0}); !errors.Is(err, errMalformed) {
+	if err := parseConnack([]byte{0}, false); !errors.Is(err, errMalformed) {
 		t.Errorf("short CONNACK: err = %v", err)
 	}
-	if id, granted, err := parseSuback([]byte{0, 1, 0x80}); err != nil || id != 1 || granted != 0x80 {
+	// MQTT 5: properties after the reason code, after the SUBACK packet id, after a PUBLISH identifier.
+	if err := parseConnack([]byte{0, 0, 3, 0x21, 0, 10}, true); err != nil {
+		t.Errorf("v5 CONNACK accepted: %v", err)
+	}
+	if err := parseConnack([]byte{0, 0x87, 0}, true); !errors.Is(err, errRefused) {
+		t.Errorf("v5 CONNACK 0x87: err = %v", err)
+	}
+	if id, granted, err := parseSuback([]byte{0, 2, 2, 0x1F, 0, 1}, true); err != nil || id != 2 || granted != 1 {
+		t.Errorf("v5 SUBACK: %d %#x %v", id, granted, err)
+	}
+	if _, _, err := parseSuback([]byte{0, 2, 9, 1}, true); !errors.Is(err, errMalformed) {
+		t.Errorf("v5 SUBACK with overrunning properties: err = %v", err)
+	}
+	if topic, id, payload, err := parsePublish(0x32, []byte{0, 1, 't', 0, 7, 2, 0x23, 0, 'h', 'i'}, true); err != nil || string(topic) != "t" || id != 7 || string(payload) != "hi" {
+		t.Errorf("v5 PUBLISH: %q %d %q %v", topic, id, payload, err)
+	}
+	if id, granted, err := parseSuback([]byte{0, 1, 0x80}, false); err != nil || id != 1 || granted != 0x80 {
 		t.Errorf("SUBACK: %d %#x %v", id, granted, err)
 	}
-	if _, _, err := parseSuback([]byte{0, 1}); !errors.Is(err, errMalformed) {
+	if _, _, err := parseSuback([]byte{0, 1}, false); !errors.Is(err, errMalformed) {
 		t.Errorf("short SUBACK: err = %v", err)
 	}
 	if id, err := parseAckID([]byte{0xab, 0xcd}); err != nil || id != 0xabcd {
@@ -411,7 +432,7 @@ func serveAcks(c net.Conn, blast int) {
 			bw.Write(append(ack[:0], mqttSUBACK<<4, 3, body[0], body[1], body[len(body)-1]))
 			if blast > 0 {
 				bw.Flush()
-				pkt := appendPublishHeader(nil, "t", 1, 64)
+				pkt := appendPublishHeader(nil, "t", 1, 64, false)
 				pkt = append(pkt, make([]byte, 2+64)...) // identifier and payload, rewritten per message
 				for i := range blast {
 					binary.BigEndian.PutUint16(pkt[len(pkt)-66:], uint16(i)|1)
@@ -420,7 +441,7 @@ func serveAcks(c net.Conn, blast int) {
 				}
 			}
 		case mqttPUBLISH:
-			_, id, _, err := parsePublish(hdr, body)
+			_, id, _, err := parsePublish(hdr, body, false)
 			if err != nil {
 				return
 			}

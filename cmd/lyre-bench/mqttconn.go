@@ -19,6 +19,7 @@ type mqttOptions struct {
 	keepAlive time.Duration
 	timeout   time.Duration // dial plus CONNECT/CONNACK and SUBSCRIBE/SUBACK
 	maxPacket int
+	v5        bool // MQTT 5 instead of 3.1.1
 }
 
 // mqttConn is one connection. Its reader and writer are used by one goroutine each at most.
@@ -47,7 +48,7 @@ func dialMQTT(ctx context.Context, o *mqttOptions, clientID string, rbuf, wbuf i
 
 func (c *mqttConn) handshake(clientID string) error {
 	c.nc.SetDeadline(time.Now().Add(c.opt.timeout))
-	pkt := appendConnect(nil, mqttConnectOptions{clientID: clientID, user: c.opt.user, pass: c.opt.pass, keepAlive: c.opt.keepAlive})
+	pkt := appendConnect(nil, mqttConnectOptions{clientID: clientID, user: c.opt.user, pass: c.opt.pass, keepAlive: c.opt.keepAlive, v5: c.opt.v5})
 	if _, err := c.nc.Write(pkt); err != nil {
 		return err
 	}
@@ -58,7 +59,7 @@ func (c *mqttConn) handshake(clientID string) error {
 	if hdr>>4 != mqttCONNACK {
 		return fmt.Errorf("%w: type %d instead of CONNACK", errUnexpected, hdr>>4)
 	}
-	if err := parseConnack(body); err != nil {
+	if err := parseConnack(body, c.opt.v5); err != nil {
 		return err
 	}
 	return c.nc.SetDeadline(time.Time{})
@@ -67,7 +68,7 @@ func (c *mqttConn) handshake(clientID string) error {
 // subscribe sends one SUBSCRIBE and waits for its SUBACK, returning the granted QoS.
 func (c *mqttConn) subscribe(filter string, qos byte) (byte, error) {
 	c.nc.SetDeadline(time.Now().Add(c.opt.timeout))
-	if _, err := c.nc.Write(appendSubscribe(nil, 1, filter, qos)); err != nil {
+	if _, err := c.nc.Write(appendSubscribe(nil, 1, filter, qos, c.opt.v5)); err != nil {
 		return 0, err
 	}
 	hdr, body, err := c.pr.next()
@@ -77,7 +78,7 @@ func (c *mqttConn) subscribe(filter string, qos byte) (byte, error) {
 	if hdr>>4 != mqttSUBACK {
 		return 0, fmt.Errorf("%w: type %d instead of SUBACK", errUnexpected, hdr>>4)
 	}
-	id, granted, err := parseSuback(body)
+	id, granted, err := parseSuback(body, c.opt.v5)
 	if err != nil {
 		return 0, err
 	}

@@ -80,12 +80,18 @@ type mqttConnectOptions struct {
 	user      string
 	pass      string
 	keepAlive time.Duration
+	v5        bool // MQTT 5: protocol level 5 and an empty property list
 }
 
-// appendConnect appends an MQTT 3.1.1 CONNECT with a clean session [MQTT 3.1].
+// appendConnect appends an MQTT 3.1.1 (or 5.0) CONNECT with a clean session [MQTT 3.1].
 func appendConnect(dst []byte, o mqttConnectOptions) []byte {
 	flags := byte(0x02) // clean session
 	rl := 10 + 2 + len(o.clientID)
+	level := byte(4) // 3.1.1
+	if o.v5 {
+		level = 5
+		rl++ // the property length, 0
+	}
 	if o.user != "" {
 		flags |= 0x80
 		rl += 2 + len(o.user)
@@ -98,8 +104,11 @@ func appendConnect(dst []byte, o mqttConnectOptions) []byte {
 	dst = append(dst, mqttCONNECT<<4)
 	dst = appendVarint(dst, rl)
 	dst = appendString(dst, "MQTT")
-	dst = append(dst, 4, flags) // protocol level 4 = 3.1.1
+	dst = append(dst, level, flags)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(o.keepAlive/time.Second))
+	if o.v5 {
+		dst = append(dst, 0)
+	}
 	dst = appendString(dst, o.clientID)
 	if o.user != "" {
 		dst = appendString(dst, o.user)
@@ -111,18 +120,23 @@ func appendConnect(dst []byte, o mqttConnectOptions) []byte {
 }
 
 // appendSubscribe appends a SUBSCRIBE for one filter; its fixed header flags must be 0010 [MQTT-3.8.1-1].
-func appendSubscribe(dst []byte, id uint16, filter string, qos byte) []byte {
+// MQTT 5 (v5) adds an empty property list.
+func appendSubscribe(dst []byte, id uint16, filter string, qos byte, v5 bool) []byte {
 	dst = append(dst, mqttSUBSCRIBE<<4|0x02)
-	dst = appendVarint(dst, 2+2+len(filter)+1)
+	dst = appendVarint(dst, 2+2+len(filter)+1+b2i(v5))
 	dst = binary.BigEndian.AppendUint16(dst, id)
+	if v5 {
+		dst = append(dst, 0)
+	}
 	dst = appendString(dst, filter)
 	return append(dst, qos)
 }
 
 // appendPublishHeader appends a PUBLISH's fixed header and topic name. For QoS > 0 the caller writes the
-// two-byte packet identifier next, then the payload of payloadLen bytes.
-func appendPublishHeader(dst []byte, topic string, qos byte, payloadLen int) []byte {
-	rl := 2 + len(topic) + payloadLen
+// two-byte packet identifier next, for MQTT 5 (v5) a property length of 0, then the payload of
+// payloadLen bytes.
+func appendPublishHeader(dst []byte, topic string, qos byte, payloadLen int, v5 bool) []byte {
+	rl := 2 + len(topic) + payloadLen + b2i(v5)
 	if qos > 0 {
 		rl += 2
 	}
@@ -140,8 +154,28 @@ func appendAck(dst []byte, typ byte, id uint16) []byte {
 	return append(dst, h, 2, byte(id>>8), byte(id))
 }
 
-// parsePublish splits a PUBLISH body; the slices alias body.
-func parsePublish(hdr byte, body []byte) (topic []byte, id uint16, payload []byte, err error) {
+// b2i is 1 for true.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// skipProperties skips an MQTT 5 property list at the start of b [MQTT 5 2.2.2].
+func skipProperties(b []byte) ([]byte, error) {
+	n, used, err := decodeVarint(b)
+	if err != nil {
+		return nil, err
+	}
+	if used == 0 || used+n > len(b) {
+		return nil, fmt.Errorf("%w: properties overrun the packet", errMalformed)
+	}
+	return b[used+n:], nil
+}
+
+// parsePublish splits a PUBLISH body (MQTT 5 if v5: its properties are skipped); the slices alias body.
+func parsePublish(hdr byte, body []byte, v5 bool) (topic []byte, id uint16, payload []byte, err error) {
 	qos := hdr >> 1 & 3
 	if qos == 3 {
 		return nil, 0, nil, fmt.Errorf("%w: PUBLISH with QoS 3", errMalformed) // [MQTT-3.3.1-4]
@@ -161,6 +195,11 @@ func parsePublish(hdr byte, body []byte) (topic []byte, id uint16, payload []byt
 		}
 		id, rest = binary.BigEndian.Uint16(rest), rest[2:]
 	}
+	if v5 {
+		if rest, err = skipProperties(rest); err != nil {
+			return nil, 0, nil, err
+		}
+	}
 	return topic, id, rest, nil
 }
 
@@ -172,10 +211,14 @@ func parseAckID(body []byte) (uint16, error) {
 	return binary.BigEndian.Uint16(body), nil
 }
 
-// parseConnack returns the CONNACK return code, or an error naming the refusal.
-func parseConnack(body []byte) error {
-	if len(body) != 2 {
+// parseConnack returns the CONNACK return code, or an error naming the refusal. An MQTT 5 (v5) CONNACK
+// has properties after the reason code.
+func parseConnack(body []byte, v5 bool) error {
+	if (!v5 && len(body) != 2) || len(body) < 2 {
 		return fmt.Errorf("%w: CONNACK of %d bytes", errMalformed, len(body))
+	}
+	if rc := body[1]; rc >= 0x80 && v5 {
+		return fmt.Errorf("%w: CONNACK reason 0x%02x", errRefused, rc)
 	}
 	if rc := body[1]; rc != 0 {
 		reason := "unknown reason"
@@ -187,10 +230,19 @@ func parseConnack(body []byte) error {
 	return nil
 }
 
-// parseSuback returns the packet identifier and the first granted QoS of a SUBACK.
-func parseSuback(body []byte) (id uint16, granted byte, err error) {
+// parseSuback returns the packet identifier and the first granted QoS of a SUBACK (MQTT 5 if v5).
+func parseSuback(body []byte, v5 bool) (id uint16, granted byte, err error) {
 	if len(body) < 3 {
 		return 0, 0, fmt.Errorf("%w: SUBACK too short", errMalformed)
 	}
-	return binary.BigEndian.Uint16(body), body[2], nil
+	id, codes := binary.BigEndian.Uint16(body), body[2:]
+	if v5 {
+		if codes, err = skipProperties(codes); err != nil {
+			return 0, 0, err
+		}
+		if len(codes) == 0 {
+			return 0, 0, fmt.Errorf("%w: SUBACK without reason codes", errMalformed)
+		}
+	}
+	return id, codes[0], nil
 }

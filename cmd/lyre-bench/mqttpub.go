@@ -53,7 +53,7 @@ func (p *mqttPublisher) stop() { p.c.close() }
 func (p *mqttPublisher) writeLoop() error {
 	s, bw := p.spec, p.c.bw
 	payload := make([]byte, s.size)
-	prefix := appendPublishHeader(nil, s.topic, s.qos, s.size)
+	prefix := appendPublishHeader(nil, s.topic, s.qos, s.size, p.c.opt.v5)
 	tag := uint64(s.index) << seqBits
 	var period float64
 	if s.rate > 0 {
@@ -116,6 +116,9 @@ func (p *mqttPublisher) writePublish(prefix, payload []byte, tag uint64, id uint
 	if p.spec.qos > 0 {
 		bw.WriteByte(byte(id >> 8))
 		bw.WriteByte(byte(id))
+	}
+	if p.c.opt.v5 {
+		bw.WriteByte(0) // no properties
 	}
 	_, err := bw.Write(payload)
 	return err

@@ -52,7 +52,7 @@ func (s *mqttSubscriber) run() error {
 		}
 		switch typ := hdr >> 4; typ {
 		case mqttPUBLISH:
-			_, id, payload, err := parsePublish(hdr, body)
+			_, id, payload, err := parsePublish(hdr, body, c.opt.v5)
 			if err != nil {
 				return err
 			}
