@@ -492,6 +492,25 @@ func TestV5ReceiveMaximum_MQTT_3_3_4_9(t *testing.T) {
 	}
 }
 
+// TestV5ReceiveMaximumQoS0NotDelayed_MQTT_3_3_4_10: QoS 0 messages still go out while the client's
+// Receive Maximum of QoS 1 messages is unacknowledged [MQTT-3.3.4-10].
+func TestV5ReceiveMaximumQoS0NotDelayed_MQTT_3_3_4_10(t *testing.T) {
+	b := startBroker(t, nil)
+	r, _ := dialRaw5(t, b.addr, "rm0", &packet.Properties{ReceiveMaximum: ptr(uint16(1))})
+	r.subscribe5(1, 0, packet.Subscription{Filter: "rm0/#", QoS: 1})
+	pub := dialV5(t, b.addr, connectV5("pub"))
+	pub.pub("rm0/a", "q1 first", 1)
+	pub.pub("rm0/a", "q1 waits", 1)
+	pub.pub("rm0/b", "q0", 0)
+	var got []string
+	for range 2 {
+		got = append(got, string(r.nextPublish().Payload))
+	}
+	if !slices.Equal(got, []string{"q1 first", "q0"}) {
+		t.Fatalf("with the window full got %q, want the QoS 0 message after the first", got)
+	}
+}
+
 // TestV5MaximumPacketSize_MQTT_3_1_2_25: a message too large for a client's Maximum Packet Size is not
 // sent to it [MQTT-3.1.2-24], and its session goes on as if it had been [MQTT-3.1.2-25]; a client
 // without the limit gets it.
