@@ -189,6 +189,39 @@ func TestV5MessageExpiryQueued_MQTT_3_3_2_5(t *testing.T) {
 	}
 }
 
+// TestV5MessageExpiryOffline_MQTT_3_3_2_5: a message kept for a session while its client is away is
+// not sent once it expired [MQTT-3.3.2-5]; one that has not expired is, with what is left of its
+// interval [MQTT-3.3.2-6].
+func TestV5MessageExpiryOffline_MQTT_3_3_2_5(t *testing.T) {
+	b := startBroker(t, nil)
+	cp := func() *paho5.Connect {
+		return withProps(&paho5.Connect{ClientID: "away"}, &paho5.ConnectProperties{SessionExpiryInterval: ptr(uint32(300))})
+	}
+	c := dialV5(t, b.addr, cp())
+	c.sub("off/#", 1)
+	c.disconnect()
+	prototest.WaitFor(t, waitTime, func() bool { kept, online := sessionState(b, "away"); return kept && !online })
+	pub := dialV5(t, b.addr, connectV5("pub"))
+	start := time.Now()
+	pub.publish(&paho5.Publish{Topic: "off/a", QoS: 1, Payload: []byte("expires"),
+		Properties: &paho5.PublishProperties{MessageExpiry: ptr(uint32(1))}})
+	pub.publish(&paho5.Publish{Topic: "off/a", QoS: 1, Payload: []byte("stays"),
+		Properties: &paho5.PublishProperties{MessageExpiry: ptr(uint32(60))}})
+	time.Sleep(time.Until(start.Add(1100 * time.Millisecond))) // the interval is whole seconds
+	c = dialV5(t, b.addr, cp())
+	if !c.ca.SessionPresent {
+		t.Fatal("session not kept")
+	}
+	pub.pub("off/a", "marker", 1)
+	c.waitN(2)
+	if got := c.payloads(); !slices.Equal(got, []string{"stays", "marker"}) {
+		t.Fatalf("got %q, want the unexpired message and the marker", got)
+	}
+	if e := c.all()[0].p.Properties.MessageExpiry; e == nil || *e > 59 || *e < 55 {
+		t.Errorf("expiry %v, want what is left of 60 after more than a second", e)
+	}
+}
+
 // TestV5TopicAliasInbound_MQTT_3_3_2_12: topic aliases a paho publisher sets are resolved by the broker
 // [MQTT-3.3.2-12], and may be set again to another topic.
 func TestV5TopicAliasInbound_MQTT_3_3_2_12(t *testing.T) {
@@ -306,30 +339,36 @@ func TestV5NoLocal_MQTT_3_8_3_3(t *testing.T) {
 
 // TestV5RetainAsPublished_MQTT_3_3_1_12_13: a message forwarded to a subscription with Retain As
 // Published keeps its RETAIN flag [MQTT-3.3.1-13]; without it the flag is cleared [MQTT-3.3.1-12].
-// Retained messages sent because of the SUBSCRIBE have it set either way.
+// Retained messages sent because of the SUBSCRIBE have it set either way. Both for a session that ends
+// with its connection and for one that outlives it (its subscriptions are durable).
 func TestV5RetainAsPublished_MQTT_3_3_1_12_13(t *testing.T) {
-	b := startBroker(t, nil)
-	pub := dialV5(t, b.addr, connectV5("pub"))
-	pub.publish(&paho5.Publish{Topic: "rap/x", QoS: 1, Retain: true, Payload: []byte("stored")})
-	rap := dialV5(t, b.addr, connectV5("rap"))
-	rap.subscribe(&paho5.Subscribe{Subscriptions: []paho5.SubscribeOptions{{Topic: "rap/#", QoS: 1, RetainAsPublished: true}}})
-	plain := dialV5(t, b.addr, connectV5("plain"))
-	plain.sub("rap/#", 1)
-	pub.publish(&paho5.Publish{Topic: "rap/x", QoS: 1, Retain: true, Payload: []byte("live retained")})
-	pub.pub("rap/x", "live", 1)
-	for _, c := range []struct {
-		name string
-		cl   *v5client
-		want []bool
-	}{{"retain as published", rap, []bool{true, true, false}}, {"plain", plain, []bool{true, false, false}}} {
-		got := c.cl.waitN(3)
-		var flags []bool
-		for _, g := range got {
-			flags = append(flags, g.p.Retain)
-		}
-		if !slices.Equal(c.cl.payloads(), []string{"stored", "live retained", "live"}) || !slices.Equal(flags, c.want) {
-			t.Errorf("%s: got %v with RETAIN %v, want RETAIN %v", c.name, c.cl.payloads(), flags, c.want)
-		}
+	for _, expiry := range []uint32{0, 300} {
+		t.Run(fmt.Sprintf("expiry=%d", expiry), func(t *testing.T) {
+			b := startBroker(t, nil)
+			pub := dialV5(t, b.addr, connectV5("pub"))
+			pub.publish(&paho5.Publish{Topic: "rap/x", QoS: 1, Retain: true, Payload: []byte("stored")})
+			props := &paho5.ConnectProperties{SessionExpiryInterval: ptr(expiry)}
+			rap := dialV5(t, b.addr, withProps(connectV5("rap"), props))
+			rap.subscribe(&paho5.Subscribe{Subscriptions: []paho5.SubscribeOptions{{Topic: "rap/#", QoS: 1, RetainAsPublished: true}}})
+			plain := dialV5(t, b.addr, withProps(connectV5("plain"), props))
+			plain.sub("rap/#", 1)
+			pub.publish(&paho5.Publish{Topic: "rap/x", QoS: 1, Retain: true, Payload: []byte("live retained")})
+			pub.pub("rap/x", "live", 1)
+			for _, c := range []struct {
+				name string
+				cl   *v5client
+				want []bool
+			}{{"retain as published", rap, []bool{true, true, false}}, {"plain", plain, []bool{true, false, false}}} {
+				got := c.cl.waitN(3)
+				var flags []bool
+				for _, g := range got {
+					flags = append(flags, g.p.Retain)
+				}
+				if !slices.Equal(c.cl.payloads(), []string{"stored", "live retained", "live"}) || !slices.Equal(flags, c.want) {
+					t.Errorf("%s: got %v with RETAIN %v, want RETAIN %v", c.name, c.cl.payloads(), flags, c.want)
+				}
+			}
+		})
 	}
 }
 
