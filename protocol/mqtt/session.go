@@ -93,11 +93,15 @@ type outQueue struct {
 	head  int
 	live  int // live items, bounded by max_queued_messages
 	live0 int // live QoS 0 items among them: dropped before any QoS ≥ 1 one
+	qos0  int // QoS 0 items, live or not: a new QoS 0 message may overtake the queue only when it is 0
 }
 
 func (q *outQueue) len() int { return len(q.items) - q.head }
 
 func (q *outQueue) count(it *outItem, n int) {
+	if it.qos == 0 {
+		q.qos0 += n
+	}
 	if it.live() {
 		q.live += n
 		if it.qos == 0 {
@@ -154,7 +158,7 @@ func (q *outQueue) dropOldestLive() (outItem, bool) {
 // filter keeps the items for which keep returns true.
 func (q *outQueue) filter(keep func(*outItem) bool) {
 	kept := q.items[:0]
-	q.live, q.live0 = 0, 0
+	q.live, q.live0, q.qos0 = 0, 0, 0
 	for i := q.head; i < len(q.items); i++ {
 		if keep(&q.items[i]) {
 			kept = append(kept, q.items[i])
@@ -282,6 +286,11 @@ func (s *session) Deliver(d router.Delivery) bool {
 		s.holdLocked(e, it)
 		return true
 	case s.caughtUpLocked() && s.sendLocked(&it):
+		return true
+	case it.qos == 0 && s.queue.qos0 == 0 && !s.caughtUpLocked() && s.sendLocked(&it):
+		// Only QoS 1 and 2 messages wait (for the client's Receive Maximum or max_inflight, or for room):
+		// they must not hold QoS 0 back [MQTT-3.3.4-10]. A topic is ordered per QoS [MQTT-4.6.0-6], so
+		// a QoS 0 message may pass them, never another QoS 0 message.
 		return true
 	case it.qos == 0 && !d.Paced && s.caughtUpLocked():
 		s.countDropLocked("outbound full")
