@@ -6,12 +6,15 @@ package mqtt
 // keeps serving other clients afterwards.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"strings"
 	"testing"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
 )
 
 // v5Dial connects a raw client speaking MQTT 5 without sending anything.
@@ -236,5 +239,144 @@ func TestV5ErrDisconnect(t *testing.T) {
 			r.expectDisconnect(tc.rc)
 			stillServes(t, b.addr)
 		})
+	}
+}
+
+// reply is an acknowledgement the broker is expected to send: its type, packet id and reason code (one
+// per filter for SUBACK and UNSUBACK).
+type reply struct {
+	t   packet.Type
+	id  uint16
+	rcs []byte
+}
+
+func ackOf(t packet.Type, id uint16, rc ...byte) reply { return reply{t, id, rc} }
+
+// replyOf returns what p says as a reply, and its properties.
+func replyOf(p packet.Packet) (reply, *packet.Properties) {
+	switch p := p.(type) {
+	case *packet.PubackPacket:
+		return ackOf(packet.Puback, p.PacketID, p.ReasonCode), p.Properties
+	case *packet.PubrecPacket:
+		return ackOf(packet.Pubrec, p.PacketID, p.ReasonCode), p.Properties
+	case *packet.PubrelPacket:
+		return ackOf(packet.Pubrel, p.PacketID, p.ReasonCode), p.Properties
+	case *packet.PubcompPacket:
+		return ackOf(packet.Pubcomp, p.PacketID, p.ReasonCode), p.Properties
+	case *packet.SubackPacket:
+		return ackOf(packet.Suback, p.PacketID, p.ReturnCodes...), p.Properties
+	case *packet.UnsubackPacket:
+		return ackOf(packet.Unsuback, p.PacketID, p.ReasonCodes...), p.Properties
+	}
+	return reply{t: p.Type()}, nil
+}
+
+// strictHost is an anonymous host that refuses sending and receiving under secret/ and whose queue "full"
+// holds one message, refusing more (full_policy block).
+func strictHost() *virtualhost.Host {
+	return virtualhost.New(conf.VirtualHost{Name: "strict", Anonymous: true,
+		AccessRules: []conf.AccessRule{
+			{Deny: []string{"*"}, Actions: []string{"send", "receive"}, Kind: "topic", ID: "secret.**"},
+			{Allow: []string{"*"}},
+		},
+		Queues: []conf.QueuePolicy{{Pattern: "full", QuotaMessages: 1, FullPolicy: conf.FullBlock}},
+	}, router.Options{})
+}
+
+// TestV5ErrAcks: input the broker refuses in its acknowledgement while the connection stays open. With
+// Request Problem Information 0 no reason string (nor user property) may come on them [MQTT-3.1.2-29];
+// the broker sends none on acknowledgements either way.
+func TestV5ErrAcks(t *testing.T) {
+	alias := func(a uint16) *packet.Properties { return &packet.Properties{TopicAlias: u16(a)} }
+	utf8Flag := &packet.Properties{PayloadFormatIndicator: u8(1)}
+	cases := []struct {
+		name string
+		mod  func(*conf.Connector)
+		send [][]byte
+		want []reply
+	}{
+		{name: "3.4.2.1 QoS 1 to a topic nobody subscribes to gets 0x10",
+			send: [][]byte{pub5("nobody", 1, 1, nil, "x")},
+			want: []reply{ackOf(packet.Puback, 1, packet.ReasonNoMatchingSubscribers)}},
+		{name: "3.5.2.1 QoS 2 to a topic nobody subscribes to gets PUBREC 0x10, then PUBCOMP",
+			send: [][]byte{pub5("nobody", 2, 1, nil, "x"), packet.Append(nil, &packet.PubrelPacket{PacketID: 1}, packet.Version5)},
+			want: []reply{ackOf(packet.Pubrec, 1, packet.ReasonNoMatchingSubscribers), ackOf(packet.Pubcomp, 1, 0)}},
+		{name: "MQTT-3.3.5-2 QoS 1 not authorized gets 0x87",
+			send: [][]byte{pub5("secret/x", 1, 1, nil, "x")},
+			want: []reply{ackOf(packet.Puback, 1, packet.ReasonNotAuthorized)}},
+		{name: "MQTT-3.3.5-2 QoS 2 not authorized gets PUBREC 0x87, ending the flow [MQTT-4.3.3-4]",
+			send: [][]byte{pub5("secret/x", 2, 1, nil, "x"), packet.Append(nil, &packet.PubrelPacket{PacketID: 1}, packet.Version5)},
+			want: []reply{ackOf(packet.Pubrec, 1, packet.ReasonNotAuthorized), ackOf(packet.Pubcomp, 1, packet.ReasonPacketIdentifierNotFound)}},
+		{name: "3.3.2.3.2 QoS 1 payload format 1 with invalid UTF-8 gets 0x99",
+			send: [][]byte{pub5("pf", 1, 1, utf8Flag, "\xc3\x28")},
+			want: []reply{ackOf(packet.Puback, 1, packet.ReasonPayloadFormatInvalid)}},
+		{name: "3.3.2.3.2 QoS 1 payload format 1 with valid UTF-8 is taken",
+			send: [][]byte{pub5("pf", 1, 1, utf8Flag, "héllo")},
+			want: []reply{ackOf(packet.Puback, 1, packet.ReasonNoMatchingSubscribers)}},
+		{name: "3.4.2.1 QoS 1 to a full queue gets 0x97",
+			mod:  func(c *conf.Connector) { c.MQTT.QueuePrefix = "queue/" },
+			send: [][]byte{pub5("queue/full", 1, 1, nil, "1"), pub5("queue/full", 1, 2, nil, "2")},
+			want: []reply{ackOf(packet.Puback, 1, 0), ackOf(packet.Puback, 2, packet.ReasonQuotaExceeded)}},
+		{name: "3.7.2.1 PUBREL for an unknown packet id gets PUBCOMP 0x92",
+			send: [][]byte{packet.Append(nil, &packet.PubrelPacket{PacketID: 9}, packet.Version5)},
+			want: []reply{ackOf(packet.Pubcomp, 9, packet.ReasonPacketIdentifierNotFound)}},
+		{name: "3.6.2.1 PUBREC for an unknown packet id gets PUBREL 0x92",
+			send: [][]byte{packet.Append(nil, &packet.PubrecPacket{PacketID: 9}, packet.Version5)},
+			want: []reply{ackOf(packet.Pubrel, 9, packet.ReasonPacketIdentifierNotFound)}},
+		{name: "MQTT-3.3.4-7 a completed QoS 2 flow frees its Receive Maximum slot",
+			mod: func(c *conf.Connector) { c.MQTT.ReceiveMaximum = 1 },
+			send: [][]byte{pub5("rm", 2, 1, nil, "1"), packet.Append(nil, &packet.PubrelPacket{PacketID: 1}, packet.Version5),
+				pub5("rm", 2, 2, nil, "2")},
+			want: []reply{ackOf(packet.Pubrec, 1, 0x10), ackOf(packet.Pubcomp, 1, 0), ackOf(packet.Pubrec, 2, 0x10)}},
+		{name: "MQTT-3.3.4-7 a PUBREC refusing a QoS 2 PUBLISH frees its Receive Maximum slot",
+			mod:  func(c *conf.Connector) { c.MQTT.ReceiveMaximum = 1 },
+			send: [][]byte{pub5("secret/a", 2, 1, nil, "1"), pub5("rm", 2, 2, nil, "2")},
+			want: []reply{ackOf(packet.Pubrec, 1, packet.ReasonNotAuthorized), ackOf(packet.Pubrec, 2, 0x10)}},
+		{name: "MQTT-3.3.2-12 topic alias equal to the Topic Alias Maximum is accepted",
+			mod:  func(c *conf.Connector) { c.MQTT.TopicAliasMaximum, c.MQTT.ResponseTopicPrefix = 3, "reply/" },
+			send: [][]byte{pub5("al", 1, 1, alias(3), "1"), pub5("", 1, 2, alias(3), "2")},
+			want: []reply{ackOf(packet.Puback, 1, 0x10), ackOf(packet.Puback, 2, 0x10)}},
+		{name: "3.9.3 SUBSCRIBE to an invalid filter gets 0x8F, the valid one is granted",
+			send: [][]byte{packet.Append(nil, &packet.SubscribePacket{PacketID: 3, Subscriptions: []packet.Subscription{
+				{Filter: "a/#/b", QoS: 1}, {Filter: "ok", QoS: 1}}}, packet.Version5)},
+			want: []reply{ackOf(packet.Suback, 3, packet.ReasonTopicFilterInvalid, packet.ReasonGrantedQoS1)}},
+		{name: "3.9.3 SUBSCRIBE to an invalid share gets 0x8F",
+			send: [][]byte{packet.Append(nil, &packet.SubscribePacket{PacketID: 3, Subscriptions: []packet.Subscription{
+				{Filter: "$share/g+/x", QoS: 1}}}, packet.Version5)},
+			want: []reply{ackOf(packet.Suback, 3, packet.ReasonTopicFilterInvalid)}},
+		{name: "3.9.3 SUBSCRIBE not authorized gets 0x87",
+			send: [][]byte{packet.Append(nil, &packet.SubscribePacket{PacketID: 4, Subscriptions: []packet.Subscription{
+				{Filter: "secret/#", QoS: 2}}}, packet.Version5)},
+			want: []reply{ackOf(packet.Suback, 4, packet.ReasonNotAuthorized)}},
+		{name: "MQTT-3.11.3-1 UNSUBSCRIBE of no subscription gets 0x11",
+			send: [][]byte{packet.Append(nil, &packet.UnsubscribePacket{PacketID: 5, Filters: []string{"never"}}, packet.Version5)},
+			want: []reply{ackOf(packet.Unsuback, 5, packet.ReasonNoSubscriptionExisted)}},
+	}
+	for _, rpi := range []byte{1, 0} {
+		for _, tc := range cases {
+			t.Run(tc.name+"/problem_info_"+string('0'+rpi), func(t *testing.T) {
+				b := startBroker(t, func(c *conf.Connector) {
+					c.VirtualHost = "strict"
+					if tc.mod != nil {
+						tc.mod(c)
+					}
+				}, strictHost())
+				r := v5Client(t, b.addr, "acks", &packet.Properties{RequestProblemInformation: u8(rpi)})
+				for _, s := range tc.send {
+					r.sendBytes(s)
+				}
+				for _, want := range tc.want {
+					p := r.next()
+					got, props := replyOf(p)
+					if got.t != want.t || got.id != want.id || !bytes.Equal(got.rcs, want.rcs) {
+						t.Fatalf("got %s id %d codes %#x, want %s id %d codes %#x", got.t, got.id, got.rcs, want.t, want.id, want.rcs)
+					}
+					if rpi == 0 && props != nil && (props.ReasonString != "" || props.UserProperties != nil) {
+						t.Errorf("%s carries %+v with Request Problem Information 0 [MQTT-3.1.2-29]", got.t, props)
+					}
+				}
+				r.ping() // still connected and served
+			})
+		}
 	}
 }
