@@ -7,9 +7,11 @@ package mqtt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
@@ -378,5 +380,214 @@ func TestV5ErrAcks(t *testing.T) {
 				r.ping() // still connected and served
 			})
 		}
+	}
+}
+
+// TestV5ErrTopicAliasReuse: an alias set by a PUBLISH with a topic stands for that topic in later
+// PUBLISH packets with an empty topic, until a PUBLISH with a topic sets it again (3.3.2.3.4)
+// [MQTT-3.3.2-12]; each connection has its own aliases.
+func TestV5ErrTopicAliasReuse(t *testing.T) {
+	b := startBroker(t, nil)
+	sub := v5Client(t, b.addr, "sub", nil) // no Topic Alias Maximum: it gets full topics [MQTT-3.3.2-11]
+	if rc := sub.subscribe(1, 0, "al/#"); rc[0] != 0 {
+		t.Fatalf("SUBACK %#x", rc)
+	}
+	pub := v5Client(t, b.addr, "pub", nil)
+	alias := &packet.Properties{TopicAlias: u16(1)}
+	pub.sendBytes(pub5("al/one", 0, 0, alias, "1"))
+	pub.sendBytes(pub5("", 0, 0, alias, "2"))
+	pub.sendBytes(pub5("al/two", 0, 0, alias, "3")) // the alias now stands for al/two
+	pub.sendBytes(pub5("", 0, 0, alias, "4"))
+	want := []string{"al/one 1", "al/one 2", "al/two 3", "al/two 4"}
+	for _, w := range want {
+		p := sub.nextPublish()
+		if got := p.Topic + " " + string(p.Payload); got != w {
+			t.Fatalf("got %q, want %q", got, w)
+		}
+		if p.Properties != nil && p.Properties.TopicAlias != nil {
+			t.Fatalf("alias %d sent to a client that allows none [MQTT-3.3.2-11]", *p.Properties.TopicAlias)
+		}
+	}
+	// Another connection has no alias 1.
+	other := v5Client(t, b.addr, "other", nil)
+	other.sendBytes(pub5("", 0, 0, alias, "5"))
+	other.expectDisconnect(packet.ReasonProtocolError)
+	pub.ping()
+}
+
+// TestV5ErrConnect: CONNECT packets the broker refuses with CONNACK, then closes the connection
+// [MQTT-3.2.2-7], with Session Present 0 [MQTT-3.2.2-6] and, as the client asked for problem
+// information, a reason string.
+func TestV5ErrConnect(t *testing.T) {
+	closed := func() *virtualhost.Host { return virtualhost.New(conf.VirtualHost{Name: "closed"}, router.Options{}) }
+	v5 := func(cp packet.ConnectPacket) []byte {
+		cp.ProtocolName, cp.ProtocolLevel = "MQTT", packet.Version5
+		return packet.Append(nil, &cp, packet.Version5)
+	}
+	cases := []struct {
+		name  string
+		vhost string // the connector's; "closed" is a host without anonymous access or users
+		send  []byte
+		v311  bool // the CONNACK is in the MQTT 3.1.1 encoding
+		rc    byte
+	}{
+		{name: "MQTT-3.1.2-2 unsupported protocol level 6", v311: true, rc: packet.ConnRefusedUnacceptableProtocol,
+			send: []byte{0x10, 0x0d, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x06, 0x02, 0x00, 0x3c, 0x00, 0x00, 0x00}},
+		{name: "3.2.2.2 bad user name or password", vhost: "closed", rc: packet.ReasonBadUserNameOrPassword,
+			send: v5(packet.ConnectPacket{ClientID: "u", CleanSession: true, UsernameFlag: true, Username: "alice",
+				PasswordFlag: true, Password: []byte("x")})},
+		{name: "3.2.2.2 not authorized (anonymous on a closed host)", vhost: "closed", rc: packet.ReasonNotAuthorized,
+			send: v5(packet.ConnectPacket{ClientID: "anon", CleanSession: true})},
+		{name: "3.2.2.2 server unavailable (unknown virtual host)", vhost: "nowhere", rc: packet.ReasonServerUnavailable,
+			send: v5(packet.ConnectPacket{ClientID: "lost", CleanSession: true})},
+		{name: "3.1.2.11.3 Receive Maximum 0", rc: packet.ReasonProtocolError,
+			send: v5(packet.ConnectPacket{ClientID: "rm0", CleanSession: true, Properties: &packet.Properties{ReceiveMaximum: u16(0)}})},
+		{name: "3.1.2.11.4 Maximum Packet Size 0", rc: packet.ReasonProtocolError,
+			send: v5(packet.ConnectPacket{ClientID: "mp0", CleanSession: true, Properties: &packet.Properties{MaximumPacketSize: u32(0)}})},
+		{name: "3.1.2.11 property repeated", rc: packet.ReasonProtocolError,
+			send: frame(0x10, append([]byte{0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x3c,
+				0x0A, 0x11, 0, 0, 0, 0, 0x11, 0, 0, 0, 0}, appendStr(nil, "dup")...))},
+		{name: "2.2.2.2 property not valid in CONNECT (topic alias)", rc: packet.ReasonMalformedPacket,
+			send: frame(0x10, append([]byte{0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x3c,
+				0x03, 0x23, 0x00, 0x01}, appendStr(nil, "bad")...))},
+		{name: "3.1.2.11.9 authentication data without method", rc: packet.ReasonProtocolError,
+			send: frame(0x10, append([]byte{0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x3c,
+				0x04, 0x16, 0x00, 0x01, 'x'}, appendStr(nil, "ad")...))},
+		{name: "MQTT-1.5.4-1 client id not UTF-8", rc: packet.ReasonMalformedPacket,
+			send: frame(0x10, []byte{0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x3c, 0x00, 0x00, 0x02, 0xC3, 0x28})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startBroker(t, func(c *conf.Connector) { c.VirtualHost = tc.vhost }, closed())
+			r := dialRaw(t, b.addr)
+			if !tc.v311 {
+				r.version = packet.Version5
+				r.rd.SetVersion(packet.Version5)
+			}
+			r.sendBytes(tc.send)
+			p := r.next()
+			ca, ok := p.(*packet.ConnackPacket)
+			if !ok {
+				t.Fatalf("got %s, want CONNACK %#x", p.Type(), tc.rc)
+			}
+			if ca.ReturnCode != tc.rc || ca.SessionPresent {
+				t.Fatalf("CONNACK %#x (%s) session present %v, want %#x and 0", ca.ReturnCode, reasonText(ca.Properties), ca.SessionPresent, tc.rc)
+			}
+			if !tc.v311 && reasonText(ca.Properties) == "" {
+				t.Errorf("CONNACK %#x without a reason string", tc.rc)
+			}
+			r.expectClosed()
+			if tc.vhost == "" {
+				stillServes(t, b.addr)
+			}
+		})
+	}
+}
+
+// TestV5ErrConnectNoProblemInfo: a client that asks for no problem information is refused without a
+// reason string (the broker's choice: [MQTT-3.1.2-29] would allow one on CONNACK).
+func TestV5ErrConnectNoProblemInfo(t *testing.T) {
+	closed := virtualhost.New(conf.VirtualHost{Name: "closed"}, router.Options{})
+	b := startBroker(t, func(c *conf.Connector) { c.VirtualHost = "closed" }, closed)
+	r := v5Dial(t, b.addr)
+	ca := r.v5Connect("quiet", &packet.Properties{RequestProblemInformation: u8(0)})
+	if ca.ReturnCode != packet.ReasonNotAuthorized || ca.Properties != nil {
+		t.Fatalf("CONNACK %#x %+v, want 0x87 without properties", ca.ReturnCode, ca.Properties)
+	}
+	r.expectClosed()
+}
+
+// TestV5ErrConnectLimits: what the broker caps in CONNECT it says in CONNACK, and enforces.
+func TestV5ErrConnectLimits(t *testing.T) {
+	b := startBroker(t, func(c *conf.Connector) {
+		c.MQTT.MaxKeepAlive = 10 * time.Second
+		c.MQTT.MaxSessionExpiry = time.Minute
+	})
+	cases := []struct {
+		name       string
+		keep       uint16
+		expiry     *uint32
+		wantKeep   *uint16 // Server Keep Alive; nil = absent
+		wantExpiry *uint32 // Session Expiry Interval; nil = absent (the client's value stands)
+	}{
+		{name: "3.2.2.3.14 keep alive above the maximum gets Server Keep Alive", keep: 60, wantKeep: u16(10)},
+		{name: "3.2.2.3.14 keep alive 0 (none) gets Server Keep Alive", keep: 0, wantKeep: u16(10)},
+		{name: "3.2.2.3.14 keep alive within the maximum stands", keep: 5},
+		{name: "3.2.2.3.2 session expiry above the maximum is capped", keep: 5, expiry: u32(3600), wantExpiry: u32(60)},
+		{name: "3.2.2.3.2 session expiry 0xFFFFFFFF is capped", keep: 5, expiry: u32(maxExpiry), wantExpiry: u32(60)},
+		{name: "3.2.2.3.2 session expiry within the maximum stands", keep: 5, expiry: u32(30)},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := v5Dial(t, b.addr)
+			var props *packet.Properties
+			if tc.expiry != nil {
+				props = &packet.Properties{SessionExpiryInterval: tc.expiry}
+			}
+			ca := r.connectWith(&packet.ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: packet.Version5,
+				ClientID: "lim" + string(rune('a'+i)), CleanSession: true, KeepAlive: tc.keep, Properties: props})
+			if ca.ReturnCode != 0 || ca.Properties == nil {
+				t.Fatalf("CONNACK %#x %+v", ca.ReturnCode, ca.Properties)
+			}
+			if got := ca.Properties.ServerKeepAlive; (got == nil) != (tc.wantKeep == nil) || (got != nil && *got != *tc.wantKeep) {
+				t.Errorf("Server Keep Alive %v, want %v", deref(got), deref(tc.wantKeep))
+			}
+			if got := ca.Properties.SessionExpiryInterval; (got == nil) != (tc.wantExpiry == nil) || (got != nil && *got != *tc.wantExpiry) {
+				t.Errorf("Session Expiry Interval %v, want %v", deref(got), deref(tc.wantExpiry))
+			}
+			r.send(&packet.DisconnectPacket{})
+			r.expectClosed()
+		})
+	}
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// TestV5ErrServerKeepAliveEnforced: the keep-alive the broker imposed in CONNACK is the one it enforces:
+// 1.5 times it without a packet ends the connection with DISCONNECT 0x8D [MQTT-3.1.2-22].
+func TestV5ErrServerKeepAliveEnforced(t *testing.T) {
+	b := startBroker(t, func(c *conf.Connector) { c.MQTT.MaxKeepAlive = time.Second })
+	r := v5Dial(t, b.addr)
+	start := time.Now()
+	ca := r.v5Connect("idle", nil) // asks for 60 s
+	if ca.Properties == nil || ca.Properties.ServerKeepAlive == nil || *ca.Properties.ServerKeepAlive != 1 {
+		t.Fatalf("CONNACK properties %+v, want Server Keep Alive 1", ca.Properties)
+	}
+	r.expectDisconnect(packet.ReasonKeepAliveTimeout)
+	if d := time.Since(start); d < 1400*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("closed after %s, want about 1.5s", d)
+	}
+	stillServes(t, b.addr)
+}
+
+// TestV5ErrTakeover: a new connection with the same client id takes the session over; the old one gets
+// DISCONNECT 0x8E [MQTT-3.1.4-3] and is closed, the new one is served.
+func TestV5ErrTakeover(t *testing.T) {
+	b := startBroker(t, nil)
+	old := v5Client(t, b.addr, "same", nil)
+	if rc := old.subscribe(1, 1, "to/#"); rc[0] != 1 {
+		t.Fatalf("SUBACK %#x", rc)
+	}
+	r := v5Client(t, b.addr, "same", nil)
+	old.expectDisconnect(packet.ReasonSessionTakenOver)
+	r.ping()
+	stillServes(t, b.addr)
+}
+
+// TestV5ErrShutdown: broker shutdown tells MQTT 5 clients with DISCONNECT 0x8B, then closes
+// (3.14.2.1).
+func TestV5ErrShutdown(t *testing.T) {
+	b := startBroker(t, nil)
+	r := v5Client(t, b.addr, "bye", nil)
+	done := make(chan error, 1)
+	go func() { done <- b.srv.Shutdown(context.Background()) }()
+	r.expectDisconnect(packet.ReasonServerShuttingDown)
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 }
