@@ -9,14 +9,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/protocol/prototest"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // v5Dial connects a raw client speaking MQTT 5 without sending anything.
@@ -590,4 +598,86 @@ func TestV5ErrShutdown(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
+}
+
+// FuzzV5ErrSession feeds arbitrary bytes to a live MQTT 5 session, after a valid CONNECT, over loopback.
+// Whatever they are, the broker must not panic, must end the connection once the client has ended its
+// stream (no hang), and must let the session go (a clean start session ends with its connection).
+func FuzzV5ErrSession(f *testing.F) {
+	v5 := func(ps ...packet.Packet) []byte {
+		var b []byte
+		for _, p := range ps {
+			b = packet.Append(b, p, packet.Version5)
+		}
+		return b
+	}
+	f.Add([]byte{})
+	f.Add(v5(&packet.PingreqPacket{}))
+	f.Add(pub5("f/a", 0, 0, &packet.Properties{TopicAlias: u16(1)}, "x"))
+	f.Add(append(pub5("f/a", 1, 1, &packet.Properties{TopicAlias: u16(2)}, "x"), pub5("", 2, 2, &packet.Properties{TopicAlias: u16(2)}, "y")...))
+	f.Add(v5(&packet.SubscribePacket{PacketID: 1, Properties: &packet.Properties{SubscriptionIdentifiers: []uint32{3}},
+		Subscriptions: []packet.Subscription{{Filter: "f/#", QoS: 2}, {Filter: "$share/g/f/+", QoS: 1}}},
+		&packet.PublishPacket{Topic: "f/b", QoS: 2, PacketID: 2, Payload: []byte("z"), Properties: &packet.Properties{
+			PayloadFormatIndicator: u8(1), ResponseTopic: "r/1", CorrelationData: []byte{1}, MessageExpiryInterval: u32(5),
+			UserProperties: []packet.UserProperty{{Key: "k", Value: "v"}}}},
+		&packet.PubrelPacket{PacketID: 2}, &packet.PubrecPacket{PacketID: 1}, &packet.PubackPacket{PacketID: 1},
+		&packet.UnsubscribePacket{PacketID: 3, Filters: []string{"f/#", "none"}}))
+	f.Add(append(pub5("f/q", 2, 1, nil, "1"), pub5("f/q", 2, 2, nil, "2")...))
+	f.Add(rawPublish(0, "t", []byte{0x01, 0x00, 0x01, 0x00}, "x"))
+	f.Add(frame(0x30, append(appendStr(nil, "t"), 0xFF, 0xFF, 0xFF, 0xFF, 0x01)))
+	f.Add(v5(&packet.ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: packet.Version5, ClientID: "again"}))
+	f.Add(v5(&packet.DisconnectPacket{ReasonCode: packet.ReasonDisconnectWithWill}))
+	f.Add([]byte{0xF0, 0x00})       // AUTH
+	f.Add([]byte{0x30, 0xFF, 0x7F}) // a PUBLISH announced, never sent
+
+	host := virtualhost.New(conf.VirtualHost{Name: "default", Anonymous: true}, router.Options{})
+	h := NewHandler(virtualhost.NewRegistry(host), zap.NewNop())
+	// The server logs a recovered panic at error level; the observer keeps it for the check below.
+	core, logs := observer.New(zapcore.ErrorLevel)
+	srv := protocol.NewServer(zap.New(core), map[string]protocol.Handler{protocol.MQTT: h})
+	c := testConnector(func(c *conf.Connector) {
+		c.MQTT.MaxMessageLength = 64 << 10
+		c.MQTT.ReceiveMaximum = 4
+		c.MQTT.DieDelay = time.Second
+		c.MQTT.QueuePrefix = "queue/"
+	})
+	c.Network, c.Address = "tcp", "127.0.0.1:0"
+	if err := srv.Listen(c); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTime)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	addr := srv.Addrs()[c.Name].String()
+	connect := v5(&packet.ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: packet.Version5, ClientID: "fuzz", CleanSession: true})
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		nc, err := net.DialTimeout("tcp", addr, waitTime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		wrote := make(chan struct{})
+		go func() {
+			// Errors are expected: the broker may close the connection before it has read everything.
+			defer close(wrote)
+			_ = nc.SetWriteDeadline(time.Now().Add(waitTime))
+			if _, err := nc.Write(append(connect[:len(connect):len(connect)], data...)); err == nil {
+				_ = nc.(*net.TCPConn).CloseWrite()
+			}
+		}()
+		_ = nc.SetReadDeadline(time.Now().Add(2 * waitTime))
+		_, err = io.Copy(io.Discard, nc)
+		<-wrote
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("connection still open %s after the client ended its stream", 2*waitTime)
+		}
+		for _, e := range logs.TakeAll() {
+			t.Errorf("broker logged %q: %v", e.Message, e.ContextMap())
+		}
+		prototest.WaitFor(t, waitTime, func() bool { return h.SessionCount(host) == 0 })
+	})
 }
