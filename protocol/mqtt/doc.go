@@ -1,4 +1,4 @@
-// Package mqtt is Lyre's MQTT 3.1 / 3.1.1 front-end: it turns a recognised connection into a session
+// Package mqtt is Lyre's MQTT 3.1 / 3.1.1 / 5.0 front-end: it turns a recognised connection into a session
 // bound to one virtual host's router. The codec is protocol/mqtt/packet; what MQTT and STOMP share
 // (acknowledgement ordering, login and access checks, resuming consumers, holding publishers back) is
 // in package protocol.
@@ -67,7 +67,12 @@
 //
 // # Decisions where the specification leaves room
 //
-//   - MQTT 5 clients are refused with CONNACK 0x84 (unsupported protocol version) in the 5.0 encoding.
+//   - MQTT 5: a PUBLISH whose Payload Format Indicator says UTF-8 is checked, as section 3.3.2.3.2
+//     allows: an invalid payload is refused with PUBACK / PUBREC 0x99 at QoS 1 and 2, and ends the
+//     connection with DISCONNECT 0x99 at QoS 0. A QoS 1 or 2 PUBLISH that reaches no subscriber is
+//     acknowledged with 0x10. A malformed MQTT 5 CONNECT gets CONNACK 0x81 or 0x82 before the close.
+//     Reason strings go on CONNACK refusals when the client asked for problem information, and on the
+//     server's DISCONNECT; never on other acknowledgements [MQTT-3.1.2-29].
 //   - A client id may be up to 65535 bytes in 3.1.1 (MQTT 3.1: 23); an empty id with clean session gets
 //     a unique "lyre-…" id.
 //   - Queues: a topic starting with the connector's queue_prefix names a router queue. PUBLISH enqueues;
@@ -77,7 +82,8 @@
 //     delivered again after such a return carries DUP: the message is a retransmission, if not the
 //     packet (DESIGN §5 asks for the redelivered mark; [MQTT-3.3.1-3] ties DUP to retransmission).
 //   - A PUBLISH with QoS ≥ 1 refused by a full queue closes the connection without acknowledging it, so
-//     the client resends it later (3.1.1 has no negative acknowledgement).
+//     the client resends it later (3.1.1 has no negative acknowledgement); MQTT 5 gets PUBACK / PUBREC
+//     0x97 instead.
 //   - Wills are published when the connection ends for any reason other than DISCONNECT, including
 //     takeover by the same client id and broker shutdown.
 //   - Overlapping subscriptions of a clean session get one copy of a message at the highest QoS granted
@@ -91,7 +97,7 @@
 // CONNECT answers 0x04 for bad credentials and 0x05 when the user may not connect; a SUBSCRIBE filter
 // that can reach no destination the client may receive gets 0x80; a PUBLISH the client may not send is
 // not routed but still acknowledged as QoS 1 and 2 require, since MQTT 3.1.1 has no way to tell the
-// client [MQTT-3.3.5-2]; a wildcard subscription reaching some forbidden topics delivers only from the
+// client [MQTT-3.3.5-2] (MQTT 5 is told: reason code 0x87); a wildcard subscription reaching some forbidden topics delivers only from the
 // allowed ones. Log lines name the remote address (the connection's logger carries it), never the
 // password.
 package mqtt
