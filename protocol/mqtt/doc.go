@@ -76,7 +76,8 @@
 //     delivered again after such a return carries DUP: the message is a retransmission, if not the
 //     packet (DESIGN §5 asks for the redelivered mark; [MQTT-3.3.1-3] ties DUP to retransmission).
 //   - A PUBLISH with QoS ≥ 1 refused by a full queue closes the connection without acknowledging it, so
-//     the client resends it later (3.1.1 has no negative acknowledgement).
+//     the client resends it later (3.1.1 has no negative acknowledgement); MQTT 5 gets PUBACK / PUBREC
+//     0x97 instead.
 //   - Wills are published when the connection ends for any reason other than DISCONNECT, including
 //     takeover by the same client id and broker shutdown.
 //   - Overlapping subscriptions of a clean session get one copy of a message at the highest QoS granted
@@ -112,8 +113,9 @@
 //     Destination, so a STOMP reply-to and an MQTT response topic are the same name in two grammars),
 //     correlation data, user properties (router headers, order kept), the payload format indicator (UTF8)
 //     and the expiry (an absolute deadline: a subscriber gets the remaining interval, rounded up, and an
-//     expired message is not delivered [MQTT-3.3.2-5]). A payload marked UTF-8 that is not is refused with
-//     0x99 [MQTT-3.3.2-4] (the broker checks it: STOMP receivers rely on the flag for text frames).
+//     expired message is not delivered [MQTT-3.3.2-5]). A payload marked UTF-8 that is not is refused
+//     (3.3.2.3.2 allows the check; STOMP receivers rely on the flag for text frames): PUBACK / PUBREC
+//     0x99 at QoS 1 and 2, DISCONNECT 0x99 at QoS 0.
 //   - Publish outcomes: PUBACK/PUBREC say 0x10 when a topic message reached no subscriber, 0x87 when the
 //     client may not publish there (not routed), 0x97 when a queue is full; a QoS 0 PUBLISH the client
 //     may not send is dropped (counted), as MQTT 5 has no answer for it.
@@ -123,8 +125,9 @@
 //     every identifier. No local on a shared subscription is a protocol error [MQTT-3.8.3-4]. Shared
 //     subscriptions pick a member by the host's shared_subscription_strategy (router.ShareStrategy);
 //     a member the access rules forbid a message is skipped.
-//   - Reason strings and user properties go on acknowledgements only when the client asked for problem
-//     information [MQTT-3.1.2-29]; on CONNACK and DISCONNECT always. Response Information, when asked
+//   - Reason strings go on a refusing CONNACK when the client asked for problem information, and on the
+//     server's DISCONNECT; never on other acknowledgements, whatever the client asked [MQTT-3.1.2-29]. A
+//     malformed MQTT 5 CONNECT gets CONNACK 0x81 or 0x82 before the close [MQTT-4.13.1-1]. Response Information, when asked
 //     for, is response_topic_prefix + client id. The Server Keep Alive caps a client's keep-alive at
 //     the connector's max_keep_alive. An empty client id gets an assigned "lyre-…" id in CONNACK, clean
 //     start or not. Maximum QoS is absent from CONNACK: every QoS is supported.
@@ -137,8 +140,8 @@
 //
 // # Access control
 //
-// CONNECT answers 0x04 for bad credentials and 0x05 when the user may not connect (MQTT 5: 0x86, 0x87); a SUBSCRIBE filter
-// that can reach no destination the client may receive gets 0x80; a PUBLISH the client may not send is
+// CONNECT answers 0x04 for bad credentials and 0x05 when the user may not connect (MQTT 5: 0x86, 0x87);
+// a SUBSCRIBE filter that can reach no destination the client may receive gets 0x80; a PUBLISH the client may not send is
 // not routed but still acknowledged as QoS 1 and 2 require, since MQTT 3.1.1 has no way to tell the
 // client [MQTT-3.3.5-2] (MQTT 5 says 0x87); a wildcard subscription reaching some forbidden topics delivers only from the
 // allowed ones. Log lines name the remote address (the connection's logger carries it), never the

@@ -130,7 +130,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	}
 	if p.QoS > 0 && cl.v5 != nil {
 		if cl.v5.inflightIn.Add(1) > int32(cl.lim.ReceiveMaximum) {
-			return errReceiveMaximum // [MQTT-3.3.4-9]
+			return errReceiveMaximum // the client broke [MQTT-3.3.4-7]: DISCONNECT 0x93 (section 3.2.2.3.3)
 		}
 	}
 	d, err := cl.parseTopic(p.Topic)

@@ -91,7 +91,10 @@ func decodeConnect(d *decoder) (Packet, error) {
 	}
 	d.strict = level == Version5
 	if err := decodeConnectRest(d, p); err != nil {
-		return nil, err
+		// The protocol name and level go back with the error: a server answers a malformed MQTT 5
+		// CONNECT with a CONNACK reason code in the 5.0 encoding before closing [MQTT-4.13.1-1]
+		// (3.2.2.2), which it can do only knowing the level.
+		return &ConnectPacket{ProtocolName: name, ProtocolLevel: level}, err
 	}
 	return p, nil
 }

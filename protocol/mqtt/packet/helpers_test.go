@@ -1,6 +1,9 @@
 package packet
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"reflect"
+)
 
 // Helpers that spell packets out byte by byte for the golden table. They are written
 // independently of the codec so that the table checks it rather than mirrors it.
@@ -65,3 +68,10 @@ func props(p ...any) []byte {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// connectStub reports whether p is what ReadPacket returns with a decoding error for a CONNECT whose
+// protocol name and level it read: those two alone, for the server's CONNACK [MQTT-4.13.1-1].
+func connectStub(p Packet) bool {
+	cp, ok := p.(*ConnectPacket)
+	return ok && reflect.DeepEqual(cp, &ConnectPacket{ProtocolName: cp.ProtocolName, ProtocolLevel: cp.ProtocolLevel})
+}

@@ -64,8 +64,10 @@ func (r *Reader) Version() byte { return r.version }
 // when it ends inside one; errors of the underlying reader (deadlines) come back as they are.
 // Decoding errors wrap ErrMalformed, ErrProtocolViolation, ErrPacketTooLarge or
 // ErrUnsupportedVersion. After any error the stream position is undefined and the
-// connection should be closed. For ErrUnsupportedVersion the decoded *ConnectPacket is
-// returned too, so the caller can answer CONNACK 0x01.
+// connection should be closed. A CONNECT that fails once its protocol name and level are
+// read is returned too, so the caller can answer CONNACK in the client's protocol version: for
+// ErrUnsupportedVersion decoded as far as it could be (CONNACK 0x01), otherwise holding only
+// its protocol name and level (an MQTT 5 client gets a reason code [MQTT-4.13.1-1]).
 //
 // Strings and the PUBLISH payload in the returned packet never alias the Reader's buffers.
 func (r *Reader) ReadPacket() (Packet, error) {
@@ -129,8 +131,8 @@ func (r *Reader) readPacket(first byte) (Packet, error) {
 	d := decoder{b: body, strict: version == Version5}
 	p, err := decode(&d, t, flags, version)
 	if err != nil {
-		if errors.Is(err, ErrUnsupportedVersion) { // keeps its CONNECT for the CONNACK
-			return p, fmt.Errorf("decode %s: %w", t, err)
+		if cp, ok := p.(*ConnectPacket); ok { // keeps its CONNECT for the CONNACK
+			return cp, fmt.Errorf("decode %s: %w", t, err)
 		}
 		return nil, fmt.Errorf("decode %s: %w", t, err)
 	}
