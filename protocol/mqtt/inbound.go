@@ -150,6 +150,11 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 			return cl.refusePublish(p, rc, err)
 		}
 	}
+	allowed := cl.maySend(d, p.Topic, s.id)
+	if !allowed && cl.v5 != nil && p.QoS > 0 {
+		// MQTT 5 says why [MQTT-3.3.5-2], before anything (the inbound QoS 2 id) is written for it.
+		return cl.refusePublish(p, packet.ReasonNotAuthorized, nil)
+	}
 	var tr *virtualhost.Tracker
 	if p.QoS > 0 && cl.host.Durable() {
 		// A durable host: acknowledge once every write the message causes is durable, the session
@@ -161,12 +166,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		}
 	}
 	var res router.PublishResult
-	if !cl.maySend(d, p.Topic, s.id) {
-		// Not routed, yet acknowledged [MQTT-3.3.5-2]; MQTT 5 says why.
-		if cl.v5 != nil && p.QoS > 0 {
-			return cl.refusePublish(p, packet.ReasonNotAuthorized, nil)
-		}
-	} else {
+	if allowed { // else not routed, yet acknowledged [MQTT-3.3.5-2]
 		res = cl.rt.Publish(m)
 		if res.Pressure != nil {
 			cl.c.HoldFor(res.Pressure) // a full durable subscription with a consumer draining it
