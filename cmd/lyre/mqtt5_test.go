@@ -1,0 +1,259 @@
+package main
+
+// Whole-broker tests of MQTT 5 sessions: session expiry across restarts and kill -9, will delay, the
+// message properties across protocols, persistent subscription options. Each names the OASIS MQTT 5.0
+// statement it checks.
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	paho5 "github.com/eclipse/paho.golang/paho"
+
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/protocol/prototest"
+)
+
+// [MQTT-3.1.2-23]: a session ends when its Session Expiry Interval has passed since its network
+// connection closed, a broker restart in between or not; until then a client reconnecting with Clean
+// Start 0 gets it back with Session Present 1 [MQTT-3.2.2-3] and what arrived meanwhile.
+func TestMQTT5SessionExpiryAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	b, addr := startDurable(t, dir)
+	defer func() { stopBroker(t, b) }()
+
+	// Three sessions subscribed at QoS 1, then gone (a normal DISCONNECT keeps the session):
+	// short expires while the broker is down, mid after the restart, long is resumed.
+	expiry := map[string]uint32{"short": 1, "mid": 4, "long": 60}
+	for _, id := range []string{"short", "mid", "long"} {
+		c := dialV5(t, addr, &paho5.Connect{ClientID: id, CleanStart: true,
+			Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(expiry[id])}})
+		c.sub(0, paho5.SubscribeOptions{Topic: "life/exp/" + id, QoS: 1})
+		c.bye(&paho5.Disconnect{})
+	}
+	left := time.Now()
+	pub := dialV5(t, addr, &paho5.Connect{ClientID: "exp-pub", CleanStart: true})
+	for _, id := range []string{"short", "mid", "long"} {
+		pub.pub(&paho5.Publish{Topic: "life/exp/" + id, QoS: 1, Payload: []byte("for-" + id)})
+		if ds := sessionDurables(b, id); len(ds) != 1 {
+			t.Fatalf("session %s before the restart: durable subscriptions %v, want 1", id, ds)
+		}
+	}
+	pub.bye(&paho5.Disconnect{})
+	stopBroker(t, b)
+
+	time.Sleep(time.Until(left.Add(1200 * time.Millisecond))) // past short's interval, within mid's
+	b, addr = startDurable(t, dir)
+	if since := time.Since(left); since > 3500*time.Millisecond {
+		t.Skipf("the restart took %v: mid's interval passed meanwhile, nothing left to check", since)
+	}
+	if ds := sessionDurables(b, "short"); len(ds) != 0 {
+		t.Errorf("[MQTT-3.1.2-23] session short expired while the broker was down, but its durable subscription is back: %v", ds)
+	}
+	if ds := sessionDurables(b, "mid"); len(ds) != 1 {
+		t.Fatalf("session mid restored within its interval: durable subscriptions %v, want 1", ds)
+	}
+	// mid expires while the broker runs, counted from its client's departure before the restart.
+	prototest.WaitFor(t, 5*time.Second, func() bool { return len(sessionDurables(b, "mid")) == 0 })
+	if since := time.Since(left); since < 3900*time.Millisecond {
+		t.Errorf("[MQTT-3.1.2-23] session mid (expiry 4 s) ended %v after its client left", since)
+	}
+
+	long := dialV5(t, addr, &paho5.Connect{ClientID: "long", Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(60)}})
+	if !long.ack.SessionPresent {
+		t.Fatal("[MQTT-3.2.2-3] session long reconnected within its interval across a restart: Session Present 0")
+	}
+	if m := long.next(5 * time.Second); string(m.Payload) != "for-long" {
+		t.Fatalf("session long: got %q, want its backlog for-long", m.Payload)
+	}
+	for _, id := range []string{"short", "mid"} {
+		c := dialV5(t, addr, &paho5.Connect{ClientID: id})
+		if c.ack.SessionPresent {
+			t.Errorf("[MQTT-3.1.2-23] session %s after its interval: Session Present 1", id)
+		}
+		c.none(300*time.Millisecond, "[MQTT-3.1.2-23] an expired session's backlog")
+		c.bye(&paho5.Disconnect{}) // expiry 0: the new session ends here
+	}
+	long.bye(&paho5.Disconnect{})
+
+	// The store keeps only long's session and durable subscription.
+	stopBroker(t, b)
+	b, _ = startDurable(t, dir)
+	if c := b.Hosts().Default().Recovered(); c.Sessions != 1 || c.DurableSubs != 1 || c.DurableSubEntries != 0 {
+		t.Errorf("store after the expiries: %+v, want long's session and durable subscription only", c)
+	}
+	for _, id := range []string{"short", "mid"} {
+		if ds := sessionDurables(b, id); len(ds) != 0 {
+			t.Errorf("session %s: durable subscriptions %v left in the store", id, ds)
+		}
+	}
+}
+
+// [MQTT-3.1.2-23] with 0xFFFFFFFF the session does not expire [MQTT-3.1.2-11 … "never"], and what
+// was acknowledged for it survives kill -9 of the broker: every QoS 1 message PUBACKed while the
+// subscriber was offline is delivered after the restart [MQTT-4.3.2-2 … PUBACK after the message is
+// owned].
+func TestMQTT5SessionNeverExpiresAcrossKill9(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "lyre.hcl")
+	writeFile(t, cfgPath, durableConfig(filepath.Join(dir, "store")))
+	b := startChild(t, cfgPath)
+	t.Cleanup(func() { b.kill() }) // whichever broker runs at the end
+
+	sub := dialV5(t, b.addr, &paho5.Connect{ClientID: "forever", CleanStart: true,
+		Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(0xFFFFFFFF)}})
+	sub.sub(0, paho5.SubscribeOptions{Topic: "life/forever", QoS: 1})
+	sub.bye(&paho5.Disconnect{})
+
+	const n = 500
+	pub := dialV5(t, b.addr, &paho5.Connect{ClientID: "forever-pub", CleanStart: true})
+	for i := range n {
+		pub.pub(&paho5.Publish{Topic: "life/forever", QoS: 1, Payload: fmt.Appendf(nil, "m-%03d", i)})
+	}
+	b.kill() // right after the last PUBACK
+	pub.drop()
+
+	b = startChild(t, cfgPath)
+	sub = dialV5(t, b.addr, &paho5.Connect{ClientID: "forever",
+		Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(0xFFFFFFFF)}})
+	if !sub.ack.SessionPresent {
+		t.Fatal("[MQTT-3.1.2-23] session with expiry 0xFFFFFFFF after kill -9: Session Present 0")
+	}
+	got := make(map[string]bool, n)
+	for len(got) < n {
+		select {
+		case m := <-sub.msgs:
+			got[string(m.Payload)] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("after kill -9 the session got %d of the %d acknowledged messages", len(got), n)
+		}
+	}
+	for i := range n {
+		if w := fmt.Sprintf("m-%03d", i); !got[w] {
+			t.Errorf("%s acknowledged but lost", w)
+		}
+	}
+}
+
+// Session Expiry Interval 0 (or absent) ends the session with the network connection, Clean Start 0 or
+// not [MQTT-3.1.2-23]; a DISCONNECT's Session Expiry Interval replaces the one of CONNECT (3.14.2.2.2),
+// except that setting a non-zero one on a session that had 0 is a protocol error: the server answers
+// DISCONNECT 0x82 (without a Session Expiry Interval of its own [MQTT-3.14.2-2]) and, the DISCONNECT
+// being invalid, publishes the will [MQTT-3.1.2-8].
+func TestMQTT5SessionExpiryZeroAndDisconnectChange(t *testing.T) {
+	dir := t.TempDir()
+	b, addr := startDurable(t, dir)
+	defer func() { stopBroker(t, b) }()
+	pub := dialV5(t, addr, &paho5.Connect{ClientID: "zero-pub", CleanStart: true})
+	publish := func(topic, body string) {
+		t.Helper()
+		pub.pub(&paho5.Publish{Topic: topic, QoS: 1, Payload: []byte(body)})
+	}
+	gone := func(id string) {
+		t.Helper()
+		prototest.WaitFor(t, 5*time.Second, func() bool { return len(sessionDurables(b, id)) == 0 })
+	}
+
+	t.Run("clean start 0 expiry 0", func(t *testing.T) {
+		c := dialV5(t, addr, &paho5.Connect{ClientID: "z1"})
+		c.sub(0, paho5.SubscribeOptions{Topic: "life/z1", QoS: 1})
+		if ds := sessionDurables(b, "z1"); len(ds) != 0 {
+			t.Errorf("a session of expiry 0 has durable subscriptions %v", ds)
+		}
+		c.bye(&paho5.Disconnect{})
+		publish("life/z1", "z1-gone")
+		c = dialV5(t, addr, &paho5.Connect{ClientID: "z1"})
+		if c.ack.SessionPresent {
+			t.Error("[MQTT-3.1.2-23] expiry 0 with clean start 0: Session Present 1 after reconnecting")
+		}
+		c.none(300*time.Millisecond, "expiry 0: message sent while away")
+		c.bye(&paho5.Disconnect{})
+	})
+
+	t.Run("persistent session resumed with expiry 0", func(t *testing.T) {
+		c := dialV5(t, addr, &paho5.Connect{ClientID: "z2", CleanStart: true, Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(60)}})
+		c.sub(0, paho5.SubscribeOptions{Topic: "life/z2", QoS: 1})
+		c.bye(&paho5.Disconnect{})
+		publish("life/z2", "z2-kept")
+		c = dialV5(t, addr, &paho5.Connect{ClientID: "z2"}) // expiry 0 now
+		if !c.ack.SessionPresent {
+			t.Fatal("[MQTT-3.2.2-3] persistent session: Session Present 0")
+		}
+		if m := c.next(5 * time.Second); string(m.Payload) != "z2-kept" {
+			t.Fatalf("got %q, want z2-kept", m.Payload)
+		}
+		c.bye(&paho5.Disconnect{})
+		gone("z2")
+		publish("life/z2", "z2-gone")
+		c = dialV5(t, addr, &paho5.Connect{ClientID: "z2", Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(60)}})
+		if c.ack.SessionPresent {
+			t.Error("[MQTT-3.1.2-23] a session resumed with expiry 0 outlived its connection")
+		}
+		c.none(300*time.Millisecond, "session ended: message sent while away")
+		c.bye(&paho5.Disconnect{Properties: &paho5.DisconnectProperties{SessionExpiryInterval: u32(0)}})
+	})
+
+	t.Run("disconnect sets expiry 0", func(t *testing.T) {
+		c := dialV5(t, addr, &paho5.Connect{ClientID: "z3", CleanStart: true, Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(60)}})
+		c.sub(0, paho5.SubscribeOptions{Topic: "life/z3", QoS: 1})
+		c.bye(&paho5.Disconnect{Properties: &paho5.DisconnectProperties{SessionExpiryInterval: u32(0)}})
+		gone("z3")
+		c = dialV5(t, addr, &paho5.Connect{ClientID: "z3"})
+		if c.ack.SessionPresent {
+			t.Error("DISCONNECT with Session Expiry Interval 0: the session outlived its connection")
+		}
+		c.bye(&paho5.Disconnect{})
+	})
+
+	t.Run("disconnect lengthens expiry", func(t *testing.T) {
+		c := dialV5(t, addr, &paho5.Connect{ClientID: "z4", CleanStart: true, Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(1)}})
+		c.sub(0, paho5.SubscribeOptions{Topic: "life/z4", QoS: 1})
+		c.bye(&paho5.Disconnect{Properties: &paho5.DisconnectProperties{SessionExpiryInterval: u32(3600)}})
+		publish("life/z4", "z4-kept")
+		time.Sleep(1500 * time.Millisecond) // past the interval of CONNECT
+		c = dialV5(t, addr, &paho5.Connect{ClientID: "z4"})
+		if !c.ack.SessionPresent {
+			t.Fatal("DISCONNECT set expiry 3600 s, but the session ended after CONNECT's 1 s")
+		}
+		if m := c.next(5 * time.Second); string(m.Payload) != "z4-kept" {
+			t.Fatalf("got %q, want z4-kept", m.Payload)
+		}
+		c.bye(&paho5.Disconnect{Properties: &paho5.DisconnectProperties{SessionExpiryInterval: u32(0)}})
+	})
+
+	t.Run("disconnect sets expiry on a session of 0", func(t *testing.T) {
+		watch := dialV5(t, addr, &paho5.Connect{ClientID: "z5-watch", CleanStart: true})
+		watch.sub(0, paho5.SubscribeOptions{Topic: "life/z5/will", QoS: 1})
+		r, _ := dialRaw5(t, addr, &packet.ConnectPacket{ClientID: "z5", WillFlag: true, WillQoS: 1,
+			WillTopic: "life/z5/will", WillPayload: []byte("z5-will")})
+		r.send(&packet.SubscribePacket{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "life/z5", QoS: 1}}})
+		if p, err := r.next(5 * time.Second); err != nil || p.Type() != packet.Suback {
+			t.Fatalf("suback: %v %v", err, p)
+		}
+		r.send(&packet.DisconnectPacket{Properties: &packet.Properties{SessionExpiryInterval: u32(60)}})
+		p, err := r.next(5 * time.Second)
+		d, ok := p.(*packet.DisconnectPacket)
+		if err != nil || !ok || d.ReasonCode != packet.ReasonProtocolError {
+			t.Fatalf("DISCONNECT setting an expiry on a session of 0: server answered %v %#v, want DISCONNECT 0x82", err, p)
+		}
+		if d.Properties != nil && d.Properties.SessionExpiryInterval != nil {
+			t.Errorf("[MQTT-3.14.2-2] the server's DISCONNECT carries a Session Expiry Interval")
+		}
+		if _, err := r.next(5 * time.Second); err == nil {
+			t.Error("connection still open after the server's DISCONNECT")
+		}
+		if m := watch.next(5 * time.Second); string(m.Payload) != "z5-will" {
+			t.Errorf("[MQTT-3.1.2-8] invalid DISCONNECT: got %q, want the will", m.Payload)
+		}
+		publish("life/z5", "z5-gone")
+		c := dialV5(t, addr, &paho5.Connect{ClientID: "z5"})
+		if c.ack.SessionPresent {
+			t.Error("the session of expiry 0 outlived an invalid DISCONNECT")
+		}
+		c.none(300*time.Millisecond, "session ended: message sent while away")
+		c.bye(&paho5.Disconnect{})
+	})
+	pub.bye(&paho5.Disconnect{})
+}
