@@ -257,3 +257,154 @@ func TestMQTT5SessionExpiryZeroAndDisconnectChange(t *testing.T) {
 	})
 	pub.bye(&paho5.Disconnect{})
 }
+
+// willConnect is the CONNECT of a client with a QoS 1 will on life/will/<id>, payload id, session
+// expiry expiry and will delay delay (seconds).
+func willConnect(id string, clean bool, expiry, delay uint32) *paho5.Connect {
+	return &paho5.Connect{ClientID: id, CleanStart: clean,
+		Properties:     &paho5.ConnectProperties{SessionExpiryInterval: u32(expiry)},
+		WillMessage:    &paho5.WillMessage{Topic: "life/will/" + id, QoS: 1, Payload: []byte(id)},
+		WillProperties: &paho5.WillProperties{WillDelayInterval: u32(delay)}}
+}
+
+// Wills of MQTT 5: published after the Will Delay Interval, or when the session ends if that is sooner
+// [MQTT-3.1.3-9]; not published when a connection takes the session within the delay (3.1.3.2.2),
+// takeover included [MQTT-3.1.4-3], unless the new connection's Clean Start ends the session (3.1.4);
+// DISCONNECT 0x04 publishes it, a normal DISCONNECT discards it [MQTT-3.14.4-3]. The scenarios run side
+// by side; each will's arrival is timed from the event that let it go.
+func TestMQTT5WillDelay(t *testing.T) {
+	_, addr := startBroker(t, testConfig)
+	watch := dialV5(t, addr, &paho5.Connect{ClientID: "will-watch", CleanStart: true})
+	watch.sub(0, paho5.SubscribeOptions{Topic: "life/will/#", QoS: 1})
+
+	at := make(map[string]time.Time) // when each client's will may go: its connection ended
+	// Delay 1 s, session 30 s: after the delay.
+	c := dialV5(t, addr, willConnect("delay", true, 30, 1))
+	c.drop()
+	at["delay"] = time.Now()
+	// Delay 30 s, session 1 s: when the session ends.
+	c = dialV5(t, addr, willConnect("expiry", true, 1, 30))
+	c.drop()
+	at["expiry"] = time.Now()
+	// Delay 30 s, session 0: the session ends with the connection.
+	c = dialV5(t, addr, willConnect("zero", true, 0, 30))
+	c.drop()
+	at["zero"] = time.Now()
+	// Delay 1 s, back within it: never.
+	c = dialV5(t, addr, willConnect("back", true, 30, 1))
+	c.drop()
+	back := dialV5(t, addr, &paho5.Connect{ClientID: "back", Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(30)}})
+	if !back.ack.SessionPresent {
+		t.Error("reconnect within the will delay: Session Present 0")
+	}
+	// Delay 1 s, taken over with Clean Start 0: never.
+	c = dialV5(t, addr, willConnect("take", true, 30, 1))
+	taker := dialV5(t, addr, &paho5.Connect{ClientID: "take", Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(30)}})
+	select {
+	case d := <-c.gone:
+		if d.ReasonCode != packet.ReasonSessionTakenOver {
+			t.Errorf("[MQTT-3.1.4-3] taken over: DISCONNECT 0x%02x, want 0x8E", d.ReasonCode)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("[MQTT-3.1.4-3] the connection taken over got no DISCONNECT")
+	}
+	if !taker.ack.SessionPresent {
+		t.Error("takeover with clean start 0: Session Present 0")
+	}
+	// Delay 30 s, taken over with Clean Start 1: the session ends, its will goes.
+	c = dialV5(t, addr, willConnect("take-clean", true, 30, 30))
+	at["take-clean"] = time.Now()
+	dialV5(t, addr, &paho5.Connect{ClientID: "take-clean", CleanStart: true})
+	// No delay, DISCONNECT 0x04: at once.
+	c = dialV5(t, addr, willConnect("with-will", true, 0, 0))
+	c.bye(&paho5.Disconnect{ReasonCode: packet.ReasonDisconnectWithWill})
+	at["with-will"] = time.Now()
+	// No delay, DISCONNECT 0x00: never.
+	c = dialV5(t, addr, willConnect("normal", true, 0, 0))
+	c.bye(&paho5.Disconnect{ReasonCode: 0})
+	// Delay 1 s, session 30 s, DISCONNECT 0x00: never, even after the delay.
+	c = dialV5(t, addr, willConnect("normal-delay", true, 30, 1))
+	c.bye(&paho5.Disconnect{ReasonCode: 0})
+
+	// Collect until every delay and expiry above has passed by a margin.
+	want := map[string][2]time.Duration{ // earliest, latest
+		"delay":      {950 * time.Millisecond, 2500 * time.Millisecond},
+		"expiry":     {950 * time.Millisecond, 2500 * time.Millisecond},
+		"zero":       {0, time.Second},
+		"take-clean": {0, time.Second},
+		"with-will":  {0, time.Second},
+	}
+	got := make(map[string]time.Duration)
+	end := time.After(time.Until(at["zero"].Add(2500 * time.Millisecond)))
+	for wait := true; wait; {
+		select {
+		case m := <-watch.msgs:
+			id := string(m.Payload)
+			if _, dup := got[id]; dup {
+				t.Errorf("will of %s published twice", id)
+			}
+			got[id] = time.Since(at[id])
+		case <-end:
+			wait = false
+		}
+	}
+	for id, w := range want {
+		d, ok := got[id]
+		switch {
+		case !ok:
+			t.Errorf("will of %s not published", id)
+		case d < w[0] || d > w[1]:
+			t.Errorf("will of %s published %v after its connection ended, want within [%v, %v]", id, d, w[0], w[1])
+		}
+	}
+	for _, id := range []string{"back", "take", "normal", "normal-delay"} {
+		if _, ok := got[id]; ok {
+			t.Errorf("will of %s published", id)
+		}
+	}
+}
+
+// The will's properties travel with it as a PUBLISH's do (3.1.3.2: Payload Format Indicator, Message
+// Expiry Interval, Content Type, Response Topic, Correlation Data, User Properties are sent with the Will
+// Message when it is published) [MQTT-3.1.3-9 … sent after the delay].
+func TestMQTT5WillProperties(t *testing.T) {
+	_, addr := startBroker(t, testConfig)
+	watch := dialV5(t, addr, &paho5.Connect{ClientID: "props-watch", CleanStart: true})
+	watch.sub(0, paho5.SubscribeOptions{Topic: "life/will/#", QoS: 1})
+	one := byte(1)
+	cp := willConnect("props", true, 0, 0)
+	cp.WillProperties = &paho5.WillProperties{PayloadFormat: &one, MessageExpiry: u32(60), ContentType: "text/x-will",
+		ResponseTopic: "life/will-reply", CorrelationData: []byte("corr-will"),
+		User: paho5.UserProperties{{Key: "k1", Value: "v1"}, {Key: "k2", Value: "v2"}}}
+	c := dialV5(t, addr, cp)
+	c.bye(&paho5.Disconnect{ReasonCode: packet.ReasonDisconnectWithWill})
+	m := watch.next(5 * time.Second)
+	if string(m.Payload) != "props" {
+		t.Fatalf("got %q, want the will", m.Payload)
+	}
+	p := m.Properties
+	if p == nil {
+		t.Fatal("will delivered without properties")
+	}
+	if p.ContentType != "text/x-will" {
+		t.Errorf("content type %q", p.ContentType)
+	}
+	if p.ResponseTopic != "life/will-reply" {
+		t.Errorf("response topic %q", p.ResponseTopic)
+	}
+	if string(p.CorrelationData) != "corr-will" {
+		t.Errorf("correlation data %q", p.CorrelationData)
+	}
+	if p.PayloadFormat == nil || *p.PayloadFormat != 1 {
+		t.Errorf("payload format indicator %v, want 1", p.PayloadFormat)
+	}
+	if p.MessageExpiry == nil || *p.MessageExpiry < 55 || *p.MessageExpiry > 60 {
+		t.Errorf("message expiry %v, want what is left of 60 s", p.MessageExpiry)
+	}
+	if v1, _ := userProp(p.User, "k1"); v1 != "v1" {
+		t.Errorf("user properties %v", p.User)
+	}
+	if v2, _ := userProp(p.User, "k2"); v2 != "v2" {
+		t.Errorf("user properties %v", p.User)
+	}
+}

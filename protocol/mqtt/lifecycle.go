@@ -176,8 +176,11 @@ func (cl *client) end(graceful bool) {
 		cl.h.scheduleLocked(cl.host, s, time.Duration(s.expiry)*time.Second)
 		if will != nil && cl.v5 != nil && cl.v5.willDelay > 0 {
 			// [MQTT-3.1.3-9] published after the will delay, or when the session ends if that is sooner.
-			s.will = will
-			s.willTimer = time.AfterFunc(time.Duration(cl.v5.willDelay)*time.Second, func() { cl.h.willDue(cl.host, s, will) })
+			// The timer gets its own copy: will is set to nil next, and a closure over will would see
+			// nil when it fires, never match s.will, and drop the will.
+			delayed := will
+			s.will = delayed
+			s.willTimer = time.AfterFunc(time.Duration(cl.v5.willDelay)*time.Second, func() { cl.h.willDue(cl.host, s, delayed) })
 			will = nil
 		}
 	}
