@@ -282,6 +282,13 @@ func TestMQTT5WillDelay(t *testing.T) {
 	c := dialV5(t, addr, willConnect("delay", true, 30, 1))
 	c.drop()
 	at["delay"] = time.Now()
+	// Delay 1 s, message expiry 1 s: its expiry counts from publication (3.1.3.2.4), so it still goes.
+	r, _ := dialRaw5(t, addr, &packet.ConnectPacket{ClientID: "expiring", CleanSession: true, WillFlag: true, WillQoS: 1,
+		WillTopic: "life/will/expiring", WillPayload: []byte("expiring"),
+		Properties:     &packet.Properties{SessionExpiryInterval: u32(30)},
+		WillProperties: &packet.Properties{WillDelayInterval: u32(1), MessageExpiryInterval: u32(1)}})
+	r.nc.Close()
+	at["expiring"] = time.Now()
 	// Delay 30 s, session 1 s: when the session ends.
 	c = dialV5(t, addr, willConnect("expiry", true, 1, 30))
 	c.drop()
@@ -330,6 +337,7 @@ func TestMQTT5WillDelay(t *testing.T) {
 	want := map[string][2]time.Duration{ // earliest, latest
 		"delay":      {950 * time.Millisecond, 2500 * time.Millisecond},
 		"expiry":     {950 * time.Millisecond, 2500 * time.Millisecond},
+		"expiring":   {950 * time.Millisecond, 2500 * time.Millisecond},
 		"zero":       {0, time.Second},
 		"take-clean": {0, time.Second},
 		"with-will":  {0, time.Second},
@@ -366,18 +374,20 @@ func TestMQTT5WillDelay(t *testing.T) {
 
 // The will's properties travel with it as a PUBLISH's do (3.1.3.2: Payload Format Indicator, Message
 // Expiry Interval, Content Type, Response Topic, Correlation Data, User Properties are sent with the Will
-// Message when it is published) [MQTT-3.1.3-9 … sent after the delay].
+// Message when it is published) [MQTT-3.1.3-9 … sent after the delay]. The will's client is the packet
+// codec: paho.golang v0.23.0 encodes will properties with CONNECT's property set, which leaves out all but
+// the will delay and the user properties (packets.Connect.Pack calls WillProperties.Pack(CONNECT)).
 func TestMQTT5WillProperties(t *testing.T) {
 	_, addr := startBroker(t, testConfig)
 	watch := dialV5(t, addr, &paho5.Connect{ClientID: "props-watch", CleanStart: true})
 	watch.sub(0, paho5.SubscribeOptions{Topic: "life/will/#", QoS: 1})
 	one := byte(1)
-	cp := willConnect("props", true, 0, 0)
-	cp.WillProperties = &paho5.WillProperties{PayloadFormat: &one, MessageExpiry: u32(60), ContentType: "text/x-will",
-		ResponseTopic: "life/will-reply", CorrelationData: []byte("corr-will"),
-		User: paho5.UserProperties{{Key: "k1", Value: "v1"}, {Key: "k2", Value: "v2"}}}
-	c := dialV5(t, addr, cp)
-	c.bye(&paho5.Disconnect{ReasonCode: packet.ReasonDisconnectWithWill})
+	r, _ := dialRaw5(t, addr, &packet.ConnectPacket{ClientID: "props", CleanSession: true, WillFlag: true, WillQoS: 1,
+		WillTopic: "life/will/props", WillPayload: []byte("props"),
+		WillProperties: &packet.Properties{PayloadFormatIndicator: &one, MessageExpiryInterval: u32(60),
+			ContentType: "text/x-will", ResponseTopic: "life/will-reply", CorrelationData: []byte("corr-will"),
+			UserProperties: []packet.UserProperty{{Key: "k1", Value: "v1"}, {Key: "k2", Value: "v2"}}}})
+	r.send(&packet.DisconnectPacket{ReasonCode: packet.ReasonDisconnectWithWill})
 	m := watch.next(5 * time.Second)
 	if string(m.Payload) != "props" {
 		t.Fatalf("got %q, want the will", m.Payload)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
-	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -73,7 +72,7 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 			return s, true, nil
 		}
 		old := s
-		var oldWill *router.Message
+		var oldWill *willMsg
 		if old != nil {
 			old.stopTimersLocked()
 			oldWill, old.will = old.will, nil // its session ends now: its delayed will goes out
@@ -192,18 +191,22 @@ func (cl *client) end(graceful bool) {
 	cl.h.publishWill(cl.host, will)
 }
 
-// publishWill publishes a will message, if any.
-func (h *Handler) publishWill(host *virtualhost.Host, will *router.Message) {
+// publishWill publishes a will message, if any, with its expiry counted from now.
+func (h *Handler) publishWill(host *virtualhost.Host, will *willMsg) {
 	if will == nil {
 		return
 	}
-	if res := host.Router.Publish(will); res.Err != nil {
+	m := will.Message // a will is published once; the copy keeps the router's message apart all the same
+	if will.expiry > 0 {
+		m.Expires = time.Now().Add(time.Duration(will.expiry) * time.Second).UnixMilli()
+	}
+	if res := host.Router.Publish(&m); res.Err != nil {
 		h.log.Info("will not published", zap.String("topic", will.Origin), zap.Error(res.Err))
 	}
 }
 
 // willDue publishes a session's delayed will, unless a connection took the session meanwhile.
-func (h *Handler) willDue(host *virtualhost.Host, s *session, will *router.Message) {
+func (h *Handler) willDue(host *virtualhost.Host, s *session, will *willMsg) {
 	reg := h.registry(host)
 	reg.mu.Lock()
 	due := s.will == will && s.att == nil
