@@ -7,10 +7,12 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	paho5 "github.com/eclipse/paho.golang/paho"
+	"github.com/go-stomp/stomp/v3"
 
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/protocol/prototest"
@@ -416,5 +418,134 @@ func TestMQTT5WillProperties(t *testing.T) {
 	}
 	if v2, _ := userProp(p.User, "k2"); v2 != "v2" {
 		t.Errorf("user properties %v", p.User)
+	}
+}
+
+// An MQTT 5 PUBLISH's properties reach a STOMP subscriber as headers (DESIGN §4): content type →
+// content-type, user properties → headers of their own, response topic → reply-to in STOMP's grammar,
+// correlation data → correlation-id, message expiry → expires (Unix ms). An MQTT 3.1.1 subscriber gets the
+// payload alone [MQTT-3.3.2-4 … properties are MQTT 5's].
+func TestMQTT5PropertiesReachSTOMP(t *testing.T) {
+	_, addr := startBroker(t, testConfig)
+	sc := stompClient(t, addr)
+	ssub, err := sc.Subscribe("/topic/life.props", stomp.AckAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := mqttSubscribe(t, mqttClient(t, addr, "props-311"), "life/props", 1)
+	pub := dialV5(t, addr, &paho5.Connect{ClientID: "props-pub", CleanStart: true})
+	before := time.Now()
+	pub.pub(&paho5.Publish{Topic: "life/props", QoS: 1, Payload: []byte(`{"n":1}`), Properties: &paho5.PublishProperties{
+		ContentType: "application/json", ResponseTopic: "life/reply/1", CorrelationData: []byte("corr-1"), MessageExpiry: u32(60),
+		User: paho5.UserProperties{{Key: "colour", Value: "blue"}, {Key: "size", Value: "L"}}}})
+
+	m := readStomp(t, ssub)
+	if string(m.Body) != `{"n":1}` {
+		t.Errorf("STOMP body %q", m.Body)
+	}
+	for _, h := range [][2]string{{"content-type", "application/json"}, {"reply-to", "/topic/life.reply.1"},
+		{"correlation-id", "corr-1"}, {"colour", "blue"}, {"size", "L"}} {
+		if got := m.Header.Get(h[0]); got != h[1] {
+			t.Errorf("STOMP header %s: %q, want %q", h[0], got, h[1])
+		}
+	}
+	exp, err := strconv.ParseInt(m.Header.Get("expires"), 10, 64)
+	if lo, hi := before.Add(59*time.Second).UnixMilli(), time.Now().Add(61*time.Second).UnixMilli(); err != nil || exp < lo || exp > hi {
+		t.Errorf("STOMP expires %q, want about now + 60 s", m.Header.Get("expires"))
+	}
+	select {
+	case om := <-old:
+		if string(om.Payload()) != `{"n":1}` {
+			t.Errorf("MQTT 3.1.1 payload %q, want the body alone", om.Payload())
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("MQTT 3.1.1 subscriber got nothing")
+	}
+}
+
+// A STOMP SEND's headers reach an MQTT 5 subscriber as properties (DESIGN §4): content-type → content
+// type, reply-to → response topic in MQTT's grammar, correlation-id → correlation data, expires → message
+// expiry (what is left, [MQTT-3.3.2-6]), other headers → user properties. An MQTT 3.1.1 subscriber gets
+// the body alone.
+func TestMQTT5PropertiesFromSTOMP(t *testing.T) {
+	_, addr := startBroker(t, testConfig)
+	sub := dialV5(t, addr, &paho5.Connect{ClientID: "from-stomp", CleanStart: true})
+	sub.sub(0, paho5.SubscribeOptions{Topic: "life/from/stomp", QoS: 1})
+	old := mqttSubscribe(t, mqttClient(t, addr, "from-stomp-311"), "life/from/stomp", 1)
+	sc := stompClient(t, addr)
+	expires := time.Now().Add(60 * time.Second).UnixMilli()
+	if err := sc.Send("/topic/life.from.stomp", "text/csv", []byte("a,b"), stomp.SendOpt.Receipt,
+		stomp.SendOpt.Header("reply-to", "/topic/life.reply.2"), stomp.SendOpt.Header("correlation-id", "corr-2"),
+		stomp.SendOpt.Header("expires", strconv.FormatInt(expires, 10)), stomp.SendOpt.Header("colour", "red")); err != nil {
+		t.Fatal(err)
+	}
+	m := sub.next(5 * time.Second)
+	if string(m.Payload) != "a,b" {
+		t.Errorf("payload %q", m.Payload)
+	}
+	p := m.Properties
+	if p == nil {
+		t.Fatal("no properties")
+	}
+	if p.ContentType != "text/csv" {
+		t.Errorf("content type %q", p.ContentType)
+	}
+	if p.ResponseTopic != "life/reply/2" {
+		t.Errorf("response topic %q, want life/reply/2", p.ResponseTopic)
+	}
+	if string(p.CorrelationData) != "corr-2" {
+		t.Errorf("correlation data %q", p.CorrelationData)
+	}
+	if p.MessageExpiry == nil || *p.MessageExpiry < 55 || *p.MessageExpiry > 60 {
+		t.Errorf("message expiry %v, want what is left of 60 s", p.MessageExpiry)
+	}
+	if v, _ := userProp(p.User, "colour"); v != "red" {
+		t.Errorf("user properties %v, want colour=red", p.User)
+	}
+	for _, k := range []string{"content-type", "reply-to", "correlation-id", "expires", "content-length", "destination", "receipt"} {
+		if v, ok := userProp(p.User, k); ok {
+			t.Errorf("user property %s=%q: the header is a property or the broker's", k, v)
+		}
+	}
+	select {
+	case om := <-old:
+		if string(om.Payload()) != "a,b" {
+			t.Errorf("MQTT 3.1.1 payload %q, want the body alone", om.Payload())
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("MQTT 3.1.1 subscriber got nothing")
+	}
+}
+
+// Request/response across protocols (4.10): an MQTT 5 requester names its response topic and
+// correlation data; a STOMP service answers to reply-to with the correlation-id; the requester gets the
+// response on its response topic with its correlation data.
+func TestMQTT5RequestResponseWithSTOMPService(t *testing.T) {
+	_, addr := startBroker(t, testConfig)
+	sc := stompClient(t, addr)
+	svc, err := sc.Subscribe("/topic/life.svc", stomp.AckAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := dialV5(t, addr, &paho5.Connect{ClientID: "requester", CleanStart: true})
+	req.sub(0, paho5.SubscribeOptions{Topic: "life/resp/requester", QoS: 1})
+	req.pub(&paho5.Publish{Topic: "life/svc", QoS: 1, Payload: []byte("ping"), Properties: &paho5.PublishProperties{
+		ResponseTopic: "life/resp/requester", CorrelationData: []byte("req-42")}})
+
+	m := readStomp(t, svc)
+	replyTo, corr := m.Header.Get("reply-to"), m.Header.Get("correlation-id")
+	if replyTo == "" || corr != "req-42" {
+		t.Fatalf("service got reply-to %q, correlation-id %q", replyTo, corr)
+	}
+	if err := sc.Send(replyTo, "text/plain", []byte("pong"), stomp.SendOpt.Receipt,
+		stomp.SendOpt.Header("correlation-id", corr)); err != nil {
+		t.Fatal(err)
+	}
+	r := req.next(5 * time.Second)
+	if r.Topic != "life/resp/requester" || string(r.Payload) != "pong" {
+		t.Fatalf("response %q on %s", r.Payload, r.Topic)
+	}
+	if r.Properties == nil || string(r.Properties.CorrelationData) != "req-42" {
+		t.Fatalf("response properties %+v, want correlation data req-42", r.Properties)
 	}
 }
