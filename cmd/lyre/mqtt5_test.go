@@ -93,10 +93,10 @@ func TestMQTT5SessionExpiryAcrossRestart(t *testing.T) {
 	}
 }
 
-// [MQTT-3.1.2-23] with 0xFFFFFFFF the session does not expire [MQTT-3.1.2-11 … "never"], and what
-// was acknowledged for it survives kill -9 of the broker: every QoS 1 message PUBACKed while the
-// subscriber was offline is delivered after the restart [MQTT-4.3.2-2 … PUBACK after the message is
-// owned].
+// [MQTT-3.1.2-23] the session state is kept after the connection closes; with 0xFFFFFFFF it does not
+// expire (3.1.2.11.2), and what was acknowledged for it survives kill -9 of the broker: every QoS 1
+// message PUBACKed while the subscriber was offline is delivered after the restart (a PUBACK says the
+// server owns the message [MQTT-4.3.2-4]).
 func TestMQTT5SessionNeverExpiresAcrossKill9(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "lyre.hcl")
@@ -270,7 +270,7 @@ func willConnect(id string, clean bool, expiry, delay uint32) *paho5.Connect {
 }
 
 // Wills of MQTT 5: published after the Will Delay Interval, or when the session ends if that is sooner
-// [MQTT-3.1.3-9]; not published when a connection takes the session within the delay (3.1.3.2.2),
+// [MQTT-3.1.2-8]; not published when a connection takes the session within the delay [MQTT-3.1.3-9],
 // takeover included [MQTT-3.1.4-3], unless the new connection's Clean Start ends the session (3.1.4);
 // DISCONNECT 0x04 publishes it, a normal DISCONNECT discards it [MQTT-3.14.4-3]. The scenarios run side
 // by side; each will's arrival is timed from the event that let it go.
@@ -376,7 +376,7 @@ func TestMQTT5WillDelay(t *testing.T) {
 
 // The will's properties travel with it as a PUBLISH's do (3.1.3.2: Payload Format Indicator, Message
 // Expiry Interval, Content Type, Response Topic, Correlation Data, User Properties are sent with the Will
-// Message when it is published) [MQTT-3.1.3-9 … sent after the delay]. The will's client is the packet
+// Message when it is published). The will's client is the packet
 // codec: paho.golang v0.23.0 encodes will properties with CONNECT's property set, which leaves out all but
 // the will delay and the user properties (packets.Connect.Pack calls WillProperties.Pack(CONNECT)).
 func TestMQTT5WillProperties(t *testing.T) {
@@ -424,7 +424,7 @@ func TestMQTT5WillProperties(t *testing.T) {
 // An MQTT 5 PUBLISH's properties reach a STOMP subscriber as headers (DESIGN §4): content type →
 // content-type, user properties → headers of their own, response topic → reply-to in STOMP's grammar,
 // correlation data → correlation-id, message expiry → expires (Unix ms). An MQTT 3.1.1 subscriber gets the
-// payload alone [MQTT-3.3.2-4 … properties are MQTT 5's].
+// payload alone.
 func TestMQTT5PropertiesReachSTOMP(t *testing.T) {
 	_, addr := startBroker(t, testConfig)
 	sc := stompClient(t, addr)
@@ -548,4 +548,91 @@ func TestMQTT5RequestResponseWithSTOMPService(t *testing.T) {
 	if r.Properties == nil || string(r.Properties.CorrelationData) != "req-42" {
 		t.Fatalf("response properties %+v, want correlation data req-42", r.Properties)
 	}
+}
+
+// A persistent session's subscription options survive a broker restart: no local [MQTT-3.8.3-3], retain
+// as published [MQTT-3.3.1-13] (without it a forwarded message's retain flag is 0 [MQTT-3.3.1-12]), the
+// subscription identifier [MQTT-3.3.4-3]; for what arrived while the session was
+// offline (kept in the store, with its properties) and for what arrives after.
+func TestMQTT5SubscriptionOptionsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	b, addr := startDurable(t, dir)
+	defer func() { stopBroker(t, b) }()
+	connect := &paho5.Connect{ClientID: "opts", CleanStart: true, Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(3600)}}
+	c := dialV5(t, addr, connect)
+	c.sub(0, paho5.SubscribeOptions{Topic: "life/opt/nl", QoS: 1, NoLocal: true})
+	c.sub(0, paho5.SubscribeOptions{Topic: "life/opt/rap", QoS: 1, RetainAsPublished: true})
+	c.sub(0, paho5.SubscribeOptions{Topic: "life/opt/plain", QoS: 1})
+	c.sub(7, paho5.SubscribeOptions{Topic: "life/opt/id", QoS: 1})
+	c.bye(&paho5.Disconnect{})
+
+	other := dialV5(t, addr, &paho5.Connect{ClientID: "opts-other", CleanStart: true})
+	other.pub(&paho5.Publish{Topic: "life/opt/rap", QoS: 1, Retain: true, Payload: []byte("rap-offline")})
+	other.pub(&paho5.Publish{Topic: "life/opt/id", QoS: 1, Payload: []byte("id-offline"), Properties: &paho5.PublishProperties{
+		ContentType: "text/x-offline", CorrelationData: []byte("corr-offline"), User: paho5.UserProperties{{Key: "k", Value: "v"}}}})
+	other.bye(&paho5.Disconnect{})
+	stopBroker(t, b)
+
+	b, addr = startDurable(t, dir)
+	connect.CleanStart = false
+	c = dialV5(t, addr, connect)
+	if !c.ack.SessionPresent {
+		t.Fatal("[MQTT-3.2.2-3] persistent session after a restart: Session Present 0")
+	}
+	check := func(m *paho5.Publish) {
+		t.Helper()
+		switch string(m.Payload) {
+		case "rap-offline", "rap-live":
+			if !m.Retain {
+				t.Errorf("[MQTT-3.3.1-13] %s: retain as published, but the retain flag is 0", m.Payload)
+			}
+		case "plain-live":
+			if m.Retain {
+				t.Errorf("[MQTT-3.3.1-12] %s: the retain flag of a forwarded message is set without retain as published", m.Payload)
+			}
+		case "id-offline", "id-live":
+			if m.Properties == nil || m.Properties.SubscriptionIdentifier == nil || *m.Properties.SubscriptionIdentifier != 7 {
+				t.Errorf("[MQTT-3.3.4-3] %s: subscription identifier %+v, want 7", m.Payload, m.Properties)
+			}
+			if string(m.Payload) == "id-offline" {
+				if p := m.Properties; p == nil || p.ContentType != "text/x-offline" || string(p.CorrelationData) != "corr-offline" || len(p.User) != 1 {
+					t.Errorf("%s: properties after the restart %+v", m.Payload, p)
+				}
+			}
+		case "nl-other":
+		default:
+			t.Errorf("unexpected %q on %s", m.Payload, m.Topic)
+		}
+	}
+	got := map[string]bool{}
+	for range 2 {
+		m := c.next(5 * time.Second)
+		got[string(m.Payload)] = true
+		check(m)
+	}
+	if !got["rap-offline"] || !got["id-offline"] {
+		t.Fatalf("after the restart got %v, want rap-offline and id-offline", got)
+	}
+
+	other = dialV5(t, addr, &paho5.Connect{ClientID: "opts-other", CleanStart: true})
+	// The session's own message on its no-local subscription is not sent back; another client's is, after
+	// it in the subscription's order.
+	c.pub(&paho5.Publish{Topic: "life/opt/nl", QoS: 1, Payload: []byte("nl-self")})
+	other.pub(&paho5.Publish{Topic: "life/opt/nl", QoS: 1, Payload: []byte("nl-other")})
+	if m := c.next(5 * time.Second); string(m.Payload) != "nl-other" {
+		t.Fatalf("[MQTT-3.8.3-3] no local after a restart: got %q first, want nl-other", m.Payload)
+	}
+	for _, p := range []*paho5.Publish{
+		{Topic: "life/opt/rap", QoS: 1, Retain: true, Payload: []byte("rap-live")},
+		{Topic: "life/opt/plain", QoS: 1, Retain: true, Payload: []byte("plain-live")},
+		{Topic: "life/opt/id", QoS: 1, Payload: []byte("id-live")},
+	} {
+		other.pub(p)
+		m := c.next(5 * time.Second)
+		if string(m.Payload) != string(p.Payload) {
+			t.Fatalf("got %q, want %q", m.Payload, p.Payload)
+		}
+		check(m)
+	}
+	c.none(200*time.Millisecond, "nothing more")
 }
