@@ -636,3 +636,44 @@ func TestMQTT5SubscriptionOptionsSurviveRestart(t *testing.T) {
 	}
 	c.none(200*time.Millisecond, "nothing more")
 }
+
+// The session expiry a session has now is the one a restart honours [MQTT-3.1.2-23]: set to 0xFFFFFFFF
+// by a DISCONNECT (3.14.2.2.2), or by the CONNECT that resumed it, after it was opened with 1 s, the
+// session outlives a restart that comes after that first second.
+func TestMQTT5ExpiryChangeSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	b, addr := startDurable(t, dir)
+	defer func() { stopBroker(t, b) }()
+	open := func(id string) {
+		c := dialV5(t, addr, &paho5.Connect{ClientID: id, CleanStart: true, Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(1)}})
+		c.sub(0, paho5.SubscribeOptions{Topic: "life/change/" + id, QoS: 1})
+		if id == "by-disconnect" {
+			c.bye(&paho5.Disconnect{Properties: &paho5.DisconnectProperties{SessionExpiryInterval: u32(0xFFFFFFFF)}})
+			return
+		}
+		c.bye(&paho5.Disconnect{})
+		c = dialV5(t, addr, &paho5.Connect{ClientID: id, Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(0xFFFFFFFF)}})
+		if !c.ack.SessionPresent {
+			t.Fatalf("%s resumed within its interval: Session Present 0", id)
+		}
+		c.bye(&paho5.Disconnect{})
+	}
+	open("by-disconnect")
+	open("by-connect")
+	left := time.Now()
+	stopBroker(t, b)
+	time.Sleep(time.Until(left.Add(1200 * time.Millisecond)))
+	b, addr = startDurable(t, dir)
+	time.Sleep(1200 * time.Millisecond) // past 1 s counted from the restart too
+	for _, id := range []string{"by-disconnect", "by-connect"} {
+		if ds := sessionDurables(b, id); len(ds) != 1 {
+			t.Errorf("[MQTT-3.1.2-23] session %s, expiry now 0xFFFFFFFF, after a restart: durable subscriptions %v", id, ds)
+			continue
+		}
+		c := dialV5(t, addr, &paho5.Connect{ClientID: id, Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(0xFFFFFFFF)}})
+		if !c.ack.SessionPresent {
+			t.Errorf("[MQTT-3.1.2-23] session %s, expiry now 0xFFFFFFFF, after a restart: Session Present 0", id)
+		}
+		c.bye(&paho5.Disconnect{})
+	}
+}

@@ -69,6 +69,17 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 			s.will = nil
 			s.expiry = expiry
 			reg.mu.Unlock()
+			// The stored record still has the expiry of the connection before and the time it left. An MQTT 5
+			// session (now or before) gets its record written again, with the expiry it has now and no
+			// departure time: else a restart, kill -9 included, would count the old interval from the old
+			// departure and could end a session whose client was connected, or asked for 0xFFFFFFFF
+			// [MQTT-3.1.2-23].
+			s.mu.Lock()
+			was5 := s.version == packet.Version5
+			s.mu.Unlock()
+			if !s.clean && cl.host.Durable() && (was5 || cl.version == packet.Version5) {
+				cl.host.SaveSession(s.record(cl.version), nil) // unattached until resume: s.subs is ours
+			}
 			return s, true, nil
 		}
 		old := s
@@ -154,8 +165,9 @@ func (cl *client) end(graceful bool) {
 	}
 	s.clean = ending
 	s.detach()
-	if !ending && s.expiry != maxExpiry && cl.host.Durable() {
-		// The disconnect time is what its expiry counts from, across a restart too.
+	if !ending && cl.host.Durable() && (s.expiry != maxExpiry || cl.v5 != nil && cl.v5.expiryChanged) {
+		// The disconnect time is what its expiry counts from, across a restart too. A session that never
+		// expires needs no new record, unless its DISCONNECT changed the expiry to 0xFFFFFFFF.
 		rec := s.record(cl.version)
 		rec.DisconnectedAt = time.Now().UnixMilli()
 		cl.host.SaveSession(rec, nil)
