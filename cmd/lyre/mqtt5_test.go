@@ -321,9 +321,14 @@ func TestMQTT5WillDelay(t *testing.T) {
 		t.Error("takeover with clean start 0: Session Present 0")
 	}
 	// Delay 30 s, taken over with Clean Start 1: the session ends, its will goes.
-	c = dialV5(t, addr, willConnect("take-clean", true, 30, 30))
+	took := dialV5(t, addr, willConnect("take-clean", true, 30, 30))
 	at["take-clean"] = time.Now()
 	dialV5(t, addr, &paho5.Connect{ClientID: "take-clean", CleanStart: true})
+	select {
+	case <-took.gone:
+	case <-time.After(5 * time.Second):
+		t.Error("[MQTT-3.1.4-3] the connection taken over (clean start 1) got no DISCONNECT")
+	}
 	// No delay, DISCONNECT 0x04: at once.
 	c = dialV5(t, addr, willConnect("with-will", true, 0, 0))
 	c.bye(&paho5.Disconnect{ReasonCode: packet.ReasonDisconnectWithWill})
