@@ -122,7 +122,7 @@ type client struct {
 	keep      time.Duration // read deadline after each packet: 1.5 × keep-alive; 0 = none
 	sess      *session
 	att       *attachment
-	will      *router.Message
+	will      *willMsg
 	user      string
 	v5        *v5conn // nil below MQTT 5
 	// connacked is the protocol level once CONNACK went out (0 before): from then on an MQTT 5 client is told
@@ -373,12 +373,31 @@ func (cl *client) setWill(cp *packet.ConnectPacket, id string) error {
 	if err != nil {
 		return fmt.Errorf("will topic: %w", err)
 	}
-	cl.will = &router.Message{Dest: d, Body: cp.WillPayload, QoS: cp.WillQoS, Persistent: cp.WillQoS > 0,
-		Retain: cp.WillRetain, Origin: cp.WillTopic, OriginGram: cl.g}
+	w := &willMsg{Message: router.Message{Dest: d, Body: cp.WillPayload, QoS: cp.WillQoS, Persistent: cp.WillQoS > 0,
+		Retain: cp.WillRetain, Origin: cp.WillTopic, OriginGram: cl.g}}
+	if cl.v5 != nil && cp.WillProperties != nil {
+		// The will's properties are a PUBLISH's (3.1.3.2): they travel with it. Those the broker refuses
+		// refuse the CONNECT with the same reason code (0x99, 0x90).
+		if rc, err := cl.messageProps(&w.Message, cp.WillProperties); err != nil {
+			return cl.refuse(rc, fmt.Errorf("%w: will: %w", errRefused, err))
+		}
+		w.Expires = 0 // counts from publication, not from CONNECT (3.1.3.2.4)
+		if e := cp.WillProperties.MessageExpiryInterval; e != nil {
+			w.expiry = *e
+		}
+	}
+	cl.will = w
 	if !cl.maySend(d, cp.WillTopic, id) {
 		cl.will = nil // a will the client may not send is never published
 	}
 	return nil
+}
+
+// willMsg is a client's will message. Its Message Expiry Interval counts from when it is published,
+// which the will delay and the session expiry may put long after CONNECT (3.1.3.2.4).
+type willMsg struct {
+	router.Message
+	expiry uint32 // seconds; 0: none
 }
 
 // attachSession takes over, or makes, the session of client id, unless another user owns it, and

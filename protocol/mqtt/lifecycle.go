@@ -10,7 +10,6 @@ import (
 
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
-	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -70,10 +69,21 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 			s.will = nil
 			s.expiry = expiry
 			reg.mu.Unlock()
+			// The stored record still has the expiry of the connection before and the time it left. An MQTT 5
+			// session (now or before) gets its record written again, with the expiry it has now and no
+			// departure time: else a restart, kill -9 included, would count the old interval from the old
+			// departure and could end a session whose client was connected, or asked for 0xFFFFFFFF
+			// [MQTT-3.1.2-23].
+			s.mu.Lock()
+			was5 := s.version == packet.Version5
+			s.mu.Unlock()
+			if !s.clean && cl.host.Durable() && (was5 || cl.version == packet.Version5) {
+				cl.host.SaveSession(s.record(cl.version), nil) // unattached until resume: s.subs is ours
+			}
 			return s, true, nil
 		}
 		old := s
-		var oldWill *router.Message
+		var oldWill *willMsg
 		if old != nil {
 			old.stopTimersLocked()
 			oldWill, old.will = old.will, nil // its session ends now: its delayed will goes out
@@ -155,8 +165,9 @@ func (cl *client) end(graceful bool) {
 	}
 	s.clean = ending
 	s.detach()
-	if !ending && s.expiry != maxExpiry && cl.host.Durable() {
-		// The disconnect time is what its expiry counts from, across a restart too.
+	if !ending && cl.host.Durable() && (s.expiry != maxExpiry || cl.v5 != nil && cl.v5.expiryChanged) {
+		// The disconnect time is what its expiry counts from, across a restart too. A session that never
+		// expires needs no new record, unless its DISCONNECT changed the expiry to 0xFFFFFFFF.
 		rec := s.record(cl.version)
 		rec.DisconnectedAt = time.Now().UnixMilli()
 		cl.host.SaveSession(rec, nil)
@@ -176,8 +187,11 @@ func (cl *client) end(graceful bool) {
 		cl.h.scheduleLocked(cl.host, s, time.Duration(s.expiry)*time.Second)
 		if will != nil && cl.v5 != nil && cl.v5.willDelay > 0 {
 			// [MQTT-3.1.3-9] published after the will delay, or when the session ends if that is sooner.
-			s.will = will
-			s.willTimer = time.AfterFunc(time.Duration(cl.v5.willDelay)*time.Second, func() { cl.h.willDue(cl.host, s, will) })
+			// The timer gets its own copy: will is set to nil next, and a closure over will would see
+			// nil when it fires, never match s.will, and drop the will.
+			delayed := will
+			s.will = delayed
+			s.willTimer = time.AfterFunc(time.Duration(cl.v5.willDelay)*time.Second, func() { cl.h.willDue(cl.host, s, delayed) })
 			will = nil
 		}
 	}
@@ -189,18 +203,22 @@ func (cl *client) end(graceful bool) {
 	cl.h.publishWill(cl.host, will)
 }
 
-// publishWill publishes a will message, if any.
-func (h *Handler) publishWill(host *virtualhost.Host, will *router.Message) {
+// publishWill publishes a will message, if any, with its expiry counted from now.
+func (h *Handler) publishWill(host *virtualhost.Host, will *willMsg) {
 	if will == nil {
 		return
 	}
-	if res := host.Router.Publish(will); res.Err != nil {
+	m := will.Message // a will is published once; the copy keeps the router's message apart all the same
+	if will.expiry > 0 {
+		m.Expires = time.Now().Add(time.Duration(will.expiry) * time.Second).UnixMilli()
+	}
+	if res := host.Router.Publish(&m); res.Err != nil {
 		h.log.Info("will not published", zap.String("topic", will.Origin), zap.Error(res.Err))
 	}
 }
 
 // willDue publishes a session's delayed will, unless a connection took the session meanwhile.
-func (h *Handler) willDue(host *virtualhost.Host, s *session, will *router.Message) {
+func (h *Handler) willDue(host *virtualhost.Host, s *session, will *willMsg) {
 	reg := h.registry(host)
 	reg.mu.Lock()
 	due := s.will == will && s.att == nil

@@ -197,7 +197,7 @@ type session struct {
 	// Offline only, guarded by registry.mu: the timer that expires the session, and a will waiting for
 	// its delay (MQTT 5) with its timer.
 	expiryTimer *time.Timer
-	will        *router.Message
+	will        *willMsg
 	willTimer   *time.Timer
 
 	// mu guards the fields below. Deliver takes it on publishers' goroutines; it is never held while

@@ -39,8 +39,10 @@ type v5conn struct {
 	problems  bool   // reason strings and user properties allowed beyond PUBLISH, CONNACK, DISCONNECT
 	// expiry is the session expiry interval in seconds, as granted (maxExpiry: never); 0 ends the session
 	// with the connection. DISCONNECT may change it.
-	expiry    uint32
-	willDelay uint32 // seconds
+	expiry uint32
+	// expiryChanged: DISCONNECT changed expiry, so the session's record must be written again.
+	expiryChanged bool
+	willDelay     uint32 // seconds
 	// aliasesIn are the topic aliases the client set, index alias-1; grown as the client uses them, up
 	// to the connector's topic_alias_maximum.
 	aliasesIn []string
@@ -261,6 +263,7 @@ func (cl *client) sessionExpiryChange(p *packet.DisconnectPacket) error {
 	if max := cl.lim.MaxSessionExpiry; max > 0 && time.Duration(e)*time.Second > max {
 		e = uint32(max / time.Second)
 	}
+	cl.v5.expiryChanged = cl.v5.expiryChanged || e != cl.v5.expiry
 	cl.v5.expiry = e
 	return nil
 }
