@@ -97,8 +97,11 @@
 //     connection: 0 ends it with the connection, 0xFFFFFFFF never. A 3.1.1 persistent session never
 //     expires, as before. The expiry is written with the session record, so a session that expires while
 //     the broker is down is deleted, with its durable subscriptions and their backlog, at the next start.
-//     DISCONNECT may change the interval, never from 0 [MQTT-3.14.2-2]. The Will Delay Interval holds the
+//     DISCONNECT may change the interval, never from 0 (3.14.2.2.2). The Will Delay Interval holds the
 //     will back; a client that comes back within it cancels it, and the session's end sends it sooner.
+//     A will waiting out its delay lives in a timer, not in the store: at shutdown or in a crash it is
+//     not published (3.1.2.5 lets a server defer such wills to a restart; Lyre drops them, so a client
+//     that reconnects after the restart never sees a will for an outage that was the broker's).
 //     DISCONNECT 0x04 sends the will; a takeover sends DISCONNECT 0x8E to the old connection, shutdown 0x8B.
 //   - Flow: the broker announces the connector's receive_maximum (default 1024); a client with more QoS
 //     1/2 PUBLISH packets unacknowledged gets DISCONNECT 0x93. The client's Receive Maximum bounds what

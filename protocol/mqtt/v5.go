@@ -18,7 +18,7 @@ var (
 	errUnknownAlias    = errors.New("mqtt: topic alias not set on this connection")
 	errReceiveMaximum  = errors.New("mqtt: more unacknowledged QoS 1/2 PUBLISH packets than the Receive Maximum")
 	errPayloadFormat   = errors.New("mqtt: payload is not UTF-8 as its format indicator says")
-	errSessionExpiry   = errors.New("mqtt: DISCONNECT sets a session expiry on a session that had none [MQTT-3.14.2-2]")
+	errSessionExpiry   = errors.New("mqtt: DISCONNECT sets a session expiry on a session that had none (3.14.2.2.2)")
 	errSubIDInPublish  = errors.New("mqtt: PUBLISH from a client carries a subscription identifier [MQTT-3.3.4-6]")
 	errNoLocalShared   = errors.New("mqtt: no local on a shared subscription [MQTT-3.8.3-4]")
 	errResponseTopic   = errors.New("mqtt: invalid response topic")
@@ -27,7 +27,7 @@ var (
 	errAuthOtherMethod = errors.New("mqtt: re-authentication with another method [MQTT-4.12.1-1]")
 )
 
-// maxExpiry is the session expiry interval that means "never" [MQTT-3.1.2-11].
+// maxExpiry is the session expiry interval that means "never" (3.1.2.11.2).
 const maxExpiry = 0xFFFFFFFF
 
 // v5conn is what an MQTT 5 connection agreed on in CONNECT and CONNACK; nil for MQTT 3.1 and 3.1.1
@@ -251,7 +251,7 @@ func (cl *client) expiryOf(clean bool) uint32 {
 }
 
 // sessionExpiryChange applies a DISCONNECT's Session Expiry Interval: none may be set on a session that
-// had 0 [MQTT-3.14.2-2].
+// had 0 (3.14.2.2.2).
 func (cl *client) sessionExpiryChange(p *packet.DisconnectPacket) error {
 	if cl.v5 == nil || p.Properties == nil || p.Properties.SessionExpiryInterval == nil {
 		return nil

@@ -228,7 +228,7 @@ func TestV5ErrDisconnect(t *testing.T) {
 		{name: "3.8.2.1.2 two subscription identifiers", rc: packet.ReasonProtocolError,
 			send: [][]byte{packet.Append(nil, &packet.SubscribePacket{PacketID: 1, Properties: &packet.Properties{
 				SubscriptionIdentifiers: []uint32{1, 2}}, Subscriptions: []packet.Subscription{{Filter: "s"}}}, packet.Version5)}},
-		{name: "MQTT-3.14.2-2 DISCONNECT sets a session expiry on a session without one", rc: packet.ReasonProtocolError,
+		{name: "3.14.2.2.2 DISCONNECT sets a session expiry on a session without one", rc: packet.ReasonProtocolError,
 			send: [][]byte{packet.Append(nil, &packet.DisconnectPacket{Properties: &packet.Properties{
 				SessionExpiryInterval: u32(60)}}, packet.Version5)}},
 		{name: "MQTT-2.2.2-2 PUBREL with reserved flags 0", rc: packet.ReasonMalformedPacket,
