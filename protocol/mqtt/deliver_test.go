@@ -145,6 +145,31 @@ func BenchmarkDeliver(b *testing.B) {
 			s.complete(s.lastID, waitPuback)
 		}
 	})
+	// MQTT 5 subscribers: a message without properties, and one with the usual request/response ones and
+	// an outbound topic alias.
+	b.Run("qos0_v5", func(b *testing.B) {
+		s, sub, g := benchSession(b, "sensors/+/temp", 0, &discardSender{})
+		s.version, s.v5 = packet.Version5, &sessV5{}
+		d := router.Delivery{Msg: benchMessage(b, g, "sensors/k1/temp", 0), Sub: sub}
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Deliver(d)
+		}
+	})
+	b.Run("qos0_v5_props", func(b *testing.B) {
+		s, sub, g := benchSession(b, "sensors/+/temp", 0, &discardSender{})
+		s.version, s.v5 = packet.Version5, &sessV5{aliasMax: 8}
+		m := benchMessage(b, g, "sensors/k1/temp", 0)
+		m.ContentType, m.CorrelationData, m.UTF8 = "application/json", []byte("req-1"), true
+		m.ReplyTo = router.Destination{Kind: router.Topic, Path: []string{"reply", "k1"}}
+		m.Headers = []router.Header{{Name: "trace", Value: "abc"}}
+		m.Expires = time.Now().Add(time.Hour).UnixMilli()
+		d := router.Delivery{Msg: m, Sub: sub}
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Deliver(d)
+		}
+	})
 	b.Run("qos0_parallel", func(b *testing.B) {
 		s, sub, g := benchSession(b, "sensors/+/temp", 0, &discardSender{})
 		d := router.Delivery{Msg: benchMessage(b, g, "sensors/k1/temp", 0), Sub: sub}

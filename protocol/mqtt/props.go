@@ -88,6 +88,7 @@ type sessV5 struct {
 	ups    []packet.UserProperty
 	ids    [1]uint32
 	expiry uint32
+	alias  uint16
 	utf8   byte
 	reply  []byte // the response topic rendered for this client
 }
@@ -123,7 +124,10 @@ func (s *session) appendPublishLocked(b []byte, it *outItem, id uint16, resend b
 		return packet.AppendPublish(b, &p, s.version), true
 	}
 	pr := &v.props
-	*pr = packet.Properties{}
+	// Only the fields set below are ever set: resetting them is cheaper than clearing the whole struct,
+	// per message.
+	pr.MessageExpiryInterval, pr.PayloadFormatIndicator, pr.ContentType, pr.ResponseTopic = nil, nil, "", ""
+	pr.CorrelationData, pr.UserProperties, pr.SubscriptionIdentifiers, pr.TopicAlias = nil, nil, nil, nil
 	if m.Expires != 0 {
 		left := (m.Expires - time.Now().UnixMilli() + 999) / 1000 // what is left, rounded up [MQTT-3.3.2-6]
 		if left <= 0 && !resend {
@@ -157,23 +161,25 @@ func (s *session) appendPublishLocked(b []byte, it *outItem, id uint16, resend b
 		pr.SubscriptionIdentifiers = v.ids[:]
 	}
 	topic := p.Topic
-	var alias uint16
 	var commit bool
-	p.Topic, alias, commit = v.publishTopic(topic)
-	if alias != 0 {
-		pr.TopicAlias = &alias
+	p.Topic, v.alias, commit = v.publishTopic(topic)
+	if v.alias != 0 {
+		pr.TopicAlias = &v.alias // a field, not a local: pr would move a local to the heap
 	}
-	p.Properties = pr
-	start := len(b)
+	if pr.MessageExpiryInterval != nil || pr.PayloadFormatIndicator != nil || pr.ContentType != "" ||
+		pr.ResponseTopic != "" || pr.CorrelationData != nil || pr.UserProperties != nil ||
+		pr.SubscriptionIdentifiers != nil || pr.TopicAlias != nil {
+		p.Properties = pr // else none: an empty property list, without sizing an empty struct
+	}
+	if v.maxPacket > 0 && packet.PublishSize(&p, s.version) > int(v.maxPacket) {
+		return b, false
+	}
 	out = packet.AppendPublish(b, &p, s.version)
-	if v.maxPacket > 0 && len(out)-start > int(v.maxPacket) {
-		return out[:start], false
-	}
 	if commit {
 		if v.aliases == nil {
 			v.aliases = make(map[string]uint16)
 		}
-		v.aliases[strings.Clone(topic)] = alias // topic may alias the session's scratch
+		v.aliases[strings.Clone(topic)] = v.alias // topic may alias the session's scratch
 	}
 	if len(v.ups) > 64 {
 		v.ups = nil // a message with many properties does not pin its scratch
