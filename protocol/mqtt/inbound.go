@@ -140,15 +140,12 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	if err := cl.checkLength(len(p.Payload)); err != nil {
 		return err
 	}
-	m := &router.Message{Dest: d, Body: p.Payload, QoS: p.QoS, Persistent: p.QoS > 0, Retain: p.Retain,
-		Origin: p.Topic, OriginGram: cl.g, Publisher: cl.c, SenderID: s.id}
-	if cl.v5 != nil && p.Properties != nil {
-		if rc, err := cl.messageProps(m, p.Properties); err != nil {
-			if p.QoS == 0 {
-				return err
-			}
-			return cl.refusePublish(p, rc, err)
+	m, rc, err := cl.message(p, d)
+	if err != nil {
+		if p.QoS == 0 {
+			return err
 		}
+		return cl.refusePublish(p, rc, err)
 	}
 	allowed := cl.maySend(d, p.Topic, s.id)
 	if !allowed && cl.v5 != nil && p.QoS > 0 {
@@ -184,17 +181,24 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		}
 		return fmt.Errorf("%w: %s: %w", errNotRouted, p.Topic, res.Err)
 	}
+	var outcome byte // success
+	if cl.v5 != nil && res.Delivered == 0 && res.Dropped == 0 && d.Kind == router.Topic {
+		outcome = packet.ReasonNoMatchingSubscribers
+	}
+	return cl.acknowledge(p, tr, outcome)
+}
+
+// acknowledge answers a routed QoS 1 or 2 PUBLISH with PUBACK or PUBREC (reason code rc), once tr's
+// writes are durable; a QoS 2 packet id then awaits its PUBREL.
+func (cl *client) acknowledge(p *packet.PublishPacket, tr *virtualhost.Tracker, rc byte) error {
 	if tr != nil {
 		tr.Flush()
-	}
-	var rc byte
-	if cl.v5 != nil && res.Delivered == 0 && res.Dropped == 0 && d.Kind == router.Topic {
-		rc = packet.ReasonNoMatchingSubscribers
 	}
 	switch p.QoS {
 	case 1:
 		return cl.ack(tr, mqttAck{t: packet.Puback, id: p.PacketID, rc: rc, completes: true})
 	case 2:
+		s := cl.sess
 		if s.awaitingRel == nil {
 			s.awaitingRel = make(map[uint16]struct{})
 		}
@@ -202,6 +206,19 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		return cl.ack(tr, mqttAck{t: packet.Pubrec, id: p.PacketID, rc: rc})
 	}
 	return nil
+}
+
+// message is the router message of PUBLISH p to d; an MQTT 5 property the broker refuses is an error,
+// with its reason code.
+func (cl *client) message(p *packet.PublishPacket, d router.Destination) (*router.Message, byte, error) {
+	m := &router.Message{Dest: d, Body: p.Payload, QoS: p.QoS, Persistent: p.QoS > 0, Retain: p.Retain,
+		Origin: p.Topic, OriginGram: cl.g, Publisher: cl.c, SenderID: cl.sess.id}
+	if cl.v5 != nil && p.Properties != nil {
+		if rc, err := cl.messageProps(m, p.Properties); err != nil {
+			return nil, rc, err
+		}
+	}
+	return m, 0, nil
 }
 
 // refusePublish answers an MQTT 5 QoS 1 or 2 PUBLISH that was not routed with reason code rc: its flow
