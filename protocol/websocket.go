@@ -66,9 +66,10 @@ var wsSubprotocols = map[string]string{
 var wsWriteBuffers sync.Pool
 
 const (
-	// wsReadBuffer is each WebSocket connection's read buffer: frame headers are read through it, larger
-	// payload reads bypass it, and the front-end's own reader buffers above it.
-	wsReadBuffer = 512
+	// wsReadBuffer is each WebSocket connection's read buffer: frame headers and control frames (at most
+	// 125 bytes of payload) are read through it, larger payload reads bypass it, and the front-end's own
+	// reader buffers above it.
+	wsReadBuffer = 256
 	// wsWriteBuffer is the size of the pooled write buffers; a larger write goes out as one frame anyway.
 	wsWriteBuffer = 4 << 10
 	// wsReadSlack is allowed beyond the front-end's max_message_length in one WebSocket message: the
