@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -19,6 +20,8 @@ const (
 	wsMaxMessage = 64 << 20
 	// wsReadBuffer is gorilla's own read buffer; it copies from wsRaw's buffer, never from the socket.
 	wsReadBuffer = 1 << 10
+	// wsMaxResponse bounds the HTTP response to the handshake.
+	wsMaxResponse = 16 << 10
 	// wsCloseWait bounds the close frame that Close sends.
 	wsCloseWait = 250 * time.Millisecond
 )
@@ -206,23 +209,43 @@ type wsRaw struct {
 	r, w   int  // buffered: buf[r:w]
 	end    int  // gorilla may read buf[r:end]: complete messages
 	scan   int  // complete frames of the next message end here; end <= scan <= w
-	framed bool // the handshake is done: Read serves buf
+	framed bool // the handshake is done: buf holds frames
 }
 
-// Read serves gorilla; before the handshake is done it reads the socket.
+// Read serves gorilla from buf.
 func (c *wsRaw) Read(p []byte) (int, error) {
-	if !c.framed {
-		return c.Conn.Read(p)
-	}
 	if c.r == c.end {
-		return 0, errWSReadAhead // gorilla asks only for frames of a message that wait completed
+		if c.framed {
+			return 0, errWSReadAhead // gorilla asks only for frames of a message that wait completed
+		}
+		if err := c.waitResponse(); err != nil {
+			return 0, err
+		}
 	}
 	n := copy(p, c.buf[c.r:c.end])
 	c.r += n
 	return n, nil
 }
 
-// SetWriteDeadline ignores gorilla's: it sets one before every frame it writes (none for data), which
+// waitResponse moves end past the HTTP response to the handshake. gorilla reads it through its own
+// buffer, which must not take frames the broker sends right after it.
+func (c *wsRaw) waitResponse() error {
+	for {
+		if i := bytes.Index(c.buf[c.end:c.w], []byte("\r\n\r\n")); i >= 0 {
+			c.end += i + 4
+			c.scan = c.end
+			return nil
+		}
+		if c.w-c.r >= wsMaxResponse {
+			return fmt.Errorf("%w: HTTP response header over %d bytes", errWSTooLarge, wsMaxResponse)
+		}
+		if err := c.fill(c.w - c.r + 512); err != nil {
+			return err
+		}
+	}
+}
+
+// SetWriteDeadline ignores gorilla's after the handshake: it sets one before every frame it writes (none for data), which
 // would undo the deadline wsConn set on the socket.
 func (c *wsRaw) SetWriteDeadline(t time.Time) error {
 	if c.framed {
