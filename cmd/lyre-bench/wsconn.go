@@ -195,11 +195,12 @@ func (c *wsConn) SetDeadline(t time.Time) error      { return c.raw.Conn.SetDead
 func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.raw.Conn.SetReadDeadline(t) }
 func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.raw.Conn.SetWriteDeadline(t) }
 
-// wsRaw is the socket under gorilla's Conn. After the handshake it reads ahead on its own: wait, called
-// by wsConn.Read under the caller's read deadline, reads until buf holds every frame of the next message,
-// and Read serves gorilla from buf up to the end of that message. So gorilla never waits on the socket
-// and never sees a timeout, which would break its connection for good ("after a read has timed out, the
-// websocket connection state is corrupt"); a timeout leaves the partial message in buf for the next wait.
+// wsRaw is the socket under gorilla's Conn. It reads ahead on its own and gives gorilla only what is
+// complete: first the HTTP response to the handshake, then whole messages. wait, called by wsConn.Read
+// under the caller's read deadline, reads until buf holds every frame of the next message, and Read serves
+// gorilla from buf up to the end of that message. So gorilla never waits on the socket and never sees a
+// timeout, which would break its connection for good ("after a read has timed out, the websocket
+// connection state is corrupt"); a timeout leaves the partial message in buf for the next wait.
 //
 // A ping from the broker is answered (by gorilla) when the message after it has arrived; the clients get
 // one at least every half keep-alive.

@@ -455,3 +455,29 @@ func TestIdleMosquittoWS(t *testing.T) {
 		t.Fatalf("printed %q", out.String())
 	}
 }
+
+// Per message, gorilla allocates a message reader and a message writer; the adapter adds nothing.
+func TestWSConnAllocs(t *testing.T) {
+	const runs = 200
+	pingresp := mqttPkt(0xd0, "")
+	srv := wsServer(t, false, func(_ *http.Request, ws *websocket.Conn) {
+		nc := ws.NetConn()
+		nc.Write(bytes.Repeat(wsFrame(true, websocket.BinaryMessage, pingresp), runs+10))
+		io.Copy(io.Discard, nc) // the client's messages, until it closes
+	})
+	_, tr := testTransport(t)
+	nc := dialTest(t, tr, srv.Listener.Addr().String())
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	allocs := testing.AllocsPerRun(runs, func() {
+		if _, err := nc.Write(mqttPingreq); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := nc.Read(buf); n != len(pingresp) || err != nil {
+			t.Fatalf("read %d, %v", n, err)
+		}
+	})
+	if allocs > 2 {
+		t.Fatalf("%.1f allocations per message written and read, want at most 2 (gorilla's)", allocs)
+	}
+}
