@@ -1,10 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"time"
 )
 
@@ -47,6 +51,12 @@ type config struct {
 	prefetch     int
 	persistent   bool
 	receiptEvery int
+	// WebSocket
+	transport string      // tcp, ws or wss
+	wsPath    string      // "" = /mqtt or /stomp
+	insecure  bool        // wss: skip certificate verification
+	caFile    string      // wss: PEM certificates to verify the broker with
+	tlsConfig *tls.Config // wss, from insecure and caFile
 	// producersOnly: an explicit -subs 0 in queue mode
 	producersOnly bool
 	quiet         bool
@@ -115,6 +125,10 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.IntVar(&c.prefetch, "prefetch", 0, "STOMP consumer window, sent as credit, prefetch-count and activemq.prefetchSize (0 = broker default)")
 	fs.BoolVar(&c.persistent, "persistent", false, "STOMP SEND with persistent:true")
 	fs.IntVar(&c.receiptEvery, "receipt-every", 0, "STOMP: ask a receipt every this many SENDs, with -inflight receipts outstanding at most (0 = none)")
+	fs.StringVar(&c.transport, "transport", "tcp", "tcp, or ws / wss: every connection over WebSocket (RFC 6455), without or with TLS")
+	fs.StringVar(&c.wsPath, "ws-path", "", "ws, wss: request path (default: /mqtt for MQTT, /stomp for STOMP connections)")
+	fs.BoolVar(&c.insecure, "insecure", false, "wss: do not verify the broker's certificate")
+	fs.StringVar(&c.caFile, "cafile", "", "wss: PEM file of the certificates to verify the broker's with (default: the system's)")
 	fs.StringVar(&c.cpuProf, "cpuprofile", "", "write lyre-bench's own CPU profile to this file")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&c.quiet, "q", false, "no per-second progress on stderr")
@@ -129,6 +143,9 @@ func (c *config) normalize() error {
 		return badUsage("-proto %q: want mqtt or stomp", c.proto)
 	}
 	if err := c.normalizeSTOMP(); err != nil {
+		return err
+	}
+	if err := c.normalizeTransport(); err != nil {
 		return err
 	}
 	switch c.mode {
@@ -250,4 +267,37 @@ func orString(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// normalizeTransport checks the WebSocket flags and loads -cafile.
+func (c *config) normalizeTransport() error {
+	switch c.transport {
+	case "tcp":
+		if c.wsPath != "" || c.insecure || c.caFile != "" {
+			return badUsage("-ws-path, -insecure and -cafile need -transport ws or wss")
+		}
+		return nil
+	case "ws":
+		if c.insecure || c.caFile != "" {
+			return badUsage("-insecure and -cafile need -transport wss")
+		}
+	case "wss":
+		c.tlsConfig = &tls.Config{InsecureSkipVerify: c.insecure}
+		if c.caFile != "" {
+			pem, err := os.ReadFile(c.caFile)
+			if err != nil {
+				return badUsage("-cafile: %v", err)
+			}
+			c.tlsConfig.RootCAs = x509.NewCertPool()
+			if !c.tlsConfig.RootCAs.AppendCertsFromPEM(pem) {
+				return badUsage("-cafile %s: no PEM certificate", c.caFile)
+			}
+		}
+	default:
+		return badUsage("-transport %q: want tcp, ws or wss", c.transport)
+	}
+	if c.wsPath != "" && !strings.HasPrefix(c.wsPath, "/") {
+		return badUsage("-ws-path %q: want a path starting with /", c.wsPath)
+	}
+	return nil
 }

@@ -13,6 +13,12 @@
 //	idle       MQTT: -conns N idle connections; with -pid, the broker's RSS growth per connection (start the
 //	           broker afresh: memory left over from an earlier run makes the "before" figure meaningless)
 //
+// -transport ws or wss carries every connection of the run (publishers, subscribers, idle) over WebSocket
+// (RFC 6455) instead of TCP: ws://ADDR/PATH with PATH from -ws-path (default /mqtt for MQTT, /stomp for
+// STOMP), sub-protocol mqtt, or v12.stomp, v11.stomp and v10.stomp. wss adds TLS, verified against the
+// system's roots, -cafile, or not at all with -insecure. MQTT goes in binary messages and STOMP in text
+// messages, one per write batch; packets and frames from the broker may span and share messages.
+//
 // Topics are <-topic>/<run id>/fanin, .../fanout and .../pair/<i> (STOMP: -dest-prefix, then the same levels
 // joined with '.'), so concurrent runs against one broker do not see each other's messages. Subscribers are
 // subscribed (SUBACK, or the SUBSCRIBE's RECEIPT) before any publisher starts.
@@ -38,6 +44,7 @@
 //	lyre-bench -addr 127.0.0.1:1883 -mode fanin -qos 1 -duration 10s
 //	lyre-bench -mode fanout -subs 50 -rate 1000 -size 256 -json
 //	lyre-bench -mode idle -conns 10000 -pid $(pgrep -n lyre)
+//	lyre-bench -transport ws -addr 127.0.0.1:1883 -mode idle -conns 10000 -pid $(pgrep -n lyre)
 //	lyre-bench -proto stomp -addr 127.0.0.1:61613 -mode queue -prefetch 100 -receipt-every 100 -inflight 4
 //	lyre-bench -proto stomp -addr 127.0.0.1:61620 -vhost / -login guest -passcode guest -mode fanin
 //
@@ -57,4 +64,13 @@
 // CONNECT, SUBSCRIBE with a receipt, SEND (optionally persistent, optionally asking a receipt), MESSAGE, ACK,
 // RECEIPT, ERROR and DISCONNECT. Heart-beats are declined (heart-beat:0,0): brokers then never time the
 // connection out and send no EOLs, although the reader skips EOLs between frames anyway.
+//
+// # WebSocket
+//
+// The clients run unchanged on a net.Conn adapter over a gorilla/websocket connection (wsconn.go). gorilla
+// breaks a connection for good after a read times out, while the clients use read deadlines as timers (a
+// subscriber pings when its deadline passes). So the adapter reads ahead itself: it buffers each message
+// whole, under the caller's deadline, before gorilla parses it, and gorilla never waits on the socket. A
+// timeout then loses nothing, as on TCP. Per message gorilla allocates a reader and a writer; a ping from
+// the broker is answered when the next message has arrived.
 package main

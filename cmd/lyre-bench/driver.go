@@ -35,7 +35,7 @@ func newDriver(c *config) driver {
 	}
 	return &mqttDriver{opt: mqttOptions{
 		addr: c.addr, user: c.user, pass: c.pass, keepAlive: c.keepAlive, timeout: c.timeout,
-		maxPacket: max(c.size+1024, 1<<20), v5: c.v5,
+		maxPacket: max(c.size+1024, 1<<20), v5: c.v5, tr: newTransport(c, "mqtt"),
 	}}
 }
 

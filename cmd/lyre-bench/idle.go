@@ -13,6 +13,7 @@ import (
 // idleResult is the outcome of an idle run.
 type idleResult struct {
 	Proto          string   `json:"proto"`
+	Transport      string   `json:"transport"`
 	Addr           string   `json:"addr"`
 	Conns          int      `json:"conns"`
 	Connected      int      `json:"connected"`
@@ -52,7 +53,7 @@ func readRSS(pid int) (int64, error) {
 func idle(ctx context.Context, c *config, progress io.Writer) (*idleResult, error) {
 	drv := newDriver(c)
 	id := runID()
-	r := &idleResult{Proto: c.proto, Addr: c.addr, Conns: c.conns, PID: c.pid}
+	r := &idleResult{Proto: c.proto, Transport: c.transport, Addr: c.addr, Conns: c.conns, PID: c.pid}
 	if c.pid > 0 {
 		rss, err := readRSS(c.pid)
 		if err != nil {
@@ -172,7 +173,7 @@ func pingAll(conns []idleConn, timeout time.Duration) int {
 
 func (r *idleResult) print(w io.Writer) {
 	fmt.Fprintf(w, "%s idle  %d of %d connections in %.2fs, held %.2fs, dropped %d  addr %s\n",
-		r.Proto, r.Connected, r.Conns, r.ConnectSeconds, r.HeldSeconds, r.Dropped, r.Addr)
+		protoLabel(r.Proto, r.Transport), r.Connected, r.Conns, r.ConnectSeconds, r.HeldSeconds, r.Dropped, r.Addr)
 	if r.Interrupted {
 		fmt.Fprintln(w, "  INTERRUPTED: partial results")
 	}

@@ -129,6 +129,14 @@ func TestBenchUnreachable(t *testing.T) {
 // a few QoS 2 messages per hundred under the default max_inflight_messages 20.
 func startMosquitto(t *testing.T) (addr string, pid int) {
 	t.Helper()
+	addr, _, pid = startMosquittoWS(t, false)
+	return addr, pid
+}
+
+// startMosquittoWS is startMosquitto, with ws set also with a WebSocket listener (protocol websockets) on a
+// second free port, whose address it returns as wsAddr.
+func startMosquittoWS(t *testing.T, ws bool) (addr, wsAddr string, pid int) {
+	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		if _, err2 := os.Stat("/usr/sbin/mosquitto"); err2 != nil {
@@ -136,17 +144,18 @@ func startMosquitto(t *testing.T) (addr string, pid int) {
 		}
 		bin = "/usr/sbin/mosquitto"
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
+	addr = freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
+	cfg := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmax_queued_messages 0\nmax_inflight_messages 0\n", port)
+	wait := []string{addr}
+	if ws {
+		wsAddr = freeAddr(t)
+		_, wsPort, _ := net.SplitHostPort(wsAddr)
+		cfg += fmt.Sprintf("listener %s 127.0.0.1\nprotocol websockets\n", wsPort)
+		wait = append(wait, wsAddr)
+	}
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	err = os.WriteFile(conf, []byte(fmt.Sprintf(
-		"listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmax_queued_messages 0\nmax_inflight_messages 0\n", port)), 0o644)
-	if err != nil {
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-c", conf)
@@ -154,14 +163,27 @@ func startMosquitto(t *testing.T) (addr string, pid int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	prototest.WaitForErr(t, 5*time.Second, func() error {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
-	return addr, cmd.Process.Pid
+	for _, a := range wait {
+		prototest.WaitForErr(t, 5*time.Second, func() error {
+			c, err := net.Dial("tcp", a)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
+	return addr, wsAddr, cmd.Process.Pid
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func TestBenchMosquitto(t *testing.T) {

@@ -19,7 +19,8 @@ type mqttOptions struct {
 	keepAlive time.Duration
 	timeout   time.Duration // dial plus CONNECT/CONNACK and SUBSCRIBE/SUBACK
 	maxPacket int
-	v5        bool // MQTT 5 instead of 3.1.1
+	v5        bool       // MQTT 5 instead of 3.1.1
+	tr        *transport // nil: TCP
 }
 
 // mqttConn is one connection. Its reader and writer are used by one goroutine each at most.
@@ -33,8 +34,7 @@ type mqttConn struct {
 
 // dialMQTT connects and completes the CONNECT/CONNACK exchange.
 func dialMQTT(ctx context.Context, o *mqttOptions, clientID string, rbuf, wbuf int) (*mqttConn, error) {
-	d := net.Dialer{Timeout: o.timeout}
-	nc, err := d.DialContext(ctx, "tcp", o.addr)
+	nc, err := o.tr.dial(ctx, o.addr, o.timeout, rbuf, wbuf)
 	if err != nil {
 		return nil, err
 	}

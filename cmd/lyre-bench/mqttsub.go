@@ -117,7 +117,7 @@ func dialStalled(ctx context.Context, c *config, id string, topic func(i int) st
 	for i := 0; i < c.stalled; i++ {
 		mc, err := dialMQTT(ctx, &d.opt, fmt.Sprintf("lb-%s-stalled%d", id, i), 4<<10, 4<<10)
 		if err == nil {
-			if tc, ok := mc.nc.(*net.TCPConn); ok {
+			if tc := tcpConn(mc.nc); tc != nil {
 				_ = tc.SetReadBuffer(4 << 10)
 			}
 			_, err = mc.subscribe(topic(i%max(c.subs, 1)), byte(c.qos))
@@ -134,4 +134,18 @@ func dialStalled(ctx context.Context, c *config, id string, topic func(i int) st
 		conns = append(conns, mc)
 	}
 	return conns, nil
+}
+
+// tcpConn returns the TCP connection under nc, looking through TLS and WebSocket, or nil.
+func tcpConn(nc net.Conn) *net.TCPConn {
+	for {
+		switch c := nc.(type) {
+		case *net.TCPConn:
+			return c
+		case interface{ NetConn() net.Conn }:
+			nc = c.NetConn()
+		default:
+			return nil
+		}
+	}
 }

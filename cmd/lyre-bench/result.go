@@ -12,6 +12,7 @@ import (
 // result is the outcome of a fanin, fanout or pairs run.
 type result struct {
 	Proto          string         `json:"proto"`
+	Transport      string         `json:"transport"`
 	Mode           string         `json:"mode"`
 	Addr           string         `json:"addr"`
 	QoS            int            `json:"qos"`
@@ -51,7 +52,7 @@ func (r *result) reliable() bool {
 }
 
 func (r *result) print(w io.Writer) {
-	fmt.Fprintf(w, "%s %s  ", r.Proto, r.Mode)
+	fmt.Fprintf(w, "%s %s  ", protoLabel(r.Proto, r.Transport), r.Mode)
 	switch {
 	case r.Mode == "mqtt2stomp":
 		fmt.Fprintf(w, "qos %d  ", r.QoS) // of the publishers; STOMP subscribers have none
@@ -109,7 +110,7 @@ func fmtUs(us float64) string {
 // publishing ended.
 func (b *benchRun) result(sent, expected uint64) *result {
 	c := b.c
-	r := &result{Proto: c.proto, Mode: c.mode, Addr: c.addr, QoS: c.qos, GrantedQoS: 2, Pubs: c.pubs, Subs: c.subs,
+	r := &result{Proto: c.proto, Transport: c.transport, Mode: c.mode, Addr: c.addr, QoS: c.qos, GrantedQoS: 2, Pubs: c.pubs, Subs: c.subs,
 		Size: c.size, Rate: c.rate, Sent: sent, Expected: expected, Interrupted: b.interrupted}
 	if c.proto == "stomp" || c.mode == "mqtt2stomp" {
 		r.Ack, r.Prefetch = c.ack, c.prefetch
@@ -193,4 +194,12 @@ func (r *result) setReceiveRate(win steadyWindow, pubStart time.Time, last int64
 	if r.Received > 0 {
 		r.RecvMBps = r.RecvRate * float64(bytes) / float64(r.Received) / 1e6
 	}
+}
+
+// protoLabel is proto, followed by the transport when that is not TCP: "mqtt/ws".
+func protoLabel(proto, transport string) string {
+	if transport == "" || transport == "tcp" {
+		return proto
+	}
+	return proto + "/" + transport
 }

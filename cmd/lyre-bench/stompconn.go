@@ -21,12 +21,13 @@ type stompOptions struct {
 	passcode     string
 	timeout      time.Duration // dial plus CONNECT/CONNECTED and SUBSCRIBE/RECEIPT
 	maxFrame     int
-	destPrefix   string // "/topic/" or "/queue/" typically; topic parts are joined with "."
-	ack          string // subscribers' ack mode
-	ackEvery     int    // ack client: one cumulative ACK per this many messages
-	prefetch     int    // subscribers' window of unacknowledged messages; 0 = the broker's default
-	persistent   bool   // SEND with persistent:true
-	receiptEvery int    // SEND asks a receipt every this many messages; 0 = never
+	destPrefix   string     // "/topic/" or "/queue/" typically; topic parts are joined with "."
+	ack          string     // subscribers' ack mode
+	ackEvery     int        // ack client: one cumulative ACK per this many messages
+	prefetch     int        // subscribers' window of unacknowledged messages; 0 = the broker's default
+	persistent   bool       // SEND with persistent:true
+	receiptEvery int        // SEND asks a receipt every this many messages; 0 = never
+	tr           *transport // nil: TCP
 }
 
 // stompConn is one connection. Its reader and writer are used by one goroutine each at most.
@@ -41,8 +42,7 @@ type stompConn struct {
 
 // dialSTOMP connects and completes the CONNECT/CONNECTED exchange.
 func dialSTOMP(ctx context.Context, o *stompOptions, rbuf, wbuf int) (*stompConn, error) {
-	d := net.Dialer{Timeout: o.timeout}
-	nc, err := d.DialContext(ctx, "tcp", o.addr)
+	nc, err := o.tr.dial(ctx, o.addr, o.timeout, rbuf, wbuf)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func newSTOMPDriver(c *config) *stompDriver {
 	return &stompDriver{opt: stompOptions{
 		addr: c.stompAddr, host: c.vhost, login: c.login, passcode: c.passcode, timeout: c.timeout,
 		maxFrame: max(c.size+4096, 1<<20), destPrefix: c.destPrefix, ack: c.ack, ackEvery: c.ackEvery,
-		prefetch: c.prefetch, persistent: c.persistent, receiptEvery: c.receiptEvery,
+		prefetch: c.prefetch, persistent: c.persistent, receiptEvery: c.receiptEvery, tr: newTransport(c, "stomp"),
 	}}
 }
 
