@@ -67,7 +67,7 @@ func TestBrowser(t *testing.T) {
 	_, addr := startBroker(t, fmt.Sprintf(browserConfig, page.URL))
 
 	res := runBrowserPage(t, bin, page.URL+"/index.html?broker="+url.QueryEscape(addr))
-	for _, name := range []string{"mqtt5_to_stomp", "mqtt311_to_stomp", "stomp_to_mqtt5", "stomp_to_mqtt311"} {
+	for _, name := range []string{"stomp_version", "mqtt5_to_stomp", "mqtt311_to_stomp", "stomp_to_mqtt5", "stomp_to_mqtt311"} {
 		if got, ok := res.Checks[name]; !ok {
 			t.Errorf("%s: not checked", name)
 		} else if got != "ok" {

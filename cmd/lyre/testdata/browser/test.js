@@ -81,7 +81,13 @@
     });
     c.received = [];
     var p = new Promise(function (resolve, reject) {
-      c.onConnect = function (frame) { log("stomp connected, version " + frame.headers.version); resolve(c); };
+      c.onConnect = function (frame) {
+        log("stomp connected, version " + frame.headers.version + ", sub-protocol " + c.webSocket.protocol);
+        // stompjs offers v12.stomp first: the broker picks it and speaks STOMP 1.2.
+        result.checks.stomp_version = frame.headers.version === "1.2" && c.webSocket.protocol === "v12.stomp" ? "ok" :
+          "version " + frame.headers.version + " over sub-protocol " + JSON.stringify(c.webSocket.protocol) + ", want 1.2 over v12.stomp";
+        resolve(c);
+      };
       c.onStompError = function (frame) { reject(new Error("stomp ERROR: " + frame.headers.message + " " + frame.body)); };
       c.onWebSocketClose = function (ev) { reject(new Error("stomp: websocket closed, code " + ev.code)); };
       c.onWebSocketError = function () { reject(new Error("stomp: websocket error")); };
