@@ -126,6 +126,14 @@ func (c Connector) WithDefaults() Connector {
 	c.MaxConnections = or(c.MaxConnections, DefaultMaxConnections)
 	c.MQTT = c.MQTT.WithDefaults()
 	c.STOMP = c.STOMP.WithDefaults()
+	if c.HTTP != nil || c.ServesHTTP() {
+		var h HTTP
+		if c.HTTP != nil {
+			h = *c.HTTP
+		}
+		h = h.WithDefaults()
+		c.HTTP = &h
+	}
 	return c
 }
 

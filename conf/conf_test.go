@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func TestDefaultConfig(t *testing.T) {
 	wantConnectors := []conf.Connector{
 		{
 			Name: "default", Bind: "tcp://127.0.0.1:61613", Network: "tcp", Address: "127.0.0.1:61613",
-			Detect: []string{"mqtt", "stomp"}, DetectTimeout: 5 * time.Second, MaxConnections: 10000,
+			Detect: []string{"mqtt", "stomp", "http"}, DetectTimeout: 5 * time.Second, MaxConnections: 10000,
 			MQTT: conf.DefaultMQTT(), STOMP: conf.DefaultSTOMP(),
 		},
 		{
@@ -303,5 +304,51 @@ func TestSharedSubscriptionStrategy(t *testing.T) {
 	}
 	if got := mustParse(t, mqttConn+"}\n"+host).VirtualHosts[0].SharedSubscriptionStrategy; got != conf.ShareRoundRobin {
 		t.Errorf("default: %q, want round_robin", got)
+	}
+}
+
+// A ws:// connector and an autodetecting one with "http" serve WebSocket; the http block's defaults
+// apply to what it leaves out.
+func TestWebSocketConnectors(t *testing.T) {
+	c := mustParse(t, `
+connector "ws" {
+  bind = "ws://127.0.0.1:8080"
+}
+connector "wss" {
+  bind     = "wss://127.0.0.1:8443"
+  protocol = "mqtt"
+  tls {
+    cert_file = "testdata/tls/cert.pem"
+    key_file  = "testdata/tls/key.pem"
+  }
+}
+connector "auto" {
+  bind   = "tcp://127.0.0.1:61613"
+  detect = ["mqtt", "stomp", "http"]
+  http {
+    allowed_origins = ["*"]
+    stomp_path      = "/ws/stomp"
+  }
+}
+virtual_host "h" {}
+`)
+	ws, wss, auto := c.Connectors[0], c.Connectors[1], c.Connectors[2]
+	if !ws.ServesHTTP() || !ws.BindsWebSocket() || ws.BindsTLS() || !slices.Equal(ws.Protocols(), []string{"mqtt", "stomp"}) ||
+		!slices.Equal(ws.Sniffed(), []string{"http"}) {
+		t.Errorf("ws: serves http %v, tls %v, protocols %v, sniffed %v", ws.ServesHTTP(), ws.BindsTLS(), ws.Protocols(), ws.Sniffed())
+	}
+	if !wss.BindsTLS() || !slices.Equal(wss.Protocols(), []string{"mqtt"}) {
+		t.Errorf("wss: tls %v, protocols %v", wss.BindsTLS(), wss.Protocols())
+	}
+	if !auto.ServesHTTP() || auto.BindsWebSocket() || !slices.Equal(auto.Protocols(), []string{"mqtt", "stomp"}) {
+		t.Errorf("auto: serves http %v, protocols %v", auto.ServesHTTP(), auto.Protocols())
+	}
+	want := conf.HTTP{AllowedOrigins: []string{"*"}, MQTTPath: "/mqtt", STOMPPath: "/ws/stomp",
+		MaxHeaderBytes: conf.DefaultMaxHeaderBytes, UpgradeTimeout: conf.DefaultUpgradeTimeout}
+	if auto.HTTP == nil || !reflect.DeepEqual(*auto.HTTP, want) {
+		t.Errorf("http block %+v, want %+v", auto.HTTP, want)
+	}
+	if d := ws.WithDefaults().HTTP; ws.HTTP != nil || d == nil || !reflect.DeepEqual(*d, conf.DefaultHTTP()) {
+		t.Errorf("no http block: %+v, with defaults %+v", ws.HTTP, d)
 	}
 }

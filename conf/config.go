@@ -71,33 +71,96 @@ type Connector struct {
 	VirtualHost string
 	MQTT        MQTT
 	STOMP       STOMP
-	// TLS is set for tls:// binds, and for detect lists containing "tls". nil otherwise.
+	// TLS is set for tls:// and wss:// binds, and for detect lists containing "tls". nil otherwise.
 	TLS *TLS
+	// HTTP is the connector's http block: WebSocket settings for a connector that serves HTTP (ws:// or
+	// wss:// bind, or "http" in detect). nil = the defaults (DefaultHTTP).
+	HTTP *HTTP
 }
 
-// Protocols returns the application protocols accepted on the connector ("mqtt", "stomp"), without the
-// "tls" a detect list may hold (see DetectsTLS).
+// HTTP is a connector's `http { }` block: how its HTTP side accepts WebSocket clients.
+type HTTP struct {
+	// AllowedOrigins lists the browser origins ("https://app.example.com") allowed to open a WebSocket;
+	// "*" allows any. Empty: only pages served from the host the request names (Origin host = Host),
+	// and clients that send no Origin (not browsers).
+	AllowedOrigins []string
+	// MQTTPath and STOMPPath choose the front-end of a WebSocket request that names no known
+	// sub-protocol. Defaults "/mqtt" and "/stomp".
+	MQTTPath  string
+	STOMPPath string
+	// MaxHeaderBytes bounds the request line and headers. Default 8 KiB.
+	MaxHeaderBytes int64
+	// UpgradeTimeout bounds the time from the first byte to a completed WebSocket handshake. Default 10s.
+	UpgradeTimeout time.Duration
+}
+
+// DefaultHTTP returns the defaults of an http block.
+func DefaultHTTP() HTTP {
+	return HTTP{MQTTPath: "/mqtt", STOMPPath: "/stomp", MaxHeaderBytes: DefaultMaxHeaderBytes, UpgradeTimeout: DefaultUpgradeTimeout}
+}
+
+// WithDefaults returns h with its unset fields set to the defaults.
+func (h HTTP) WithDefaults() HTTP {
+	d := DefaultHTTP()
+	if h.MQTTPath == "" {
+		h.MQTTPath = d.MQTTPath
+	}
+	if h.STOMPPath == "" {
+		h.STOMPPath = d.STOMPPath
+	}
+	h.MaxHeaderBytes = or(h.MaxHeaderBytes, d.MaxHeaderBytes)
+	h.UpgradeTimeout = or(h.UpgradeTimeout, d.UpgradeTimeout)
+	return h
+}
+
+// Protocols returns the application protocols accepted on the connector ("mqtt", "stomp"), raw or over
+// WebSocket, without the layers "tls" and "http" a detect list may hold. A connector that serves HTTP
+// and names no application protocol (ws://, wss://, detect = ["http"]) accepts both over WebSocket.
 func (c *Connector) Protocols() []string {
 	if c.Protocol != "" {
 		return []string{c.Protocol}
 	}
-	if !slices.Contains(c.Detect, "tls") {
+	if !slices.Contains(c.Detect, "tls") && !slices.Contains(c.Detect, "http") && !c.BindsWebSocket() {
 		return c.Detect
 	}
-	out := make([]string, 0, len(c.Detect)-1)
+	out := make([]string, 0, len(c.Detect))
 	for _, p := range c.Detect {
-		if p != "tls" {
+		if p != "tls" && p != "http" {
 			out = append(out, p)
 		}
+	}
+	if len(out) == 0 && c.ServesHTTP() {
+		out = append(out, "mqtt", "stomp")
 	}
 	return out
 }
 
-// BindsTLS reports whether the connector binds "tls://": every connection starts with a TLS handshake.
-func (c *Connector) BindsTLS() bool {
-	scheme, _, _ := strings.Cut(c.Bind, "://")
-	return strings.EqualFold(scheme, "tls")
+// Sniffed returns what the connector recognises from a connection's first bytes (inside TLS, for a
+// TLS-only connector): its detect list, or "http" for a ws:// or wss:// connector. nil when the
+// connector speaks one protocol without sniffing.
+func (c *Connector) Sniffed() []string {
+	if c.BindsWebSocket() {
+		return []string{"http"}
+	}
+	return c.Detect
 }
+
+// scheme is the lower-case scheme of Bind.
+func (c *Connector) scheme() string {
+	s, _, _ := strings.Cut(c.Bind, "://")
+	return strings.ToLower(s)
+}
+
+// BindsTLS reports whether the connector binds "tls://" or "wss://": every connection starts with a TLS
+// handshake.
+func (c *Connector) BindsTLS() bool { s := c.scheme(); return s == "tls" || s == "wss" }
+
+// BindsWebSocket reports whether the connector binds "ws://" or "wss://": every connection is an HTTP
+// request, upgraded to a WebSocket.
+func (c *Connector) BindsWebSocket() bool { s := c.scheme(); return s == "ws" || s == "wss" }
+
+// ServesHTTP reports whether the connector answers HTTP: a ws:// or wss:// bind, or "http" in detect.
+func (c *Connector) ServesHTTP() bool { return c.BindsWebSocket() || slices.Contains(c.Detect, "http") }
 
 // DetectsTLS reports whether the autodetecting connector recognises a TLS ClientHello ("tls" in detect)
 // and sniffs the application protocol again inside the TLS session.
@@ -346,4 +409,6 @@ const (
 	DefaultResponsePrefix    = "reply/"
 	DefaultMaxHeaders        = 1000
 	DefaultMaxHeaderLength   = 10 << 10
+	DefaultMaxHeaderBytes    = 8 << 10
+	DefaultUpgradeTimeout    = 10 * time.Second
 )

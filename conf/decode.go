@@ -113,6 +113,25 @@ func (d *decoder) connector(b *hclsyntax.Block, key string) Connector {
 				"cert_identity":  str(&c.TLS.CertIdentity),
 			})
 			d.noBlocks(sb.Body)
+		case "http":
+			if c.HTTP != nil {
+				d.errAt(sb.TypeRange, "duplicate http block (first at %s)", posOf(d.pos[key+".http"]))
+				continue
+			}
+			if !d.labels(sb, 0) {
+				continue
+			}
+			d.pos[key+".http"] = sb.TypeRange
+			h := DefaultHTTP()
+			c.HTTP = &h
+			d.attrs(sb.Body, key+".http", map[string]attrFunc{
+				"allowed_origins":  strList(&h.AllowedOrigins),
+				"mqtt_path":        str(&h.MQTTPath),
+				"stomp_path":       str(&h.STOMPPath),
+				"max_header_bytes": size(&h.MaxHeaderBytes),
+				"upgrade_timeout":  duration(&h.UpgradeTimeout),
+			})
+			d.noBlocks(sb.Body)
 		case "mqtt", "stomp":
 			if first, dup := sub[sb.Type]; dup {
 				d.errAt(sb.TypeRange, "duplicate %s block (first at %s)", sb.Type, posOf(first.TypeRange))
@@ -131,7 +150,7 @@ func (d *decoder) connector(b *hclsyntax.Block, key string) Connector {
 			}
 			d.noBlocks(sb.Body)
 		default:
-			d.unknownBlock(sb, "mqtt", "stomp", "tls")
+			d.unknownBlock(sb, "mqtt", "stomp", "tls", "http")
 		}
 	}
 	// A block for a protocol the connector does not speak is most likely a mistake in protocol/detect.
@@ -147,7 +166,10 @@ func (d *decoder) connector(b *hclsyntax.Block, key string) Connector {
 
 // protocolsValid reports whether exactly one of protocol and detect is set, naming only known protocols.
 func protocolsValid(c *Connector) bool {
-	if (c.Protocol != "") == (len(c.Detect) > 0) {
+	switch {
+	case c.BindsWebSocket() && len(c.Detect) > 0: // ws:// takes protocol (optional), not detect
+		return false
+	case !c.BindsWebSocket() && (c.Protocol != "") == (len(c.Detect) > 0):
 		return false
 	}
 	for _, p := range c.Protocols() {
@@ -158,7 +180,7 @@ func protocolsValid(c *Connector) bool {
 	return true
 }
 
-func knownProtocol(p string) bool { return p == "mqtt" || p == "stomp" || p == "tls" }
+func knownProtocol(p string) bool { return p == "mqtt" || p == "stomp" || p == "tls" || p == "http" }
 
 func grammarAttrs(g *Grammar) map[string]attrFunc {
 	return map[string]attrFunc{

@@ -5,12 +5,14 @@
 # ("512B", "10KB", "100MB", "1GB"; 1KB = 1024 bytes); durations are strings like "5s" or "250ms".
 # Note: an HCL one-line block may hold only one attribute; put several on separate lines.
 
-# One port speaking both MQTT and STOMP: the protocol is recognised from the first bytes a client sends.
+# One port speaking MQTT, STOMP and HTTP (MQTT and STOMP over WebSocket): the protocol is recognised from
+# the first bytes a client sends.
 connector "default" {
   # tcp://host:port. 127.0.0.1 accepts local clients only; use 0.0.0.0 (or ::) for every interface.
+  # ws://host:port and wss://host:port make a WebSocket-only connector (wss needs the tls block).
   bind = "tcp://127.0.0.1:61613"
   # Either `detect` (a list of protocols to recognise) or `protocol = "mqtt"` / `protocol = "stomp"`.
-  detect = ["mqtt", "stomp"]
+  detect = ["mqtt", "stomp", "http"]
   # detect_timeout  = "5s"    # close a connection that has not identified itself by then
   # max_connections = 10000   # further connections are refused
 
@@ -25,6 +27,18 @@ connector "default" {
   #   client_auth    = "none"            # "none", "request" or "require"
   #   min_version    = "1.2"             # or "1.3"
   #   cert_identity  = "cn"              # a client certificate's CN ("cn") or DN ("dn") names the user
+  # }
+
+  # HTTP: WebSocket clients (browsers, MQTT.js, stomp.js) connect to ws://host:port/mqtt or /stomp; the
+  # sub-protocol (mqtt, mqttv3.1, v12.stomp, v11.stomp, v10.stomp, stomp) picks the front-end, else the
+  # path. Other requests get 404.
+  # http {
+  #   allowed_origins  = []       # browser origins allowed, e.g. ["https://app.example.com"] or ["*"];
+  #                               # empty: only pages served from the host the request names
+  #   mqtt_path        = "/mqtt"
+  #   stomp_path       = "/stomp"
+  #   max_header_bytes = "8KB"    # request line and headers
+  #   upgrade_timeout  = "10s"    # first byte to completed WebSocket handshake
   # }
 
   stomp {

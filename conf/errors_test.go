@@ -174,7 +174,7 @@ var errorCases = []struct {
 	{
 		name: "bind with unknown scheme",
 		src:  "connector \"c\" {\n  bind = \"udp://127.0.0.1:1883\"\n  protocol = \"mqtt\"\n}\n" + host,
-		want: []string{`t.hcl:2:10: bind "udp://127.0.0.1:1883": unknown scheme "udp" (want tcp:// or tls://)`},
+		want: []string{`t.hcl:2:10: bind "udp://127.0.0.1:1883": unknown scheme "udp" (want tcp://, tls://, ws:// or wss://)`},
 	},
 	{
 		name: "bind without port",
@@ -195,7 +195,7 @@ var errorCases = []struct {
 		name: "unknown and duplicate protocols in detect",
 		src:  "connector \"c\" {\n  bind = \"tcp://127.0.0.1:1883\"\n  detect = [\"mqtt\", \"amqp\", \"mqtt\"]\n}\n" + host,
 		want: []string{
-			`t.hcl:3:21: unknown protocol "amqp" in detect (want "mqtt", "stomp" or "tls")`,
+			`t.hcl:3:21: unknown protocol "amqp" in detect (want "mqtt", "stomp", "tls" or "http")`,
 			`t.hcl:3:29: protocol "mqtt" is listed twice in detect`,
 		},
 	},
@@ -478,6 +478,21 @@ var errorCases = []struct {
 		},
 	},
 	{
+		name: "http block problems",
+		src: "connector \"c\" {\n  bind = \"tcp://127.0.0.1:1883\"\n  protocol = \"mqtt\"\n  http {\n    mqtt_path = \"mqtt\"\n  }\n}\n" +
+			"connector \"w\" {\n  bind = \"ws://127.0.0.1:8080\"\n  detect = [\"mqtt\"]\n  http {\n" +
+			"    stomp_path = \"/mqtt\"\n    max_header_bytes = 100\n    allowed_origins = [\"*\", \"app.example.com\", \"https://a.example.com/x\"]\n  }\n}\n" + host,
+		want: []string{
+			`t.hcl:4:3: http block on connector "c", which neither binds ws:// or wss:// nor lists "http" in detect`,
+			`t.hcl:5:17: mqtt_path must be a URL path starting with "/", not "mqtt"`,
+			`t.hcl:10:12: a ws:// connector serves WebSocket only: leave detect out (protocol = "mqtt" or "stomp" restricts it to one front-end)`,
+			`t.hcl:12:18: mqtt_path and stomp_path are both "/mqtt"`,
+			`t.hcl:13:24: max_header_bytes must be at least 1KB, not 100`,
+			`t.hcl:14:29: allowed origin "app.example.com": want "*" or scheme://host[:port], e.g. "https://app.example.com"`,
+			`t.hcl:14:48: allowed origin "https://a.example.com/x": want "*" or scheme://host[:port], e.g. "https://app.example.com"`,
+		},
+	},
+	{
 		name: "tls block problems",
 		src: "connector \"c\" {\n  bind = \"tls://127.0.0.1:8883\"\n  protocol = \"mqtt\"\n  tls {\n" +
 			"    key_file = \"testdata/tls/missing.pem\"\n    client_ca_file = \"testdata\"\n    client_auth = \"always\"\n" +
@@ -499,7 +514,7 @@ var errorCases = []struct {
 			"    cert_file = \"testdata/tls/cert.pem\"\n    key_file = \"testdata/tls/key.pem\"\n    cert_identity = \"cn\"\n  }\n}\n" + host,
 		want: []string{
 			`t.hcl:7:19: client_auth = "require" needs client_ca_file to verify client certificates`,
-			`t.hcl:13:3: tls block on connector "d", which neither binds tls:// nor lists "tls" in detect`,
+			`t.hcl:13:3: tls block on connector "d", which neither binds tls:// or wss:// nor lists "tls" in detect`,
 			`t.hcl:16:21: cert_identity = "cn" needs client_auth = "request" or "require"`,
 		},
 	},
@@ -565,7 +580,7 @@ virtual_host "h" {
 		"t.hcl:8:20: invalid part_pattern: error parsing regexp: missing closing ): `(`",
 		`t.hcl:11:11: duplicate connector "a" (first defined at t.hcl:1:11)`,
 		`t.hcl:12:10: a tls:// connector needs a tls { cert_file = ... key_file = ... } block`,
-		`t.hcl:13:22: unknown protocol "xmpp" in detect (want "mqtt", "stomp" or "tls")`,
+		`t.hcl:13:22: unknown protocol "xmpp" in detect (want "mqtt", "stomp", "tls" or "http")`,
 		`t.hcl:14:18: virtual_host "missing" is not defined`,
 		`t.hcl:17:30: host name "h.example" is listed twice (first at t.hcl:17:17)`,
 		`t.hcl:18:3: store directory is required`,

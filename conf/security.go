@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -186,12 +187,48 @@ func (v *validator) fileExists(k, attr, path string) {
 	}
 }
 
+// http checks a connector's http block: only where the connector serves HTTP, with paths and origins a
+// request can match.
+func (v *validator) http(k string, cn *Connector) {
+	h := cn.HTTP
+	if h == nil {
+		return
+	}
+	hk := k + ".http"
+	if !cn.ServesHTTP() {
+		v.errf(hk, "http block on connector %q, which neither binds ws:// or wss:// nor lists \"http\" in detect", cn.Name)
+	}
+	for _, p := range []struct{ name, path string }{{"mqtt_path", h.MQTTPath}, {"stomp_path", h.STOMPPath}} {
+		if !strings.HasPrefix(p.path, "/") || strings.ContainsAny(p.path, "?# ") {
+			v.errf(hk+"."+p.name, "%s must be a URL path starting with \"/\", not %q", p.name, p.path)
+		}
+	}
+	if h.MQTTPath == h.STOMPPath {
+		v.errf(hk+".stomp_path", "mqtt_path and stomp_path are both %q", h.MQTTPath)
+	}
+	if h.MaxHeaderBytes < 1<<10 {
+		v.errf(hk+".max_header_bytes", "max_header_bytes must be at least 1KB, not %d", h.MaxHeaderBytes)
+	}
+	if h.UpgradeTimeout <= 0 {
+		v.errf(hk+".upgrade_timeout", "upgrade_timeout must be positive")
+	}
+	for j, o := range h.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			v.errf(hk+".allowed_origins."+strconv.Itoa(j), "allowed origin %q: want \"*\" or scheme://host[:port], e.g. \"https://app.example.com\"", o)
+		}
+	}
+}
+
 func (v *validator) tls(k string, cn *Connector) {
 	wantTLS := cn.BindsTLS() || cn.DetectsTLS()
 	t := cn.TLS
 	switch {
 	case t == nil && cn.BindsTLS():
-		v.errf(k+".bind", "a tls:// connector needs a tls { cert_file = ... key_file = ... } block")
+		v.errf(k+".bind", "a %s:// connector needs a tls { cert_file = ... key_file = ... } block", cn.scheme())
 		return
 	case t == nil && cn.DetectsTLS():
 		v.errf(k+".detect", "detecting \"tls\" needs a tls { cert_file = ... key_file = ... } block")
@@ -199,7 +236,7 @@ func (v *validator) tls(k string, cn *Connector) {
 	case t == nil:
 		return
 	case !wantTLS:
-		v.errf(k+".tls", "tls block on connector %q, which neither binds tls:// nor lists \"tls\" in detect", cn.Name)
+		v.errf(k+".tls", "tls block on connector %q, which neither binds tls:// or wss:// nor lists \"tls\" in detect", cn.Name)
 	}
 	tk := k + ".tls"
 	v.fileExists(tk, "cert_file", t.CertFile)

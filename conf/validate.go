@@ -189,6 +189,7 @@ func (v *validator) connectors() {
 
 		v.protocols(k, cn)
 		v.tls(k, cn)
+		v.http(k, cn)
 		if cn.DetectTimeout <= 0 {
 			v.errf(k+".detect_timeout", "detect_timeout must be positive")
 		}
@@ -215,6 +216,9 @@ func (v *validator) connectors() {
 
 func (v *validator) protocols(k string, cn *Connector) {
 	switch {
+	case cn.BindsWebSocket() && cn.Detect != nil:
+		v.errf(k+".detect", "a %s:// connector serves WebSocket only: leave detect out (protocol = \"mqtt\" or \"stomp\" restricts it to one front-end)", cn.scheme())
+	case cn.BindsWebSocket():
 	case cn.Protocol != "" && cn.Detect != nil:
 		v.errf(k+".detect", "set either protocol or detect, not both")
 	case cn.Protocol == "" && cn.Detect == nil:
@@ -222,6 +226,9 @@ func (v *validator) protocols(k string, cn *Connector) {
 	}
 	if cn.Protocol != "" && !knownProtocol(cn.Protocol) {
 		v.errf(k+".protocol", "unknown protocol %q (want \"mqtt\" or \"stomp\")", cn.Protocol)
+	}
+	if cn.Protocol == "http" {
+		v.errf(k+".protocol", "http is not an application protocol: bind = \"ws://...\", or detect = [\"mqtt\", \"stomp\", \"http\"]")
 	}
 	if cn.Detect != nil && len(cn.Detect) == 0 {
 		v.errf(k+".detect", "detect must list at least one protocol")
@@ -234,7 +241,7 @@ func (v *validator) protocols(k string, cn *Connector) {
 		ek := k + ".detect." + strconv.Itoa(j)
 		switch {
 		case !knownProtocol(p):
-			v.errf(ek, "unknown protocol %q in detect (want \"mqtt\", \"stomp\" or \"tls\")", p)
+			v.errf(ek, "unknown protocol %q in detect (want \"mqtt\", \"stomp\", \"tls\" or \"http\")", p)
 		case seen[p]:
 			v.errf(ek, "protocol %q is listed twice in detect", p)
 		case p == "tls" && len(cn.Detect) < 2:
@@ -387,11 +394,11 @@ func parseBind(bind string) (network, host string, port int, err error) {
 	}
 	scheme = strings.ToLower(scheme)
 	switch scheme {
-	case "tcp", "tls":
-	case "ssl", "ws", "wss":
-		return "", "", 0, fmt.Errorf("bind %q: %s:// is not supported yet (use tcp:// or tls://)", bind, scheme)
+	case "tcp", "tls", "ws", "wss":
+	case "ssl":
+		return "", "", 0, fmt.Errorf("bind %q: ssl:// is spelled tls:// here", bind)
 	default:
-		return "", "", 0, fmt.Errorf("bind %q: unknown scheme %q (want tcp:// or tls://)", bind, scheme)
+		return "", "", 0, fmt.Errorf("bind %q: unknown scheme %q (want tcp://, tls://, ws:// or wss://)", bind, scheme)
 	}
 	if strings.ContainsAny(rest, "/?#@") {
 		return "", "", 0, fmt.Errorf("invalid bind %q: want %s://host:port with no path", bind, scheme)

@@ -153,7 +153,9 @@ func (c *Conn) Close(reason error) {
 		if pending := c.out.close(); pending != nil {
 			reason = pending
 		}
-		if c.tlsc != nil {
+		if ws, ok := c.nc.(*wsConn); ok {
+			_ = ws.Close() // a close frame, briefly, then the socket
+		} else if c.tlsc != nil {
 			// Close the socket under TLS: tls.Conn.Close first sends a close_notify alert, which can block
 			// for seconds on a peer that does not read. MQTT and STOMP end sessions with their own packets.
 			_ = c.tlsc.NetConn().Close()

@@ -24,6 +24,33 @@
 // grows the goroutine's stack until the garbage collector shrinks it (TestIdleTLSConnMemory measures
 // about 22 KiB per connection, client side included, against about 5 KiB in clear text).
 //
+// # WebSocket
+//
+// HTTP is a layer like TLS: a connector that lists "http" in detect (or binds ws:// or wss://, which
+// sniff nothing else) recognises a request method and its space ("GET ", ...; not CONNECT, which
+// STOMP owns) and serves the request on the connection's own goroutine (websocket.go). No net/http
+// server runs: http.ReadRequest reads the head, bounded by max_header_bytes (431 beyond it), and the
+// whole exchange by upgrade_timeout. A WebSocket upgrade (RFC 6455, gorilla/websocket) is accepted when
+// its Origin is allowed (allowed_origins; empty: the request's own host, and clients that send no
+// Origin; "*": any) and it names a front-end the connector speaks: by sub-protocol (mqtt, mqttv3.1;
+// v12.stomp, v11.stomp, v10.stomp, stomp: the first the client offers that the connector speaks, echoed
+// back), else by path (mqtt_path, stomp_path). Everything else is refused with a complete response and
+// closed: 404 elsewhere, 426 for a plain request to an endpoint, 403 for an origin, 400 for a bad or
+// unknown upgrade or sub-protocol, logged like detection failures ("http request refused", at most once
+// a second per connector). Inside TLS the sniff runs again, so one port serves raw MQTT, raw STOMP, TLS,
+// ws and wss.
+//
+// The front-end then reads and writes a wsConn, a WebSocket seen as a byte stream: an MQTT packet or
+// STOMP frame may span messages and a message may hold several; text and binary messages are both read;
+// each write (one outbound batch) is one message, binary for MQTT, text for STOMP when it is valid
+// UTF-8. Everything else is the TCP path unchanged: limits, die_delay, keep-alive and heart-beats (read
+// deadlines pass through to the socket), access rules, back-pressure. A message larger than the
+// front-end's max_message_length plus 64 KiB (frame and packet headers) closes the connection with
+// 1009. Close sends a close frame, waiting 100 ms at most for a peer that does not read. The virtual
+// host may come from the HTTP Host header (Conn.HTTPHost), after MQTT's connector, user@host and SNI, and
+// for STOMP when CONNECT has no host header. Idle cost: gorilla's connection struct and a 512-byte read
+// buffer; write buffers (4 KiB) are pooled and held only while writing.
+//
 // # The session toolkit
 //
 // What the MQTT and STOMP front-ends both need lives here, once: per-connector Settings built at Listen
@@ -50,7 +77,8 @@
 // nothing is taken while holding them except the outbound lock (AckQueue.Flush encodes under it).
 //
 // Logging: one Info line per listening connector; one line per closed connection, at Debug when the
-// reason is ordinary (EOF, reset, handler done, a reason wrapping ErrDisconnected or ErrServerClosed),
+// reason is ordinary (EOF, reset, handler done, a reason wrapping ErrDisconnected or ErrServerClosed; a
+// WebSocket's close frame or lost socket is EOF),
 // Warn for a slow consumer, Info otherwise (protocol errors). Detection failures (unknown protocol,
 // HTTP on a broker port, detect timeout, TLS handshake failure) are logged at Info, at most once a second per connector and
 // kind; max_connections refusals at Warn, also at most once a second.

@@ -27,13 +27,18 @@ func (s *Server) detect(l *listener, nc net.Conn) (string, net.Conn, io.Reader, 
 	if l.tls != nil && l.tls.always {
 		return s.detectInsideTLS(l, nc, nil)
 	}
-	if p := l.set.Connector.Protocol; p != "" {
+	if p := l.set.Connector.Protocol; p != "" && !l.set.Connector.BindsWebSocket() {
 		return p, nc, replay(nc, nil), nil
 	}
 	// The accept loop has set the read deadline: arming a timer is deep enough in the runtime to grow
 	// this goroutine's stack, while clearing it is not.
 	bp := prefetchPool.Get().(*[]byte)
-	n, proto, err := sniffConn(nc, *bp, l.set.Connector.Detect)
+	n, proto, err := sniffConn(nc, *bp, l.set.Connector.Sniffed())
+	if err == nil && proto == HTTP {
+		sniffed := slices.Clone((*bp)[:n]) // the upgrade may take seconds: the buffer goes back now
+		prefetchPool.Put(bp)
+		return s.upgradeHTTP(l, nc, sniffed)
+	}
 	if err == nil && proto == TLS {
 		// Only when the connector detects TLS. Copied: the prefetch buffer goes back to the pool before
 		// the handshake, which may take seconds.
@@ -68,11 +73,14 @@ func (s *Server) detectInsideTLS(l *listener, nc net.Conn, sniffed []byte) (stri
 	bp := prefetchPool.Get().(*[]byte)
 	defer prefetchPool.Put(bp)
 	proto, n := l.set.Connector.Protocol, 0
-	if proto == "" {
+	if proto == "" || l.set.Connector.BindsWebSocket() {
 		n, proto, err = sniffConn(tc, *bp, l.tls.inner)
 		if err != nil {
 			err = fmt.Errorf("%w (inside tls)", err)
 		}
+	}
+	if err == nil && proto == HTTP {
+		return s.upgradeHTTP(l, tc, slices.Clone((*bp)[:n]))
 	}
 	if err == nil {
 		err = clearDeadlines(nc)

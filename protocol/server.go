@@ -149,6 +149,9 @@ func (s *Server) serveLocked(ln net.Listener, set *Settings, tl *tlsListener) {
 	if tl != nil {
 		fields = append(fields, zap.String("tls", tl.mode()))
 	}
+	if c.ServesHTTP() {
+		fields = append(fields, zap.Strings("websocket", []string{c.HTTP.MQTTPath, c.HTTP.STOMPPath}))
+	}
 	s.log.Info("listening", fields...)
 	if tl != nil && !tl.always && tl.conf.ClientAuth == "require" {
 		s.log.Warn("client_auth require applies to TLS connections only: this autodetecting connector also "+
@@ -291,8 +294,11 @@ func (s *Server) open(l *listener, nc net.Conn) *Conn {
 		return nil
 	}
 	c := newConn(s, conn, r, l.set, proto)
-	if tc, ok := conn.(*tls.Conn); ok {
+	switch tc := conn.(type) {
+	case *tls.Conn:
 		c.tlsc = tc
+	case *wsConn:
+		c.tlsc = tc.tls // wss: TLS() and ServerName() describe the TLS under the WebSocket
 	}
 	s.mu.Lock()
 	delete(s.sniffing, nc)

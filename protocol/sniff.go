@@ -43,6 +43,8 @@ var (
 //   - TLS: a handshake record header, content type 0x16 then a record version 0x03 0x00-0x04 (SSL 3.0
 //     to TLS 1.3; RFC 8446 §5.1 lets a ClientHello's record carry 0x0301); decided on the third byte.
 //     No MQTT or STOMP stream starts with 0x16.
+//   - HTTP: a request method and its space ("GET ", "POST ", ...; not CONNECT, which is STOMP's);
+//     decided on the space.
 func Sniff(b []byte, protocols []string) (string, error) {
 	if len(b) == 0 {
 		return "", ErrNeedMore
@@ -56,6 +58,8 @@ func Sniff(b []byte, protocols []string) (string, error) {
 		proto, err = STOMP, sniffSTOMP(b)
 	case c == 0x16 && slices.Contains(protocols, TLS):
 		proto, err = TLS, sniffTLS(b)
+	case (c == 'G' || c == 'H' || c == 'P' || c == 'D' || c == 'O') && slices.Contains(protocols, HTTP):
+		proto, err = HTTP, sniffHTTP(b)
 	case c == 'G':
 		return "", ErrHTTPRequest
 	default:

@@ -10,6 +10,7 @@ import (
 var (
 	both    = []string{MQTT, STOMP}
 	withTLS = []string{TLS, MQTT, STOMP}
+	all     = []string{TLS, MQTT, STOMP, HTTP}
 )
 
 // clientHello is the start of a TLS 1.2/1.3 ClientHello: handshake record, legacy version 0x0301,
@@ -71,6 +72,16 @@ var sniffCases = []sniffCase{
 	{"mqtt with tls in detect", mqttConnect311, withTLS, MQTT, nil, 8},
 	{"stomp with tls in detect", "\nCONNECT\n", withTLS, STOMP, nil, 9},
 	{"http with tls in detect", "GET /", withTLS, "", ErrHTTPRequest, 1},
+	{"http GET detected", "GET /mqtt HTTP/1.1\r\n", all, HTTP, nil, 4},
+	{"http OPTIONS detected", "OPTIONS * HTTP/1.1\r\n", all, HTTP, nil, 8},
+	{"http POST detected", "POST /api HTTP/1.1\r\n", all, HTTP, nil, 5},
+	{"http PUT detected", "PUT /x HTTP/1.1\r\n", all, HTTP, nil, 4},
+	{"http only", "HEAD / HTTP/1.1\r\n", []string{HTTP}, HTTP, nil, 5},
+	{"http method without space", "GETX / HTTP/1.1", all, "", ErrUnknownProtocol, 4},
+	{"http lowercase method", "get / HTTP/1.1", all, "", ErrUnknownProtocol, 1},
+	{"http PATCH vs PUT", "PATCH / HTTP/1.1", all, HTTP, nil, 6},
+	{"stomp CONNECT not http", "CONNECT\n\n\x00", all, STOMP, nil, 8},
+	{"mqtt with http in detect", mqttConnect311, all, MQTT, nil, 8},
 	{"zero byte", "\x00", both, "", ErrUnknownProtocol, 1},
 	{"endless heart-beats", strings.Repeat("\n", SniffLimit), both, "", ErrUnknownProtocol, SniffLimit},
 }
@@ -142,7 +153,7 @@ func FuzzSniff(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte, mqttOnly bool) {
-		protos := withTLS
+		protos := all
 		if mqttOnly {
 			protos = []string{MQTT}
 		}

@@ -53,7 +53,10 @@ func newTLSListener(c *conf.Connector) (*tlsListener, error) {
 	if c.TLS == nil {
 		return nil, fmt.Errorf("protocol: connector %q: tls needs a tls block (cert_file, key_file)", c.Name)
 	}
-	inner := slices.DeleteFunc(slices.Clone(c.Protocols()), func(p string) bool { return p == TLS })
+	inner := c.Protocols()
+	if s := c.Sniffed(); s != nil {
+		inner = slices.DeleteFunc(slices.Clone(s), func(p string) bool { return p == TLS })
+	}
 	if len(inner) == 0 {
 		return nil, fmt.Errorf("protocol: connector %q: no protocol to speak inside tls", c.Name)
 	}

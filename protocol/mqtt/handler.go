@@ -435,7 +435,7 @@ func (cl *client) refuse(code byte, reason error) error {
 
 // pickHost chooses the virtual host: the connector's, else a "user@host" user name naming a known host
 // (the user name is then the part before the '@'), else the TLS SNI name when it names a known host,
-// else the default host.
+// else a WebSocket's HTTP Host header when it names a known host, else the default host.
 func (cl *client) pickHost(cp *packet.ConnectPacket) (*virtualhost.Host, string) {
 	user := cp.Username
 	if name := cl.c.Connector().VirtualHost; name != "" {
@@ -448,6 +448,11 @@ func (cl *client) pickHost(cp *packet.ConnectPacket) (*virtualhost.Host, string)
 	}
 	if sni := cl.c.ServerName(); sni != "" {
 		if host := cl.h.hosts.Lookup(sni); host != nil {
+			return host, user
+		}
+	}
+	if name := cl.c.HTTPHost(); name != "" { // over WebSocket
+		if host := cl.h.hosts.Lookup(name); host != nil {
 			return host, user
 		}
 	}

@@ -58,7 +58,8 @@ func (s *session) connect(f *frame.Frame) error {
 	return nil
 }
 
-// pickHost chooses the virtual host the CONNECT host header names, or the default one without it.
+// pickHost chooses the virtual host the CONNECT host header names; without one (STOMP 1.0), the host a
+// WebSocket's HTTP Host header names if it is known, else the default one.
 func (s *session) pickHost(f *frame.Frame) (*virtualhost.Host, error) {
 	if name, ok := f.Header.Contains(frame.Host); ok && name != "" {
 		host := s.h.hosts.Lookup(name)
@@ -66,6 +67,11 @@ func (s *session) pickHost(f *frame.Frame) (*virtualhost.Host, error) {
 			return nil, protoErr("unknown virtual host", "no virtual host is named %q", name)
 		}
 		return host, nil
+	}
+	if name := s.c.HTTPHost(); name != "" {
+		if host := s.h.hosts.Lookup(name); host != nil {
+			return host, nil
+		}
 	}
 	host := s.h.hosts.Default()
 	if host == nil {
