@@ -17,7 +17,7 @@
 
   function finish(err) {
     if (err) {
-      result.error = String(err && err.stack ? err.stack : err);
+      result.error = String(err);
       log("error: " + err);
     }
     var names = Object.keys(result.checks);
