@@ -370,8 +370,15 @@ func (c *Conn) writeChunks(w *writerState, chunks []*chunk) error {
 		if err := c.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 			return err
 		}
-		// WriteTo consumes w.iov (a field, so the call does not allocate) and clears what it wrote.
-		written, err := w.iov.WriteTo(c.nc)
+		// WriteTo consumes w.iov (a field, so the call does not allocate) and clears what it wrote. A
+		// WebSocket takes the pieces as one message, not one message per piece.
+		var written int64
+		var err error
+		if ws, ok := c.nc.(*wsConn); ok {
+			written, err = ws.writeBuffers(&w.iov)
+		} else {
+			written, err = w.iov.WriteTo(c.nc)
+		}
 		w.iov = backing
 		if err != nil {
 			clear(backing[:cap(backing)])

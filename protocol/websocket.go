@@ -383,6 +383,40 @@ func (c *wsConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// writeBuffers writes the pieces of *v as one message and consumes them, like net.Buffers.WriteTo. Several
+// pieces are gathered into a pooled buffer first: gorilla writes one message from one slice with a
+// single writev, but a streamed message in frames of its 4 KiB write buffer, a syscall each.
+func (c *wsConn) writeBuffers(v *net.Buffers) (int64, error) {
+	msg := (*v)[0]
+	var gathered *[]byte
+	if len(*v) > 1 {
+		gathered = wsGatherBuffers.Get().(*[]byte)
+		for _, b := range *v {
+			*gathered = append(*gathered, b...)
+		}
+		msg = *gathered
+	}
+	_, err := c.Write(msg)
+	if gathered != nil {
+		if cap(*gathered) <= wsMaxGather {
+			*gathered = (*gathered)[:0]
+			wsGatherBuffers.Put(gathered)
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	clear(*v)
+	*v = (*v)[len(*v):]
+	return int64(len(msg)), nil
+}
+
+// wsGatherBuffers hold the pieces of one outbound batch while it becomes one message; a buffer grown
+// beyond wsMaxGather (by a batch of large messages) is dropped rather than kept.
+var wsGatherBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+const wsMaxGather = 512 << 10
+
 // Close sends a close frame, waiting wsCloseWait at most for a peer that does not read, then closes the
 // socket (under TLS, without close_notify: see Conn.Close).
 func (c *wsConn) Close() error {
