@@ -512,3 +512,29 @@ virtual_host "default" {
 		t.Fatalf("STOMP on the MQTT-only wss:// connector: %v %v", resp, err)
 	}
 }
+
+// Keep-alive works over WebSocket as over TCP (read deadlines reach the socket under the WebSocket): a
+// silent MQTT client with keep-alive 1 s is closed after 1.5 s [MQTT-3.1.2-24].
+func TestWebSocketKeepAlive(t *testing.T) {
+	addr, _ := wsBroker(t, "")
+	ws, _, err := dialWS(t, "ws://"+addr+"/mqtt", nil, "mqtt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	connect := []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 1, 0, 1, 'k'} // keep-alive 1 s
+	if err := ws.WriteMessage(websocket.BinaryMessage, connect); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err = ws.ReadMessage(); err != nil {
+			break
+		}
+	}
+	if d := time.Since(start); d < time.Second || d > 3*time.Second {
+		t.Fatalf("a silent client with keep-alive 1s was closed after %v (%v); want about 1.5s", d, err)
+	}
+
+}
