@@ -48,8 +48,11 @@
 // front-end's max_message_length plus 64 KiB (frame and packet headers) closes the connection with
 // 1009. Close sends a close frame, waiting 100 ms at most for a peer that does not read. The virtual
 // host may come from the HTTP Host header (Conn.HTTPHost), after MQTT's connector, user@host and SNI, and
-// for STOMP when CONNECT has no host header. Idle cost: gorilla's connection struct and a 512-byte read
-// buffer; write buffers (4 KiB) are pooled and held only while writing.
+// for STOMP when CONNECT has no host header. Idle cost: gorilla's connection struct and a 272-byte read
+// buffer; write buffers (4 KiB) are pooled and held only while writing. The handshake runs on a
+// short-lived goroutine and an idle wsConn waits on the socket itself, not inside gorilla's frame
+// reader, so the connection's goroutine keeps a small stack: ~7.4 KiB of broker RSS per idle WebSocket
+// connection against ~5.5 KiB for TCP (lyre-bench -mode idle, 5,000 connections).
 //
 // # The session toolkit
 //

@@ -37,7 +37,7 @@ func (s *Server) detect(l *listener, nc net.Conn) (string, net.Conn, io.Reader, 
 	if err == nil && proto == HTTP {
 		sniffed := slices.Clone((*bp)[:n]) // the upgrade may take seconds: the buffer goes back now
 		prefetchPool.Put(bp)
-		return s.upgradeHTTP(l, nc, sniffed)
+		return s.upgradeOffStack(l, nc, sniffed)
 	}
 	if err == nil && proto == TLS {
 		// Only when the connector detects TLS. Copied: the prefetch buffer goes back to the pool before
@@ -80,7 +80,7 @@ func (s *Server) detectInsideTLS(l *listener, nc net.Conn, sniffed []byte) (stri
 		}
 	}
 	if err == nil && proto == HTTP {
-		return s.upgradeHTTP(l, tc, slices.Clone((*bp)[:n]))
+		return s.upgradeOffStack(l, tc, slices.Clone((*bp)[:n]))
 	}
 	if err == nil {
 		err = clearDeadlines(nc)
