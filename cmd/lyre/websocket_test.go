@@ -136,8 +136,8 @@ func wsSTOMP(t *testing.T, url string) *stomp.Conn {
 
 // One autodetecting port serves raw MQTT, raw STOMP, TLS, WebSocket and secure WebSocket at once, with
 // real clients: paho over tcp://, ssl://, ws:// and wss://, go-stomp over TCP and over WebSocket. What any
-// MQTT client publishes reaches a raw STOMP subscriber, and what a STOMP client sends over WebSocket
-// reaches every MQTT client, whatever its transport.
+// MQTT client publishes reaches a raw STOMP subscriber, and what a STOMP client sends, raw or over
+// WebSocket, reaches every MQTT client, whatever its transport.
 func TestWebSocketOnTheAutodetectingPort(t *testing.T) {
 	addr, _ := wsBroker(t, "")
 	raw := stompClient(t, addr)
@@ -155,7 +155,7 @@ func TestWebSocketOnTheAutodetectingPort(t *testing.T) {
 	clients := make([]paho.Client, len(urls))
 	for i, u := range urls {
 		clients[i] = wsMQTT(t, u, fmt.Sprintf("c%d", i))
-		wg.Add(1)
+		wg.Add(2) // one from STOMP over WebSocket, one from raw STOMP
 		tok := clients[i].Subscribe("ws/back", 1, func(_ paho.Client, m paho.Message) {
 			mu.Lock()
 			got[u+" "+string(m.Payload())]++
@@ -192,6 +192,9 @@ func TestWebSocketOnTheAutodetectingPort(t *testing.T) {
 	if err := ws.Send("/topic/ws.back", "text/plain", []byte("from stomp over ws")); err != nil {
 		t.Fatal(err)
 	}
+	if err := raw.Send("/topic/ws.back", "text/plain", []byte("from raw stomp")); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
@@ -200,7 +203,7 @@ func TestWebSocketOnTheAutodetectingPort(t *testing.T) {
 		t.Fatalf("MQTT clients got %v", got)
 	}
 	for _, u := range urls {
-		if got[u+" from stomp over ws"] != 1 {
+		if got[u+" from stomp over ws"] != 1 || got[u+" from raw stomp"] != 1 {
 			t.Errorf("MQTT client over %s got %v", u, got)
 		}
 	}
