@@ -199,10 +199,7 @@ func (h *Handler) newClient(c *protocol.Conn) *client {
 	set := c.Settings()
 	cl := &client{h: h, c: c, g: set.MQTTGrammar, lim: &set.Connector.MQTT}
 	cl.rd = packet.NewReader(c.Reader(), int(min(cl.lim.MaxMessageLength, int64(^uint(0)>>1))))
-	// On broker shutdown flush what is queued and close; MQTT 5 clients are told why first (0x8B).
-	c.OnShutdown(func() {
-		disconnect(c, cl.shutdownVersion(), packet.ReasonServerShuttingDown, protocol.ErrServerClosed, cl.lim.DieDelay)
-	})
+	c.OnShutdown(cl.onShutdown)
 	return cl
 }
 
@@ -309,10 +306,9 @@ func (cl *client) connect() error {
 			ack.Properties.AuthenticationData = authData
 		}
 	}
-	if !cl.writePacket(ack) {
+	if !cl.writeConnack(ack) {
 		return errOutboundClosed
 	}
-	cl.connacked.Store(uint32(cl.version))
 	cl.resume()
 	return nil
 }
@@ -508,6 +504,35 @@ func (cl *client) parseTopic(topic string) (router.Destination, error) {
 	}
 	cl.lastTopic, cl.lastDest = topic, d
 	return d, nil
+}
+
+// writeConnack queues CONNACK ack and records that the client has it, under the outbound lock, so that
+// a shutdown's DISCONNECT (onShutdown, which reads it under the same lock) is queued after it or not at all.
+func (cl *client) writeConnack(ack *packet.ConnackPacket) bool {
+	for {
+		if b, ok := cl.c.Begin(); ok {
+			cl.connacked.Store(uint32(cl.version))
+			cl.c.Commit(packet.Append(b, ack, cl.version))
+			return true
+		}
+		if !cl.waitDrain() {
+			return false
+		}
+	}
+}
+
+// onShutdown flushes what is queued and closes, at broker shutdown; an MQTT 5 client that has its CONNACK
+// is told why first (DISCONNECT 0x8B).
+func (cl *client) onShutdown() {
+	c := cl.c
+	if b, ok := c.Begin(); ok {
+		if cl.shutdownVersion() == packet.Version5 {
+			b = packet.Append(b, &packet.DisconnectPacket{ReasonCode: packet.ReasonServerShuttingDown,
+				Properties: &packet.Properties{ReasonString: reasonString(protocol.ErrServerClosed)}}, packet.Version5)
+		}
+		c.Commit(b)
+	}
+	c.CloseAfter(protocol.ErrServerClosed, cl.lim.DieDelay)
 }
 
 // writePacket queues a control packet, waiting for room while the outbound queue is over its limit:
