@@ -438,6 +438,12 @@ func (c *wsConn) Write(p []byte) (int, error) {
 		t = websocket.TextMessage
 	}
 	if err := c.ws.WriteMessage(t, p); err != nil {
+		if errors.Is(err, websocket.ErrCloseSent) {
+			// gorilla's reader has sent a close frame (message too large, a protocol error, the peer's
+			// close echoed): the reader is ending the connection with the reason, which a write error
+			// here would hide. Output after a close frame is dropped, as RFC 6455 §5.5.1 wants.
+			return len(p), nil
+		}
 		return 0, err
 	}
 	return len(p), nil
