@@ -55,17 +55,13 @@ func TestDurableSubscription(t *testing.T) {
 			t.Fatalf("got %q at %q, want %q", m.Body, m.Destination, want)
 		}
 	}
-	if err := s2.Unsubscribe(); err != nil { // plain UNSUBSCRIBE: the durable subscription stays
-		t.Fatal(err)
-	}
+	unsubscribe(t, s2) // plain UNSUBSCRIBE: the durable subscription stays
 	send("four")
 	s3 := subscribe(t, c2, "/dsub/d1", stomp.AckAuto)
 	if m := recv(t, s3); string(m.Body) != "four" {
 		t.Fatalf("via /dsub/: got %q", m.Body)
 	}
-	if err := s3.Unsubscribe(stomp.SubscribeOpt.Header("persistent", "true")); err != nil {
-		t.Fatal(err)
-	}
+	unsubscribe(t, s3, stomp.SubscribeOpt.Header("persistent", "true"))
 	send("five")
 
 	r := b.raw(t)

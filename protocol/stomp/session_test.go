@@ -716,9 +716,7 @@ func TestSUBSCRIBE_Composite(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("got %v", got)
 	}
-	if err := sub.Unsubscribe(); err != nil {
-		t.Fatal(err)
-	}
+	unsubscribe(t, sub)
 	prototest.WaitFor(t, 2*time.Second, func() bool { return b.host.Router.Stats().Subscriptions == 0 })
 }
 
