@@ -214,10 +214,9 @@ func TestIdleWebSocketConnMemory(t *testing.T) {
 	heapAfter, stackAfter := prototest.MemInUse()
 	per := (heapAfter + stackAfter - heapBefore - stackBefore) / n
 	t.Logf("%d bytes per idle WebSocket connection (client side included), %d of them stack", per, (stackAfter-stackBefore)/n)
-	// Measured: ~6.0 KiB after TestIdleConnMemory (~4.7 KiB) has warmed the process, ~6.7 KiB alone:
-	// gorilla's connection struct and its read buffer, and a 4 KiB stack, which CONNECT's trip through
-	// gorilla's frame reader grew.
-	if !prototest.RaceEnabled && per > 7<<10 {
-		t.Fatalf("%d bytes per idle WebSocket connection; want at most 7 KiB", per)
+	// Measured: ~4.5-4.9 KiB, TCP's ~4.7 KiB: a wsConn (its header buffer) over the same socket, parked
+	// in a socket read as shallow as TCP's. The bound is TCP's.
+	if !prototest.RaceEnabled && per > 6<<10+512 {
+		t.Fatalf("%d bytes per idle WebSocket connection; want at most 6.5 KiB, as for TCP", per)
 	}
 }

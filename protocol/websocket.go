@@ -1,8 +1,8 @@
 package protocol
 
 // WebSocket (RFC 6455) as one more byte stream under the MQTT and STOMP front-ends: the HTTP request is
-// read on the connection's own goroutine, checked, upgraded with gorilla/websocket, and the front-end
-// then reads and writes a wsConn as it would a socket (see the package doc, "WebSocket").
+// read, checked and upgraded with gorilla/websocket's handshake, and the front-end then reads and writes
+// a wsConn (wsframe.go) as it would a socket (see the package doc, "WebSocket").
 
 import (
 	"bufio"
@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
@@ -61,8 +60,8 @@ var wsSubprotocols = map[string]string{
 	"v12.stomp": STOMP, "v11.stomp": STOMP, "v10.stomp": STOMP, "stomp": STOMP,
 }
 
-// wsWriteBuffers are shared by every WebSocket connection: gorilla takes one for the length of a write
-// only, so an idle connection holds none.
+// wsWriteBuffers is gorilla's write-buffer pool: with a pool set, the handshake's short-lived gorilla
+// connection allocates no 4 KiB write buffer (wsConn writes frames itself).
 var wsWriteBuffers sync.Pool
 
 const (
@@ -70,7 +69,7 @@ const (
 	// 125 bytes of payload) are read through it, larger payload reads bypass it, and the front-end's own
 	// reader buffers above it. gorilla adopts a hijacked reader only when it holds over 256 bytes.
 	wsReadBuffer = 272
-	// wsWriteBuffer is the size of the pooled write buffers; a larger write goes out as one frame anyway.
+	// wsWriteBuffer is the size gorilla would give a pooled write buffer.
 	wsWriteBuffer = 4 << 10
 	// wsReadSlack is allowed beyond the front-end's max_message_length in one WebSocket message: the
 	// packet's or frame's own header bytes.
@@ -125,7 +124,9 @@ func (s *Server) upgradeHTTP(l *listener, nc net.Conn, sniffed []byte) (string, 
 	h := l.set.Connector.HTTP
 	_ = nc.SetDeadline(time.Now().Add(h.UpgradeTimeout))
 	lr := &io.LimitedReader{R: io.MultiReader(bytes.NewReader(sniffed), nc), N: h.MaxHeaderBytes}
-	br := bufio.NewReaderSize(lr, 1024)
+	br := requestReaders.Get().(*bufio.Reader)
+	br.Reset(lr)
+	defer func() { br.Reset(nil); requestReaders.Put(br) }()
 	req, err := http.ReadRequest(br)
 	var proto string
 	switch {
@@ -219,9 +220,12 @@ func (s *Server) acceptWebSocket(l *listener, nc net.Conn, req *http.Request, pr
 			}
 		}
 	}
-	pc := &peekConn{Conn: nc}
-	w := &hijackWriter{pc: pc, br: bufio.NewReaderSize(pc, wsReadBuffer), header: http.Header{}}
-	c, err := up.Upgrade(w, req, nil)
+	hb := handshakeBuffers.Get().(*handshakeBuf)
+	hb.r.Reset(nc)
+	hb.w.Reset(nc)
+	defer func() { hb.r.Reset(nil); hb.w.Reset(nil); handshakeBuffers.Put(hb) }() // gorilla's Conn, which saw them, is dropped
+	w := &hijackWriter{nc: nc, br: hb.r, bw: hb.w, header: http.Header{}}
+	_, err := up.Upgrade(w, req, nil)
 	if refusal != nil {
 		return nil, refusal
 	}
@@ -232,8 +236,10 @@ func (s *Server) acceptWebSocket(l *listener, nc net.Conn, req *http.Request, pr
 	if proto == STOMP {
 		limit = l.set.Connector.STOMP.MaxMessageLength
 	}
-	c.SetReadLimit(limit + wsReadSlack)
-	ws := &wsConn{ws: c, nc: nc, br: w.br, pc: pc, text: proto == STOMP, host: hostOnly(req.Host)}
+	// gorilla's connection is done with: it has written the 101 response and read nothing after the
+	// request. From here wsConn frames the stream itself (wsframe.go), so an idle connection holds no
+	// gorilla state or buffer.
+	ws := &wsConn{nc: nc, limit: limit + wsReadSlack, text: proto == STOMP, host: hostOnly(req.Host)}
 	if tc, ok := nc.(*tls.Conn); ok {
 		ws.tls = tc
 	}
@@ -331,9 +337,24 @@ func hostOnly(hostport string) string {
 // hijackWriter is the http.ResponseWriter gorilla's Upgrader needs: it hands over the connection; the
 // 101 response gorilla writes itself, a refusal goes through the Upgrader's Error hook.
 type hijackWriter struct {
-	pc     *peekConn
-	br     *bufio.Reader // over pc, wsReadBuffer bytes: over 256, so gorilla reads through it
+	nc     net.Conn
+	br     *bufio.Reader // wsReadBuffer bytes, over 256: gorilla adopts it instead of allocating 4 KiB
+	bw     *bufio.Writer // gorilla writes the 101 response in its buffer
 	header http.Header
+}
+
+// The buffers of a handshake are pooled: a connection keeps none of them, and an idle WebSocket should
+// leave no more garbage behind it than a TCP connection does.
+var (
+	requestReaders   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 1024) }}
+	handshakeBuffers = sync.Pool{New: func() any {
+		return &handshakeBuf{r: bufio.NewReaderSize(nil, wsReadBuffer), w: bufio.NewWriterSize(nil, 256)}
+	}}
+)
+
+type handshakeBuf struct {
+	r *bufio.Reader
+	w *bufio.Writer
 }
 
 func (w *hijackWriter) Header() http.Header         { return w.header }
@@ -343,162 +364,8 @@ func (w *hijackWriter) WriteHeader(int)             {}
 // Hijack returns the connection with empty buffers (the request was read through a reader of its own):
 // gorilla keeps br as its read buffer and writes the 101 response through the writer's buffer.
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return w.pc, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.pc, 256)), nil
+	return w.nc, bufio.NewReadWriter(w.br, w.bw), nil
 }
-
-// peekConn is the socket as gorilla reads it: a byte wsConn read while waiting comes first.
-type peekConn struct {
-	net.Conn
-	b [1]byte
-	n int // 1 while b holds a byte gorilla has not read
-}
-
-func (pc *peekConn) Read(p []byte) (int, error) {
-	if pc.n == 0 || len(p) == 0 {
-		return pc.Conn.Read(p)
-	}
-	p[0], pc.n = pc.b[0], 0
-	return 1, nil
-}
-
-// wsConn is a WebSocket as the byte stream a front-end reads and writes: reads run across message
-// boundaries (an MQTT packet or STOMP frame may span messages, and one message may hold several);
-// each write is one message, binary for MQTT, text for STOMP when it is valid UTF-8. Text and binary
-// messages are both read. One goroutine reads and one writes, as gorilla allows; control frames (ping,
-// close) are answered by gorilla during reads.
-type wsConn struct {
-	ws   *websocket.Conn
-	nc   net.Conn      // the socket, or the TLS connection over it
-	br   *bufio.Reader // gorilla's read buffer
-	pc   *peekConn     // what gorilla reads from
-	tls  *tls.Conn     // nc when the WebSocket runs over TLS (wss)
-	r    io.Reader     // the message being read; nil between messages
-	text bool          // STOMP: text messages where possible
-	host string        // the request's Host header, without port
-}
-
-func (c *wsConn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil && c.br.Buffered() == 0 && c.pc.n == 0 {
-			// Between messages with nothing buffered: wait for the next byte on the socket itself, so an
-			// idle connection parks as shallowly as a TCP one (gorilla's frame reader is deeper, and a
-			// goroutine parked deep keeps a 4 KiB stack), and a read deadline ends the wait without
-			// breaking gorilla's state.
-			n, err := c.nc.Read(c.pc.b[:])
-			if n == 0 {
-				if err == nil {
-					continue
-				}
-				if err == io.EOF {
-					return 0, io.EOF
-				}
-				return 0, err
-			}
-			c.pc.n = 1
-		}
-		if c.r == nil {
-			_, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, wsReadError(err)
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if err == io.EOF {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		if err != nil {
-			return n, wsReadError(err)
-		}
-		return n, nil
-	}
-}
-
-// wsReadError maps the end of a WebSocket onto what a socket reader expects: a close frame is EOF.
-func wsReadError(err error) error {
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) && (ce.Code == websocket.CloseNormalClosure || ce.Code == websocket.CloseGoingAway ||
-		ce.Code == websocket.CloseNoStatusReceived || ce.Code == websocket.CloseAbnormalClosure) {
-		// 1006: the socket ended without a close frame, the WebSocket's way of saying EOF.
-		return io.EOF
-	}
-	if errors.Is(err, websocket.ErrReadLimit) {
-		return ErrWSMessageTooLarge // gorilla has sent close 1009
-	}
-	return err
-}
-
-func (c *wsConn) Write(p []byte) (int, error) {
-	t := websocket.BinaryMessage
-	if c.text && utf8.Valid(p) {
-		t = websocket.TextMessage
-	}
-	if err := c.ws.WriteMessage(t, p); err != nil {
-		if errors.Is(err, websocket.ErrCloseSent) {
-			// gorilla's reader has sent a close frame (message too large, a protocol error, the peer's
-			// close echoed): the reader is ending the connection with the reason, which a write error
-			// here would hide. Output after a close frame is dropped, as RFC 6455 §5.5.1 wants.
-			return len(p), nil
-		}
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// writeBuffers writes the pieces of *v as one message and consumes them, like net.Buffers.WriteTo. Several
-// pieces are gathered into a pooled buffer first: gorilla writes one message from one slice with a
-// single writev, but a streamed message in frames of its 4 KiB write buffer, a syscall each.
-func (c *wsConn) writeBuffers(v *net.Buffers) (int64, error) {
-	msg := (*v)[0]
-	var gathered *[]byte
-	if len(*v) > 1 {
-		gathered = wsGatherBuffers.Get().(*[]byte)
-		for _, b := range *v {
-			*gathered = append(*gathered, b...)
-		}
-		msg = *gathered
-	}
-	_, err := c.Write(msg)
-	if gathered != nil {
-		if cap(*gathered) <= wsMaxGather {
-			*gathered = (*gathered)[:0]
-			wsGatherBuffers.Put(gathered)
-		}
-	}
-	if err != nil {
-		return 0, err
-	}
-	clear(*v)
-	*v = (*v)[len(*v):]
-	return int64(len(msg)), nil
-}
-
-// wsGatherBuffers hold the pieces of one outbound batch while it becomes one message; a buffer grown
-// beyond wsMaxGather (by a batch of large messages) is dropped rather than kept.
-var wsGatherBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
-const wsMaxGather = 512 << 10
-
-// Close sends a close frame, waiting wsCloseWait at most for a peer that does not read, then closes the
-// socket (under TLS, without close_notify: see Conn.Close).
-func (c *wsConn) Close() error {
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""),
-		time.Now().Add(wsCloseWait))
-	if c.tls != nil {
-		return c.tls.NetConn().Close()
-	}
-	return c.nc.Close()
-}
-
-func (c *wsConn) LocalAddr() net.Addr                { return c.nc.LocalAddr() }
-func (c *wsConn) RemoteAddr() net.Addr               { return c.nc.RemoteAddr() }
-func (c *wsConn) SetDeadline(t time.Time) error      { return c.nc.SetDeadline(t) }
-func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
-func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 
 // HTTPHost returns the host the client's HTTP request named (its Host header, without port) when the
 // connection is a WebSocket, else "". Front-ends use it to choose a virtual host, like TLS SNI.
