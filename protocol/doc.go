@@ -56,11 +56,13 @@
 // (Conn.HTTPHost), after MQTT's connector, user@host and SNI, and for STOMP when CONNECT has no host
 // header.
 //
-// Idle cost: the handshake runs on a short-lived goroutine with pooled buffers, and an idle wsConn
-// parks in a plain socket read, so the connection's goroutine keeps a small stack. Live memory per idle
-// connection is TCP's (TestIdleWebSocketConnMemory: ~4.5 KiB against ~4.7 KiB, client side included);
-// broker RSS right after opening 5,000 (lyre-bench -mode idle) is ~6.7-7.0 KiB against ~5.5 KiB, the
-// handshakes' garbage and grown stacks not yet collected.
+// Idle cost: the handshake runs on a short-lived goroutine with pooled buffers; wsConn is the front-end's
+// reader itself (with ReadByte), reading the socket through its own adaptive connReader (16 inline bytes
+// while idle, a pooled buffer while busy), so there is one buffered reader per connection, as for TCP.
+// Live memory per idle connection is TCP's (TestIdleWebSocketConnMemory: ~5.0 KiB against ~4.5-4.7 KiB,
+// client side included); broker RSS right after opening 5,000 (lyre-bench -mode idle) is ~8.5 KiB
+// against ~5.5 KiB, because stacks the first frames grew and the handshakes' garbage are not reclaimed
+// until the next garbage collection, which an idle broker does not run soon.
 //
 // # The session toolkit
 //

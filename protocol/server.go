@@ -253,8 +253,11 @@ func (s *Server) serve(l *listener, nc net.Conn) {
 //go:noinline
 func (s *Server) handlerDone(c *Conn) {
 	// Serve has returned, so nothing reads any more: the read buffer can go back to its pool.
-	if cr, ok := c.r.(*connReader); ok {
-		cr.release()
+	switch r := c.r.(type) {
+	case *connReader:
+		r.release()
+	case *wsConn:
+		r.src.release()
 	}
 	c.CloseAfter(ErrHandlerDone, handlerFlushTimeout)
 	<-c.Done()

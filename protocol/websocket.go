@@ -154,7 +154,7 @@ func (s *Server) upgradeHTTP(l *listener, nc net.Conn, sniffed []byte) (string, 
 	if err := clearDeadlines(nc); err != nil {
 		return "", nil, nil, err
 	}
-	return proto, ws, replay(ws, nil), nil
+	return proto, ws, ws, nil // its own adaptive reader buffers: no second connReader above it
 }
 
 // routeHTTP decides what request req gets: the front-end of a WebSocket upgrade, or a refusal. A
@@ -239,7 +239,7 @@ func (s *Server) acceptWebSocket(l *listener, nc net.Conn, req *http.Request, pr
 	// gorilla's connection is done with: it has written the 101 response and read nothing after the
 	// request. From here wsConn frames the stream itself (wsframe.go), so an idle connection holds no
 	// gorilla state or buffer.
-	ws := &wsConn{nc: nc, limit: limit + wsReadSlack, text: proto == STOMP, host: hostOnly(req.Host)}
+	ws := &wsConn{nc: nc, src: newConnReader(nc, nil), limit: limit + wsReadSlack, text: proto == STOMP, host: hostOnly(req.Host)}
 	if tc, ok := nc.(*tls.Conn); ok {
 		ws.tls = tc
 	}

@@ -51,7 +51,10 @@ type wsConn struct {
 	text bool      // STOMP: text messages where possible
 	host string    // the request's Host header, without port
 
-	// Reading, by the connection's reader only.
+	// Reading, by the connection's reader only. src is the socket through an adaptive connReader: 16
+	// inline bytes while idle, a pooled buffer while busy, so headers and small frames cost no syscall
+	// each. wsConn is the front-end's reader itself (Read, ReadByte): no second connReader above it.
+	src     *connReader
 	limit   int64 // most bytes one message may hold
 	left    int64 // payload bytes of the current data frame not yet read
 	msgLen  int64 // bytes of the current message so far
@@ -73,7 +76,7 @@ func (c *wsConn) Read(p []byte) (int, error) {
 			if int64(len(p)) > c.left {
 				p = p[:c.left]
 			}
-			n, err := c.nc.Read(p)
+			n, err := c.src.Read(p)
 			for i := 0; i < n; i++ {
 				p[i] ^= c.mask[c.maskPos]
 				c.maskPos = (c.maskPos + 1) & 3
@@ -94,7 +97,7 @@ func (c *wsConn) Read(p []byte) (int, error) {
 					break
 				}
 			}
-			n, err := c.nc.Read(c.hdr[c.hn:need])
+			n, err := c.src.Read(c.hdr[c.hn:need])
 			c.hn += n
 			if n == 0 && err != nil {
 				return 0, err
@@ -183,7 +186,7 @@ func (c *wsConn) control(op byte, fin bool, n int64) error {
 		return c.fail(wsCloseProtocol, "control frame fragmented or over 125 bytes")
 	}
 	p := make([]byte, n) // rare: on the heap, not in the frames every read goes through
-	if _, err := io.ReadFull(c.nc, p); err != nil {
+	if _, err := io.ReadFull(c.src, p); err != nil {
 		return err
 	}
 	for i := range p {
@@ -215,6 +218,21 @@ func (c *wsConn) control(op byte, fin bool, n int64) error {
 func (c *wsConn) fail(code int, reason string) error {
 	_ = c.writeClose(code)
 	return fmt.Errorf("%w: %s", errWSProtocol, reason)
+}
+
+// ReadByte implements io.ByteReader for the front-ends' header decoders; the bytes come from src's
+// buffer, so it costs no syscall per byte.
+func (c *wsConn) ReadByte() (byte, error) {
+	var b [1]byte
+	for {
+		n, err := c.Read(b[:])
+		if n == 1 {
+			return b[0], nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
 }
 
 func (c *wsConn) Write(p []byte) (int, error) {
