@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -167,4 +168,34 @@ func TestWebSocketFramingErrors(t *testing.T) {
 			prototest.ExpectClosed(t, nc, 2*time.Second)
 		})
 	}
+}
+
+// FuzzWebSocketFrames sends arbitrary bytes as WebSocket frames after a completed handshake: whatever
+// they are, the broker must not panic, and must close the connection once the client has ended its
+// stream.
+func FuzzWebSocketFrames(f *testing.F) {
+	f.Add(wsFrame(0x82, []byte("CONNECT\n\n\x00"), true))
+	f.Add(append(wsFrame(0x01, []byte("a"), true), wsFrame(0x80, []byte("b"), true)...))
+	f.Add(wsFrame(0x89, []byte("ping"), true))
+	f.Add(wsFrame(0x88, []byte{0x03, 0xe8}, true))
+	f.Add(wsFrame(0x82, []byte("x"), false))
+	f.Add([]byte{0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Add(wsFrame(0x82, make([]byte, 300), true))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		nc, br := wsEcho(t)
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			if _, err := nc.Write(data); err == nil {
+				_ = nc.(*net.TCPConn).CloseWrite()
+			}
+		}()
+		_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.Copy(io.Discard, br)
+		<-wrote
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("connection still open 10s after the client ended its stream")
+		}
+	})
 }
