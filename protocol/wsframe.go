@@ -249,29 +249,20 @@ func (c *wsConn) Write(p []byte) (int, error) {
 // writeBuffers writes the pieces of *v as one message, with one writev, and consumes them, like
 // net.Buffers.WriteTo.
 func (c *wsConn) writeBuffers(v *net.Buffers) (int64, error) {
-	var total int
-	valid := c.text
+	total := 0
 	for _, b := range *v {
 		total += len(b)
 	}
-	if valid {
-		valid = validUTF8(*v)
-	}
 	op := byte(wsBinary)
-	if valid {
+	if c.text && validUTF8(*v) {
 		op = wsText
 	}
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.closed {
-		return c.dropAfterClose(v, total)
+	var err error
+	if !c.closed { // after a close frame nothing is sent (see writeFrame)
+		err = c.writeLocked(op, total, *v)
 	}
-	c.iov = append(c.iov[:0], c.header(op, total))
-	c.iov = append(c.iov, *v...)
-	iov := c.iov
-	_, err := iov.WriteTo(c.nc)
-	clear(c.iov[:cap(c.iov)])
-	c.iov = c.iov[:0]
+	c.wmu.Unlock()
 	if err != nil {
 		return 0, err
 	}
@@ -280,26 +271,43 @@ func (c *wsConn) writeBuffers(v *net.Buffers) (int64, error) {
 	return int64(total), nil
 }
 
-// dropAfterClose consumes what is written after a close frame: RFC 6455 §5.5.1 sends no data after it,
-// and the reader that sent it is ending the connection with its reason, which a write error would hide.
-func (c *wsConn) dropAfterClose(v *net.Buffers, total int) (int64, error) {
-	clear(*v)
-	*v = (*v)[len(*v):]
-	return int64(total), nil
-}
-
-// writeFrame writes one unfragmented frame (the server does not mask [RFC 6455 §5.1]).
+// writeFrame writes one unfragmented frame (the server does not mask [RFC 6455 §5.1]). After a close
+// frame it writes nothing and reports success: RFC 6455 §5.5.1 sends no data after one, and the reader
+// that sent it is ending the connection with its reason, which a write error would hide.
 func (c *wsConn) writeFrame(op byte, p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closed {
-		return nil // see dropAfterClose
+		return nil
 	}
-	if op == wsClose {
-		c.closed = true
+	return c.writeLocked(op, len(p), net.Buffers{p})
+}
+
+// writeClose sends a close frame with code, unless one was sent.
+func (c *wsConn) writeClose(code int) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed {
+		return nil
 	}
-	c.iov = append(c.iov[:0], c.header(op, len(p)), p)
-	iov := c.iov
+	return c.closeLocked(code)
+}
+
+// closeLocked marks the connection closed and sends a close frame with code, under a short write
+// deadline: the peer may not be reading. c.wmu is held.
+func (c *wsConn) closeLocked(code int) error {
+	c.closed = true
+	var p [2]byte
+	binary.BigEndian.PutUint16(p[:], uint16(code))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(wsCloseWait))
+	return c.writeLocked(wsClose, 2, net.Buffers{p[:]})
+}
+
+// writeLocked writes one final frame for op whose payload is pieces (n bytes in all), header included,
+// with one writev. c.wmu is held.
+func (c *wsConn) writeLocked(op byte, n int, pieces net.Buffers) error {
+	c.iov = append(append(c.iov[:0], c.header(op, n)), pieces...)
+	iov := c.iov // WriteTo consumes its receiver; c.iov keeps the backing array for the next frame
 	_, err := iov.WriteTo(c.nc)
 	clear(c.iov[:cap(c.iov)])
 	c.iov = c.iov[:0]
@@ -324,28 +332,12 @@ func (c *wsConn) header(op byte, n int) []byte {
 	return h[:10]
 }
 
-// writeClose sends a close frame with code, under a short write deadline: the peer may not be reading.
-func (c *wsConn) writeClose(code int) error {
-	var p [2]byte
-	binary.BigEndian.PutUint16(p[:], uint16(code))
-	_ = c.nc.SetWriteDeadline(time.Now().Add(wsCloseWait))
-	return c.writeFrame(wsClose, p[:])
-}
-
 // Close sends a close frame unless a write holds the socket (a peer that does not read must not hold up
 // the close), then closes the socket (under TLS, without close_notify: see Conn.Close).
 func (c *wsConn) Close() error {
 	if c.wmu.TryLock() {
 		if !c.closed {
-			c.closed = true
-			var p [2]byte
-			binary.BigEndian.PutUint16(p[:], wsCloseNormal)
-			_ = c.nc.SetWriteDeadline(time.Now().Add(wsCloseWait))
-			c.iov = append(c.iov[:0], c.header(wsClose, 2), p[:])
-			iov := c.iov
-			_, _ = iov.WriteTo(c.nc)
-			clear(c.iov[:cap(c.iov)])
-			c.iov = c.iov[:0]
+			_ = c.closeLocked(wsCloseNormal)
 		}
 		c.wmu.Unlock()
 	}

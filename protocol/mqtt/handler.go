@@ -527,8 +527,7 @@ func (cl *client) onShutdown() {
 	c := cl.c
 	if b, ok := c.Begin(); ok {
 		if cl.shutdownVersion() == packet.Version5 {
-			b = packet.Append(b, &packet.DisconnectPacket{ReasonCode: packet.ReasonServerShuttingDown,
-				Properties: &packet.Properties{ReasonString: reasonString(protocol.ErrServerClosed)}}, packet.Version5)
+			b = appendDisconnect(b, packet.ReasonServerShuttingDown, protocol.ErrServerClosed)
 		}
 		c.Commit(b)
 	}

@@ -208,13 +208,19 @@ func disconnect(c *protocol.Conn, version, rc byte, reason error, dieDelay time.
 		return
 	}
 	if b, ok := c.Begin(); ok {
-		p := &packet.DisconnectPacket{ReasonCode: rc}
-		if rc != packet.ReasonSuccess {
-			p.Properties = &packet.Properties{ReasonString: reasonString(reason)}
-		}
-		c.Commit(packet.Append(b, p, version))
+		c.Commit(appendDisconnect(b, rc, reason))
 	}
 	c.CloseAfter(reason, dieDelay)
+}
+
+// appendDisconnect appends the server's MQTT 5 DISCONNECT with reason code rc, and the reason as its
+// reason string unless rc is success.
+func appendDisconnect(b []byte, rc byte, reason error) []byte {
+	p := &packet.DisconnectPacket{ReasonCode: rc}
+	if rc != packet.ReasonSuccess {
+		p.Properties = &packet.Properties{ReasonString: reasonString(reason)}
+	}
+	return packet.Append(b, p, packet.Version5)
 }
 
 // reasonString is the human-readable reason sent with a refusal: the error's text, bounded so it never
