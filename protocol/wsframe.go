@@ -63,11 +63,13 @@ type wsConn struct {
 	maskPos int
 	hdr     [14]byte
 	hn      int // header bytes read of the next frame (Read reads the first two)
+	one     [1]byte
 
 	wmu    sync.Mutex // one frame at a time on the socket
 	closed bool       // a close frame was sent; guarded by wmu
 	whdr   [10]byte   // the writer's header; guarded by wmu
 	iov    net.Buffers
+	wiov   net.Buffers // iov as WriteTo consumes it
 }
 
 func (c *wsConn) Read(p []byte) (int, error) {
@@ -223,11 +225,10 @@ func (c *wsConn) fail(code int, reason string) error {
 // ReadByte implements io.ByteReader for the front-ends' header decoders; the bytes come from src's
 // buffer, so it costs no syscall per byte.
 func (c *wsConn) ReadByte() (byte, error) {
-	var b [1]byte
 	for {
-		n, err := c.Read(b[:])
+		n, err := c.Read(c.one[:]) // a field: a local array would move to the heap, one allocation a byte
 		if n == 1 {
-			return b[0], nil
+			return c.one[0], nil
 		}
 		if err != nil {
 			return 0, err
@@ -307,10 +308,12 @@ func (c *wsConn) closeLocked(code int) error {
 // with one writev. c.wmu is held.
 func (c *wsConn) writeLocked(op byte, n int, pieces net.Buffers) error {
 	c.iov = append(append(c.iov[:0], c.header(op, n)), pieces...)
-	iov := c.iov // WriteTo consumes its receiver; c.iov keeps the backing array for the next frame
-	_, err := iov.WriteTo(c.nc)
+	// WriteTo consumes its receiver: it gets a copy in a field (a local would move to the heap, one
+	// allocation per frame), and c.iov keeps the backing array for the next frame.
+	c.wiov = c.iov
+	_, err := c.wiov.WriteTo(c.nc)
 	clear(c.iov[:cap(c.iov)])
-	c.iov = c.iov[:0]
+	c.iov, c.wiov = c.iov[:0], nil
 	return err
 }
 
