@@ -94,9 +94,8 @@ func refuse(status int, format string, args ...any) *httpRefusal {
 // upgradeOffStack runs upgradeHTTP on a goroutine of its own and waits for it. Reading the request and
 // the handshake go deep enough to grow a stack to 8 KiB or more; on a short-lived goroutine that stack
 // returns to the runtime's pool for the next handshake, while the connection's goroutine, which parks
-// for the connection's life, keeps its small one. With wsConn's shallow wait this takes an idle
-// WebSocket connection from ~9.6 to ~7.4 KiB of broker RSS (lyre-bench -mode idle -transport ws, 5,000
-// connections; TCP: ~5.5 KiB).
+// for the connection's life, keeps its small one (measured with wsConn's shallow wait: about 1.5-2 KiB
+// less broker RSS per idle WebSocket connection than upgrading on the connection's goroutine).
 func (s *Server) upgradeOffStack(l *listener, nc net.Conn, sniffed []byte) (string, net.Conn, io.Reader, error) {
 	type result struct {
 		proto string
