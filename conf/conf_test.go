@@ -60,11 +60,14 @@ func TestDefaultConfig(t *testing.T) {
 	if c.Source != conf.DefaultSource {
 		t.Errorf("Source = %q, want %q", c.Source, conf.DefaultSource)
 	}
+	if c.SysInterval != 10*time.Second {
+		t.Errorf("SysInterval = %v, want 10s", c.SysInterval)
+	}
 	wantConnectors := []conf.Connector{
 		{
 			Name: "default", Bind: "tcp://127.0.0.1:61613", Network: "tcp", Address: "127.0.0.1:61613",
 			Detect: []string{"mqtt", "stomp", "http"}, DetectTimeout: 5 * time.Second, MaxConnections: 10000,
-			MQTT: conf.DefaultMQTT(), STOMP: conf.DefaultSTOMP(),
+			MQTT: conf.DefaultMQTT(), STOMP: conf.DefaultSTOMP(), Management: true,
 		},
 		{
 			Name: "mqtt", Bind: "tcp://127.0.0.1:1883", Network: "tcp", Address: "127.0.0.1:1883",

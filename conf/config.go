@@ -43,6 +43,8 @@ type Config struct {
 	VirtualHosts []VirtualHost // the first one is the default host
 	// AccessRules at broker level are checked before each host's own.
 	AccessRules []AccessRule
+	// SysInterval is how often each host's $SYS topics are refreshed; 0 turns them off. Default 10s.
+	SysInterval time.Duration
 
 	// pos maps a position key to the source range it was decoded from, so Validate can name file:line:col.
 	// Keys: "" (file start), "c<i>" (connector i), "c<i>.name", "c<i>.bind", "c<i>.detect.<j>",
@@ -76,6 +78,9 @@ type Connector struct {
 	// HTTP is the connector's http block: WebSocket settings for a connector that serves HTTP (ws:// or
 	// wss:// bind, or "http" in detect). nil = the defaults (DefaultHTTP).
 	HTTP *HTTP
+	// Management serves the management API, Prometheus metrics and the web console to HTTP requests
+	// that are not WebSocket upgrades. Only on a connector that serves HTTP.
+	Management bool
 }
 
 // HTTP is a connector's `http { }` block: how its HTTP side accepts WebSocket clients.
@@ -151,15 +156,23 @@ func (c *Connector) scheme() string {
 	return strings.ToLower(s)
 }
 
-// BindsTLS reports whether the connector binds "tls://" or "wss://": every connection starts with a TLS
-// handshake.
-func (c *Connector) BindsTLS() bool { s := c.scheme(); return s == "tls" || s == "wss" }
+// BindsTLS reports whether the connector binds "tls://", "wss://" or "https://": every connection starts
+// with a TLS handshake.
+func (c *Connector) BindsTLS() bool { s := c.scheme(); return s == "tls" || s == "wss" || s == "https" }
 
-// BindsWebSocket reports whether the connector binds "ws://" or "wss://": every connection is an HTTP
-// request, upgraded to a WebSocket.
-func (c *Connector) BindsWebSocket() bool { s := c.scheme(); return s == "ws" || s == "wss" }
+// BindsWebSocket reports whether the connector binds "ws://", "wss://", "http://" or "https://": every
+// connection is an HTTP request, upgraded to a WebSocket or (with management on) answered by the
+// management API. The four schemes differ only in name and TLS.
+func (c *Connector) BindsWebSocket() bool {
+	switch c.scheme() {
+	case "ws", "wss", "http", "https":
+		return true
+	}
+	return false
+}
 
-// ServesHTTP reports whether the connector answers HTTP: a ws:// or wss:// bind, or "http" in detect.
+// ServesHTTP reports whether the connector answers HTTP: a ws://, wss://, http:// or https:// bind, or
+// "http" in detect.
 func (c *Connector) ServesHTTP() bool { return c.BindsWebSocket() || slices.Contains(c.Detect, "http") }
 
 // DetectsTLS reports whether the autodetecting connector recognises a TLS ClientHello ("tls" in detect)
@@ -411,4 +424,5 @@ const (
 	DefaultMaxHeaderLength   = 10 << 10
 	DefaultMaxHeaderBytes    = 8 << 10
 	DefaultUpgradeTimeout    = 10 * time.Second
+	DefaultSysInterval       = 10 * time.Second
 )

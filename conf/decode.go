@@ -49,7 +49,8 @@ func parse(src []byte, filename string) (*Config, problems) {
 func (d *decoder) config(body *hclsyntax.Body) *Config {
 	c := &Config{Source: d.file, pos: d.pos}
 	d.pos[""] = hcl.Range{Filename: d.file, Start: hcl.InitialPos, End: hcl.InitialPos}
-	d.attrs(body, "", nil)
+	c.SysInterval = DefaultSysInterval
+	d.attrs(body, "", map[string]attrFunc{"sys_interval": duration(&c.SysInterval)})
 	for _, b := range body.Blocks {
 		switch b.Type {
 		case "connector":
@@ -90,6 +91,7 @@ func (d *decoder) connector(b *hclsyntax.Block, key string) Connector {
 		"detect_timeout":  duration(&c.DetectTimeout),
 		"max_connections": integer(&c.MaxConnections),
 		"virtual_host":    str(&c.VirtualHost),
+		"management":      boolean(&c.Management),
 	})
 	var sub = map[string]*hclsyntax.Block{}
 	for _, sb := range b.Body.Blocks {

@@ -5,6 +5,9 @@
 # ("512B", "10KB", "100MB", "1GB"; 1KB = 1024 bytes); durations are strings like "5s" or "250ms".
 # Note: an HCL one-line block may hold only one attribute; put several on separate lines.
 
+# $SYS/broker/... status topics of each virtual host (mosquitto's names), refreshed this often; "0s" = off.
+# sys_interval = "10s"
+
 # One port speaking MQTT, STOMP and HTTP (MQTT and STOMP over WebSocket): the protocol is recognised from
 # the first bytes a client sends.
 connector "default" {
@@ -31,7 +34,12 @@ connector "default" {
 
   # HTTP: WebSocket clients (browsers, MQTT.js, stomp.js) connect to ws://host:port/mqtt or /stomp; the
   # sub-protocol (mqtt, mqttv3.1, v12.stomp, v11.stomp, v10.stomp, stomp) picks the front-end, else the
-  # path. Other requests get 404.
+  # path. Other requests get 404, unless management is on.
+
+  # Management: other HTTP requests get the REST API (/api/v1/), Prometheus metrics (/metrics) and the
+  # web console (/console/), with HTTP basic auth against the virtual host's users (actions monitor and
+  # admin; send to publish). Off by default; on here because this connector binds to loopback.
+  management = true
   # http {
   #   allowed_origins  = []       # browser origins allowed, e.g. ["https://app.example.com"] or ["*"];
   #                               # empty: only pages served from the host the request names

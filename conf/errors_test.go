@@ -174,7 +174,7 @@ var errorCases = []struct {
 	{
 		name: "bind with unknown scheme",
 		src:  "connector \"c\" {\n  bind = \"udp://127.0.0.1:1883\"\n  protocol = \"mqtt\"\n}\n" + host,
-		want: []string{`t.hcl:2:10: bind "udp://127.0.0.1:1883": unknown scheme "udp" (want tcp://, tls://, ws:// or wss://)`},
+		want: []string{`t.hcl:2:10: bind "udp://127.0.0.1:1883": unknown scheme "udp" (want tcp://, tls://, ws://, wss://, http:// or https://)`},
 	},
 	{
 		name: "bind without port",
@@ -483,7 +483,7 @@ var errorCases = []struct {
 			"connector \"w\" {\n  bind = \"ws://127.0.0.1:8080\"\n  detect = [\"mqtt\"]\n  http {\n" +
 			"    stomp_path = \"/mqtt\"\n    max_header_bytes = 100\n    allowed_origins = [\"*\", \"app.example.com\", \"https://a.example.com/x\"]\n  }\n}\n" + host,
 		want: []string{
-			`t.hcl:4:3: http block on connector "c", which neither binds ws:// or wss:// nor lists "http" in detect`,
+			`t.hcl:4:3: http block on connector "c", which neither binds ws://, wss://, http:// or https:// nor lists "http" in detect`,
 			`t.hcl:5:17: mqtt_path must be a URL path starting with "/", not "mqtt"`,
 			`t.hcl:10:12: a ws:// connector serves WebSocket only: leave detect out (protocol = "mqtt" or "stomp" restricts it to one front-end)`,
 			`t.hcl:12:18: mqtt_path and stomp_path are both "/mqtt"`,
@@ -637,5 +637,37 @@ func TestValidateBuiltInGo(t *testing.T) {
 	}, "\n")
 	if err == nil || err.Error() != want {
 		t.Errorf("Validate:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// management needs a connector that serves HTTP; sys_interval is off or at least a second.
+func TestManagementAndSysIntervalErrors(t *testing.T) {
+	got := parseErrors(t, `sys_interval = "10ms"
+connector "c" {
+  bind       = "tcp://127.0.0.1:1883"
+  protocol   = "mqtt"
+  management = true
+}
+virtual_host "h" {}
+`)
+	want := []string{
+		`t.hcl:1:16: sys_interval must be 0 (off) or at least 1s, not 10ms`,
+		`t.hcl:5:16: management on connector "c", which serves no HTTP: bind http:// (or https://), or add "http" to detect`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("errors:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+	}
+	c, err := conf.Parse([]byte(`sys_interval = "0s"
+connector "api" {
+  bind       = "http://127.0.0.1:8080"
+  management = true
+}
+virtual_host "h" {}
+`), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cn := c.Connectors[0]; !cn.Management || !cn.ServesHTTP() || cn.BindsTLS() || c.SysInterval != 0 {
+		t.Errorf("http:// management connector = %+v, SysInterval %v", cn, c.SysInterval)
 	}
 }

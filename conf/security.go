@@ -190,13 +190,16 @@ func (v *validator) fileExists(k, attr, path string) {
 // http checks a connector's http block: only where the connector serves HTTP, with paths and origins a
 // request can match.
 func (v *validator) http(k string, cn *Connector) {
+	if cn.Management && !cn.ServesHTTP() {
+		v.errf(k+".management", "management on connector %q, which serves no HTTP: bind http:// (or https://), or add \"http\" to detect", cn.Name)
+	}
 	h := cn.HTTP
 	if h == nil {
 		return
 	}
 	hk := k + ".http"
 	if !cn.ServesHTTP() {
-		v.errf(hk, "http block on connector %q, which neither binds ws:// or wss:// nor lists \"http\" in detect", cn.Name)
+		v.errf(hk, "http block on connector %q, which neither binds ws://, wss://, http:// or https:// nor lists \"http\" in detect", cn.Name)
 	}
 	for _, p := range []struct{ name, path string }{{"mqtt_path", h.MQTTPath}, {"stomp_path", h.STOMPPath}} {
 		if !strings.HasPrefix(p.path, "/") || strings.ContainsAny(p.path, "?# ") {

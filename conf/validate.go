@@ -86,6 +86,9 @@ func (c *Config) validate() problems {
 	if len(c.Connectors) == 0 {
 		v.errf("", "no connector defined; at least one is required")
 	}
+	if c.SysInterval != 0 && c.SysInterval < time.Second {
+		v.errf("sys_interval", "sys_interval must be 0 (off) or at least 1s, not %v", c.SysInterval)
+	}
 	v.accessRules("a", c.AccessRules)
 	v.hosts()
 	v.connectors()
@@ -394,11 +397,11 @@ func parseBind(bind string) (network, host string, port int, err error) {
 	}
 	scheme = strings.ToLower(scheme)
 	switch scheme {
-	case "tcp", "tls", "ws", "wss":
+	case "tcp", "tls", "ws", "wss", "http", "https":
 	case "ssl":
 		return "", "", 0, fmt.Errorf("bind %q: ssl:// is spelled tls:// here", bind)
 	default:
-		return "", "", 0, fmt.Errorf("bind %q: unknown scheme %q (want tcp://, tls://, ws:// or wss://)", bind, scheme)
+		return "", "", 0, fmt.Errorf("bind %q: unknown scheme %q (want tcp://, tls://, ws://, wss://, http:// or https://)", bind, scheme)
 	}
 	if strings.ContainsAny(rest, "/?#@") {
 		return "", "", 0, fmt.Errorf("invalid bind %q: want %s://host:port with no path", bind, scheme)
