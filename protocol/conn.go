@@ -59,6 +59,8 @@ type Conn struct {
 	proto string
 	r     io.Reader
 	logp  atomic.Pointer[zap.Logger] // built on first Log call: a zap child logger costs ~1 KiB
+	since int64                      // accepted at, Unix nanoseconds
+	stats counters
 
 	out outbound
 	// pace holds the subscribers that asked this connection's publisher to hold back (pace.go).
@@ -68,23 +70,32 @@ type Conn struct {
 	// Guarded by out.mu. done is made by the first Done call (most connections never wait on one, and a
 	// channel costs 96 bytes) and closed once the connection is closed, which sets isDone; reason is set
 	// before.
-	reason error
-	done   chan struct{}
-	isDone bool
+	reason  error
+	done    chan struct{}
+	isDone  bool
+	session Session // set by the front-end after login (SetSession)
 }
 
 // closedChan is what Done returns for a connection already closed when Done is first called.
 var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
 
 func newConn(s *Server, nc net.Conn, r io.Reader, set *Settings, proto string) *Conn {
-	return &Conn{
+	c := &Conn{
 		id:    connIDs.Add(1),
 		srv:   s,
 		nc:    nc,
 		r:     r,
 		set:   set,
 		proto: proto,
+		since: time.Now().UnixNano(),
 	}
+	switch cr := r.(type) {
+	case *connReader:
+		cr.count = &c.stats.bytesIn
+	case *wsConn:
+		cr.src.count = &c.stats.bytesIn
+	}
+	return c
 }
 
 // ID returns the connection's process-unique number.

@@ -29,7 +29,7 @@
 // HTTP is a layer like TLS: a connector that lists "http" in detect (or binds ws:// or wss://, which
 // sniff nothing else) recognises a request method and its space ("GET ", ...; not CONNECT, which
 // STOMP owns) and serves the request on the connection's own goroutine (websocket.go). No net/http
-// server runs: http.ReadRequest reads the head, bounded by max_header_bytes (431 beyond it), and the
+// server runs for upgrades: http.ReadRequest reads the head, bounded by max_header_bytes (431 beyond it), and the
 // whole exchange by upgrade_timeout. A WebSocket upgrade (RFC 6455, gorilla/websocket) is accepted when
 // its Origin is allowed (allowed_origins; empty: the request's own host, and clients that send no
 // Origin; "*": any) and it names a front-end the connector speaks: by sub-protocol (mqtt, mqttv3.1;
@@ -63,6 +63,24 @@
 // client side included); broker RSS right after opening 5,000 (lyre-bench -mode idle) is ~8.5 KiB
 // against ~5.5 KiB, because stacks the first frames grew and the handshakes' garbage are not reclaimed
 // until the next garbage collection, which an idle broker does not run soon.
+//
+// # Management
+//
+// On a connector with management on, an HTTP request that is not a WebSocket upgrade (and not for
+// mqtt_path or stomp_path, which answer 426) goes to the handler set with Server.SetManagement (the
+// REST API, metrics and console of protocol/management). The bytes read while routing it are replayed
+// and the connection is handed to one net/http server per Server (manage.go), which serves it and later
+// requests on it (keep-alive, pipelining) and closes it; it holds its connector slot until then, and
+// ConnectorOf tells the handler which connector a request came through. A WebSocket request on such a
+// kept-alive connection is answered 426 with the connection closed, so the client retries on a new one.
+//
+// For management each connection keeps uncontended atomic counters (Traffic: socket bytes counted by
+// its reader and writer, messages counted by its front-end with CountIn and CountOut), and a front-end
+// attaches a Session once its client has logged in (virtual host, user, client id, subscriptions).
+// Server.Connections lists live connections, Server.Disconnect ends one (ErrKicked: to MQTT this is a
+// dropped connection, so a will is published), and Server.ConnectorStats adds up each connector's
+// traffic by protocol and virtual host, ended connections included, with refusals by reason. Nothing
+// here is per message beyond the atomic adds, and nothing is labelled per client.
 //
 // # The session toolkit
 //

@@ -380,6 +380,7 @@ func (c *Conn) writeChunks(w *writerState, chunks []*chunk) error {
 			written, err = w.iov.WriteTo(c.nc)
 		}
 		w.iov = backing
+		c.stats.bytesOut.Add(uint64(written))
 		if err != nil {
 			clear(backing[:cap(backing)])
 			if isTimeout(err) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -130,12 +131,16 @@ func (s *Server) detectFailed(l *listener, nc net.Conn, err error, got []byte) {
 	switch {
 	case errors.Is(err, ErrHTTPRequest):
 		msg, rl = "http request on broker port", &l.httpLogs
+		l.stats.refuse(RefusedHTTP)
 	case errors.Is(err, ErrUnknownProtocol):
 		msg, rl = "unknown protocol", &l.unknownLogs
+		l.stats.refuse(RefusedUnknownProtocol)
 	case errors.Is(err, ErrDetectTimeout):
 		msg, rl = "detect timeout", &l.timeoutLogs
+		l.stats.refuse(RefusedDetectTimeout)
 	case errors.Is(err, ErrTLSHandshake):
 		msg, rl = "tls handshake failed", &l.tlsLogs
+		l.stats.refuse(RefusedTLSHandshake)
 	default:
 		if ce := s.log.Check(zap.DebugLevel, "connection closed while detecting protocol"); ce != nil {
 			ce.Write(zap.String("connector", l.set.Connector.Name), zap.Stringer("remote", nc.RemoteAddr()),
@@ -215,8 +220,9 @@ type connReader struct {
 	class    int8 // size class of bufp
 	next     int8 // class for the next fill, decided by the last one; tinyClass: the inline buffer
 	released bool
-	busy     bool          // see quietGap
-	lastRead time.Duration // since clockStart, of the last small read checked for quietness
+	busy     bool           // see quietGap
+	lastRead time.Duration  // since clockStart, of the last small read checked for quietness
+	count    *atomic.Uint64 // bytes read from src, when set (the connection's BytesIn)
 	tiny     [tinySize]byte
 }
 
@@ -253,7 +259,9 @@ func (cr *connReader) Read(p []byte) (int, error) {
 		}
 		if len(p) >= size {
 			// Large read (a message body): no copy through the buffer.
-			return cr.src.Read(p)
+			n, err := cr.src.Read(p)
+			cr.counted(n)
+			return n, err
 		}
 		cr.fill()
 		if cr.r == cr.w {
@@ -281,6 +289,13 @@ func (cr *connReader) ReadByte() (byte, error) {
 	return b, nil
 }
 
+// counted adds n bytes read from the socket to the connection's counter.
+func (cr *connReader) counted(n int) {
+	if cr.count != nil && n > 0 {
+		cr.count.Add(uint64(n))
+	}
+}
+
 // takeErr returns the pending error and clears it: a read deadline error is not final, the handler may
 // set a new deadline and read again.
 func (cr *connReader) takeErr() error {
@@ -300,6 +315,7 @@ func (cr *connReader) fill() {
 			panic("protocol: reader returned an invalid count")
 		}
 		cr.w, cr.err = n, err
+		cr.counted(n)
 		if n > 0 || err != nil {
 			cr.adapt(n)
 			return

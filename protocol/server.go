@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -47,6 +48,11 @@ type Server struct {
 	lns      []*listener
 	sniffing map[net.Conn]struct{} // accepted, protocol not yet known
 	conns    map[*Conn]struct{}
+
+	// The management HTTP server (manage.go), started by the first request handed to it.
+	mgmt    http.Handler
+	httpSrv *http.Server
+	httpLn  *chanListener
 }
 
 // NewServer returns a server dispatching recognised connections to handlers, keyed by protocol name
@@ -88,6 +94,7 @@ type listener struct {
 
 	// Detection failures, for logging.
 	httpLogs, unknownLogs, timeoutLogs, tlsLogs rateLimit
+	stats                                       listenerStats
 }
 
 func (l *listener) maxConnections() int64 { return int64(l.set.Connector.MaxConnections) }
@@ -201,9 +208,11 @@ func (s *Server) acceptLoop(l *listener) {
 			continue
 		}
 		delay = 0
+		l.stats.accepted.Add(1)
 		if l.active.Load() >= l.maxConnections() {
 			// Close at once rather than leave the client hanging.
 			_ = nc.Close()
+			l.stats.refuse(RefusedMaxConnections)
 			if n := l.refusals.hit(); n > 0 {
 				s.log.Warn("max connections reached, connection refused", zap.String("connector", l.set.Connector.Name),
 					zap.Int64("max_connections", l.maxConnections()), zap.Int64("refused", n))
@@ -282,6 +291,9 @@ func (s *Server) served(l *listener, nc net.Conn, c *Conn, panicked any) {
 		delete(s.conns, c)
 	}
 	s.mu.Unlock()
+	if c != nil {
+		l.stats.retire(c)
+	}
 }
 
 // open recognises the protocol of nc and registers its connection; nil when detection failed (nc is
@@ -292,6 +304,9 @@ func (s *Server) served(l *listener, nc net.Conn, c *Conn, panicked any) {
 //go:noinline
 func (s *Server) open(l *listener, nc net.Conn) *Conn {
 	proto, conn, r, err := s.detect(l, nc)
+	if errors.Is(err, errHandedOff) {
+		return nil
+	}
 	if err != nil {
 		_ = nc.Close()
 		return nil
@@ -340,6 +355,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.shutdown()
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.shutdownHTTP(ctx)
+	}()
 
 	finished := make(chan struct{})
 	go func() {

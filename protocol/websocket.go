@@ -123,8 +123,14 @@ func (s *Server) upgradeHTTP(l *listener, nc net.Conn, sniffed []byte) (string, 
 	h := l.set.Connector.HTTP
 	_ = nc.SetDeadline(time.Now().Add(h.UpgradeTimeout))
 	lr := &io.LimitedReader{R: io.MultiReader(bytes.NewReader(sniffed), nc), N: h.MaxHeaderBytes}
+	var rec *recorder // what was read, for the management server to read again
+	var src io.Reader = lr
+	if l.set.Connector.Management {
+		rec = &recorder{r: lr}
+		src = rec
+	}
 	br := requestReaders.Get().(*bufio.Reader)
-	br.Reset(lr)
+	br.Reset(src)
 	defer func() { br.Reset(nil); requestReaders.Put(br) }()
 	req, err := http.ReadRequest(br)
 	var proto string
@@ -136,10 +142,17 @@ func (s *Server) upgradeHTTP(l *listener, nc net.Conn, sniffed []byte) (string, 
 	case err != nil && errors.Is(err, io.EOF):
 	case err != nil:
 		err = refuse(http.StatusBadRequest, "malformed request: %v", err)
-	case br.Buffered() > 0:
-		err = refuse(http.StatusBadRequest, "data after the request header before the upgrade")
 	default:
 		proto, err = s.routeHTTP(l, req)
+		if err == nil && br.Buffered() > 0 {
+			err = refuse(http.StatusBadRequest, "data after the request header before the upgrade")
+		}
+	}
+	if errors.Is(err, errManagement) {
+		if err := s.handOff(l, nc, rec.buf); err != nil {
+			return "", nil, nil, err
+		}
+		return "", nil, nil, errHandedOff
 	}
 	if err != nil {
 		s.httpFailed(l, nc, req, err)
@@ -173,6 +186,9 @@ func (s *Server) routeHTTP(l *listener, req *http.Request) (string, error) {
 			r := refuse(http.StatusUpgradeRequired, "%s is a WebSocket endpoint", req.URL.Path)
 			r.header = http.Header{"Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}}
 			return "", r
+		}
+		if l.set.Connector.Management && s.managementHandler() != nil {
+			return "", errManagement
 		}
 		return "", refuse(http.StatusNotFound, "no such resource %q", req.URL.Path)
 	}
@@ -257,6 +273,7 @@ func (s *Server) httpFailed(l *listener, nc net.Conn, req *http.Request, err err
 		s.detectFailed(l, nc, err, nil)
 		return
 	}
+	l.stats.refuse(RefusedHTTP)
 	n := l.httpLogs.hit()
 	if n == 0 {
 		return

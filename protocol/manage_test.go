@@ -1,0 +1,186 @@
+package protocol_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol"
+)
+
+// mgmtEcho answers every request with its connector, method, path and body.
+func mgmtEcho(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	name := ""
+	if c := protocol.ConnectorOf(r.Context()); c != nil {
+		name = c.Name
+	}
+	fmt.Fprintf(w, "%s %s %s %s", name, r.Method, r.URL.Path, body)
+}
+
+// A request that is not a WebSocket upgrade goes to the management handler on a connector with
+// management on: a plain GET, a POST with a body, several on one kept-alive connection; the WebSocket
+// paths still answer 426 to a plain GET, and a connector without management still answers 404.
+func TestManagementRequestsHandedOff(t *testing.T) {
+	setup := func(mgmt bool) (*protocol.Server, string) {
+		h := newCapture()
+		srv, addr, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: h, protocol.STOMP: h},
+			conf.Connector{Name: "api", Detect: []string{"mqtt", "stomp", "http"}, Management: mgmt,
+				DetectTimeout: 5 * time.Second, MaxConnections: 100}, func(s *protocol.Server) {
+				s.SetManagement(http.HandlerFunc(mgmtEcho))
+			})
+		return srv, addr
+	}
+	srv, addr := setup(true)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	get := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, got := get("GET", "/metrics", ""); code != 200 || got != "api GET /metrics " {
+		t.Errorf("GET /metrics = %d %q", code, got)
+	}
+	big := strings.Repeat("x", 100<<10) // more than the request buffer read while detecting
+	if code, got := get("POST", "/api/v1/x", big); code != 200 || got != "api POST /api/v1/x "+big {
+		t.Errorf("POST with a 100 KiB body = %d, %d bytes", code, len(got))
+	}
+	if code, got := get("GET", "/again", ""); code != 200 || got != "api GET /again " {
+		t.Errorf("GET /again = %d %q", code, got)
+	}
+	if code, _ := get("GET", "/mqtt", ""); code != http.StatusUpgradeRequired {
+		t.Errorf("GET /mqtt on a kept-alive connection = %d, want 426", code)
+	}
+	if code, _ := get("GET", "/stomp", ""); code != http.StatusUpgradeRequired {
+		t.Errorf("GET /stomp on a new connection = %d, want 426", code)
+	}
+	st := srv.ConnectorStats()
+	if len(st) != 1 || st[0].Accepted != 2 || st[0].Refused[protocol.RefusedHTTP] != 1 {
+		t.Errorf("connector stats = %+v, want 2 accepted and one http refusal (the 426 while detecting)", st)
+	}
+
+	_, addr2 := setup(false)
+	resp, err := http.Get("http://" + addr2 + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("without management GET /metrics = %d, want 404", resp.StatusCode)
+	}
+}
+
+// Pipelined requests read in one go while detecting are all answered, in order.
+func TestManagementPipelined(t *testing.T) {
+	h := newCapture()
+	_, addr, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: h},
+		conf.Connector{Name: "api", Detect: []string{"mqtt", "http"}, Management: true,
+			DetectTimeout: 5 * time.Second, MaxConnections: 100}, func(s *protocol.Server) {
+			s.SetManagement(http.HandlerFunc(mgmtEcho))
+		})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_, _ = io.WriteString(nc, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	br := bufio.NewReader(nc)
+	for _, want := range []string{"api GET /a ", "api GET /b "} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != want {
+			t.Errorf("got %q, want %q", b, want)
+		}
+	}
+}
+
+// Traffic counts socket bytes and the messages front-ends report; Connections lists the session a
+// front-end attached, and Disconnect ends the connection.
+func TestConnectionsAndTraffic(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		conn *protocol.Conn
+	)
+	ready := make(chan struct{})
+	h := protocol.HandlerFunc(func(c *protocol.Conn) {
+		c.SetSession(fakeSession{})
+		mu.Lock()
+		conn = c
+		mu.Unlock()
+		buf := make([]byte, 64)
+		n, _ := c.Reader().Read(buf)
+		c.CountIn(1)
+		c.Write(buf[:n])
+		c.CountOut(1)
+		close(ready)
+		<-c.Done()
+	})
+	srv, addr, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: h},
+		conf.Connector{Protocol: "mqtt", MaxConnections: 10}, nil)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_, _ = nc.Write([]byte("hello"))
+	<-ready
+	echo := make([]byte, 5)
+	if _, err := io.ReadFull(nc, echo); err != nil {
+		t.Fatal(err)
+	}
+	list := srv.Connections()
+	if len(list) != 1 {
+		t.Fatalf("Connections = %+v, want one", list)
+	}
+	ci := list[0]
+	want := protocol.Traffic{BytesIn: 5, BytesOut: 5, MessagesIn: 1, MessagesOut: 1}
+	if ci.Traffic != want || !ci.LoggedIn || ci.Session.ClientID != "dev1" || ci.Protocol != protocol.MQTT ||
+		ci.Transport != "tcp" || ci.Remote != nc.LocalAddr().String() || time.Since(ci.Since) > time.Minute {
+		t.Errorf("connection = %+v, want traffic %+v and the session of dev1", ci, want)
+	}
+	if srv.Disconnect(ci.ID + 1000) {
+		t.Error("Disconnect of an unknown id reported true")
+	}
+	if !srv.Disconnect(ci.ID) {
+		t.Fatal("Disconnect reported false")
+	}
+	mu.Lock()
+	c := conn
+	mu.Unlock()
+	<-c.Done()
+	if c.Err() != protocol.ErrKicked {
+		t.Errorf("close reason %v, want ErrKicked", c.Err())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(srv.Connections()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := srv.ConnectorStats()[0]
+	if len(st.Traffic) != 1 || st.Traffic[0].Traffic != want || st.Traffic[0].VirtualHost != "h" || st.Accepted != 1 {
+		t.Errorf("connector stats after the close = %+v, want the connection's traffic kept", st)
+	}
+}
+
+type fakeSession struct{}
+
+func (fakeSession) Describe() protocol.SessionInfo {
+	return protocol.SessionInfo{VirtualHost: "h", User: "alice", ClientID: "dev1", Version: "3.1.1"}
+}
