@@ -129,7 +129,7 @@ virtual_host "default" {
   # access_rule {
   #   allow  = ["+"]                      # or deny = [...]; users, groups, "+" any user, "*" anyone
   #   action = ["send", "receive"]        # connect send receive consume create destroy admin monitor
-  #   kind   = "topic"                    # connector virtual_host topic queue dsub, or "*"
+  #   kind   = "topic"                    # connector virtual_host broker topic queue dsub, or "*"
   #                                       # (a durable subscription needs create on kind dsub)
   #   id     = "devices.%c.**"            # STOMP syntax without prefix; %u user, %c client id
   # }

@@ -101,9 +101,12 @@ type Object string
 const (
 	ObjectConnector   Object = "connector"
 	ObjectVirtualHost Object = "virtual_host"
-	ObjectTopic       Object = "topic"
-	ObjectQueue       Object = "queue"
-	ObjectDsub        Object = "dsub"
+	// ObjectBroker is the broker as a whole: monitor reads broker-wide views (metrics, every connection),
+	// admin changes them (reload). Checked with id "broker".
+	ObjectBroker Object = "broker"
+	ObjectTopic  Object = "topic"
+	ObjectQueue  Object = "queue"
+	ObjectDsub   Object = "dsub"
 )
 
 // Authorize reports whether p may perform action on the destination or object of kind obj at path
