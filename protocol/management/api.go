@@ -1,0 +1,4 @@
+package management
+
+// apiRoutes registers /api/v1/.
+func (m *Manager) apiRoutes() {}

@@ -1,0 +1,154 @@
+package management
+
+import (
+	"crypto/sha256"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/virtualhost"
+)
+
+const (
+	// credentialTTL is how long verified credentials are trusted without bcrypt again.
+	credentialTTL = 30 * time.Second
+	// maxCachedCredentials bounds the cache; when full it is emptied.
+	maxCachedCredentials = 1024
+)
+
+type credKey struct {
+	host *virtualhost.Host
+	user string
+	hash [sha256.Size]byte // of the password: the cache never holds it
+}
+
+type credEntry struct {
+	p       virtualhost.Principal
+	expires time.Time
+}
+
+// credentialCache remembers successful logins for credentialTTL.
+type credentialCache struct {
+	mu sync.Mutex
+	m  map[credKey]credEntry
+}
+
+func (c *credentialCache) get(k credKey) (virtualhost.Principal, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || time.Now().After(e.expires) {
+		return virtualhost.Principal{}, false
+	}
+	return e.p, true
+}
+
+func (c *credentialCache) put(k credKey, p virtualhost.Principal) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedCredentials {
+		c.m = make(map[credKey]credEntry)
+	}
+	c.m[k] = credEntry{p: p, expires: time.Now().Add(credentialTTL)}
+}
+
+func (c *credentialCache) clear() {
+	c.mu.Lock()
+	c.m = nil
+	c.mu.Unlock()
+}
+
+// errUnauthenticated is a missing or wrong login (401); errForbidden a denied action (403).
+var (
+	errUnauthenticated = errors.New("authentication required")
+	errForbidden       = errors.New("forbidden")
+)
+
+// brokerHost returns the host a broker-wide request authenticates against: the one its basic auth user
+// name names ("user@host"), else the connector's virtual_host, else the first. The user name without the
+// host part is returned too.
+func (m *Manager) brokerHost(r *http.Request) (*virtualhost.Host, string) {
+	user, _, _ := r.BasicAuth()
+	if i := strings.LastIndexByte(user, '@'); i >= 0 {
+		if h := m.o.Hosts.Lookup(user[i+1:]); h != nil {
+			return h, user[:i]
+		}
+	}
+	if c := protocol.ConnectorOf(r.Context()); c != nil && c.VirtualHost != "" {
+		if h := m.o.Hosts.Lookup(c.VirtualHost); h != nil {
+			return h, user
+		}
+	}
+	return m.o.Hosts.Default(), user
+}
+
+// login authenticates r against host h; user is the basic auth user name (without any "@host").
+func (m *Manager) login(r *http.Request, h *virtualhost.Host, user string) (virtualhost.Principal, error) {
+	_, password, hasAuth := r.BasicAuth()
+	if !hasAuth {
+		if p, err := h.Authenticate("", nil, false); err == nil {
+			return p, nil
+		}
+		return virtualhost.Principal{}, errUnauthenticated
+	}
+	k := credKey{host: h, user: user, hash: sha256.Sum256([]byte(password))}
+	if p, ok := m.creds.get(k); ok {
+		return p, nil
+	}
+	p, err := h.Authenticate(user, []byte(password), true)
+	if err != nil {
+		if d := h.Throttle.Fail(remoteAddr(r)); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+			}
+		}
+		return virtualhost.Principal{}, errUnauthenticated
+	}
+	m.creds.put(k, p)
+	return p, nil
+}
+
+// allow authenticates r against h and checks that it may do action on obj id; on failure it writes
+// the 401 or 403 and returns false.
+func (m *Manager) allow(w http.ResponseWriter, r *http.Request, h *virtualhost.Host, user string,
+	action virtualhost.Action, obj virtualhost.Object, id []string) (virtualhost.Principal, bool) {
+	p, err := m.login(r, h, user)
+	if err != nil {
+		m.unauthorized(w, r)
+		return p, false
+	}
+	if !h.Authorize(p, action, obj, id, "") {
+		writeError(w, http.StatusForbidden, "%s on %s %s not allowed for %s", action, obj, strings.Join(id, "."), describe(p))
+		return p, false
+	}
+	return p, true
+}
+
+// unauthorized writes a 401; a browser's native login prompt is asked for only when the request is not
+// the console's own fetch.
+func (m *Manager) unauthorized(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-Requested-With") == "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="lyre", charset="UTF-8"`)
+	}
+	writeError(w, http.StatusUnauthorized, "%v", errUnauthenticated)
+}
+
+func describe(p virtualhost.Principal) string {
+	if p.User == "" {
+		return "anonymous"
+	}
+	return "user " + p.User
+}
+
+func remoteAddr(r *http.Request) net.Addr {
+	a, err := net.ResolveTCPAddr("tcp", r.RemoteAddr)
+	if err != nil {
+		return nil
+	}
+	return a
+}

@@ -1,0 +1,4 @@
+package management
+
+// consoleRoutes registers /console/.
+func (m *Manager) consoleRoutes() {}

@@ -1,0 +1,28 @@
+// Package management serves Lyre's HTTP management interface on connectors with `management = true`:
+// Prometheus metrics (/metrics), a JSON REST API (/api/v1/, described by /api/v1/openapi.json) with
+// publishing over HTTP, and an embedded web console (/console/). It also publishes each virtual host's
+// $SYS topics. protocol hands it the HTTP requests that are not WebSocket upgrades (Server.SetManagement);
+// cmd/lyre wires it to the broker.
+//
+// # Authorization
+//
+// Requests authenticate with HTTP basic auth against a virtual host's users; without an Authorization
+// header the request is anonymous, which only an anonymous host accepts. Requests under
+// /api/v1/vhosts/{vhost}/ use that host; broker-wide ones (/metrics, /api/v1/broker, /api/v1/vhosts,
+// /api/v1/connections, /api/v1/reload) use the host a "user@host" user name names (as MQTT does), else
+// the connector's virtual_host, else the first host. Access rules then decide, as for clients:
+//
+//   - reading a host's resources needs action monitor on kind virtual_host (id: the host's name);
+//   - changing them (disconnect, delete a session, purge, move, delete a queue or a retained message)
+//     needs admin on kind virtual_host;
+//   - publishing needs send on the topic or queue, like any publisher;
+//   - broker-wide views need monitor on kind broker (id "broker"), reload needs admin on kind broker.
+//
+// A host without access rules allows everything to those it lets in. The connect permission is not
+// asked: a monitoring account need not be able to connect as a client. A failed login is answered 401
+// after the host's login throttle delay (the same per-address throttle MQTT and STOMP logins feed), and
+// counted. Verified credentials are cached for a short while (credentialTTL) keyed by a hash of the
+// password, so a console polling every few seconds does not pay bcrypt on every request; the cache is
+// emptied by Reloaded. Requests that carry "X-Requested-With" (the console's fetches) get their 401
+// without a WWW-Authenticate header, so the browser shows the console's login form rather than its own.
+package management

@@ -1,0 +1,4 @@
+package management
+
+// metricsRoutes registers /metrics.
+func (m *Manager) metricsRoutes() {}

@@ -1,0 +1,4 @@
+package management
+
+// startSys starts the $SYS publisher.
+func (m *Manager) startSys() {}
