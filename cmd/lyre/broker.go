@@ -6,11 +6,13 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/protocol/management"
 	"github.com/lyremq/lyre/protocol/mqtt"
 	"github.com/lyremq/lyre/protocol/stomp"
 	"github.com/lyremq/lyre/router"
@@ -25,6 +27,8 @@ type Broker struct {
 	hosts *virtualhost.Registry
 	srv   *protocol.Server
 	mqtt  *mqtt.Handler
+	mgmt  *management.Manager
+	cfg   atomic.Pointer[conf.Config] // running now
 }
 
 // Start builds the virtual hosts, then binds every connector. On error nothing is left running.
@@ -71,6 +75,10 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 		"stomp": sh,
 	})
 	b := &Broker{log: log, hosts: reg, srv: srv, mqtt: mh}
+	b.cfg.Store(cfg)
+	b.mgmt = management.New(management.Options{Version: version, Hosts: reg, Server: srv,
+		Config: b.cfg.Load, Log: log.Named("management")})
+	srv.SetManagement(b.mgmt)
 	for _, c := range cfg.Connectors {
 		if err := srv.Listen(c); err != nil {
 			_ = b.Shutdown(context.Background())
@@ -90,6 +98,7 @@ func (b *Broker) Hosts() *virtualhost.Registry { return b.hosts }
 // releases the hosts.
 func (b *Broker) Shutdown(ctx context.Context) error {
 	err := b.srv.Shutdown(ctx)
+	b.mgmt.Close()
 	b.mqtt.Close() // its session expiry and will timers
 	b.hosts.Close()
 	return err
