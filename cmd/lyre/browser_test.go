@@ -39,6 +39,21 @@ func chromiumBinary() string {
 	return ""
 }
 
+// requireChromium returns the Chromium to drive. Without one the test skips, naming the package to install,
+// unless CI is set: there it fails (.ci/run installs the package).
+func requireChromium(t *testing.T) string {
+	t.Helper()
+	bin := chromiumBinary()
+	if bin == "" {
+		const msg = "no chromium binary on PATH: install Debian's chromium package (apt-get install chromium); .ci/run does"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return bin
+}
+
 // browserResult is window.lyreResult, the verdict of testdata/browser/test.js.
 type browserResult struct {
 	Done   bool              `json:"done"`
@@ -53,15 +68,7 @@ type browserResult struct {
 // send a message each way between the protocols, MQTT 5 user properties arriving as STOMP headers and back.
 // It needs Debian's chromium package; without it the test skips, unless CI is set (.ci/run installs it).
 func TestBrowser(t *testing.T) {
-	bin := chromiumBinary()
-	if bin == "" {
-		const msg = "no chromium binary on PATH: install Debian's chromium package (apt-get install chromium); .ci/run does"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-
+	bin := requireChromium(t)
 	page := httptest.NewServer(http.FileServer(http.Dir("testdata/browser")))
 	defer page.Close()
 	_, addr := startBroker(t, fmt.Sprintf(browserConfig, page.URL))
