@@ -660,6 +660,7 @@ function showPage(focus) {
   }
   if (current === 'overview') drawGraph();
   refreshView();
+  pollHost();
 }
 
 let viewBusy = false;
@@ -710,20 +711,27 @@ async function pollBroker() {
   try {
     b = await api('GET', '/broker');
   } catch (e) {
-    fail('Reading the broker', e);
+    if (e instanceof HTTPError && e.status === 403) {
+      // A virtual host's operator may not see the broker as a whole: say so on the overview only.
+      $('ov-broker').hidden = true;
+      $('ov-broker-note').textContent = 'The broker-wide figures need the monitor right on kind broker: ' + e.message;
+      $('ov-broker-note').hidden = false;
+    } else {
+      fail('Reading the broker', e);
+    }
     return;
   } finally {
     brokerBusy = false;
   }
   const now = performance.now();
   const c = totalsOf(b);
+  $('ov-broker-note').hidden = true;
+  $('ov-broker').hidden = false;
   $('ov-version').textContent = b.version || '–';
   $('ov-uptime').textContent = typeof b.uptime_seconds === 'number' ? fmtDuration(b.uptime_seconds) : '–';
+  $('ov-total-in').textContent = fmtNumber(c.mi);
+  $('ov-total-out').textContent = fmtNumber(c.mo);
   const connectors = Array.isArray(b.connectors) ? b.connectors : [];
-  const open = typeof b.connections === 'number' ? b.connections
-    : connectors.reduce((s, x) => s + (typeof x.active === 'number' ? x.active : 0), 0);
-  $('ov-connections').textContent = fmtNumber(open);
-  $('ov-totals').textContent = `${fmtNumber(c.mi)} / ${fmtNumber(c.mo)}`;
   // A counter going down is a restarted broker: start the rates again.
   if (last && c.mi >= last.mi && c.mo >= last.mo && now > last.t) {
     const dt = (now - last.t) / 1000;
@@ -740,6 +748,32 @@ async function pollBroker() {
   while (samples.length && samples[0].t < now - WINDOW_S * 1000) samples.shift();
   renderRows(views.connectors, connectors);
   if (current === 'overview') drawGraph();
+}
+
+let hostBusy = false;
+
+// pollHost shows the selected virtual host's figures on the overview.
+async function pollHost() {
+  if (current !== 'overview' || !ready || hostBusy || $('login').open) return;
+  hostBusy = true;
+  const name = vhost();
+  try {
+    const h = await api('GET', vhostPath(''));
+    if (name !== vhost()) return;
+    $('ov-host-name').textContent = h.name || name;
+    $('ov-host-connections').textContent = fmtNumber(h.connections);
+    $('ov-host-subscriptions').textContent = `${fmtNumber(h.subscriptions)} (${fmtNumber(h.durable_subscriptions)} durable)`;
+    $('ov-host-queues').textContent = fmtNumber(h.queues);
+    $('ov-host-retained').textContent = fmtNumber(h.retained);
+    $('ov-host-published').textContent = fmtNumber(h.messages_published);
+    $('ov-host-delivered').textContent = fmtNumber(h.messages_delivered);
+    $('ov-host-dropped').textContent = fmtNumber(h.drops && typeof h.drops === 'object' ? h.drops.total : h.drops);
+    $('ov-host-dead').textContent = fmtNumber(h.dead_lettered);
+  } catch (e) {
+    fail(`Reading virtual host ${name}`, e);
+  } finally {
+    hostBusy = false;
+  }
 }
 
 // niceCeil rounds v up to 1, 2 or 5 times a power of ten, for the graph's scale.
@@ -876,14 +910,14 @@ function setupPublish() {
 
 async function reloadAll() {
   await loadVhosts();
-  await Promise.all([pollBroker(), refreshView()]);
+  await Promise.all([pollBroker(), pollHost(), refreshView()]);
 }
 
 let pollTimer = 0;
 
 async function poll() {
   clearTimeout(pollTimer);
-  await Promise.all([pollBroker(), refreshView()]);
+  await Promise.all([pollBroker(), pollHost(), refreshView()]);
   pollTimer = setTimeout(poll, POLL_MS);
 }
 
@@ -899,6 +933,7 @@ async function start() {
     for (const v of Object.values(views)) if (v.state) v.state.page = 1;
     clearAlert();
     refreshView();
+    pollHost();
   });
   window.addEventListener('hashchange', () => showPage(true));
   new ResizeObserver(() => drawGraph()).observe($('rates-graph'));
