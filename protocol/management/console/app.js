@@ -53,7 +53,14 @@ async function api(method, path, { body, headers = {}, json } = {}) {
   }
   if (!res.ok) {
     const msg = data && typeof data.error === 'string' ? data.error : text.trim() || `HTTP ${res.status} ${res.statusText}`;
-    if (res.status === 401) openLogin(auth ? 'The user or password was not accepted.' : '');
+    if (res.status === 401) {
+      if (auth && sessionStorage.getItem(AUTH_KEY) === auth) {
+        // Wrong, or no longer valid (a reload removed the user): forget them.
+        sessionStorage.removeItem(AUTH_KEY);
+        showUser();
+      }
+      openLogin(auth ? 'The user or password was not accepted.' : '');
+    }
     throw new HTTPError(res.status, msg);
   }
   return data;
@@ -191,7 +198,7 @@ async function loadVhosts() {
 }
 
 function showUser() {
-  const user = sessionStorage.getItem(USER_KEY);
+  const user = sessionStorage.getItem(AUTH_KEY) ? sessionStorage.getItem(USER_KEY) : '';
   $('who').textContent = user ? 'signed in as ' + user : 'anonymous';
   $('signout').hidden = !user;
   $('signin').hidden = !!user;
@@ -212,7 +219,7 @@ function openLogin(error) {
     $('login-user').value = sessionStorage.getItem(USER_KEY) || '';
     $('login-password').value = '';
     d.showModal();
-    $('login-user').focus();
+    ($('login-user').value ? $('login-password') : $('login-user')).focus();
   }
 }
 
@@ -762,7 +769,8 @@ async function pollHost() {
     if (name !== vhost()) return;
     $('ov-host-name').textContent = h.name || name;
     $('ov-host-connections').textContent = fmtNumber(h.connections);
-    $('ov-host-subscriptions').textContent = `${fmtNumber(h.subscriptions)} (${fmtNumber(h.durable_subscriptions)} durable)`;
+    $('ov-host-subscriptions').textContent = fmtNumber(h.subscriptions);
+    $('ov-host-durables').textContent = h.durable_subscriptions ? `${fmtNumber(h.durable_subscriptions)} durable` : '';
     $('ov-host-queues').textContent = fmtNumber(h.queues);
     $('ov-host-retained').textContent = fmtNumber(h.retained);
     $('ov-host-published').textContent = fmtNumber(h.messages_published);
