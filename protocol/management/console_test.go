@@ -113,7 +113,17 @@ func TestConsoleSourcesObeyCSP(t *testing.T) {
 		}
 		return string(b)
 	}
-	html, js, css := read("index.html"), read("app.js"), read("app.css")
+	html, css := read("index.html"), read("app.css")
+	var js string // every module, for the checks that apply to all
+	entries, err := fs.ReadDir(consoleFiles, "console")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if path.Ext(e.Name()) == ".js" {
+			js += read(e.Name())
+		}
+	}
 
 	for _, bad := range []struct{ re, why string }{
 		{`<script(\s[^>]*)?>\s*[^<\s]`, "inline script"},
@@ -139,18 +149,20 @@ func TestConsoleSourcesObeyCSP(t *testing.T) {
 		{`(?i)https?://`, "another origin"},
 	} {
 		if m := regexp.MustCompile(bad.re).FindString(js); m != "" {
-			t.Errorf("app.js: %s: %q", bad.why, m)
+			t.Errorf("console JavaScript: %s: %q", bad.why, m)
 		}
 	}
 	if m := regexp.MustCompile(`(?i)url\(\s*['"]?(https?:)?//|@import`).FindString(css); m != "" {
 		t.Errorf("app.css: another origin: %q", m)
 	}
 
-	// Every file index.html names is embedded and served.
+	// Every file index.html names, or a module imports, is embedded and served.
 	served := loadConsole()
-	for _, m := range regexp.MustCompile(`(?:src|href)="([^"#]+)"`).FindAllStringSubmatch(html, -1) {
+	refs := regexp.MustCompile(`(?:src|href)="([^"#]+)"`).FindAllStringSubmatch(html, -1)
+	refs = append(refs, regexp.MustCompile(`(?m)^import .* from '\./([^']+)';$`).FindAllStringSubmatch(js, -1)...)
+	for _, m := range refs {
 		if _, ok := served[m[1]]; !ok {
-			t.Errorf("index.html refers to %q, which is not served", m[1])
+			t.Errorf("%q is referred to but not served", m[1])
 		}
 	}
 	// Every embedded file is served: an unknown extension would be left out quietly.
@@ -162,14 +174,14 @@ func TestConsoleSourcesObeyCSP(t *testing.T) {
 		}
 		return err
 	})
-	// Every element app.js looks up by a literal id is in index.html.
+	// Every element the scripts look up by a literal id is in index.html.
 	ids := make(map[string]bool)
 	for _, m := range regexp.MustCompile(`\sid="([^"]+)"`).FindAllStringSubmatch(html, -1) {
 		ids[m[1]] = true
 	}
 	for _, m := range regexp.MustCompile(`\$\('([^']+)'\)`).FindAllStringSubmatch(js, -1) {
 		if !ids[m[1]] {
-			t.Errorf("app.js uses id %q, which index.html lacks", m[1])
+			t.Errorf("the scripts use id %q, which index.html lacks", m[1])
 		}
 	}
 	for _, m := range regexp.MustCompile(`data-table="([^"]+)"`).FindAllStringSubmatch(html, -1) {

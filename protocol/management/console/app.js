@@ -1,6 +1,11 @@
-// Lyre's web console: plain JavaScript, no framework, no build step. Everything shown comes from the
-// management API (/api/v1) and is put in the page with textContent, never as HTML. The page is served
-// with a Content-Security-Policy that allows only this script and app.css from the same origin.
+// Lyre's web console: plain JavaScript modules (app.js, format.js, table.js, graph.js), no framework, no
+// build step. Everything shown comes from the management API (/api/v1) and is put in the page with
+// textContent, never as HTML. The page is served with a Content-Security-Policy that allows only these
+// scripts and app.css from the same origin: no inline script or style, no eval.
+
+import { fmtBytes, fmtDuration, fmtNumber, fmtRate, fmtReasons } from './format.js';
+import { drawRates } from './graph.js';
+import { buildTable, bytes, col, count, num, renderPager, renderRows, since, until } from './table.js';
 
 const API = '/api/v1';
 const POLL_MS = 2000; // the overview's poll of /api/v1/broker, and the visible table's refresh
@@ -12,8 +17,6 @@ const VHOST_KEY = 'lyre.vhost';
 
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
-const numberFormat = new Intl.NumberFormat();
-const rateFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 
 // HTTPError is an API answer other than 2xx; status 0 when the broker could not be reached.
 class HTTPError extends Error {
@@ -95,85 +98,6 @@ function fail(what, e) {
 function clearAlert() {
   $('alert').hidden = true;
   $('alert-text').textContent = '';
-}
-
-// ---- formatting -------------------------------------------------------------------------------------
-
-function fmtNumber(v) {
-  return typeof v === 'number' ? numberFormat.format(v) : v == null ? '' : String(v);
-}
-
-function fmtBytes(v) {
-  if (typeof v !== 'number') return v == null ? '' : String(v);
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return (i === 0 ? String(v) : rateFormat.format(v)) + ' ' + units[i];
-}
-
-function fmtValue(v) {
-  if (v == null) return '';
-  if (typeof v === 'boolean') return v ? 'yes' : 'no';
-  if (typeof v === 'number') return numberFormat.format(v);
-  if (Array.isArray(v)) return v.map(fmtValue).join(', ');
-  if (typeof v === 'object') {
-    return Object.entries(v).map(([k, x]) => `${k} ${fmtValue(x)}`).join(', ');
-  }
-  return String(v);
-}
-
-// fmtReasons shows counts by reason, leaving out the zeros.
-function fmtReasons(v) {
-  if (!v || typeof v !== 'object') return fmtValue(v);
-  const parts = Object.entries(v).filter(([, n]) => n).map(([k, n]) => `${k.replaceAll('_', ' ')} ${fmtNumber(n)}`);
-  return parts.length ? parts.join(', ') : 'none';
-}
-
-// fmtCount shows a list by its length (the list itself goes in the cell's title).
-function fmtCount(v) {
-  return Array.isArray(v) ? numberFormat.format(v.length) : fmtValue(v);
-}
-
-function fmtDuration(s) {
-  s = Math.max(0, Math.floor(s));
-  const d = Math.floor(s / 86400);
-  const h = Math.floor((s % 86400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  if (d) return `${d}d ${h}h ${m}m`;
-  if (h) return `${h}h ${m}m`;
-  if (m) return `${m}m ${s % 60}s`;
-  return `${s}s`;
-}
-
-function parseTime(v) {
-  if (!v) return null;
-  const t = new Date(v);
-  return isNaN(t) || t.getFullYear() < 1971 ? null : t;
-}
-
-// fmtSince is a past time as "5m 3s ago"; fmtUntil a future one as "in 2h 1m".
-function fmtSince(v) {
-  const t = parseTime(v);
-  return t ? fmtDuration((Date.now() - t) / 1000) + ' ago' : '';
-}
-
-function fmtUntil(v) {
-  const t = parseTime(v);
-  if (!t) return '';
-  const s = (t - Date.now()) / 1000;
-  return s > 0 ? 'in ' + fmtDuration(s) : 'now';
-}
-
-function fullTime(v) {
-  const t = parseTime(v);
-  return t ? t.toLocaleString() : '';
-}
-
-function fmtRate(v) {
-  return rateFormat.format(v);
 }
 
 // ---- virtual host and user --------------------------------------------------------------------------
@@ -305,16 +229,7 @@ function setupConfirm() {
   });
 }
 
-// ---- tables -----------------------------------------------------------------------------------------
-
-// A column is [header, value of an item, options]: fmt formats the value (fmtValue by default), num
-// aligns it right, title gives the cell a tooltip (the full time, or the whole list).
-const col = (header, get, opts = {}) => ({ header, get, ...opts });
-const num = { fmt: fmtNumber, num: true };
-const bytes = { fmt: fmtBytes, num: true };
-const since = { fmt: fmtSince, title: fullTime };
-const until = { fmt: fmtUntil, title: fullTime };
-const count = { fmt: fmtCount, num: true, title: (v) => (Array.isArray(v) ? v.join('\n') : '') };
+// ---- listings ---------------------------------------------------------------------------------------
 
 // The listings. path gives the API path of the listing, key a stable row key, label how an item is
 // named in buttons and messages. An action asks for confirmation (confirm) unless it says otherwise.
@@ -491,138 +406,6 @@ const views = {
   },
 };
 
-// buildTable puts a view's table, empty note and pager into its placeholder, once.
-function buildTable(name, view) {
-  const holder = document.querySelector(`[data-table="${name}"]`);
-  const wrap = document.createElement('div');
-  wrap.className = 'table-wrap';
-  const table = document.createElement('table');
-  const caption = table.createCaption();
-  caption.className = 'sr-only';
-  caption.textContent = view.caption;
-  const tr = table.createTHead().insertRow();
-  for (const c of view.columns) {
-    const th = document.createElement('th');
-    th.scope = 'col';
-    th.textContent = c.header;
-    if (c.num) th.className = 'num';
-    tr.append(th);
-  }
-  if (view.actions.length) {
-    const th = document.createElement('th');
-    th.scope = 'col';
-    th.className = 'actions';
-    const span = document.createElement('span');
-    span.className = 'sr-only';
-    span.textContent = 'Actions';
-    th.append(span);
-    tr.append(th);
-  }
-  const tbody = table.createTBody();
-  wrap.append(table);
-  const empty = document.createElement('p');
-  empty.className = 'empty';
-  empty.textContent = view.empty;
-  empty.hidden = true;
-  const pager = document.createElement('div');
-  pager.className = 'pager';
-  const info = document.createElement('span');
-  const prev = button('Previous page', () => { view.state.page--; refreshView(); });
-  const next = button('Next page', () => { view.state.page++; refreshView(); });
-  pager.append(info, prev, next);
-  pager.hidden = true;
-  holder.replaceChildren(wrap, empty, pager);
-  view.state = { page: 1, rows: new Map(), tbody, empty, pager, info, prev, next };
-}
-
-function button(text, onclick, className) {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.textContent = text;
-  if (className) b.className = className;
-  b.addEventListener('click', onclick);
-  return b;
-}
-
-// renderRows shows items in a view's table. Rows are keyed: a refresh updates the cells of a row that
-// stays, so its buttons (and the focus on one) survive the poll.
-function renderRows(view, items) {
-  const st = view.state;
-  const seen = new Set();
-  let i = 0;
-  for (const item of items) {
-    const k = view.key(item);
-    if (seen.has(k)) continue;
-    seen.add(k);
-    let row = st.rows.get(k);
-    if (!row) {
-      row = createRow(view);
-      st.rows.set(k, row);
-    }
-    row.item = item;
-    updateRow(view, row, item);
-    const at = st.tbody.rows[i];
-    if (at !== row) st.tbody.insertBefore(row, at || null);
-    i++;
-  }
-  for (const [k, row] of st.rows) {
-    if (!seen.has(k)) {
-      row.remove();
-      st.rows.delete(k);
-    }
-  }
-  st.empty.hidden = items.length > 0;
-}
-
-function createRow(view) {
-  const tr = document.createElement('tr');
-  for (const c of view.columns) {
-    const td = tr.insertCell();
-    if (c.num) td.className = 'num';
-  }
-  if (view.actions.length) {
-    const td = tr.insertCell();
-    td.className = 'actions';
-    for (const a of view.actions) {
-      td.append(button(a.label, () => runAction(view, a, tr.item), a.danger ? 'danger' : ''));
-    }
-  }
-  return tr;
-}
-
-function updateRow(view, tr, item) {
-  view.columns.forEach((c, i) => {
-    const v = c.get(item);
-    const td = tr.cells[i];
-    const text = (c.fmt || fmtValue)(v);
-    if (td.textContent !== text) td.textContent = text;
-    const title = c.title ? c.title(v) : '';
-    if (td.title !== title) td.title = title;
-  });
-  if (view.actions.length) {
-    const name = view.label(item);
-    const buttons = tr.cells[view.columns.length].children;
-    view.actions.forEach((a, i) => {
-      const b = buttons[i];
-      b.hidden = a.when ? !a.when(item) : false;
-      const label = `${a.label.replace('…', '')} ${name}`;
-      if (b.getAttribute('aria-label') !== label) b.setAttribute('aria-label', label);
-    });
-  }
-}
-
-function renderPager(view, page) {
-  const st = view.state;
-  const total = page.total || 0;
-  const size = page.page_size || PAGE_SIZE;
-  const pages = Math.max(1, Math.ceil(total / size));
-  st.pager.hidden = pages <= 1;
-  const from = total ? (page.page - 1) * size + 1 : 0;
-  st.info.textContent = `${fmtNumber(from)}–${fmtNumber(from + page.items.length - 1)} of ${fmtNumber(total)}`;
-  st.prev.disabled = page.page <= 1;
-  st.next.disabled = page.page >= pages;
-}
-
 async function runAction(view, a, item) {
   const name = view.label(item);
   let fields = {};
@@ -784,70 +567,8 @@ async function pollHost() {
   }
 }
 
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten, for the graph's scale.
-function niceCeil(v) {
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
-}
-
 function drawGraph() {
-  const c = $('rates-graph');
-  const w = c.clientWidth;
-  const h = c.clientHeight;
-  if (!w || !h) return; // not shown
-  const dpr = window.devicePixelRatio || 1;
-  if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
-    c.width = Math.round(w * dpr);
-    c.height = Math.round(h * dpr);
-  }
-  const g = c.getContext('2d');
-  g.setTransform(dpr, 0, 0, dpr, 0, 0);
-  g.clearRect(0, 0, w, h);
-  const css = getComputedStyle(c);
-  const color = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
-  const pad = { l: 56, r: 14, t: 10, b: 24 };
-  const now = performance.now();
-  const x = (t) => pad.l + (1 - (now - t) / (WINDOW_S * 1000)) * (w - pad.l - pad.r);
-  // Four grid steps of 1, 2 or 5 times a power of ten, at least 1 msg/s each.
-  const step = niceCeil(Math.max(4, ...samples.map((s) => Math.max(s.in, s.out))) / 4);
-  const max = 4 * step;
-  const y = (v) => h - pad.b - (v / max) * (h - pad.t - pad.b);
-
-  g.lineWidth = 1;
-  g.strokeStyle = color('--grid', '#e3e6ec');
-  g.fillStyle = color('--muted', '#5b6475');
-  g.font = '11px system-ui, sans-serif';
-  g.textAlign = 'right';
-  g.textBaseline = 'middle';
-  for (let i = 0; i <= 4; i++) {
-    const v = step * i;
-    const yy = Math.round(y(v)) + 0.5;
-    g.beginPath();
-    g.moveTo(pad.l, yy);
-    g.lineTo(w - pad.r, yy);
-    g.stroke();
-    g.fillText(fmtRate(v), pad.l - 6, yy);
-  }
-  g.textAlign = 'center';
-  g.textBaseline = 'top';
-  for (let m = 0; m <= WINDOW_S / 60; m++) {
-    g.fillText(m ? `−${m} min` : 'now', x(now - m * 60000), h - pad.b + 6);
-  }
-
-  g.save();
-  g.beginPath();
-  g.rect(pad.l, 0, w - pad.l - pad.r, h);
-  g.clip();
-  g.lineWidth = 2;
-  g.lineJoin = 'round';
-  for (const [key, name, fallback] of [['in', '--in', '#1c7ed6'], ['out', '--out', '#e8590c']]) {
-    g.strokeStyle = color(name, fallback);
-    g.beginPath();
-    samples.forEach((s, i) => (i ? g.lineTo(x(s.t), y(s[key])) : g.moveTo(x(s.t), y(s[key]))));
-    g.stroke();
-  }
-  g.restore();
+  drawRates($('rates-graph'), samples, WINDOW_S);
 }
 
 // ---- publish ----------------------------------------------------------------------------------------
@@ -930,7 +651,9 @@ async function poll() {
 }
 
 async function start() {
-  for (const [name, view] of Object.entries(views)) buildTable(name, view);
+  for (const [name, view] of Object.entries(views)) {
+    buildTable(document.querySelector(`[data-table="${name}"]`), view, refreshView, runAction);
+  }
   setupLogin();
   setupConfirm();
   setupPublish();
