@@ -141,6 +141,18 @@
 //     anything else ends the connection with DISCONNECT 0x87 (or 0x82 for a method mismatch), never a
 //     change of identity.
 //
+// # Management
+//
+// The Handler is management.Sessions. Sessions lists a host's sessions, online and offline: owner,
+// persistence, subscriptions, backlog (the messages waiting in the session's durable subscriptions,
+// which are the router's queues, plus those in the session's own queue behind the in-flight window),
+// in-flight QoS 1 and 2 deliveries, and when an offline session expires. DeleteSession ends an offline
+// session exactly as its expiry does (its delayed will is published, its durable subscriptions are
+// destroyed with their backlog, its records deleted) and returns once the store has those writes; it
+// refuses a connected one (management.ErrSessionOnline). While a session is ended (expiry or deletion)
+// its client id stays taken: a client connecting with it waits for the end, as for a takeover, so it
+// neither resumes a half-discarded session nor has its new durable subscriptions destroyed with the old.
+//
 // # Access control
 //
 // CONNECT answers 0x04 for bad credentials and 0x05 when the user may not connect (MQTT 5: 0x86, 0x87);

@@ -182,7 +182,9 @@ const maxSeen = 64
 // when clean session is off; its topic subscriptions are then durable subscriptions of the router
 // (durable.go). It is the router.Sink of every one of its subscriptions.
 type session struct {
-	id    string
+	id string
+	// clean: the session ends with its connection. The attached reader reads it freely and changes it
+	// under mu (end), where management reads it.
 	clean bool
 	host  *virtualhost.Host
 	att   *attachment // guarded by registry.mu
@@ -197,6 +199,7 @@ type session struct {
 	// Offline only, guarded by registry.mu: the timer that expires the session, and a will waiting for
 	// its delay (MQTT 5) with its timer.
 	expiryTimer *time.Timer
+	expiresAt   int64 // Unix ms when expiryTimer fires; 0 while it is not armed (management lists it)
 	will        *willMsg
 	willTimer   *time.Timer
 
@@ -238,7 +241,8 @@ type session struct {
 	// cons are the queue consumers, resumed when the connection drains or the window opens.
 	cons protocol.Consumers
 
-	// Owned by the attached reader goroutine.
+	// Owned by the attached reader goroutine. subs is changed under mu too (setEntryLocked), so
+	// management may read it under mu (Describe, Handler.Sessions).
 	subs        map[string]*subEntry // nil until the first SUBSCRIBE
 	awaitingRel map[uint16]struct{}  // inbound QoS 2 packet ids between PUBREC and PUBREL
 }
