@@ -1,6 +1,7 @@
 package mqtt
 
-// What management sees of MQTT: the sessions of a virtual host, online and offline (management.Sessions).
+// What management sees of MQTT: each connection's session (protocol.Session, attached at CONNECT) and
+// the sessions of a virtual host, online and offline (management.Sessions).
 
 import (
 	"cmp"
@@ -9,10 +10,25 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/management"
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
 )
+
+// Describe implements protocol.Session. It runs on any goroutine: what it reads of the client was fixed
+// at CONNECT, before the connection published it (SetSession), and the session's subscriptions and
+// persistence are read under the session's lock, which the reader takes to change them.
+func (cl *client) Describe() protocol.SessionInfo {
+	s := cl.sess
+	info := protocol.SessionInfo{VirtualHost: cl.host.Name, User: cl.user, ClientID: s.id, Version: versionName(cl.version)}
+	s.mu.Lock()
+	info.Persistent = !s.clean
+	info.Subscriptions = s.filtersLocked()
+	s.mu.Unlock()
+	return info
+}
 
 // filtersLocked returns the session's subscriptions as the client wrote them ($share/group/filter for a
 // shared one), sorted.
@@ -25,6 +41,19 @@ func (s *session) filtersLocked() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// versionName is the MQTT version of protocol level v.
+func versionName(v byte) string {
+	switch v {
+	case packet.Version31:
+		return "3.1"
+	case packet.Version311:
+		return "3.1.1"
+	case packet.Version5:
+		return "5"
+	}
+	return ""
 }
 
 // Sessions implements management.Sessions: the MQTT sessions of virtual host vhost (by name or alias),
@@ -112,4 +141,7 @@ func (h *Handler) DeleteSession(vhost, clientID string) error {
 	return nil
 }
 
-var _ management.Sessions = (*Handler)(nil)
+var (
+	_ protocol.Session    = (*client)(nil)
+	_ management.Sessions = (*Handler)(nil)
+)
