@@ -62,6 +62,7 @@ async function api(method, path, { body, headers = {}, json } = {}) {
         sessionStorage.removeItem(AUTH_KEY);
         showUser();
       }
+      if (loginDismissed) throw new HTTPError(401, 'Sign in to see this broker: ' + msg);
       openLogin(auth ? 'The user or password was not accepted.' : '');
     }
     throw new HTTPError(res.status, msg);
@@ -87,7 +88,7 @@ function say(text) {
 
 // fail shows an error; what says what was being done. A 401 is the login dialog's business.
 function fail(what, e) {
-  if (e instanceof HTTPError && e.status === 401) return;
+  if (e instanceof HTTPError && e.status === 401 && !loginDismissed) return;
   let text = e instanceof HTTPError ? e.message : String(e && e.message ? e.message : e);
   if (e instanceof HTTPError && e.status === 403) text = 'Not allowed: ' + text;
   text = what ? `${what}: ${text}` : text;
@@ -135,7 +136,12 @@ function base64UTF8(s) {
   return btoa(bin);
 }
 
+// loginDismissed is set when the user closes the login form without signing in: a 401 then shows as an
+// error instead of opening the form again at every poll, until the Sign in button is used.
+let loginDismissed = false;
+
 function openLogin(error) {
+  loginDismissed = false;
   const d = $('login');
   $('login-error').textContent = error || '';
   $('login-error').hidden = !error;
@@ -164,7 +170,11 @@ function setupLogin() {
     clearAlert();
     reloadAll();
   });
-  $('login-cancel').addEventListener('click', () => $('login').close());
+  $('login-cancel').addEventListener('click', () => {
+    loginDismissed = true;
+    $('login').close();
+  });
+  $('login').addEventListener('cancel', () => { loginDismissed = true; }); // Escape
   $('signin').addEventListener('click', () => openLogin(''));
   $('signout').addEventListener('click', () => {
     sessionStorage.removeItem(AUTH_KEY);
