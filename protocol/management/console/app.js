@@ -327,6 +327,8 @@ const views = {
       col('Bytes', (q) => q.bytes, bytes),
       col('Consumers', (q) => q.consumers, num),
       col('Unacked', (q) => q.unacked, num),
+      col('Enqueued', (q) => q.enqueued, num),
+      col('Dequeued', (q) => q.dequeued, num),
       col('Durable', (q) => q.durable),
     ],
     actions: [
@@ -364,12 +366,14 @@ const views = {
       col('Name', (t) => t.name),
       col('Subscribers', (t) => t.subscribers, num),
       col('Durable subscribers', (t) => t.durable_subscribers, num),
+      col('Shared subscribers', (t) => t.shared_subscribers, num),
       col('Retained', (t) => t.retained),
     ],
     actions: [
       {
         label: 'Publish…',
         confirm: false,
+        when: (t) => !/[*{}]/.test(t.name), // a filter with wildcards is no topic to publish to
         run: (t) => {
           startPublish('topics', t.name);
           return null;
@@ -387,6 +391,8 @@ const views = {
       col('Filter', (d) => d.filter),
       col('Owner', (d) => d.owner),
       col('Depth', (d) => d.depth, num),
+      col('Unacked', (d) => d.unacked, num),
+      col('Bytes', (d) => d.bytes, bytes),
       col('Consumers', (d) => d.consumers, num),
     ],
     actions: [],
