@@ -1,6 +1,7 @@
 package management
 
 import (
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -20,6 +21,12 @@ type Sessions interface {
 	// its client is connected, ErrNoSession when there is none.
 	DeleteSession(vhost, clientID string) error
 }
+
+// Errors of Sessions.DeleteSession.
+var (
+	ErrSessionOnline = errors.New("management: the session's client is connected")
+	ErrNoSession     = errors.New("management: no such session")
+)
 
 // SessionInfo describes one MQTT session.
 type SessionInfo struct {
