@@ -93,7 +93,7 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 		}
 		switch full {
 		case FullDropTail:
-			q.r.dropped.Add(1)
+			q.r.dropFull.Add(1)
 			pr.Dropped = 1
 			return pr
 		case FullDropHead:
@@ -101,11 +101,11 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 				pr.Dropped++
 			}
 			if q.fullFor(size) {
-				q.r.dropped.Add(uint64(pr.Dropped) + 1)
+				q.r.dropFull.Add(uint64(pr.Dropped) + 1)
 				pr.Dropped++
 				return pr
 			}
-			q.r.dropped.Add(uint64(pr.Dropped))
+			q.r.dropFull.Add(uint64(pr.Dropped))
 		default:
 			pr.Err = ErrQueueFull
 			return pr
@@ -283,7 +283,7 @@ func (q *queue) dispatchWaitingLocked() int {
 					q.waiting--
 					q.memBytes -= it.size
 					q.releaseLocked(it)
-					q.r.dropped.Add(1)
+					q.r.dropExpired.Add(1)
 					continue
 				}
 			}
@@ -405,7 +405,7 @@ func (q *queue) deadLetter(items []*qitem) {
 	}
 	for _, it := range items {
 		if !ok {
-			r.dropped.Add(1)
+			r.dropPoison.Add(1)
 			q.journalPoisoned(it)
 			continue
 		}
@@ -415,7 +415,7 @@ func (q *queue) deadLetter(items []*qitem) {
 		pr := r.Publish(&m)
 		q.journalPoisoned(it) // after the copy: a crash in between keeps both, never neither
 		if pr.Err != nil {
-			r.dropped.Add(1)
+			r.dropPoison.Add(1)
 			continue
 		}
 		r.deadLet.Add(1)

@@ -106,7 +106,7 @@ func (q *queue) loadLocked(n int) bool {
 	}
 	if len(got) < n || q.swapped <= 0 {
 		if q.swapped > 0 {
-			r.dropped.Add(uint64(q.swapped))
+			r.dropExpired.Add(uint64(q.swapped)) // the expiry sweep is what deletes them
 			q.held -= q.swapped
 			q.heldBytes -= q.swappedBytes
 			if q.room != nil {
