@@ -68,6 +68,9 @@ type queue struct {
 	idleTimer *time.Timer   // AutoDeleteAfter countdown
 	idleSince time.Time
 	dead      bool // removed from the router's map; publishers holding it must look again
+
+	// enqueued and dequeued count arrivals and departures for good (QueueInfo).
+	enqueued, dequeued uint64
 }
 
 func itemSize(m *Message) int64 {
@@ -115,6 +118,7 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 	q.arrivals++
 	it := &qitem{msg: m, order: q.arrivals, size: size, prio: min(m.Priority, MaxPriority)}
 	q.journalEnqueueLocked(it)
+	q.enqueued++
 	q.held++
 	q.heldBytes += size
 	if !q.swapOutLocked(it) {
@@ -156,6 +160,7 @@ func (q *queue) pushWaitingLocked(it *qitem) {
 // releaseLocked forgets a message for good and wakes publishers waiting for room.
 func (q *queue) releaseLocked(it *qitem) {
 	q.journalDequeueLocked(it)
+	q.dequeued++
 	q.held--
 	q.heldBytes -= it.size
 	it.gone = true
@@ -476,19 +481,10 @@ func (r *Router) lockedQueueLimit(d Destination, create, limit bool) (*queue, er
 }
 
 func (r *Router) newQueue(key string, d Destination) *queue {
-	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)},
-		maxMsgs: r.opts.MaxQueueMessages, maxBytes: r.opts.MaxQueueBytes}
+	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)}, pol: r.queuePolicy(d)}
+	q.maxMsgs, q.maxBytes = r.quota(d)
 	q.arrivals = r.seqFloors[key]
 	q.markSent = q.arrivals
-	if p := r.queuePolicy(d); p != nil {
-		q.pol = p
-		if p.MaxMessages > 0 {
-			q.maxMsgs = p.MaxMessages
-		}
-		if p.MaxBytes > 0 {
-			q.maxBytes = p.MaxBytes
-		}
-	}
 	return q
 }
 
