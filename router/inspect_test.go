@@ -184,3 +184,49 @@ func TestTopicsListsFiltersAndRetained(t *testing.T) {
 		t.Fatalf("after unsubscribing:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// retainJournal records Retain calls.
+type retainJournal struct {
+	*memJournal
+	retains []*Message
+}
+
+func (j *retainJournal) Retain(m *Message) { j.retains = append(j.retains, m) }
+
+type countTracker struct{ n int }
+
+func (c *countTracker) Track() func(error) { c.n++; return func(error) {} }
+
+// DeleteRetained clears a retained message, journalled, without delivering anything to subscribers.
+func TestDeleteRetained(t *testing.T) {
+	j := &retainJournal{memJournal: newMemJournal()}
+	r := New(Options{Journal: j})
+	s := &recSink{}
+	r.Subscribe(&Subscription{Filter: mustFilter(t, mqttG, "a/#"), Sink: s})
+	pubMsg(t, r, &Message{Dest: mustName(t, mqttG, "a/b"), Body: []byte("r"), Retain: true})
+	pubMsg(t, r, &Message{Dest: mustName(t, mqttG, "a/c"), Body: []byte("kept"), Retain: true})
+	before := len(s.all())
+	tr := &countTracker{}
+	if !r.DeleteRetained([]string{"a", "b"}, tr) {
+		t.Fatal("DeleteRetained found nothing")
+	}
+	if got := r.Retained(mustFilter(t, mqttG, "a/#")); len(got) != 1 || string(got[0].Body) != "kept" {
+		t.Fatalf("retained after delete: %v", got)
+	}
+	if len(s.all()) != before {
+		t.Fatal("a subscriber received something from DeleteRetained")
+	}
+	last := j.retains[len(j.retains)-1]
+	if len(j.retains) != 3 || len(last.Body) != 0 || !slices.Equal(last.Dest.Path, []string{"a", "b"}) || last.Dest.Kind != Topic || last.Tracker != tr {
+		t.Fatalf("journalled %d retains, last %+v", len(j.retains), last)
+	}
+	if r.DeleteRetained([]string{"a", "b"}, tr) || r.DeleteRetained([]string{"a"}, nil) {
+		t.Fatal("DeleteRetained of nothing reported a removal")
+	}
+	if len(j.retains) != 3 {
+		t.Fatal("a removal of nothing was journalled")
+	}
+	if st := r.Stats(); st.Retained != 1 {
+		t.Fatalf("Stats.Retained = %d, want 1", st.Retained)
+	}
+}
