@@ -134,13 +134,7 @@ func (q *queue) evictOldestLocked() bool {
 	if q.waiting == 0 && !q.loadLocked(1) {
 		return false
 	}
-	best := -1
-	for p := range q.levels {
-		w := &q.levels[p]
-		if w.len() > 0 && (best < 0 || w.at(0).order < q.levels[best].at(0).order) {
-			best = p
-		}
-	}
+	best := q.oldestLevelLocked()
 	it := q.levels[best].at(0)
 	q.levels[best].removeAt(0)
 	q.waiting--
@@ -157,9 +151,14 @@ func (q *queue) pushWaitingLocked(it *qitem) {
 	q.memBytes += it.size
 }
 
-// releaseLocked forgets a message for good and wakes publishers waiting for room.
+// releaseLocked forgets a message for good, journalling it, and wakes publishers waiting for room.
 func (q *queue) releaseLocked(it *qitem) {
 	q.journalDequeueLocked(it)
+	q.forgetLocked(it)
+}
+
+// forgetLocked is releaseLocked for a message whose departure the caller journals itself.
+func (q *queue) forgetLocked(it *qitem) {
 	q.dequeued++
 	q.held--
 	q.heldBytes -= it.size
@@ -635,27 +634,9 @@ func (q *queue) purgeLocked() int {
 		c.closed, c.unacked, c.unackedBytes = true, nil, 0
 	}
 	q.consumers, q.browsers, q.groups, q.exclusive, q.next = nil, nil, nil, 0, 0
-	for {
-		for p := range q.levels {
-			w := &q.levels[p]
-			for w.len() > 0 {
-				it := w.at(0)
-				w.removeAt(0)
-				q.releaseLocked(it)
-				n++
-			}
-		}
-		q.waiting, q.memBytes = 0, 0
-		if q.swapped == 0 || !q.loadLocked(maxLoadWindow) {
-			break
-		}
-	}
-	for _, it := range q.parked {
-		q.releaseLocked(it)
-		n++
-	}
-	q.parked = nil
-	if q.swapped > 0 { // a failed load: the journal keeps them; the journal's removal of the list deletes them
+	w, err := q.purgeWaitingLocked(nil)
+	n += w
+	if err != nil { // a failed load: the journal keeps them; the journal's removal of the list deletes them
 		n += q.swapped
 		q.held -= q.swapped
 		q.heldBytes -= q.swappedBytes

@@ -96,6 +96,7 @@ type Router struct {
 	loads       atomic.Uint64
 	loadErrs    atomic.Uint64
 	discarded   atomic.Uint64
+	moved       atomic.Uint64
 	closed      atomic.Bool
 }
 
@@ -383,9 +384,12 @@ type Stats struct {
 	// SwapLoads counts windows of swapped-out messages loaded back from the journal; SwapLoadErrors the
 	// loads that failed (the messages stay in the journal and the load is retried on the next dispatch).
 	SwapLoads, SwapLoadErrors uint64
-	// Discarded counts messages discarded on purpose with their queue: a destroyed durable
-	// subscription, a temporary queue whose owner went away. Not in Dropped.
-	Discarded     uint64
+	// Discarded counts messages discarded on purpose, not lost: with their queue (a destroyed durable
+	// subscription, a temporary queue whose owner went away) or purged by an operator (PurgeQueue). Not
+	// in Dropped.
+	Discarded uint64
+	// Moved counts messages moved from one queue to another by MoveMessages.
+	Moved         uint64
 	Subscriptions int // topic subscriptions, durable ones included
 	Durables      int // durable subscriptions
 	Retained      int // retained messages
@@ -409,6 +413,7 @@ func (r *Router) Stats() Stats {
 		SwapLoads:             r.loads.Load(),
 		SwapLoadErrors:        r.loadErrs.Load(),
 		Discarded:             r.discarded.Load(),
+		Moved:                 r.moved.Load(),
 		Retained:              r.retained.len(),
 	}
 	s.Dropped = s.DroppedQueueFull + s.DroppedSubscriberFull + s.DroppedExpired + s.DroppedPoisoned
