@@ -277,7 +277,7 @@ func (p *persistence) Enqueue(d router.Destination, seq uint64, redeliveries uin
 		p.entryWrite(owner, seq, nil, op)
 		return
 	}
-	if at, ok := m.Tracker.(*Tracker); ok && at.host != nil {
+	if at, ok := m.Tracker.(*Tracker); ok && at.p != nil {
 		// Registered first: a write of the same entry made before the tracker's commit joins it.
 		p.addPending(owner, seq, pendingEntry{m: m, tr: at})
 		if at.addWith(func(error) { p.dropPending(owner, seq, m) }, op) {
