@@ -414,6 +414,15 @@ func (h *Host) Durable() bool { return h.persist.durable() }
 // Recovered returns what the store held when the host opened (zero for a memory host).
 func (h *Host) Recovered() store.Counts { return h.persist.counts }
 
+// StoreStats returns the counters of the host's store (see store.Stats: commits, commit latency, size);
+// ok is false for a memory host, which has none.
+func (h *Host) StoreStats() (st store.Stats, ok bool) {
+	if !h.persist.durable() {
+		return store.Stats{}, false
+	}
+	return h.persist.st.Stats(), true
+}
+
 // JournalFailures counts writes that failed with nobody waiting for them.
 func (h *Host) JournalFailures() uint64 { return h.persist.failed.Load() }
 
