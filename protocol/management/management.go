@@ -30,12 +30,6 @@ type Sessions interface {
 	DeleteSession(vhost, clientID string) error
 }
 
-// Errors of Sessions.DeleteSession.
-var (
-	ErrSessionOnline = errors.New("management: the session's client is connected")
-	ErrNoSession     = errors.New("management: no such session")
-)
-
 // SessionInfo describes one MQTT session.
 type SessionInfo struct {
 	ClientID string `json:"client_id"`
