@@ -107,9 +107,7 @@ func (m *Manager) deleteConnection(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no connection %d on virtual host %s", id, h.Name)
 		return
 	}
-	user, _, _ := r.BasicAuth()
-	m.log.Info("connection closed through the management api", zap.Uint64("conn_id", id),
-		zap.String("vhost", h.Name), zap.String("user", protocol.LoggedName(user)))
+	m.logAdmin(r, "connection closed", h, zap.Uint64("conn_id", id))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -148,9 +146,7 @@ func (m *Manager) deleteSession(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case err == nil:
-		user, _, _ := r.BasicAuth()
-		m.log.Info("session deleted through the management api", zap.String("client_id", protocol.LoggedName(id)),
-			zap.String("vhost", h.Name), zap.String("user", protocol.LoggedName(user)))
+		m.logAdmin(r, "session deleted", h, zap.String("client_id", protocol.LoggedName(id)))
 		w.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, ErrSessionOnline):
 		writeError(w, http.StatusConflict, "the client of session %q is connected: disconnect it first", id)

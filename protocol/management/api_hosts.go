@@ -24,14 +24,23 @@ type hostInfo struct {
 	MessagesPublished    uint64 `json:"messages_published"`
 	MessagesDelivered    uint64 `json:"messages_delivered"`
 	Drops                drops  `json:"drops"`
+	// NoRoute counts topic publishes that matched no subscription (not a drop: nobody missed them).
+	NoRoute uint64 `json:"no_route"`
 	// QueueFullRefusals counts publishes a full queue refused (the publisher was told: not a drop).
 	QueueFullRefusals uint64 `json:"queue_full_refusals"`
 	DeadLettered      uint64 `json:"dead_lettered"`
+	// Discarded counts messages an operator purged or that went with their queue; Moved those moved.
+	Discarded uint64 `json:"discarded"`
+	Moved     uint64 `json:"moved"`
 }
 
-// drops are the messages a host lost to a bound or to expiry.
+// drops are the messages a host lost to a bound or to expiry, by reason (router.Stats).
 type drops struct {
-	Total uint64 `json:"total"`
+	Total          uint64 `json:"total"`
+	QueueFull      uint64 `json:"queue_full"`
+	SubscriberFull uint64 `json:"subscriber_full"`
+	Expired        uint64 `json:"expired"`
+	Poisoned       uint64 `json:"poisoned"`
 }
 
 func describeHost(h *virtualhost.Host) hostInfo {
@@ -43,7 +52,9 @@ func describeHost(h *virtualhost.Host) hostInfo {
 	return hostInfo{Name: h.Name, HostNames: names, Anonymous: h.Anonymous, Durable: h.Durable(),
 		Connections: h.Connections(), Subscriptions: s.Subscriptions, DurableSubscriptions: s.Durables,
 		Queues: s.Queues, Retained: s.Retained, MessagesPublished: s.Published, MessagesDelivered: s.Delivered,
-		Drops: drops{Total: s.Dropped}, QueueFullRefusals: s.QueueFull, DeadLettered: s.DeadLettered}
+		Drops: drops{Total: s.Dropped, QueueFull: s.DroppedQueueFull, SubscriberFull: s.DroppedSubscriberFull,
+			Expired: s.DroppedExpired, Poisoned: s.DroppedPoisoned},
+		NoRoute: s.NoRoute, QueueFullRefusals: s.QueueFull, DeadLettered: s.DeadLettered, Discarded: s.Discarded, Moved: s.Moved}
 }
 
 // listHosts answers GET /api/v1/vhosts: every host for monitor on kind broker; else, for monitor on the

@@ -108,7 +108,10 @@ func newFixture(t *testing.T, opts ...func(*management.Options)) *fixture {
 		MQTT: conf.DefaultMQTT(), STOMP: conf.DefaultSTOMP()}
 	c.MQTT.MaxMessageLength, c.STOMP.MaxMessageLength = 4096, connectorLimit
 	f := &fixture{t: t, hosts: hosts, held: held}
-	o := management.Options{Version: "test", Hosts: hosts, Log: log.Named("management")}
+	cfg := &conf.Config{Source: "test.hcl", Connectors: []conf.Connector{c}, SysInterval: 10 * time.Second,
+		VirtualHosts: []conf.VirtualHost{{Name: "a"}, {Name: "b"}}}
+	o := management.Options{Version: "test", Hosts: hosts, Sessions: mh, Config: func() *conf.Config { return cfg },
+		Log: log.Named("management")}
 	for _, fn := range opts {
 		fn(&o)
 	}
@@ -188,6 +191,7 @@ func (s *holdStore) release() {
 // ("Name: value").
 type request struct {
 	method, path, user string
+	pass               string // the password when not the user's own (a name like "user@host")
 	body               string
 	headers            []string
 }
@@ -214,6 +218,9 @@ func (f *fixture) send(req request) *http.Response {
 		pw, ok := passwords[req.user]
 		if !ok {
 			pw = "wrong"
+		}
+		if req.pass != "" {
+			pw = req.pass
 		}
 		r.SetBasicAuth(req.user, pw)
 	}
@@ -270,4 +277,10 @@ func readStomp(t *testing.T, sub *stomp.Subscription) *stomp.Message {
 		t.Fatalf("no STOMP message on %s", sub.Destination())
 	}
 	return nil
+}
+
+// waitSubscriptions waits until host vhost has n topic subscriptions (a STOMP SUBSCRIBE is not answered).
+func (f *fixture) waitSubscriptions(vhost string, n int) {
+	f.t.Helper()
+	prototest.WaitFor(f.t, 5*time.Second, func() bool { return f.hosts.Lookup(vhost).Router.Stats().Subscriptions == n })
 }

@@ -167,17 +167,13 @@ func route(ctx context.Context, h *virtualhost.Host, msg *router.Message) (int, 
 	if tr == nil {
 		return http.StatusCreated, nil
 	}
-	done := make(chan error, 1)
-	tr.Then(func(err error) { done <- err })
-	select {
-	case err := <-done:
-		if err != nil {
-			return http.StatusInternalServerError, fmt.Errorf("store write failed; the message may be lost: %w", err)
+	if err := waitDurable(ctx, tr); err != nil {
+		if ctx.Err() != nil {
+			return http.StatusServiceUnavailable, err // nobody is waiting for the answer any more
 		}
-		return http.StatusCreated, nil
-	case <-ctx.Done():
-		return http.StatusServiceUnavailable, ctx.Err() // nobody is waiting for the answer any more
+		return http.StatusInternalServerError, fmt.Errorf("store write failed; the message may be lost: %w", err)
 	}
+	return http.StatusCreated, nil
 }
 
 // parsePublish makes the message a publish request describes, body aside: the query's persistent,

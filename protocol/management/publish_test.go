@@ -42,6 +42,7 @@ func TestPublishTopicReachesSubscribers(t *testing.T) {
 	if tok := mc.Subscribe("sensors/k1/temp", 2, func(_ paho.Client, m paho.Message) { got <- m }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
+	f.waitSubscriptions("a", 2) // STOMP's SUBSCRIBE has no answer
 	var ans struct {
 		MessageID uint64 `json:"message_id"`
 	}
