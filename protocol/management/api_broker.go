@@ -11,16 +11,19 @@ import (
 	"github.com/lyremq/lyre/virtualhost"
 )
 
-// traffic is protocol.Traffic in the API: socket bytes and application messages, each way.
+// traffic is protocol.Traffic in the API: socket bytes and application messages, each way, and the
+// messages dropped for slow subscribers.
 type traffic struct {
 	BytesIn     uint64 `json:"bytes_in"`
 	BytesOut    uint64 `json:"bytes_out"`
 	MessagesIn  uint64 `json:"messages_in"`
 	MessagesOut uint64 `json:"messages_out"`
+	Dropped     uint64 `json:"dropped"`
 }
 
 func trafficOf(t protocol.Traffic) traffic {
-	return traffic{BytesIn: t.BytesIn, BytesOut: t.BytesOut, MessagesIn: t.MessagesIn, MessagesOut: t.MessagesOut}
+	return traffic{BytesIn: t.BytesIn, BytesOut: t.BytesOut, MessagesIn: t.MessagesIn, MessagesOut: t.MessagesOut,
+		Dropped: t.Dropped}
 }
 
 func (t *traffic) add(o traffic) {
@@ -28,6 +31,7 @@ func (t *traffic) add(o traffic) {
 	t.BytesOut += o.BytesOut
 	t.MessagesIn += o.MessagesIn
 	t.MessagesOut += o.MessagesOut
+	t.Dropped += o.Dropped
 }
 
 // brokerInfo is GET /api/v1/broker.
