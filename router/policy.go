@@ -20,8 +20,8 @@ const (
 )
 
 // QueuePolicy configures the queues its Filter matches: the first policy in Options.QueuePolicies whose
-// filter matches a queue's destination (same kind, wildcards allowed) applies, resolved once when the queue
-// is created. A queue no policy matches uses the Options defaults.
+// filter matches a queue's destination (same kind, wildcards allowed) applies, resolved when the queue is
+// created and again by SetPolicies. A queue no policy matches uses the Options defaults.
 type QueuePolicy struct {
 	Filter Filter
 	// NakLimit: once a message has been redelivered this many times (NACKs, and consumers closed while

@@ -51,8 +51,8 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 			return nil, fmt.Errorf("virtual_host %q: %w", vc.Name, err)
 		}
 		hosts = append(hosts, h)
-		log.Info("virtual host", zap.String("vhost", h.Name), zap.Strings("host_names", h.HostNames),
-			zap.Bool("anonymous", h.Anonymous))
+		log.Info("virtual host", zap.String("vhost", h.Name), zap.Strings("host_names", h.HostNames()),
+			zap.Bool("anonymous", h.Anonymous()))
 		if h.Durable() {
 			logRecovered(log, vc, h.Recovered())
 		}
