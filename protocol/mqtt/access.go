@@ -144,7 +144,11 @@ func (cl *client) reauthorize() error {
 		if e.dsub != nil {
 			if err := cl.createDurable(e, gate); err != nil {
 				cl.c.Log().Warn("durable subscription not re-authorized", zap.String("client_id", s.id), zap.String("filter", e.key), zap.Error(err))
+				continue
 			}
+			s.mu.Lock()
+			e.gate = gate
+			s.mu.Unlock()
 			continue
 		}
 		if _, gated := e.rs.Sink.(virtualhost.GatedSink); all && !gated {
@@ -156,7 +160,7 @@ func (cl *client) reauthorize() error {
 		}
 		old := e.rs
 		s.mu.Lock()
-		e.rs = rs
+		e.rs, e.gate = rs, gate
 		s.mu.Unlock()
 		cl.rt.Unsubscribe(old)
 	}
