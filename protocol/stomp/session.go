@@ -33,11 +33,11 @@ type session struct {
 	connected bool
 	host      *virtualhost.Host
 	rt        *router.Router
-	principal virtualhost.Principal
-	clientID  string            // fills "%c" in access rules
-	slot      *virtualhost.Host // the host whose connection slot this session holds, if any
+	principal virtualhost.Principal // the reader changes it under mu after a reload (adoptPrincipal)
+	clientID  string                // fills "%c" in access rules
+	slot      *virtualhost.Host     // the host whose connection slot this session holds, if any
 
-	// Reader goroutine only.
+	// Reader goroutine only; subs changes under mu too, where a reload's re-check reads it.
 	subs      map[string]*subscription
 	txs       map[string]*transaction
 	tempOwner bool                          // registered in Handler.temps
@@ -60,6 +60,9 @@ type session struct {
 	// writer's OnDrain hook flushes it.
 	frameTr *virtualhost.Tracker
 	acks    atomic.Pointer[protocol.AckQueue[string]]
+	// adopt is a principal a reload's re-check posted (the user's groups changed), taken by the reader
+	// before its next frame (recheck.go).
+	adopt atomic.Pointer[virtualhost.Principal]
 }
 
 var eol = []byte{'\n'}
@@ -79,6 +82,9 @@ func (s *session) run() {
 		if err != nil {
 			s.readFailed(err)
 			return
+		}
+		if s.adopt.Load() != nil {
+			s.adoptPrincipal() // a reload changed the user's groups
 		}
 		if err := s.handle(f); err != nil {
 			if !errors.Is(err, ErrDisconnect) {
@@ -266,7 +272,9 @@ func (s *session) cleanup() {
 	s.mu.Unlock()
 	for id, sub := range s.subs {
 		sub.close()
+		s.mu.Lock()
 		delete(s.subs, id)
+		s.mu.Unlock()
 	}
 	s.bmu.Lock()
 	s.backlog = nil
