@@ -110,9 +110,16 @@ func names(hs []Held) string {
 
 // LogRecheck logs a re-check that ends the connection c of host: who, why, and which subscriptions go.
 func LogRecheck(c *Conn, host *virtualhost.Host, p virtualhost.Principal, clientID string, v Verdict) {
-	c.Log().Info("connection re-checked after reload: closing", zap.String("vhost", host.Name),
-		zap.String("user", LoggedName(p.User)), zap.String("client_id", LoggedName(clientID)),
-		zap.Strings("revoked", strings.Split(names(v.Revoked), ", ")), zap.Error(v.Err))
+	fields := []zap.Field{zap.String("vhost", host.Name), zap.String("user", LoggedName(p.User)),
+		zap.String("client_id", LoggedName(clientID)), zap.Error(v.Err)}
+	if len(v.Revoked) > 0 {
+		revoked := make([]string, len(v.Revoked))
+		for i, h := range v.Revoked {
+			revoked[i] = h.Name
+		}
+		fields = append(fields, zap.Strings("revoked", revoked))
+	}
+	c.Log().Info("connection re-checked after reload: closing", fields...)
 }
 
 // OnRecheck registers f, run by Server.Recheck once a configuration reload has changed users, access
