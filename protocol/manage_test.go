@@ -112,8 +112,9 @@ func TestManagementPipelined(t *testing.T) {
 	}
 }
 
-// Traffic counts socket bytes and the messages front-ends report; Connections lists the session a
-// front-end attached, and Disconnect ends the connection.
+// Traffic counts socket bytes and the messages front-ends report (received, sent, dropped); Connections
+// lists the session a front-end attached, and Disconnect ends the connection; ConnectorStats keeps an
+// ended connection's traffic, drops included.
 func TestConnectionsAndTraffic(t *testing.T) {
 	var (
 		mu   sync.Mutex
@@ -130,6 +131,7 @@ func TestConnectionsAndTraffic(t *testing.T) {
 		c.CountIn(1)
 		c.Write(buf[:n])
 		c.CountOut(1)
+		c.CountDropped(2)
 		close(ready)
 		<-c.Done()
 	})
@@ -151,7 +153,7 @@ func TestConnectionsAndTraffic(t *testing.T) {
 		t.Fatalf("Connections = %+v, want one", list)
 	}
 	ci := list[0]
-	want := protocol.Traffic{BytesIn: 5, BytesOut: 5, MessagesIn: 1, MessagesOut: 1}
+	want := protocol.Traffic{BytesIn: 5, BytesOut: 5, MessagesIn: 1, MessagesOut: 1, Dropped: 2}
 	if ci.Traffic != want || !ci.LoggedIn || ci.Session.ClientID != "dev1" || ci.Protocol != protocol.MQTT ||
 		ci.Transport != "tcp" || ci.Remote != nc.LocalAddr().String() || time.Since(ci.Since) > time.Minute {
 		t.Errorf("connection = %+v, want traffic %+v and the session of dev1", ci, want)
@@ -183,4 +185,31 @@ type fakeSession struct{}
 
 func (fakeSession) Describe() protocol.SessionInfo {
 	return protocol.SessionInfo{VirtualHost: "h", User: "alice", ClientID: "dev1", Version: "3.1.1"}
+}
+
+// An https:// connector with management serves the management handler over TLS, and a detecting
+// connector with TLS serves it inside TLS too.
+func TestManagementOverTLS(t *testing.T) {
+	p := newPKI(t)
+	for _, c := range []conf.Connector{
+		{Name: "https", Bind: "https://127.0.0.1:0", TLS: p.tlsConf("none"), Management: true},
+		{Name: "shared", Bind: "tcp://127.0.0.1:0", TLS: p.tlsConf("none"), Management: true,
+			Detect: []string{protocol.TLS, protocol.MQTT, protocol.HTTP}},
+	} {
+		h := newCapture()
+		c.DetectTimeout, c.MaxConnections = 5*time.Second, 10
+		_, addr, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: h, protocol.STOMP: h}, c,
+			func(s *protocol.Server) { s.SetManagement(http.HandlerFunc(mgmtEcho)) })
+		tr := &http.Transport{TLSClientConfig: p.client("localhost")}
+		resp, err := (&http.Client{Transport: tr}).Get("https://" + addr + "/metrics")
+		if err != nil {
+			t.Fatalf("%s: %v", c.Name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if want := c.Name + " GET /metrics "; resp.StatusCode != 200 || string(b) != want {
+			t.Errorf("%s: GET /metrics over TLS = %d %q, want 200 %q", c.Name, resp.StatusCode, b, want)
+		}
+	}
 }

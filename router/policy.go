@@ -144,15 +144,21 @@ func (r *Router) SetPolicies(p Policies) {
 // applyPolicyLocked gives q the policy of pol that matches it, and its quota.
 func (q *queue) applyPolicyLocked(pol *policies) {
 	q.pol = pol.queuePolicy(q.dest)
-	q.maxMsgs, q.maxBytes = pol.maxMsgs, pol.maxBytes
-	if p := q.pol; p != nil {
-		if p.MaxMessages > 0 {
-			q.maxMsgs = p.MaxMessages
+	q.maxMsgs, q.maxBytes = pol.quota(q.dest)
+}
+
+// quota returns the message and byte bounds of the queue d names: its policy's, else the defaults.
+func (p *policies) quota(d Destination) (int, int64) {
+	msgs, bytes := p.maxMsgs, p.maxBytes
+	if qp := p.queuePolicy(d); qp != nil {
+		if qp.MaxMessages > 0 {
+			msgs = qp.MaxMessages
 		}
-		if p.MaxBytes > 0 {
-			q.maxBytes = p.MaxBytes
+		if qp.MaxBytes > 0 {
+			bytes = qp.MaxBytes
 		}
 	}
+	return msgs, bytes
 }
 
 // queuePolicy returns the first queue policy matching d, or nil.

@@ -1,6 +1,7 @@
 package virtualhost
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -120,14 +121,37 @@ func (h *Host) LoginCert(remote net.Addr, identity, clientID string) (Principal,
 
 // admit finishes a login: the connect permission on this host for the client id, and the delay owed by
 // an address that keeps failing.
+// A refusal is counted (Counters): bad credentials as an authentication failure, the rest as a refused
+// connect.
 func (h *Host) admit(remote net.Addr, p Principal, err error, clientID string) (Principal, time.Duration, error) {
-	if err == nil && !h.Authorize(p, ActionConnect, ObjectVirtualHost, []string{h.Name}, clientID) {
+	if err == nil && !h.cur.Load().rules.authorize(p, ActionConnect, ObjectVirtualHost, []string{h.Name}, clientID) {
 		err = ErrNotAuthorized
 	}
 	if err != nil {
-		return Principal{}, h.Throttle.Fail(remote), err
+		return Principal{}, h.refuse(remote, err), err
 	}
 	return p, 0, nil
+}
+
+// Verify is Login for a management (HTTP) request: the credentials are checked, and a failure is
+// counted and throttled like a client's, but the connect permission is not asked. A monitoring account
+// need not be able to connect as a client; management checks monitor, admin and send itself.
+func (h *Host) Verify(remote net.Addr, name string, password []byte, hasUser bool) (Principal, time.Duration, error) {
+	p, err := h.Authenticate(name, password, hasUser)
+	if err != nil {
+		return Principal{}, h.refuse(remote, err), err
+	}
+	return p, 0, nil
+}
+
+// refuse counts a failed login and returns the delay the address has earned.
+func (h *Host) refuse(remote net.Addr, err error) time.Duration {
+	if errors.Is(err, ErrBadCredentials) {
+		h.authFailures.Add(1)
+	} else {
+		h.connectRefused.Add(1)
+	}
+	return h.Throttle.Fail(remote)
 }
 
 // Throttle slows down clients that keep failing to log in. It counts failures per IP address in a small

@@ -34,10 +34,12 @@ type session struct {
 	host      *virtualhost.Host
 	rt        *router.Router
 	principal virtualhost.Principal // the reader changes it under mu after a reload (adoptPrincipal)
+	user      string                // principal.User at CONNECT, for Describe
 	clientID  string                // fills "%c" in access rules
 	slot      *virtualhost.Host     // the host whose connection slot this session holds, if any
 
-	// Reader goroutine only; subs changes under mu too, where a reload's re-check reads it.
+	// Reader goroutine only; subs is changed under mu too, so Describe and a reload's re-check may read
+	// it under mu.
 	subs      map[string]*subscription
 	txs       map[string]*transaction
 	tempOwner bool                          // registered in Handler.temps

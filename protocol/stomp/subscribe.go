@@ -41,8 +41,8 @@ func (s *session) subscribe(f *frame.Frame) error {
 	for _, t := range targets {
 		sub.held = append(sub.held, protocol.Held{Name: t.name, ID: sub.id, Filter: t.access, Whole: t.whole, Gated: t.gate != nil})
 	}
-	s.mu.Lock() // a reload's re-check reads the subscriptions under it
-	s.subs[sub.id] = sub
+	s.mu.Lock()
+	s.subs[sub.id] = sub // under mu for Describe and a reload's re-check
 	s.mu.Unlock()
 	// Retained messages after the subscription exists, so none published meanwhile is missed.
 	s.queueRetained(sub)
