@@ -1,14 +1,3 @@
-// Command lyre runs the Lyre message broker.
-//
-//	lyre [--config FILE] [--check] [--version] [--log-level LEVEL] [--log-format console|json]
-//	lyre passwd [--cost N] [--iterations N] < password  # a password's users-file lines (bcrypt, SCRAM)
-//	lyre store export|import|check ...                  # back up, restore or verify a virtual host's store
-//
-// Without --config it runs the embedded default configuration: MQTT and STOMP autodetected on
-// 127.0.0.1:61613, MQTT on 127.0.0.1:1883, one anonymous virtual host "default".
-//
-// SIGHUP (or POST /api/v1/reload) re-reads the configuration file and applies it in place: see
-// Broker.Reload. A file with errors is refused whole, logged as --check prints it.
 package main
 
 import (
