@@ -30,8 +30,9 @@ type Broker struct {
 	mqtt  *mqtt.Handler
 	mgmt  *management.Manager
 	cfg   atomic.Pointer[conf.Config] // running now
-	// reloading serialises Reload, and Shutdown with it.
+	// reloading serialises Reload, and Shutdown with it; down is set by Shutdown, under it.
 	reloading sync.Mutex
+	down      bool
 }
 
 // Start builds the virtual hosts, then binds every connector. On error nothing is left running.
@@ -87,6 +88,7 @@ func (b *Broker) Hosts() *virtualhost.Registry { return b.hosts }
 func (b *Broker) Shutdown(ctx context.Context) error {
 	b.reloading.Lock() // a reload running finishes first
 	defer b.reloading.Unlock()
+	b.down = true
 	err := b.srv.Shutdown(ctx)
 	b.mgmt.Close()
 	b.mqtt.Close() // its session expiry and will timers

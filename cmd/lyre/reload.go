@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -18,6 +19,9 @@ import (
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/virtualhost"
 )
+
+// errShutDown answers a reload asked for after Shutdown.
+var errShutDown = errors.New("lyre: the broker is shut down: nothing to reload")
 
 // errReloaded is the close reason of a connection a reload closed that did not end within reloadDrain
 // after its goodbye.
@@ -54,13 +58,14 @@ type hostUpdate struct {
 // configuration is kept. Otherwise, in this order:
 //
 //  1. every kept host takes its new users, rules, policies and limits (virtualhost.Change.Apply);
-//  2. removed hosts, and hosts whose store moved, are retired and leave the registry; removed and changed
-//     connectors are closed (their connections get the shutdown goodbye);
-//  3. every connection is re-checked (protocol.Server.Recheck): those of removed hosts, removed users and
-//     revoked rights are told and closed; the reload waits for them, then closes the retired hosts;
-//  4. new hosts are opened (their MQTT sessions restored) and enter the registry; new and changed
-//     connectors are bound; the other TLS connectors reload their certificate files;
-//  5. the new configuration is stored (sys_interval, the management API's view), management forgets its
+//     removed hosts, and hosts whose store moved, are retired: they refuse new logins;
+//  2. removed and changed connectors are closed (their connections get the shutdown goodbye); every
+//     connection is re-checked (protocol.Server.Recheck): those of retired hosts, removed users and
+//     revoked rights are told and closed; the reload waits for them;
+//  3. new hosts are opened (their MQTT sessions restored) and the registry takes them in configuration
+//     order in place of the retired ones, which are closed; new and changed connectors are bound; the
+//     other TLS connectors reload their certificate files;
+//  4. the new configuration is stored (sys_interval, the management API's view), management forgets its
 //     cached credentials, and one line says what changed.
 //
 // Connections of an unchanged host on an unchanged connector are never closed. A failure while applying
@@ -68,6 +73,9 @@ type hostUpdate struct {
 func (b *Broker) Reload() error {
 	b.reloading.Lock()
 	defer b.reloading.Unlock()
+	if b.down {
+		return errShutDown
+	}
 	src := b.cfg.Load().Source
 	cfg, err := reloadConfig(src)
 	if err != nil {
@@ -179,27 +187,22 @@ func (b *Broker) planConnectors(p *reloadPlan) error {
 // note records a change for the summary line.
 func (p *reloadPlan) note(what, name string) { p.summary[what] = append(p.summary[what], name) }
 
-// applyHosts puts the kept hosts' changes in place and retires the hosts that go: they leave the
-// registry now, so no client logs in to them any more.
+// applyHosts puts the kept hosts' changes in place and retires the hosts that go. A retired host stays in
+// the registry, refusing every login (virtualhost.Host.Acquire), until the new hosts are in place
+// (openNew): were it taken out now, a client naming no host could land on another tenant's host while
+// the default one is being replaced.
 func (b *Broker) applyHosts(p *reloadPlan) {
 	for _, u := range p.updates {
 		u.ch.Apply()
 	}
-	kept := make([]*virtualhost.Host, 0, len(p.hostsRan))
-	for _, vc := range p.cfg.VirtualHosts {
-		if h := b.hosts.Lookup(vc.Name); h != nil && !slices.Contains(p.dropHosts, h) {
-			kept = append(kept, h)
-		}
-	}
 	for _, h := range p.dropHosts {
 		h.Retire()
 	}
-	b.hosts.Set(kept...) // host names may have changed in place too
+	b.hosts.Set(b.hosts.Hosts()...) // host names may have changed in place
 }
 
-// closeConnections closes the connectors that go, re-checks every connection, waits for those closing
-// (at most reloadDrain, then they are closed hard) and closes the retired hosts once their clients are
-// gone.
+// closeConnections closes the connectors that go, re-checks every connection, and waits for those
+// closing (at most reloadDrain, then they are closed hard).
 func (b *Broker) closeConnections(p *reloadPlan) {
 	for _, name := range p.dropConns {
 		if p.replaced[name] {
@@ -219,23 +222,38 @@ func (b *Broker) closeConnections(p *reloadPlan) {
 		_ = b.srv.WaitGone(wctx, p.closing)
 		wcancel()
 	}
-	for _, h := range p.dropHosts {
-		deadline := time.Now().Add(time.Second)
-		for h.Connections() > 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond) // a login that took its slot just before Retire
-		}
-		if n := h.Connections(); n > 0 {
-			b.log.Warn("closing a removed virtual host with clients still attached", zap.String("vhost", h.Name), zap.Int("clients", n))
-		}
-		b.mqtt.ForgetHost(h)
-		h.Close()
-	}
 }
 
-// openNew opens the hosts added (restoring their MQTT sessions before clients can reach them), puts the
-// registry in configuration order, binds the connectors added, and reloads the certificates of the
-// others.
+// closeHost closes a retired host once its clients are gone: their front-ends' cleanup used its router
+// and store until then.
+func (b *Broker) closeHost(h *virtualhost.Host) {
+	deadline := time.Now().Add(time.Second)
+	for h.Connections() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // a login that took its slot just before Retire
+	}
+	if n := h.Connections(); n > 0 {
+		b.log.Warn("closing a removed virtual host with clients still attached", zap.String("vhost", h.Name), zap.Int("clients", n))
+	}
+	b.mqtt.ForgetHost(h)
+	h.Close()
+}
+
+// openNew opens the hosts added (restoring their MQTT sessions before clients can reach them), swaps
+// them into the registry in configuration order in place of the retired ones, closes those, binds the
+// connectors added, and reloads the certificates of the others. A retired host whose store directory a
+// new host takes is closed first (badger locks its directory): its name is out of the registry for that
+// moment.
 func (b *Broker) openNew(p *reloadPlan) {
+	closed := make(map[*virtualhost.Host]bool)
+	for _, h := range p.dropHosts {
+		if st := h.Config().Store; st != nil && slices.ContainsFunc(p.addHosts, func(vc conf.VirtualHost) bool {
+			return vc.Store != nil && filepath.Clean(vc.Store.Directory) == filepath.Clean(st.Directory)
+		}) {
+			b.hosts.Set(slices.DeleteFunc(slices.Clone(b.hosts.Hosts()), func(x *virtualhost.Host) bool { return x == h })...)
+			b.closeHost(h)
+			closed[h] = true
+		}
+	}
 	opened := make(map[string]*virtualhost.Host, len(p.addHosts))
 	for _, vc := range p.addHosts {
 		h, err := openHost(vc, p.cfg, b.log)
@@ -256,11 +274,16 @@ func (b *Broker) openNew(p *reloadPlan) {
 		if h == nil {
 			h = b.hosts.Lookup(vc.Name)
 		}
-		if h != nil {
+		if h != nil && !h.Retired() {
 			order = append(order, h)
 		}
 	}
 	b.hosts.Set(order...) // in configuration order: the first is the default
+	for _, h := range p.dropHosts {
+		if !closed[h] {
+			b.closeHost(h)
+		}
+	}
 	for _, c := range p.addConns {
 		if err := b.srv.Listen(c); err != nil {
 			b.log.Error("reload: connector not bound", zap.String("connector", c.Name), zap.Error(err))
