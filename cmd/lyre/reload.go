@@ -121,8 +121,8 @@ func (b *Broker) logRefused(src string, err error) {
 }
 
 // plan compares cfg with what runs and checks what can be checked before anything changes: each kept
-// host's new configuration (users file, rules: virtualhost.Host.Prepare), and each new connector (its
-// TLS files: protocol.Server.CheckConnector).
+// host's new configuration (users file, rules: virtualhost.Host.Prepare), each new connector, and the
+// certificate files of every TLS connector (protocol.Server.CheckConnector).
 func (b *Broker) plan(cfg *conf.Config) (*reloadPlan, error) {
 	p := &reloadPlan{cfg: cfg, replaced: make(map[string]bool), summary: make(map[string][]string),
 		running: b.srv.Connectors(), hostsRan: b.hosts.Hosts()}
@@ -176,9 +176,12 @@ func (b *Broker) planConnectors(p *reloadPlan) error {
 			p.note("connectors_added", c.Name)
 		}
 	}
-	for _, c := range p.addConns {
-		if err := b.srv.CheckConnector(c); err != nil {
-			return err
+	// New connectors are checked whole; kept TLS ones too, whose certificate files are read again.
+	for _, c := range p.cfg.Connectors {
+		if c.TLS != nil || slices.ContainsFunc(p.addConns, func(a conf.Connector) bool { return a.Name == c.Name }) {
+			if err := b.srv.CheckConnector(c); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -766,3 +766,43 @@ virtual_host "default" {
 		t.Fatalf("got %q on %s", m.Payload, m.Topic)
 	}
 }
+
+// A certificate file that no longer loads refuses the reload whole, like a configuration error: the
+// connector added in the same file is not bound, and the running certificate is still served.
+func TestReloadRefusesBrokenCertificate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "lyre.hcl")
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeSelfSigned(t, certFile, keyFile, 7)
+	const tlsConfig = `
+connector "tls" {
+  bind     = "tls://127.0.0.1:0"
+  protocol = "mqtt"
+  tls {
+    cert_file = "cert.pem"
+    key_file  = "key.pem"
+  }
+}
+virtual_host "default" {
+  anonymous = true
+}
+`
+	writeFile(t, path, tlsConfig)
+	b, logs := startFileBroker(t, path)
+	addr := b.Addrs()["tls"].String()
+	writeFile(t, certFile, "not a certificate")
+	writeFile(t, path, tlsConfig+"connector \"extra\" {\n  bind     = \"tcp://127.0.0.1:0\"\n  protocol = \"mqtt\"\n}\n")
+	err := b.Reload()
+	if err == nil || !strings.Contains(err.Error(), "cert_file") {
+		t.Fatalf("Reload = %v, want a refusal naming the certificate", err)
+	}
+	if _, ok := b.Addrs()["extra"]; ok {
+		t.Fatal("the refused file's connector was bound")
+	}
+	if logs.FilterMessage("reload refused: the configuration has errors; the running configuration is kept").Len() != 1 {
+		t.Fatal("the refusal was not logged")
+	}
+	if got := servedSerial(t, addr); got != 7 {
+		t.Fatalf("served serial %d, want the running certificate's 7", got)
+	}
+}
