@@ -230,17 +230,7 @@ func TestReloadOnSIGHUPAddsAndRemoves(t *testing.T) {
 	path, users := filepath.Join(dir, "lyre.hcl"), filepath.Join(dir, "users.hcl")
 	reloadUsers(t, users, "alice")
 	writeFile(t, path, reloadBefore)
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
-	done := make(chan int)
-	go func() { done <- run(ctx, []string{"--config", path, "--log-format", "json"}, &out, &errb) }()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("exit code %d", code)
-		}
-	}()
-	prototest.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(errb.String(), "lyre started") })
+	errb := runFromFile(t, path)
 	addrs := listening(errb.String())
 	main, old := addrs["main"], addrs["old"]
 
@@ -409,6 +399,54 @@ virtual_host "default" {
 	}
 }
 
+// expectDisconnect waits for the server's MQTT 5 DISCONNECT to v and checks its reason code and that its
+// reason string holds snippet.
+func expectDisconnect(t *testing.T, v *v5Client, rc byte, snippet string) {
+	t.Helper()
+	select {
+	case d := <-v.gone:
+		if d.ReasonCode != rc || d.Properties == nil || !strings.Contains(d.Properties.ReasonString, snippet) {
+			t.Fatalf("DISCONNECT %#x %+v, want %#x with %q", d.ReasonCode, d.Properties, rc, snippet)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no DISCONNECT (want %#x)", rc)
+	}
+}
+
+// expectStompError waits for the ERROR frame go-stomp hands to sub and returns it, checking its message.
+func expectStompError(t *testing.T, sub *stomp.Subscription, message string) *stomp.Error {
+	t.Helper()
+	select {
+	case m := <-sub.C:
+		e, ok := m.Err.(*stomp.Error)
+		if !ok || e.Frame == nil || e.Message != message {
+			t.Fatalf("STOMP got %+v, want an ERROR %q", m, message)
+		}
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no ERROR frame (want %q)", message)
+		return nil
+	}
+}
+
+// runFromFile runs the broker through run, the process's entry, from the file at path with JSON logs; it
+// returns the log once the broker has started. The test's end stops it and checks its exit code.
+func runFromFile(t *testing.T, path string) *syncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"--config", path, "--log-format", "json"}, &out, &errb) }()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit code %d", code)
+		}
+	})
+	prototest.WaitFor(t, 5*time.Second, func() bool { return strings.Contains(errb.String(), "lyre started") })
+	return &errb
+}
+
 // settleStomp waits until the broker has handled every frame c sent so far: go-stomp's Subscribe returns
 // before its SUBSCRIBE is written, and a SEND with a receipt is answered after the frames before it.
 func settleStomp(t *testing.T, c *stomp.Conn) {
@@ -512,29 +550,14 @@ func TestReloadRevokes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	select {
-	case d := <-v5.gone:
-		if d.ReasonCode != 0x87 || d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "news/#") {
-			t.Fatalf("MQTT 5 DISCONNECT %#x %+v, want 0x87 naming news/#", d.ReasonCode, d.Properties)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no DISCONNECT for the MQTT 5 client")
-	}
+	expectDisconnect(t, v5, 0x87, "news/#")
 	prototest.WaitFor(t, 5*time.Second, func() bool { return len(sessionDurables(b, "alice-5")) == 1 })
 	if ds := sessionDurables(b, "alice-5"); ds[0].Dest.Path[2] != "other/#" {
 		t.Fatalf("alice-5 kept %v, want other/# only", ds[0].Dest.Path)
 	}
-	select {
-	case m := <-news.C:
-		e, ok := m.Err.(*stomp.Error)
-		if !ok || e.Frame == nil || e.Frame.Header.Get("subscription") != "news-sub" || e.Message != "subscription revoked" {
-			t.Fatalf("STOMP got %+v, want an ERROR naming news-sub", m)
-		}
-		if body := string(e.Frame.Body); !strings.Contains(body, "/topic/news.**") {
-			t.Fatalf("ERROR body %q does not name the destination", body)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no ERROR frame for the STOMP client")
+	e := expectStompError(t, news, "subscription revoked")
+	if id, body := e.Frame.Header.Get("subscription"), string(e.Frame.Body); id != "news-sub" || !strings.Contains(body, "/topic/news.**") {
+		t.Fatalf("ERROR names subscription %q, body %q; want news-sub and its destination", id, body)
 	}
 	prototest.WaitFor(t, 5*time.Second, func() bool { return bob.lost.Load() != nil })
 	if stays.lost.Load() != nil || !stays.IsConnectionOpen() {
@@ -547,7 +570,13 @@ func TestReloadRevokes(t *testing.T) {
 			t.Errorf("no re-check log line with %q", want)
 		}
 	}
-	// bob can no longer log in; alice resumes her session without news/#.
+	checkRevokedAfter(t, addr)
+}
+
+// checkRevokedAfter checks what TestReloadRevokes's reload left: bob can no longer log in, and alice
+// resumes her session without news/#.
+func checkRevokedAfter(t *testing.T, addr string) {
+	t.Helper()
 	if _, code := dialWatched(t, addr, "bob-4", "bob", bobPw, nil); code != connackBadCredentials {
 		t.Fatalf("bob after the reload: CONNACK %#x", code)
 	}
@@ -631,24 +660,9 @@ func TestReloadRemovesAndReplacesHosts(t *testing.T) {
 	if err := b.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	for name, v := range map[string]*v5Client{"on-a": onA, "on-b": onB} {
-		select {
-		case d := <-v.gone:
-			if d.ReasonCode != 0x98 || d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "virtual host removed") {
-				t.Fatalf("%s: DISCONNECT %#x %+v, want 0x98 virtual host removed", name, d.ReasonCode, d.Properties)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s: no DISCONNECT", name)
-		}
-	}
-	select {
-	case m := <-stSub.C:
-		if e, ok := m.Err.(*stomp.Error); !ok || e.Message != "virtual host removed" {
-			t.Fatalf("STOMP client of b got %+v, want ERROR virtual host removed", m)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no ERROR frame for b's STOMP client")
-	}
+	expectDisconnect(t, onA, 0x98, "virtual host removed")
+	expectDisconnect(t, onB, 0x98, "virtual host removed")
+	expectStompError(t, stSub, "virtual host removed")
 	if _, err := stomp.Dial("tcp", addr, stomp.ConnOpt.Host("b")); err == nil {
 		t.Fatal("the removed host b still takes clients")
 	}
@@ -738,14 +752,7 @@ virtual_host "default" {
 	if err := b.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case d := <-reader.gone:
-		if d.ReasonCode != 0x98 || d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "n/#") {
-			t.Fatalf("DISCONNECT %#x %+v, want 0x98 naming n/#", d.ReasonCode, d.Properties)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no DISCONNECT for the narrowed subscription")
-	}
+	expectDisconnect(t, reader, 0x98, "n/#")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	r, err := writer.c.Publish(ctx, &paho5.Publish{Topic: "w/1", QoS: 1, Payload: []byte("not any more")})
