@@ -45,11 +45,11 @@ type drops struct {
 
 func describeHost(h *virtualhost.Host) hostInfo {
 	s := h.Router.Stats()
-	names := h.HostNames
+	names := h.HostNames()
 	if names == nil {
 		names = []string{}
 	}
-	return hostInfo{Name: h.Name, HostNames: names, Anonymous: h.Anonymous, Durable: h.Durable(),
+	return hostInfo{Name: h.Name, HostNames: names, Anonymous: h.Anonymous(), Durable: h.Durable(),
 		Connections: h.Connections(), Subscriptions: s.Subscriptions, DurableSubscriptions: s.Durables,
 		Queues: s.Queues, Retained: s.Retained, MessagesPublished: s.Published, MessagesDelivered: s.Delivered,
 		Drops: drops{Total: s.Dropped, QueueFull: s.DroppedQueueFull, SubscriberFull: s.DroppedSubscriberFull,

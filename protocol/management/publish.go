@@ -102,7 +102,7 @@ func maxMessageLength(r *http.Request, h *virtualhost.Host) int64 {
 	if limit == 0 {
 		limit = conf.DefaultMaxMessageLength
 	}
-	lower(h.MaxMessageLength)
+	lower(h.MaxMessageLength())
 	return limit
 }
 
