@@ -46,15 +46,60 @@ var passwords = map[string]string{
 	"nobody": "nobody-pw", // connect only
 }
 
-// hostARules: first match wins, no match denies.
-var hostARules = []conf.AccessRule{
-	{Allow: []string{"admin"}},
-	{Allow: []string{"ops"}, Actions: []string{"monitor"}, Kind: "broker"},
-	{Allow: []string{"ops", "tenant"}, Actions: []string{"monitor"}, Kind: "virtual_host"},
-	{Allow: []string{"pub"}, Actions: []string{"send"}, Kind: "topic", ID: "sensors.**"},
-	{Allow: []string{"pub"}, Actions: []string{"send"}, Kind: "queue", ID: "jobs.*"},
-	{Allow: []string{"+"}, Actions: []string{"connect"}},
+// fixtureConfig is the fixture's configuration: one autodetecting connector with management on (its
+// STOMP max_message_length the smaller of its two), host "a" with users and one rule per role (first match
+// wins, no match denies), host "b" anonymous and durable (its store held at will) with a smaller
+// max_message_length and a queue policy holding one message. %s: b's store directory.
+const fixtureConfig = `
+connector "web" {
+  bind       = "tcp://127.0.0.1:0"
+  detect     = ["mqtt", "stomp", "http"]
+  management = true
+  mqtt  { max_message_length = "4KB" }
+  stomp { max_message_length = "2KB" }
 }
+virtual_host "a" {
+  host_names = ["a.example"]
+  users_file = "users.hcl"
+  access_rule {
+    allow = ["admin"]
+  }
+  access_rule {
+    allow  = ["ops"]
+    action = ["monitor"]
+    kind   = "broker"
+  }
+  access_rule {
+    allow  = ["ops", "tenant"]
+    action = ["monitor"]
+    kind   = "virtual_host"
+  }
+  access_rule {
+    allow  = ["pub"]
+    action = ["send"]
+    kind   = "topic"
+    id     = "sensors.**"
+  }
+  access_rule {
+    allow  = ["pub"]
+    action = ["send"]
+    kind   = "queue"
+    id     = "jobs.*"
+  }
+  access_rule {
+    allow  = ["+"]
+    action = ["connect"]
+  }
+}
+virtual_host "b" {
+  anonymous          = true
+  max_message_length = 512
+  store { directory = %q }
+  queue "small.*" {
+    quota_messages = 1
+  }
+}
+`
 
 // Limits of the fixture: the connector's STOMP max_message_length is the smaller of its two, host b's
 // own limit smaller still.
@@ -87,16 +132,20 @@ func newFixture(t *testing.T, opts ...func(*management.Options)) *fixture {
 		}
 		fmt.Fprintf(&users, "user %q {\n  password = %q\n  groups = [%q]\n}\n", u, h, u)
 	}
-	usersFile := filepath.Join(dir, "users.hcl")
-	if err := os.WriteFile(usersFile, []byte(users.String()), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "users.hcl"), []byte(users.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := virtualhost.New(conf.VirtualHost{Name: "a", HostNames: []string{"a.example"}, UsersFile: usersFile,
-		AccessRules: hostARules}, router.Options{})
+	path := filepath.Join(dir, "lyre.hcl")
+	if err := os.WriteFile(path, fmt.Appendf(nil, fixtureConfig, filepath.Join(dir, "b")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := conf.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := virtualhost.New(cfg.VirtualHosts[0], router.Options{})
 	held := &holdStore{Store: memstore.New(memstore.Options{})}
-	b := virtualhost.New(conf.VirtualHost{Name: "b", Anonymous: true, MaxMessageLength: hostBLimit,
-		Store: &conf.Store{Directory: dir}, Queues: []conf.QueuePolicy{{Pattern: "small.*", QuotaMessages: 1}}},
-		router.Options{}, virtualhost.WithStore(held))
+	b := virtualhost.New(cfg.VirtualHosts[1], router.Options{}, virtualhost.WithStore(held))
 	for _, h := range []*virtualhost.Host{a, b} {
 		h.Throttle = &virtualhost.Throttle{Free: 3, Base: time.Millisecond, Max: 5 * time.Millisecond}
 	}
@@ -104,12 +153,8 @@ func newFixture(t *testing.T, opts ...func(*management.Options)) *fixture {
 	log := zaptest.NewLogger(t)
 	mh, sh := mqtt.NewHandler(hosts, log), lstomp.NewHandler(hosts, log)
 	t.Cleanup(func() { mh.Close(); hosts.Close() }) // after the server's shutdown (cleanups run last first)
-	c := conf.Connector{Name: "web", Detect: []string{"mqtt", "stomp", "http"}, Management: true,
-		MQTT: conf.DefaultMQTT(), STOMP: conf.DefaultSTOMP()}
-	c.MQTT.MaxMessageLength, c.STOMP.MaxMessageLength = 4096, connectorLimit
+	c := cfg.Connectors[0]
 	f := &fixture{t: t, hosts: hosts, held: held}
-	cfg := &conf.Config{Source: "test.hcl", Connectors: []conf.Connector{c}, SysInterval: 10 * time.Second,
-		VirtualHosts: []conf.VirtualHost{{Name: "a"}, {Name: "b"}}}
 	o := management.Options{Version: "test", Hosts: hosts, Sessions: mh, Config: func() *conf.Config { return cfg },
 		Log: log.Named("management")}
 	for _, fn := range opts {
