@@ -30,7 +30,7 @@ type queue struct {
 	r    *Router
 	key  string
 	dest Destination
-	pol  *QueuePolicy // nil: Options defaults
+	pol  *QueuePolicy // nil: Options defaults; SetPolicies may change it (under mu)
 	mu   sync.Mutex
 
 	// levels holds the waiting messages by priority, each in sequence order; waiting counts them.
@@ -68,6 +68,9 @@ type queue struct {
 	idleTimer *time.Timer   // AutoDeleteAfter countdown
 	idleSince time.Time
 	dead      bool // removed from the router's map; publishers holding it must look again
+
+	// enqueued and dequeued count arrivals and departures for good (QueueInfo).
+	enqueued, dequeued uint64
 }
 
 func itemSize(m *Message) int64 {
@@ -93,7 +96,7 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 		}
 		switch full {
 		case FullDropTail:
-			q.r.dropped.Add(1)
+			q.r.dropFull.Add(1)
 			pr.Dropped = 1
 			return pr
 		case FullDropHead:
@@ -101,11 +104,11 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 				pr.Dropped++
 			}
 			if q.fullFor(size) {
-				q.r.dropped.Add(uint64(pr.Dropped) + 1)
+				q.r.dropFull.Add(uint64(pr.Dropped) + 1)
 				pr.Dropped++
 				return pr
 			}
-			q.r.dropped.Add(uint64(pr.Dropped))
+			q.r.dropFull.Add(uint64(pr.Dropped))
 		default:
 			pr.Err = ErrQueueFull
 			return pr
@@ -115,6 +118,7 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 	q.arrivals++
 	it := &qitem{msg: m, order: q.arrivals, size: size, prio: min(m.Priority, MaxPriority)}
 	q.journalEnqueueLocked(it)
+	q.enqueued++
 	q.held++
 	q.heldBytes += size
 	if !q.swapOutLocked(it) {
@@ -130,13 +134,7 @@ func (q *queue) evictOldestLocked() bool {
 	if q.waiting == 0 && !q.loadLocked(1) {
 		return false
 	}
-	best := -1
-	for p := range q.levels {
-		w := &q.levels[p]
-		if w.len() > 0 && (best < 0 || w.at(0).order < q.levels[best].at(0).order) {
-			best = p
-		}
-	}
+	best := q.oldestLevelLocked()
 	it := q.levels[best].at(0)
 	q.levels[best].removeAt(0)
 	q.waiting--
@@ -153,12 +151,23 @@ func (q *queue) pushWaitingLocked(it *qitem) {
 	q.memBytes += it.size
 }
 
-// releaseLocked forgets a message for good and wakes publishers waiting for room.
+// releaseLocked forgets a message for good, journalling it, and wakes publishers waiting for room.
 func (q *queue) releaseLocked(it *qitem) {
 	q.journalDequeueLocked(it)
+	q.forgetLocked(it)
+}
+
+// forgetLocked is releaseLocked for a message whose departure the caller journals itself.
+func (q *queue) forgetLocked(it *qitem) {
+	q.dequeued++
 	q.held--
 	q.heldBytes -= it.size
 	it.gone = true
+	q.wakeRoomLocked()
+}
+
+// wakeRoomLocked wakes the publishers waiting for room (WaitRoom).
+func (q *queue) wakeRoomLocked() {
 	if q.room != nil {
 		close(q.room)
 		q.room = nil
@@ -283,7 +292,7 @@ func (q *queue) dispatchWaitingLocked() int {
 					q.waiting--
 					q.memBytes -= it.size
 					q.releaseLocked(it)
-					q.r.dropped.Add(1)
+					q.r.dropExpired.Add(1)
 					continue
 				}
 			}
@@ -396,16 +405,19 @@ func (q *queue) deadLetter(items []*qitem) {
 	r := q.r
 	r.poisoned.Add(uint64(len(items)))
 	var d Destination
-	ok := q.pol != nil
+	q.mu.Lock() // SetPolicies may change the policy
+	pol := q.pol
+	q.mu.Unlock()
+	ok := pol != nil
 	if ok {
-		d, ok = dlqDest(q.pol.DLQ, q.dest.Path)
+		d, ok = dlqDest(pol.DLQ, q.dest.Path)
 	}
 	if ok && d.Kind == q.dest.Kind && slices.Equal(d.Path, q.dest.Path) {
 		ok = false // a queue that is its own DLQ would loop
 	}
 	for _, it := range items {
 		if !ok {
-			r.dropped.Add(1)
+			r.dropPoison.Add(1)
 			q.journalPoisoned(it)
 			continue
 		}
@@ -415,7 +427,7 @@ func (q *queue) deadLetter(items []*qitem) {
 		pr := r.Publish(&m)
 		q.journalPoisoned(it) // after the copy: a crash in between keeps both, never neither
 		if pr.Err != nil {
-			r.dropped.Add(1)
+			r.dropPoison.Add(1)
 			continue
 		}
 		r.deadLet.Add(1)
@@ -458,7 +470,7 @@ func (r *Router) lockedQueueLimit(d Destination, create, limit bool) (*queue, er
 			}
 			r.qmu.Lock()
 			if q = r.queues[string(key)]; q == nil {
-				if limit && r.opts.MaxQueues > 0 && len(r.queues) >= r.opts.MaxQueues {
+				if max := r.pol.Load().maxQueues; limit && max > 0 && len(r.queues) >= max {
 					r.qmu.Unlock()
 					return nil, ErrTooManyQueues
 				}
@@ -476,19 +488,10 @@ func (r *Router) lockedQueueLimit(d Destination, create, limit bool) (*queue, er
 }
 
 func (r *Router) newQueue(key string, d Destination) *queue {
-	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)},
-		maxMsgs: r.opts.MaxQueueMessages, maxBytes: r.opts.MaxQueueBytes}
+	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)}}
+	q.applyPolicyLocked(r.pol.Load()) // r.qmu is held: SetPolicies cannot swap them meanwhile
 	q.arrivals = r.seqFloors[key]
 	q.markSent = q.arrivals
-	if p := r.queuePolicy(d); p != nil {
-		q.pol = p
-		if p.MaxMessages > 0 {
-			q.maxMsgs = p.MaxMessages
-		}
-		if p.MaxBytes > 0 {
-			q.maxBytes = p.MaxBytes
-		}
-	}
 	return q
 }
 
@@ -496,9 +499,11 @@ func (r *Router) newQueue(key string, d Destination) *queue {
 // AutoDeleteAfter if it stays idle that long.
 func (r *Router) queueIdle(q *queue) {
 	var after time.Duration
+	q.mu.Lock()
 	if q.pol != nil {
 		after = q.pol.AutoDeleteAfter
 	}
+	q.mu.Unlock()
 	if after <= 0 {
 		r.dropIdleQueue(q, 0)
 		return
@@ -639,27 +644,9 @@ func (q *queue) purgeLocked() int {
 		c.closed, c.unacked, c.unackedBytes = true, nil, 0
 	}
 	q.consumers, q.browsers, q.groups, q.exclusive, q.next = nil, nil, nil, 0, 0
-	for {
-		for p := range q.levels {
-			w := &q.levels[p]
-			for w.len() > 0 {
-				it := w.at(0)
-				w.removeAt(0)
-				q.releaseLocked(it)
-				n++
-			}
-		}
-		q.waiting, q.memBytes = 0, 0
-		if q.swapped == 0 || !q.loadLocked(maxLoadWindow) {
-			break
-		}
-	}
-	for _, it := range q.parked {
-		q.releaseLocked(it)
-		n++
-	}
-	q.parked = nil
-	if q.swapped > 0 { // a failed load: the journal keeps them; the journal's removal of the list deletes them
+	w, err := q.purgeWaitingLocked(nil)
+	n += w
+	if err != nil { // a failed load: the journal keeps them; the journal's removal of the list deletes them
 		n += q.swapped
 		q.held -= q.swapped
 		q.heldBytes -= q.swappedBytes

@@ -36,6 +36,10 @@ func ParsePattern(p string) ([]router.Seg, error) {
 	return f.Segs, nil
 }
 
+// PatternGrammar returns the grammar of access rule ids and policy patterns, the STOMP default grammar
+// without prefixes, in which the management API names destinations too. It is immutable.
+func PatternGrammar() *router.Grammar { return patternGrammar }
+
 type accessRule struct {
 	allow   bool
 	who     []string
@@ -110,17 +114,28 @@ const (
 )
 
 // Authorize reports whether p may perform action on the destination or object of kind obj at path
-// (canonical segments; [name] for a connector or host). clientID fills "%c" in rule ids.
+// (canonical segments; [name] for a connector or host). clientID fills "%c" in rule ids. A denial is
+// counted (Counters.AccessDenied).
 func (h *Host) Authorize(p Principal, action Action, obj Object, path []string, clientID string) bool {
-	if len(h.rules.list) == 0 {
+	if h.cur.Load().rules.authorize(p, action, obj, path, clientID) {
 		return true
 	}
-	for i := range h.rules.list {
-		r := &h.rules.list[i]
+	h.accessDenied.Add(1)
+	return false
+}
+
+// authorize is Authorize under one rule set, without counting: the connect permission and gates count
+// their own denials.
+func (rs *rules) authorize(p Principal, action Action, obj Object, path []string, clientID string) bool {
+	if len(rs.list) == 0 {
+		return true
+	}
+	for i := range rs.list {
+		r := &rs.list[i]
 		if !r.applies(p, action, obj) {
 			continue
 		}
-		if r.id != "" && !h.rules.matchID(r, p, clientID, path) {
+		if r.id != "" && !rs.matchID(r, p, clientID, path) {
 			continue
 		}
 		return r.allow
@@ -194,21 +209,31 @@ func (rs *rules) pattern(r *accessRule, p Principal, clientID string) ([]router.
 // whether every one is. A front-end refuses a subscription when !some, and when !all filters each
 // delivery through a Gate. The answer is conservative in one direction only: some may be true for a
 // filter that in fact reaches nothing allowed (regex levels are not compared), never false for one that
-// does; all is true only when certain.
+// does; all is true only when certain. A filter that allows nothing is counted as a denial
+// (Counters.AccessDenied); one allowed in part is not.
 func (h *Host) AuthorizeFilter(p Principal, action Action, obj Object, filter []router.Seg, clientID string) (some, all bool) {
-	if len(h.rules.list) == 0 {
+	some, all = h.authorizeFilter(p, action, obj, filter, clientID)
+	if !some {
+		h.accessDenied.Add(1)
+	}
+	return some, all
+}
+
+func (h *Host) authorizeFilter(p Principal, action Action, obj Object, filter []router.Seg, clientID string) (some, all bool) {
+	rs := h.cur.Load().rules
+	if len(rs.list) == 0 {
 		return true, true
 	}
 	partialDeny := false // an earlier deny rule took some of the filter's destinations
-	for i := range h.rules.list {
-		r := &h.rules.list[i]
+	for i := range rs.list {
+		r := &rs.list[i]
 		if !r.applies(p, action, obj) {
 			continue
 		}
 		var pat []router.Seg
 		if r.id != "" {
 			var ok bool
-			if pat, ok = h.rules.pattern(r, p, clientID); !ok {
+			if pat, ok = rs.pattern(r, p, clientID); !ok {
 				continue
 			}
 			if !intersects(pat, filter) {
@@ -343,7 +368,9 @@ const maxGateCache = 256
 
 // Gate remembers, for one wildcard subscription, which topics its subscriber may receive, so that a
 // wildcard never delivers a message from a topic the subscriber may not read. It is safe for concurrent
-// use (Deliver runs on publishers' goroutines). A nil *Gate allows everything.
+// use (Deliver runs on publishers' goroutines). A nil *Gate allows everything. A gate follows its host's
+// access rules: the decisions it remembers were made under one rule set, and are forgotten when a reload
+// replaces it.
 type Gate struct {
 	h        *Host
 	p        Principal
@@ -351,35 +378,51 @@ type Gate struct {
 	action   Action
 	obj      Object
 	mu       sync.Mutex
+	rules    *rules // the rule set seen's decisions were made under
 	seen     map[string]bool
 }
 
 // Gate returns a gate deciding action on destinations of kind for p, or nil when this host has no access
 // rules (everything is allowed).
 func (h *Host) Gate(p Principal, action Action, obj Object, clientID string) *Gate {
-	if len(h.rules.list) == 0 {
+	rs := h.cur.Load().rules
+	if len(rs.list) == 0 {
 		return nil
 	}
-	return &Gate{h: h, p: p, clientID: clientID, action: action, obj: obj, seen: make(map[string]bool)}
+	return &Gate{h: h, p: p, clientID: clientID, action: action, obj: obj, rules: rs, seen: make(map[string]bool)}
 }
 
-// Allows reports whether the gate's subscriber may receive from path.
+// Allows reports whether the gate's subscriber may receive from path. A refusal is counted
+// (Counters.GateDenied), once per call: a message withheld.
 func (g *Gate) Allows(path []string) bool {
+	if g.allows(path) {
+		return true
+	}
+	g.h.gateDenied.Add(1)
+	return false
+}
+
+func (g *Gate) allows(path []string) bool {
 	if g == nil {
 		return true
 	}
+	rs := g.h.cur.Load().rules
 	// The router's key, never a join: a segment may hold any byte, so "a\x00b" and ["a" "b"] must differ.
 	var kb [128]byte
 	key := router.AppendKey(kb[:0], router.Destination{Path: path})
 	g.mu.Lock()
+	if g.rules != rs {
+		clear(g.seen) // made under rules a reload replaced
+		g.rules = rs
+	}
 	ok, hit := g.seen[string(key)]
 	g.mu.Unlock()
 	if hit {
 		return ok
 	}
-	ok = g.h.Authorize(g.p, g.action, g.obj, path, g.clientID)
+	ok = rs.authorize(g.p, g.action, g.obj, path, g.clientID)
 	g.mu.Lock()
-	if len(g.seen) < maxGateCache {
+	if g.rules == rs && len(g.seen) < maxGateCache {
 		g.seen[string(key)] = ok
 	}
 	g.mu.Unlock()

@@ -62,11 +62,8 @@ func (c *credentialCache) clear() {
 	c.mu.Unlock()
 }
 
-// errUnauthenticated is a missing or wrong login (401); errForbidden a denied action (403).
-var (
-	errUnauthenticated = errors.New("authentication required")
-	errForbidden       = errors.New("forbidden")
-)
+// errUnauthenticated is a missing or wrong login (401).
+var errUnauthenticated = errors.New("authentication required")
 
 // brokerHost returns the host a broker-wide request authenticates against: the one its basic auth user
 // name names ("user@host"), else the connector's virtual_host, else the first. The user name without the
@@ -99,9 +96,9 @@ func (m *Manager) login(r *http.Request, h *virtualhost.Host, user string) (virt
 	if p, ok := m.creds.get(k); ok {
 		return p, nil
 	}
-	p, err := h.Authenticate(user, []byte(password), true)
+	p, d, err := h.Verify(remoteAddr(r), user, []byte(password), true)
 	if err != nil {
-		if d := h.Throttle.Fail(remoteAddr(r)); d > 0 {
+		if d > 0 {
 			select {
 			case <-time.After(d):
 			case <-r.Context().Done():
