@@ -54,6 +54,16 @@ func requireChromium(t *testing.T) string {
 	return bin
 }
 
+// browserOptions start a headless Chromium bin for the browser tests.
+func browserOptions(bin string, more ...chromedp.ExecAllocatorOption) []chromedp.ExecAllocatorOption {
+	return append(append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		// Chromium refuses to run as root with its sandbox; test machines and CI containers often are root.
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-dev-shm-usage", true),
+	), more...)
+}
+
 // browserResult is window.lyreResult, the verdict of testdata/browser/test.js.
 type browserResult struct {
 	Done   bool              `json:"done"`
@@ -94,13 +104,7 @@ func runBrowserPage(t *testing.T, bin, pageURL string) browserResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin),
-		// Chromium refuses to run as root with its sandbox; test machines and CI containers often are root.
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-dev-shm-usage", true),
-	)
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	actx, acancel := chromedp.NewExecAllocator(ctx, browserOptions(bin)...)
 	defer acancel()
 	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	defer bcancel()
