@@ -11,9 +11,8 @@ import (
 	"time"
 )
 
-// The console is static: index.html, app.js and app.css, plain JavaScript with no build step. It holds no
-// data, so it is served without authentication; everything it shows comes from /api/v1 with the user's
-// credentials.
+// consoleFiles are the web console's static files (see the package doc): no data in them, so they are
+// served without authentication; everything the page shows comes from /api/v1 as its user.
 //
 //go:embed console
 var consoleFiles embed.FS
