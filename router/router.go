@@ -262,7 +262,9 @@ func (r *Router) Publish(m *Message) PublishResult {
 	if m.ID == 0 {
 		m.ID = r.nextID.Add(1)
 	}
-	r.published.Add(1)
+	if !m.Internal {
+		r.published.Add(1)
+	}
 	if queueKind(m.Dest.Kind) {
 		q, err := r.lockedQueueLimit(m.Dest, true, true)
 		if err != nil {
