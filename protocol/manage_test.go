@@ -184,3 +184,30 @@ type fakeSession struct{}
 func (fakeSession) Describe() protocol.SessionInfo {
 	return protocol.SessionInfo{VirtualHost: "h", User: "alice", ClientID: "dev1", Version: "3.1.1"}
 }
+
+// An https:// connector with management serves the management handler over TLS, and a detecting
+// connector with TLS serves it inside TLS too.
+func TestManagementOverTLS(t *testing.T) {
+	p := newPKI(t)
+	for _, c := range []conf.Connector{
+		{Name: "https", Bind: "https://127.0.0.1:0", TLS: p.tlsConf("none"), Management: true},
+		{Name: "shared", Bind: "tcp://127.0.0.1:0", TLS: p.tlsConf("none"), Management: true,
+			Detect: []string{protocol.TLS, protocol.MQTT, protocol.HTTP}},
+	} {
+		h := newCapture()
+		c.DetectTimeout, c.MaxConnections = 5*time.Second, 10
+		_, addr, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: h, protocol.STOMP: h}, c,
+			func(s *protocol.Server) { s.SetManagement(http.HandlerFunc(mgmtEcho)) })
+		tr := &http.Transport{TLSClientConfig: p.client("localhost")}
+		resp, err := (&http.Client{Transport: tr}).Get("https://" + addr + "/metrics")
+		if err != nil {
+			t.Fatalf("%s: %v", c.Name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if want := c.Name + " GET /metrics "; resp.StatusCode != 200 || string(b) != want {
+			t.Errorf("%s: GET /metrics over TLS = %d %q, want 200 %q", c.Name, resp.StatusCode, b, want)
+		}
+	}
+}
