@@ -75,7 +75,8 @@
 // kept-alive connection is answered 426 with the connection closed, so the client retries on a new one.
 //
 // For management each connection keeps uncontended atomic counters (Traffic: socket bytes counted by
-// its reader and writer, messages counted by its front-end with CountIn and CountOut), and a front-end
+// its reader and writer, messages counted by its front-end with CountIn and CountOut, and CountDropped
+// for messages a front-end dropped because the client did not keep up), and a front-end
 // attaches a Session once its client has logged in (virtual host, user, client id, subscriptions).
 // Server.Connections lists live connections, Server.Disconnect ends one (ErrKicked: to MQTT this is a
 // dropped connection, so a will is published), and Server.ConnectorStats adds up each connector's

@@ -26,10 +26,14 @@ import (
 var ErrKicked = errors.New("protocol: disconnected by an administrator")
 
 // Traffic is what passed through connections: socket bytes and application messages (PUBLISH, SEND,
-// MESSAGE), each way.
+// MESSAGE), each way, and the messages dropped because the client did not keep up.
 type Traffic struct {
 	BytesIn, BytesOut       uint64
 	MessagesIn, MessagesOut uint64
+	// Dropped counts messages meant for the client that its front-end dropped because the client's window
+	// or outbound queue was full (slow subscriber): QoS 0 and non-persistent topic messages, and the
+	// oldest messages of a subscriber marked slow.
+	Dropped uint64
 }
 
 func (t *Traffic) add(o Traffic) {
@@ -37,17 +41,19 @@ func (t *Traffic) add(o Traffic) {
 	t.BytesOut += o.BytesOut
 	t.MessagesIn += o.MessagesIn
 	t.MessagesOut += o.MessagesOut
+	t.Dropped += o.Dropped
 }
 
-// counters are a connection's Traffic as it runs. Each is written by one goroutine (the reader or the
-// writer) and read by scrapes: uncontended atomics.
+// counters are a connection's Traffic as it runs. Most are written by one goroutine (the reader or the
+// writer) and read by scrapes: uncontended atomics. msgsOut and dropped are also written by deliveries on
+// publishers' goroutines, one atomic add each.
 type counters struct {
-	bytesIn, bytesOut, msgsIn, msgsOut atomic.Uint64
+	bytesIn, bytesOut, msgsIn, msgsOut, dropped atomic.Uint64
 }
 
 func (c *counters) snapshot() Traffic {
 	return Traffic{BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
-		MessagesIn: c.msgsIn.Load(), MessagesOut: c.msgsOut.Load()}
+		MessagesIn: c.msgsIn.Load(), MessagesOut: c.msgsOut.Load(), Dropped: c.dropped.Load()}
 }
 
 // CountIn counts n messages received from the client (the front-end, on the reader goroutine).
@@ -55,6 +61,10 @@ func (c *Conn) CountIn(n int) { c.stats.msgsIn.Add(uint64(n)) }
 
 // CountOut counts n messages queued for the client.
 func (c *Conn) CountOut(n int) { c.stats.msgsOut.Add(uint64(n)) }
+
+// CountDropped counts n messages for the client that were dropped because it did not keep up (its window
+// or outbound queue was full). Safe from any goroutine; it never blocks.
+func (c *Conn) CountDropped(n int) { c.stats.dropped.Add(uint64(n)) }
 
 // Traffic returns the connection's counters so far.
 func (c *Conn) Traffic() Traffic { return c.stats.snapshot() }

@@ -112,8 +112,9 @@ func TestManagementPipelined(t *testing.T) {
 	}
 }
 
-// Traffic counts socket bytes and the messages front-ends report; Connections lists the session a
-// front-end attached, and Disconnect ends the connection.
+// Traffic counts socket bytes and the messages front-ends report (received, sent, dropped); Connections
+// lists the session a front-end attached, and Disconnect ends the connection; ConnectorStats keeps an
+// ended connection's traffic, drops included.
 func TestConnectionsAndTraffic(t *testing.T) {
 	var (
 		mu   sync.Mutex
@@ -130,6 +131,7 @@ func TestConnectionsAndTraffic(t *testing.T) {
 		c.CountIn(1)
 		c.Write(buf[:n])
 		c.CountOut(1)
+		c.CountDropped(2)
 		close(ready)
 		<-c.Done()
 	})
@@ -151,7 +153,7 @@ func TestConnectionsAndTraffic(t *testing.T) {
 		t.Fatalf("Connections = %+v, want one", list)
 	}
 	ci := list[0]
-	want := protocol.Traffic{BytesIn: 5, BytesOut: 5, MessagesIn: 1, MessagesOut: 1}
+	want := protocol.Traffic{BytesIn: 5, BytesOut: 5, MessagesIn: 1, MessagesOut: 1, Dropped: 2}
 	if ci.Traffic != want || !ci.LoggedIn || ci.Session.ClientID != "dev1" || ci.Protocol != protocol.MQTT ||
 		ci.Transport != "tcp" || ci.Remote != nc.LocalAddr().String() || time.Since(ci.Since) > time.Minute {
 		t.Errorf("connection = %+v, want traffic %+v and the session of dev1", ci, want)

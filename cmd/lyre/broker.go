@@ -76,7 +76,7 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 	})
 	b := &Broker{log: log, hosts: reg, srv: srv, mqtt: mh}
 	b.cfg.Store(cfg)
-	b.mgmt = management.New(management.Options{Version: version, Hosts: reg, Server: srv,
+	b.mgmt = management.New(management.Options{Version: version, Hosts: reg, Server: srv, Sessions: mh,
 		Config: b.cfg.Load, Log: log.Named("management")})
 	srv.SetManagement(b.mgmt)
 	for _, c := range cfg.Connectors {

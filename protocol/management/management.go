@@ -1,6 +1,7 @@
 package management
 
 import (
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -10,6 +11,14 @@ import (
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/virtualhost"
+)
+
+// Errors of Sessions.DeleteSession.
+var (
+	// ErrSessionOnline refuses to delete a session whose client is connected: disconnect it first.
+	ErrSessionOnline = errors.New("management: the session's client is connected")
+	// ErrNoSession is returned for a client id (or virtual host) without a session.
+	ErrNoSession = errors.New("management: no such session")
 )
 
 // Sessions is what the MQTT front-end tells management about its sessions.
@@ -29,7 +38,8 @@ type SessionInfo struct {
 	// Persistent is false for a clean session, which ends with its connection.
 	Persistent    bool     `json:"persistent"`
 	Subscriptions []string `json:"subscriptions"`
-	// Backlog is the messages waiting for the session in its durable subscriptions.
+	// Backlog is the messages waiting for the session's client: in its durable subscriptions, and in the
+	// session's own queue behind the in-flight window.
 	Backlog  int `json:"backlog"`
 	Inflight int `json:"inflight"`
 	// ExpiresAt is when an offline session expires; zero for never or online.

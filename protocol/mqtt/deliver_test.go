@@ -24,6 +24,8 @@ type discardSender struct {
 	full bool
 	n    int
 	held []protocol.Brake // what asked this connection, as a publisher, to hold back
+	// out and dropped are what the session counted (protocol.Conn.CountOut, CountDropped).
+	out, dropped int
 }
 
 func (d *discardSender) HoldFor(b protocol.Brake) { d.held = append(d.held, b) }
@@ -36,6 +38,10 @@ func (d *discardSender) Begin() ([]byte, bool) {
 }
 
 func (d *discardSender) Commit(b []byte) { d.buf, d.n = b, d.n+1 }
+
+func (d *discardSender) CountOut(n int) { d.out += n }
+
+func (d *discardSender) CountDropped(n int) { d.dropped += n }
 
 // benchSession returns an online session with one subscription to filter at qos, writing to out.
 func benchSession(tb testing.TB, filter string, qos uint8, out sender) (*session, *router.Subscription, *router.Grammar) {
@@ -99,8 +105,8 @@ func TestDeliverQoS0DroppedWhenOutboundFull(t *testing.T) {
 	if s.Deliver(router.Delivery{Msg: benchMessage(t, g, "t", 0), Sub: sub}) {
 		t.Fatal("QoS 0 accepted with a full outbound queue")
 	}
-	if s.dropped != 1 {
-		t.Fatalf("dropped %d, want 1", s.dropped)
+	if s.dropped != 1 || out.dropped != 1 {
+		t.Fatalf("dropped %d, counted on the connection %d; want 1", s.dropped, out.dropped)
 	}
 	if !s.Deliver(router.Delivery{Msg: benchMessage(t, g, "t", 1), Sub: sub}) {
 		t.Fatal("QoS 1 refused")
@@ -112,8 +118,8 @@ func TestDeliverQoS0DroppedWhenOutboundFull(t *testing.T) {
 	s.mu.Lock()
 	s.pumpLocked()
 	s.mu.Unlock()
-	if s.queue.len() != 0 || out.n != 1 || len(s.inflight) != 1 {
-		t.Fatalf("after drain: queued %d, sent %d, inflight %d", s.queue.len(), out.n, len(s.inflight))
+	if s.queue.len() != 0 || out.n != 1 || out.out != 1 || len(s.inflight) != 1 {
+		t.Fatalf("after drain: queued %d, sent %d (counted %d), inflight %d", s.queue.len(), out.n, out.out, len(s.inflight))
 	}
 }
 

@@ -141,6 +141,32 @@
 //     anything else ends the connection with DISCONNECT 0x87 (or 0x82 for a method mismatch), never a
 //     change of identity.
 //
+// # Management
+//
+// After CONNECT the connection's session is attached for management (protocol.Conn.SetSession; the
+// client implements protocol.Session): host, the user the client logged in as, client id, version
+// ("3.1", "3.1.1", "5"), whether the session outlives the connection, and the subscriptions as the
+// client wrote them ($share/group/filter included). Describe runs on any goroutine; the reader changes
+// the subscriptions and the persistence under session.mu, which Describe takes, so no copy is kept per
+// connection. Messages are counted where they pass, once each: a PUBLISH taken for routing (allowed; a
+// QoS 2 PUBLISH repeated before PUBREL is not counted again) with CountIn, whatever the router then
+// makes of it; a PUBLISH queued to the client with CountOut, in sendLocked and in pumpLocked's resends
+// (retained messages and resends after a reconnect included). A message dropped because the client does
+// not keep up (QoS 0 over the outbound limit, the oldest live message of a full or slow session queue)
+// is counted with CountDropped; an expired one or one larger than the client's maximum packet size is
+// not (it is no slow-subscriber drop), nor a shared subscription member's refusal (the group offers the
+// message to another member, and the router counts it if none takes it).
+//
+// The Handler is management.Sessions. Sessions lists a host's sessions, online and offline: owner,
+// persistence, subscriptions, backlog (the messages waiting in the session's durable subscriptions,
+// which are the router's queues, plus those in the session's own queue behind the in-flight window),
+// in-flight QoS 1 and 2 deliveries, and when an offline session expires. DeleteSession ends an offline
+// session exactly as its expiry does (its delayed will is published, its durable subscriptions are
+// destroyed with their backlog, its records deleted) and returns once the store has those writes; it
+// refuses a connected one (management.ErrSessionOnline). While a session is ended (expiry or deletion)
+// its client id stays taken: a client connecting with it waits for the end, as for a takeover, so it
+// neither resumes a half-discarded session nor has its new durable subscriptions destroyed with the old.
+//
 // # Access control
 //
 // CONNECT answers 0x04 for bad credentials and 0x05 when the user may not connect (MQTT 5: 0x86, 0x87);

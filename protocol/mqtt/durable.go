@@ -88,11 +88,12 @@ func (cl *client) destroyDurable(e *subEntry) {
 }
 
 // discardDurables destroys every durable subscription of session s (a clean session replaces it, or it
-// is discarded): those its entries name and any left under its name by an earlier incarnation.
-func discardDurables(rt *router.Router, s *session) {
+// is discarded): those its entries name and any left under its name by an earlier incarnation. tr, when
+// set, learns when the removals are durable.
+func discardDurables(rt *router.Router, s *session, tr router.Tracker) {
 	for _, ds := range rt.Durables([]string{dsubPrefix, s.id}) {
 		if len(ds.Dest.Path) == 3 {
-			_, _ = rt.DestroyDurable(ds.Dest, ds.Owner, nil)
+			_, _ = rt.DestroyDurable(ds.Dest, ds.Owner, tr)
 		}
 	}
 }
@@ -251,7 +252,7 @@ func (h *Handler) RestoreAll() map[string]int {
 			counts[host.Name]++
 		}
 		for _, s := range expired {
-			h.discard(host, s)
+			h.discard(host, s, nil)
 			h.log.Info("session expired while the broker was down", zap.String("vhost", host.Name), zap.String("client_id", s.id))
 		}
 	}

@@ -123,7 +123,7 @@ type client struct {
 	sess      *session
 	att       *attachment
 	will      *willMsg
-	user      string
+	user      string  // who the client logged in as ("" anonymous), fixed at CONNECT: for Describe
 	v5        *v5conn // nil below MQTT 5
 	// connacked is the protocol level once CONNACK went out (0 before): from then on an MQTT 5 client is told
 	// why the server closes (DISCONNECT). Atomic: the shutdown hook reads it.
@@ -275,7 +275,7 @@ func (cl *client) connect() error {
 	case err != nil:
 		return cl.refuse(code, fmt.Errorf("%w: %w", errRefused, err))
 	}
-	cl.host, cl.rt, cl.user, cl.principal, cl.slot = host, host.Router, user, principal, host
+	cl.host, cl.rt, cl.user, cl.principal, cl.slot = host, host.Router, principal.User, principal, host
 
 	if err := cl.setWill(cp, id); err != nil {
 		return err
@@ -289,6 +289,7 @@ func (cl *client) connect() error {
 	if err != nil {
 		return err
 	}
+	c.SetSession(cl) // management lists it (manage.go)
 	if ce := cl.check("connect"); ce != nil {
 		ce.Write(zap.String("client_id", id), zap.String("vhost", host.Name), zap.String("user", user),
 			zap.Bool("clean_session", cp.CleanSession), zap.Bool("session_present", present),

@@ -164,6 +164,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	}
 	var res router.PublishResult
 	if allowed { // else not routed, yet acknowledged [MQTT-3.3.5-2]
+		cl.c.CountIn(1) // a message taken in for routing, whatever the router makes of it
 		res = cl.rt.Publish(m)
 		if res.Pressure != nil {
 			cl.c.HoldFor(res.Pressure) // a full durable subscription with a consumer draining it

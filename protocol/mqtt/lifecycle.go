@@ -3,13 +3,16 @@ package mqtt
 // Session lifecycle: the per-host registry, takeover, attach after CONNACK, release when the connection ends.
 
 import (
+	"errors"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/protocol"
+	"github.com/lyremq/lyre/protocol/management"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -47,7 +50,9 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 			}
 			done := prev.done
 			reg.mu.Unlock()
-			disconnect(prev.conn, prev.version, packet.ReasonSessionTakenOver, errTakenOver, cl.lim.DieDelay)
+			if prev.conn != nil { // else the session is ending (endOffline): wait until it is gone
+				disconnect(prev.conn, prev.version, packet.ReasonSessionTakenOver, errTakenOver, cl.lim.DieDelay)
+			}
 			t := time.NewTimer(time.Until(deadline))
 			select {
 			case <-done:
@@ -96,7 +101,7 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 		reg.mu.Unlock()
 		if old != nil {
 			// Unattached and unreachable: nothing else touches it [MQTT-3.1.2-6].
-			cl.h.discard(cl.host, old)
+			cl.h.discard(cl.host, old, nil)
 			cl.h.publishWill(cl.host, oldWill)
 		}
 		if !s.clean {
@@ -107,18 +112,18 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 }
 
 // discard ends an unattached session for good: its subscriptions, durable ones with what they hold, its
-// record. Nothing else may reach s any more.
-func (h *Handler) discard(host *virtualhost.Host, s *session) {
+// record. Nothing else may reach s any more. tr, when set, learns when the store writes are durable.
+func (h *Handler) discard(host *virtualhost.Host, s *session, tr router.Tracker) {
 	for _, e := range s.subs {
 		if e.dsub == nil && !e.queue {
 			host.Router.Unsubscribe(e.rs)
 		}
 	}
-	discardDurables(host.Router, s)
+	discardDurables(host.Router, s, tr)
 	s.mu.Lock()
 	s.discardLocked()
 	s.mu.Unlock()
-	host.DeleteSession(s.id, nil)
+	host.DeleteSession(s.id, tr)
 }
 
 // resume attaches the session to this connection after CONNACK: resends, queued messages, then the
@@ -160,10 +165,12 @@ func (cl *client) end(graceful bool) {
 	if ending && !s.clean {
 		// A persistent session resumed with expiry 0, or set to 0 by DISCONNECT: it ends now, with its
 		// durable subscriptions and record.
-		discardDurables(cl.rt, s)
+		discardDurables(cl.rt, s, nil)
 		cl.host.DeleteSession(s.id, nil)
 	}
-	s.clean = ending
+	s.mu.Lock()
+	s.clean = ending // under the lock for management; the reader reads it without
+	s.mu.Unlock()
 	s.detach()
 	if !ending && cl.host.Durable() && (s.expiry != maxExpiry || cl.v5 != nil && cl.v5.expiryChanged) {
 		// The disconnect time is what its expiry counts from, across a restart too. A session that never
@@ -240,26 +247,57 @@ func (h *Handler) scheduleLocked(host *virtualhost.Host, s *session, d time.Dura
 	if s.expiryTimer != nil {
 		s.expiryTimer.Stop()
 	}
+	s.expiresAt = time.Now().Add(max(d, 0)).UnixMilli()
 	s.expiryTimer = time.AfterFunc(max(d, 0), func() { h.expire(host, s) })
 }
 
-// expire ends an offline session whose expiry interval passed [MQTT-3.1.2-23]: its delayed will goes
-// out now, and the session is discarded with its subscriptions and what they hold.
+// expire ends an offline session whose expiry interval passed [MQTT-3.1.2-23].
 func (h *Handler) expire(host *virtualhost.Host, s *session) {
+	if h.endOffline(host, s, nil) == nil {
+		h.log.Info("session expired", zap.String("vhost", host.Name), zap.String("client_id", s.id))
+	}
+}
+
+// errHandlerClosed refuses to end a session once the broker is shutting down (Handler.Close).
+var errHandlerClosed = errors.New("mqtt: handler closed")
+
+// endOffline ends offline session s for good, as its expiry does (or an administrator, DeleteSession):
+// its delayed will goes out now, and the session is discarded with its subscriptions, what they hold and
+// its store records (tr, when set, learns when those writes are durable). It refuses a session whose
+// client is connected (management.ErrSessionOnline) and one that is gone or already ending
+// (management.ErrNoSession). The client id stays taken until the session is gone: a client connecting
+// with it meanwhile waits for the release, as for a takeover (takeSession), so it neither resumes the
+// session nor has its new durable subscriptions destroyed along with the old ones.
+func (h *Handler) endOffline(host *virtualhost.Host, s *session, tr router.Tracker) error {
 	reg := h.registry(host)
 	reg.mu.Lock()
-	if reg.sessions[s.id] != s || s.att != nil || h.closed.Load() {
+	switch {
+	case h.closed.Load():
 		reg.mu.Unlock()
-		return
+		return errHandlerClosed
+	case reg.sessions[s.id] != s || s.att != nil && s.att.conn == nil:
+		reg.mu.Unlock()
+		return management.ErrNoSession
+	case s.att != nil:
+		reg.mu.Unlock()
+		return management.ErrSessionOnline
 	}
-	delete(reg.sessions, s.id)
+	ending := &attachment{done: make(chan struct{})} // no connection: ending
+	s.att = ending
 	will := s.will
 	s.stopTimersLocked()
 	s.will = nil
 	reg.mu.Unlock()
 	h.publishWill(host, will)
-	h.discard(host, s)
-	h.log.Info("session expired", zap.String("vhost", host.Name), zap.String("client_id", s.id))
+	h.discard(host, s, tr)
+	reg.mu.Lock()
+	if reg.sessions[s.id] == s {
+		delete(reg.sessions, s.id)
+	}
+	s.att = nil
+	reg.mu.Unlock()
+	close(ending.done)
+	return nil
 }
 
 // stopTimersLocked stops the session's expiry and will timers. Caller holds the registry's lock.
@@ -267,6 +305,7 @@ func (s *session) stopTimersLocked() {
 	if s.expiryTimer != nil {
 		s.expiryTimer.Stop()
 		s.expiryTimer = nil
+		s.expiresAt = 0
 	}
 	if s.willTimer != nil {
 		s.willTimer.Stop()

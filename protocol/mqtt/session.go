@@ -16,10 +16,13 @@ import (
 	"github.com/lyremq/lyre/virtualhost"
 )
 
-// sender is the outbound side of a connection (*protocol.Conn): append in place, never block.
+// sender is the outbound side of a connection (*protocol.Conn): append in place, never block; count
+// the PUBLISH packets queued and the messages dropped for the client (management's traffic counters).
 type sender interface {
 	Begin() ([]byte, bool)
 	Commit(b []byte)
+	CountOut(n int)
+	CountDropped(n int)
 }
 
 // Inflight states of an outbound QoS ≥ 1 message.
@@ -182,7 +185,9 @@ const maxSeen = 64
 // when clean session is off; its topic subscriptions are then durable subscriptions of the router
 // (durable.go). It is the router.Sink of every one of its subscriptions.
 type session struct {
-	id    string
+	id string
+	// clean: the session ends with its connection. The attached reader reads it freely and changes it
+	// under mu (end), where management reads it.
 	clean bool
 	host  *virtualhost.Host
 	att   *attachment // guarded by registry.mu
@@ -197,6 +202,7 @@ type session struct {
 	// Offline only, guarded by registry.mu: the timer that expires the session, and a will waiting for
 	// its delay (MQTT 5) with its timer.
 	expiryTimer *time.Timer
+	expiresAt   int64 // Unix ms when expiryTimer fires; 0 while it is not armed (management lists it)
 	will        *willMsg
 	willTimer   *time.Timer
 
@@ -238,7 +244,8 @@ type session struct {
 	// cons are the queue consumers, resumed when the connection drains or the window opens.
 	cons protocol.Consumers
 
-	// Owned by the attached reader goroutine.
+	// Owned by the attached reader goroutine. subs is changed under mu too (setEntryLocked), so
+	// management may read it under mu (Describe, Handler.Sessions).
 	subs        map[string]*subEntry // nil until the first SUBSCRIBE
 	awaitingRel map[uint16]struct{}  // inbound QoS 2 packet ids between PUBREC and PUBREL
 }
@@ -293,7 +300,11 @@ func (s *session) Deliver(d router.Delivery) bool {
 		// a QoS 0 message may pass them, never another QoS 0 message.
 		return true
 	case it.qos == 0 && !d.Paced && s.caughtUpLocked():
-		s.countDropLocked("outbound full")
+		if e.rs.Share == "" {
+			// A shared subscription's group offers the message to another member; the router counts it
+			// when none takes it.
+			s.slowDropLocked("outbound full")
+		}
 		return false
 	}
 	if (it.qos > 0 || d.Paced) && s.queue.live >= s.maxQueued && !s.slow {
@@ -435,7 +446,7 @@ func (s *session) overlapLocked(m *router.Message) (uint8, []uint32, bool) {
 func (s *session) holdLocked(e *subEntry, it outItem) {
 	if len(e.held) >= s.maxQueued {
 		e.held = slices.Delete(e.held, 0, 1)
-		s.countDropLocked("session queue full")
+		s.slowDropLocked("session queue full")
 	}
 	e.held = append(e.held, it)
 }
@@ -448,8 +459,17 @@ func (s *session) queueLocked(it outItem) {
 		if _, ok := s.queue.dropOldestLive(); !ok {
 			break
 		}
-		s.countDropLocked("session queue full")
+		s.slowDropLocked("session queue full")
 	}
+}
+
+// slowDropLocked counts a message dropped because the client does not keep up (its outbound queue or
+// the session's queue is full), on the connection too (protocol.Traffic.Dropped).
+func (s *session) slowDropLocked(why string) {
+	if s.out != nil {
+		s.out.CountDropped(1)
+	}
+	s.countDropLocked(why)
 }
 
 // dropLogInterval spaces the warnings about one session's dropped messages.
@@ -497,6 +517,7 @@ func (s *session) sendLocked(it *outItem) bool {
 		s.skipLocked(it) // as if the client had acknowledged it [MQTT-3.1.2-25]
 		return true
 	}
+	s.out.CountOut(1)
 	if it.qos > 0 {
 		st := waitPuback
 		if it.qos == 2 {
@@ -568,6 +589,9 @@ func (s *session) pumpLocked() {
 		s.out.Commit(b)
 		f.unsent = false
 		s.unsent--
+		if sent && f.state != waitPubcomp {
+			s.out.CountOut(1) // a resent PUBLISH
+		}
 		if !sent {
 			// Too large for the client that resumed the session: completed as if acknowledged.
 			it, id := f.item, f.id

@@ -43,8 +43,9 @@ func (s *session) connect(f *frame.Frame) error {
 
 	s.version, s.connected = v, true
 	s.rd.Version = v
-	s.host, s.rt, s.principal = host, host.Router, p
+	s.host, s.rt, s.principal, s.user = host, host.Router, p, p.User
 	s.subs = make(map[string]*subscription)
+	s.c.SetSession(s) // management lists it (manage.go)
 	if !s.writeConnected(v) {
 		return ErrOutboundFull
 	}

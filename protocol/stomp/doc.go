@@ -128,6 +128,18 @@
 // failed write answers with an ERROR frame and closes the connection, and the receipt is never sent, so
 // the client knows the message may be lost.
 //
+// # Management
+//
+// After CONNECT the session is attached to its connection for management (protocol.Conn.SetSession;
+// session implements protocol.Session): host, user, client id (the client-id header, else the session
+// id), version, and the subscriptions as SUBSCRIBE wrote them, "<destination> id:<id>" (a STOMP 1.0
+// subscription without an id is its destination alone). Describe runs on any goroutine: the reader
+// changes the subscription map under session.mu too, and Describe reads it under that lock. Messages
+// are counted once each: a SEND taken for routing (CountIn, when it is executed: a composite SEND is one
+// message, a SEND in an aborted transaction none), every MESSAGE frame queued (CountOut in
+// subscription.enqueue: live, retained, redelivered; not the browse-end marker), and every topic message
+// dropped because the outbound queue was full (CountDropped, beside Handler.Dropped).
+//
 // # Access control
 //
 // Logins and access checks are package protocol's, shared with MQTT (protocol.Login at CONNECT,

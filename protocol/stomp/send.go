@@ -42,6 +42,7 @@ func (s *session) send(f *frame.Frame) error {
 	if err != nil {
 		return err
 	}
+	s.c.CountIn(1) // one message taken in for routing, whatever the router makes of it
 	for i, d := range dests {
 		if err := s.publish(s.newMessage(f, &h, names[i], d)); err != nil {
 			return &frameError{msg: "send failed", detail: names[i] + ": " + err.Error(), cause: err}

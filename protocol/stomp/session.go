@@ -34,10 +34,11 @@ type session struct {
 	host      *virtualhost.Host
 	rt        *router.Router
 	principal virtualhost.Principal
+	user      string            // principal.User at CONNECT, for Describe
 	clientID  string            // fills "%c" in access rules
 	slot      *virtualhost.Host // the host whose connection slot this session holds, if any
 
-	// Reader goroutine only.
+	// Reader goroutine only; subs is changed under mu too, so Describe may read it under mu.
 	subs      map[string]*subscription
 	txs       map[string]*transaction
 	tempOwner bool                          // registered in Handler.temps
@@ -266,7 +267,9 @@ func (s *session) cleanup() {
 	s.mu.Unlock()
 	for id, sub := range s.subs {
 		sub.close()
+		s.mu.Lock()
 		delete(s.subs, id)
+		s.mu.Unlock()
 	}
 	s.bmu.Lock()
 	s.backlog = nil

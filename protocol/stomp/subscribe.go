@@ -38,7 +38,9 @@ func (s *session) subscribe(f *frame.Frame) error {
 	if err := s.attachRoutes(sub, targets, qo); err != nil {
 		return err
 	}
-	s.subs[sub.id] = sub
+	s.mu.Lock()
+	s.subs[sub.id] = sub // under mu for Describe
+	s.mu.Unlock()
 	// Retained messages after the subscription exists, so none published meanwhile is missed.
 	s.queueRetained(sub)
 	return nil
@@ -312,7 +314,9 @@ func (s *session) unsubscribe(f *frame.Frame) error {
 	if sub == nil {
 		return protoErr("unknown subscription", "no subscription has id %q", id)
 	}
+	s.mu.Lock()
 	delete(s.subs, sub.id)
+	s.mu.Unlock()
 	sub.close()
 	if sub.dsub != nil && f.Header.Get("persistent") == "true" {
 		return s.destroyDurable(*sub.dsub, sub.dest)

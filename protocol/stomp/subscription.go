@@ -82,6 +82,7 @@ func (sub *subscription) Deliver(d router.Delivery) bool {
 		s.cons.Blocked(s.c)
 	} else {
 		s.h.dropped.Add(1)
+		s.c.CountDropped(1)
 	}
 	return false
 }
@@ -136,6 +137,8 @@ func (sub *subscription) enqueue(d router.Delivery) (ok, full, over bool) {
 		}
 	}
 	over = s.c.CommitOver(sub.appendMessage(b, d, ackID))
+	// Every MESSAGE frame but the browse-end marker is counted here: live, retained, redelivered.
+	s.c.CountOut(1)
 	if !s.sent.Load() { // load first: no shared write per delivery on a busy connection
 		s.sent.Store(true)
 	}
