@@ -73,6 +73,8 @@ var (
 		"Messages the virtual host's router routed (from clients, HTTP, wills and dead-lettering; not $SYS).", "vhost")
 	descDelivered = newDesc("messages_delivered_total",
 		"Deliveries the router handed to subscribers and consumers, redeliveries and $SYS included.", "vhost")
+	descDropped = newDesc("messages_dropped_total",
+		"Messages lost, by reason: slow_subscriber (a client's window or outbound queue was full).", "vhost", "reason")
 	descQueueFull = newDesc("queue_publishes_refused_total",
 		"Publishes to a queue refused because it was full (block policy) or the host had too many queues.", "vhost")
 	descPoisoned = newDesc("messages_poisoned_total",
@@ -107,7 +109,7 @@ var (
 var allDescs = []*prometheus.Desc{
 	descBuildInfo, descStartTime,
 	descConnectorConns, descConnectorAccepted, descConnectorRefused, descMsgsIn, descMsgsOut, descBytesIn, descBytesOut,
-	descClients, descPublished, descDelivered, descQueueFull, descPoisoned, descDeadLettered, descDiscarded,
+	descClients, descPublished, descDelivered, descDropped, descQueueFull, descPoisoned, descDeadLettered, descDiscarded,
 	descSwapLoads, descSwapLoadErrors, descSubscriptions, descDurables, descRetained, descQueues,
 	descSessions, descSessionBacklog, descSessionInflight,
 	descJournalFailures,
@@ -116,6 +118,11 @@ var allDescs = []*prometheus.Desc{
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("lyre_"+name, help, labels, nil)
 }
+
+// Drop reasons (label reason of lyre_messages_dropped_total).
+const (
+	dropSlowSubscriber = "slow_subscriber" // the front-end's: a client's window or outbound queue was full
+)
 
 // collector produces Lyre's metrics at scrape time.
 type collector struct{ m *Manager }
@@ -156,6 +163,7 @@ func (c *collector) collectHost(e emitter, hs *hostSnapshot) {
 	e.gauge(descClients, float64(hs.clients), v)
 	e.counter(descPublished, rs.Published, v)
 	e.counter(descDelivered, rs.Delivered, v)
+	e.counter(descDropped, hs.traffic.Dropped, v, dropSlowSubscriber)
 	e.counter(descQueueFull, rs.QueueFull, v)
 	e.counter(descPoisoned, rs.Poisoned, v)
 	e.counter(descDeadLettered, rs.DeadLettered, v)
@@ -276,6 +284,7 @@ func addTraffic(t *protocol.Traffic, o protocol.Traffic) {
 	t.BytesOut += o.BytesOut
 	t.MessagesIn += o.MessagesIn
 	t.MessagesOut += o.MessagesOut
+	t.Dropped += o.Dropped
 }
 
 // sortedKeys returns m's keys in order, so metrics come out in a stable order.
