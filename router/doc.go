@@ -97,12 +97,40 @@
 // (the topic's other subscribers have it) and, while a consumer drains it, asks the publisher to wait
 // (PublishResult.Pressure).
 //
+// # Monitoring and administration
+//
+// Stats counts what happened to messages with atomic adds on the router's own counters, made only where
+// a message is dropped or unrouted: a message delivered costs nothing more. Dropped is the sum of its
+// reasons: a queue's or durable subscription's full policy (DroppedQueueFull), a topic subscriber's full
+// sink (DroppedSubscriberFull), expiry while queued or swapped out (DroppedExpired), and a poisoned
+// message with no dead-letter queue to take it (DroppedPoisoned). A publish refused with ErrQueueFull is not a
+// drop (the publisher is told: QueueFull), nor is a topic publish that matched nothing (NoRoute: no
+// subscriber missed it), nor a message discarded on purpose with its queue or by a purge (Discarded).
+// Drops a front-end decides on its own (a slow subscriber's QoS 0 backlog) are counted there.
+//
+// Queues and Topics return snapshots sorted by kind and path, segment by segment, so that a caller
+// paging through them sees a stable order; paths stay canonical segments, for the caller to render.
+// Queues lists every durable subscription, even one whose queue the router has forgotten (empty, no
+// consumer). Topics lists the filters in the trie with their subscription counts (durable and shared
+// members among them) and the topics holding a retained message, walking the trie under its read lock.
+//
+// The administrative operations act on waiting messages only, as RabbitMQ's do: PurgeQueue removes what
+// waits, in memory or swapped out (loaded in windows to be removed), and leaves delivered, unacknowledged
+// messages with their consumers; MoveMessages moves waiting messages oldest first, by sequence number,
+// into a target created as a publish creates it, and stops at a full target whatever its full policy, so
+// a move never drops anything. DeleteRetained clears a retained message without delivering the empty
+// message a clearing publish would. Everything they change is journalled, in batches of 1000 messages:
+// a Journal that is an AtomicJournal writes each batch as one unit, so a moved message's arrival and
+// departure are durable together (one queue after a crash, never both nor neither); with a plain
+// Journal each change goes on its own, arrival first, as dead-lettering does.
+//
 // # Locks
 //
 // Lock order, outermost first:
 //
 //	durable subscriptions -> router trie (RWMutex) -> match cache mutex
 //	durable subscriptions -> router queue map -> queue mutex -> sink's locks (session, outbound)
+//	queue mutex -> queue mutex: MoveMessages only, the two taken in key order after the map is released
 //
 // The retained store has its own lock and is never held with another. Topic fan-out holds no router lock
 // while calling Deliver. Queue dispatch runs on the caller's goroutine under the queue's mutex, and Deliver

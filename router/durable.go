@@ -241,7 +241,7 @@ func (r *Router) offer(ds *durable, m *Message) (dropped int, bp Backpressure) {
 	switch {
 	case pr.Err != nil:
 		// FullBlock: the topic's other subscribers have the message; this one cannot take it.
-		r.dropped.Add(1)
+		r.dropFull.Add(1)
 		dropped = 1
 		if len(q.consumers) > 0 && !ds.slow.Load() {
 			if q.room == nil {

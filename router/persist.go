@@ -1,5 +1,7 @@
 package router
 
+import "slices"
+
 // Persistence hooks. The router keeps its state in memory and never imports the store; a virtual host
 // that persists implements Journal and passes it in Options, and restores what it recovered with the
 // Restore methods below before any client connects.
@@ -175,6 +177,25 @@ func (r *Router) retain(ri int, m *Message) {
 	if j != nil && !m.Internal {
 		j.Retain(m)
 	}
+}
+
+// DeleteRetained clears the retained message of the topic (kind Topic) at path, journalled as a publish
+// of an empty retained message is, but delivered to nobody: an operator's removal must not hand current
+// subscribers the empty message such a publish gives them. tr, when set, learns when the removal is
+// durable. It reports whether the topic held a retained message; when it held none nothing is journalled.
+func (r *Router) DeleteRetained(path []string, tr Tracker) bool {
+	j := r.opts.Journal
+	if j != nil {
+		r.retainMu.Lock()
+		defer r.retainMu.Unlock()
+	}
+	if !r.retained.clear(0, path) {
+		return false
+	}
+	if j != nil {
+		j.Retain(&Message{ID: r.nextID.Add(1), Dest: Destination{Kind: Topic, Path: slices.Clone(path)}, Retain: true, Tracker: tr})
+	}
+	return true
 }
 
 // ReserveIDs makes the router assign message IDs above max from now on, so IDs of messages recovered

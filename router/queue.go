@@ -68,6 +68,9 @@ type queue struct {
 	idleTimer *time.Timer   // AutoDeleteAfter countdown
 	idleSince time.Time
 	dead      bool // removed from the router's map; publishers holding it must look again
+
+	// enqueued and dequeued count arrivals and departures for good (QueueInfo).
+	enqueued, dequeued uint64
 }
 
 func itemSize(m *Message) int64 {
@@ -93,7 +96,7 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 		}
 		switch full {
 		case FullDropTail:
-			q.r.dropped.Add(1)
+			q.r.dropFull.Add(1)
 			pr.Dropped = 1
 			return pr
 		case FullDropHead:
@@ -101,11 +104,11 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 				pr.Dropped++
 			}
 			if q.fullFor(size) {
-				q.r.dropped.Add(uint64(pr.Dropped) + 1)
+				q.r.dropFull.Add(uint64(pr.Dropped) + 1)
 				pr.Dropped++
 				return pr
 			}
-			q.r.dropped.Add(uint64(pr.Dropped))
+			q.r.dropFull.Add(uint64(pr.Dropped))
 		default:
 			pr.Err = ErrQueueFull
 			return pr
@@ -115,6 +118,7 @@ func (q *queue) enqueueLocked(m *Message) PublishResult {
 	q.arrivals++
 	it := &qitem{msg: m, order: q.arrivals, size: size, prio: min(m.Priority, MaxPriority)}
 	q.journalEnqueueLocked(it)
+	q.enqueued++
 	q.held++
 	q.heldBytes += size
 	if !q.swapOutLocked(it) {
@@ -130,13 +134,7 @@ func (q *queue) evictOldestLocked() bool {
 	if q.waiting == 0 && !q.loadLocked(1) {
 		return false
 	}
-	best := -1
-	for p := range q.levels {
-		w := &q.levels[p]
-		if w.len() > 0 && (best < 0 || w.at(0).order < q.levels[best].at(0).order) {
-			best = p
-		}
-	}
+	best := q.oldestLevelLocked()
 	it := q.levels[best].at(0)
 	q.levels[best].removeAt(0)
 	q.waiting--
@@ -153,9 +151,15 @@ func (q *queue) pushWaitingLocked(it *qitem) {
 	q.memBytes += it.size
 }
 
-// releaseLocked forgets a message for good and wakes publishers waiting for room.
+// releaseLocked forgets a message for good, journalling it, and wakes publishers waiting for room.
 func (q *queue) releaseLocked(it *qitem) {
 	q.journalDequeueLocked(it)
+	q.forgetLocked(it)
+}
+
+// forgetLocked is releaseLocked for a message whose departure the caller journals itself.
+func (q *queue) forgetLocked(it *qitem) {
+	q.dequeued++
 	q.held--
 	q.heldBytes -= it.size
 	it.gone = true
@@ -283,7 +287,7 @@ func (q *queue) dispatchWaitingLocked() int {
 					q.waiting--
 					q.memBytes -= it.size
 					q.releaseLocked(it)
-					q.r.dropped.Add(1)
+					q.r.dropExpired.Add(1)
 					continue
 				}
 			}
@@ -405,7 +409,7 @@ func (q *queue) deadLetter(items []*qitem) {
 	}
 	for _, it := range items {
 		if !ok {
-			r.dropped.Add(1)
+			r.dropPoison.Add(1)
 			q.journalPoisoned(it)
 			continue
 		}
@@ -415,7 +419,7 @@ func (q *queue) deadLetter(items []*qitem) {
 		pr := r.Publish(&m)
 		q.journalPoisoned(it) // after the copy: a crash in between keeps both, never neither
 		if pr.Err != nil {
-			r.dropped.Add(1)
+			r.dropPoison.Add(1)
 			continue
 		}
 		r.deadLet.Add(1)
@@ -476,19 +480,10 @@ func (r *Router) lockedQueueLimit(d Destination, create, limit bool) (*queue, er
 }
 
 func (r *Router) newQueue(key string, d Destination) *queue {
-	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)},
-		maxMsgs: r.opts.MaxQueueMessages, maxBytes: r.opts.MaxQueueBytes}
+	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)}, pol: r.queuePolicy(d)}
+	q.maxMsgs, q.maxBytes = r.quota(d)
 	q.arrivals = r.seqFloors[key]
 	q.markSent = q.arrivals
-	if p := r.queuePolicy(d); p != nil {
-		q.pol = p
-		if p.MaxMessages > 0 {
-			q.maxMsgs = p.MaxMessages
-		}
-		if p.MaxBytes > 0 {
-			q.maxBytes = p.MaxBytes
-		}
-	}
 	return q
 }
 
@@ -639,27 +634,9 @@ func (q *queue) purgeLocked() int {
 		c.closed, c.unacked, c.unackedBytes = true, nil, 0
 	}
 	q.consumers, q.browsers, q.groups, q.exclusive, q.next = nil, nil, nil, 0, 0
-	for {
-		for p := range q.levels {
-			w := &q.levels[p]
-			for w.len() > 0 {
-				it := w.at(0)
-				w.removeAt(0)
-				q.releaseLocked(it)
-				n++
-			}
-		}
-		q.waiting, q.memBytes = 0, 0
-		if q.swapped == 0 || !q.loadLocked(maxLoadWindow) {
-			break
-		}
-	}
-	for _, it := range q.parked {
-		q.releaseLocked(it)
-		n++
-	}
-	q.parked = nil
-	if q.swapped > 0 { // a failed load: the journal keeps them; the journal's removal of the list deletes them
+	w, err := q.purgeWaitingLocked(nil)
+	n += w
+	if err != nil { // a failed load: the journal keeps them; the journal's removal of the list deletes them
 		n += q.swapped
 		q.held -= q.swapped
 		q.heldBytes -= q.swappedBytes

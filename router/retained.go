@@ -46,8 +46,9 @@ func (rs *retainStore) set(ri int, path []string, m *Message) {
 	n.msg = m
 }
 
-// clear removes the retained message of path and prunes the branch it leaves empty.
-func (rs *retainStore) clear(ri int, path []string) {
+// clear removes the retained message of path and prunes the branch it leaves empty. It reports whether
+// there was one.
+func (rs *retainStore) clear(ri int, path []string) bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	var stackArr [32]*rnode
@@ -55,12 +56,12 @@ func (rs *retainStore) clear(ri int, path []string) {
 	n := rs.roots[ri]
 	for _, s := range path {
 		if n = n.kids[s]; n == nil {
-			return
+			return false
 		}
 		nodes = append(nodes, n)
 	}
 	if n.msg == nil {
-		return
+		return false
 	}
 	n.msg = nil
 	rs.count--
@@ -71,6 +72,7 @@ func (rs *retainStore) clear(ri int, path []string) {
 		}
 		delete(nodes[i].kids, path[i])
 	}
+	return true
 }
 
 // match returns every unexpired retained message whose topic f matches, oldest first (by message ID).

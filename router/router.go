@@ -83,14 +83,21 @@ type Router struct {
 	nextID    atomic.Uint64
 	published atomic.Uint64
 	delivered atomic.Uint64
-	dropped   atomic.Uint64
-	full      atomic.Uint64
-	deadLet   atomic.Uint64
-	poisoned  atomic.Uint64
-	loads     atomic.Uint64
-	loadErrs  atomic.Uint64
-	discarded atomic.Uint64
-	closed    atomic.Bool
+	// Drops by reason (Stats.Dropped is their sum): a queue's full policy, a topic subscriber's full
+	// sink, expiry, and poisoned messages with no DLQ to take them.
+	dropFull    atomic.Uint64
+	dropSink    atomic.Uint64
+	dropExpired atomic.Uint64
+	dropPoison  atomic.Uint64
+	noRoute     atomic.Uint64
+	full        atomic.Uint64
+	deadLet     atomic.Uint64
+	poisoned    atomic.Uint64
+	loads       atomic.Uint64
+	loadErrs    atomic.Uint64
+	discarded   atomic.Uint64
+	moved       atomic.Uint64
+	closed      atomic.Bool
 }
 
 // New returns a Router with o's zero fields set to their defaults.
@@ -295,6 +302,10 @@ func (r *Router) Publish(m *Message) PublishResult {
 		r.retain(ri, m)
 	}
 	res := r.topics.match(ri, m.Dest.Path)
+	if len(res.Subs) == 0 && len(res.Groups) == 0 {
+		r.noRoute.Add(1)
+		return PublishResult{}
+	}
 	// Counted in locals, not in a PublishResult: the compiler keeps them in registers, where fields of a
 	// struct this size live on the stack (a measurable share of a one-subscriber publish).
 	var delivered, dropped, counted int // counted: drops the durable subscriptions counted themselves
@@ -335,24 +346,52 @@ func (r *Router) Publish(m *Message) PublishResult {
 		r.delivered.Add(uint64(delivered))
 	}
 	if dropped > counted {
-		r.dropped.Add(uint64(dropped - counted))
+		r.dropSink.Add(uint64(dropped - counted))
 	}
 	return PublishResult{Delivered: delivered, Dropped: dropped, Pressure: pressure}
 }
 
-// Stats are the router's counters and sizes.
+// Stats are the router's counters and sizes. Counters count from New; the exported snapshot reads each
+// one atomically, not all of them at one instant.
 type Stats struct {
-	Published, Delivered, Dropped uint64
-	QueueFull                     uint64 // publishes rejected with ErrQueueFull
+	// Published counts Publish calls that routed a message (not those refused with ErrClosed or
+	// ErrInvalidName); Delivered counts deliveries sinks took, topic and queue, redeliveries included.
+	Published, Delivered uint64
+	// Dropped counts messages lost to a bound or to expiry: the sum of the Dropped* reasons below. A
+	// message a topic fans out is counted once per subscription (or shared group) that lost it.
+	Dropped uint64
+	// DroppedQueueFull counts messages a queue's or durable subscription's full policy dropped: the new
+	// message under FullDropTail, the evicted ones under FullDropHead, and a durable subscription's copy
+	// refused under FullBlock (the topic's other subscribers have it). A publish to a queue refused with
+	// ErrQueueFull is not a drop: the publisher is told (QueueFull).
+	DroppedQueueFull uint64
+	// DroppedSubscriberFull counts topic deliveries a subscriber's sink refused at its hard bound, per
+	// subscription, or per shared group when every member that may receive the message was full. Drops a
+	// front-end decides on its own (a slow subscriber's QoS 0 backlog) are the front-end's to count.
+	DroppedSubscriberFull uint64
+	// DroppedExpired counts queue messages whose expiry passed while they waited: dropped when dispatch
+	// reached them, or deleted from the journal by the store's expiry sweep while swapped out.
+	DroppedExpired uint64
+	// DroppedPoisoned counts messages that reached their policy's NakLimit and were dropped because the
+	// queue has no dead-letter queue or it refused them (Poisoned minus DeadLettered).
+	DroppedPoisoned uint64
+	// NoRoute counts topic publishes that matched no subscription at all: published to nothing. It is
+	// not a drop (no subscriber missed the message); a retained message is kept all the same.
+	NoRoute uint64
+	// QueueFull counts publishes to a queue refused with ErrQueueFull (or ErrTooManyQueues).
+	QueueFull uint64
 	// Poisoned counts queue messages that reached their policy's NakLimit; DeadLettered counts those
-	// moved to a dead-letter queue (the others were dropped and are in Dropped too).
+	// moved to a dead-letter queue (the others were dropped and are in DroppedPoisoned).
 	Poisoned, DeadLettered uint64
 	// SwapLoads counts windows of swapped-out messages loaded back from the journal; SwapLoadErrors the
 	// loads that failed (the messages stay in the journal and the load is retried on the next dispatch).
 	SwapLoads, SwapLoadErrors uint64
-	// Discarded counts messages discarded with their queue: a destroyed durable subscription, a
-	// temporary queue whose owner went away.
-	Discarded     uint64
+	// Discarded counts messages discarded on purpose, not lost: with their queue (a destroyed durable
+	// subscription, a temporary queue whose owner went away) or purged by an operator (PurgeQueue). Not
+	// in Dropped.
+	Discarded uint64
+	// Moved counts messages moved from one queue to another by MoveMessages.
+	Moved         uint64
 	Subscriptions int // topic subscriptions, durable ones included
 	Durables      int // durable subscriptions
 	Retained      int // retained messages
@@ -363,18 +402,23 @@ type Stats struct {
 // Stats returns a snapshot of the counters.
 func (r *Router) Stats() Stats {
 	s := Stats{
-		Published: r.published.Load(),
-		Delivered: r.delivered.Load(),
-		Dropped:   r.dropped.Load(),
-		QueueFull: r.full.Load(),
-		Poisoned:  r.poisoned.Load(),
-
-		DeadLettered:   r.deadLet.Load(),
-		SwapLoads:      r.loads.Load(),
-		SwapLoadErrors: r.loadErrs.Load(),
-		Discarded:      r.discarded.Load(),
-		Retained:       r.retained.len(),
+		Published:             r.published.Load(),
+		Delivered:             r.delivered.Load(),
+		DroppedQueueFull:      r.dropFull.Load(),
+		DroppedSubscriberFull: r.dropSink.Load(),
+		DroppedExpired:        r.dropExpired.Load(),
+		DroppedPoisoned:       r.dropPoison.Load(),
+		NoRoute:               r.noRoute.Load(),
+		QueueFull:             r.full.Load(),
+		Poisoned:              r.poisoned.Load(),
+		DeadLettered:          r.deadLet.Load(),
+		SwapLoads:             r.loads.Load(),
+		SwapLoadErrors:        r.loadErrs.Load(),
+		Discarded:             r.discarded.Load(),
+		Moved:                 r.moved.Load(),
+		Retained:              r.retained.len(),
 	}
+	s.Dropped = s.DroppedQueueFull + s.DroppedSubscriberFull + s.DroppedExpired + s.DroppedPoisoned
 	r.topics.mu.RLock()
 	s.Subscriptions = r.topics.count
 	r.topics.mu.RUnlock()

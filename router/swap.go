@@ -68,14 +68,20 @@ const maxLoadWindow = 8192
 // without telling the router) and is forgotten. It reports whether it added any message. A failed load
 // leaves everything in place (counted in Stats.SwapLoadErrors); the next dispatch tries again.
 func (q *queue) loadLocked(n int) bool {
+	added, _ := q.loadErrLocked(n)
+	return added
+}
+
+// loadErrLocked is loadLocked that also returns the journal's error.
+func (q *queue) loadErrLocked(n int) (bool, error) {
 	if q.swapped <= 0 || n <= 0 {
-		return false
+		return false, nil
 	}
 	r := q.r
 	got, err := r.opts.Journal.Load(q.dest, q.swapFrom, n)
 	if err != nil {
 		r.loadErrs.Add(1)
-		return false
+		return false, err
 	}
 	r.loads.Add(1)
 	var bytes int64
@@ -106,7 +112,7 @@ func (q *queue) loadLocked(n int) bool {
 	}
 	if len(got) < n || q.swapped <= 0 {
 		if q.swapped > 0 {
-			r.dropped.Add(uint64(q.swapped))
+			r.dropExpired.Add(uint64(q.swapped)) // the expiry sweep is what deletes them
 			q.held -= q.swapped
 			q.heldBytes -= q.swappedBytes
 			if q.room != nil {
@@ -117,7 +123,7 @@ func (q *queue) loadLocked(n int) bool {
 		q.swapped, q.swappedBytes = 0, 0
 		q.unparkLocked(^uint64(0))
 	}
-	return len(got) > 0
+	return len(got) > 0, nil
 }
 
 // unparkLocked moves the parked messages older than seq among the waiting ones in memory.

@@ -12,6 +12,7 @@ var (
 	ErrQueueFull     = errors.New("router: queue full")
 	ErrClosed        = errors.New("router: closed")
 	ErrTooManyQueues = errors.New("router: too many queues")
+	ErrNoQueue       = errors.New("router: no such queue")
 )
 
 // Kind says which namespace a destination lives in. Topics and queues with the same path are distinct.

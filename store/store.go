@@ -255,7 +255,7 @@ type Counts struct {
 	MaxMessageID                   uint64 // highest stored message id
 }
 
-// Stats are a store's running counters.
+// Stats are a store's running counters, and what a monitoring exporter needs besides.
 type Stats struct {
 	Commits uint64 // Commit/CommitFunc calls applied or failed
 	Ops     uint64 // ops in them
@@ -265,6 +265,16 @@ type Stats struct {
 	// Writes counts keys set or deleted in the backend; a put cancelled by a delete in the same batch
 	// (flush_delay) writes nothing.
 	Writes uint64
+	// Queued counts the commits waiting for the committer now (at most 4096; Commit blocks beyond).
+	Queued int
+	// CommitLatency is the distribution of the time from a commit's queueing (Commit, CommitFunc) to its
+	// outcome, durable or failed: what a publisher waiting for its acknowledgement waits, the wait for
+	// the batch ahead, flush_delay and the sync included. Every commit counted in Commits is in it.
+	CommitLatency Distribution
+	// SizeBytes is the room the store takes: on disk for badger (every file of its directory, by the
+	// blocks allocated to it where the platform reports them, measured at most every few seconds); the
+	// keys and values held for the memory store.
+	SizeBytes int64
 }
 
 // Apply commits ops and waits until they are durable.

@@ -110,8 +110,18 @@ const (
 )
 
 // Authorize reports whether p may perform action on the destination or object of kind obj at path
-// (canonical segments; [name] for a connector or host). clientID fills "%c" in rule ids.
+// (canonical segments; [name] for a connector or host). clientID fills "%c" in rule ids. A denial is
+// counted (Counters.AccessDenied).
 func (h *Host) Authorize(p Principal, action Action, obj Object, path []string, clientID string) bool {
+	if h.authorize(p, action, obj, path, clientID) {
+		return true
+	}
+	h.accessDenied.Add(1)
+	return false
+}
+
+// authorize is Authorize without counting: the connect permission and gates count their own denials.
+func (h *Host) authorize(p Principal, action Action, obj Object, path []string, clientID string) bool {
 	if len(h.rules.list) == 0 {
 		return true
 	}
@@ -194,8 +204,17 @@ func (rs *rules) pattern(r *accessRule, p Principal, clientID string) ([]router.
 // whether every one is. A front-end refuses a subscription when !some, and when !all filters each
 // delivery through a Gate. The answer is conservative in one direction only: some may be true for a
 // filter that in fact reaches nothing allowed (regex levels are not compared), never false for one that
-// does; all is true only when certain.
+// does; all is true only when certain. A filter that allows nothing is counted as a denial
+// (Counters.AccessDenied); one allowed in part is not.
 func (h *Host) AuthorizeFilter(p Principal, action Action, obj Object, filter []router.Seg, clientID string) (some, all bool) {
+	some, all = h.authorizeFilter(p, action, obj, filter, clientID)
+	if !some {
+		h.accessDenied.Add(1)
+	}
+	return some, all
+}
+
+func (h *Host) authorizeFilter(p Principal, action Action, obj Object, filter []router.Seg, clientID string) (some, all bool) {
 	if len(h.rules.list) == 0 {
 		return true, true
 	}
@@ -363,8 +382,17 @@ func (h *Host) Gate(p Principal, action Action, obj Object, clientID string) *Ga
 	return &Gate{h: h, p: p, clientID: clientID, action: action, obj: obj, seen: make(map[string]bool)}
 }
 
-// Allows reports whether the gate's subscriber may receive from path.
+// Allows reports whether the gate's subscriber may receive from path. A refusal is counted
+// (Counters.GateDenied), once per call: a message withheld.
 func (g *Gate) Allows(path []string) bool {
+	if g.allows(path) {
+		return true
+	}
+	g.h.gateDenied.Add(1)
+	return false
+}
+
+func (g *Gate) allows(path []string) bool {
 	if g == nil {
 		return true
 	}
@@ -377,7 +405,7 @@ func (g *Gate) Allows(path []string) bool {
 	if hit {
 		return ok
 	}
-	ok = g.h.Authorize(g.p, g.action, g.obj, path, g.clientID)
+	ok = g.h.authorize(g.p, g.action, g.obj, path, g.clientID)
 	g.mu.Lock()
 	if len(g.seen) < maxGateCache {
 		g.seen[string(key)] = ok

@@ -1,6 +1,7 @@
 package virtualhost
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -119,11 +120,18 @@ func (h *Host) LoginCert(remote net.Addr, identity, clientID string) (Principal,
 
 // admit finishes a login: the connect permission on this host for the client id, and the delay owed by
 // an address that keeps failing.
+// A refusal is counted (Counters): bad credentials as an authentication failure, the rest as a refused
+// connect.
 func (h *Host) admit(remote net.Addr, p Principal, err error, clientID string) (Principal, time.Duration, error) {
-	if err == nil && !h.Authorize(p, ActionConnect, ObjectVirtualHost, []string{h.Name}, clientID) {
+	if err == nil && !h.authorize(p, ActionConnect, ObjectVirtualHost, []string{h.Name}, clientID) {
 		err = ErrNotAuthorized
 	}
 	if err != nil {
+		if errors.Is(err, ErrBadCredentials) {
+			h.authFailures.Add(1)
+		} else {
+			h.connectRefused.Add(1)
+		}
 		return Principal{}, h.Throttle.Fail(remote), err
 	}
 	return p, 0, nil

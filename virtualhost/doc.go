@@ -23,6 +23,22 @@
 // such a tracker (a consumer acknowledging it at once, its in-flight record) joins the tracker, so the
 // store never sees the two out of order.
 //
+// The router's administrative operations (PurgeQueue, MoveMessages) journal through the host as an
+// atomic journal (router.AtomicJournal): each batch of up to 1000 changes is one store commit, so a
+// message moved from a dead-letter queue back to its queue is, after a crash, in one of them. A batch
+// gathers like an atomic tracker: a write about one of its new entries made before it commits (a consumer
+// of the target acknowledging at once) joins it, and a message whose publisher's tracker has not
+// flushed yet is moved inside that tracker's commit.
+//
+// # Monitoring
+//
+// Counters returns the host's refusals, each counted once where it is decided: authentication failures
+// (bad credentials) and refused connects (no connect permission, no user on a closed host) in admit,
+// full hosts in Acquire, access denials in Authorize and AuthorizeFilter (a filter allowing nothing),
+// and the messages a Gate withheld. They are atomic adds on the refusal paths only: a Gate's allowed
+// delivery, which runs per message, costs nothing more. StoreStats passes the store's counters through
+// (commit latency distribution, size), since front-ends and exporters do not see the store.
+//
 // # Authentication
 //
 // A client proves who it is in one of three ways, each ending in the same admission (connect permission,
@@ -79,7 +95,8 @@
 // `queue "PATTERN" { }` and `dsub "PATTERN" { }` blocks become router queue policies of their kind
 // (quota, full policy, nak_limit and DLQ, auto delete), `topic "PATTERN" { }` blocks topic policies; the
 // host's quota and quota_messages are the default for every queue and durable subscription. Messages a
-// full policy drops are counted (router Stats.Dropped) and logged: the first drop at a destination at
-// once, then at most one line per destination every 10 s with the count since (droplog.go).
+// full policy drops are counted (router Stats.DroppedQueueFull, part of Dropped) and logged: the first
+// drop at a destination at once, then at most one line per destination every 10 s with the count since
+// (droplog.go).
 // MaxConnections, MaxQueues and MaxMessageLength bound what clients may do.
 package virtualhost

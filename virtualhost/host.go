@@ -54,6 +54,8 @@ type Host struct {
 	auth  map[string]Authenticator
 	rules *rules
 	conns atomic.Int64
+	// Refusals by kind (Counters).
+	authFailures, connectRefused, hostFull, accessDenied, gateDenied atomic.Uint64
 	// persist is the host's store and what it recovered (store.go).
 	persist *persistence
 	drops   dropLog
@@ -147,6 +149,7 @@ func Open(c conf.VirtualHost, o router.Options, opts ...Option) (h *Host, err er
 func (h *Host) Acquire() bool {
 	if n := h.conns.Add(1); h.MaxConnections > 0 && n > int64(h.MaxConnections) {
 		h.conns.Add(-1)
+		h.hostFull.Add(1)
 		return false
 	}
 	return true
@@ -157,6 +160,41 @@ func (h *Host) Release() { h.conns.Add(-1) }
 
 // Connections returns the number of slots held.
 func (h *Host) Connections() int { return int(h.conns.Load()) }
+
+// HostCounters are a host's refusals, counted since it opened.
+type HostCounters struct {
+	// AuthFailures counts logins refused for bad credentials (ErrBadCredentials from Login, LoginCert
+	// or LoginAuth: unknown user, wrong password, failed SCRAM exchange, over-long credentials),
+	// re-authentications included.
+	AuthFailures uint64
+	// ConnectRefused counts logins refused with ErrNotAuthorized: no user name on a host without
+	// anonymous access, or no connect permission for a client whose identity was accepted.
+	ConnectRefused uint64
+	// HostFull counts connection slots refused at MaxConnections (Acquire).
+	HostFull uint64
+	// AccessDenied counts the Authorize calls that denied (a SEND, a SUBSCRIBE or a consumer refused,
+	// a retained message withheld) and the AuthorizeFilter calls that allowed nothing (a subscription
+	// refused). The connect permission checked at login counts in ConnectRefused instead.
+	AccessDenied uint64
+	// GateDenied counts the messages a Gate kept from a wildcard subscriber it partly denies: one per
+	// message withheld, whether its decision was cached or not.
+	GateDenied uint64
+	// JournalFailures counts store writes that failed with nobody waiting for them (JournalFailures).
+	JournalFailures uint64
+}
+
+// Counters returns the host's refusal counters. The counting is an atomic add on the refusal paths
+// only, so an allowed request costs nothing more.
+func (h *Host) Counters() HostCounters {
+	return HostCounters{
+		AuthFailures:    h.authFailures.Load(),
+		ConnectRefused:  h.connectRefused.Load(),
+		HostFull:        h.hostFull.Load(),
+		AccessDenied:    h.accessDenied.Load(),
+		GateDenied:      h.gateDenied.Load(),
+		JournalFailures: h.persist.failed.Load(),
+	}
+}
 
 // Close releases the host's resources: the router, then the store, which writes what is queued.
 func (h *Host) Close() {

@@ -277,7 +277,7 @@ func (p *persistence) Enqueue(d router.Destination, seq uint64, redeliveries uin
 		p.entryWrite(owner, seq, nil, op)
 		return
 	}
-	if at, ok := m.Tracker.(*Tracker); ok && at.host != nil {
+	if at, ok := m.Tracker.(*Tracker); ok && at.p != nil {
 		// Registered first: a write of the same entry made before the tracker's commit joins it.
 		p.addPending(owner, seq, pendingEntry{m: m, tr: at})
 		if at.addWith(func(error) { p.dropPending(owner, seq, m) }, op) {
@@ -413,6 +413,15 @@ func (h *Host) Durable() bool { return h.persist.durable() }
 
 // Recovered returns what the store held when the host opened (zero for a memory host).
 func (h *Host) Recovered() store.Counts { return h.persist.counts }
+
+// StoreStats returns the counters of the host's store (see store.Stats: commits, commit latency, size);
+// ok is false for a memory host, which has none.
+func (h *Host) StoreStats() (st store.Stats, ok bool) {
+	if !h.persist.durable() {
+		return store.Stats{}, false
+	}
+	return h.persist.st.Stats(), true
+}
 
 // JournalFailures counts writes that failed with nobody waiting for them.
 func (h *Host) JournalFailures() uint64 { return h.persist.failed.Load() }

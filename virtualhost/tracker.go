@@ -25,7 +25,7 @@ type Tracker struct {
 	err     error
 	then    func(error)
 
-	host *Host // set for an atomic tracker
+	p *persistence // where an atomic tracker commits; nil for a plain one
 	// seal guards ops and sealed. Flush queues its commit while holding it, so a writer that finds the
 	// tracker sealed commits behind it. The committer never takes it.
 	seal   sync.Mutex
@@ -35,7 +35,7 @@ type Tracker struct {
 }
 
 // NewAtomicTracker returns a tracker whose gathered writes go to h's store in one commit (see Tracker).
-func NewAtomicTracker(h *Host) *Tracker { return &Tracker{host: h} }
+func NewAtomicTracker(h *Host) *Tracker { return &Tracker{p: h.persist} }
 
 // add gathers ops into the tracker's commit; it reports false, adding nothing, when the tracker is not
 // atomic or is sealed already: the caller commits them itself.
@@ -43,7 +43,7 @@ func (t *Tracker) add(ops ...store.Op) bool { return t.addWith(nil, ops...) }
 
 // addWith is add with a function to call with the commit's outcome.
 func (t *Tracker) addWith(after func(error), ops ...store.Op) bool {
-	if t == nil || t.host == nil {
+	if t == nil || t.p == nil {
 		return false
 	}
 	t.seal.Lock()
@@ -61,7 +61,7 @@ func (t *Tracker) addWith(after func(error), ops ...store.Op) bool {
 // Flush commits what was gathered as one unit and seals the tracker; the tracker waits for the commit.
 // Call it once, after Publish. A tracker that is not atomic needs none.
 func (t *Tracker) Flush() {
-	if t.host == nil {
+	if t.p == nil {
 		return
 	}
 	t.seal.Lock()
@@ -71,7 +71,7 @@ func (t *Tracker) Flush() {
 		return
 	}
 	done, after := t.Track(), t.after
-	t.host.persist.commit(func(err error) {
+	t.p.commit(func(err error) {
 		for _, f := range after {
 			f(err)
 		}

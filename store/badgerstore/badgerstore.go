@@ -10,6 +10,8 @@ package badgerstore
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +62,7 @@ type Options struct {
 type Store struct {
 	*engine.Engine
 	db     *badger.DB
+	usage  diskUsage
 	stopGC chan struct{}
 	gcDone chan struct{}
 	gcMu   sync.Mutex
@@ -112,7 +115,7 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	s := &Store{Engine: e, db: db, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
+	s := &Store{Engine: e, db: db, usage: diskUsage{dir: dir}, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
 	go s.gcLoop(o.GCInterval, o.GCDiscardRatio)
 	return s, nil
 }
@@ -153,6 +156,53 @@ func (s *Store) RunGC(ratio float64) int {
 		}
 		n++
 	}
+}
+
+// Stats implements store.Store. SizeBytes is measured on the directory (see diskUsage), not taken from
+// badger's DB.Size: that is refreshed once a minute only (0 until then in a new store) and counts the
+// value log being written at its preallocated length, 512 MiB, however little it holds.
+func (s *Store) Stats() store.Stats {
+	st := s.Engine.Stats()
+	st.SizeBytes = s.usage.get()
+	return st
+}
+
+// sizeEvery is how long a measured directory size is reused: a monitoring scrape every few seconds
+// must not walk a directory of thousands of tables each time.
+const sizeEvery = 5 * time.Second
+
+// diskUsage measures the disk space a store's directory takes, as du does: the blocks allocated to each
+// file where the platform reports them (the value log and memtable files are sparse), else file sizes.
+type diskUsage struct {
+	dir   string
+	mu    sync.Mutex
+	at    time.Time
+	bytes int64
+}
+
+func (u *diskUsage) get() int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.at.IsZero() || time.Since(u.at) >= sizeEvery {
+		u.bytes, u.at = dirSize(u.dir), time.Now()
+	}
+	return u.bytes
+}
+
+// dirSize adds up the space of the regular files under dir. A file that vanishes during the walk (a
+// table compaction removed) is skipped.
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			n += allocated(info)
+		}
+		return nil
+	})
+	return n
 }
 
 // Close flushes queued commits, stops the GC and closes badger.

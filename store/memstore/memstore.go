@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lyremq/lyre/store"
@@ -23,15 +24,26 @@ type Options struct {
 }
 
 // Store is an in-memory store.Store.
-type Store struct{ *engine.Engine }
+type Store struct {
+	*engine.Engine
+	kv *kv
+}
 
 // New returns an empty memory store.
 func New(o Options) *Store {
-	e, err := engine.New(newKV(), engine.Options{FlushDelay: o.FlushDelay, BeforeWrite: o.BeforeWrite})
+	m := newKV()
+	e, err := engine.New(m, engine.Options{FlushDelay: o.FlushDelay, BeforeWrite: o.BeforeWrite})
 	if err != nil {
 		panic(err) // an empty in-memory KV has no version to refuse
 	}
-	return &Store{e}
+	return &Store{Engine: e, kv: m}
+}
+
+// Stats implements store.Store; SizeBytes is the bytes of the keys and values held.
+func (s *Store) Stats() store.Stats {
+	st := s.Engine.Stats()
+	st.SizeBytes = s.kv.size.Load()
+	return st
 }
 
 const maxLevel = 24
@@ -46,6 +58,7 @@ type kv struct {
 	mu    sync.RWMutex
 	head  node
 	level int
+	size  atomic.Int64 // bytes of the keys and values held
 }
 
 func newKV() *kv { return &kv{head: node{next: make([]*node, maxLevel)}, level: 1} }
@@ -67,9 +80,11 @@ func (m *kv) findGE(k []byte, prev *[maxLevel]*node) *node {
 func (m *kv) set(k, v []byte) {
 	var prev [maxLevel]*node
 	if n := m.findGE(k, &prev); n != nil && bytes.Equal(n.key, k) {
+		m.size.Add(int64(len(v) - len(n.val)))
 		n.val = v
 		return
 	}
+	m.size.Add(int64(len(k) + len(v)))
 	lvl := 1
 	for lvl < maxLevel && rand.Uint32()&3 == 0 {
 		lvl++
@@ -94,6 +109,7 @@ func (m *kv) delete(k []byte) {
 	for i := range n.next {
 		prev[i].next[i] = n.next[i]
 	}
+	m.size.Add(-int64(len(n.key) + len(n.val)))
 }
 
 func (m *kv) Get(k []byte) ([]byte, bool, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,6 +55,7 @@ func Run(t *testing.T, b Backend) {
 		{"RemoveExpired", testExpired},
 		{"ExportImport", testExportImport},
 		{"RandomOpsMatchModel", testModel},
+		{"StatsLatencyAndSize", testStats},
 	}
 	if b.Persistent {
 		tests = append(tests, []struct {
@@ -788,4 +790,41 @@ func testLocked(t *testing.T, b Backend) {
 	}
 	// The first store is unaffected.
 	apply(t, s, put(store.ListQueue, "q", 1, msg(1, "x")))
+}
+
+// testStats: every commit is in the commit latency distribution, from its queueing to its outcome (a
+// flush delay shows in it), and the store's size grows with what it holds.
+func testStats(t *testing.T, b Backend) {
+	const delay = 30 * time.Millisecond
+	s := fresh(t, b, Options{FlushDelay: delay})
+	const n, size = 5, 4000
+	for i := uint64(1); i <= n; i++ {
+		apply(t, s, put(store.ListQueue, "q", i, msg(i, strings.Repeat("x", size))))
+	}
+	st := s.Stats()
+	d := st.CommitLatency
+	if d.Count != st.Commits || d.Count < n {
+		t.Fatalf("%d commits, %d in the latency distribution", st.Commits, d.Count)
+	}
+	if len(d.Bounds) != len(d.Cumulative) || len(d.Bounds) == 0 {
+		t.Fatalf("distribution shape: %+v", d)
+	}
+	for i := range d.Bounds {
+		if i > 0 && (d.Bounds[i] <= d.Bounds[i-1] || d.Cumulative[i] < d.Cumulative[i-1]) || d.Cumulative[i] > d.Count {
+			t.Fatalf("distribution not cumulative over ascending bounds: %+v", d)
+		}
+		if d.Bounds[i] < delay && d.Cumulative[i] != 0 {
+			t.Fatalf("%d commits took at most %v, under the flush delay of %v: %+v", d.Cumulative[i], d.Bounds[i], delay, d)
+		}
+	}
+	if d.Sum < n*delay {
+		t.Fatalf("latency sum %v for %d commits that each waited %v", d.Sum, n, delay)
+	}
+	if st.Queued != 0 {
+		t.Fatalf("%d commits queued with nobody writing", st.Queued)
+	}
+	// Stats was not called before: a store that measures its size now and then measures it now.
+	if st.SizeBytes < n*size {
+		t.Fatalf("size %d bytes holding %d bodies of %d bytes", st.SizeBytes, n, size)
+	}
 }

@@ -69,11 +69,13 @@ type Engine struct {
 	kvClosed bool
 
 	commits, ops, batches, failed, writes atomic.Uint64
+	latency                               store.Histogram
 }
 
 type request struct {
-	ops  []store.Op
-	done func(error)
+	ops    []store.Op
+	done   func(error)
+	queued time.Time // for Stats.CommitLatency
 	// removed, when set, receives the entries its conditional deletes removed (RemoveExpired).
 	removed *[]store.Ref
 }
@@ -149,6 +151,7 @@ func (e *Engine) CommitFunc(done func(error), ops ...store.Op) {
 }
 
 func (e *Engine) submit(r *request) {
+	r.queued = time.Now()
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()
@@ -185,7 +188,9 @@ func (e *Engine) run() {
 			}
 		}
 		applied, err := e.applyRequests(reqs)
+		now := time.Now()
 		for i, r := range reqs {
+			e.latency.Observe(now.Sub(r.queued))
 			e.commits.Add(1)
 			e.ops.Add(uint64(len(r.ops)))
 			if i < applied {
@@ -277,7 +282,8 @@ func (e *Engine) applyBatch(reqs []*request) error {
 // Stats implements store.Store.
 func (e *Engine) Stats() store.Stats {
 	return store.Stats{Commits: e.commits.Load(), Ops: e.ops.Load(), Batches: e.batches.Load(),
-		Failed: e.failed.Load(), Writes: e.writes.Load()}
+		Failed: e.failed.Load(), Writes: e.writes.Load(), Queued: len(e.queue),
+		CommitLatency: e.latency.Snapshot()}
 }
 
 // Close implements store.Store: queued commits are written first.

@@ -1,0 +1,101 @@
+package virtualhost_test
+
+import (
+	"net"
+	"testing"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
+)
+
+// Each refusal counts once, under its kind; what is allowed counts nothing.
+func TestHostCounters(t *testing.T) {
+	h := open(t, conf.VirtualHost{Name: "h", UsersFile: "testdata/users.hcl", MaxConnections: 1, AccessRules: []conf.AccessRule{
+		{Allow: []string{"alice"}, Actions: []string{"connect"}},
+		{Allow: []string{"alice"}, Actions: []string{"send"}, Kind: "queue", ID: "orders.**"},
+		{Allow: []string{"alice"}, Actions: []string{"receive"}, Kind: "topic", ID: "public.**"},
+	}})
+	h.Throttle = nil
+	addr := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}
+	want := virtualhost.HostCounters{}
+	check := func(step string) {
+		t.Helper()
+		if got := h.Counters(); got != want {
+			t.Fatalf("%s: counters %+v, want %+v", step, got, want)
+		}
+	}
+	alice, _, err := h.Login(addr, "alice", []byte("wonderland"), true, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("a good login")
+	h.Login(addr, "alice", []byte("nope"), true, "c")
+	h.Login(addr, "nobody", []byte("x"), true, "c")
+	want.AuthFailures = 2
+	check("bad credentials")
+	h.Login(addr, "bob", []byte("builder"), true, "c") // right password, no connect permission
+	h.Login(addr, "", nil, false, "c")                 // no user on a host without anonymous access
+	want.ConnectRefused = 2
+	check("refused connects")
+	h.LoginCert(addr, "bob", "c")
+	want.ConnectRefused++
+	check("a certificate identity without connect permission")
+
+	path := func(s ...string) []string { return s }
+	if !h.Authorize(alice, virtualhost.ActionSend, virtualhost.ObjectQueue, path("orders", "eu"), "c") {
+		t.Fatal("alice may send to orders")
+	}
+	check("an allowed send")
+	h.Authorize(alice, virtualhost.ActionSend, virtualhost.ObjectQueue, path("payroll"), "c")
+	want.AccessDenied++
+	check("a denied send")
+	segs := func(p string) []router.Seg {
+		s, err := virtualhost.ParsePattern(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if some, all := h.AuthorizeFilter(alice, virtualhost.ActionReceive, virtualhost.ObjectTopic, segs("**"), "c"); !some || all {
+		t.Fatalf("** for alice: some %v all %v", some, all)
+	}
+	check("a filter allowed in part")
+	h.AuthorizeFilter(alice, virtualhost.ActionReceive, virtualhost.ObjectTopic, segs("secret.**"), "c")
+	want.AccessDenied++
+	check("a filter allowing nothing")
+
+	g := h.Gate(alice, virtualhost.ActionReceive, virtualhost.ObjectTopic, "c")
+	if !g.Allows(path("public", "news")) {
+		t.Fatal("the gate refuses public.news")
+	}
+	g.Allows(path("secret", "x"))
+	g.Allows(path("secret", "x")) // cached this time, withheld all the same
+	want.GateDenied = 2
+	check("a gate withholding two messages")
+
+	if !h.Acquire() {
+		t.Fatal("no first slot")
+	}
+	defer h.Release()
+	if h.Acquire() {
+		t.Fatal("a second slot beyond MaxConnections 1")
+	}
+	want.HostFull = 1
+	check("a full host")
+}
+
+func TestStoreStats(t *testing.T) {
+	if _, ok := open(t, conf.VirtualHost{Name: "m", Anonymous: true}).StoreStats(); ok {
+		t.Fatal("a memory host reports store stats")
+	}
+	h := open(t, durableConf(t.TempDir()))
+	qd := router.Destination{Kind: router.Queue, Path: []string{"q"}}
+	if err := publishWait(t, h, &router.Message{Dest: qd, Body: []byte("x"), QoS: 1, Persistent: true}); err != nil {
+		t.Fatal(err)
+	}
+	st, ok := h.StoreStats()
+	if !ok || st.Commits == 0 || st.CommitLatency.Count != st.Commits || st.SizeBytes == 0 {
+		t.Fatalf("store stats %+v, %v", st, ok)
+	}
+}
