@@ -6,14 +6,14 @@ import (
 	"testing"
 )
 
-// retainJournal is a memJournal that records the retained messages it is told about.
-type retainJournal struct {
+// sysJournal is a memJournal that records the bodies of the retained messages it is told about.
+type sysJournal struct {
 	*memJournal
 	mu       sync.Mutex
 	retained []string // bodies, "" for a clear
 }
 
-func (j *retainJournal) Retain(m *Message) {
+func (j *sysJournal) Retain(m *Message) {
 	j.mu.Lock()
 	j.retained = append(j.retained, string(m.Body))
 	j.mu.Unlock()
@@ -22,7 +22,7 @@ func (j *retainJournal) Retain(m *Message) {
 // An Internal message ($SYS) is retained and delivered like any other, but never journalled and not
 // counted as published.
 func TestInternalRetainedNotJournalled(t *testing.T) {
-	j := &retainJournal{memJournal: newMemJournal()}
+	j := &sysJournal{memJournal: newMemJournal()}
 	r := New(Options{Journal: j})
 	g := mqttG
 	sink := &recSink{}
@@ -48,11 +48,18 @@ func TestInternalRetainedNotJournalled(t *testing.T) {
 		t.Errorf("journalled %q, want only the client's message", journalled)
 	}
 	st := r.Stats()
-	if st.Published != 1 || st.Delivered != 2 || st.Retained != 2 {
-		t.Errorf("stats published %d delivered %d retained %d, want 1 2 2", st.Published, st.Delivered, st.Retained)
+	if st.Published != 1 || st.Delivered != 2 || st.Retained != 2 || st.NoRoute != 1 {
+		t.Errorf("stats published %d delivered %d retained %d no route %d, want 1 2 2 1",
+			st.Published, st.Delivered, st.Retained, st.NoRoute)
+	}
+	// Nobody subscribed: an Internal message is no unrouted publish either.
+	r.Publish(&Message{Dest: Destination{Kind: Topic, Path: []string{"$SYS", "x"}}, Body: []byte("1"), Retain: true, Internal: true})
+	if n := r.Stats().NoRoute; n != 1 {
+		t.Errorf("no route %d after an internal message nobody subscribed to", n)
 	}
 	// An empty Internal message clears the topic, still without the journal.
 	r.Publish(&Message{Dest: sys, Retain: true, Internal: true})
+	r.Publish(&Message{Dest: Destination{Kind: Topic, Path: []string{"$SYS", "x"}}, Retain: true, Internal: true})
 	if rm := r.Retained(mustFilter(t, g, "$SYS/#")); len(rm) != 0 {
 		t.Errorf("retained after clear %v", rm)
 	}
