@@ -13,6 +13,7 @@ import (
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol/prototest"
+	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -31,6 +32,10 @@ virtual_host "default" {
   users_file = "users.hcl"
   store {
     directory = "data"
+  }
+  queue "jobs.**" {
+    nak_limit = 1
+    dlq       = "dlq.*"
   }
   access_rule {
     allow  = ["mon"]
@@ -188,6 +193,16 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"lyre_mqtt_session_backlog_messages", []string{"vhost", "default", "state", "offline"}, n + m},
 		{"lyre_mqtt_session_backlog_messages", []string{"vhost", "default", "state", "online"}, 0},
 		{"lyre_messages_dropped_total", []string{"vhost", "default", "reason", "slow_subscriber"}, 0},
+		{"lyre_messages_dropped_total", []string{"vhost", "default", "reason", "no_route"}, 2}, // r/1, r/2
+		{"lyre_messages_dropped_total", []string{"vhost", "default", "reason", "queue_full"}, 0},
+		{"lyre_auth_failures_total", vh, 1},
+		{"lyre_connections_refused_total", []string{"vhost", "default", "reason", "not_authorized"}, 0},
+		{"lyre_queues", []string{"vhost", "default", "kind", "queue"}, 1},
+		{"lyre_queue_messages", []string{"vhost", "default", "kind", "queue"}, q},
+		{"lyre_queues", []string{"vhost", "default", "kind", "dsub"}, 1}, // keeper's
+		{"lyre_queue_messages", []string{"vhost", "default", "kind", "dsub"}, n + m},
+		{"lyre_queue_consumers", []string{"vhost", "default", "kind", "queue"}, 0},
+		{"lyre_dead_letter_queue_messages", vh, 0},
 	}
 	for _, c := range exact {
 		if v := ms.Get(t, c.name, c.labels...); v != c.want {
@@ -212,11 +227,79 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	if v := ms.Get(t, "lyre_store_journal_failures_total", vh...); v != 0 {
 		t.Errorf("journal failures %v", v)
 	}
+	if v := ms.Get(t, "lyre_queue_bytes", "vhost", "default", "kind", "queue"); v < q*5 {
+		t.Errorf("queue bytes %v", v)
+	}
+	// The store: persistent queue messages, keeper's session and backlog, the retained messages.
+	if v := ms.Get(t, "lyre_store_size_bytes", vh...); v <= 0 {
+		t.Errorf("store size %v", v)
+	}
+	commits := ms.Get(t, "lyre_store_commits_total", vh...)
+	hist := ms.Histogram("lyre_store_commit_duration_seconds", vh...)
+	switch {
+	case commits < q+2:
+		t.Errorf("%v store commits, want at least %d", commits, q+2)
+	case hist == nil:
+		t.Error("no commit latency histogram")
+	case float64(hist.GetSampleCount()) != commits || hist.GetSampleSum() <= 0 || len(hist.Bucket) != 14: // 0.1 ms to 1 s, and +Inf
+		t.Errorf("commit latency: %d samples for %v commits, sum %v, %d buckets", hist.GetSampleCount(), commits,
+			hist.GetSampleSum(), len(hist.Bucket))
+	}
 	if ms["go_goroutines"] == nil || ms["process_resident_memory_bytes"] == nil {
 		t.Error("no Go runtime or process metrics")
 	}
 	if v := ms.Get(t, "lyre_build_info", "version", version); v != 1 {
 		t.Errorf("lyre_build_info %v", v)
+	}
+}
+
+// Queue figures are summed per host and kind; a dead-letter queue (named by a queue policy's dlq) is
+// recognised and its depth reported.
+func TestMetricsQueuesAndDeadLetters(t *testing.T) {
+	mb := startMonitoredBroker(t, "0s")
+	sc := stompLogin(t, mb.addr, "", "alice", "alice-pass")
+	for _, dest := range []string{"/queue/jobs.a", "/queue/jobs.b", "/queue/jobs.b"} {
+		if err := sc.Send(dest, "text/plain", []byte("job"), stomp.SendOpt.Receipt,
+			stomp.SendOpt.Header("persistent", "true")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cc := stompLogin(t, mb.addr, "", "alice", "alice-pass")
+	sub, err := cc.Subscribe("/queue/jobs.a", stomp.AckClientIndividual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// NACKed until it reaches its nak_limit and goes to dlq.jobs.a.
+	for mb.host.Router.Stats().DeadLettered == 0 {
+		msg := readStomp(t, sub)
+		if err := cc.Nack(msg); err != nil {
+			t.Fatal(err)
+		}
+		prototest.WaitFor(t, 5*time.Second, func() bool {
+			info, _ := mb.host.Router.QueueInfo(router.Destination{Kind: router.Queue, Path: []string{"jobs", "a"}})
+			return info.Unacked == 0
+		})
+	}
+	ms := prototest.Scrape(t, mb.metrics, "mon", "mon-pass")
+	queue := []string{"vhost", "default", "kind", "queue"}
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"lyre_messages_poisoned_total", []string{"vhost", "default"}, 1},
+		{"lyre_messages_dead_lettered_total", []string{"vhost", "default"}, 1},
+		{"lyre_messages_dropped_total", []string{"vhost", "default", "reason", "poisoned"}, 0},
+		{"lyre_dead_letter_queue_messages", []string{"vhost", "default"}, 1},
+		{"lyre_queues", queue, 3}, // jobs.a (its consumer keeps it), jobs.b, dlq.jobs.a
+		{"lyre_queue_messages", queue, 3},
+		{"lyre_queue_unacked_messages", queue, 0},
+		{"lyre_queue_consumers", queue, 1},
+		{"lyre_queues", []string{"vhost", "default", "kind", "temp-queue"}, 0},
+	} {
+		if v := ms.Get(t, c.name, c.labels...); v != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, v, c.want)
+		}
 	}
 }
 

@@ -134,6 +134,12 @@ func (p *sysPublisher) values(hs *hostSnapshot, sh *sysHost, now time.Time, heap
 	u := func(n uint64) string { return strconv.FormatUint(n, 10) }
 	i := func(n int) string { return strconv.Itoa(n) }
 	rs := &hs.router
+	var dropped uint64 // mosquitto's: messages lost to limits; a publish nobody subscribed to is not one
+	for _, d := range hs.drops() {
+		if d.reason != dropNoRoute {
+			dropped += d.n
+		}
+	}
 	uptime := max(now.Sub(p.m.o.Started), 0)
 	vs := []sysValue{
 		{"version", "lyre version " + p.m.o.Version},
@@ -142,7 +148,9 @@ func (p *sysPublisher) values(hs *hostSnapshot, sh *sysHost, now time.Time, heap
 		{"clients/maximum", i(sh.maxClients)},
 		{"messages/received", u(hs.traffic.MessagesIn)},
 		{"messages/sent", u(hs.traffic.MessagesOut)},
-		{"messages/stored", i(rs.Retained)},
+		{"messages/stored", i(hs.stored())},
+		{"store/messages/count", i(hs.stored())},
+		{"publish/messages/dropped", u(dropped)},
 		{"subscriptions/count", i(rs.Subscriptions)},
 		{"retained messages/count", i(rs.Retained)},
 		{"bytes/received", u(hs.traffic.BytesIn)},

@@ -3,6 +3,8 @@ package management
 import (
 	"math"
 	"testing"
+
+	"github.com/lyremq/lyre/conf"
 )
 
 // The load figures follow mosquitto's sys_tree.c: per-minute rates smoothed over 1, 5 and 15 minutes.
@@ -29,5 +31,29 @@ func TestLoadAvg(t *testing.T) {
 	l.update(0, 60)
 	if !(l[0] < l[1] && l[1] < l[2] && near(l[0], 600*math.Exp(-1))) {
 		t.Errorf("after a silent minute: %v", l)
+	}
+}
+
+func TestDLQMatcher(t *testing.T) {
+	dm := newDLQMatcher(&conf.VirtualHost{
+		Queues: []conf.QueuePolicy{{Pattern: "orders.**", DLQ: "dlq.*"}, {Pattern: "jobs", DLQ: "jobs-dead"}, {Pattern: "x"}},
+		Dsubs:  []conf.QueuePolicy{{Pattern: "**", DLQ: "*.dead"}},
+	})
+	for _, c := range []struct {
+		path []string
+		want bool
+	}{
+		{[]string{"dlq", "orders"}, true},
+		{[]string{"dlq", "orders", "eu"}, true},
+		{[]string{"dlq"}, false},
+		{[]string{"jobs-dead"}, true},
+		{[]string{"jobs-dead", "x"}, false},
+		{[]string{"$mqtt", "c1", "a", "dead"}, true},
+		{[]string{"dead"}, false},
+		{[]string{"orders"}, false},
+	} {
+		if got := dm.matches(c.path); got != c.want {
+			t.Errorf("%q: %v, want %v", c.path, got, c.want)
+		}
 	}
 }

@@ -17,7 +17,8 @@ import (
 // source, which these tests have not).
 var sysNames = []string{
 	"version", "uptime", "clients/connected", "clients/maximum", "clients/total",
-	"messages/received", "messages/sent", "messages/stored", "subscriptions/count", "retained messages/count",
+	"messages/received", "messages/sent", "messages/stored", "store/messages/count", "publish/messages/dropped",
+	"subscriptions/count", "retained messages/count",
 	"bytes/received", "bytes/sent", "heap/current", "heap/maximum",
 	"load/messages/received/1min", "load/messages/received/5min", "load/messages/received/15min",
 	"load/messages/sent/1min", "load/messages/sent/5min", "load/messages/sent/15min",
