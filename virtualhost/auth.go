@@ -127,14 +127,30 @@ func (h *Host) admit(remote net.Addr, p Principal, err error, clientID string) (
 		err = ErrNotAuthorized
 	}
 	if err != nil {
-		if errors.Is(err, ErrBadCredentials) {
-			h.authFailures.Add(1)
-		} else {
-			h.connectRefused.Add(1)
-		}
-		return Principal{}, h.Throttle.Fail(remote), err
+		return Principal{}, h.refuse(remote, err), err
 	}
 	return p, 0, nil
+}
+
+// Verify is Login for a management (HTTP) request: the credentials are checked, and a failure is
+// counted and throttled like a client's, but the connect permission is not asked. A monitoring account
+// need not be able to connect as a client; management checks monitor, admin and send itself.
+func (h *Host) Verify(remote net.Addr, name string, password []byte, hasUser bool) (Principal, time.Duration, error) {
+	p, err := h.Authenticate(name, password, hasUser)
+	if err != nil {
+		return Principal{}, h.refuse(remote, err), err
+	}
+	return p, 0, nil
+}
+
+// refuse counts a failed login and returns the delay the address has earned.
+func (h *Host) refuse(remote net.Addr, err error) time.Duration {
+	if errors.Is(err, ErrBadCredentials) {
+		h.authFailures.Add(1)
+	} else {
+		h.connectRefused.Add(1)
+	}
+	return h.Throttle.Fail(remote)
 }
 
 // Throttle slows down clients that keep failing to log in. It counts failures per IP address in a small

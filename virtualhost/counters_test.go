@@ -1,6 +1,7 @@
 package virtualhost_test
 
 import (
+	"errors"
 	"net"
 	"testing"
 
@@ -97,5 +98,23 @@ func TestStoreStats(t *testing.T) {
 	st, ok := h.StoreStats()
 	if !ok || st.Commits == 0 || st.CommitLatency.Count != st.Commits || st.SizeBytes == 0 {
 		t.Fatalf("store stats %+v, %v", st, ok)
+	}
+}
+
+// Verify checks credentials without the connect permission (bob has none), and counts a failure as
+// Login does.
+func TestVerifyCountsFailures(t *testing.T) {
+	h := open(t, conf.VirtualHost{Name: "h", UsersFile: "testdata/users.hcl", AccessRules: []conf.AccessRule{
+		{Allow: []string{"alice"}, Actions: []string{"connect"}},
+	}})
+	h.Throttle = nil
+	if p, _, err := h.Verify(nil, "bob", []byte("builder"), true); err != nil || p.User != "bob" || !p.Authenticated {
+		t.Fatalf("Verify bob = %+v, %v; want bob authenticated without the connect permission", p, err)
+	}
+	if _, _, err := h.Verify(nil, "alice", []byte("wrong"), true); !errors.Is(err, virtualhost.ErrBadCredentials) {
+		t.Fatalf("Verify with a wrong password: %v", err)
+	}
+	if got := h.Counters(); got.AuthFailures != 1 || got.ConnectRefused != 0 {
+		t.Errorf("counters %+v, want one auth failure", got)
 	}
 }

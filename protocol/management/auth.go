@@ -99,9 +99,9 @@ func (m *Manager) login(r *http.Request, h *virtualhost.Host, user string) (virt
 	if p, ok := m.creds.get(k); ok {
 		return p, nil
 	}
-	p, err := h.Authenticate(user, []byte(password), true)
+	p, d, err := h.Verify(remoteAddr(r), user, []byte(password), true)
 	if err != nil {
-		if d := h.Throttle.Fail(remoteAddr(r)); d > 0 {
+		if d > 0 {
 			select {
 			case <-time.After(d):
 			case <-r.Context().Done():
