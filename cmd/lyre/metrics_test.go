@@ -319,6 +319,11 @@ func TestMetricsRefused(t *testing.T) {
 			t.Errorf("as %q: %d, want %d", c.user, code, c.want)
 		}
 	}
+	// The wrong password counts as an authentication failure, as a client's would.
+	ms := prototest.Scrape(t, mb.metrics, "mon", "mon-pass")
+	if v := ms.Get(t, "lyre_auth_failures_total", "vhost", "default"); v != 1 {
+		t.Errorf("auth failures %v, want 1", v)
+	}
 }
 
 // $SYS is read by an MQTT and a STOMP subscriber allowed receive on $SYS.**, retained and refreshed every

@@ -76,7 +76,7 @@ var (
 			"without anonymous access), max_connections (the host was full). Bad credentials are lyre_auth_failures_total.",
 		"vhost", "reason")
 	descAuthFailures = newDesc("auth_failures_total",
-		"Logins refused for bad credentials (unknown user, wrong password, failed SCRAM exchange).", "vhost")
+		"Logins refused for bad credentials (unknown user, wrong password, failed SCRAM exchange), management HTTP ones included.", "vhost")
 	descAccessDenied = newDesc("access_denied_total",
 		"Requests an access rule denied: a publish, subscription or consumer refused, a retained message withheld.", "vhost")
 	descGated = newDesc("messages_withheld_total",
