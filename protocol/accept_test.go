@@ -57,7 +57,7 @@ func TestAcceptBackoff(t *testing.T) {
 	s := NewServer(zap.New(core), map[string]Handler{MQTT: HandlerFunc(func(*Conn) {})})
 	fl := &flakyListener{failures: 4, closed: make(chan struct{})}
 	s.mu.Lock()
-	s.serveLocked(fl, testSettings(t, conf.Connector{Name: "flaky", Protocol: MQTT}), nil)
+	s.serveLocked(fl, conf.Connector{Name: "flaky", Protocol: MQTT}, testSettings(t, conf.Connector{Name: "flaky", Protocol: MQTT}), nil)
 	s.mu.Unlock()
 	waitFor(t, 2*time.Second, func() bool { return len(fl.times()) == 5 })
 	calls := fl.times()
@@ -79,7 +79,7 @@ func TestAcceptBackoffStopsOnShutdown(t *testing.T) {
 	s := NewServer(nil, map[string]Handler{MQTT: HandlerFunc(func(*Conn) {})})
 	fl := &flakyListener{failures: 1 << 30, closed: make(chan struct{})}
 	s.mu.Lock()
-	s.serveLocked(fl, testSettings(t, conf.Connector{Name: "flaky", Protocol: MQTT}), nil)
+	s.serveLocked(fl, conf.Connector{Name: "flaky", Protocol: MQTT}, testSettings(t, conf.Connector{Name: "flaky", Protocol: MQTT}), nil)
 	s.mu.Unlock()
 	waitFor(t, 2*time.Second, func() bool { return len(fl.times()) >= 7 }) // the next backoff is 640ms
 	start := time.Now()

@@ -44,8 +44,8 @@ type Refusals struct {
 // the host's connection slots (the caller releases it with host.Release). A verified TLS client
 // certificate stands for the user name when the client gives none (cert_identity). On refusal it counts
 // and logs, waits the delay the host imposes on repeated failures from this address (cut short if the
-// connection closes) and returns virtualhost.ErrBadCredentials, virtualhost.ErrNotAuthorized or
-// ErrHostFull.
+// connection closes) and returns virtualhost.ErrBadCredentials, virtualhost.ErrNotAuthorized,
+// ErrHostFull, or ErrHostRemoved for a host a reload is removing.
 func Login(c *Conn, host *virtualhost.Host, user string, password []byte, hasUser bool, clientID string, r *Refusals) (virtualhost.Principal, error) {
 	var (
 		p     virtualhost.Principal
@@ -77,6 +77,9 @@ func admit(c *Conn, host *virtualhost.Host, p virtualhost.Principal, delay time.
 			return p, nil
 		}
 		err = ErrHostFull
+		if host.Retired() {
+			err = fmt.Errorf("%w: %s", ErrHostRemoved, host.Name)
+		}
 	}
 	r.Logins.Add(1)
 	c.Log().Warn("login refused", zap.String("vhost", host.Name), zap.String("user", LoggedName(user)),

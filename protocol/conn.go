@@ -61,6 +61,9 @@ type Conn struct {
 	logp  atomic.Pointer[zap.Logger] // built on first Log call: a zap child logger costs ~1 KiB
 	since int64                      // accepted at, Unix nanoseconds
 	stats counters
+	// rechecks is Server.rechecks when the connection was opened: a reload's re-check that ran before
+	// the front-end registered its hook is caught up with (OnRecheck).
+	rechecks uint32
 
 	out outbound
 	// pace holds the subscribers that asked this connection's publisher to hold back (pace.go).
@@ -89,6 +92,7 @@ func newConn(s *Server, nc net.Conn, r io.Reader, set *Settings, proto string) *
 		proto: proto,
 		since: time.Now().UnixNano(),
 	}
+	c.rechecks = s.rechecks.Load()
 	switch cr := r.(type) {
 	case *connReader:
 		cr.count = &c.stats.bytesIn
@@ -213,7 +217,10 @@ func (c *Conn) OnShutdown(f func()) {
 
 // shutdown runs the connection's shutdown hook, or closes it when there is none. The hook runs at most
 // once, even if Shutdown is called again.
-func (c *Conn) shutdown() {
+func (c *Conn) shutdown() { c.shutdownWith(ErrServerClosed) }
+
+// shutdownWith is shutdown with reason for a connection without a hook (CloseConnector's).
+func (c *Conn) shutdownWith(reason error) {
 	c.out.mu.Lock()
 	if c.out.shutdownSeen {
 		c.out.mu.Unlock()
@@ -223,7 +230,7 @@ func (c *Conn) shutdown() {
 	f := c.out.onShutdown
 	c.out.mu.Unlock()
 	if f == nil {
-		c.Close(ErrServerClosed)
+		c.Close(reason)
 		return
 	}
 	defer func() {

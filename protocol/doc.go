@@ -83,6 +83,38 @@
 // traffic by protocol and virtual host, ended connections included, with refusals by reason. Nothing
 // here is per message beyond the atomic adds, and nothing is labelled per client.
 //
+// # Reload
+//
+// A configuration reload (cmd/lyre) changes a running server without dropping what it keeps:
+//   - Connectors: Listen binds a new one, CloseConnector stops a removed one (its listener closes, its
+//     connections get their OnShutdown goodbye, the one Shutdown gives, and close within die_delay),
+//     and a changed one is both; Connectors lists what runs, as given to Listen, for the reload to compare
+//     with; CheckConnector checks a new one (protocols, grammars, TLS files) before anything changes.
+//     ReloadCertificates still swaps the certificates of the others in place. Another connector's
+//     connections are never touched.
+//   - Connections: after the hosts took their new settings, Server.Recheck runs the hook each front-end
+//     registered with OnRecheck once its client logged in. Recheck (the function) decides, once for both
+//     front-ends, from the host's settings now: the host was removed (ErrHostRemoved); the user was
+//     removed or may no longer connect (virtualhost.Refresh); a subscription may no longer be held,
+//     reading re-checked as at SUBSCRIBE (ErrRevoked, with the subscriptions to remove); a subscription
+//     now allowed only in part has no gate to narrow it, or its gate decides for groups the user no
+//     longer has (ErrAccessChanged). A gated subscription whose rules changed needs nothing: its gate
+//     follows the rules (virtualhost.Gate). A client whose groups changed and that goes on adopts its new
+//     principal on its reader before its next packet or frame, where every send and subscribe check runs.
+//
+// Why a hook run on the reload's goroutine, and not work posted to the reader: the reader parks in a
+// socket read, and the only way to wake it, a read deadline, may cut a packet in half; a connection
+// that goes on must never lose its stream. So the hook does only what is safe beside the reader: it reads
+// the session's subscriptions under the session's lock, queues the goodbye (Begin/Commit, as OnShutdown
+// does) and calls CloseAfter, which stops all output at once, so nothing more is delivered to a revoked
+// subscription. What only the reader may do (removing a subscription from the router and the session, as
+// an UNSUBSCRIBE would, when the session outlives the connection) is posted with an atomic and done by
+// the reader as the connection ends. Every outcome that needs the reader ends the connection, in every
+// protocol (MQTT 3.x has no other way to tell, STOMP closes after ERROR, MQTT 5 is told with DISCONNECT),
+// so no live state ever changes under the reader's feet. A hook registered after a Recheck started (a
+// login running during the reload) runs at once (OnRecheck). Recheck returns the connections closing, so
+// the reload waits for them (WaitGone) before it closes a removed host's router and store.
+//
 // # The session toolkit
 //
 // What the MQTT and STOMP front-ends both need lives here, once: per-connector Settings built at Listen
@@ -103,7 +135,9 @@
 // connection's outbound lock (Begin ... Commit). Nothing takes them the other way: a front-end never
 // calls the router, the store or another connection's Begin while holding its session lock or an
 // outbound lock, and between Begin and Commit it only encodes. The OnDrain and OnShutdown hooks run
-// without the outbound lock and may call Begin and the router. The store's committer reports on its own
+// without the outbound lock and may call Begin and the router. The OnRecheck hook runs on the reload's
+// goroutine without the outbound lock: it may take the session's lock and Begin, never the router. The
+// store's committer reports on its own
 // goroutine and never takes a session lock (a front-end that must update session state from a write's
 // outcome does it on a goroutine of its own). Helper locks (AckQueue, Consumers, pacer) are leaves:
 // nothing is taken while holding them except the outbound lock (AckQueue.Flush encodes under it).

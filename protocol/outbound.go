@@ -64,7 +64,8 @@ type outbound struct {
 
 	onDrain      func()
 	onShutdown   func()
-	shutdownSeen bool // Server.Shutdown already ran onShutdown (or closed the connection)
+	onRecheck    func() bool // recheck.go
+	shutdownSeen bool        // Server.Shutdown already ran onShutdown (or closed the connection)
 }
 
 // pendingClose is a CloseAfter in progress.
@@ -133,7 +134,7 @@ func (o *outbound) close() error {
 		close(o.room) // nobody waits for a closed connection
 		o.room = nil
 	}
-	o.onDrain, o.onShutdown = nil, nil
+	o.onDrain, o.onShutdown, o.onRecheck = nil, nil, nil
 	if o.after == nil {
 		return nil
 	}

@@ -46,8 +46,10 @@ type Server struct {
 	closing  bool
 	quit     chan struct{} // closed when Shutdown starts; wakes accept loops in backoff
 	lns      []*listener
-	sniffing map[net.Conn]struct{} // accepted, protocol not yet known
+	sniffing map[net.Conn]*listener // accepted, protocol not yet known
 	conns    map[*Conn]struct{}
+	// rechecks counts Recheck calls (recheck.go).
+	rechecks atomic.Uint32
 
 	// The management HTTP server (manage.go), started by the first request handed to it.
 	mgmt    http.Handler
@@ -65,7 +67,7 @@ func NewServer(log *zap.Logger, handlers map[string]Handler) *Server {
 		log:      log,
 		handlers: handlers,
 		quit:     make(chan struct{}),
-		sniffing: make(map[net.Conn]struct{}),
+		sniffing: make(map[net.Conn]*listener),
 		conns:    make(map[*Conn]struct{}),
 	}
 }
@@ -86,7 +88,8 @@ func (s *Server) writeTimeout() time.Duration {
 
 // listener is one bound connector.
 type listener struct {
-	set      *Settings // the connector with defaults, shared by its connections
+	orig     conf.Connector // as given to Listen: what a reload compares with
+	set      *Settings      // the connector with defaults, shared by its connections
 	ln       net.Listener
 	active   atomic.Int64 // connections accepted and not yet finished
 	refusals rateLimit    // max_connections refusals, for logging
@@ -138,14 +141,15 @@ func (s *Server) Listen(c conf.Connector) error {
 	if err != nil {
 		return fmt.Errorf("protocol: connector %q: listen on %s: %w", c.Name, c.Address, err)
 	}
-	s.serveLocked(ln, set, tl)
+	s.serveLocked(ln, c, set, tl)
 	return nil
 }
 
-// serveLocked starts accepting on ln for the connector of set, with TLS when tl is not nil. s.mu is held.
-func (s *Server) serveLocked(ln net.Listener, set *Settings, tl *tlsListener) {
+// serveLocked starts accepting on ln for connector orig (set: with its defaults), with TLS when tl is not
+// nil. s.mu is held.
+func (s *Server) serveLocked(ln net.Listener, orig conf.Connector, set *Settings, tl *tlsListener) {
 	c := set.Connector
-	l := &listener{set: set, ln: ln, tls: tl}
+	l := &listener{orig: orig, set: set, ln: ln, tls: tl}
 	l.set.Connector.Detect = slices.Clone(c.Detect)
 	if tl != nil {
 		l.set.Connector.TLS = &tl.conf
@@ -219,7 +223,7 @@ func (s *Server) acceptLoop(l *listener) {
 			}
 			continue
 		}
-		if !s.track(nc) {
+		if !s.track(l, nc) {
 			_ = nc.Close()
 			return
 		}
@@ -233,14 +237,14 @@ func (s *Server) acceptLoop(l *listener) {
 	}
 }
 
-// track registers a sniffing connection and counts its goroutine; false once shutdown has begun.
-func (s *Server) track(nc net.Conn) bool {
+// track registers a sniffing connection of l and counts its goroutine; false once shutdown has begun.
+func (s *Server) track(l *listener, nc net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return false
 	}
-	s.sniffing[nc] = struct{}{}
+	s.sniffing[nc] = l
 	s.wg.Add(1)
 	return true
 }

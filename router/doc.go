@@ -97,6 +97,13 @@
 // (the topic's other subscribers have it) and, while a consumer drains it, asks the publisher to wait
 // (PublishResult.Pressure).
 //
+// SetPolicies replaces the policies, quotas, MaxQueues and ShareStrategy of a running router (a virtual
+// host's configuration reload). They live in one immutable snapshot behind an atomic pointer, read once
+// per publish, so the publish path takes no lock for them; SetPolicies swaps it under the queue map's
+// lock (no queue is created under the old snapshot after the swap), then gives every existing queue the
+// policy that now matches it, each under its own lock. A queue over a smaller new quota keeps what it
+// holds; a larger one wakes publishers waiting for room.
+//
 // # Monitoring and administration
 //
 // Stats counts what happened to messages with atomic adds on the router's own counters, made only where

@@ -121,18 +121,7 @@ func (r *Router) journals(k Kind) bool {
 }
 
 // quota returns the message and byte bounds of the queue d names (its policy's, else the defaults).
-func (r *Router) quota(d Destination) (int, int64) {
-	msgs, bytes := r.opts.MaxQueueMessages, r.opts.MaxQueueBytes
-	if p := r.queuePolicy(d); p != nil {
-		if p.MaxMessages > 0 {
-			msgs = p.MaxMessages
-		}
-		if p.MaxBytes > 0 {
-			bytes = p.MaxBytes
-		}
-	}
-	return msgs, bytes
-}
+func (r *Router) quota(d Destination) (int, int64) { return r.pol.Load().quota(d) }
 
 // TopicInfo describes one entry of Topics: a subscription filter in use, or a topic holding a retained
 // message, or both (a literal filter naming a topic with a retained message).

@@ -530,3 +530,59 @@ func TestFilterMatch(t *testing.T) {
 		}
 	}
 }
+
+// SetPolicies changes a running router: an existing queue takes its new quota and full policy at once,
+// a queue created afterwards the new defaults, and MaxQueues bounds the queues made from then on.
+func TestSetPoliciesInPlace(t *testing.T) {
+	r := New(Options{MaxQueueMessages: 2})
+	for i := range 2 {
+		pubMsg(t, r, qmsg(t, "/queue/a", fmt.Sprint(i)))
+	}
+	if pr := pubQueue(t, r, "/queue/a", "2"); !errors.Is(pr.Err, ErrQueueFull) {
+		t.Fatalf("third publish before: %+v, want ErrQueueFull", pr)
+	}
+	// A larger default quota for every queue, and drop_tail at 3 for a.*.
+	r.SetPolicies(Policies{MaxQueueMessages: 10, MaxQueues: 2,
+		QueuePolicies: []QueuePolicy{policy(t, "/queue/a", QueuePolicy{MaxMessages: 3, Full: FullDropTail})}})
+	if pr := pubQueue(t, r, "/queue/a", "2"); pr.Err != nil || pr.Dropped != 0 {
+		t.Fatalf("third publish after: %+v", pr)
+	}
+	if pr := pubQueue(t, r, "/queue/a", "3"); pr.Err != nil || pr.Dropped != 1 {
+		t.Fatalf("fourth publish (drop_tail at 3): %+v, want one dropped", pr)
+	}
+	for i := range 10 {
+		if pr := pubQueue(t, r, "/queue/b", fmt.Sprint(i)); pr.Err != nil {
+			t.Fatalf("publish %d to a new queue under the new default of 10: %v", i, pr.Err)
+		}
+	}
+	if pr := pubQueue(t, r, "/queue/c", "x"); !errors.Is(pr.Err, ErrTooManyQueues) {
+		t.Fatalf("a third queue under MaxQueues 2: %+v", pr)
+	}
+	// Back to a smaller quota: the queue keeps what it holds and refuses arrivals.
+	r.SetPolicies(Policies{MaxQueueMessages: 5})
+	if d := r.QueueDepth([]string{"b"}); d != 10 {
+		t.Fatalf("depth of b after a smaller quota = %d, want 10 kept", d)
+	}
+	if pr := pubQueue(t, r, "/queue/b", "more"); !errors.Is(pr.Err, ErrQueueFull) {
+		t.Fatalf("publish over the smaller quota: %+v", pr)
+	}
+}
+
+// A publisher waiting for room (WaitRoom) goes on when SetPolicies raises the quota.
+func TestSetPoliciesWakesWaitRoom(t *testing.T) {
+	r := New(Options{MaxQueueMessages: 1})
+	pubMsg(t, r, qmsg(t, "/queue/w", "0"))
+	m := qmsg(t, "/queue/w", "1")
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- r.WaitRoom(ctx, m)
+	}()
+	time.Sleep(20 * time.Millisecond) // most likely waiting by now; either order must pass
+	r.SetPolicies(Policies{MaxQueueMessages: 2})
+	if err := <-done; err != nil {
+		t.Fatalf("WaitRoom: %v", err)
+	}
+	pubMsg(t, r, m)
+}

@@ -30,7 +30,7 @@ type queue struct {
 	r    *Router
 	key  string
 	dest Destination
-	pol  *QueuePolicy // nil: Options defaults
+	pol  *QueuePolicy // nil: Options defaults; SetPolicies may change it (under mu)
 	mu   sync.Mutex
 
 	// levels holds the waiting messages by priority, each in sequence order; waiting counts them.
@@ -163,6 +163,11 @@ func (q *queue) forgetLocked(it *qitem) {
 	q.held--
 	q.heldBytes -= it.size
 	it.gone = true
+	q.wakeRoomLocked()
+}
+
+// wakeRoomLocked wakes the publishers waiting for room (WaitRoom).
+func (q *queue) wakeRoomLocked() {
 	if q.room != nil {
 		close(q.room)
 		q.room = nil
@@ -400,9 +405,12 @@ func (q *queue) deadLetter(items []*qitem) {
 	r := q.r
 	r.poisoned.Add(uint64(len(items)))
 	var d Destination
-	ok := q.pol != nil
+	q.mu.Lock() // SetPolicies may change the policy
+	pol := q.pol
+	q.mu.Unlock()
+	ok := pol != nil
 	if ok {
-		d, ok = dlqDest(q.pol.DLQ, q.dest.Path)
+		d, ok = dlqDest(pol.DLQ, q.dest.Path)
 	}
 	if ok && d.Kind == q.dest.Kind && slices.Equal(d.Path, q.dest.Path) {
 		ok = false // a queue that is its own DLQ would loop
@@ -462,7 +470,7 @@ func (r *Router) lockedQueueLimit(d Destination, create, limit bool) (*queue, er
 			}
 			r.qmu.Lock()
 			if q = r.queues[string(key)]; q == nil {
-				if limit && r.opts.MaxQueues > 0 && len(r.queues) >= r.opts.MaxQueues {
+				if max := r.pol.Load().maxQueues; limit && max > 0 && len(r.queues) >= max {
 					r.qmu.Unlock()
 					return nil, ErrTooManyQueues
 				}
@@ -480,8 +488,8 @@ func (r *Router) lockedQueueLimit(d Destination, create, limit bool) (*queue, er
 }
 
 func (r *Router) newQueue(key string, d Destination) *queue {
-	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)}, pol: r.queuePolicy(d)}
-	q.maxMsgs, q.maxBytes = r.quota(d)
+	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)}}
+	q.applyPolicyLocked(r.pol.Load()) // r.qmu is held: SetPolicies cannot swap them meanwhile
 	q.arrivals = r.seqFloors[key]
 	q.markSent = q.arrivals
 	return q
@@ -491,9 +499,11 @@ func (r *Router) newQueue(key string, d Destination) *queue {
 // AutoDeleteAfter if it stays idle that long.
 func (r *Router) queueIdle(q *queue) {
 	var after time.Duration
+	q.mu.Lock()
 	if q.pol != nil {
 		after = q.pol.AutoDeleteAfter
 	}
+	q.mu.Unlock()
 	if after <= 0 {
 		r.dropIdleQueue(q, 0)
 		return

@@ -5,7 +5,6 @@ import (
 	"hash/maphash"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -24,7 +23,8 @@ type Options struct {
 	// forgotten). Publishing to or consuming from one more is refused with ErrTooManyQueues. 0 = no limit.
 	MaxQueues int
 	// QueuePolicies configure queues by destination pattern; the first match applies (see QueuePolicy).
-	// A policy whose filter does not validate is ignored.
+	// A policy whose filter does not validate is ignored. SetPolicies changes these, the quotas above,
+	// MaxQueues, TopicPolicies and ShareStrategy on a running router.
 	QueuePolicies []QueuePolicy
 	// TopicPolicies configure topics by destination pattern; the first match applies (see TopicPolicy).
 	TopicPolicies []TopicPolicy
@@ -78,6 +78,10 @@ type Router struct {
 
 	dur durables // durable subscriptions (durable.go)
 
+	// pol holds what SetPolicies changes (policy.go): an immutable snapshot read once per publish, so a
+	// reload never takes a lock on the publish path.
+	pol atomic.Pointer[policies]
+
 	seed maphash.Seed // keys the shared-subscription hash strategies
 
 	nextID    atomic.Uint64
@@ -123,30 +127,15 @@ func New(o Options) *Router {
 	if o.MaxDurables <= 0 {
 		o.MaxDurables = DefaultMaxDurables
 	}
-	// Own copies, compiled; a policy that does not validate would match wrongly, so it is left out.
-	var qps []QueuePolicy
-	for _, p := range o.QueuePolicies {
-		p.Filter.Segs = slices.Clone(p.Filter.Segs)
-		p.DLQ = slices.Clone(p.DLQ)
-		if checkFilter(&p.Filter) == nil {
-			qps = append(qps, p)
-		}
-	}
-	var tps []TopicPolicy
-	for _, p := range o.TopicPolicies {
-		p.Filter.Segs = slices.Clone(p.Filter.Segs)
-		if checkFilter(&p.Filter) == nil {
-			tps = append(tps, p)
-		}
-	}
-	o.QueuePolicies, o.TopicPolicies = qps, tps
-	return &Router{
+	r := &Router{
 		opts:     o,
 		topics:   newTrie(o.CacheSize),
 		retained: newRetainStore(),
 		queues:   make(map[string]*queue),
 		seed:     maphash.MakeSeed(),
 	}
+	r.pol.Store(compilePolicies(o.policies()))
+	return r
 }
 
 // Subscribe adds a topic subscription (filter kind Topic or TempTopic). A subscription with Share set joins
@@ -312,7 +301,8 @@ func (r *Router) Publish(m *Message) PublishResult {
 	// struct this size live on the stack (a measurable share of a one-subscriber publish).
 	var delivered, dropped, counted int // counted: drops the durable subscriptions counted themselves
 	var pressure Backpressure
-	d := Delivery{Msg: m, Paced: len(r.opts.TopicPolicies) > 0 && r.slowBlocks(m.Dest)}
+	pol := r.pol.Load()
+	d := Delivery{Msg: m, Paced: len(pol.topics) > 0 && pol.slowBlocks(m.Dest)}
 	for _, s := range res.Subs {
 		if s.dur != nil {
 			n, bp := r.offer(s.dur, m)
@@ -337,7 +327,7 @@ func (r *Router) Publish(m *Message) PublishResult {
 		}
 	}
 	for _, g := range res.Groups {
-		switch g.deliver(d, r.opts.ShareStrategy, r.seed) {
+		switch g.deliver(d, pol.share, r.seed) {
 		case groupTook:
 			delivered++
 		case groupFull:

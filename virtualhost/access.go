@@ -113,24 +113,25 @@ const (
 // (canonical segments; [name] for a connector or host). clientID fills "%c" in rule ids. A denial is
 // counted (Counters.AccessDenied).
 func (h *Host) Authorize(p Principal, action Action, obj Object, path []string, clientID string) bool {
-	if h.authorize(p, action, obj, path, clientID) {
+	if h.cur.Load().rules.authorize(p, action, obj, path, clientID) {
 		return true
 	}
 	h.accessDenied.Add(1)
 	return false
 }
 
-// authorize is Authorize without counting: the connect permission and gates count their own denials.
-func (h *Host) authorize(p Principal, action Action, obj Object, path []string, clientID string) bool {
-	if len(h.rules.list) == 0 {
+// authorize is Authorize under one rule set, without counting: the connect permission and gates count
+// their own denials.
+func (rs *rules) authorize(p Principal, action Action, obj Object, path []string, clientID string) bool {
+	if len(rs.list) == 0 {
 		return true
 	}
-	for i := range h.rules.list {
-		r := &h.rules.list[i]
+	for i := range rs.list {
+		r := &rs.list[i]
 		if !r.applies(p, action, obj) {
 			continue
 		}
-		if r.id != "" && !h.rules.matchID(r, p, clientID, path) {
+		if r.id != "" && !rs.matchID(r, p, clientID, path) {
 			continue
 		}
 		return r.allow
@@ -215,19 +216,20 @@ func (h *Host) AuthorizeFilter(p Principal, action Action, obj Object, filter []
 }
 
 func (h *Host) authorizeFilter(p Principal, action Action, obj Object, filter []router.Seg, clientID string) (some, all bool) {
-	if len(h.rules.list) == 0 {
+	rs := h.cur.Load().rules
+	if len(rs.list) == 0 {
 		return true, true
 	}
 	partialDeny := false // an earlier deny rule took some of the filter's destinations
-	for i := range h.rules.list {
-		r := &h.rules.list[i]
+	for i := range rs.list {
+		r := &rs.list[i]
 		if !r.applies(p, action, obj) {
 			continue
 		}
 		var pat []router.Seg
 		if r.id != "" {
 			var ok bool
-			if pat, ok = h.rules.pattern(r, p, clientID); !ok {
+			if pat, ok = rs.pattern(r, p, clientID); !ok {
 				continue
 			}
 			if !intersects(pat, filter) {
@@ -362,7 +364,9 @@ const maxGateCache = 256
 
 // Gate remembers, for one wildcard subscription, which topics its subscriber may receive, so that a
 // wildcard never delivers a message from a topic the subscriber may not read. It is safe for concurrent
-// use (Deliver runs on publishers' goroutines). A nil *Gate allows everything.
+// use (Deliver runs on publishers' goroutines). A nil *Gate allows everything. A gate follows its host's
+// access rules: the decisions it remembers were made under one rule set, and are forgotten when a reload
+// replaces it.
 type Gate struct {
 	h        *Host
 	p        Principal
@@ -370,16 +374,18 @@ type Gate struct {
 	action   Action
 	obj      Object
 	mu       sync.Mutex
+	rules    *rules // the rule set seen's decisions were made under
 	seen     map[string]bool
 }
 
 // Gate returns a gate deciding action on destinations of kind for p, or nil when this host has no access
 // rules (everything is allowed).
 func (h *Host) Gate(p Principal, action Action, obj Object, clientID string) *Gate {
-	if len(h.rules.list) == 0 {
+	rs := h.cur.Load().rules
+	if len(rs.list) == 0 {
 		return nil
 	}
-	return &Gate{h: h, p: p, clientID: clientID, action: action, obj: obj, seen: make(map[string]bool)}
+	return &Gate{h: h, p: p, clientID: clientID, action: action, obj: obj, rules: rs, seen: make(map[string]bool)}
 }
 
 // Allows reports whether the gate's subscriber may receive from path. A refusal is counted
@@ -396,18 +402,23 @@ func (g *Gate) allows(path []string) bool {
 	if g == nil {
 		return true
 	}
+	rs := g.h.cur.Load().rules
 	// The router's key, never a join: a segment may hold any byte, so "a\x00b" and ["a" "b"] must differ.
 	var kb [128]byte
 	key := router.AppendKey(kb[:0], router.Destination{Path: path})
 	g.mu.Lock()
+	if g.rules != rs {
+		clear(g.seen) // made under rules a reload replaced
+		g.rules = rs
+	}
 	ok, hit := g.seen[string(key)]
 	g.mu.Unlock()
 	if hit {
 		return ok
 	}
-	ok = g.h.authorize(g.p, g.action, g.obj, path, g.clientID)
+	ok = rs.authorize(g.p, g.action, g.obj, path, g.clientID)
 	g.mu.Lock()
-	if len(g.seen) < maxGateCache {
+	if g.rules == rs && len(g.seen) < maxGateCache {
 		g.seen[string(key)] = ok
 	}
 	g.mu.Unlock()

@@ -70,8 +70,9 @@ func loadUsers(path, host string) (users map[string]user, dummy []byte, fake fak
 //   - An anonymous host without a users file accepts any user name, unauthenticated: the name is kept for
 //     logs and headers but matches no access rule naming users or "+".
 func (h *Host) Authenticate(name string, password []byte, hasUser bool) (Principal, error) {
+	st := h.cur.Load()
 	if !hasUser || name == "" {
-		if h.Anonymous {
+		if st.conf.Anonymous {
 			return Principal{}, nil
 		}
 		return Principal{}, ErrNotAuthorized
@@ -79,20 +80,20 @@ func (h *Host) Authenticate(name string, password []byte, hasUser bool) (Princip
 	if len(name) > MaxUserLength || len(password) > MaxPasswordLength {
 		return Principal{}, ErrBadCredentials
 	}
-	u, ok := h.users[name]
+	u, ok := st.users[name]
 	if !ok {
-		if h.users == nil && h.Anonymous {
+		if st.users == nil && st.conf.Anonymous {
 			return Principal{User: name}, nil
 		}
-		if h.dummy != nil {
-			_ = bcrypt.CompareHashAndPassword(h.dummy, password)
+		if st.dummy != nil {
+			_ = bcrypt.CompareHashAndPassword(st.dummy, password)
 		}
 		return Principal{}, ErrBadCredentials
 	}
 	if bcrypt.CompareHashAndPassword(u.hash, password) != nil {
 		return Principal{}, ErrBadCredentials
 	}
-	return Principal{User: name, Groups: u.groups, Authenticated: true}, nil
+	return Principal{User: name, Groups: u.groups, Authenticated: true, listed: true}, nil
 }
 
 // Login is what a front-end calls on CONNECT: Authenticate, then the connect permission on this host for
@@ -112,7 +113,7 @@ func (h *Host) LoginCert(remote net.Addr, identity, clientID string) (Principal,
 	p := Principal{User: identity, CertIdentity: identity, Authenticated: true}
 	if len(identity) > MaxUserLength {
 		p, err = Principal{}, ErrBadCredentials
-	} else if u, ok := h.users[identity]; ok {
+	} else if u, ok := h.cur.Load().users[identity]; ok {
 		p.Groups = u.groups
 	}
 	return h.admit(remote, p, err, clientID)
@@ -123,7 +124,7 @@ func (h *Host) LoginCert(remote net.Addr, identity, clientID string) (Principal,
 // A refusal is counted (Counters): bad credentials as an authentication failure, the rest as a refused
 // connect.
 func (h *Host) admit(remote net.Addr, p Principal, err error, clientID string) (Principal, time.Duration, error) {
-	if err == nil && !h.authorize(p, ActionConnect, ObjectVirtualHost, []string{h.Name}, clientID) {
+	if err == nil && !h.cur.Load().rules.authorize(p, ActionConnect, ObjectVirtualHost, []string{h.Name}, clientID) {
 		err = ErrNotAuthorized
 	}
 	if err != nil {

@@ -99,4 +99,30 @@
 // drop at a destination at once, then at most one line per destination every 10 s with the count since
 // (droplog.go).
 // MaxConnections, MaxQueues and MaxMessageLength bound what clients may do.
+//
+// # Reload
+//
+// A configuration reload changes a running host in place. What may change (users and groups, SCRAM
+// credentials, broker and host access rules, anonymous access, host names, limits, queue, dsub and topic
+// policies, quotas, the shared-subscription strategy) lives in one immutable snapshot behind an atomic
+// pointer: logins, access checks and gates read it with one atomic load, so the hot paths take no new
+// lock. Prepare builds the new snapshot (reading the users file again, compiling the rules) and fails
+// without touching the host; Apply swaps it in and hands the router its new policies
+// (router.SetPolicies). A reload prepares every host before it applies any, so a configuration that
+// fails is refused whole. Name, router and store are fixed: a host whose store block changes is a new
+// host, opened beside the old one, which is retired (Retire: Acquire refuses new clients) and closed once
+// its clients have gone (Connections is 0).
+//
+// Apply ends no connection. A Gate remembers its decisions per rule set and forgets them when the rules
+// are replaced, so a gated subscription follows the new rules at once. Everything else a connected client
+// holds is re-checked by its front-end (protocol.Server.Recheck) with Refresh, which says who the client
+// is now (its groups as the users file says today) and whether it may stay: a user that logged in
+// against the users file and is no longer in it is removed (ErrUserRemoved); an anonymous client of a
+// host that turned anonymous access off, or a client that may no longer connect, is not authorized. A
+// client authenticated otherwise (a TLS certificate, an enhanced method whose user the file does not
+// list) only takes the groups the file has for its name. A password change ends no connection: the client
+// proved who it was, and the next login needs the new password.
+//
+// The Registry is an immutable index behind an atomic pointer too: Set replaces the list of hosts (added,
+// removed, renamed) while lookups go on.
 package virtualhost

@@ -53,7 +53,7 @@ func authenticators(users map[string]user, extra []Authenticator) map[string]Aut
 // StartAuth begins an exchange of the named method; ok is false for a method the host does not offer
 // (MQTT 5 answers 0x8C Bad authentication method). Method names are compared exactly, as SASL names are.
 func (h *Host) StartAuth(method string) (x AuthExchange, ok bool) {
-	a, ok := h.auth[method]
+	a, ok := h.cur.Load().auth[method]
 	if !ok {
 		return nil, false
 	}
@@ -74,7 +74,8 @@ func (h *Host) LoginAuth(remote net.Addr, x AuthExchange, err error, clientID st
 		if name == "" || len(name) > MaxUserLength {
 			err = ErrBadCredentials
 		} else {
-			p = Principal{User: name, Groups: h.users[name].groups, Authenticated: true}
+			u, listed := h.cur.Load().users[name]
+			p = Principal{User: name, Groups: u.groups, Authenticated: true, listed: listed}
 		}
 	}
 	return h.admit(remote, p, err, clientID)

@@ -3,7 +3,9 @@ package virtualhost
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -29,31 +31,28 @@ type Principal struct {
 	// CertIdentity is the CN or DN of a verified client certificate on a connector with cert_identity
 	// set; "" otherwise.
 	CertIdentity string
+	// listed is true when User was proven against an entry of the users file (a password, SCRAM, or an
+	// enhanced method naming a listed user): removing that entry ends the user's connections (Refresh).
+	listed bool
 }
 
-// Host is one virtual host. Its exported fields are fixed at New; front-ends only read them.
+// Host is one virtual host. Name and Router are fixed at Open. What a configuration reload changes in
+// place (users, access rules, policies, limits, host names, anonymous access: see Prepare) is one
+// immutable snapshot behind an atomic pointer, read through the accessor methods.
 type Host struct {
-	Name      string
-	HostNames []string
-	Router    *router.Router
-	Anonymous bool
-	// MaxConnections caps concurrent clients of this host (Acquire/Release); 0 = unlimited.
-	MaxConnections int
-	// MaxQueues caps the queues this host holds; 0 = unlimited.
-	MaxQueues int
-	// MaxMessageLength caps a message body on this host on top of the connector's limit; 0 = none.
-	MaxMessageLength int64
+	Name   string
+	Router *router.Router
 	// Throttle slows down repeated login failures from one address (see Login). Tests may tune it
 	// before clients connect.
 	Throttle *Throttle
 
-	users map[string]user // nil without a users file
-	dummy []byte          // bcrypt hash compared against for unknown users
-	fake  fakeSCRAM       // SCRAM credentials answered for names without any (scram.go)
-	// auth holds the enhanced-authentication methods by name (enhanced.go).
-	auth  map[string]Authenticator
-	rules *rules
-	conns atomic.Int64
+	cur atomic.Pointer[settings]
+	// base are the router options Open was given, under the host's policies again on each reload.
+	base router.Options
+	// extraAuth are the WithAuthenticator methods, offered again by every reload.
+	extraAuth []Authenticator
+	conns     atomic.Int64
+	retired   atomic.Bool
 	// Refusals by kind (Counters).
 	authFailures, connectRefused, hostFull, accessDenied, gateDenied atomic.Uint64
 	// persist is the host's store and what it recovered (store.go).
@@ -61,12 +60,44 @@ type Host struct {
 	drops   dropLog
 }
 
+// settings are what a reload changes in place (Prepare, Apply). Immutable once stored in Host.cur: a
+// login, an access check or a gate reads one snapshot with one atomic load and takes no lock for it.
+type settings struct {
+	conf      conf.VirtualHost // what it was built from
+	brokerAR  []conf.AccessRule
+	users     map[string]user // nil without a users file
+	dummy     []byte          // bcrypt hash compared against for unknown users
+	fake      fakeSCRAM       // SCRAM credentials answered for names without any (scram.go)
+	auth      map[string]Authenticator
+	rules     *rules
+	hostNames []string
+}
+
+// HostNames returns the host's aliases (host_names).
+func (h *Host) HostNames() []string { return h.cur.Load().hostNames }
+
+// Anonymous reports whether clients may use the host without credentials.
+func (h *Host) Anonymous() bool { return h.cur.Load().conf.Anonymous }
+
+// MaxConnections caps concurrent clients of this host (Acquire/Release); 0 = unlimited.
+func (h *Host) MaxConnections() int { return h.cur.Load().conf.MaxConnections }
+
+// MaxQueues caps the queues this host holds; 0 = unlimited. The router enforces it.
+func (h *Host) MaxQueues() int { return h.cur.Load().conf.MaxQueues }
+
+// MaxMessageLength caps a message body on this host on top of the connector's limit; 0 = none.
+func (h *Host) MaxMessageLength() int64 { return h.cur.Load().conf.MaxMessageLength }
+
+// Config returns the configuration the host runs with now (its last Apply, else Open's).
+func (h *Host) Config() conf.VirtualHost { return h.cur.Load().conf }
+
 // Option adjusts a host at construction.
 type Option func(*options)
 
 type options struct {
 	log         *zap.Logger
 	brokerRules []conf.AccessRule
+	brokerSet   bool // WithBrokerRules was given
 	store       store.Store
 	auth        []Authenticator
 }
@@ -79,7 +110,7 @@ func WithLogger(l *zap.Logger) Option {
 
 // WithBrokerRules puts the broker-level access rules (conf.Config.AccessRules) before the host's own.
 func WithBrokerRules(r []conf.AccessRule) Option {
-	return func(o *options) { o.brokerRules = r }
+	return func(o *options) { o.brokerRules, o.brokerSet = r, true }
 }
 
 // New is Open for configurations known to be good, such as those tests build in Go; it panics where
@@ -107,19 +138,12 @@ func Open(c conf.VirtualHost, o router.Options, opts ...Option) (h *Host, err er
 			_ = opt.store.Close() // the host owns its store from here on, failing or not
 		}
 	}()
-	users, dummy, fake, err := loadUsers(c.UsersFile, c.Name)
+	h = &Host{Name: c.Name, Throttle: &Throttle{}, base: o, extraAuth: opt.auth}
+	st, err := h.build(c, opt.brokerRules)
 	if err != nil {
 		return nil, err
 	}
-	h = &Host{
-		Name: c.Name, HostNames: c.HostNames, Anonymous: c.Anonymous,
-		MaxConnections: c.MaxConnections, MaxQueues: c.MaxQueues, MaxMessageLength: c.MaxMessageLength,
-		Throttle: &Throttle{}, users: users, dummy: dummy, fake: fake,
-		auth: authenticators(users, opt.auth),
-	}
-	if h.rules, err = compileRules(opt.brokerRules, c.AccessRules); err != nil {
-		return nil, err
-	}
+	h.cur.Store(st)
 	if c.Store != nil && opt.store == nil {
 		return nil, fmt.Errorf("virtualhost %s: a store block but no store (WithStore)", c.Name)
 	}
@@ -144,10 +168,31 @@ func Open(c conf.VirtualHost, o router.Options, opts ...Option) (h *Host, err er
 	return h, nil
 }
 
-// Acquire takes one of the host's connection slots; false when MaxConnections are in use. Each true
-// must be paired with one Release.
+// build reads the users file and compiles the access rules of configuration c (broker rules first).
+func (h *Host) build(c conf.VirtualHost, brokerRules []conf.AccessRule) (*settings, error) {
+	users, dummy, fake, err := loadUsers(c.UsersFile, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := compileRules(brokerRules, c.AccessRules)
+	if err != nil {
+		return nil, err
+	}
+	return &settings{conf: c, brokerAR: brokerRules, users: users, dummy: dummy, fake: fake,
+		auth: authenticators(users, h.extraAuth), rules: rs, hostNames: c.HostNames}, nil
+}
+
+// Acquire takes one of the host's connection slots; false when MaxConnections are in use, or the host
+// is retired (Retire). Each true must be paired with one Release.
 func (h *Host) Acquire() bool {
-	if n := h.conns.Add(1); h.MaxConnections > 0 && n > int64(h.MaxConnections) {
+	n := h.conns.Add(1)
+	// Retired is read after the Add, and Retire's caller reads Connections after setting it: either it
+	// sees this slot and waits for its Release, or this sees the host retired and gives the slot back.
+	if h.retired.Load() {
+		h.conns.Add(-1)
+		return false
+	}
+	if max := h.MaxConnections(); max > 0 && n > int64(max) {
 		h.conns.Add(-1)
 		h.hostFull.Add(1)
 		return false
@@ -203,41 +248,67 @@ func (h *Host) Close() {
 	_ = h.persist.close()
 }
 
-// Registry finds hosts by name or alias. It is immutable after construction.
+// Retire marks the host as leaving (a reload removes or replaces it): Acquire refuses every new client,
+// and the front-ends' re-check (protocol.Server.Recheck) says goodbye to those connected. Close it once
+// Connections is 0.
+func (h *Host) Retire() { h.retired.Store(true) }
+
+// Retired reports whether Retire was called.
+func (h *Host) Retired() bool { return h.retired.Load() }
+
+// Registry finds hosts by name or alias. Lookups are safe while a reload changes it (Set): they read one
+// immutable index with an atomic load and take no lock.
 type Registry struct {
+	mu  sync.Mutex // serialises Set
+	idx atomic.Pointer[hostIndex]
+}
+
+type hostIndex struct {
 	hosts  []*Host
 	byName map[string]*Host
 }
 
 // NewRegistry indexes hosts by name and host names, case-insensitively. The first host is the default.
 func NewRegistry(hosts ...*Host) *Registry {
-	r := &Registry{hosts: hosts, byName: make(map[string]*Host)}
-	for _, h := range hosts {
-		r.byName[strings.ToLower(h.Name)] = h
-		for _, n := range h.HostNames {
-			r.byName[strings.ToLower(n)] = h
-		}
-	}
+	r := &Registry{}
+	r.Set(hosts...)
 	return r
 }
 
+// Set replaces the registry's hosts, in configuration order (the first is the default), indexing each by
+// its name and its current host names. A reload calls it to add and remove hosts, and after changing
+// hosts' names in place. It closes nothing.
+func (r *Registry) Set(hosts ...*Host) {
+	idx := &hostIndex{hosts: slices.Clone(hosts), byName: make(map[string]*Host)}
+	for _, h := range hosts {
+		idx.byName[strings.ToLower(h.Name)] = h
+		for _, n := range h.HostNames() {
+			idx.byName[strings.ToLower(n)] = h
+		}
+	}
+	r.mu.Lock()
+	r.idx.Store(idx)
+	r.mu.Unlock()
+}
+
 // Lookup returns the host with the given name or alias, or nil.
-func (r *Registry) Lookup(name string) *Host { return r.byName[strings.ToLower(name)] }
+func (r *Registry) Lookup(name string) *Host { return r.idx.Load().byName[strings.ToLower(name)] }
 
 // Default returns the first configured host.
 func (r *Registry) Default() *Host {
-	if len(r.hosts) == 0 {
+	hosts := r.idx.Load().hosts
+	if len(hosts) == 0 {
 		return nil
 	}
-	return r.hosts[0]
+	return hosts[0]
 }
 
-// Hosts returns every host in configuration order.
-func (r *Registry) Hosts() []*Host { return r.hosts }
+// Hosts returns every host in configuration order. The slice must not be modified.
+func (r *Registry) Hosts() []*Host { return r.idx.Load().hosts }
 
 // Close closes every host.
 func (r *Registry) Close() {
-	for _, h := range r.hosts {
+	for _, h := range r.Hosts() {
 		h.Close()
 	}
 }

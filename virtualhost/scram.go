@@ -108,9 +108,10 @@ func (x *scramExchange) Claimed() string { return x.claimed }
 // scramCredentials returns name's SCRAM credentials and true, or fake ones and false for a name that has
 // none. Both kinds are computed every time, so the two cost the same.
 func (h *Host) scramCredentials(name string) (scram.StoredCredentials, bool) {
-	fake := h.fake.credentials(name)
+	st := h.cur.Load()
+	fake := st.fake.credentials(name)
 	if len(name) <= MaxUserLength {
-		if u, ok := h.users[name]; ok && u.scram != nil {
+		if u, ok := st.users[name]; ok && u.scram != nil {
 			return *u.scram, true
 		}
 	}

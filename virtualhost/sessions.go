@@ -145,8 +145,8 @@ func (h *Host) PrincipalOf(u string) Principal {
 		return Principal{}
 	}
 	p := Principal{User: u, Authenticated: true}
-	if usr, ok := h.users[u]; ok {
-		p.Groups = usr.groups
+	if usr, ok := h.cur.Load().users[u]; ok {
+		p.Groups, p.listed = usr.groups, true
 	}
 	return p
 }

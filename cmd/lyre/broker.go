@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -29,33 +30,21 @@ type Broker struct {
 	mqtt  *mqtt.Handler
 	mgmt  *management.Manager
 	cfg   atomic.Pointer[conf.Config] // running now
+	// reloading serialises Reload, and Shutdown with it; down is set by Shutdown, under it.
+	reloading sync.Mutex
+	down      bool
 }
 
 // Start builds the virtual hosts, then binds every connector. On error nothing is left running.
 func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 	hosts := make([]*virtualhost.Host, 0, len(cfg.VirtualHosts))
 	for _, vc := range cfg.VirtualHosts {
-		opts := []virtualhost.Option{virtualhost.WithBrokerRules(cfg.AccessRules),
-			virtualhost.WithLogger(log.With(zap.String("vhost", vc.Name)))}
-		if vc.Store != nil {
-			st, err := openStore(vc, log)
-			if err != nil {
-				virtualhost.NewRegistry(hosts...).Close()
-				return nil, fmt.Errorf("virtual_host %q: %w", vc.Name, err)
-			}
-			opts = append(opts, virtualhost.WithStore(st))
-		}
-		h, err := virtualhost.Open(vc, router.Options{}, opts...)
+		h, err := openHost(vc, cfg, log)
 		if err != nil {
 			virtualhost.NewRegistry(hosts...).Close()
-			return nil, fmt.Errorf("virtual_host %q: %w", vc.Name, err)
+			return nil, err
 		}
 		hosts = append(hosts, h)
-		log.Info("virtual host", zap.String("vhost", h.Name), zap.Strings("host_names", h.HostNames),
-			zap.Bool("anonymous", h.Anonymous))
-		if h.Durable() {
-			logRecovered(log, vc, h.Recovered())
-		}
 	}
 	warnAnonymous(cfg, log)
 	reg := virtualhost.NewRegistry(hosts...)
@@ -77,7 +66,7 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 	b := &Broker{log: log, hosts: reg, srv: srv, mqtt: mh}
 	b.cfg.Store(cfg)
 	b.mgmt = management.New(management.Options{Version: version, Hosts: reg, Server: srv, Sessions: mh,
-		Config: b.cfg.Load, Log: log.Named("management")})
+		Config: b.cfg.Load, Reload: b.Reload, Log: log.Named("management")})
 	srv.SetManagement(b.mgmt)
 	for _, c := range cfg.Connectors {
 		if err := srv.Listen(c); err != nil {
@@ -97,11 +86,38 @@ func (b *Broker) Hosts() *virtualhost.Registry { return b.hosts }
 // Shutdown stops accepting, says goodbye to every connection, waits for them until ctx is done, then
 // releases the hosts.
 func (b *Broker) Shutdown(ctx context.Context) error {
+	b.reloading.Lock() // a reload running finishes first
+	defer b.reloading.Unlock()
+	b.down = true
 	err := b.srv.Shutdown(ctx)
 	b.mgmt.Close()
 	b.mqtt.Close() // its session expiry and will timers
 	b.hosts.Close()
 	return err
+}
+
+// openHost opens virtual host vc of configuration cfg (broker rules first), with its store when it has a
+// store block, and logs what it is and what its store held.
+func openHost(vc conf.VirtualHost, cfg *conf.Config, log *zap.Logger) (*virtualhost.Host, error) {
+	opts := []virtualhost.Option{virtualhost.WithBrokerRules(cfg.AccessRules),
+		virtualhost.WithLogger(log.With(zap.String("vhost", vc.Name)))}
+	if vc.Store != nil {
+		st, err := openStore(vc, log)
+		if err != nil {
+			return nil, fmt.Errorf("virtual_host %q: %w", vc.Name, err)
+		}
+		opts = append(opts, virtualhost.WithStore(st))
+	}
+	h, err := virtualhost.Open(vc, router.Options{}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("virtual_host %q: %w", vc.Name, err)
+	}
+	log.Info("virtual host", zap.String("vhost", h.Name), zap.Strings("host_names", h.HostNames()),
+		zap.Bool("anonymous", h.Anonymous()))
+	if h.Durable() {
+		logRecovered(log, vc, h.Recovered())
+	}
+	return h, nil
 }
 
 // openStore opens the badger store of a host's store block; its warnings go to the log.

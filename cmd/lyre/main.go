@@ -1,11 +1,3 @@
-// Command lyre runs the Lyre message broker.
-//
-//	lyre [--config FILE] [--check] [--version] [--log-level LEVEL] [--log-format console|json]
-//	lyre passwd [--cost N] [--iterations N] < password  # a password's users-file lines (bcrypt, SCRAM)
-//	lyre store export|import|check ...                  # back up, restore or verify a virtual host's store
-//
-// Without --config it runs the embedded default configuration: MQTT and STOMP autodetected on
-// 127.0.0.1:61613, MQTT on 127.0.0.1:1883, one anonymous virtual host "default".
 package main
 
 import (
@@ -103,18 +95,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			defer stop()
 		}
 	}
-	// SIGHUP reloads the TLS certificates; established connections keep theirs.
+	// SIGHUP reloads the configuration (Broker.Reload, which logs what it did or why it refused), TLS
+	// certificates included.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for ctx.Err() == nil {
 		select {
 		case <-hup:
-			if err := b.srv.ReloadCertificates(); err != nil {
-				log.Error("certificate reload failed, previous certificates kept", zap.Error(err))
-			} else {
-				log.Info("certificates reloaded")
-			}
+			_ = b.Reload()
 		case <-ctx.Done():
 		}
 	}

@@ -42,7 +42,7 @@ func loginCode(err error) byte {
 		return connAccepted
 	case errors.Is(err, virtualhost.ErrBadCredentials):
 		return connBadCredentials
-	case errors.Is(err, protocol.ErrHostFull):
+	case errors.Is(err, protocol.ErrHostFull), errors.Is(err, protocol.ErrHostRemoved):
 		return connServerUnavailable
 	}
 	return connNotAuthorized
@@ -57,7 +57,7 @@ func (cl *client) access(clientID string) protocol.Access {
 // checkLength enforces the host's max_message_length on a payload; over it the connection is closed, as
 // for the connector's own limit (MQTT 3.1.1 has no way to refuse one PUBLISH).
 func (cl *client) checkLength(n int) error {
-	if max := cl.host.MaxMessageLength; max > 0 && int64(n) > max {
+	if max := cl.host.MaxMessageLength(); max > 0 && int64(n) > max {
 		cl.c.Log().Info("publish refused: larger than the virtual host's max_message_length", zap.String("vhost", cl.host.Name),
 			zap.Int("bytes", n), zap.Int64("max", max))
 		return fmt.Errorf("%w: %d bytes, virtual host %q allows %d", errHostMessageLength, n, cl.host.Name, max)
@@ -144,7 +144,11 @@ func (cl *client) reauthorize() error {
 		if e.dsub != nil {
 			if err := cl.createDurable(e, gate); err != nil {
 				cl.c.Log().Warn("durable subscription not re-authorized", zap.String("client_id", s.id), zap.String("filter", e.key), zap.Error(err))
+				continue
 			}
+			s.mu.Lock()
+			e.gate = gate
+			s.mu.Unlock()
 			continue
 		}
 		if _, gated := e.rs.Sink.(virtualhost.GatedSink); all && !gated {
@@ -156,7 +160,7 @@ func (cl *client) reauthorize() error {
 		}
 		old := e.rs
 		s.mu.Lock()
-		e.rs = rs
+		e.rs, e.gate = rs, gate
 		s.mu.Unlock()
 		cl.rt.Unsubscribe(old)
 	}

@@ -129,7 +129,9 @@ func (cl *client) reauthenticate(p *packet.AuthPacket) error {
 		cl.h.refusals.Logins.Add(1)
 		return fmt.Errorf("%w: %w", errAuthFailed, err)
 	}
+	cl.sess.mu.Lock()
 	cl.principal = principal // same user; its groups may have changed with the users file
+	cl.sess.mu.Unlock()
 	if !cl.writePacket(authPacket(packet.ReasonSuccess, v.authMethod, out)) {
 		return errOutboundClosed
 	}

@@ -175,4 +175,32 @@
 // client [MQTT-3.3.5-2] (MQTT 5 says 0x87); a wildcard subscription reaching some forbidden topics delivers only from the
 // allowed ones. Log lines name the remote address (the connection's logger carries it), never the
 // password.
+//
+// # Reload
+//
+// After CONNACK a connection registers its OnRecheck hook (recheck.go); a configuration reload runs it on
+// the reload's goroutine (protocol.Server.Recheck), after the host took its new users and rules. The hook
+// reads the client's principal and subscriptions under the session's lock (the reader changes both under
+// it) and lets protocol.Recheck decide. A client that may go on is left alone; if its user's groups
+// changed, the reader adopts the new principal before its next packet, where every publish and subscribe
+// check runs. A client that may not go on is told and closed at once, from the hook: MQTT 5 gets DISCONNECT
+// 0x87 (not authorized: its user was removed, may no longer connect, or may no longer receive from a
+// filter, named in the reason string) or 0x98 (administrative action: its virtual host was removed, or a
+// subscription now reaches topics it may not read and has no gate to narrow it); 3.1 and 3.1.1 have no
+// way to say why and are closed. CloseAfter stops all output at once, so nothing more reaches a revoked
+// subscription.
+//
+// What touches the session (the router's subscriptions, durable ones included, and the session record) is
+// the reader's: the hook posts it (an atomic pointer) and the reader applies it as the connection ends,
+// before the session detaches: each revoked subscription is removed as an UNSUBSCRIBE would (a persistent
+// session's durable subscription destroyed with what it holds, the record saved), and a persistent
+// session's other subscriptions are re-checked as on resume (reauthorize), so what its durable
+// subscriptions keep while the client is away is only what its owner may read. The will is not published
+// for a client that may no longer be on the host (user removed or refused, host removed), and is checked
+// again under the new rules otherwise. Offline sessions are re-checked when they resume, as after a
+// restart.
+//
+// A host a reload adds gets its persistent sessions back from its store (RestoreHost) before clients can
+// reach it; a host it removes is forgotten (ForgetHost) once its connections are gone: expiry and will
+// timers stop, and the store keeps the sessions, as at shutdown.
 package mqtt

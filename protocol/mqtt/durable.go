@@ -229,34 +229,42 @@ func (cl *client) saveRecord() error {
 // in part gets its gate back here. It returns the count per host name.
 func (h *Handler) RestoreAll() map[string]int {
 	counts := make(map[string]int)
-	now := time.Now()
 	for _, host := range h.hosts.Hosts() {
-		reg := h.registry(host)
-		var expired []*session
-		for _, rs := range host.TakeSessions() {
-			s := h.restoreOne(host, rs)
-			// An MQTT 5 session expires its interval after its client left, a restart in between or not;
-			// one whose client was connected when the broker stopped counts from now.
-			left := time.Duration(s.expiry) * time.Second
-			if rs.DisconnectedAt != 0 {
-				left -= now.Sub(time.UnixMilli(rs.DisconnectedAt))
-			}
-			if s.expiry != maxExpiry && left <= 0 {
-				expired = append(expired, s)
-				continue
-			}
-			reg.mu.Lock()
-			reg.sessions[s.id] = s
-			h.scheduleLocked(host, s, left)
-			reg.mu.Unlock()
-			counts[host.Name]++
-		}
-		for _, s := range expired {
-			h.discard(host, s, nil)
-			h.log.Info("session expired while the broker was down", zap.String("vhost", host.Name), zap.String("client_id", s.id))
-		}
+		counts[host.Name] = h.RestoreHost(host)
 	}
 	return counts
+}
+
+// RestoreHost is RestoreAll for one host: a reload calls it for a durable host it adds, before the
+// registry lets clients reach the host. It returns the sessions restored.
+func (h *Handler) RestoreHost(host *virtualhost.Host) int {
+	reg := h.registry(host)
+	now := time.Now()
+	n := 0
+	var expired []*session
+	for _, rs := range host.TakeSessions() {
+		s := h.restoreOne(host, rs)
+		// An MQTT 5 session expires its interval after its client left, a restart in between or not;
+		// one whose client was connected when the broker stopped counts from now.
+		left := time.Duration(s.expiry) * time.Second
+		if rs.DisconnectedAt != 0 {
+			left -= now.Sub(time.UnixMilli(rs.DisconnectedAt))
+		}
+		if s.expiry != maxExpiry && left <= 0 {
+			expired = append(expired, s)
+			continue
+		}
+		reg.mu.Lock()
+		reg.sessions[s.id] = s
+		h.scheduleLocked(host, s, left)
+		reg.mu.Unlock()
+		n++
+	}
+	for _, s := range expired {
+		h.discard(host, s, nil)
+		h.log.Info("session expired while the broker was down", zap.String("vhost", host.Name), zap.String("client_id", s.id))
+	}
+	return n
 }
 
 func (h *Handler) restoreOne(host *virtualhost.Host, rs virtualhost.RecoveredSession) *session {
@@ -283,6 +291,7 @@ func (h *Handler) restoreOne(host *virtualhost.Host, rs virtualhost.RecoveredSes
 			if gate != nil || e.noLocal {
 				_, _ = host.Router.CreateDurable(d, durableOptions(e, rs.Owner, gate), nil)
 			}
+			e.gate = gate
 		}
 		s.setEntryLocked(e, true) // nothing else sees s yet
 	}

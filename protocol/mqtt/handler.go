@@ -114,8 +114,8 @@ type client struct {
 	rd   *packet.Reader
 	host *virtualhost.Host
 	rt   *router.Router
-	// principal is who the client authenticated as; slot is set while the client holds one of its host's
-	// connection slots.
+	// principal is who the client authenticated as; the reader changes it under sess.mu, where the
+	// reload's re-check reads it. slot is set while the client holds one of its host's connection slots.
 	principal virtualhost.Principal
 	slot      *virtualhost.Host
 	version   byte
@@ -134,6 +134,11 @@ type client struct {
 	// acks orders acknowledgements behind the writes they wait for (ack.go); nil until one waits. Atomic:
 	// the writer's OnDrain hook flushes it.
 	acks atomic.Pointer[protocol.AckQueue[mqttAck]]
+	// adopt is a principal a reload's re-check posted (the user's groups changed), taken by the reader
+	// before its next packet; revoked what a re-check that ends the connection leaves to the reader
+	// (recheck.go).
+	adopt   atomic.Pointer[virtualhost.Principal]
+	revoked atomic.Pointer[revocation]
 	// lastTopic and lastDest cache the last topic name parsed.
 	lastTopic string
 	lastDest  router.Destination
@@ -311,6 +316,7 @@ func (cl *client) connect() error {
 		return errOutboundClosed
 	}
 	cl.resume()
+	c.OnRecheck(cl.recheck) // a reload re-checks the client (recheck.go)
 	return nil
 }
 

@@ -34,6 +34,9 @@ func (cl *client) loop() error {
 		if err != nil {
 			return cl.readError(err, errKeepAlive)
 		}
+		if cl.adopt.Load() != nil {
+			cl.adoptPrincipal() // a reload changed the user's groups
+		}
 		if err := cl.handle(p); err != nil {
 			return err
 		}
@@ -439,6 +442,9 @@ func (cl *client) resubscribe(old *subEntry, opts subOptions, gate *virtualhost.
 	changed := old.qos != opts.qos
 	opts.set(old)
 	old.holding = true
+	if old.dsub != nil {
+		old.gate = gate // createDurable below gates the durable subscription anew; a direct one keeps its sink
+	}
 	s.mu.Unlock()
 	if old.dsub != nil {
 		if err := cl.createDurable(old, gate); err != nil {
@@ -462,7 +468,7 @@ func (cl *client) resubscribe(old *subEntry, opts subOptions, gate *virtualhost.
 func (cl *client) addEntry(filter string, f router.Filter, group string, opts subOptions, gate *virtualhost.Gate) (*subEntry, byte) {
 	s := cl.sess
 	qos := opts.qos
-	e := &subEntry{key: filter, queue: f.Kind == router.Queue, holding: true}
+	e := &subEntry{key: filter, queue: f.Kind == router.Queue, holding: true, gate: gate}
 	opts.set(e)
 	e.rs = &router.Subscription{Filter: f, Sink: virtualhost.SinkFor(s, gate), QoS: qos, ID: filter, Share: group, Opaque: e}
 	if f.Kind == router.Topic && group == "" && !s.clean {

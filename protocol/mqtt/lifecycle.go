@@ -150,6 +150,7 @@ func (cl *client) resume() {
 // DISCONNECT (an MQTT 5 client may ask for it with reason 0x04). A session whose expiry is 0 ends now;
 // another stays, and expires after its interval unless a connection takes it again.
 func (cl *client) end(graceful bool) {
+	cl.applyRevocation() // a reload's re-check ended the connection
 	s := cl.sess
 	s.cons.Take()
 	ending := s.expiry == 0
@@ -198,7 +199,11 @@ func (cl *client) end(graceful bool) {
 			// nil when it fires, never match s.will, and drop the will.
 			delayed := will
 			s.will = delayed
-			s.willTimer = time.AfterFunc(time.Duration(cl.v5.willDelay)*time.Second, func() { cl.h.willDue(cl.host, s, delayed) })
+			s.willTimer = time.AfterFunc(time.Duration(cl.v5.willDelay)*time.Second, func() {
+				if !cl.host.Retired() {
+					cl.h.willDue(cl.host, s, delayed)
+				}
+			})
 			will = nil
 		}
 	}
@@ -248,7 +253,11 @@ func (h *Handler) scheduleLocked(host *virtualhost.Host, s *session, d time.Dura
 		s.expiryTimer.Stop()
 	}
 	s.expiresAt = time.Now().Add(max(d, 0)).UnixMilli()
-	s.expiryTimer = time.AfterFunc(max(d, 0), func() { h.expire(host, s) })
+	s.expiryTimer = time.AfterFunc(max(d, 0), func() {
+		if !host.Retired() { // a reload removed the host: ForgetHost is on its way
+			h.expire(host, s)
+		}
+	})
 }
 
 // expire ends an offline session whose expiry interval passed [MQTT-3.1.2-23].
@@ -311,6 +320,25 @@ func (s *session) stopTimersLocked() {
 		s.willTimer.Stop()
 		s.willTimer = nil
 	}
+}
+
+// ForgetHost drops the sessions of a host a reload removed, once its connections have ended: their expiry
+// and will timers stop (delayed wills not yet due are not published), and what a persistent session keeps
+// stays in the host's store, as at shutdown. The host is closed next; if the configuration brings it back,
+// its sessions are restored from the store (RestoreHost).
+func (h *Handler) ForgetHost(host *virtualhost.Host) {
+	h.mu.Lock()
+	r := h.registries[host]
+	delete(h.registries, host)
+	h.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	for _, s := range r.sessions {
+		s.stopTimersLocked()
+	}
+	r.mu.Unlock()
 }
 
 // Close stops the handler's timers (session expiry, delayed wills) at broker shutdown: offline sessions

@@ -72,6 +72,9 @@ type subEntry struct {
 	dsub *router.Destination
 	// consumer is owned by the attached reader goroutine.
 	consumer *router.Consumer
+	// gate narrows a subscription its owner may read only in part: in its sink (a direct subscription)
+	// or its durable subscription's match. Set under session.mu, where a reload's re-check reads it.
+	gate *virtualhost.Gate
 
 	// MQTT 5 subscription options and identifier, fixed when the entry is made or replaced.
 	noLocal bool   // not the messages its own client publishes [MQTT-3.8.3-3]

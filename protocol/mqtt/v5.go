@@ -167,6 +167,9 @@ func connackCode(version, code byte) byte {
 // reasonOf is the reason code of the server's DISCONNECT for the error that ends a connection, and
 // whether one is sent at all (a connection that is gone, or a client that said DISCONNECT, gets none).
 func reasonOf(err error) (byte, bool) {
+	if rc, ok := recheckReason(err); ok {
+		return rc, true
+	}
 	switch {
 	case err == nil, errors.Is(err, protocol.ErrDisconnected), errors.Is(err, errClosing),
 		errors.Is(err, errOutboundClosed), errors.Is(err, errTakenOver):

@@ -51,6 +51,7 @@ func (s *session) connect(f *frame.Frame) error {
 	}
 	s.c.OnDrain(s.drained)
 	s.c.OnShutdown(s.shutdown)
+	s.c.OnRecheck(s.recheck) // a reload re-checks the client (recheck.go)
 	s.startHeartBeats(out, in)
 	if s.h.log.Core().Enabled(zap.DebugLevel) {
 		s.c.Log().Debug("stomp connected", zap.String("vhost", host.Name), zap.String("user", p.User), zap.String("version", versionString(v)),

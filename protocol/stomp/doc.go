@@ -140,6 +140,22 @@
 // subscription.enqueue: live, retained, redelivered; not the browse-end marker), and every topic message
 // dropped because the outbound queue was full (CountDropped, beside Handler.Dropped).
 //
+// # Reload
+//
+// After CONNECTED a session registers its OnRecheck hook (recheck.go); a configuration reload runs it on
+// the reload's goroutine (protocol.Server.Recheck) once the host took its new users and rules. The hook
+// reads the principal and each subscription's destinations (as access control judged them at SUBSCRIBE,
+// fixed before the subscription enters session.subs, which the reader changes under session.mu) and lets
+// protocol.Recheck decide. A client that may go on is left alone; if its user's groups changed, the
+// reader adopts the new principal before its next frame. A client that may not go on gets an ERROR frame
+// and is closed within die_delay, as after any ERROR (STOMP 1.2 requires the close): "subscription
+// revoked" with a subscription header naming the ids it may no longer hold (their destinations in the
+// body), "access refused" for a user removed or no longer allowed to connect, "virtual host removed", or
+// "access changed" for a subscription now reaching destinations it may not read, without a gate to narrow
+// it (the client subscribes again and gets one). The reader's cleanup then ends every subscription, as
+// UNSUBSCRIBE does; a durable subscription stays for its owner, as a plain UNSUBSCRIBE leaves it (the
+// owner may no longer consume it, and an administrator may delete it).
+//
 // # Access control
 //
 // Logins and access checks are package protocol's, shared with MQTT (protocol.Login at CONNECT,

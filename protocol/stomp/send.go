@@ -19,7 +19,7 @@ func (s *session) send(f *frame.Frame) error {
 	if !ok || dest == "" {
 		return protoErr("missing destination", "SEND requires a destination header")
 	}
-	if max := s.host.MaxMessageLength; max > 0 && int64(len(f.Body)) > max {
+	if max := s.host.MaxMessageLength(); max > 0 && int64(len(f.Body)) > max {
 		return protoErr("message too large", "virtual host %q accepts bodies of at most %d bytes (max_message_length)", s.host.Name, max)
 	}
 	var one [1]string

@@ -33,12 +33,13 @@ type session struct {
 	connected bool
 	host      *virtualhost.Host
 	rt        *router.Router
-	principal virtualhost.Principal
-	user      string            // principal.User at CONNECT, for Describe
-	clientID  string            // fills "%c" in access rules
-	slot      *virtualhost.Host // the host whose connection slot this session holds, if any
+	principal virtualhost.Principal // the reader changes it under mu after a reload (adoptPrincipal)
+	user      string                // principal.User at CONNECT, for Describe
+	clientID  string                // fills "%c" in access rules
+	slot      *virtualhost.Host     // the host whose connection slot this session holds, if any
 
-	// Reader goroutine only; subs is changed under mu too, so Describe may read it under mu.
+	// Reader goroutine only; subs is changed under mu too, so Describe and a reload's re-check may read
+	// it under mu.
 	subs      map[string]*subscription
 	txs       map[string]*transaction
 	tempOwner bool                          // registered in Handler.temps
@@ -61,6 +62,9 @@ type session struct {
 	// writer's OnDrain hook flushes it.
 	frameTr *virtualhost.Tracker
 	acks    atomic.Pointer[protocol.AckQueue[string]]
+	// adopt is a principal a reload's re-check posted (the user's groups changed), taken by the reader
+	// before its next frame (recheck.go).
+	adopt atomic.Pointer[virtualhost.Principal]
 }
 
 var eol = []byte{'\n'}
@@ -80,6 +84,9 @@ func (s *session) run() {
 		if err != nil {
 			s.readFailed(err)
 			return
+		}
+		if s.adopt.Load() != nil {
+			s.adoptPrincipal() // a reload changed the user's groups
 		}
 		if err := s.handle(f); err != nil {
 			if !errors.Is(err, ErrDisconnect) {

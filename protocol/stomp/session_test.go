@@ -103,7 +103,11 @@ func TestConnecting_VirtualHosts(t *testing.T) {
 // TestConnecting_AccessRefused: a host without anonymous access refuses a client without credentials.
 func TestConnecting_AccessRefused(t *testing.T) {
 	b := startBroker(t, nil)
-	b.host.Anonymous = false
+	c := b.host.Config()
+	c.Anonymous = false
+	if err := b.host.Update(c); err != nil {
+		t.Fatal(err)
+	}
 	r := b.raw(t)
 	r.send("CONNECT\naccept-version:1.2\nhost:default\n\n\x00")
 	r.expectError("access refused")

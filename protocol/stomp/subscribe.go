@@ -38,8 +38,11 @@ func (s *session) subscribe(f *frame.Frame) error {
 	if err := s.attachRoutes(sub, targets, qo); err != nil {
 		return err
 	}
+	for _, t := range targets {
+		sub.held = append(sub.held, protocol.Held{Name: t.name, ID: sub.id, Filter: t.access, Whole: t.whole, Gated: t.gate != nil})
+	}
 	s.mu.Lock()
-	s.subs[sub.id] = sub // under mu for Describe
+	s.subs[sub.id] = sub // under mu for Describe and a reload's re-check
 	s.mu.Unlock()
 	// Retained messages after the subscription exists, so none published meanwhile is missed.
 	s.queueRetained(sub)
@@ -102,11 +105,15 @@ type subscribeRequest struct {
 }
 
 // subTarget is one destination of a SUBSCRIBE, resolved: the name as written, the filter its route
-// subscribes with and the gate access control puts on it (nil: everything it reaches may be read).
+// subscribes with and the gate access control puts on it (nil: everything it reaches may be read); the
+// filter access control judged, and whether it had to allow it whole (a durable subscription), which a
+// reload's re-check judges again (recheck.go).
 type subTarget struct {
-	name string
-	flt  router.Filter
-	gate *virtualhost.Gate
+	name   string
+	flt    router.Filter
+	gate   *virtualhost.Gate
+	access router.Filter
+	whole  bool
 }
 
 // resolveTarget parses one destination of a SUBSCRIBE and checks it may be subscribed to as asked.
@@ -119,7 +126,8 @@ func (s *session) resolveTarget(req *subscribeRequest, name string) (subTarget, 
 	if flt, err = s.tempFilter(name, flt); err != nil {
 		return t, err
 	}
-	if t.gate, err = s.maySubscribe(name, flt, req.persistent && flt.Kind == router.Topic); err != nil {
+	t.access, t.whole = flt, req.persistent && flt.Kind == router.Topic
+	if t.gate, err = s.maySubscribe(name, flt, t.whole); err != nil {
 		return t, err
 	}
 	if req.sub.sel != nil && req.persistent {

@@ -30,6 +30,9 @@ type subscription struct {
 	routes []route // reader goroutine only
 
 	dsub *router.Destination // the durable subscription it consumes, if any
+	// held is what a reload's re-check judges: one entry per destination, fixed before the subscription
+	// is published in session.subs.
+	held []protocol.Held
 
 	closed atomic.Bool // set by UNSUBSCRIBE; late deliveries are refused
 	sel    *selector   // nil: every message

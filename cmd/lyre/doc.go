@@ -1,0 +1,41 @@
+// Command lyre runs the Lyre message broker.
+//
+//	lyre [--config FILE] [--check] [--version] [--log-level LEVEL] [--log-format console|json]
+//	lyre passwd [--cost N] [--iterations N] < password  # a password's users-file lines (bcrypt, SCRAM)
+//	lyre store export|import|check ...                  # back up, restore or verify a virtual host's store
+//
+// Without --config it runs the embedded default configuration: MQTT and STOMP autodetected on
+// 127.0.0.1:61613, MQTT on 127.0.0.1:1883, one anonymous virtual host "default".
+//
+// # Live reload
+//
+// SIGHUP, and management's POST /api/v1/reload, call Broker.Reload (reload.go): the configuration file
+// the broker started with (or the embedded one, then only applied again) is read and checked whole
+// before anything changes: conf.Load, then each kept host's new users file and rules
+// (virtualhost.Host.Prepare) and each new connector's TLS files (protocol.Server.CheckConnector). A
+// configuration that fails is refused whole: Reload returns the error, and logs one line listing the
+// problems exactly as --check prints them (file:line:col); the running configuration stays.
+//
+// What runs is compared with the new file, not with the previous file: hosts by name (the registry),
+// connectors by name with the configuration they were bound with (protocol.Server.Connectors). So a
+// connector that failed to bind, or a host whose store did not open, is tried again by the next reload.
+// A kept host changes in place (users, groups, rules, policies, limits, host names, anonymous); one
+// whose store block changed is a new host: the old one is retired and closed, the new one opened. A
+// connector whose settings changed in any way is replaced (logged "connector replaced"): its listener
+// and connections go, and it is bound again; certificate files of the others are read again.
+//
+// Connections: the hosts take their new settings first, then every logged-in connection is re-checked
+// by its front-end (protocol.Server.Recheck; see protocol's doc, "Reload", for why the check runs on
+// the reload's goroutine and ends every connection whose live state would have to change under its
+// reader). Connections of removed hosts and connectors, removed users, and revoked rights are told why
+// and closed; the reload waits for them (reloadDrain at most, then closes them hard) before it closes
+// a removed host's router and store, since their front-ends' cleanup still uses them. New hosts get
+// their persistent MQTT sessions back from their store before the registry lets clients reach them.
+// Nothing else is touched: a connection of an unchanged host on an unchanged connector is never
+// closed. Reloads are serialised, and Shutdown waits for one in progress.
+//
+// Failures while applying (a port in use, a store that does not open) do not undo what was applied:
+// they are logged and returned, and the new configuration is stored (sys_interval, management's view)
+// with the rest applied. One Info line, "configuration reloaded", lists the hosts and connectors
+// added, removed, replaced or changed (and how), and the connections closed.
+package main
