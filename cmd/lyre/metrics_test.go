@@ -31,7 +31,7 @@ virtual_host "default" {
   host_names = ["localhost", "127.0.0.1"]
   users_file = "users.hcl"
   store {
-    directory = "data"
+    directory = %q
   }
   queue "jobs.**" {
     nak_limit = 1
@@ -74,6 +74,7 @@ virtual_host "default" {
 
 type monitoredBroker struct {
 	b       *Broker
+	config  string // the configuration file
 	addr    string
 	metrics string // the /metrics URL
 	host    *virtualhost.Host
@@ -89,12 +90,11 @@ func startMonitoredBroker(t *testing.T, sysInterval string) *monitoredBroker {
 	}
 	writeFile(t, filepath.Join(dir, "users.hcl"), users)
 	path := filepath.Join(dir, "lyre.hcl")
-	writeFile(t, path, fmt.Sprintf(monitoringConfig, sysInterval))
+	writeFile(t, path, fmt.Sprintf(monitoringConfig, sysInterval, filepath.Join(dir, "data")))
 	cfg, err := conf.Load(path)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	cfg.VirtualHosts[0].Store.Directory = filepath.Join(dir, "data")
 	b, err := Start(cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatalf("start: %v", err)
@@ -103,7 +103,7 @@ func startMonitoredBroker(t *testing.T, sysInterval string) *monitoredBroker {
 	h := b.Hosts().Lookup("default")
 	h.Throttle = &virtualhost.Throttle{Free: 100}
 	addr := b.Addrs()["auto"].String()
-	return &monitoredBroker{b: b, addr: addr, metrics: "http://" + addr + "/metrics", host: h}
+	return &monitoredBroker{b: b, config: path, addr: addr, metrics: "http://" + addr + "/metrics", host: h}
 }
 
 // After known MQTT and STOMP traffic, /metrics (parsed with the Prometheus text parser) reports it
@@ -433,11 +433,13 @@ func TestSysOverMQTTAndSTOMP(t *testing.T) {
 func waitPayload(t *testing.T, ch <-chan paho.Message, want string) {
 	t.Helper()
 	deadline := time.After(5 * time.Second)
-	last := ""
-	for last != want {
+	last := "(none)"
+	for {
 		select {
 		case msg := <-ch:
-			last = string(msg.Payload())
+			if last = string(msg.Payload()); last == want {
+				return
+			}
 		case <-deadline:
 			t.Fatalf("last payload %q, want %q", last, want)
 		}
@@ -460,5 +462,37 @@ func TestSysIntervalZero(t *testing.T) {
 	}
 	if v := prototest.Scrape(t, mb.metrics, "mon", "mon-pass").Get(t, "lyre_retained_messages", "vhost", "default"); v != 0 {
 		t.Errorf("%v retained messages", v)
+	}
+}
+
+// A reload changes sys_interval from the next tick: on, the tree appears; off, it is cleared (current
+// subscribers get the empty retained messages that clear it) and a new subscriber finds nothing.
+func TestSysIntervalReload(t *testing.T) {
+	mb := startMonitoredBroker(t, "0s")
+	mon := mqttLogin(t, mb.addr, "mon-mqtt", "mon", "mon-pass")
+	ver, code := mqttSubscribeCode(t, mon, "$SYS/broker/version")
+	if code > 1 {
+		t.Fatalf("SUBACK %#x", code)
+	}
+	reload := func(interval string) {
+		t.Helper()
+		writeFile(t, mb.config, fmt.Sprintf(monitoringConfig, interval, filepath.Join(filepath.Dir(mb.config), "data")))
+		if err := mb.b.Reload(); err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+	}
+	reload("1s")
+	waitPayload(t, ver, "lyre version "+version)
+	reload("0s")
+	waitPayload(t, ver, "") // cleared within the publisher's off-poll
+	late := mqttLogin(t, mb.addr, "mon-late", "mon", "mon-pass")
+	ch, _ := mqttSubscribeCode(t, late, "$SYS/#")
+	select {
+	case msg := <-ch:
+		t.Errorf("a new subscriber got %s = %q after sys_interval went to 0", msg.Topic(), msg.Payload())
+	case <-time.After(300 * time.Millisecond):
+	}
+	if mb.b.Hosts().Lookup("default") != mb.host {
+		t.Error("the reload replaced the host")
 	}
 }
