@@ -59,6 +59,21 @@ func TestManagementRequestsHandedOff(t *testing.T) {
 	if code, got := get("POST", "/api/v1/x", big); code != 200 || got != "api POST /api/v1/x "+big {
 		t.Errorf("POST with a 100 KiB body = %d, %d bytes", code, len(got))
 	}
+	// A body short enough to arrive with the header, whole, while detecting: what the request reader
+	// left unread of the sniffed bytes must reach the handler too.
+	for _, n := range []int{500, 2 << 10, 3000} {
+		small := strings.Repeat("y", n)
+		fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // a new connection each time
+		resp, err := fresh.Post("http://"+addr+"/api/v1/y", "text/plain", strings.NewReader(small))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "api POST /api/v1/y "+small {
+			t.Errorf("POST with a %d-byte body on a new connection = %d, %d bytes", n, resp.StatusCode, len(b))
+		}
+	}
 	if code, got := get("GET", "/again", ""); code != 200 || got != "api GET /again " {
 		t.Errorf("GET /again = %d %q", code, got)
 	}
@@ -69,8 +84,8 @@ func TestManagementRequestsHandedOff(t *testing.T) {
 		t.Errorf("GET /stomp on a new connection = %d, want 426", code)
 	}
 	st := srv.ConnectorStats()
-	if len(st) != 1 || st[0].Accepted != 2 || st[0].Refused[protocol.RefusedHTTP] != 1 {
-		t.Errorf("connector stats = %+v, want 2 accepted and one http refusal (the 426 while detecting)", st)
+	if len(st) != 1 || st[0].Accepted != 5 || st[0].Refused[protocol.RefusedHTTP] != 1 {
+		t.Errorf("connector stats = %+v, want 5 accepted and one http refusal (the 426 while detecting)", st)
 	}
 
 	_, addr2 := setup(false)

@@ -50,6 +50,31 @@ func (c *Conn) HoldFor(b Brake) {
 		c.pace.CompareAndSwap(nil, &pacer{})
 		p = c.pace.Load()
 	}
+	p.hold(b)
+}
+
+// Pace waits until every subscriber that asked this connection to hold back has room, PaceTimeout at
+// most, telling those still full that they are stuck. The reader calls it between the messages it
+// handles, holding no lock. It returns at once when nobody asked, and when the connection closes.
+func (c *Conn) Pace() {
+	if p := c.pace.Load(); p != nil {
+		p.wait(c.Done())
+	}
+}
+
+// Pacer holds back a publisher that is not a connection, such as an HTTP request: set it as the
+// message's Publisher (and give it a publish's router.PublishResult.Pressure with HoldFor), publish,
+// then Wait before answering. The zero value is ready; use it for one request.
+type Pacer struct{ p pacer }
+
+// HoldFor implements Publisher.
+func (p *Pacer) HoldFor(b Brake) { p.p.hold(b) }
+
+// Wait is Conn.Pace for the publisher: it returns once every subscriber that asked has room, after
+// PaceTimeout at most, or when done is closed.
+func (p *Pacer) Wait(done <-chan struct{}) { p.p.wait(done) }
+
+func (p *pacer) hold(b Brake) {
 	p.mu.Lock()
 	if len(p.brakes) < maxBrakes && !slices.Contains(p.brakes, b) {
 		p.brakes = append(p.brakes, b)
@@ -57,14 +82,8 @@ func (c *Conn) HoldFor(b Brake) {
 	p.mu.Unlock()
 }
 
-// Pace waits until every subscriber that asked this connection to hold back has room, PaceTimeout at
-// most, telling those still full that they are stuck. The reader calls it between the messages it
-// handles, holding no lock. It returns at once when nobody asked, and when the connection closes.
-func (c *Conn) Pace() {
-	p := c.pace.Load()
-	if p == nil {
-		return
-	}
+// wait waits for the pending brakes as Pace says, until done is closed.
+func (p *pacer) wait(done <-chan struct{}) {
 	p.mu.Lock()
 	brakes := p.brakes
 	p.brakes = nil
@@ -94,7 +113,7 @@ func (c *Conn) Pace() {
 		case <-room:
 		case <-timer.C:
 			b.Stuck()
-		case <-c.Done():
+		case <-done:
 			return
 		}
 	}
@@ -103,4 +122,5 @@ func (c *Conn) Pace() {
 var (
 	_ Brake     = (*Conn)(nil)
 	_ Publisher = (*Conn)(nil)
+	_ Publisher = (*Pacer)(nil)
 )

@@ -122,7 +122,8 @@ func (s *Server) upgradeOffStack(l *listener, nc net.Conn, sniffed []byte) (stri
 func (s *Server) upgradeHTTP(l *listener, nc net.Conn, sniffed []byte) (string, net.Conn, io.Reader, error) {
 	h := l.set.Connector.HTTP
 	_ = nc.SetDeadline(time.Now().Add(h.UpgradeTimeout))
-	lr := &io.LimitedReader{R: io.MultiReader(bytes.NewReader(sniffed), nc), N: h.MaxHeaderBytes}
+	sr := bytes.NewReader(sniffed)
+	lr := &io.LimitedReader{R: io.MultiReader(sr, nc), N: h.MaxHeaderBytes}
 	var rec *recorder // what was read, for the management server to read again
 	var src io.Reader = lr
 	if l.set.Connector.Management {
@@ -149,7 +150,9 @@ func (s *Server) upgradeHTTP(l *listener, nc net.Conn, sniffed []byte) (string, 
 		}
 	}
 	if errors.Is(err, errManagement) {
-		if err := s.handOff(l, nc, rec.buf); err != nil {
+		// The request reader may have left sniffed bytes unread (a body that came with the header): they
+		// follow what it read.
+		if err := s.handOff(l, nc, append(rec.buf, sniffed[len(sniffed)-sr.Len():]...)); err != nil {
 			return "", nil, nil, err
 		}
 		return "", nil, nil, errHandedOff

@@ -385,3 +385,25 @@ func (q *queue) admitLocked(m *Message, redeliveries uint32) *qitem {
 	}
 	return it
 }
+
+// ForgetQueue drops the queue d names now if it holds nothing and has no consumer, as the router drops
+// an idle queue (without waiting for its policy's AutoDeleteAfter); a publish or a consumer then makes a
+// new one. It reports whether the router holds no queue d any more. An operator's queue deletion is a
+// PurgeQueue, then ForgetQueue.
+func (r *Router) ForgetQueue(d Destination) bool {
+	var kb [256]byte
+	key := AppendKey(kb[:0], d)
+	r.qmu.RLock()
+	q := r.queues[string(key)]
+	r.qmu.RUnlock()
+	if q == nil {
+		return true
+	}
+	q.mu.Lock()
+	q.stopIdleTimerLocked()
+	q.mu.Unlock()
+	r.dropIdleQueue(q, 0)
+	r.qmu.RLock()
+	defer r.qmu.RUnlock()
+	return r.queues[string(key)] == nil
+}

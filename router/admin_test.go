@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 // atomicJournal is a memJournal that is an AtomicJournal: a batch's changes are applied at once (so
@@ -464,4 +465,53 @@ func TestMoveMessagesConcurrent(t *testing.T) {
 		t.Fatalf("journal keeps %d + %d entries after draining", j.count(a), j.count(b))
 	}
 	t.Logf("moved %v", moved)
+}
+
+// ForgetQueue drops a queue an operator emptied at once, even with an AutoDeleteAfter policy, and only
+// then: not while it holds messages or has a consumer. A queue made again after it numbers its messages
+// above the old one's, as after an idle drop.
+func TestForgetQueue(t *testing.T) {
+	j := newAtomicJournal()
+	f := Filter{Kind: Queue, Segs: []Seg{{Kind: SegLiteral, Text: "keep"}}}
+	r := New(Options{Journal: j, QueuePolicies: []QueuePolicy{{Filter: f, AutoDeleteAfter: time.Hour}}})
+	q := Destination{Kind: Queue, Path: []string{"keep"}}
+	if !r.ForgetQueue(q) {
+		t.Fatal("ForgetQueue of an unknown queue = false")
+	}
+	publishBodies(t, r, q, 0, 3)
+	if r.ForgetQueue(q) || !r.HasQueue(q) {
+		t.Fatal("a queue holding messages was forgotten")
+	}
+	s := &recSink{}
+	c, err := r.Consume(queueSub(t, "/queue/keep", s), ConsumerOptions{Credit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.PurgeQueue(q, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r.ForgetQueue(q) {
+		t.Fatal("a queue with a consumer (and a message in flight) was forgotten")
+	}
+	seq := s.all()[0].QueueSeq
+	c.Close() // the message in flight waits again
+	if _, err := r.PurgeQueue(q, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !r.HasQueue(q) {
+		t.Fatal("the AutoDeleteAfter policy should keep the empty queue")
+	}
+	if !r.ForgetQueue(q) || r.HasQueue(q) {
+		t.Fatal("an empty queue without consumers was kept")
+	}
+	publishBodies(t, r, q, 10, 1)
+	s2 := &recSink{}
+	c2, err := r.Consume(queueSub(t, "/queue/keep", s2), ConsumerOptions{Credit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if d := s2.all(); len(d) != 1 || string(d[0].Msg.Body) != "10" || d[0].QueueSeq <= seq {
+		t.Fatalf("after forgetting: %+v (old sequence %d)", d, seq)
+	}
 }

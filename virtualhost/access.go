@@ -36,6 +36,10 @@ func ParsePattern(p string) ([]router.Seg, error) {
 	return f.Segs, nil
 }
 
+// PatternGrammar returns the grammar of access rule ids and policy patterns, the STOMP default grammar
+// without prefixes, in which the management API names destinations too. It is immutable.
+func PatternGrammar() *router.Grammar { return patternGrammar }
+
 type accessRule struct {
 	allow   bool
 	who     []string

@@ -62,11 +62,8 @@ func (c *credentialCache) clear() {
 	c.mu.Unlock()
 }
 
-// errUnauthenticated is a missing or wrong login (401); errForbidden a denied action (403).
-var (
-	errUnauthenticated = errors.New("authentication required")
-	errForbidden       = errors.New("forbidden")
-)
+// errUnauthenticated is a missing or wrong login (401).
+var errUnauthenticated = errors.New("authentication required")
 
 // brokerHost returns the host a broker-wide request authenticates against: the one its basic auth user
 // name names ("user@host"), else the connector's virtual_host, else the first. The user name without the

@@ -26,6 +26,31 @@
 // emptied by Reloaded. Requests that carry "X-Requested-With" (the console's fetches) get their 401
 // without a WWW-Authenticate header, so the browser shows the console's login form rather than its own.
 //
+// # REST API
+//
+// /api/v1/ is JSON; every route is in apiHandlers and in openapi.json, which documents exactly those (a
+// test compares them both ways) and is served without login. Names of queues and topics are the access
+// rule ids' (virtualhost.PatternGrammar): the STOMP grammar without prefix, URL-escaped in the path, and
+// rendered back the same way. Listings are snapshots in a stable order (the router's sorted ones), cut
+// into pages. GET /api/v1/vhosts lists every host for monitor on kind broker and, for a tenant's operator
+// who only has monitor on the host they log in to, that host alone.
+//
+// Changes wait for their store writes before answering (a virtualhost.Tracker): a purge, a move (the
+// router journals each message's departure and arrival in one batch), a deleted retained message. A
+// queue is deleted by purging it and then forgetting it (router.ForgetQueue); one with consumers is
+// refused (409), since nothing could tell them it is gone. A session is deleted only offline (409 while
+// its client is connected: disconnect it first).
+//
+// An HTTP publish is a publisher like any other. It needs send on the destination; its body is bounded
+// by the smallest max_message_length of the connector's protocols and the host's, read through
+// http.MaxBytesReader (413 without buffering more); the message headers follow the STOMP SEND rules
+// (protocol.ParseExpires, ParsePriority, ReservedHeader), from X-Lyre-<Name> request headers named
+// <name> in lower case. A persistent message's writes are gathered in one commit (an atomic Tracker, as
+// for an MQTT PUBLISH) and the 201 waits for it, the guarantee of a PUBACK. A full queue whose policy is
+// block holds the request for queueFullWait, retrying as STOMP does (protocol.RetryFull), then 503 with
+// Retry-After; subscribers over their windows hold it for protocol.PaceTimeout at most (a protocol.Pacer
+// as the message's Publisher), as a connection's reader is held.
+//
 // # Metrics
 //
 // GET /metrics serves the Prometheus text format from a registry of the Manager's own (never the global

@@ -27,6 +27,13 @@ import (
 // without a name is named "test<i>". The server logs through t and is shut down by t.Cleanup (5s grace).
 func StartServer(t testing.TB, handlers map[string]protocol.Handler, connectors ...conf.Connector) (*protocol.Server, []string) {
 	t.Helper()
+	return StartServerWith(t, handlers, nil, connectors...)
+}
+
+// StartServerWith is StartServer calling setup, when not nil, on the server before it listens (to set
+// its management handler, which may need the server itself).
+func StartServerWith(t testing.TB, handlers map[string]protocol.Handler, setup func(*protocol.Server), connectors ...conf.Connector) (*protocol.Server, []string) {
+	t.Helper()
 	if len(connectors) == 0 {
 		c := conf.Connector{Name: "test"}
 		for _, p := range []string{protocol.MQTT, protocol.STOMP} {
@@ -44,6 +51,9 @@ func StartServer(t testing.TB, handlers map[string]protocol.Handler, connectors 
 			t.Errorf("prototest: shutdown: %v", err)
 		}
 	})
+	if setup != nil {
+		setup(s)
+	}
 	addrs := make([]string, 0, len(connectors))
 	for i, c := range connectors {
 		if c.Name == "" {

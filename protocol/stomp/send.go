@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-stomp/stomp/v3/frame"
 
+	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/router"
 )
 
@@ -132,40 +133,23 @@ func parseRetain(f *frame.Frame) (retain bool, body []byte, err error) {
 	}
 }
 
-// parseExpires reads the expires header (Unix milliseconds; empty or 0 is never) and the ttl header.
+// parseExpires reads the expires and ttl headers (protocol.ParseExpires).
 func parseExpires(f *frame.Frame) (int64, error) {
-	var expires int64
-	if e, ok := f.Header.Contains("expires"); ok && e != "" && e != "0" {
-		n, err := strconv.ParseInt(e, 10, 64)
-		if err != nil || n < 0 {
-			return 0, protoErr("invalid expires header", "expires must be Unix milliseconds, got %q", e)
-		}
-		expires = n
-	}
-	if t, ok := f.Header.Contains("ttl"); ok && t != "" {
-		// Apollo: time to live in milliseconds from now; with expires too, the earlier wins.
-		n, err := strconv.ParseInt(t, 10, 64)
-		if err != nil || n <= 0 {
-			return 0, protoErr("invalid ttl header", "ttl must be a positive number of milliseconds, got %q", t)
-		}
-		if e := time.Now().UnixMilli() + n; expires == 0 || e < expires {
-			expires = e
-		}
-	}
-	return expires, nil
+	return headerErr(protocol.ParseExpires(f.Header.Get("expires"), f.Header.Get("ttl"), time.Now()))
 }
 
-// parsePriority reads the priority header: 0 to 9, more counts as router.MaxPriority.
+// parsePriority reads the priority header (protocol.ParsePriority).
 func parsePriority(f *frame.Frame) (uint8, error) {
-	p, ok := f.Header.Contains("priority")
-	if !ok || p == "" {
-		return 0, nil
+	return headerErr(protocol.ParsePriority(f.Header.Get("priority")))
+}
+
+// headerErr turns a protocol.HeaderError into the ERROR frame it answers.
+func headerErr[T any](v T, err error) (T, error) {
+	var he *protocol.HeaderError
+	if errors.As(err, &he) {
+		return v, protoErr("invalid "+he.Name+" header", "%s", he.Detail)
 	}
-	n, err := strconv.Atoi(p)
-	if err != nil || n < 0 {
-		return 0, protoErr("invalid priority header", "priority must be an integer from 0 to 9, got %q", p)
-	}
-	return uint8(min(n, router.MaxPriority)), nil
+	return v, err
 }
 
 // newMessage is the message a SEND publishes to d, named name as written.
@@ -221,14 +205,7 @@ func (s *session) publish(m *router.Message) error {
 		case <-ctx.Done():
 		}
 	}()
-	for {
-		if err := s.rt.WaitRoom(ctx, m); err != nil {
-			return res.Err
-		}
-		if res = s.rt.Publish(m); !errors.Is(res.Err, router.ErrQueueFull) {
-			return res.Err
-		}
-	}
+	return protocol.RetryFull(ctx, s.rt, m, res).Err
 }
 
 // appHeaders collects the SEND headers that travel with the message: everything the broker does not
@@ -254,12 +231,6 @@ func (s *session) appHeaders(f *frame.Frame, replyTo, corr bool) []router.Header
 	return hdrs
 }
 
-// reservedHeader reports headers the broker sets itself on MESSAGE frames or interprets on SEND.
-func reservedHeader(k string) bool {
-	switch k {
-	case frame.Destination, frame.ContentLength, frame.ContentType, frame.Receipt, frame.Transaction,
-		frame.MessageId, frame.Subscription, frame.Ack, "persistent", "expires", "redelivered":
-		return true
-	}
-	return false
-}
+// reservedHeader reports headers the broker sets itself on MESSAGE frames or interprets on SEND
+// (protocol.ReservedHeader).
+func reservedHeader(k string) bool { return protocol.ReservedHeader(k) }
