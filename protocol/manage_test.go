@@ -150,25 +150,33 @@ func TestConnectionsAndTraffic(t *testing.T) {
 		close(ready)
 		<-c.Done()
 	})
+	// Detected: the bytes read while sniffing count too.
 	srv, addr, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: h},
-		conf.Connector{Protocol: "mqtt", MaxConnections: 10}, nil)
+		conf.Connector{Detect: []string{"mqtt"}, DetectTimeout: 5 * time.Second, MaxConnections: 10}, nil)
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	_, _ = nc.Write([]byte("hello"))
+	connect := []byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 0} // MQTT 3.1.1 CONNECT
+	_, _ = nc.Write(connect)
 	<-ready
-	echo := make([]byte, 5)
+	echo := make([]byte, len(connect))
 	if _, err := io.ReadFull(nc, echo); err != nil {
 		t.Fatal(err)
 	}
+	// The writer counts what it wrote once the write returns, which may be after the client read it.
+	deadline := time.Now().Add(5 * time.Second)
 	list := srv.Connections()
+	for len(list) == 1 && list[0].Traffic.BytesOut < uint64(len(connect)) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+		list = srv.Connections()
+	}
 	if len(list) != 1 {
 		t.Fatalf("Connections = %+v, want one", list)
 	}
 	ci := list[0]
-	want := protocol.Traffic{BytesIn: 5, BytesOut: 5, MessagesIn: 1, MessagesOut: 1, Dropped: 2}
+	want := protocol.Traffic{BytesIn: 14, BytesOut: 14, MessagesIn: 1, MessagesOut: 1, Dropped: 2}
 	if ci.Traffic != want || !ci.LoggedIn || ci.Session.ClientID != "dev1" || ci.Protocol != protocol.MQTT ||
 		ci.Transport != "tcp" || ci.Remote != nc.LocalAddr().String() || time.Since(ci.Since) > time.Minute {
 		t.Errorf("connection = %+v, want traffic %+v and the session of dev1", ci, want)
@@ -186,7 +194,7 @@ func TestConnectionsAndTraffic(t *testing.T) {
 	if c.Err() != protocol.ErrKicked {
 		t.Errorf("close reason %v, want ErrKicked", c.Err())
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for len(srv.Connections()) > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
