@@ -51,6 +51,30 @@
 // Retry-After; subscribers over their windows hold it for protocol.PaceTimeout at most (a protocol.Pacer
 // as the message's Publisher), as a connection's reader is held.
 //
+// # Metrics
+//
+// GET /metrics serves the Prometheus text format from a registry of the Manager's own (never the global
+// one): Go runtime and process collectors, and one collector that builds every lyre_ metric at scrape
+// time from counters the broker keeps anyway (connector counters, router.Stats, the hosts' gauges, the
+// MQTT sessions list). Nothing is counted on the publish path for monitoring's sake. Labels are bounded:
+// connector, protocol and vhost (all from the configuration), and small fixed sets (reason, state). There
+// is no per-client label, and no per-queue one either: temporary queues and per-session durable
+// subscriptions make queue names unbounded, so queue figures are summed per host and kind; the REST API
+// lists queues one by one. The README's Monitoring section lists the metrics.
+//
+// # $SYS
+//
+// Every virtual host gets mosquitto's $SYS/broker/... topics (version, uptime, clients/..., messages/...,
+// load/.../1min|5min|15min, heap/...), published into the host's router as retained topic messages by
+// one goroutine, every sys_interval: read on each tick, so a reload changes the period from the next one;
+// 0 turns them off and clears what was published. A value is published only when it changed since the
+// last tick, as mosquitto does. Most figures are the host's own (its clients, its traffic, its retained
+// messages), so a tenant sees nothing of another; version, uptime, heap and load/connections (connections
+// are accepted before their host is known) are broker-wide. The messages are router.Message.Internal:
+// retained in memory only, never written to the host's store (they are recomputed after a restart), and
+// not counted as published. Clients read them like any topic, subject to access rules: receive on
+// "$SYS.**" (a rule whose id starts with a wildcard does not cover $ topics).
+//
 // # Web console
 //
 // /console/ is a single page in plain JavaScript modules with no build step, embedded from console/
