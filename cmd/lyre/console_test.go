@@ -400,6 +400,9 @@ func (b *consoleBrowser) screenshot(name string) {
 	dir := os.Getenv("LYRE_SCREENSHOT_DIR")
 	if dir == "" {
 		dir = b.t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+		return
 	}
 	p := filepath.Join(dir, "console-"+name+".png")
 	if err := os.WriteFile(p, png, 0o644); err != nil {
