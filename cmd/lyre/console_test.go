@@ -105,12 +105,40 @@ func TestConsole(t *testing.T) {
 	b.do("wait for the publish confirmation",
 		chromedp.WaitVisible(chromedp.Search(`//*[@id="status"][contains(., "Published to topic console.test.greeting")]`)))
 
-	// The overview: counters and a graph with a few points of rates.
+	// The overview, with MQTT traffic going on: 50 msg/s in and out, which the page's rates must show.
+	load := mqttClient(t, addr, "console-test-load")
+	if tok := load.Subscribe("console/load", 0, func(paho.Client, paho.Message) {}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe console/load: %v", tok.Error())
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				load.Publish("console/load", 0, false, "tick")
+			}
+		}
+	})
 	b.do("open the overview", chromedp.Click(chromedp.Search(`//nav//a[normalize-space()="Overview"]`)),
 		chromedp.WaitVisible(chromedp.ID("rates-graph")))
-	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`document.getElementById('ov-rate-in').textContent !== '–'`,
-		chromedp.WithPollingTimeout(15*time.Second))); err != nil {
-		t.Errorf("overview: no message rate after 15 s: %v", err)
+	// Four polls at least: a few points of the graph.
+	rates, err := chromedp.Run(b.ctx, chromedp.Poll[[]string](`(() => {
+		const r = [document.getElementById('ov-rate-in').textContent, document.getElementById('ov-rate-out').textContent];
+		window.lyreRates = (window.lyreRates || 0) + (Number(r[0]) >= 10 && Number(r[1]) >= 10 ? 1 : 0);
+		return window.lyreRates >= 2 && r;
+	})()`, chromedp.WithPollingInterval(2*time.Second), chromedp.WithPollingTimeout(20*time.Second)))
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Errorf("overview: no message rates of 10/s or more in and out within 20 s: %v (in %q, out %q)", err,
+			b.text("#ov-rate-in"), b.text("#ov-rate-out"))
+	} else {
+		t.Logf("overview: %s msg/s in, %s msg/s out", rates[0], rates[1])
 	}
 	b.screenshot("overview")
 	b.checkCSP()

@@ -68,4 +68,14 @@ export function drawRates(c, samples, windowS) {
     g.stroke();
   }
   g.restore();
+  // A dot on the latest rates: the lines are too short to see in the first seconds.
+  const last = samples[samples.length - 1];
+  if (last) {
+    for (const [key, name, fallback] of [['out', '--out', '#e8590c'], ['in', '--in', '#1c7ed6']]) {
+      g.fillStyle = color(name, fallback);
+      g.beginPath();
+      g.arc(x(last.t), y(last[key]), 3.5, 0, 2 * Math.PI);
+      g.fill();
+    }
+  }
 }
