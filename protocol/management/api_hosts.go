@@ -67,7 +67,7 @@ func (m *Manager) listHosts(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := m.login(r, h, user)
 	if err != nil {
-		m.unauthorized(w, r)
+		m.unauthorized(w, r, h)
 		return
 	}
 	var hosts []*virtualhost.Host
@@ -77,7 +77,7 @@ func (m *Manager) listHosts(w http.ResponseWriter, r *http.Request) {
 	case h.Authorize(p, virtualhost.ActionMonitor, virtualhost.ObjectVirtualHost, []string{h.Name}, ""):
 		hosts = []*virtualhost.Host{h}
 	default:
-		writeError(w, http.StatusForbidden, "monitor on broker or on virtual_host %s not allowed for %s", h.Name, describe(p))
+		m.forbidden(w, r, h, "monitor on broker or on virtual_host %s not allowed for %s", h.Name, describe(p))
 		return
 	}
 	out := make([]hostInfo, len(hosts))

@@ -3,11 +3,14 @@ package management
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/virtualhost"
@@ -116,23 +119,40 @@ func (m *Manager) allow(w http.ResponseWriter, r *http.Request, h *virtualhost.H
 	action virtualhost.Action, obj virtualhost.Object, id []string) (virtualhost.Principal, bool) {
 	p, err := m.login(r, h, user)
 	if err != nil {
-		m.unauthorized(w, r)
+		m.unauthorized(w, r, h)
 		return p, false
 	}
 	if !h.Authorize(p, action, obj, id, "") {
-		writeError(w, http.StatusForbidden, "%s on %s %s not allowed for %s", action, obj, strings.Join(id, "."), describe(p))
+		m.forbidden(w, r, h, "%s on %s %s not allowed for %s", action, obj, strings.Join(id, "."), describe(p))
 		return p, false
 	}
 	return p, true
 }
 
-// unauthorized writes a 401; a browser's native login prompt is asked for only when the request is not
-// the console's own fetch.
-func (m *Manager) unauthorized(w http.ResponseWriter, r *http.Request) {
+// unauthorized writes a 401 for a request to host h and logs it; a browser's native login prompt is
+// asked for only when the request is not the console's own fetch.
+func (m *Manager) unauthorized(w http.ResponseWriter, r *http.Request, h *virtualhost.Host) {
 	if r.Header.Get("X-Requested-With") == "" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="lyre", charset="UTF-8"`)
 	}
+	m.logRefused(r, h, http.StatusUnauthorized, errUnauthenticated.Error())
 	writeError(w, http.StatusUnauthorized, "%v", errUnauthenticated)
+}
+
+// forbidden writes a 403 for a request to host h and logs it.
+func (m *Manager) forbidden(w http.ResponseWriter, r *http.Request, h *virtualhost.Host, format string, args ...any) {
+	reason := fmt.Sprintf(format, args...)
+	m.logRefused(r, h, http.StatusForbidden, reason)
+	writeError(w, http.StatusForbidden, "%s", reason)
+}
+
+// logRefused logs a request refused by authentication or access rules, as the MQTT and STOMP front-ends
+// log theirs: with the remote address and the user name (never the password).
+func (m *Manager) logRefused(r *http.Request, h *virtualhost.Host, status int, reason string) {
+	user, _, _ := r.BasicAuth()
+	m.log.Info("management request refused", zap.Int("status", status), zap.String("method", r.Method),
+		zap.String("path", r.URL.Path), zap.String("vhost", h.Name), zap.String("user", protocol.LoggedName(user)),
+		zap.String("remote", r.RemoteAddr), zap.String("reason", reason))
 }
 
 func describe(p virtualhost.Principal) string {

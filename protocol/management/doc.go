@@ -21,7 +21,9 @@
 // A host without access rules allows everything to those it lets in. The connect permission is not
 // asked: a monitoring account need not be able to connect as a client. A failed login is answered 401
 // after the host's login throttle delay (the same per-address throttle MQTT and STOMP logins feed), and
-// counted. Verified credentials are cached for a short while (credentialTTL) keyed by a hash of the
+// counted. Every 401 and 403 is logged at Info ("management request refused", with the status, method,
+// path, host, user name and remote address, never the password), as the front-ends log their refusals.
+// Verified credentials are cached for a short while (credentialTTL) keyed by a hash of the
 // password, so a console polling every few seconds does not pay bcrypt on every request; the cache is
 // emptied by Reloaded. Requests that carry "X-Requested-With" (the console's fetches) get their 401
 // without a WWW-Authenticate header, so the browser shows the console's login form rather than its own.
