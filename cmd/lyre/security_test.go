@@ -277,8 +277,14 @@ func (sb *secureBroker) logged(snippets ...string) int {
 // mqttDial connects with credentials (none when user is "") and returns the CONNACK return code.
 func mqttDial(t *testing.T, addr, id, user, pass string) (paho.Client, byte) {
 	t.Helper()
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
-		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second)
+	return mqttDialURL(t, "tcp://"+addr, 4, id, user, pass)
+}
+
+// mqttDialURL is mqttDial to a broker URL (tcp:// or ws://) with protocol level 3 (MQTT 3.1) or 4 (3.1.1).
+func mqttDialURL(t *testing.T, url string, level uint, id, user, pass string) (paho.Client, byte) {
+	t.Helper()
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID(id).
+		SetProtocolVersion(level).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second)
 	if user != "" {
 		opts.SetUsername(user).SetPassword(pass)
 	}
@@ -736,8 +742,13 @@ func mqttPublishRefused(user, pass, clientID, topic, watcher, watcherPass, watch
 }
 
 func stompConnectRefused(host, login, pass, want string) func(*testing.T, *secureBroker) error {
+	return stompConnectRefusedVia(tcpSTOMP, host, login, pass, want)
+}
+
+// stompConnectRefusedVia is stompConnectRefused over the transport dial opens.
+func stompConnectRefusedVia(dial stompDialer, host, login, pass, want string) func(*testing.T, *secureBroker) error {
 	return func(t *testing.T, sb *secureBroker) error {
-		c, err := stompDial(sb.addr, host, login, pass)
+		c, err := dial(sb, host, login, pass)
 		if err == nil {
 			_ = c.Disconnect()
 			return errors.New("CONNECT accepted")
@@ -750,13 +761,23 @@ func stompConnectRefused(host, login, pass, want string) func(*testing.T, *secur
 }
 
 func stompSendRefused(host, login, pass, dest, want string) func(*testing.T, *secureBroker) error {
+	return stompSendRefusedVia(tcpSTOMP, host, login, pass, dest, want)
+}
+
+// stompSendRefusedVia is stompSendRefused over the transport dial opens, with extra SEND headers given
+// as name, value pairs.
+func stompSendRefusedVia(dial stompDialer, host, login, pass, dest, want string, hdrs ...string) func(*testing.T, *secureBroker) error {
 	return func(t *testing.T, sb *secureBroker) error {
-		c, err := stompDial(sb.addr, host, login, pass)
+		c, err := dial(sb, host, login, pass)
 		if err != nil {
 			return err
 		}
 		defer c.MustDisconnect()
-		err = c.Send(dest, "text/plain", []byte("forged"), stomp.SendOpt.Receipt)
+		opts := []func(*frame.Frame) error{stomp.SendOpt.Receipt}
+		for i := 0; i+1 < len(hdrs); i += 2 {
+			opts = append(opts, stomp.SendOpt.Header(hdrs[i], hdrs[i+1]))
+		}
+		err = c.Send(dest, "text/plain", []byte("forged"), opts...)
 		if got := stompErrorMessage(err); got != want {
 			return fmt.Errorf("SEND %s: %v (ERROR %q), want ERROR %q", dest, err, got, want)
 		}
@@ -766,8 +787,13 @@ func stompSendRefused(host, login, pass, dest, want string) func(*testing.T, *se
 
 // stompSubscribeRefused subscribes with extra headers given as name, value pairs.
 func stompSubscribeRefused(host, login, pass, dest, want string, hdrs ...string) func(*testing.T, *secureBroker) error {
+	return stompSubscribeRefusedVia(tcpSTOMP, host, login, pass, dest, want, hdrs...)
+}
+
+// stompSubscribeRefusedVia is stompSubscribeRefused over the transport dial opens.
+func stompSubscribeRefusedVia(dial stompDialer, host, login, pass, dest, want string, hdrs ...string) func(*testing.T, *secureBroker) error {
 	return func(t *testing.T, sb *secureBroker) error {
-		c, err := stompDial(sb.addr, host, login, pass)
+		c, err := dial(sb, host, login, pass)
 		if err != nil {
 			return err
 		}
@@ -793,7 +819,7 @@ func stompSubscribeRefused(host, login, pass, dest, want string, hdrs ...string)
 }
 
 func TestNegativeTable(t *testing.T) {
-	sb := startSecureBroker(t)
+	sb := startSecureBrokerWith(t, negativeConfig(t))
 	// Everyone else: a subscriber and a publisher on each host, checked after the table.
 	canarySub := mqttLogin(t, sb.addr, "canary-sub", "alice", alicePass)
 	canaryCh, _ := mqttSubscribeCode(t, canarySub, "news/canary")
@@ -885,7 +911,10 @@ func TestNegativeTable(t *testing.T) {
 			return nil
 		}, "delay=40ms"},
 	}
-	if len(cases) < 30 {
+	// MQTT 3.1 and 5, WebSocket and the management API, with canaries on each.
+	extra := newNegativeExtra(t, sb, "canary-sub")
+	cases = append(cases, extra.cases()...)
+	if len(cases) < 60 {
 		t.Fatalf("only %d negative cases", len(cases))
 	}
 	for _, tc := range cases {
@@ -915,6 +944,7 @@ func TestNegativeTable(t *testing.T) {
 	if !canarySub.IsConnectionOpen() || !canaryPub.IsConnectionOpen() {
 		t.Error("a canary MQTT connection was dropped")
 	}
+	extra.check(t)
 }
 
 // mqttPersistent connects with clean session off; every message, including those queued while it was

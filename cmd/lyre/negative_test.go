@@ -1,0 +1,553 @@
+package main
+
+// The negative table's attempts beyond MQTT 3.1.1 and STOMP over plain TCP (security_test.go): MQTT 3.1
+// and 5, MQTT and STOMP over WebSocket, and the management HTTP API; and the canaries on each of those
+// that must still be served once the table has run.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	paho5 "github.com/eclipse/paho.golang/paho"
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/go-stomp/stomp/v3"
+	"github.com/gorilla/websocket"
+
+	"github.com/lyremq/lyre/protocol/mqtt/packet"
+	"github.com/lyremq/lyre/protocol/prototest"
+)
+
+// negativeConfig is securityConfig with HTTP (WebSocket and management) on the autodetecting connector,
+// and rules giving dave monitor on host a (not admin) and admins monitor on the broker.
+func negativeConfig(t *testing.T) string {
+	t.Helper()
+	edits := []struct{ anchor, with string }{
+		{"  detect = [\"mqtt\", \"stomp\"]\n}\n",
+			"  detect     = [\"mqtt\", \"stomp\", \"http\"]\n  management = true\n}\n"},
+		{"  users_file = \"users-a.hcl\"\n", `  users_file = "users-a.hcl"
+
+  access_rule {
+    allow  = ["dave", "admins"]
+    action = ["monitor"]
+    kind   = "virtual_host"
+  }
+  access_rule {
+    allow  = ["admins"]
+    action = ["monitor"]
+    kind   = "broker"
+  }
+`},
+	}
+	src := securityConfig
+	for _, e := range edits {
+		if strings.Count(src, e.anchor) != 1 {
+			t.Fatalf("securityConfig no longer holds %q once", e.anchor)
+		}
+		src = strings.Replace(src, e.anchor, e.with, 1)
+	}
+	return src
+}
+
+// stompDialer opens a STOMP connection to the secure broker's autodetecting port.
+type stompDialer func(sb *secureBroker, host, login, pass string) (*stomp.Conn, error)
+
+func tcpSTOMP(sb *secureBroker, host, login, pass string) (*stomp.Conn, error) {
+	return stompDial(sb.addr, host, login, pass)
+}
+
+// wsSTOMPDial is stompDial over a WebSocket to /stomp (sub-protocol v12.stomp).
+func wsSTOMPDial(sb *secureBroker, host, login, pass string) (*stomp.Conn, error) {
+	d := websocket.Dialer{Subprotocols: []string{"v12.stomp"}, HandshakeTimeout: 5 * time.Second}
+	ws, _, err := d.Dial("ws://"+sb.addr+"/stomp", nil)
+	if err != nil {
+		return nil, err
+	}
+	opts := []func(*stomp.Conn) error{stomp.ConnOpt.Logger(prototest.NopStompLogger{})}
+	if host != "" {
+		opts = append(opts, stomp.ConnOpt.Host(host))
+	}
+	if login != "" {
+		opts = append(opts, stomp.ConnOpt.Login(login, pass))
+	}
+	c, err := stomp.Connect(&wsStreamConn{Conn: ws}, opts...)
+	if err != nil {
+		ws.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// stomp10 is stompDial speaking STOMP 1.0 only.
+func stomp10(sb *secureBroker, host, login, pass string) (*stomp.Conn, error) {
+	return stomp.Dial("tcp", sb.addr, stomp.ConnOpt.Host(host), stomp.ConnOpt.Login(login, pass),
+		stomp.ConnOpt.AcceptVersion(stomp.V10), stomp.ConnOpt.Logger(prototest.NopStompLogger{}))
+}
+
+// negativeExtra holds what the attempts of negativeCases share: a watcher that may receive every topic
+// a refused publish aims at, and canaries over MQTT 5, WebSocket and HTTP.
+type negativeExtra struct {
+	sb       *secureBroker
+	watcher  <-chan paho.Message // alice on # and $SYS/#
+	wsMQTT   <-chan paho.Message // alice over ws://.../mqtt on news/canary-x
+	wsSTOMP  *stomp.Subscription // bob over ws://.../stomp on /topic/news.canary-x
+	v5       *v5Client           // bob, MQTT 5, on news/canary-x
+	canaryID uint64              // the connection of the MQTT client "canary-sub", which dave may not close
+}
+
+// newNegativeExtra connects the watcher and the canaries; canaryClient names an MQTT client already
+// connected whose connection the table tries to close.
+func newNegativeExtra(t *testing.T, sb *secureBroker, canaryClient string) *negativeExtra {
+	t.Helper()
+	x := &negativeExtra{sb: sb}
+	x.watcher = newWatcher(t, sb)
+	ws, code := mqttDialURL(t, "ws://"+sb.addr+"/mqtt", 4, "ws-canary", "alice", alicePass)
+	if code != connackAccepted {
+		t.Fatalf("ws canary CONNACK %#x", code)
+	}
+	x.wsMQTT = mqttSubscribe(t, ws, "news/canary-x", 1)
+	sc, err := wsSTOMPDial(sb, "a", "bob", bobPass)
+	if err != nil {
+		t.Fatalf("ws stomp canary: %v", err)
+	}
+	t.Cleanup(func() { _ = sc.Disconnect() })
+	if x.wsSTOMP, err = sc.Subscribe("/topic/news.canary-x", stomp.AckAuto); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Send("/topic/news.sync", "text/plain", nil, stomp.SendOpt.Receipt); err != nil { // SUBSCRIBE done
+		t.Fatal(err)
+	}
+	x.v5 = dialV5(t, sb.addr, &paho5.Connect{ClientID: "v5-canary", CleanStart: true,
+		Username: "bob", UsernameFlag: true, Password: []byte(bobPass), PasswordFlag: true})
+	x.v5.sub(0, paho5.SubscribeOptions{Topic: "news/canary-x", QoS: 1})
+	for _, c := range sb.b.srv.Connections() {
+		if c.Session.ClientID == canaryClient {
+			x.canaryID = c.ID
+		}
+	}
+	if x.canaryID == 0 {
+		t.Fatalf("no connection of %s", canaryClient)
+	}
+	return x
+}
+
+// newWatcher subscribes alice to # and $SYS/# (which # does not cover [MQTT-4.7.2-1]) and checks that
+// both deliver: the broker's retained $SYS/broker/version and a message of her own.
+func newWatcher(t *testing.T, sb *secureBroker) <-chan paho.Message {
+	t.Helper()
+	w := mqttLogin(t, sb.addr, "neg-watcher", "alice", alicePass)
+	ch := make(chan paho.Message, 1000)
+	tok := w.SubscribeMultiple(map[string]byte{"#": 1, "$SYS/#": 1}, func(_ paho.Client, m paho.Message) { ch <- m })
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("watcher: %v", tok.Error())
+	}
+	mqttPublish(t, w, "news/watcher", 1, "self")
+	seen := map[string]bool{}
+	timeout := time.After(5 * time.Second)
+	for !seen["news/watcher"] || !seen["$SYS/broker/version"] {
+		select {
+		case m := <-ch:
+			seen[m.Topic()] = true
+		case <-timeout:
+			t.Fatalf("the watcher saw only %v", seen)
+		}
+	}
+	return ch
+}
+
+// check publishes over HTTP as alice and expects every canary of x to receive it; alice may still scrape
+// /metrics, and the connection dave tried to close is still there.
+func (x *negativeExtra) check(t *testing.T) {
+	t.Helper()
+	if err := httpExpect(x.sb, "POST", "/api/v1/vhosts/a/topics/news.canary-x", "alice", alicePass, "via http", http.StatusCreated); err != nil {
+		t.Fatalf("HTTP canary publish: %v", err)
+	}
+	expectMQTT(t, x.wsMQTT, "news/canary-x", "via http")
+	if m := readStomp(t, x.wsSTOMP); string(m.Body) != "via http" {
+		t.Errorf("ws stomp canary got %q", m.Body)
+	}
+	if m := x.v5.next(5 * time.Second); m.Topic != "news/canary-x" || string(m.Payload) != "via http" {
+		t.Errorf("MQTT 5 canary got %s %q", m.Topic, m.Payload)
+	}
+	if err := httpExpect(x.sb, "GET", "/metrics", "alice", alicePass, "", http.StatusOK); err != nil {
+		t.Errorf("metrics after the table: %v", err)
+	}
+	open := false
+	for _, c := range x.sb.b.srv.Connections() {
+		open = open || c.ID == x.canaryID
+	}
+	if !open {
+		t.Error("the canary connection dave tried to close is gone")
+	}
+}
+
+// notDelivered checks that the watcher gets nothing on topic for a short while.
+func (x *negativeExtra) notDelivered(topic string) error {
+	deadline := time.After(150 * time.Millisecond)
+	for {
+		select {
+		case m := <-x.watcher:
+			if m.Topic() == topic {
+				return fmt.Errorf("refused publish delivered: %s %q", m.Topic(), m.Payload())
+			}
+		case <-deadline:
+			return nil
+		}
+	}
+}
+
+// httpExpect makes a request to the secure broker's management API (basic auth unless user is "") and
+// checks its status.
+func httpExpect(sb *secureBroker, method, path, user, pass, body string, want int) error {
+	req, err := http.NewRequest(method, "http://"+sb.addr+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s as %q: %d %s, want %d", method, path, user, resp.StatusCode, text, want)
+	}
+	return nil
+}
+
+// httpRefused is a management request answered with status want; a publish (POST to a topic) must
+// not reach the watcher either.
+func (x *negativeExtra) httpRefused(method, path, user, pass string, want int) func(*testing.T, *secureBroker) error {
+	return func(t *testing.T, sb *secureBroker) error {
+		if err := httpExpect(sb, method, path, user, pass, "forged", want); err != nil {
+			return err
+		}
+		if name, ok := strings.CutPrefix(path, "/api/v1/vhosts/a/topics/"); ok && method == "POST" {
+			return x.notDelivered(strings.ReplaceAll(name, ".", "/"))
+		}
+		return nil
+	}
+}
+
+// mqttURLRefused connects to url with protocol level and expects CONNACK want.
+func mqttURLRefused(url func(*secureBroker) string, level uint, user, pass string, want byte) func(*testing.T, *secureBroker) error {
+	return func(t *testing.T, sb *secureBroker) error {
+		if _, code := mqttDialURL(t, url(sb), level, "neg-url", user, pass); code != want {
+			return fmt.Errorf("CONNACK %#x, want %#x", code, want)
+		}
+		return nil
+	}
+}
+
+func wsURL(sb *secureBroker) string  { return "ws://" + sb.addr + "/mqtt" }
+func tcpURL(sb *secureBroker) string { return "tcp://" + sb.addr }
+
+// mqttURLSubscribeRefused logs in over url and expects SUBACK 0x80 for filter.
+func mqttURLSubscribeRefused(url func(*secureBroker) string, user, pass, id, filter string) func(*testing.T, *secureBroker) error {
+	return func(t *testing.T, sb *secureBroker) error {
+		c, code := mqttDialURL(t, url(sb), 4, id, user, pass)
+		if code != connackAccepted {
+			return fmt.Errorf("login CONNACK %#x", code)
+		}
+		if _, code := mqttSubscribeCode(t, c, filter); code != 0x80 {
+			return fmt.Errorf("SUBACK %#x, want 0x80", code)
+		}
+		return nil
+	}
+}
+
+// mqttURLPublishRefused publishes at qos over url (acknowledged regardless [MQTT-3.3.5-2]), retained if
+// asked, and checks that the watcher gets nothing and, for a retained one, that nothing was kept.
+func (x *negativeExtra) mqttURLPublishRefused(url func(*secureBroker) string, user, pass, id, topic string, qos byte, retain bool) func(*testing.T, *secureBroker) error {
+	return func(t *testing.T, sb *secureBroker) error {
+		c, code := mqttDialURL(t, url(sb), 4, id, user, pass)
+		if code != connackAccepted {
+			return fmt.Errorf("login CONNACK %#x", code)
+		}
+		tok := c.Publish(topic, qos, retain, "forged")
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			return fmt.Errorf("QoS %d publish not acknowledged: %v", qos, tok.Error())
+		}
+		if err := x.notDelivered(topic); err != nil || !retain {
+			return err
+		}
+		late := mqttLogin(t, sb.addr, id+"-late", "alice", alicePass)
+		ch, _ := mqttSubscribeCode(t, late, topic)
+		select {
+		case m := <-ch:
+			return fmt.Errorf("refused retained publish kept: %s %q", m.Topic(), m.Payload())
+		case <-time.After(150 * time.Millisecond):
+			return nil
+		}
+	}
+}
+
+// mqttWillRefused connects (MQTT 3.1.1 over the codec) with a will on topic, then drops the connection
+// without DISCONNECT: the will must not be published.
+func (x *negativeExtra) mqttWillRefused(user, pass, id, topic string) func(*testing.T, *secureBroker) error {
+	return func(t *testing.T, sb *secureBroker) error {
+		nc, err := net.DialTimeout("tcp", sb.addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		rd := packet.NewReader(nc, 0)
+		rd.SetVersion(packet.Version311)
+		cp := &packet.ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: packet.Version311, CleanSession: true, KeepAlive: 30,
+			ClientID: id, UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(pass),
+			WillFlag: true, WillQoS: 1, WillTopic: topic, WillPayload: []byte("forged will")}
+		_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := nc.Write(packet.Append(nil, cp, packet.Version311)); err != nil {
+			return err
+		}
+		p, err := rd.ReadPacket()
+		if ca, ok := p.(*packet.ConnackPacket); err != nil || !ok || ca.ReturnCode != 0 {
+			return fmt.Errorf("CONNACK %v %#v", err, p)
+		}
+		nc.Close()
+		return x.notDelivered(topic)
+	}
+}
+
+// v5ConnectRefused sends an MQTT 5 CONNECT and expects CONNACK reason want.
+func v5ConnectRefused(cp *packet.ConnectPacket, want byte) func(*testing.T, *secureBroker) error {
+	return func(t *testing.T, sb *secureBroker) error {
+		if _, ca := connectRaw5(t, sb.addr, cp); ca.ReturnCode != want {
+			return fmt.Errorf("CONNACK %#x, want %#x", ca.ReturnCode, want)
+		}
+		return nil
+	}
+}
+
+// v5Login is an MQTT 5 CONNECT with user name and password.
+func v5Login(id, user, pass string) *packet.ConnectPacket {
+	return &packet.ConnectPacket{ClientID: id, CleanSession: true, UsernameFlag: user != "", Username: user,
+		PasswordFlag: pass != "", Password: []byte(pass)}
+}
+
+// await reads packets until one of type want arrives.
+func (r *raw5) await(want packet.Type) (packet.Packet, error) {
+	for {
+		p, err := r.next(5 * time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("waiting for %s: %w", want, err)
+		}
+		if p.Type() == want {
+			return p, nil
+		}
+	}
+}
+
+// v5SubscribeRefused logs in over MQTT 5 and expects SUBACK reason want for filter.
+func v5SubscribeRefused(user, pass, id, filter string, want byte) func(*testing.T, *secureBroker) error {
+	return func(t *testing.T, sb *secureBroker) error {
+		r, _ := dialRaw5(t, sb.addr, v5Login(id, user, pass))
+		r.send(&packet.SubscribePacket{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: filter, QoS: 1}}})
+		p, err := r.await(packet.Suback)
+		if err != nil {
+			return err
+		}
+		if rc := p.(*packet.SubackPacket).ReturnCodes; len(rc) != 1 || rc[0] != want {
+			return fmt.Errorf("SUBACK %#v, want [%#x]", rc, want)
+		}
+		return nil
+	}
+}
+
+// v5PublishRefused logs in over MQTT 5 and publishes each of pubs at its QoS (1 or 2): each must be
+// answered PUBACK / PUBREC 0x87 and none reach the watcher.
+func (x *negativeExtra) v5PublishRefused(user, pass, id string, pubs ...*packet.PublishPacket) func(*testing.T, *secureBroker) error {
+	return func(t *testing.T, sb *secureBroker) error {
+		r, _ := dialRaw5(t, sb.addr, v5Login(id, user, pass))
+		for i, p := range pubs {
+			p.PacketID, p.Payload = uint16(i+1), []byte("forged")
+			r.send(p)
+			want := packet.Puback
+			if p.QoS == 2 {
+				want = packet.Pubrec
+			}
+			ack, err := r.await(want)
+			if err != nil {
+				return err
+			}
+			rc := byte(0)
+			switch a := ack.(type) {
+			case *packet.PubackPacket:
+				rc = a.ReasonCode
+			case *packet.PubrecPacket:
+				rc = a.ReasonCode
+			}
+			if rc != packet.ReasonNotAuthorized {
+				return fmt.Errorf("publish %d to %q: %s reason %#x, want 0x87", i, p.Topic, want, rc)
+			}
+		}
+		for _, p := range pubs {
+			if p.Topic != "" {
+				if err := x.notDelivered(p.Topic); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// wsUpgradeRefused asks for a WebSocket with sub-protocols protos (and an Origin when not "") and expects
+// HTTP status want. Refused HTTP requests are logged at most once a second per connector (the rest
+// counted in the next line), so it first lets a second pass.
+func wsUpgradeRefused(path, origin string, want int, protos ...string) func(*testing.T, *secureBroker) error {
+	return func(t *testing.T, sb *secureBroker) error {
+		time.Sleep(1100 * time.Millisecond)
+		h := http.Header{}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		d := websocket.Dialer{Subprotocols: protos, HandshakeTimeout: 5 * time.Second}
+		ws, resp, err := d.Dial("ws://"+sb.addr+path, h)
+		if err == nil {
+			ws.Close()
+			return errors.New("upgrade accepted")
+		}
+		if resp == nil || resp.StatusCode != want {
+			return fmt.Errorf("upgrade: %v (%v), want status %d", err, resp, want)
+		}
+		resp.Body.Close()
+		return nil
+	}
+}
+
+func u16(v uint16) *uint16 { return &v }
+
+// v5AuthMethod is an MQTT 5 CONNECT with an authentication method the broker does not know.
+func v5AuthMethod(id string) *packet.ConnectPacket {
+	cp := v5Login(id, "alice", "")
+	cp.Properties = &packet.Properties{AuthenticationMethod: "KERBEROS-NOPE"}
+	return cp
+}
+
+// cases are the table's attempts over MQTT 3.1 and 5, STOMP 1.0 and extra STOMP frames, WebSocket and
+// HTTP.
+func (x *negativeExtra) cases() []negativeCase {
+	var cs []negativeCase
+	for _, part := range [][]negativeCase{x.mqttCases(), x.v5Cases(), x.stompCases(), x.wsCases(), x.httpCases()} {
+		cs = append(cs, part...)
+	}
+	return cs
+}
+
+func (x *negativeExtra) mqttCases() []negativeCase {
+	return []negativeCase{
+		{"mqtt 3.1 (MQIsdp) wrong password", mqttURLRefused(tcpURL, 3, "alice", "wrong-pass", connackBadCredentials), "mqtt login refused"},
+		{"mqtt 3.1 no credentials", mqttURLRefused(tcpURL, 3, "", "", connackNotAuthorized), "mqtt login refused"},
+		{"mqtt client id of another user's live session", func(t *testing.T, sb *secureBroker) error {
+			// canary-sub is alice's: bob may neither take it over nor kick her off (checked after the table).
+			if _, code := mqttDial(t, sb.addr, "canary-sub", "bob", bobPass); code != connackNotAuthorized {
+				return fmt.Errorf("CONNACK %#x, want 0x05", code)
+			}
+			return nil
+		}, "client id in use by another user's session"},
+		{"mqtt QoS 2 publish denied by first match", x.mqttURLPublishRefused(tcpURL, "bob", bobPass, "q2", "orders/qos2", 2, false), "mqtt send refused"},
+		{"mqtt QoS 0 publish denied by first match", x.mqttURLPublishRefused(tcpURL, "bob", bobPass, "q0", "orders/qos0", 0, false), "mqtt send refused"},
+		{"mqtt retained publish to a denied topic is not kept", x.mqttURLPublishRefused(tcpURL, "bob", bobPass, "r1", "orders/retained", 1, true), "mqtt send refused"},
+		{"mqtt admin publishing under $SYS", x.mqttURLPublishRefused(tcpURL, "alice", alicePass, "sys1", "$SYS/broker/forged", 1, false), "mqtt send refused"},
+		{"mqtt retained publish under $SYS by an admin", x.mqttURLPublishRefused(tcpURL, "alice", alicePass, "sys2", "$SYS/broker/forged-retained", 1, true), "mqtt send refused"},
+		{"mqtt explicit deny before an allow (dave, alerts/private)", x.mqttURLPublishRefused(tcpURL, "dave", davePass, "d1", "alerts/private/x", 1, false), "mqtt send refused"},
+		{"mqtt will on a denied topic is never published", x.mqttWillRefused("bob", bobPass, "will1", "orders/will"), "mqtt send refused"},
+		{"mqtt will under $SYS", x.mqttWillRefused("alice", alicePass, "will2", "$SYS/broker/will"), "mqtt send refused"},
+		{"mqtt broker-level deny through a one-level wildcard", mqttSubscribeRefused("alice", alicePass, "n9", "forbidden/+/x"), "subscribe refused"},
+	}
+}
+
+func (x *negativeExtra) v5Cases() []negativeCase {
+	return []negativeCase{
+		{"mqtt5 wrong password", v5ConnectRefused(v5Login("v5a", "alice", "wrong-pass"), packet.ReasonBadUserNameOrPassword), "mqtt login refused"},
+		{"mqtt5 unknown user", v5ConnectRefused(v5Login("v5b", "mallory", "wrong-pass"), packet.ReasonBadUserNameOrPassword), "mqtt login refused"},
+		{"mqtt5 no credentials", v5ConnectRefused(v5Login("v5c", "", ""), packet.ReasonNotAuthorized), "mqtt login refused"},
+		{"mqtt5 unknown authentication method", v5ConnectRefused(v5AuthMethod("v5d"), packet.ReasonBadAuthenticationMethod),
+			"authentication method not supported"},
+		{"mqtt5 client id of another user's live session", v5ConnectRefused(v5Login("canary-sub", "dave", davePass), packet.ReasonNotAuthorized),
+			"client id in use by another user's session"},
+		{"mqtt5 $SYS/#", v5SubscribeRefused("bob", bobPass, "v5s1", "$SYS/#", packet.ReasonNotAuthorized), "subscribe refused"},
+		{"mqtt5 shared subscription over another user's subtree", v5SubscribeRefused("bob", bobPass, "v5s2", "$share/g/users/alice/#", packet.ReasonNotAuthorized), "subscribe refused"},
+		{"mqtt5 shared subscription over $SYS", v5SubscribeRefused("bob", bobPass, "v5s3", "$share/g/$SYS/#", packet.ReasonNotAuthorized), "subscribe refused"},
+		{"mqtt5 QoS 1 publish denied: PUBACK 0x87", x.v5PublishRefused("bob", bobPass, "v5p1", &packet.PublishPacket{QoS: 1, Topic: "orders/v5"}), "mqtt send refused"},
+		{"mqtt5 QoS 2 publish under $SYS: PUBREC 0x87", x.v5PublishRefused("alice", alicePass, "v5p2", &packet.PublishPacket{QoS: 2, Topic: "$SYS/broker/v5"}), "mqtt send refused"},
+		{"mqtt5 topic alias set on a denied topic, then used", x.v5PublishRefused("bob", bobPass, "v5p3",
+			&packet.PublishPacket{QoS: 1, Topic: "orders/alias", Properties: &packet.Properties{TopicAlias: u16(1)}},
+			&packet.PublishPacket{QoS: 1, Properties: &packet.Properties{TopicAlias: u16(1)}}), "mqtt send refused"},
+	}
+}
+
+func (x *negativeExtra) stompCases() []negativeCase {
+	return []negativeCase{
+		{"stomp 1.0 wrong passcode", stompConnectRefusedVia(stomp10, "a", "alice", "wrong-pass", "access refused"), "stomp login refused"},
+		{"stomp 1.0 send denied by first match", stompSendRefusedVia(stomp10, "a", "bob", bobPass, "/topic/orders.v10", "access refused"), "send refused"},
+		{"stomp connect denied by rule", stompConnectRefused("a", "carol", carolPass, "access refused"), "stomp login refused"},
+		{"stomp retain:set on a denied topic", stompSendRefusedVia(tcpSTOMP, "a", "bob", bobPass, "/topic/orders.kept", "access refused", "retain", "set"), "send refused"},
+		{"stomp explicit deny before an allow (dave, alerts.private)", stompSendRefused("a", "dave", davePass, "/topic/alerts.private.x", "access refused"), "send refused"},
+		{"stomp admin sending under $SYS", stompSendRefused("a", "alice", alicePass, "/topic/$SYS.broker.forged", "access refused"), "send refused"},
+		{"stomp selector does not widen a denied subscription", stompSubscribeRefusedVia(tcpSTOMP, "a", "bob", bobPass, "/topic/users.alice.**", "access refused",
+			"selector", "1 = 1"), "subscribe refused"},
+		{"stomp regex level reaching only another user's subtree", stompSubscribeRefused("a", "bob", bobPass, "/topic/users.{al.*}.**", "access refused"), "subscribe refused"},
+		{"stomp durable subscription without create on dsub", stompSubscribeRefused("a", "bob", bobPass, "/topic/news.x", "access refused",
+			"persistent", "true", "id", "durable-news"), "refused"},
+		{"stomp oversized passcode", stompConnectRefused("a", "alice", strings.Repeat("p", 5000), "access refused"), "stomp login refused"},
+	}
+}
+
+func (x *negativeExtra) wsCases() []negativeCase {
+	return []negativeCase{
+		{"ws mqtt wrong password", mqttURLRefused(wsURL, 4, "alice", "wrong-pass", connackBadCredentials), "mqtt login refused"},
+		{"ws mqtt no credentials", mqttURLRefused(wsURL, 4, "", "", connackNotAuthorized), "mqtt login refused"},
+		{"ws mqtt $SYS/#", mqttURLSubscribeRefused(wsURL, "bob", bobPass, "ws1", "$SYS/#"), "subscribe refused"},
+		{"ws mqtt another user's subtree", mqttURLSubscribeRefused(wsURL, "bob", bobPass, "ws2", "users/alice/#"), "subscribe refused"},
+		{"ws mqtt publish denied by first match", x.mqttURLPublishRefused(wsURL, "bob", bobPass, "ws3", "orders/ws", 1, false), "mqtt send refused"},
+		{"ws stomp wrong passcode", stompConnectRefusedVia(wsSTOMPDial, "a", "alice", "wrong-pass", "access refused"), "stomp login refused"},
+		{"ws stomp no login", stompConnectRefusedVia(wsSTOMPDial, "a", "", "", "access refused"), "stomp login refused"},
+		{"ws stomp send denied by first match", stompSendRefusedVia(wsSTOMPDial, "a", "bob", bobPass, "/topic/orders.ws", "access refused"), "send refused"},
+		{"ws stomp send under $SYS", stompSendRefusedVia(wsSTOMPDial, "a", "alice", alicePass, "/topic/$SYS.ws", "access refused"), "send refused"},
+		{"ws stomp another user's subtree", stompSubscribeRefusedVia(wsSTOMPDial, "a", "bob", bobPass, "/topic/users.alice.**", "access refused"), "subscribe refused"},
+		{"ws upgrade from a foreign origin", wsUpgradeRefused("/mqtt", "http://evil.example", http.StatusForbidden, "mqtt"), "http request refused"},
+		{"ws upgrade with an unknown sub-protocol", wsUpgradeRefused("/mqtt", "", http.StatusBadRequest, "amqp"), "http request refused"},
+	}
+}
+
+func (x *negativeExtra) httpCases() []negativeCase {
+	const host = "/api/v1/vhosts/a"
+	const log = "management request refused"
+	return []negativeCase{
+		{"http /metrics without credentials: 401", x.httpRefused("GET", "/metrics", "", "", http.StatusUnauthorized), log},
+		{"http /metrics wrong password: 401", x.httpRefused("GET", "/metrics", "alice", "wrong-pass", http.StatusUnauthorized), log},
+		{"http /metrics without monitor: 403", x.httpRefused("GET", "/metrics", "bob", bobPass, http.StatusForbidden), log},
+		{"http /metrics with monitor on the host only: 403", x.httpRefused("GET", "/metrics", "dave", davePass, http.StatusForbidden), log},
+		{"http /metrics as host a's alice on host b: 401", x.httpRefused("GET", "/metrics", "alice@b.example", alicePass, http.StatusUnauthorized), log},
+		{"http host listing without monitor: 403", x.httpRefused("GET", "/api/v1/vhosts", "bob", bobPass, http.StatusForbidden), log},
+		{"http connections without monitor: 403", x.httpRefused("GET", host+"/connections", "bob", bobPass, http.StatusForbidden), log},
+		{"http another host's connections with host a's password: 401", x.httpRefused("GET", "/api/v1/vhosts/b/connections", "alice", alicePass, http.StatusUnauthorized), log},
+		{"http broker connections without monitor on the broker: 403", x.httpRefused("GET", "/api/v1/connections", "dave", davePass, http.StatusForbidden), log},
+		{"http close a canary's connection as monitor: 403", func(t *testing.T, sb *secureBroker) error {
+			return x.httpRefused("DELETE", fmt.Sprintf("%s/connections/%d", host, x.canaryID), "dave", davePass, http.StatusForbidden)(t, sb)
+		}, log},
+		{"http delete a session as monitor: 403", x.httpRefused("DELETE", host+"/sessions/canary-sub", "dave", davePass, http.StatusForbidden), log},
+		{"http delete a queue as monitor: 403", x.httpRefused("DELETE", host+"/queues/jobs.print", "dave", davePass, http.StatusForbidden), log},
+		{"http purge a queue as monitor: 403", x.httpRefused("DELETE", host+"/queues/jobs.print/messages", "dave", davePass, http.StatusForbidden), log},
+		{"http move messages as monitor: 403", x.httpRefused("POST", host+"/queues/jobs.print/move", "dave", davePass, http.StatusForbidden), log},
+		{"http delete a retained message as monitor: 403", x.httpRefused("DELETE", host+"/retained/news.canary", "dave", davePass, http.StatusForbidden), log},
+		{"http reload as monitor: 403", x.httpRefused("POST", "/api/v1/reload", "dave", davePass, http.StatusForbidden), log},
+		{"http reload without credentials: 401", x.httpRefused("POST", "/api/v1/reload", "", "", http.StatusUnauthorized), log},
+		{"http publish without send (first-match deny): 403", x.httpRefused("POST", host+"/topics/orders.http", "bob", bobPass, http.StatusForbidden), log},
+		{"http publish under $SYS by an admin: 403", x.httpRefused("POST", host+"/topics/$SYS.broker.http", "alice", alicePass, http.StatusForbidden), log},
+		{"http publish to a default-deny queue: 403", x.httpRefused("POST", host+"/queues/payroll", "bob", bobPass, http.StatusForbidden), log},
+		{"http publish to a broker-denied topic: 403", x.httpRefused("POST", host+"/topics/forbidden.http", "alice", alicePass, http.StatusForbidden), log},
+		{"http publish anonymously: 401", x.httpRefused("POST", host+"/topics/news.http", "", "", http.StatusUnauthorized), log},
+	}
+}
