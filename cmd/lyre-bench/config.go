@@ -57,6 +57,12 @@ type config struct {
 	insecure  bool        // wss: skip certificate verification
 	caFile    string      // wss: PEM certificates to verify the broker with
 	tlsConfig *tls.Config // wss, from insecure and caFile
+	// soak
+	storms     int
+	hold       time.Duration
+	pause      time.Duration
+	recover    time.Duration
+	metricsURL string
 	// producersOnly: an explicit -subs 0 in queue mode
 	producersOnly bool
 	quiet         bool
@@ -77,6 +83,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	c.producersOnly = set["subs"] && c.subs == 0 && c.mode == "queue"
+	if c.mode == "soak" {
+		c.soakDefaults(set)
+	}
 	if c.count > 0 && !set["duration"] {
 		c.duration = 0
 	}
@@ -92,7 +101,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 // define defines the command line flags on fs, each set into its field of c.
 func (c *config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.proto, "proto", "mqtt", "protocol: mqtt or stomp (-mode mqtt2stomp uses both)")
-	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle (MQTT)")
+	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle (MQTT) | soak")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:1883", "broker address host:port")
 	fs.IntVar(&c.qos, "qos", 0, "QoS of publications and subscriptions: 0, 1 or 2")
 	fs.IntVar(&c.pubs, "pubs", 0, "publishers (0 = mode default: fanin 8, fanout 1, pairs 8)")
@@ -104,7 +113,12 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.topic, "topic", "lyre-bench", "topic prefix")
 	fs.IntVar(&c.inflight, "inflight", 64, "MQTT QoS 1/2: unacknowledged messages per publisher; STOMP: outstanding receipts per producer")
 	fs.IntVar(&c.stalled, "stalled", 0, "MQTT: extra subscribers to the same topic(s) that never read after SUBACK (a slow-subscriber run)")
-	fs.IntVar(&c.conns, "conns", 1000, "idle: connections to open")
+	fs.IntVar(&c.conns, "conns", 1000, "idle: connections to open; soak: connections per storm (default 10000 there)")
+	fs.IntVar(&c.storms, "storms", 3, "soak: connection storms")
+	fs.DurationVar(&c.hold, "hold", 10*time.Second, "soak: how long a storm's connections stay open")
+	fs.DurationVar(&c.pause, "pause", 10*time.Second, "soak: quiet time after each storm")
+	fs.DurationVar(&c.recover, "recover", time.Minute, "soak: longest wait after the storms for the broker to return to its baseline")
+	fs.StringVar(&c.metricsURL, "metrics", "", "soak: the broker's Prometheus URL, for goroutines and connections (http://user:pass@host:port/metrics)")
 	fs.IntVar(&c.pid, "pid", 0, "idle: broker process whose VmRSS to sample before and after connecting")
 	fs.BoolVar(&c.v5, "v5", false, "MQTT 5.0 instead of 3.1.1 (CONNECT level 5, empty property lists)")
 	fs.StringVar(&c.user, "user", "", "user name for CONNECT")
@@ -164,6 +178,8 @@ func (c *config) normalize() error {
 			return badUsage("-mode pairs needs -subs equal to -pubs (or unset)")
 		}
 		c.subs = c.pubs
+	case "soak":
+		return c.checkSoak()
 	case "idle":
 		if c.proto != "mqtt" {
 			return badUsage("-mode idle is MQTT only")
@@ -176,7 +192,7 @@ func (c *config) normalize() error {
 		}
 		return nil
 	default:
-		return badUsage("-mode %q: want fanin, fanout, pairs, queue, mqtt2stomp or idle", c.mode)
+		return badUsage("-mode %q: want fanin, fanout, pairs, queue, mqtt2stomp, idle or soak", c.mode)
 	}
 	return c.checkRun()
 }
@@ -202,6 +218,42 @@ func (c *config) checkRun() error {
 		return badUsage("-count over %d", uint64(seqMask))
 	}
 	return nil
+}
+
+// soakDefaults gives the flags a soak run's defaults where the command line left them: 10,000 connections
+// per storm, QoS 1 traffic of 4 publishers at 200 msg/s each to 4 subscribers, a 5 s warm-up.
+func (c *config) soakDefaults(set map[string]bool) {
+	defaults := []struct {
+		flag string
+		set  func()
+	}{
+		{"conns", func() { c.conns = 10000 }},
+		{"qos", func() { c.qos = 1 }},
+		{"rate", func() { c.rate = 200 }},
+		{"pubs", func() { c.pubs = 4 }},
+		{"subs", func() { c.subs = 4 }},
+		{"warmup", func() { c.warmup = 5 * time.Second }},
+	}
+	for _, d := range defaults {
+		if !set[d.flag] {
+			d.set()
+		}
+	}
+}
+
+// checkSoak rejects a soak run the clients cannot do.
+func (c *config) checkSoak() error {
+	switch {
+	case c.proto != "mqtt" || c.transport != "tcp":
+		return badUsage("-mode soak runs its traffic over MQTT on TCP (its storms use every protocol): leave -proto and -transport")
+	case c.qos < 1:
+		return badUsage("-mode soak counts every message: -qos 1 or 2")
+	case c.conns < 2 || c.storms < 1 || c.hold <= 0 || c.pause < 0 || c.recover < 0:
+		return badUsage("-mode soak needs -conns of at least 2, -storms of at least 1 and a -hold")
+	case c.pid < 0:
+		return badUsage("-pid must be a process id")
+	}
+	return c.checkRun()
 }
 
 // badUsage returns an errUsage error.

@@ -12,6 +12,9 @@
 //	mqtt2stomp MQTT publishers (fanin) -> STOMP subscribers on the same topic: a/b is /topic/a.b
 //	idle       MQTT: -conns N idle connections; with -pid, the broker's RSS growth per connection (start the
 //	           broker afresh: memory left over from an earlier run makes the "before" figure meaningless)
+//	soak       QoS 1 fanin traffic, every message counted, while -storms storms of -conns connections (10,000)
+//	           come and go, half of them misbehaving; the broker's RSS, goroutines and connections (-pid,
+//	           -metrics) must come back to their baseline afterwards (soak.go)
 //
 // -transport ws or wss carries every connection of the run (publishers, subscribers, idle) over WebSocket
 // (RFC 6455) instead of TCP: ws://ADDR/PATH with PATH from -ws-path (default /mqtt for MQTT, /stomp for

@@ -126,6 +126,14 @@ func runMode(ctx context.Context, c *config, progress io.Writer, log *zap.Logger
 		}
 		return r, r.Interrupted
 	}
+	if c.mode == "soak" {
+		r, err := soak(ctx, c, progress, log)
+		if err != nil {
+			log.Error("soak failed to start", zap.Error(err))
+			return nil, false
+		}
+		return r, r.Interrupted
+	}
 	r, err := bench(ctx, c, progress, log)
 	if err != nil {
 		log.Error("benchmark failed to start", zap.Error(err))
