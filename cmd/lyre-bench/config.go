@@ -50,6 +50,7 @@ type config struct {
 	ackEvery     int
 	prefetch     int
 	persistent   bool
+	keepSession  bool // MQTT subscribers: clean session off
 	receiptEvery int
 	// WebSocket
 	transport string      // tcp, ws or wss
@@ -138,6 +139,7 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.IntVar(&c.ackEvery, "ack-every", 100, "STOMP -ack client: one cumulative ACK per this many messages")
 	fs.IntVar(&c.prefetch, "prefetch", 0, "STOMP consumer window, sent as credit, prefetch-count and activemq.prefetchSize (0 = broker default)")
 	fs.BoolVar(&c.persistent, "persistent", false, "STOMP SEND with persistent:true")
+	fs.BoolVar(&c.keepSession, "keep-session", false, "MQTT subscribers connect with clean session off: the broker keeps their QoS >= 1 messages in their session rather than dropping them when they fall behind (the sessions are discarded at the end)")
 	fs.IntVar(&c.receiptEvery, "receipt-every", 0, "STOMP: ask a receipt every this many SENDs, with -inflight receipts outstanding at most (0 = none)")
 	fs.StringVar(&c.transport, "transport", "tcp", "tcp, or ws / wss: every connection over WebSocket (RFC 6455), without or with TLS")
 	fs.StringVar(&c.wsPath, "ws-path", "", "ws, wss: request path (default: /mqtt for MQTT, /stomp for STOMP connections)")

@@ -36,7 +36,7 @@ func newDriver(c *config) driver {
 	return &mqttDriver{opt: mqttOptions{
 		addr: c.addr, user: c.user, pass: c.pass, keepAlive: c.keepAlive, timeout: c.timeout,
 		maxPacket: max(c.size+1024, 1<<20), v5: c.v5, tr: newTransport(c, "mqtt"),
-	}}
+	}, keepSession: c.keepSession}
 }
 
 // newDrivers returns the publishers' and the subscribers' drivers: one protocol, or for mqtt2stomp MQTT

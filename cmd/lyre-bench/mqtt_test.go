@@ -28,6 +28,8 @@ func TestEncodeGolden(t *testing.T) {
 	}{
 		{"connect clean session", appendConnect(nil, mqttConnectOptions{clientID: "c1", keepAlive: 30 * time.Second}),
 			[]byte{0x10, 14, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 30, 0, 2, 'c', '1'}},
+		{"connect keeping the session", appendConnect(nil, mqttConnectOptions{clientID: "c1", keepAlive: 30 * time.Second, keepSession: true}),
+			[]byte{0x10, 14, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x00, 0, 30, 0, 2, 'c', '1'}},
 		{"connect with user and password", appendConnect(nil, mqttConnectOptions{clientID: "c", user: "u", pass: "pw", keepAlive: 300 * time.Second}),
 			[]byte{0x10, 20, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xc2, 0x01, 0x2c, 0, 1, 'c', 0, 1, 'u', 0, 2, 'p', 'w'}},
 		// [MQTT-3.1.2-22]: no password flag without the user name flag, so a lone -pass is left out.

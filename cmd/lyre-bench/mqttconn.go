@@ -21,6 +21,8 @@ type mqttOptions struct {
 	maxPacket int
 	v5        bool       // MQTT 5 instead of 3.1.1
 	tr        *transport // nil: TCP
+	// keepSession: CONNECT with clean session off (subscribers with -keep-session)
+	keepSession bool
 }
 
 // mqttConn is one connection. Its reader and writer are used by one goroutine each at most.
@@ -48,7 +50,8 @@ func dialMQTT(ctx context.Context, o *mqttOptions, clientID string, rbuf, wbuf i
 
 func (c *mqttConn) handshake(clientID string) error {
 	c.nc.SetDeadline(time.Now().Add(c.opt.timeout))
-	pkt := appendConnect(nil, mqttConnectOptions{clientID: clientID, user: c.opt.user, pass: c.opt.pass, keepAlive: c.opt.keepAlive, v5: c.opt.v5})
+	pkt := appendConnect(nil, mqttConnectOptions{clientID: clientID, user: c.opt.user, pass: c.opt.pass, keepAlive: c.opt.keepAlive,
+		v5: c.opt.v5, keepSession: c.opt.keepSession})
 	if _, err := c.nc.Write(pkt); err != nil {
 		return err
 	}
@@ -99,7 +102,8 @@ func (c *mqttConn) close() error {
 
 // mqttDriver is the MQTT side of the bench.
 type mqttDriver struct {
-	opt mqttOptions
+	opt         mqttOptions
+	keepSession bool // subscribers connect with clean session off (-keep-session)
 }
 
 func (d *mqttDriver) topic(parts ...string) string { return strings.Join(parts, "/") }
@@ -123,7 +127,9 @@ func (d *mqttDriver) dialPublisher(ctx context.Context, clientID string, spec *p
 }
 
 func (d *mqttDriver) dialSubscriber(ctx context.Context, clientID string, spec *subSpec, st *subStats) (client, error) {
-	c, err := dialMQTT(ctx, &d.opt, clientID, 64<<10, 16<<10)
+	o := d.opt
+	o.keepSession = d.keepSession
+	c, err := dialMQTT(ctx, &o, clientID, 64<<10, 16<<10)
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +142,19 @@ func (d *mqttDriver) dialSubscriber(ctx context.Context, clientID string, spec *
 	s := &mqttSubscriber{c: c, st: st}
 	c.pr.beforeRead = c.pr.subscriberHook(c.bw, spec.coalesce)
 	return s, nil
+}
+
+// discardSession ends the session a -keep-session subscriber left on the broker: a CONNECT with clean
+// session [MQTT-3.1.2-6], then DISCONNECT.
+func (d *mqttDriver) discardSession(ctx context.Context, clientID string) error {
+	c, err := dialMQTT(ctx, &d.opt, clientID, 64, 64)
+	if err != nil {
+		return err
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(d.opt.timeout))
+	_, err = c.nc.Write(mqttDisconnect)
+	c.close()
+	return err
 }
 
 func (d *mqttDriver) dialIdle(ctx context.Context, clientID string) (idleConn, error) {

@@ -81,11 +81,17 @@ type mqttConnectOptions struct {
 	pass      string
 	keepAlive time.Duration
 	v5        bool // MQTT 5: protocol level 5 and an empty property list
+	// keepSession: clean session off (MQTT 5: clean start off, and no session expiry property, so the
+	// session lasts as long as the connection there; in 3.1.1 it outlives it)
+	keepSession bool
 }
 
-// appendConnect appends an MQTT 3.1.1 (or 5.0) CONNECT with a clean session [MQTT 3.1].
+// appendConnect appends an MQTT 3.1.1 (or 5.0) CONNECT, with a clean session unless o.keepSession [MQTT 3.1].
 func appendConnect(dst []byte, o mqttConnectOptions) []byte {
 	flags := byte(0x02) // clean session
+	if o.keepSession {
+		flags = 0
+	}
 	rl := 10 + 2 + len(o.clientID)
 	level := byte(4) // 3.1.1
 	if o.v5 {

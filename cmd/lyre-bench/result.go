@@ -23,6 +23,7 @@ type result struct {
 	Ack            string         `json:"ack,omitempty"`
 	Prefetch       int            `json:"prefetch,omitempty"`
 	Persistent     bool           `json:"persistent,omitempty"`
+	KeepSession    bool           `json:"keep_session,omitempty"`
 	ReceiptEvery   int            `json:"receipt_every,omitempty"`
 	Rate           float64        `json:"rate_per_pub"`
 	PublishSeconds float64        `json:"publish_seconds"`
@@ -67,6 +68,9 @@ func (r *result) print(w io.Writer) {
 	}
 	if r.Persistent {
 		fmt.Fprint(w, "persistent  ")
+	}
+	if r.KeepSession {
+		fmt.Fprint(w, "keep-session  ")
 	}
 	if r.ReceiptEvery > 0 {
 		fmt.Fprintf(w, "receipt every %d  ", r.ReceiptEvery)
@@ -115,6 +119,7 @@ func (b *benchRun) result(sent, expected uint64) *result {
 	if c.proto == "stomp" || c.mode == "mqtt2stomp" {
 		r.Ack, r.Prefetch = c.ack, c.prefetch
 	}
+	r.KeepSession = c.keepSession && c.proto == "mqtt"
 	if c.proto == "stomp" {
 		r.QoS, r.GrantedQoS, r.Persistent, r.ReceiptEvery = 0, 0, c.persistent, c.receiptEvery
 	}

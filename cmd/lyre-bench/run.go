@@ -92,6 +92,7 @@ func bench(ctx context.Context, c *config, progress io.Writer, log *zap.Logger) 
 	if err := b.stopSubscribers(); err != nil {
 		return nil, err
 	}
+	b.discardSessions(ctx)
 	return b.result(sent, expected), nil
 }
 
@@ -363,6 +364,19 @@ func (b *benchRun) drain(ctx context.Context, expected uint64) {
 		}
 		if r := b.sumRecv(); r != lastRecv {
 			lastRecv, lastChange = r, time.Now()
+		}
+	}
+}
+
+// discardSessions ends the sessions -keep-session subscribers leave on the broker.
+func (b *benchRun) discardSessions(ctx context.Context) {
+	d, ok := b.subDrv.(*mqttDriver)
+	if !ok || !b.c.keepSession {
+		return
+	}
+	for i := range b.c.subs {
+		if err := d.discardSession(ctx, fmt.Sprintf("lb-%s-s%d", b.id, i)); err != nil {
+			b.errs.add(fmt.Errorf("discarding subscriber %d's session: %w", i, err))
 		}
 	}
 }

@@ -97,6 +97,7 @@ func soak(ctx context.Context, c *config, progress io.Writer, log *zap.Logger) (
 	if err := b.stopSubscribers(); err != nil {
 		return nil, err
 	}
+	b.discardSessions(ctx)
 	r.Traffic = b.result(sent, expected)
 	r.finish(st, mon, ctx.Err() != nil || b.interrupted)
 	return r, nil
@@ -248,8 +249,12 @@ func (r *soakResult) print(w io.Writer) {
 		fmt.Fprintln(w, "  INTERRUPTED: partial results")
 	}
 	if t := r.Traffic; t != nil {
-		fmt.Fprintf(w, "  traffic    MQTT QoS %d, %d publishers -> %d subscribers: sent %d (%d acknowledged), received %d of %d, lost %d\n",
-			t.QoS, t.Pubs, t.Subs, t.Sent, t.Acked, t.Received, t.Expected, t.Lost)
+		session := "clean sessions"
+		if t.KeepSession {
+			session = "persistent sessions"
+		}
+		fmt.Fprintf(w, "  traffic    MQTT QoS %d, %d publishers -> %d subscribers (%s): sent %d (%d acknowledged), received %d of %d, lost %d\n",
+			t.QoS, t.Pubs, t.Subs, session, t.Sent, t.Acked, t.Received, t.Expected, t.Lost)
 	}
 	sent, received, _ := r.stormTotals()
 	fmt.Fprintf(w, "  storms     well-behaved clients' QoS 1 messages: sent %d, received %d, lost %d\n", sent, received, sent-received)

@@ -95,7 +95,8 @@ virtual_host "default" {
 //	LYRE_SOAK=1 go test ./cmd/lyre-bench -run TestSoak -v -timeout 30m
 //
 // LYRE_SOAK_ARGS adds lyre-bench flags ("-conns 1000 -storms 1" for a quick look); LYRE_SOAK_JSON names a
-// file for the JSON result, samples included.
+// file for the JSON result, samples included; LYRE_SOAK_LOG one for the broker's log (else it goes with
+// the test's temporary directory).
 func TestSoak(t *testing.T) {
 	if os.Getenv("LYRE_SOAK") == "" {
 		t.Skip("set LYRE_SOAK=1 to run the soak (minutes)")
@@ -139,6 +140,9 @@ func startLyreProcess(t *testing.T) (addr string, pid int, logPath string) {
 	}
 	addr = freeAddr(t)
 	cfgPath, logPath := filepath.Join(dir, "lyre.hcl"), filepath.Join(dir, "lyre.log")
+	if p := os.Getenv("LYRE_SOAK_LOG"); p != "" {
+		logPath = p // kept after the test
+	}
 	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, soakConfig, addr), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -277,8 +277,10 @@ func (s *storm) goodSTOMP(ctx context.Context, name string, end time.Time, opene
 	if _, err := c.nc.Write(appendStompDisconnect(nil, receiptBye)); err != nil {
 		return err
 	}
-	_, err = c.fr.next() // the DISCONNECT's RECEIPT
-	return err
+	if _, err := c.fr.next(); err != nil { // the DISCONNECT's RECEIPT
+		return fmt.Errorf("DISCONNECT from %s: no RECEIPT: %w", c.nc.LocalAddr(), err)
+	}
+	return nil
 }
 
 // stompRoundTrip reads until every SEND has its RECEIPT and every message is back.
