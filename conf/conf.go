@@ -78,6 +78,9 @@ func DefaultSTOMP() STOMP {
 		DieDelay:         DefaultDieDelay,
 		MaxHeaders:       DefaultMaxHeaders,
 		MaxHeaderLength:  DefaultMaxHeaderLength,
+
+		MaxTransactions:      DefaultMaxTransactions,
+		MaxTransactionFrames: DefaultMaxTransactionFrames,
 	}
 }
 
@@ -116,6 +119,9 @@ func (s STOMP) WithDefaults() STOMP {
 	s.DieDelay = or(s.DieDelay, d.DieDelay)
 	s.MaxHeaders = or(s.MaxHeaders, d.MaxHeaders)
 	s.MaxHeaderLength = or(s.MaxHeaderLength, d.MaxHeaderLength)
+	s.MaxTransactions = or(s.MaxTransactions, d.MaxTransactions)
+	s.MaxTransactionFrames = or(s.MaxTransactionFrames, d.MaxTransactionFrames)
+	s.MaxTransactionBytes = or(s.MaxTransactionBytes, s.MaxMessageLength)
 	return s
 }
 

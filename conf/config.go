@@ -249,6 +249,16 @@ type STOMP struct {
 	AddTimestampHeader string
 	// AddRedeliveriesHeader, when set, names a header carrying the redelivery count. Default unset.
 	AddRedeliveriesHeader string
+	// MaxTransactions bounds the transactions one connection has open; BEGIN of one more is an ERROR.
+	// Default 100.
+	MaxTransactions int
+	// MaxTransactionFrames bounds the SEND, ACK and NACK frames buffered in all the open transactions
+	// of one connection together; one more is an ERROR. Default 10000.
+	MaxTransactionFrames int
+	// MaxTransactionBytes bounds the bytes (command, headers and body of each frame) buffered in all
+	// the open transactions of one connection together; more is an ERROR. Default (0): the block's
+	// MaxMessageLength, so a transaction holds no more than one message could.
+	MaxTransactionBytes int64
 }
 
 // VirtualHost is one tenant.
@@ -425,4 +435,10 @@ const (
 	DefaultMaxHeaderBytes    = 8 << 10
 	DefaultUpgradeTimeout    = 10 * time.Second
 	DefaultSysInterval       = 10 * time.Second
+)
+
+// Default bounds on what one client may make the broker hold (see each field for what it bounds).
+const (
+	DefaultMaxTransactions      = 100   // STOMP max_transactions
+	DefaultMaxTransactionFrames = 10000 // STOMP max_transaction_frames
 )

@@ -226,6 +226,9 @@ func stompAttrs(s *STOMP) map[string]attrFunc {
 	a["add_user_header"] = str(&s.AddUserHeader)
 	a["add_timestamp_header"] = str(&s.AddTimestampHeader)
 	a["add_redeliveries_header"] = str(&s.AddRedeliveriesHeader)
+	a["max_transactions"] = integer(&s.MaxTransactions)
+	a["max_transaction_frames"] = integer(&s.MaxTransactionFrames)
+	a["max_transaction_bytes"] = size(&s.MaxTransactionBytes)
 	return a
 }
 

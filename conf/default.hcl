@@ -72,6 +72,11 @@ connector "default" {
     # add_user_header         = ""    # e.g. "JMSXUserID": stamp the sender's user on each message
     # add_timestamp_header    = ""    # e.g. "timestamp": stamp the receive time (epoch ms)
     # add_redeliveries_header = ""    # e.g. "redeliveries": carry the redelivery count
+
+    # What one connection's open transactions (BEGIN..COMMIT) may hold, all of them together:
+    # max_transactions       = 100
+    # max_transaction_frames = 10000
+    # max_transaction_bytes  = "100MB" # command, headers and bodies; default: max_message_length
   }
 
   mqtt {

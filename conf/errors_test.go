@@ -405,6 +405,16 @@ var errorCases = []struct {
 		},
 	},
 	{
+		name: "stomp transaction bounds",
+		src: "connector \"c\" {\n  bind = \"tcp://127.0.0.1:1883\"\n  protocol = \"stomp\"\n  stomp {\n" +
+			"    max_transactions = 0\n    max_transaction_frames = -1\n    max_transaction_bytes = \"-1KB\"\n  }\n}\n" + host,
+		want: []string{
+			`t.hcl:5:24: max_transactions must be at least 1, not 0`,
+			`t.hcl:6:30: max_transaction_frames must be at least 1, not -1`,
+			`t.hcl:7:29: max_transaction_bytes: size "-1KB" is negative`,
+		},
+	},
+	{
 		name: "access_rule with both allow and deny, unknown action and kind",
 		src: mqttConn + "}\nvirtual_host \"h\" {\n  access_rule {\n    allow = [\"+\"]\n    deny = [\"bob\"]\n" +
 			"    action = [\"send\", \"recieve\"]\n    kind = \"topics\"\n  }\n}\n",

@@ -367,6 +367,12 @@ func (v *validator) stomp(k string, s *STOMP) {
 	if s.MaxHeaderLength <= 0 {
 		v.errf(k+".max_header_length", "max_header_length must be positive")
 	}
+	if s.MaxTransactions < 1 {
+		v.errf(k+".max_transactions", "max_transactions must be at least 1, not %d", s.MaxTransactions)
+	}
+	if s.MaxTransactionFrames < 1 {
+		v.errf(k+".max_transaction_frames", "max_transaction_frames must be at least 1, not %d", s.MaxTransactionFrames)
+	}
 	for _, h := range []struct{ name, val string }{
 		{"add_user_header", s.AddUserHeader},
 		{"add_timestamp_header", s.AddTimestampHeader},

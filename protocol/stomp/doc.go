@@ -52,8 +52,12 @@
 //     "Message properties" below.
 //   - Temporary destinations are private to their connection, and durable subscriptions (persistent
 //     SUBSCRIBE to a topic, /dsub/<id>) are the router's, owned by their creator: see the sections below.
-//   - Transactions hold at most MaxTransactionFrames frames and max_message_length body bytes; a
-//     DISCONNECT or a dropped connection aborts them.
+//   - Transactions: a connection has at most max_transactions open; together they hold at most
+//     max_transaction_frames frames and max_transaction_bytes bytes (command, headers and body of each
+//     frame, so headers cannot be used to hold more than a body could). A SEND is checked when it enters
+//     a transaction as it would be if sent then (destination, access rules, headers, the host's
+//     max_message_length) and again at COMMIT, since the rules may have changed meanwhile. A DISCONNECT
+//     or a dropped connection aborts them.
 //
 // # Temporary destinations
 //

@@ -1,0 +1,39 @@
+package conf_test
+
+import (
+	"testing"
+
+	"github.com/lyremq/lyre/conf"
+)
+
+// The per-client bounds (issue 13): each attribute is read, and left out takes its documented default.
+func TestClientBoundsAttributes(t *testing.T) {
+	c := mustParse(t, `
+connector "c" {
+  bind     = "tcp://127.0.0.1:0"
+  protocol = "stomp"
+  stomp {
+    max_message_length     = "2MB"
+    max_transactions       = 4
+    max_transaction_frames = 500
+    max_transaction_bytes  = "1MB"
+  }
+}
+connector "d" {
+  bind     = "tcp://127.0.0.1:0"
+  protocol = "stomp"
+  stomp {
+    max_message_length = "2MB"
+  }
+}
+`+host)
+	got := c.Connectors[0].STOMP
+	if got.MaxTransactions != 4 || got.MaxTransactionFrames != 500 || got.MaxTransactionBytes != 1<<20 {
+		t.Errorf("set: %+v", got)
+	}
+	def := c.Connectors[1].WithDefaults().STOMP
+	if def.MaxTransactions != conf.DefaultMaxTransactions || def.MaxTransactionFrames != conf.DefaultMaxTransactionFrames ||
+		def.MaxTransactionBytes != 2<<20 {
+		t.Errorf("defaults: %+v, want max_transaction_bytes = max_message_length", def)
+	}
+}
