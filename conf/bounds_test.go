@@ -17,6 +17,7 @@ connector "c" {
     max_transactions       = 4
     max_transaction_frames = 500
     max_transaction_bytes  = "1MB"
+    max_selector_length    = "1KB"
   }
 }
 connector "d" {
@@ -28,12 +29,13 @@ connector "d" {
 }
 `+host)
 	got := c.Connectors[0].STOMP
-	if got.MaxTransactions != 4 || got.MaxTransactionFrames != 500 || got.MaxTransactionBytes != 1<<20 {
+	if got.MaxTransactions != 4 || got.MaxTransactionFrames != 500 || got.MaxTransactionBytes != 1<<20 ||
+		got.MaxSelectorLength != 1<<10 {
 		t.Errorf("set: %+v", got)
 	}
 	def := c.Connectors[1].WithDefaults().STOMP
 	if def.MaxTransactions != conf.DefaultMaxTransactions || def.MaxTransactionFrames != conf.DefaultMaxTransactionFrames ||
-		def.MaxTransactionBytes != 2<<20 {
+		def.MaxTransactionBytes != 2<<20 || def.MaxSelectorLength != conf.DefaultMaxSelectorLength {
 		t.Errorf("defaults: %+v, want max_transaction_bytes = max_message_length", def)
 	}
 }

@@ -81,6 +81,7 @@ func DefaultSTOMP() STOMP {
 
 		MaxTransactions:      DefaultMaxTransactions,
 		MaxTransactionFrames: DefaultMaxTransactionFrames,
+		MaxSelectorLength:    DefaultMaxSelectorLength,
 	}
 }
 
@@ -122,6 +123,7 @@ func (s STOMP) WithDefaults() STOMP {
 	s.MaxTransactions = or(s.MaxTransactions, d.MaxTransactions)
 	s.MaxTransactionFrames = or(s.MaxTransactionFrames, d.MaxTransactionFrames)
 	s.MaxTransactionBytes = or(s.MaxTransactionBytes, s.MaxMessageLength)
+	s.MaxSelectorLength = or(s.MaxSelectorLength, d.MaxSelectorLength)
 	return s
 }
 

@@ -259,6 +259,9 @@ type STOMP struct {
 	// the open transactions of one connection together; more is an ERROR. Default (0): the block's
 	// MaxMessageLength, so a transaction holds no more than one message could.
 	MaxTransactionBytes int64
+	// MaxSelectorLength bounds a SUBSCRIBE's selector header, in bytes: a selector costs each message
+	// it is evaluated on time proportional to its length and the message's header lengths. Default 4KB.
+	MaxSelectorLength int64
 }
 
 // VirtualHost is one tenant.
@@ -441,4 +444,5 @@ const (
 const (
 	DefaultMaxTransactions      = 100   // STOMP max_transactions
 	DefaultMaxTransactionFrames = 10000 // STOMP max_transaction_frames
+	DefaultMaxSelectorLength    = 4 << 10
 )

@@ -229,6 +229,7 @@ func stompAttrs(s *STOMP) map[string]attrFunc {
 	a["max_transactions"] = integer(&s.MaxTransactions)
 	a["max_transaction_frames"] = integer(&s.MaxTransactionFrames)
 	a["max_transaction_bytes"] = size(&s.MaxTransactionBytes)
+	a["max_selector_length"] = size(&s.MaxSelectorLength)
 	return a
 }
 

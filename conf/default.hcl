@@ -77,6 +77,8 @@ connector "default" {
     # max_transactions       = 100
     # max_transaction_frames = 10000
     # max_transaction_bytes  = "100MB" # command, headers and bodies; default: max_message_length
+
+    # max_selector_length = "4KB"     # SUBSCRIBE selector header; each message costs time linear in it
   }
 
   mqtt {

@@ -407,11 +407,13 @@ var errorCases = []struct {
 	{
 		name: "stomp transaction bounds",
 		src: "connector \"c\" {\n  bind = \"tcp://127.0.0.1:1883\"\n  protocol = \"stomp\"\n  stomp {\n" +
-			"    max_transactions = 0\n    max_transaction_frames = -1\n    max_transaction_bytes = \"-1KB\"\n  }\n}\n" + host,
+			"    max_transactions = 0\n    max_transaction_frames = -1\n    max_transaction_bytes = \"-1KB\"\n" +
+			"    max_selector_length = 0\n  }\n}\n" + host,
 		want: []string{
 			`t.hcl:5:24: max_transactions must be at least 1, not 0`,
 			`t.hcl:6:30: max_transaction_frames must be at least 1, not -1`,
 			`t.hcl:7:29: max_transaction_bytes: size "-1KB" is negative`,
+			`t.hcl:8:27: max_selector_length must be positive`,
 		},
 	},
 	{

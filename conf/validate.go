@@ -373,6 +373,9 @@ func (v *validator) stomp(k string, s *STOMP) {
 	if s.MaxTransactionFrames < 1 {
 		v.errf(k+".max_transaction_frames", "max_transaction_frames must be at least 1, not %d", s.MaxTransactionFrames)
 	}
+	if s.MaxSelectorLength <= 0 {
+		v.errf(k+".max_selector_length", "max_selector_length must be positive")
+	}
 	for _, h := range []struct{ name, val string }{
 		{"add_user_header", s.AddUserHeader},
 		{"add_timestamp_header", s.AddTimestampHeader},

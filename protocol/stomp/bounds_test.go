@@ -2,9 +2,13 @@ package stomp
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
@@ -127,5 +131,188 @@ func TestTransactionSendAuthorizedWhenBuffered(t *testing.T) {
 	err := tx.Send("/queue/secret", "", []byte("no"), stomp.SendOpt.Receipt)
 	if msg := stompErrMessage(err); msg != "access refused" {
 		t.Fatalf("forbidden SEND in a transaction: %v (message %q), want ERROR access refused", err, msg)
+	}
+}
+
+// likeBacktrack is the greedy two-pointer wildcard matcher the selector used before: correct, and the
+// reference the linear matcher is checked against (FuzzLike), but O(len(pattern) × len(value)).
+func likeBacktrack(pat []likeTok, s string) bool {
+	pi, si := 0, 0
+	starPi, starSi := -1, 0
+	for si < len(s) {
+		r, size := utf8.DecodeRuneInString(s[si:])
+		if pi < len(pat) {
+			switch t := pat[pi]; {
+			case t.kind == 2:
+				starPi, starSi = pi, si
+				pi++
+				continue
+			case t.kind == 1 || t.r == r:
+				pi++
+				si += size
+				continue
+			}
+		}
+		if starPi < 0 {
+			return false
+		}
+		_, size = utf8.DecodeRuneInString(s[starSi:])
+		starSi += size
+		si = starSi
+		pi = starPi + 1
+	}
+	for pi < len(pat) && pat[pi].kind == 2 {
+		pi++
+	}
+	return pi == len(pat)
+}
+
+// pathologicalLIKE are patterns on which a backtracking matcher retries a long literal at every
+// position of a long value of 'a's: '%a…ab%' and the '%a…a%b'.
+func pathologicalLIKE(k int) []string {
+	a := strings.Repeat("a", k)
+	return []string{"%" + a + "b%", "%" + a + "%b", "%" + a + "_b%", "%a_" + a + "%"}
+}
+
+// TestSelectorLIKELinear: LIKE takes time linear in the value, whatever the pattern: 256 KiB of 'a's
+// against patterns holding 1000 of them take a scan, not 1000 scans.
+func TestSelectorLIKELinear(t *testing.T) {
+	value := strings.Repeat("a", 256<<10)
+	m := msgWith("h", value)
+	for _, pat := range pathologicalLIKE(1000) {
+		s, err := parseSelector("h LIKE '" + pat + "'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		got := s.matches(m)
+		if el := time.Since(start); el > 200*time.Millisecond {
+			t.Errorf("%.12q…: %v for a 256 KiB value", pat, el)
+		}
+		if got, want := s.matches(msgWith("h", "aab")), likeBacktrack(compileLike(pat, -1), "aab"); got != want {
+			t.Errorf("%.12q… on \"aab\": got %v, want %v", pat, got, want)
+		}
+		if want := !strings.Contains(pat, "b"); got != want {
+			t.Errorf("%.12q… matched %v", pat, got)
+		}
+	}
+}
+
+// TestSelectorCostBounded: a selector's cost per message is bounded by its size, so a short selector
+// cannot make each message cost a publisher seconds: BETWEEN evaluates its operand once, however deeply
+// nested.
+func TestSelectorCostBounded(t *testing.T) {
+	src := "a"
+	for range 40 {
+		src = "(" + src + " BETWEEN 0 AND 1)"
+	}
+	s, err := parseSelector(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan bool, 1)
+	go func() { done <- s.matches(msgWith("a", "1")) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatalf("%d-byte selector still evaluating one message after 2s", len(src))
+	}
+}
+
+// TestSUBSCRIBE_SelectorBounded: a selector longer than max_selector_length is refused at SUBSCRIBE.
+func TestSUBSCRIBE_SelectorBounded(t *testing.T) {
+	b := startBroker(t, func(c *conf.Connector, _ *Handler) { c.STOMP.MaxHeaderLength = 64 << 10 })
+	r := b.raw(t)
+	r.connect("accept-version:1.2", "host:default")
+	sel := "h = 'x'" + strings.Repeat(" OR h = 'x'", 1000) // 11 KB, over the 4 KiB default
+	r.send("SUBSCRIBE\nid:1\ndestination:/topic/sel\nselector:" + sel + "\n\n\x00")
+	f := r.expectError("invalid selector")
+	if !strings.Contains(string(f.Body), "max_selector_length") {
+		t.Fatalf("ERROR body %q, want it to name max_selector_length", f.Body)
+	}
+}
+
+// TestSUBSCRIBE_CompositeDeduplicated: a composite SUBSCRIBE naming one destination many times makes one
+// route, so each message is delivered once, not once per repetition.
+func TestSUBSCRIBE_CompositeDeduplicated(t *testing.T) {
+	b := startBroker(t, func(c *conf.Connector, _ *Handler) { c.STOMP.MaxHeaderLength = 64 << 10 })
+	c := b.dial(t)
+	dest := strings.Repeat("/topic/dup,", 500) + "/topic/dup"
+	sub := subscribe(t, c, dest, stomp.AckAuto)
+	if n := b.host.Router.Stats().Subscriptions; n != 1 {
+		t.Errorf("%d router subscriptions for one destination named 501 times", n)
+	}
+	pub := b.dial(t)
+	if err := pub.Send("/topic/dup", "", []byte("once"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, sub)
+	expectNone(t, sub, 100*time.Millisecond)
+}
+
+// FuzzLike checks the linear LIKE matcher against the backtracking one.
+func FuzzLike(f *testing.F) {
+	for _, c := range [][2]string{
+		{"%a%b", "xaxb"}, {"a_c", "abc"}, {"%_b%", "ab"}, {"%", ""}, {"", ""}, {"_", "é"}, {"%é_", "aéb"},
+		{"a%", "\xffa"}, {"%\uFFFD", "a\xff"}, {"_%_", "\xe2\x82"}, {"%ab_a%", "abab_abaa"}, {"%%a%%", "ba"},
+		{"%a_b%c", "a_bxxaxbc"}, {"\\%_", "%x"}, {"%aa_", "aaaa"},
+	} {
+		f.Add(c[0], c[1])
+	}
+	f.Fuzz(func(t *testing.T, pat, v string) {
+		toks := compileLike(pat, '\\')
+		p, ok := newLikePattern(toks)
+		if !ok {
+			return
+		}
+		if got, want := p.match(v), likeBacktrack(toks, v); got != want {
+			t.Fatalf("LIKE %q on %q: got %v, want %v", pat, v, got, want)
+		}
+	})
+}
+
+// BenchmarkSelectorLIKE evaluates LIKE patterns that make a backtracking matcher quadratic on values of
+// growing length: ns/op grows with the value, linearly.
+func BenchmarkSelectorLIKE(b *testing.B) {
+	for _, n := range []int{1 << 10, 16 << 10, 256 << 10} {
+		m := msgWith("h", strings.Repeat("a", n))
+		for i, pat := range pathologicalLIKE(500) {
+			s, err := parseSelector("h LIKE '" + pat + "'")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("pattern%d/value=%dKiB", i, n>>10), func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(n))
+				for b.Loop() {
+					s.matches(m)
+				}
+			})
+		}
+	}
+}
+
+// TestLikeMatchesBacktracking compares the two matchers on random short patterns and values over an
+// alphabet of wildcards, escapes, multi-byte runes and invalid UTF-8.
+func TestLikeMatchesBacktracking(t *testing.T) {
+	alpha := []string{"a", "b", "%", "_", "\\", "é", "\uFFFD", "\xff", "\xe2", "\x82"}
+	r := rand.New(rand.NewPCG(13, 9))
+	gen := func() string {
+		var sb strings.Builder
+		for range r.IntN(10) {
+			sb.WriteString(alpha[r.IntN(len(alpha))])
+		}
+		return sb.String()
+	}
+	for range 20000 {
+		pat, v := gen(), gen()
+		toks := compileLike(pat, '\\')
+		p, ok := newLikePattern(toks)
+		if !ok {
+			t.Fatalf("%q refused", pat)
+		}
+		if got, want := p.match(v), likeBacktrack(toks, v); got != want {
+			t.Fatalf("LIKE %q on %q: got %v, want %v", pat, v, got, want)
+		}
 	}
 }

@@ -48,6 +48,13 @@
 //     number, or -1 for new messages only) and include-seq (the header name to put the sequence number
 //     in) apply to queues. NACK counts a redelivery; the queue's nak_limit then moves the message to its
 //     dlq (see router.QueuePolicy).
+//   - Selectors run on the publisher's goroutine, once per message and subscriber, so their cost is
+//     bounded: a selector holds at most max_selector_length bytes and nests at most 64 deep, and each
+//     of its terms costs time linear in the header value it reads. LIKE in particular (like.go) matches
+//     in one pass over the value: the pattern's segments between '%' are each found at the leftmost
+//     place after the previous one, never retried; a segment holding '_' is scanned for bit-parallel
+//     (shift-and), and may hold at most 1024 characters. BETWEEN evaluates its operand once.
+//   - A composite SUBSCRIBE that names one destination several times subscribes to it once.
 //   - reply-to, correlation-id, content-type and expires are message properties, shared with MQTT 5: see
 //     "Message properties" below.
 //   - Temporary destinations are private to their connection, and durable subscriptions (persistent

@@ -22,7 +22,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 	if err != nil {
 		return err
 	}
-	names := s.g.SplitComposite(sub.dest)
+	names := uniqueNames(s.g.SplitComposite(sub.dest))
 	req := subscribeRequest{
 		sub:        sub,
 		persistent: f.Header.Get("persistent") == "true",
@@ -35,6 +35,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 			return err
 		}
 	}
+	targets = uniqueTargets(targets)
 	if err := s.attachRoutes(sub, targets, qo); err != nil {
 		return err
 	}
@@ -71,6 +72,9 @@ func (s *session) newSubscription(f *frame.Frame) (sub *subscription, hasID bool
 		return nil, false, err
 	}
 	if src, ok := f.Header.Contains("selector"); ok && strings.TrimSpace(src) != "" {
+		if max := s.cfg.MaxSelectorLength; int64(len(src)) > max {
+			return nil, false, protoErr("invalid selector", "a selector may hold at most %d bytes (max_selector_length)", max)
+		}
 		sel, err := parseSelector(src)
 		if err != nil {
 			return nil, false, &frameError{msg: "invalid selector", detail: err.Error(), cause: err}
@@ -94,6 +98,40 @@ func (s *session) parseAckMode(a string) (ackMode, error) {
 		return ackClientIndividual, nil
 	}
 	return ackAuto, protoErr("invalid ack mode", "ack must be auto, client or client-individual, got %q", a)
+}
+
+// uniqueNames drops the repeats of a composite destination's names: each name makes one route, and a
+// route per repeat would deliver each message once per repeat.
+func uniqueNames(names []string) []string {
+	if len(names) < 2 {
+		return names
+	}
+	seen := make(map[string]bool, len(names))
+	out := names[:0]
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// uniqueTargets drops the targets whose route filter an earlier one has already: names written
+// differently (escapes, a temporary destination's local and global names) may resolve to one filter.
+func uniqueTargets(targets []subTarget) []subTarget {
+	if len(targets) < 2 {
+		return targets
+	}
+	seen := make(map[string]bool, len(targets))
+	out := targets[:0]
+	for _, t := range targets {
+		if k := router.FilterKey(t.flt); !seen[k] {
+			seen[k] = true
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // subscribeRequest is what one SUBSCRIBE asks of each destination it names.
