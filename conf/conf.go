@@ -62,6 +62,7 @@ func DefaultMQTT() MQTT {
 		DieDelay:          DefaultDieDelay,
 		MaxInflight:       DefaultMaxInflight,
 		MaxQueuedMessages: DefaultMaxQueuedMessages,
+		MaxSubscriptions:  DefaultMaxSubscriptions,
 		MaxTopicLevels:    DefaultMaxTopicLevels,
 
 		ReceiveMaximum:      DefaultReceiveMaximum,
@@ -82,6 +83,7 @@ func DefaultSTOMP() STOMP {
 		MaxTransactions:      DefaultMaxTransactions,
 		MaxTransactionFrames: DefaultMaxTransactionFrames,
 		MaxSelectorLength:    DefaultMaxSelectorLength,
+		MaxSubscriptions:     DefaultMaxSubscriptions,
 	}
 }
 
@@ -98,6 +100,7 @@ func (m MQTT) WithDefaults() MQTT {
 	// At most 65534: with every packet id in flight none would be free for the next one [MQTT-2.3.1-2].
 	m.MaxInflight = min(or(m.MaxInflight, d.MaxInflight), 65534)
 	m.MaxQueuedMessages = or(m.MaxQueuedMessages, d.MaxQueuedMessages)
+	m.MaxSubscriptions = or(m.MaxSubscriptions, d.MaxSubscriptions)
 	m.MaxTopicLevels = or(m.MaxTopicLevels, d.MaxTopicLevels)
 	m.ReceiveMaximum = min(or(m.ReceiveMaximum, d.ReceiveMaximum), 65535)
 	// TopicAliasMaximum 0 is a setting (no aliases), but a block built in Go leaves it zero by omission:
@@ -124,6 +127,7 @@ func (s STOMP) WithDefaults() STOMP {
 	s.MaxTransactionFrames = or(s.MaxTransactionFrames, d.MaxTransactionFrames)
 	s.MaxTransactionBytes = or(s.MaxTransactionBytes, s.MaxMessageLength)
 	s.MaxSelectorLength = or(s.MaxSelectorLength, d.MaxSelectorLength)
+	s.MaxSubscriptions = or(s.MaxSubscriptions, d.MaxSubscriptions)
 	return s
 }
 

@@ -207,7 +207,9 @@ type MQTT struct {
 	MaxInflight int
 	// MaxQueuedMessages bounds QoS 1/2 messages held for a client beyond its window. Default 1000.
 	MaxQueuedMessages int
-	// MaxSubscriptions per client; 0 = unlimited. Default 0.
+	// MaxSubscriptions bounds the subscriptions of one client (its session's, when it resumes one);
+	// more filters are refused in SUBACK, and a SUBSCRIBE or UNSUBSCRIBE listing more than this many is
+	// refused while it is decoded (the connection closes; MQTT 5: DISCONNECT 0x97). Default 1000.
 	MaxSubscriptions int
 	// MaxTopicLevels in a topic name or filter. Default 128.
 	MaxTopicLevels int
@@ -262,6 +264,9 @@ type STOMP struct {
 	// MaxSelectorLength bounds a SUBSCRIBE's selector header, in bytes: a selector costs each message
 	// it is evaluated on time proportional to its length and the message's header lengths. Default 4KB.
 	MaxSelectorLength int64
+	// MaxSubscriptions bounds the destinations one connection subscribes to, counting each destination
+	// of a composite SUBSCRIBE; one more is an ERROR. Default 1000.
+	MaxSubscriptions int
 }
 
 // VirtualHost is one tenant.
@@ -290,6 +295,14 @@ type VirtualHost struct {
 	// QuotaMessages bounds the messages each queue and durable subscription holds likewise; 0 = the
 	// router default (100000). Default 0.
 	QuotaMessages int
+	// MaxSubscriptions bounds the subscriptions all the host's clients hold together: topic
+	// subscriptions and queue consumers, one per destination a SUBSCRIBE names. One more is refused
+	// (MQTT SUBACK failure, STOMP ERROR). 0 = the router default (1000000). Default 0.
+	MaxSubscriptions int
+	// MaxDurableSubscriptions bounds the host's durable subscriptions (STOMP /dsub/..., and those of
+	// MQTT sessions kept across connections); creating one more is refused. 0 = the router default
+	// (100000). Default 0.
+	MaxDurableSubscriptions int
 	// Queues are `queue "PATTERN" { }` policies, first matching pattern wins.
 	Queues []QueuePolicy
 	// Dsubs are `dsub "PATTERN" { }` policies for durable subscriptions (STOMP /dsub/<id>, and an MQTT
@@ -445,4 +458,5 @@ const (
 	DefaultMaxTransactions      = 100   // STOMP max_transactions
 	DefaultMaxTransactionFrames = 10000 // STOMP max_transaction_frames
 	DefaultMaxSelectorLength    = 4 << 10
+	DefaultMaxSubscriptions     = 1000 // MQTT and STOMP max_subscriptions, per client
 )

@@ -230,6 +230,7 @@ func stompAttrs(s *STOMP) map[string]attrFunc {
 	a["max_transaction_frames"] = integer(&s.MaxTransactionFrames)
 	a["max_transaction_bytes"] = size(&s.MaxTransactionBytes)
 	a["max_selector_length"] = size(&s.MaxSelectorLength)
+	a["max_subscriptions"] = integer(&s.MaxSubscriptions)
 	return a
 }
 
@@ -246,6 +247,9 @@ func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
 		"max_message_length": size(&h.MaxMessageLength),
 		"quota":              size(&h.Quota),
 		"quota_messages":     integer(&h.QuotaMessages),
+
+		"max_subscriptions":         integer(&h.MaxSubscriptions),
+		"max_durable_subscriptions": integer(&h.MaxDurableSubscriptions),
 
 		"shared_subscription_strategy": str((*string)(&h.SharedSubscriptionStrategy)),
 	})

@@ -79,6 +79,7 @@ connector "default" {
     # max_transaction_bytes  = "100MB" # command, headers and bodies; default: max_message_length
 
     # max_selector_length = "4KB"     # SUBSCRIBE selector header; each message costs time linear in it
+    # max_subscriptions   = 1000      # destinations one connection subscribes to (composites count each)
   }
 
   mqtt {
@@ -94,7 +95,7 @@ connector "default" {
     # max_queued_messages = 1000    # further messages waiting for a connected client's window; beyond
     #                               # it its publishers are held back (an offline session keeps what its
     #                               # durable subscriptions' quota allows: see dsub below)
-    # max_subscriptions   = 0       # per client; 0 = unlimited
+    # max_subscriptions   = 1000    # per client; a SUBSCRIBE listing more is refused unread
     # max_topic_levels    = 128
 
     # MQTT 5 only, announced in CONNACK:
@@ -126,6 +127,8 @@ virtual_host "default" {
   # max_message_length = 0     # 0 = the connector's
   # quota              = "64MB"  # what each queue and durable subscription holds at most, unless a
   # quota_messages     = 100000  # queue or dsub block says otherwise
+  # max_subscriptions         = 1000000  # held by all clients together (queue consumers included)
+  # max_durable_subscriptions = 100000   # STOMP /dsub/... and those of MQTT sessions kept offline
   # shared_subscription_strategy = "round_robin"  # MQTT 5 $share/{group}/{filter}: which member gets a
   #                            # message: round_robin, random, sticky, hash_clientid or hash_topic
 

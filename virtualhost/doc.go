@@ -98,7 +98,10 @@
 // full policy drops are counted (router Stats.DroppedQueueFull, part of Dropped) and logged: the first
 // drop at a destination at once, then at most one line per destination every 10 s with the count since
 // (droplog.go).
-// MaxConnections, MaxQueues and MaxMessageLength bound what clients may do.
+// MaxConnections, MaxQueues and MaxMessageLength bound what clients may do; MaxSubscriptions (topic
+// subscriptions and queue consumers of all the host's clients together, default 1000000) and
+// MaxDurableSubscriptions (default 100000) become the router's MaxSubscriptions and MaxDurables, so
+// every host has its own, changed by a reload like the quotas.
 //
 // # Reload
 //

@@ -14,6 +14,7 @@ import (
 	"github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol/prototest"
 )
 
 // Tests of the per-client bounds (issue 13, "Bounded resources per client").
@@ -314,5 +315,70 @@ func TestLikeMatchesBacktracking(t *testing.T) {
 		if got, want := p.match(v), likeBacktrack(toks, v); got != want {
 			t.Fatalf("LIKE %q on %q: got %v, want %v", pat, v, got, want)
 		}
+	}
+}
+
+// TestSUBSCRIBE_BoundedPerConnection: with the default max_subscriptions a connection holds 1000
+// destinations; one more, alone or in a composite SUBSCRIBE, is an ERROR.
+func TestSUBSCRIBE_BoundedPerConnection(t *testing.T) {
+	b := startBroker(t, func(c *conf.Connector, _ *Handler) { c.STOMP.MaxHeaderLength = 64 << 10 })
+	t.Run("one by one", func(t *testing.T) {
+		r := b.raw(t)
+		r.connect("accept-version:1.2", "host:default")
+		var sb strings.Builder
+		for i := range conf.DefaultMaxSubscriptions {
+			sb.WriteString("SUBSCRIBE\nid:" + strconv.Itoa(i) + "\ndestination:/topic/many." + strconv.Itoa(i) + "\n\n\x00")
+		}
+		sb.WriteString("SUBSCRIBE\nid:last\ndestination:/topic/many.last\nreceipt:last\n\n\x00")
+		r.send(sb.String())
+		f := r.expectError("too many subscriptions")
+		if !strings.Contains(string(f.Body), "max_subscriptions") {
+			t.Fatalf("ERROR body %q, want it to name max_subscriptions", f.Body)
+		}
+	})
+	t.Run("composite", func(t *testing.T) {
+		r := b.raw(t)
+		r.connect("accept-version:1.2", "host:default")
+		names := make([]string, conf.DefaultMaxSubscriptions+1)
+		for i := range names {
+			names[i] = "/topic/c." + strconv.Itoa(i)
+		}
+		r.send("SUBSCRIBE\nid:1\ndestination:" + strings.Join(names, ",") + "\n\n\x00")
+		r.expectError("too many subscriptions")
+		prototest.WaitFor(t, 2*time.Second, func() bool { return b.host.Router.Stats().Subscriptions == 0 })
+	})
+}
+
+// TestSUBSCRIBE_BoundedPerHost: a virtual host's max_subscriptions bounds what all its clients hold
+// together, and its max_durable_subscriptions its durable subscriptions; another host has its own.
+func TestSUBSCRIBE_BoundedPerHost(t *testing.T) {
+	b := startBroker(t, nil)
+	hc := b.host.Config()
+	hc.MaxSubscriptions, hc.MaxDurableSubscriptions = 3, 1
+	if err := b.host.Update(hc); err != nil {
+		t.Fatal(err)
+	}
+	c1, c2 := b.dial(t), b.dial(t)
+	s1 := subscribe(t, c1, "/topic/h.1,/topic/h.2", stomp.AckAuto)
+	subscribe(t, c2, "/queue/h.3", stomp.AckAuto)
+	r := b.raw(t)
+	r.connect("accept-version:1.2", "host:default")
+	r.send("SUBSCRIBE\nid:1\ndestination:/topic/h.4\n\n\x00")
+	f := r.expectError("too many subscriptions")
+	if !strings.Contains(string(f.Body), "max_subscriptions") {
+		t.Fatalf("ERROR body %q, want it to name max_subscriptions", f.Body)
+	}
+	// The other host is not bounded by this one's.
+	o := b.dial(t, stomp.ConnOpt.Host("other"))
+	subscribe(t, o, "/topic/o.1,/topic/o.2,/topic/o.3,/topic/o.4", stomp.AckAuto)
+
+	unsubscribe(t, s1) // room for two more
+	subscribe(t, c2, "/topic/d.1", stomp.AckClientIndividual, stomp.SubscribeOpt.Id("d1"), stomp.SubscribeOpt.Header("persistent", "true"))
+	r = b.raw(t)
+	r.connect("accept-version:1.2", "host:default")
+	r.send("SUBSCRIBE\nid:d2\npersistent:true\ndestination:/topic/d.2\n\n\x00")
+	f = r.expectError("too many durable subscriptions")
+	if !strings.Contains(string(f.Body), "max_durable_subscriptions") {
+		t.Fatalf("ERROR body %q, want it to name max_durable_subscriptions", f.Body)
 	}
 }

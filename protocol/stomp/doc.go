@@ -55,6 +55,10 @@
 //     place after the previous one, never retried; a segment holding '_' is scanned for bit-parallel
 //     (shift-and), and may hold at most 1024 characters. BETWEEN evaluates its operand once.
 //   - A composite SUBSCRIBE that names one destination several times subscribes to it once.
+//   - A connection subscribes to at most max_subscriptions destinations, each destination of a
+//     composite SUBSCRIBE counting; one more is an ERROR ("too many subscriptions"), checked before any
+//     destination of the SUBSCRIBE is resolved. The virtual host's max_subscriptions (all its clients
+//     together) and max_durable_subscriptions are the router's: an ERROR too.
 //   - reply-to, correlation-id, content-type and expires are message properties, shared with MQTT 5: see
 //     "Message properties" below.
 //   - Temporary destinations are private to their connection, and durable subscriptions (persistent

@@ -41,6 +41,7 @@ type session struct {
 	// Reader goroutine only; subs is changed under mu too, so Describe and a reload's re-check may read
 	// it under mu.
 	subs      map[string]*subscription
+	routes    int // the routes of subs, bounded by max_subscriptions
 	txs       map[string]*transaction
 	txFrames  int                           // frames buffered in txs, bounded by max_transaction_frames
 	txBytes   int64                         // their frameSize, bounded by max_transaction_bytes

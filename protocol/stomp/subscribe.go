@@ -1,6 +1,7 @@
 package stomp
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 
@@ -23,6 +24,9 @@ func (s *session) subscribe(f *frame.Frame) error {
 		return err
 	}
 	names := uniqueNames(s.g.SplitComposite(sub.dest))
+	if s.routes+len(names) > s.cfg.MaxSubscriptions {
+		return protoErr("too many subscriptions", "a connection may subscribe to at most %d destinations, each destination of a composite counting (max_subscriptions)", s.cfg.MaxSubscriptions)
+	}
 	req := subscribeRequest{
 		sub:        sub,
 		persistent: f.Header.Get("persistent") == "true",
@@ -232,11 +236,20 @@ func (s *session) attachRoutes(sub *subscription, targets []subTarget, qo router
 			if t.flt.Kind == router.DurableSub {
 				return durableError(t.name, err)
 			}
-			return &frameError{msg: "subscribe failed", detail: t.name + ": " + err.Error(), cause: err}
+			return subscribeError(t.name, err)
 		}
 		sub.routes = append(sub.routes, r)
+		s.routes++
 	}
 	return nil
+}
+
+// subscribeError is the ERROR frame for a route to name the router refused.
+func subscribeError(name string, err error) error {
+	if errors.Is(err, router.ErrTooManySubscriptions) {
+		return &frameError{msg: "too many subscriptions", detail: name + ": the virtual host holds as many subscriptions as it may (max_subscriptions)", cause: err}
+	}
+	return &frameError{msg: "subscribe failed", detail: name + ": " + err.Error(), cause: err}
 }
 
 // queueRetained queues the retained messages sub's topic routes match. They go through the backlog:
