@@ -3,6 +3,7 @@ package mqtt
 import (
 	"strconv"
 	"testing"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -117,4 +118,43 @@ func TestSubscriptionsBoundedPerHost(t *testing.T) {
 	if rc := p.subscribe(1, 1, "d/1", "d/2"); rc[0] != 1 || rc[1] != subackFailure {
 		t.Fatalf("persistent session: %#x, want the second refused (max_durable_subscriptions 1)", rc)
 	}
+}
+
+// TestWillBoundedByHostMessageLength: a will larger than the virtual host's max_message_length is
+// refused with its CONNECT (MQTT 5: CONNACK 0x95; 3.1.1 has no code for it: closed without CONNACK),
+// as a PUBLISH that large is; it would otherwise be published when the connection drops.
+func TestWillBoundedByHostMessageLength(t *testing.T) {
+	b := startBroker(t, nil)
+	hc := b.host.Config()
+	hc.MaxMessageLength = 100
+	if err := b.host.Update(hc); err != nil {
+		t.Fatal(err)
+	}
+	watch := dialRaw(t, b.addr)
+	watch.connect("watch", true)
+	watch.subscribe(1, 0, "will/#")
+	connect := func(version byte, id string, payload int) *raw {
+		r := dialRaw(t, b.addr)
+		r.version = version
+		r.rd.SetVersion(version)
+		r.send(&packet.ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: version, ClientID: id, CleanSession: true,
+			KeepAlive: 60, WillFlag: true, WillTopic: "will/" + id, WillPayload: make([]byte, payload)})
+		return r
+	}
+	r := connect(packet.Version5, "big5", 101)
+	if ca, ok := r.next().(*packet.ConnackPacket); !ok || ca.ReturnCode != packet.ReasonPacketTooLarge {
+		t.Fatalf("MQTT 5: %+v, want CONNACK 0x95", ca)
+	}
+	r.expectClosed()
+	connect(packet.Version311, "big3", 101).expectClosed()
+	// Within the limit the will is kept, and published when the connection drops.
+	ok := connect(packet.Version311, "ok3", 100)
+	if ca, isAck := ok.next().(*packet.ConnackPacket); !isAck || ca.ReturnCode != 0 {
+		t.Fatalf("a will of 100 bytes: %+v", ca)
+	}
+	ok.nc.Close()
+	if p := watch.nextPublish(); p.Topic != "will/ok3" {
+		t.Fatalf("will on %q", p.Topic)
+	}
+	watch.noPacket(100 * time.Millisecond)
 }

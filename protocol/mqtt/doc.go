@@ -75,6 +75,9 @@
 //     back to the queue when the connection ends, also for a persistent session. A queue message
 //     delivered again after such a return carries DUP: the message is a retransmission, if not the
 //     packet (DESIGN §5 asks for the redelivered mark; [MQTT-3.3.1-3] ties DUP to retransmission).
+//   - The virtual host's max_message_length bounds a will's payload as it does a PUBLISH's: a larger
+//     will refuses its CONNECT (MQTT 5: CONNACK 0x95; 3.1.1 has no code for it, so the connection
+//     closes without CONNACK, as 3.2.2.3 asks).
 //   - A client holds at most max_subscriptions subscriptions (its session's); filters beyond are refused
 //     in SUBACK (0x80; MQTT 5: 0x97), as are those beyond the virtual host's max_subscriptions or, for a
 //     persistent session, its max_durable_subscriptions, logged once per connection. A SUBSCRIBE or

@@ -380,6 +380,14 @@ func (cl *client) setWill(cp *packet.ConnectPacket, id string) error {
 	if err != nil {
 		return fmt.Errorf("will topic: %w", err)
 	}
+	if err := cl.checkLength(len(cp.WillPayload), "will"); err != nil {
+		if cl.version == packet.Version5 {
+			return cl.refuse(packet.ReasonPacketTooLarge, fmt.Errorf("%w: %w", errRefused, err))
+		}
+		// 3.1.1 has no CONNACK code for it: "close the Network Connection without sending a CONNACK" (3.2.2.3).
+		cl.c.CloseAfter(err, cl.lim.DieDelay)
+		return errClosing
+	}
 	w := &willMsg{Message: router.Message{Dest: d, Body: cp.WillPayload, QoS: cp.WillQoS, Persistent: cp.WillQoS > 0,
 		Retain: cp.WillRetain, Origin: cp.WillTopic, OriginGram: cl.g}}
 	if cl.v5 != nil && cp.WillProperties != nil {

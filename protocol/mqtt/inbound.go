@@ -156,7 +156,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	if err != nil {
 		return err
 	}
-	if err := cl.checkLength(len(p.Payload)); err != nil {
+	if err := cl.checkLength(len(p.Payload), "publish"); err != nil {
 		return err
 	}
 	m, rc, err := cl.message(p, d)

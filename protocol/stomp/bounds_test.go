@@ -1,6 +1,7 @@
 package stomp
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -380,5 +381,53 @@ func TestSUBSCRIBE_BoundedPerHost(t *testing.T) {
 	f = r.expectError("too many durable subscriptions")
 	if !strings.Contains(string(f.Body), "max_durable_subscriptions") {
 		t.Fatalf("ERROR body %q, want it to name max_durable_subscriptions", f.Body)
+	}
+}
+
+// TestContentLengthAllocatedAsBytesArrive: a SEND announcing a large content-length and then stalling
+// costs the broker the bytes that arrived, not the announced length: the body buffer grows with them.
+func TestContentLengthAllocatedAsBytesArrive(t *testing.T) {
+	b := startBroker(t, nil) // max_message_length 1 MiB
+	const conns = 16
+	rs := make([]*rawConn, conns)
+	for i := range rs {
+		rs[i] = b.raw(t)
+		rs[i].connect("accept-version:1.2", "host:default")
+	}
+	heap0, _ := prototest.MemInUse()
+	for _, r := range rs {
+		r.send("SEND\ndestination:/queue/stall\ncontent-length:1048576\n\nonly a few bytes")
+	}
+	time.Sleep(500 * time.Millisecond) // the readers have the headers, and wait for the body
+	heap1, _ := prototest.MemInUse()
+	if grown := heap1 - heap0; grown > conns*256<<10 {
+		t.Fatalf("%d stalled SENDs announcing 1 MiB each hold %d KiB", conns, grown>>10)
+	}
+	// The body still arrives whole.
+	r := rs[0]
+	r.send(strings.Repeat("x", 1048576-len("only a few bytes")) + "\x00")
+	r.send("SUBSCRIBE\nid:1\ndestination:/queue/stall\n\n\x00")
+	if f := r.read(); f.Command != frame.MESSAGE || len(f.Body) != 1048576 || !strings.HasPrefix(string(f.Body), "only a few") {
+		t.Fatalf("got %s of %d bytes", f.Command, len(f.Body))
+	}
+}
+
+// BenchmarkReadSend reads SEND frames with a content-length body of several sizes: the body buffer
+// is allocated once at its size up to 64 KiB, and grows with the bytes beyond.
+func BenchmarkReadSend(b *testing.B) {
+	for _, n := range []int{100, 64 << 10, 1 << 20} {
+		raw := []byte("SEND\ndestination:/queue/a\ncontent-length:" + strconv.Itoa(n) + "\n\n" + strings.Repeat("x", n) + "\x00")
+		b.Run(fmt.Sprintf("body=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(raw)))
+			src := bytes.NewReader(raw)
+			rd := NewReader(src, Limits{MaxBodyLength: 2 << 20})
+			for b.Loop() {
+				src.Reset(raw)
+				if _, err := rd.Read(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -16,7 +16,10 @@
 // # Frames
 //
 // Frames are read by this package's Reader, not go-stomp's frame.Reader, so that max_headers,
-// max_header_length and max_message_length are enforced before anything is buffered.
+// max_header_length and max_message_length are enforced before anything is buffered. A content-length
+// is not trusted beyond 64 KiB: a larger body is read into pooled 64 KiB chunks as it arrives and gets
+// its own buffer once whole, so a client announcing max_message_length and stalling holds what it sent
+// (as the MQTT reader does).
 //
 // Frame encoding appends straight into the connection's outbound buffer (Conn.Begin/Commit), so a
 // delivery costs no intermediate frame value and, for a topic message, no allocation.
