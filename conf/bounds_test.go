@@ -32,9 +32,13 @@ connector "d" {
 virtual_host "v" {
   max_subscriptions         = 500
   max_durable_subscriptions = 50
+
+  max_concurrent_logins             = 8
+  max_concurrent_logins_per_address = 2
 }
 `)
-	if v := c.VirtualHosts[0]; v.MaxSubscriptions != 500 || v.MaxDurableSubscriptions != 50 {
+	if v := c.VirtualHosts[0]; v.MaxSubscriptions != 500 || v.MaxDurableSubscriptions != 50 ||
+		v.MaxConcurrentLogins != 8 || v.MaxConcurrentLoginsPerAddress != 2 {
 		t.Errorf("host: %+v", v)
 	}
 	got := c.Connectors[0].STOMP

@@ -303,6 +303,14 @@ type VirtualHost struct {
 	// MQTT sessions kept across connections); creating one more is refused. 0 = the router default
 	// (100000). Default 0.
 	MaxDurableSubscriptions int
+	// MaxConcurrentLogins bounds the password checks (bcrypt, tens of milliseconds of CPU each) the
+	// host runs at once, for clients and management requests together; others wait their turn, at most
+	// 5s, then are refused. 0 = one per CPU (GOMAXPROCS). Default 0.
+	MaxConcurrentLogins int
+	// MaxConcurrentLoginsPerAddress bounds the logins from one IP address under way at once, a failed
+	// one counting until the delay it earned is over. 0 = DefaultMaxConcurrentLoginsPerAddress (4).
+	// Default 0.
+	MaxConcurrentLoginsPerAddress int
 	// Queues are `queue "PATTERN" { }` policies, first matching pattern wins.
 	Queues []QueuePolicy
 	// Dsubs are `dsub "PATTERN" { }` policies for durable subscriptions (STOMP /dsub/<id>, and an MQTT
@@ -459,4 +467,6 @@ const (
 	DefaultMaxTransactionFrames = 10000 // STOMP max_transaction_frames
 	DefaultMaxSelectorLength    = 4 << 10
 	DefaultMaxSubscriptions     = 1000 // MQTT and STOMP max_subscriptions, per client
+	// DefaultMaxConcurrentLoginsPerAddress is a virtual host's max_concurrent_logins_per_address.
+	DefaultMaxConcurrentLoginsPerAddress = 4
 )

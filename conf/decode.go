@@ -251,6 +251,9 @@ func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
 		"max_subscriptions":         integer(&h.MaxSubscriptions),
 		"max_durable_subscriptions": integer(&h.MaxDurableSubscriptions),
 
+		"max_concurrent_logins":             integer(&h.MaxConcurrentLogins),
+		"max_concurrent_logins_per_address": integer(&h.MaxConcurrentLoginsPerAddress),
+
 		"shared_subscription_strategy": str((*string)(&h.SharedSubscriptionStrategy)),
 	})
 	var first *hclsyntax.Block

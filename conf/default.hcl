@@ -129,6 +129,8 @@ virtual_host "default" {
   # quota_messages     = 100000  # queue or dsub block says otherwise
   # max_subscriptions         = 1000000  # held by all clients together (queue consumers included)
   # max_durable_subscriptions = 100000   # STOMP /dsub/... and those of MQTT sessions kept offline
+  # max_concurrent_logins             = 0  # password checks at once; 0 = one per CPU; others wait (5s)
+  # max_concurrent_logins_per_address = 4  # logins under way from one IP, a failed one until its delay ends
   # shared_subscription_strategy = "round_robin"  # MQTT 5 $share/{group}/{filter}: which member gets a
   #                            # message: round_robin, random, sticky, hash_clientid or hash_topic
 

@@ -42,7 +42,7 @@ func loginCode(err error) byte {
 		return connAccepted
 	case errors.Is(err, virtualhost.ErrBadCredentials):
 		return connBadCredentials
-	case errors.Is(err, protocol.ErrHostFull), errors.Is(err, protocol.ErrHostRemoved):
+	case errors.Is(err, protocol.ErrHostFull), errors.Is(err, protocol.ErrHostRemoved), errors.Is(err, virtualhost.ErrLoginBusy):
 		return connServerUnavailable
 	}
 	return connNotAuthorized

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,9 +15,11 @@ import (
 
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol/prototest"
+	"github.com/lyremq/lyre/virtualhost"
 )
 
 // Tests of the per-client bounds (issue 13, "Bounded resources per client").
@@ -429,5 +433,50 @@ func BenchmarkReadSend(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// usersHost gives b's default host a users file with alice ("wonderland") and turns anonymous access
+// off.
+func usersHost(t *testing.T, b *broker) {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte("wonderland"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "users.hcl")
+	if err := os.WriteFile(path, []byte(conf.User{Name: "alice", PasswordHash: string(hash)}.Format()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hc := b.host.Config()
+	hc.UsersFile, hc.Anonymous = path, false
+	if err := b.host.Update(hc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLoginDelayUnskippable: the delay a failed login earns is its address's, not its connection's: a
+// client that closes at once after a wrong password and tries again from the same address waits it out
+// all the same.
+func TestLoginDelayUnskippable(t *testing.T) {
+	b := startBroker(t, nil)
+	usersHost(t, b)
+	const delay = 600 * time.Millisecond
+	b.host.Throttle = &virtualhost.Throttle{Free: 1, Base: delay, Max: delay}
+	wrong := "CONNECT\naccept-version:1.2\nhost:default\nlogin:alice\npasscode:nope\n\n\x00"
+	r := b.raw(t)
+	r.send(wrong)
+	r.expectError("access refused") // the free failure
+	r = b.raw(t)
+	r.send(wrong) // earns the delay, and leaves without waiting for the answer
+	r.nc.Close()
+	prototest.WaitFor(t, 2*time.Second, func() bool { return b.host.Throttle.Failures("127.0.0.1") == 2 })
+	start := time.Now()
+	r = b.raw(t)
+	if f := r.connect("accept-version:1.2", "host:default", "login:alice", "passcode:wonderland"); f.Command != frame.CONNECTED {
+		t.Fatalf("right password: %s %q", f.Command, f.Header.Get(frame.Message))
+	}
+	if el := time.Since(start); el < delay/2 {
+		t.Fatalf("the next login from the address was answered after %v: the delay was skipped", el)
 	}
 }
