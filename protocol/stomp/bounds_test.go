@@ -480,3 +480,17 @@ func TestLoginDelayUnskippable(t *testing.T) {
 		t.Fatalf("the next login from the address was answered after %v: the delay was skipped", el)
 	}
 }
+
+// TestSEND_CompositeDeduplicated: a composite SEND naming one destination many times sends the message
+// there once.
+func TestSEND_CompositeDeduplicated(t *testing.T) {
+	b := startBroker(t, func(c *conf.Connector, _ *Handler) { c.STOMP.MaxHeaderLength = 64 << 10 })
+	c := b.dial(t)
+	sub := subscribe(t, c, "/queue/dup", stomp.AckAuto)
+	pub := b.dial(t)
+	if err := pub.Send(strings.Repeat("/queue/dup,", 500)+"/queue/dup", "", []byte("once"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, sub)
+	expectNone(t, sub, 100*time.Millisecond)
+}

@@ -57,7 +57,8 @@
 //     in one pass over the value: the pattern's segments between '%' are each found at the leftmost
 //     place after the previous one, never retried; a segment holding '_' is scanned for bit-parallel
 //     (shift-and), and may hold at most 1024 characters. BETWEEN evaluates its operand once.
-//   - A composite SUBSCRIBE that names one destination several times subscribes to it once.
+//   - A composite SUBSCRIBE or SEND that names one destination several times subscribes to it, or sends
+//     to it, once.
 //   - A connection subscribes to at most max_subscriptions destinations, each destination of a
 //     composite SUBSCRIBE counting; one more is an ERROR ("too many subscriptions"), checked before any
 //     destination of the SUBSCRIBE is resolved. The virtual host's max_subscriptions (all its clients

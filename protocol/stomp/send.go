@@ -24,7 +24,7 @@ func (s *session) send(f *frame.Frame) error {
 	var oneDest [1]router.Destination
 	names, dests := one[:], oneDest[:]
 	if sep := s.cfg.DestinationSeparator; sep != "" && strings.Contains(dest, sep) {
-		names = s.g.SplitComposite(dest)
+		names = uniqueNames(s.g.SplitComposite(dest))
 		dests = make([]router.Destination, len(names))
 	} else {
 		one[0] = dest
@@ -71,7 +71,7 @@ func (s *session) checkSend(f *frame.Frame) error {
 	}
 	names := []string{dest}
 	if sep := s.cfg.DestinationSeparator; sep != "" && strings.Contains(dest, sep) {
-		names = s.g.SplitComposite(dest)
+		names = uniqueNames(s.g.SplitComposite(dest))
 	}
 	for _, name := range names {
 		if _, err := s.sendDestination(name); err != nil {
