@@ -55,8 +55,10 @@
 // Throttle.Wait (5s), then fails with ErrLoginBusy (MQTT CONNACK 0x03 / 0x88, STOMP ERROR). The delay a
 // failure earns (Throttle) belongs to the address: the next login from it waits until the delay is over,
 // and the failed attempt keeps its place among the address's attempts until then, so a client that
-// closes without waiting for its answer and reconnects gains nothing. A client that leaves while waiting
-// for its turn is not noticed (the host does not see connections): its wait ends within Throttle.Wait.
+// closes without waiting for its answer and reconnects gains nothing. Login, LoginCert, LoginAuth (whose
+// outcome waits for the turn, though its exchange ran before) and Verify all take their turn. A client
+// that leaves while waiting for its turn is not noticed (the host does not see connections): its wait
+// ends within Throttle.Wait.
 //
 // Enhanced-authentication methods are Authenticators held by name; the front-end carries the bytes.
 // A host offers SCRAM-SHA-256 (RFC 5802, RFC 7677) when some user of its users file has a scram_sha_256
