@@ -192,7 +192,9 @@ func TestSelectorLIKELinear(t *testing.T) {
 		}
 		start := time.Now()
 		got := s.matches(m)
-		if el := time.Since(start); el > 200*time.Millisecond {
+		// A backtracking matcher takes seconds here (4 to 13 s measured); a linear one milliseconds, or a
+		// few hundred under the race detector on a loaded machine for the '_' patterns (16 words a rune).
+		if el := time.Since(start); el > time.Second {
 			t.Errorf("%.12q…: %v for a 256 KiB value", pat, el)
 		}
 		if got, want := s.matches(msgWith("h", "aab")), likeBacktrack(compileLike(pat, -1), "aab"); got != want {
