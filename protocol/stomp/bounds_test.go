@@ -463,7 +463,7 @@ func usersHost(t *testing.T, b *broker) {
 func TestLoginDelayUnskippable(t *testing.T) {
 	b := startBroker(t, nil)
 	usersHost(t, b)
-	const delay = 600 * time.Millisecond
+	const delay = time.Second
 	b.host.Throttle = &virtualhost.Throttle{Free: 1, Base: delay, Max: delay}
 	wrong := "CONNECT\naccept-version:1.2\nhost:default\nlogin:alice\npasscode:nope\n\n\x00"
 	r := b.raw(t)
