@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,20 +18,34 @@ import (
 	paho5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
 	"github.com/gorilla/websocket"
 
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/protocol/prototest"
 )
 
-// negativeConfig is securityConfig with HTTP (WebSocket and management) on the autodetecting connector,
-// and rules giving dave monitor on host a (not admin) and admins monitor on the broker.
+// negativeConfig is securityConfig with HTTP (WebSocket and management) and low per-connection bounds
+// (transactions, selectors, subscriptions) on the autodetecting connector, a max_message_length on host
+// a, and rules giving dave monitor on host a (not admin) and admins monitor on the broker.
 func negativeConfig(t *testing.T) string {
 	t.Helper()
 	edits := []struct{ anchor, with string }{
-		{"  detect = [\"mqtt\", \"stomp\"]\n}\n",
-			"  detect     = [\"mqtt\", \"stomp\", \"http\"]\n  management = true\n}\n"},
+		{"  detect = [\"mqtt\", \"stomp\"]\n}\n", `  detect     = ["mqtt", "stomp", "http"]
+  management = true
+  stomp {
+    max_transactions       = 3
+    max_transaction_frames = 10
+    max_selector_length    = "256B"
+    max_subscriptions      = 5
+  }
+  mqtt {
+    max_subscriptions = 5
+  }
+}
+`},
 		{"  users_file = \"users-a.hcl\"\n", `  users_file = "users-a.hcl"
+  max_message_length = "16KB"
 
   access_rule {
     allow  = ["dave", "admins"]
@@ -438,7 +453,8 @@ func v5AuthMethod(id string) *packet.ConnectPacket {
 // HTTP.
 func (x *negativeExtra) cases() []negativeCase {
 	var cs []negativeCase
-	for _, part := range [][]negativeCase{x.mqttCases(), x.v5Cases(), x.stompCases(), x.wsCases(), x.httpCases()} {
+	for _, part := range [][]negativeCase{x.mqttCases(), x.v5Cases(), x.stompCases(), x.wsCases(), x.httpCases(),
+		x.boundsCases()} {
 		cs = append(cs, part...)
 	}
 	return cs
@@ -549,5 +565,140 @@ func (x *negativeExtra) httpCases() []negativeCase {
 		{"http publish to a default-deny queue: 403", x.httpRefused("POST", host+"/queues/payroll", "bob", bobPass, http.StatusForbidden), log},
 		{"http publish to a broker-denied topic: 403", x.httpRefused("POST", host+"/topics/forbidden.http", "alice", alicePass, http.StatusForbidden), log},
 		{"http publish anonymously: 401", x.httpRefused("POST", host+"/topics/news.http", "", "", http.StatusUnauthorized), log},
+	}
+}
+
+// boundsCases go past the per-connection and per-host bounds negativeConfig sets low: each is refused
+// (ERROR, SUBACK failure, CONNACK or a closed connection) and logged.
+func (x *negativeExtra) boundsCases() []negativeCase {
+	big := strings.Repeat("b", 20<<10) // over host a's max_message_length (16KB)
+	return []negativeCase{
+		{"stomp SEND inside a transaction to a denied topic, refused when buffered", stompRawRefused("bob", bobPass, "access refused",
+			frame.New(frame.BEGIN, frame.Transaction, "t1"),
+			frame.New(frame.SEND, frame.Destination, "/topic/orders.tx", frame.Transaction, "t1")), "send refused"},
+		{"stomp transaction over max_transaction_frames", stompRawRefused("bob", bobPass, "transaction too large",
+			append([]*frame.Frame{frame.New(frame.BEGIN, frame.Transaction, "t1")},
+				repeatFrame(11, frame.SEND, frame.Destination, "/topic/news.tx", frame.Transaction, "t1")...)...), "max_transaction_frames"},
+		{"stomp BEGIN beyond max_transactions", stompRawRefused("bob", bobPass, "too many transactions",
+			frame.New(frame.BEGIN, frame.Transaction, "t1"), frame.New(frame.BEGIN, frame.Transaction, "t2"),
+			frame.New(frame.BEGIN, frame.Transaction, "t3"), frame.New(frame.BEGIN, frame.Transaction, "t4")), "max_transactions"},
+		{"stomp selector over max_selector_length", stompRawRefused("bob", bobPass, "invalid selector",
+			subscribeFrame("/topic/news.sel", "s1", "selector", "a = '"+strings.Repeat("x", 300)+"'")), "max_selector_length"},
+		{"stomp SUBSCRIBE beyond max_subscriptions", stompRawRefused("bob", bobPass, "too many subscriptions",
+			subscribeFrame("/topic/news.s1", "s1"), subscribeFrame("/topic/news.s2,/topic/news.s3", "s2"),
+			subscribeFrame("/topic/news.s4,/topic/news.s5,/topic/news.s6", "s3")), "max_subscriptions"},
+		{"stomp SEND over the host's max_message_length", stompRawRefused("bob", bobPass, "message too large",
+			frame.New(frame.SEND, frame.Destination, "/topic/news.big", frame.ContentLength, strconv.Itoa(len(big)))), "max_message_length"},
+		{"mqtt sixth subscription beyond max_subscriptions: SUBACK 0x80", mqttSubscriptionsBeyond, ""},
+		{"mqtt SUBSCRIBE listing more filters than max_subscriptions: closed unread", mqttTooManyFilters, "max_subscriptions"},
+		{"mqtt publish over the host's max_message_length: closed", x.mqttTooLarge(big), "publish refused: larger than the virtual host's max_message_length"},
+		{"mqtt5 subscription beyond max_subscriptions: SUBACK 0x97", v5SubscriptionsBeyond, ""},
+		{"mqtt5 will over the host's max_message_length: CONNACK 0x95", v5ConnectRefused(&packet.ConnectPacket{ClientID: "v5big",
+			CleanSession: true, UsernameFlag: true, Username: "bob", PasswordFlag: true, Password: []byte(bobPass),
+			WillFlag: true, WillTopic: "news/will", WillPayload: []byte(big)}, packet.ReasonPacketTooLarge),
+			"will refused: larger than the virtual host's max_message_length"},
+	}
+}
+
+// repeatFrame returns n frames made with frame.New(command, headers...).
+func repeatFrame(n int, command string, headers ...string) []*frame.Frame {
+	fs := make([]*frame.Frame, n)
+	for i := range fs {
+		fs[i] = frame.New(command, headers...)
+	}
+	return fs
+}
+
+// stompRawRefused logs in to host a and sends frames, each asking a receipt, until one is answered
+// ERROR: it must be the last one, with message want.
+func stompRawRefused(login, pass, want string, frames ...*frame.Frame) func(*testing.T, *secureBroker) error {
+	return func(t *testing.T, sb *secureBroker) error {
+		c := rawStompLogin(t, sb.addr, login, pass)
+		defer c.nc.Close()
+		for i, f := range frames {
+			if f.Command == frame.SEND && f.Header.Get(frame.ContentLength) != "" {
+				n, _ := strconv.Atoi(f.Header.Get(frame.ContentLength))
+				f.Body = []byte(strings.Repeat("b", n))
+			}
+			a := c.do(f)
+			if a.Command != frame.ERROR {
+				continue
+			}
+			if i != len(frames)-1 || a.Header.Get(frame.Message) != want {
+				return fmt.Errorf("frame %d (%s): ERROR %q, want the last one refused with %q", i, f.Command, a.Header.Get(frame.Message), want)
+			}
+			return nil
+		}
+		return fmt.Errorf("no ERROR, want %q", want)
+	}
+}
+
+// mqttSubscriptionsBeyond subscribes to 5 filters, as max_subscriptions allows, then a sixth.
+func mqttSubscriptionsBeyond(t *testing.T, sb *secureBroker) error {
+	c := mqttLogin(t, sb.addr, "subs5", "bob", bobPass)
+	for i := range 5 {
+		if _, code := mqttSubscribeCode(t, c, fmt.Sprintf("news/n%d", i)); code != 1 {
+			return fmt.Errorf("subscription %d: SUBACK %#x", i+1, code)
+		}
+	}
+	if _, code := mqttSubscribeCode(t, c, "news/n5"); code != 0x80 {
+		return fmt.Errorf("sixth subscription: SUBACK %#x, want 0x80", code)
+	}
+	return nil
+}
+
+// v5SubscriptionsBeyond is mqttSubscriptionsBeyond over MQTT 5: the sixth is refused 0x97 (quota).
+func v5SubscriptionsBeyond(t *testing.T, sb *secureBroker) error {
+	r, _ := dialRaw5(t, sb.addr, v5Login("subs5v5", "bob", bobPass))
+	var subs []packet.Subscription
+	for i := range 6 {
+		subs = append(subs, packet.Subscription{Filter: fmt.Sprintf("news/v%d", i), QoS: 1})
+	}
+	for i := range subs {
+		r.send(&packet.SubscribePacket{PacketID: uint16(i + 1), Subscriptions: subs[i : i+1]})
+		p, err := r.await(packet.Suback)
+		if err != nil {
+			return err
+		}
+		want := byte(1)
+		if i == 5 {
+			want = packet.ReasonQuotaExceeded
+		}
+		if rc := p.(*packet.SubackPacket).ReturnCodes; len(rc) != 1 || rc[0] != want {
+			return fmt.Errorf("subscription %d: SUBACK %#v, want %#x", i+1, rc, want)
+		}
+	}
+	return nil
+}
+
+// mqttTooManyFilters sends one SUBSCRIBE with more filters than max_subscriptions: the broker closes the
+// connection without a SUBACK.
+func mqttTooManyFilters(t *testing.T, sb *secureBroker) error {
+	c, code := mqttDial(t, sb.addr, "filters6", "bob", bobPass)
+	if code != connackAccepted {
+		return fmt.Errorf("CONNACK %#x", code)
+	}
+	filters := map[string]byte{}
+	for i := range 6 {
+		filters[fmt.Sprintf("news/f%d", i)] = 1
+	}
+	if tok := c.SubscribeMultiple(filters, nil); tok.WaitTimeout(time.Second) && tok.Error() == nil {
+		return errors.New("SUBACK for 6 filters")
+	}
+	prototest.WaitFor(t, 5*time.Second, func() bool { return !c.IsConnectionOpen() })
+	return nil
+}
+
+// mqttTooLarge publishes body (over host a's max_message_length): the connection is closed and the
+// watcher gets nothing.
+func (x *negativeExtra) mqttTooLarge(body string) func(*testing.T, *secureBroker) error {
+	return func(t *testing.T, sb *secureBroker) error {
+		c, code := mqttDial(t, sb.addr, "big1", "bob", bobPass)
+		if code != connackAccepted {
+			return fmt.Errorf("CONNACK %#x", code)
+		}
+		c.Publish("news/big", 1, false, body).WaitTimeout(time.Second)
+		prototest.WaitFor(t, 5*time.Second, func() bool { return !c.IsConnectionOpen() })
+		return x.notDelivered("news/big")
 	}
 }
