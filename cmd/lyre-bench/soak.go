@@ -208,6 +208,7 @@ func (r *soakResult) finish(st *storm, mon *soakMonitor, interrupted bool) {
 	r.Peak.Phase = "peak"
 	for _, s := range r.Samples {
 		r.Peak.RSSKiB, r.Peak.Goroutines = max(r.Peak.RSSKiB, s.RSSKiB), max(r.Peak.Goroutines, s.Goroutines)
+		r.Peak.HeapKiB = max(r.Peak.HeapKiB, s.HeapKiB)
 		r.Peak.Conns, r.Peak.OpenFDs = max(r.Peak.Conns, s.Conns), max(r.Peak.OpenFDs, s.OpenFDs)
 		r.Peak.BenchFDs = max(r.Peak.BenchFDs, s.BenchFDs)
 	}

@@ -25,6 +25,7 @@ func TestParseMetrics(t *testing.T) {
 # TYPE go_goroutines gauge
 go_goroutines 42
 process_resident_memory_bytes 2.5165824e+07
+go_memstats_heap_inuse_bytes 1.048576e+06
 lyre_connector_connections{connector="a"} 3
 lyre_connector_connections{connector="b",x="{}"} 4
 lyre_messages_received_total{connector="a",protocol="mqtt",vhost=""} 7 1700000000000

@@ -17,6 +17,7 @@ type brokerSample struct {
 	AtSeconds  float64 `json:"at_seconds"`
 	Phase      string  `json:"phase"`
 	RSSKiB     int64   `json:"rss_kib"`
+	HeapKiB    int64   `json:"heap_inuse_kib"` // go_memstats_heap_inuse_bytes: RSS less what Go has not yet returned
 	Goroutines int64   `json:"goroutines"`
 	Conns      int64   `json:"connections"` // lyre_connector_connections, summed over connectors
 	OpenFDs    int64   `json:"open_fds"`
@@ -25,7 +26,7 @@ type brokerSample struct {
 
 // unsampled is a sample with no figure read yet.
 func unsampled() brokerSample {
-	return brokerSample{RSSKiB: -1, Goroutines: -1, Conns: -1, OpenFDs: -1, BenchFDs: -1}
+	return brokerSample{RSSKiB: -1, HeapKiB: -1, Goroutines: -1, Conns: -1, OpenFDs: -1, BenchFDs: -1}
 }
 
 // brokerProbe reads the broker's figures: RSS and open files from /proc when pid is set, goroutines,
@@ -62,6 +63,9 @@ func (p *brokerProbe) sample(ctx context.Context) (brokerSample, error) {
 		s.OpenFDs = int64OrMissing(m, "process_open_fds")
 		if v, ok := m["process_resident_memory_bytes"]; ok {
 			s.RSSKiB = int64(v / 1024)
+		}
+		if v, ok := m["go_memstats_heap_inuse_bytes"]; ok {
+			s.HeapKiB = int64(v / 1024)
 		}
 	}
 	if p.pid > 0 {
@@ -141,10 +145,12 @@ func (s brokerSample) describe() string {
 		}
 		return strconv.FormatInt(v, 10)
 	}
-	rss := "-"
-	if s.RSSKiB >= 0 {
-		rss = fmt.Sprintf("%.1f MiB", float64(s.RSSKiB)/1024)
+	mib := func(kib int64) string {
+		if kib < 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f MiB", float64(kib)/1024)
 	}
-	return fmt.Sprintf("rss %9s  goroutines %6s  conns %6s  fds %6s (bench %6s)", rss, f(s.Goroutines), f(s.Conns),
-		f(s.OpenFDs), f(s.BenchFDs))
+	return fmt.Sprintf("rss %9s (heap %9s)  goroutines %6s  conns %6s  fds %6s (bench %6s)", mib(s.RSSKiB), mib(s.HeapKiB),
+		f(s.Goroutines), f(s.Conns), f(s.OpenFDs), f(s.BenchFDs))
 }
