@@ -55,6 +55,22 @@
 //   - Transactions hold at most MaxTransactionFrames frames and max_message_length body bytes; a
 //     DISCONNECT or a dropped connection aborts them.
 //
+// # Liberal where no specification forbids
+//
+// Lyre accepts what ActiveMQ and RabbitMQ accept from clients wherever the STOMP specifications do not
+// forbid it (a "MUST" they state is kept: a 1.1 or 1.2 SUBSCRIBE without an id, a 1.1 ACK without a
+// subscription header and a 1.2 ACK without an id are refused). Accepted beyond the letter of the
+// version a client negotiated:
+//
+//   - ack:client-individual on a STOMP 1.0 SUBSCRIBE, a de-facto extension before 1.1 named it: an ACK
+//     (or NACK) by message-id then settles that message alone.
+//   - NACK on STOMP 1.0, which 1.0 does not define: it means what it means in 1.1 (by message-id, with
+//     an optional subscription header), as RabbitMQ takes it.
+//   - A 1.0 ACK or NACK without a subscription header is looked up in every subscription of the session.
+//   - A CONNECT without a host header (required from 1.1) goes to the virtual host a WebSocket's HTTP
+//     Host header names, else the default one.
+//   - ACK or NACK of an id this session issued but no longer tracks is ignored (see above).
+//
 // # Temporary destinations
 //
 // Temporary destinations (/temp-queue/..., /temp-topic/...) are private to the connection that names
