@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/prototest"
 	"github.com/lyremq/lyre/router"
 )
@@ -294,5 +295,50 @@ func BenchmarkSendQueueEndToEnd(b *testing.B) {
 		if f != nil && f.Command == frame.MESSAGE {
 			got++
 		}
+	}
+}
+
+// TestFlowControl_MessageLargerThanOutboundLimit (issue 13, item 14): topic messages larger than the
+// outbound limit (protocol.DefaultMaxPending) but within max_message_length reach every subscriber, also
+// when the one before is still queued because the subscriber was busy for longer than a publisher is held
+// back (protocol.PaceTimeout): the limit bounds what is queued beyond one message and refuses no message
+// for its size, under either slow_consumer_policy.
+func TestFlowControl_MessageLargerThanOutboundLimit(t *testing.T) {
+	const size, n = protocol.DefaultMaxPending + 1<<20, 2
+	for _, policy := range []conf.SlowConsumerPolicy{conf.SlowBlock, conf.SlowQueue} {
+		t.Run(string(policy), func(t *testing.T) {
+			vh := conf.VirtualHost{Topics: []conf.TopicPolicy{{Pattern: "**", SlowConsumerPolicy: policy}}}
+			b := startPolicyBroker(t, vh, func(c *conf.Connector, _ *Handler) { c.STOMP.MaxMessageLength = 2 * size })
+			subs := make([]*rawConn, 2)
+			for i := range subs {
+				subs[i] = b.raw(t)
+				subs[i].connect("accept-version:1.2", "host:default")
+				subs[i].send("SUBSCRIBE\nid:big\ndestination:/topic/big\nreceipt:s\n\n\x00")
+				if f := subs[i].read(); f.Command != frame.RECEIPT {
+					t.Fatalf("got %s", f.Command)
+				}
+			}
+			pub := b.dial(t)
+			body := bytes.Repeat([]byte{'b'}, size)
+			for range n {
+				if err := pub.Send("/topic/big", "", body); err != nil { // no receipt: fire and forget
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(protocol.PaceTimeout + 200*time.Millisecond) // the subscribers are busy; then they read
+			for i, r := range subs {
+				r.send("SEND\ndestination:/topic/other\nreceipt:end\n\n\x00")
+				got := 0
+				for f := r.read(); f.Command != frame.RECEIPT; f = r.read() {
+					if f.Command != frame.MESSAGE || len(f.Body) != size {
+						t.Fatalf("subscriber %d: got %s of %d bytes", i, f.Command, len(f.Body))
+					}
+					got++
+				}
+				if got != n {
+					t.Errorf("subscriber %d got %d of %d messages of %d MiB; %d dropped", i, got, n, size>>20, b.h.Dropped())
+				}
+			}
+		})
 	}
 }
