@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,5 +68,46 @@ func TestMessageLargerThanOutboundLimit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFireAndForgetFanInLosesNothing (issue 13, item 13): QoS 0 publishers, faster than a topic's one
+// subscriber reads, lose nothing under the default slow_consumer_policy (block): each publisher's socket
+// is not read while the subscriber is over its window (protocol.Pace), as a STOMP producer's is
+// (TestFlowControl_FireAndForgetFanInLosesNothing in package stomp).
+func TestFireAndForgetFanInLosesNothing(t *testing.T) {
+	const publishers, n, size = 8, 1000, 4 << 10 // 32 MiB: four times the outbound limit
+	b := startBroker(t, nil)
+	var got, bad atomic.Int64
+	sub := pahoClient(t, b.addr, "sub", nil)
+	waitToken(t, sub.Subscribe("x", 0, func(_ paho.Client, m paho.Message) {
+		if len(m.Payload()) != size {
+			bad.Add(1)
+		}
+		if got.Add(1)%10 == 0 {
+			time.Sleep(time.Millisecond) // a busy subscriber, slower than the publishers: paho reads no more meanwhile
+		}
+	}))
+	body := bytes.Repeat([]byte{'p'}, size)
+	for i := range publishers {
+		pub := pahoClient(t, b.addr, "pub"+string(rune('0'+i)), nil)
+		go func() {
+			for range n {
+				pub.Publish("x", 0, false, body)
+			}
+		}()
+	}
+	for last, idle := int64(-1), 0; got.Load() < publishers*n; time.Sleep(10 * time.Millisecond) {
+		if now := got.Load(); now != last {
+			last, idle = now, 0
+		} else if idle++; idle > 500 {
+			t.Fatalf("received %d of %d; %d dropped", now, publishers*n, b.host.Router.Stats().Dropped)
+		}
+	}
+	if bad.Load() != 0 {
+		t.Fatalf("%d messages of the wrong size", bad.Load())
+	}
+	if d := b.host.Router.Stats().Dropped; d != 0 {
+		t.Fatalf("%d dropped", d)
 	}
 }

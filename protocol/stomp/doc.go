@@ -26,8 +26,13 @@
 //   - A CONNECT without a host header goes to the default virtual host; an unknown host is an ERROR.
 //   - message-id is the router's message ID, the same for every subscriber of one message; the 1.2 ack
 //     header is a per-session delivery number, so each delivery is acknowledged individually.
-//   - Topic messages that do not fit in the outbound queue are dropped and counted (DESIGN.md §5);
-//     queue messages stay in the queue until the connection drains.
+//   - A SEND to a topic whose subscriber is over its window (half the outbound limit beyond its largest
+//     message) holds the producer back: its socket is not read after that frame, receipt or not, until
+//     the subscriber has room, for at most protocol.PaceTimeout (the default slow_consumer_policy,
+//     block; the same rule as MQTT's, router.Delivery.Paced, and the same mechanism, protocol.Pace). A
+//     subscriber that made a producer wait in vain drops what does not fit (counted) until its queue
+//     empties; under slow_consumer_policy queue topic messages that do not fit are dropped at once
+//     (DESIGN.md §5). Queue messages stay in the queue until the connection drains.
 //   - ACK or NACK of an id this session issued but no longer tracks (already acknowledged, or a topic
 //     delivery) is ignored; an id never issued is an ERROR.
 //   - A RECEIPT that does not fit in a full outbound queue waits for the queue to drain; with

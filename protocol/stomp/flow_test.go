@@ -342,3 +342,49 @@ func TestFlowControl_MessageLargerThanOutboundLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestFlowControl_FireAndForgetFanInLosesNothing (issue 13, item 13): producers SENDing to a topic without
+// receipts, faster than its one subscriber reads, lose nothing under the default slow_consumer_policy
+// (block): each producer's socket is not read while the subscriber is over its window
+// (protocol.Pace), as an MQTT QoS 0 publisher's is (TestFireAndForgetFanInLosesNothing in package mqtt).
+func TestFlowControl_FireAndForgetFanInLosesNothing(t *testing.T) {
+	const producers, n, size = 8, 1000, 4 << 10 // 32 MiB: four times the outbound limit
+	b := startBroker(t, nil)
+	sub := subscribe(t, b.dial(t), "/topic/x", stomp.AckAuto)
+	body := bytes.Repeat([]byte{'p'}, size)
+	errs := make(chan error, producers)
+	for range producers {
+		c := b.dial(t)
+		go func() {
+			for range n {
+				if err := c.Send("/topic/x", "", body); err != nil { // no receipt: fire and forget
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	got := 0
+	for got < producers*n {
+		select {
+		case m := <-sub.C:
+			if m == nil || m.Err != nil || len(m.Body) != size {
+				t.Fatalf("message %d: %v", got, m)
+			}
+			if got++; got%10 == 0 {
+				time.Sleep(time.Millisecond) // a busy subscriber: slower than the producers
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("received %d of %d; %d dropped", got, producers*n, b.h.Dropped())
+		}
+	}
+	for range producers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := b.h.Dropped(); d != 0 {
+		t.Fatalf("%d dropped", d)
+	}
+}
