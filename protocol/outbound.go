@@ -412,6 +412,22 @@ func (c *Conn) writeChunks(w *writerState, chunks []*chunk) error {
 			}
 			return err
 		}
+		if i < len(chunks) {
+			c.wroteSome(n)
+		}
 	}
 	return nil
+}
+
+// wroteSome accounts n bytes of the batch being written as gone while more of it is left, so the window
+// shrinks as the socket takes the batch rather than at its end: publishers held back for this connection
+// (Room) resume while it still has up to half its limit to write, and it never idles waiting for them. The
+// largest message of the batch may be among the bytes written: bigOut no longer counts more than is left.
+func (c *Conn) wroteSome(n int) {
+	o := &c.out
+	o.mu.Lock()
+	o.inflight -= n
+	o.bigOut = min(o.bigOut, o.inflight)
+	o.roomLocked(c.srv.maxPending())
+	o.mu.Unlock()
 }
