@@ -93,9 +93,9 @@
 // then ERROR; MQTT closes or drops QoS 0); FullDropHead evicts the oldest waiting messages and FullDropTail
 // drops the new one, both counted in PublishResult.Dropped. Topic subscribers are bounded by their sinks,
 // which refuse (and the router counts a drop); under the topic policy SlowBlock, the default for every
-// topic, they hold publishers back first (Delivery.Paced), and only SlowQueue drops at once. A full durable subscription under FullBlock drops the message for itself only
-// (the topic's other subscribers have it) and, while a consumer drains it, asks the publisher to wait
-// (PublishResult.Pressure).
+// topic, they hold publishers back first (Delivery.Paced), and only SlowQueue drops at once. A full
+// durable subscription under FullBlock drops the message for itself only (the topic's other subscribers
+// have it) and, while a consumer drains it, asks the publisher to wait (PublishResult.Pressure).
 //
 // SetPolicies replaces the policies, quotas, MaxQueues and ShareStrategy of a running router (a virtual
 // host's configuration reload). They live in one immutable snapshot behind an atomic pointer, read once
