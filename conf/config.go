@@ -387,14 +387,17 @@ type SlowConsumerPolicy string
 
 // Topic slow-consumer policies.
 const (
-	SlowBlock SlowConsumerPolicy = "block" // the publisher waits for the subscriber
-	SlowQueue SlowConsumerPolicy = "queue" // messages wait in the subscriber's bounded queue, then drop
+	// SlowBlock: the publisher's socket is not read while a subscriber is over its window, for a bounded
+	// time; then the subscriber drops what does not fit. The default, also for topics no block matches.
+	SlowBlock SlowConsumerPolicy = "block"
+	// SlowQueue: messages wait in the subscriber's bounded queue, then drop; publishers never wait.
+	SlowQueue SlowConsumerPolicy = "queue"
 )
 
 // TopicPolicy is one `topic "PATTERN" { }` block of a virtual host.
 type TopicPolicy struct {
 	Pattern            string
-	SlowConsumerPolicy SlowConsumerPolicy // default SlowQueue
+	SlowConsumerPolicy SlowConsumerPolicy // default SlowBlock
 }
 
 // TLS is a connector's `tls { }` block.

@@ -341,7 +341,7 @@ func (d *decoder) queuePolicy(b *hclsyntax.Block, key string) QueuePolicy {
 }
 
 func (d *decoder) topicPolicy(b *hclsyntax.Block, key string) TopicPolicy {
-	t := TopicPolicy{Pattern: b.Labels[0], SlowConsumerPolicy: SlowQueue}
+	t := TopicPolicy{Pattern: b.Labels[0], SlowConsumerPolicy: SlowBlock}
 	d.pos[key] = b.TypeRange
 	d.pos[key+".pattern"] = b.LabelRanges[0]
 	var slow string

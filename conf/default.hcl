@@ -161,8 +161,11 @@ virtual_host "default" {
   #   full_policy    = "block"       # full: block holds publishers back while a connected client
   #                                  # drains it, else drops the new message (counted); or drop_head
   # }
+  # Topics: a publisher is held back (its socket is not read) while a subscriber it feeds is over
+  # its window, for at most 500ms; then that subscriber drops what does not fit until it catches up.
   # topic "feeds.**" {
-  #   slow_consumer_policy = "queue"  # or "block": publishers are held back for slow subscribers
+  #   slow_consumer_policy = "block"  # default, also for topics no block matches; or "queue":
+  #                                   # never hold publishers back, drop at the subscriber's window
   # }
 
   # Without a store block everything is kept in memory and lost on restart.

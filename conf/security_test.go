@@ -130,7 +130,7 @@ virtual_host "a" {
 	if !reflect.DeepEqual(h.Queues, wantQueues) {
 		t.Errorf("queue policies = %+v, want %+v", h.Queues, wantQueues)
 	}
-	wantTopics := []conf.TopicPolicy{{Pattern: "feeds.*", SlowConsumerPolicy: conf.SlowBlock}, {Pattern: "{v[0-9]+}.**", SlowConsumerPolicy: conf.SlowQueue}}
+	wantTopics := []conf.TopicPolicy{{Pattern: "feeds.*", SlowConsumerPolicy: conf.SlowBlock}, {Pattern: "{v[0-9]+}.**", SlowConsumerPolicy: conf.SlowBlock}}
 	if !reflect.DeepEqual(h.Topics, wantTopics) {
 		t.Errorf("topic policies = %+v, want %+v", h.Topics, wantTopics)
 	}

@@ -94,33 +94,37 @@ func readN(t *testing.T, r io.Reader, n int) []byte {
 	return b
 }
 
+// MaxPending bounds the bytes queued beyond the largest message: past it, Begin refuses without blocking.
 func TestBeginRefusesPastMaxPending(t *testing.T) {
 	c, peer := pipeConn(t, func(s *Server) { s.MaxPending = 1024 })
 	half := bytes.Repeat([]byte("a"), 512)
-	for i := range 2 {
+	for i := range 3 {
 		if !c.Write(half) {
-			t.Fatalf("Write %d of 2 refused below MaxPending", i+1)
+			t.Fatalf("Write %d of 3 refused within MaxPending beyond the largest message", i+1)
 		}
 	}
-	// At exactly MaxPending the queue still takes one more message; past it, Begin refuses without blocking.
+	// At exactly MaxPending beyond the largest message the queue still takes one more message.
 	if !c.Write([]byte("b")) {
 		t.Fatal("Write refused at MaxPending")
 	}
-	if got := c.Pending(); got != 1025 {
-		t.Fatalf("Pending = %d; want 1025", got)
+	if got := c.Pending(); got != 1537 {
+		t.Fatalf("Pending = %d; want 1537", got)
 	}
 	if b, ok := c.Begin(); ok || b != nil {
+		if ok {
+			c.Commit(b)
+		}
 		t.Fatal("Begin accepted past MaxPending")
 	}
 	if c.Write([]byte("c")) {
 		t.Fatal("Write accepted past MaxPending")
 	}
-	if got := c.Pending(); got != 1025 {
-		t.Fatalf("Pending = %d after refused writes; want 1025", got)
+	if got := c.Pending(); got != 1537 {
+		t.Fatalf("Pending = %d after refused writes; want 1537", got)
 	}
 	// The peer catches up: the queue drains and accepts again, in order.
-	got := readN(t, peer, 1025)
-	if want := append(append(bytes.Clone(half), half...), 'b'); !bytes.Equal(got, want) {
+	got := readN(t, peer, 1537)
+	if want := append(bytes.Repeat([]byte("a"), 1536), 'b'); !bytes.Equal(got, want) {
 		t.Fatal("peer read the wrong bytes")
 	}
 	waitFor(t, time.Second, func() bool { return c.Pending() == 0 })
@@ -132,18 +136,25 @@ func TestBeginRefusesPastMaxPending(t *testing.T) {
 	}
 }
 
-// A message larger than MaxPending still goes out when the queue is empty: messages are never split.
+// A message larger than MaxPending is never refused for its size (messages are never split): it goes
+// into an empty queue, and MaxPending bounds what is queued beyond it, so a second large one follows
+// while the first is still being written, and only what exceeds MaxPending beyond it is refused.
 func TestLargeMessageIntoEmptyQueue(t *testing.T) {
 	c, peer := pipeConn(t, func(s *Server) { s.MaxPending = 1024 })
 	big := bytes.Repeat([]byte("0123456789"), 100_000) // 1 MB, several write pieces
 	if !c.Write(big) {
 		t.Fatal("Write refused a large message into an empty queue")
 	}
-	if c.Write([]byte("x")) {
-		t.Fatal("Write accepted past MaxPending")
+	if !c.Write(big) {
+		t.Fatal("Write refused a large message behind another one")
 	}
-	if got := readN(t, peer, len(big)); !bytes.Equal(got, big) {
-		t.Fatal("large message corrupted")
+	if c.Write([]byte("x")) {
+		t.Fatal("Write accepted past MaxPending beyond the largest message")
+	}
+	for i := range 2 {
+		if got := readN(t, peer, len(big)); !bytes.Equal(got, big) {
+			t.Fatalf("large message %d corrupted", i)
+		}
 	}
 }
 

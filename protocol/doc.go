@@ -153,7 +153,11 @@
 //   - A connection over max_connections is accepted and closed at once, so the client sees EOF instead
 //     of waiting in the kernel backlog; refusals are logged at most once a second with a count.
 //   - Zero values in conf.Connector mean the conf defaults (detect_timeout 5s, max_connections 10000).
-//   - A message is never split, so one message larger than MaxPending still enters an empty queue.
+//   - A message is never split nor refused for its size: MaxPending bounds the bytes queued beyond the
+//     largest message queued, so a message larger than MaxPending enters a queue still writing another
+//     one (DESIGN.md §5: one message larger than a window is still delivered; the window bounds what is
+//     queued beyond it). A connection then holds at most MaxPending plus its two largest messages.
+//     Back-pressure measures the same window (Conn.CommitOver, Room).
 //   - The write deadline applies to each write of at most 256 KiB: it measures a stalled peer, not the
 //     time a large backlog takes.
 //   - A connection that is still being sniffed when Shutdown starts is closed without a hook.

@@ -9,7 +9,8 @@ import (
 
 // Outbound queue sizing.
 const (
-	// DefaultMaxPending is the default Server.MaxPending: bytes queued per connection before Begin refuses.
+	// DefaultMaxPending is the default Server.MaxPending: bytes a connection queues beyond its largest
+	// message before Begin refuses.
 	DefaultMaxPending = 8 << 20
 	// DefaultWriteTimeout is the default Server.WriteTimeout.
 	DefaultWriteTimeout = 10 * time.Second
@@ -55,6 +56,10 @@ type outbound struct {
 	closing  bool     // CloseAfter or Close was called: Begin refuses
 	closed   bool
 
+	// big and bigOut are the largest message (one Commit) in bufs and in the batch being written: the
+	// limit bounds what is queued beyond it, so no message is refused for its size (windowLocked).
+	big, bigOut int
+
 	after *pendingClose // set by CloseAfter: most connections never have one
 
 	// Back-pressure for publishers feeding this connection (pace.go): room is closed when the queue is
@@ -93,6 +98,14 @@ func (o *outbound) pendingLocked() int {
 	return n
 }
 
+// windowLocked returns the bytes queued or being written beyond the largest message among them: what
+// Server.MaxPending bounds and back-pressure measures. Counting the largest message too would refuse a
+// message larger than the limit whenever the queue is not empty (an earlier one still being written), so
+// messages larger than the limit would reach a busy subscriber one at a time, the others dropped.
+func (o *outbound) windowLocked() int {
+	return o.pendingLocked() - max(o.big, o.bigOut)
+}
+
 // emptyLocked reports whether nothing is queued (the writer may still be writing a batch).
 func (o *outbound) emptyLocked() bool {
 	return o.queued == 0 && (len(o.bufs) == 0 || len(o.bufs[len(o.bufs)-1].b) == 0)
@@ -105,21 +118,20 @@ func (o *outbound) releaseLocked() {
 		o.bufs[i] = nil
 	}
 	o.bufs = o.bufs[:0]
-	o.queued = 0
+	o.queued, o.big = 0, 0
 	if cap(o.bufs) > maxIdleSlice {
 		o.bufs = nil
 	}
 }
 
-// roomLocked wakes the publishers waiting for room once the queue is down to half its limit (max), and
-// forgets the slow mark once it is empty.
-func (o *outbound) roomLocked(max int) {
-	n := o.pendingLocked()
-	if o.room != nil && n <= max/2 {
+// roomLocked wakes the publishers waiting for room once the queue is down to half its limit (limit)
+// beyond its largest message, and forgets the slow mark once it is empty.
+func (o *outbound) roomLocked(limit int) {
+	if o.room != nil && o.windowLocked() <= limit/2 {
 		close(o.room)
 		o.room = nil
 	}
-	if n == 0 {
+	if o.pendingLocked() == 0 {
 		o.slow = false
 	}
 }
@@ -175,14 +187,15 @@ func (o *outbound) closeAfter(c *Conn, reason error, d time.Duration) bool {
 	return false
 }
 
-// Begin locks the outbound queue and returns its tail buffer for the caller to append to, then pass to
-// Commit. It never blocks on the socket: it returns false (and leaves the queue unlocked) when the
-// connection is closing or more than Server.MaxPending bytes are already queued. A message is never
-// split, so one message larger than MaxPending is still accepted into an empty queue.
+// Begin locks the outbound queue and returns its tail buffer for the caller to append to (one message),
+// then pass to Commit. It never blocks on the socket: it returns false (and leaves the queue unlocked)
+// when the connection is closing or more than Server.MaxPending bytes are already queued beyond the
+// largest message queued (windowLocked). A message is never split nor refused for its size: one larger
+// than MaxPending is accepted whenever the rest of the queue is within the limit.
 func (c *Conn) Begin() ([]byte, bool) {
 	o := &c.out
 	o.mu.Lock()
-	if o.closing || o.pendingLocked() > c.srv.maxPending() {
+	if o.closing || o.windowLocked() > c.srv.maxPending() {
 		o.mu.Unlock()
 		return nil, false
 	}
@@ -200,8 +213,16 @@ func (c *Conn) Begin() ([]byte, bool) {
 // Commit stores b, the buffer returned by Begin with bytes appended, unlocks the queue and starts the
 // writer if it is not running. It must follow a successful Begin.
 func (c *Conn) Commit(b []byte) {
+	c.commitLocked(b)
+	c.out.mu.Unlock()
+}
+
+// commitLocked is Commit without the unlock.
+func (c *Conn) commitLocked(b []byte) {
 	o := &c.out
-	o.bufs[len(o.bufs)-1].b = b
+	tail := o.bufs[len(o.bufs)-1]
+	o.big = max(o.big, len(b)-len(tail.b))
+	tail.b = b
 	if !o.writing && o.emptyLocked() {
 		// Nothing was appended: give the chunk back rather than hold it on an idle connection.
 		o.releaseLocked()
@@ -212,17 +233,17 @@ func (c *Conn) Commit(b []byte) {
 		c.srv.wg.Add(1)
 		go c.writeLoop()
 	}
-	o.mu.Unlock()
 }
 
-// CommitOver is Commit that also reports whether the queue is then past half its limit while the
-// connection is not marked slow (Stuck), read under the lock Commit releases: a sink that took a message
-// learns without another lock whether to ask its publisher to hold back (HoldFor with this connection as
-// the Brake).
+// CommitOver is Commit that also reports whether the queue is then past half its limit beyond its
+// largest message (windowLocked) while the connection is not marked slow (Stuck), read under the lock
+// Commit releases: a sink that took a message learns without another lock whether to ask its publisher
+// to hold back (HoldFor with this connection as the Brake).
 func (c *Conn) CommitOver(b []byte) (over bool) {
 	o := &c.out
-	over = !o.slow && o.pendingLocked()+len(b)-len(o.bufs[len(o.bufs)-1].b) > c.srv.maxPending()/2
-	c.Commit(b)
+	c.commitLocked(b)
+	over = !o.slow && o.windowLocked() > c.srv.maxPending()/2
+	o.mu.Unlock()
 	return over
 }
 
@@ -236,13 +257,13 @@ func (c *Conn) Write(p []byte) bool {
 	return true
 }
 
-// Room implements Brake: nil while at most half of the outbound limit is queued, else a channel closed
-// once it is.
+// Room implements Brake: nil while at most half of the outbound limit is queued beyond the largest
+// message, else a channel closed once it is.
 func (c *Conn) Room() <-chan struct{} {
 	o := &c.out
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closing || o.pendingLocked() <= c.srv.maxPending()/2 {
+	if o.closing || o.windowLocked() <= c.srv.maxPending()/2 {
 		return nil
 	}
 	if o.room == nil {
@@ -276,7 +297,7 @@ func (c *Conn) writeLoop() {
 	drained := false     // onDrain ran since the last write
 	for {
 		o.mu.Lock()
-		o.inflight = 0
+		o.inflight, o.bigOut = 0, 0
 		if written != nil {
 			for i, ch := range written {
 				putChunk(ch)
@@ -321,6 +342,7 @@ func (c *Conn) writeLoop() {
 		o.inflight = o.pendingLocked()
 		o.bufs, w.spare = w.spare, nil
 		o.queued = 0
+		o.big, o.bigOut = 0, o.big
 		o.mu.Unlock()
 
 		drained = false
@@ -328,7 +350,7 @@ func (c *Conn) writeLoop() {
 		written = batch
 		if err != nil {
 			o.mu.Lock()
-			o.inflight = 0
+			o.inflight, o.bigOut = 0, 0
 			o.writing = false
 			o.closing = true // the socket is broken: refuse output until Close completes
 			o.mu.Unlock()
@@ -390,6 +412,22 @@ func (c *Conn) writeChunks(w *writerState, chunks []*chunk) error {
 			}
 			return err
 		}
+		if i < len(chunks) {
+			c.wroteSome(n)
+		}
 	}
 	return nil
+}
+
+// wroteSome accounts n bytes of the batch being written as gone while more of it is left, so the window
+// shrinks as the socket takes the batch rather than at its end: publishers held back for this connection
+// (Room) resume while it still has up to half its limit to write, and it never idles waiting for them. The
+// largest message of the batch may be among the bytes written: bigOut no longer counts more than is left.
+func (c *Conn) wroteSome(n int) {
+	o := &c.out
+	o.mu.Lock()
+	o.inflight -= n
+	o.bigOut = min(o.bigOut, o.inflight)
+	o.roomLocked(c.srv.maxPending())
+	o.mu.Unlock()
 }

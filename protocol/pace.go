@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/lyremq/lyre/router"
 )
 
 // Back-pressure on publishers (DESIGN.md §5), one mechanism for both front-ends. Delivery never blocks:
@@ -51,6 +53,21 @@ func (c *Conn) HoldFor(b Brake) {
 		p = c.pace.Load()
 	}
 	p.hold(b)
+}
+
+// HoldPublisher is what a sink over its window does with a topic message it took, in both front-ends: it
+// asks the message's publisher to hold back until b has room (HoldFor), unless the publisher is conn, the
+// subscriber's own connection (a client is never held back for its own subscription), or is none (a
+// message the router or a store replays). It reports whether it asked. Which messages hold publishers
+// back is the router's rule (router.Delivery.Paced, the topic's slow_consumer_policy) plus those that
+// must not be lost lightly (MQTT QoS ≥ 1, STOMP persistent); where the window is, each front-end knows.
+func HoldPublisher(m *router.Message, conn any, b Brake) bool {
+	pub, ok := m.Publisher.(Publisher)
+	if !ok || any(pub) == conn {
+		return false
+	}
+	pub.HoldFor(b)
+	return true
 }
 
 // Pace waits until every subscriber that asked this connection to hold back has room, PaceTimeout at

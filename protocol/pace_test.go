@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,4 +52,29 @@ func TestPacer(t *testing.T) {
 	if d := time.Since(start); d >= PaceTimeout {
 		t.Fatalf("waited %v after done", d)
 	}
+}
+
+// A connection's room opens as the socket takes its batch, not only once the whole batch is written: a
+// publisher held back for it resumes while it still has up to half its limit to write, so the writer
+// does not idle waiting for publishers to wake.
+func TestRoomOpensWhileBatchIsWritten(t *testing.T) {
+	const limit = 1 << 20
+	c, peer := pipeConn(t, func(s *Server) { s.MaxPending = limit })
+	msg := bytes.Repeat([]byte("m"), limit/8)
+	for range 8 { // the window beyond the largest message: 7/8 of the limit
+		if !c.Write(msg) {
+			t.Fatal("Write refused")
+		}
+	}
+	room := c.Room()
+	if room == nil {
+		t.Fatal("room with 7/8 of the limit queued beyond the largest message")
+	}
+	readN(t, peer, limit/2) // two of the writer's 256 KiB pieces: 3/8 left beyond the largest message
+	select {
+	case <-room:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no room while the rest of the batch waits for the peer")
+	}
+	readN(t, peer, limit/2)
 }

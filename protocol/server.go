@@ -31,8 +31,8 @@ func (f HandlerFunc) Serve(c *Conn) { f(c) }
 
 // Server accepts connections on any number of connectors and hands each to its protocol's Handler.
 type Server struct {
-	// MaxPending bounds each connection's outbound queue in bytes; 0 means DefaultMaxPending (8 MiB).
-	// Set it before Listen.
+	// MaxPending bounds each connection's outbound queue in bytes beyond its largest message (a message
+	// is never refused for its size); 0 means DefaultMaxPending (8 MiB). Set it before Listen.
 	MaxPending int
 	// WriteTimeout closes a connection as a slow consumer when a socket write makes no progress for this
 	// long; 0 means DefaultWriteTimeout (10s). Set it before Listen.

@@ -19,7 +19,7 @@
 // Publish calls Sink.Deliver on the publisher's goroutine; Deliver must not block, and Publish never
 // waits. A topic delivery a sink refuses (at its hard bound) is dropped and counted. Holding a publisher
 // back while a subscriber is over its window is the front-ends' doing, between the packets they read
-// (see Sink, Message.Publisher, Delivery.Paced for topics whose policy is SlowBlock, and
+// (see Sink, Message.Publisher, Delivery.Paced for topics whose policy is SlowBlock, the default, and
 // PublishResult.Pressure for full durable subscriptions).
 //
 // Whether a subscriber may receive a message is not the same question as whether it has room. A sink
@@ -92,10 +92,10 @@
 // stores nothing and returns ErrQueueFull: the front-end tells the publisher (STOMP waits with WaitRoom,
 // then ERROR; MQTT closes or drops QoS 0); FullDropHead evicts the oldest waiting messages and FullDropTail
 // drops the new one, both counted in PublishResult.Dropped. Topic subscribers are bounded by their sinks,
-// which refuse (and the router counts a drop); a topic policy SlowBlock makes them hold publishers back
-// first (Delivery.Paced). A full durable subscription under FullBlock drops the message for itself only
-// (the topic's other subscribers have it) and, while a consumer drains it, asks the publisher to wait
-// (PublishResult.Pressure).
+// which refuse (and the router counts a drop); under the topic policy SlowBlock, the default for every
+// topic, they hold publishers back first (Delivery.Paced), and only SlowQueue drops at once. A full
+// durable subscription under FullBlock drops the message for itself only (the topic's other subscribers
+// have it) and, while a consumer drains it, asks the publisher to wait (PublishResult.Pressure).
 //
 // MaxSubscriptions bounds the topic subscriptions and queue consumers in use, counted with an atomic
 // add on Subscribe and Consume and given back on Unsubscribe and when a consumer closes (its own Close,

@@ -41,16 +41,20 @@ type QueuePolicy struct {
 	AutoDeleteAfter time.Duration
 }
 
-// SlowConsumerPolicy says what a topic does when a subscriber's sink refuses a delivery.
+// SlowConsumerPolicy says what a topic does when a subscriber cannot keep up with its publishers.
 type SlowConsumerPolicy uint8
 
-// Topic slow-consumer policies.
+// Topic slow-consumer policies. The zero value, SlowBlock, is the default, also for a topic no policy
+// matches (Apollo's default): publishers of both protocols are flow-controlled, so a subscriber that
+// keeps up on average loses nothing, whether or not the publisher asks for receipts.
 const (
-	// SlowQueue drops the delivery (the subscriber's own bounded queue is full) and counts it.
-	SlowQueue SlowConsumerPolicy = iota
 	// SlowBlock holds the publisher back, between the packets its front-end reads, while a subscriber
-	// over its window makes room, for a bounded time (Delivery.Paced); then the subscriber drops.
-	SlowBlock
+	// over its window makes room, for a bounded time (Delivery.Paced); then the subscriber pays: it
+	// drops what does not fit until it has caught up.
+	SlowBlock SlowConsumerPolicy = iota
+	// SlowQueue never holds a publisher back for the topic's plain deliveries: what does not fit in the
+	// subscriber's own bounded queue is dropped at once (and counted).
+	SlowQueue
 )
 
 // TopicPolicy configures the topics its Filter matches (first match in Options.TopicPolicies wins).
@@ -185,14 +189,15 @@ func (p *policies) queuePolicy(d Destination) *QueuePolicy {
 	return nil
 }
 
-// slowBlocks reports whether the first topic policy matching d blocks publishers on slow consumers.
+// slowBlocks reports whether the first topic policy matching d blocks publishers on slow consumers;
+// SlowBlock, the default, when none matches.
 func (p *policies) slowBlocks(d Destination) bool {
 	for i := range p.topics {
 		if tp := &p.topics[i]; tp.Filter.Matches(d) {
 			return tp.SlowConsumer == SlowBlock
 		}
 	}
-	return false
+	return true
 }
 
 // dlqDest expands a DLQ path template for the queue at path; ok is false when there is no DLQ.

@@ -400,17 +400,19 @@ func (s *slowSink) Deliver(Delivery) bool {
 	return true
 }
 
-// A topic whose policy is SlowBlock marks its deliveries Paced; Publish itself never waits, whatever
-// the sinks do.
+// A topic whose policy is SlowBlock, the default also for topics no policy matches, marks its
+// deliveries Paced, SlowQueue does not; Publish itself never waits, whatever the sinks do.
 func TestTopicSlowConsumerBlockPaces(t *testing.T) {
-	r := New(Options{TopicPolicies: []TopicPolicy{{Filter: mustFilter(t, stompG, "/topic/block.**"), SlowConsumer: SlowBlock}}})
+	r := New(Options{TopicPolicies: []TopicPolicy{{Filter: mustFilter(t, stompG, "/topic/block.**"), SlowConsumer: SlowBlock},
+		{Filter: mustFilter(t, stompG, "/topic/drop"), SlowConsumer: SlowQueue}}})
 	for _, tc := range []struct {
+		r     *Router
 		name  string
 		paced bool
-	}{{"/topic/block.a", true}, {"/topic/drop", false}} {
+	}{{r, "/topic/block.a", true}, {r, "/topic/drop", false}, {r, "/topic/other", true}, {New(Options{}), "/topic/x", true}} {
 		s := &recSink{}
-		r.Subscribe(&Subscription{Filter: mustFilter(t, stompG, tc.name), Sink: s})
-		r.Publish(qmsg(t, tc.name, "m"))
+		tc.r.Subscribe(&Subscription{Filter: mustFilter(t, stompG, tc.name), Sink: s})
+		tc.r.Publish(qmsg(t, tc.name, "m"))
 		if got := s.all(); len(got) != 1 || got[0].Paced != tc.paced {
 			t.Fatalf("%s: %+v, want Paced %v", tc.name, got, tc.paced)
 		}

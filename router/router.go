@@ -320,7 +320,7 @@ func (r *Router) Publish(m *Message) PublishResult {
 	var delivered, dropped, counted int // counted: drops the durable subscriptions counted themselves
 	var pressure Backpressure
 	pol := r.pol.Load()
-	d := Delivery{Msg: m, Paced: len(pol.topics) > 0 && pol.slowBlocks(m.Dest)}
+	d := Delivery{Msg: m, Paced: len(pol.topics) == 0 || pol.slowBlocks(m.Dest)}
 	for _, s := range res.Subs {
 		if s.dur != nil {
 			n, bp := r.offer(s.dur, m)

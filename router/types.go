@@ -144,8 +144,8 @@ type Delivery struct {
 	// BrowseEnd marks the delivery that tells a browser consumer it has seen every message the queue
 	// held; Msg is nil in it and only browser consumers receive one.
 	BrowseEnd bool
-	// Paced is set on topic deliveries whose topic policy is SlowBlock: a sink over its window holds the
-	// publisher back rather than dropping the message at its window (see Sink).
+	// Paced is set on topic deliveries whose topic policy is SlowBlock (the default): a sink over its
+	// window holds the publisher back rather than dropping the message at its window (see Sink).
 	Paced bool
 }
 
@@ -158,8 +158,8 @@ type Delivery struct {
 // down, through Message.Publisher (the front-ends' protocol.Brake): the publisher's reader stops reading
 // its socket until the subscriber has room, for a bounded time. Sinks do this for messages that must not
 // be lost lightly (MQTT QoS ≥ 1, STOMP persistent) and for every message of a topic whose policy is
-// SlowBlock (Delivery.Paced); a subscriber that makes no room within the bound is marked slow and drops
-// under its own policy from then on.
+// SlowBlock, the default (Delivery.Paced); a subscriber that makes no room within the bound is marked
+// slow and drops under its own policy from then on.
 //
 // A sink that may receive only some of what its filter matches (an access gate on a wildcard) also
 // implements Acceptor; the router asks it before every Deliver and never delivers what it refuses.

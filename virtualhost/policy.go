@@ -126,9 +126,9 @@ func policies(c conf.VirtualHost) ([]router.QueuePolicy, []router.TopicPolicy, e
 			keep(fmt.Errorf("virtualhost %s: topic %q: %w", c.Name, p.Pattern, err))
 			continue
 		}
-		tp := router.TopicPolicy{Filter: f, SlowConsumer: router.SlowQueue}
-		if p.SlowConsumerPolicy == conf.SlowBlock {
-			tp.SlowConsumer = router.SlowBlock
+		tp := router.TopicPolicy{Filter: f, SlowConsumer: router.SlowBlock}
+		if p.SlowConsumerPolicy == conf.SlowQueue {
+			tp.SlowConsumer = router.SlowQueue
 		}
 		ts = append(ts, tp)
 	}

@@ -41,7 +41,7 @@ func TestRouterOptionsQueuePolicies(t *testing.T) {
 		o.QueuePolicies[3].AutoDeleteAfter != time.Minute {
 		t.Fatalf("full policies %+v %+v", o.QueuePolicies[2], o.QueuePolicies[3])
 	}
-	if o.TopicPolicies[0].SlowConsumer != router.SlowBlock || o.TopicPolicies[1].SlowConsumer != router.SlowQueue {
+	if o.TopicPolicies[0].SlowConsumer != router.SlowBlock || o.TopicPolicies[1].SlowConsumer != router.SlowBlock {
 		t.Fatalf("topic policies %+v", o.TopicPolicies)
 	}
 

@@ -71,9 +71,7 @@ func TestQueueAdmin(t *testing.T) {
 	if err := st.Ack(held); err != nil {
 		t.Fatal(err)
 	}
-	if err := sub.Unsubscribe(); err != nil {
-		t.Fatal(err)
-	}
+	prototest.Unsubscribe(t, sub)
 	f.publishN("orders.eu", "late", 1, "") // an empty queue without consumers is forgotten on its own
 	prototest.WaitForErr(t, 5*time.Second, func() error {
 		if s, body := f.do(request{method: "DELETE", path: "/vhosts/b/queues/orders.eu"}); s != http.StatusNoContent {

@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		// go-stomp's reader finishes after Disconnect returns.
 		goleak.IgnoreAnyFunction("github.com/go-stomp/stomp/v3.readLoop"),
+		goleak.IgnoreAnyFunction("github.com/go-stomp/stomp/v3.waitWithTimeout.func1"), // prototest.Unsubscribe
 		goleak.IgnoreTopFunction("github.com/eclipse/paho.mqtt.golang.(*client).startCommsWorkers.func1"),
 	)
 }

@@ -55,8 +55,10 @@
 // batch, not one message per wake-up), for at most protocol.PaceTimeout. A subscriber that makes no room in
 // that time is marked slow: until it is down to half its queue, its oldest messages are dropped
 // (counted, logged) and nobody is held back for it. A client is never held back for its own
-// subscription. QoS 0 messages are dropped (counted) when the connection's outbound queue is over its
-// byte limit, unless the topic's policy is slow_consumer_policy block: then they are paced like QoS 1.
+// subscription. QoS 0 messages are paced like QoS 1 under the default slow_consumer_policy, block (the
+// same rule and mechanism as STOMP producers': router.Delivery.Paced, protocol.Pace); under
+// slow_consumer_policy queue they are dropped (counted) when the connection's outbound queue is over its
+// byte limit.
 // A full durable subscription holds its publishers back the same way (router.PublishResult.Pressure).
 //
 // A publisher's PUBACK / PUBREC is sent only once every write its message caused is durable (retained

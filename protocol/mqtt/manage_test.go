@@ -208,11 +208,12 @@ func TestMessageCounts(t *testing.T) {
 	}
 }
 
-// A subscriber that does not read has QoS 0 messages dropped when its outbound queue is full: each is
-// counted on its connection (Traffic.Dropped), the same count the session logs, and every message is
-// either queued to it or dropped. ConnectorStats keeps the drops after the connection ends.
+// A subscriber that does not read has QoS 0 messages dropped when its outbound queue is full (under
+// slow_consumer_policy queue): each is counted on its connection (Traffic.Dropped), the same count the
+// session logs, and every message is either queued to it or dropped. ConnectorStats keeps the drops
+// after the connection ends.
 func TestSlowSubscriberDropsCounted(t *testing.T) {
-	host := virtualhost.New(conf.VirtualHost{Name: "default", Anonymous: true}, router.Options{})
+	host := virtualhost.New(conf.VirtualHost{Name: "default", Anonymous: true}, router.Options{TopicPolicies: allTopics(t, router.SlowQueue)})
 	h := NewHandler(virtualhost.NewRegistry(host), zaptest.NewLogger(t))
 	srv := protocol.NewServer(zaptest.NewLogger(t), map[string]protocol.Handler{protocol.MQTT: h})
 	srv.MaxPending = 16 << 10

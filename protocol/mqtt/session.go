@@ -313,8 +313,7 @@ func (s *session) Deliver(d router.Delivery) bool {
 	if (it.qos > 0 || d.Paced) && s.queue.live >= s.maxQueued && !s.slow {
 		// Over its window: the publisher holds back after this message (protocol.Pace) rather than the
 		// subscriber dropping; a subscriber that makes no room in time is marked slow (Stuck).
-		if pub, ok := d.Msg.Publisher.(protocol.Publisher); ok && any(pub) != any(s.out) { // not its own message
-			pub.HoldFor(s)
+		if protocol.HoldPublisher(d.Msg, s.out, s) {
 			s.queue.push(it) // beyond max_queued_messages by what publishers send before they pause
 			return true
 		}

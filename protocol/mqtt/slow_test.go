@@ -15,11 +15,11 @@ import (
 	"github.com/lyremq/lyre/virtualhost"
 )
 
-// TestSlowSubscriberDropsQoS0AndBoundsQoS1: a subscriber that stops reading makes the broker drop QoS 0
-// messages (counted by the router) and hold at most max_queued_messages QoS 1 ones, without ever
-// blocking the publisher.
+// TestSlowSubscriberDropsQoS0AndBoundsQoS1: under slow_consumer_policy queue, a subscriber that stops
+// reading makes the broker drop QoS 0 messages (counted by the router) and hold at most
+// max_queued_messages QoS 1 ones, without ever blocking the publisher.
 func TestSlowSubscriberDropsQoS0AndBoundsQoS1(t *testing.T) {
-	host := virtualhost.New(conf.VirtualHost{Name: "default", Anonymous: true}, router.Options{})
+	host := virtualhost.New(conf.VirtualHost{Name: "default", Anonymous: true}, router.Options{TopicPolicies: allTopics(t, router.SlowQueue)})
 	h := NewHandler(virtualhost.NewRegistry(host), zaptest.NewLogger(t))
 	srv := protocol.NewServer(zaptest.NewLogger(t), map[string]protocol.Handler{protocol.MQTT: h})
 	srv.MaxPending = 16 << 10

@@ -519,9 +519,11 @@ func TestQueuePolicy_AutoDeleteAfter(t *testing.T) {
 
 // TestTopicPolicy_SlowConsumerBlock: slow_consumer_policy block holds a producer back (its socket is not
 // read) while a subscriber is over its outbound window, so a subscriber slower than the producer but
-// keeping up on average loses nothing; without the policy, messages it cannot take are dropped (counted).
+// keeping up on average loses nothing; under slow_consumer_policy queue, messages it cannot take are
+// dropped (counted).
 func TestTopicPolicy_SlowConsumerBlock(t *testing.T) {
-	b := startPolicyBroker(t, conf.VirtualHost{Topics: []conf.TopicPolicy{{Pattern: "slow.**", SlowConsumerPolicy: conf.SlowBlock}}}, nil)
+	b := startPolicyBroker(t, conf.VirtualHost{Topics: []conf.TopicPolicy{{Pattern: "slow.**", SlowConsumerPolicy: conf.SlowBlock},
+		{Pattern: "fast.**", SlowConsumerPolicy: conf.SlowQueue}}}, nil)
 	const n = 500 // × 64 KiB: four times the outbound limit
 	produce := func(dest string) chan struct{} {
 		p := b.raw(t)
@@ -564,8 +566,8 @@ func TestTopicPolicy_SlowConsumerBlock(t *testing.T) {
 		t.Fatalf("dropped %d (router) %d (sinks) under slow_consumer_policy block", st.Dropped, b.h.Dropped())
 	}
 
-	// Without the policy a subscriber that does not read loses what does not fit, and the producer is
-	// not held back.
+	// Under queue a subscriber that does not read loses what does not fit, and the producer is not held
+	// back.
 	subscribe("/topic/fast.feed")
 	<-produce("/topic/fast.feed")
 	prototest.WaitFor(t, 5*time.Second, func() bool { return b.h.Dropped() > 0 })

@@ -29,8 +29,13 @@
 //   - A CONNECT without a host header goes to the default virtual host; an unknown host is an ERROR.
 //   - message-id is the router's message ID, the same for every subscriber of one message; the 1.2 ack
 //     header is a per-session delivery number, so each delivery is acknowledged individually.
-//   - Topic messages that do not fit in the outbound queue are dropped and counted (DESIGN.md §5);
-//     queue messages stay in the queue until the connection drains.
+//   - A SEND to a topic whose subscriber is over its window (half the outbound limit beyond its largest
+//     message) holds the producer back: its socket is not read after that frame, receipt or not, until
+//     the subscriber has room, for at most protocol.PaceTimeout (the default slow_consumer_policy,
+//     block; the same rule as MQTT's, router.Delivery.Paced, and the same mechanism, protocol.Pace). A
+//     subscriber that made a producer wait in vain drops what does not fit (counted) until its queue
+//     empties; under slow_consumer_policy queue topic messages that do not fit are dropped at once
+//     (DESIGN.md §5). Queue messages stay in the queue until the connection drains.
 //   - ACK or NACK of an id this session issued but no longer tracks (already acknowledged, or a topic
 //     delivery) is ignored; an id never issued is an ERROR.
 //   - A RECEIPT that does not fit in a full outbound queue waits for the queue to drain; with
@@ -73,6 +78,22 @@
 //     a transaction as it would be if sent then (destination, access rules, headers, the host's
 //     max_message_length) and again at COMMIT, since the rules may have changed meanwhile. A DISCONNECT
 //     or a dropped connection aborts them.
+//
+// # Liberal where no specification forbids
+//
+// Lyre accepts what ActiveMQ and RabbitMQ accept from clients wherever the STOMP specifications do not
+// forbid it (a "MUST" they state is kept: a 1.1 or 1.2 SUBSCRIBE without an id, a 1.1 ACK without a
+// subscription header and a 1.2 ACK without an id are refused). Accepted beyond the letter of the
+// version a client negotiated:
+//
+//   - ack:client-individual on a STOMP 1.0 SUBSCRIBE, a de-facto extension before 1.1 named it: an ACK
+//     (or NACK) by message-id then settles that message alone.
+//   - NACK on STOMP 1.0, which 1.0 does not define: it means what it means in 1.1 (by message-id, with
+//     an optional subscription header), as RabbitMQ takes it.
+//   - A 1.0 ACK or NACK without a subscription header is looked up in every subscription of the session.
+//   - A CONNECT without a host header (required from 1.1) goes to the virtual host a WebSocket's HTTP
+//     Host header names, else the default one.
+//   - ACK or NACK of an id this session issued but no longer tracks is ignored (see above).
 //
 // # Temporary destinations
 //

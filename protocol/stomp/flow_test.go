@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/prototest"
 	"github.com/lyremq/lyre/router"
 )
@@ -294,5 +295,96 @@ func BenchmarkSendQueueEndToEnd(b *testing.B) {
 		if f != nil && f.Command == frame.MESSAGE {
 			got++
 		}
+	}
+}
+
+// TestFlowControl_MessageLargerThanOutboundLimit (issue 13, item 14): topic messages larger than the
+// outbound limit (protocol.DefaultMaxPending) but within max_message_length reach every subscriber, also
+// when the one before is still queued because the subscriber was busy for longer than a publisher is held
+// back (protocol.PaceTimeout): the limit bounds what is queued beyond one message and refuses no message
+// for its size, under either slow_consumer_policy.
+func TestFlowControl_MessageLargerThanOutboundLimit(t *testing.T) {
+	const size, n = protocol.DefaultMaxPending + 1<<20, 2
+	for _, policy := range []conf.SlowConsumerPolicy{conf.SlowBlock, conf.SlowQueue} {
+		t.Run(string(policy), func(t *testing.T) {
+			vh := conf.VirtualHost{Topics: []conf.TopicPolicy{{Pattern: "**", SlowConsumerPolicy: policy}}}
+			b := startPolicyBroker(t, vh, func(c *conf.Connector, _ *Handler) { c.STOMP.MaxMessageLength = 2 * size })
+			subs := make([]*rawConn, 2)
+			for i := range subs {
+				subs[i] = b.raw(t)
+				subs[i].connect("accept-version:1.2", "host:default")
+				subs[i].send("SUBSCRIBE\nid:big\ndestination:/topic/big\nreceipt:s\n\n\x00")
+				if f := subs[i].read(); f.Command != frame.RECEIPT {
+					t.Fatalf("got %s", f.Command)
+				}
+			}
+			pub := b.dial(t)
+			body := bytes.Repeat([]byte{'b'}, size)
+			for range n {
+				if err := pub.Send("/topic/big", "", body); err != nil { // no receipt: fire and forget
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(protocol.PaceTimeout + 200*time.Millisecond) // the subscribers are busy; then they read
+			for i, r := range subs {
+				r.send("SEND\ndestination:/topic/other\nreceipt:end\n\n\x00")
+				got := 0
+				for f := r.read(); f.Command != frame.RECEIPT; f = r.read() {
+					if f.Command != frame.MESSAGE || len(f.Body) != size {
+						t.Fatalf("subscriber %d: got %s of %d bytes", i, f.Command, len(f.Body))
+					}
+					got++
+				}
+				if got != n {
+					t.Errorf("subscriber %d got %d of %d messages of %d MiB; %d dropped", i, got, n, size>>20, b.h.Dropped())
+				}
+			}
+		})
+	}
+}
+
+// TestFlowControl_FireAndForgetFanInLosesNothing (issue 13, item 13): producers SENDing to a topic without
+// receipts, faster than its one subscriber reads, lose nothing under the default slow_consumer_policy
+// (block): each producer's socket is not read while the subscriber is over its window
+// (protocol.Pace), as an MQTT QoS 0 publisher's is (TestFireAndForgetFanInLosesNothing in package mqtt).
+func TestFlowControl_FireAndForgetFanInLosesNothing(t *testing.T) {
+	const producers, n, size = 8, 1000, 4 << 10 // 32 MiB: four times the outbound limit
+	b := startBroker(t, nil)
+	sub := subscribe(t, b.dial(t), "/topic/x", stomp.AckAuto)
+	body := bytes.Repeat([]byte{'p'}, size)
+	errs := make(chan error, producers)
+	for range producers {
+		c := b.dial(t)
+		go func() {
+			for range n {
+				if err := c.Send("/topic/x", "", body); err != nil { // no receipt: fire and forget
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	got := 0
+	for got < producers*n {
+		select {
+		case m := <-sub.C:
+			if m == nil || m.Err != nil || len(m.Body) != size {
+				t.Fatalf("message %d: %v", got, m)
+			}
+			if got++; got%10 == 0 {
+				time.Sleep(time.Millisecond) // a busy subscriber: slower than the producers
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("received %d of %d; %d dropped", got, producers*n, b.h.Dropped())
+		}
+	}
+	for range producers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := b.h.Dropped(); d != 0 {
+		t.Fatalf("%d dropped", d)
 	}
 }

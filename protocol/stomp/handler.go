@@ -62,9 +62,9 @@ func NewHandler(hosts *virtualhost.Registry, log *zap.Logger) *Handler {
 		QueueFullWait: DefaultQueueFullWait}
 }
 
-// Dropped returns the number of topic deliveries refused so far because a subscriber could not keep up:
-// dropped, except under slow_consumer_policy block, where the router retries them (router.Stats counts
-// what it finally drops).
+// Dropped returns the number of topic deliveries dropped so far because a subscriber could not keep up
+// (under slow_consumer_policy block, the default, after holding its producers back in vain; see the
+// package doc).
 func (h *Handler) Dropped() uint64 { return h.dropped.Load() }
 
 // Serve runs one STOMP connection until it ends; it implements protocol.Handler.

@@ -2,7 +2,6 @@ package stomp
 
 import (
 	"bufio"
-	"errors"
 	"io"
 	"net"
 	"strings"
@@ -97,22 +96,10 @@ func (b *broker) dial(t *testing.T, opts ...func(*stomp.Conn) error) *stomp.Conn
 	return c
 }
 
-// unsubscribe sends UNSUBSCRIBE and waits for its RECEIPT. go-stomp v3.1.5 can miss the receipt's wake-up
-// (its subscription goroutine closes the subscription and broadcasts before Unsubscribe waits on the
-// condition): then Unsubscribe times out on a subscription the RECEIPT did close, its channel closed
-// with no error message in it. That outcome counts as the receipt; an ERROR would have left a message.
+// unsubscribe is prototest.Unsubscribe: UNSUBSCRIBE and its RECEIPT, despite go-stomp's lost wake-up.
 func unsubscribe(t *testing.T, s *stomp.Subscription, opts ...func(*frame.Frame) error) {
 	t.Helper()
-	err := s.Unsubscribe(opts...)
-	if err == nil {
-		return
-	}
-	if errors.Is(err, &stomp.ErrUnsubscribeReceiptTimeout) && !s.Active() {
-		if m, open := <-s.C; !open || m == nil {
-			return
-		}
-	}
-	t.Fatalf("unsubscribe: %v", err)
+	prototest.Unsubscribe(t, s, opts...)
 }
 
 // rawConn is a hand-driven client for cases go-stomp cannot produce.

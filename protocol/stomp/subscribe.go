@@ -72,7 +72,7 @@ func (s *session) newSubscription(f *frame.Frame) (sub *subscription, hasID bool
 		return nil, false, protoErr("duplicate subscription", "subscription id %q is already in use", id)
 	}
 	sub = &subscription{s: s, id: id, dest: dest}
-	if sub.mode, err = s.parseAckMode(f.Header.Get(frame.Ack)); err != nil {
+	if sub.mode, err = parseAckMode(f.Header.Get(frame.Ack)); err != nil {
 		return nil, false, err
 	}
 	if src, ok := f.Header.Contains("selector"); ok && strings.TrimSpace(src) != "" {
@@ -88,17 +88,16 @@ func (s *session) newSubscription(f *frame.Frame) (sub *subscription, hasID bool
 	return sub, hasID, nil
 }
 
-// parseAckMode reads a SUBSCRIBE ack header.
-func (s *session) parseAckMode(a string) (ackMode, error) {
+// parseAckMode reads a SUBSCRIBE ack header. client-individual is accepted in every version: STOMP 1.0
+// does not define it but forbids nothing, and ActiveMQ and RabbitMQ took it from 1.0 clients before 1.1
+// named it (see "Liberal where no specification forbids" in the package doc).
+func parseAckMode(a string) (ackMode, error) {
 	switch a {
 	case "", frame.AckAuto:
 		return ackAuto, nil
 	case frame.AckClient:
 		return ackClient, nil
 	case frame.AckClientIndividual:
-		if s.version < v11 {
-			return ackAuto, protoErr("invalid ack mode", "client-individual needs STOMP 1.1 or later")
-		}
 		return ackClientIndividual, nil
 	}
 	return ackAuto, protoErr("invalid ack mode", "ack must be auto, client or client-individual, got %q", a)

@@ -77,7 +77,9 @@ func (sub *subscription) Deliver(d router.Delivery) bool {
 	ok, full, over := sub.enqueue(d)
 	if !full {
 		if over && d.Seq == 0 && d.Msg != nil && (d.Msg.Persistent || d.Paced) {
-			sub.holdBack(d.Msg)
+			// A topic message that must not be lost lightly (persistent, or the topic's policy is block, the
+			// default) taken past half the outbound limit: the next ones wait for room (protocol.Pace).
+			protocol.HoldPublisher(d.Msg, s.c, s.c)
 		}
 		return ok
 	}
@@ -89,16 +91,6 @@ func (sub *subscription) Deliver(d router.Delivery) bool {
 		s.c.CountDropped(1)
 	}
 	return false
-}
-
-// holdBack asks the publisher of a topic message that must not be lost lightly (persistent, or a topic
-// whose policy is block), taken while this connection is over half its outbound limit, to hold back:
-// the next ones wait for room rather than being dropped at the limit (protocol.Pace).
-func (sub *subscription) holdBack(m *router.Message) {
-	c := sub.s.c
-	if pub, ok := m.Publisher.(protocol.Publisher); ok && any(pub) != any(c) {
-		pub.HoldFor(c)
-	}
 }
 
 // enqueue encodes d unless the subscription has ended or its selector refuses it (ok, not full) or the
