@@ -118,7 +118,7 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.IntVar(&c.storms, "storms", 3, "soak: connection storms")
 	fs.DurationVar(&c.hold, "hold", 10*time.Second, "soak: how long a storm's connections stay open")
 	fs.DurationVar(&c.pause, "pause", 10*time.Second, "soak: quiet time after each storm")
-	fs.DurationVar(&c.recover, "recover", time.Minute, "soak: longest wait after the storms for the broker to return to its baseline")
+	fs.DurationVar(&c.recover, "recover", 3*time.Minute, "soak: longest wait after the storms for the broker to return to its baseline (its RSS comes back after a GC or two)")
 	fs.StringVar(&c.metricsURL, "metrics", "", "soak: the broker's Prometheus URL, for goroutines and connections (http://user:pass@host:port/metrics)")
 	fs.IntVar(&c.pid, "pid", 0, "idle: broker process whose VmRSS to sample before and after connecting")
 	fs.BoolVar(&c.v5, "v5", false, "MQTT 5.0 instead of 3.1.1 (CONNECT level 5, empty property lists)")
