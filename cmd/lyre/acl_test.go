@@ -1,0 +1,202 @@
+package main
+
+// Access rules that hold (issue 13, items 1-7): each test is named after the hole it closes and drives
+// the broker with real clients over real sockets.
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	paho5 "github.com/eclipse/paho.golang/paho"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/virtualhost"
+)
+
+// aclConfig is the host of the access-rule tests. It is a format string: %s is where a test adds
+// attributes or rules of its own to host "a", before the others.
+const aclConfig = `
+connector "auto" {
+  bind   = "tcp://127.0.0.1:0"
+  detect = ["mqtt", "stomp"]
+  mqtt { queue_prefix = "queue/" }
+}
+
+virtual_host "a" {
+  host_names = ["a.example", "localhost", "127.0.0.1"]
+  users_file = "users-a.hcl"
+%s
+  access_rule {
+    deny   = ["carol"]
+    action = ["connect"]
+  }
+  access_rule {
+    allow  = ["+"]
+    action = ["connect"]
+  }
+  access_rule {
+    allow = ["admins"]
+  }
+  access_rule {
+    deny = ["bob"]
+    kind = "topic"
+    id   = "news.private.**"
+  }
+  access_rule {
+    allow  = ["+"]
+    action = ["send", "receive"]
+    kind   = "topic"
+    id     = "news.**"
+  }
+  access_rule {
+    allow  = ["+"]
+    action = ["send", "receive"]
+    kind   = "topic"
+    id     = "devices.%%c.**"
+  }
+}
+
+virtual_host "b" {
+  host_names = ["b.example"]
+  users_file = "users-b.hcl"
+  access_rule {
+    allow = ["+"]
+  }
+}
+`
+
+// aclUsers is host a's users file; %s adds to bob's entry.
+const aclUsers = `
+user "alice" {
+  password = %q
+  groups   = ["admins"]
+}
+user "bob" {
+  password = %q
+%s
+}
+user "carol" {
+  password = %q
+}
+`
+
+// aclBroker is a running broker of aclConfig with its log.
+type aclBroker struct {
+	*secureBroker
+	dir  string
+	path string // the configuration file
+}
+
+// startACLBroker writes aclConfig with hostExtra in host a and bobExtra in bob's users entry, and runs
+// it with a log observer.
+func startACLBroker(t *testing.T, hostExtra, bobExtra string) *aclBroker {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "users-a.hcl"), fmt.Sprintf(aclUsers, hashFor(t, alicePass), hashFor(t, bobPass), bobExtra, hashFor(t, carolPass)))
+	writeFile(t, filepath.Join(dir, "users-b.hcl"), fmt.Sprintf("user \"zed\" {\n  password = %q\n}\n", hashFor(t, zedPass)))
+	path := filepath.Join(dir, "lyre.hcl")
+	writeFile(t, path, fmt.Sprintf(aclConfig, hostExtra))
+	ab := &aclBroker{dir: dir, path: path}
+	ab.secureBroker = ab.start(t)
+	return ab
+}
+
+// start runs a broker on the configuration file (again, after a shutdown).
+func (ab *aclBroker) start(t *testing.T) *secureBroker {
+	t.Helper()
+	cfg, err := conf.Load(ab.path)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	b, err := Start(cfg, zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core)))
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() { shutdown(t, b) })
+	for _, h := range b.Hosts().Hosts() {
+		h.Throttle = &virtualhost.Throttle{Free: 3, Base: 5 * time.Millisecond, Max: 40 * time.Millisecond}
+	}
+	return &secureBroker{b: b, addr: b.Addrs()["auto"].String(), logs: logs, hostA: b.Hosts().Lookup("a")}
+}
+
+// v5Login connects an MQTT 5 client with a user name and password.
+func v5Login(t *testing.T, addr, id, user, pass string) *v5Client {
+	t.Helper()
+	return dialV5(t, addr, &paho5.Connect{ClientID: id, CleanStart: true, UsernameFlag: true, Username: user,
+		PasswordFlag: true, Password: []byte(pass)})
+}
+
+// pubReason publishes p at QoS 1 and returns the PUBACK's reason code.
+func (v *v5Client) pubReason(p *paho5.Publish) byte {
+	v.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := v.c.Publish(ctx, p)
+	if err != nil {
+		v.t.Fatalf("publish %s: %v", p.Topic, err)
+	}
+	return r.ReasonCode
+}
+
+// A shared group whose members may read different parts of its filter: every message goes to a member
+// that may read it, none to one that may not, and none is lost on the way. The publisher's PUBACK says a
+// message reached someone entitled to it: one that no subscriber may read is "no matching subscribers"
+// (0x10), also when the only subscriber is a persistent session whose gate keeps it out.
+func TestSharedMemberWithoutRightsSkipped(t *testing.T) {
+	ab := startACLBroker(t, "", "")
+	pub := v5Login(t, ab.addr, "pub", "alice", alicePass)
+	t.Run("shared group", func(t *testing.T) {
+		alice := v5Login(t, ab.addr, "alice-m", "alice", alicePass)
+		bob := v5Login(t, ab.addr, "bob-m", "bob", bobPass)
+		for _, m := range []*v5Client{alice, bob} {
+			m.sub(0, paho5.SubscribeOptions{Topic: "$share/g/news/#", QoS: 1})
+		}
+		const n = 20
+		for i := range n {
+			pub.pub(&paho5.Publish{Topic: "news/private/x", QoS: 1, Payload: []byte(fmt.Sprint(i))})
+		}
+		for i := range n {
+			if m := alice.next(5 * time.Second); m.Topic != "news/private/x" {
+				t.Fatalf("message %d: alice got %s", i, m.Topic)
+			}
+		}
+		bob.none(200*time.Millisecond, "bob may not read news/private")
+		// Public news goes round the group as usual.
+		for i := range 4 {
+			pub.pub(&paho5.Publish{Topic: "news/public", QoS: 1, Payload: []byte(fmt.Sprint(i))})
+		}
+		for got := 0; got < 4; got++ {
+			select {
+			case <-alice.msgs:
+			case <-bob.msgs:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("public news: %d of 4 delivered", got)
+			}
+		}
+	})
+	t.Run("group of members without rights", func(t *testing.T) {
+		bob := v5Login(t, ab.addr, "bob-g", "bob", bobPass)
+		bob.sub(0, paho5.SubscribeOptions{Topic: "$share/h/news/#", QoS: 1})
+		if rc := pub.pubReason(&paho5.Publish{Topic: "news/private/g", QoS: 1, Payload: []byte("x")}); rc != 0x10 {
+			t.Errorf("PUBACK 0x%02x, want 0x10 no matching subscribers", rc)
+		}
+		bob.none(100*time.Millisecond, "bob's group")
+	})
+	t.Run("persistent session's gate", func(t *testing.T) {
+		bob := dialV5(t, ab.addr, &paho5.Connect{ClientID: "bob-p", UsernameFlag: true, Username: "bob",
+			PasswordFlag: true, Password: []byte(bobPass), Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(60)}})
+		bob.sub(0, paho5.SubscribeOptions{Topic: "news/#", QoS: 1})
+		if rc := pub.pubReason(&paho5.Publish{Topic: "news/private/p", QoS: 1, Payload: []byte("x")}); rc != 0x10 {
+			t.Errorf("PUBACK 0x%02x, want 0x10 no matching subscribers", rc)
+		}
+		bob.none(100*time.Millisecond, "bob's persistent session")
+	})
+}
