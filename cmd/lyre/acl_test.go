@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/protocol/prototest"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -199,4 +200,65 @@ func TestSharedMemberWithoutRightsSkipped(t *testing.T) {
 		}
 		bob.none(100*time.Millisecond, "bob's persistent session")
 	})
+}
+
+// queueRule lets every user consume (and send to) the jobs.* queues.
+const queueRule = `
+  access_rule {
+    allow = ["+"]
+    kind  = "queue"
+    id    = "jobs.*"
+  }
+`
+
+// A persistent session's queue subscription is checked again when the session resumes: after a restart
+// or a reload that took the right to consume away, the client gets nothing from the queue and the
+// subscription is gone.
+func TestResumedQueueSubscriptionReauthorized(t *testing.T) {
+	for _, how := range []string{"reload", "restart"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			store := fmt.Sprintf("  store {\n    directory = %q\n  }\n", filepath.Join(dir, "data"))
+			ab := startACLBroker(t, store+queueRule, "")
+			bob, code, _ := mqttPersistent(t, ab.addr, "bob-q", "bob", bobPass)
+			if code != connackAccepted {
+				t.Fatalf("bob CONNACK %#x", code)
+			}
+			if tok := bob.Subscribe("queue/jobs/print", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				t.Fatal(tok.Error())
+			}
+			bob.Disconnect(100)
+
+			writeFile(t, ab.path, fmt.Sprintf(aclConfig, store)) // the queue rule is gone
+			sb := ab.secureBroker
+			if how == "reload" {
+				if err := sb.b.Reload(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				shutdown(t, sb.b)
+				sb = ab.start(t)
+			}
+			alice := mqttLogin(t, sb.addr, "alice-q", "alice", alicePass)
+			mqttPublish(t, alice, "queue/jobs/print", 1, "for a consumer allowed to take it")
+
+			_, code, ch := mqttPersistent(t, sb.addr, "bob-q", "bob", bobPass)
+			if code != connackAccepted {
+				t.Fatalf("bob back: CONNACK %#x", code)
+			}
+			expectNone(t, ch, "bob's resumed queue subscription")
+			prototest.WaitFor(t, 5*time.Second, func() bool {
+				return sb.logged("resumed subscription removed: not authorized", "queue/jobs/print") > 0
+			})
+			// The message waits in the queue for a consumer that may take it.
+			admin, code, ach := mqttPersistent(t, sb.addr, "alice-c", "alice", alicePass)
+			if code != connackAccepted {
+				t.Fatalf("alice CONNACK %#x", code)
+			}
+			if tok := admin.Subscribe("queue/jobs/print", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				t.Fatal(tok.Error())
+			}
+			expectMQTT(t, ach, "queue/jobs/print", "for a consumer allowed to take it")
+		})
+	}
 }

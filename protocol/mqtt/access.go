@@ -116,26 +116,34 @@ func (cl *client) claimSession(present bool) error {
 	return nil
 }
 
-// reauthorize re-checks the topic subscriptions of a resumed session against the client now attached:
-// one kept across a rule change must not deliver what this client may not receive. A subscription
-// reaching nothing allowed is removed (a durable one destroyed); a durable one gets the gate the client's
-// rights call for (messages it kept before are delivered); a direct one (shared) whose gate changed is
-// re-made (the new one first, so nothing published meanwhile is missed; a message may then come twice,
-// as QoS 1 allows). Queued topic messages the client may not receive are dropped.
+// reauthorize re-checks the subscriptions of a resumed session against the client now attached: one
+// kept across a restart or a rule change must not deliver what this client may not receive. A
+// subscription reaching nothing allowed is removed (a durable one destroyed, a queue's consumer never
+// attached: its messages stay in the queue for consumers that may take them); a durable one gets the
+// gate the client's rights call for (messages it kept before are delivered); a direct one (shared) whose
+// gate changed is re-made (the new one first, so nothing published meanwhile is missed; a message may then
+// come twice, as QoS 1 allows). Queued topic messages the client may not receive are dropped.
 func (cl *client) reauthorize() error {
 	s := cl.sess
 	removed := false
 	for _, e := range s.subs {
-		if e.queue || e.rs == nil {
+		if e.rs == nil {
 			continue
 		}
-		some, all := cl.host.AuthorizeFilter(cl.principal, virtualhost.ActionReceive, virtualhost.ObjectTopic, e.rs.Filter.Segs, s.id)
-		if !some {
+		obj, action := virtualhost.ObjectTopic, virtualhost.ActionReceive
+		if e.queue {
+			obj, action = virtualhost.ObjectQueue, virtualhost.ActionConsume
+		}
+		some, all := cl.host.AuthorizeFilter(cl.principal, action, obj, e.rs.Filter.Segs, s.id)
+		if !some || (e.queue && !all) {
 			cl.removeEntry(e)
 			removed = true
 			cl.c.Log().Info("resumed subscription removed: not authorized", zap.String("vhost", cl.host.Name),
-				zap.String("client_id", s.id), zap.String("filter", e.key))
+				zap.String("user", protocol.LoggedName(cl.principal.User)), zap.String("client_id", s.id), zap.String("filter", e.key))
 			continue
+		}
+		if e.queue {
+			continue // a literal queue: allowed whole
 		}
 		var gate *virtualhost.Gate
 		if !all {

@@ -41,7 +41,10 @@
 // the client id over (CONNACK 0x05), attach to them or destroy them. Sessions opened anonymously belong
 // to nobody in particular. A wildcard filter the owner may read only in part is gated inside the durable
 // subscription, so what it keeps is what the owner may read; a restored session gets its gates back at
-// startup from its owner's rights.
+// startup from its owner's rights. Every subscription of a session that resumes (after a restart, a
+// reload, or just a reconnect) is checked again against the rights of the client now attached: one
+// reaching nothing it may read is removed, a queue subscription it may no longer consume included (its
+// consumer is not attached, so the queue's messages wait for a consumer that may take them).
 //
 // Shared subscriptions ($share/group/filter) are not durable: the group gives each message to a member
 // that is online (as EMQX does), their in-flight ids are not written, and they get no retained messages.
