@@ -21,6 +21,9 @@ var (
 	ErrDenied = errors.New("protocol: not authorized")
 	// ErrHostFull refuses a login when the virtual host's max_connections are in use.
 	ErrHostFull = errors.New("protocol: the virtual host has reached its max_connections")
+	// ErrUnknownHost is the logged reason of a login to a virtual host that does not exist; the client is
+	// answered as for bad credentials (RefuseUnknownHost).
+	ErrUnknownHost = errors.New("protocol: no virtual host is named")
 )
 
 // maxLoggedName bounds a user name or client id written to logs: an over-long one is a refusal reason,
@@ -52,6 +55,10 @@ func Login(c *Conn, host *virtualhost.Host, user string, password []byte, hasUse
 		delay time.Duration
 		err   error
 	)
+	if !host.HasRoom() {
+		// Before the password: a refusal that came only after a correct one would tell it was correct.
+		return admit(c, host, p, 0, noRoom(host), user, clientID, r)
+	}
 	if id := c.CertIdentity(); id != "" && !hasUser {
 		p, delay, err = host.LoginCert(c.RemoteAddr(), id, clientID)
 		user = id
@@ -59,6 +66,21 @@ func Login(c *Conn, host *virtualhost.Host, user string, password []byte, hasUse
 		p, delay, err = host.Login(c.RemoteAddr(), user, password, hasUser, clientID)
 	}
 	return admit(c, host, p, delay, err, user, clientID, r)
+}
+
+// RefuseUnknownHost refuses a client that named a virtual host that does not exist (a STOMP CONNECT's
+// host header) as a wrong password is refused on def, the default host: the same bcrypt work and
+// throttling (virtualhost.Host.Decoy), counted and logged with the name it asked for, then the delay. The
+// front-end answers it as it answers bad credentials, so host names cannot be enumerated before
+// authentication. It returns an error wrapping virtualhost.ErrBadCredentials and ErrUnknownHost.
+func RefuseUnknownHost(c *Conn, def *virtualhost.Host, name, user string, password []byte, hasUser bool, r *Refusals) error {
+	delay := def.Decoy(c.RemoteAddr(), user, password, hasUser)
+	r.Logins.Add(1)
+	err := fmt.Errorf("%w: %w %q", virtualhost.ErrBadCredentials, ErrUnknownHost, LoggedName(name))
+	c.Log().Warn("login refused", zap.String("vhost", LoggedName(name)), zap.String("user", LoggedName(user)),
+		zap.Duration("delay", delay), zap.Error(err))
+	wait(c, delay)
+	return err
 }
 
 // LoginAuth is Login for a client whose enhanced-authentication exchange x has ended with err (Step's
@@ -76,14 +98,25 @@ func admit(c *Conn, host *virtualhost.Host, p virtualhost.Principal, delay time.
 		if host.Acquire() {
 			return p, nil
 		}
-		err = ErrHostFull
-		if host.Retired() {
-			err = fmt.Errorf("%w: %s", ErrHostRemoved, host.Name)
-		}
+		err = noRoom(host)
 	}
 	r.Logins.Add(1)
 	c.Log().Warn("login refused", zap.String("vhost", host.Name), zap.String("user", LoggedName(user)),
 		zap.String("client_id", LoggedName(clientID)), zap.Duration("delay", delay), zap.Error(err))
+	wait(c, delay)
+	return virtualhost.Principal{}, err
+}
+
+// noRoom is the refusal of a host that has no connection slot for a client: full, or being removed.
+func noRoom(host *virtualhost.Host) error {
+	if host.Retired() {
+		return fmt.Errorf("%w: %s", ErrHostRemoved, host.Name)
+	}
+	return ErrHostFull
+}
+
+// wait sleeps the delay a refused login earned (cut short if the connection closes).
+func wait(c *Conn, delay time.Duration) {
 	if delay > 0 {
 		t := time.NewTimer(delay)
 		select {
@@ -92,7 +125,6 @@ func admit(c *Conn, host *virtualhost.Host, p virtualhost.Principal, delay time.
 		}
 		t.Stop()
 	}
-	return virtualhost.Principal{}, err
 }
 
 // Owner is the identity that owns what a principal creates that outlives its connection (a durable

@@ -133,6 +133,32 @@ func (h *Host) admit(remote net.Addr, p Principal, err error, clientID string) (
 	return p, 0, nil
 }
 
+// Decoy answers a login to a virtual host that does not exist as this host answers a failed one: the
+// same bcrypt work (when a user name was given, as Authenticate does it), a failure counted against the
+// address, and the delay it has earned, which the front-end waits before refusing. It is called on the
+// default host, so that a client cannot tell a host name that does not exist from credentials that are
+// wrong, neither by the answer nor by the time it takes.
+func (h *Host) Decoy(remote net.Addr, name string, password []byte, hasUser bool) time.Duration {
+	if hasUser && name != "" && len(name) <= MaxUserLength && len(password) <= MaxPasswordLength {
+		dummy := h.cur.Load().dummy
+		if dummy == nil {
+			dummy = defaultDummy()
+		}
+		_ = bcrypt.CompareHashAndPassword(dummy, password)
+	}
+	return h.refuse(remote, ErrBadCredentials)
+}
+
+// defaultDummy is the hash Decoy compares against on a host without users: one of bcrypt's default
+// cost, made once.
+var defaultDummy = sync.OnceValue(func() []byte {
+	h, err := bcrypt.GenerateFromPassword([]byte("lyre: no such virtual host"), bcrypt.DefaultCost)
+	if err != nil {
+		panic("virtualhost: bcrypt: " + err.Error())
+	}
+	return h
+})
+
 // Verify is Login for a management (HTTP) request: the credentials are checked, and a failure is
 // counted and throttled like a client's, but the connect permission is not asked. A monitoring account
 // need not be able to connect as a client; management checks monitor, admin and send itself.

@@ -46,7 +46,12 @@
 // hash (Login); a verified TLS client certificate on a connector with cert_identity (LoginCert); or an
 // enhanced-authentication exchange (MQTT 5 AUTH) of a method the host offers (StartAuth, then LoginAuth
 // with what the exchange ended on). Unknown names cost the same time and get the same answers as wrong
-// passwords, so a client cannot tell which names exist.
+// passwords, so a client cannot tell which names exist; a login to a host that does not exist is answered
+// by the default host's Decoy (the same bcrypt work and throttling), so host names cannot be enumerated
+// either. The host's errors stay distinct (ErrBadCredentials, ErrNotAuthorized) for logs and counters:
+// front-ends answer a refused connect of a client that gave credentials as they answer wrong ones, and
+// ask HasRoom before checking any password, since a refusal that only a correct password reaches tells it
+// is correct.
 //
 // Enhanced-authentication methods are Authenticators held by name; the front-end carries the bytes.
 // A host offers SCRAM-SHA-256 (RFC 5802, RFC 7677) when some user of its users file has a scram_sha_256

@@ -200,6 +200,21 @@ func (h *Host) Acquire() bool {
 	return true
 }
 
+// HasRoom reports whether Acquire would find a slot now, without taking one; a host without room counts
+// the refusal (HostCounters.HostFull). Front-ends ask it before checking credentials, so a full host
+// answers every client alike whatever its password (a refusal after a correct password only would tell
+// the password was right).
+func (h *Host) HasRoom() bool {
+	if h.retired.Load() {
+		return false
+	}
+	if max := h.MaxConnections(); max > 0 && h.conns.Load() >= int64(max) {
+		h.hostFull.Add(1)
+		return false
+	}
+	return true
+}
+
 // Release returns a slot taken by Acquire.
 func (h *Host) Release() { h.conns.Add(-1) }
 

@@ -5,12 +5,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
 	paho5 "github.com/eclipse/paho.golang/paho"
+	"github.com/go-stomp/stomp/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -261,4 +264,95 @@ func TestResumedQueueSubscriptionReauthorized(t *testing.T) {
 			expectMQTT(t, ach, "queue/jobs/print", "for a consumer allowed to take it")
 		})
 	}
+}
+
+// stompRefusal connects and returns the ERROR frame's message header and body; it fails the test when the
+// broker accepts the client.
+func stompRefusal(t *testing.T, addr, host, login, pass string) (msg, body string) {
+	t.Helper()
+	c, err := stompDial(addr, host, login, pass)
+	if err == nil {
+		_ = c.Disconnect()
+		t.Fatalf("CONNECT to %q as %q accepted", host, login)
+	}
+	var se stomp.Error
+	if !errors.As(err, &se) || se.Frame == nil {
+		t.Fatalf("CONNECT to %q as %q: %v, want an ERROR frame", host, login, err)
+	}
+	return se.Frame.Header.Get("message"), string(se.Frame.Body)
+}
+
+// v5Refusal connects an MQTT 5 client and returns the CONNACK's reason code and reason string.
+func v5Refusal(t *testing.T, addr, id, user, pass string) (byte, string) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := paho5.NewClient(paho5.ClientConfig{Conn: nc})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho5.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, UsernameFlag: true,
+		Username: user, PasswordFlag: true, Password: []byte(pass)})
+	if err == nil || ca == nil {
+		t.Fatalf("mqtt 5 connect as %q: %v, want a refusing CONNACK", user, err)
+	}
+	reason := ""
+	if ca.Properties != nil {
+		reason = ca.Properties.ReasonString
+	}
+	return ca.ReasonCode, reason
+}
+
+// Before authentication a client learns nothing it could not guess: a STOMP CONNECT naming a host that
+// does not exist is answered as a wrong passcode is (same frame, after the same bcrypt work, counted by
+// the throttle), and a user whose password is right but who may not connect gets the answer of a wrong
+// password, in MQTT 3.1.1 (0x04), MQTT 5 (0x86 and its reason string) and STOMP. A full host answers
+// before checking any password.
+func TestUnknownHostAndRefusedUserAnsweredAlike(t *testing.T) {
+	ab := startACLBroker(t, "", "")
+	t.Run("stomp", func(t *testing.T) {
+		wantMsg, wantBody := stompRefusal(t, ab.addr, "a", "alice", "wrong-pass")
+		before := ab.hostA.Throttle.Failures("127.0.0.1")
+		for _, c := range []struct{ name, host, login, pass string }{
+			{"unknown host, a real user's password", "evil.example", "alice", alicePass},
+			{"unknown host, no login", "evil.example", "", ""},
+			{"right password, connect denied", "a", "carol", carolPass},
+			{"no login on a password host", "a", "", ""},
+			{"user of another host", "b", "alice", alicePass},
+		} {
+			if msg, body := stompRefusal(t, ab.addr, c.host, c.login, c.pass); msg != wantMsg || body != wantBody {
+				t.Errorf("%s: ERROR %q %q, want %q %q as for a wrong passcode", c.name, msg, body, wantMsg, wantBody)
+			}
+		}
+		if n := ab.hostA.Throttle.Failures("127.0.0.1"); n < before+2 {
+			t.Errorf("unknown-host attempts not counted by the throttle: %d failures, want at least %d", n, before+2)
+		}
+		prototest.WaitFor(t, 5*time.Second, func() bool {
+			return ab.logged("stomp login refused", `no virtual host is named \"evil.example\"`) > 0 ||
+				ab.logged("stomp login refused", `evil.example`) > 0
+		})
+	})
+	t.Run("mqtt 3.1.1", func(t *testing.T) {
+		_, wrong := mqttDial(t, ab.addr, "w", "alice", "wrong-pass")
+		if _, code := mqttDial(t, ab.addr, "c", "carol", carolPass); code != wrong {
+			t.Errorf("carol (right password, connect denied): CONNACK %#x, a wrong password gets %#x", code, wrong)
+		}
+	})
+	t.Run("mqtt 5", func(t *testing.T) {
+		wantCode, wantReason := v5Refusal(t, ab.addr, "w5", "alice", "wrong-pass")
+		if code, reason := v5Refusal(t, ab.addr, "c5", "carol", carolPass); code != wantCode || reason != wantReason {
+			t.Errorf("carol: CONNACK 0x%02x %q, a wrong password gets 0x%02x %q", code, reason, wantCode, wantReason)
+		}
+	})
+	t.Run("full host", func(t *testing.T) {
+		full := startACLBroker(t, "  max_connections = 1\n", "")
+		mqttLogin(t, full.addr, "first", "alice", alicePass)
+		_, right := mqttDial(t, full.addr, "right", "bob", bobPass)
+		_, wrong := mqttDial(t, full.addr, "wrong", "bob", "wrong-pass")
+		if right != 0x03 || wrong != 0x03 {
+			t.Errorf("full host: CONNACK %#x for the right password, %#x for a wrong one; want 0x03 for both", right, wrong)
+		}
+	})
 }

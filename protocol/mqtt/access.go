@@ -48,6 +48,22 @@ func loginCode(err error) byte {
 	return connNotAuthorized
 }
 
+// errLoginRefused is what a client that named a user hears of any refusal that depends on who it is.
+var errLoginRefused = fmt.Errorf("%w: %w", errRefused, virtualhost.ErrBadCredentials)
+
+// refuseLogin refuses CONNECT cp with code for reason. A client that claimed an identity (a user name, a
+// password, an authentication method) and is refused for who it is (bad credentials, no connect
+// permission) gets the answer of a wrong password, 0x04 (MQTT 5: 0x86) with the same reason string: a
+// user who may not connect has no other way to learn that a password is right, and a different answer
+// would tell. The log line written where the refusal was decided says which it was.
+func (cl *client) refuseLogin(cp *packet.ConnectPacket, code byte, reason error) error {
+	claimed := cp.UsernameFlag || cp.PasswordFlag || (cl.v5 != nil && cl.v5.authMethod != "")
+	if claimed && (code == connNotAuthorized || code == connBadCredentials) {
+		return cl.refuseAs(connBadCredentials, errLoginRefused, reason)
+	}
+	return cl.refuse(code, reason)
+}
+
 // access is the client's view of its host's access rules, built when needed so an idle client keeps no
 // copy of it.
 func (cl *client) access(clientID string) protocol.Access {

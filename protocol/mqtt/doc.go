@@ -172,8 +172,14 @@
 //
 // # Access control
 //
-// CONNECT answers 0x04 for bad credentials and 0x05 when the user may not connect (MQTT 5: 0x86, 0x87);
-// a SUBSCRIBE filter that can reach no destination the client may receive gets 0x80; a PUBLISH the client may not send is
+// CONNECT answers 0x04 for bad credentials (MQTT 5: 0x86), and 0x05 (0x87) when a client that gave no
+// user name, password or authentication method may not connect. A client that gave one and may not
+// connect gets 0x04 (0x86) with the reason string of a wrong password: a different answer once the
+// password is right would tell a user who may never connect that it is (the log says which it was). A full
+// host answers 0x03 (0x88) before any password is checked, for the same reason. Another user's client id
+// is 0x05 (0x87): its user could connect with another id, so it tells nothing more. The user@host
+// convention never refuses a host name: an unknown one leaves the whole name as the user name.
+// A SUBSCRIBE filter that can reach no destination the client may receive gets 0x80; a PUBLISH the client may not send is
 // not routed but still acknowledged as QoS 1 and 2 require, since MQTT 3.1.1 has no way to tell the
 // client [MQTT-3.3.5-2] (MQTT 5 says 0x87); a wildcard subscription reaching some forbidden topics delivers only from the
 // allowed ones. Log lines name the remote address (the connection's logger carries it), never the

@@ -161,7 +161,13 @@
 // Logins and access checks are package protocol's, shared with MQTT (protocol.Login at CONNECT,
 // protocol.Access for the rest; the rules are virtualhost.Authorize's). A refused CONNECT, SEND or
 // SUBSCRIBE, or a refused create, destroy or attach of a durable subscription, is answered with an ERROR
-// frame (message "access refused"), after which the connection closes as for any ERROR. A wildcard
+// frame (message "access refused"), after which the connection closes as for any ERROR. Every refused
+// login that depends on who the client is gets one and the same ERROR frame (body "bad login or passcode,
+// or not allowed to connect"): a wrong passcode, no login on a host that wants one, a user who may not
+// connect, and a host header naming no virtual host (answered after the same bcrypt work and throttling,
+// on the default host: protocol.RefuseUnknownHost), so neither a correct passcode nor a host name can be
+// told from the answer before a login succeeds, as RabbitMQ answers an unknown vhost like bad
+// credentials; the log line says which it was. A full host is refused before the passcode is checked. A wildcard
 // subscription reaching some forbidden topics is accepted and delivers only from the allowed ones; a
 // durable one must be wholly allowed, since its queue would keep the rest. Temporary destinations are
 // private to their connection already and are not subject to access rules. Log lines name the remote
