@@ -356,3 +356,58 @@ func TestUnknownHostAndRefusedUserAnsweredAlike(t *testing.T) {
 		}
 	})
 }
+
+// A STOMP name MQTT cannot write (a segment holding "/", "+", "#" or NUL, as STOMP's %XX escapes allow)
+// is not delivered to MQTT subscribers under another topic: /topic/sensors.alice%2Ftemp is the
+// two-level topic [sensors, alice/temp], which MQTT would read as sensors/alice/temp, three levels and
+// someone else's topic. MQTT subscribers, live and persistent, skip such a message (counted and logged);
+// STOMP subscribers get it; an MQTT 5 subscriber gets no response topic MQTT cannot name.
+func TestSTOMPSeparatorInSegmentNotAnotherMQTTTopic(t *testing.T) {
+	ab := startACLBroker(t, "", "")
+	all := mqttLogin(t, ab.addr, "m-all", "alice", alicePass)
+	allCh, _ := mqttSubscribeCode(t, all, "sensors/#")
+	exact := mqttLogin(t, ab.addr, "m-exact", "alice", alicePass)
+	exactCh, _ := mqttSubscribeCode(t, exact, "sensors/alice/temp")
+	pers, code, persCh := mqttPersistent(t, ab.addr, "m-pers", "alice", alicePass)
+	if code != connackAccepted {
+		t.Fatalf("CONNACK %#x", code)
+	}
+	if tok := pers.Subscribe("sensors/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	v5 := v5Login(t, ab.addr, "m-v5", "alice", alicePass)
+	v5.sub(0, paho5.SubscribeOptions{Topic: "sensors/#", QoS: 1})
+	sc := stompLogin(t, ab.addr, "a", "alice", alicePass)
+	ssub, err := sc.Subscribe("/topic/sensors.**", stomp.AckAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []string{"/topic/sensors.alice%2Ftemp", "/topic/sensors.alice/temp", "/topic/sensors.a+b", "/topic/sensors.%23",
+		"/topic/sensors.x%00y", "/topic/sensors.%FF"}
+	for _, d := range bad {
+		if err := sc.Send(d, "text/plain", []byte(d), stomp.SendOpt.Receipt, stomp.SendOpt.Header("persistent", "true")); err != nil {
+			t.Fatalf("SEND %s: %v", d, err)
+		}
+	}
+	if err := sc.Send("/topic/sensors.ok", "text/plain", []byte("ok"), stomp.SendOpt.Receipt,
+		stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Header("reply-to", "/topic/replies.a%2Fb")); err != nil {
+		t.Fatal(err)
+	}
+	for range bad {
+		readStomp(t, ssub) // STOMP names them all
+	}
+	if m := readStomp(t, ssub); string(m.Body) != "ok" {
+		t.Fatalf("STOMP subscriber got %q", m.Body)
+	}
+	expectMQTT(t, allCh, "sensors/ok", "ok")
+	expectMQTT(t, persCh, "sensors/ok", "ok")
+	expectNone(t, exactCh, "sensors/alice/temp")
+	m := v5.next(5 * time.Second)
+	if m.Topic != "sensors/ok" {
+		t.Fatalf("MQTT 5 subscriber got %s %q first", m.Topic, m.Payload)
+	}
+	if m.Properties != nil && m.Properties.ResponseTopic != "" {
+		t.Errorf("response topic %q: MQTT cannot name /topic/replies.a%%2Fb", m.Properties.ResponseTopic)
+	}
+	prototest.WaitFor(t, 5*time.Second, func() bool { return ab.logged("messages dropped", "MQTT cannot") > 0 })
+}

@@ -88,6 +88,17 @@
 //     QoS, as [MQTT-3.3.5-1] allows (their durable subscriptions keep their own copies).
 //   - Between a SUBSCRIBE and its SUBACK, deliveries for the new subscription are held, so the SUBACK
 //     comes first, then the retained messages [MQTT-3.3.1-6], then what arrived meanwhile.
+//   - Every MQTT topic has a STOMP name, but not every STOMP name has an MQTT one: STOMP's %XX escapes (and
+//     a raw "/", which is no STOMP separator) let a level hold "/", "+", "#", NUL or invalid UTF-8, and a
+//     STOMP topic may start like the connector's queue_prefix. Rendered for MQTT such a name would be
+//     another topic (/topic/sensors.alice%2Ftemp, two levels, would read sensors/alice/temp, three levels
+//     and maybe someone else's) or no valid topic at all. An MQTT subscriber skips such a message, whether
+//     it matched live, in a durable subscription (acknowledged, as if delivered) or as a retained one; the
+//     skip is counted and logged with the session's dropped messages ("a topic name MQTT cannot
+//     represent"). It is not refused at SEND, where STOMP subscribers may well want it (ActiveMQ and
+//     RabbitMQ take "/" in STOMP names), and the router does not offer it to another member of a shared
+//     group (MQTT members cannot name it either). A reply-to MQTT cannot name is left out of the MQTT 5
+//     response topic rather than rendered as another one.
 //
 // # MQTT 5
 //
