@@ -519,6 +519,22 @@ var errorCases = []struct {
 		},
 	},
 	{
+		name: "cert_identity_hosts and client_ids",
+		src: "connector \"c\" {\n  bind = \"tls://127.0.0.1:8883\"\n  protocol = \"mqtt\"\n  tls {\n" +
+			"    cert_file = \"testdata/tls/cert.pem\"\n    key_file = \"testdata/tls/key.pem\"\n" +
+			"    cert_identity_hosts = [\"*\", \"nowhere\"]\n  }\n}\nconnector \"d\" {\n  bind = \"tls://127.0.0.1:8884\"\n" +
+			"  protocol = \"mqtt\"\n  tls {\n    cert_file = \"testdata/tls/cert.pem\"\n    key_file = \"testdata/tls/key.pem\"\n" +
+			"    client_ca_file = \"testdata/tls/cert.pem\"\n    client_auth = \"require\"\n    cert_identity = \"cn\"\n" +
+			"    cert_identity_hosts = [\"H\", \"other\"]\n  }\n}\n" +
+			"virtual_host \"h\" {\n  anonymous = true\n  client_ids = [\"%u-*\", \"%c\", \"\"]\n}\n",
+		want: []string{
+			`t.hcl:7:27: cert_identity_hosts without cert_identity: certificates are no identities here`,
+			`t.hcl:19:33: cert_identity_hosts entry "other" names no virtual host`,
+			`t.hcl:24:25: client_ids entry "%c": "%" may only start "%u" (the user name)`,
+			`t.hcl:24:31: client_ids entry "": empty pattern`,
+		},
+	},
+	{
 		name: "tls in detect alone, without a tls block, or on a tls bind",
 		src: "connector \"c\" {\n  bind = \"tcp://127.0.0.1:8883\"\n  detect = [\"tls\"]\n}\n" +
 			"connector \"d\" {\n  bind = \"tls://127.0.0.1:8884\"\n  detect = [\"tls\", \"stomp\"]\n  tls {\n" +

@@ -45,7 +45,8 @@ type Refusals struct {
 
 // Login authenticates a client of connection c on host, checks the connect permission and takes one of
 // the host's connection slots (the caller releases it with host.Release). A verified TLS client
-// certificate stands for the user name when the client gives none (cert_identity). On refusal it counts
+// certificate stands for the user name when the client gives none (cert_identity), on the hosts the
+// connector's cert_identity_hosts lists; elsewhere the client is one without credentials. On refusal it counts
 // and logs, waits the delay the host imposes on repeated failures from this address (cut short if the
 // connection closes) and returns virtualhost.ErrBadCredentials, virtualhost.ErrNotAuthorized,
 // ErrHostFull, or ErrHostRemoved for a host a reload is removing.
@@ -59,11 +60,17 @@ func Login(c *Conn, host *virtualhost.Host, user string, password []byte, hasUse
 		// Before the password: a refusal that came only after a correct one would tell it was correct.
 		return admit(c, host, p, 0, noRoom(host), user, clientID, r)
 	}
-	if id := c.CertIdentity(); id != "" && !hasUser {
+	id := c.CertIdentity()
+	switch {
+	case id != "" && !hasUser && c.Connector().CertIdentityValidOn(host.Name):
 		p, delay, err = host.LoginCert(c.RemoteAddr(), id, clientID)
 		user = id
-	} else {
+	default:
 		p, delay, err = host.Login(c.RemoteAddr(), user, password, hasUser, clientID)
+		if err != nil && id != "" && !hasUser {
+			// The certificate proves a name to the hosts cert_identity_hosts lists, not to this one.
+			err = fmt.Errorf("%w (certificate identity %q not valid on virtual host %s: see cert_identity_hosts)", err, LoggedName(id), host.Name)
+		}
 	}
 	return admit(c, host, p, delay, err, user, clientID, r)
 }

@@ -31,14 +31,15 @@ type user struct {
 // times and messages do not reveal which names exist: the dummy hash compared against on a password
 // login has the highest cost found in the file, so an unknown name costs as much time as a wrong
 // password; fake makes SCRAM credentials for names without them (scram.go). host is the host's name.
-func loadUsers(path, host string) (users map[string]user, dummy []byte, fake fakeSCRAM, err error) {
+func loadUsers(path, host string) (users map[string]user, dummy []byte, fake fakeSCRAM, file *conf.UsersFile, err error) {
 	if path == "" {
-		return nil, nil, newFakeSCRAM(host, nil), nil
+		return nil, nil, newFakeSCRAM(host, nil), nil, nil
 	}
-	list, err := conf.LoadUsers(path)
+	file, err = conf.LoadUsersFile(path)
 	if err != nil {
-		return nil, nil, fakeSCRAM{}, fmt.Errorf("virtualhost: users file: %w", err)
+		return nil, nil, fakeSCRAM{}, nil, fmt.Errorf("virtualhost: users file: %w", err)
 	}
+	list := file.Users
 	users = make(map[string]user, len(list))
 	cost := bcrypt.MinCost
 	for _, u := range list {
@@ -56,9 +57,9 @@ func loadUsers(path, host string) (users map[string]user, dummy []byte, fake fak
 	}
 	dummy, err = bcrypt.GenerateFromPassword([]byte("lyre: no such user"), cost)
 	if err != nil {
-		return nil, nil, fakeSCRAM{}, fmt.Errorf("virtualhost: users file: %w", err)
+		return nil, nil, fakeSCRAM{}, nil, fmt.Errorf("virtualhost: users file: %w", err)
 	}
-	return users, dummy, newFakeSCRAM(host, list), nil
+	return users, dummy, newFakeSCRAM(host, list), file, nil
 }
 
 // Authenticate checks credentials; it neither throttles nor checks the connect permission (see Login).

@@ -87,13 +87,44 @@
 // subscription is consume, reading a topic receive (ReadAction), for every front-end; creating and
 // destroying a durable subscription are create and destroy on kind dsub.
 //
+// A name in an allow or deny list is a group when the host's users file has a group of that name (one of
+// its users lists it, or a group block declares it), else a user; conf refuses a users file where a name
+// is both. So a principal whose name is not from the users file (a certificate identity, an enhanced
+// method's user) is never taken for a group that happens to share its name; write a group block for a
+// group nobody is in yet.
+//
 // Ids are patterns in the STOMP default grammar without prefix ("orders.**", "devices.*.temp"), matched
 // against canonical paths with the router's filter semantics (router.MatchSegments), including
 // [MQTT-4.7.2-1]: a wildcard at the first level does not match a level starting with '$', so "$SYS" must
 // be granted by name. In an id, "%u" and "%c" stand for the user name and the client id, escaped as one
-// level; a rule using them matches no one who lacks them (anonymous users, empty client ids). A wildcard
+// level; a rule using them matches no one who lacks them (anonymous users, empty client ids), and "%c"
+// only a client id its principal claims (see Client ids). A wildcard
 // subscription reaching some forbidden destinations delivers through a Gate, which caches its decisions
 // under the router's length-prefixed key (a joined key once let a %00 in a segment poison a decision).
+//
+// # Client ids
+//
+// A client picks its client id (MQTT CONNECT, STOMP client-id header) freely, so a rule granting
+// "devices.%c.**" to everyone would let bob, connecting as "dev1", act for device dev1. "%c" therefore
+// stands only for a client id the client's principal claims: a pattern of its users file entry
+// (client_ids), of the group block of one of its groups, or of the host's client_ids. A pattern matches
+// a whole client id; "*" is any run of characters and "%u" the user's proven name (a "*" in the name is
+// a character). A client id nobody claims makes every "%c" rule skip the client, as an empty one does;
+// it still connects and is bound by the other rules. By default nothing is claimed, so "%c" rules match
+// nobody until client ids are given out, like EMQX's ACL placeholders bound to an authenticated client.
+// "%c" is a security boundary exactly when no client id is claimed by two principals who must not share
+// it. "%u" alone keeps them apart (user names are unique); "%u-*" does only while no user's name is
+// another's followed by "-" (bob's "bob-*" covers "bob-x-1", which a user "bob-x" claims too); explicit
+// lists per user (client_ids = ["dev1", "dev2"]) do when they do not overlap. The host's "*" makes every
+// client id everyone's, as before client ids were bound to users: "%c" is then a convenience for clients
+// that name themselves honestly, not a boundary. Matching is linear: pieces between "*" are found left
+// to right, without backtracking.
+//
+// A certificate identity (cert_identity) is a user only on the hosts its connector's
+// cert_identity_hosts lists (by default the connector's virtual_host, else the first host): the CA
+// vouches for names of one tenant, and a certificate naming "alice" must not become a different tenant's
+// alice. On another host the client is one without credentials (anonymous where the host allows that,
+// else refused), and the refusal's log line says why.
 //
 // # Policies and limits
 //

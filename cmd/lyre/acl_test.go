@@ -5,10 +5,19 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +98,13 @@ user "bob" {
 user "carol" {
   password = %q
 }
+user "dave" {
+  password = %q
+  groups   = ["sensors"]
+}
+group "sensors" {
+  client_ids = ["sensor-*"]
+}
 `
 
 // aclBroker is a running broker of aclConfig with its log.
@@ -103,7 +119,7 @@ type aclBroker struct {
 func startACLBroker(t *testing.T, hostExtra, bobExtra string) *aclBroker {
 	t.Helper()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "users-a.hcl"), fmt.Sprintf(aclUsers, hashFor(t, alicePass), hashFor(t, bobPass), bobExtra, hashFor(t, carolPass)))
+	writeFile(t, filepath.Join(dir, "users-a.hcl"), fmt.Sprintf(aclUsers, hashFor(t, alicePass), hashFor(t, bobPass), bobExtra, hashFor(t, carolPass), hashFor(t, davePass)))
 	writeFile(t, filepath.Join(dir, "users-b.hcl"), fmt.Sprintf("user \"zed\" {\n  password = %q\n}\n", hashFor(t, zedPass)))
 	path := filepath.Join(dir, "lyre.hcl")
 	writeFile(t, path, fmt.Sprintf(aclConfig, hostExtra))
@@ -410,4 +426,194 @@ func TestSTOMPSeparatorInSegmentNotAnotherMQTTTopic(t *testing.T) {
 		t.Errorf("response topic %q: MQTT cannot name /topic/replies.a%%2Fb", m.Properties.ResponseTopic)
 	}
 	prototest.WaitFor(t, 5*time.Second, func() bool { return ab.logged("messages dropped", "MQTT cannot") > 0 })
+}
+
+// %c stands for a client id its user claims, never for one any client may pick: bob naming his STOMP
+// connection or MQTT client "dev1" does not make devices.dev1.** his. He claims client ids through his
+// users file entry (client_ids), dave through his group's block, everyone through the host's client_ids.
+func TestClientIDSpoofingRefused(t *testing.T) {
+	ab := startACLBroker(t, "  client_ids = [\"%u-web\"]\n", "  client_ids = [\"bob-*\"]")
+	stompAs := func(t *testing.T, login, pass, clientID string) *stomp.Conn {
+		c, err := stomp.Dial("tcp", ab.addr, stomp.ConnOpt.Host("a"), stomp.ConnOpt.Login(login, pass),
+			stomp.ConnOpt.Header("client-id", clientID))
+		if err != nil {
+			t.Fatalf("stomp %s as %s: %v", login, clientID, err)
+		}
+		t.Cleanup(func() { _ = c.Disconnect() })
+		return c
+	}
+	t.Run("stomp client-id header", func(t *testing.T) {
+		before := ab.logged("send refused", "devices.dev1.cmd")
+		err := stompAs(t, "bob", bobPass, "dev1").Send("/topic/devices.dev1.cmd", "text/plain", []byte("forged"), stomp.SendOpt.Receipt)
+		if got := stompErrorMessage(err); got != "access refused" {
+			t.Errorf("bob as dev1: SEND %v (message %q), want ERROR access refused", err, got)
+		}
+		prototest.WaitFor(t, 5*time.Second, func() bool { return ab.logged("send refused", "devices.dev1.cmd") > before })
+		for _, c := range []struct{ login, pass, id string }{
+			{"bob", bobPass, "bob-phone"},  // his users file entry
+			{"dave", davePass, "sensor-7"}, // his group's block
+			{"dave", davePass, "dave-web"}, // the host's pattern, %u
+		} {
+			if err := stompAs(t, c.login, c.pass, c.id).Send("/topic/devices."+c.id+".cmd", "text/plain", []byte("own"), stomp.SendOpt.Receipt); err != nil {
+				t.Errorf("%s as %s, a client id he claims: %v", c.login, c.id, err)
+			}
+		}
+		err = stompAs(t, "bob", bobPass, "dave-web").Send("/topic/devices.dave-web.cmd", "text/plain", []byte("forged"), stomp.SendOpt.Receipt)
+		if got := stompErrorMessage(err); got != "access refused" {
+			t.Errorf("bob as dave-web: SEND %v, want ERROR access refused", err)
+		}
+	})
+	t.Run("mqtt client id", func(t *testing.T) {
+		w := mqttLogin(t, ab.addr, "watcher", "alice", alicePass)
+		watch, _ := mqttSubscribeCode(t, w, "devices/#")
+		bob := mqttLogin(t, ab.addr, "dev1", "bob", bobPass)
+		if _, code := mqttSubscribeCode(t, bob, "devices/dev1/#"); code != 0x80 {
+			t.Errorf("bob as dev1: SUBACK %#x, want 0x80", code)
+		}
+		mqttPublish(t, bob, "devices/dev1/cmd", 1, "forged") // acknowledged, not routed [MQTT-3.3.5-2]
+		expectNone(t, watch, "bob's publish as dev1")
+		own := mqttLogin(t, ab.addr, "bob-car", "bob", bobPass)
+		ch, code := mqttSubscribeCode(t, own, "devices/bob-car/#")
+		if code != 1 {
+			t.Fatalf("bob as bob-car: SUBACK %#x", code)
+		}
+		mqttPublish(t, own, "devices/bob-car/cmd", 1, "own")
+		expectMQTT(t, ch, "devices/bob-car/cmd", "own")
+		expectMQTT(t, watch, "devices/bob-car/cmd", "own")
+	})
+}
+
+// testCA is a certificate authority for client certificates, with a server certificate for 127.0.0.1.
+type testCA struct {
+	t    *testing.T
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newTestCA(t *testing.T, dir string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "acl test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &testCA{t: t, key: key, pool: x509.NewCertPool()}
+	if ca.cert, err = x509.ParseCertificate(der); err != nil {
+		t.Fatal(err)
+	}
+	ca.pool.AddCert(ca.cert)
+	writeFile(t, filepath.Join(dir, "ca.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	srv := ca.issue(&x509.Certificate{Subject: pkix.Name{CommonName: "lyre"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	kder, err := x509.MarshalECPrivateKey(srv.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "server.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate[0]})))
+	writeFile(t, filepath.Join(dir, "server-key.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
+	return ca
+}
+
+// issue signs tmpl (its key made here) with the CA.
+func (ca *testCA) issue(tmpl *x509.Certificate) tls.Certificate {
+	ca.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = serial, time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// stompCert connects to host over TLS with a client certificate for cn and no login.
+func (ca *testCA) stompCert(addr, host, cn string) (*stomp.Conn, error) {
+	cert := ca.issue(&x509.Certificate{Subject: pkix.Name{CommonName: cn}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	nc, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		return nil, err
+	}
+	c, err := stomp.Connect(nc, stomp.ConnOpt.Host(host))
+	if err != nil {
+		_ = nc.Close()
+	}
+	return c, err
+}
+
+// certConnector is a TLS connector whose client certificates are identities (CN); %s adds to its tls block.
+const certConnector = `
+connector "tls" {
+  bind   = "tls://127.0.0.1:0"
+  detect = ["mqtt", "stomp"]
+  tls {
+    cert_file      = "server.pem"
+    key_file       = "server-key.pem"
+    client_ca_file = "ca.pem"
+    client_auth    = "require"
+    cert_identity  = "cn"
+%s
+  }
+}
+`
+
+// A certificate identity is a user on the hosts its connector's cert_identity_hosts names (by default
+// the connector's host, else the first one), nowhere else: a certificate naming zed is not host b's zed
+// when the connector vouches for host a. And a certificate naming a group (CN=admins) is a user called
+// admins, not a member of the group.
+func TestCertIdentityStaysOnItsHosts(t *testing.T) {
+	ab := startACLBroker(t, "", "")
+	ca := newTestCA(t, ab.dir)
+	base := strings.Replace(fmt.Sprintf(aclConfig, ""), "connector \"auto\"", strings.TrimSpace(fmt.Sprintf(certConnector, ""))+"\nconnector \"auto\"", 1)
+	writeFile(t, ab.path, base)
+	shutdown(t, ab.b)
+	sb := ab.start(t)
+	addr := sb.b.Addrs()["tls"].String()
+
+	alice, err := ca.stompCert(addr, "a", "alice")
+	if err != nil {
+		t.Fatalf("alice's certificate on host a: %v", err)
+	}
+	if err := alice.Send("/topic/payroll.x", "text/plain", []byte("admin"), stomp.SendOpt.Receipt); err != nil {
+		t.Errorf("alice (group admins) by certificate: %v", err)
+	}
+	_ = alice.Disconnect()
+	if c, err := ca.stompCert(addr, "b", "zed"); err == nil {
+		_ = c.Disconnect()
+		t.Error("a certificate for zed logged in on host b, which the connector does not vouch for")
+	} else if got := stompErrorMessage(err); got != "access refused" {
+		t.Errorf("zed's certificate on host b: %v, want ERROR access refused", err)
+	}
+	prototest.WaitFor(t, 5*time.Second, func() bool { return sb.logged("login refused", "not valid on virtual host b") > 0 })
+
+	admins, err := ca.stompCert(addr, "a", "admins")
+	if err != nil {
+		t.Fatalf("CN=admins on host a (any authenticated user may connect): %v", err)
+	}
+	err = admins.Send("/topic/payroll.x", "text/plain", []byte("forged"), stomp.SendOpt.Receipt)
+	if got := stompErrorMessage(err); got != "access refused" {
+		t.Errorf("CN=admins SEND payroll: %v, want ERROR access refused (a user named admins is not the group)", err)
+	}
+
+	// cert_identity_hosts lets the connector vouch for host b too.
+	writeFile(t, ab.path, strings.Replace(fmt.Sprintf(aclConfig, ""), "connector \"auto\"",
+		strings.TrimSpace(fmt.Sprintf(certConnector, `    cert_identity_hosts = ["a", "b"]`))+"\nconnector \"auto\"", 1))
+	shutdown(t, sb.b)
+	sb = ab.start(t)
+	zed, err := ca.stompCert(sb.b.Addrs()["tls"].String(), "b", "zed")
+	if err != nil {
+		t.Fatalf("zed's certificate on host b, listed in cert_identity_hosts: %v", err)
+	}
+	_ = zed.Disconnect()
 }

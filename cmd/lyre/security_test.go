@@ -187,6 +187,7 @@ user "alice" {
 }
 user "bob" {
   password = %q
+  client_ids = ["dev*"] # devices.%%c.** is his for these client ids only
 }
 user "carol" {
   password = %q
