@@ -298,7 +298,7 @@ func ConnectorOf(ctx context.Context) *conf.Connector {
 
 // handOff gives nc, whose first bytes (replayed) are an HTTP request for the management handler, to the
 // server's HTTP server, which serves it and any later request on it (keep-alive) and closes it. The
-// connection holds its connector slot until then.
+// connection holds its connector slot until then. On error nc is not handed off: the caller closes it.
 func (s *Server) handOff(l *listener, nc net.Conn, replayed []byte) error {
 	if err := clearDeadlines(nc); err != nil {
 		return err
@@ -331,14 +331,14 @@ func (s *Server) handOff(l *listener, nc net.Conn, replayed []byte) error {
 	}
 	hl := s.httpLn
 	s.mu.Unlock()
-	l.active.Add(1)
+	// Once accepted, the connection keeps the slot its detection took (serve does not give it back);
+	// httpConn.Close does.
 	hc := &httpConn{Conn: nc, r: io.MultiReader(bytes.NewReader(replayed), nc), l: l}
 	select {
 	case hl.ch <- hc:
 		return nil
 	case <-hl.done:
-		_ = hc.Close()
-		return ErrServerClosed
+		return ErrServerClosed // the caller closes nc and gives the slot back
 	}
 }
 

@@ -88,6 +88,16 @@ func TestManagementRequestsHandedOff(t *testing.T) {
 		t.Errorf("connector stats = %+v, want 5 accepted and one http refusal (the 426 while detecting)", st)
 	}
 
+	// Every connection handed off gives its slot back once, when it closes.
+	client.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.ConnectorStats()[0].Active != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if a := srv.ConnectorStats()[0].Active; a != 0 {
+		t.Errorf("%d connections active after the client closed its own, want 0", a)
+	}
+
 	_, addr2 := setup(false)
 	resp, err := http.Get("http://" + addr2 + "/metrics")
 	if err != nil {

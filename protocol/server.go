@@ -252,8 +252,9 @@ func (s *Server) track(l *listener, nc net.Conn) bool {
 // serve recognises the protocol of nc and runs its handler.
 func (s *Server) serve(l *listener, nc net.Conn) {
 	var c *Conn
-	defer func() { s.served(l, nc, c, recover()) }()
-	c = s.open(l, nc)
+	var handedOff bool // to the management HTTP server, with the connector slot
+	defer func() { s.served(l, nc, c, handedOff, recover()) }()
+	c, handedOff = s.open(l, nc)
 	if c == nil || c.Err() != nil {
 		return
 	}
@@ -278,9 +279,11 @@ func (s *Server) handlerDone(c *Conn) {
 
 // served ends a connection's goroutine: it logs and recovers a handler panic, unregisters the
 // connection and counts it gone. c is nil when detection failed or panicked.
-func (s *Server) served(l *listener, nc net.Conn, c *Conn, panicked any) {
+func (s *Server) served(l *listener, nc net.Conn, c *Conn, handedOff bool, panicked any) {
 	defer s.wg.Done()
-	defer l.active.Add(-1)
+	if !handedOff {
+		defer l.active.Add(-1)
+	}
 	if panicked != nil {
 		s.log.Error("connection handler panic", zap.String("connector", l.set.Connector.Name),
 			zap.Stringer("remote", nc.RemoteAddr()), zap.Any("panic", panicked), zap.ByteString("stack", debug.Stack()))
@@ -306,14 +309,14 @@ func (s *Server) served(l *listener, nc net.Conn, c *Conn, panicked any) {
 // 2 KiB (see detect).
 //
 //go:noinline
-func (s *Server) open(l *listener, nc net.Conn) *Conn {
+func (s *Server) open(l *listener, nc net.Conn) (*Conn, bool) {
 	proto, conn, r, err := s.detect(l, nc)
 	if errors.Is(err, errHandedOff) {
-		return nil
+		return nil, true
 	}
 	if err != nil {
 		_ = nc.Close()
-		return nil
+		return nil, false
 	}
 	c := newConn(s, conn, r, l.set, proto)
 	switch tc := conn.(type) {
@@ -327,11 +330,11 @@ func (s *Server) open(l *listener, nc net.Conn) *Conn {
 	if s.closing {
 		s.mu.Unlock()
 		c.Close(ErrServerClosed)
-		return c
+		return c, false
 	}
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
-	return c
+	return c, false
 }
 
 // Shutdown stops the listeners, runs every connection's OnShutdown hook (closing those without one) and

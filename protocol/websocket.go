@@ -267,16 +267,16 @@ func (s *Server) acceptWebSocket(l *listener, nc net.Conn, req *http.Request, pr
 // httpFailed answers a refused request with its status (a timeout or a vanished client gets nothing)
 // and logs it like the other detection failures: at Info, at most once a second per connector.
 func (s *Server) httpFailed(l *listener, nc net.Conn, req *http.Request, err error) {
+	if errors.Is(err, ErrDetectTimeout) {
+		s.detectFailed(l, nc, err, nil)
+		return
+	}
+	l.stats.refuse(RefusedHTTP) // before the answer, so a client that read it sees it counted
 	var r *httpRefusal
 	if errors.As(err, &r) {
 		writeRefusal(nc, r)
 		err = fmt.Errorf("%w: %w", ErrUpgradeRefused, err)
 	}
-	if errors.Is(err, ErrDetectTimeout) {
-		s.detectFailed(l, nc, err, nil)
-		return
-	}
-	l.stats.refuse(RefusedHTTP)
 	n := l.httpLogs.hit()
 	if n == 0 {
 		return

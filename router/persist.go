@@ -158,9 +158,11 @@ func (r *Router) RestoreQueued(d Destination, seq uint64, redeliveries uint32, m
 	q.heldBytes += it.size
 }
 
-// retain applies a retained message (or clears one), journalling it. With a journal the change and its
-// journal call are made under one lock, so concurrent publishers to one topic journal in the order the
-// router applied them and the store ends with the same retained message as the router.
+// retain applies a retained message (or clears one), journalling it unless it is Internal. With a journal
+// the change and its journal call are made under one lock, so concurrent publishers to one topic journal
+// in the order the router applied them and the store ends with the same retained message as the router.
+// An Internal message replacing a journalled one leaves the journalled one in the store: it comes back
+// after a restart until the broker publishes the topic again.
 func (r *Router) retain(ri int, m *Message) {
 	j := r.opts.Journal
 	if j != nil {
@@ -172,7 +174,7 @@ func (r *Router) retain(ri int, m *Message) {
 	} else {
 		r.retained.set(ri, m.Dest.Path, m)
 	}
-	if j != nil {
+	if j != nil && !m.Internal {
 		j.Retain(m)
 	}
 }

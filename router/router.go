@@ -258,7 +258,9 @@ func (r *Router) Publish(m *Message) PublishResult {
 	if m.ID == 0 {
 		m.ID = r.nextID.Add(1)
 	}
-	r.published.Add(1)
+	if !m.Internal {
+		r.published.Add(1)
+	}
 	if queueKind(m.Dest.Kind) {
 		q, err := r.lockedQueueLimit(m.Dest, true, true)
 		if err != nil {
@@ -290,7 +292,9 @@ func (r *Router) Publish(m *Message) PublishResult {
 	}
 	res := r.topics.match(ri, m.Dest.Path)
 	if len(res.Subs) == 0 && len(res.Groups) == 0 {
-		r.noRoute.Add(1)
+		if !m.Internal {
+			r.noRoute.Add(1)
+		}
 		return PublishResult{}
 	}
 	// Counted in locals, not in a PublishResult: the compiler keeps them in registers, where fields of a
@@ -346,7 +350,7 @@ func (r *Router) Publish(m *Message) PublishResult {
 // one atomically, not all of them at one instant.
 type Stats struct {
 	// Published counts Publish calls that routed a message (not those refused with ErrClosed or
-	// ErrInvalidName); Delivered counts deliveries sinks took, topic and queue, redeliveries included.
+	// ErrInvalidName, nor Internal ones: the broker's $SYS values); Delivered counts deliveries sinks took, topic and queue, redeliveries included.
 	Published, Delivered uint64
 	// Dropped counts messages lost to a bound or to expiry: the sum of the Dropped* reasons below. A
 	// message a topic fans out is counted once per subscription (or shared group) that lost it.
@@ -367,7 +371,8 @@ type Stats struct {
 	// queue has no dead-letter queue or it refused them (Poisoned minus DeadLettered).
 	DroppedPoisoned uint64
 	// NoRoute counts topic publishes that matched no subscription at all: published to nothing. It is
-	// not a drop (no subscriber missed the message); a retained message is kept all the same.
+	// not a drop (no subscriber missed the message); a retained message is kept all the same. Internal
+	// messages ($SYS) are not counted, as they are not in Published.
 	NoRoute uint64
 	// QueueFull counts publishes to a queue refused with ErrQueueFull (or ErrTooManyQueues).
 	QueueFull uint64

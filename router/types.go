@@ -103,6 +103,11 @@ type Message struct {
 	// Priority orders a queue: higher first, FIFO within a priority; 0 (lowest) to MaxPriority, larger
 	// values count as MaxPriority. Topics ignore it.
 	Priority uint8
+	// Internal marks the broker's own status messages ($SYS): retained in memory only, never handed to
+	// the Journal (they are republished every interval, and a store write each time would buy nothing:
+	// they are recomputed after a restart), and not counted in Stats.Published, which counts clients'
+	// messages. Their deliveries count as any others.
+	Internal bool
 	// Group names a message group: while the consumer that received a group's first message lives, the
 	// queue gives it every message of that group. "" = no group.
 	Group string

@@ -148,11 +148,21 @@ const (
 // (canonical segments; [name] for a connector or host). clientID fills "%c" in rule ids. A denial is
 // counted (Counters.AccessDenied).
 func (h *Host) Authorize(p Principal, action Action, obj Object, path []string, clientID string) bool {
-	if h.cur.Load().rules.authorize(p, action, obj, path, clientID) {
+	if !reservedForBroker(action, obj, path) && h.cur.Load().rules.authorize(p, action, obj, path, clientID) {
 		return true
 	}
 	h.accessDenied.Add(1)
 	return false
+}
+
+// SysRoot is the first level of the broker's own status topics ($SYS/broker/..., published by management).
+const SysRoot = "$SYS"
+
+// reservedForBroker reports a send no rule may allow: to a topic under $SYS, whose values only the broker
+// publishes. "The Server SHOULD prevent Clients from using such Topic Names to exchange messages with
+// other Clients" [MQTT 3.1.1 §4.7.2]; mosquitto refuses it too. Reading them is left to the rules.
+func reservedForBroker(action Action, obj Object, path []string) bool {
+	return action == ActionSend && obj == ObjectTopic && len(path) > 0 && path[0] == SysRoot
 }
 
 // authorize is Authorize under one rule set, without counting: the connect permission and gates count

@@ -118,3 +118,20 @@ func TestVerifyCountsFailures(t *testing.T) {
 		t.Errorf("counters %+v, want one auth failure", got)
 	}
 }
+
+// No rule lets a client publish under $SYS, the broker's own tree; reading it is up to the rules
+// [MQTT 3.1.1 §4.7.2].
+func TestSysTopicsAreTheBrokers(t *testing.T) {
+	h := open(t, conf.VirtualHost{Name: "h", Anonymous: true})
+	p := virtualhost.Principal{}
+	if h.Authorize(p, virtualhost.ActionSend, virtualhost.ObjectTopic, []string{"$SYS", "broker", "uptime"}, "") {
+		t.Error("a send to $SYS/broker/uptime was allowed on a host without rules")
+	}
+	if !h.Authorize(p, virtualhost.ActionReceive, virtualhost.ObjectTopic, []string{"$SYS", "broker", "uptime"}, "") {
+		t.Error("receiving $SYS/broker/uptime was refused on a host without rules")
+	}
+	if !h.Authorize(p, virtualhost.ActionSend, virtualhost.ObjectTopic, []string{"SYS", "x"}, "") ||
+		!h.Authorize(p, virtualhost.ActionSend, virtualhost.ObjectQueue, []string{"$SYS", "x"}, "") {
+		t.Error("a send elsewhere was refused")
+	}
+}

@@ -39,6 +39,31 @@ func chromiumBinary() string {
 	return ""
 }
 
+// requireChromium returns the Chromium to drive. Without one the test skips, naming the package to install,
+// unless CI is set: there it fails (.ci/run installs the package).
+func requireChromium(t *testing.T) string {
+	t.Helper()
+	bin := chromiumBinary()
+	if bin == "" {
+		const msg = "no chromium binary on PATH: install Debian's chromium package (apt-get install chromium); .ci/run does"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return bin
+}
+
+// browserOptions start a headless Chromium bin for the browser tests.
+func browserOptions(bin string, more ...chromedp.ExecAllocatorOption) []chromedp.ExecAllocatorOption {
+	return append(append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		// Chromium refuses to run as root with its sandbox; test machines and CI containers often are root.
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-dev-shm-usage", true),
+	), more...)
+}
+
 // browserResult is window.lyreResult, the verdict of testdata/browser/test.js.
 type browserResult struct {
 	Done   bool              `json:"done"`
@@ -53,15 +78,7 @@ type browserResult struct {
 // send a message each way between the protocols, MQTT 5 user properties arriving as STOMP headers and back.
 // It needs Debian's chromium package; without it the test skips, unless CI is set (.ci/run installs it).
 func TestBrowser(t *testing.T) {
-	bin := chromiumBinary()
-	if bin == "" {
-		const msg = "no chromium binary on PATH: install Debian's chromium package (apt-get install chromium); .ci/run does"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-
+	bin := requireChromium(t)
 	page := httptest.NewServer(http.FileServer(http.Dir("testdata/browser")))
 	defer page.Close()
 	_, addr := startBroker(t, fmt.Sprintf(browserConfig, page.URL))
@@ -87,13 +104,7 @@ func runBrowserPage(t *testing.T, bin, pageURL string) browserResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin),
-		// Chromium refuses to run as root with its sandbox; test machines and CI containers often are root.
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-dev-shm-usage", true),
-	)
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	actx, acancel := chromedp.NewExecAllocator(ctx, browserOptions(bin)...)
 	defer acancel()
 	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	defer bcancel()

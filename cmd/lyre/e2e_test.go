@@ -83,6 +83,15 @@ func stompClient(t *testing.T, addr string) *stomp.Conn {
 	return c
 }
 
+// stompBarrier returns once the broker has handled every frame c sent before: a SEND with a receipt, to
+// a topic nobody reads, answered in order. go-stomp's Subscribe does not wait for the SUBSCRIBE.
+func stompBarrier(t *testing.T, c *stomp.Conn) {
+	t.Helper()
+	if err := c.Send("/topic/lyre-test.barrier", "text/plain", nil, stomp.SendOpt.Receipt); err != nil {
+		t.Fatalf("stomp barrier: %v", err)
+	}
+}
+
 func mqttSubscribe(t *testing.T, c paho.Client, filter string, qos byte) <-chan paho.Message {
 	t.Helper()
 	ch := make(chan paho.Message, 100)

@@ -437,6 +437,7 @@ func TestMQTT5PropertiesReachSTOMP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stompBarrier(t, sc)
 	old := mqttSubscribe(t, mqttClient(t, addr, "props-311"), "life/props", 1)
 	pub := dialV5(t, addr, &paho5.Connect{ClientID: "props-pub", CleanStart: true})
 	before := time.Now()
@@ -532,6 +533,7 @@ func TestMQTT5RequestResponseWithSTOMPService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stompBarrier(t, sc)
 	req := dialV5(t, addr, &paho5.Connect{ClientID: "requester", CleanStart: true})
 	req.sub(0, paho5.SubscribeOptions{Topic: "life/resp/requester", QoS: 1})
 	req.pub(&paho5.Publish{Topic: "life/svc", QoS: 1, Payload: []byte("ping"), Properties: &paho5.PublishProperties{

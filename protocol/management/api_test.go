@@ -145,7 +145,7 @@ func TestBrokerInfo(t *testing.T) {
 	f.expect(request{method: "GET", path: "/broker", user: "admin"}, http.StatusOK, &b)
 	c := b.Config
 	if b.Version != "test" || b.Started.IsZero() || b.UptimeSeconds < 0 || !strings.HasSuffix(c.Source, "lyre.hcl") ||
-		!slices.Equal(c.VirtualHosts, []string{"a", "b"}) || c.SysInterval != "10s" || len(c.Connectors) != 1 ||
+		!slices.Equal(c.VirtualHosts, []string{"a", "b"}) || c.SysInterval != "0s" || len(c.Connectors) != 1 ||
 		!c.Connectors[0].Management || !slices.Equal(c.Connectors[0].Protocols, []string{"mqtt", "stomp"}) {
 		t.Errorf("broker: %+v", b)
 	}

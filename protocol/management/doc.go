@@ -50,4 +50,47 @@
 // block holds the request for queueFullWait, retrying as STOMP does (protocol.RetryFull), then 503 with
 // Retry-After; subscribers over their windows hold it for protocol.PaceTimeout at most (a protocol.Pacer
 // as the message's Publisher), as a connection's reader is held.
+//
+// # Metrics
+//
+// GET /metrics serves the Prometheus text format from a registry of the Manager's own (never the global
+// one): Go runtime and process collectors, and one collector that builds every lyre_ metric at scrape
+// time from counters the broker keeps anyway (connector counters, router.Stats, the hosts' gauges, the
+// MQTT sessions list). Nothing is counted on the publish path for monitoring's sake. Labels are bounded:
+// connector, protocol and vhost (all from the configuration), and small fixed sets (reason, state). There
+// is no per-client label, and no per-queue one either: temporary queues and per-session durable
+// subscriptions make queue names unbounded, so queue figures are summed per host and kind; the REST API
+// lists queues one by one. The README's Monitoring section lists the metrics.
+//
+// # $SYS
+//
+// Every virtual host gets mosquitto's $SYS/broker/... topics (version, uptime, clients/..., messages/...,
+// load/.../1min|5min|15min, heap/...), published into the host's router as retained topic messages by
+// one goroutine, every sys_interval: read on each tick, so a reload changes the period from the next one;
+// 0 turns them off and clears what was published. A value is published only when it changed since the
+// last tick, as mosquitto does. Most figures are the host's own (its clients, its traffic, its retained
+// messages), so a tenant sees nothing of another; version, uptime, heap and load/connections (connections
+// are accepted before their host is known) are broker-wide. The messages are router.Message.Internal:
+// retained in memory only, never written to the host's store (they are recomputed after a restart), and
+// not counted as published. Clients read them like any topic, subject to access rules: receive on
+// "$SYS.**" (a rule whose id starts with a wildcard does not cover $ topics).
+//
+// # Web console
+//
+// /console/ is a single page in plain JavaScript modules with no build step, embedded from console/
+// (go:embed) and served by consoleHandler: index.html, app.js (API calls, pages, polling), table.js,
+// format.js, graph.js and app.css. The files hold no data and are served without login; everything the
+// page shows it fetches from /api/v1 as the user, so the API's checks are the console's (an action a user
+// may not take is refused with the API's 403 text, shown as is). Each file carries an ETag of its content
+// and Cache-Control no-cache: a browser revalidates (304) and never mixes files of two builds.
+//
+// The page is its own login form: its fetches carry X-Requested-With, so a 401 comes without
+// WWW-Authenticate and the browser keeps its prompt to itself. The credentials the user types are kept in
+// the tab's sessionStorage and sent as basic auth on every fetch; they are forgotten when the API refuses
+// them or the user signs out. Since script in the page could read them, the page is served with a
+// Content-Security-Policy that allows only its own files (no inline script or style, no eval, no other
+// origin, no framing, no form submission, no base URL) and it writes every value with textContent, never as
+// HTML; TestConsoleSourcesObeyCSP checks the sources for both. Rates are computed in the page from
+// successive GET /api/v1/broker (every 2 s) and drawn on a canvas for the last 5 minutes: the broker keeps
+// no history. The real-browser tests are cmd/lyre's TestConsole and TestConsoleActions.
 package management

@@ -1,7 +1,7 @@
 // Package prototest holds the test helpers that Lyre's protocol packages and commands share: a real
 // protocol.Server on loopback (StartServer, Dial, ExpectClosed), polling instead of sleeping (WaitFor,
-// WaitForErr), memory measurement for idle-connection tests (MemInUse, RaceEnabled) and a silent logger
-// for go-stomp clients (NopStompLogger). The router and the store do not use it: they never import
+// WaitForErr), memory measurement for idle-connection tests (MemInUse, RaceEnabled), a silent logger
+// for go-stomp clients (NopStompLogger) and a Prometheus scrape parsed by the text parser (Scrape). The router and the store do not use it: they never import
 // anything under protocol.
 package prototest
 
