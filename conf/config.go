@@ -321,7 +321,7 @@ type AccessRule struct {
 	Deny  []string
 	// Actions: connect send receive consume create destroy admin monitor. Empty = all.
 	Actions []string
-	// Kind: connector virtual_host broker topic queue dsub, or "*". "" = all.
+	// Kind: connector virtual_host broker topic queue dsub temp_queue temp_topic, or "*". "" = all.
 	Kind string
 	// ID is a destination pattern in the STOMP default grammar without prefix (orders.**); %u and %c
 	// stand for the user name and client id, %c only for a client id the user claims (client_ids of the

@@ -411,7 +411,7 @@ var errorCases = []struct {
 		want: []string{
 			`t.hcl:8:12: access_rule sets both allow and deny; use one rule for each`,
 			`t.hcl:9:23: unknown action "recieve"; did you mean "receive"? (want one of connect, send, receive, consume, create, destroy, admin, monitor)`,
-			`t.hcl:10:12: unknown kind "topics"; did you mean "topic"? (want "*" or one of connector, virtual_host, broker, topic, queue, dsub)`,
+			`t.hcl:10:12: unknown kind "topics"; did you mean "topic"? (want "*" or one of connector, virtual_host, broker, topic, queue, dsub, temp_queue, temp_topic)`,
 		},
 	},
 	{

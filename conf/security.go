@@ -13,7 +13,7 @@ var (
 	// Actions an access rule may name.
 	Actions = []string{"connect", "send", "receive", "consume", "create", "destroy", "admin", "monitor"}
 	// Kinds an access rule may name ("*" or omitted = all).
-	Kinds = []string{"connector", "virtual_host", "broker", "topic", "queue", "dsub"}
+	Kinds = []string{"connector", "virtual_host", "broker", "topic", "queue", "dsub", "temp_queue", "temp_topic"}
 )
 
 // accessRules checks rules stored under key prefix ("a" at top level, "v0.access_rule." in a host).

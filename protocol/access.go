@@ -153,10 +153,11 @@ type Access struct {
 }
 
 // MaySend reports whether the client may publish to d (named name on the wire); a refusal is counted
-// and logged. Temporary destinations are private to their connection and not subject to rules.
+// and logged. A temporary destination is judged by its name without its owner's session
+// (virtualhost.RulePath).
 func (a *Access) MaySend(d router.Destination, name string) bool {
 	obj, checked := virtualhost.ObjectOf(d.Kind)
-	if !checked || a.Host.Authorize(a.Principal, virtualhost.ActionSend, obj, d.Path, a.ClientID) {
+	if !checked || a.Host.Authorize(a.Principal, virtualhost.ActionSend, obj, virtualhost.RulePath(d.Kind, d.Path), a.ClientID) {
 		return true
 	}
 	a.Refusals.Sends.Add(1)
@@ -175,7 +176,7 @@ func (a *Access) MaySubscribe(f router.Filter, name string, whole bool) (*virtua
 		return nil, nil
 	}
 	action := virtualhost.ReadAction(f.Kind)
-	some, all := a.Host.AuthorizeFilter(a.Principal, action, obj, f.Segs, a.ClientID)
+	some, all := a.Host.AuthorizeFilter(a.Principal, action, obj, virtualhost.RulePath(f.Kind, f.Segs), a.ClientID)
 	if all {
 		return nil, nil
 	}

@@ -142,6 +142,10 @@ const (
 	ObjectTopic  Object = "topic"
 	ObjectQueue  Object = "queue"
 	ObjectDsub   Object = "dsub"
+	// ObjectTempQueue and ObjectTempTopic are temporary destinations, matched by their name without the
+	// owner's session (RulePath).
+	ObjectTempQueue Object = "temp_queue"
+	ObjectTempTopic Object = "temp_topic"
 )
 
 // Authorize reports whether p may perform action on the destination or object of kind obj at path
@@ -380,8 +384,8 @@ func intersects(p, f []router.Seg) bool {
 	}
 }
 
-// ObjectOf names a router kind for access rules. Temporary destinations are not subject to access rules
-// (they are private to their connection already): ok is false for them.
+// ObjectOf names a router kind for access rules: every kind of destination has one, temporary ones
+// included (ObjectTempQueue, ObjectTempTopic). ok is false for a kind rules do not know.
 func ObjectOf(k router.Kind) (obj Object, ok bool) {
 	switch k {
 	case router.Topic:
@@ -390,15 +394,29 @@ func ObjectOf(k router.Kind) (obj Object, ok bool) {
 		return ObjectQueue, true
 	case router.DurableSub:
 		return ObjectDsub, true
+	case router.TempQueue:
+		return ObjectTempQueue, true
+	case router.TempTopic:
+		return ObjectTempTopic, true
 	}
 	return "", false
 }
 
+// RulePath is the path access rules match for a destination of kind k at path: path itself, except for
+// a temporary destination, whose first level is its owner's session id (unguessable, different on each
+// connection): rules see the name after it, as its owner wrote it ("replies" for /temp-queue/replies).
+func RulePath[S any](k router.Kind, path []S) []S {
+	if (k == router.TempQueue || k == router.TempTopic) && len(path) > 0 {
+		return path[1:]
+	}
+	return path
+}
+
 // ReadAction is the action that reading from a destination of kind k needs: receive for a topic, consume
-// for a queue or a durable subscription (their messages are taken, not copied). One rule for every
-// front-end.
+// for a queue, a temporary queue or a durable subscription (their messages are taken, not copied). One
+// rule for every front-end.
 func ReadAction(k router.Kind) Action {
-	if k == router.Queue || k == router.DurableSub {
+	if k == router.Queue || k == router.TempQueue || k == router.DurableSub {
 		return ActionConsume
 	}
 	return ActionReceive
@@ -447,6 +465,9 @@ func (g *Gate) Allows(path []string) bool {
 func (g *Gate) allows(path []string) bool {
 	if g == nil {
 		return true
+	}
+	if (g.obj == ObjectTempQueue || g.obj == ObjectTempTopic) && len(path) > 0 {
+		path = path[1:] // RulePath: the owner's session is not part of the name
 	}
 	rs := g.h.cur.Load().rules
 	// The router's key, never a join: a segment may hold any byte, so "a\x00b" and ["a" "b"] must differ.

@@ -83,9 +83,12 @@
 // Access rules follow Apollo: broker rules, then the host's, are tried in order and the first rule whose
 // action, kind, id and principal list all match decides (allow or deny); when rules exist and none
 // matches, the request is denied. A broker and host with no rules at all allow everything, so a plain
-// configuration keeps working. Actions and kinds are typed (Action, Object); reading a queue or a durable
-// subscription is consume, reading a topic receive (ReadAction), for every front-end; creating and
-// destroying a durable subscription are create and destroy on kind dsub.
+// configuration keeps working. Actions and kinds are typed (Action, Object); reading a queue, a temporary
+// queue or a durable subscription is consume, reading a topic or a temporary topic receive (ReadAction),
+// for every front-end; creating and destroying a durable subscription are create and destroy on kind
+// dsub. Temporary destinations are kinds temp_queue and temp_topic, matched by their name without the
+// owner's session id (RulePath); every temporary queue is bounded by TempQueueQuota and
+// TempQueueMessages, dropping what arrives beyond (its owner pays, not its responders).
 //
 // A name in an allow or deny list is a group when the host's users file has a group of that name (one of
 // its users lists it, or a group block declares it), else a user; conf refuses a users file where a name

@@ -30,6 +30,8 @@ import (
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/protocol/prototest"
+	pstomp "github.com/lyremq/lyre/protocol/stomp"
+	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -616,4 +618,120 @@ func TestCertIdentityStaysOnItsHosts(t *testing.T) {
 		t.Fatalf("zed's certificate on host b, listed in cert_identity_hosts: %v", err)
 	}
 	_ = zed.Disconnect()
+}
+
+// stompRefusedLater logs in on host a for a test that expects an ERROR: the connection is closed without
+// waiting for a DISCONNECT receipt that will not come.
+func stompRefusedLater(t *testing.T, addr, login, pass string) *stomp.Conn {
+	t.Helper()
+	c, err := stompDial(addr, "a", login, pass)
+	if err != nil {
+		t.Fatalf("stomp login %q: %v", login, err)
+	}
+	t.Cleanup(func() { _ = c.MustDisconnect() })
+	return c
+}
+
+// tempRule lets every user use temporary destinations.
+const tempRule = `
+  access_rule {
+    allow = ["+"]
+    kind  = "temp_queue"
+  }
+  access_rule {
+    allow = ["+"]
+    kind  = "temp_topic"
+  }
+`
+
+// tempQueues returns host a's temporary queues.
+func tempQueues(sb *secureBroker) []router.QueueInfo {
+	var out []router.QueueInfo
+	for _, q := range sb.hostA.Router.Queues() {
+		if q.Dest.Kind == router.TempQueue {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// Temporary destinations: their session's id is unguessable and never comes back after a restart;
+// access rules apply to them (kinds temp_queue and temp_topic, by the name without the session); a
+// connection names at most stomp.MaxTempDestinations of them, queues and topics alike; a temporary queue
+// holds at most virtualhost.TempQueueQuota bytes (beyond, what arrives is dropped: the owner that does
+// not read pays, not the responder); and every temporary queue of a connection, also one it only named
+// in a reply-to, goes when the connection does.
+func TestTempDestinationsBounded(t *testing.T) {
+	ab := startACLBroker(t, "", "")
+	t.Run("access rules apply", func(t *testing.T) {
+		bob := stompRefusedLater(t, ab.addr, "bob", bobPass)
+		sub, err := bob.Subscribe("/temp-queue/replies", stomp.AckAuto)
+		if err == nil {
+			select {
+			case m := <-sub.C: // the ERROR frame, or the channel closed by it
+				if err = errors.New("subscription closed"); m != nil && m.Err != nil {
+					err = m.Err
+				}
+			case <-time.After(5 * time.Second):
+			}
+		}
+		if err == nil || !strings.Contains(err.Error(), "access refused") {
+			t.Errorf("bob's temp queue on a host whose rules say nothing of them: %v, want ERROR access refused", err)
+		}
+	})
+	writeFile(t, ab.path, fmt.Sprintf(aclConfig, tempRule))
+	if err := ab.b.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("session ids", func(t *testing.T) {
+		seen := map[string]bool{}
+		for range 3 {
+			id := stompLogin(t, ab.addr, "a", "bob", bobPass).Session()
+			rest, ok := strings.CutPrefix(id, "lyre-")
+			if !ok || len(rest) < 26 || strings.Trim(rest, "0123456789") == "" || seen[id] {
+				t.Fatalf("session id %q: want lyre- and at least 128 random bits, never repeated", id)
+			}
+			seen[id] = true
+		}
+	})
+	t.Run("per-connection limit", func(t *testing.T) {
+		bob := stompRefusedLater(t, ab.addr, "bob", bobPass)
+		var err error
+		for i := 0; i <= pstomp.MaxTempDestinations && err == nil; i++ {
+			err = bob.Send(fmt.Sprintf("/temp-topic/t%d", i), "text/plain", nil, stomp.SendOpt.Receipt)
+		}
+		if got := stompErrorMessage(err); got != "too many temporary destinations" {
+			t.Errorf("temp topic %d: %v, want ERROR too many temporary destinations", pstomp.MaxTempDestinations+1, err)
+		}
+	})
+	t.Run("byte quota and lifetime", func(t *testing.T) {
+		bob := stompLogin(t, ab.addr, "a", "bob", bobPass)
+		alice := stompRefusedLater(t, ab.addr, "alice", alicePass)
+		// bob names two reply queues in reply-to headers and reads neither.
+		for _, q := range []string{"big", "named-only"} {
+			if err := bob.Send("/topic/news.req", "text/plain", nil, stomp.SendOpt.Receipt,
+				stomp.SendOpt.Header("reply-to", "/temp-queue/"+q)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		body := make([]byte, virtualhost.TempQueueQuota*6/10)
+		for range 3 {
+			if err := alice.Send("/temp-queue/"+bob.Session()+".big", "text/plain", body, stomp.SendOpt.Receipt); err != nil {
+				t.Fatalf("alice answering bob: %v", err)
+			}
+		}
+		if err := alice.Send("/temp-queue/"+bob.Session()+".named-only", "text/plain", []byte("x"), stomp.SendOpt.Receipt); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range tempQueues(ab.secureBroker) {
+			if q.Bytes > virtualhost.TempQueueQuota {
+				t.Errorf("temp queue %q holds %d bytes, over the %d quota", q.Dest.Path, q.Bytes, virtualhost.TempQueueQuota)
+			}
+		}
+		if err := alice.Send("/temp-queue/"+bob.Session()+".never-named", "text/plain", []byte("x"), stomp.SendOpt.Receipt); err == nil {
+			t.Error("alice created a temp queue bob never named")
+		}
+		_ = bob.Disconnect()
+		prototest.WaitFor(t, 5*time.Second, func() bool { return len(tempQueues(ab.secureBroker)) == 0 })
+	})
 }

@@ -123,6 +123,10 @@ virtual_host "a" {
     kind  = "queue"
     id    = "jobs.*"
   }
+  access_rule {
+    allow = ["+"]
+    kind  = "temp_queue"
+  }
 }
 
 virtual_host "b" {
@@ -862,7 +866,7 @@ func TestNegativeTable(t *testing.T) {
 		{"stomp durable subscription over partly forbidden topics", stompSubscribeRefused("a", "bob", bobPass, "/topic/alerts.**", "access refused",
 			"persistent", "true", "id", "durable-1"), "subscribe refused"},
 		{"stomp other connection's temp queue", func(t *testing.T, sb *secureBroker) error {
-			return stompSubscribeRefused("a", "bob", bobPass, "/temp-queue/lyre-1.replies", "invalid destination")(t, sb)
+			return stompSubscribeRefused("a", "bob", bobPass, "/temp-queue/"+owner.Session()+".replies", "invalid destination")(t, sb)
 		}, "temporary destinations are private to the connection"},
 		// Publishing.
 		{"mqtt send denied by first match", mqttPublishRefused("bob", bobPass, "p1", "orders/new", "alice", alicePass, "w1"), "mqtt send refused"},
