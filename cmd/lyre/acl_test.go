@@ -735,3 +735,40 @@ func TestTempDestinationsBounded(t *testing.T) {
 		prototest.WaitFor(t, 5*time.Second, func() bool { return len(tempQueues(ab.secureBroker)) == 0 })
 	})
 }
+
+// A persistent session's shared subscriptions are not durable (the group serves members that are
+// online), but they are part of the session: after a restart they are checked again and subscribed again
+// when the session resumes. Before, a restored shared subscription its owner could read whole was never
+// put back in the router and delivered nothing.
+func TestRestoredSharedSubscriptionResumes(t *testing.T) {
+	dir := t.TempDir()
+	ab := startACLBroker(t, fmt.Sprintf("  store {\n    directory = %q\n  }\n", filepath.Join(dir, "data")), "")
+	connect := func(id, user, pass string) *paho5.Connect {
+		return &paho5.Connect{ClientID: id, UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(pass),
+			Properties: &paho5.ConnectProperties{SessionExpiryInterval: u32(600)}}
+	}
+	for _, c := range []*paho5.Connect{connect("alice-s", "alice", alicePass), connect("bob-s", "bob", bobPass)} {
+		v := dialV5(t, ab.addr, c)
+		v.sub(0, paho5.SubscribeOptions{Topic: "$share/" + c.ClientID + "/news/#", QoS: 1})
+		v.drop()
+	}
+	shutdown(t, ab.b)
+	sb := ab.start(t)
+	alice := dialV5(t, sb.addr, connect("alice-s", "alice", alicePass))
+	bob := dialV5(t, sb.addr, connect("bob-s", "bob", bobPass))
+	if !alice.ack.SessionPresent || !bob.ack.SessionPresent {
+		t.Fatal("sessions not restored")
+	}
+	pub := v5Login(t, sb.addr, "pub", "alice", alicePass)
+	pub.pub(&paho5.Publish{Topic: "news/private/x", QoS: 1, Payload: []byte("private")})
+	pub.pub(&paho5.Publish{Topic: "news/public", QoS: 1, Payload: []byte("public")})
+	for _, want := range []string{"private", "public"} {
+		if m := alice.next(5 * time.Second); string(m.Payload) != want {
+			t.Fatalf("alice got %q, want %q", m.Payload, want)
+		}
+	}
+	if m := bob.next(5 * time.Second); string(m.Payload) != "public" {
+		t.Fatalf("bob got %q from %s, want only the public news", m.Payload, m.Topic)
+	}
+	bob.none(200*time.Millisecond, "bob's restored shared subscription, gated again")
+}

@@ -138,7 +138,8 @@ func (cl *client) claimSession(present bool) error {
 // attached: its messages stay in the queue for consumers that may take them); a durable one gets the
 // gate the client's rights call for (messages it kept before are delivered); a direct one (shared) whose
 // gate changed is re-made (the new one first, so nothing published meanwhile is missed; a message may then
-// come twice, as QoS 1 allows). Queued topic messages the client may not receive are dropped.
+// come twice, as QoS 1 allows); a shared one restored after a restart, in no router yet, is subscribed.
+// Queued topic messages the client may not receive are dropped.
 func (cl *client) reauthorize() error {
 	s := cl.sess
 	removed := false
@@ -175,7 +176,7 @@ func (cl *client) reauthorize() error {
 			s.mu.Unlock()
 			continue
 		}
-		if _, gated := e.rs.Sink.(virtualhost.GatedSink); all && !gated {
+		if _, gated := e.rs.Sink.(virtualhost.GatedSink); all && !gated && !e.unrouted {
 			continue
 		}
 		rs := &router.Subscription{Filter: e.rs.Filter, Sink: virtualhost.SinkFor(s, gate), QoS: e.rs.QoS, ID: e.rs.ID, Share: e.rs.Share, Opaque: e}
@@ -186,7 +187,10 @@ func (cl *client) reauthorize() error {
 		s.mu.Lock()
 		e.rs, e.gate = rs, gate
 		s.mu.Unlock()
-		cl.rt.Unsubscribe(old)
+		if !e.unrouted {
+			cl.rt.Unsubscribe(old)
+		}
+		e.unrouted = false
 	}
 	// Queued topic messages the client may not receive are dropped.
 	s.mu.Lock()

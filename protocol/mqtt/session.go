@@ -76,6 +76,10 @@ type subEntry struct {
 	// or its durable subscription's match. Set under session.mu, where a reload's re-check reads it.
 	gate *virtualhost.Gate
 
+	// unrouted is set on a shared subscription restored from the store: it is in no router until its
+	// session resumes (reauthorize subscribes it). Reader goroutine.
+	unrouted bool
+
 	// MQTT 5 subscription options and identifier, fixed when the entry is made or replaced.
 	noLocal bool   // not the messages its own client publishes [MQTT-3.8.3-3]
 	rap     bool   // retain as published [MQTT-3.8.3-4]
