@@ -122,22 +122,26 @@ func TestGateFiltersWildcardSubscriptions(t *testing.T) {
 }
 
 func TestObjectOf(t *testing.T) {
-	for k, want := range map[router.Kind]virtualhost.Object{router.Topic: "topic", router.Queue: "queue", router.DurableSub: "dsub"} {
+	for k, want := range map[router.Kind]virtualhost.Object{router.Topic: "topic", router.Queue: "queue", router.DurableSub: "dsub",
+		router.TempQueue: "temp_queue", router.TempTopic: "temp_topic"} {
 		if got, ok := virtualhost.ObjectOf(k); !ok || got != want {
 			t.Errorf("ObjectOf(%v) = %q, %v", k, got, ok)
 		}
 	}
-	for _, k := range []router.Kind{router.TempQueue, router.TempTopic} {
-		if _, ok := virtualhost.ObjectOf(k); ok {
-			t.Errorf("ObjectOf(%v): temporary destinations are outside access rules", k)
-		}
-	}
-	// One rule for both front-ends: reading a queue or a durable subscription takes its messages.
+	// One rule for both front-ends: reading a queue, a temporary queue or a durable subscription takes
+	// its messages.
 	for k, want := range map[router.Kind]virtualhost.Action{router.Topic: "receive", router.TempTopic: "receive",
-		router.Queue: "consume", router.DurableSub: "consume", router.TempQueue: "receive"} {
+		router.Queue: "consume", router.DurableSub: "consume", router.TempQueue: "consume"} {
 		if got := virtualhost.ReadAction(k); got != want {
 			t.Errorf("ReadAction(%v) = %q, want %q", k, got, want)
 		}
+	}
+	// Rules see a temporary destination's name without its owner's session.
+	if got := virtualhost.RulePath(router.TempQueue, []string{"lyre-x", "replies"}); len(got) != 1 || got[0] != "replies" {
+		t.Errorf("RulePath(temp queue) = %q", got)
+	}
+	if got := virtualhost.RulePath(router.Queue, []string{"lyre-x", "replies"}); len(got) != 2 {
+		t.Errorf("RulePath(queue) = %q", got)
 	}
 }
 
