@@ -18,7 +18,7 @@
 //     cert_identity with client_auth "none", cert_identity_hosts without cert_identity or naming no
 //     virtual host;
 //   - an access_rule with both allow and deny, or neither;
-//   - a users file where a name is both a user's and a group's, or a client_ids pattern with a '%' that
+//   - a users file naming a user like a group it is not in, or a client_ids pattern with a '%' that
 //     does not start "%u".
 //
 // Files (users_file, cert_file, key_file, client_ca_file) must exist when the config is loaded; a relative

@@ -173,11 +173,15 @@ func TestParseUsersErrors(t *testing.T) {
 		`u.hcl:16:1: unknown attribute "mode"`,
 		`u.hcl:18:26: client_ids entry "dev-%c": "%" may only start "%u" (the user name)`,
 		`u.hcl:20:7: duplicate group "ok" (first defined at u.hcl:17:7)`,
-		`u.hcl:22:6: user "ok" is also the name of a group; access rules name users and groups alike, so a name must be one or the other`,
+		`u.hcl:22:6: user "ok" is also the name of a group it is not in; access rules name users and groups alike, so the name would stand for both`,
 		`u.hcl:24:17: client_ids entry "": empty pattern`,
 	}, "\n")
 	if err == nil || err.Error() != want {
 		t.Errorf("ParseUsers:\n%v\nwant:\n%s", err, want)
+	}
+	// A user in a group of its own name: the name means the group, which holds the user.
+	if _, err := conf.ParseUsers([]byte("user \"admin\" {\n  password = "+hash+"\n  groups = [\"admin\"]\n}\n"), "u.hcl"); err != nil {
+		t.Errorf("a user in its own group: %v", err)
 	}
 	if long := strings.Repeat("x", conf.MaxUserNameLength+1); true {
 		_, err := conf.ParseUsers([]byte("user \""+long+"\" {\n  password = "+hash+"\n}\n"), "u.hcl")

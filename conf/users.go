@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -107,9 +108,9 @@ func ParseUsers(src []byte, filename string) ([]User, error) {
 }
 
 // ParseUsersFile decodes a users file; filename is used in error positions only. User and group names
-// must be unique and neither empty nor one of the access rule wildcards "+" and "*", and no name may be
-// both a user's and a group's (a group listed in some user's groups, or a group block): access rules
-// name both alike, and must never take one for the other.
+// must be unique and neither empty nor one of the access rule wildcards "+" and "*", and a user may not
+// have the name of a group (listed in some user's groups, or a group block) unless it is in that group:
+// access rules name both alike, and must never take one for the other.
 func ParseUsersFile(src []byte, filename string) (*UsersFile, error) {
 	f, errs := parseUsers(src, filename)
 	if err := errs.errors(); err != nil {
@@ -227,28 +228,24 @@ func (d *decoder) clientIDs(key string, ids []string) {
 	}
 }
 
-// usersApartFromGroups reports every user named like a group: a rule naming that name would otherwise
-// stand for both.
+// usersApartFromGroups reports every user named like a group it is not a member of: a rule naming that
+// name would otherwise stand for two different sets of principals. A user in a group of its own name
+// (user "admin" { groups = ["admin"] }) is fine: the group holds the user, so the name means the group.
 func (d *decoder) usersApartFromGroups(f *UsersFile) {
 	groups := map[string]bool{}
 	for _, g := range f.Groups {
 		groups[g.Name] = true
 	}
 	for _, u := range f.Users {
-		groups = addAll(groups, u.Groups)
-	}
-	for i, u := range f.Users {
-		if groups[u.Name] {
-			d.errAt(d.pos["u"+strconv.Itoa(i)+".name"], "user %q is also the name of a group; access rules name users and groups alike, so a name must be one or the other", u.Name)
+		for _, g := range u.Groups {
+			groups[g] = true
 		}
 	}
-}
-
-func addAll(set map[string]bool, names []string) map[string]bool {
-	for _, n := range names {
-		set[n] = true
+	for i, u := range f.Users {
+		if groups[u.Name] && !slices.Contains(u.Groups, u.Name) {
+			d.errAt(d.pos["u"+strconv.Itoa(i)+".name"], "user %q is also the name of a group it is not in; access rules name users and groups alike, so the name would stand for both", u.Name)
+		}
 	}
-	return set
 }
 
 // MaxClientIDPattern bounds a client_ids pattern.

@@ -52,8 +52,8 @@ type accessRule struct {
 
 // principalRef is one entry of a rule's allow or deny list: "*", "+", or a name, which stands for a user
 // unless it is a group of the host's users file (listed in some user's groups, or declared by a group
-// block). A name is one or the other, never both (conf refuses a user named like a group), so a
-// certificate or an enhanced method naming a user "admins" is not taken for the group admins.
+// block). conf refuses a user named like a group it is not in, so a certificate or an enhanced method
+// naming a user "admins" is not taken for the group admins.
 type principalRef struct {
 	name  string
 	group bool

@@ -91,8 +91,8 @@
 // TempQueueMessages, dropping what arrives beyond (its owner pays, not its responders).
 //
 // A name in an allow or deny list is a group when the host's users file has a group of that name (one of
-// its users lists it, or a group block declares it), else a user; conf refuses a users file where a name
-// is both. So a principal whose name is not from the users file (a certificate identity, an enhanced
+// its users lists it, or a group block declares it), else a user; conf refuses a user named like a group
+// it is not in (one in a group of its own name is that group's member, so the name still means one set). So a principal whose name is not from the users file (a certificate identity, an enhanced
 // method's user) is never taken for a group that happens to share its name; write a group block for a
 // group nobody is in yet.
 //
