@@ -56,9 +56,8 @@ func Login(c *Conn, host *virtualhost.Host, user string, password []byte, hasUse
 		delay time.Duration
 		err   error
 	)
-	if !host.HasRoom() {
-		// Before the password: a refusal that came only after a correct one would tell it was correct.
-		return admit(c, host, p, 0, noRoom(host), user, clientID, r)
+	if err := CheckRoom(c, host, user, clientID, r); err != nil {
+		return p, err
 	}
 	id := c.CertIdentity()
 	switch {
@@ -112,6 +111,17 @@ func admit(c *Conn, host *virtualhost.Host, p virtualhost.Principal, delay time.
 		zap.String("client_id", LoggedName(clientID)), zap.Duration("delay", delay), zap.Error(err))
 	wait(c, delay)
 	return virtualhost.Principal{}, err
+}
+
+// CheckRoom refuses (counted and logged as a login) a client of a host without a free connection slot,
+// before its credentials are checked: a refusal that came only after a correct password would tell it was
+// correct. Login asks it; a front-end running an authentication exchange asks it before the exchange.
+func CheckRoom(c *Conn, host *virtualhost.Host, user, clientID string, r *Refusals) error {
+	if host.HasRoom() {
+		return nil
+	}
+	_, err := admit(c, host, virtualhost.Principal{}, 0, noRoom(host), user, clientID, r)
+	return err
 }
 
 // noRoom is the refusal of a host that has no connection slot for a client: full, or being removed.
