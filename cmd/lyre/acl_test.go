@@ -14,8 +14,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,8 +41,9 @@ import (
 // attributes or rules of its own to host "a", before the others.
 const aclConfig = `
 connector "auto" {
-  bind   = "tcp://127.0.0.1:0"
-  detect = ["mqtt", "stomp"]
+  bind       = "tcp://127.0.0.1:0"
+  detect     = ["mqtt", "stomp", "http"]
+  management = true
   mqtt { queue_prefix = "queue/" }
 }
 
@@ -362,6 +365,30 @@ func TestUnknownHostAndRefusedUserAnsweredAlike(t *testing.T) {
 		wantCode, wantReason := v5Refusal(t, ab.addr, "w5", "alice", "wrong-pass")
 		if code, reason := v5Refusal(t, ab.addr, "c5", "carol", carolPass); code != wantCode || reason != wantReason {
 			t.Errorf("carol: CONNACK 0x%02x %q, a wrong password gets 0x%02x %q", code, reason, wantCode, wantReason)
+		}
+	})
+	t.Run("management api", func(t *testing.T) {
+		get := func(host, user, pass string) (int, string) {
+			req, err := http.NewRequest("GET", "http://"+ab.addr+"/api/v1/vhosts/"+host+"/connections", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.SetBasicAuth(user, pass)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(body)
+		}
+		wantCode, wantBody := get("a", "bob", "wrong-pass")
+		if code, body := get("evil.example", "bob", bobPass); code != wantCode || body != wantBody {
+			t.Errorf("unknown host: %d %q, a wrong password gets %d %q", code, body, wantCode, wantBody)
+		}
+		// Someone who may monitor the broker lists the hosts anyway: to alice it is a 404.
+		if code, _ := get("evil.example", "alice", alicePass); code != http.StatusNotFound {
+			t.Errorf("unknown host for a broker monitor: %d, want 404", code)
 		}
 	})
 	t.Run("full host", func(t *testing.T) {
