@@ -62,6 +62,7 @@ func DefaultMQTT() MQTT {
 		DieDelay:          DefaultDieDelay,
 		MaxInflight:       DefaultMaxInflight,
 		MaxQueuedMessages: DefaultMaxQueuedMessages,
+		MaxSubscriptions:  DefaultMaxSubscriptions,
 		MaxTopicLevels:    DefaultMaxTopicLevels,
 
 		ReceiveMaximum:      DefaultReceiveMaximum,
@@ -78,6 +79,11 @@ func DefaultSTOMP() STOMP {
 		DieDelay:         DefaultDieDelay,
 		MaxHeaders:       DefaultMaxHeaders,
 		MaxHeaderLength:  DefaultMaxHeaderLength,
+
+		MaxTransactions:      DefaultMaxTransactions,
+		MaxTransactionFrames: DefaultMaxTransactionFrames,
+		MaxSelectorLength:    DefaultMaxSelectorLength,
+		MaxSubscriptions:     DefaultMaxSubscriptions,
 	}
 }
 
@@ -94,6 +100,7 @@ func (m MQTT) WithDefaults() MQTT {
 	// At most 65534: with every packet id in flight none would be free for the next one [MQTT-2.3.1-2].
 	m.MaxInflight = min(or(m.MaxInflight, d.MaxInflight), 65534)
 	m.MaxQueuedMessages = or(m.MaxQueuedMessages, d.MaxQueuedMessages)
+	m.MaxSubscriptions = or(m.MaxSubscriptions, d.MaxSubscriptions)
 	m.MaxTopicLevels = or(m.MaxTopicLevels, d.MaxTopicLevels)
 	m.ReceiveMaximum = min(or(m.ReceiveMaximum, d.ReceiveMaximum), 65535)
 	// TopicAliasMaximum 0 is a setting (no aliases), but a block built in Go leaves it zero by omission:
@@ -116,6 +123,11 @@ func (s STOMP) WithDefaults() STOMP {
 	s.DieDelay = or(s.DieDelay, d.DieDelay)
 	s.MaxHeaders = or(s.MaxHeaders, d.MaxHeaders)
 	s.MaxHeaderLength = or(s.MaxHeaderLength, d.MaxHeaderLength)
+	s.MaxTransactions = or(s.MaxTransactions, d.MaxTransactions)
+	s.MaxTransactionFrames = or(s.MaxTransactionFrames, d.MaxTransactionFrames)
+	s.MaxTransactionBytes = or(s.MaxTransactionBytes, s.MaxMessageLength)
+	s.MaxSelectorLength = or(s.MaxSelectorLength, d.MaxSelectorLength)
+	s.MaxSubscriptions = or(s.MaxSubscriptions, d.MaxSubscriptions)
 	return s
 }
 

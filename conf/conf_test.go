@@ -143,7 +143,7 @@ virtual_host "w" {
 	}
 	wantMQTT := conf.MQTT{
 		Grammar: conf.MQTTGrammarDefaults, MaxMessageLength: 100 << 20, DieDelay: 5 * time.Second,
-		MaxInflight: 32, MaxQueuedMessages: 1000, MaxSubscriptions: 0, MaxTopicLevels: 128,
+		MaxInflight: 32, MaxQueuedMessages: 1000, MaxSubscriptions: 1000, MaxTopicLevels: 128,
 		ReceiveMaximum: 1024, TopicAliasMaximum: 64, ResponseTopicPrefix: "reply/",
 	}
 	if cn.MQTT != wantMQTT {
@@ -152,6 +152,7 @@ virtual_host "w" {
 	wantSTOMP := conf.STOMP{
 		Grammar: conf.STOMPGrammarDefaults, MaxMessageLength: 100 << 20, DieDelay: 5 * time.Second,
 		MaxHeaders: 1000, MaxHeaderLength: 10 << 10,
+		MaxTransactions: 100, MaxTransactionFrames: 10000, MaxSelectorLength: 4 << 10, MaxSubscriptions: 1000,
 	}
 	if cn.STOMP != wantSTOMP {
 		t.Errorf("stomp defaults:\n got %+v\nwant %+v", cn.STOMP, wantSTOMP)
@@ -227,6 +228,7 @@ func TestFullExample(t *testing.T) {
 				},
 				MaxMessageLength: 65536, DieDelay: 90 * time.Second, MaxHeaders: 10, MaxHeaderLength: 512,
 				AddUserHeader: "JMSXUserID", AddTimestampHeader: "timestamp", AddRedeliveriesHeader: "redeliveries",
+				MaxTransactions: 100, MaxTransactionFrames: 10000, MaxSelectorLength: 4 << 10, MaxSubscriptions: 1000,
 			},
 		},
 		{

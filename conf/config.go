@@ -210,7 +210,9 @@ type MQTT struct {
 	MaxInflight int
 	// MaxQueuedMessages bounds QoS 1/2 messages held for a client beyond its window. Default 1000.
 	MaxQueuedMessages int
-	// MaxSubscriptions per client; 0 = unlimited. Default 0.
+	// MaxSubscriptions bounds the subscriptions of one client (its session's, when it resumes one);
+	// more filters are refused in SUBACK, and a SUBSCRIBE or UNSUBSCRIBE listing more than this many is
+	// refused while it is decoded (the connection closes; MQTT 5: DISCONNECT 0x97). Default 1000.
 	MaxSubscriptions int
 	// MaxTopicLevels in a topic name or filter. Default 128.
 	MaxTopicLevels int
@@ -252,6 +254,22 @@ type STOMP struct {
 	AddTimestampHeader string
 	// AddRedeliveriesHeader, when set, names a header carrying the redelivery count. Default unset.
 	AddRedeliveriesHeader string
+	// MaxTransactions bounds the transactions one connection has open; BEGIN of one more is an ERROR.
+	// Default 100.
+	MaxTransactions int
+	// MaxTransactionFrames bounds the SEND, ACK and NACK frames buffered in all the open transactions
+	// of one connection together; one more is an ERROR. Default 10000.
+	MaxTransactionFrames int
+	// MaxTransactionBytes bounds the bytes (command, headers and body of each frame) buffered in all
+	// the open transactions of one connection together; more is an ERROR. Default (0): the block's
+	// MaxMessageLength, so a transaction holds no more than one message could.
+	MaxTransactionBytes int64
+	// MaxSelectorLength bounds a SUBSCRIBE's selector header, in bytes: a selector costs each message
+	// it is evaluated on time proportional to its length and the message's header lengths. Default 4KB.
+	MaxSelectorLength int64
+	// MaxSubscriptions bounds the destinations one connection subscribes to, counting each destination
+	// of a composite SUBSCRIBE; one more is an ERROR. Default 1000.
+	MaxSubscriptions int
 }
 
 // VirtualHost is one tenant.
@@ -286,6 +304,22 @@ type VirtualHost struct {
 	// QuotaMessages bounds the messages each queue and durable subscription holds likewise; 0 = the
 	// router default (100000). Default 0.
 	QuotaMessages int
+	// MaxSubscriptions bounds the subscriptions all the host's clients hold together: topic
+	// subscriptions and queue consumers, one per destination a SUBSCRIBE names. One more is refused
+	// (MQTT SUBACK failure, STOMP ERROR). 0 = the router default (1000000). Default 0.
+	MaxSubscriptions int
+	// MaxDurableSubscriptions bounds the host's durable subscriptions (STOMP /dsub/..., and those of
+	// MQTT sessions kept across connections); creating one more is refused. 0 = the router default
+	// (100000). Default 0.
+	MaxDurableSubscriptions int
+	// MaxConcurrentLogins bounds the password checks (bcrypt, tens of milliseconds of CPU each) the
+	// host runs at once, for clients and management requests together; others wait their turn, at most
+	// 5s, then are refused. 0 = one per CPU (GOMAXPROCS). Default 0.
+	MaxConcurrentLogins int
+	// MaxConcurrentLoginsPerAddress bounds the logins from one IP address under way at once, a failed
+	// one counting until the delay it earned is over. 0 = DefaultMaxConcurrentLoginsPerAddress (4).
+	// Default 0.
+	MaxConcurrentLoginsPerAddress int
 	// Queues are `queue "PATTERN" { }` policies, first matching pattern wins.
 	Queues []QueuePolicy
 	// Dsubs are `dsub "PATTERN" { }` policies for durable subscriptions (STOMP /dsub/<id>, and an MQTT
@@ -458,4 +492,14 @@ const (
 	DefaultMaxHeaderBytes    = 8 << 10
 	DefaultUpgradeTimeout    = 10 * time.Second
 	DefaultSysInterval       = 10 * time.Second
+)
+
+// Default bounds on what one client may make the broker hold (see each field for what it bounds).
+const (
+	DefaultMaxTransactions      = 100   // STOMP max_transactions
+	DefaultMaxTransactionFrames = 10000 // STOMP max_transaction_frames
+	DefaultMaxSelectorLength    = 4 << 10
+	DefaultMaxSubscriptions     = 1000 // MQTT and STOMP max_subscriptions, per client
+	// DefaultMaxConcurrentLoginsPerAddress is a virtual host's max_concurrent_logins_per_address.
+	DefaultMaxConcurrentLoginsPerAddress = 4
 )

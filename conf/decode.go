@@ -228,6 +228,11 @@ func stompAttrs(s *STOMP) map[string]attrFunc {
 	a["add_user_header"] = str(&s.AddUserHeader)
 	a["add_timestamp_header"] = str(&s.AddTimestampHeader)
 	a["add_redeliveries_header"] = str(&s.AddRedeliveriesHeader)
+	a["max_transactions"] = integer(&s.MaxTransactions)
+	a["max_transaction_frames"] = integer(&s.MaxTransactionFrames)
+	a["max_transaction_bytes"] = size(&s.MaxTransactionBytes)
+	a["max_selector_length"] = size(&s.MaxSelectorLength)
+	a["max_subscriptions"] = integer(&s.MaxSubscriptions)
 	return a
 }
 
@@ -245,6 +250,12 @@ func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
 		"max_message_length": size(&h.MaxMessageLength),
 		"quota":              size(&h.Quota),
 		"quota_messages":     integer(&h.QuotaMessages),
+
+		"max_subscriptions":         integer(&h.MaxSubscriptions),
+		"max_durable_subscriptions": integer(&h.MaxDurableSubscriptions),
+
+		"max_concurrent_logins":             integer(&h.MaxConcurrentLogins),
+		"max_concurrent_logins_per_address": integer(&h.MaxConcurrentLoginsPerAddress),
 
 		"shared_subscription_strategy": str((*string)(&h.SharedSubscriptionStrategy)),
 	})

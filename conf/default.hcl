@@ -72,6 +72,14 @@ connector "default" {
     # add_user_header         = ""    # e.g. "JMSXUserID": stamp the sender's user on each message
     # add_timestamp_header    = ""    # e.g. "timestamp": stamp the receive time (epoch ms)
     # add_redeliveries_header = ""    # e.g. "redeliveries": carry the redelivery count
+
+    # What one connection's open transactions (BEGIN..COMMIT) may hold, all of them together:
+    # max_transactions       = 100
+    # max_transaction_frames = 10000
+    # max_transaction_bytes  = "100MB" # command, headers and bodies; default: max_message_length
+
+    # max_selector_length = "4KB"     # SUBSCRIBE selector header; each message costs time linear in it
+    # max_subscriptions   = 1000      # destinations one connection subscribes to (composites count each)
   }
 
   mqtt {
@@ -87,7 +95,7 @@ connector "default" {
     # max_queued_messages = 1000    # further messages waiting for a connected client's window; beyond
     #                               # it its publishers are held back (an offline session keeps what its
     #                               # durable subscriptions' quota allows: see dsub below)
-    # max_subscriptions   = 0       # per client; 0 = unlimited
+    # max_subscriptions   = 1000    # per client; a SUBSCRIBE listing more is refused unread
     # max_topic_levels    = 128
 
     # MQTT 5 only, announced in CONNACK:
@@ -119,6 +127,10 @@ virtual_host "default" {
   # max_message_length = 0     # 0 = the connector's
   # quota              = "64MB"  # what each queue and durable subscription holds at most, unless a
   # quota_messages     = 100000  # queue or dsub block says otherwise
+  # max_subscriptions         = 1000000  # held by all clients together (queue consumers included)
+  # max_durable_subscriptions = 100000   # STOMP /dsub/... and those of MQTT sessions kept offline
+  # max_concurrent_logins             = 0  # password checks at once; 0 = one per CPU; others wait (5s)
+  # max_concurrent_logins_per_address = 4  # logins under way from one IP, a failed one until its delay ends
   # shared_subscription_strategy = "round_robin"  # MQTT 5 $share/{group}/{filter}: which member gets a
   #                            # message: round_robin, random, sticky, hash_clientid or hash_topic
 

@@ -389,7 +389,7 @@ var errorCases = []struct {
 			"    max_topic_levels = 0\n    max_message_length = 0\n  }\n}\n" + host,
 		want: []string{
 			`t.hcl:5:27: max_queued_messages must not be negative`,
-			`t.hcl:6:25: max_subscriptions must not be negative (0 means unlimited)`,
+			`t.hcl:6:25: max_subscriptions must be at least 1, not -1`,
 			`t.hcl:7:24: max_topic_levels must be at least 1, not 0`,
 			`t.hcl:8:26: max_message_length must be positive`,
 		},
@@ -402,6 +402,26 @@ var errorCases = []struct {
 			`t.hcl:5:19: max_headers must be at least 1, not 0`,
 			`t.hcl:6:25: max_header_length must be positive`,
 			`t.hcl:7:23: add_user_header "user:id" is not a valid STOMP header name`,
+		},
+	},
+	{
+		name: "host subscription bounds",
+		src:  mqttConn + "}\nvirtual_host \"h\" {\n  max_subscriptions = -1\n  max_durable_subscriptions = -2\n}\n",
+		want: []string{
+			`t.hcl:6:23: max_subscriptions must not be negative (0 means the default)`,
+			`t.hcl:7:31: max_durable_subscriptions must not be negative (0 means the default)`,
+		},
+	},
+	{
+		name: "stomp transaction bounds",
+		src: "connector \"c\" {\n  bind = \"tcp://127.0.0.1:1883\"\n  protocol = \"stomp\"\n  stomp {\n" +
+			"    max_transactions = 0\n    max_transaction_frames = -1\n    max_transaction_bytes = \"-1KB\"\n" +
+			"    max_selector_length = 0\n  }\n}\n" + host,
+		want: []string{
+			`t.hcl:5:24: max_transactions must be at least 1, not 0`,
+			`t.hcl:6:30: max_transaction_frames must be at least 1, not -1`,
+			`t.hcl:7:29: max_transaction_bytes: size "-1KB" is negative`,
+			`t.hcl:8:27: max_selector_length must be positive`,
 		},
 	},
 	{

@@ -79,6 +79,18 @@ func (v *validator) hostSecurity(k string, h *VirtualHost) {
 	if h.QuotaMessages < 0 {
 		v.errf(k+".quota_messages", "quota_messages must not be negative (0 means the default)")
 	}
+	if h.MaxSubscriptions < 0 {
+		v.errf(k+".max_subscriptions", "max_subscriptions must not be negative (0 means the default)")
+	}
+	if h.MaxDurableSubscriptions < 0 {
+		v.errf(k+".max_durable_subscriptions", "max_durable_subscriptions must not be negative (0 means the default)")
+	}
+	if h.MaxConcurrentLogins < 0 {
+		v.errf(k+".max_concurrent_logins", "max_concurrent_logins must not be negative (0 means one per CPU)")
+	}
+	if h.MaxConcurrentLoginsPerAddress < 0 {
+		v.errf(k+".max_concurrent_logins_per_address", "max_concurrent_logins_per_address must not be negative (0 means the default)")
+	}
 	v.shareStrategy(k, h.SharedSubscriptionStrategy)
 	for j, p := range h.ClientIDs {
 		if err := CheckClientIDPattern(p); err != nil {

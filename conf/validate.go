@@ -332,8 +332,8 @@ func (v *validator) mqtt(k string, m *MQTT) {
 	if m.MaxQueuedMessages < 0 {
 		v.errf(k+".max_queued_messages", "max_queued_messages must not be negative")
 	}
-	if m.MaxSubscriptions < 0 {
-		v.errf(k+".max_subscriptions", "max_subscriptions must not be negative (0 means unlimited)")
+	if m.MaxSubscriptions < 1 {
+		v.errf(k+".max_subscriptions", "max_subscriptions must be at least 1, not %d", m.MaxSubscriptions)
 	}
 	if m.MaxTopicLevels < 1 {
 		v.errf(k+".max_topic_levels", "max_topic_levels must be at least 1, not %d", m.MaxTopicLevels)
@@ -366,6 +366,18 @@ func (v *validator) stomp(k string, s *STOMP) {
 	}
 	if s.MaxHeaderLength <= 0 {
 		v.errf(k+".max_header_length", "max_header_length must be positive")
+	}
+	if s.MaxTransactions < 1 {
+		v.errf(k+".max_transactions", "max_transactions must be at least 1, not %d", s.MaxTransactions)
+	}
+	if s.MaxTransactionFrames < 1 {
+		v.errf(k+".max_transaction_frames", "max_transaction_frames must be at least 1, not %d", s.MaxTransactionFrames)
+	}
+	if s.MaxSelectorLength <= 0 {
+		v.errf(k+".max_selector_length", "max_selector_length must be positive")
+	}
+	if s.MaxSubscriptions < 1 {
+		v.errf(k+".max_subscriptions", "max_subscriptions must be at least 1, not %d", s.MaxSubscriptions)
 	}
 	for _, h := range []struct{ name, val string }{
 		{"add_user_header", s.AddUserHeader},

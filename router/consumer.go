@@ -59,6 +59,12 @@ type Consumer struct {
 	closed       bool
 }
 
+// closeLocked marks c closed, once, giving back its place under MaxSubscriptions.
+func (c *Consumer) closeLocked() {
+	c.closed = true
+	c.q.r.nsubs.Add(-1)
+}
+
 func (c *Consumer) readyLocked() bool {
 	if c.closed || c.blocked {
 		return false
@@ -159,7 +165,7 @@ func (c *Consumer) Close() {
 		q.mu.Unlock()
 		return
 	}
-	c.closed = true
+	c.closeLocked()
 	if c.browser {
 		c.browse = nil
 		q.browsers = slices.DeleteFunc(q.browsers, func(x *Consumer) bool { return x == c })
@@ -216,6 +222,9 @@ func (r *Router) Consume(s *Subscription, o ConsumerOptions) (*Consumer, error) 
 			return nil, err
 		}
 	}
+	if !r.takeSubscription() {
+		return nil, ErrTooManySubscriptions
+	}
 	credit := o.Credit
 	if credit <= 0 {
 		credit = DefaultCredit
@@ -224,6 +233,7 @@ func (r *Router) Consume(s *Subscription, o ConsumerOptions) (*Consumer, error) 
 		match: acceptorMatch(s.Sink, o.Match), browser: o.Browser, exclusive: o.Exclusive && !o.Browser, unacked: make(map[uint64]*qitem)}
 	q, err := r.lockedQueueLimit(s.Filter.Destination(), true, true)
 	if err != nil {
+		r.nsubs.Add(-1)
 		return nil, err
 	}
 	c.q = q

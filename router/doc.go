@@ -99,7 +99,13 @@
 // (the topic's other subscribers have it) and, while a consumer drains it, asks the publisher to wait
 // (PublishResult.Pressure).
 //
-// SetPolicies replaces the policies, quotas, MaxQueues and ShareStrategy of a running router (a virtual
+// MaxSubscriptions bounds the topic subscriptions and queue consumers in use, counted with an atomic
+// add on Subscribe and Consume and given back on Unsubscribe and when a consumer closes (its own Close,
+// or its queue deleted or purged); MaxDurables bounds the durable subscriptions, except those restored
+// from the journal.
+//
+// SetPolicies replaces the policies, quotas, MaxQueues, MaxDurables, MaxSubscriptions and ShareStrategy of
+// a running router (a virtual
 // host's configuration reload). They live in one immutable snapshot behind an atomic pointer, read once
 // per publish, so the publish path takes no lock for them; SetPolicies swaps it under the queue map's
 // lock (no queue is created under the old snapshot after the swap), then gives every existing queue the

@@ -95,11 +95,11 @@ func equalFilter(a, b Filter) bool {
 // destination). Another owner's is refused with ErrNotOwner. The journal records the change; tr, when
 // set, learns when it is durable.
 func (r *Router) CreateDurable(d Destination, o DurableOptions, tr Tracker) (existed bool, err error) {
-	return r.createDurable(d, o, tr, r.opts.Journal)
+	return r.createDurable(d, o, tr, r.opts.Journal, true)
 }
 
-// createDurable is CreateDurable journalling to j (nil: not at all).
-func (r *Router) createDurable(d Destination, o DurableOptions, tr Tracker, j Journal) (existed bool, err error) {
+// createDurable is CreateDurable journalling to j (nil: not at all), within MaxDurables when limit is set.
+func (r *Router) createDurable(d Destination, o DurableOptions, tr Tracker, j Journal, limit bool) (existed bool, err error) {
 	if r.closed.Load() {
 		return false, ErrClosed
 	}
@@ -133,7 +133,7 @@ func (r *Router) createDurable(d Destination, o DurableOptions, tr Tracker, j Jo
 		}
 		r.destroyLocked(old, nil, j)
 	}
-	if len(r.dur.m) >= r.opts.MaxDurables {
+	if limit && len(r.dur.m) >= r.pol.Load().maxDurables {
 		return false, ErrTooManyDurables
 	}
 	nd := &durable{dest: Destination{Kind: DurableSub, Path: slices.Clone(d.Path)}, key: key}
@@ -207,9 +207,10 @@ func (r *Router) Durables(prefix []string) []DurableInfo {
 }
 
 // RestoreDurable recreates a durable subscription recovered from the journal, without journalling it.
-// Call it before any client connects, then RestoreBacklog for its messages.
+// Call it before any client connects, then RestoreBacklog for its messages. MaxDurables does not apply:
+// a limit lowered since they were made must not lose what they hold.
 func (r *Router) RestoreDurable(d Destination, o DurableOptions) error {
-	_, err := r.createDurable(d, o, nil, nil)
+	_, err := r.createDurable(d, o, nil, nil, false)
 	return err
 }
 

@@ -72,31 +72,45 @@ type Policies struct {
 	QueuePolicies    []QueuePolicy
 	TopicPolicies    []TopicPolicy
 	ShareStrategy    ShareStrategy
+	// MaxDurables and MaxSubscriptions bound what is created from now on; nothing in use is removed
+	// for them.
+	MaxDurables      int
+	MaxSubscriptions int
 }
 
 // policies returns the Policies part of o.
 func (o *Options) policies() Policies {
 	return Policies{MaxQueueMessages: o.MaxQueueMessages, MaxQueueBytes: o.MaxQueueBytes, MaxQueues: o.MaxQueues,
-		QueuePolicies: o.QueuePolicies, TopicPolicies: o.TopicPolicies, ShareStrategy: o.ShareStrategy}
+		QueuePolicies: o.QueuePolicies, TopicPolicies: o.TopicPolicies, ShareStrategy: o.ShareStrategy,
+		MaxDurables: o.MaxDurables, MaxSubscriptions: o.MaxSubscriptions}
 }
 
 // policies is the router's compiled Policies: immutable once stored in Router.pol, so the publish path
 // reads it with one atomic load and no lock.
 type policies struct {
-	maxMsgs   int
-	maxBytes  int64
-	maxQueues int
-	queues    []QueuePolicy
-	topics    []TopicPolicy
-	share     ShareStrategy
+	maxMsgs     int
+	maxBytes    int64
+	maxQueues   int
+	maxDurables int
+	maxSubs     int
+	queues      []QueuePolicy
+	topics      []TopicPolicy
+	share       ShareStrategy
 }
 
 // compilePolicies applies the defaults and takes its own copies of p's policies, compiled; a policy that
 // does not validate would match wrongly, so it is left out.
 func compilePolicies(p Policies) *policies {
-	c := &policies{maxMsgs: p.MaxQueueMessages, maxBytes: p.MaxQueueBytes, maxQueues: p.MaxQueues, share: p.ShareStrategy}
+	c := &policies{maxMsgs: p.MaxQueueMessages, maxBytes: p.MaxQueueBytes, maxQueues: p.MaxQueues, share: p.ShareStrategy,
+		maxDurables: p.MaxDurables, maxSubs: p.MaxSubscriptions}
 	if c.maxMsgs <= 0 {
 		c.maxMsgs = DefaultMaxQueueMessages
+	}
+	if c.maxDurables <= 0 {
+		c.maxDurables = DefaultMaxDurables
+	}
+	if c.maxSubs <= 0 {
+		c.maxSubs = DefaultMaxSubscriptions
 	}
 	if c.maxBytes <= 0 {
 		c.maxBytes = DefaultMaxQueueBytes
@@ -120,8 +134,8 @@ func compilePolicies(p Policies) *policies {
 // SetPolicies replaces the router's policies while it runs. Queues and durable subscriptions created from
 // now on take them, and every existing one takes the policy that matches it now, with its quota, full
 // policy, NakLimit, DLQ and AutoDeleteAfter: a queue holding more than its new quota keeps what it holds,
-// and refuses or drops arrivals (its full policy) until it is below. MaxQueues bounds the queues created
-// from now on; none is deleted for it. Publishes running meanwhile use the old policies or the new ones.
+// and refuses or drops arrivals (its full policy) until it is below. MaxQueues, MaxDurables and
+// MaxSubscriptions bound what is created from now on; nothing is deleted for them. Publishes running meanwhile use the old policies or the new ones.
 func (r *Router) SetPolicies(p Policies) {
 	pol := compilePolicies(p)
 	r.qmu.Lock() // orders the swap with queue creation: no queue is made under the old policies after it

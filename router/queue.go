@@ -615,7 +615,7 @@ func (r *Router) DeleteQueue(d Destination) int {
 	q.stopIdleTimerLocked()
 	n := q.held
 	for _, c := range slices.Concat(q.consumers, q.browsers) {
-		c.closed = true
+		c.closeLocked()
 		c.unacked = nil
 	}
 	q.consumers, q.browsers, q.groups = nil, nil, nil
@@ -641,7 +641,8 @@ func (q *queue) purgeLocked() int {
 			q.releaseLocked(it)
 			n++
 		}
-		c.closed, c.unacked, c.unackedBytes = true, nil, 0
+		c.closeLocked()
+		c.unacked, c.unackedBytes = nil, 0
 	}
 	q.consumers, q.browsers, q.groups, q.exclusive, q.next = nil, nil, nil, 0, 0
 	w, err := q.purgeWaitingLocked(nil)

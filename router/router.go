@@ -43,6 +43,11 @@ type Options struct {
 	// MaxDurables bounds the durable subscriptions; creating one more fails with ErrTooManyDurables.
 	// 0 means DefaultMaxDurables.
 	MaxDurables int
+	// MaxSubscriptions bounds the topic subscriptions (Subscribe) and queue consumers (Consume, browsers
+	// included) in use together, whoever made them: one more fails with ErrTooManySubscriptions. The
+	// subscription a durable subscription keeps in the trie is not counted (MaxDurables bounds those);
+	// a consumer of one is. 0 means DefaultMaxSubscriptions.
+	MaxSubscriptions int
 	// ShareStrategy picks the member of a shared-subscription group that gets each message. The zero
 	// value is ShareRoundRobin.
 	ShareStrategy ShareStrategy
@@ -60,6 +65,7 @@ const (
 	DefaultMaxQueueBytes    = 64 << 20
 	DefaultSwapMessages     = 10000
 	DefaultSwapBytes        = 16 << 20
+	DefaultMaxSubscriptions = 1000000
 )
 
 // Router routes messages inside one virtual host: topic fan-out through the subscription trie, retained
@@ -83,6 +89,9 @@ type Router struct {
 	pol atomic.Pointer[policies]
 
 	seed maphash.Seed // keys the shared-subscription hash strategies
+
+	// nsubs counts the subscriptions and consumers MaxSubscriptions bounds.
+	nsubs atomic.Int64
 
 	nextID    atomic.Uint64
 	published atomic.Uint64
@@ -124,9 +133,6 @@ func New(o Options) *Router {
 	if o.SwapBytes <= 0 {
 		o.SwapBytes = DefaultSwapBytes
 	}
-	if o.MaxDurables <= 0 {
-		o.MaxDurables = DefaultMaxDurables
-	}
 	r := &Router{
 		opts:     o,
 		topics:   newTrie(o.CacheSize),
@@ -156,6 +162,9 @@ func (r *Router) Subscribe(s *Subscription) error {
 	if err := checkFilter(&s.Filter); err != nil {
 		return err
 	}
+	if !r.takeSubscription() {
+		return ErrTooManySubscriptions
+	}
 	s.acc, _ = s.Sink.(Acceptor)
 	if s.Share != "" {
 		s.salt = rand.Uint64()
@@ -164,13 +173,22 @@ func (r *Router) Subscribe(s *Subscription) error {
 	return nil
 }
 
+// takeSubscription counts one more subscription or consumer, or reports false at MaxSubscriptions.
+func (r *Router) takeSubscription() bool {
+	if r.nsubs.Add(1) > int64(r.pol.Load().maxSubs) {
+		r.nsubs.Add(-1)
+		return false
+	}
+	return true
+}
+
 // Unsubscribe removes a subscription added by Subscribe; an unknown one is ignored.
 func (r *Router) Unsubscribe(s *Subscription) {
 	if s == nil {
 		return
 	}
-	if ri, ok := rootIndex(s.Filter.Kind); ok {
-		r.topics.remove(ri, s)
+	if ri, ok := rootIndex(s.Filter.Kind); ok && r.topics.remove(ri, s) {
+		r.nsubs.Add(-1)
 	}
 }
 

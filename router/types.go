@@ -13,6 +13,8 @@ var (
 	ErrClosed        = errors.New("router: closed")
 	ErrTooManyQueues = errors.New("router: too many queues")
 	ErrNoQueue       = errors.New("router: no such queue")
+	// ErrTooManySubscriptions refuses a subscription or consumer beyond Options.MaxSubscriptions.
+	ErrTooManySubscriptions = errors.New("router: too many subscriptions")
 )
 
 // Kind says which namespace a destination lives in. Topics and queues with the same path are distinct.

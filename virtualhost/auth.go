@@ -87,11 +87,11 @@ func (h *Host) Authenticate(name string, password []byte, hasUser bool) (Princip
 			return Principal{User: name}, nil
 		}
 		if st.dummy != nil {
-			_ = bcrypt.CompareHashAndPassword(st.dummy, password)
+			_ = compareHash(st.dummy, password)
 		}
 		return Principal{}, ErrBadCredentials
 	}
-	if bcrypt.CompareHashAndPassword(u.hash, password) != nil {
+	if compareHash(u.hash, password) != nil {
 		return Principal{}, ErrBadCredentials
 	}
 	return Principal{User: name, Groups: u.groups, Authenticated: true, listed: true}, nil
@@ -99,10 +99,17 @@ func (h *Host) Authenticate(name string, password []byte, hasUser bool) (Princip
 
 // Login is what a front-end calls on CONNECT: Authenticate, then the connect permission on this host for
 // the client id. On failure it also returns how long the front-end should wait before answering: repeated
-// failures from one address are slowed down (see Throttle). remote may be nil (no throttling).
+// failures from one address are slowed down (see Throttle). It first waits for its turn under the host's
+// login bounds (loginlimit.go), or fails with ErrLoginBusy. remote may be nil (no throttling).
 func (h *Host) Login(remote net.Addr, name string, password []byte, hasUser bool, clientID string) (Principal, time.Duration, error) {
+	lt, err := h.loginTurn(remote, h.checksPassword(name, hasUser))
+	if err != nil {
+		return Principal{}, 0, err
+	}
 	p, err := h.Authenticate(name, password, hasUser)
-	return h.admit(remote, p, err, clientID)
+	p, delay, err := h.admit(remote, p, err, clientID)
+	lt.done(delay)
+	return p, delay, err
 }
 
 // LoginCert is Login for a client that presented no user name but a verified TLS client certificate on
@@ -110,14 +117,19 @@ func (h *Host) Login(remote net.Addr, name string, password []byte, hasUser bool
 // by the TLS handshake rather than a password. Groups come from the users file entry of that name, if
 // there is one; access rules then apply as for any user.
 func (h *Host) LoginCert(remote net.Addr, identity, clientID string) (Principal, time.Duration, error) {
-	var err error
+	lt, err := h.loginTurn(remote, false)
+	if err != nil {
+		return Principal{}, 0, err
+	}
 	p := Principal{User: identity, CertIdentity: identity, Authenticated: true}
 	if len(identity) > MaxUserLength {
 		p, err = Principal{}, ErrBadCredentials
 	} else if u, ok := h.cur.Load().users[identity]; ok {
 		p.Groups = u.groups
 	}
-	return h.admit(remote, p, err, clientID)
+	p, delay, err := h.admit(remote, p, err, clientID)
+	lt.done(delay)
+	return p, delay, err
 }
 
 // admit finishes a login: the connect permission on this host for the client id, and the delay owed by
@@ -164,11 +176,17 @@ var defaultDummy = sync.OnceValue(func() []byte {
 // counted and throttled like a client's, but the connect permission is not asked. A monitoring account
 // need not be able to connect as a client; management checks monitor, admin and send itself.
 func (h *Host) Verify(remote net.Addr, name string, password []byte, hasUser bool) (Principal, time.Duration, error) {
-	p, err := h.Authenticate(name, password, hasUser)
+	lt, err := h.loginTurn(remote, h.checksPassword(name, hasUser))
 	if err != nil {
-		return Principal{}, h.refuse(remote, err), err
+		return Principal{}, 0, err
 	}
-	return p, 0, nil
+	p, err := h.Authenticate(name, password, hasUser)
+	var delay time.Duration
+	if err != nil {
+		p, delay = Principal{}, h.refuse(remote, err)
+	}
+	lt.done(delay)
+	return p, delay, err
 }
 
 // refuse counts a failed login and returns the delay the address has earned.
@@ -185,21 +203,33 @@ func (h *Host) refuse(remote net.Addr, err error) time.Duration {
 // bounded table; each failure beyond Free doubles the delay from Base up to Max. An address's count is
 // forgotten Window after its last failure. When the table is full, the entry with the oldest failure is
 // evicted, so an attacker spreading over many addresses loses tracking of the oldest one, never memory.
-// The zero value uses the defaults; a nil *Throttle never delays.
+// The delay is the address's, not the connection's: the next login from the address waits until it is
+// over, and the failed attempt keeps its place among its address's attempts until then (loginlimit.go),
+// so a client that closes without waiting for its answer gains nothing. Logins wait at most Wait for
+// their turn. The zero value uses the defaults; a nil *Throttle never delays and bounds nothing.
 type Throttle struct {
 	Free   int           // failures without delay; default 3
 	Base   time.Duration // first delay; default 100ms
 	Max    time.Duration // delay cap; default 2s
 	Window time.Duration // default 1m
 	Size   int           // addresses tracked; default 1024
+	Wait   time.Duration // how long a login waits for its turn; default DefaultLoginWait
 
 	mu    sync.Mutex
 	fails map[string]*failures
+
+	// The places of logins under way (loginlimit.go): password checks on the host, attempts per address
+	// (a failed one until its delay is over); freed is closed when one is given back.
+	gmu      sync.Mutex
+	checking int
+	attempts map[string]int
+	freed    chan struct{}
 }
 
 type failures struct {
-	n    int
-	last time.Time
+	n     int
+	last  time.Time
+	until time.Time // the delay the last failure earned ends
 }
 
 // Fail records a failed login from remote and returns the delay to impose before answering it.
@@ -207,10 +237,7 @@ func (t *Throttle) Fail(remote net.Addr) time.Duration {
 	if t == nil || remote == nil {
 		return 0
 	}
-	ip := remote.String()
-	if host, _, err := net.SplitHostPort(ip); err == nil {
-		ip = host
-	}
+	ip := addrKey(remote)
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -238,7 +265,9 @@ func (t *Throttle) Fail(remote net.Addr) time.Duration {
 	for i := 1; i < extra && d < limit; i++ {
 		d *= 2
 	}
-	return min(d, limit)
+	d = min(d, limit)
+	f.until = now.Add(d)
+	return d
 }
 
 // Failures returns the failure count currently held for an IP address (for tests and monitoring).

@@ -53,6 +53,18 @@
 // ask HasRoom before checking any password, since a refusal that only a correct password reaches tells it
 // is correct.
 //
+// Logins are bounded before any password is checked (loginlimit.go), so that no number of clients makes
+// the broker spend more than a few CPUs on bcrypt: a host checks at most max_concurrent_logins passwords
+// at once (default one per CPU; management requests' Verify counts too), and an address has at most
+// max_concurrent_logins_per_address logins under way (default 4). A login waits for its turn at most
+// Throttle.Wait (5s), then fails with ErrLoginBusy (MQTT CONNACK 0x03 / 0x88, STOMP ERROR). The delay a
+// failure earns (Throttle) belongs to the address: the next login from it waits until the delay is over,
+// and the failed attempt keeps its place among the address's attempts until then, so a client that
+// closes without waiting for its answer and reconnects gains nothing. Login, LoginCert, LoginAuth (whose
+// outcome waits for the turn, though its exchange ran before) and Verify all take their turn. A client
+// that leaves while waiting for its turn is not noticed (the host does not see connections): its wait
+// ends within Throttle.Wait.
+//
 // Enhanced-authentication methods are Authenticators held by name; the front-end carries the bytes.
 // A host offers SCRAM-SHA-256 (RFC 5802, RFC 7677) when some user of its users file has a scram_sha_256
 // block; WithAuthenticator adds or replaces methods. The SCRAM server is github.com/xdg-go/scram; around
@@ -137,7 +149,10 @@
 // full policy drops are counted (router Stats.DroppedQueueFull, part of Dropped) and logged: the first
 // drop at a destination at once, then at most one line per destination every 10 s with the count since
 // (droplog.go).
-// MaxConnections, MaxQueues and MaxMessageLength bound what clients may do.
+// MaxConnections, MaxQueues and MaxMessageLength bound what clients may do; MaxSubscriptions (topic
+// subscriptions and queue consumers of all the host's clients together, default 1000000) and
+// MaxDurableSubscriptions (default 100000) become the router's MaxSubscriptions and MaxDurables, so
+// every host has its own, changed by a reload like the quotas.
 //
 // # Reload
 //

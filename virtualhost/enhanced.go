@@ -63,8 +63,14 @@ func (h *Host) StartAuth(method string) (x AuthExchange, ok bool) {
 // LoginAuth finishes a login whose exchange ended (err is Step's error): like Login, it checks the
 // connect permission for clientID and returns the throttle delay owed by an address that keeps failing.
 // The principal is x.User(), authenticated, with the groups of that name's users file entry. An exchange
-// that names no user (it has not ended well) is refused with ErrBadCredentials. remote may be nil.
+// that names no user (it has not ended well) is refused with ErrBadCredentials. remote may be nil. Its
+// outcome waits for the address's turn, as a Login does (loginlimit.go), so an address paying a delay
+// does not learn sooner by another method whether it guessed right.
 func (h *Host) LoginAuth(remote net.Addr, x AuthExchange, err error, clientID string) (Principal, time.Duration, error) {
+	lt, terr := h.loginTurn(remote, false)
+	if terr != nil {
+		return Principal{}, 0, terr
+	}
 	var p Principal
 	if err == nil {
 		name := ""
@@ -78,7 +84,9 @@ func (h *Host) LoginAuth(remote net.Addr, x AuthExchange, err error, clientID st
 			p = Principal{User: name, Groups: u.groups, Authenticated: true, listed: listed}
 		}
 	}
-	return h.admit(remote, p, err, clientID)
+	p, delay, err := h.admit(remote, p, err, clientID)
+	lt.done(delay)
+	return p, delay, err
 }
 
 // ClaimedUser returns the user name a client gave in exchange x, for log lines: x.User() once proven,

@@ -25,3 +25,14 @@ func Crash(h *Host) error {
 func DeriveSCRAM(password string, salt []byte, iterations int) (*conf.SCRAMCredentials, error) {
 	return deriveSCRAM(password, salt, iterations)
 }
+
+// WatchPasswordChecks runs f around every bcrypt password check (f calls check to do it).
+func WatchPasswordChecks(f func(check func() error)) (restore func()) {
+	old := compareHash
+	compareHash = func(hash, password []byte) error {
+		var err error
+		f(func() error { err = old(hash, password); return err })
+		return err
+	}
+	return func() { compareHash = old }
+}

@@ -23,6 +23,12 @@ func routerOptions(c conf.VirtualHost, o router.Options) router.Options {
 	if c.QuotaMessages > 0 {
 		o.MaxQueueMessages = c.QuotaMessages
 	}
+	if c.MaxSubscriptions > 0 {
+		o.MaxSubscriptions = c.MaxSubscriptions
+	}
+	if c.MaxDurableSubscriptions > 0 {
+		o.MaxDurables = c.MaxDurableSubscriptions
+	}
 	if st, ok := shareStrategies[c.SharedSubscriptionStrategy]; ok {
 		o.ShareStrategy = st
 	}

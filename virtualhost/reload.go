@@ -78,7 +78,8 @@ func (ch *Change) What() []string {
 	add("anonymous", old.conf.Anonymous != c.Anonymous)
 	add("host_names", !slices.Equal(old.conf.HostNames, c.HostNames))
 	add("limits", old.conf.MaxConnections != c.MaxConnections || old.conf.MaxQueues != c.MaxQueues ||
-		old.conf.MaxMessageLength != c.MaxMessageLength || old.conf.Quota != c.Quota || old.conf.QuotaMessages != c.QuotaMessages)
+		old.conf.MaxMessageLength != c.MaxMessageLength || old.conf.Quota != c.Quota || old.conf.QuotaMessages != c.QuotaMessages ||
+		old.conf.MaxSubscriptions != c.MaxSubscriptions || old.conf.MaxDurableSubscriptions != c.MaxDurableSubscriptions)
 	add("policies", !reflect.DeepEqual(old.conf.Queues, c.Queues) || !reflect.DeepEqual(old.conf.Dsubs, c.Dsubs) ||
 		!reflect.DeepEqual(old.conf.Topics, c.Topics))
 	add("shared_subscription_strategy", old.conf.SharedSubscriptionStrategy != c.SharedSubscriptionStrategy)
@@ -99,7 +100,8 @@ func (h *Host) Update(c conf.VirtualHost, opts ...Option) error {
 func routerPolicies(c conf.VirtualHost, base router.Options) router.Policies {
 	o := routerOptions(c, base)
 	return router.Policies{MaxQueueMessages: o.MaxQueueMessages, MaxQueueBytes: o.MaxQueueBytes, MaxQueues: o.MaxQueues,
-		QueuePolicies: o.QueuePolicies, TopicPolicies: o.TopicPolicies, ShareStrategy: o.ShareStrategy}
+		QueuePolicies: o.QueuePolicies, TopicPolicies: o.TopicPolicies, ShareStrategy: o.ShareStrategy,
+		MaxDurables: o.MaxDurables, MaxSubscriptions: o.MaxSubscriptions}
 }
 
 // Refresh checks a connected client's principal again under the host's settings now (after Apply): who

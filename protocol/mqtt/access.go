@@ -42,7 +42,7 @@ func loginCode(err error) byte {
 		return connAccepted
 	case errors.Is(err, virtualhost.ErrBadCredentials):
 		return connBadCredentials
-	case errors.Is(err, protocol.ErrHostFull), errors.Is(err, protocol.ErrHostRemoved):
+	case errors.Is(err, protocol.ErrHostFull), errors.Is(err, protocol.ErrHostRemoved), errors.Is(err, virtualhost.ErrLoginBusy):
 		return connServerUnavailable
 	}
 	return connNotAuthorized
@@ -70,11 +70,12 @@ func (cl *client) access(clientID string) protocol.Access {
 	return protocol.Access{Conn: cl.c, Host: cl.host, Principal: cl.principal, ClientID: clientID, Refusals: &cl.h.refusals}
 }
 
-// checkLength enforces the host's max_message_length on a payload; over it the connection is closed, as
-// for the connector's own limit (MQTT 3.1.1 has no way to refuse one PUBLISH).
-func (cl *client) checkLength(n int) error {
+// checkLength enforces the host's max_message_length on a payload (what: "publish" or "will"); over it
+// the connection is closed, as for the connector's own limit (MQTT 3.1.1 has no way to refuse one
+// PUBLISH).
+func (cl *client) checkLength(n int, what string) error {
 	if max := cl.host.MaxMessageLength(); max > 0 && int64(n) > max {
-		cl.c.Log().Info("publish refused: larger than the virtual host's max_message_length", zap.String("vhost", cl.host.Name),
+		cl.c.Log().Info(what+" refused: larger than the virtual host's max_message_length", zap.String("vhost", cl.host.Name),
 			zap.Int("bytes", n), zap.Int64("max", max))
 		return fmt.Errorf("%w: %d bytes, virtual host %q allows %d", errHostMessageLength, n, cl.host.Name, max)
 	}

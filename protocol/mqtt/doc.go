@@ -78,6 +78,15 @@
 //     back to the queue when the connection ends, also for a persistent session. A queue message
 //     delivered again after such a return carries DUP: the message is a retransmission, if not the
 //     packet (DESIGN §5 asks for the redelivered mark; [MQTT-3.3.1-3] ties DUP to retransmission).
+//   - The virtual host's max_message_length bounds a will's payload as it does a PUBLISH's: a larger
+//     will refuses its CONNECT (MQTT 5: CONNACK 0x95; 3.1.1 has no code for it, so the connection
+//     closes without CONNACK, as 3.2.2.3 asks).
+//   - A client holds at most max_subscriptions subscriptions (its session's); filters beyond are refused
+//     in SUBACK (0x80; MQTT 5: 0x97), as are those beyond the virtual host's max_subscriptions or, for a
+//     persistent session, its max_durable_subscriptions, logged once per connection. A SUBSCRIBE or
+//     UNSUBSCRIBE listing more filters than max_subscriptions could never be granted: decoding stops at
+//     the first one too many (packet.Reader.SetMaxFilters) and the connection closes (MQTT 5 after
+//     DISCONNECT 0x97), so a 100 MB SUBSCRIBE costs its bytes, not millions of filters.
 //   - A PUBLISH with QoS ≥ 1 refused by a full queue closes the connection without acknowledging it, so
 //     the client resends it later (3.1.1 has no negative acknowledgement); MQTT 5 gets PUBACK / PUBREC
 //     0x97 instead.

@@ -119,12 +119,14 @@ type client struct {
 	principal virtualhost.Principal
 	slot      *virtualhost.Host
 	version   byte
-	keep      time.Duration // read deadline after each packet: 1.5 × keep-alive; 0 = none
-	sess      *session
-	att       *attachment
-	will      *willMsg
-	user      string  // who the client logged in as ("" anonymous), fixed at CONNECT: for Describe
-	v5        *v5conn // nil below MQTT 5
+	// limitLogged: a bound refused this client something and it was logged (limitReached); reader only.
+	limitLogged bool
+	keep        time.Duration // read deadline after each packet: 1.5 × keep-alive; 0 = none
+	sess        *session
+	att         *attachment
+	will        *willMsg
+	user        string  // who the client logged in as ("" anonymous), fixed at CONNECT: for Describe
+	v5          *v5conn // nil below MQTT 5
 	// connacked is the protocol level once CONNACK went out (0 before): from then on an MQTT 5 client is told
 	// why the server closes (DISCONNECT). Atomic: the shutdown hook reads it.
 	connacked atomic.Uint32
@@ -204,6 +206,8 @@ func (h *Handler) newClient(c *protocol.Conn) *client {
 	set := c.Settings()
 	cl := &client{h: h, c: c, g: set.MQTTGrammar, lim: &set.Connector.MQTT}
 	cl.rd = packet.NewReader(c.Reader(), int(min(cl.lim.MaxMessageLength, int64(^uint(0)>>1))))
+	// More filters in one packet than a client may hold could never all be granted: stop decoding there.
+	cl.rd.SetMaxFilters(cl.lim.MaxSubscriptions)
 	c.OnShutdown(cl.onShutdown)
 	return cl
 }
@@ -376,6 +380,14 @@ func (cl *client) setWill(cp *packet.ConnectPacket, id string) error {
 	if err != nil {
 		return fmt.Errorf("will topic: %w", err)
 	}
+	if err := cl.checkLength(len(cp.WillPayload), "will"); err != nil {
+		if cl.version == packet.Version5 {
+			return cl.refuse(packet.ReasonPacketTooLarge, fmt.Errorf("%w: %w", errRefused, err))
+		}
+		// 3.1.1 has no CONNACK code for it: "close the Network Connection without sending a CONNACK" (3.2.2.3).
+		cl.c.CloseAfter(err, cl.lim.DieDelay)
+		return errClosing
+	}
 	w := &willMsg{Message: router.Message{Dest: d, Body: cp.WillPayload, QoS: cp.WillQoS, Persistent: cp.WillQoS > 0,
 		Retain: cp.WillRetain, Origin: cp.WillTopic, OriginGram: cl.g}}
 	if cl.v5 != nil && cp.WillProperties != nil {
@@ -495,6 +507,8 @@ func (cl *client) readError(err error, timeout error) error {
 		errors.Is(err, packet.ErrPacketTooLarge), errors.Is(err, packet.ErrUnsupportedVersion):
 		// [MQTT-4.8.0-1]: close on a malformed packet or protocol violation.
 		return fmt.Errorf("mqtt: decode: %w", err)
+	case errors.Is(err, packet.ErrTooManyFilters):
+		return fmt.Errorf("mqtt: decode: %w (max_subscriptions)", err)
 	}
 	return err
 }

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
 	"github.com/lyremq/lyre/virtualhost"
@@ -18,6 +19,21 @@ import (
 const sharePrefix = "$share/"
 
 var errBadShare = errors.New("mqtt: invalid shared subscription")
+
+// errTooManySubscriptions refuses a subscription beyond the connector's max_subscriptions.
+var errTooManySubscriptions = errors.New("mqtt: too many subscriptions")
+
+// limitReached logs, at most once per connection, that a bound on what the broker holds for clients
+// refused this one something: enough for an operator to see which client and which bound, without a
+// line per refused filter of a client that keeps asking.
+func (cl *client) limitReached(err error) {
+	if cl.limitLogged {
+		return
+	}
+	cl.limitLogged = true
+	cl.c.Log().Info("subscribe refused: limit reached", zap.String("vhost", cl.host.Name),
+		zap.String("client_id", protocol.LoggedName(cl.sess.id)), zap.Error(err))
+}
 
 // loop reads and handles packets until the connection ends. It returns errDisconnectRequest after
 // DISCONNECT, else the reason to close with.
@@ -140,7 +156,7 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	if err != nil {
 		return err
 	}
-	if err := cl.checkLength(len(p.Payload)); err != nil {
+	if err := cl.checkLength(len(p.Payload), "publish"); err != nil {
 		return err
 	}
 	m, rc, err := cl.message(p, d)
@@ -382,8 +398,10 @@ func (cl *client) subscribeOne(sp packet.Subscription, subID uint32) (*subEntry,
 	default:
 		return cl.subscribeFailed(sp.Filter, fmt.Errorf("%w: %s filters are not available over MQTT", router.ErrInvalidFilter, f.Kind), packet.ReasonTopicFilterInvalid)
 	}
-	if cl.lim.MaxSubscriptions > 0 && len(s.subs) >= cl.lim.MaxSubscriptions {
-		return cl.subscribeFailed(sp.Filter, fmt.Errorf("mqtt: more than %d subscriptions", cl.lim.MaxSubscriptions), packet.ReasonQuotaExceeded)
+	if len(s.subs) >= cl.lim.MaxSubscriptions {
+		err := fmt.Errorf("%w: a client may hold %d (max_subscriptions)", errTooManySubscriptions, cl.lim.MaxSubscriptions)
+		cl.limitReached(err)
+		return cl.subscribeFailed(sp.Filter, err, packet.ReasonQuotaExceeded)
 	}
 	return cl.addEntry(sp.Filter, f, group, opts, gate)
 }
@@ -496,8 +514,12 @@ func (cl *client) addEntry(filter string, f router.Filter, group string, opts su
 		s.setEntryLocked(e, false)
 		s.mu.Unlock()
 		rc := byte(packet.ReasonUnspecifiedError)
-		if errors.Is(err, router.ErrNotOwner) {
+		switch {
+		case errors.Is(err, router.ErrNotOwner):
 			rc = packet.ReasonNotAuthorized
+		case errors.Is(err, router.ErrTooManySubscriptions), errors.Is(err, router.ErrTooManyDurables):
+			rc = packet.ReasonQuotaExceeded // the virtual host's max_subscriptions or max_durable_subscriptions
+			cl.limitReached(err)
 		}
 		return cl.subscribeFailed(filter, err, rc)
 	}

@@ -177,7 +177,7 @@ func reasonOf(err error) (byte, bool) {
 	case errors.Is(err, errKeepAlive):
 		return packet.ReasonKeepAliveTimeout, true
 	case errors.Is(err, packet.ErrMalformed), errors.Is(err, packet.ErrProtocolViolation),
-		errors.Is(err, packet.ErrPacketTooLarge):
+		errors.Is(err, packet.ErrPacketTooLarge), errors.Is(err, packet.ErrTooManyFilters):
 		return packet.ReasonFor(err), true
 	case errors.Is(err, errHostMessageLength):
 		return packet.ReasonPacketTooLarge, true

@@ -16,7 +16,10 @@
 // # Frames
 //
 // Frames are read by this package's Reader, not go-stomp's frame.Reader, so that max_headers,
-// max_header_length and max_message_length are enforced before anything is buffered.
+// max_header_length and max_message_length are enforced before anything is buffered. A content-length
+// is not trusted beyond 64 KiB: a larger body is read into pooled 64 KiB chunks as it arrives and gets
+// its own buffer once whole, so a client announcing max_message_length and stalling holds what it sent
+// (as the MQTT reader does).
 //
 // Frame encoding appends straight into the connection's outbound buffer (Conn.Begin/Commit), so a
 // delivery costs no intermediate frame value and, for a topic message, no allocation.
@@ -48,12 +51,28 @@
 //     number, or -1 for new messages only) and include-seq (the header name to put the sequence number
 //     in) apply to queues. NACK counts a redelivery; the queue's nak_limit then moves the message to its
 //     dlq (see router.QueuePolicy).
+//   - Selectors run on the publisher's goroutine, once per message and subscriber, so their cost is
+//     bounded: a selector holds at most max_selector_length bytes and nests at most 64 deep, and each
+//     of its terms costs time linear in the header value it reads. LIKE in particular (like.go) matches
+//     in one pass over the value: the pattern's segments between '%' are each found at the leftmost
+//     place after the previous one, never retried; a segment holding '_' is scanned for bit-parallel
+//     (shift-and), and may hold at most 1024 characters. BETWEEN evaluates its operand once.
+//   - A composite SUBSCRIBE or SEND that names one destination several times subscribes to it, or sends
+//     to it, once.
+//   - A connection subscribes to at most max_subscriptions destinations, each destination of a
+//     composite SUBSCRIBE counting; one more is an ERROR ("too many subscriptions"), checked before any
+//     destination of the SUBSCRIBE is resolved. The virtual host's max_subscriptions (all its clients
+//     together) and max_durable_subscriptions are the router's: an ERROR too.
 //   - reply-to, correlation-id, content-type and expires are message properties, shared with MQTT 5: see
 //     "Message properties" below.
 //   - Temporary destinations are private to their connection, and durable subscriptions (persistent
 //     SUBSCRIBE to a topic, /dsub/<id>) are the router's, owned by their creator: see the sections below.
-//   - Transactions hold at most MaxTransactionFrames frames and max_message_length body bytes; a
-//     DISCONNECT or a dropped connection aborts them.
+//   - Transactions: a connection has at most max_transactions open; together they hold at most
+//     max_transaction_frames frames and max_transaction_bytes bytes (command, headers and body of each
+//     frame, so headers cannot be used to hold more than a body could). A SEND is checked when it enters
+//     a transaction as it would be if sent then (destination, access rules, headers, the host's
+//     max_message_length) and again at COMMIT, since the rules may have changed meanwhile. A DISCONNECT
+//     or a dropped connection aborts them.
 //
 // # Temporary destinations
 //

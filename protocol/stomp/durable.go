@@ -75,8 +75,10 @@ func durableError(name string, err error) error {
 		return &frameError{msg: "access refused", detail: fmt.Sprintf("durable subscription %q belongs to another user", name), cause: ErrAccessRefused}
 	case errors.Is(err, router.ErrNoDurable):
 		return protoErr("unknown durable subscription", "%q names no durable subscription; create one with a persistent SUBSCRIBE to a topic", name)
+	case errors.Is(err, router.ErrTooManyDurables):
+		return &frameError{msg: "too many durable subscriptions", detail: fmt.Sprintf("%s: the virtual host holds as many durable subscriptions as it may (max_durable_subscriptions)", name), cause: err}
 	}
-	return &frameError{msg: "subscribe failed", detail: name + ": " + err.Error(), cause: err}
+	return subscribeError(name, err)
 }
 
 // literalFilter is the filter naming exactly destination d.

@@ -23,10 +23,6 @@ const (
 	DefaultCredit = 1000
 	// DefaultQueueFullWait is the default Handler.QueueFullWait.
 	DefaultQueueFullWait = 10 * time.Second
-	// MaxTransactionFrames bounds the frames buffered in one transaction; more is an ERROR.
-	MaxTransactionFrames = 10000
-	// MaxTransactions bounds the open transactions of one session; more is an ERROR.
-	MaxTransactions = 100
 )
 
 // Handler serves STOMP connections; it implements protocol.Handler. Set its fields before the server starts.

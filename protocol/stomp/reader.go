@@ -268,22 +268,27 @@ func (r *Reader) fillEmpty(atBoundary bool) error {
 	return r.fill(atBoundary)
 }
 
+// eagerBody is the largest body buffer allocated before its bytes arrive. A larger content-length is
+// not trusted: the body is read into pooled chunks of this size as its bytes come, and its own buffer
+// allocated once they all have, so a peer announcing max_message_length and stalling holds what it
+// sent, not what it announced. A body costs one allocation of its size either way.
+const eagerBody = 64 << 10
+
+// chunkPool holds the eagerBody-byte chunks of bodies being read (boxed so Put does not allocate).
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, eagerBody); return &b }}
+
 // readN reads a body of exactly n bytes followed by its NUL. The size was checked against MaxBodyLength.
 func (r *Reader) readN(n int) ([]byte, error) {
-	body := make([]byte, n)
-	got := copy(body, r.buf[r.start:r.end])
-	r.start += got
-	if got < n {
-		if r.err != nil {
-			return nil, r.eof(false)
-		}
-		if _, err := io.ReadFull(r.r, body[got:]); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			r.err = err
-			return nil, err
-		}
+	var body []byte
+	var err error
+	if n <= eagerBody {
+		body = make([]byte, n)
+		err = r.readFull(body)
+	} else {
+		body, err = r.readChunked(n)
+	}
+	if err != nil {
+		return nil, err
 	}
 	for r.start == r.end {
 		if err := r.fill(false); err != nil {
@@ -294,6 +299,50 @@ func (r *Reader) readN(n int) ([]byte, error) {
 		return nil, ErrMissingNUL
 	}
 	r.start++
+	return body, nil
+}
+
+// readFull fills p with the buffered bytes, then from the underlying reader.
+func (r *Reader) readFull(p []byte) error {
+	got := copy(p, r.buf[r.start:r.end])
+	r.start += got
+	if got == len(p) {
+		return nil
+	}
+	if r.err != nil {
+		return r.eof(false)
+	}
+	if _, err := io.ReadFull(r.r, p[got:]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		r.err = err
+		return err
+	}
+	return nil
+}
+
+// readChunked reads a body of n bytes into chunks from chunkPool, then copies them into its buffer.
+func (r *Reader) readChunked(n int) ([]byte, error) {
+	chunks := make([]*[]byte, 0, (n+eagerBody-1)/eagerBody)
+	defer func() {
+		for _, c := range chunks {
+			chunkPool.Put(c)
+		}
+	}()
+	for left := n; left > 0; {
+		c := chunkPool.Get().(*[]byte)
+		chunks = append(chunks, c)
+		part := (*c)[:min(left, eagerBody)]
+		if err := r.readFull(part); err != nil {
+			return nil, err
+		}
+		left -= len(part)
+	}
+	body := make([]byte, n)
+	for i, c := range chunks {
+		copy(body[i*eagerBody:], *c)
+	}
 	return body, nil
 }
 

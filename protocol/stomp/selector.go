@@ -267,7 +267,7 @@ func (p *selParser) cmp(depth int) (node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n = &andNode{&cmpNode{op: ">=", l: l, r: lo}, &cmpNode{op: "<=", l: l, r: hi}}
+		n = &betweenNode{x: l, lo: lo, hi: hi}
 	case p.isKw("IN"):
 		p.next()
 		if !p.isOp("(") {
@@ -306,7 +306,11 @@ func (p *selParser) cmp(depth int) (node, error) {
 			esc, _ = utf8.DecodeRuneInString(p.tok.text)
 			p.next()
 		}
-		n = &likeNode{x: l, pat: compileLike(pat, esc)}
+		lp, ok := newLikePattern(compileLike(pat, esc))
+		if !ok {
+			return nil, p.errorf("LIKE pattern has more than %d characters between two %%", maxLikeSegment)
+		}
+		n = &likeNode{x: l, pat: lp}
 	case p.isKw("IS"):
 		p.next()
 		isNot := false
@@ -626,6 +630,26 @@ func (n *isNullNode) eval(m *router.Message) value {
 	return value{kind: vBool, b: (n.x.eval(m).kind == vNull) != n.not}
 }
 
+// betweenNode is x BETWEEN lo AND hi, that is x >= lo AND x <= hi with x evaluated once: nested
+// BETWEENs evaluating their operand twice would cost twice as much per level.
+type betweenNode struct{ x, lo, hi node }
+
+func (n *betweenNode) eval(m *router.Message) value {
+	x := n.x.eval(m)
+	a := compare(">=", x, n.lo.eval(m))
+	if a.kind == vBool && !a.b {
+		return a
+	}
+	b := compare("<=", x, n.hi.eval(m))
+	if b.kind == vBool && !b.b {
+		return b
+	}
+	if a.kind != vBool || b.kind != vBool {
+		return value{}
+	}
+	return value{kind: vBool, b: true}
+}
+
 type inNode struct {
 	x    node
 	list []value
@@ -644,36 +668,9 @@ func (n *inNode) eval(m *router.Message) value {
 	return value{kind: vBool}
 }
 
-// likeTok is one element of a LIKE pattern: a literal rune, '_' (any one rune) or '%' (any run).
-type likeTok struct {
-	r    rune
-	kind uint8 // 0 literal, 1 any one, 2 any run
-}
-
-func compileLike(pat string, esc rune) []likeTok {
-	var out []likeTok
-	escaped := false
-	for _, r := range pat {
-		switch {
-		case escaped:
-			out = append(out, likeTok{r: r})
-			escaped = false
-		case r == esc:
-			escaped = true
-		case r == '_':
-			out = append(out, likeTok{kind: 1})
-		case r == '%':
-			out = append(out, likeTok{kind: 2})
-		default:
-			out = append(out, likeTok{r: r})
-		}
-	}
-	return out
-}
-
 type likeNode struct {
 	x   node
-	pat []likeTok
+	pat *likePattern
 }
 
 func (n *likeNode) eval(m *router.Message) value {
@@ -681,38 +678,5 @@ func (n *likeNode) eval(m *router.Message) value {
 	if v.kind != vStr {
 		return value{}
 	}
-	return value{kind: vBool, b: likeMatch(n.pat, v.s)}
-}
-
-// likeMatch is the linear-time greedy wildcard match with one backtrack point per '%'.
-func likeMatch(pat []likeTok, s string) bool {
-	pi, si := 0, 0
-	starPi, starSi := -1, 0
-	for si < len(s) {
-		r, size := utf8.DecodeRuneInString(s[si:])
-		if pi < len(pat) {
-			switch t := pat[pi]; {
-			case t.kind == 2:
-				starPi, starSi = pi, si
-				pi++
-				continue
-			case t.kind == 1 || t.r == r:
-				pi++
-				si += size
-				continue
-			}
-		}
-		if starPi < 0 {
-			return false
-		}
-		// Let the last '%' swallow one more rune and retry.
-		_, size = utf8.DecodeRuneInString(s[starSi:])
-		starSi += size
-		si = starSi
-		pi = starPi + 1
-	}
-	for pi < len(pat) && pat[pi].kind == 2 {
-		pi++
-	}
-	return pi == len(pat)
+	return value{kind: vBool, b: n.pat.match(v.s)}
 }

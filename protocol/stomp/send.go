@@ -16,18 +16,15 @@ import (
 // send publishes a SEND frame to each destination it names (STOMP 1.2 "SEND"). A persistent message or
 // one whose sender wants a receipt is QoS 1.
 func (s *session) send(f *frame.Frame) error {
-	dest, ok := f.Header.Contains(frame.Destination)
-	if !ok || dest == "" {
-		return protoErr("missing destination", "SEND requires a destination header")
-	}
-	if max := s.host.MaxMessageLength(); max > 0 && int64(len(f.Body)) > max {
-		return protoErr("message too large", "virtual host %q accepts bodies of at most %d bytes (max_message_length)", s.host.Name, max)
+	dest, err := s.sendHeader(f)
+	if err != nil {
+		return err
 	}
 	var one [1]string
 	var oneDest [1]router.Destination
 	names, dests := one[:], oneDest[:]
 	if sep := s.cfg.DestinationSeparator; sep != "" && strings.Contains(dest, sep) {
-		names = s.g.SplitComposite(dest)
+		names = uniqueNames(s.g.SplitComposite(dest))
 		dests = make([]router.Destination, len(names))
 	} else {
 		one[0] = dest
@@ -51,6 +48,39 @@ func (s *session) send(f *frame.Frame) error {
 		s.sentToTemp(d)
 	}
 	return nil
+}
+
+// sendHeader checks what a SEND's frame alone decides: a destination, and a body within the host's
+// max_message_length.
+func (s *session) sendHeader(f *frame.Frame) (string, error) {
+	dest, ok := f.Header.Contains(frame.Destination)
+	if !ok || dest == "" {
+		return "", protoErr("missing destination", "SEND requires a destination header")
+	}
+	if max := s.host.MaxMessageLength(); max > 0 && int64(len(f.Body)) > max {
+		return "", protoErr("message too large", "virtual host %q accepts bodies of at most %d bytes (max_message_length)", s.host.Name, max)
+	}
+	return dest, nil
+}
+
+// checkSend makes send's checks without publishing: those of each destination (access rules included)
+// and of the headers. A SEND entering a transaction goes through it (buffer).
+func (s *session) checkSend(f *frame.Frame) error {
+	dest, err := s.sendHeader(f)
+	if err != nil {
+		return err
+	}
+	names := []string{dest}
+	if sep := s.cfg.DestinationSeparator; sep != "" && strings.Contains(dest, sep) {
+		names = uniqueNames(s.g.SplitComposite(dest))
+	}
+	for _, name := range names {
+		if _, err := s.sendDestination(name); err != nil {
+			return err
+		}
+	}
+	_, err = s.parseSendHeaders(f)
+	return err
 }
 
 // sendDestination parses one destination of a SEND and checks the session may send to it.

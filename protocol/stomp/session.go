@@ -41,7 +41,10 @@ type session struct {
 	// Reader goroutine only; subs is changed under mu too, so Describe and a reload's re-check may read
 	// it under mu.
 	subs      map[string]*subscription
+	routes    int // the routes of subs, bounded by max_subscriptions
 	txs       map[string]*transaction
+	txFrames  int                           // frames buffered in txs, bounded by max_transaction_frames
+	txBytes   int64                         // their frameSize, bounded by max_transaction_bytes
 	tempOwner bool                          // registered in Handler.temps
 	temps     map[string]router.Destination // its temporary queues by key, deleted at the end
 
@@ -285,7 +288,7 @@ func (s *session) cleanup() {
 		s.h.temps.Delete(s.id)
 	}
 	s.deleteTemps()
-	s.txs = nil
+	s.txs, s.txFrames, s.txBytes = nil, 0, 0
 	if s.slot != nil {
 		s.slot.Release()
 		s.slot = nil

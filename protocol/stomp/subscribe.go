@@ -1,6 +1,7 @@
 package stomp
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 
@@ -22,7 +23,10 @@ func (s *session) subscribe(f *frame.Frame) error {
 	if err != nil {
 		return err
 	}
-	names := s.g.SplitComposite(sub.dest)
+	names := uniqueNames(s.g.SplitComposite(sub.dest))
+	if s.routes+len(names) > s.cfg.MaxSubscriptions {
+		return protoErr("too many subscriptions", "a connection may subscribe to at most %d destinations, each destination of a composite counting (max_subscriptions)", s.cfg.MaxSubscriptions)
+	}
 	req := subscribeRequest{
 		sub:        sub,
 		persistent: f.Header.Get("persistent") == "true",
@@ -35,6 +39,7 @@ func (s *session) subscribe(f *frame.Frame) error {
 			return err
 		}
 	}
+	targets = uniqueTargets(targets)
 	if err := s.attachRoutes(sub, targets, qo); err != nil {
 		return err
 	}
@@ -71,6 +76,9 @@ func (s *session) newSubscription(f *frame.Frame) (sub *subscription, hasID bool
 		return nil, false, err
 	}
 	if src, ok := f.Header.Contains("selector"); ok && strings.TrimSpace(src) != "" {
+		if max := s.cfg.MaxSelectorLength; int64(len(src)) > max {
+			return nil, false, protoErr("invalid selector", "a selector may hold at most %d bytes (max_selector_length)", max)
+		}
 		sel, err := parseSelector(src)
 		if err != nil {
 			return nil, false, &frameError{msg: "invalid selector", detail: err.Error(), cause: err}
@@ -94,6 +102,40 @@ func (s *session) parseAckMode(a string) (ackMode, error) {
 		return ackClientIndividual, nil
 	}
 	return ackAuto, protoErr("invalid ack mode", "ack must be auto, client or client-individual, got %q", a)
+}
+
+// uniqueNames drops the repeats of a composite destination's names: each name makes one route, and a
+// route per repeat would deliver each message once per repeat.
+func uniqueNames(names []string) []string {
+	if len(names) < 2 {
+		return names
+	}
+	seen := make(map[string]bool, len(names))
+	out := names[:0]
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// uniqueTargets drops the targets whose route filter an earlier one has already: names written
+// differently (escapes, a temporary destination's local and global names) may resolve to one filter.
+func uniqueTargets(targets []subTarget) []subTarget {
+	if len(targets) < 2 {
+		return targets
+	}
+	seen := make(map[string]bool, len(targets))
+	out := targets[:0]
+	for _, t := range targets {
+		if k := router.FilterKey(t.flt); !seen[k] {
+			seen[k] = true
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // subscribeRequest is what one SUBSCRIBE asks of each destination it names.
@@ -194,11 +236,20 @@ func (s *session) attachRoutes(sub *subscription, targets []subTarget, qo router
 			if t.flt.Kind == router.DurableSub {
 				return durableError(t.name, err)
 			}
-			return &frameError{msg: "subscribe failed", detail: t.name + ": " + err.Error(), cause: err}
+			return subscribeError(t.name, err)
 		}
 		sub.routes = append(sub.routes, r)
+		s.routes++
 	}
 	return nil
+}
+
+// subscribeError is the ERROR frame for a route to name the router refused.
+func subscribeError(name string, err error) error {
+	if errors.Is(err, router.ErrTooManySubscriptions) {
+		return &frameError{msg: "too many subscriptions", detail: name + ": the virtual host holds as many subscriptions as it may (max_subscriptions)", cause: err}
+	}
+	return &frameError{msg: "subscribe failed", detail: name + ": " + err.Error(), cause: err}
 }
 
 // queueRetained queues the retained messages sub's topic routes match. They go through the backlog:

@@ -64,6 +64,7 @@ func (sub *subscription) close() {
 			s.rt.Unsubscribe(r.rs)
 		}
 	}
+	s.routes -= len(sub.routes)
 	sub.routes = nil
 }
 

@@ -311,6 +311,9 @@ func decodeSubscribe(d *decoder, version byte) (Packet, error) {
 		}
 	}
 	for d.remaining() > 0 {
+		if err := d.filterLimit(len(p.Subscriptions)); err != nil {
+			return nil, err
+		}
 		var s Subscription
 		if s.Filter, err = d.string(); err != nil {
 			return nil, fmt.Errorf("%w (topic filter)", err)
@@ -394,6 +397,9 @@ func decodeUnsubscribe(d *decoder, version byte) (Packet, error) {
 		}
 	}
 	for d.remaining() > 0 {
+		if err := d.filterLimit(len(p.Filters)); err != nil {
+			return nil, err
+		}
 		f, err := d.string()
 		if err != nil {
 			return nil, fmt.Errorf("%w (topic filter)", err)

@@ -14,6 +14,16 @@ type decoder struct {
 	b      []byte
 	i      int
 	strict bool // MQTT 5: Variable Byte Integers must use the fewest bytes [MQTT-1.5.5-1]
+	// maxFilters bounds the topic filters of a SUBSCRIBE or UNSUBSCRIBE; 0 = no bound.
+	maxFilters int
+}
+
+// filterLimit reports ErrTooManyFilters when a packet that holds n filters is about to take one more.
+func (d *decoder) filterLimit(n int) error {
+	if d.maxFilters > 0 && n >= d.maxFilters {
+		return fmt.Errorf("%w: more than %d", ErrTooManyFilters, d.maxFilters)
+	}
+	return nil
 }
 
 var errShort = fmt.Errorf("%w: remaining length too short", ErrMalformed)

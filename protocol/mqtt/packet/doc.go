@@ -6,7 +6,9 @@
 // statements ([MQTT-x.y.z-n]) it enforces, and reports failures as errors wrapping
 // ErrMalformed, ErrProtocolViolation, ErrPacketTooLarge or ErrUnsupportedVersion; ReasonFor
 // maps them to MQTT 5 reason codes. A packet larger than the Reader's limit is refused from
-// its fixed header, before its body is read. Decoded packets own all their memory.
+// its fixed header, before its body is read; a SUBSCRIBE or UNSUBSCRIBE listing more topic
+// filters than SetMaxFilters allows stops decoding at the first one too many (ErrTooManyFilters).
+// Decoded packets own all their memory.
 //
 // Checks that need session state are left to the caller: a second CONNECT, topic alias
 // resolution, Subscription Identifiers in a client's PUBLISH, the client identifier rules,

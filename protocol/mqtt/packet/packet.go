@@ -65,6 +65,10 @@ var (
 	// returns the decoded *ConnectPacket along with it so the caller can answer CONNACK 0x01
 	// [MQTT-3.1.2-2] before closing.
 	ErrUnsupportedVersion = errors.New("packet: unsupported protocol version")
+	// ErrTooManyFilters: a SUBSCRIBE or UNSUBSCRIBE lists more topic filters than the Reader's limit
+	// (SetMaxFilters). Decoding stopped there; the connection should be closed (in MQTT 5 after
+	// DISCONNECT 0x97, quota exceeded).
+	ErrTooManyFilters = errors.New("packet: too many topic filters")
 )
 
 // Packet is one decoded MQTT control packet; it is implemented by the pointer types

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 )
 
@@ -31,6 +32,7 @@ type Reader struct {
 	src     io.Reader
 	byteSrc io.ByteReader // src, when it can hand out single bytes cheaply (bufio.Reader)
 	max     int
+	filters int32 // SetMaxFilters; int32 keeps the Reader in its 80-byte size class
 	version byte
 	two     [2]byte // fixed header scratch
 	inline  [inlineBody]byte
@@ -54,6 +56,11 @@ func NewReader(r io.Reader, maxPacketSize int) *Reader {
 // layout of every packet after CONNECT. CONNECT carries its own level and is decoded
 // whatever the Reader's version.
 func (r *Reader) SetVersion(level byte) { r.version = level }
+
+// SetMaxFilters bounds the topic filters a SUBSCRIBE or UNSUBSCRIBE may list: decoding stops at the
+// next one with ErrTooManyFilters, so a packet of millions of filters costs its bytes, not millions of
+// strings. n ≤ 0 means no bound.
+func (r *Reader) SetMaxFilters(n int) { r.filters = int32(min(max(n, 0), math.MaxInt32)) }
 
 // Version returns the level set by SetVersion, or 0.
 func (r *Reader) Version() byte { return r.version }
@@ -128,7 +135,7 @@ func (r *Reader) readPacket(first byte) (Packet, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := decoder{b: body, strict: version == Version5}
+	d := decoder{b: body, strict: version == Version5, maxFilters: int(r.filters)}
 	p, err := decode(&d, t, flags, version)
 	if err != nil {
 		if cp, ok := p.(*ConnectPacket); ok { // keeps its CONNECT for the CONNACK

@@ -73,6 +73,8 @@ func ReasonFor(err error) byte {
 		return ReasonPacketTooLarge
 	case errors.Is(err, ErrUnsupportedVersion):
 		return ReasonUnsupportedProtocolVersion
+	case errors.Is(err, ErrTooManyFilters):
+		return ReasonQuotaExceeded
 	}
 	return ReasonUnspecifiedError
 }
