@@ -78,15 +78,19 @@ func Login(c *Conn, host *virtualhost.Host, user string, password []byte, hasUse
 // host header) as a wrong password is refused on def, the default host: the same bcrypt work and
 // throttling (virtualhost.Host.Decoy), counted and logged with the name it asked for, then the delay. The
 // front-end answers it as it answers bad credentials, so host names cannot be enumerated before
-// authentication. It returns an error wrapping virtualhost.ErrBadCredentials and ErrUnknownHost.
+// authentication. It returns the error a front-end answers: virtualhost.ErrBadCredentials, or
+// virtualhost.ErrLoginBusy as Login would; neither names the host (the log line does, with ErrUnknownHost).
 func RefuseUnknownHost(c *Conn, def *virtualhost.Host, name, user string, password []byte, hasUser bool, r *Refusals) error {
-	delay := def.Decoy(c.RemoteAddr(), user, password, hasUser)
+	delay, busy := def.Decoy(c.RemoteAddr(), user, password, hasUser)
 	r.Logins.Add(1)
-	err := fmt.Errorf("%w: %w %q", virtualhost.ErrBadCredentials, ErrUnknownHost, LoggedName(name))
+	answer := virtualhost.ErrBadCredentials
+	if busy != nil {
+		answer = busy // what a known host would answer, and nothing of the name
+	}
 	c.Log().Warn("login refused", zap.String("vhost", LoggedName(name)), zap.String("user", LoggedName(user)),
-		zap.Duration("delay", delay), zap.Error(err))
+		zap.Duration("delay", delay), zap.Error(fmt.Errorf("%w: %w %q", answer, ErrUnknownHost, LoggedName(name))))
 	wait(c, delay)
-	return err
+	return answer
 }
 
 // LoginAuth is Login for a client whose enhanced-authentication exchange x has ended with err (Step's

@@ -147,11 +147,16 @@ func (h *Host) admit(remote net.Addr, p Principal, err error, clientID string) (
 }
 
 // Decoy answers a login to a virtual host that does not exist as this host answers a failed one: the
-// same bcrypt work (when a user name was given, as Authenticate does it), a failure counted against the
-// address, and the delay it has earned, which the front-end waits before refusing. It is called on the
-// default host, so that a client cannot tell a host name that does not exist from credentials that are
-// wrong, neither by the answer nor by the time it takes.
-func (h *Host) Decoy(remote net.Addr, name string, password []byte, hasUser bool) time.Duration {
+// same turn under the login bounds (or ErrLoginBusy, as Login), the same bcrypt work (when a user name
+// was given, as Authenticate does it), a failure counted against the address, and the delay it has
+// earned, which the front-end waits before refusing. It is called on the default host, so that a client
+// cannot tell a host name that does not exist from credentials that are wrong, neither by the answer nor
+// by the time it takes.
+func (h *Host) Decoy(remote net.Addr, name string, password []byte, hasUser bool) (time.Duration, error) {
+	lt, err := h.loginTurn(remote, hasUser && name != "")
+	if err != nil {
+		return 0, err
+	}
 	if hasUser && name != "" && len(name) <= MaxUserLength && len(password) <= MaxPasswordLength {
 		dummy := h.cur.Load().dummy
 		if dummy == nil {
@@ -159,7 +164,9 @@ func (h *Host) Decoy(remote net.Addr, name string, password []byte, hasUser bool
 		}
 		_ = bcrypt.CompareHashAndPassword(dummy, password)
 	}
-	return h.refuse(remote, ErrBadCredentials)
+	delay := h.refuse(remote, ErrBadCredentials)
+	lt.done(delay)
+	return delay, nil
 }
 
 // defaultDummy is the hash Decoy compares against on a host without users: one of bcrypt's default
