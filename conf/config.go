@@ -15,8 +15,11 @@
 //   - two virtual hosts storing into the same directory;
 //   - a tls:// bind or "tls" in detect without a tls block, a tls block on a connector that uses neither,
 //     "tls" alone in detect or on a tls:// connector, client_auth request/require without client_ca_file,
-//     cert_identity with client_auth "none";
-//   - an access_rule with both allow and deny, or neither.
+//     cert_identity with client_auth "none", cert_identity_hosts without cert_identity or naming no
+//     virtual host;
+//   - an access_rule with both allow and deny, or neither;
+//   - a users file naming a user like a group it is not in, or a client_ids pattern with a '%' that
+//     does not start "%u".
 //
 // Files (users_file, cert_file, key_file, client_ca_file) must exist when the config is loaded; a relative
 // path is resolved against the directory of the config file and stored resolved. A users file is decoded
@@ -277,12 +280,18 @@ type VirtualHost struct {
 	Anonymous bool
 	// Store is nil when the host has no `store { }` block: it then keeps everything in memory.
 	Store *Store
-	// UsersFile is an HCL file of `user "NAME" { password = "<bcrypt>" groups = [..] }` blocks, each
-	// optionally with a `scram_sha_256 { }` block of SCRAM credentials (see User), resolved relative to
-	// the config file. Default "" = no users.
+	// UsersFile is an HCL file of `user "NAME" { password = "<bcrypt>" groups = [..] client_ids = [..] }`
+	// blocks, each optionally with a `scram_sha_256 { }` block of SCRAM credentials (see User), and of
+	// `group "NAME" { client_ids = [..] }` blocks (see Group), resolved relative to the config file.
+	// Default "" = no users.
 	UsersFile string
 	// AccessRules are checked in order after the broker-level Config.AccessRules; first match wins.
 	AccessRules []AccessRule
+	// ClientIDs are client id patterns (CheckClientIDPattern) every client of the host claims, besides
+	// those its users file entry and groups give it: "%u-*" lets each user use client ids starting with
+	// its name; "*" lets anyone claim any client id, so that "%c" in access rules is no security boundary
+	// (the behaviour before client ids were bound to users). Default none.
+	ClientIDs []string
 	// MaxConnections to this host; 0 = unlimited. Default 0.
 	MaxConnections int
 	// MaxQueues this host may hold; 0 = unlimited. Default 0.
@@ -346,10 +355,11 @@ type AccessRule struct {
 	Deny  []string
 	// Actions: connect send receive consume create destroy admin monitor. Empty = all.
 	Actions []string
-	// Kind: connector virtual_host broker topic queue dsub, or "*". "" = all.
+	// Kind: connector virtual_host broker topic queue dsub temp_queue temp_topic, or "*". "" = all.
 	Kind string
 	// ID is a destination pattern in the STOMP default grammar without prefix (orders.**); %u and %c
-	// stand for the user name and client id. "" = all.
+	// stand for the user name and client id, %c only for a client id the user claims (client_ids of the
+	// users file and the host). "" = all.
 	ID string
 }
 
@@ -411,6 +421,29 @@ type TLS struct {
 	MinVersion string
 	// CertIdentity: "" (certificates are not identities), "cn" or "dn".
 	CertIdentity string
+	// CertIdentityHosts names the virtual hosts on which a certificate identity is a user ("*": every
+	// host); on any other host the certificate is ignored, as if the client had none. Default: the
+	// connector's virtual_host, else the first virtual host. A configuration built in Go that leaves it
+	// empty gets the connector's virtual_host only, or no host when that is unset.
+	CertIdentityHosts []string
+}
+
+// CertIdentityValidOn reports whether a certificate identity of connector c is a user on virtual host
+// name (see TLS.CertIdentityHosts).
+func (c *Connector) CertIdentityValidOn(name string) bool {
+	if c.TLS == nil || c.TLS.CertIdentity == "" {
+		return false
+	}
+	hosts := c.TLS.CertIdentityHosts
+	if len(hosts) == 0 && c.VirtualHost != "" {
+		hosts = []string{c.VirtualHost}
+	}
+	for _, h := range hosts {
+		if h == "*" || strings.EqualFold(h, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Store holds a host's `store { }` block.

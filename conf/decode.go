@@ -113,6 +113,8 @@ func (d *decoder) connector(b *hclsyntax.Block, key string) Connector {
 				"client_auth":    str(&c.TLS.ClientAuth),
 				"min_version":    str(&c.TLS.MinVersion),
 				"cert_identity":  str(&c.TLS.CertIdentity),
+
+				"cert_identity_hosts": strList(&c.TLS.CertIdentityHosts),
 			})
 			d.noBlocks(sb.Body)
 		case "http":
@@ -242,6 +244,7 @@ func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
 		"host_names":         strList(&h.HostNames),
 		"anonymous":          boolean(&h.Anonymous),
 		"users_file":         file(&h.UsersFile),
+		"client_ids":         strList(&h.ClientIDs),
 		"max_connections":    integer(&h.MaxConnections),
 		"max_queues":         integer(&h.MaxQueues),
 		"max_message_length": size(&h.MaxMessageLength),

@@ -431,7 +431,7 @@ var errorCases = []struct {
 		want: []string{
 			`t.hcl:8:12: access_rule sets both allow and deny; use one rule for each`,
 			`t.hcl:9:23: unknown action "recieve"; did you mean "receive"? (want one of connect, send, receive, consume, create, destroy, admin, monitor)`,
-			`t.hcl:10:12: unknown kind "topics"; did you mean "topic"? (want "*" or one of connector, virtual_host, broker, topic, queue, dsub)`,
+			`t.hcl:10:12: unknown kind "topics"; did you mean "topic"? (want "*" or one of connector, virtual_host, broker, topic, queue, dsub, temp_queue, temp_topic)`,
 		},
 	},
 	{
@@ -536,6 +536,22 @@ var errorCases = []struct {
 			`t.hcl:7:19: client_auth = "require" needs client_ca_file to verify client certificates`,
 			`t.hcl:13:3: tls block on connector "d", which neither binds tls:// or wss:// nor lists "tls" in detect`,
 			`t.hcl:16:21: cert_identity = "cn" needs client_auth = "request" or "require"`,
+		},
+	},
+	{
+		name: "cert_identity_hosts and client_ids",
+		src: "connector \"c\" {\n  bind = \"tls://127.0.0.1:8883\"\n  protocol = \"mqtt\"\n  tls {\n" +
+			"    cert_file = \"testdata/tls/cert.pem\"\n    key_file = \"testdata/tls/key.pem\"\n" +
+			"    cert_identity_hosts = [\"*\", \"nowhere\"]\n  }\n}\nconnector \"d\" {\n  bind = \"tls://127.0.0.1:8884\"\n" +
+			"  protocol = \"mqtt\"\n  tls {\n    cert_file = \"testdata/tls/cert.pem\"\n    key_file = \"testdata/tls/key.pem\"\n" +
+			"    client_ca_file = \"testdata/tls/cert.pem\"\n    client_auth = \"require\"\n    cert_identity = \"cn\"\n" +
+			"    cert_identity_hosts = [\"H\", \"other\"]\n  }\n}\n" +
+			"virtual_host \"h\" {\n  anonymous = true\n  client_ids = [\"%u-*\", \"%c\", \"\"]\n}\n",
+		want: []string{
+			`t.hcl:7:27: cert_identity_hosts without cert_identity: certificates are no identities here`,
+			`t.hcl:19:33: cert_identity_hosts entry "other" names no virtual host`,
+			`t.hcl:24:25: client_ids entry "%c": "%" may only start "%u" (the user name)`,
+			`t.hcl:24:31: client_ids entry "": empty pattern`,
 		},
 	},
 	{

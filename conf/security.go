@@ -13,7 +13,7 @@ var (
 	// Actions an access rule may name.
 	Actions = []string{"connect", "send", "receive", "consume", "create", "destroy", "admin", "monitor"}
 	// Kinds an access rule may name ("*" or omitted = all).
-	Kinds = []string{"connector", "virtual_host", "broker", "topic", "queue", "dsub"}
+	Kinds = []string{"connector", "virtual_host", "broker", "topic", "queue", "dsub", "temp_queue", "temp_topic"}
 )
 
 // accessRules checks rules stored under key prefix ("a" at top level, "v0.access_rule." in a host).
@@ -92,6 +92,11 @@ func (v *validator) hostSecurity(k string, h *VirtualHost) {
 		v.errf(k+".max_concurrent_logins_per_address", "max_concurrent_logins_per_address must not be negative (0 means the default)")
 	}
 	v.shareStrategy(k, h.SharedSubscriptionStrategy)
+	for j, p := range h.ClientIDs {
+		if err := CheckClientIDPattern(p); err != nil {
+			v.errf(k+".client_ids."+strconv.Itoa(j), "client_ids entry %q: %v", p, err)
+		}
+	}
 	v.accessRules(k+".access_rule.", h.AccessRules)
 	v.queuePolicies(k, "queue", h.Queues)
 	v.queuePolicies(k, "dsub", h.Dsubs)
@@ -281,5 +286,27 @@ func (v *validator) tls(k string, cn *Connector) {
 		}
 	default:
 		v.errf(tk+".cert_identity", "unknown cert_identity %q (want \"cn\" or \"dn\")", t.CertIdentity)
+	}
+	v.certIdentityHosts(tk, cn)
+}
+
+// certIdentityHosts checks a tls block's cert_identity_hosts: only with cert_identity, each "*" or the
+// name of a virtual host. Left out, it becomes the connector's virtual_host, else the first host (a
+// certificate proves a name to the CA's tenant, not to every tenant of the broker).
+func (v *validator) certIdentityHosts(tk string, cn *Connector) {
+	t := cn.TLS
+	if _, set := v.c.pos[tk+".cert_identity_hosts"]; set && t.CertIdentity == "" {
+		v.errf(tk+".cert_identity_hosts", "cert_identity_hosts without cert_identity: certificates are no identities here")
+		return
+	}
+	for j, name := range t.CertIdentityHosts {
+		if name != "*" && v.c.Host(name) == nil {
+			v.errf(tk+".cert_identity_hosts."+strconv.Itoa(j), "cert_identity_hosts entry %q names no virtual host", name)
+		}
+	}
+	if t.CertIdentity != "" && len(t.CertIdentityHosts) == 0 {
+		if h := v.c.HostFor(cn); h != nil {
+			t.CertIdentityHosts = []string{h.Name}
+		}
 	}
 }

@@ -56,6 +56,7 @@ virtual_host "a" {
   max_connections    = 10
   max_queues         = 20
   max_message_length = "1MB"
+  client_ids         = ["%u-*", "dev-*"]
   access_rule {
     deny   = ["bob"]
     action = ["send", "receive"]
@@ -99,6 +100,7 @@ virtual_host "a" {
 	wantTLS := &conf.TLS{
 		CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem"),
 		ClientCAFile: filepath.Join(dir, "ca.pem"), ClientAuth: "require", MinVersion: "1.3", CertIdentity: "cn",
+		CertIdentityHosts: []string{"a"}, // the default: the connector's host, here the first one
 	}
 	tc := c.Connector("tls")
 	if !reflect.DeepEqual(tc.TLS, wantTLS) || !tc.BindsTLS() || tc.DetectsTLS() || tc.Network != "tcp" || tc.Address != "127.0.0.1:8883" {
@@ -113,7 +115,8 @@ virtual_host "a" {
 		t.Errorf("Protocols() = %q, want the application protocols only", got)
 	}
 	h := c.VirtualHosts[0]
-	if h.UsersFile != filepath.Join(dir, "users.hcl") || !h.Anonymous || h.MaxConnections != 10 || h.MaxQueues != 20 || h.MaxMessageLength != 1<<20 {
+	if h.UsersFile != filepath.Join(dir, "users.hcl") || !h.Anonymous || h.MaxConnections != 10 || h.MaxQueues != 20 || h.MaxMessageLength != 1<<20 ||
+		!reflect.DeepEqual(h.ClientIDs, []string{"%u-*", "dev-*"}) {
 		t.Errorf("host = %+v", h)
 	}
 	wantRules := []conf.AccessRule{
@@ -153,8 +156,11 @@ func TestParseUsersErrors(t *testing.T) {
 		"user \"a\" {\n  password = " + hash + "\n}\n" +
 		"user \"+\" {\n  password = \"secret\"\n  groups = [\"\", \"ok\"]\n}\n" +
 		"user \"c\" {\n  colour = 1\n}\n" +
-		"group \"g\" {\n}\n" +
-		"mode = 1\n"
+		"team \"g\" {\n}\n" +
+		"mode = 1\n" +
+		"group \"ok\" {\n  client_ids = [\"dev-*\", \"dev-%c\"]\n}\n" +
+		"group \"ok\" {\n}\n" +
+		"user \"ok\" {\n  password = " + hash + "\n  client_ids = [\"\"]\n}\n"
 	_, err := conf.ParseUsers([]byte(src), "u.hcl")
 	want := strings.Join([]string{
 		`u.hcl:4:6: duplicate user "a" (first defined at u.hcl:1:6)`,
@@ -163,11 +169,19 @@ func TestParseUsersErrors(t *testing.T) {
 		`u.hcl:9:13: group name "" must not be empty`,
 		`u.hcl:11:1: user "c" needs a password = "<bcrypt hash>" (see lyre passwd)`,
 		`u.hcl:12:3: unknown attribute "colour"`,
-		`u.hcl:14:1: unknown block "group"`,
+		`u.hcl:14:1: unknown block "team"`,
 		`u.hcl:16:1: unknown attribute "mode"`,
+		`u.hcl:18:26: client_ids entry "dev-%c": "%" may only start "%u" (the user name)`,
+		`u.hcl:20:7: duplicate group "ok" (first defined at u.hcl:17:7)`,
+		`u.hcl:22:6: user "ok" is also the name of a group it is not in; access rules name users and groups alike, so the name would stand for both`,
+		`u.hcl:24:17: client_ids entry "": empty pattern`,
 	}, "\n")
 	if err == nil || err.Error() != want {
 		t.Errorf("ParseUsers:\n%v\nwant:\n%s", err, want)
+	}
+	// A user in a group of its own name: the name means the group, which holds the user.
+	if _, err := conf.ParseUsers([]byte("user \"admin\" {\n  password = "+hash+"\n  groups = [\"admin\"]\n}\n"), "u.hcl"); err != nil {
+		t.Errorf("a user in its own group: %v", err)
 	}
 	if long := strings.Repeat("x", conf.MaxUserNameLength+1); true {
 		_, err := conf.ParseUsers([]byte("user \""+long+"\" {\n  password = "+hash+"\n}\n"), "u.hcl")

@@ -79,9 +79,9 @@ func Recheck(host *virtualhost.Host, p virtualhost.Principal, clientID string, h
 	for _, h := range held {
 		obj, checked := virtualhost.ObjectOf(h.Filter.Kind)
 		if !checked {
-			continue // temporary destinations are private to their connection
+			continue
 		}
-		some, all := host.AuthorizeFilter(np, virtualhost.ReadAction(h.Filter.Kind), obj, h.Filter.Segs, clientID)
+		some, all := host.AuthorizeFilter(np, virtualhost.ReadAction(h.Filter.Kind), obj, virtualhost.RulePath(h.Filter.Kind, h.Filter.Segs), clientID)
 		switch {
 		case !some || h.Whole && !all:
 			v.Revoked = append(v.Revoked, h)

@@ -44,7 +44,7 @@ func TestRecheckDecides(t *testing.T) {
 		{"allowed in part, no gate", []protocol.Held{held("/topic/a.**", false, false)}, protocol.ErrAccessChanged, 0},
 		{"durable must be whole", []protocol.Held{held("/topic/a.**", true, false)}, protocol.ErrRevoked, 1},
 		{"nothing allowed", []protocol.Held{held("/topic/b.*", false, false), held("/queue/q2", false, false), held("/topic/a.b", false, false)}, protocol.ErrRevoked, 2},
-		{"temporary destinations are not judged", []protocol.Held{held("/temp-queue/x", false, false)}, nil, 0},
+		{"temporary destinations are judged too", []protocol.Held{held("/temp-queue/x", false, false)}, protocol.ErrRevoked, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			v := protocol.Recheck(h, anon, "c", tt.held)

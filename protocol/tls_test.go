@@ -788,6 +788,7 @@ func TestTLSCertIdentityIsTheMQTTUser(t *testing.T) {
 	mh := mqtt.NewHandler(hosts, zaptest.NewLogger(t))
 	c := tlsConnector(p.tlsConf("request"), protocol.MQTT)
 	c.MQTT = conf.DefaultMQTT()
+	c.TLS.CertIdentityHosts = []string{"devices"}
 	_, addr, _ := startServer(t, map[string]protocol.Handler{protocol.MQTT: mh}, c, nil)
 
 	device := p.clientCert(pkix.Name{CommonName: "device-1"})

@@ -26,7 +26,9 @@
 // that may receive only part of what its filter matches (an access gate on a wildcard) implements
 // Acceptor, and the router asks it before Deliver: a refused message is not for that subscriber, so it
 // is neither delivered nor dropped there, a shared group offers it to its other members (and drops it
-// only when some member that may receive it was full), and a queue consumer leaves it to the others.
+// only when some member that may receive it was full), and a queue consumer leaves it to the others. A
+// durable subscription's DurableOptions.Match is the same question: a message it keeps out is not counted
+// as delivered, so an MQTT 5 publisher whose message reached only gates hears "no matching subscribers".
 // Deliver then means only "taken" or "full". The router finds the Acceptor once, at Subscribe or Consume, so
 // the sinks without one pay a nil test.
 //

@@ -219,21 +219,22 @@ func (r *Router) RestoreDurable(d Destination, o DurableOptions) error {
 // oldest ones for FullDropHead) and, when it refused m under FullBlock while a consumer drains it, the
 // backpressure the publisher's front-end waits on before it reads on (PublishResult.Pressure). A message
 // delivered at QoS 0 to a subscription without a consumer that drops those is left out by design, not
-// counted.
-func (r *Router) offer(ds *durable, m *Message) (dropped int, bp Backpressure) {
+// counted. refused is true when Match keeps m out: m is not for this subscription (an access gate), so
+// Publish counts it neither delivered nor dropped, as it does for a Sink's Acceptor.
+func (r *Router) offer(ds *durable, m *Message) (dropped int, bp Backpressure, refused bool) {
 	o := ds.opts.Load()
 	if o.Match != nil && !o.Match(m) {
-		return 0, nil
+		return 0, nil, true
 	}
 	if o.DropQoS0Offline && min(m.QoS, o.QoS) == 0 {
 		q := r.lockedQueue(ds.dest, false)
 		if q == nil {
-			return 0, nil
+			return 0, nil, false
 		}
 		online := len(q.consumers) > 0
 		q.mu.Unlock()
 		if !online {
-			return 0, nil
+			return 0, nil, false
 		}
 	}
 	q := r.lockedQueue(ds.dest, true)
@@ -261,7 +262,7 @@ func (r *Router) offer(ds *durable, m *Message) (dropped int, bp Backpressure) {
 	if dropped > 0 && r.opts.Dropped != nil {
 		r.opts.Dropped(ds.dest, dropped)
 	}
-	return dropped, bp
+	return dropped, bp, false
 }
 
 // checkDurableConsumer enforces ownership for a consumer of a DurableSub queue: the subscription must

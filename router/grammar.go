@@ -508,6 +508,58 @@ func (g *Grammar) Render(d Destination) string {
 	return unsafe.String(&b[0], len(b)) // b is never written again
 }
 
+// Represents reports whether Render(d) parses back to d, so that a subscriber using g is told the name
+// of the destination a message was sent to rather than of another one. An escaping grammar represents
+// every path of a kind it can name. A grammar without escaping cannot represent a segment holding its
+// separator (STOMP's "/topic/a.b%2Fc" would read a/b/c in MQTT: three levels, not two), a wildcard token
+// or a regex delimiter, a segment its part pattern refuses, an empty name, or a name that would start
+// with another kind's longer prefix. It allocates nothing.
+func (g *Grammar) Represents(d Destination) bool {
+	own := g.prefixFor(d.Kind)
+	if own == "" && (g.cfg.RequirePrefix || d.Kind != g.cfg.DefaultKind) {
+		return false // rendered bare, it would parse as the default kind
+	}
+	if len(d.Path) == 0 || (len(d.Path) == 1 && d.Path[0] == "") {
+		return false // an empty name
+	}
+	if g.escape {
+		return true
+	}
+	for _, seg := range d.Path {
+		if strings.Contains(seg, g.sep) || g.isWildcard(seg) || g.isRegex(seg) {
+			return false
+		}
+		if _, msg := g.literal(seg); msg != "" {
+			return false
+		}
+	}
+	for _, p := range g.shadows[d.Kind] {
+		if renderedPrefix(d.Path, g.sep, p[len(own):]) {
+			return false
+		}
+	}
+	return true
+}
+
+// renderedPrefix reports whether path joined by sep starts with want, without joining it.
+func renderedPrefix(path []string, sep, want string) bool {
+	for i, seg := range path {
+		for j, part := range [2]string{sep, seg} {
+			if j == 0 && i == 0 {
+				continue
+			}
+			n := min(len(part), len(want))
+			if part[:n] != want[:n] {
+				return false
+			}
+			if want = want[n:]; want == "" {
+				return true
+			}
+		}
+	}
+	return want == ""
+}
+
 // RenderFilter returns the wire text of f; it is the inverse of ParseFilter. A regex segment is rendered
 // with "{" and "}" when the grammar has no regex delimiters.
 func (g *Grammar) RenderFilter(f Filter) string {

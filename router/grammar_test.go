@@ -546,6 +546,48 @@ func TestRenderAvoidsLongerPrefix(t *testing.T) {
 	}
 }
 
+// Represents agrees with a round trip through Render and ParseName, for MQTT's grammar (no escaping, a
+// queue prefix shadowing topic names) and STOMP's (escaping).
+func TestRepresents(t *testing.T) {
+	mc := MQTTGrammarConfig()
+	mc.QueuePrefix = "queue/"
+	mq := mustGrammar(t, mc)
+	topic := func(p ...string) Destination { return Destination{Kind: Topic, Path: p} }
+	for _, tc := range []struct {
+		d    Destination
+		mqtt bool
+	}{
+		{topic("sensors", "alice", "temp"), true},
+		{topic("sensors", "alice/temp"), false}, // STOMP /topic/sensors.alice%2Ftemp
+		{topic("a", "", "b"), true},
+		{topic(""), false},
+		{topic("a+b"), false},
+		{topic("+"), false},
+		{topic("a", "#"), false},
+		{topic("v1.2", "x"), true},
+		{topic("queue", "x"), false}, // would read as the queue "x"
+		{topic("queu"), true},
+		{topic("queue"), true},
+		{topic("queue", ""), false},
+		{Destination{Kind: Queue, Path: []string{"x"}}, true},
+		{Destination{Kind: DurableSub, Path: []string{"x"}}, false}, // no prefix for it: read as a topic
+	} {
+		roundTrip := func(g *Grammar) bool {
+			back, err := g.ParseName(g.Render(tc.d))
+			return err == nil && back.Kind == tc.d.Kind && slices.Equal(back.Path, tc.d.Path)
+		}
+		if got, round := mq.Represents(tc.d), roundTrip(mq); got != tc.mqtt || got != round {
+			t.Errorf("MQTT Represents(%s %q) = %v, want %v (round trip %v)", tc.d.Kind, tc.d.Path, got, tc.mqtt, round)
+		}
+		if got, round := stompG.Represents(tc.d), roundTrip(stompG); got != round {
+			t.Errorf("STOMP Represents(%s %q) = %v, round trip %v", tc.d.Kind, tc.d.Path, got, round)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { mq.Represents(topic("queue", "a", "b")) }); n != 0 {
+		t.Errorf("Represents allocates %v times", n)
+	}
+}
+
 // DESIGN.md §2: router imports only the standard library (never protocol, conf or a logger).
 func TestImportsOnlyStdlib(t *testing.T) {
 	pkg, err := build.ImportDir(".", 0)

@@ -323,7 +323,10 @@ func (r *Router) Publish(m *Message) PublishResult {
 	d := Delivery{Msg: m, Paced: len(pol.topics) == 0 || pol.slowBlocks(m.Dest)}
 	for _, s := range res.Subs {
 		if s.dur != nil {
-			n, bp := r.offer(s.dur, m)
+			n, bp, refused := r.offer(s.dur, m)
+			if refused {
+				continue // not for this subscription (an access gate): neither delivered nor dropped
+			}
 			if n == 0 {
 				delivered++
 			}

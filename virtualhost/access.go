@@ -42,7 +42,7 @@ func PatternGrammar() *router.Grammar { return patternGrammar }
 
 type accessRule struct {
 	allow   bool
-	who     []string
+	who     []principalRef
 	actions []string // nil = every action
 	kind    string   // "" = every kind
 	id      string   // "" = every id
@@ -50,21 +50,52 @@ type accessRule struct {
 	dynamic bool // id holds %u or %c
 }
 
+// principalRef is one entry of a rule's allow or deny list: "*", "+", or a name, which stands for a user
+// unless it is a group of the host's users file (listed in some user's groups, or declared by a group
+// block). conf refuses a user named like a group it is not in, so a certificate or an enhanced method
+// naming a user "admins" is not taken for the group admins.
+type principalRef struct {
+	name  string
+	group bool
+}
+
 // rules is a compiled, ordered access rule list with its substitution cache.
 type rules struct {
-	list []accessRule
-	mu   sync.Mutex
+	list   []accessRule
+	claims *claims // which client ids each principal claims, for "%c"
+	mu     sync.Mutex
 	// compiled caches patterns after %u/%c substitution, keyed by the substituted text.
 	compiled map[string][]router.Seg
 }
 
-func compileRules(confRules ...[]conf.AccessRule) (*rules, error) {
-	rs := &rules{compiled: make(map[string][]router.Seg)}
+// groupNames returns the groups of a users file (nil: none): those its users list and its group blocks.
+func groupNames(f *conf.UsersFile) map[string]bool {
+	set := map[string]bool{}
+	if f == nil {
+		return set
+	}
+	for _, g := range f.Groups {
+		set[g.Name] = true
+	}
+	for _, u := range f.Users {
+		for _, g := range u.Groups {
+			set[g] = true
+		}
+	}
+	return set
+}
+
+func compileRules(groups map[string]bool, cl *claims, confRules ...[]conf.AccessRule) (*rules, error) {
+	rs := &rules{compiled: make(map[string][]router.Seg), claims: cl}
 	for _, list := range confRules {
 		for _, c := range list {
-			r := accessRule{allow: c.Allow != nil, who: c.Allow, actions: c.Actions, kind: c.Kind, id: c.ID}
+			r := accessRule{allow: c.Allow != nil, actions: c.Actions, kind: c.Kind, id: c.ID}
+			names := c.Allow
 			if !r.allow {
-				r.who = c.Deny
+				names = c.Deny
+			}
+			for _, n := range names {
+				r.who = append(r.who, principalRef{name: n, group: groups[n]})
 			}
 			if r.kind == "*" {
 				r.kind = ""
@@ -111,6 +142,10 @@ const (
 	ObjectTopic  Object = "topic"
 	ObjectQueue  Object = "queue"
 	ObjectDsub   Object = "dsub"
+	// ObjectTempQueue and ObjectTempTopic are temporary destinations, matched by their name without the
+	// owner's session (RulePath).
+	ObjectTempQueue Object = "temp_queue"
+	ObjectTempTopic Object = "temp_topic"
 )
 
 // Authorize reports whether p may perform action on the destination or object of kind obj at path
@@ -158,14 +193,15 @@ func (r *accessRule) applies(p Principal, action Action, obj Object) bool {
 	return (r.actions == nil || slices.Contains(r.actions, string(action))) && (r.kind == "" || r.kind == string(obj)) && r.covers(p)
 }
 
-// covers reports whether the rule's user and group list names p.
+// covers reports whether the rule's user and group list names p: by one of p's groups (which only the
+// users file gives), or by p's user name when the entry is no group of the host.
 func (r *accessRule) covers(p Principal) bool {
 	for _, w := range r.who {
 		switch {
-		case w == "*":
+		case w.name == "*":
 			return true
 		case !p.Authenticated:
-		case w == "+", w == p.User, slices.Contains(p.Groups, w):
+		case w.name == "+", slices.Contains(p.Groups, w.name), !w.group && w.name == p.User:
 			return true
 		}
 	}
@@ -191,8 +227,8 @@ func (rs *rules) pattern(r *accessRule, p Principal, clientID string) ([]router.
 		id = strings.ReplaceAll(id, "%u", patternGrammar.Render(router.Destination{Path: []string{p.User}}))
 	}
 	if strings.Contains(id, "%c") {
-		if clientID == "" {
-			return nil, false
+		if clientID == "" || !rs.claims.claimed(p, clientID) {
+			return nil, false // a client id anyone may pick is no identity (see the package doc)
 		}
 		id = strings.ReplaceAll(id, "%c", patternGrammar.Render(router.Destination{Path: []string{clientID}}))
 	}
@@ -348,8 +384,8 @@ func intersects(p, f []router.Seg) bool {
 	}
 }
 
-// ObjectOf names a router kind for access rules. Temporary destinations are not subject to access rules
-// (they are private to their connection already): ok is false for them.
+// ObjectOf names a router kind for access rules: every kind of destination has one, temporary ones
+// included (ObjectTempQueue, ObjectTempTopic). ok is false for a kind rules do not know.
 func ObjectOf(k router.Kind) (obj Object, ok bool) {
 	switch k {
 	case router.Topic:
@@ -358,15 +394,29 @@ func ObjectOf(k router.Kind) (obj Object, ok bool) {
 		return ObjectQueue, true
 	case router.DurableSub:
 		return ObjectDsub, true
+	case router.TempQueue:
+		return ObjectTempQueue, true
+	case router.TempTopic:
+		return ObjectTempTopic, true
 	}
 	return "", false
 }
 
+// RulePath is the path access rules match for a destination of kind k at path: path itself, except for
+// a temporary destination, whose first level is its owner's session id (unguessable, different on each
+// connection): rules see the name after it, as its owner wrote it ("replies" for /temp-queue/replies).
+func RulePath[S any](k router.Kind, path []S) []S {
+	if (k == router.TempQueue || k == router.TempTopic) && len(path) > 0 {
+		return path[1:]
+	}
+	return path
+}
+
 // ReadAction is the action that reading from a destination of kind k needs: receive for a topic, consume
-// for a queue or a durable subscription (their messages are taken, not copied). One rule for every
-// front-end.
+// for a queue, a temporary queue or a durable subscription (their messages are taken, not copied). One
+// rule for every front-end.
 func ReadAction(k router.Kind) Action {
-	if k == router.Queue || k == router.DurableSub {
+	if k == router.Queue || k == router.TempQueue || k == router.DurableSub {
 		return ActionConsume
 	}
 	return ActionReceive
@@ -415,6 +465,9 @@ func (g *Gate) Allows(path []string) bool {
 func (g *Gate) allows(path []string) bool {
 	if g == nil {
 		return true
+	}
+	if (g.obj == ObjectTempQueue || g.obj == ObjectTempTopic) && len(path) > 0 {
+		path = path[1:] // RulePath: the owner's session is not part of the name
 	}
 	rs := g.h.cur.Load().rules
 	// The router's key, never a join: a segment may hold any byte, so "a\x00b" and ["a" "b"] must differ.

@@ -1,6 +1,8 @@
 package virtualhost_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +36,7 @@ func TestAuthorize(t *testing.T) {
 		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "public.*"},
 		{Allow: []string{"devices"}, Kind: "queue", ID: "jobs.{[a-z]+}"},
 		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "**"},
-	}}, virtualhost.WithBrokerRules(broker))
+	}, ClientIDs: []string{"*"}}, virtualhost.WithBrokerRules(broker)) // any client id is its client's (TestClientIDClaims)
 	for _, tt := range []struct {
 		name     string
 		p        virtualhost.Principal
@@ -120,22 +122,26 @@ func TestGateFiltersWildcardSubscriptions(t *testing.T) {
 }
 
 func TestObjectOf(t *testing.T) {
-	for k, want := range map[router.Kind]virtualhost.Object{router.Topic: "topic", router.Queue: "queue", router.DurableSub: "dsub"} {
+	for k, want := range map[router.Kind]virtualhost.Object{router.Topic: "topic", router.Queue: "queue", router.DurableSub: "dsub",
+		router.TempQueue: "temp_queue", router.TempTopic: "temp_topic"} {
 		if got, ok := virtualhost.ObjectOf(k); !ok || got != want {
 			t.Errorf("ObjectOf(%v) = %q, %v", k, got, ok)
 		}
 	}
-	for _, k := range []router.Kind{router.TempQueue, router.TempTopic} {
-		if _, ok := virtualhost.ObjectOf(k); ok {
-			t.Errorf("ObjectOf(%v): temporary destinations are outside access rules", k)
-		}
-	}
-	// One rule for both front-ends: reading a queue or a durable subscription takes its messages.
+	// One rule for both front-ends: reading a queue, a temporary queue or a durable subscription takes
+	// its messages.
 	for k, want := range map[router.Kind]virtualhost.Action{router.Topic: "receive", router.TempTopic: "receive",
-		router.Queue: "consume", router.DurableSub: "consume", router.TempQueue: "receive"} {
+		router.Queue: "consume", router.DurableSub: "consume", router.TempQueue: "consume"} {
 		if got := virtualhost.ReadAction(k); got != want {
 			t.Errorf("ReadAction(%v) = %q, want %q", k, got, want)
 		}
+	}
+	// Rules see a temporary destination's name without its owner's session.
+	if got := virtualhost.RulePath(router.TempQueue, []string{"lyre-x", "replies"}); len(got) != 1 || got[0] != "replies" {
+		t.Errorf("RulePath(temp queue) = %q", got)
+	}
+	if got := virtualhost.RulePath(router.Queue, []string{"lyre-x", "replies"}); len(got) != 2 {
+		t.Errorf("RulePath(queue) = %q", got)
 	}
 }
 
@@ -165,7 +171,7 @@ func TestMatchPattern(t *testing.T) {
 		}
 	}
 	// A client id holding the separator is one level: it reaches its own level only.
-	h := open(t, conf.VirtualHost{Name: "h", AccessRules: []conf.AccessRule{{Allow: []string{"*"}, ID: "devices.%c.**"}}})
+	h := open(t, conf.VirtualHost{Name: "h", AccessRules: []conf.AccessRule{{Allow: []string{"*"}, ID: "devices.%c.**"}}, ClientIDs: []string{"*"}})
 	if !h.Authorize(anon, "send", "topic", []string{"devices", "a.b", "temp"}, "a.b") {
 		t.Error("a client id with a dot did not match its own level")
 	}
@@ -182,7 +188,7 @@ func TestAuthorizeFilter(t *testing.T) {
 		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "sensors.**"},
 		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "devices.%c.**"},
 		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "weather.{[a-z]+}.temp"},
-	}})
+	}, ClientIDs: []string{"*"}})
 	mqtt, err := router.NewGrammar(router.MQTTGrammarConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -308,5 +314,64 @@ func TestGatedGroupMemberIsSkipped(t *testing.T) {
 	}
 	if kept := virtualhost.AllowedRetained(sb.Sink, msgs); len(kept) != 1 || kept[0].Dest.Path[1] != "public" {
 		t.Fatalf("AllowedRetained kept %d", len(kept))
+	}
+}
+
+// %c in a rule stands only for a client id the principal claims: by its users file entry, the group
+// blocks of its groups, or the host's client_ids ("%u" is the user's proven name, "*" any run of
+// characters). Names in allow and deny lists are a group or a user, never both: a user (a certificate
+// identity, say) named like a group is not given the group's rules.
+func TestClientIDClaims(t *testing.T) {
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users.hcl")
+	hash := `"$2a$04$KSbLR1x52L4HdjFntm8.NuoQ16xVd4PWGU.SjnZpyNGfov2z2xyei"`
+	src := "user \"bob\" {\n  password = " + hash + "\n  client_ids = [\"bob-*\", \"x*y*z\"]\n}\n" +
+		"user \"dave\" {\n  password = " + hash + "\n  groups = [\"sensors\"]\n}\n" +
+		"user \"st*r\" {\n  password = " + hash + "\n}\n" +
+		"group \"sensors\" {\n  client_ids = [\"sensor-%u-*\"]\n}\n" +
+		"group \"ops\" {\n}\n"
+	if err := os.WriteFile(users, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := open(t, conf.VirtualHost{Name: "h", UsersFile: users, ClientIDs: []string{"%u", "shared-*"}, AccessRules: []conf.AccessRule{
+		{Allow: []string{"ops"}, Kind: "topic", ID: "ops.**"},
+		{Allow: []string{"*"}, Kind: "topic", ID: "devices.%c.**"},
+	}})
+	bob := virtualhost.Principal{User: "bob", Authenticated: true}
+	dave := virtualhost.Principal{User: "dave", Groups: []string{"sensors"}, Authenticated: true}
+	star := virtualhost.Principal{User: "st*r", Authenticated: true}
+	for _, tt := range []struct {
+		name     string
+		p        virtualhost.Principal
+		clientID string
+		want     bool
+	}{
+		{"user pattern", bob, "bob-phone", true},
+		{"user pattern, empty tail", bob, "bob-", true},
+		{"an id its user does not claim", bob, "dev1", false},
+		{"another user's pattern", dave, "bob-phone", false},
+		{"several stars", bob, "x1y2z", true},
+		{"several stars, in order only", bob, "xzy", false},
+		{"stars, suffix must end it", bob, "xyzq", false},
+		{"group pattern with %u", dave, "sensor-dave-1", true},
+		{"group pattern, another user's name", dave, "sensor-bob-1", false},
+		{"host pattern %u", bob, "bob", true},
+		{"host pattern for anyone", anon, "shared-9", true},
+		{"%u never fills in for an anonymous client", anon, "", false},
+		{"a '*' in a user name is a character", star, "st*r", true},
+		{"a '*' in a user name matches only itself", star, "stXr", false},
+		{"an unproven name claims nothing by %u", claimed, "alice", false},
+	} {
+		id := tt.clientID
+		if got := h.Authorize(tt.p, "send", "topic", []string{"devices", id, "x"}, id); got != tt.want {
+			t.Errorf("%s: %s as %q: %v, want %v", tt.name, tt.p.User, id, got, tt.want)
+		}
+	}
+	// A principal named like a group (a certificate CN, say) is not its member.
+	if h.Authorize(virtualhost.Principal{User: "ops", Authenticated: true}, "send", "topic", []string{"ops", "x"}, "c") {
+		t.Error("a user named ops was taken for the group ops")
+	}
+	if !h.Authorize(virtualhost.Principal{User: "zed", Groups: []string{"ops"}, Authenticated: true}, "send", "topic", []string{"ops", "x"}, "c") {
+		t.Error("a member of ops was refused")
 	}
 }

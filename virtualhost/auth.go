@@ -31,14 +31,15 @@ type user struct {
 // times and messages do not reveal which names exist: the dummy hash compared against on a password
 // login has the highest cost found in the file, so an unknown name costs as much time as a wrong
 // password; fake makes SCRAM credentials for names without them (scram.go). host is the host's name.
-func loadUsers(path, host string) (users map[string]user, dummy []byte, fake fakeSCRAM, err error) {
+func loadUsers(path, host string) (users map[string]user, dummy []byte, fake fakeSCRAM, file *conf.UsersFile, err error) {
 	if path == "" {
-		return nil, nil, newFakeSCRAM(host, nil), nil
+		return nil, nil, newFakeSCRAM(host, nil), nil, nil
 	}
-	list, err := conf.LoadUsers(path)
+	file, err = conf.LoadUsersFile(path)
 	if err != nil {
-		return nil, nil, fakeSCRAM{}, fmt.Errorf("virtualhost: users file: %w", err)
+		return nil, nil, fakeSCRAM{}, nil, fmt.Errorf("virtualhost: users file: %w", err)
 	}
+	list := file.Users
 	users = make(map[string]user, len(list))
 	cost := bcrypt.MinCost
 	for _, u := range list {
@@ -56,9 +57,9 @@ func loadUsers(path, host string) (users map[string]user, dummy []byte, fake fak
 	}
 	dummy, err = bcrypt.GenerateFromPassword([]byte("lyre: no such user"), cost)
 	if err != nil {
-		return nil, nil, fakeSCRAM{}, fmt.Errorf("virtualhost: users file: %w", err)
+		return nil, nil, fakeSCRAM{}, nil, fmt.Errorf("virtualhost: users file: %w", err)
 	}
-	return users, dummy, newFakeSCRAM(host, list), nil
+	return users, dummy, newFakeSCRAM(host, list), file, nil
 }
 
 // Authenticate checks credentials; it neither throttles nor checks the connect permission (see Login).
@@ -144,6 +145,39 @@ func (h *Host) admit(remote net.Addr, p Principal, err error, clientID string) (
 	}
 	return p, 0, nil
 }
+
+// Decoy answers a login to a virtual host that does not exist as this host answers a failed one: the
+// same turn under the login bounds (or ErrLoginBusy, as Login), the same bcrypt work (when a user name
+// was given, as Authenticate does it), a failure counted against the address, and the delay it has
+// earned, which the front-end waits before refusing. It is called on the default host, so that a client
+// cannot tell a host name that does not exist from credentials that are wrong, neither by the answer nor
+// by the time it takes.
+func (h *Host) Decoy(remote net.Addr, name string, password []byte, hasUser bool) (time.Duration, error) {
+	lt, err := h.loginTurn(remote, hasUser && name != "")
+	if err != nil {
+		return 0, err
+	}
+	if hasUser && name != "" && len(name) <= MaxUserLength && len(password) <= MaxPasswordLength {
+		dummy := h.cur.Load().dummy
+		if dummy == nil {
+			dummy = defaultDummy()
+		}
+		_ = bcrypt.CompareHashAndPassword(dummy, password)
+	}
+	delay := h.refuse(remote, ErrBadCredentials)
+	lt.done(delay)
+	return delay, nil
+}
+
+// defaultDummy is the hash Decoy compares against on a host without users: one of bcrypt's default
+// cost, made once.
+var defaultDummy = sync.OnceValue(func() []byte {
+	h, err := bcrypt.GenerateFromPassword([]byte("lyre: no such virtual host"), bcrypt.DefaultCost)
+	if err != nil {
+		panic("virtualhost: bcrypt: " + err.Error())
+	}
+	return h
+})
 
 // Verify is Login for a management (HTTP) request: the credentials are checked, and a failure is
 // counted and throttled like a client's, but the connect permission is not asked. A monitoring account

@@ -46,7 +46,12 @@
 // hash (Login); a verified TLS client certificate on a connector with cert_identity (LoginCert); or an
 // enhanced-authentication exchange (MQTT 5 AUTH) of a method the host offers (StartAuth, then LoginAuth
 // with what the exchange ended on). Unknown names cost the same time and get the same answers as wrong
-// passwords, so a client cannot tell which names exist.
+// passwords, so a client cannot tell which names exist; a login to a host that does not exist is answered
+// by the default host's Decoy (the same bcrypt work and throttling), so host names cannot be enumerated
+// either. The host's errors stay distinct (ErrBadCredentials, ErrNotAuthorized) for logs and counters:
+// front-ends answer a refused connect of a client that gave credentials as they answer wrong ones, and
+// ask HasRoom before checking any password, since a refusal that only a correct password reaches tells it
+// is correct.
 //
 // Logins are bounded before any password is checked (loginlimit.go), so that no number of clients makes
 // the broker spend more than a few CPUs on bcrypt: a host checks at most max_concurrent_logins passwords
@@ -90,17 +95,51 @@
 // Access rules follow Apollo: broker rules, then the host's, are tried in order and the first rule whose
 // action, kind, id and principal list all match decides (allow or deny); when rules exist and none
 // matches, the request is denied. A broker and host with no rules at all allow everything, so a plain
-// configuration keeps working. Actions and kinds are typed (Action, Object); reading a queue or a durable
-// subscription is consume, reading a topic receive (ReadAction), for every front-end; creating and
-// destroying a durable subscription are create and destroy on kind dsub.
+// configuration keeps working. Actions and kinds are typed (Action, Object); reading a queue, a temporary
+// queue or a durable subscription is consume, reading a topic or a temporary topic receive (ReadAction),
+// for every front-end; creating and destroying a durable subscription are create and destroy on kind
+// dsub. Temporary destinations are kinds temp_queue and temp_topic, matched by their name without the
+// owner's session id (RulePath); every temporary queue is bounded by TempQueueQuota and
+// TempQueueMessages, dropping what arrives beyond (its owner pays, not its responders).
+//
+// A name in an allow or deny list is a group when the host's users file has a group of that name (one of
+// its users lists it, or a group block declares it), else a user; conf refuses a user named like a group
+// it is not in (one in a group of its own name is that group's member, so the name still means one set). So a principal whose name is not from the users file (a certificate identity, an enhanced
+// method's user) is never taken for a group that happens to share its name; write a group block for a
+// group nobody is in yet.
 //
 // Ids are patterns in the STOMP default grammar without prefix ("orders.**", "devices.*.temp"), matched
 // against canonical paths with the router's filter semantics (router.MatchSegments), including
 // [MQTT-4.7.2-1]: a wildcard at the first level does not match a level starting with '$', so "$SYS" must
 // be granted by name. In an id, "%u" and "%c" stand for the user name and the client id, escaped as one
-// level; a rule using them matches no one who lacks them (anonymous users, empty client ids). A wildcard
+// level; a rule using them matches no one who lacks them (anonymous users, empty client ids), and "%c"
+// only a client id its principal claims (see Client ids). A wildcard
 // subscription reaching some forbidden destinations delivers through a Gate, which caches its decisions
 // under the router's length-prefixed key (a joined key once let a %00 in a segment poison a decision).
+//
+// # Client ids
+//
+// A client picks its client id (MQTT CONNECT, STOMP client-id header) freely, so a rule granting
+// "devices.%c.**" to everyone would let bob, connecting as "dev1", act for device dev1. "%c" therefore
+// stands only for a client id the client's principal claims: a pattern of its users file entry
+// (client_ids), of the group block of one of its groups, or of the host's client_ids. A pattern matches
+// a whole client id; "*" is any run of characters and "%u" the user's proven name (a "*" in the name is
+// a character). A client id nobody claims makes every "%c" rule skip the client, as an empty one does;
+// it still connects and is bound by the other rules. By default nothing is claimed, so "%c" rules match
+// nobody until client ids are given out, like EMQX's ACL placeholders bound to an authenticated client.
+// "%c" is a security boundary exactly when no client id is claimed by two principals who must not share
+// it. "%u" alone keeps them apart (user names are unique); "%u-*" does only while no user's name is
+// another's followed by "-" (bob's "bob-*" covers "bob-x-1", which a user "bob-x" claims too); explicit
+// lists per user (client_ids = ["dev1", "dev2"]) do when they do not overlap. The host's "*" makes every
+// client id everyone's, as before client ids were bound to users: "%c" is then a convenience for clients
+// that name themselves honestly, not a boundary. Matching is linear: pieces between "*" are found left
+// to right, without backtracking.
+//
+// A certificate identity (cert_identity) is a user only on the hosts its connector's
+// cert_identity_hosts lists (by default the connector's virtual_host, else the first host): the CA
+// vouches for names of one tenant, and a certificate naming "alice" must not become a different tenant's
+// alice. On another host the client is one without credentials (anonymous where the host allows that,
+// else refused), and the refusal's log line says why.
 //
 // # Policies and limits
 //

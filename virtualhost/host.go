@@ -66,6 +66,7 @@ type settings struct {
 	conf      conf.VirtualHost // what it was built from
 	brokerAR  []conf.AccessRule
 	users     map[string]user // nil without a users file
+	groups    []conf.Group    // the users file's group blocks
 	dummy     []byte          // bcrypt hash compared against for unknown users
 	fake      fakeSCRAM       // SCRAM credentials answered for names without any (scram.go)
 	auth      map[string]Authenticator
@@ -170,15 +171,19 @@ func Open(c conf.VirtualHost, o router.Options, opts ...Option) (h *Host, err er
 
 // build reads the users file and compiles the access rules of configuration c (broker rules first).
 func (h *Host) build(c conf.VirtualHost, brokerRules []conf.AccessRule) (*settings, error) {
-	users, dummy, fake, err := loadUsers(c.UsersFile, c.Name)
+	users, dummy, fake, file, err := loadUsers(c.UsersFile, c.Name)
 	if err != nil {
 		return nil, err
 	}
-	rs, err := compileRules(brokerRules, c.AccessRules)
+	rs, err := compileRules(groupNames(file), newClaims(file, c.ClientIDs), brokerRules, c.AccessRules)
 	if err != nil {
 		return nil, err
 	}
-	return &settings{conf: c, brokerAR: brokerRules, users: users, dummy: dummy, fake: fake,
+	var groups []conf.Group
+	if file != nil {
+		groups = file.Groups
+	}
+	return &settings{conf: c, brokerAR: brokerRules, users: users, groups: groups, dummy: dummy, fake: fake,
 		auth: authenticators(users, h.extraAuth), rules: rs, hostNames: c.HostNames}, nil
 }
 
@@ -194,6 +199,21 @@ func (h *Host) Acquire() bool {
 	}
 	if max := h.MaxConnections(); max > 0 && n > int64(max) {
 		h.conns.Add(-1)
+		h.hostFull.Add(1)
+		return false
+	}
+	return true
+}
+
+// HasRoom reports whether Acquire would find a slot now, without taking one; a host without room counts
+// the refusal (HostCounters.HostFull). Front-ends ask it before checking credentials, so a full host
+// answers every client alike whatever its password (a refusal after a correct password only would tell
+// the password was right).
+func (h *Host) HasRoom() bool {
+	if h.retired.Load() {
+		return false
+	}
+	if max := h.MaxConnections(); max > 0 && h.conns.Load() >= int64(max) {
 		h.hostFull.Add(1)
 		return false
 	}

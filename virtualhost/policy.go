@@ -12,7 +12,7 @@ import (
 // pattern does not parse is left out; conf validation reports it.
 func routerOptions(c conf.VirtualHost, o router.Options) router.Options {
 	qs, ts, _ := policies(c)
-	o.QueuePolicies = append(qs, o.QueuePolicies...)
+	o.QueuePolicies = append(append(qs, o.QueuePolicies...), tempQueuePolicy)
 	o.TopicPolicies = append(ts, o.TopicPolicies...)
 	if c.MaxQueues > 0 {
 		o.MaxQueues = c.MaxQueues
@@ -33,6 +33,23 @@ func routerOptions(c conf.VirtualHost, o router.Options) router.Options {
 		o.ShareStrategy = st
 	}
 	return o
+}
+
+// Bounds of one temporary queue. A connection names at most a front-end's limit of them (STOMP:
+// MaxTempDestinations), so together they hold at most that many times TempQueueQuota.
+const (
+	TempQueueQuota    = 1 << 20
+	TempQueueMessages = 1000
+)
+
+// tempQueuePolicy bounds every temporary queue, after the host's own policies (which name queues and
+// durable subscriptions only). A full one drops what arrives: the owner that does not read its replies
+// pays, never the responder that sends them (FullBlock would hold a service up, then refuse it).
+var tempQueuePolicy = router.QueuePolicy{
+	Filter:      router.Filter{Kind: router.TempQueue, Segs: []router.Seg{{Kind: router.SegMany}}},
+	MaxBytes:    TempQueueQuota,
+	MaxMessages: TempQueueMessages,
+	Full:        router.FullDropTail,
 }
 
 // shareStrategies maps shared_subscription_strategy onto the router's; "" keeps the router's default.

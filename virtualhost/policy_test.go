@@ -27,8 +27,8 @@ func TestRouterOptionsQueuePolicies(t *testing.T) {
 		{Pattern: "bad.{(}"},
 	}, Topics: []conf.TopicPolicy{{Pattern: "slow.*", SlowConsumerPolicy: conf.SlowBlock}, {Pattern: "x"}}}
 	o := routerOptions(c, router.Options{})
-	if len(o.QueuePolicies) != 4 || len(o.TopicPolicies) != 2 {
-		t.Fatalf("policies %d/%d", len(o.QueuePolicies), len(o.TopicPolicies))
+	if len(o.QueuePolicies) != 5 || len(o.TopicPolicies) != 2 || o.QueuePolicies[4].Filter.Kind != router.TempQueue {
+		t.Fatalf("policies %d/%d: want the 4 that parse, then the temporary queues' own", len(o.QueuePolicies), len(o.TopicPolicies))
 	}
 	if err := CheckPolicies(c); err == nil {
 		t.Fatal("CheckPolicies accepted a bad pattern")
@@ -103,7 +103,7 @@ virtual_host "v" {
 		t.Fatal(err)
 	}
 	o := routerOptions(*vh, router.Options{})
-	if len(o.QueuePolicies) != 1 || len(o.TopicPolicies) != 1 || o.TopicPolicies[0].SlowConsumer != router.SlowBlock {
+	if len(o.QueuePolicies) != 2 || len(o.TopicPolicies) != 1 || o.TopicPolicies[0].SlowConsumer != router.SlowBlock {
 		t.Fatalf("options %+v", o)
 	}
 	h := New(*vh, router.Options{})

@@ -71,8 +71,10 @@ func (ch *Change) What() []string {
 			out = append(out, what)
 		}
 	}
-	add("users", !reflect.DeepEqual(old.users, ch.st.users))
-	add("access_rules", !reflect.DeepEqual(old.brokerAR, ch.st.brokerAR) || !reflect.DeepEqual(old.conf.AccessRules, c.AccessRules))
+	add("users", !reflect.DeepEqual(old.users, ch.st.users) || !reflect.DeepEqual(old.groups, ch.st.groups) ||
+		!reflect.DeepEqual(old.rules.claims, ch.st.rules.claims))
+	add("access_rules", !reflect.DeepEqual(old.brokerAR, ch.st.brokerAR) || !reflect.DeepEqual(old.conf.AccessRules, c.AccessRules) ||
+		!slices.Equal(old.conf.ClientIDs, c.ClientIDs))
 	add("anonymous", old.conf.Anonymous != c.Anonymous)
 	add("host_names", !slices.Equal(old.conf.HostNames, c.HostNames))
 	add("limits", old.conf.MaxConnections != c.MaxConnections || old.conf.MaxQueues != c.MaxQueues ||

@@ -60,13 +60,22 @@ func parseName(r *http.Request, k router.Kind) (router.Destination, error) {
 // renderPath is the API's name of a canonical path.
 func renderPath(path []string) string { return names.Render(router.Destination{Path: path}) }
 
-// hostOf returns the virtual host the request's {vhost} names (by name or host name), or answers 404.
+// hostOf returns the virtual host the request's {vhost} names (by name or host name). A name no host
+// has is a 404 only for a user who may monitor the broker (and could list the hosts anyway); anyone else
+// gets the 401 of wrong credentials, after the same bcrypt work and throttling (the login is tried on the
+// broker's host): a 404 before any login would tell which host names exist.
 func (m *Manager) hostOf(w http.ResponseWriter, r *http.Request) *virtualhost.Host {
 	name := r.PathValue("vhost")
 	if h := m.o.Hosts.Lookup(name); h != nil {
 		return h
 	}
-	writeError(w, http.StatusNotFound, "no virtual host %q", name)
+	if bh, user := m.brokerHost(r); bh != nil {
+		if p, err := m.login(r, bh, user); err == nil && bh.Authorize(p, virtualhost.ActionMonitor, virtualhost.ObjectBroker, []string{"broker"}, "") {
+			writeError(w, http.StatusNotFound, "no virtual host %q", name)
+			return nil
+		}
+	}
+	m.unauthorized(w, r)
 	return nil
 }
 

@@ -123,7 +123,7 @@ func TestPublishRefused(t *testing.T) {
 		{"topic not allowed", pub("/vhosts/a/topics/other.x", "pub", "x"), http.StatusForbidden},
 		{"queue not allowed", pub("/vhosts/a/queues/jobs.a.b", "pub", "x"), http.StatusForbidden},
 		{"monitor is not send", pub("/vhosts/a/topics/sensors.x", "ops", "x"), http.StatusForbidden},
-		{"unknown vhost", pub("/vhosts/nope/topics/sensors.x", "pub", "x"), http.StatusNotFound},
+		{"unknown vhost: answered as wrong credentials to a user who may not monitor the broker", pub("/vhosts/nope/topics/sensors.x", "pub", "x"), http.StatusUnauthorized},
 		{"wildcard name", pub("/vhosts/a/topics/sensors.*", "pub", "x"), http.StatusBadRequest},
 		{"qos 3", pub("/vhosts/a/topics/sensors.x?qos=3", "pub", "x"), http.StatusBadRequest},
 		{"bad persistent", pub("/vhosts/a/topics/sensors.x?persistent=maybe", "pub", "x"), http.StatusBadRequest},

@@ -48,6 +48,22 @@ func loginCode(err error) byte {
 	return connNotAuthorized
 }
 
+// errLoginRefused is what a client that named a user hears of any refusal that depends on who it is.
+var errLoginRefused = fmt.Errorf("%w: %w", errRefused, virtualhost.ErrBadCredentials)
+
+// refuseLogin refuses CONNECT cp with code for reason. A client that claimed an identity (a user name, a
+// password, an authentication method) and is refused for who it is (bad credentials, no connect
+// permission) gets the answer of a wrong password, 0x04 (MQTT 5: 0x86) with the same reason string: a
+// user who may not connect has no other way to learn that a password is right, and a different answer
+// would tell. The log line written where the refusal was decided says which it was.
+func (cl *client) refuseLogin(cp *packet.ConnectPacket, code byte, reason error) error {
+	claimed := cp.UsernameFlag || cp.PasswordFlag || (cl.v5 != nil && cl.v5.authMethod != "")
+	if claimed && (code == connNotAuthorized || code == connBadCredentials) {
+		return cl.refuseAs(connBadCredentials, errLoginRefused, reason)
+	}
+	return cl.refuse(code, reason)
+}
+
 // access is the client's view of its host's access rules, built when needed so an idle client keeps no
 // copy of it.
 func (cl *client) access(clientID string) protocol.Access {
@@ -117,26 +133,35 @@ func (cl *client) claimSession(present bool) error {
 	return nil
 }
 
-// reauthorize re-checks the topic subscriptions of a resumed session against the client now attached:
-// one kept across a rule change must not deliver what this client may not receive. A subscription
-// reaching nothing allowed is removed (a durable one destroyed); a durable one gets the gate the client's
-// rights call for (messages it kept before are delivered); a direct one (shared) whose gate changed is
-// re-made (the new one first, so nothing published meanwhile is missed; a message may then come twice,
-// as QoS 1 allows). Queued topic messages the client may not receive are dropped.
+// reauthorize re-checks the subscriptions of a resumed session against the client now attached: one
+// kept across a restart or a rule change must not deliver what this client may not receive. A
+// subscription reaching nothing allowed is removed (a durable one destroyed, a queue's consumer never
+// attached: its messages stay in the queue for consumers that may take them); a durable one gets the
+// gate the client's rights call for (messages it kept before are delivered); a direct one (shared) whose
+// gate changed is re-made (the new one first, so nothing published meanwhile is missed; a message may then
+// come twice, as QoS 1 allows); a shared one restored after a restart, in no router yet, is subscribed.
+// Queued topic messages the client may not receive are dropped.
 func (cl *client) reauthorize() error {
 	s := cl.sess
 	removed := false
 	for _, e := range s.subs {
-		if e.queue || e.rs == nil {
+		if e.rs == nil {
 			continue
 		}
-		some, all := cl.host.AuthorizeFilter(cl.principal, virtualhost.ActionReceive, virtualhost.ObjectTopic, e.rs.Filter.Segs, s.id)
-		if !some {
+		obj, action := virtualhost.ObjectTopic, virtualhost.ActionReceive
+		if e.queue {
+			obj, action = virtualhost.ObjectQueue, virtualhost.ActionConsume
+		}
+		some, all := cl.host.AuthorizeFilter(cl.principal, action, obj, e.rs.Filter.Segs, s.id)
+		if !some || (e.queue && !all) {
 			cl.removeEntry(e)
 			removed = true
 			cl.c.Log().Info("resumed subscription removed: not authorized", zap.String("vhost", cl.host.Name),
-				zap.String("client_id", s.id), zap.String("filter", e.key))
+				zap.String("user", protocol.LoggedName(cl.principal.User)), zap.String("client_id", s.id), zap.String("filter", e.key))
 			continue
+		}
+		if e.queue {
+			continue // a literal queue: allowed whole
 		}
 		var gate *virtualhost.Gate
 		if !all {
@@ -152,7 +177,7 @@ func (cl *client) reauthorize() error {
 			s.mu.Unlock()
 			continue
 		}
-		if _, gated := e.rs.Sink.(virtualhost.GatedSink); all && !gated {
+		if _, gated := e.rs.Sink.(virtualhost.GatedSink); all && !gated && !e.unrouted {
 			continue
 		}
 		rs := &router.Subscription{Filter: e.rs.Filter, Sink: virtualhost.SinkFor(s, gate), QoS: e.rs.QoS, ID: e.rs.ID, Share: e.rs.Share, Opaque: e}
@@ -163,7 +188,10 @@ func (cl *client) reauthorize() error {
 		s.mu.Lock()
 		e.rs, e.gate = rs, gate
 		s.mu.Unlock()
-		cl.rt.Unsubscribe(old)
+		if !e.unrouted {
+			cl.rt.Unsubscribe(old)
+		}
+		e.unrouted = false
 	}
 	// Queued topic messages the client may not receive are dropped.
 	s.mu.Lock()

@@ -27,6 +27,9 @@ var (
 // must end within the connect timeout, as a plain CONNECT must arrive within it.
 func (cl *client) enhancedAuth(host *virtualhost.Host, cp *packet.ConnectPacket, clientID string) (virtualhost.Principal, []byte, byte, error) {
 	method := cl.v5.authMethod
+	if err := protocol.CheckRoom(cl.c, host, cp.Username, clientID, &cl.h.refusals); err != nil {
+		return virtualhost.Principal{}, nil, loginCode(err), err
+	}
 	x, ok := host.StartAuth(method)
 	if !ok {
 		// [MQTT-4.12.0-4] without an exchange there is no password to guess, so no throttle either.

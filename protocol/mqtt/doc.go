@@ -41,7 +41,10 @@
 // the client id over (CONNACK 0x05), attach to them or destroy them. Sessions opened anonymously belong
 // to nobody in particular. A wildcard filter the owner may read only in part is gated inside the durable
 // subscription, so what it keeps is what the owner may read; a restored session gets its gates back at
-// startup from its owner's rights.
+// startup from its owner's rights. Every subscription of a session that resumes (after a restart, a
+// reload, or just a reconnect) is checked again against the rights of the client now attached: one
+// reaching nothing it may read is removed, a queue subscription it may no longer consume included (its
+// consumer is not attached, so the queue's messages wait for a consumer that may take them).
 //
 // Shared subscriptions ($share/group/filter) are not durable: the group gives each message to a member
 // that is online (as EMQX does), their in-flight ids are not written, and they get no retained messages.
@@ -96,6 +99,17 @@
 //     QoS, as [MQTT-3.3.5-1] allows (their durable subscriptions keep their own copies).
 //   - Between a SUBSCRIBE and its SUBACK, deliveries for the new subscription are held, so the SUBACK
 //     comes first, then the retained messages [MQTT-3.3.1-6], then what arrived meanwhile.
+//   - Every MQTT topic has a STOMP name, but not every STOMP name has an MQTT one: STOMP's %XX escapes (and
+//     a raw "/", which is no STOMP separator) let a level hold "/", "+", "#", NUL or invalid UTF-8, and a
+//     STOMP topic may start like the connector's queue_prefix. Rendered for MQTT such a name would be
+//     another topic (/topic/sensors.alice%2Ftemp, two levels, would read sensors/alice/temp, three levels
+//     and maybe someone else's) or no valid topic at all. An MQTT subscriber skips such a message, whether
+//     it matched live, in a durable subscription (acknowledged, as if delivered) or as a retained one; the
+//     skip is counted and logged with the session's dropped messages ("a topic name MQTT cannot
+//     represent"). It is not refused at SEND, where STOMP subscribers may well want it (ActiveMQ and
+//     RabbitMQ take "/" in STOMP names), and the router does not offer it to another member of a shared
+//     group (MQTT members cannot name it either). A reply-to MQTT cannot name is left out of the MQTT 5
+//     response topic rather than rendered as another one.
 //
 // # MQTT 5
 //
@@ -180,8 +194,14 @@
 //
 // # Access control
 //
-// CONNECT answers 0x04 for bad credentials and 0x05 when the user may not connect (MQTT 5: 0x86, 0x87);
-// a SUBSCRIBE filter that can reach no destination the client may receive gets 0x80; a PUBLISH the client may not send is
+// CONNECT answers 0x04 for bad credentials (MQTT 5: 0x86), and 0x05 (0x87) when a client that gave no
+// user name, password or authentication method may not connect. A client that gave one and may not
+// connect gets 0x04 (0x86) with the reason string of a wrong password: a different answer once the
+// password is right would tell a user who may never connect that it is (the log says which it was). A full
+// host answers 0x03 (0x88) before any password is checked, for the same reason. Another user's client id
+// is 0x05 (0x87): its user could connect with another id, so it tells nothing more. The user@host
+// convention never refuses a host name: an unknown one leaves the whole name as the user name.
+// A SUBSCRIBE filter that can reach no destination the client may receive gets 0x80; a PUBLISH the client may not send is
 // not routed but still acknowledged as QoS 1 and 2 require, since MQTT 3.1.1 has no way to tell the
 // client [MQTT-3.3.5-2] (MQTT 5 says 0x87); a wildcard subscription reaching some forbidden topics delivers only from the
 // allowed ones. Log lines name the remote address (the connection's logger carries it), never the

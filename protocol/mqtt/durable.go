@@ -276,7 +276,8 @@ func (h *Handler) restoreOne(host *virtualhost.Host, rs virtualhost.RecoveredSes
 	}
 	p := host.PrincipalOf(rs.Owner)
 	for _, sub := range rs.Subscriptions {
-		e := &subEntry{key: sub.Name, qos: sub.QoS, queue: sub.Filter.Kind == router.Queue, subID: sub.Identifier}
+		e := &subEntry{key: sub.Name, qos: sub.QoS, queue: sub.Filter.Kind == router.Queue, subID: sub.Identifier,
+			unrouted: !sub.Durable && sub.Filter.Kind == router.Topic}
 		e.setOptions(sub.Options)
 		e.rs = &router.Subscription{Filter: sub.Filter, Sink: s, QoS: sub.QoS, ID: sub.Name, Share: sub.Share, Opaque: e}
 		if sub.Durable {

@@ -282,7 +282,7 @@ func (cl *client) connect() error {
 	case err != nil && code == 0: // gone during an authentication exchange: nobody to answer
 		return err
 	case err != nil:
-		return cl.refuse(code, fmt.Errorf("%w: %w", errRefused, err))
+		return cl.refuseLogin(cp, code, fmt.Errorf("%w: %w", errRefused, err))
 	}
 	cl.host, cl.rt, cl.user, cl.principal, cl.slot = host, host.Router, principal.User, principal, host
 
@@ -294,7 +294,7 @@ func (cl *client) connect() error {
 		cl.keep = time.Duration(keep) * time.Second * 3 / 2
 	}
 
-	present, err := cl.attachSession(id, cp.CleanSession, cl.expiryOf(cp.CleanSession))
+	present, err := cl.attachSession(cp, id, cl.expiryOf(cp.CleanSession))
 	if err != nil {
 		return err
 	}
@@ -417,11 +417,12 @@ type willMsg struct {
 
 // attachSession takes over, or makes, the session of client id, unless another user owns it, and
 // reports whether it existed.
-func (cl *client) attachSession(id string, cleanStart bool, expiry uint32) (present bool, err error) {
+func (cl *client) attachSession(cp *packet.ConnectPacket, id string, expiry uint32) (present bool, err error) {
 	if !cl.mayTakeSession(id) {
+		// A user refused another's session could connect with another client id: 0x05 tells nothing more.
 		return false, cl.refuse(connNotAuthorized, fmt.Errorf("%w: %w", errRefused, errSessionOwner))
 	}
-	s, present, err := cl.takeSession(id, cleanStart, expiry)
+	s, present, err := cl.takeSession(id, cp.CleanSession, expiry)
 	if err != nil {
 		return false, err
 	}
@@ -436,11 +437,17 @@ func (cl *client) attachSession(id string, cleanStart bool, expiry uint32) (pres
 // refusal 3.1.1 has no code for) and closes the connection after die_delay at the latest
 // [MQTT-3.2.2-6]. The returned error ends Serve without a second close.
 func (cl *client) refuse(code byte, reason error) error {
+	return cl.refuseAs(code, reason, reason)
+}
+
+// refuseAs is refuse telling the client shown (an MQTT 5 reason string) rather than reason, which the
+// connection's close is logged with.
+func (cl *client) refuseAs(code byte, shown, reason error) error {
 	if b, ok := cl.c.Begin(); ok {
 		ack := &packet.ConnackPacket{ReturnCode: connackCode(cl.version, code)}
-		if rs := cl.problem(reason); rs != "" || (cl.version == packet.Version5 && cl.v5 == nil) {
+		if rs := cl.problem(shown); rs != "" || (cl.version == packet.Version5 && cl.v5 == nil) {
 			// A CONNECT too broken to read its Request Problem Information gets the reason too.
-			ack.Properties = &packet.Properties{ReasonString: reasonString(reason)}
+			ack.Properties = &packet.Properties{ReasonString: reasonString(shown)}
 		}
 		cl.c.Commit(packet.Append(b, ack, cl.version))
 	}

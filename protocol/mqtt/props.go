@@ -108,22 +108,67 @@ func (v *sessV5) publishTopic(topic string) (text string, alias uint16, commit b
 	return topic, uint16(len(v.aliases) + 1), true
 }
 
-// appendPublishLocked appends it as a PUBLISH under packet id (0 for QoS 0) to b. sent is false, b
-// unchanged, when the message must not go to this client: it expired [MQTT-3.3.2-5], or the packet would
-// exceed the client's Maximum Packet Size [MQTT-3.1.2-24]. resend keeps an expired message (its packet
-// id is already the client's).
-func (s *session) appendPublishLocked(b []byte, it *outItem, id uint16, resend bool) (out []byte, sent bool) {
+// Why a message is not sent to a client (skipLocked).
+const (
+	skipExpired       = "expired or larger than the client's maximum packet size"
+	skipUnrepresented = "a topic name MQTT cannot represent (a level holding the separator, a wildcard, NUL or invalid UTF-8)"
+)
+
+// appendPublishLocked appends it as a PUBLISH under packet id (0 for QoS 0) to b. skip says why, b
+// unchanged, when the message must not go to this client: it expired [MQTT-3.3.2-5], the packet would
+// exceed the client's Maximum Packet Size [MQTT-3.1.2-24], or MQTT cannot name its topic (represents).
+// resend keeps an expired message (its packet id is already the client's).
+func (s *session) appendPublishLocked(b []byte, it *outItem, id uint16, resend bool) (out []byte, skip string) {
 	m := it.msg
+	if m.OriginGram != s.g && !represents(s.g, m.Dest) {
+		return b, skipUnrepresented
+	}
 	retain := it.retained || (it.entry != nil && it.entry.rap && m.Retain) // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
 	p := packet.PublishPacket{Dup: it.dup, QoS: it.qos, Retain: retain, Topic: s.topicLocked(m), PacketID: id, Payload: m.Body}
 	v := s.v5
 	if v == nil {
 		if !resend && m.Expires != 0 && m.Expires <= time.Now().UnixMilli() {
-			return b, false
+			return b, skipExpired
 		}
-		return packet.AppendPublish(b, &p, s.version), true
+		return packet.AppendPublish(b, &p, s.version), ""
 	}
-	pr := &v.props
+	pr, live := s.publishPropsLocked(v, it, resend)
+	if !live {
+		return b, skipExpired
+	}
+	topic := p.Topic
+	var commit bool
+	p.Topic, v.alias, commit = v.publishTopic(topic)
+	if v.alias != 0 {
+		pr.TopicAlias = &v.alias // a field, not a local: pr would move a local to the heap
+	}
+	if pr.MessageExpiryInterval != nil || pr.PayloadFormatIndicator != nil || pr.ContentType != "" ||
+		pr.ResponseTopic != "" || pr.CorrelationData != nil || pr.UserProperties != nil ||
+		pr.SubscriptionIdentifiers != nil || pr.TopicAlias != nil {
+		p.Properties = pr // else none: an empty property list, without sizing an empty struct
+	}
+	if v.maxPacket > 0 && packet.PublishSize(&p, s.version) > int(v.maxPacket) {
+		return b, skipExpired
+	}
+	out = packet.AppendPublish(b, &p, s.version)
+	if commit {
+		if v.aliases == nil {
+			v.aliases = make(map[string]uint16)
+		}
+		v.aliases[strings.Clone(topic)] = v.alias // topic may alias the session's scratch
+	}
+	if len(v.ups) > 64 {
+		v.ups = nil // a message with many properties does not pin its scratch
+	}
+	return out, ""
+}
+
+// publishPropsLocked fills v's property scratch with the message properties of it's PUBLISH (all but
+// the topic alias). live is false when the message expired [MQTT-3.3.2-5] and must not be sent; resend
+// keeps it (its packet id is already the client's).
+func (s *session) publishPropsLocked(v *sessV5, it *outItem, resend bool) (pr *packet.Properties, live bool) {
+	m := it.msg
+	pr = &v.props
 	// Only the fields set below are ever set: resetting them is cheaper than clearing the whole struct,
 	// per message.
 	pr.MessageExpiryInterval, pr.PayloadFormatIndicator, pr.ContentType, pr.ResponseTopic = nil, nil, "", ""
@@ -131,7 +176,7 @@ func (s *session) appendPublishLocked(b []byte, it *outItem, id uint16, resend b
 	if m.Expires != 0 {
 		left := (m.Expires - time.Now().UnixMilli() + 999) / 1000 // what is left, rounded up [MQTT-3.3.2-6]
 		if left <= 0 && !resend {
-			return b, false
+			return pr, false
 		}
 		v.expiry = uint32(max(left, 1))
 		pr.MessageExpiryInterval = &v.expiry
@@ -141,7 +186,7 @@ func (s *session) appendPublishLocked(b []byte, it *outItem, id uint16, resend b
 		pr.PayloadFormatIndicator = &v.utf8
 	}
 	pr.ContentType = m.ContentType
-	if m.ReplyTo.Path != nil {
+	if m.ReplyTo.Path != nil && represents(s.g, m.ReplyTo) { // else no response topic rather than a wrong one
 		v.reply = s.g.AppendRender(v.reply[:0], m.ReplyTo)
 		pr.ResponseTopic = unsafe.String(unsafe.SliceData(v.reply), len(v.reply)) // encoded before reuse
 	}
@@ -160,29 +205,31 @@ func (s *session) appendPublishLocked(b []byte, it *outItem, id uint16, resend b
 		v.ids[0] = it.entry.subID
 		pr.SubscriptionIdentifiers = v.ids[:]
 	}
-	topic := p.Topic
-	var commit bool
-	p.Topic, v.alias, commit = v.publishTopic(topic)
-	if v.alias != 0 {
-		pr.TopicAlias = &v.alias // a field, not a local: pr would move a local to the heap
+	return pr, true
+}
+
+// represents reports whether MQTT grammar g names d as what it is: g renders it as a name that parses
+// back to d (router.Grammar.Represents: a STOMP segment "alice/temp" would read as two levels), and that
+// name is a topic name MQTT allows, UTF-8 without U+0000 [MQTT-1.5.4-1] [MQTT-1.5.4-2] of at most 65535
+// bytes [MQTT-1.5.4-1]. A message published over MQTT with the same grammar always is; others are checked
+// per subscriber, which costs a scan of the name.
+func represents(g *router.Grammar, d router.Destination) bool {
+	if !g.Represents(d) {
+		return false
 	}
-	if pr.MessageExpiryInterval != nil || pr.PayloadFormatIndicator != nil || pr.ContentType != "" ||
-		pr.ResponseTopic != "" || pr.CorrelationData != nil || pr.UserProperties != nil ||
-		pr.SubscriptionIdentifiers != nil || pr.TopicAlias != nil {
-		p.Properties = pr // else none: an empty property list, without sizing an empty struct
+	c := g.Config()
+	n := len(c.TopicPrefix)
+	if d.Kind == router.Queue {
+		n = len(c.QueuePrefix)
 	}
-	if v.maxPacket > 0 && packet.PublishSize(&p, s.version) > int(v.maxPacket) {
-		return b, false
-	}
-	out = packet.AppendPublish(b, &p, s.version)
-	if commit {
-		if v.aliases == nil {
-			v.aliases = make(map[string]uint16)
+	for i, seg := range d.Path {
+		if strings.IndexByte(seg, 0) >= 0 || !utf8.ValidString(seg) {
+			return false
 		}
-		v.aliases[strings.Clone(topic)] = v.alias // topic may alias the session's scratch
+		if i > 0 {
+			n += len(c.PathSeparator)
+		}
+		n += len(seg)
 	}
-	if len(v.ups) > 64 {
-		v.ups = nil // a message with many properties does not pin its scratch
-	}
-	return out, true
+	return n <= 65535
 }

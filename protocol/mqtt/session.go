@@ -76,6 +76,10 @@ type subEntry struct {
 	// or its durable subscription's match. Set under session.mu, where a reload's re-check reads it.
 	gate *virtualhost.Gate
 
+	// unrouted is set on a shared subscription restored from the store: it is in no router until its
+	// session resumes (reauthorize subscribes it). Reader goroutine.
+	unrouted bool
+
 	// MQTT 5 subscription options and identifier, fixed when the entry is made or replaced.
 	noLocal bool   // not the messages its own client publishes [MQTT-3.8.3-3]
 	rap     bool   // retain as published [MQTT-3.8.3-4]
@@ -513,10 +517,10 @@ func (s *session) sendLocked(it *outItem) bool {
 	if it.qos > 0 {
 		id = s.nextIDLocked()
 	}
-	b, sent := s.appendPublishLocked(b, it, id, false)
+	b, skip := s.appendPublishLocked(b, it, id, false)
 	s.out.Commit(b)
-	if !sent {
-		s.skipLocked(it) // as if the client had acknowledged it [MQTT-3.1.2-25]
+	if skip != "" {
+		s.skipLocked(it, skip) // as if the client had acknowledged it [MQTT-3.1.2-25]
 		return true
 	}
 	s.out.CountOut(1)
@@ -581,20 +585,20 @@ func (s *session) pumpLocked() {
 		if !ok {
 			return
 		}
-		sent := true
+		skip := ""
 		if f.state == waitPubcomp {
 			b = packet.AppendAck(b, packet.Pubrel, f.id, s.version)
 		} else {
 			// [MQTT-4.4.0-1] a resend carries DUP [MQTT-3.3.1-1] (attach sets it)
-			b, sent = s.appendPublishLocked(b, &f.item, f.id, true)
+			b, skip = s.appendPublishLocked(b, &f.item, f.id, true)
 		}
 		s.out.Commit(b)
 		f.unsent = false
 		s.unsent--
-		if sent && f.state != waitPubcomp {
+		if skip == "" && f.state != waitPubcomp {
 			s.out.CountOut(1) // a resent PUBLISH
 		}
-		if !sent {
+		if skip != "" {
 			// Too large for the client that resumed the session: completed as if acknowledged.
 			it, id := f.item, f.id
 			s.inflight = slices.Delete(s.inflight, i, i+1)
@@ -602,7 +606,7 @@ func (s *session) pumpLocked() {
 			if s.recordsInflight(&it) {
 				s.host.DeleteInflight(s.id, id, nil)
 			}
-			s.skipLocked(&it)
+			s.skipLocked(&it, skip)
 		}
 	}
 	for s.queue.len() > 0 {
@@ -639,15 +643,18 @@ func (s *session) drained(c *protocol.Conn) {
 	s.cons.Resume()
 }
 
-// skipLocked completes a delivery that is not sent (expired, too large for the client): a queue's is
+// skipLocked completes a delivery that is not sent for reason why (appendPublishLocked): a queue's is
 // acknowledged to its consumer, later and outside the lock (flushLate); a topic's is counted as dropped.
-func (s *session) skipLocked(it *outItem) {
+// One MQTT cannot name is counted either way: it is a message the client was not told of.
+func (s *session) skipLocked(it *outItem, why string) {
 	if it.seq != 0 {
 		s.late = append(s.late, *it)
 		s.hasLate.Store(true)
-		return
+		if why != skipUnrepresented {
+			return
+		}
 	}
-	s.countDropLocked("expired or larger than the client's maximum packet size")
+	s.countDropLocked(why)
 }
 
 // flushLate acknowledges the queue deliveries skipLocked completed. It takes s.mu, then calls the router

@@ -218,7 +218,7 @@ func TestV5SharedMemberGatedByAccess_MQTT_4_8_2(t *testing.T) {
 	b := startHostBroker(t, conf.VirtualHost{AccessRules: []conf.AccessRule{
 		{Allow: []string{"*"}, Actions: []string{"connect", "send"}},
 		{Allow: []string{"*"}, Actions: []string{"receive"}, Kind: "topic", ID: "jobs.%c.**"},
-	}})
+	}, ClientIDs: []string{"m*"}}) // anonymous members claim their client ids m0, m1
 	ms := shareMembers(t, b, 2, "jobs/#") // m0 may receive jobs/m0/…, m1 jobs/m1/…
 	pub := dialV5(t, b.addr, connectV5("pub"))
 	const n = 8

@@ -17,6 +17,12 @@ var ErrAccessRefused = errors.New("stomp: access refused")
 // (Apollo's); without it the session id stands in.
 const clientIDHeader = "client-id"
 
+// loginRefused is the body of the ERROR frame answering every refused login that depends on who the
+// client says it is: bad credentials, no credentials on a host that wants them, a user who may not
+// connect, a virtual host that does not exist. One answer for all, so that neither a correct password nor
+// a host name can be told from the answer; the log says which it was.
+const loginRefused = "bad login or passcode, or not allowed to connect"
+
 // login authenticates on host (protocol.Login); a refusal is the ERROR frame's error.
 func (s *session) login(host *virtualhost.Host, login string, passcode []byte, hasLogin bool, clientID string) (virtualhost.Principal, error) {
 	p, err := protocol.Login(s.c, host, login, passcode, hasLogin, clientID, &s.h.refusals)
@@ -24,13 +30,19 @@ func (s *session) login(host *virtualhost.Host, login string, passcode []byte, h
 		s.slot = host
 		return p, nil
 	}
-	detail := err.Error()
-	for _, prefix := range []string{"virtualhost: ", "protocol: "} {
-		detail = strings.TrimPrefix(detail, prefix)
+	return virtualhost.Principal{}, loginError(err)
+}
+
+// loginError is the ERROR frame of a refused login: loginRefused for a refusal of the client's identity,
+// the reason itself for one of the server's (a full host, a host being removed).
+func loginError(err error) error {
+	detail := loginRefused
+	if !errors.Is(err, virtualhost.ErrBadCredentials) && !errors.Is(err, virtualhost.ErrNotAuthorized) {
+		detail = trimPrefixes(err.Error())
 	}
 	e := protoErr("access refused", "%s", detail)
 	e.cause = err
-	return virtualhost.Principal{}, e
+	return e
 }
 
 // access is the session's view of its host's access rules.

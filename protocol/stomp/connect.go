@@ -8,6 +8,7 @@ import (
 	"github.com/go-stomp/stomp/v3/frame"
 	"go.uber.org/zap"
 
+	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/virtualhost"
 )
 
@@ -21,16 +22,21 @@ func (s *session) connect(f *frame.Frame) error {
 		e.hdrs = []string{frame.Version, "1.0,1.1,1.2"}
 		return e
 	}
-	host, err := s.pickHost(f)
-	if err != nil {
+	login, hasLogin := f.Header.Contains(frame.Login)
+	passcode := []byte(f.Header.Get(frame.Passcode))
+	host, unknown, err := s.pickHost(f)
+	switch {
+	case unknown != "":
+		// Answered as a wrong passcode is, after as long: host names are not told before a login.
+		return loginError(protocol.RefuseUnknownHost(s.c, s.h.hosts.Default(), unknown, login, passcode, hasLogin, &s.h.refusals))
+	case err != nil:
 		return err
 	}
-	login, hasLogin := f.Header.Contains(frame.Login)
 	s.clientID = f.Header.Get(clientIDHeader)
 	if s.clientID == "" {
 		s.clientID = s.id
 	}
-	p, err := s.login(host, login, []byte(f.Header.Get(frame.Passcode)), hasLogin, s.clientID)
+	p, err := s.login(host, login, passcode, hasLogin, s.clientID)
 	if err != nil {
 		return err
 	}
@@ -61,25 +67,26 @@ func (s *session) connect(f *frame.Frame) error {
 }
 
 // pickHost chooses the virtual host the CONNECT host header names; without one (STOMP 1.0), the host a
-// WebSocket's HTTP Host header names if it is known, else the default one.
-func (s *session) pickHost(f *frame.Frame) (*virtualhost.Host, error) {
+// WebSocket's HTTP Host header names if it is known, else the default one. unknown is the name the header
+// gives when no host has it, while a default host exists to answer it as a refused login.
+func (s *session) pickHost(f *frame.Frame) (host *virtualhost.Host, unknown string, err error) {
 	if name, ok := f.Header.Contains(frame.Host); ok && name != "" {
-		host := s.h.hosts.Lookup(name)
-		if host == nil {
-			return nil, protoErr("unknown virtual host", "no virtual host is named %q", name)
+		if host = s.h.hosts.Lookup(name); host != nil {
+			return host, "", nil
 		}
-		return host, nil
-	}
-	if name := s.c.HTTPHost(); name != "" {
+		if s.h.hosts.Default() != nil {
+			return nil, name, nil
+		}
+	} else if name := s.c.HTTPHost(); name != "" {
 		if host := s.h.hosts.Lookup(name); host != nil {
-			return host, nil
+			return host, "", nil
 		}
 	}
-	host := s.h.hosts.Default()
+	host = s.h.hosts.Default()
 	if host == nil {
-		return nil, protoErr("unknown virtual host", "the server has no virtual host")
+		return nil, "", protoErr("unknown virtual host", "the server has no virtual host")
 	}
-	return host, nil
+	return host, "", nil
 }
 
 // negotiateHeartBeat reads a 1.1 or 1.2 CONNECT's heart-beat header: out is how often the server sends

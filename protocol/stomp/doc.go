@@ -98,13 +98,24 @@
 // # Temporary destinations
 //
 // Temporary destinations (/temp-queue/..., /temp-topic/...) are private to the connection that names
-// them, as in ActiveMQ and RabbitMQ. A connection's own temp names live under its session id: when it
-// writes /temp-queue/foo the router sees the path [lyre-7 foo]. Other connections reach it by the global
-// name /temp-queue/lyre-7.foo, which is what other connections see in the reply-to of a message whose
-// SEND named /temp-queue/foo; they may send to it but not subscribe. Sending to the global name of a connection that has gone
-// is an ERROR. When the owner's connection ends its temporary queues are deleted, with what they still
-// hold discarded and counted (router.Stats.Discarded), as in Apollo. A connection names at most
-// MaxTempQueues of its own.
+// them, as in ActiveMQ and RabbitMQ. A connection's own temp names live under its session id, "lyre-" and
+// 128 bits from crypto/rand (so nobody guesses one, and no id comes back after a restart): when it writes
+// /temp-queue/foo the router sees the path [lyre-… foo]. Other connections reach it by the global name
+// /temp-queue/lyre-….foo, which they learn from the reply-to of a message whose SEND named
+// /temp-queue/foo; they may send to it but not subscribe. Sending to the global name of a connection that
+// has gone, or of a temporary queue its connection never named, is an ERROR, so nobody makes queues under
+// another connection that would outlive it. When the owner's connection ends, every temporary queue it
+// named (by SEND, SUBSCRIBE or reply-to) is deleted, with what it still holds discarded and counted
+// (router.Stats.Discarded), as in Apollo.
+//
+// Bounds: a connection names at most MaxTempDestinations temporary destinations, queues and topics
+// together (one more is an ERROR "too many temporary destinations"); each temporary queue holds at most
+// virtualhost.TempQueueQuota bytes and TempQueueMessages messages, beyond which what arrives is dropped
+// and counted, so an owner that does not read its replies costs at most their product and never holds
+// its responders up. Access rules apply to them with the kinds temp_queue and temp_topic, matching the
+// name without the session id ("replies" for /temp-queue/replies, whoever sends to it): SEND needs send,
+// SUBSCRIBE consume (temp_queue) or receive (temp_topic). A host whose rules say nothing of them refuses
+// them, as ActiveMQ does without a tempDestinationAuthorizationEntry; a rule without a kind covers them.
 //
 // # Message properties
 //
@@ -201,9 +212,15 @@
 // Logins and access checks are package protocol's, shared with MQTT (protocol.Login at CONNECT,
 // protocol.Access for the rest; the rules are virtualhost.Authorize's). A refused CONNECT, SEND or
 // SUBSCRIBE, or a refused create, destroy or attach of a durable subscription, is answered with an ERROR
-// frame (message "access refused"), after which the connection closes as for any ERROR. A wildcard
+// frame (message "access refused"), after which the connection closes as for any ERROR. Every refused
+// login that depends on who the client is gets one and the same ERROR frame (body "bad login or passcode,
+// or not allowed to connect"): a wrong passcode, no login on a host that wants one, a user who may not
+// connect, and a host header naming no virtual host (answered after the same bcrypt work and throttling,
+// on the default host: protocol.RefuseUnknownHost), so neither a correct passcode nor a host name can be
+// told from the answer before a login succeeds, as RabbitMQ answers an unknown vhost like bad
+// credentials; the log line says which it was. A full host is refused before the passcode is checked. A wildcard
 // subscription reaching some forbidden topics is accepted and delivers only from the allowed ones; a
 // durable one must be wholly allowed, since its queue would keep the rest. Temporary destinations are
-// private to their connection already and are not subject to access rules. Log lines name the remote
-// address (the connection's logger carries it), never the passcode.
+// subject to access rules too (see above). Log lines name the remote address (the connection's logger
+// carries it), never the passcode.
 package stomp

@@ -1,7 +1,6 @@
 package stomp
 
 import (
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,8 +42,9 @@ type Handler struct {
 	// session answers ERROR. 0 answers at once. NewHandler sets DefaultQueueFullWait.
 	QueueFullWait time.Duration
 
-	// temps holds the session ids of live connections that own temporary destinations.
-	temps sync.Map
+	// temps holds the session ids of live connections that own temporary destinations; tempQueues the
+	// router keys of the temporary queues they named.
+	temps, tempQueues sync.Map
 
 	// dropped counts topic messages dropped because a subscriber's outbound queue was full.
 	dropped atomic.Uint64
@@ -83,7 +83,7 @@ func (h *Handler) newSession(c *protocol.Conn) *session {
 		c:   c,
 		cfg: &set.Connector.STOMP,
 		g:   set.STOMPGrammar,
-		id:  sessionPrefix + strconv.FormatUint(c.ID(), 10),
+		id:  newSessionID(),
 	}
 	s.dr = deadlineReader{c: c, r: c.Reader()}
 	s.rd.init(&s.dr, Limits{

@@ -45,6 +45,7 @@ func (s *session) send(f *frame.Frame) error {
 		if err := s.publish(s.newMessage(f, &h, names[i], d)); err != nil {
 			return &frameError{msg: "send failed", detail: names[i] + ": " + err.Error(), cause: err}
 		}
+		s.sentToTemp(d)
 	}
 	return nil
 }
@@ -139,7 +140,9 @@ func (s *session) parseSendHeaders(f *frame.Frame) (sendHeaders, error) {
 		h.group = f.Header.Get("JMSXGroupID")
 	}
 	if v, ok := f.Header.Contains("reply-to"); ok {
-		h.replyTo = s.parseReplyTo(v)
+		if h.replyTo, err = s.parseReplyTo(v); err != nil {
+			return h, err
+		}
 	}
 	if v := f.Header.Get("correlation-id"); v != "" {
 		h.corr = []byte(v)
