@@ -69,13 +69,14 @@ func (m *Manager) hostOf(w http.ResponseWriter, r *http.Request) *virtualhost.Ho
 	if h := m.o.Hosts.Lookup(name); h != nil {
 		return h
 	}
-	if bh, user := m.brokerHost(r); bh != nil {
+	bh, user := m.brokerHost(r)
+	if bh != nil {
 		if p, err := m.login(r, bh, user); err == nil && bh.Authorize(p, virtualhost.ActionMonitor, virtualhost.ObjectBroker, []string{"broker"}, "") {
 			writeError(w, http.StatusNotFound, "no virtual host %q", name)
 			return nil
 		}
 	}
-	m.unauthorized(w, r)
+	m.unauthorized(w, r, bh)
 	return nil
 }
 

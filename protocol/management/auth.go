@@ -129,8 +129,8 @@ func (m *Manager) allow(w http.ResponseWriter, r *http.Request, h *virtualhost.H
 	return p, true
 }
 
-// unauthorized writes a 401 for a request to host h and logs it; a browser's native login prompt is
-// asked for only when the request is not the console's own fetch.
+// unauthorized writes a 401 for a request whose login was tried on host h (nil: none) and logs it; a
+// browser's native login prompt is asked for only when the request is not the console's own fetch.
 func (m *Manager) unauthorized(w http.ResponseWriter, r *http.Request, h *virtualhost.Host) {
 	if r.Header.Get("X-Requested-With") == "" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="lyre", charset="UTF-8"`)
@@ -147,11 +147,16 @@ func (m *Manager) forbidden(w http.ResponseWriter, r *http.Request, h *virtualho
 }
 
 // logRefused logs a request refused by authentication or access rules, as the MQTT and STOMP front-ends
-// log theirs: with the remote address and the user name (never the password).
+// log theirs: with the remote address and the user name (never the password). h is the host the login
+// was tried on (nil: none).
 func (m *Manager) logRefused(r *http.Request, h *virtualhost.Host, status int, reason string) {
 	user, _, _ := r.BasicAuth()
+	vhost := ""
+	if h != nil {
+		vhost = h.Name
+	}
 	m.log.Info("management request refused", zap.Int("status", status), zap.String("method", r.Method),
-		zap.String("path", r.URL.Path), zap.String("vhost", h.Name), zap.String("user", protocol.LoggedName(user)),
+		zap.String("path", r.URL.Path), zap.String("vhost", vhost), zap.String("user", protocol.LoggedName(user)),
 		zap.String("remote", r.RemoteAddr), zap.String("reason", reason))
 }
 
