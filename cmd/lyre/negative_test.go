@@ -113,6 +113,7 @@ type negativeExtra struct {
 	wsSTOMP  *stomp.Subscription // bob over ws://.../stomp on /topic/news.canary-x
 	v5       *v5Client           // bob, MQTT 5, on news/canary-x
 	canaryID uint64              // the connection of the MQTT client "canary-sub", which dave may not close
+	replier  string              // session id of a STOMP connection that named /temp-queue/replies
 }
 
 // newNegativeExtra connects the watcher and the canaries; canaryClient names an MQTT client already
@@ -140,6 +141,11 @@ func newNegativeExtra(t *testing.T, sb *secureBroker, canaryClient string) *nega
 	x.v5 = dialV5(t, sb.addr, &paho5.Connect{ClientID: "v5-canary", CleanStart: true,
 		Username: "bob", UsernameFlag: true, Password: []byte(bobPass), PasswordFlag: true})
 	x.v5.sub(0, paho5.SubscribeOptions{Topic: "news/canary-x", QoS: 1})
+	rep := stompLogin(t, sb.addr, "a", "alice", alicePass)
+	if err := rep.Send("/topic/news.req", "text/plain", nil, stomp.SendOpt.Receipt, stomp.SendOpt.Header("reply-to", "/temp-queue/replies")); err != nil {
+		t.Fatal(err)
+	}
+	x.replier = rep.Session()
 	for _, c := range sb.b.srv.Connections() {
 		if c.Session.ClientID == canaryClient {
 			x.canaryID = c.ID
@@ -343,8 +349,8 @@ func v5ConnectRefused(cp *packet.ConnectPacket, want byte) func(*testing.T, *sec
 	}
 }
 
-// v5Login is an MQTT 5 CONNECT with user name and password.
-func v5Login(id, user, pass string) *packet.ConnectPacket {
+// v5CP is an MQTT 5 CONNECT with user name and password.
+func v5CP(id, user, pass string) *packet.ConnectPacket {
 	return &packet.ConnectPacket{ClientID: id, CleanSession: true, UsernameFlag: user != "", Username: user,
 		PasswordFlag: pass != "", Password: []byte(pass)}
 }
@@ -365,7 +371,7 @@ func (r *raw5) await(want packet.Type) (packet.Packet, error) {
 // v5SubscribeRefused logs in over MQTT 5 and expects SUBACK reason want for filter.
 func v5SubscribeRefused(user, pass, id, filter string, want byte) func(*testing.T, *secureBroker) error {
 	return func(t *testing.T, sb *secureBroker) error {
-		r, _ := dialRaw5(t, sb.addr, v5Login(id, user, pass))
+		r, _ := dialRaw5(t, sb.addr, v5CP(id, user, pass))
 		r.send(&packet.SubscribePacket{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: filter, QoS: 1}}})
 		p, err := r.await(packet.Suback)
 		if err != nil {
@@ -382,7 +388,7 @@ func v5SubscribeRefused(user, pass, id, filter string, want byte) func(*testing.
 // answered PUBACK / PUBREC 0x87 and none reach the watcher.
 func (x *negativeExtra) v5PublishRefused(user, pass, id string, pubs ...*packet.PublishPacket) func(*testing.T, *secureBroker) error {
 	return func(t *testing.T, sb *secureBroker) error {
-		r, _ := dialRaw5(t, sb.addr, v5Login(id, user, pass))
+		r, _ := dialRaw5(t, sb.addr, v5CP(id, user, pass))
 		for i, p := range pubs {
 			p.PacketID, p.Payload = uint16(i+1), []byte("forged")
 			r.send(p)
@@ -444,7 +450,7 @@ func u16(v uint16) *uint16 { return &v }
 
 // v5AuthMethod is an MQTT 5 CONNECT with an authentication method the broker does not know.
 func v5AuthMethod(id string) *packet.ConnectPacket {
-	cp := v5Login(id, "alice", "")
+	cp := v5CP(id, "alice", "")
 	cp.Properties = &packet.Properties{AuthenticationMethod: "KERBEROS-NOPE"}
 	return cp
 }
@@ -454,7 +460,7 @@ func v5AuthMethod(id string) *packet.ConnectPacket {
 func (x *negativeExtra) cases() []negativeCase {
 	var cs []negativeCase
 	for _, part := range [][]negativeCase{x.mqttCases(), x.v5Cases(), x.stompCases(), x.wsCases(), x.httpCases(),
-		x.boundsCases()} {
+		x.boundsCases(), x.aclCases()} {
 		cs = append(cs, part...)
 	}
 	return cs
@@ -485,12 +491,12 @@ func (x *negativeExtra) mqttCases() []negativeCase {
 
 func (x *negativeExtra) v5Cases() []negativeCase {
 	return []negativeCase{
-		{"mqtt5 wrong password", v5ConnectRefused(v5Login("v5a", "alice", "wrong-pass"), packet.ReasonBadUserNameOrPassword), "mqtt login refused"},
-		{"mqtt5 unknown user", v5ConnectRefused(v5Login("v5b", "mallory", "wrong-pass"), packet.ReasonBadUserNameOrPassword), "mqtt login refused"},
-		{"mqtt5 no credentials", v5ConnectRefused(v5Login("v5c", "", ""), packet.ReasonNotAuthorized), "mqtt login refused"},
+		{"mqtt5 wrong password", v5ConnectRefused(v5CP("v5a", "alice", "wrong-pass"), packet.ReasonBadUserNameOrPassword), "mqtt login refused"},
+		{"mqtt5 unknown user", v5ConnectRefused(v5CP("v5b", "mallory", "wrong-pass"), packet.ReasonBadUserNameOrPassword), "mqtt login refused"},
+		{"mqtt5 no credentials", v5ConnectRefused(v5CP("v5c", "", ""), packet.ReasonNotAuthorized), "mqtt login refused"},
 		{"mqtt5 unknown authentication method", v5ConnectRefused(v5AuthMethod("v5d"), packet.ReasonBadAuthenticationMethod),
 			"authentication method not supported"},
-		{"mqtt5 client id of another user's live session", v5ConnectRefused(v5Login("canary-sub", "dave", davePass), packet.ReasonNotAuthorized),
+		{"mqtt5 client id of another user's live session", v5ConnectRefused(v5CP("canary-sub", "dave", davePass), packet.ReasonNotAuthorized),
 			"client id in use by another user's session"},
 		{"mqtt5 $SYS/#", v5SubscribeRefused("bob", bobPass, "v5s1", "$SYS/#", packet.ReasonNotAuthorized), "subscribe refused"},
 		{"mqtt5 shared subscription over another user's subtree", v5SubscribeRefused("bob", bobPass, "v5s2", "$share/g/users/alice/#", packet.ReasonNotAuthorized), "subscribe refused"},
@@ -649,7 +655,7 @@ func mqttSubscriptionsBeyond(t *testing.T, sb *secureBroker) error {
 
 // v5SubscriptionsBeyond is mqttSubscriptionsBeyond over MQTT 5: the sixth is refused 0x97 (quota).
 func v5SubscriptionsBeyond(t *testing.T, sb *secureBroker) error {
-	r, _ := dialRaw5(t, sb.addr, v5Login("subs5v5", "bob", bobPass))
+	r, _ := dialRaw5(t, sb.addr, v5CP("subs5v5", "bob", bobPass))
 	var subs []packet.Subscription
 	for i := range 6 {
 		subs = append(subs, packet.Subscription{Filter: fmt.Sprintf("news/v%d", i), QoS: 1})
@@ -700,5 +706,106 @@ func (x *negativeExtra) mqttTooLarge(body string) func(*testing.T, *secureBroker
 		c.Publish("news/big", 1, false, body).WaitTimeout(time.Second)
 		prototest.WaitFor(t, 5*time.Second, func() bool { return !c.IsConnectionOpen() })
 		return x.notDelivered("news/big")
+	}
+}
+
+// stompAs dials STOMP over TCP with a client-id header.
+func stompAs(clientID string) stompDialer {
+	return func(sb *secureBroker, host, login, pass string) (*stomp.Conn, error) {
+		return stomp.Dial("tcp", sb.addr, stomp.ConnOpt.Host(host), stomp.ConnOpt.Login(login, pass),
+			stomp.ConnOpt.Header("client-id", clientID), stomp.ConnOpt.Logger(prototest.NopStompLogger{}))
+	}
+}
+
+// aclCases are the holes the acl branch closed (issue 13, items 1 to 7) tried once more: client ids a
+// user does not claim, temporary destinations, STOMP names MQTT cannot write, shared groups, and answers
+// that would tell a refused user or an unknown host from a wrong password.
+func (x *negativeExtra) aclCases() []negativeCase {
+	tooMany := make([]*frame.Frame, 0, 101)
+	for i := range 101 { // stomp.MaxTempDestinations + 1
+		tooMany = append(tooMany, frame.New(frame.SEND, frame.Destination, fmt.Sprintf("/topic/news.t%d", i),
+			"reply-to", fmt.Sprintf("/temp-queue/r%d", i)))
+	}
+	return []negativeCase{
+		{"stomp %c: a client-id bob does not claim", stompSendRefusedVia(stompAs("sensor1"), "a", "bob", bobPass,
+			"/topic/devices.sensor1.cmd", "access refused"), "send refused"},
+		{"stomp %c: another user's client id", stompSendRefusedVia(stompAs("dev1"), "a", "alice", alicePass,
+			"/topic/devices.dev1.cmd", "access refused"), "send refused"},
+		{"mqtt %c: subscribe as a client id bob does not claim", mqttSubscribeRefused("bob", bobPass, "sensor1", "devices/sensor1/#"), "subscribe refused"},
+		{"mqtt %c: publish as a client id bob does not claim", x.mqttURLPublishRefused(tcpURL, "bob", bobPass, "sensor2", "devices/sensor2/cmd", 1, false), "mqtt send refused"},
+		{"mqtt5 connect denied by rule: answered as a wrong password (0x86)", v5ConnectRefused(v5CP("v5carol", "carol", carolPass), packet.ReasonBadUserNameOrPassword), "mqtt login refused"},
+		{"stomp temp queue under a guessed session id", func(t *testing.T, sb *secureBroker) error {
+			// A well-formed id (the replier's length and alphabet) that no connection has.
+			guess := "lyre-" + strings.Repeat("a", len(x.replier)-len("lyre-"))
+			return stompSendRefused("a", "bob", bobPass, "/temp-queue/"+guess+".replies", "invalid destination")(t, sb)
+		}, "has gone"},
+		{"stomp temp queue its connection never named", func(t *testing.T, sb *secureBroker) error {
+			return stompSendRefused("a", "bob", bobPass, "/temp-queue/"+x.replier+".never-named", "invalid destination")(t, sb)
+		}, "named no such temporary queue"},
+		{"stomp temp topic without a temp_topic rule", stompSendRefused("a", "bob", bobPass, "/temp-topic/t", "access refused"), "send refused"},
+		{"stomp more temporary destinations than a connection may name", stompRawRefused("bob", bobPass, "too many temporary destinations", tooMany...),
+			"too many temporary destinations"},
+		{"stomp %2F: a level MQTT would read as two is not delivered to MQTT", x.separatorInSegment, "MQTT cannot"},
+		{"mqtt5 shared group member without rights gets nothing", sharedMemberSkipped, ""},
+		{"http unknown vhost without monitor on the broker: the 401 of wrong credentials", x.httpRefused("GET", "/api/v1/vhosts/nowhere/connections", "bob", bobPass, http.StatusUnauthorized),
+			"management request refused"},
+	}
+}
+
+// separatorInSegment has bob SEND /topic/news.x%2Fy (the two levels [news, x/y]): the STOMP subscriber
+// gets it, the MQTT subscriber of news/x/y (three levels) does not.
+func (x *negativeExtra) separatorInSegment(t *testing.T, sb *secureBroker) error {
+	m := mqttLogin(t, sb.addr, "sep-sub", "alice", alicePass)
+	ch, _ := mqttSubscribeCode(t, m, "news/x/y")
+	s := stompLogin(t, sb.addr, "a", "alice", alicePass)
+	sub, err := s.Subscribe("/topic/news.*", stomp.AckAuto)
+	if err != nil {
+		return err
+	}
+	stompBarrierAs(t, s)
+	bob := stompLogin(t, sb.addr, "a", "bob", bobPass)
+	if err := bob.Send("/topic/news.x%2Fy", "text/plain", []byte("two levels"), stomp.SendOpt.Receipt); err != nil {
+		return err
+	}
+	if got := readStomp(t, sub); string(got.Body) != "two levels" {
+		return fmt.Errorf("STOMP subscriber got %q", got.Body)
+	}
+	select {
+	case msg := <-ch:
+		return fmt.Errorf("MQTT subscriber of news/x/y got %q on %s", msg.Payload(), msg.Topic())
+	case <-time.After(150 * time.Millisecond):
+		return nil
+	}
+}
+
+// stompBarrierAs is stompBarrier for a user allowed to send to news.** (to a topic news.* does not match).
+func stompBarrierAs(t *testing.T, c *stomp.Conn) {
+	t.Helper()
+	if err := c.Send("/topic/news.sync.barrier", "text/plain", nil, stomp.SendOpt.Receipt); err != nil {
+		t.Fatalf("stomp barrier: %v", err)
+	}
+}
+
+// sharedMemberSkipped puts bob (who may read alerts/public only) and alice (an admin) in one shared group
+// on alerts/#: every alerts/private message goes to alice, none to bob.
+func sharedMemberSkipped(t *testing.T, sb *secureBroker) error {
+	bob := v5Login(t, sb.addr, "share-bob", "bob", bobPass)
+	bob.sub(0, paho5.SubscribeOptions{Topic: "$share/g/alerts/#", QoS: 1})
+	alice := v5Login(t, sb.addr, "share-alice", "alice", alicePass)
+	alice.sub(0, paho5.SubscribeOptions{Topic: "$share/g/alerts/#", QoS: 1})
+	pub := mqttLogin(t, sb.addr, "share-pub", "alice", alicePass)
+	for i := range 6 {
+		mqttPublish(t, pub, "alerts/private/s", 1, strconv.Itoa(i))
+	}
+	for range 6 {
+		if m := alice.next(5 * time.Second); m.Topic != "alerts/private/s" {
+			return fmt.Errorf("alice got %s", m.Topic)
+		}
+	}
+	select {
+	case m := <-bob.msgs:
+		return fmt.Errorf("bob, who may not read it, got %q on %s", m.Payload, m.Topic)
+	case <-time.After(150 * time.Millisecond):
+		return nil
 	}
 }
