@@ -75,8 +75,20 @@ func HoldPublisher(m *router.Message, conn any, b Brake) bool {
 // handles, holding no lock. It returns at once when nobody asked, and when the connection closes.
 func (c *Conn) Pace() {
 	if p := c.pace.Load(); p != nil {
-		p.wait(c.Done())
+		p.wait(c.Done(), c.srv.paceTimeout())
 	}
+}
+
+// SetPaceTimeout changes how long this server's connections hold a publisher back for one message
+// (default PaceTimeout); d <= 0 restores the default. Tests on a loaded machine raise it, so a
+// subscriber that is slow but keeps up is not taken for a stuck one because it was descheduled.
+func (s *Server) SetPaceTimeout(d time.Duration) { s.pace.Store(int64(max(d, 0))) }
+
+func (s *Server) paceTimeout() time.Duration {
+	if d := time.Duration(s.pace.Load()); d > 0 {
+		return d
+	}
+	return PaceTimeout
 }
 
 // Pacer holds back a publisher that is not a connection, such as an HTTP request: set it as the
@@ -89,7 +101,7 @@ func (p *Pacer) HoldFor(b Brake) { p.p.hold(b) }
 
 // Wait is Conn.Pace for the publisher: it returns once every subscriber that asked has room, after
 // PaceTimeout at most, or when done is closed.
-func (p *Pacer) Wait(done <-chan struct{}) { p.p.wait(done) }
+func (p *Pacer) Wait(done <-chan struct{}) { p.p.wait(done, PaceTimeout) }
 
 func (p *pacer) hold(b Brake) {
 	p.mu.Lock()
@@ -99,8 +111,8 @@ func (p *pacer) hold(b Brake) {
 	p.mu.Unlock()
 }
 
-// wait waits for the pending brakes as Pace says, until done is closed.
-func (p *pacer) wait(done <-chan struct{}) {
+// wait waits for the pending brakes as Pace says, timeout at most, until done is closed.
+func (p *pacer) wait(done <-chan struct{}, timeout time.Duration) {
 	p.mu.Lock()
 	brakes := p.brakes
 	p.brakes = nil
@@ -108,7 +120,7 @@ func (p *pacer) wait(done <-chan struct{}) {
 	if len(brakes) == 0 {
 		return
 	}
-	deadline := time.Now().Add(PaceTimeout)
+	deadline := time.Now().Add(timeout)
 	var timer *time.Timer
 	for _, b := range brakes {
 		room := b.Room()

@@ -40,6 +40,7 @@ type Server struct {
 
 	log      *zap.Logger
 	handlers map[string]Handler
+	pace     atomic.Int64 // SetPaceTimeout; 0 = PaceTimeout
 
 	wg       sync.WaitGroup // every goroutine the server starts
 	mu       sync.Mutex

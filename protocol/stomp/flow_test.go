@@ -350,6 +350,9 @@ func TestFlowControl_MessageLargerThanOutboundLimit(t *testing.T) {
 func TestFlowControl_FireAndForgetFanInLosesNothing(t *testing.T) {
 	const producers, n, size = 8, 1000, 4 << 10 // 32 MiB: four times the outbound limit
 	b := startBroker(t, nil)
+	// The subscriber keeps up but may be descheduled for long on a loaded machine (-race, CI): hold
+	// producers back for as long as it takes, so only a lost message fails the test, not a late one.
+	b.srv.SetPaceTimeout(time.Minute)
 	sub := subscribe(t, b.dial(t), "/topic/x", stomp.AckAuto)
 	body := bytes.Repeat([]byte{'p'}, size)
 	errs := make(chan error, producers)
