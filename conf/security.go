@@ -64,32 +64,24 @@ func (v *validator) hostSecurity(k string, h *VirtualHost) {
 	if _, set := v.c.pos[k+".users_file"]; h.UsersFile != "" || set {
 		v.usersFile(k+".users_file", h.UsersFile)
 	}
-	if h.MaxConnections < 0 {
-		v.errf(k+".max_connections", "max_connections must not be negative (0 means unlimited)")
-	}
-	if h.MaxQueues < 0 {
-		v.errf(k+".max_queues", "max_queues must not be negative (0 means unlimited)")
-	}
-	if h.MaxMessageLength < 0 {
-		v.errf(k+".max_message_length", "max_message_length must not be negative (0 means the connector's)")
-	}
-	if h.Quota < 0 {
-		v.errf(k+".quota", "quota must not be negative (0 means the default)")
-	}
-	if h.QuotaMessages < 0 {
-		v.errf(k+".quota_messages", "quota_messages must not be negative (0 means the default)")
-	}
-	if h.MaxSubscriptions < 0 {
-		v.errf(k+".max_subscriptions", "max_subscriptions must not be negative (0 means the default)")
-	}
-	if h.MaxDurableSubscriptions < 0 {
-		v.errf(k+".max_durable_subscriptions", "max_durable_subscriptions must not be negative (0 means the default)")
-	}
-	if h.MaxConcurrentLogins < 0 {
-		v.errf(k+".max_concurrent_logins", "max_concurrent_logins must not be negative (0 means one per CPU)")
-	}
-	if h.MaxConcurrentLoginsPerAddress < 0 {
-		v.errf(k+".max_concurrent_logins_per_address", "max_concurrent_logins_per_address must not be negative (0 means the default)")
+	for _, l := range []struct {
+		name string
+		n    int64
+		zero string // what 0 means
+	}{
+		{"max_connections", int64(h.MaxConnections), "unlimited"},
+		{"max_queues", int64(h.MaxQueues), "unlimited"},
+		{"max_message_length", h.MaxMessageLength, "the connector's"},
+		{"quota", h.Quota, "the default"},
+		{"quota_messages", int64(h.QuotaMessages), "the default"},
+		{"max_subscriptions", int64(h.MaxSubscriptions), "the default"},
+		{"max_durable_subscriptions", int64(h.MaxDurableSubscriptions), "the default"},
+		{"max_concurrent_logins", int64(h.MaxConcurrentLogins), "one per CPU"},
+		{"max_concurrent_logins_per_address", int64(h.MaxConcurrentLoginsPerAddress), "the default"},
+	} {
+		if l.n < 0 {
+			v.errf(k+"."+l.name, "%s must not be negative (0 means %s)", l.name, l.zero)
+		}
 	}
 	v.shareStrategy(k, h.SharedSubscriptionStrategy)
 	for j, p := range h.ClientIDs {
