@@ -58,9 +58,12 @@ type Conn struct {
 	set   *Settings
 	proto string
 	r     io.Reader
-	logp  atomic.Pointer[zap.Logger] // built on first Log call: a zap child logger costs ~1 KiB
-	since int64                      // accepted at, Unix nanoseconds
-	stats counters
+	// defers: r is the connection's own connReader, which flushes CommitDeferred output before it reads
+	// from the socket; otherwise CommitDeferred commits at once.
+	defers bool
+	logp   atomic.Pointer[zap.Logger] // built on first Log call: a zap child logger costs ~1 KiB
+	since  int64                      // accepted at, Unix nanoseconds
+	stats  counters
 	// rechecks is Server.rechecks when the connection was opened: a reload's re-check that ran before
 	// the front-end registered its hook is caught up with (OnRecheck).
 	rechecks uint32
@@ -95,6 +98,7 @@ func newConn(s *Server, nc net.Conn, r io.Reader, set *Settings, proto string) *
 	c.rechecks = s.rechecks.Load()
 	switch cr := r.(type) {
 	case *connReader:
+		cr.owner, c.defers = c, true
 		cr.count = &c.stats.bytesIn
 		c.stats.bytesIn.Store(uint64(cr.w - cr.r)) // the bytes read while detecting, replayed from the buffer
 	case *wsConn:
@@ -131,6 +135,15 @@ func (c *Conn) Protocol() string { return c.proto }
 // buffer then goes back to a pool). A read error is returned once: after a deadline error the handler
 // may set a new deadline and read on.
 func (c *Conn) Reader() io.Reader { return c.r }
+
+// Buffered returns how many bytes Reader holds already read from the socket: while it is not zero the
+// next read does not wait for the peer, so a handler need not re-arm a read deadline before it.
+func (c *Conn) Buffered() int {
+	if cr, ok := c.r.(*connReader); ok {
+		return cr.w - cr.r
+	}
+	return 0
+}
 
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
