@@ -224,6 +224,7 @@ type connReader struct {
 	lastRead time.Duration  // since clockStart, of the last small read checked for quietness
 	count    *atomic.Uint64 // bytes read from src, when set (the connection's BytesIn)
 	owner    *Conn          // when set, its deferred output is flushed before each socket read
+	deadline time.Duration  // since clockStart, of the read deadline Conn.ArmReadDeadline set last
 	tiny     [tinySize]byte
 }
 

@@ -41,14 +41,10 @@ func (cl *client) loop() error {
 	if cl.keep == 0 {
 		_ = cl.c.SetReadDeadline(time.Time{})
 	}
-	paced := false
 	for {
-		if cl.keep > 0 && (cl.c.Buffered() == 0 || paced) {
-			// [MQTT-3.1.2-24] 1.5 × keep-alive without a packet closes the connection. Re-armed only when
-			// the next read may wait for the client: a packet already buffered arrived with the last read,
-			// which re-armed it, microseconds ago (unless Pace held this publisher since; arming a deadline
-			// costs a timer update, per packet a tenth of the broker's time in a QoS 1 fan-in).
-			_ = cl.c.SetReadDeadline(time.Now().Add(cl.keep))
+		if cl.keep > 0 {
+			// [MQTT-3.1.2-24] 1.5 × keep-alive without a packet closes the connection.
+			cl.c.ArmReadDeadline(cl.keep)
 		}
 		p, err := cl.rd.ReadPacket()
 		if err != nil {
@@ -61,7 +57,7 @@ func (cl *client) loop() error {
 			return err
 		}
 		cl.sess.flushLate()
-		paced = cl.c.Pace() // subscribers over their windows hold this publisher back (protocol.Pace)
+		cl.c.Pace() // subscribers over their windows hold this publisher back (protocol.Pace)
 	}
 }
 
