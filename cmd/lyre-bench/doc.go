@@ -16,11 +16,12 @@
 //	           come and go, half of them misbehaving; the broker's RSS, goroutines and connections (-pid,
 //	           -metrics) must come back to their baseline afterwards (soak.go)
 //
-// -transport ws or wss carries every connection of the run (publishers, subscribers, idle) over WebSocket
-// (RFC 6455) instead of TCP: ws://ADDR/PATH with PATH from -ws-path (default /mqtt for MQTT, /stomp for
-// STOMP), sub-protocol mqtt, or v12.stomp, v11.stomp and v10.stomp. wss adds TLS, verified against the
-// system's roots, -cafile, or not at all with -insecure. MQTT goes in binary messages and STOMP in text
-// messages, one per write batch; packets and frames from the broker may span and share messages.
+// -transport tls carries every connection of the run over TLS, verified against the system's roots,
+// -cafile, or not at all with -insecure; no session is resumed, so each connection makes a full handshake.
+// -transport ws or wss carries them over WebSocket (RFC 6455) instead of TCP: ws://ADDR/PATH with PATH from
+// -ws-path (default /mqtt for MQTT, /stomp for STOMP), sub-protocol mqtt, or v12.stomp, v11.stomp and
+// v10.stomp. wss adds TLS, verified as with tls. MQTT goes in binary messages and STOMP in text messages,
+// one per write batch; packets and frames from the broker may span and share messages.
 //
 // Topics are <-topic>/<run id>/fanin, .../fanout and .../pair/<i> (STOMP: -dest-prefix, then the same levels
 // joined with '.'), so concurrent runs against one broker do not see each other's messages. Subscribers are
