@@ -12,6 +12,12 @@ import (
 	"time"
 )
 
+// Connect loops: the default and the most -mode connect runs.
+const (
+	defaultConnectLoops = 16
+	maxConnectLoops     = 10000
+)
+
 // config is the parsed command line.
 type config struct {
 	stalled   int
@@ -51,6 +57,7 @@ type config struct {
 	prefetch     int
 	persistent   bool
 	keepSession  bool // MQTT subscribers: clean session off
+	freshIDs     bool // connect: a new client id per attempt
 	receiptEvery int
 	// WebSocket
 	transport string      // tcp, tls, ws or wss
@@ -87,6 +94,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	if c.mode == "soak" {
 		c.soakDefaults(set)
 	}
+	if c.mode == "connect" && !set["conns"] {
+		c.conns = defaultConnectLoops
+	}
 	if c.count > 0 && !set["duration"] {
 		c.duration = 0
 	}
@@ -102,7 +112,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 // define defines the command line flags on fs, each set into its field of c.
 func (c *config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.proto, "proto", "mqtt", "protocol: mqtt or stomp (-mode mqtt2stomp uses both)")
-	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle (MQTT) | soak")
+	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle (MQTT) | soak | connect")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:1883", "broker address host:port")
 	fs.IntVar(&c.qos, "qos", 0, "QoS of publications and subscriptions: 0, 1 or 2")
 	fs.IntVar(&c.pubs, "pubs", 0, "publishers (0 = mode default: fanin 8, fanout 1, pairs 8)")
@@ -114,7 +124,8 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.topic, "topic", "lyre-bench", "topic prefix")
 	fs.IntVar(&c.inflight, "inflight", 64, "MQTT QoS 1/2: unacknowledged messages per publisher; STOMP: outstanding receipts per producer")
 	fs.IntVar(&c.stalled, "stalled", 0, "MQTT: extra subscribers to the same topic(s) that never read after SUBACK (a slow-subscriber run)")
-	fs.IntVar(&c.conns, "conns", 1000, "idle: connections to open; soak: connections per storm (default 10000 there)")
+	fs.IntVar(&c.conns, "conns", 1000, "idle: connections to open; soak: connections per storm (default 10000 there); connect: concurrent connect loops (default 16 there)")
+	fs.BoolVar(&c.freshIDs, "fresh-ids", true, "connect: a new client id for every attempt (false: one per loop, reused)")
 	fs.IntVar(&c.storms, "storms", 3, "soak: connection storms")
 	fs.DurationVar(&c.hold, "hold", 10*time.Second, "soak: how long a storm's connections stay open")
 	fs.DurationVar(&c.pause, "pause", 10*time.Second, "soak: quiet time after each storm")
@@ -182,6 +193,14 @@ func (c *config) normalize() error {
 		c.subs = c.pubs
 	case "soak":
 		return c.checkSoak()
+	case "connect":
+		switch {
+		case c.conns < 1 || c.conns > maxConnectLoops:
+			return badUsage("-conns %d: want 1 to %d connect loops", c.conns, maxConnectLoops)
+		case c.duration <= 0:
+			return badUsage("-mode connect runs for -duration")
+		}
+		return nil
 	case "idle":
 		if c.proto != "mqtt" {
 			return badUsage("-mode idle is MQTT only")
@@ -194,7 +213,7 @@ func (c *config) normalize() error {
 		}
 		return nil
 	default:
-		return badUsage("-mode %q: want fanin, fanout, pairs, queue, mqtt2stomp, idle or soak", c.mode)
+		return badUsage("-mode %q: want fanin, fanout, pairs, queue, mqtt2stomp, idle, soak or connect", c.mode)
 	}
 	return c.checkRun()
 }

@@ -15,6 +15,12 @@
 //	soak       QoS 1 fanin traffic, every message counted, while -storms storms of -conns connections (10,000)
 //	           come and go, half of them misbehaving; the broker's RSS, goroutines and connections (-pid,
 //	           -metrics) must come back to their baseline afterwards (soak.go)
+//	connect    new clients as fast as they come: -conns loops (default 16) each dial, CONNECT, wait for the
+//	           CONNACK (STOMP: CONNECTED), DISCONNECT and close, again and again for -duration; reports
+//	           connects/s and the dial-to-CONNACK latency. Each attempt has a client id of its own
+//	           (-fresh-ids=false: one per loop), so none takes over a session. -user/-pass (STOMP
+//	           -login/-passcode) log in; -transport tls measures the TLS handshake too. Any refusal or
+//	           failed attempt is an error (exit 1).
 //
 // -transport tls carries every connection of the run over TLS, verified against the system's roots,
 // -cafile, or not at all with -insecure; no session is resumed, so each connection makes a full handshake.
@@ -48,6 +54,7 @@
 //	lyre-bench -addr 127.0.0.1:1883 -mode fanin -qos 1 -duration 10s
 //	lyre-bench -mode fanout -subs 50 -rate 1000 -size 256 -json
 //	lyre-bench -mode idle -conns 10000 -pid $(pgrep -n lyre)
+//	lyre-bench -mode connect -transport tls -cafile ca.pem -user bench -pass secret -duration 5s
 //	lyre-bench -transport ws -addr 127.0.0.1:1883 -mode idle -conns 10000 -pid $(pgrep -n lyre)
 //	lyre-bench -proto stomp -addr 127.0.0.1:61613 -mode queue -prefetch 100 -receipt-every 100 -inflight 4
 //	lyre-bench -proto stomp -addr 127.0.0.1:61620 -vhost / -login guest -passcode guest -mode fanin

@@ -126,6 +126,10 @@ func runMode(ctx context.Context, c *config, progress io.Writer, log *zap.Logger
 		}
 		return r, r.Interrupted
 	}
+	if c.mode == "connect" {
+		r := connectRun(ctx, c, progress)
+		return r, r.Interrupted
+	}
 	if c.mode == "soak" {
 		r, err := soak(ctx, c, progress, log)
 		if err != nil {
