@@ -359,7 +359,10 @@ func findLyre(ctx context.Context, flagPath, dir string, progress io.Writer) (bi
 	if err != nil {
 		return "", "", err
 	}
-	bin = filepath.Join(dir, "lyre")
+	bin = filepath.Join(dir, "bin", "lyre") // dir/lyre is the broker's own directory
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", "", err
+	}
 	if progress != nil {
 		fmt.Fprintf(progress, "building lyre from %s\n", root)
 	}

@@ -185,11 +185,12 @@ func TestCompareLyre(t *testing.T) {
 	})
 }
 
-// -curve climbs the offered rates up to -curve-max; a failed setup (a Lyre that does not exist) is exit 1.
+// -curve climbs the offered rates up to -curve-max. Without -lyre, compare builds Lyre from the module
+// around the working directory (here, this package's). A failed setup (a Lyre that does not exist) is
+// exit 1.
 func TestCompareCurve(t *testing.T) {
-	bin := lyreBinary(t)
-	code, out, errOut := runCompare(t, "-lyre", bin, "-mosquitto", "/nonexistent/mosquitto", "-curve", "-curve-max", "10000",
-		"-duration", "300ms", "-reps", "1", "-q")
+	code, out, errOut := runCompare(t, "-mosquitto", "/nonexistent/mosquitto", "-curve", "-curve-max", "10000",
+		"-duration", "300ms", "-reps", "1")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -204,6 +205,9 @@ func TestCompareCurve(t *testing.T) {
 	}
 	if strings.Contains(out, "20.0k") {
 		t.Error("ran beyond -curve-max")
+	}
+	if !strings.Contains(errOut, "building lyre from ") || !regexp.MustCompile(`Lyre [^ ]+ \([0-9a-f]{7}`).MatchString(out) {
+		t.Errorf("not built from the module, or without its commit:\n%s\n%s", errOut, out)
 	}
 
 	code, _, errOut = runCompare(t, "-lyre", filepath.Join(t.TempDir(), "no-lyre"), "-q", "-only", "qos0-fanin")

@@ -130,7 +130,7 @@ func (cmp *comparison) printCurve(w io.Writer, tgs []*target, levels []float64, 
 	}
 	t.write(w)
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "- A broker is saturated at the first offered rate of which it delivers less than %.0f%%, or where it loses messages; it is not run at higher rates.\n", saturationShare*100)
+	fmt.Fprintf(w, "- A broker is saturated at the first offered rate at which it delivers less than %.0f%% of it, or loses messages; it is not run at higher rates.\n", saturationShare*100)
 	for _, n := range cmp.notes(true) {
 		fmt.Fprintln(w, "- "+n)
 	}
