@@ -30,7 +30,7 @@ type compareConfig struct {
 	list            bool
 	curve           bool
 	curveQoS        int
-	curveMax        float64
+	curveMax        int // msg/s
 	size            int
 	conns           int // connect loops
 	idleConns       int
@@ -105,7 +105,7 @@ markdown table of the medians (-curve: latency against offered load instead). Se
 	fs.BoolVar(&cc.list, "list", false, "list the scenarios and exit")
 	fs.BoolVar(&cc.curve, "curve", false, "instead of the scenarios: latency against offered load (MQTT fan-in 8→1), 5k msg/s up to saturation")
 	fs.IntVar(&cc.curveQoS, "qos", 1, "-curve: QoS of the fan-in")
-	fs.Float64Var(&cc.curveMax, "curve-max", 1e6, "-curve: the highest offered msg/s tried")
+	fs.IntVar(&cc.curveMax, "curve-max", 1000000, "-curve: the highest offered msg/s tried")
 	fs.IntVar(&cc.size, "size", 100, "payload bytes")
 	fs.IntVar(&cc.conns, "conns", defaultConnectLoops, "connection rate scenarios: concurrent connect loops")
 	fs.IntVar(&cc.idleConns, "idle-conns", 5000, "idle scenario: connections (each broker is started afresh for it)")
@@ -132,7 +132,7 @@ markdown table of the medians (-curve: latency against offered load instead). Se
 		return nil, badUsage("compare: -size %d: want at least %d", cc.size, payloadHeader)
 	case cc.conns < 1 || cc.conns > maxConnectLoops || cc.idleConns < 1:
 		return nil, badUsage("compare: -conns must be 1 to %d, -idle-conns positive", maxConnectLoops)
-	case cc.curveQoS < 0 || cc.curveQoS > 2 || cc.curveMax < curveLevels[0]:
+	case cc.curveQoS < 0 || cc.curveQoS > 2 || float64(cc.curveMax) < curveLevels[0]:
 		return nil, badUsage("compare: -qos 0, 1 or 2, -curve-max at least %.0f", curveLevels[0])
 	}
 	if only != "" {

@@ -81,6 +81,12 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("lyre-bench", flag.ContinueOnError)
 	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, `usage: lyre-bench [flags]          one run against a broker (see -mode)
+       lyre-bench compare [flags]  Lyre and mosquitto side by side (lyre-bench compare -h)
+`)
+		fs.PrintDefaults()
+	}
 	c.define(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -54,7 +54,7 @@ func (cmp *comparison) runCurve(ctx context.Context, w io.Writer) {
 	var levels []float64
 	var points []map[string]curvePoint
 	done := map[string]bool{} // saturated, or failed
-	for i := 0; curveLevel(i) <= cmp.cc.curveMax && len(done) < len(tgs) && ctx.Err() == nil; i++ {
+	for i := 0; curveLevel(i) <= float64(cmp.cc.curveMax) && len(done) < len(tgs) && ctx.Err() == nil; i++ {
 		offered := curveLevel(i)
 		sc := cmp.cc.curveScenario(offered)
 		delete(cmp.results, sc.id)
