@@ -16,6 +16,9 @@ type cell struct {
 	runs   []outcome
 }
 
+// cell returns tg's figure for metric m of scenario sc: "—" when tg does not run sc, "error" when a run
+// failed (the notes say why), else the median, its note, and the rate achieved when a paced scenario
+// saturated the broker.
 func (cmp *comparison) cell(sc *scenario, m *metric, tg *target) cell {
 	c := cell{text: "—", median: nan()}
 	if !tg.supports(sc) {
