@@ -143,7 +143,7 @@ virtual_host "w" {
 	}
 	wantMQTT := conf.MQTT{
 		Grammar: conf.MQTTGrammarDefaults, MaxMessageLength: 100 << 20, DieDelay: 5 * time.Second,
-		MaxInflight: 32, MaxQueuedMessages: 1000, MaxSubscriptions: 1000, MaxTopicLevels: 128,
+		MaxInflight: 128, MaxQueuedMessages: 1000, MaxSubscriptions: 1000, MaxTopicLevels: 128,
 		ReceiveMaximum: 1024, TopicAliasMaximum: 64, ResponseTopicPrefix: "reply/",
 	}
 	if cn.MQTT != wantMQTT {

@@ -206,7 +206,9 @@ type MQTT struct {
 	MaxMessageLength int64
 	// DieDelay bounds how long a connection lingers after a protocol error. Default 5s.
 	DieDelay time.Duration
-	// MaxInflight is the per-client window of unacknowledged outbound QoS 1/2 messages. Default 32.
+	// MaxInflight is the per-client window of unacknowledged outbound QoS 1/2 messages. Default 128: a
+	// window of 32 held one subscriber to 32 messages per round trip, the limit of a QoS 1 fan-in and the
+	// knee of its latency curve. An MQTT 5 client's Receive Maximum lowers it.
 	MaxInflight int
 	// MaxQueuedMessages bounds QoS 1/2 messages held for a client beyond its window. Default 1000.
 	MaxQueuedMessages int
@@ -484,7 +486,7 @@ const (
 	DefaultDieDelay          = 5 * time.Second
 	DefaultDetectTimeout     = 5 * time.Second
 	DefaultMaxConnections    = 10000
-	DefaultMaxInflight       = 32
+	DefaultMaxInflight       = 128
 	DefaultMaxQueuedMessages = 1000
 	DefaultMaxTopicLevels    = 128
 	DefaultReceiveMaximum    = 1024

@@ -91,7 +91,7 @@ connector "default" {
 
     # max_message_length  = "100MB"
     # die_delay           = "5s"
-    # max_inflight        = 32      # unacknowledged QoS 1/2 messages per client (1 to 65535)
+    # max_inflight        = 128     # unacknowledged QoS 1/2 messages per client (1 to 65535)
     # max_queued_messages = 1000    # further messages waiting for a connected client's window; beyond
     #                               # it its publishers are held back (an offline session keeps what its
     #                               # durable subscriptions' quota allows: see dsub below)
