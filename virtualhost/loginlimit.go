@@ -45,12 +45,6 @@ func (h *Host) loginTurn(remote net.Addr, check bool) (loginTurn, error) {
 	return h.Throttle.turn(remote, check, hostMax, addrMax)
 }
 
-// checksPassword reports whether a login with this user name costs a bcrypt check: a name given to a
-// host with a users file (an unknown name is checked against the dummy hash).
-func (h *Host) checksPassword(name string, hasUser bool) bool {
-	return hasUser && name != "" && h.cur.Load().dummy != nil
-}
-
 // turn takes a login's places: it waits until its address has paid the delay its last failure earned,
 // then for a place among its address's attempts (at most addrMax) and, when check is set, among the
 // host's password checks (at most hostMax). It gives up with ErrLoginBusy after Wait. A nil Throttle
