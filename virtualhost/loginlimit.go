@@ -152,10 +152,21 @@ func (t *Throttle) leave(check bool, ip string) {
 	t.gmu.Unlock()
 }
 
-// addrKey is the IP address of remote, the key of its failures and attempts; "" for nil.
+// addrKey is the IP address of remote, the key of its failures and attempts; "" for nil. Every login
+// asks it, so a TCP address (all of them but in tests) skips the host:port string it would otherwise
+// build and split.
 func addrKey(remote net.Addr) string {
-	if remote == nil {
+	switch a := remote.(type) {
+	case nil:
 		return ""
+	case *net.TCPAddr:
+		if a == nil || len(a.IP) == 0 {
+			return "" // as the split of ":port" gives
+		}
+		if a.Zone != "" {
+			return a.IP.String() + "%" + a.Zone
+		}
+		return a.IP.String()
 	}
 	ip := remote.String()
 	if host, _, err := net.SplitHostPort(ip); err == nil {
