@@ -129,8 +129,8 @@
 // a flapping network, clients that connect for each message, and clients that gave up waiting for
 // their CONNACK during a storm and retry (the check their first attempt cost is not lost). It does not
 // help the first login after the broker starts (the cache is in memory, under a new key) nor a client
-// connected for longer than the TTL. HostCounters.PasswordChecks and CredentialCacheHits show how
-// often each path was taken.
+// connected for longer than the TTL. HostCounters.PasswordChecks and CredentialCacheHits
+// (lyre_password_checks_total, lyre_credential_cache_hits_total) show how often each path was taken.
 //
 // # Access rules
 //

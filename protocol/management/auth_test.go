@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/lyremq/lyre/protocol/prototest"
 )
 
 // Basic auth goes through the host's credential cache: a console or scraper sending the same
@@ -65,4 +67,12 @@ func TestLoginUsesHostCredentialCache(t *testing.T) {
 	f.expect(renewed, http.StatusOK, nil)
 	expectCounts("after the reload", 4, 3)
 
+	// The scrape's own login (ops, not cached yet) is counted before the figures are read.
+	ms := prototest.Scrape(t, "http://"+f.addr+"/metrics", "ops", "ops-pw")
+	if v := ms.Get(t, "lyre_password_checks_total", "vhost", "a"); v != 5 {
+		t.Errorf("lyre_password_checks_total %v, want 5", v)
+	}
+	if v := ms.Get(t, "lyre_credential_cache_hits_total", "vhost", "a"); v != 3 {
+		t.Errorf("lyre_credential_cache_hits_total %v, want 3", v)
+	}
 }
