@@ -18,7 +18,7 @@ import (
 
 // cachedHost is a host "secure" without anonymous access whose users file has alice ("wonderland"),
 // with a credential cache.
-func cachedHost(t *testing.T) *virtualhost.Host {
+func cachedHost(t testing.TB) *virtualhost.Host {
 	t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte("wonderland"), bcrypt.MinCost)
 	if err != nil {
