@@ -44,7 +44,7 @@ func (cl *client) loop() error {
 	for {
 		if cl.keep > 0 {
 			// [MQTT-3.1.2-24] 1.5 × keep-alive without a packet closes the connection.
-			_ = cl.c.SetReadDeadline(time.Now().Add(cl.keep))
+			cl.c.ArmReadDeadline(cl.keep)
 		}
 		p, err := cl.rd.ReadPacket()
 		if err != nil {
@@ -283,7 +283,9 @@ func (s *session) complete(id uint16, st uint8) (outItem, bool) {
 		s.unsent--
 	}
 	s.inflight = slices.Delete(s.inflight, i, i+1)
+	s.ownerPump = true
 	s.pumpLocked()
+	s.ownerPump = false
 	return it, true
 }
 

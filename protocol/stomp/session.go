@@ -305,7 +305,7 @@ type deadlineReader struct {
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
 	if d.every > 0 {
-		_ = d.c.SetReadDeadline(time.Now().Add(d.every))
+		d.c.ArmReadDeadline(d.every)
 	}
 	return d.r.Read(p)
 }
@@ -314,7 +314,7 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 // than in a buffer of its own.
 func (d *deadlineReader) ReadByte() (byte, error) {
 	if d.every > 0 {
-		_ = d.c.SetReadDeadline(time.Now().Add(d.every))
+		d.c.ArmReadDeadline(d.every)
 	}
 	if br, ok := d.r.(io.ByteReader); ok {
 		return br.ReadByte()
