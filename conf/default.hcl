@@ -131,6 +131,9 @@ virtual_host "default" {
   # max_durable_subscriptions = 100000   # STOMP /dsub/... and those of MQTT sessions kept offline
   # max_concurrent_logins             = 0  # password checks at once; 0 = one per CPU; others wait (5s)
   # max_concurrent_logins_per_address = 4  # logins under way from one IP, a failed one until its delay ends
+  # credential_cache      = "30s"  # a password bcrypt verified is trusted this long for the same user, so
+  #                                # reconnecting costs no bcrypt; forgotten on reload; "0s" = off
+  # credential_cache_size = 10000  # users held at once; a new one then replaces another
   # shared_subscription_strategy = "round_robin"  # MQTT 5 $share/{group}/{filter}: which member gets a
   #                            # message: round_robin, random, sticky, hash_clientid or hash_topic
 

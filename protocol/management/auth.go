@@ -1,13 +1,11 @@
 package management
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,55 +13,6 @@ import (
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/virtualhost"
 )
-
-const (
-	// credentialTTL is how long verified credentials are trusted without bcrypt again.
-	credentialTTL = 30 * time.Second
-	// maxCachedCredentials bounds the cache; when full it is emptied.
-	maxCachedCredentials = 1024
-)
-
-type credKey struct {
-	host *virtualhost.Host
-	user string
-	hash [sha256.Size]byte // of the password: the cache never holds it
-}
-
-type credEntry struct {
-	p       virtualhost.Principal
-	expires time.Time
-}
-
-// credentialCache remembers successful logins for credentialTTL.
-type credentialCache struct {
-	mu sync.Mutex
-	m  map[credKey]credEntry
-}
-
-func (c *credentialCache) get(k credKey) (virtualhost.Principal, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[k]
-	if !ok || time.Now().After(e.expires) {
-		return virtualhost.Principal{}, false
-	}
-	return e.p, true
-}
-
-func (c *credentialCache) put(k credKey, p virtualhost.Principal) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= maxCachedCredentials {
-		c.m = make(map[credKey]credEntry)
-	}
-	c.m[k] = credEntry{p: p, expires: time.Now().Add(credentialTTL)}
-}
-
-func (c *credentialCache) clear() {
-	c.mu.Lock()
-	c.m = nil
-	c.mu.Unlock()
-}
 
 // errUnauthenticated is a missing or wrong login (401).
 var errUnauthenticated = errors.New("authentication required")
@@ -95,10 +44,8 @@ func (m *Manager) login(r *http.Request, h *virtualhost.Host, user string) (virt
 		}
 		return virtualhost.Principal{}, errUnauthenticated
 	}
-	k := credKey{host: h, user: user, hash: sha256.Sum256([]byte(password))}
-	if p, ok := m.creds.get(k); ok {
-		return p, nil
-	}
+	// Verify answers from the host's credential cache when it holds these credentials (a browser or a
+	// scraper sends them with every request), else by bcrypt.
 	p, d, err := h.Verify(remoteAddr(r), user, []byte(password), true)
 	if err != nil {
 		if d > 0 {
@@ -109,7 +56,6 @@ func (m *Manager) login(r *http.Request, h *virtualhost.Host, user string) (virt
 		}
 		return virtualhost.Principal{}, errUnauthenticated
 	}
-	m.creds.put(k, p)
 	return p, nil
 }
 
