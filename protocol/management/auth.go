@@ -54,6 +54,9 @@ func (m *Manager) login(r *http.Request, h *virtualhost.Host, user string) (virt
 			case <-r.Context().Done():
 			}
 		}
+		if errors.Is(err, virtualhost.ErrLoginBusy) {
+			return virtualhost.Principal{}, err // not a wrong password: 503, as MQTT and STOMP say unavailable
+		}
 		return virtualhost.Principal{}, errUnauthenticated
 	}
 	return p, nil
@@ -65,7 +68,7 @@ func (m *Manager) allow(w http.ResponseWriter, r *http.Request, h *virtualhost.H
 	action virtualhost.Action, obj virtualhost.Object, id []string) (virtualhost.Principal, bool) {
 	p, err := m.login(r, h, user)
 	if err != nil {
-		m.unauthorized(w, r, h)
+		m.unauthorized(w, r, h, err)
 		return p, false
 	}
 	if !h.Authorize(p, action, obj, id, "") {
@@ -75,9 +78,17 @@ func (m *Manager) allow(w http.ResponseWriter, r *http.Request, h *virtualhost.H
 	return p, true
 }
 
-// unauthorized writes a 401 for a request whose login was tried on host h (nil: none) and logs it; a
-// browser's native login prompt is asked for only when the request is not the console's own fetch.
-func (m *Manager) unauthorized(w http.ResponseWriter, r *http.Request, h *virtualhost.Host) {
+// unauthorized writes a 401 for a request whose login (err) failed on host h (nil: none) and logs it; a
+// browser's native login prompt is asked for only when the request is not the console's own fetch. A
+// login refused because the host's login bounds are full (virtualhost.ErrLoginBusy) is a 503 with
+// Retry-After instead: the credentials were not checked, so the client should not be asked for others.
+func (m *Manager) unauthorized(w http.ResponseWriter, r *http.Request, h *virtualhost.Host, err error) {
+	if errors.Is(err, virtualhost.ErrLoginBusy) {
+		w.Header().Set("Retry-After", "1")
+		m.logRefused(r, h, http.StatusServiceUnavailable, err.Error())
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
+		return
+	}
 	if r.Header.Get("X-Requested-With") == "" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="lyre", charset="UTF-8"`)
 	}

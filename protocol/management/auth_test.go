@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"os"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/lyremq/lyre/protocol/prototest"
+	"github.com/lyremq/lyre/virtualhost"
 )
 
 // Basic auth goes through the host's credential cache: a console or scraper sending the same
@@ -74,5 +76,32 @@ func TestLoginUsesHostCredentialCache(t *testing.T) {
 	}
 	if v := ms.Get(t, "lyre_credential_cache_hits_total", "vhost", "a"); v != 3 {
 		t.Errorf("lyre_credential_cache_hits_total %v, want 3", v)
+	}
+}
+
+// A login the host cannot take its turn for (its address still owes the delay its failures earned, longer
+// than the host waits) is answered 503 with Retry-After, not 401: the credentials were not checked, so a
+// client must retry, not ask its user for other ones (issue 13).
+func TestLoginBusyIs503(t *testing.T) {
+	f := newFixture(t)
+	a := f.hosts.Lookup("a")
+	const delay = 2 * time.Second
+	a.Throttle = &virtualhost.Throttle{Free: 1, Base: delay, Max: delay, Wait: 10 * time.Millisecond}
+	wrong := request{method: "GET", path: "/vhosts/a", user: "tenant", pass: "not-it"}
+	f.expect(wrong, http.StatusUnauthorized, nil) // free
+	// The second failure earns the delay; its client gives up before the answer, which does not cut it short.
+	r, err := http.NewRequest("GET", f.base+"/vhosts/a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetBasicAuth("tenant", "not-it")
+	if _, err := (&http.Client{Timeout: 200 * time.Millisecond}).Do(r); err == nil {
+		t.Fatal("the failure earning the delay was answered before it")
+	}
+	resp := f.send(request{method: "GET", path: "/vhosts/a", user: "tenant"})
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("login within the address's delay: %d, Retry-After %q; want 503 with Retry-After",
+			resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }
