@@ -124,6 +124,20 @@ func (h *Host) passwordLogin(remote net.Addr, name string, password []byte, hasU
 		mac = credMAC(name, password)
 	}
 	hit := cache && !h.retired.Load() && st.creds.has(name, mac, h.now())
+	if cache && !hit && !h.retired.Load() {
+		if wait := st.creds.flight(mac); wait != nil {
+			// Another login is checking these very credentials: its answer serves this one too, if it
+			// is a success. A failure is not shared: this login then pays its own check, and its own
+			// delay, like any other failure.
+			select {
+			case <-wait:
+			case <-time.After(h.loginWait()):
+			}
+			hit = st.creds.has(name, mac, h.now())
+		} else {
+			defer st.creds.land(mac)
+		}
+	}
 	if lt, err = h.loginTurn(remote, check && !hit); err != nil {
 		return Principal{}, lt, err
 	}

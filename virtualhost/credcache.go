@@ -57,6 +57,10 @@ type credCache struct {
 
 	mu sync.Mutex
 	m  map[string]credEntry
+	// checking holds the credentials bcrypt is checking now, each with a channel closed when the check is
+	// over: a login with the same credentials waits for that check rather than run its own (flight). A
+	// fleet of clients sharing one account, reconnecting at once, costs one bcrypt, not one each.
+	checking map[[sha256.Size]byte]chan struct{}
 }
 
 type credEntry struct {
@@ -103,6 +107,32 @@ func (c *credCache) put(name string, mac [sha256.Size]byte, now time.Time) {
 		c.evictLocked(now)
 	}
 	c.m[name] = credEntry{mac: mac, expires: now.Add(c.ttl)}
+}
+
+// flight registers a check of the credentials mac stands for. The first login to ask leads: it gets a
+// nil channel and must call land once its check is over, whatever its outcome. The others get the
+// leader's channel, to wait on before looking the credentials up again.
+func (c *credCache) flight(mac [sha256.Size]byte) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch, ok := c.checking[mac]; ok {
+		return ch
+	}
+	if c.checking == nil {
+		c.checking = make(map[[sha256.Size]byte]chan struct{})
+	}
+	c.checking[mac] = make(chan struct{})
+	return nil
+}
+
+// land ends the leader's check of mac: its followers look the credentials up again.
+func (c *credCache) land(mac [sha256.Size]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch, ok := c.checking[mac]; ok {
+		close(ch)
+		delete(c.checking, mac)
+	}
 }
 
 // evictLocked drops one entry of a full cache (see put).

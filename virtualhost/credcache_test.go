@@ -389,3 +389,56 @@ func TestCredentialCacheConcurrentReload(t *testing.T) {
 		t.Fatal("no login was the cache's")
 	}
 }
+
+// Logins with the same credentials while bcrypt checks them share that one check: a fleet of clients on
+// one account reconnecting at once pays one bcrypt. A wrong password is not shared: each login with it
+// pays its own check (and its own failure).
+func TestCredentialCacheSharesCheckInFlight(t *testing.T) {
+	h, _ := cachedHost(t, "testdata/users.hcl", time.Minute, 100)
+	release := make(chan struct{})
+	var checks atomic.Int32
+	restore := virtualhost.WatchPasswordChecks(func(check func() error) {
+		checks.Add(1)
+		<-release // held until every login has arrived
+		_ = check()
+	})
+	defer restore()
+	const n = 16
+	login := func(password string, errs chan<- error) {
+		for i := range n {
+			addr := &net.TCPAddr{IP: net.IPv4(192, 0, 2, byte(i+1)), Port: 1}
+			go func() {
+				_, _, err := h.Login(addr, "alice", []byte(password), true, fmt.Sprintf("c%d", i))
+				errs <- err
+			}()
+		}
+	}
+	errs := make(chan error, n)
+	login("wonderland", errs)
+	for deadline := time.Now().Add(5 * time.Second); checks.Load() < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no password check started")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the others arrive and wait for the check in flight
+	close(release)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := checks.Load(); c != 1 {
+		t.Fatalf("%d logins with one account at once ran %d bcrypt checks; want 1", n, c)
+	}
+
+	checks.Store(0)
+	login("not-it", errs)
+	for range n {
+		if err := <-errs; !errors.Is(err, virtualhost.ErrBadCredentials) {
+			t.Fatalf("wrong password: %v", err)
+		}
+	}
+	if c := checks.Load(); c != n {
+		t.Fatalf("%d logins with a wrong password ran %d checks; want one each", n, c)
+	}
+}

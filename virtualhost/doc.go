@@ -129,7 +129,10 @@
 // a flapping network, clients that connect for each message, and clients that gave up waiting for
 // their CONNACK during a storm and retry (the check their first attempt cost is not lost). It does not
 // help the first login after the broker starts (the cache is in memory, under a new key) nor a client
-// connected for longer than the TTL. HostCounters.PasswordChecks and CredentialCacheHits
+// connected for longer than the TTL. Logins with the same credentials that arrive while bcrypt checks
+// them wait for that check instead of running their own (a fleet sharing one account reconnects for one
+// bcrypt); a failure is not shared, so each login with a wrong password pays, and is throttled, alone.
+// HostCounters.PasswordChecks and CredentialCacheHits
 // (lyre_password_checks_total, lyre_credential_cache_hits_total) show how often each path was taken.
 //
 // # Access rules

@@ -174,3 +174,11 @@ func addrKey(remote net.Addr) string {
 	}
 	return ip
 }
+
+// loginWait is how long a login waits for its turn (Throttle.Wait, DefaultLoginWait without one).
+func (h *Host) loginWait() time.Duration {
+	if h.Throttle != nil && h.Throttle.Wait > 0 {
+		return h.Throttle.Wait
+	}
+	return DefaultLoginWait
+}

@@ -87,8 +87,12 @@ func (cmp *comparison) printTable(w io.Writer) {
 				row = append(row, c.text)
 			}
 			goal := m.goal
+			medians := make([]float64, len(cells))
+			for i, c := range cells {
+				medians[i] = c.median
+			}
 			if goal != "" && m.met != nil && !math.IsNaN(cells[0].median) {
-				if m.met(cells[0].median, cells[0].runs) {
+				if m.met(medians, cells[0].runs) {
 					goal += " ✓"
 				} else {
 					goal += " ✗"

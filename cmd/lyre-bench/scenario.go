@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -35,7 +36,31 @@ type metric struct {
 	format func(float64) string
 	note   func(runs []outcome) string // appended to the median, e.g. the messages lost
 	goal   string                      // the target, if it names one
-	met    func(median float64, runs []outcome) bool
+	// met says whether Lyre's runs reach the goal; medians are every column's, Lyre's first (NaN where a
+	// broker did not run).
+	met func(medians []float64, runs []outcome) bool
+}
+
+// atLeastTimes is a goal of k times every other broker's figure (that ran).
+func atLeastTimes(k float64, from int) func(m []float64, _ []outcome) bool {
+	return func(m []float64, _ []outcome) bool {
+		ok := false
+		for _, v := range m[from:] {
+			if math.IsNaN(v) {
+				continue
+			}
+			if m[0] < k*v {
+				return false
+			}
+			ok = true
+		}
+		return ok
+	}
+}
+
+// atMostTimes is a goal of at most k times mosquitto's figure (column 1).
+func atMostTimes(k float64) func(m []float64, _ []outcome) bool {
+	return func(m []float64, _ []outcome) bool { return len(m) > 1 && !math.IsNaN(m[1]) && m[0] <= k*m[1] }
 }
 
 // outcome is what compare keeps of one run.
@@ -73,15 +98,27 @@ func p99Note(runs []outcome) string {
 func (cc *compareConfig) scenarios() []*scenario {
 	rate := func(label string) metric { return metric{label: label, value: rateOf, format: fmtCount} }
 	lossless := rate("MQTT QoS 1 fan-in 8→1, msg/s")
-	lossless.note, lossless.goal = lostNote, "0 lost"
-	lossless.met = func(_ float64, runs []outcome) bool { return totalLost(runs) == 0 }
+	lossless.note, lossless.goal = lostNote, "≥ 2× mosquitto, 0 lost"
+	twice := atLeastTimes(2, 1)
+	lossless.met = func(m []float64, runs []outcome) bool { return twice(m, runs) && totalLost(runs) == 0 }
+	qos2 := rate("MQTT QoS 2 fan-in 8→1, msg/s")
+	qos2.goal, qos2.met = "≥ 2× mosquitto", twice
 	stompRate := rate("STOMP fan-in 8→1 without receipts, msg/s")
-	stompRate.note = lostNote
+	stompRate.note, stompRate.goal = lostNote, "≥ 120k, 0 lost"
+	stompRate.met = func(m []float64, runs []outcome) bool { return m[0] >= 120e3 && totalLost(runs) == 0 }
+	toStomp := rate("MQTT QoS 1 → STOMP client-ack, msg/s")
+	toStomp.goal, toStomp.met = "≥ 10× each STOMP peer", atLeastTimes(10, 2)
+	queue := rate("STOMP queue 4→4, client-individual acks, msg/s")
+	queue.note = lostNote
 	latency := func(offered float64) *scenario {
 		k := strconv.Itoa(int(offered / 1000))
 		at := " at " + k + "k msg/s offered, "
 		pct := func(name string, f func(o *outcome) float64) metric {
-			return metric{label: "MQTT QoS 1 fan-in 8→1" + at + name + " latency", value: f, format: fmtUs}
+			m := metric{label: "MQTT QoS 1 fan-in 8→1" + at + name + " latency", value: f, format: fmtUs}
+			if offered == 80e3 && name != "p50" {
+				m.goal, m.met = "≤ ½ mosquitto", atMostTimes(0.5)
+			}
+			return m
 		}
 		return &scenario{id: "qos1-" + k + "k", kind: kindBench, mqtt: true, offered: offered,
 			name: "MQTT QoS 1 fan-in 8→1 at " + k + "k msg/s",
@@ -100,14 +137,14 @@ func (cc *compareConfig) scenarios() []*scenario {
 	}
 	idleRSS := metric{label: fmt.Sprintf("Idle MQTT connection (%d open), broker RSS per connection", cc.idleConns),
 		value: func(o *outcome) float64 { return o.KiBPerConn }, format: fmtKiB,
-		goal: "≤ 4 KiB", met: func(m float64, _ []outcome) bool { return m <= 4 }}
+		goal: "≤ 4 KiB", met: func(m []float64, _ []outcome) bool { return m[0] <= 4 }}
 	return []*scenario{
 		{id: "qos0-fanin", name: "MQTT QoS 0 fan-in 8→1", kind: kindBench, mqtt: true,
 			args: []string{"-mode", "fanin", "-qos", "0"}, metrics: []metric{rate("MQTT QoS 0 fan-in 8→1, msg/s")}},
 		{id: "qos1-fanin", name: "MQTT QoS 1 fan-in 8→1", kind: kindBench, mqtt: true,
 			args: []string{"-mode", "fanin", "-qos", "1"}, metrics: []metric{lossless}},
 		{id: "qos2-fanin", name: "MQTT QoS 2 fan-in 8→1", kind: kindBench, mqtt: true,
-			args: []string{"-mode", "fanin", "-qos", "2"}, metrics: []metric{rate("MQTT QoS 2 fan-in 8→1, msg/s")}},
+			args: []string{"-mode", "fanin", "-qos", "2"}, metrics: []metric{qos2}},
 		{id: "qos0-fanout", name: "MQTT QoS 0 fan-out 1→100", kind: kindBench, mqtt: true,
 			args: []string{"-mode", "fanout", "-qos", "0", "-subs", "100"}, metrics: []metric{rate("MQTT QoS 0 fan-out 1→100, deliveries/s")}},
 		{id: "qos1-pairs", name: "MQTT QoS 1, 50 pairs", kind: kindBench, mqtt: true,
@@ -117,7 +154,10 @@ func (cc *compareConfig) scenarios() []*scenario {
 		{id: "stomp-fanin", name: "STOMP fan-in 8→1 without receipts", kind: kindBench, stomp: true,
 			args: []string{"-proto", "stomp", "-mode", "fanin"}, metrics: []metric{stompRate}},
 		{id: "mqtt2stomp", name: "MQTT QoS 1 → STOMP client-ack", kind: kindBench, mqtt: true, stomp: true,
-			args: []string{"-mode", "mqtt2stomp", "-qos", "1", "-ack", "client"}, metrics: []metric{rate("MQTT QoS 1 → STOMP client-ack, msg/s")}},
+			args: []string{"-mode", "mqtt2stomp", "-qos", "1", "-ack", "client"}, metrics: []metric{toStomp}},
+		{id: "stomp-queue", name: "STOMP queue 4→4", kind: kindBench, stomp: true,
+			args:    []string{"-proto", "stomp", "-mode", "queue", "-prefetch", "100", "-receipt-every", "100", "-inflight", "4"},
+			metrics: []metric{queue}},
 		{id: "idle", name: "Idle MQTT connections", kind: kindIdle, mqtt: true, fresh: true,
 			args: []string{"-mode", "idle", "-conns", strconv.Itoa(cc.idleConns)}, metrics: []metric{idleRSS}},
 		connect("connect", "Connection rate, plain", false, false),
