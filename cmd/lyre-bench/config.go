@@ -102,7 +102,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 // define defines the command line flags on fs, each set into its field of c.
 func (c *config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.proto, "proto", "mqtt", "protocol: mqtt or stomp (-mode mqtt2stomp uses both)")
-	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle (MQTT) | soak")
+	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle | soak")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:1883", "broker address host:port")
 	fs.IntVar(&c.qos, "qos", 0, "QoS of publications and subscriptions: 0, 1 or 2")
 	fs.IntVar(&c.pubs, "pubs", 0, "publishers (0 = mode default: fanin 8, fanout 1, pairs 8)")
@@ -141,10 +141,10 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.BoolVar(&c.persistent, "persistent", false, "STOMP SEND with persistent:true")
 	fs.BoolVar(&c.keepSession, "keep-session", false, "MQTT subscribers connect with clean session off: the broker keeps their QoS >= 1 messages in their session rather than dropping them when they fall behind (the sessions are discarded at the end)")
 	fs.IntVar(&c.receiptEvery, "receipt-every", 0, "STOMP: ask a receipt every this many SENDs, with -inflight receipts outstanding at most (0 = none)")
-	fs.StringVar(&c.transport, "transport", "tcp", "tcp, or ws / wss: every connection over WebSocket (RFC 6455), without or with TLS")
+	fs.StringVar(&c.transport, "transport", "tcp", "tcp, tls (TCP inside TLS), or ws / wss: every connection over WebSocket (RFC 6455), without or with TLS")
 	fs.StringVar(&c.wsPath, "ws-path", "", "ws, wss: request path (default: /mqtt for MQTT, /stomp for STOMP connections)")
-	fs.BoolVar(&c.insecure, "insecure", false, "wss: do not verify the broker's certificate")
-	fs.StringVar(&c.caFile, "cafile", "", "wss: PEM file of the certificates to verify the broker's with (default: the system's)")
+	fs.BoolVar(&c.insecure, "insecure", false, "tls, wss: do not verify the broker's certificate")
+	fs.StringVar(&c.caFile, "cafile", "", "tls, wss: PEM file of the certificates to verify the broker's with (default: the system's)")
 	fs.StringVar(&c.cpuProf, "cpuprofile", "", "write lyre-bench's own CPU profile to this file")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&c.quiet, "q", false, "no per-second progress on stderr")
@@ -183,9 +183,6 @@ func (c *config) normalize() error {
 	case "soak":
 		return c.checkSoak()
 	case "idle":
-		if c.proto != "mqtt" {
-			return badUsage("-mode idle is MQTT only")
-		}
 		if c.conns < 1 {
 			return badUsage("-conns must be at least 1")
 		}
@@ -323,19 +320,22 @@ func orString(s, def string) string {
 	return s
 }
 
-// normalizeTransport checks the WebSocket flags and loads -cafile.
+// normalizeTransport checks the WebSocket and TLS flags and loads -cafile.
 func (c *config) normalizeTransport() error {
 	switch c.transport {
 	case "tcp":
 		if c.wsPath != "" || c.insecure || c.caFile != "" {
-			return badUsage("-ws-path, -insecure and -cafile need -transport ws or wss")
+			return badUsage("-ws-path, -insecure and -cafile need -transport tls, ws or wss")
 		}
 		return nil
 	case "ws":
 		if c.insecure || c.caFile != "" {
-			return badUsage("-insecure and -cafile need -transport wss")
+			return badUsage("-insecure and -cafile need -transport tls or wss")
 		}
-	case "wss":
+	case "tls", "wss":
+		if c.transport == "tls" && c.wsPath != "" {
+			return badUsage("-ws-path needs -transport ws or wss")
+		}
 		c.tlsConfig = &tls.Config{InsecureSkipVerify: c.insecure}
 		if c.caFile != "" {
 			pem, err := os.ReadFile(c.caFile)
@@ -348,7 +348,7 @@ func (c *config) normalizeTransport() error {
 			}
 		}
 	default:
-		return badUsage("-transport %q: want tcp, ws or wss", c.transport)
+		return badUsage("-transport %q: want tcp, tls, ws or wss", c.transport)
 	}
 	if c.wsPath != "" && !strings.HasPrefix(c.wsPath, "/") {
 		return badUsage("-ws-path %q: want a path starting with /", c.wsPath)

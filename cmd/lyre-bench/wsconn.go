@@ -32,9 +32,10 @@ var (
 	errWSProtocol  = errors.New("lyre-bench: websocket sub-protocol not offered")
 )
 
-// transport says how clients reach the broker: nil is TCP, otherwise WebSocket over TCP (ws) or TLS (wss).
+// transport says how clients reach the broker: nil is TCP, otherwise TLS over TCP (tls), or WebSocket over
+// TCP (ws) or TLS (wss).
 type transport struct {
-	scheme    string   // "ws" or "wss"
+	scheme    string   // "tls", "ws" or "wss"
 	path      string   // request path, e.g. /mqtt
 	protocols []string // Sec-WebSocket-Protocol offered, preferred first
 	msgType   int      // of every message written: binary for MQTT, text for STOMP
@@ -47,6 +48,9 @@ func newTransport(c *config, proto string) *transport {
 		return nil
 	}
 	t := &transport{scheme: c.transport, path: c.wsPath, tls: c.tlsConfig}
+	if t.scheme == "tls" {
+		return t
+	}
 	if proto == "stomp" {
 		t.protocols = []string{"v12.stomp", "v11.stomp", "v10.stomp"}
 		t.msgType = websocket.TextMessage // STOMP frames are text; Lyre and gorilla take any bytes in them
@@ -59,12 +63,16 @@ func newTransport(c *config, proto string) *transport {
 	return t
 }
 
-// dial connects to addr: over TCP when t is nil, else with a WebSocket handshake. rbuf and wbuf size the
+// dial connects to addr: over TCP when t is nil, TLS for tls, else with a WebSocket handshake. rbuf and wbuf size the
 // WebSocket read-ahead buffer (it grows to the largest message) and gorilla's write buffer (one frame).
 func (t *transport) dial(ctx context.Context, addr string, timeout time.Duration, rbuf, wbuf int) (net.Conn, error) {
 	nd := &net.Dialer{Timeout: timeout}
 	if t == nil {
 		return nd.DialContext(ctx, "tcp", addr)
+	}
+	if t.scheme == "tls" {
+		// The handshake completes here, so a refused certificate fails the dial, not the first write.
+		return (&tls.Dialer{NetDialer: nd, Config: t.tls}).DialContext(ctx, "tcp", addr)
 	}
 	d := websocket.Dialer{
 		HandshakeTimeout: timeout,
