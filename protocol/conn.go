@@ -77,6 +77,9 @@ type Conn struct {
 	done    chan struct{}
 	isDone  bool
 	session Session // set by the front-end after login (SetSession)
+
+	l *listener // that accepted it, for the goroutine that resumes it
+	parkState
 }
 
 // closedChan is what Done returns for a connection already closed when Done is first called.
@@ -135,8 +138,15 @@ func (c *Conn) Reader() io.Reader { return c.r }
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
-// SetReadDeadline sets the socket's read deadline (keep-alive / heart-beat enforcement).
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
+// SetReadDeadline sets the socket's read deadline (keep-alive / heart-beat enforcement); it also holds
+// while the connection is parked. Only the reader calls it.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.rdl = 0
+	if !t.IsZero() {
+		c.rdl = t.UnixNano()
+	}
+	return c.nc.SetReadDeadline(t)
+}
 
 // Done is closed once the connection is closed.
 func (c *Conn) Done() <-chan struct{} {
@@ -178,6 +188,7 @@ func (c *Conn) Close(reason error) {
 		} else {
 			_ = c.nc.Close()
 		}
+		c.wake() // a parked reader: its Step reads the closed socket's error and ends the session
 		c.out.mu.Lock()
 		c.reason, c.isDone = reason, true
 		done := c.done

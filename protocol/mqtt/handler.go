@@ -146,21 +146,17 @@ type client struct {
 	lastDest  router.Destination
 }
 
-// Serve implements protocol.Handler.
+// Serve implements protocol.Handler: it answers CONNECT, then hands the session to the connection core,
+// which steps it packet by packet (Step) and may park it between packets.
 func (h *Handler) Serve(c *protocol.Conn) {
 	var cl *client
 	var err error
+	stepping := false
 	defer func() {
 		// Also after a failed CONNACK or a panic: a session taken must be released, or its client id
 		// would wait for it forever.
-		if cl == nil {
-			return
-		}
-		if cl.att != nil {
-			cl.end(errors.Is(err, errDisconnectRequest))
-		}
-		if cl.slot != nil {
-			cl.slot.Release()
+		if cl != nil && !stepping {
+			cl.release(err)
 		}
 	}()
 	runApart(func() {
@@ -172,16 +168,30 @@ func (h *Handler) Serve(c *protocol.Conn) {
 		return
 	}
 	if err == nil {
-		err = cl.loop()
+		cl.armKeepAlive()
+		c.Continue(cl)
+		stepping = true
+		return
 	}
 	cl.closeFor(err)
+}
+
+// release detaches the session (kept or ended: a DISCONNECT ended it gracefully) and gives back the
+// host's connection slot.
+func (cl *client) release(err error) {
+	if cl.att != nil {
+		cl.end(errors.Is(err, errDisconnectRequest))
+	}
+	if cl.slot != nil {
+		cl.slot.Release()
+	}
 }
 
 // runApart runs f on a goroutine of its own and waits for it, so f is still sequential with the
 // reader. Serve runs the client's setup and CONNECT handling (grammar lookup, authentication, session
 // takeover, logging) this way: they need about 8 KiB of stack, which on the reader goroutine would
-// outlive them, since the runtime shrinks a parked stack only by halves, and not below 4 KiB once 224
-// bytes are in use. The reader then stays within its initial 2 KiB. A panic is re-raised on the
+// outlive them where the connection cannot park (TLS), since the runtime shrinks a parked stack only by
+// halves, and not below 4 KiB once 224 bytes are in use. The reader then stays within its initial 2 KiB. A panic is re-raised on the
 // reader, with the helper's stack in its value, for the connection core to log and recover.
 func runApart(f func()) {
 	var panicked any

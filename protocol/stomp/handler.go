@@ -67,9 +67,12 @@ func NewHandler(hosts *virtualhost.Registry, log *zap.Logger) *Handler {
 // package doc).
 func (h *Handler) Dropped() uint64 { return h.dropped.Load() }
 
-// Serve runs one STOMP connection until it ends; it implements protocol.Handler.
+// Serve implements protocol.Handler: the connection core steps the session frame by frame, CONNECT
+// included, and may park it between frames.
 func (h *Handler) Serve(c *protocol.Conn) {
-	h.newSession(c).run()
+	s := h.newSession(c)
+	s.start()
+	c.Continue(s)
 }
 
 // newSession prepares a connection's session. It is apart from Serve, whose frame stays under every

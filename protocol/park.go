@@ -1,0 +1,226 @@
+package protocol
+
+import (
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// A Stepper is a session served one packet (or frame) at a time by the connection core, so that between
+// packets an idle connection can park without a goroutine (see the package doc, "Idle connections"). A
+// handler's Serve hands it over with Conn.Continue once its CONNECT is answered, and returns.
+//
+// The core calls Step, on one goroutine at a time, whenever input is buffered or arrives; on a connection
+// that cannot park (TLS, or no readiness notification on this system) it calls Step again at once, and
+// Step then blocks in its read as a Serve loop would. Step returns nil to be called again, or the error
+// that ends the session. End is called once, with that error (or the panic's), on the goroutine that ran
+// the last Step; the connection is then flushed and closed as after Serve.
+type Stepper interface {
+	// Step reads and handles one packet or frame. When it is entered with input buffered it may return
+	// nil having consumed only keep-alive bytes (STOMP heart-beats).
+	Step() error
+	// Buffered reports input the front-end's decoder holds itself, beyond the connection's reader.
+	Buffered() bool
+	// End ends the session; err is Step's error.
+	End(err error)
+}
+
+// Reader states (Conn.state): which goroutine, if any, owns the reader.
+const (
+	readerRunning uint32 = iota // a goroutine runs the handler or steps
+	readerParked                // no goroutine: the socket is watched for input (park_linux.go)
+)
+
+// Parking policy. A connection whose last wait for input was short is busy: it waits up to linger in a
+// socket read, as a Serve loop would, before parking, so a stream of packets costs no park and resume
+// each; one whose last wait was long (an idle client's ping) parks as soon as its input is handled.
+const linger = 100 * time.Millisecond
+
+// Continue hands the rest of the session to the connection core, which calls s.Step for each packet and
+// may park the connection between them; the handler's Serve returns after calling it. Without it the
+// connection is flushed and closed when Serve returns.
+func (c *Conn) Continue(s Stepper) { c.step = s }
+
+// Buffered returns the number of input bytes the connection's reader holds that the front-end has not
+// read (for a WebSocket, socket bytes: frame headers included).
+func (c *Conn) Buffered() int {
+	if cr := c.inbuf(); cr != nil {
+		return cr.w - cr.r
+	}
+	return 0
+}
+
+// inbuf returns the connReader that reads the socket, nil when there is none (tests' handlers may wrap).
+func (c *Conn) inbuf() *connReader {
+	switch r := c.r.(type) {
+	case *connReader:
+		return r
+	case *wsConn:
+		return r.src
+	}
+	return nil
+}
+
+// pending reports whether the session has input to handle without waiting: bytes buffered here or in the
+// front-end's decoder, or a read error not yet returned.
+func (c *Conn) pending() bool {
+	cr := c.inbuf()
+	return cr == nil || cr.r < cr.w || cr.err != nil || cr.released || c.step.Buffered()
+}
+
+// run steps the session until it ends (false) or the connection parks (true: the goroutine must return
+// without touching the connection, which another goroutine may already be running).
+func (c *Conn) run() (parked bool) {
+	ended := false
+	defer func() {
+		if !ended && !parked {
+			// Step panicked: the session still ends (releasing what it holds) before the panic goes on
+			// to the caller, which logs it and closes the connection.
+			ended = true
+			c.step.End(errPanic)
+		}
+	}()
+	for {
+		if !c.pending() && c.canPark() {
+			if c.rdl != 0 && time.Now().UnixNano() >= c.rdl {
+				// Resumed by the deadline timer: Step's next read fails as the socket's would, even if
+				// the front-end moves the deadline before reading (STOMP does, per read).
+				c.inbuf().err = os.ErrDeadlineExceeded
+			} else if c.idle() {
+				return true
+			}
+		}
+		if err := c.step.Step(); err != nil {
+			ended = true
+			c.step.End(err)
+			return false
+		}
+	}
+}
+
+// idle waits for input on a connection that can park: in a socket read for up to linger when it is busy,
+// then by parking. It reports true when the connection parked.
+func (c *Conn) idle() bool {
+	start := time.Since(clockStart)
+	if c.busy && c.lingerRead() {
+		c.busy = time.Since(clockStart)-start < linger
+		return false
+	}
+	if !c.park() {
+		return false // Step blocks in its read instead
+	}
+	return true
+}
+
+// lingerRead reads into the connection's buffer, waiting at most linger (and never past the handler's
+// read deadline), and reports whether there is something for Step: bytes, or an error other than the
+// linger's own timeout.
+func (c *Conn) lingerRead() bool {
+	until := time.Now().Add(linger)
+	if c.rdl != 0 && c.rdl <= until.UnixNano() {
+		return false // the keep-alive runs out first: park, its timer resumes the reader
+	}
+	cr := c.inbuf()
+	if c.nc.SetReadDeadline(until) != nil {
+		return true // Step's read meets the same trouble
+	}
+	cr.fill()
+	_ = c.nc.SetReadDeadline(c.readDeadline())
+	if cr.r == cr.w && cr.err != nil && isTimeout(cr.err) {
+		cr.err = nil
+		return false
+	}
+	return true
+}
+
+// readDeadline returns the deadline the handler last set.
+func (c *Conn) readDeadline() time.Time {
+	if c.rdl == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, c.rdl)
+}
+
+// resumed records, on the goroutine resuming a parked connection, how long the wait was.
+func (c *Conn) resumed() {
+	c.busy = time.Since(clockStart)-c.parkedAt < linger
+}
+
+// wake resumes a parked connection on a new goroutine; it does nothing when the reader is running (or
+// another wake won).
+func (c *Conn) wake() {
+	if c.state.CompareAndSwap(readerParked, readerRunning) {
+		go c.srv.resume(c)
+	}
+}
+
+// resume runs a parked connection's session again, on a goroutine of its own.
+func (s *Server) resume(c *Conn) {
+	parked := false
+	defer func() {
+		if !parked {
+			s.served(c.l, c.nc, c, false, recover())
+		}
+	}()
+	c.unwatchTimer()
+	c.resumed()
+	if parked = c.run(); !parked {
+		s.handlerDone(c)
+	}
+}
+
+// parkState is the part of a Conn used while it parks; it is written by the reader before the state
+// becomes readerParked, and by the goroutine that wins the wake after.
+type parkState struct {
+	step Stepper
+	// rdl is the read deadline the handler set (Unix nanoseconds; 0: none), kept while parked by a timer.
+	rdl int64
+	// parkedAt is when the connection last parked, since clockStart.
+	parkedAt time.Duration
+	busy     bool          // see linger
+	state    atomic.Uint32 // readerRunning or readerParked
+	// parkDeadline is rdl as of the last park, for the timer's goroutine.
+	parkDeadline atomic.Int64
+	timer        *time.Timer // wakes a parked connection at its deadline; made on first need
+	watch        watchState  // the readiness registration (park_linux.go)
+}
+
+// deadlineWake is the deadline timer's function: a parked connection's keep-alive still expires, its Step
+// reading the deadline's error. A timer that fired for an earlier park (Reset raced it) finds the deadline
+// not yet passed and does nothing.
+func (c *Conn) deadlineWake() {
+	if c.state.Load() == readerParked && time.Now().UnixNano() >= c.parkDeadline.Load() {
+		c.wake()
+	}
+}
+
+// neverFires is the delay a deadline timer is made with, before park sets it.
+const neverFires = 1<<63 - 1
+
+// armTimer sets the deadline timer of a connection that just parked: after the state changed, so a
+// deadline already passed still wakes it. t is the timer park saw.
+func armTimer(t *time.Timer, deadline int64) {
+	if t != nil && deadline != 0 {
+		t.Reset(time.Until(time.Unix(0, deadline)))
+	}
+}
+
+// prepareTimer records the deadline for the timer's goroutine and makes the timer on first need; it runs
+// before the connection parks, when only the reader uses it.
+func (c *Conn) prepareTimer() *time.Timer {
+	c.parkDeadline.Store(c.rdl)
+	if c.rdl == 0 {
+		return nil
+	}
+	if c.timer == nil {
+		c.timer = time.AfterFunc(neverFires, c.deadlineWake)
+	}
+	return c.timer
+}
+
+// unwatchTimer stops the deadline timer of a connection that was resumed.
+func (c *Conn) unwatchTimer() {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+}
