@@ -75,6 +75,7 @@ func (c *Conn) park() bool {
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
 		Fd: int32(c.watch.slot), Pad: int32(c.watch.gen)}
+	c.inbuf().idle()
 	raw, timer, deadline := c.watch.raw, c.prepareTimer(), c.rdl
 	c.parkedAt = time.Since(clockStart)
 	c.state.Store(readerParked)
