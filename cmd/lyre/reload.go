@@ -93,6 +93,7 @@ func (b *Broker) Reload() error {
 	old := b.cfg.Swap(cfg)
 	b.mgmt.Reloaded()
 	warnAnonymous(cfg, b.log)
+	warnOpenFiles(cfg, b.log)
 	b.logSummary(p, old)
 	return errors.Join(p.errs...)
 }
