@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -53,7 +54,10 @@ type outbound struct {
 	queued   int      // bytes in bufs except the last chunk
 	inflight int      // bytes the writer is writing now
 	writing  bool     // the writer goroutine is running
-	closing  bool     // CloseAfter or Close was called: Begin refuses
+	// deferred: CommitDeferred queued output and left the writer stopped; the connection's reader starts
+	// it (Flush) before it next waits for the socket. Atomic so the reader checks it without mu.
+	deferred atomic.Bool
+	closing  bool // CloseAfter or Close was called: Begin refuses
 	closed   bool
 
 	// big and bigOut are the largest message (one Commit) in bufs and in the batch being written: the
@@ -141,6 +145,7 @@ func (o *outbound) close() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.closing, o.closed = true, true
+	o.deferred.Store(false)
 	o.releaseLocked()
 	if o.room != nil {
 		close(o.room) // nobody waits for a closed connection
@@ -172,7 +177,8 @@ func (o *outbound) closeAfter(c *Conn, reason error, d time.Duration) bool {
 	if !o.writing && o.pendingLocked() == 0 {
 		return true
 	}
-	if o.after == nil { // closing after a write error: Close follows with that error
+	c.startWriterLocked() // what CommitDeferred left is flushed before the close too
+	if o.after == nil {   // closing after a write error: Close follows with that error
 		o.after = &pendingClose{}
 	}
 	pc := o.after
@@ -196,6 +202,7 @@ func (c *Conn) Begin() ([]byte, bool) {
 	o := &c.out
 	o.mu.Lock()
 	if o.closing || o.windowLocked() > c.srv.maxPending() {
+		c.startWriterLocked() // deferred output is never what a refused caller waits behind
 		o.mu.Unlock()
 		return nil, false
 	}
@@ -213,26 +220,66 @@ func (c *Conn) Begin() ([]byte, bool) {
 // Commit stores b, the buffer returned by Begin with bytes appended, unlocks the queue and starts the
 // writer if it is not running. It must follow a successful Begin.
 func (c *Conn) Commit(b []byte) {
-	c.commitLocked(b)
+	c.commitLocked(b, false)
 	c.out.mu.Unlock()
 }
 
-// commitLocked is Commit without the unlock.
-func (c *Conn) commitLocked(b []byte) {
+// CommitDeferred is Commit for output the connection's own reader goroutine produces while handling what
+// it read (acknowledgements, and deliveries those acknowledgements released). It does not start the
+// writer: the reader does, in Flush, before it next waits for the socket or for anything else. One
+// socket read's worth of input so gets one write of answers, not a write (and a writer wake-up) each.
+// Output committed by other goroutines still starts the writer at once and carries the deferred bytes
+// along. Only the reader goroutine may call it, and only on a connection whose Reader it reads (a
+// WebSocket connection commits at once).
+func (c *Conn) CommitDeferred(b []byte) {
+	c.commitLocked(b, c.defers)
+	c.out.mu.Unlock()
+}
+
+// Flush starts the writer for output CommitDeferred left queued. The reader calls it before it blocks;
+// the connection's own reads and Pace do so already.
+func (c *Conn) Flush() {
+	o := &c.out
+	if !o.deferred.Load() {
+		return
+	}
+	o.mu.Lock()
+	c.startWriterLocked()
+	o.mu.Unlock()
+}
+
+// commitLocked is Commit without the unlock; with deferWrite it leaves the writer stopped (Flush).
+func (c *Conn) commitLocked(b []byte, deferWrite bool) {
 	o := &c.out
 	tail := o.bufs[len(o.bufs)-1]
 	o.big = max(o.big, len(b)-len(tail.b))
 	tail.b = b
-	if !o.writing && o.emptyLocked() {
+	switch {
+	case o.writing:
+	case o.emptyLocked():
 		// Nothing was appended: give the chunk back rather than hold it on an idle connection.
 		o.releaseLocked()
-	} else if !o.writing {
-		o.writing = true
-		// Added under mu: a connection that accepts output is still counted by its serve goroutine, so
-		// this Add never races with Shutdown's Wait.
-		c.srv.wg.Add(1)
-		go c.writeLoop()
+	case deferWrite:
+		o.deferred.Store(true)
+	default:
+		c.startWriterLocked()
 	}
+}
+
+// startWriterLocked starts the writer goroutine unless it runs or there is nothing to write.
+func (c *Conn) startWriterLocked() {
+	o := &c.out
+	if o.deferred.Load() {
+		o.deferred.Store(false)
+	}
+	if o.writing || o.emptyLocked() {
+		return
+	}
+	o.writing = true
+	// Added under mu: a connection that accepts output is still counted by its serve goroutine, so
+	// this Add never races with Shutdown's Wait.
+	c.srv.wg.Add(1)
+	go c.writeLoop()
 }
 
 // CommitOver is Commit that also reports whether the queue is then past half its limit beyond its
@@ -241,7 +288,7 @@ func (c *Conn) commitLocked(b []byte) {
 // to hold back (HoldFor with this connection as the Brake).
 func (c *Conn) CommitOver(b []byte) (over bool) {
 	o := &c.out
-	c.commitLocked(b)
+	c.commitLocked(b, false)
 	over = !o.slow && o.windowLocked() > c.srv.maxPending()/2
 	o.mu.Unlock()
 	return over
@@ -266,6 +313,7 @@ func (c *Conn) Room() <-chan struct{} {
 	if o.closing || o.windowLocked() <= c.srv.maxPending()/2 {
 		return nil
 	}
+	c.startWriterLocked() // a publisher waits for this queue to drain: it must be draining
 	if o.room == nil {
 		o.room = make(chan struct{})
 	}

@@ -42,6 +42,9 @@ type Publisher interface {
 type pacer struct {
 	mu     sync.Mutex
 	brakes []Brake
+	// timer is reused by wait, which only the publisher's own goroutine runs: a paced publisher waits
+	// thousands of times a second, and a new timer each time was most of the allocations left on its path.
+	timer *time.Timer
 }
 
 // HoldFor asks the connection's reader to hold back until b has room (see Pace). Safe from any
@@ -72,11 +75,13 @@ func HoldPublisher(m *router.Message, conn any, b Brake) bool {
 
 // Pace waits until every subscriber that asked this connection to hold back has room, PaceTimeout at
 // most, telling those still full that they are stuck. The reader calls it between the messages it
-// handles, holding no lock. It returns at once when nobody asked, and when the connection closes.
-func (c *Conn) Pace() {
+// handles, holding no lock. It returns at once when nobody asked, and when the connection closes. It
+// reports whether it waited.
+func (c *Conn) Pace() bool {
 	if p := c.pace.Load(); p != nil {
-		p.wait(c.Done(), c.srv.paceTimeout())
+		return p.wait(c, c.Done(), c.srv.paceTimeout())
 	}
+	return false
 }
 
 // SetPaceTimeout changes how long this server's connections hold a publisher back for one message
@@ -101,7 +106,7 @@ func (p *Pacer) HoldFor(b Brake) { p.p.hold(b) }
 
 // Wait is Conn.Pace for the publisher: it returns once every subscriber that asked has room, after
 // PaceTimeout at most, or when done is closed.
-func (p *Pacer) Wait(done <-chan struct{}) { p.p.wait(done, PaceTimeout) }
+func (p *Pacer) Wait(done <-chan struct{}) { p.p.wait(nil, done, PaceTimeout) }
 
 func (p *pacer) hold(b Brake) {
 	p.mu.Lock()
@@ -111,17 +116,23 @@ func (p *pacer) hold(b Brake) {
 	p.mu.Unlock()
 }
 
-// wait waits for the pending brakes as Pace says, timeout at most, until done is closed.
-func (p *pacer) wait(done <-chan struct{}, timeout time.Duration) {
+// wait waits for the pending brakes as Pace says, timeout at most, until done is closed. A publishing
+// connection (owner, else nil) first flushes its deferred output: its client may be waiting for it.
+func (p *pacer) wait(owner *Conn, done <-chan struct{}, timeout time.Duration) (waited bool) {
 	p.mu.Lock()
 	brakes := p.brakes
 	p.brakes = nil
 	p.mu.Unlock()
 	if len(brakes) == 0 {
-		return
+		return false
 	}
 	deadline := time.Now().Add(timeout)
-	var timer *time.Timer
+	armed := false
+	defer func() {
+		if armed {
+			p.timer.Stop()
+		}
+	}()
 	for _, b := range brakes {
 		room := b.Room()
 		if room == nil {
@@ -132,20 +143,25 @@ func (p *pacer) wait(done <-chan struct{}, timeout time.Duration) {
 			b.Stuck() // the bound is for the message, not per subscriber
 			continue
 		}
-		if timer == nil {
-			timer = time.NewTimer(left)
-			defer timer.Stop()
-		} else {
-			timer.Reset(left)
+		if owner != nil {
+			owner.Flush()
 		}
+		waited = true
+		if p.timer == nil {
+			p.timer = time.NewTimer(left)
+		} else {
+			p.timer.Reset(left) // since Go 1.23 no stale tick survives a Stop or Reset
+		}
+		armed = true
 		select {
 		case <-room:
-		case <-timer.C:
+		case <-p.timer.C:
 			b.Stuck()
 		case <-done:
-			return
+			return true
 		}
 	}
+	return waited
 }
 
 var (

@@ -82,7 +82,7 @@ func (c *Conn) run() (parked bool) {
 	}()
 	for {
 		if !c.pending() && c.canPark() {
-			if c.rdl != 0 && time.Now().UnixNano() >= c.rdl {
+			if c.rdl != 0 && time.Since(clockStart) >= c.rdl {
 				// Resumed by the deadline timer: Step's next read fails as the socket's would, even if
 				// the front-end moves the deadline before reading (STOMP does, per read).
 				c.inbuf().err = os.ErrDeadlineExceeded
@@ -101,6 +101,7 @@ func (c *Conn) run() (parked bool) {
 // idle waits for input on a connection that can park: in a socket read for up to linger when it is busy,
 // then by parking. It reports true when the connection parked.
 func (c *Conn) idle() bool {
+	c.Flush() // what the session answered (CommitDeferred) goes out before it waits
 	start := time.Since(clockStart)
 	if c.busy && c.lingerRead() {
 		c.busy = time.Since(clockStart)-start < linger
@@ -116,12 +117,12 @@ func (c *Conn) idle() bool {
 // read deadline), and reports whether there is something for Step: bytes, or an error other than the
 // linger's own timeout.
 func (c *Conn) lingerRead() bool {
-	until := time.Now().Add(linger)
-	if c.rdl != 0 && c.rdl <= until.UnixNano() {
+	until := time.Since(clockStart) + linger
+	if c.rdl != 0 && c.rdl <= until {
 		return false // the keep-alive runs out first: park, its timer resumes the reader
 	}
 	cr := c.inbuf()
-	if c.nc.SetReadDeadline(until) != nil {
+	if c.nc.SetReadDeadline(clockStart.Add(until)) != nil {
 		return true // Step's read meets the same trouble
 	}
 	cr.fill()
@@ -138,7 +139,7 @@ func (c *Conn) readDeadline() time.Time {
 	if c.rdl == 0 {
 		return time.Time{}
 	}
-	return time.Unix(0, c.rdl)
+	return clockStart.Add(c.rdl)
 }
 
 // resumed records, on the goroutine resuming a parked connection, how long the wait was.
@@ -173,8 +174,8 @@ func (s *Server) resume(c *Conn) {
 // becomes readerParked, and by the goroutine that wins the wake after.
 type parkState struct {
 	step Stepper
-	// rdl is the read deadline the handler set (Unix nanoseconds; 0: none), kept while parked by a timer.
-	rdl int64
+	// rdl is the read deadline the handler set, since clockStart (0: none), kept while parked by a timer.
+	rdl time.Duration
 	// parkedAt is when the connection last parked, since clockStart.
 	parkedAt time.Duration
 	busy     bool          // see linger
@@ -189,7 +190,7 @@ type parkState struct {
 // reading the deadline's error. A timer that fired for an earlier park (Reset raced it) finds the deadline
 // not yet passed and does nothing.
 func (c *Conn) deadlineWake() {
-	if c.state.Load() == readerParked && time.Now().UnixNano() >= c.parkDeadline.Load() {
+	if c.state.Load() == readerParked && time.Since(clockStart) >= time.Duration(c.parkDeadline.Load()) {
 		c.wake()
 	}
 }
@@ -199,16 +200,16 @@ const neverFires = 1<<63 - 1
 
 // armTimer sets the deadline timer of a connection that just parked: after the state changed, so a
 // deadline already passed still wakes it. t is the timer park saw.
-func armTimer(t *time.Timer, deadline int64) {
+func armTimer(t *time.Timer, deadline time.Duration) {
 	if t != nil && deadline != 0 {
-		t.Reset(time.Until(time.Unix(0, deadline)))
+		t.Reset(deadline - time.Since(clockStart))
 	}
 }
 
 // prepareTimer records the deadline for the timer's goroutine and makes the timer on first need; it runs
 // before the connection parks, when only the reader uses it.
 func (c *Conn) prepareTimer() *time.Timer {
-	c.parkDeadline.Store(c.rdl)
+	c.parkDeadline.Store(int64(c.rdl))
 	if c.rdl == 0 {
 		return nil
 	}

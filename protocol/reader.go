@@ -223,6 +223,8 @@ type connReader struct {
 	busy     bool           // see quietGap
 	lastRead time.Duration  // since clockStart, of the last small read checked for quietness
 	count    *atomic.Uint64 // bytes read from src, when set (the connection's BytesIn)
+	owner    *Conn          // when set, its deferred output is flushed before each socket read
+	deadline time.Duration  // since clockStart, of the read deadline Conn.ArmReadDeadline set last
 	tiny     [tinySize]byte
 }
 
@@ -259,6 +261,7 @@ func (cr *connReader) Read(p []byte) (int, error) {
 		}
 		if len(p) >= size {
 			// Large read (a message body): no copy through the buffer.
+			cr.flushOwner()
 			n, err := cr.src.Read(p)
 			cr.counted(n)
 			return n, err
@@ -289,6 +292,14 @@ func (cr *connReader) ReadByte() (byte, error) {
 	return b, nil
 }
 
+// flushOwner starts the writer for what the connection's handler answered to the bytes read so far
+// (Conn.CommitDeferred), before the reader may wait for more.
+func (cr *connReader) flushOwner() {
+	if cr.owner != nil {
+		cr.owner.Flush()
+	}
+}
+
 // counted adds n bytes read from the socket to the connection's counter.
 func (cr *connReader) counted(n int) {
 	if cr.count != nil && n > 0 {
@@ -306,6 +317,7 @@ func (cr *connReader) takeErr() error {
 
 // fill reads into the empty buffer, first switching to the buffer the previous fill chose.
 func (cr *connReader) fill() {
+	cr.flushOwner()
 	cr.switchBuf()
 	buf := cr.buf
 	cr.r, cr.w = 0, 0

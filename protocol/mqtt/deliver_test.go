@@ -43,6 +43,8 @@ func (d *discardSender) CountOut(n int) { d.out += n }
 
 func (d *discardSender) CountDropped(n int) { d.dropped += n }
 
+func (d *discardSender) CommitDeferred(b []byte) { d.Commit(b) }
+
 // benchSession returns an online session with one subscription to filter at qos, writing to out.
 func benchSession(tb testing.TB, filter string, qos uint8, out sender) (*session, *router.Subscription, *router.Grammar) {
 	tb.Helper()

@@ -168,6 +168,9 @@ func (h *Handler) Serve(c *protocol.Conn) {
 		return
 	}
 	if err == nil {
+		if cl.keep == 0 {
+			_ = c.SetReadDeadline(time.Time{}) // CONNECT's is lifted
+		}
 		cl.armKeepAlive()
 		c.Continue(cl)
 		stepping = true
@@ -218,6 +221,7 @@ func (h *Handler) newClient(c *protocol.Conn) *client {
 	cl.rd = packet.NewReader(c.Reader(), int(min(cl.lim.MaxMessageLength, int64(^uint(0)>>1))))
 	// More filters in one packet than a client may hold could never all be granted: stop decoding there.
 	cl.rd.SetMaxFilters(cl.lim.MaxSubscriptions)
+	cl.rd.SetReuse(true) // packets are handled before the next is read, and never kept
 	c.OnShutdown(cl.onShutdown)
 	return cl
 }
@@ -591,7 +595,7 @@ func (cl *client) writePacket(p packet.Packet) bool {
 func (cl *client) writeAck(a mqttAck) bool {
 	for {
 		if b, ok := cl.c.Begin(); ok {
-			cl.c.Commit(cl.appendAck(b, a))
+			cl.c.CommitDeferred(cl.appendAck(b, a)) // flushed before the next read: one write per burst
 			return true
 		}
 		if !cl.waitDrain() {

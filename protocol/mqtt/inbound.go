@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -54,14 +53,12 @@ func (cl *client) Step() error {
 	return nil
 }
 
-// armKeepAlive sets the read deadline for the next packet: [MQTT-3.1.2-24] 1.5 × keep-alive without a
-// packet closes the connection. It is set after a packet is handled, not before the next read, because
-// the connection may park in between (protocol.Stepper) with the deadline still running.
+// armKeepAlive re-arms the read deadline for the next packet: [MQTT-3.1.2-24] 1.5 × keep-alive without a
+// packet closes the connection. It runs after a packet is handled rather than before the next read,
+// because the connection may park in between (protocol.Stepper) with the deadline running.
 func (cl *client) armKeepAlive() {
 	if cl.keep > 0 {
-		_ = cl.c.SetReadDeadline(time.Now().Add(cl.keep))
-	} else {
-		_ = cl.c.SetReadDeadline(time.Time{})
+		cl.c.ArmReadDeadline(cl.keep)
 	}
 }
 
@@ -297,7 +294,9 @@ func (s *session) complete(id uint16, st uint8) (outItem, bool) {
 		s.unsent--
 	}
 	s.inflight = slices.Delete(s.inflight, i, i+1)
+	s.ownerPump = true
 	s.pumpLocked()
+	s.ownerPump = false
 	return it, true
 }
 

@@ -21,6 +21,7 @@ import (
 type sender interface {
 	Begin() ([]byte, bool)
 	Commit(b []byte)
+	CommitDeferred(b []byte) // protocol.Conn.CommitDeferred: from the client's own goroutine only
 	CountOut(n int)
 	CountDropped(n int)
 }
@@ -217,6 +218,7 @@ type session struct {
 	// calling the router.
 	mu          sync.Mutex
 	out         sender // nil while offline
+	ownerPump   bool   // the client's own goroutine is pumping (complete): commits are deferred
 	conn        *protocol.Conn
 	g           *router.Grammar
 	log         *zap.Logger // the handler's; entries name the client id
@@ -518,7 +520,7 @@ func (s *session) sendLocked(it *outItem) bool {
 		id = s.nextIDLocked()
 	}
 	b, skip := s.appendPublishLocked(b, it, id, false)
-	s.out.Commit(b)
+	s.commitLocked(b)
 	if skip != "" {
 		s.skipLocked(it, skip) // as if the client had acknowledged it [MQTT-3.1.2-25]
 		return true
@@ -562,6 +564,17 @@ func (s *session) nextIDLocked() uint16 {
 	}
 }
 
+// commitLocked commits a packet encoded into s.out.Begin's buffer: deferred while the client's own
+// goroutine pumps (ownerPump), so the deliveries its acknowledgements released go out in one write with
+// the rest of its answers.
+func (s *session) commitLocked(b []byte) {
+	if s.ownerPump {
+		s.out.CommitDeferred(b)
+	} else {
+		s.out.Commit(b)
+	}
+}
+
 // pumpLocked sends what waits: first resends of a resumed session's inflight messages, then queued
 // messages in order, until the window or the outbound queue is full.
 func (s *session) pumpLocked() {
@@ -592,7 +605,7 @@ func (s *session) pumpLocked() {
 			// [MQTT-4.4.0-1] a resend carries DUP [MQTT-3.3.1-1] (attach sets it)
 			b, skip = s.appendPublishLocked(b, &f.item, f.id, true)
 		}
-		s.out.Commit(b)
+		s.commitLocked(b)
 		f.unsent = false
 		s.unsent--
 		if skip == "" && f.state != waitPubcomp {

@@ -110,7 +110,7 @@ func (s *session) Step() error {
 	if s.dr.every > 0 && !s.rd.Buffered() && s.c.Buffered() == 0 {
 		// The connection may park before the next read, which would push the deadline: the client's
 		// heart-beat is due from now.
-		_ = s.c.SetReadDeadline(time.Now().Add(s.dr.every))
+		s.c.ArmReadDeadline(s.dr.every)
 	}
 	return nil
 }
@@ -325,7 +325,7 @@ type deadlineReader struct {
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
 	if d.every > 0 {
-		_ = d.c.SetReadDeadline(time.Now().Add(d.every))
+		d.c.ArmReadDeadline(d.every)
 	}
 	return d.r.Read(p)
 }
@@ -334,7 +334,7 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 // than in a buffer of its own.
 func (d *deadlineReader) ReadByte() (byte, error) {
 	if d.every > 0 {
-		_ = d.c.SetReadDeadline(time.Now().Add(d.every))
+		d.c.ArmReadDeadline(d.every)
 	}
 	if br, ok := d.r.(io.ByteReader); ok {
 		return br.ReadByte()

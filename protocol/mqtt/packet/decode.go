@@ -19,11 +19,19 @@ func decode(d *decoder, t Type, flags, version byte) (Packet, error) {
 		if err != nil {
 			return nil, err
 		}
+		if d.reuse != nil {
+			d.reuse.puback = PubackPacket{PacketID: id, ReasonCode: rc, Properties: props}
+			return &d.reuse.puback, nil
+		}
 		return &PubackPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubrec:
 		id, rc, props, err := decodeAck(d, version, pubackReasons, "[MQTT-3.5.2-1]")
 		if err != nil {
 			return nil, err
+		}
+		if d.reuse != nil {
+			d.reuse.pubrec = PubrecPacket{PacketID: id, ReasonCode: rc, Properties: props}
+			return &d.reuse.pubrec, nil
 		}
 		return &PubrecPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubrel:
@@ -31,11 +39,19 @@ func decode(d *decoder, t Type, flags, version byte) (Packet, error) {
 		if err != nil {
 			return nil, err
 		}
+		if d.reuse != nil {
+			d.reuse.pubrel = PubrelPacket{PacketID: id, ReasonCode: rc, Properties: props}
+			return &d.reuse.pubrel, nil
+		}
 		return &PubrelPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Pubcomp:
 		id, rc, props, err := decodeAck(d, version, pubrelReasons, "[MQTT-3.7.2-1]")
 		if err != nil {
 			return nil, err
+		}
+		if d.reuse != nil {
+			d.reuse.pubcomp = PubcompPacket{PacketID: id, ReasonCode: rc, Properties: props}
+			return &d.reuse.pubcomp, nil
 		}
 		return &PubcompPacket{PacketID: id, ReasonCode: rc, Properties: props}, nil
 	case Subscribe:
@@ -210,13 +226,16 @@ func decodeConnack(d *decoder, version byte) (Packet, error) {
 }
 
 func decodePublish(d *decoder, flags, version byte) (Packet, error) {
-	p := &PublishPacket{Dup: flags&0x08 != 0, QoS: flags >> 1 & 0x03, Retain: flags&0x01 != 0}
-	var err error
-	if p.Topic, err = d.string(); err != nil {
-		return nil, fmt.Errorf("%w (topic name)", err)
+	var p *PublishPacket
+	if d.reuse != nil {
+		p = &d.reuse.publish
+		*p = PublishPacket{Dup: flags&0x08 != 0, QoS: flags >> 1 & 0x03, Retain: flags&0x01 != 0}
+	} else {
+		p = &PublishPacket{Dup: flags&0x08 != 0, QoS: flags >> 1 & 0x03, Retain: flags&0x01 != 0}
 	}
-	if hasWildcard(p.Topic) {
-		return nil, fmt.Errorf("%w: topic name %q contains a wildcard [MQTT-3.3.2-2]", ErrMalformed, p.Topic)
+	var err error
+	if p.Topic, err = d.topicName(); err != nil {
+		return nil, fmt.Errorf("%w (topic name)", err)
 	}
 	if p.QoS > 0 {
 		if p.PacketID, err = d.packetID(); err != nil {
@@ -244,6 +263,36 @@ func decodePublish(d *decoder, flags, version byte) (Packet, error) {
 		d.i = len(d.b)
 	}
 	return p, nil
+}
+
+// topicName reads a PUBLISH's topic name: a UTF-8 string without wildcards [MQTT-3.3.2-2]. Under
+// Reader.SetReuse the same bytes as the last topic give the last topic's string, already checked.
+func (d *decoder) topicName() (string, error) {
+	if d.reuse == nil {
+		return d.checkTopic(d.string())
+	}
+	b, err := d.lengthPrefixed()
+	if err != nil {
+		return "", err
+	}
+	if last := d.reuse.topic; len(b) == len(last) && string(b) == last {
+		return last, nil
+	}
+	if err := checkUTF8(b); err != nil {
+		return "", err
+	}
+	t, err := d.checkTopic(string(b), nil)
+	if err == nil {
+		d.reuse.topic = t
+	}
+	return t, err
+}
+
+func (d *decoder) checkTopic(t string, err error) (string, error) {
+	if err == nil && hasWildcard(t) {
+		return "", fmt.Errorf("%w: topic name %q contains a wildcard [MQTT-3.3.2-2]", ErrMalformed, t)
+	}
+	return t, err
 }
 
 // decodeAck decodes PUBACK, PUBREC, PUBREL and PUBCOMP. In MQTT 5 the reason code and the

@@ -16,6 +16,7 @@ type decoder struct {
 	strict bool // MQTT 5: Variable Byte Integers must use the fewest bytes [MQTT-1.5.5-1]
 	// maxFilters bounds the topic filters of a SUBSCRIBE or UNSUBSCRIBE; 0 = no bound.
 	maxFilters int
+	reuse      *reuse // Reader.SetReuse, else nil
 }
 
 // filterLimit reports ErrTooManyFilters when a packet that holds n filters is about to take one more.

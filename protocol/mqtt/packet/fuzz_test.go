@@ -45,8 +45,16 @@ func FuzzReadPacket(f *testing.F) {
 		version = Version31 + version%3
 		r := NewReader(&twoChunks{b: data, cut: int(cut)}, fuzzMaxPacket)
 		r.SetVersion(version)
+		// A Reader reusing its packets (SetReuse) must read the same stream to the same packets.
+		reusing := NewReader(bytes.NewReader(data), fuzzMaxPacket)
+		reusing.SetVersion(version)
+		reusing.SetReuse(true)
 		for {
 			p, err := r.ReadPacket()
+			rp, rerr := reusing.ReadPacket()
+			if (err == nil) != (rerr == nil) || err == nil && !reflect.DeepEqual(p, rp) {
+				t.Fatalf("with SetReuse: %#v, %v; without: %#v, %v", rp, rerr, p, err)
+			}
 			if err != nil {
 				if p != nil {
 					if _, ok := p.(*ConnectPacket); !ok {

@@ -16,7 +16,7 @@ const MaxPacketSize = 1 + 4 + maxVarint
 // so an idle Reader holds none: up to inlineBody bytes (acknowledgements, small SUBSCRIBEs)
 // the Reader's own array, up to maxPooledBody a pooled buffer, beyond that a buffer used once.
 const (
-	inlineBody    = 32
+	inlineBody    = 24 // every acknowledgement; 24 keeps the Reader in its 80-byte size class
 	maxPooledBody = 1 << 10
 )
 
@@ -31,8 +31,10 @@ const eagerBody = 64 << 10
 type Reader struct {
 	src     io.Reader
 	byteSrc io.ByteReader // src, when it can hand out single bytes cheaply (bufio.Reader)
-	max     int
-	filters int32 // SetMaxFilters; int32 keeps the Reader in its 80-byte size class
+	max     int32         // MaxPacketSize fits
+	filters int32         // SetMaxFilters; int32 keeps the Reader in its 80-byte size class
+	reuse   *reuse        // SetReuse; made at the first packet it serves, so a Reader never used holds none
+	reusing bool          // SetReuse
 	version byte
 	two     [2]byte // fixed header scratch
 	inline  [inlineBody]byte
@@ -47,7 +49,7 @@ func NewReader(r io.Reader, maxPacketSize int) *Reader {
 	if maxPacketSize <= 0 || maxPacketSize > MaxPacketSize {
 		maxPacketSize = MaxPacketSize
 	}
-	rd := &Reader{src: r, max: maxPacketSize}
+	rd := &Reader{src: r, max: int32(maxPacketSize)}
 	rd.byteSrc, _ = r.(io.ByteReader)
 	return rd
 }
@@ -61,6 +63,31 @@ func (r *Reader) SetVersion(level byte) { r.version = level }
 // next one with ErrTooManyFilters, so a packet of millions of filters costs its bytes, not millions of
 // strings. n ≤ 0 means no bound.
 func (r *Reader) SetMaxFilters(n int) { r.filters = int32(min(max(n, 0), math.MaxInt32)) }
+
+// reuse is what a Reader with SetReuse hands out again: the packets a publishing or subscribing client
+// sends by the hundred thousand, and the last topic name.
+type reuse struct {
+	publish PublishPacket
+	puback  PubackPacket
+	pubrec  PubrecPacket
+	pubrel  PubrelPacket
+	pubcomp PubcompPacket
+	// topic is the last PUBLISH's topic name: a client publishing on the same topic again gets the same
+	// string (checked byte for byte, not re-validated), not a new one.
+	topic string
+}
+
+// SetReuse makes ReadPacket return PUBLISH, PUBACK, PUBREC, PUBREL and PUBCOMP packets in structures the
+// Reader owns and overwrites at the next ReadPacket: the caller must not keep the packet (its strings and
+// payload it may keep: those are never overwritten). With it the Reader also hands out the previous
+// PUBLISH's topic string again when the topic is the same. That takes two of the five allocations per
+// PUBLISH and the one per acknowledgement off the broker's hot path.
+func (r *Reader) SetReuse(on bool) {
+	r.reusing = on
+	if !on {
+		r.reuse = nil
+	}
+}
 
 // Version returns the level set by SetVersion, or 0.
 func (r *Reader) Version() byte { return r.version }
@@ -108,7 +135,7 @@ func (r *Reader) readPacket(first byte) (Packet, error) {
 		return nil, err
 	}
 	t, flags := Type(first>>4), first&0x0F
-	if size := 1 + hdr + n; size > r.max {
+	if size := 1 + hdr + n; size > int(r.max) {
 		return nil, fmt.Errorf("%w: %s of %d bytes exceeds the limit of %d", ErrPacketTooLarge, t, size, r.max)
 	}
 	version := r.version
@@ -135,7 +162,10 @@ func (r *Reader) readPacket(first byte) (Packet, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := decoder{b: body, strict: version == Version5, maxFilters: int(r.filters)}
+	if r.reusing && r.reuse == nil && t >= Publish && t <= Pubcomp {
+		r.reuse = &reuse{}
+	}
+	d := decoder{b: body, strict: version == Version5, maxFilters: int(r.filters), reuse: r.reuse}
 	p, err := decode(&d, t, flags, version)
 	if err != nil {
 		if cp, ok := p.(*ConnectPacket); ok { // keeps its CONNECT for the CONNACK
