@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"fmt"
 	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 )
@@ -180,17 +182,16 @@ type parkState struct {
 	parkedAt time.Duration
 	busy     bool          // see linger
 	state    atomic.Uint32 // readerRunning or readerParked
-	// parkDeadline is rdl as of the last park, for the timer's goroutine.
-	parkDeadline atomic.Int64
-	timer        *time.Timer // wakes a parked connection at its deadline; made on first need
-	watch        watchState  // the readiness registration (park_linux.go)
+	timer    *time.Timer   // wakes a parked connection at its deadline; made on first need
+	watch    watchState    // the readiness registration (park_linux.go)
 }
 
 // deadlineWake is the deadline timer's function: a parked connection's keep-alive still expires, its Step
-// reading the deadline's error. A timer that fired for an earlier park (Reset raced it) finds the deadline
-// not yet passed and does nothing.
+// reading the deadline's error. A timer that fired for an earlier park (a late Reset of one park can
+// override the next park's) wakes the connection early: it finds its deadline not passed and parks again,
+// re-arming the timer.
 func (c *Conn) deadlineWake() {
-	if c.state.Load() == readerParked && time.Since(clockStart) >= time.Duration(c.parkDeadline.Load()) {
+	if c.state.Load() == readerParked {
 		c.wake()
 	}
 }
@@ -206,10 +207,9 @@ func armTimer(t *time.Timer, deadline time.Duration) {
 	}
 }
 
-// prepareTimer records the deadline for the timer's goroutine and makes the timer on first need; it runs
-// before the connection parks, when only the reader uses it.
+// prepareTimer makes the deadline timer on first need; it runs before the connection parks, when only the
+// reader uses it.
 func (c *Conn) prepareTimer() *time.Timer {
-	c.parkDeadline.Store(int64(c.rdl))
 	if c.rdl == 0 {
 		return nil
 	}
@@ -223,5 +223,30 @@ func (c *Conn) prepareTimer() *time.Timer {
 func (c *Conn) unwatchTimer() {
 	if c.timer != nil {
 		c.timer.Stop()
+	}
+}
+
+// Apart runs f on a goroutine of its own and waits for it, so f is still sequential with the caller. The
+// connection's goroutine runs its deep one-off work this way (the TLS handshake, CONNECT handling:
+// authentication, session takeover, logging), which needs 8 KiB of stack and more: on a connection that
+// keeps its goroutine while idle (TLS cannot park) that stack would outlive the work, since the runtime
+// shrinks a parked goroutine's stack only by halves, and not below 4 KiB once 224 bytes are in use. A
+// panic is re-raised on the caller, with the helper's stack in its value, for the connection core to log
+// and recover.
+func Apart(f func()) {
+	var panicked any
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				panicked = fmt.Sprintf("%v\n%s", r, debug.Stack())
+			}
+		}()
+		f()
+	}()
+	<-done
+	if panicked != nil {
+		panic(panicked)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,7 +158,7 @@ func (h *Handler) Serve(c *protocol.Conn) {
 			cl.release(err)
 		}
 	}()
-	runApart(func() {
+	protocol.Apart(func() {
 		if cl = h.newClient(c); cl != nil {
 			err = cl.connect()
 		}
@@ -187,30 +186,6 @@ func (cl *client) release(err error) {
 	}
 	if cl.slot != nil {
 		cl.slot.Release()
-	}
-}
-
-// runApart runs f on a goroutine of its own and waits for it, so f is still sequential with the
-// reader. Serve runs the client's setup and CONNECT handling (grammar lookup, authentication, session
-// takeover, logging) this way: they need about 8 KiB of stack, which on the reader goroutine would
-// outlive them where the connection cannot park (TLS), since the runtime shrinks a parked stack only by
-// halves, and not below 4 KiB once 224 bytes are in use. The reader then stays within its initial 2 KiB. A panic is re-raised on the
-// reader, with the helper's stack in its value, for the connection core to log and recover.
-func runApart(f func()) {
-	var panicked any
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			if r := recover(); r != nil {
-				panicked = fmt.Sprintf("%v\n%s", r, debug.Stack())
-			}
-		}()
-		f()
-	}()
-	<-done
-	if panicked != nil {
-		panic(panicked)
 	}
 }
 
