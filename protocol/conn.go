@@ -219,7 +219,7 @@ func (c *Conn) Close(reason error) {
 		} else {
 			_ = c.nc.Close()
 		}
-		c.wake() // a parked reader: its Step reads the closed socket's error and ends the session
+		c.wake(true) // a parked reader: its Step reads the closed socket's error and ends the session
 		c.out.mu.Lock()
 		c.reason, c.isDone = reason, true
 		done := c.done

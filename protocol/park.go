@@ -71,8 +71,9 @@ func (c *Conn) pending() bool {
 }
 
 // run steps the session until it ends (false) or the connection parks (true: the goroutine must return
-// without touching the connection, which another goroutine may already be running).
-func (c *Conn) run() (parked bool) {
+// without touching the connection, which another goroutine may already be running). ready says input
+// (or the end of it) is waiting in the socket: the first Step reads it at once.
+func (c *Conn) run(ready bool) (parked bool) {
 	ended := false
 	defer func() {
 		if !ended && !parked {
@@ -83,7 +84,9 @@ func (c *Conn) run() (parked bool) {
 		}
 	}()
 	for {
-		if !c.pending() && c.canPark() {
+		if ready {
+			ready = false
+		} else if !c.pending() && c.canPark() {
 			if c.rdl != 0 && time.Since(clockStart) >= c.rdl {
 				// Resumed by the deadline timer: Step's next read fails as the socket's would, even if
 				// the front-end moves the deadline before reading (STOMP does, per read).
@@ -150,15 +153,15 @@ func (c *Conn) resumed() {
 }
 
 // wake resumes a parked connection on a new goroutine; it does nothing when the reader is running (or
-// another wake won).
-func (c *Conn) wake() {
+// another wake won). ready: the socket has input, or is closed (see run).
+func (c *Conn) wake(ready bool) {
 	if c.state.CompareAndSwap(readerParked, readerRunning) {
-		go c.srv.resume(c)
+		go c.srv.resume(c, ready)
 	}
 }
 
 // resume runs a parked connection's session again, on a goroutine of its own.
-func (s *Server) resume(c *Conn) {
+func (s *Server) resume(c *Conn, ready bool) {
 	parked := false
 	defer func() {
 		if !parked {
@@ -167,7 +170,7 @@ func (s *Server) resume(c *Conn) {
 	}()
 	c.unwatchTimer()
 	c.resumed()
-	if parked = c.run(); !parked {
+	if parked = c.run(ready); !parked {
 		s.handlerDone(c)
 	}
 }
@@ -192,7 +195,7 @@ type parkState struct {
 // re-arming the timer.
 func (c *Conn) deadlineWake() {
 	if c.state.Load() == readerParked {
-		c.wake()
+		c.wake(false) // Step meets the deadline, or the connection parks again
 	}
 }
 

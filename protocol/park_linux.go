@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -157,7 +158,7 @@ func newPoller() (*poller, error) {
 // loop waits for ready connections until the epoll descriptor is closed and wakes each.
 func (p *poller) loop(rc syscall.RawConn) {
 	defer close(p.done)
-	events := make([]unix.EpollEvent, 256)
+	events := make([]unix.EpollEvent, 64)
 	_ = rc.Read(func(fd uintptr) bool {
 		for {
 			n, err := unix.EpollWait(int(fd), events, 0)
@@ -169,9 +170,13 @@ func (p *poller) loop(rc syscall.RawConn) {
 			}
 			for i := range events[:n] {
 				if c := p.lookup(events[i].Fd, events[i].Pad); c != nil {
-					c.wake()
+					c.wake(true)
 				}
 			}
+			// Let the goroutines just started run before starting more: a burst of input on many idle
+			// connections at once (a sweep of keep-alive pings) would otherwise give each its stack at
+			// the same time.
+			runtime.Gosched()
 		}
 	})
 }

@@ -268,7 +268,7 @@ func (s *Server) serve(l *listener, nc net.Conn) {
 	}
 	s.handlers[c.proto].Serve(c)
 	if c.step != nil {
-		if parked = c.run(); parked {
+		if parked = c.run(false); parked {
 			return
 		}
 	}
