@@ -3,6 +3,7 @@ package mqtt
 import (
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -50,4 +51,46 @@ func TestIdleMQTTConnectionMemory(t *testing.T) {
 	if !prototest.RaceEnabled && (cost.Heap+cost.Stack > 4<<10 || cost.Stack > 1<<10) {
 		t.Fatalf("%d heap and %d stack bytes per idle connection; want at most 4 KiB together, stack 1 KiB", cost.Heap, cost.Stack)
 	}
+}
+
+// Parked connections all wake for their input, also when it comes to all of them at once (a sweep of
+// keep-alive pings): every PINGREQ of every round is answered, and the connections park again.
+func TestIdleConnectionsAllWake(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens many sockets")
+	}
+	b := startBrokerLog(t, zaptest.NewLogger(t, zaptest.Level(zapcore.InfoLevel)), nil)
+	const n, rounds = 2000, 3
+	connect := packet.Append(nil, &packet.ConnectPacket{ProtocolName: "MQTT", ProtocolLevel: packet.Version311,
+		CleanSession: true, KeepAlive: 30}, packet.Version311)
+	clients := make([]net.Conn, n)
+	for i := range clients {
+		clients[i] = prototest.Dial(t, b.addr)
+		if _, err := clients[i].Write(connect); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf [4]byte
+	for _, nc := range clients {
+		_ = nc.SetReadDeadline(time.Now().Add(waitTime))
+		if _, err := io.ReadFull(nc, buf[:4]); err != nil || buf[0] != 0x20 {
+			t.Fatalf("CONNACK % x, %v", buf, err)
+		}
+	}
+	ping := packet.Append(nil, &packet.PingreqPacket{}, packet.Version311)
+	for r := range rounds {
+		for _, nc := range clients {
+			if _, err := nc.Write(ping); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, nc := range clients {
+			_ = nc.SetReadDeadline(time.Now().Add(waitTime))
+			if _, err := io.ReadFull(nc, buf[:2]); err != nil || buf[0] != 0xd0 {
+				t.Fatalf("round %d, client %d: PINGRESP % x, %v", r, i, buf[:2], err)
+			}
+		}
+	}
+	g := runtime.NumGoroutine()
+	prototest.WaitFor(t, 5*time.Second, func() bool { g = runtime.NumGoroutine(); return g < n/10 })
 }
