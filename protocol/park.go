@@ -85,8 +85,14 @@ func (c *Conn) run(ready bool) (parked bool) {
 	}()
 	for {
 		if ready {
+			// Read what woke the connection now, rather than park again to learn it is there; Step then
+			// finds it buffered (STOMP consumes heart-beats that way without waiting in a read).
 			ready = false
-		} else if !c.pending() && c.canPark() {
+			if cr := c.inbuf(); cr != nil && cr.r == cr.w && cr.err == nil && !cr.released {
+				cr.fill()
+			}
+		}
+		if !c.pending() && c.canPark() {
 			if c.rdl != 0 && time.Since(clockStart) >= c.rdl {
 				// Resumed by the deadline timer: Step's next read fails as the socket's would, even if
 				// the front-end moves the deadline before reading (STOMP does, per read).

@@ -2,11 +2,14 @@ package stomp
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
+	"github.com/go-stomp/stomp/v3/frame"
 	"go.uber.org/zap"
 
 	"github.com/lyremq/lyre/conf"
@@ -59,5 +62,40 @@ func TestIdleSTOMPConnectionMemory(t *testing.T) {
 	// would add 2 KiB or more.
 	if !prototest.RaceEnabled && (cost.Heap+cost.Stack > 4<<10 || cost.Stack > 1<<10) {
 		t.Fatalf("%d heap and %d stack bytes per idle connection; want at most 4 KiB together, stack 1 KiB", cost.Heap, cost.Stack)
+	}
+}
+
+// Heart-beats wake a parked STOMP connection, which consumes them and parks again: a thousand sessions
+// beating at once keep no goroutine, and each still answers a frame afterwards.
+func TestIdleSTOMPHeartBeatsPark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens many sockets")
+	}
+	b := startBroker(t, func(_ *conf.Connector, h *Handler) { h.log = zap.NewNop() })
+	const n = 1000
+	clients := make([]*rawConn, n)
+	for i := range clients {
+		clients[i] = b.raw(t)
+		clients[i].connect("accept-version:1.2", "host:default", "heart-beat:60000,0")
+	}
+	g0 := runtime.NumGoroutine()
+	for range 3 {
+		for _, r := range clients {
+			r.send("\n")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Parked again: fewer goroutines than connections (a connection left waiting in a read would keep one).
+	prototest.WaitForErr(t, 5*time.Second, func() error {
+		if g := runtime.NumGoroutine(); g > g0+n/10 {
+			return fmt.Errorf("%d goroutines for %d connections, %d before the heart-beats", g, n, g0)
+		}
+		return nil
+	})
+	for i, r := range clients {
+		r.send("SEND\ndestination:/topic/beat\nreceipt:r\n\n\x00")
+		if f := r.read(); f.Command != frame.RECEIPT {
+			t.Fatalf("client %d: got %s after heart-beats", i, f.Command)
+		}
 	}
 }
