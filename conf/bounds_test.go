@@ -2,6 +2,7 @@ package conf_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/lyremq/lyre/conf"
 )
@@ -35,11 +36,26 @@ virtual_host "v" {
 
   max_concurrent_logins             = 8
   max_concurrent_logins_per_address = 2
+
+  credential_cache      = "2m"
+  credential_cache_size = 100
+}
+virtual_host "off" {
+  credential_cache = "0s"
+}
+virtual_host "defaults" {
 }
 `)
 	if v := c.VirtualHosts[0]; v.MaxSubscriptions != 500 || v.MaxDurableSubscriptions != 50 ||
-		v.MaxConcurrentLogins != 8 || v.MaxConcurrentLoginsPerAddress != 2 {
+		v.MaxConcurrentLogins != 8 || v.MaxConcurrentLoginsPerAddress != 2 ||
+		v.CredentialCache != 2*time.Minute || v.CredentialCacheSize != 100 {
 		t.Errorf("host: %+v", v)
+	}
+	if v := c.VirtualHosts[1]; v.CredentialCache != 0 {
+		t.Errorf("credential_cache = \"0s\" gave %v, want 0 (no cache)", v.CredentialCache)
+	}
+	if v := c.VirtualHosts[2]; v.CredentialCache != conf.DefaultCredentialCache || v.CredentialCacheSize != 0 {
+		t.Errorf("credential cache left out: %v, size %d; want the default, 0", v.CredentialCache, v.CredentialCacheSize)
 	}
 	got := c.Connectors[0].STOMP
 	if got.MaxTransactions != 4 || got.MaxTransactionFrames != 500 || got.MaxTransactionBytes != 1<<20 ||

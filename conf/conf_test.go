@@ -81,6 +81,7 @@ func TestDefaultConfig(t *testing.T) {
 	wantHosts := []conf.VirtualHost{{
 		Name: "default", HostNames: []string{"localhost", "127.0.0.1"}, Anonymous: true,
 		Store: &conf.Store{Directory: "data", Sync: true}, SharedSubscriptionStrategy: conf.ShareRoundRobin,
+		CredentialCache: conf.DefaultCredentialCache,
 	}}
 	if !reflect.DeepEqual(c.VirtualHosts, wantHosts) {
 		t.Errorf("virtual hosts:\n got %+v\nwant %+v", c.VirtualHosts, wantHosts)
@@ -143,7 +144,7 @@ virtual_host "w" {
 	}
 	wantMQTT := conf.MQTT{
 		Grammar: conf.MQTTGrammarDefaults, MaxMessageLength: 100 << 20, DieDelay: 5 * time.Second,
-		MaxInflight: 32, MaxQueuedMessages: 1000, MaxSubscriptions: 1000, MaxTopicLevels: 128,
+		MaxInflight: 128, MaxQueuedMessages: 1000, MaxSubscriptions: 1000, MaxTopicLevels: 128,
 		ReceiveMaximum: 1024, TopicAliasMaximum: 64, ResponseTopicPrefix: "reply/",
 	}
 	if cn.MQTT != wantMQTT {
@@ -243,9 +244,9 @@ func TestFullExample(t *testing.T) {
 		{
 			Name: "tenant-a", HostNames: []string{"a.example.com", "tenant-a.local"},
 			Store:                      &conf.Store{Directory: "/var/lib/lyre/a", Sync: false, FlushDelay: 2 * time.Millisecond},
-			SharedSubscriptionStrategy: conf.ShareRoundRobin,
+			SharedSubscriptionStrategy: conf.ShareRoundRobin, CredentialCache: conf.DefaultCredentialCache,
 		},
-		{Name: "tenant-b", Anonymous: true, SharedSubscriptionStrategy: conf.ShareHashClientID},
+		{Name: "tenant-b", Anonymous: true, SharedSubscriptionStrategy: conf.ShareHashClientID, CredentialCache: conf.DefaultCredentialCache},
 	}
 	if !reflect.DeepEqual(c.VirtualHosts, wantHosts) {
 		t.Errorf("virtual hosts:\n got %+v\nwant %+v", c.VirtualHosts, wantHosts)

@@ -237,7 +237,7 @@ func stompAttrs(s *STOMP) map[string]attrFunc {
 }
 
 func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
-	h := VirtualHost{Name: b.Labels[0], SharedSubscriptionStrategy: ShareRoundRobin}
+	h := VirtualHost{Name: b.Labels[0], SharedSubscriptionStrategy: ShareRoundRobin, CredentialCache: DefaultCredentialCache}
 	d.pos[key] = b.TypeRange
 	d.pos[key+".name"] = b.LabelRanges[0]
 	d.attrs(b.Body, key, map[string]attrFunc{
@@ -256,6 +256,8 @@ func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
 
 		"max_concurrent_logins":             integer(&h.MaxConcurrentLogins),
 		"max_concurrent_logins_per_address": integer(&h.MaxConcurrentLoginsPerAddress),
+		"credential_cache":                  duration(&h.CredentialCache),
+		"credential_cache_size":             integer(&h.CredentialCacheSize),
 
 		"shared_subscription_strategy": str((*string)(&h.SharedSubscriptionStrategy)),
 	})

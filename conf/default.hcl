@@ -91,7 +91,7 @@ connector "default" {
 
     # max_message_length  = "100MB"
     # die_delay           = "5s"
-    # max_inflight        = 32      # unacknowledged QoS 1/2 messages per client (1 to 65535)
+    # max_inflight        = 128     # unacknowledged QoS 1/2 messages per client (1 to 65535)
     # max_queued_messages = 1000    # further messages waiting for a connected client's window; beyond
     #                               # it its publishers are held back (an offline session keeps what its
     #                               # durable subscriptions' quota allows: see dsub below)
@@ -131,6 +131,9 @@ virtual_host "default" {
   # max_durable_subscriptions = 100000   # STOMP /dsub/... and those of MQTT sessions kept offline
   # max_concurrent_logins             = 0  # password checks at once; 0 = one per CPU; others wait (5s)
   # max_concurrent_logins_per_address = 4  # logins under way from one IP, a failed one until its delay ends
+  # credential_cache      = "30s"  # a password bcrypt verified is trusted this long for the same user, so
+  #                                # reconnecting costs no bcrypt; forgotten on reload; "0s" = off
+  # credential_cache_size = 10000  # users held at once; a new one then replaces another
   # shared_subscription_strategy = "round_robin"  # MQTT 5 $share/{group}/{filter}: which member gets a
   #                            # message: round_robin, random, sticky, hash_clientid or hash_topic
 

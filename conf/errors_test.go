@@ -413,6 +413,14 @@ var errorCases = []struct {
 		},
 	},
 	{
+		name: "host credential cache",
+		src:  mqttConn + "}\nvirtual_host \"h\" {\n  credential_cache = \"-1s\"\n  credential_cache_size = -1\n}\n",
+		want: []string{
+			`t.hcl:6:22: credential_cache: duration "-1s" is negative`,
+			`t.hcl:7:27: credential_cache_size must not be negative (0 means the default)`,
+		},
+	},
+	{
 		name: "stomp transaction bounds",
 		src: "connector \"c\" {\n  bind = \"tcp://127.0.0.1:1883\"\n  protocol = \"stomp\"\n  stomp {\n" +
 			"    max_transactions = 0\n    max_transaction_frames = -1\n    max_transaction_bytes = \"-1KB\"\n" +

@@ -78,6 +78,8 @@ func (v *validator) hostSecurity(k string, h *VirtualHost) {
 		{"max_durable_subscriptions", int64(h.MaxDurableSubscriptions), "the default"},
 		{"max_concurrent_logins", int64(h.MaxConcurrentLogins), "one per CPU"},
 		{"max_concurrent_logins_per_address", int64(h.MaxConcurrentLoginsPerAddress), "the default"},
+		{"credential_cache", int64(h.CredentialCache), "no cache"},
+		{"credential_cache_size", int64(h.CredentialCacheSize), "the default"},
 	} {
 		if l.n < 0 {
 			v.errf(k+"."+l.name, "%s must not be negative (0 means %s)", l.name, l.zero)

@@ -102,6 +102,7 @@ func newConn(s *Server, nc net.Conn, r io.Reader, set *Settings, proto string) *
 	switch cr := r.(type) {
 	case *connReader:
 		cr.owner, c.defers = c, true
+
 		cr.count = &c.stats.bytesIn
 		c.stats.bytesIn.Store(uint64(cr.w - cr.r)) // the bytes read while detecting, replayed from the buffer
 	case *wsConn:

@@ -68,6 +68,14 @@
 // keeps its record buffers (sized by the largest record seen) and cipher state (TestIdleTLSConnMemory
 // measures about 21 KiB per connection, client side included).
 //
+// A handshake costs far more than the CONNECT inside it: on a 2-core test machine a loopback client
+// made about 10000 clear-text MQTT connections a second, against 500-900 full TLS handshakes (RSA-2048
+// or ECDSA P-256 certificates; TLS 1.3 also pays the X25519MLKEM768 key exchange Go offers by default).
+// Session tickets are left on, as crypto/tls has them (TestTLSSessionResumption): a client that keeps its
+// session skips the certificate signature, which a TLS 1.2 resumption turns into about 3000 connections
+// a second; TLS 1.3 resumption still runs the key exchange. The ticket keys are crypto/tls's own, per
+// tls.Config: a restart or ReloadCertificates makes every client's next handshake a full one.
+//
 // # WebSocket
 //
 // HTTP is a layer like TLS: a connector that lists "http" in detect (or binds ws:// or wss://, which

@@ -5,7 +5,10 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Outbound queue sizing.
@@ -89,9 +92,23 @@ type pendingClose struct {
 type writerState struct {
 	spare []*chunk    // the list swapped with outbound.bufs, so a batch allocates nothing
 	iov   net.Buffers // one writev's pieces
+
+	// For writeNow's one non-blocking writev: the arguments and results of rawWritev, which is made
+	// once per writerState so passing it to syscall.RawConn.Write allocates nothing.
+	raw      [][]byte
+	rawN     int
+	rawErr   error
+	rawWrite func(fd uintptr) bool
 }
 
-var writerPool = sync.Pool{New: func() any { return new(writerState) }}
+var writerPool = sync.Pool{New: func() any {
+	w := new(writerState)
+	w.rawWrite = func(fd uintptr) bool {
+		w.rawN, w.rawErr = unix.Writev(int(fd), w.raw)
+		return true // one attempt: a full socket is the writer goroutine's to wait for
+	}
+	return w
+}}
 
 // pendingLocked returns the bytes queued or being written.
 func (o *outbound) pendingLocked() int {
@@ -238,14 +255,115 @@ func (c *Conn) CommitDeferred(b []byte) {
 
 // Flush starts the writer for output CommitDeferred left queued. The reader calls it before it blocks;
 // the connection's own reads and Pace do so already.
+//
+// On a plain TCP connection Flush writes on the caller's goroutine what the socket takes without waiting
+// (one non-blocking writev), and starts the writer goroutine only for what is left: most answers leave
+// with no goroutine started and woken for them, which at moderate rates was a fifth of the broker's time.
 func (c *Conn) Flush() {
 	o := &c.out
 	if !o.deferred.Load() {
 		return
 	}
 	o.mu.Lock()
-	c.startWriterLocked()
+	tc, plain := c.nc.(*net.TCPConn)
+	if !plain || o.writing || o.emptyLocked() {
+		c.startWriterLocked()
+		o.mu.Unlock()
+		return
+	}
+	raw, err := tc.SyscallConn() // not kept: an idle connection holds nothing for it
+	if err != nil {
+		c.startWriterLocked()
+		o.mu.Unlock()
+		return
+	}
+	o.deferred.Store(false)
+	o.writing = true
+	c.srv.wg.Add(1) // as startWriterLocked: the writer's share, whichever goroutine writes
+	w := writerPool.Get().(*writerState)
+	batch := c.takeBatchLocked(w)
 	o.mu.Unlock()
+	c.writeNow(raw, w, batch)
+}
+
+// takeBatchLocked swaps the queued chunks out for the writer to write without holding mu.
+func (c *Conn) takeBatchLocked(w *writerState) []*chunk {
+	o := &c.out
+	batch := o.bufs
+	o.inflight = o.pendingLocked()
+	o.bufs, w.spare = w.spare, nil
+	o.queued = 0
+	o.big, o.bigOut = 0, o.big
+	return batch
+}
+
+// writeNow writes batch with one non-blocking writev, then, if the queue is then empty and no drain hook
+// queues more, stops being the writer; otherwise (bytes the socket did not take, a write error, new output,
+// a close) it hands the rest to a writer goroutine.
+func (c *Conn) writeNow(raw syscall.RawConn, w *writerState, batch []*chunk) {
+	o := &c.out
+	w.raw = w.raw[:0]
+	total := 0
+	for _, ch := range batch {
+		if len(ch.b) > 0 && total < writePiece {
+			w.raw = append(w.raw, ch.b)
+			total += len(ch.b)
+		}
+	}
+	w.rawN, w.rawErr = 0, nil
+	// An error (an expired write deadline, a broken socket, EAGAIN) is left for the writer goroutine
+	// to meet again, under its own deadline, and to handle as it always does.
+	err := raw.Write(w.rawWrite)
+	n := max(w.rawN, 0)
+	clear(w.raw)
+	c.stats.bytesOut.Add(uint64(n))
+	if err != nil || w.rawErr != nil || n < total || total < o.batchBytes(batch) {
+		// Find where the socket stopped: chunk i, byte off.
+		i, off := 0, n
+		for i < len(batch) && off >= len(batch[i].b) {
+			off -= len(batch[i].b)
+			i++
+		}
+		if n > 0 {
+			c.wroteSome(n)
+		}
+		go c.writeRest(w, batch, i, off)
+		return
+	}
+	o.mu.Lock()
+	o.inflight, o.bigOut = 0, 0
+	for i, ch := range batch {
+		putChunk(ch)
+		batch[i] = nil
+	}
+	if cap(batch) <= maxIdleSlice {
+		w.spare = batch[:0]
+	}
+	o.roomLocked(c.srv.maxPending())
+	if f := o.onDrain; f != nil && o.emptyLocked() && !o.closing {
+		o.mu.Unlock()
+		f() // as the writer goroutine would, with writing still set; it may queue more
+		o.mu.Lock()
+	}
+	if !o.emptyLocked() || o.closing || o.closed {
+		o.mu.Unlock()
+		go c.writeRest(w, nil, 0, 0)
+		return
+	}
+	o.writing = false
+	o.releaseLocked()
+	o.mu.Unlock()
+	c.srv.wg.Done()
+	writerPool.Put(w)
+}
+
+// batchBytes returns the bytes of batch.
+func (o *outbound) batchBytes(batch []*chunk) int {
+	n := 0
+	for _, ch := range batch {
+		n += len(ch.b)
+	}
+	return n
 }
 
 // commitLocked is Commit without the unlock; with deferWrite it leaves the writer stopped (Flush).
@@ -336,13 +454,23 @@ func (c *Conn) Pending() int {
 }
 
 // writeLoop writes the queue to the socket until it is empty, then exits.
-func (c *Conn) writeLoop() {
+func (c *Conn) writeLoop() { c.writeRest(writerPool.Get().(*writerState), nil, 0, 0) }
+
+// writeRest is the writer goroutine: it first writes what writeNow left of batch (from chunk i, byte
+// off), then the queue until it is empty.
+func (c *Conn) writeRest(w *writerState, batch []*chunk, i, off int) {
 	defer c.srv.wg.Done()
 	o := &c.out
-	w := writerPool.Get().(*writerState)
 	defer writerPool.Put(w)
 	var written []*chunk // the batch just written, recycled under mu
 	drained := false     // onDrain ran since the last write
+	if batch != nil {
+		if err := c.writeChunks(w, batch, i, off); err != nil {
+			c.writeFailed(batch, err)
+			return
+		}
+		written = batch
+	}
 	for {
 		o.mu.Lock()
 		o.inflight, o.bigOut = 0, 0
@@ -386,37 +514,38 @@ func (c *Conn) writeLoop() {
 			}
 			return
 		}
-		batch := o.bufs
-		o.inflight = o.pendingLocked()
-		o.bufs, w.spare = w.spare, nil
-		o.queued = 0
-		o.big, o.bigOut = 0, o.big
+		batch := c.takeBatchLocked(w)
 		o.mu.Unlock()
 
 		drained = false
-		err := c.writeChunks(w, batch)
-		written = batch
-		if err != nil {
-			o.mu.Lock()
-			o.inflight, o.bigOut = 0, 0
-			o.writing = false
-			o.closing = true // the socket is broken: refuse output until Close completes
-			o.mu.Unlock()
-			c.Close(err)
-			for i, ch := range written {
-				putChunk(ch)
-				written[i] = nil
-			}
+		if err := c.writeChunks(w, batch, 0, 0); err != nil {
+			c.writeFailed(batch, err)
 			return
 		}
+		written = batch
 	}
 }
 
-// writeChunks writes the chunks with writev, at most writePiece bytes per call, each call under a fresh
-// write deadline.
-func (c *Conn) writeChunks(w *writerState, chunks []*chunk) error {
+// writeFailed ends the writer after a write error: the socket is broken, so output is refused until
+// Close completes.
+func (c *Conn) writeFailed(batch []*chunk, err error) {
+	o := &c.out
+	o.mu.Lock()
+	o.inflight, o.bigOut = 0, 0
+	o.writing = false
+	o.closing = true
+	o.mu.Unlock()
+	c.Close(err)
+	for i, ch := range batch {
+		putChunk(ch)
+		batch[i] = nil
+	}
+}
+
+// writeChunks writes the chunks from chunks[i].b[off] on with writev, at most writePiece bytes per call,
+// each call under a fresh write deadline.
+func (c *Conn) writeChunks(w *writerState, chunks []*chunk, i, off int) error {
 	timeout := c.srv.writeTimeout()
-	i, off := 0, 0 // next byte to write: chunks[i].b[off]
 	for i < len(chunks) {
 		iov := w.iov[:0]
 		n := 0

@@ -1,6 +1,7 @@
 package virtualhost
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -62,7 +63,8 @@ func loadUsers(path, host string) (users map[string]user, dummy []byte, fake fak
 	return users, dummy, newFakeSCRAM(host, list), file, nil
 }
 
-// Authenticate checks credentials; it neither throttles nor checks the connect permission (see Login).
+// Authenticate checks credentials by bcrypt; it neither throttles, nor checks the connect permission,
+// nor asks or fills the credential cache (see Login).
 //
 //   - No user name: an anonymous host lets the client in with an empty Principal; other hosts answer
 //     ErrNotAuthorized (MQTT CONNACK 0x05).
@@ -71,7 +73,11 @@ func loadUsers(path, host string) (users map[string]user, dummy []byte, fake fak
 //   - An anonymous host without a users file accepts any user name, unauthenticated: the name is kept for
 //     logs and headers but matches no access rule naming users or "+".
 func (h *Host) Authenticate(name string, password []byte, hasUser bool) (Principal, error) {
-	st := h.cur.Load()
+	return h.authenticate(h.cur.Load(), name, password, hasUser)
+}
+
+// authenticate is Authenticate against the settings st, by bcrypt: the credential cache is the caller's.
+func (h *Host) authenticate(st *settings, name string, password []byte, hasUser bool) (Principal, error) {
 	if !hasUser || name == "" {
 		if st.conf.Anonymous {
 			return Principal{}, nil
@@ -87,26 +93,106 @@ func (h *Host) Authenticate(name string, password []byte, hasUser bool) (Princip
 			return Principal{User: name}, nil
 		}
 		if st.dummy != nil {
-			_ = compareHash(st.dummy, password)
+			_ = h.compare(st.dummy, password)
 		}
 		return Principal{}, ErrBadCredentials
 	}
-	if compareHash(u.hash, password) != nil {
+	if h.compare(u.hash, password) != nil {
 		return Principal{}, ErrBadCredentials
 	}
 	return Principal{User: name, Groups: u.groups, Authenticated: true, listed: true}, nil
 }
 
-// Login is what a front-end calls on CONNECT: Authenticate, then the connect permission on this host for
-// the client id. On failure it also returns how long the front-end should wait before answering: repeated
+// compare is one bcrypt check, counted (HostCounters.PasswordChecks).
+func (h *Host) compare(hash, password []byte) error {
+	h.passwordChecks.Add(1)
+	return compareHash(hash, password)
+}
+
+// passwordLogin is what Login and Verify share: the login's turn under the host's bounds, then its
+// credentials checked, by the credential cache when it holds them (credcache.go), else by bcrypt. A
+// cache hit costs an HMAC, not bcrypt, so it takes no place among the host's password checks; it still
+// waits for its address's turn, so an address paying the delay its failures earned waits as before, and
+// a wrong password always costs bcrypt and is throttled as it was without the cache. The caller gives
+// the turn back (lt.done) unless err is ErrLoginBusy.
+func (h *Host) passwordLogin(remote net.Addr, name string, password []byte, hasUser bool) (p Principal, lt loginTurn, err error) {
+	st := h.cur.Load()
+	check := hasUser && name != "" && st.dummy != nil // bcrypt work: a name on a host with a users file
+	var mac [sha256.Size]byte
+	cache := check && st.creds != nil && len(name) <= MaxUserLength && len(password) <= MaxPasswordLength
+	if cache {
+		mac = credMAC(name, password)
+	}
+	hit := cache && !h.retired.Load() && st.creds.has(name, mac, h.now())
+	if cache && !hit && !h.retired.Load() {
+		if wait := st.creds.flight(mac); wait != nil {
+			// Another login is checking these very credentials: its answer serves this one too, if it
+			// is a success. A failure is not shared: this login then pays its own check, and its own
+			// delay, like any other failure.
+			select {
+			case <-wait:
+			case <-time.After(h.loginWait()):
+			}
+			hit = st.creds.has(name, mac, h.now())
+		} else {
+			defer st.creds.land(mac)
+		}
+	}
+	if lt, err = h.loginTurn(remote, check && !hit); err != nil {
+		return Principal{}, lt, err
+	}
+	// The turn may have waited: the settings or the entry may have changed since.
+	st = h.cur.Load()
+	if hit {
+		if p, ok := h.cached(st, name, mac); ok {
+			return p, lt, nil
+		}
+		// Gone while waiting: a bcrypt check after all, in turn among the host's checks.
+		lt.done(0)
+		if lt, err = h.loginTurn(remote, check); err != nil {
+			return Principal{}, lt, err
+		}
+		st = h.cur.Load()
+	}
+	p, err = h.authenticate(st, name, password, hasUser)
+	// Only a success is remembered, in the cache of the settings it was checked against: a reload
+	// swaps in settings with an empty cache, so nothing verified under an old users file outlives it.
+	if err == nil && cache && p.listed && !h.retired.Load() {
+		st.creds.put(name, mac, h.now())
+	}
+	return p, lt, err
+}
+
+// cached returns the principal of name when st's credential cache holds mac for it.
+func (h *Host) cached(st *settings, name string, mac [sha256.Size]byte) (Principal, bool) {
+	if h.retired.Load() || !st.creds.has(name, mac, h.now()) {
+		return Principal{}, false
+	}
+	u, ok := st.users[name]
+	if !ok { // cannot be: the cache belongs to st and holds only its users
+		return Principal{}, false
+	}
+	h.credentialHits.Add(1)
+	return Principal{User: name, Groups: u.groups, Authenticated: true, listed: true}, true
+}
+
+// now is the credential cache's clock.
+func (h *Host) now() time.Time {
+	if h.clock != nil {
+		return h.clock()
+	}
+	return time.Now()
+}
+
+// Login is what a front-end calls on CONNECT: Authenticate (or the credential cache, when it holds these
+// credentials: see passwordLogin), then the connect permission on this host for the client id. On failure it also returns how long the front-end should wait before answering: repeated
 // failures from one address are slowed down (see Throttle). It first waits for its turn under the host's
 // login bounds (loginlimit.go), or fails with ErrLoginBusy. remote may be nil (no throttling).
 func (h *Host) Login(remote net.Addr, name string, password []byte, hasUser bool, clientID string) (Principal, time.Duration, error) {
-	lt, err := h.loginTurn(remote, h.checksPassword(name, hasUser))
-	if err != nil {
+	p, lt, err := h.passwordLogin(remote, name, password, hasUser)
+	if errors.Is(err, ErrLoginBusy) {
 		return Principal{}, 0, err
 	}
-	p, err := h.Authenticate(name, password, hasUser)
 	p, delay, err := h.admit(remote, p, err, clientID)
 	lt.done(delay)
 	return p, delay, err
@@ -162,7 +248,7 @@ func (h *Host) Decoy(remote net.Addr, name string, password []byte, hasUser bool
 		if dummy == nil {
 			dummy = defaultDummy()
 		}
-		_ = bcrypt.CompareHashAndPassword(dummy, password)
+		_ = h.compare(dummy, password)
 	}
 	delay := h.refuse(remote, ErrBadCredentials)
 	lt.done(delay)
@@ -179,15 +265,14 @@ var defaultDummy = sync.OnceValue(func() []byte {
 	return h
 })
 
-// Verify is Login for a management (HTTP) request: the credentials are checked, and a failure is
-// counted and throttled like a client's, but the connect permission is not asked. A monitoring account
+// Verify is Login for a management (HTTP) request: the credentials are checked (by the credential cache
+// too), and a failure is counted and throttled like a client's, but the connect permission is not asked. A monitoring account
 // need not be able to connect as a client; management checks monitor, admin and send itself.
 func (h *Host) Verify(remote net.Addr, name string, password []byte, hasUser bool) (Principal, time.Duration, error) {
-	lt, err := h.loginTurn(remote, h.checksPassword(name, hasUser))
-	if err != nil {
+	p, lt, err := h.passwordLogin(remote, name, password, hasUser)
+	if errors.Is(err, ErrLoginBusy) {
 		return Principal{}, 0, err
 	}
-	p, err := h.Authenticate(name, password, hasUser)
 	var delay time.Duration
 	if err != nil {
 		p, delay = Principal{}, h.refuse(remote, err)

@@ -90,6 +90,51 @@
 // change of identity. It then calls LoginAuth (throttling and the connect permission, which may have been
 // revoked) but takes no second connection slot (not protocol.LoginAuth, which does).
 //
+// # Credential cache
+//
+// bcrypt is slow on purpose: at cost 10 (lyre passwd's default) one check takes 50-100ms of a CPU, so a
+// host that checks a CPU's worth of passwords at once logs in a few dozen clients per second, and a
+// storm of clients reconnecting waits its turn for minutes. A host therefore remembers, for
+// credential_cache (30s by default in a configuration file; 0 turns it off, as does leaving it out of a
+// conf.VirtualHost built in Go), the users whose password bcrypt has just verified: a login with the
+// same user name and password within that time is answered without bcrypt (about a microsecond). Login
+// and Verify use it, so MQTT, STOMP and management requests share one cache per host. SCRAM needs none:
+// its server side is a few HMACs (the client pays the iterations); a certificate has no password.
+//
+// Why it is safe:
+//   - The cache holds neither a password nor a plain hash of one: per user, the HMAC-SHA-256 of the
+//     user name (length-prefixed) and the password under a key drawn from crypto/rand when the process
+//     starts, which never leaves its memory. Without the key the MAC tells nothing; with a dump of the
+//     process's memory (which also shows passwords as they arrive) guesses for the users held can be
+//     tried at HMAC speed rather than bcrypt's: that is the cost, bounded by the TTL and the size.
+//   - Only a success is remembered, and a lookup finds an entry only for the same MAC (compared in
+//     constant time). Any other password misses, runs bcrypt (or the dummy hash for an unknown name) and
+//     is counted and throttled as without a cache; it does not evict the entry. A hit answers faster
+//     than bcrypt, but only for the right password, which the answer tells anyway.
+//   - The cache belongs to the host's settings snapshot: a reload builds new settings with an empty
+//     cache, so a password changed or a user removed in the users file takes effect at once, and a login
+//     verified against the old file is put in the old snapshot's cache, which nobody reads any more. A
+//     retired host forgets its cache.
+//   - An entry is trusted for the TTL from the bcrypt check that made it; hits do not extend it.
+//   - A hit is still a login: it asks the connect permission (admit), whose refusals are counted, and
+//     it waits for its address's turn, so an address paying the delay its failures earned waits as
+//     before. It takes no place among the host's password checks (max_concurrent_logins), which bound
+//     bcrypt, not this; a hit that finds its entry gone after waiting for its turn (expired, or a reload)
+//     takes its place among them and runs bcrypt after all.
+//
+// Each host holds at most credential_cache_size users (default 10000; an entry costs about 100 bytes).
+// When full, a newly verified user takes the place of an expired entry if one of the first few looked
+// at is, else of an arbitrary one (Go maps iterate from a random place): constant time, and the user
+// dropped pays one bcrypt at its next login. The cache helps clients that log in again within the TTL:
+// a flapping network, clients that connect for each message, and clients that gave up waiting for
+// their CONNACK during a storm and retry (the check their first attempt cost is not lost). It does not
+// help the first login after the broker starts (the cache is in memory, under a new key) nor a client
+// connected for longer than the TTL. Logins with the same credentials that arrive while bcrypt checks
+// them wait for that check instead of running their own (a fleet sharing one account reconnects for one
+// bcrypt); a failure is not shared, so each login with a wrong password pays, and is throttled, alone.
+// HostCounters.PasswordChecks and CredentialCacheHits
+// (lyre_password_checks_total, lyre_credential_cache_hits_total) show how often each path was taken.
+//
 // # Access rules
 //
 // Access rules follow Apollo: broker rules, then the host's, are tried in order and the first rule whose

@@ -36,3 +36,9 @@ func WatchPasswordChecks(f func(check func() error)) (restore func()) {
 	}
 	return func() { compareHash = old }
 }
+
+// SetClock makes h's credential cache read the time from now.
+func SetClock(h *Host, now func() time.Time) { h.clock = now }
+
+// CredentialCacheLen returns the entries h's credential cache holds now, expired ones included.
+func CredentialCacheLen(h *Host) int { return h.cur.Load().creds.len() }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -55,6 +56,10 @@ type Host struct {
 	retired   atomic.Bool
 	// Refusals by kind (Counters).
 	authFailures, connectRefused, hostFull, accessDenied, gateDenied atomic.Uint64
+	// Password logins by how they were checked (Counters): bcrypt, or the credential cache.
+	passwordChecks, credentialHits atomic.Uint64
+	// clock is what the credential cache reads as now; nil is time.Now. Tests set it (export_test.go).
+	clock func() time.Time
 	// persist is the host's store and what it recovered (store.go).
 	persist *persistence
 	drops   dropLog
@@ -68,6 +73,7 @@ type settings struct {
 	users     map[string]user // nil without a users file
 	groups    []conf.Group    // the users file's group blocks
 	dummy     []byte          // bcrypt hash compared against for unknown users
+	creds     *credCache      // passwords bcrypt verified against these users lately; nil: no cache
 	fake      fakeSCRAM       // SCRAM credentials answered for names without any (scram.go)
 	auth      map[string]Authenticator
 	rules     *rules
@@ -183,8 +189,12 @@ func (h *Host) build(c conf.VirtualHost, brokerRules []conf.AccessRule) (*settin
 	if file != nil {
 		groups = file.Groups
 	}
-	return &settings{conf: c, brokerAR: brokerRules, users: users, groups: groups, dummy: dummy, fake: fake,
-		auth: authenticators(users, h.extraAuth), rules: rs, hostNames: c.HostNames}, nil
+	var creds *credCache
+	if dummy != nil { // a users file: passwords to check
+		creds = newCredCache(c)
+	}
+	return &settings{conf: c, brokerAR: brokerRules, users: users, groups: groups, dummy: dummy, creds: creds,
+		fake: fake, auth: authenticators(users, h.extraAuth), rules: rs, hostNames: c.HostNames}, nil
 }
 
 // Acquire takes one of the host's connection slots; false when MaxConnections are in use, or the host
@@ -246,6 +256,11 @@ type HostCounters struct {
 	GateDenied uint64
 	// JournalFailures counts store writes that failed with nobody waiting for them (JournalFailures).
 	JournalFailures uint64
+	// PasswordChecks counts the bcrypt comparisons run for password logins (Login, Verify, and Decoy on
+	// the default host): wrong passwords and unknown users (the dummy hash) included, cache hits not.
+	PasswordChecks uint64
+	// CredentialCacheHits counts the password logins the credential cache answered without bcrypt.
+	CredentialCacheHits uint64
 }
 
 // Counters returns the host's refusal counters. The counting is an atomic add on the refusal paths
@@ -258,11 +273,15 @@ func (h *Host) Counters() HostCounters {
 		AccessDenied:    h.accessDenied.Load(),
 		GateDenied:      h.gateDenied.Load(),
 		JournalFailures: h.persist.failed.Load(),
+		PasswordChecks:  h.passwordChecks.Load(),
+
+		CredentialCacheHits: h.credentialHits.Load(),
 	}
 }
 
 // Close releases the host's resources: the router, then the store, which writes what is queued.
 func (h *Host) Close() {
+	h.cur.Load().creds.clear()
 	h.Router.Close()
 	h.drops.close()
 	_ = h.persist.close()
@@ -270,8 +289,11 @@ func (h *Host) Close() {
 
 // Retire marks the host as leaving (a reload removes or replaces it): Acquire refuses every new client,
 // and the front-ends' re-check (protocol.Server.Recheck) says goodbye to those connected. Close it once
-// Connections is 0.
-func (h *Host) Retire() { h.retired.Store(true) }
+// Connections is 0. Its credential cache is forgotten and no longer used.
+func (h *Host) Retire() {
+	h.retired.Store(true)
+	h.cur.Load().creds.clear()
+}
 
 // Retired reports whether Retire was called.
 func (h *Host) Retired() bool { return h.retired.Load() }

@@ -45,12 +45,6 @@ func (h *Host) loginTurn(remote net.Addr, check bool) (loginTurn, error) {
 	return h.Throttle.turn(remote, check, hostMax, addrMax)
 }
 
-// checksPassword reports whether a login with this user name costs a bcrypt check: a name given to a
-// host with a users file (an unknown name is checked against the dummy hash).
-func (h *Host) checksPassword(name string, hasUser bool) bool {
-	return hasUser && name != "" && h.cur.Load().dummy != nil
-}
-
 // turn takes a login's places: it waits until its address has paid the delay its last failure earned,
 // then for a place among its address's attempts (at most addrMax) and, when check is set, among the
 // host's password checks (at most hostMax). It gives up with ErrLoginBusy after Wait. A nil Throttle
@@ -158,14 +152,33 @@ func (t *Throttle) leave(check bool, ip string) {
 	t.gmu.Unlock()
 }
 
-// addrKey is the IP address of remote, the key of its failures and attempts; "" for nil.
+// addrKey is the IP address of remote, the key of its failures and attempts; "" for nil. Every login
+// asks it, so a TCP address (all of them but in tests) skips the host:port string it would otherwise
+// build and split.
 func addrKey(remote net.Addr) string {
-	if remote == nil {
+	switch a := remote.(type) {
+	case nil:
 		return ""
+	case *net.TCPAddr:
+		if a == nil || len(a.IP) == 0 {
+			return "" // as the split of ":port" gives
+		}
+		if a.Zone != "" {
+			return a.IP.String() + "%" + a.Zone
+		}
+		return a.IP.String()
 	}
 	ip := remote.String()
 	if host, _, err := net.SplitHostPort(ip); err == nil {
 		ip = host
 	}
 	return ip
+}
+
+// loginWait is how long a login waits for its turn (Throttle.Wait, DefaultLoginWait without one).
+func (h *Host) loginWait() time.Duration {
+	if h.Throttle != nil && h.Throttle.Wait > 0 {
+		return h.Throttle.Wait
+	}
+	return DefaultLoginWait
 }

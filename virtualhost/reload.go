@@ -79,7 +79,9 @@ func (ch *Change) What() []string {
 	add("host_names", !slices.Equal(old.conf.HostNames, c.HostNames))
 	add("limits", old.conf.MaxConnections != c.MaxConnections || old.conf.MaxQueues != c.MaxQueues ||
 		old.conf.MaxMessageLength != c.MaxMessageLength || old.conf.Quota != c.Quota || old.conf.QuotaMessages != c.QuotaMessages ||
-		old.conf.MaxSubscriptions != c.MaxSubscriptions || old.conf.MaxDurableSubscriptions != c.MaxDurableSubscriptions)
+		old.conf.MaxSubscriptions != c.MaxSubscriptions || old.conf.MaxDurableSubscriptions != c.MaxDurableSubscriptions ||
+		old.conf.MaxConcurrentLogins != c.MaxConcurrentLogins || old.conf.MaxConcurrentLoginsPerAddress != c.MaxConcurrentLoginsPerAddress ||
+		old.conf.CredentialCache != c.CredentialCache || old.conf.CredentialCacheSize != c.CredentialCacheSize)
 	add("policies", !reflect.DeepEqual(old.conf.Queues, c.Queues) || !reflect.DeepEqual(old.conf.Dsubs, c.Dsubs) ||
 		!reflect.DeepEqual(old.conf.Topics, c.Topics))
 	add("shared_subscription_strategy", old.conf.SharedSubscriptionStrategy != c.SharedSubscriptionStrategy)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lyremq/lyre/conf"
 	"github.com/lyremq/lyre/router"
@@ -87,6 +88,18 @@ func TestUpdateInPlace(t *testing.T) {
 	h.Release()
 	if ch, err := h.Prepare(c2); err != nil || len(ch.What()) != 0 {
 		t.Fatalf("the same configuration again: %v, changes %q", err, ch.What())
+	}
+	for _, f := range []func(*conf.VirtualHost){
+		func(c *conf.VirtualHost) { c.CredentialCache = time.Minute },
+		func(c *conf.VirtualHost) { c.CredentialCacheSize = 5 },
+		func(c *conf.VirtualHost) { c.MaxConcurrentLogins = 5 },
+		func(c *conf.VirtualHost) { c.MaxConcurrentLoginsPerAddress = 5 },
+	} {
+		c3 := c2
+		f(&c3)
+		if ch, err := h.Prepare(c3); err != nil || !slices.Equal(ch.What(), []string{"limits"}) {
+			t.Fatalf("a login bound changed: %v, changes %q", err, ch.What())
+		}
 	}
 }
 

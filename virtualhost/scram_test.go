@@ -30,6 +30,14 @@ type scramUser struct {
 // writeUsers writes a users file of us into a temporary directory and returns its path.
 func writeUsers(t *testing.T, us ...scramUser) string {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "users.hcl")
+	writeUsersTo(t, path, us...)
+	return path
+}
+
+// writeUsersTo writes a users file of us at path.
+func writeUsersTo(t *testing.T, path string, us ...scramUser) {
+	t.Helper()
 	var src strings.Builder
 	for _, u := range us {
 		hash, err := bcrypt.GenerateFromPassword([]byte(u.password), bcrypt.MinCost)
@@ -44,11 +52,9 @@ func writeUsers(t *testing.T, us ...scramUser) string {
 		}
 		src.WriteString(cu.Format())
 	}
-	path := filepath.Join(t.TempDir(), "users.hcl")
 	if err := os.WriteFile(path, []byte(src.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
 }
 
 var scramUsers = []scramUser{

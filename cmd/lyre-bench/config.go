@@ -12,6 +12,12 @@ import (
 	"time"
 )
 
+// Connect loops: the default and the most -mode connect runs.
+const (
+	defaultConnectLoops = 16
+	maxConnectLoops     = 10000
+)
+
 // config is the parsed command line.
 type config struct {
 	stalled   int
@@ -51,13 +57,14 @@ type config struct {
 	prefetch     int
 	persistent   bool
 	keepSession  bool // MQTT subscribers: clean session off
+	freshIDs     bool // connect: a new client id per attempt
 	receiptEvery int
 	// WebSocket
-	transport string      // tcp, ws or wss
+	transport string      // tcp, tls, ws or wss
 	wsPath    string      // "" = /mqtt or /stomp
-	insecure  bool        // wss: skip certificate verification
-	caFile    string      // wss: PEM certificates to verify the broker with
-	tlsConfig *tls.Config // wss, from insecure and caFile
+	insecure  bool        // tls, wss: skip certificate verification
+	caFile    string      // tls, wss: PEM certificates to verify the broker with
+	tlsConfig *tls.Config // tls, wss, from insecure and caFile
 	// soak
 	storms     int
 	hold       time.Duration
@@ -74,6 +81,12 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("lyre-bench", flag.ContinueOnError)
 	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, `usage: lyre-bench [flags]          one run against a broker (see -mode)
+       lyre-bench compare [flags]  Lyre and mosquitto side by side (lyre-bench compare -h)
+`)
+		fs.PrintDefaults()
+	}
 	c.define(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -86,6 +99,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	c.producersOnly = set["subs"] && c.subs == 0 && c.mode == "queue"
 	if c.mode == "soak" {
 		c.soakDefaults(set)
+	}
+	if c.mode == "connect" && !set["conns"] {
+		c.conns = defaultConnectLoops
 	}
 	if c.count > 0 && !set["duration"] {
 		c.duration = 0
@@ -102,7 +118,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 // define defines the command line flags on fs, each set into its field of c.
 func (c *config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.proto, "proto", "mqtt", "protocol: mqtt or stomp (-mode mqtt2stomp uses both)")
-	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle | soak")
+	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle | soak | connect")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:1883", "broker address host:port")
 	fs.IntVar(&c.qos, "qos", 0, "QoS of publications and subscriptions: 0, 1 or 2")
 	fs.IntVar(&c.pubs, "pubs", 0, "publishers (0 = mode default: fanin 8, fanout 1, pairs 8)")
@@ -114,7 +130,8 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.topic, "topic", "lyre-bench", "topic prefix")
 	fs.IntVar(&c.inflight, "inflight", 64, "MQTT QoS 1/2: unacknowledged messages per publisher; STOMP: outstanding receipts per producer")
 	fs.IntVar(&c.stalled, "stalled", 0, "MQTT: extra subscribers to the same topic(s) that never read after SUBACK (a slow-subscriber run)")
-	fs.IntVar(&c.conns, "conns", 1000, "idle: connections to open; soak: connections per storm (default 10000 there)")
+	fs.IntVar(&c.conns, "conns", 1000, "idle: connections to open; soak: connections per storm (default 10000 there); connect: concurrent connect loops (default 16 there)")
+	fs.BoolVar(&c.freshIDs, "fresh-ids", true, "connect: a new client id for every attempt (false: one per loop, reused)")
 	fs.IntVar(&c.storms, "storms", 3, "soak: connection storms")
 	fs.DurationVar(&c.hold, "hold", 10*time.Second, "soak: how long a storm's connections stay open")
 	fs.DurationVar(&c.pause, "pause", 10*time.Second, "soak: quiet time after each storm")
@@ -141,7 +158,7 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.BoolVar(&c.persistent, "persistent", false, "STOMP SEND with persistent:true")
 	fs.BoolVar(&c.keepSession, "keep-session", false, "MQTT subscribers connect with clean session off: the broker keeps their QoS >= 1 messages in their session rather than dropping them when they fall behind (the sessions are discarded at the end)")
 	fs.IntVar(&c.receiptEvery, "receipt-every", 0, "STOMP: ask a receipt every this many SENDs, with -inflight receipts outstanding at most (0 = none)")
-	fs.StringVar(&c.transport, "transport", "tcp", "tcp, tls (TCP inside TLS), or ws / wss: every connection over WebSocket (RFC 6455), without or with TLS")
+	fs.StringVar(&c.transport, "transport", "tcp", "tcp, tls (TCP with TLS), or ws / wss: every connection over WebSocket (RFC 6455), without or with TLS")
 	fs.StringVar(&c.wsPath, "ws-path", "", "ws, wss: request path (default: /mqtt for MQTT, /stomp for STOMP connections)")
 	fs.BoolVar(&c.insecure, "insecure", false, "tls, wss: do not verify the broker's certificate")
 	fs.StringVar(&c.caFile, "cafile", "", "tls, wss: PEM file of the certificates to verify the broker's with (default: the system's)")
@@ -182,6 +199,14 @@ func (c *config) normalize() error {
 		c.subs = c.pubs
 	case "soak":
 		return c.checkSoak()
+	case "connect":
+		switch {
+		case c.conns < 1 || c.conns > maxConnectLoops:
+			return badUsage("-conns %d: want 1 to %d connect loops", c.conns, maxConnectLoops)
+		case c.duration <= 0:
+			return badUsage("-mode connect runs for -duration")
+		}
+		return nil
 	case "idle":
 		if c.conns < 1 {
 			return badUsage("-conns must be at least 1")
@@ -191,7 +216,7 @@ func (c *config) normalize() error {
 		}
 		return nil
 	default:
-		return badUsage("-mode %q: want fanin, fanout, pairs, queue, mqtt2stomp, idle or soak", c.mode)
+		return badUsage("-mode %q: want fanin, fanout, pairs, queue, mqtt2stomp, idle, soak or connect", c.mode)
 	}
 	return c.checkRun()
 }
@@ -320,7 +345,7 @@ func orString(s, def string) string {
 	return s
 }
 
-// normalizeTransport checks the WebSocket and TLS flags and loads -cafile.
+// normalizeTransport checks the TLS and WebSocket flags and loads -cafile.
 func (c *config) normalizeTransport() error {
 	switch c.transport {
 	case "tcp":

@@ -18,15 +18,19 @@
 //	soak       QoS 1 fanin traffic, every message counted, while -storms storms of -conns connections (10,000)
 //	           come and go, half of them misbehaving; the broker's RSS, goroutines and connections (-pid,
 //	           -metrics) must come back to their baseline afterwards (soak.go)
+//	connect    new clients as fast as they come: -conns loops (default 16) each dial, CONNECT, wait for the
+//	           CONNACK (STOMP: CONNECTED), DISCONNECT and close, again and again for -duration; reports
+//	           connects/s and the dial-to-CONNACK latency. Each attempt has a client id of its own
+//	           (-fresh-ids=false: one per loop), so none takes over a session. -user/-pass (STOMP
+//	           -login/-passcode) log in; -transport tls measures the TLS handshake too. Any refusal or
+//	           failed attempt is an error (exit 1).
 //
-// -transport tls carries every connection of the run inside TLS, verified against the system's roots,
-// -cafile, or not at all with -insecure.
-//
-// -transport ws or wss carries every connection of the run (publishers, subscribers, idle) over WebSocket
-// (RFC 6455) instead of TCP: ws://ADDR/PATH with PATH from -ws-path (default /mqtt for MQTT, /stomp for
-// STOMP), sub-protocol mqtt, or v12.stomp, v11.stomp and v10.stomp. wss adds TLS, verified against the
-// system's roots, -cafile, or not at all with -insecure. MQTT goes in binary messages and STOMP in text
-// messages, one per write batch; packets and frames from the broker may span and share messages.
+// -transport tls carries every connection of the run over TLS, verified against the system's roots,
+// -cafile, or not at all with -insecure; no session is resumed, so each connection makes a full handshake.
+// -transport ws or wss carries them over WebSocket (RFC 6455) instead of TCP: ws://ADDR/PATH with PATH from
+// -ws-path (default /mqtt for MQTT, /stomp for STOMP), sub-protocol mqtt, or v12.stomp, v11.stomp and
+// v10.stomp. wss adds TLS, verified as with tls. MQTT goes in binary messages and STOMP in text messages,
+// one per write batch; packets and frames from the broker may span and share messages.
 //
 // Topics are <-topic>/<run id>/fanin, .../fanout and .../pair/<i> (STOMP: -dest-prefix, then the same levels
 // joined with '.'), so concurrent runs against one broker do not see each other's messages. Subscribers are
@@ -53,10 +57,54 @@
 //	lyre-bench -addr 127.0.0.1:1883 -mode fanin -qos 1 -duration 10s
 //	lyre-bench -mode fanout -subs 50 -rate 1000 -size 256 -json
 //	lyre-bench -mode idle -conns 10000 -pid $(pgrep -n lyre)
+//	lyre-bench -mode connect -transport tls -cafile ca.pem -user bench -pass secret -duration 5s
 //	lyre-bench -transport ws -addr 127.0.0.1:1883 -mode idle -conns 10000 -pid $(pgrep -n lyre)
 //	lyre-bench -proto stomp -transport tls -cafile ca.pem -addr localhost:61614 -mode idle -conns 5000 -pid $(pgrep -n lyre)
 //	lyre-bench -proto stomp -addr 127.0.0.1:61613 -mode queue -prefetch 100 -receipt-every 100 -inflight 4
 //	lyre-bench -proto stomp -addr 127.0.0.1:61620 -vhost / -login guest -passcode guest -mode fanin
+//
+// # compare
+//
+// lyre-bench compare measures Lyre and mosquitto side by side with one command:
+//
+//	go run ./cmd/lyre-bench compare                 # every scenario, 5 s each, median of 3 runs per broker
+//	go run ./cmd/lyre-bench compare -curve          # latency against offered load, for the README
+//	go run ./cmd/lyre-bench compare -list           # the scenarios, their ids and lyre-bench flags
+//	go run ./cmd/lyre-bench compare -only 'connect' -duration 10s
+//
+// It starts both brokers itself on free loopback ports, each with a configuration it writes into a
+// temporary directory (removed afterwards; -keep keeps it, with the brokers' logs), and stops them at the
+// end. Lyre is -lyre, or a lyre binary next to lyre-bench, or else built with go build ./cmd/lyre from the
+// module around the working directory; it keeps everything in memory, with an MQTT-only port, an
+// autodetecting port for STOMP, an MQTT-over-TLS port and a users file holding a bcrypt hash made by lyre
+// passwd. mosquitto is -mosquitto (/usr/sbin/mosquitto): persistence false and max_queued_messages 0, so
+// that it keeps and delivers every message as Lyre does instead of dropping past 1000 queued, and
+// max_inflight_messages 0, without which it disconnects publishers with more than 20 QoS 2 messages in
+// flight; a TLS listener with the same certificate (ECDSA P-256, made by compare) and a password file made
+// by mosquitto_passwd. When mosquitto is not installed, Lyre runs alone and the table says so.
+//
+// Each scenario is an ordinary lyre-bench run (100 B payloads, -duration), made in this process by the
+// mode's own code: fan-in 8→1 at QoS 0, 1 (0 lost is its goal) and 2, fan-out 1→100 at QoS 0, 50 QoS 1
+// pairs, QoS 1 fan-in paced at 80k and 120k msg/s offered (p50, p99, p99.9 latency; "achieved" marks a
+// broker below 95% of the offered rate), STOMP fan-in without receipts and MQTT QoS 1 to STOMP client-ack
+// subscribers (Lyre, and -stomp-peer brokers), the broker's RSS per idle MQTT connection (-idle-conns, each
+// broker started afresh; the goal is 4 KiB), and the connection rate of -conns loops plain, over TLS and
+// logging in with a password. The brokers take turns: run r of a scenario starts with a different broker
+// than run r-1, and the table gives each broker's median, the ratio Lyre ÷ mosquitto and the goal, if any,
+// with ✓ or ✗. A failed run shows as "error", is listed under the table and makes the exit status 1.
+//
+// -stomp-peer NAME=ADDR[,LOGIN,PASSCODE][,vhost=HOST][,mqtt=ADDR] adds a column for a STOMP broker already
+// running, such as RabbitMQ or ActiveMQ, to the STOMP rows: the STOMP fan-in, and MQTT to STOMP when mqtt=
+// names the broker's MQTT port. The CONNECT host header is HOST, "/" by default (RabbitMQ's virtual host;
+// ActiveMQ ignores it). For example -stomp-peer rabbitmq=127.0.0.1:61613,guest,guest.
+//
+// -curve runs the QoS 1 (-qos) fan-in 8→1 at 5k, 10k, 20k, 40k, 80k, 120k and 160k msg/s offered, then 40k
+// more each time up to -curve-max, until every broker has saturated: delivered less than 95% of the offered
+// rate, as the median of its runs, or lost a message. A saturated broker is not run at higher rates. The
+// table gives the achieved rate and p50, p99 and p99.9 latency of each broker at each rate.
+//
+// The brokers and lyre-bench share the machine, so the figures say how the brokers compare there, not what
+// either does on a machine of its own.
 //
 // # The MQTT client
 //

@@ -45,6 +45,9 @@ func exitCode(ctx context.Context) int {
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "compare" {
+		return compareMain(args[1:], stdout, stderr)
+	}
 	c, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -124,6 +127,10 @@ func runMode(ctx context.Context, c *config, progress io.Writer, log *zap.Logger
 			log.Error("idle run failed", zap.Error(err))
 			return nil, false
 		}
+		return r, r.Interrupted
+	}
+	if c.mode == "connect" {
+		r := connectRun(ctx, c, progress)
 		return r, r.Interrupted
 	}
 	if c.mode == "soak" {

@@ -22,7 +22,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		removeLyreBinary()
+		os.Exit(code)
+	}))
 }
 
 func TestParseFlagsCoalesce(t *testing.T) {

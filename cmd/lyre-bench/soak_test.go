@@ -134,11 +134,7 @@ func TestSoak(t *testing.T) {
 // to a file. The test's end stops it with SIGTERM and checks that it exits cleanly.
 func startLyreProcess(t *testing.T) (addr string, pid int, logPath string) {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "lyre")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/lyremq/lyre/cmd/lyre").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir, bin := t.TempDir(), lyreBinary(t)
 	addr = freeAddr(t)
 	cfgPath, logPath := filepath.Join(dir, "lyre.hcl"), filepath.Join(dir, "lyre.log")
 	if p := os.Getenv("LYRE_SOAK_LOG"); p != "" {

@@ -2,14 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -31,87 +28,6 @@ var (
 	errWSReadAhead = errors.New("lyre-bench: websocket read past a buffered message")
 	errWSProtocol  = errors.New("lyre-bench: websocket sub-protocol not offered")
 )
-
-// transport says how clients reach the broker: nil is TCP, otherwise TLS over TCP (tls), or WebSocket over
-// TCP (ws) or TLS (wss).
-type transport struct {
-	scheme    string   // "tls", "ws" or "wss"
-	path      string   // request path, e.g. /mqtt
-	protocols []string // Sec-WebSocket-Protocol offered, preferred first
-	msgType   int      // of every message written: binary for MQTT, text for STOMP
-	tls       *tls.Config
-}
-
-// newTransport returns c's transport for proto ("mqtt" or "stomp"), nil for TCP.
-func newTransport(c *config, proto string) *transport {
-	if c.transport == "" || c.transport == "tcp" {
-		return nil
-	}
-	t := &transport{scheme: c.transport, path: c.wsPath, tls: c.tlsConfig}
-	if t.scheme == "tls" {
-		return t
-	}
-	if proto == "stomp" {
-		t.protocols = []string{"v12.stomp", "v11.stomp", "v10.stomp"}
-		t.msgType = websocket.TextMessage // STOMP frames are text; Lyre and gorilla take any bytes in them
-		t.path = orString(t.path, "/stomp")
-	} else {
-		t.protocols = []string{"mqtt"}
-		t.msgType = websocket.BinaryMessage
-		t.path = orString(t.path, "/mqtt")
-	}
-	return t
-}
-
-// dial connects to addr: over TCP when t is nil, TLS for tls, else with a WebSocket handshake. rbuf and wbuf size the
-// WebSocket read-ahead buffer (it grows to the largest message) and gorilla's write buffer (one frame).
-func (t *transport) dial(ctx context.Context, addr string, timeout time.Duration, rbuf, wbuf int) (net.Conn, error) {
-	nd := &net.Dialer{Timeout: timeout}
-	if t == nil {
-		return nd.DialContext(ctx, "tcp", addr)
-	}
-	if t.scheme == "tls" {
-		// The handshake completes here, so a refused certificate fails the dial, not the first write.
-		return (&tls.Dialer{NetDialer: nd, Config: t.tls}).DialContext(ctx, "tcp", addr)
-	}
-	d := websocket.Dialer{
-		HandshakeTimeout: timeout,
-		Subprotocols:     t.protocols,
-		ReadBufferSize:   wsReadBuffer,
-		WriteBufferSize:  wbuf,
-		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			nc, err := nd.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &wsRaw{Conn: nc, buf: make([]byte, rbuf)}, nil
-		},
-		// TLS under wsRaw, not above it: gorilla would put its own TLS client on top of what NetDialContext
-		// returns, and wsRaw must see WebSocket frames.
-		NetDialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			tc, err := (&tls.Dialer{NetDialer: nd, Config: t.tls}).DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &wsRaw{Conn: tc, buf: make([]byte, rbuf)}, nil
-		},
-	}
-	url := t.scheme + "://" + addr + t.path
-	ws, resp, err := d.DialContext(ctx, url, nil)
-	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("%s: %w (HTTP %s)", url, err, resp.Status)
-		}
-		return nil, fmt.Errorf("%s: %w", url, err)
-	}
-	if p := ws.Subprotocol(); p != "" && !slices.Contains(t.protocols, p) {
-		ws.Close()
-		return nil, fmt.Errorf("%w: %s chose %q", errWSProtocol, url, p)
-	}
-	raw := ws.NetConn().(*wsRaw)
-	raw.framed = true
-	return &wsConn{ws: ws, raw: raw, typ: t.msgType}, nil
-}
 
 // wsConn is a WebSocket connection seen as a byte stream, the net.Conn under the MQTT and STOMP clients with
 // -transport ws or wss. Read drains one message, then goes on to the next: packets and frames may span

@@ -91,7 +91,6 @@ func (b *Broker) Reload() error {
 	b.closeConnections(p)
 	b.openNew(p)
 	old := b.cfg.Swap(cfg)
-	b.mgmt.Reloaded()
 	warnAnonymous(cfg, b.log)
 	warnOpenFiles(cfg, b.log)
 	b.logSummary(p, old)

@@ -76,7 +76,7 @@ func (m *Manager) hostOf(w http.ResponseWriter, r *http.Request) *virtualhost.Ho
 			return nil
 		}
 	}
-	m.unauthorized(w, r, bh)
+	m.unauthorized(w, r, bh, nil) // unknown or not for this user: alike, whatever the login said
 	return nil
 }
 

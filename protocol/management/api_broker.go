@@ -134,7 +134,6 @@ func (m *Manager) reload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	m.Reloaded()
 	user, _, _ := r.BasicAuth()
 	m.log.Info("configuration reloaded through the management api", zap.String("user", protocol.LoggedName(user)))
 	writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})

@@ -67,7 +67,7 @@ func (m *Manager) listHosts(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := m.login(r, h, user)
 	if err != nil {
-		m.unauthorized(w, r, h)
+		m.unauthorized(w, r, h, err)
 		return
 	}
 	var hosts []*virtualhost.Host

@@ -1,13 +1,11 @@
 package management
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,55 +13,6 @@ import (
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/virtualhost"
 )
-
-const (
-	// credentialTTL is how long verified credentials are trusted without bcrypt again.
-	credentialTTL = 30 * time.Second
-	// maxCachedCredentials bounds the cache; when full it is emptied.
-	maxCachedCredentials = 1024
-)
-
-type credKey struct {
-	host *virtualhost.Host
-	user string
-	hash [sha256.Size]byte // of the password: the cache never holds it
-}
-
-type credEntry struct {
-	p       virtualhost.Principal
-	expires time.Time
-}
-
-// credentialCache remembers successful logins for credentialTTL.
-type credentialCache struct {
-	mu sync.Mutex
-	m  map[credKey]credEntry
-}
-
-func (c *credentialCache) get(k credKey) (virtualhost.Principal, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[k]
-	if !ok || time.Now().After(e.expires) {
-		return virtualhost.Principal{}, false
-	}
-	return e.p, true
-}
-
-func (c *credentialCache) put(k credKey, p virtualhost.Principal) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= maxCachedCredentials {
-		c.m = make(map[credKey]credEntry)
-	}
-	c.m[k] = credEntry{p: p, expires: time.Now().Add(credentialTTL)}
-}
-
-func (c *credentialCache) clear() {
-	c.mu.Lock()
-	c.m = nil
-	c.mu.Unlock()
-}
 
 // errUnauthenticated is a missing or wrong login (401).
 var errUnauthenticated = errors.New("authentication required")
@@ -95,10 +44,8 @@ func (m *Manager) login(r *http.Request, h *virtualhost.Host, user string) (virt
 		}
 		return virtualhost.Principal{}, errUnauthenticated
 	}
-	k := credKey{host: h, user: user, hash: sha256.Sum256([]byte(password))}
-	if p, ok := m.creds.get(k); ok {
-		return p, nil
-	}
+	// Verify answers from the host's credential cache when it holds these credentials (a browser or a
+	// scraper sends them with every request), else by bcrypt.
 	p, d, err := h.Verify(remoteAddr(r), user, []byte(password), true)
 	if err != nil {
 		if d > 0 {
@@ -107,9 +54,11 @@ func (m *Manager) login(r *http.Request, h *virtualhost.Host, user string) (virt
 			case <-r.Context().Done():
 			}
 		}
+		if errors.Is(err, virtualhost.ErrLoginBusy) {
+			return virtualhost.Principal{}, err // not a wrong password: 503, as MQTT and STOMP say unavailable
+		}
 		return virtualhost.Principal{}, errUnauthenticated
 	}
-	m.creds.put(k, p)
 	return p, nil
 }
 
@@ -119,7 +68,7 @@ func (m *Manager) allow(w http.ResponseWriter, r *http.Request, h *virtualhost.H
 	action virtualhost.Action, obj virtualhost.Object, id []string) (virtualhost.Principal, bool) {
 	p, err := m.login(r, h, user)
 	if err != nil {
-		m.unauthorized(w, r, h)
+		m.unauthorized(w, r, h, err)
 		return p, false
 	}
 	if !h.Authorize(p, action, obj, id, "") {
@@ -129,9 +78,17 @@ func (m *Manager) allow(w http.ResponseWriter, r *http.Request, h *virtualhost.H
 	return p, true
 }
 
-// unauthorized writes a 401 for a request whose login was tried on host h (nil: none) and logs it; a
-// browser's native login prompt is asked for only when the request is not the console's own fetch.
-func (m *Manager) unauthorized(w http.ResponseWriter, r *http.Request, h *virtualhost.Host) {
+// unauthorized writes a 401 for a request whose login (err) failed on host h (nil: none) and logs it; a
+// browser's native login prompt is asked for only when the request is not the console's own fetch. A
+// login refused because the host's login bounds are full (virtualhost.ErrLoginBusy) is a 503 with
+// Retry-After instead: the credentials were not checked, so the client should not be asked for others.
+func (m *Manager) unauthorized(w http.ResponseWriter, r *http.Request, h *virtualhost.Host, err error) {
+	if errors.Is(err, virtualhost.ErrLoginBusy) {
+		w.Header().Set("Retry-After", "1")
+		m.logRefused(r, h, http.StatusServiceUnavailable, err.Error())
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
+		return
+	}
 	if r.Header.Get("X-Requested-With") == "" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="lyre", charset="UTF-8"`)
 	}

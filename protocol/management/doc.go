@@ -23,9 +23,8 @@
 // after the host's login throttle delay (the same per-address throttle MQTT and STOMP logins feed), and
 // counted. Every 401 and 403 is logged at Info ("management request refused", with the status, method,
 // path, host, user name and remote address, never the password), as the front-ends log their refusals.
-// Verified credentials are cached for a short while (credentialTTL) keyed by a hash of the
-// password, so a console polling every few seconds does not pay bcrypt on every request; the cache is
-// emptied by Reloaded. A {vhost} no host has is a 404 only for a user who may monitor the broker (who
+// Logins go through the host's credential cache (virtualhost.Host.Verify, the host's credential_cache),
+// so a console polling every few seconds does not pay bcrypt on every request; a reload forgets it. A {vhost} no host has is a 404 only for a user who may monitor the broker (who
 // can list the hosts anyway, and is checked as a broker-wide request is); anyone else gets the 401 of
 // wrong credentials, after the same bcrypt work, so host names cannot be probed before a login (the MQTT
 // and STOMP front-ends answer an unknown host the same way). Requests that carry "X-Requested-With" (the console's fetches) get their 401

@@ -65,10 +65,9 @@ type Options struct {
 
 // Manager is the management HTTP handler, and publishes $SYS topics until Close.
 type Manager struct {
-	o     Options
-	log   *zap.Logger
-	mux   *http.ServeMux
-	creds credentialCache
+	o   Options
+	log *zap.Logger
+	mux *http.ServeMux
 
 	closeOnce sync.Once
 	quit      chan struct{}
@@ -96,9 +95,6 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	m.mux.ServeHTTP(w, r)
 }
-
-// Reloaded forgets cached credentials: users and rules may have changed.
-func (m *Manager) Reloaded() { m.creds.clear() }
 
 // Close stops the $SYS publisher.
 func (m *Manager) Close() {

@@ -77,6 +77,10 @@ var (
 		"vhost", "reason")
 	descAuthFailures = newDesc("auth_failures_total",
 		"Logins refused for bad credentials (unknown user, wrong password, failed SCRAM exchange), management HTTP ones included.", "vhost")
+	descPasswordChecks = newDesc("password_checks_total",
+		"bcrypt password checks run for logins (MQTT, STOMP, management HTTP), failed ones and unknown users included.", "vhost")
+	descCredentialHits = newDesc("credential_cache_hits_total",
+		"Password logins the credential cache answered without bcrypt (credential_cache).", "vhost")
 	descAccessDenied = newDesc("access_denied_total",
 		"Requests an access rule denied: a publish, subscription or consumer refused, a retained message withheld.", "vhost")
 	descGated = newDesc("messages_withheld_total",
@@ -150,7 +154,7 @@ var (
 var allDescs = []*prometheus.Desc{
 	descBuildInfo, descStartTime,
 	descConnectorConns, descConnectorAccepted, descConnectorRefused, descMsgsIn, descMsgsOut, descBytesIn, descBytesOut,
-	descClients, descHostRefused, descAuthFailures, descAccessDenied, descGated,
+	descClients, descHostRefused, descAuthFailures, descPasswordChecks, descCredentialHits, descAccessDenied, descGated,
 	descPublished, descDelivered, descDropped, descRefusedDeliveries, descQueueFull, descPoisoned, descDeadLettered,
 	descDiscarded, descSwapLoads, descSwapLoadErrors,
 	descSubscriptions, descDurables, descRetained, descQueues, descQueueDepth, descQueueUnacked, descQueueBytes,
@@ -204,6 +208,8 @@ func collectHost(e emitter, hs *hostSnapshot) {
 	e.counter(descHostRefused, hc.ConnectRefused, v, "not_authorized")
 	e.counter(descHostRefused, hc.HostFull, v, "max_connections")
 	e.counter(descAuthFailures, hc.AuthFailures, v)
+	e.counter(descPasswordChecks, hc.PasswordChecks, v)
+	e.counter(descCredentialHits, hc.CredentialCacheHits, v)
 	e.counter(descAccessDenied, hc.AccessDenied, v)
 	e.counter(descGated, hc.GateDenied, v)
 

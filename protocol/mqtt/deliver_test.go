@@ -350,3 +350,31 @@ func TestOverlapDeliversOnceAtHighestQoS(t *testing.T) {
 		t.Fatalf("%v allocs per overlapping delivery, want 0", n)
 	}
 }
+
+// [MQTT-2.3.1-2] a packet id in use is never given again: a message left unacknowledged while the id
+// space comes round (65535 later sends) keeps its id to itself, whether the session checks the oldest
+// id alone or scans its window.
+func TestNextIDSkipsIDsInUse_MQTT_2_3_1_2(t *testing.T) {
+	s := &session{}
+	lingering := s.nextIDLocked()
+	s.inflight = append(s.inflight, inflightMsg{id: lingering})
+	second := s.nextIDLocked()
+	s.inflight = append(s.inflight, inflightMsg{id: second})
+	seen := map[uint16]bool{lingering: true, second: true}
+	for range 3 * 65535 {
+		id := s.nextIDLocked()
+		if id == 0 || seen[id] {
+			t.Fatalf("id %d given while in use (in flight: %d, %d)", id, lingering, second)
+		}
+	}
+	// A restored session's ids are in no known order: they are never reused either.
+	r := &session{lastID: 10}
+	for _, id := range []uint16{9, 11, 3} {
+		r.inflight = append(r.inflight, inflightMsg{id: id})
+	}
+	for range 70000 {
+		if id := r.nextIDLocked(); id == 9 || id == 11 || id == 3 || id == 0 {
+			t.Fatalf("restored session reused id %d", id)
+		}
+	}
+}

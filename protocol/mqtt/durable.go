@@ -316,6 +316,7 @@ func (h *Handler) restoreOne(host *virtualhost.Host, rs virtualhost.RecoveredSes
 		s.inflight = append(s.inflight, inflightMsg{id: f.PacketID, state: state,
 			item: outItem{entry: e, qseq: f.Seq, qos: f.QoS, dup: true}})
 		s.lastID = max(s.lastID, f.PacketID)
+		s.idsInOrder = false // restored ids are in no known order: nextIDLocked scans
 	}
 	if len(rs.Inbound) > 0 {
 		s.awaitingRel = make(map[uint16]struct{}, len(rs.Inbound))

@@ -239,10 +239,13 @@ type session struct {
 	late    []outItem
 	hasLate atomic.Bool
 	// The small fields together, so the struct has no padding between them (idle sessions must be small).
-	lastID    uint16
-	version   byte
-	discarded bool
-	overlap   bool // two topic subscriptions may match one message
+	lastID  uint16
+	version byte
+	// idsInOrder: inflight holds its ids in the order nextIDLocked gave them, all within one turn of the
+	// id space, so the next id can be checked against the oldest alone (nextIDLocked).
+	idsInOrder bool
+	discarded  bool
+	overlap    bool // two topic subscriptions may match one message
 	// slow is set when a publisher waited protocol.PaceTimeout without the queue making room: until the
 	// queue is down to half again, live messages past max_queued_messages drop the oldest instead of
 	// holding publishers back.
@@ -552,11 +555,30 @@ func (s *session) topicLocked(m *router.Message) string {
 
 // nextIDLocked returns a packet id not used by an inflight message [MQTT-2.3.1-2]. The window is smaller
 // than the id space, so the loop ends.
+//
+// Ids are given in turn and inflight keeps them in that order, so while the id space has not come round
+// to the oldest inflight id (idsInOrder) no other can be taken: the check is one comparison, not a scan of
+// a window of max_inflight messages per PUBLISH. Sessions restored from the store, and any that come
+// round to their oldest id, scan until their window empties.
 func (s *session) nextIDLocked() uint16 {
+	if len(s.inflight) == 0 {
+		s.idsInOrder = true
+	}
 	for {
+		prev := s.lastID
 		s.lastID++
 		if s.lastID == 0 {
 			s.lastID = 1
+		}
+		if s.idsInOrder {
+			if len(s.inflight) == 0 {
+				return s.lastID
+			}
+			// Ids run 1..65535: how far prev is past the oldest inflight id, going round.
+			if d := (int(prev) - int(s.inflight[0].id) + 65535) % 65535; d < 65534 {
+				return s.lastID
+			}
+			s.idsInOrder = false // the next id is the oldest's: scan from now on
 		}
 		if !slices.ContainsFunc(s.inflight, func(f inflightMsg) bool { return f.id == s.lastID }) {
 			return s.lastID

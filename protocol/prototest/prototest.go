@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/lyremq/lyre/conf"
@@ -34,6 +35,13 @@ func StartServer(t testing.TB, handlers map[string]protocol.Handler, connectors 
 // its management handler, which may need the server itself).
 func StartServerWith(t testing.TB, handlers map[string]protocol.Handler, setup func(*protocol.Server), connectors ...conf.Connector) (*protocol.Server, []string) {
 	t.Helper()
+	return StartServerLog(t, zaptest.NewLogger(t), handlers, setup, connectors...)
+}
+
+// StartServerLog is StartServerWith with the server logging to log instead of t: benchmarks give it
+// zap.NewNop(), since a line per connection through t costs more than the connection.
+func StartServerLog(t testing.TB, log *zap.Logger, handlers map[string]protocol.Handler, setup func(*protocol.Server), connectors ...conf.Connector) (*protocol.Server, []string) {
+	t.Helper()
 	if len(connectors) == 0 {
 		c := conf.Connector{Name: "test"}
 		for _, p := range []string{protocol.MQTT, protocol.STOMP} {
@@ -43,7 +51,7 @@ func StartServerWith(t testing.TB, handlers map[string]protocol.Handler, setup f
 		}
 		connectors = []conf.Connector{c}
 	}
-	s := protocol.NewServer(zaptest.NewLogger(t), handlers)
+	s := protocol.NewServer(log, handlers)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

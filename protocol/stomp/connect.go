@@ -148,7 +148,9 @@ func negotiateVersion(h *frame.Header) (int, bool) {
 		return v10, true
 	}
 	best := 0
-	for _, v := range strings.Split(list, ",") {
+	for more := true; more; {
+		var v string
+		v, list, more = strings.Cut(list, ",") // not Split: every CONNECT comes here
 		switch strings.TrimSpace(v) {
 		case "1.0":
 			best = max(best, v10)

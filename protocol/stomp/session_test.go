@@ -26,6 +26,8 @@ func TestProtocolNegotiation(t *testing.T) {
 		{"accept-version:1.1,1.0", "1.1"},
 		{"accept-version:1.0", "1.0"},
 		{"accept-version:1.1,2.0", "1.1"},
+		{"accept-version:1.0, 1.2 ", "1.2"},
+		{"accept-version:2.0,,1.1", "1.1"},
 		{"", "1.0"},
 	} {
 		t.Run(tc.want+"/"+tc.accept, func(t *testing.T) {
@@ -44,8 +46,8 @@ func TestProtocolNegotiation(t *testing.T) {
 			if s := f.Header.Get(frame.Server); s != "lyre/0.1.0" {
 				t.Errorf("server %q", s)
 			}
-			if f.Header.Get(frame.Session) == "" {
-				t.Errorf("no session header")
+			if id := f.Header.Get(frame.Session); !isSessionKey(id) {
+				t.Errorf("session header %q is not a session id", id)
 			}
 			if _, ok := f.Header.Contains(frame.HeartBeat); ok != (tc.want != "1.0") {
 				t.Errorf("heart-beat header present=%v for %s", ok, tc.want)

@@ -27,7 +27,11 @@ var sessionEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").Wit
 func newSessionID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24)
-	return sessionPrefix + sessionEncoding.EncodeToString(b[:])
+	// Encoded on the stack and copied once: every connection makes one.
+	var id [len(sessionPrefix) + sessionKeyLen]byte
+	copy(id[:], sessionPrefix)
+	sessionEncoding.Encode(id[len(sessionPrefix):], b[:])
+	return string(id[:])
 }
 
 // isSessionKey reports whether seg has the form of a session id.
