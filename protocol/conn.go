@@ -80,6 +80,9 @@ type Conn struct {
 	done    chan struct{}
 	isDone  bool
 	session Session // set by the front-end after login (SetSession)
+
+	l *listener // that accepted it, for the goroutine that resumes it
+	parkState
 }
 
 // closedChan is what Done returns for a connection already closed when Done is first called.
@@ -143,40 +146,36 @@ func (c *Conn) Reader() io.Reader { return c.r }
 // in the buffer (the next read does not wait for the peer) a deadline at least d away is kept, and one
 // armed then is armed d/16 further. The peer so gets d, and at most d/16 more, since its last packet.
 func (c *Conn) ArmReadDeadline(d time.Duration) {
-	cr, ok := c.r.(*connReader)
-	if !ok {
-		_ = c.nc.SetReadDeadline(time.Now().Add(d))
-		return
-	}
 	now := time.Since(clockStart) // monotonic only: cheaper than time.Now
 	dl := now + d
+	cr, ok := c.r.(*connReader)
+	if !ok {
+		c.rdl = dl
+		_ = c.nc.SetReadDeadline(clockStart.Add(dl))
+		return
+	}
 	if cr.r < cr.w {
 		if cr.deadline-now >= d {
 			return
 		}
 		dl += d / 16
 	}
-	cr.deadline = dl
+	cr.deadline, c.rdl = dl, dl
 	_ = c.nc.SetReadDeadline(clockStart.Add(dl))
-}
-
-// Buffered returns how many bytes Reader holds already read from the socket: while it is not zero the
-// next read does not wait for the peer, so a handler need not re-arm a read deadline before it.
-func (c *Conn) Buffered() int {
-	if cr, ok := c.r.(*connReader); ok {
-		return cr.w - cr.r
-	}
-	return 0
 }
 
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
-// SetReadDeadline sets the socket's read deadline (keep-alive / heart-beat enforcement). Reader goroutine only,
-// like ArmReadDeadline.
+// SetReadDeadline sets the socket's read deadline (keep-alive / heart-beat enforcement); it also holds
+// while the connection is parked. Reader goroutine only, like ArmReadDeadline.
 func (c *Conn) SetReadDeadline(t time.Time) error {
 	if cr, ok := c.r.(*connReader); ok {
 		cr.deadline = 0 // not ArmReadDeadline's any more: its next call arms
+	}
+	c.rdl = 0
+	if !t.IsZero() {
+		c.rdl = max(t.Sub(clockStart), 1)
 	}
 	return c.nc.SetReadDeadline(t)
 }
@@ -221,6 +220,7 @@ func (c *Conn) Close(reason error) {
 		} else {
 			_ = c.nc.Close()
 		}
+		c.wake(true) // a parked reader: its Step reads the closed socket's error and ends the session
 		c.out.mu.Lock()
 		c.reason, c.isDone = reason, true
 		done := c.done

@@ -576,6 +576,12 @@ func (c *Conn) writeChunks(w *writerState, chunks []*chunk, i, off int) error {
 		var err error
 		if ws, ok := c.nc.(*wsConn); ok {
 			written, err = ws.writeBuffers(&w.iov)
+		} else if len(w.iov) == 1 {
+			// One piece (an idle connection's PINGRESP or heart-beat): a plain write, since the first
+			// writev makes the socket keep an iovec array for the rest of its life.
+			var k int
+			k, err = c.nc.Write(w.iov[0])
+			written = int64(k)
 		} else {
 			written, err = w.iov.WriteTo(c.nc)
 		}

@@ -400,6 +400,18 @@ func (cr *connReader) sinceLastRead() time.Duration {
 	return gap
 }
 
+// idle gives the pooled buffer back when nothing is buffered, before the connection parks: its next
+// fill, when input arrives, reads into the inline buffer.
+func (cr *connReader) idle() {
+	if cr.r == cr.w && cr.bufp != nil {
+		readPools[cr.class].Put(cr.bufp)
+		cr.bufp, cr.class = nil, 0
+		cr.buf = cr.tiny[:]
+		cr.r, cr.w = 0, 0
+		cr.next = tinyClass
+	}
+}
+
 // release returns the buffer to its pool once the handler has returned; later reads fail.
 func (cr *connReader) release() {
 	if cr.bufp != nil {

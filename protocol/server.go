@@ -51,6 +51,8 @@ type Server struct {
 	conns    map[*Conn]struct{}
 	// rechecks counts Recheck calls (recheck.go).
 	rechecks atomic.Uint32
+	// poll watches parked connections for input (park_linux.go).
+	poll pollerOnce
 
 	// The management HTTP server (manage.go), started by the first request handed to it.
 	mgmt    http.Handler
@@ -254,12 +256,22 @@ func (s *Server) track(l *listener, nc net.Conn) bool {
 func (s *Server) serve(l *listener, nc net.Conn) {
 	var c *Conn
 	var handedOff bool // to the management HTTP server, with the connector slot
-	defer func() { s.served(l, nc, c, handedOff, recover()) }()
+	var parked bool    // the connection lives on without this goroutine
+	defer func() {
+		if !parked {
+			s.served(l, nc, c, handedOff, recover())
+		}
+	}()
 	c, handedOff = s.open(l, nc)
 	if c == nil || c.Err() != nil {
 		return
 	}
 	s.handlers[c.proto].Serve(c)
+	if c.step != nil {
+		if parked = c.run(false); parked {
+			return
+		}
+	}
 	s.handlerDone(c)
 }
 
@@ -278,7 +290,7 @@ func (s *Server) handlerDone(c *Conn) {
 	<-c.Done()
 }
 
-// served ends a connection's goroutine: it logs and recovers a handler panic, unregisters the
+// served ends a connection (on its last goroutine): it logs and recovers a handler panic, unregisters the
 // connection and counts it gone. c is nil when detection failed or panicked.
 func (s *Server) served(l *listener, nc net.Conn, c *Conn, handedOff bool, panicked any) {
 	defer s.wg.Done()
@@ -300,6 +312,7 @@ func (s *Server) served(l *listener, nc net.Conn, c *Conn, handedOff bool, panic
 	}
 	s.mu.Unlock()
 	if c != nil {
+		c.unwatch()
 		l.stats.retire(c)
 	}
 }
@@ -320,12 +333,14 @@ func (s *Server) open(l *listener, nc net.Conn) (*Conn, bool) {
 		return nil, false
 	}
 	c := newConn(s, conn, r, l.set, proto)
+	c.l = l
 	switch tc := conn.(type) {
 	case *tls.Conn:
 		c.tlsc = tc
 	case *wsConn:
 		c.tlsc = tc.tls // wss: TLS() and ServerName() describe the TLS under the WebSocket
 	}
+	c.watchable()
 	s.mu.Lock()
 	delete(s.sniffing, nc)
 	if s.closing {
@@ -376,6 +391,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-finished:
+		s.closePoller()
 		return nil
 	case <-ctx.Done():
 	}
@@ -386,6 +402,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.Close(ErrServerClosed)
 	}
 	<-finished
+	s.closePoller()
 	return ctx.Err()
 }
 

@@ -176,7 +176,9 @@ func (s *Server) handshakeTLS(l *listener, nc net.Conn, sniffed []byte) (*tls.Co
 		return nil, err
 	}
 	tc := tls.Server(raw, l.tls.cfg.Load())
-	if err := tc.Handshake(); err != nil {
+	var err error
+	Apart(func() { err = tc.Handshake() }) // see Apart: TLS connections keep their goroutine while idle
+	if err != nil {
 		switch {
 		case isTimeout(err):
 			return nil, ErrDetectTimeout

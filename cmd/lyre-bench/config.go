@@ -118,7 +118,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 // define defines the command line flags on fs, each set into its field of c.
 func (c *config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.proto, "proto", "mqtt", "protocol: mqtt or stomp (-mode mqtt2stomp uses both)")
-	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle (MQTT) | soak | connect")
+	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle | soak | connect")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:1883", "broker address host:port")
 	fs.IntVar(&c.qos, "qos", 0, "QoS of publications and subscriptions: 0, 1 or 2")
 	fs.IntVar(&c.pubs, "pubs", 0, "publishers (0 = mode default: fanin 8, fanout 1, pairs 8)")
@@ -208,9 +208,6 @@ func (c *config) normalize() error {
 		}
 		return nil
 	case "idle":
-		if c.proto != "mqtt" {
-			return badUsage("-mode idle is MQTT only")
-		}
 		if c.conns < 1 {
 			return badUsage("-conns must be at least 1")
 		}

@@ -10,8 +10,11 @@
 //	queue      STOMP: -pubs N (default 4) producers -> one queue -> -subs M (default 4) consumers; each
 //	           message goes to one consumer, acknowledged per -ack (default client-individual)
 //	mqtt2stomp MQTT publishers (fanin) -> STOMP subscribers on the same topic: a/b is /topic/a.b
-//	idle       MQTT: -conns N idle connections; with -pid, the broker's RSS growth per connection (start the
-//	           broker afresh: memory left over from an earlier run makes the "before" figure meaningless)
+//	idle       -conns N idle connections; with -pid, the broker's RSS growth per connection (start the
+//	           broker afresh: memory left over from an earlier run makes the "before" figure meaningless).
+//	           They are held for -duration and kept alive every half -keepalive: MQTT with PINGREQ (each
+//	           PINGRESP awaited), STOMP with a heart-beat EOL (CONNECT asks heart-beats both ways every
+//	           -keepalive; the broker's are read and dropped, and a connection it closed counts as dropped)
 //	soak       QoS 1 fanin traffic, every message counted, while -storms storms of -conns connections (10,000)
 //	           come and go, half of them misbehaving; the broker's RSS, goroutines and connections (-pid,
 //	           -metrics) must come back to their baseline afterwards (soak.go)
@@ -56,6 +59,7 @@
 //	lyre-bench -mode idle -conns 10000 -pid $(pgrep -n lyre)
 //	lyre-bench -mode connect -transport tls -cafile ca.pem -user bench -pass secret -duration 5s
 //	lyre-bench -transport ws -addr 127.0.0.1:1883 -mode idle -conns 10000 -pid $(pgrep -n lyre)
+//	lyre-bench -proto stomp -transport tls -cafile ca.pem -addr localhost:61614 -mode idle -conns 5000 -pid $(pgrep -n lyre)
 //	lyre-bench -proto stomp -addr 127.0.0.1:61613 -mode queue -prefetch 100 -receipt-every 100 -inflight 4
 //	lyre-bench -proto stomp -addr 127.0.0.1:61620 -vhost / -login guest -passcode guest -mode fanin
 //

@@ -32,6 +32,8 @@ func TestStompEncodeGolden(t *testing.T) {
 		// [STOMP 1.2, Value Encoding]: CONNECT headers are not escaped.
 		{"connect with login", appendStompConnect(nil, stompConnectOptions{host: "h", login: "guest", passcode: "a:b"}),
 			"CONNECT\naccept-version:1.1,1.2\nhost:h\nlogin:guest\npasscode:a:b\nheart-beat:0,0\n\n\x00"},
+		{"connect with heart-beats", appendStompConnect(nil, stompConnectOptions{host: "h", heartBeat: 30 * time.Second}),
+			"CONNECT\naccept-version:1.1,1.2\nhost:h\nheart-beat:30000,30000\n\n\x00"},
 		{"subscribe", appendStompSubscribe(nil, "0", "/topic/a.b", ackAuto, 0, "sub-0"),
 			"SUBSCRIBE\nid:0\ndestination:/topic/a.b\nack:auto\nreceipt:sub-0\n\n\x00"},
 		{"subscribe with prefetch in every dialect", appendStompSubscribe(nil, "0", "/queue/q", ackClientIndividual, 250, "r"),
@@ -599,7 +601,6 @@ func TestParseFlagsSTOMP(t *testing.T) {
 	for _, args := range [][]string{
 		{"-mode", "queue"}, // MQTT has no queue mode
 		{"-proto", "stomp", "-mode", "fanin", "-subs", "-1"},
-		{"-proto", "stomp", "-mode", "idle"},
 		{"-proto", "stomp", "-mode", "mqtt2stomp"},
 		{"-mode", "mqtt2stomp", "-persistent"},
 		{"-proto", "stomp", "-ack", "none"},

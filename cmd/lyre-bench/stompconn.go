@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -21,13 +22,14 @@ type stompOptions struct {
 	passcode     string
 	timeout      time.Duration // dial plus CONNECT/CONNECTED and SUBSCRIBE/RECEIPT
 	maxFrame     int
-	destPrefix   string     // "/topic/" or "/queue/" typically; topic parts are joined with "."
-	ack          string     // subscribers' ack mode
-	ackEvery     int        // ack client: one cumulative ACK per this many messages
-	prefetch     int        // subscribers' window of unacknowledged messages; 0 = the broker's default
-	persistent   bool       // SEND with persistent:true
-	receiptEvery int        // SEND asks a receipt every this many messages; 0 = never
-	tr           *transport // nil: TCP
+	destPrefix   string        // "/topic/" or "/queue/" typically; topic parts are joined with "."
+	ack          string        // subscribers' ack mode
+	ackEvery     int           // ack client: one cumulative ACK per this many messages
+	prefetch     int           // subscribers' window of unacknowledged messages; 0 = the broker's default
+	persistent   bool          // SEND with persistent:true
+	receiptEvery int           // SEND asks a receipt every this many messages; 0 = never
+	heartBeat    time.Duration // idle connections: heart-beats both ways; 0 = none
+	tr           *transport    // nil: TCP
 }
 
 // stompConn is one connection. Its reader and writer are used by one goroutine each at most.
@@ -54,9 +56,13 @@ func dialSTOMP(ctx context.Context, o *stompOptions, rbuf, wbuf int) (*stompConn
 	return c, nil
 }
 
+func (c *stompConn) connectOptions() stompConnectOptions {
+	return stompConnectOptions{host: c.opt.host, login: c.opt.login, passcode: c.opt.passcode, heartBeat: c.opt.heartBeat}
+}
+
 func (c *stompConn) handshake() error {
 	c.nc.SetDeadline(time.Now().Add(c.opt.timeout))
-	if _, err := c.nc.Write(appendStompConnect(nil, stompConnectOptions{host: c.opt.host, login: c.opt.login, passcode: c.opt.passcode})); err != nil {
+	if _, err := c.nc.Write(appendStompConnect(nil, c.connectOptions())); err != nil {
 		return err
 	}
 	f, err := c.fr.next()
@@ -123,7 +129,16 @@ func newSTOMPDriver(c *config) *stompDriver {
 		addr: c.stompAddr, host: c.vhost, login: c.login, passcode: c.passcode, timeout: c.timeout,
 		maxFrame: max(c.size+4096, 1<<20), destPrefix: c.destPrefix, ack: c.ack, ackEvery: c.ackEvery,
 		prefetch: c.prefetch, persistent: c.persistent, receiptEvery: c.receiptEvery, tr: newTransport(c, "stomp"),
+		heartBeat: idleHeartBeat(c),
 	}}
+}
+
+// idleHeartBeat is the heart-beat interval of -mode idle connections: -keepalive, as MQTT's keep-alive.
+func idleHeartBeat(c *config) time.Duration {
+	if c.mode != "idle" {
+		return 0
+	}
+	return c.keepAlive
 }
 
 func (d *stompDriver) topic(parts ...string) string {
@@ -160,6 +175,62 @@ func (d *stompDriver) dialSubscriber(ctx context.Context, _ string, spec *subSpe
 	return s, nil
 }
 
-func (d *stompDriver) dialIdle(context.Context, string) (idleConn, error) {
-	return nil, fmt.Errorf("%w: -mode idle is MQTT only", errUsage)
+func (d *stompDriver) dialIdle(ctx context.Context, _ string) (idleConn, error) {
+	c, err := dialSTOMP(ctx, &d.opt, 64, 64)
+	if err != nil {
+		return nil, err
+	}
+	s := &stompIdle{c: c, gone: make(chan struct{})}
+	go s.drain()
+	return s, nil
+}
+
+// stompIdle is an idle STOMP connection kept alive by heart-beats both ways (-keepalive): the sweeps send
+// the client's, and a goroutine of its own reads the broker's, so that a connection the broker closed is
+// seen at the next sweep. STOMP has no ping with an answer.
+type stompIdle struct {
+	c    *stompConn
+	gone chan struct{} // closed when the broker's side ended; err says why
+	err  error
+}
+
+// drain reads and drops the broker's heart-beats until the connection ends.
+func (s *stompIdle) drain() {
+	defer close(s.gone)
+	var b [64]byte
+	for {
+		n, err := s.c.nc.Read(b[:])
+		if err != nil {
+			s.err = err
+			return
+		}
+		if i := bytes.IndexFunc(b[:n], func(r rune) bool { return r != '\n' && r != '\r' }); i >= 0 {
+			s.err = fmt.Errorf("%w: %q from an idle connection", errUnexpected, b[i:n])
+			return
+		}
+	}
+}
+
+func (s *stompIdle) sendPing(deadline time.Time) error {
+	s.c.nc.SetWriteDeadline(deadline)
+	_, err := s.c.nc.Write([]byte{'\n'})
+	return err
+}
+
+// awaitPong reports whether the broker's side has ended; heart-beats are not answered.
+func (s *stompIdle) awaitPong(time.Time) error {
+	select {
+	case <-s.gone:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+func (s *stompIdle) close() error {
+	s.c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	s.c.nc.Write([]byte("DISCONNECT\n\n\x00"))
+	err := s.c.close()
+	<-s.gone
+	return err
 }

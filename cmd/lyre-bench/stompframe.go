@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // STOMP acknowledgement modes of SUBSCRIBE [STOMP 1.2, SUBSCRIBE ack Header].
@@ -48,13 +49,15 @@ func appendHeader(dst []byte, name, value string) []byte {
 
 // stompConnectOptions are the CONNECT headers the bench sets.
 type stompConnectOptions struct {
-	host     string
-	login    string
-	passcode string
+	host      string
+	login     string
+	passcode  string
+	heartBeat time.Duration // both directions; 0: none
 }
 
-// appendStompConnect appends a CONNECT offering 1.1 and 1.2 without heart-beats. CONNECT headers are not
-// escaped, for compatibility with 1.0 servers [STOMP 1.2, Value Encoding].
+// appendStompConnect appends a CONNECT offering 1.1 and 1.2, with heart-beats both ways every
+// o.heartBeat, or none. CONNECT headers are not escaped, for compatibility with 1.0 servers [STOMP 1.2,
+// Value Encoding].
 func appendStompConnect(dst []byte, o stompConnectOptions) []byte {
 	dst = append(dst, "CONNECT\naccept-version:1.1,1.2\nhost:"...)
 	dst = append(dst, o.host...)
@@ -66,7 +69,12 @@ func appendStompConnect(dst []byte, o stompConnectOptions) []byte {
 		dst = append(dst, o.passcode...)
 		dst = append(dst, '\n')
 	}
-	return append(dst, "heart-beat:0,0\n\n\x00"...)
+	ms := o.heartBeat.Milliseconds()
+	dst = append(dst, "heart-beat:"...)
+	dst = strconv.AppendInt(dst, ms, 10)
+	dst = append(dst, ',')
+	dst = strconv.AppendInt(dst, ms, 10)
+	return append(dst, "\n\n\x00"...)
 }
 
 // appendStompSubscribe appends a SUBSCRIBE asking for a receipt, so the subscriber knows it is in place

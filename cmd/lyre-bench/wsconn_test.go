@@ -295,6 +295,8 @@ func TestParseFlagsTransport(t *testing.T) {
 		{"-transport", "ws", "-ws-path", "mqtt"},
 		{"-transport", "wss", "-cafile", ca},
 		{"-transport", "wss", "-cafile", ca + ".missing"},
+		{"-transport", "tls", "-cafile", ca},
+		{"-transport", "tls", "-ws-path", "/mqtt"},
 	} {
 		if _, err := parseFlags(args, &bytes.Buffer{}); !errors.Is(err, errUsage) {
 			t.Errorf("%v: err = %v, want a usage error", args, err)

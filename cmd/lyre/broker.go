@@ -47,6 +47,7 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 		hosts = append(hosts, h)
 	}
 	warnAnonymous(cfg, log)
+	warnOpenFiles(cfg, log)
 	reg := virtualhost.NewRegistry(hosts...)
 	mh := mqtt.NewHandler(reg, log)
 	// Persistent MQTT sessions come back before any connector accepts, so a client resumes its session

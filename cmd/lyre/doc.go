@@ -7,6 +7,14 @@
 // Without --config it runs the embedded default configuration: MQTT and STOMP autodetected on
 // 127.0.0.1:61613, MQTT on 127.0.0.1:1883, one anonymous virtual host "default".
 //
+// # Open files
+//
+// Every connection is a file descriptor. At startup and on each reload the broker compares each
+// connector's max_connections, and their sum, with the process's open-file limit (RLIMIT_NOFILE; the Go
+// runtime raises the soft limit to the hard one at startup) less 256 descriptors kept for listeners,
+// stores and logs, and logs a warning for a connector (or a total) the limit cannot hold: past it accept
+// fails with "too many open files". Nothing is refused, since the limit is the system's to raise.
+//
 // # Live reload
 //
 // SIGHUP, and management's POST /api/v1/reload, call Broker.Reload (reload.go): the configuration file

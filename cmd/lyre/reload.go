@@ -92,6 +92,7 @@ func (b *Broker) Reload() error {
 	b.openNew(p)
 	old := b.cfg.Swap(cfg)
 	warnAnonymous(cfg, b.log)
+	warnOpenFiles(cfg, b.log)
 	b.logSummary(p, old)
 	return errors.Join(p.errs...)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,24 +145,20 @@ type client struct {
 	lastDest  router.Destination
 }
 
-// Serve implements protocol.Handler.
+// Serve implements protocol.Handler: it answers CONNECT, then hands the session to the connection core,
+// which steps it packet by packet (Step) and may park it between packets.
 func (h *Handler) Serve(c *protocol.Conn) {
 	var cl *client
 	var err error
+	stepping := false
 	defer func() {
 		// Also after a failed CONNACK or a panic: a session taken must be released, or its client id
 		// would wait for it forever.
-		if cl == nil {
-			return
-		}
-		if cl.att != nil {
-			cl.end(errors.Is(err, errDisconnectRequest))
-		}
-		if cl.slot != nil {
-			cl.slot.Release()
+		if cl != nil && !stepping {
+			cl.release(err)
 		}
 	}()
-	runApart(func() {
+	protocol.Apart(func() {
 		if cl = h.newClient(c); cl != nil {
 			err = cl.connect()
 		}
@@ -172,32 +167,25 @@ func (h *Handler) Serve(c *protocol.Conn) {
 		return
 	}
 	if err == nil {
-		err = cl.loop()
+		if cl.keep == 0 {
+			_ = c.SetReadDeadline(time.Time{}) // CONNECT's is lifted
+		}
+		cl.armKeepAlive()
+		c.Continue(cl)
+		stepping = true
+		return
 	}
 	cl.closeFor(err)
 }
 
-// runApart runs f on a goroutine of its own and waits for it, so f is still sequential with the
-// reader. Serve runs the client's setup and CONNECT handling (grammar lookup, authentication, session
-// takeover, logging) this way: they need about 8 KiB of stack, which on the reader goroutine would
-// outlive them, since the runtime shrinks a parked stack only by halves, and not below 4 KiB once 224
-// bytes are in use. The reader then stays within its initial 2 KiB. A panic is re-raised on the
-// reader, with the helper's stack in its value, for the connection core to log and recover.
-func runApart(f func()) {
-	var panicked any
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			if r := recover(); r != nil {
-				panicked = fmt.Sprintf("%v\n%s", r, debug.Stack())
-			}
-		}()
-		f()
-	}()
-	<-done
-	if panicked != nil {
-		panic(panicked)
+// release detaches the session (kept or ended: a DISCONNECT ended it gracefully) and gives back the
+// host's connection slot.
+func (cl *client) release(err error) {
+	if cl.att != nil {
+		cl.end(errors.Is(err, errDisconnectRequest))
+	}
+	if cl.slot != nil {
+		cl.slot.Release()
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -35,30 +34,42 @@ func (cl *client) limitReached(err error) {
 		zap.String("client_id", protocol.LoggedName(cl.sess.id)), zap.Error(err))
 }
 
-// loop reads and handles packets until the connection ends. It returns errDisconnectRequest after
-// DISCONNECT, else the reason to close with.
-func (cl *client) loop() error {
-	if cl.keep == 0 {
-		_ = cl.c.SetReadDeadline(time.Time{})
+// Step reads and handles one packet (protocol.Stepper). It returns errDisconnectRequest after DISCONNECT,
+// else the reason to close with.
+func (cl *client) Step() error {
+	p, err := cl.rd.ReadPacket()
+	if err != nil {
+		return cl.readError(err, errKeepAlive)
 	}
-	for {
-		if cl.keep > 0 {
-			// [MQTT-3.1.2-24] 1.5 × keep-alive without a packet closes the connection.
-			cl.c.ArmReadDeadline(cl.keep)
-		}
-		p, err := cl.rd.ReadPacket()
-		if err != nil {
-			return cl.readError(err, errKeepAlive)
-		}
-		if cl.adopt.Load() != nil {
-			cl.adoptPrincipal() // a reload changed the user's groups
-		}
-		if err := cl.handle(p); err != nil {
-			return err
-		}
-		cl.sess.flushLate()
-		cl.c.Pace() // subscribers over their windows hold this publisher back (protocol.Pace)
+	if cl.adopt.Load() != nil {
+		cl.adoptPrincipal() // a reload changed the user's groups
 	}
+	if err := cl.handle(p); err != nil {
+		return err
+	}
+	cl.sess.flushLate()
+	cl.c.Pace() // subscribers over their windows hold this publisher back (protocol.Pace)
+	cl.armKeepAlive()
+	return nil
+}
+
+// armKeepAlive re-arms the read deadline for the next packet: [MQTT-3.1.2-24] 1.5 × keep-alive without a
+// packet closes the connection. It runs after a packet is handled rather than before the next read,
+// because the connection may park in between (protocol.Stepper) with the deadline running.
+func (cl *client) armKeepAlive() {
+	if cl.keep > 0 {
+		cl.c.ArmReadDeadline(cl.keep)
+	}
+}
+
+// Buffered implements protocol.Stepper: the packet Reader keeps nothing between packets.
+func (cl *client) Buffered() bool { return false }
+
+// End implements protocol.Stepper: the connection closes for err, and the session is detached (kept or
+// ended) and the host's connection slot released.
+func (cl *client) End(err error) {
+	cl.closeFor(err)
+	cl.release(err)
 }
 
 func (cl *client) handle(p packet.Packet) error {
@@ -640,3 +651,5 @@ func splitShare(filter string) (string, string, error) {
 	}
 	return f, group, nil
 }
+
+var _ protocol.Stepper = (*client)(nil)

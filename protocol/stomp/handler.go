@@ -67,9 +67,24 @@ func NewHandler(hosts *virtualhost.Registry, log *zap.Logger) *Handler {
 // package doc).
 func (h *Handler) Dropped() uint64 { return h.dropped.Load() }
 
-// Serve runs one STOMP connection until it ends; it implements protocol.Handler.
+// Serve implements protocol.Handler: it handles CONNECT on a goroutine of its own (protocol.Apart: login
+// and session setup need a deep stack), then the connection core steps the session frame by frame and
+// may park it between frames.
 func (h *Handler) Serve(c *protocol.Conn) {
-	h.newSession(c).run()
+	s := h.newSession(c)
+	s.start()
+	stepping := false
+	defer func() {
+		if !stepping {
+			s.cleanup() // after an error, or a panic on its way to the connection core
+		}
+	}()
+	var err error
+	protocol.Apart(func() { err = s.Step() })
+	if err == nil {
+		c.Continue(s)
+		stepping = true
+	}
 }
 
 // newSession prepares a connection's session. It is apart from Serve, whose frame stays under every

@@ -373,6 +373,39 @@ func (r *Reader) readToNUL() ([]byte, error) {
 	}
 }
 
+// Buffered reports whether the Reader holds bytes it has not returned in a frame (the next frames' start,
+// read with the last one).
+func (r *Reader) Buffered() bool { return r.start < r.end }
+
+// SkipHeartBeats consumes the heart-beat EOLs buffered before the next frame, here and then from the
+// underlying reader while avail reports bytes buffered there (it must then not block), and reports whether
+// nothing else is buffered: the caller may then wait for input without a read. A read error waiting to be
+// returned counts as something.
+func (r *Reader) SkipHeartBeats(avail func() int) bool {
+	for {
+		for r.start < r.end {
+			switch {
+			case r.buf[r.start] == '\n':
+				r.start++
+			case r.buf[r.start] == '\r' && r.start+1 < r.end && r.buf[r.start+1] == '\n':
+				r.start += 2
+			default:
+				return false
+			}
+		}
+		r.release()
+		if r.err != nil {
+			return false
+		}
+		if avail() == 0 {
+			return true
+		}
+		if err := r.fill(true); err != nil {
+			return false // kept in r.err for Read
+		}
+	}
+}
+
 // release gives the buffer back once it holds nothing, so an idle connection pins no frame buffer and a
 // burst does not pin a grown one.
 func (r *Reader) release() {

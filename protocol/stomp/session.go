@@ -72,34 +72,54 @@ type session struct {
 
 var eol = []byte{'\n'}
 
-// run reads and handles frames until the connection ends.
-func (s *session) run() {
-	defer s.cleanup()
-	// The sniffer has seen only the first line of CONNECT; the rest must follow promptly.
+// errEnded ends the stepping of a session whose connection is already closing (readFailed, fail).
+var errEnded = errors.New("stomp: session ended")
+
+// start arms the deadline for the rest of CONNECT: the sniffer has seen only its first line, the rest must
+// follow promptly.
+func (s *session) start() {
 	timeout := s.c.Connector().DetectTimeout
 	if timeout <= 0 {
 		timeout = conf.DefaultDetectTimeout
 	}
 	_ = s.c.SetReadDeadline(time.Now().Add(timeout))
-	for {
-		s.rd.Wait()
-		f, err := s.rd.Read()
-		if err != nil {
-			s.readFailed(err)
-			return
-		}
-		if s.adopt.Load() != nil {
-			s.adoptPrincipal() // a reload changed the user's groups
-		}
-		if err := s.handle(f); err != nil {
-			if !errors.Is(err, ErrDisconnect) {
-				s.fail(err, f)
-			}
-			return
-		}
-		s.c.Pace() // subscribers over their windows hold this producer back (protocol.Pace)
-	}
 }
+
+// Step reads and handles one frame (protocol.Stepper). Heart-beats already buffered are consumed first;
+// when nothing else is, Step returns for the connection to wait (park) until more arrives.
+func (s *session) Step() error {
+	if (s.rd.Buffered() || s.c.Buffered() > 0) && s.rd.SkipHeartBeats(s.c.Buffered) {
+		return nil
+	}
+	s.rd.Wait()
+	f, err := s.rd.Read()
+	if err != nil {
+		s.readFailed(err)
+		return errEnded
+	}
+	if s.adopt.Load() != nil {
+		s.adoptPrincipal() // a reload changed the user's groups
+	}
+	if err := s.handle(f); err != nil {
+		if !errors.Is(err, ErrDisconnect) {
+			s.fail(err, f)
+		}
+		return err
+	}
+	s.c.Pace() // subscribers over their windows hold this producer back (protocol.Pace)
+	if s.dr.every > 0 && !s.rd.Buffered() && s.c.Buffered() == 0 {
+		// The connection may park before the next read, which would push the deadline: the client's
+		// heart-beat is due from now.
+		s.c.ArmReadDeadline(s.dr.every)
+	}
+	return nil
+}
+
+// Buffered implements protocol.Stepper: bytes of the next frames read with the last one.
+func (s *session) Buffered() bool { return s.rd.Buffered() }
+
+// End implements protocol.Stepper.
+func (s *session) End(error) { s.cleanup() }
 
 // readFailed ends the session after a read error: an ERROR frame for a malformed frame, a plain close for
 // a dead or vanished peer.
@@ -335,3 +355,5 @@ func (s *session) drained() {
 	s.bmu.Unlock()
 	s.cons.Resume()
 }
+
+var _ protocol.Stepper = (*session)(nil)
