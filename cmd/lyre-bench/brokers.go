@@ -165,21 +165,22 @@ func freeAddrs(n int) ([]string, error) {
 // lyreConfig is Lyre's configuration for compare (addresses, certificate, key, users file): everything
 // in memory (no store block), MQTT on an MQTT-only connector like the built-in configuration's port
 // 1883, STOMP on an autodetecting one like its 61613, MQTT over TLS on a third. Connection limits are
-// raised for the idle rows; everything else is at its default.
+// raised for the idle rows (within the open-file limit of 20,000 here, which Lyre warns about past it);
+// everything else is at its default.
 const lyreConfig = `connector "mqtt" {
   bind            = "tcp://%s"
   protocol        = "mqtt"
-  max_connections = 100000
+  max_connections = 15000
 }
 connector "stomp" {
   bind            = "tcp://%s"
   detect          = ["mqtt", "stomp"]
-  max_connections = 100000
+  max_connections = 15000
 }
 connector "tls" {
   bind            = "tls://%s"
   protocol        = "mqtt"
-  max_connections = 100000
+  max_connections = 15000
   tls {
     cert_file = %q
     key_file  = %q

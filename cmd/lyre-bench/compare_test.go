@@ -123,7 +123,7 @@ func TestCompareLyre(t *testing.T) {
 	bin := lyreBinary(t)
 	peer := newStompPeer(t, "1.2", 0)
 	code, out, errOut := runCompare(t, "-lyre", bin, "-mosquitto", "/nonexistent/mosquitto", "-duration", "300ms", "-reps", "1",
-		"-only", "qos1-fanin|qos1-80k|stomp-fanin|idle|connect", "-idle-conns", "50", "-settle", "200ms", "-q",
+		"-only", "qos1-fanin|qos1-80k|stomp-fanin|^idle$|^connect", "-idle-conns", "50", "-settle", "200ms", "-q",
 		"-stomp-peer", "peer="+peer.addr+",guest,guest")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
@@ -172,7 +172,7 @@ func TestCompareLyre(t *testing.T) {
 			t.Skip("/usr/sbin/mosquitto not installed")
 		}
 		code, out, errOut := runCompare(t, "-lyre", bin, "-duration", "300ms", "-reps", "2",
-			"-only", "qos1-fanin|^connect$|connect-auth|idle", "-idle-conns", "50", "-settle", "200ms", "-q")
+			"-only", "qos1-fanin|^connect$|connect-auth|^idle$", "-idle-conns", "50", "-settle", "200ms", "-q")
 		if code != 0 {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 		}

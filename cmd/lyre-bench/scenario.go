@@ -138,6 +138,11 @@ func (cc *compareConfig) scenarios() []*scenario {
 	idleRSS := metric{label: fmt.Sprintf("Idle MQTT connection (%d open), broker RSS per connection", cc.idleConns),
 		value: func(o *outcome) float64 { return o.KiBPerConn }, format: fmtKiB,
 		goal: "≤ 4 KiB", met: func(m []float64, _ []outcome) bool { return m[0] <= 4 }}
+	idleSTOMP := idleRSS
+	idleSTOMP.label = fmt.Sprintf("Idle STOMP connection (%d open), broker RSS per connection", cc.idleConns)
+	idleTLS := idleRSS
+	idleTLS.label = fmt.Sprintf("Idle MQTT connection over TLS (%d open), broker RSS per connection", cc.idleConns)
+	idleTLS.goal, idleTLS.met = "reported", nil
 	return []*scenario{
 		{id: "qos0-fanin", name: "MQTT QoS 0 fan-in 8→1", kind: kindBench, mqtt: true,
 			args: []string{"-mode", "fanin", "-qos", "0"}, metrics: []metric{rate("MQTT QoS 0 fan-in 8→1, msg/s")}},
@@ -160,6 +165,10 @@ func (cc *compareConfig) scenarios() []*scenario {
 			metrics: []metric{queue}},
 		{id: "idle", name: "Idle MQTT connections", kind: kindIdle, mqtt: true, fresh: true,
 			args: []string{"-mode", "idle", "-conns", strconv.Itoa(cc.idleConns)}, metrics: []metric{idleRSS}},
+		{id: "idle-stomp", name: "Idle STOMP connections", kind: kindIdle, stomp: true, fresh: true,
+			args: []string{"-proto", "stomp", "-mode", "idle", "-conns", strconv.Itoa(cc.idleConns)}, metrics: []metric{idleSTOMP}},
+		{id: "idle-tls", name: "Idle MQTT connections over TLS", kind: kindIdle, mqtt: true, tls: true, fresh: true,
+			args: []string{"-mode", "idle", "-conns", strconv.Itoa(cc.idleConns)}, metrics: []metric{idleTLS}},
 		connect("connect", "Connection rate, plain", false, false),
 		connect("connect-tls", "Connection rate, TLS", true, false),
 		connect("connect-auth", "Connection rate with a password", false, true),
