@@ -54,7 +54,9 @@ func TestMessageLargerThanOutboundLimit(t *testing.T) {
 			time.Sleep(protocol.PaceTimeout + 200*time.Millisecond) // the subscribers are busy; then they read
 			for i, r := range subs {
 				got := 0
-				for p := r.nextWithin(2 * time.Second); p != nil; p = r.nextWithin(2 * time.Second) {
+				// Each within 10 s: a dropped message never comes, and a loaded machine (-race, 9 MiB
+				// messages) may take seconds to route the publisher's second one.
+				for p := r.nextWithin(10 * time.Second); p != nil; p = r.nextWithin(10 * time.Second) {
 					if pp, ok := p.(*packet.PublishPacket); !ok || len(pp.Payload) != size {
 						t.Fatalf("subscriber %d: got %s", i, p.Type())
 					}
