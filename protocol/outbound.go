@@ -303,12 +303,13 @@ func (c *Conn) takeBatchLocked(w *writerState) []*chunk {
 func (c *Conn) writeNow(raw syscall.RawConn, w *writerState, batch []*chunk) {
 	o := &c.out
 	w.raw = w.raw[:0]
-	total := 0
+	total, all := 0, 0 // bytes in this writev, bytes in the batch
 	for _, ch := range batch {
 		if len(ch.b) > 0 && total < writePiece {
 			w.raw = append(w.raw, ch.b)
 			total += len(ch.b)
 		}
+		all += len(ch.b)
 	}
 	w.rawN, w.rawErr = 0, nil
 	// An error (an expired write deadline, a broken socket, EAGAIN) is left for the writer goroutine
@@ -317,7 +318,7 @@ func (c *Conn) writeNow(raw syscall.RawConn, w *writerState, batch []*chunk) {
 	n := max(w.rawN, 0)
 	clear(w.raw)
 	c.stats.bytesOut.Add(uint64(n))
-	if err != nil || w.rawErr != nil || n < total || total < o.batchBytes(batch) {
+	if err != nil || w.rawErr != nil || n < total || total < all {
 		// Find where the socket stopped: chunk i, byte off.
 		i, off := 0, n
 		for i < len(batch) && off >= len(batch[i].b) {
@@ -355,15 +356,6 @@ func (c *Conn) writeNow(raw syscall.RawConn, w *writerState, batch []*chunk) {
 	o.mu.Unlock()
 	c.srv.wg.Done()
 	writerPool.Put(w)
-}
-
-// batchBytes returns the bytes of batch.
-func (o *outbound) batchBytes(batch []*chunk) int {
-	n := 0
-	for _, ch := range batch {
-		n += len(ch.b)
-	}
-	return n
 }
 
 // commitLocked is Commit without the unlock; with deferWrite it leaves the writer stopped (Flush).
