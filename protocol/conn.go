@@ -58,15 +58,16 @@ type Conn struct {
 	set   *Settings
 	proto string
 	r     io.Reader
-	// defers: r is the connection's own connReader, which flushes CommitDeferred output before it reads
-	// from the socket; otherwise CommitDeferred commits at once.
-	defers bool
-	logp   atomic.Pointer[zap.Logger] // built on first Log call: a zap child logger costs ~1 KiB
-	since  int64                      // accepted at, Unix nanoseconds
-	stats  counters
+	logp  atomic.Pointer[zap.Logger] // built on first Log call: a zap child logger costs ~1 KiB
+	since int64                      // accepted at, Unix nanoseconds
+	stats counters
 	// rechecks is Server.rechecks when the connection was opened: a reload's re-check that ran before
 	// the front-end registered its hook is caught up with (OnRecheck).
 	rechecks uint32
+	// defers: r is the connection's own connReader, which flushes CommitDeferred output before it reads
+	// from the socket; otherwise CommitDeferred commits at once. (The bools sit in rechecks' padding.)
+	defers bool
+	isDone bool // guarded by out.mu, see done
 
 	out outbound
 	// pace holds the subscribers that asked this connection's publisher to hold back (pace.go).
@@ -78,7 +79,6 @@ type Conn struct {
 	// before.
 	reason  error
 	done    chan struct{}
-	isDone  bool
 	session Session // set by the front-end after login (SetSession)
 
 	l *listener // that accepted it, for the goroutine that resumes it

@@ -94,7 +94,7 @@ func (c *Conn) run(ready bool) (parked bool) {
 		}
 		if !c.pending() && c.canPark() {
 			if c.rdl != 0 && time.Since(clockStart) >= c.rdl {
-				// Resumed by the deadline timer: Step's next read fails as the socket's would, even if
+				// Resumed by the deadline wheel: Step's next read fails as the socket's would, even if
 				// the front-end moves the deadline before reading (STOMP does, per read).
 				c.inbuf().err = os.ErrDeadlineExceeded
 			} else if c.idle() {
@@ -130,7 +130,7 @@ func (c *Conn) idle() bool {
 func (c *Conn) lingerRead() bool {
 	until := time.Since(clockStart) + linger
 	if c.rdl != 0 && c.rdl <= until {
-		return false // the keep-alive runs out first: park, its timer resumes the reader
+		return false // the keep-alive runs out first: park, the deadline wheel resumes the reader
 	}
 	cr := c.inbuf()
 	if c.nc.SetReadDeadline(clockStart.Add(until)) != nil {
@@ -174,7 +174,7 @@ func (s *Server) resume(c *Conn, ready bool) {
 			s.served(c.l, c.nc, c, false, recover())
 		}
 	}()
-	c.unwatchTimer()
+	c.unwatchDeadline()
 	c.resumed()
 	if parked = c.run(ready); !parked {
 		s.handlerDone(c)
@@ -185,53 +185,34 @@ func (s *Server) resume(c *Conn, ready bool) {
 // becomes readerParked, and by the goroutine that wins the wake after.
 type parkState struct {
 	step Stepper
-	// rdl is the read deadline the handler set, since clockStart (0: none), kept while parked by a timer.
+	// rdl is the read deadline the handler set, since clockStart (0: none), kept while parked by the
+	// Server's deadline wheel.
 	rdl time.Duration
 	// parkedAt is when the connection last parked, since clockStart.
 	parkedAt time.Duration
 	busy     bool          // see linger
 	state    atomic.Uint32 // readerRunning or readerParked
-	timer    *time.Timer   // wakes a parked connection at its deadline; made on first need
+	wheel    wheelLink     // in the deadline wheel while parked with a deadline (wheel.go)
 	watch    watchState    // the readiness registration (park_linux.go)
 }
 
-// deadlineWake is the deadline timer's function: a parked connection's keep-alive still expires, its Step
-// reading the deadline's error. A timer that fired for an earlier park (a late Reset of one park can
-// override the next park's) wakes the connection early: it finds its deadline not passed and parks again,
-// re-arming the timer.
+// deadlineWake is the deadline wheel's function: a parked connection's keep-alive still expires, its
+// Step reading the deadline's error. An entry left from an earlier park (the parking goroutine may insert
+// it after the connection was already woken and parked again) wakes the connection early: it finds its
+// deadline not passed and parks again, which moves its entry.
 func (c *Conn) deadlineWake() {
 	if c.state.Load() == readerParked {
 		c.wake(false) // Step meets the deadline, or the connection parks again
 	}
 }
 
-// neverFires is the delay a deadline timer is made with, before park sets it.
-const neverFires = 1<<63 - 1
-
-// armTimer sets the deadline timer of a connection that just parked: after the state changed, so a
-// deadline already passed still wakes it. t is the timer park saw.
-func armTimer(t *time.Timer, deadline time.Duration) {
-	if t != nil && deadline != 0 {
-		t.Reset(deadline - time.Since(clockStart))
-	}
-}
-
-// prepareTimer makes the deadline timer on first need; it runs before the connection parks, when only the
-// reader uses it.
-func (c *Conn) prepareTimer() *time.Timer {
-	if c.rdl == 0 {
-		return nil
-	}
-	if c.timer == nil {
-		c.timer = time.AfterFunc(neverFires, c.deadlineWake)
-	}
-	return c.timer
-}
-
-// unwatchTimer stops the deadline timer of a connection that was resumed.
-func (c *Conn) unwatchTimer() {
-	if c.timer != nil {
-		c.timer.Stop()
+// unwatchDeadline takes a resumed connection out of the deadline wheel. rdl is the deadline it parked
+// with: the goroutine that won the wake sees what the parking one wrote.
+func (c *Conn) unwatchDeadline() {
+	if c.rdl != 0 {
+		if p := c.srv.poll.p; p != nil {
+			p.wheel.remove(c)
+		}
 	}
 }
 

@@ -27,9 +27,10 @@ type watchState struct {
 
 // poller owns a Server's epoll instance and the table of connections registered in it.
 type poller struct {
-	epfd int
-	f    *os.File // epfd, waited on through Go's network poller
-	done chan struct{}
+	epfd  int
+	f     *os.File // epfd, waited on through Go's network poller
+	done  chan struct{}
+	wheel *deadlineWheel // wakes parked connections at their read deadlines
 
 	mu    sync.Mutex
 	conns []*Conn
@@ -77,7 +78,7 @@ func (c *Conn) park() bool {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
 		Fd: int32(c.watch.slot), Pad: int32(c.watch.gen)}
 	c.inbuf().idle()
-	raw, timer, deadline := c.watch.raw, c.prepareTimer(), c.rdl
+	raw, deadline := c.watch.raw, c.rdl
 	c.parkedAt = time.Since(clockStart)
 	c.state.Store(readerParked)
 	// From here another goroutine may own the connection: only the locals are used. Control holds the
@@ -96,7 +97,10 @@ func (c *Conn) park() bool {
 		}
 		return false
 	}
-	armTimer(timer, deadline)
+	if deadline != 0 {
+		// After the state changed, so a deadline already passed still wakes it.
+		p.wheel.insert(c, deadline)
+	}
 	return true
 }
 
@@ -105,6 +109,7 @@ func (c *Conn) unwatch() {
 	if c.watch.slot != 0 {
 		c.srv.poll.p.remove(c.watch.slot)
 		c.watch.slot = 0
+		c.srv.poll.p.wheel.remove(c)
 	}
 }
 
@@ -133,6 +138,7 @@ func (s *Server) closePoller() {
 	if p := s.poll.p; p != nil {
 		_ = p.f.Close()
 		<-p.done
+		p.wheel.close()
 	}
 }
 
@@ -145,13 +151,15 @@ func newPoller() (*poller, error) {
 		_ = unix.Close(fd)
 		return nil, os.NewSyscallError("setnonblock", err)
 	}
-	p := &poller{epfd: fd, f: os.NewFile(uintptr(fd), "lyre-epoll"), done: make(chan struct{})}
+	p := &poller{epfd: fd, f: os.NewFile(uintptr(fd), "lyre-epoll"), done: make(chan struct{}),
+		wheel: newDeadlineWheel((*Conn).deadlineWake)}
 	rc, err := p.f.SyscallConn()
 	if err != nil {
 		_ = p.f.Close()
 		return nil, err
 	}
 	go p.loop(rc)
+	go p.wheel.run()
 	return p, nil
 }
 

@@ -193,20 +193,14 @@ const maxSeen = 64
 // when clean session is off; its topic subscriptions are then durable subscriptions of the router
 // (durable.go). It is the router.Sink of every one of its subscriptions.
 type session struct {
-	id string
-	// clean: the session ends with its connection. The attached reader reads it freely and changes it
-	// under mu (end), where management reads it.
-	clean bool
-	host  *virtualhost.Host
-	att   *attachment // guarded by registry.mu
+	id   string
+	host *virtualhost.Host
+	att  *attachment // guarded by registry.mu
 	// owner is the authenticated user who opened the session, "" when unknown (anonymous, or restored
 	// from a record without one); kept in the session's store record. Written under registry.mu by the
 	// connection attaching the session, whose reader also reads it for the record. Another user may not
 	// take the session over.
 	owner string
-	// expiry is the session expiry interval in seconds (maxExpiry: never; 0: it ends with its
-	// connection). Set by the attaching connection under registry.mu, read by its reader.
-	expiry uint32
 	// Offline only, guarded by registry.mu: the timer that expires the session, and a will waiting for
 	// its delay (MQTT 5) with its timer.
 	expiryTimer *time.Timer
@@ -228,7 +222,7 @@ type session struct {
 	unsent      int           // inflight entries marked unsent
 	queue       outQueue
 	dropped     uint64
-	dropLogged  time.Time
+	dropLogged  int64                // Unix ns of the last drop logged
 	wilds       []*subEntry          // non-shared topic subscriptions with wildcards: overlap detection
 	literals    map[string]*subEntry // non-shared literal topic subscriptions by router.Key
 	seen        []seenMsg
@@ -239,6 +233,9 @@ type session struct {
 	late    []outItem
 	hasLate atomic.Bool
 	// The small fields together, so the struct has no padding between them (idle sessions must be small).
+	// expiry is the session expiry interval in seconds (maxExpiry: never; 0: it ends with its
+	// connection). Set by the attaching connection under registry.mu, read by its reader.
+	expiry  uint32
 	lastID  uint16
 	version byte
 	// idsInOrder: inflight holds its ids in the order nextIDLocked gave them, all within one turn of the
@@ -250,6 +247,9 @@ type session struct {
 	// queue is down to half again, live messages past max_queued_messages drop the oldest instead of
 	// holding publishers back.
 	slow bool
+	// clean: the session ends with its connection. The attached reader reads it freely and changes it
+	// under mu (end), where management reads it.
+	clean bool
 	// room is closed (and reset) when the queue makes room; made by Room for a waiting publisher.
 	room chan struct{}
 
@@ -493,7 +493,7 @@ func (s *session) countDropLocked(why string) {
 	if s.dropped > 1 && s.dropped&63 != 0 {
 		return // read the clock only now and then
 	}
-	if now := time.Now(); s.dropped == 1 || now.Sub(s.dropLogged) >= dropLogInterval {
+	if now := time.Now().UnixNano(); s.dropped == 1 || time.Duration(now-s.dropLogged) >= dropLogInterval {
 		s.dropLogged = now
 		s.log.Warn("messages dropped", zap.String("client_id", s.id), zap.String("reason", why),
 			zap.Uint64("dropped", s.dropped))
