@@ -343,8 +343,9 @@ func (cl *client) subscribe(p *packet.SubscribePacket) error {
 	}
 	codes := make([]byte, len(p.Subscriptions))
 	type added struct {
-		e     *subEntry
-		fresh bool // the subscription did not exist before this SUBSCRIBE
+		e        *subEntry
+		fresh    bool // the subscription did not exist before this SUBSCRIBE
+		retained []*router.Message
 	}
 	var adds []added
 	for i, sp := range p.Subscriptions {
@@ -355,7 +356,7 @@ func (cl *client) subscribe(p *packet.SubscribePacket) error {
 		e, code := cl.subscribeOne(sp, subID)
 		codes[i] = code
 		if e != nil && !slices.ContainsFunc(adds, func(a added) bool { return a.e == e }) {
-			adds = append(adds, added{e, fresh})
+			adds = append(adds, added{e: e, fresh: fresh})
 		}
 	}
 	if len(adds) > 0 {
@@ -363,18 +364,22 @@ func (cl *client) subscribe(p *packet.SubscribePacket) error {
 			return err
 		}
 	}
+	// The retained messages are those of when the subscriptions were made [MQTT-3.3.1-6], so they are read
+	// before SUBACK: once the client has it, it may replace them, and the replacement would then reach the
+	// subscriber only as the live message it also is (release sends that once), the earlier one never.
+	for i := range adds {
+		e := adds[i].e
+		wants := e.rh == 0 || (e.rh == 1 && adds[i].fresh) // [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
+		if e.rs.Filter.Kind == router.Topic && e.rs.Share == "" && wants {
+			adds[i].retained = virtualhost.AllowedRetained(e.rs.Sink, cl.rt.Retained(e.rs.Filter))
+		}
+	}
 	if !cl.writePacket(&packet.SubackPacket{PacketID: p.PacketID, ReturnCodes: codes}) {
 		return errOutboundClosed
 	}
 	s := cl.sess
 	for _, a := range adds {
-		e := a.e
-		var retained []*router.Message
-		wants := e.rh == 0 || (e.rh == 1 && a.fresh) // [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]
-		if e.rs.Filter.Kind == router.Topic && e.rs.Share == "" && wants {
-			retained = virtualhost.AllowedRetained(e.rs.Sink, cl.rt.Retained(e.rs.Filter))
-		}
-		s.release(e, retained)
+		s.release(a.e, a.retained) // after SUBACK, which goes out first
 	}
 	cl.resumeConsumers()
 	return nil

@@ -120,7 +120,13 @@ func (cl *v5client) count() int {
 // waitN waits until the client has received at least n messages and returns them all.
 func (cl *v5client) waitN(n int) []v5got {
 	cl.t.Helper()
-	prototest.WaitFor(cl.t, waitTime, func() bool { return cl.count() >= n })
+	deadline := time.Now().Add(waitTime)
+	for cl.count() < n {
+		if time.Now().After(deadline) {
+			cl.t.Fatalf("%s: %d of %d messages within %s: %q", cl.c.ClientID(), cl.count(), n, waitTime, cl.payloads())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	return cl.all()
 }
 
