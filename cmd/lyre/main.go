@@ -30,6 +30,7 @@ const shutdownTimeout = 5 * time.Second
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go tuneGC(ctx.Done())
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
