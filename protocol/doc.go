@@ -20,7 +20,7 @@
 // connection parks. Its socket goes into a per-Server epoll instance (park_linux.go), level-triggered and
 // one-shot; that epoll descriptor is itself in Go's network poller, so one goroutine waits on it like any
 // socket read and no thread blocks in epoll_wait. Input wakes the connection: a new goroutine steps it at
-// once (a goroutine start, an epoll_ctl re-arm and a timer reset per wake), and it parks again when
+// once (a goroutine start, an epoll_ctl re-arm and a deadline wheel entry per wake), and it parks again when
 // nothing more is buffered. The poller yields after each batch of 64 wakes, so a sweep of keep-alive
 // pings over thousands of idle connections does not give them all a stack at the same moment.
 //
@@ -29,8 +29,9 @@
 //     already buffered are consumed and the connection parks again), Buffered reports what the
 //     front-end's decoder holds, End ends the session. One goroutine at a time owns the reader: the
 //     parked -> running handoff is one atomic compare-and-swap, so session state needs no lock for it.
-//   - Read deadlines (keep-alive, heart-beats: SetReadDeadline, ArmReadDeadline) hold while parked: a
-//     timer per connection wakes it at its deadline and the core makes Step's next read fail with
+//   - Read deadlines (keep-alive, heart-beats: SetReadDeadline, ArmReadDeadline) hold while parked: the
+//     Server's deadline wheel (wheel.go; one sweep every 50 ms, not a timer per connection) wakes it at
+//     most a tick after its deadline and the core makes Step's next read fail with
 //     os.ErrDeadlineExceeded, the socket's own error. The front-ends arm the deadline after handling a
 //     packet rather than before reading the next, since the connection may park in between.
 //   - A busy connection (its last wait was under linger, 100 ms) first waits up to linger in a socket read,
@@ -47,20 +48,22 @@
 //     read for its next data frame.
 //
 // Measured (lyre-bench -mode idle, broker RSS growth per connection, 10,000 connections, in-memory host,
-// Linux, Go 1.26): MQTT over TCP 3.3 KiB (6.1 before parking), STOMP 3.0 KiB (9.2), MQTT and STOMP over
+// Linux, Go 1.26): MQTT over TCP 3.1 KiB (6.1 before parking), STOMP 3.0 KiB (9.2), MQTT and STOMP over
 // WebSocket 4.2-4.7 KiB (9.4-9.6), over TLS 21 KiB (29-30: goroutine stack, tls.Conn, its record
-// buffers and AES-GCM state). The live heap of an idle MQTT connection is about 2.2 KiB: Conn 450 B, its
-// reader 144 B, MQTT client 288 B, packet reader 80 B, session 480 B and its registry entry, the socket
-// (netFD and addresses, about 290 B), the keep-alive timer 150 B; RSS adds the garbage collector's
-// headroom (the heap grows to twice the live heap between collections). TestIdleMQTTConnectionMemory and
-// TestIdleSTOMPConnectionMemory guard it: 1000 idle connections each, no goroutine per connection, at most
-// 4 KiB of heap and stack each, client side included. Held at 19,000 connections (this machine's open-file
-// limit is 20,000 per process) with pings every 15 s, the broker keeps 9 goroutines and 81 MiB RSS
-// after connecting (MQTT; 140 MiB and 19,008 goroutines before), creeping to 98 MiB (4.3 KiB per
-// connection) as the pings' garbage waits for collection. CPU at rest (1,270 pings a second) is 2.6-3.7%
-// of one core against 1.9-2.9% with a goroutine per connection: a wake costs a goroutine start, an
-// epoll_ctl and a timer reset where a parked goroutine cost a netpoll wake-up. STOMP with heart-beats
-// both ways: 4.1% against 4.0%.
+// buffers and AES-GCM state). The live heap of an idle MQTT connection is 2.0 KiB (exact heap profile):
+// Conn 448 B, its reader 144 B, MQTT client 288 B, packet reader 80 B, session 448 B and its registry
+// entry, the socket (netFD and addresses, about 290 B). RSS adds the garbage collector's headroom, which
+// the lyre command keeps to a quarter of a large, quiet heap (cmd/lyre, "Garbage collector").
+// TestIdleMQTTConnectionMemory and TestIdleSTOMPConnectionMemory guard it: 1000 idle connections each,
+// no goroutine per connection, at most 4 KiB of heap and stack each, client side included.
+//
+// Held at 19,000 connections (this machine's open-file limit is 20,000 per process) with pings every
+// 15 s: the broker keeps 9-14 goroutines and 74 MiB RSS after connecting (MQTT; 140 MiB and 19,008
+// goroutines before parking), settling at 89 MiB (3.8 KiB per connection) as the pings' garbage waits
+// for collection (98-106 MiB with GOGC's default). STOMP with heart-beats both ways settles at 3.3 KiB.
+// CPU at rest (1,270 pings a second) is 3.8% of one core for MQTT and 5.1% for STOMP; with a goroutine
+// per connection it was 1.9-2.9% and 4.0%: a wake costs a goroutine start and an epoll_ctl where a
+// parked goroutine cost a netpoll wake-up.
 //
 // TLS: a connector whose Bind starts with "tls://" speaks TLS only; one whose Detect lists TLS ("tls")
 // recognises a ClientHello's record header (0x16 0x03 0x00-0x04, three bytes) next to clear-text MQTT
