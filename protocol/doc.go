@@ -48,9 +48,9 @@
 //     read for its next data frame.
 //
 // Measured (lyre-bench -mode idle, broker RSS growth per connection, 10,000 connections, in-memory host,
-// Linux, Go 1.26): MQTT over TCP 3.1 KiB (6.1 before parking), STOMP 3.0 KiB (9.2), MQTT and STOMP over
-// WebSocket 4.2-4.7 KiB (9.4-9.6), over TLS 21 KiB (29-30: goroutine stack, tls.Conn, its record
-// buffers and AES-GCM state). The live heap of an idle MQTT connection is 2.0 KiB (exact heap profile):
+// Linux, Go 1.26, GOGC's default): MQTT over TCP 3.1 KiB (6.1 before parking), STOMP 3.0 KiB (9.2), MQTT
+// and STOMP over WebSocket 4.2-4.7 KiB (9.4-9.6), over TLS 21 KiB (29-30: goroutine stack, tls.Conn, its
+// record buffers and AES-GCM state). The live heap of an idle MQTT connection is 2.0 KiB (exact heap profile):
 // Conn 448 B, its reader 144 B, MQTT client 288 B, packet reader 80 B, session 448 B and its registry
 // entry, the socket (netFD and addresses, about 290 B). RSS adds the garbage collector's headroom, which
 // the lyre command keeps to a quarter of a large, quiet heap (cmd/lyre, "Garbage collector").
@@ -59,9 +59,9 @@
 //
 // Held at 19,000 connections (this machine's open-file limit is 20,000 per process) with pings every
 // 15 s: the broker keeps 9-14 goroutines and 74 MiB RSS after connecting (MQTT; 140 MiB and 19,008
-// goroutines before parking), settling at 89 MiB (3.8 KiB per connection) as the pings' garbage waits
+// goroutines before parking), settling at 85 MiB (3.5 KiB per connection) as the pings' garbage waits
 // for collection (98-106 MiB with GOGC's default). STOMP with heart-beats both ways settles at 3.3 KiB.
-// CPU at rest (1,270 pings a second) is 3.8% of one core for MQTT and 5.1% for STOMP; with a goroutine
+// CPU at rest (1,270 pings a second) is 3.8-3.9% of one core for MQTT and 5.1% for STOMP; with a goroutine
 // per connection it was 1.9-2.9% and 4.0%: a wake costs a goroutine start and an epoll_ctl where a
 // parked goroutine cost a netpoll wake-up.
 //

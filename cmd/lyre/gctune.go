@@ -21,7 +21,7 @@ import (
 // GOGC (gcMinPercent..gcMaxPercent) is recomputed every gcTuneEvery from the runtime's metrics. A GOGC or
 // GOMEMLIMIT set in the environment turns this off: the operator's choice stands.
 const (
-	gcMinHeadroom = 16 << 20
+	gcMinHeadroom = 4 << 20
 	gcMaxHeadroom = 64 << 20
 	gcSpan        = 10 // seconds of allocation the headroom holds, within live/4..live
 	gcMinPercent  = 25

@@ -9,8 +9,12 @@ func TestGCPercentFor(t *testing.T) {
 		live, rate uint64
 		want       int
 	}{
-		// 19,000 idle connections: 45 MiB live, pings make 0.5 MiB/s: the 16 MiB floor, not 45 MiB.
-		{"idle connections", 45 * mib, mib / 2, 35},
+		// 19,000 idle connections: 45 MiB live, pings make 0.5 MiB/s: a quarter, not 45 MiB.
+		{"idle connections", 45 * mib, mib / 2, gcMinPercent},
+		// 5,000 idle connections: 10 MiB live, 10 s of allocation above a quarter.
+		{"fewer idle connections", 10 * mib, mib / 2, 50},
+		// An idle broker: the 4 MiB floor.
+		{"idle broker", 2 * mib, 0, 200},
 		// 200,000 idle connections: a quarter of the live heap.
 		{"many idle connections", 450 * mib, mib / 2, gcMinPercent},
 		// A small heap with messages churning: 64 MiB of headroom, capped at 400%.
