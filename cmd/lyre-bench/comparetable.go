@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -86,19 +87,11 @@ func (cmp *comparison) printTable(w io.Writer) {
 				cells = append(cells, c)
 				row = append(row, c.text)
 			}
-			goal := m.goal
 			medians := make([]float64, len(cells))
 			for i, c := range cells {
 				medians[i] = c.median
 			}
-			if goal != "" && m.met != nil && !math.IsNaN(cells[0].median) {
-				if m.met(medians, cells[0].runs) {
-					goal += " ✓"
-				} else {
-					goal += " ✗"
-				}
-			}
-			t.add(append(row, fmtRatio(cells[0].median, cells[1].median), goal)...)
+			t.add(append(row, fmtRatio(cells[0].median, cells[1].median), m.judge(medians, cells[0].runs))...)
 		}
 	}
 	t.write(w)
@@ -169,3 +162,20 @@ func (cmp *comparison) notes(curve bool) []string {
 }
 
 func nan() float64 { return median(nil) }
+
+// judge returns the goal cell of a row: the goal, marked met or not from every column's median (Lyre's
+// first, NaN where a broker did not run) and Lyre's runs; unmarked when Lyre has no figure, and "no peer"
+// when the brokers the goal compares with did not run.
+func (m *metric) judge(medians []float64, runs []outcome) string {
+	goal := m.goal
+	switch {
+	case goal == "" || m.met == nil || math.IsNaN(medians[0]):
+	case m.peersFrom > 0 && !slices.ContainsFunc(medians[min(m.peersFrom, len(medians)):], func(v float64) bool { return !math.IsNaN(v) }):
+		goal += " (no peer in this run)"
+	case m.met(medians, runs):
+		goal += " ✓"
+	default:
+		goal += " ✗"
+	}
+	return goal
+}

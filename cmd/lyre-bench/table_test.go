@@ -169,3 +169,23 @@ func TestCurveLevels(t *testing.T) {
 		t.Errorf("a failed run: %+v, want err", p)
 	}
 }
+
+// A goal relative to the STOMP peers is not judged when no peer ran, and judged against each that did.
+func TestJudgeStompPeerGoal(t *testing.T) {
+	m := metric{goal: "≥ 10× each STOMP peer", met: atLeastTimes(10, 2), peersFrom: 2}
+	nan := math.NaN()
+	for _, c := range []struct {
+		medians []float64
+		want    string
+	}{
+		{[]float64{500e3, nan}, "≥ 10× each STOMP peer (no peer in this run)"},
+		{[]float64{500e3, nan, nan}, "≥ 10× each STOMP peer (no peer in this run)"},
+		{[]float64{500e3, nan, 11e3}, "≥ 10× each STOMP peer ✓"},
+		{[]float64{500e3, nan, 11e3, 60e3}, "≥ 10× each STOMP peer ✗"},
+		{[]float64{nan, nan, 11e3}, "≥ 10× each STOMP peer"},
+	} {
+		if got := m.judge(c.medians, nil); got != c.want {
+			t.Errorf("judge(%v) = %q, want %q", c.medians, got, c.want)
+		}
+	}
+}
