@@ -76,6 +76,8 @@ type trie struct {
 	// gen is bumped on every non-literal change; cache entries of an older gen are stale.
 	gen   atomic.Uint64
 	cache *matchCache // nil when disabled
+	// watch, when set, is told of every subscription added to or removed from the Topic root (WatchTopics).
+	watch func(s *Subscription, added bool)
 }
 
 func newTrie(cacheSize int) *trie {
@@ -182,6 +184,9 @@ func (t *trie) insert(ri int, s *Subscription) {
 	n.snap.Store(nil)
 	t.count++
 	t.changedLocked(&s.Filter)
+	if ri == 0 && t.watch != nil {
+		t.watch(s, true)
+	}
 }
 
 // remove deletes s from root ri and prunes the nodes it leaves empty. It reports whether s was found.
@@ -260,6 +265,9 @@ func (t *trie) remove(ri int, s *Subscription) bool {
 		n = p
 	}
 	t.changedLocked(&s.Filter)
+	if ri == 0 && t.watch != nil {
+		t.watch(s, false)
+	}
 	return true
 }
 
