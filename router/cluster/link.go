@@ -1,0 +1,430 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lyremq/lyre/router"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+)
+
+// Config is one node's cluster settings (conf.Cluster, checked there).
+type Config struct {
+	Name   string   // cluster name: nodes of other clusters are refused on the routes
+	Node   string   // this node's name, unique in the cluster
+	Listen string   // host:port of the embedded server's route listener
+	Routes []string // host:port of the other nodes' route listeners
+	// NATSURL connects to an external NATS (comma-separated URLs) instead of embedding a server.
+	NATSURL string
+}
+
+// Queue bounds. A message that finds its queue full is dropped and counted: topics are at most once
+// across nodes, and a link that waited would stall the publisher's reader (router.Sink must not block).
+const (
+	outQueue = 8192
+	inQueue  = 65536
+)
+
+// Stats counts what the link did with messages.
+type Stats struct {
+	Sent       uint64 // local topic messages published to NATS
+	Received   uint64 // messages from NATS published into a local router
+	Duplicates uint64 // copies dropped because overlapping NATS subscriptions delivered one message twice
+	Malformed  uint64 // NATS messages whose subject or envelope did not decode
+	Dropped    uint64 // local messages dropped because the outbound queue was full or NATS refused them
+	TooLarge   uint64 // local messages over NATS's payload limit, not sent
+}
+
+// Link is one node's connection to the cluster: the embedded NATS server (or an external NATS) and the
+// client that carries every attached virtual host's topics.
+type Link struct {
+	log  *zap.Logger
+	cfg  Config
+	id   uint64 // this incarnation's origin id: the sequence numbers it stamps restart with it
+	ns   *server.Server
+	nc   *nats.Conn
+	in   chan *nats.Msg
+	out  chan outMsg
+	quit chan struct{}
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	hosts  map[string]*host // by vhost token; guarded by mu
+	ops    []op             // interest changes not yet applied; guarded by mu
+	wake   chan struct{}    // cap 1: there are ops
+	closed bool
+
+	// subs is owned by the interest goroutine: one NATS subscription per subject, reference-counted.
+	subs map[string]*natsSub
+	// last is owned by the inbound goroutine: the highest sequence number seen per origin.
+	last map[uint64]uint64
+
+	sent, received, dups, malformed, dropped, tooLarge atomic.Uint64
+}
+
+type outMsg struct {
+	h *host
+	m *router.Message
+}
+
+type natsSub struct {
+	h   *host
+	n   int
+	sub *nats.Subscription
+}
+
+// op is one interest change; detach drops every subscription of h.
+type op struct {
+	h      *host
+	f      router.Filter
+	added  bool
+	detach bool
+}
+
+// Start embeds a NATS server (or connects to c.NATSURL) and connects the link's client. Close releases it.
+func Start(c Config, log *zap.Logger) (*Link, error) {
+	if c.Node == "" {
+		return nil, errors.New("cluster: node name required")
+	}
+	l := &Link{
+		log:   log.Named("cluster").With(zap.String("cluster", c.Name), zap.String("node", c.Node)),
+		cfg:   c,
+		id:    mrand.Uint64() | 1, // never 0, so a zeroed envelope is never taken for ours
+		in:    make(chan *nats.Msg, inQueue),
+		out:   make(chan outMsg, outQueue),
+		quit:  make(chan struct{}),
+		hosts: make(map[string]*host),
+		wake:  make(chan struct{}, 1),
+		subs:  make(map[string]*natsSub),
+		last:  make(map[uint64]uint64),
+	}
+	// NoEcho: the server never hands this node its own messages back, so a local subscriber gets a local
+	// message once, from the router, and not again through NATS.
+	opts := []nats.Option{
+		nats.Name("lyre " + c.Node), nats.NoEcho(), nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			l.log.Warn("cluster link disconnected", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			l.log.Info("cluster link reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			l.log.Warn("cluster link error", zap.Error(err))
+		}),
+	}
+	var err error
+	url := c.NATSURL
+	if url == "" {
+		token := rand.Text()
+		if l.ns, err = startServer(c, token, l.log); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.InProcessServer(l.ns), nats.Token(token))
+	}
+	if l.nc, err = nats.Connect(url, opts...); err != nil {
+		if l.ns != nil {
+			l.ns.Shutdown()
+			l.ns.WaitForShutdown()
+		}
+		return nil, fmt.Errorf("cluster: connect: %w", err)
+	}
+	l.wg.Add(3)
+	go l.interestLoop()
+	go l.outLoop()
+	go l.inLoop()
+	if l.ns != nil {
+		l.log.Info("cluster joined", zap.String("listen", c.Listen), zap.Strings("routes", c.Routes))
+	} else {
+		l.log.Info("cluster joined", zap.String("nats_url", c.NATSURL))
+	}
+	return l, nil
+}
+
+// Close detaches every host, closes the client and shuts the embedded server down, and returns once
+// every goroutine the link started has ended.
+func (l *Link) Close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	hosts := l.hosts
+	l.hosts = map[string]*host{}
+	l.mu.Unlock()
+	for _, h := range hosts {
+		h.unwatch()
+	}
+	close(l.quit)
+	l.wg.Wait()
+	l.nc.Close()
+	if l.ns != nil {
+		l.ns.Shutdown()
+		l.ns.WaitForShutdown()
+	}
+	l.log.Info("cluster left")
+}
+
+// Stats returns the link's counters.
+func (l *Link) Stats() Stats {
+	return Stats{
+		Sent: l.sent.Load(), Received: l.received.Load(), Duplicates: l.dups.Load(),
+		Malformed: l.malformed.Load(), Dropped: l.dropped.Load(), TooLarge: l.tooLarge.Load(),
+	}
+}
+
+// Interest returns how many subscriptions the embedded server knows (this node's and, through routes,
+// the other nodes') for the subject a message on vhost's topic path is published on; -1 with an
+// external NATS, whose interest the client cannot see. Tests poll it to wait for interest to propagate.
+func (l *Link) Interest(vhost string, path []string) int {
+	if l.ns == nil {
+		return -1
+	}
+	return l.ns.GlobalAccount().Interest(topicSubject(topicPrefix(vhost), path))
+}
+
+// RouteAddr returns the embedded server's route listener address (nil with an external NATS): the port
+// chosen when Listen asked for port 0.
+func (l *Link) RouteAddr() net.Addr {
+	if l.ns == nil {
+		return nil
+	}
+	return l.ns.ClusterAddr()
+}
+
+// Attach makes vhost's router one more publisher and subscriber of the cluster: its topic subscriptions
+// become NATS interest and its local topic messages go to NATS. The returned detach undoes it (a host
+// removed by a reload); Close detaches every host.
+func (l *Link) Attach(vhost string, r *router.Router) (detach func(), err error) {
+	h := &host{l: l, name: vhost, prefix: topicPrefix(vhost), r: r}
+	tok := string(appendToken(nil, vhost))
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, router.ErrClosed
+	}
+	if l.hosts[tok] != nil {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("cluster: virtual host %q attached twice", vhost)
+	}
+	l.hosts[tok] = h
+	l.mu.Unlock()
+	// The outbound subscription matches every topic not starting with '$' [MQTT-4.7.2-1]: $SYS is each
+	// node's own status, so that is as it should be.
+	h.out = &router.Subscription{
+		Filter: router.Filter{Kind: router.Topic, Segs: []router.Seg{{Kind: router.SegMany}}},
+		Sink:   h, QoS: 2, ID: "cluster",
+	}
+	if err := r.Subscribe(h.out); err != nil {
+		l.mu.Lock()
+		delete(l.hosts, tok)
+		l.mu.Unlock()
+		return nil, fmt.Errorf("cluster: attach %q: %w", vhost, err)
+	}
+	h.stop = r.WatchTopics(h.watch)
+	return func() {
+		l.mu.Lock()
+		if l.hosts[tok] == h {
+			delete(l.hosts, tok)
+		}
+		l.mu.Unlock()
+		h.unwatch()
+	}, nil
+}
+
+// push queues an interest change for the interest goroutine; it never blocks (it runs under the trie's
+// lock).
+func (l *Link) push(o op) {
+	l.mu.Lock()
+	l.ops = append(l.ops, o)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// interestLoop applies interest changes in the order the routers made them.
+func (l *Link) interestLoop() {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-l.quit:
+			return
+		case <-l.wake:
+		}
+		l.mu.Lock()
+		ops := l.ops
+		l.ops = nil
+		l.mu.Unlock()
+		for _, o := range ops {
+			l.apply(o)
+		}
+	}
+}
+
+func (l *Link) apply(o op) {
+	if o.detach {
+		for subj, s := range l.subs {
+			if s.h == o.h {
+				_ = s.sub.Unsubscribe()
+				delete(l.subs, subj)
+			}
+		}
+		return
+	}
+	for _, subj := range filterSubjects(o.h.prefix, o.f) {
+		s := l.subs[subj]
+		switch {
+		case o.added && s != nil:
+			s.n++
+		case o.added:
+			sub, err := l.nc.ChanSubscribe(subj, l.in)
+			if err != nil {
+				// Only a closed connection fails here; its reconnect would not bring this one back.
+				l.log.Error("cluster subscribe", zap.String("subject", subj), zap.Error(err))
+				continue
+			}
+			// The pending limits of a channel subscription are the channel's; lift the client's own.
+			_ = sub.SetPendingLimits(-1, -1)
+			l.subs[subj] = &natsSub{h: o.h, n: 1, sub: sub}
+		case s != nil:
+			if s.n--; s.n == 0 {
+				_ = s.sub.Unsubscribe()
+				delete(l.subs, subj)
+			}
+		}
+	}
+}
+
+// outLoop publishes local topic messages to NATS, stamping each with the next sequence number.
+func (l *Link) outLoop() {
+	defer l.wg.Done()
+	var seq uint64
+	var buf []byte
+	for {
+		var o outMsg
+		select {
+		case <-l.quit:
+			return
+		case o = <-l.out:
+		}
+		seq++
+		var ok bool
+		buf, ok = encode(buf[:0], o.m, l.id, seq, time.Now())
+		if !ok {
+			continue // expired on the way
+		}
+		if len(buf) > maxPayload {
+			l.tooLarge.Add(1)
+			continue
+		}
+		if err := l.nc.Publish(topicSubject(o.h.prefix, o.m.Dest.Path), buf); err != nil {
+			l.dropped.Add(1)
+			continue
+		}
+		l.sent.Add(1)
+	}
+}
+
+// inLoop publishes what NATS brings into the local routers. One goroutine reads every subscription's
+// messages, in the order the client received them, so the copies of one message that overlapping
+// subscriptions bring are adjacent and dropped by sequence number.
+func (l *Link) inLoop() {
+	defer l.wg.Done()
+	for {
+		var nm *nats.Msg
+		select {
+		case <-l.quit:
+			return
+		case nm = <-l.in:
+		}
+		tok, path, err := parseTopicSubject(nm.Subject)
+		if err != nil {
+			l.malformed.Add(1)
+			continue
+		}
+		l.mu.Lock()
+		h := l.hosts[tok]
+		l.mu.Unlock()
+		if h == nil {
+			continue // detached meanwhile
+		}
+		m, env, err := decode(nm.Data, path, time.Now())
+		if err != nil {
+			l.malformed.Add(1)
+			continue
+		}
+		if env.origin == l.id {
+			continue // NoEcho makes this impossible; cheap insurance against a loop
+		}
+		if env.seq <= l.last[env.origin] {
+			l.dups.Add(1)
+			continue
+		}
+		l.last[env.origin] = env.seq
+		// Retained messages stay on the node they were published on (each node's retained store is its
+		// own): the flag is cleared so this router delivers the message live without storing it.
+		m.Retain = false
+		m.Publisher = h
+		h.r.Publish(m)
+		l.received.Add(1)
+	}
+}
+
+// host is one attached virtual host. It is the Sink of the outbound subscription, and the Publisher of
+// the messages it brings in, by which it recognises them.
+type host struct {
+	l      *Link
+	name   string
+	prefix string
+	r      *router.Router
+	out    *router.Subscription
+	stop   func()
+	once   sync.Once
+}
+
+// watch follows the router's topic subscriptions (under its trie lock: only queue the change). Shared
+// subscriptions stay node-local: a group spanning nodes would need NATS queue groups, not this.
+func (h *host) watch(s *router.Subscription, added bool) {
+	if s == h.out || s.Share != "" {
+		return
+	}
+	h.l.push(op{h: h, f: s.Filter, added: added})
+}
+
+func (h *host) unwatch() {
+	h.once.Do(func() {
+		h.stop()
+		h.r.Unsubscribe(h.out)
+		h.l.push(op{h: h, detach: true})
+	})
+}
+
+// Accepts keeps the messages this link brought in from going back out: that would loop.
+func (h *host) Accepts(m *router.Message) bool { return m.Publisher != h }
+
+// Deliver queues a local message for NATS; it never blocks. A full queue refuses it, and the router
+// counts the drop.
+func (h *host) Deliver(d router.Delivery) bool {
+	select {
+	case h.l.out <- outMsg{h, d.Msg}:
+		return true
+	default:
+		h.l.dropped.Add(1)
+		return false
+	}
+}
+
+var (
+	_ router.Sink     = (*host)(nil)
+	_ router.Acceptor = (*host)(nil)
+)
