@@ -48,6 +48,9 @@ type Config struct {
 	AccessRules []AccessRule
 	// SysInterval is how often each host's $SYS topics are refreshed; 0 turns them off. Default 10s.
 	SysInterval time.Duration
+	// Cluster joins this node to a cluster of Lyre nodes over NATS; nil (no cluster block) = standalone,
+	// no NATS at all.
+	Cluster *Cluster
 
 	// pos maps a position key to the source range it was decoded from, so Validate can name file:line:col.
 	// Keys: "" (file start), "c<i>" (connector i), "c<i>.name", "c<i>.bind", "c<i>.detect.<j>",
@@ -506,6 +509,7 @@ const (
 	DefaultMaxHeaderBytes    = 8 << 10
 	DefaultUpgradeTimeout    = 10 * time.Second
 	DefaultSysInterval       = 10 * time.Second
+	DefaultClusterName       = "lyre"
 )
 
 // Default bounds on what one client may make the broker hold (see each field for what it bounds).
@@ -521,3 +525,18 @@ const (
 	// DefaultCredentialCacheSize is a virtual host's credential_cache_size.
 	DefaultCredentialCacheSize = 10000
 )
+
+// Cluster is the cluster block: topics published on one node reach subscribers on every node. Either
+// Listen (with Routes) runs an embedded NATS server, or NATSURL connects to an external NATS.
+type Cluster struct {
+	// Name is the cluster's name; nodes of another cluster are refused. Default "lyre".
+	Name string
+	// Node names this node, unique in the cluster. Required.
+	Node string
+	// Listen is the host:port of the embedded NATS server's route listener.
+	Listen string
+	// Routes are the host:port route listeners of the other nodes.
+	Routes []string
+	// NATSURL is a comma-separated list of nats:// URLs of an external NATS, instead of Listen and Routes.
+	NATSURL string
+}

@@ -67,8 +67,17 @@ func (d *decoder) config(body *hclsyntax.Body) *Config {
 			if d.labels(b, 0) {
 				c.AccessRules = append(c.AccessRules, d.accessRule(b, "a"+strconv.Itoa(len(c.AccessRules))))
 			}
+		case "cluster":
+			if !d.labels(b, 0) {
+				break
+			}
+			if c.Cluster != nil {
+				d.errAt(b.TypeRange, "cluster block given twice; first at %s", posOf(d.pos["cluster"]))
+				break
+			}
+			c.Cluster = d.cluster(b)
 		default:
-			d.unknownBlock(b, "connector", "virtual_host", "access_rule")
+			d.unknownBlock(b, "connector", "virtual_host", "access_rule", "cluster")
 		}
 	}
 	return c
@@ -309,6 +318,20 @@ func (d *decoder) virtualHost(b *hclsyntax.Block, key string) VirtualHost {
 		d.noBlocks(sb.Body)
 	}
 	return h
+}
+
+func (d *decoder) cluster(b *hclsyntax.Block) *Cluster {
+	c := &Cluster{Name: DefaultClusterName}
+	d.pos["cluster"] = b.TypeRange
+	d.attrs(b.Body, "cluster", map[string]attrFunc{
+		"name":     str(&c.Name),
+		"node":     str(&c.Node),
+		"listen":   str(&c.Listen),
+		"routes":   strList(&c.Routes),
+		"nats_url": str(&c.NATSURL),
+	})
+	d.noBlocks(b.Body)
+	return c
 }
 
 func (d *decoder) accessRule(b *hclsyntax.Block, key string) AccessRule {

@@ -3,6 +3,7 @@ package conf
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -92,7 +93,80 @@ func (c *Config) validate() problems {
 	v.accessRules("a", c.AccessRules)
 	v.hosts()
 	v.connectors()
+	v.cluster()
 	return v.errs
+}
+
+// cluster checks the cluster block: a node name, and either an embedded server's listener (with its
+// routes) or an external NATS, not both.
+func (v *validator) cluster() {
+	c := v.c.Cluster
+	if c == nil {
+		return
+	}
+	if c.Name == "" || !natsName(c.Name) {
+		v.errf("cluster.name", "cluster name %q must be non-empty letters, digits, '-' or '_'", c.Name)
+	}
+	if c.Node == "" {
+		v.errf("cluster", "cluster needs a node name, unique in the cluster: node = \"n1\"")
+	} else if !natsName(c.Node) {
+		v.errf("cluster.node", "node name %q must be letters, digits, '-' or '_'", c.Node)
+	}
+	switch {
+	case c.NATSURL != "" && (c.Listen != "" || len(c.Routes) > 0):
+		v.errf("cluster.nats_url", "nats_url connects to an external NATS; listen and routes run an embedded one: give one or the other")
+	case c.NATSURL != "":
+		for i, u := range strings.Split(c.NATSURL, ",") {
+			pu, err := url.Parse(strings.TrimSpace(u))
+			if err != nil || (pu.Scheme != "nats" && pu.Scheme != "tls") || pu.Host == "" {
+				v.errf("cluster.nats_url", "nats_url entry %d %q is not a nats://host:port URL", i+1, u)
+			}
+		}
+	case c.Listen == "":
+		v.errf("cluster", "cluster needs listen (and routes) for an embedded NATS, or nats_url for an external one")
+	default:
+		if err := hostPort(c.Listen); err != nil {
+			v.errf("cluster.listen", "listen %q: %v", c.Listen, err)
+		}
+		seen := map[string]int{}
+		for i, r := range c.Routes {
+			k := "cluster.routes." + strconv.Itoa(i)
+			if err := hostPort(r); err != nil {
+				v.errf(k, "route %q: %v", r, err)
+			} else if j, dup := seen[r]; dup {
+				v.errf(k, "route %q listed twice; first at %s", r, v.where("cluster.routes."+strconv.Itoa(j)))
+			} else if r == c.Listen {
+				v.errf(k, "route %q is this node's own listen address", r)
+			}
+			seen[r] = i
+		}
+	}
+}
+
+// natsName reports whether s is usable as a NATS server or cluster name: no spaces, dots or wildcards.
+func natsName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// hostPort checks a host:port with a numeric port (0 = any free port).
+func hostPort(s string) error {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("want host:port")
+	}
+	if h == "" {
+		return fmt.Errorf("want a host (0.0.0.0 for every interface)")
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", p)
+	}
+	return nil
 }
 
 func (v *validator) hosts() {
