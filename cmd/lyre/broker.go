@@ -17,6 +17,7 @@ import (
 	"github.com/lyremq/lyre/protocol/mqtt"
 	"github.com/lyremq/lyre/protocol/stomp"
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/router/cluster"
 	"github.com/lyremq/lyre/store"
 	"github.com/lyremq/lyre/store/badgerstore"
 	"github.com/lyremq/lyre/virtualhost"
@@ -29,7 +30,9 @@ type Broker struct {
 	srv   *protocol.Server
 	mqtt  *mqtt.Handler
 	mgmt  *management.Manager
-	cfg   atomic.Pointer[conf.Config] // running now
+	// link joins the hosts' routers to the cluster; nil without a cluster block.
+	link *cluster.Link
+	cfg  atomic.Pointer[conf.Config] // running now
 	// reloading serialises Reload, and Shutdown with it; down is set by Shutdown, under it.
 	reloading sync.Mutex
 	down      bool
@@ -69,6 +72,13 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 	b.mgmt = management.New(management.Options{Version: version, Hosts: reg, Server: srv, Sessions: mh,
 		Config: b.cfg.Load, Reload: b.Reload, Log: log.Named("management")})
 	srv.SetManagement(b.mgmt)
+	if cfg.Cluster != nil {
+		// Before the connectors: a client's first subscription already becomes cluster interest.
+		if err := b.joinCluster(cfg.Cluster, hosts); err != nil {
+			_ = b.Shutdown(context.Background())
+			return nil, err
+		}
+	}
 	for _, c := range cfg.Connectors {
 		if err := srv.Listen(c); err != nil {
 			_ = b.Shutdown(context.Background())
@@ -91,11 +101,36 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	defer b.reloading.Unlock()
 	b.down = true
 	err := b.srv.Shutdown(ctx)
+	// After the connections (nothing local publishes any more), before the hosts: the link publishes into
+	// their routers until it is closed.
+	if b.link != nil {
+		b.link.Close()
+	}
 	b.mgmt.Close()
 	b.mqtt.Close() // its session expiry and will timers
 	b.hosts.Close()
 	return err
 }
+
+// joinCluster starts the cluster link and attaches every host's router to it. Hosts a reload adds are not
+// attached (see router/cluster's doc).
+func (b *Broker) joinCluster(c *conf.Cluster, hosts []*virtualhost.Host) error {
+	l, err := cluster.Start(cluster.Config{Name: c.Name, Node: c.Node, Listen: c.Listen, Routes: c.Routes,
+		NATSURL: c.NATSURL}, b.log)
+	if err != nil {
+		return err
+	}
+	b.link = l
+	for _, h := range hosts {
+		if _, err := l.Attach(h.Name, h.Router); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Cluster returns the cluster link, nil without a cluster block.
+func (b *Broker) Cluster() *cluster.Link { return b.link }
 
 // openHost opens virtual host vc of configuration cfg (broker rules first), with its store when it has a
 // store block, and logs what it is and what its store held.
