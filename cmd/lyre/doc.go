@@ -58,4 +58,12 @@
 // they are logged and returned, and the new configuration is stored (sys_interval, management's view)
 // with the rest applied. One Info line, "configuration reloaded", lists the hosts and connectors
 // added, removed, replaced or changed (and how), and the connections closed.
+//
+// # Cluster
+//
+// With a cluster block the broker starts its cluster link (router/cluster) after the virtual hosts and
+// before the connectors, and attaches every host's router; Shutdown closes it after the connections and
+// before the hosts, since it publishes into their routers until then. A reload does not change the link:
+// a changed cluster block is logged and waits for a restart, and a virtual host the reload adds is not
+// attached.
 package main

@@ -328,6 +328,10 @@ func (b *Broker) logSummary(p *reloadPlan, old *conf.Config) {
 	if old.SysInterval != p.cfg.SysInterval {
 		fields = append(fields, zap.Duration("sys_interval", p.cfg.SysInterval))
 	}
+	if !reflect.DeepEqual(old.Cluster, p.cfg.Cluster) {
+		// The link is started once; joining, leaving or re-routing a running node is not done in place.
+		b.log.Warn("cluster block changed: it takes effect at the next restart")
+	}
 	fields = append(fields, zap.Int("connections_closed", len(p.closing)))
 	if len(p.errs) > 0 {
 		fields = append(fields, zap.Int("failures", len(p.errs)))

@@ -1,0 +1,78 @@
+// Package cluster joins the routers of several Lyre nodes over NATS, so that a topic message published on
+// one node reaches the matching subscribers on every node (DESIGN.md §9). This is the first slice of
+// clustering: topics only.
+//
+// # Design
+//
+// A node runs an embedded nats-server whose route listener and routes come from the cluster block (or
+// connects to an external NATS, nats_url), and one nats.go client. For each virtual host the Link is one
+// more subscriber and publisher on the host's router; the router knows nothing about it:
+//
+//   - Interest. router.WatchTopics tells the link about every Topic subscription added or removed.
+//     Each filter becomes NATS subjects (filterSubjects): a literal level one token, '+'/'*' a '*',
+//     '#'/'**' a '>' (and, after a first level, also the parent subject, since "a/#" matches "a"
+//     and "a.>" does not), a {regex} level a '*': wider than the filter, and the local router's own
+//     trie drops what it does not match. A subject has one NATS subscription however many local
+//     filters need it (reference counted), unsubscribed when the last one goes. NATS propagates the
+//     interest over its routes, so a message travels only to nodes with a matching subscription.
+//   - Out. A subscription to '#' (the link's Sink) sees every local topic message and queues it
+//     (bounded; a full queue drops and the router counts it) for a goroutine that publishes it on
+//     "lyre.<vhost>.t.<level>...". It never blocks the publisher.
+//   - In. Messages from NATS are published into the host's router as if by a local publisher, so every
+//     front-end's subscribers get them once. The link is their Message.Publisher, and refuses them as
+//     an Acceptor, so they never go back out (no loop). The client connects with NoEcho, so a node
+//     never gets its own messages back (its local subscribers already had them from the router).
+//
+// Subject tokens: levels are encoded so that any level (empty, with '.', '*', '>', spaces, any byte)
+// maps to one valid token and back: bytes [A-Za-z0-9_-] as they are, any other byte as '~' and two
+// upper-case hex digits, the empty level as a lone '~'. The virtual host name is encoded the same way.
+//
+// Duplicates: NATS delivers a message once per matching subscription of a connection, and one message
+// can match several of a node's subjects ("a/+" and "a/b"). All subscriptions feed one channel read by
+// one goroutine; each message carries its origin (a random id per link incarnation) and a sequence
+// number increasing per origin, and a message whose sequence number is not above the last one seen from
+// its origin is dropped (Stats.Duplicates). NATS keeps one publisher's order to one subscriber, so the
+// copies are adjacent and this never drops a first copy.
+//
+// Envelope (codec.go): a small binary header before the payload carries QoS, the persistent, retain and
+// UTF-8 flags, priority, remaining lifetime (not the absolute expiry, so clocks need not agree; an
+// expired message is not sent), content type, sender id, message group, reply-to, correlation data and
+// the application headers (STOMP headers, MQTT 5 user properties) in order, repeats kept. The decoder
+// checks every length against what is left before allocating; FuzzDecode exercises it.
+//
+// # What is clustered and what stays node-local
+//
+// Clustered: live topic messages to plain topic subscriptions, wildcard and regex filters included,
+// for every protocol, and to durable subscriptions' filters (an MQTT persistent session's or a STOMP
+// durable subscription's): a remote message arriving while the node is up goes into the durable's
+// queue on that node as a local one would.
+//
+// Node-local for now: queues (each node has its own), shared subscriptions (a $share group gets a
+// message published on its own node only; across nodes they need NATS queue groups), retained messages
+// (each node's store keeps what was published on it; a message arriving from NATS is delivered live with
+// the retain flag cleared, so a remote node does not store it, and an MQTT 5 retain-as-published
+// subscriber there sees retain 0), temporary topics, durable backlogs and sessions, and topics whose
+// first level starts with '$' ($SYS is each node's own status; the '#' that feeds the link does not
+// match them [MQTT-4.7.2-1]). A virtual host added by a configuration reload is not attached until the
+// next restart. Messages larger than 8 MiB (the embedded server's payload limit) stay on their node
+// (Stats.TooLarge). With a cluster an MQTT 5 publisher no longer hears "no matching subscribers": the
+// link's '#' matches every topic.
+//
+// # Delivery guarantees and partitions
+//
+// Across nodes topic delivery is at most once, whatever the QoS: the publisher's acknowledgement means
+// the local node has the message, not that other nodes got it. A message is lost for remote subscribers
+// when the link's outbound queue or a NATS buffer is full, while a route is down (a partition: each side
+// keeps delivering to its own subscribers, and nothing is queued for the other side or replayed when the
+// route comes back), and while a node is down or restarting. Subscribers on the publishing node are
+// unaffected by any of it. Durable cross-node delivery is for JetStream, later.
+//
+// # Decisions
+//
+//   - The embedded server has a client listener on a random loopback port with a random token only this
+//     process knows: nats-server v2.15.3 does not start routing with DontListen. The link itself
+//     connects in-process.
+//   - directory and replicas (JetStream) are not accepted yet: an unknown attribute is an error, so a
+//     configuration that asks for replication is refused rather than silently unreplicated.
+//   - One NATS connection per node serves every virtual host; subjects keep hosts apart.
+package cluster
