@@ -114,6 +114,12 @@ func TestLinkTopicAcrossNodes(t *testing.T) {
 	_, bExact := subscribe(t, b.r, lit("s", "k.1", ""))
 	_, bWild := subscribe(t, b.r, lit("s", "#"))
 	_, bWild2 := subscribe(t, b.r, lit("s", "#")) // same filter: no second NATS subscription
+	// Regex levels subscribe wider ('*'); b's router keeps only what the regex matches.
+	reF := func(re string) router.Filter {
+		return router.Filter{Kind: router.Topic, Segs: []router.Seg{{Text: "s"}, {Kind: router.SegRegex, Text: re}, {Kind: router.SegOne}}}
+	}
+	_, bRe := subscribe(t, b.r, reF(`k\..*`))
+	_, bReNo := subscribe(t, b.r, reF(`z.*`))
 	_, cOther := subscribe(t, c.r, lit("other", "+"))
 	path := []string{"s", "k.1", ""}
 	// Interest counts subscribers (servers and clients), not subscriptions: a's own subscription below
@@ -127,12 +133,15 @@ func TestLinkTopicAcrossNodes(t *testing.T) {
 		Expires: time.Now().Add(time.Hour).UnixMilli()}
 	a.r.Publish(m)
 	waitFor(t, "deliveries on b", func() bool {
-		return len(bExact.got()) == 1 && len(bWild.got()) == 1 && len(bWild2.got()) == 1
+		return len(bExact.got()) == 1 && len(bWild.got()) == 1 && len(bWild2.got()) == 1 && len(bRe.got()) == 1
 	})
 	got := bExact.got()[0]
 	if string(got.Body) != "hi" || got.QoS != 1 || got.ContentType != "text/plain" ||
 		!slices.Equal(got.Headers, m.Headers) || got.Expires < time.Now().Add(59*time.Minute).UnixMilli() {
 		t.Fatalf("message changed on the way: %+v", got)
+	}
+	if n := len(bReNo.got()); n != 0 {
+		t.Fatalf("a regex that does not match got %d messages", n)
 	}
 	if n := len(aLocal.got()); n != 1 {
 		t.Fatalf("local subscriber on the publishing node got %d copies, want 1", n)
@@ -144,8 +153,9 @@ func TestLinkTopicAcrossNodes(t *testing.T) {
 		t.Fatalf("c received %d messages from NATS without interest in them", st.Received)
 	}
 	// The copy b brought in is not sent back out (b would count it as sent).
-	if st := b.l.Stats(); st.Sent != 0 || st.Received != 1 {
-		t.Fatalf("b stats %+v: want 1 received, none sent", st)
+	// b's subjects s.k~2E1.~, s.> and s.*.* all match: NATS brought three copies, b kept one.
+	if st := b.l.Stats(); st.Sent != 0 || st.Received != 1 || st.Duplicates != 2 {
+		t.Fatalf("b stats %+v: want 1 received, 2 duplicates dropped, none sent", st)
 	}
 	if st := a.l.Stats(); st.Received != 0 || st.Sent != 1 {
 		t.Fatalf("a stats %+v: want its 1 message sent and none received back", st)
