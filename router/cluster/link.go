@@ -68,6 +68,8 @@ type Link struct {
 	last map[uint64]uint64
 
 	sent, received, dups, malformed, dropped, tooLarge atomic.Uint64
+
+	st linkState // connection state (status.go)
 }
 
 type outMsg struct {
@@ -110,12 +112,12 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 	// message once, from the router, and not again through NATS.
 	opts := []nats.Option{
 		nats.Name("lyre " + c.Node), nats.NoEcho(), nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			l.log.Warn("cluster link disconnected", zap.Error(err))
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			l.log.Info("cluster link reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
-		}),
+		// While disconnected from an external NATS, publishing fails (Stats.Dropped) rather than filling a
+		// buffer replayed on reconnect: across nodes topics are at most once, never late (package doc).
+		nats.ReconnectBufSize(-1),
+		// The state and its log lines are status.go's.
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { l.natsEvent(err) }),
+		nats.ReconnectHandler(func(*nats.Conn) { l.natsEvent(nil) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			l.log.Warn("cluster link error", zap.Error(err))
 		}),
@@ -136,6 +138,7 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 		}
 		return nil, fmt.Errorf("cluster: connect: %w", err)
 	}
+	l.startStatus()
 	l.wg.Add(3)
 	go l.interestLoop()
 	go l.outLoop()
@@ -163,6 +166,7 @@ func (l *Link) Close() {
 	for _, h := range hosts {
 		h.unwatch()
 	}
+	l.st.closing.Store(true)
 	close(l.quit)
 	l.wg.Wait()
 	l.nc.Close()

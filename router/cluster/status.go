@@ -1,0 +1,210 @@
+package cluster
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// statusPoll is how often the link looks at its routes (or NATS connection) when nothing told it of a
+// change: the embedded server has no callback for routes coming and going.
+const statusPoll = 500 * time.Millisecond
+
+// Link modes, Status.Mode.
+const (
+	ModeEmbedded = "embedded" // an embedded nats-server with routes to the other nodes
+	ModeNATSURL  = "nats_url" // a client of an external NATS
+)
+
+// Status is what the link knows of the cluster now (see the package doc, Operations).
+type Status struct {
+	Name string // the cluster's name
+	Node string // this node's name
+	Mode string // ModeEmbedded or ModeNATSURL
+	// Connected: embedded, at least one route to another node is up; nats_url, the client is connected
+	// to a NATS server. A node that is not connected still serves its own clients.
+	Connected bool
+	// Since is when Connected last changed (the link's start before the first change).
+	Since time.Time
+	// Disconnects counts the times Connected went from true to false.
+	Disconnects uint64
+	// Routes is the number of route connections of the embedded server (NATS pools several per peer);
+	// 0 with nats_url.
+	Routes int
+	// Peers are the nodes this node's embedded server has had a route to since it started, connected or
+	// not now, sorted by name; none with nats_url (the client sees servers, not the other Lyre nodes).
+	Peers []Peer
+	// Server is, with nats_url, the URL (credentials redacted) of the NATS server the client is connected
+	// to; "" when disconnected or embedded.
+	Server string
+	Stats  Stats
+}
+
+// Peer is another node as the embedded server sees it.
+type Peer struct {
+	Name      string
+	Connected bool
+	Since     time.Time // when Connected last changed (when the node was first seen)
+}
+
+// linkState is the link's connection state; refresh keeps it and logs its changes.
+type linkState struct {
+	closing atomic.Bool // set by Close: the routes going away then is no news
+	changed chan struct{}
+
+	mu          sync.Mutex
+	connected   bool
+	since       time.Time
+	disconnects uint64
+	routes      int
+	server      string
+	peers       map[string]*Peer
+	lastErr     error // the NATS client's last disconnect error, for the log
+}
+
+// startStatus takes the first look at the cluster (without logging it: the node only starts) and starts
+// the goroutine that polls it.
+func (l *Link) startStatus() {
+	l.st.changed = make(chan struct{}, 1)
+	l.st.since = time.Now()
+	l.st.peers = make(map[string]*Peer)
+	l.refresh(false)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		t := time.NewTicker(statusPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.quit:
+				return
+			case <-t.C:
+				l.refresh(true)
+			}
+		}
+	}()
+}
+
+// natsEvent is called by the NATS client's disconnect and reconnect handlers: look now rather than at
+// the next poll.
+func (l *Link) natsEvent(err error) {
+	if err != nil {
+		l.st.mu.Lock()
+		l.st.lastErr = err
+		l.st.mu.Unlock()
+	}
+	l.refresh(true)
+}
+
+// Status returns the link's state now, and its counters.
+func (l *Link) Status() Status {
+	l.refresh(true)
+	s := &l.st
+	s.mu.Lock()
+	st := Status{Name: l.cfg.Name, Node: l.cfg.Node, Mode: ModeEmbedded, Connected: s.connected, Since: s.since,
+		Disconnects: s.disconnects, Routes: s.routes, Server: s.server, Peers: make([]Peer, 0, len(s.peers))}
+	for _, p := range s.peers {
+		st.Peers = append(st.Peers, *p)
+	}
+	s.mu.Unlock()
+	if l.ns == nil {
+		st.Mode = ModeNATSURL
+	}
+	slices.SortFunc(st.Peers, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	st.Stats = l.Stats()
+	return st
+}
+
+// Changed is signalled (a non-blocking send on a channel of capacity 1) when Connected or a peer's
+// state changes: a reader that wants to publish the news at once (the $SYS publisher) waits on it.
+func (l *Link) Changed() <-chan struct{} { return l.st.changed }
+
+// refresh looks at the routes (embedded) or the client's connection (nats_url), records what changed
+// and, when log is set, logs it: a Warn when the node loses its last route or its NATS connection (it
+// keeps serving its own clients), an Info when it is connected again, an Info per peer.
+func (l *Link) refresh(log bool) {
+	s := &l.st
+	// Held while looking, too: two refreshes applying what they saw in the other order would flap.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return
+	}
+	var up []string
+	var routes int
+	var server string
+	connected := false
+	if l.ns != nil {
+		rz, err := l.ns.Routez(nil)
+		if err != nil {
+			return
+		}
+		routes = len(rz.Routes)
+		for _, r := range rz.Routes {
+			name := r.RemoteName
+			if name == "" {
+				name = r.RemoteID
+			}
+			if name != "" && !slices.Contains(up, name) {
+				up = append(up, name)
+			}
+		}
+		connected = len(up) > 0
+	} else if l.nc.IsConnected() {
+		connected, server = true, l.nc.ConnectedUrlRedacted()
+	}
+	now := time.Now()
+	news := false
+	s.routes, s.server = routes, server
+	for _, name := range up {
+		p := s.peers[name]
+		switch {
+		case p == nil:
+			s.peers[name] = &Peer{Name: name, Connected: true, Since: now}
+		case !p.Connected:
+			p.Connected, p.Since = true, now
+		default:
+			continue
+		}
+		news = true
+		if log {
+			l.log.Info("cluster peer connected", zap.String("peer", name))
+		}
+	}
+	for name, p := range s.peers {
+		if p.Connected && !slices.Contains(up, name) {
+			p.Connected, p.Since = false, now
+			news = true
+			if log {
+				l.log.Warn("cluster peer lost", zap.String("peer", name))
+			}
+		}
+	}
+	if connected != s.connected {
+		s.connected, s.since = connected, now
+		news = true
+		switch {
+		case !connected:
+			s.disconnects++
+			if log {
+				l.log.Warn("cluster connection lost: serving local clients only; topic messages do not cross nodes until it is back",
+					zap.Error(s.lastErr))
+			}
+		case log && l.ns != nil:
+			l.log.Info("cluster connected", zap.Strings("peers", up), zap.Int("routes", routes))
+		case log:
+			l.log.Info("cluster connected", zap.String("server", server))
+		}
+		s.lastErr = nil
+	}
+	if news {
+		select {
+		case s.changed <- struct{}{}:
+		default:
+		}
+	}
+}
