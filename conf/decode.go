@@ -324,11 +324,12 @@ func (d *decoder) cluster(b *hclsyntax.Block) *Cluster {
 	c := &Cluster{Name: DefaultClusterName}
 	d.pos["cluster"] = b.TypeRange
 	d.attrs(b.Body, "cluster", map[string]attrFunc{
-		"name":     str(&c.Name),
-		"node":     str(&c.Node),
-		"listen":   str(&c.Listen),
-		"routes":   strList(&c.Routes),
-		"nats_url": str(&c.NATSURL),
+		"name":      str(&c.Name),
+		"node":      str(&c.Node),
+		"listen":    str(&c.Listen),
+		"routes":    strList(&c.Routes),
+		"advertise": str(&c.Advertise),
+		"nats_url":  str(&c.NATSURL),
 	})
 	d.noBlocks(b.Body)
 	return c

@@ -22,6 +22,8 @@ type Config struct {
 	Node   string   // this node's name, unique in the cluster
 	Listen string   // host:port of the embedded server's route listener
 	Routes []string // host:port of the other nodes' route listeners
+	// Advertise is the host:port the other nodes dial to reach Listen; "" = Listen.
+	Advertise string
 	// NATSURL connects to an external NATS (comma-separated URLs) instead of embedding a server.
 	NATSURL string
 }

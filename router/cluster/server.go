@@ -42,6 +42,8 @@ func startServer(c Config, token string, log *zap.Logger) (*server.Server, error
 			Name: c.Name,
 			Host: host,
 			Port: port,
+			// What the other nodes are told to dial (route gossip); "" = the listener's address.
+			Advertise: c.Advertise,
 		},
 		Routes: routes,
 	}
