@@ -208,3 +208,7 @@ func (l *Link) refresh(log bool) {
 		}
 	}
 }
+
+// Subject returns the NATS subject a topic message of vhost on path is published on: what to give
+// `nats sub` when looking at the traffic, or a NATS server's interest, from outside the link.
+func Subject(vhost string, path []string) string { return topicSubject(topicPrefix(vhost), path) }
