@@ -143,7 +143,8 @@ func (b *Broker) clusterInfo() *management.ClusterInfo {
 	ci := &management.ClusterInfo{Name: st.Name, Node: st.Node, Mode: st.Mode, Connected: st.Connected, Since: st.Since,
 		Disconnects: st.Disconnects, Routes: st.Routes, Server: st.Server, Peers: make([]management.ClusterPeer, 0, len(st.Peers)),
 		Messages: management.ClusterMessages{Sent: st.Stats.Sent, Received: st.Stats.Received, Dropped: st.Stats.Dropped,
-			TooLarge: st.Stats.TooLarge, Duplicates: st.Stats.Duplicates, Malformed: st.Stats.Malformed}}
+			TooLarge: st.Stats.TooLarge, Duplicates: st.Stats.Duplicates, Malformed: st.Stats.Malformed,
+			InDropped: st.Stats.InDropped}}
 	for _, p := range st.Peers {
 		ci.Peers = append(ci.Peers, management.ClusterPeer{Name: p.Name, Connected: p.Connected, Since: p.Since})
 	}

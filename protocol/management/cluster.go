@@ -49,6 +49,8 @@ type ClusterMessages struct {
 	TooLarge   uint64 `json:"too_large"`
 	Duplicates uint64 `json:"duplicates"`
 	Malformed  uint64 `json:"malformed"`
+	// InDropped are messages from other nodes dropped because this node did not keep up.
+	InDropped uint64 `json:"in_dropped"`
 }
 
 // cluster returns the cluster state, nil when the node is not in a cluster.
@@ -96,12 +98,15 @@ var (
 		"Copies of one message from overlapping NATS subscriptions, dropped.")
 	descClusterMalformed = newDesc("cluster_messages_malformed_total",
 		"Messages from NATS whose subject or envelope did not decode.")
+	descClusterInDropped = newDesc("cluster_messages_in_dropped_total",
+		"Messages from other nodes dropped because the link's inbound queue was full: this node's subscribers "+
+			"did not keep up (a NATS slow consumer).")
 )
 
 var clusterDescs = []*prometheus.Desc{
 	descClusterInfo, descClusterConnected, descClusterDisconnects, descClusterRoutes, descClusterPeers,
 	descClusterPeer, descClusterSent, descClusterReceived, descClusterDropped, descClusterTooLarge,
-	descClusterDuplicates, descClusterMalformed,
+	descClusterDuplicates, descClusterMalformed, descClusterInDropped,
 }
 
 // collectCluster sends the lyre_cluster_ metrics; none on a node without a cluster.
@@ -128,6 +133,7 @@ func collectCluster(e emitter, c *ClusterInfo) {
 	e.counter(descClusterTooLarge, cm.TooLarge)
 	e.counter(descClusterDuplicates, cm.Duplicates)
 	e.counter(descClusterMalformed, cm.Malformed)
+	e.counter(descClusterInDropped, cm.InDropped)
 }
 
 func boolGauge(b bool) float64 {

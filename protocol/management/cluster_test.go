@@ -42,7 +42,7 @@ func TestClusterState(t *testing.T) {
 	var state atomic.Pointer[management.ClusterInfo]
 	state.Store(&management.ClusterInfo{Name: "c", Node: "a", Mode: "embedded", Connected: true, Since: since, Routes: 3,
 		Peers:    []management.ClusterPeer{{Name: "b", Connected: true, Since: since}},
-		Messages: management.ClusterMessages{Sent: 5, Received: 7, Dropped: 1, Duplicates: 2}})
+		Messages: management.ClusterMessages{Sent: 5, Received: 7, Dropped: 1, Duplicates: 2, InDropped: 4}})
 	changed := make(chan struct{}, 1)
 	// An hour: after the first tick, only a change signalled publishes.
 	cfg := &conf.Config{SysInterval: time.Hour}
@@ -75,6 +75,7 @@ func TestClusterState(t *testing.T) {
 		{"lyre_cluster_messages_received_total", nil, 7},
 		{"lyre_cluster_messages_dropped_total", nil, 1},
 		{"lyre_cluster_messages_duplicate_total", nil, 2},
+		{"lyre_cluster_messages_in_dropped_total", nil, 4},
 		{"lyre_cluster_disconnects_total", nil, 0},
 	} {
 		if v := ms.Get(t, c.name, c.labels...); v != c.want {

@@ -43,6 +43,9 @@ type Stats struct {
 	Malformed  uint64 // NATS messages whose subject or envelope did not decode
 	Dropped    uint64 // local messages dropped because the outbound queue was full or NATS refused them
 	TooLarge   uint64 // local messages over NATS's payload limit, not sent
+	// InDropped counts messages from other nodes NATS dropped because the link's inbound queue was full
+	// (a NATS slow consumer: this node's routers did not keep up).
+	InDropped uint64
 }
 
 // Link is one node's connection to the cluster: the embedded NATS server (or an external NATS) and the
@@ -71,7 +74,8 @@ type Link struct {
 
 	sent, received, dups, malformed, dropped, tooLarge atomic.Uint64
 
-	st linkState // connection state (status.go)
+	st    linkState // connection state (status.go)
+	drops inDrops   // what NATS dropped for the link's subscriptions (status.go)
 }
 
 type outMsg struct {
@@ -120,9 +124,7 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 		// The state and its log lines are status.go's.
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { l.natsEvent(err) }),
 		nats.ReconnectHandler(func(*nats.Conn) { l.natsEvent(nil) }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			l.log.Warn("cluster link error", zap.Error(err))
-		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { l.natsError(err) }),
 	}
 	var err error
 	url := c.NATSURL
@@ -184,6 +186,7 @@ func (l *Link) Stats() Stats {
 	return Stats{
 		Sent: l.sent.Load(), Received: l.received.Load(), Duplicates: l.dups.Load(),
 		Malformed: l.malformed.Load(), Dropped: l.dropped.Load(), TooLarge: l.tooLarge.Load(),
+		InDropped: l.inDropped(),
 	}
 }
 
@@ -281,6 +284,7 @@ func (l *Link) apply(o op) {
 	if o.detach {
 		for subj, s := range l.subs {
 			if s.h == o.h {
+				l.unwatchSub(s.sub)
 				_ = s.sub.Unsubscribe()
 				delete(l.subs, subj)
 			}
@@ -301,9 +305,11 @@ func (l *Link) apply(o op) {
 			}
 			// The pending limits of a channel subscription are the channel's; lift the client's own.
 			_ = sub.SetPendingLimits(-1, -1)
+			l.watchSub(sub)
 			l.subs[subj] = &natsSub{h: o.h, n: 1, sub: sub}
 		case s != nil:
 			if s.n--; s.n == 0 {
+				l.unwatchSub(s.sub)
 				_ = s.sub.Unsubscribe()
 				delete(l.subs, subj)
 			}

@@ -1,12 +1,14 @@
 package cluster
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 )
 
@@ -49,6 +51,77 @@ type Peer struct {
 	Name      string
 	Connected bool
 	Since     time.Time // when Connected last changed (when the node was first seen)
+}
+
+// inDrops sums what NATS dropped for the link's subscriptions (Stats.InDropped): each subscription
+// counts its own, so the link keeps the set, and what the ones it unsubscribed had dropped.
+type inDrops struct {
+	mu   sync.Mutex
+	subs map[*nats.Subscription]bool
+	gone uint64
+	// warned is when the last slow-consumer warning was logged, suppressed the number since.
+	warned     time.Time
+	suppressed int
+}
+
+// slowWarnEvery bounds the slow-consumer warnings: NATS reports each episode, which under a sustained
+// overload is many a second.
+const slowWarnEvery = 10 * time.Second
+
+func (l *Link) watchSub(s *nats.Subscription) {
+	d := &l.drops
+	d.mu.Lock()
+	if d.subs == nil {
+		d.subs = make(map[*nats.Subscription]bool)
+	}
+	d.subs[s] = true
+	d.mu.Unlock()
+}
+
+// unwatchSub forgets s, keeping its count; call it before unsubscribing (then s counts no more).
+func (l *Link) unwatchSub(s *nats.Subscription) {
+	d := &l.drops
+	d.mu.Lock()
+	if n, err := s.Dropped(); err == nil && n > 0 {
+		d.gone += uint64(n)
+	}
+	delete(d.subs, s)
+	d.mu.Unlock()
+}
+
+func (l *Link) inDropped() uint64 {
+	d := &l.drops
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := d.gone
+	for s := range d.subs {
+		if k, err := s.Dropped(); err == nil && k > 0 {
+			n += uint64(k)
+		}
+	}
+	return n
+}
+
+// natsError logs an asynchronous NATS error; slow-consumer ones at most every slowWarnEvery, with the
+// number of messages dropped so far.
+func (l *Link) natsError(err error) {
+	if !errors.Is(err, nats.ErrSlowConsumer) {
+		l.log.Warn("cluster link error", zap.Error(err))
+		return
+	}
+	d := &l.drops
+	d.mu.Lock()
+	now := time.Now()
+	if now.Sub(d.warned) < slowWarnEvery {
+		d.suppressed++
+		d.mu.Unlock()
+		return
+	}
+	suppressed := d.suppressed
+	d.warned, d.suppressed = now, 0
+	d.mu.Unlock()
+	l.log.Warn("cluster inbound queue full: messages from other nodes dropped (this node's subscribers do not keep up)",
+		zap.Uint64("dropped_total", l.inDropped()), zap.Int("episodes_not_logged", suppressed))
 }
 
 // linkState is the link's connection state; refresh keeps it and logs its changes.

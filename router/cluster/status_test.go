@@ -164,3 +164,59 @@ func TestStatusNATSURL(t *testing.T) {
 		t.Fatal("the local message did not reach NATS after the reconnection")
 	}
 }
+
+// blockSink holds the goroutine delivering to it until release is closed.
+type blockSink struct{ release chan struct{} }
+
+func (s blockSink) Deliver(router.Delivery) bool { <-s.release; return true }
+
+// A node whose routers do not keep up: NATS drops what overflows the link's inbound queue, the link
+// counts it (Stats.InDropped) and warns, once per slowWarnEvery however many times NATS reports it.
+func TestStatusInboundDrops(t *testing.T) {
+	a, err := Start(Config{Name: "st", Node: "a", Listen: "127.0.0.1:0"}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	core, logs := observer.New(zap.InfoLevel)
+	b, err := Start(Config{Name: "st", Node: "b", Listen: "127.0.0.1:0", Routes: []string{a.RouteAddr().String()}}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ra, rb := router.New(router.Options{}), router.New(router.Options{})
+	defer ra.Close()
+	defer rb.Close()
+	for _, x := range []struct {
+		l *Link
+		r *router.Router
+	}{{a, ra}, {b, rb}} {
+		if _, err := x.l.Attach("v", x.r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	if err := rb.Subscribe(&router.Subscription{Filter: lit("k"), Sink: blockSink{release}, QoS: 0}); err != nil {
+		t.Fatal(err)
+	}
+	defer close(release) // before b.Close: its inbound goroutine is held in Deliver
+	waitFor(t, "b's interest on a", func() bool { return a.Interest("v", []string{"k"}) > 0 })
+	// Past the inbound queue, in steps a's outbound queue takes whole.
+	m := &router.Message{Dest: router.Destination{Kind: router.Topic, Path: []string{"k"}}}
+	for sent := uint64(0); b.Stats().InDropped == 0; {
+		if sent > 4*inQueue {
+			t.Fatalf("%d messages sent, none dropped by b", sent)
+		}
+		for range 1000 {
+			ra.Publish(m)
+		}
+		sent += 1000
+		waitFor(t, "a's sends", func() bool { return a.Stats().Sent == sent })
+	}
+	waitFor(t, "the warning", func() bool {
+		return logs.FilterMessageSnippet("cluster inbound queue full").Len() > 0
+	})
+	if n := logs.FilterMessageSnippet("cluster inbound queue full").Len(); n != 1 {
+		t.Fatalf("%d warnings, want 1 (at most one per %v)", n, slowWarnEvery)
+	}
+}
