@@ -15,7 +15,7 @@ type result struct {
 	Proto          string         `json:"proto"`
 	Transport      string         `json:"transport"`
 	Mode           string         `json:"mode"`
-	Addr           string         `json:"addr"`
+	Addr           string         `json:"addr,omitempty"`      // "" with -pub-addr or -sub-addr
 	PubAddrs       []string       `json:"pub_addrs,omitempty"` // -pub-addr
 	SubAddrs       []string       `json:"sub_addrs,omitempty"` // -sub-addr
 	QoS            int            `json:"qos"`
@@ -125,7 +125,7 @@ func (b *benchRun) result(sent, expected uint64) *result {
 	r := &result{Proto: c.proto, Transport: c.transport, Mode: c.mode, Addr: c.addr, QoS: c.qos, GrantedQoS: 2, Pubs: c.pubs, Subs: c.subs,
 		Size: c.size, Rate: c.rate, Sent: sent, Expected: expected, Interrupted: b.interrupted}
 	if c.spread() {
-		r.PubAddrs, r.SubAddrs = c.pubAddrs, c.subAddrs
+		r.Addr, r.PubAddrs, r.SubAddrs = "", c.pubAddrs, c.subAddrs
 	}
 	if c.proto == "stomp" || c.mode == "mqtt2stomp" {
 		r.Ack, r.Prefetch = c.ack, c.prefetch
