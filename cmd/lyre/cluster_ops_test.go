@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -265,14 +264,17 @@ func TestClusterNodesJoinAndLeave(t *testing.T) {
 }
 
 // cutProxy forwards TCP connections to their targets until it is cut: then it closes every connection
-// it carries and closes new ones as soon as they are accepted, until it is healed.
+// it carries and closes new ones as soon as they are accepted, until it is healed. Frozen, it forwards
+// nothing but closes nothing either, as a network that silently drops every packet.
 type cutProxy struct {
 	t    *testing.T
 	wg   sync.WaitGroup
 	quit chan struct{}
 
 	mu     sync.Mutex
+	thaw   *sync.Cond // broadcast when frozen or closed changes
 	cut    bool
+	frozen bool
 	closed bool
 	conns  map[net.Conn]bool
 	lns    []net.Listener
@@ -280,8 +282,34 @@ type cutProxy struct {
 
 func newCutProxy(t *testing.T) *cutProxy {
 	p := &cutProxy{t: t, conns: map[net.Conn]bool{}, quit: make(chan struct{})}
+	p.thaw = sync.NewCond(&p.mu)
 	t.Cleanup(p.close)
 	return p
+}
+
+// pass waits while the proxy is frozen; false when c was closed meanwhile (or the proxy was).
+func (p *cutProxy) pass(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.frozen && !p.closed && p.conns[c] {
+		p.thaw.Wait()
+	}
+	return !p.closed && p.conns[c]
+}
+
+// setFrozen freezes the proxy or thaws it; thawing closes the connections that were frozen (their ends
+// gave up on them meanwhile) and lets new ones through.
+func (p *cutProxy) setFrozen(frozen bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frozen = frozen
+	if !frozen {
+		for c := range p.conns {
+			_ = c.Close()
+			delete(p.conns, c)
+		}
+	}
+	p.thaw.Broadcast()
 }
 
 // forward listens on a loopback port and returns its address, and a function that sets the address
@@ -345,7 +373,16 @@ func (p *cutProxy) pipe(c net.Conn, to string) {
 	}
 	done := make(chan struct{}, 2)
 	copyThen := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 && (!p.pass(src) || !p.pass(dst)) {
+				break
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil || err != nil {
+				break
+			}
+		}
 		// Either side ending ends both, as a cut does.
 		_ = dst.Close()
 		_ = src.Close()
@@ -369,13 +406,16 @@ func (p *cutProxy) setCut(cut bool) {
 	if cut {
 		for c := range p.conns {
 			_ = c.Close()
+			delete(p.conns, c)
 		}
 	}
+	p.thaw.Broadcast()
 }
 
 func (p *cutProxy) close() {
 	p.mu.Lock()
 	p.closed = true
+	p.thaw.Broadcast()
 	close(p.quit)
 	for _, ln := range p.lns {
 		_ = ln.Close()
@@ -458,6 +498,37 @@ func TestClusterPartition(t *testing.T) {
 		t.Fatalf("n3 healed: lyre_cluster_connected %v", c)
 	}
 	waitSys(t, n3, "cluster/state", "1")
+}
+
+// A partition that resets nothing (the proxy stops forwarding, every connection stays open): the nodes
+// notice from their unanswered route pings, within about 20 s, and node 3 rejoins once it is over.
+func TestClusterSilentPartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for route pings to go unanswered (about 20 s)")
+	}
+	proxy := newCutProxy(t)
+	n1 := startOpsNode(t, "n1", embedded(""))
+	l1 := n1.link().RouteAddr().String()
+	n2 := startOpsNode(t, "n2", embedded("", l1))
+	p1, toN1 := proxy.forward()
+	toN1(l1)
+	p3, toN3 := proxy.forward()
+	n3 := startOpsNode(t, "n3", embedded(p3, p1))
+	toN3(n3.link().RouteAddr().String())
+	nodes := []*opsNode{n1, n2, n3}
+	waitMesh(t, nodes...)
+
+	proxy.setFrozen(true)
+	start := time.Now()
+	waitLong(t, "n3 disconnected", func() bool { return !n3.link().Status().Connected })
+	waitMesh(t, n1, n2)
+	t.Logf("the silent partition was noticed after %v", time.Since(start).Round(100*time.Millisecond))
+	exchangeAll(t, "frozen", embeddedInterest, []*opsNode{n1, n2})
+	local(t, n3, "n3 alone")
+
+	proxy.setFrozen(false)
+	waitMesh(t, nodes...)
+	exchangeAll(t, "thawed", embeddedInterest, nodes)
 }
 
 // Two nodes on an external NATS (nats_url): messages cross through it; when it goes away both say so,

@@ -67,6 +67,59 @@
 // route comes back), and while a node is down or restarting. Subscribers on the publishing node are
 // unaffected by any of it. Durable cross-node delivery is for JetStream, later.
 //
+// There is no flow control across nodes either: a local publisher is slowed down when a local subscriber
+// falls behind (DESIGN §5), never by a subscriber on another node. A remote subscriber that cannot keep up
+// loses messages, at QoS 1 too: in the link's inbound queue (Stats.InDropped, NATS's slow consumer) or in
+// its own session (the router's slow_subscriber drops). What a node sustains without loss is in
+// /work/bench/cluster-bench.md and the README's cluster section.
+//
+// A partition, in detail (TestClusterPartition). Node 3 loses its routes to nodes 1 and 2 (NATS closes
+// them when the connection is reset or a write fails or, for a partition that resets nothing, after
+// three route pings 5 s apart go unanswered, 15 to 20 s): nodes 1 and 2 drop node
+// 3's interest and node 3 theirs, so each side's messages stay on its side, delivered to its own
+// subscribers as before; what a side publishes for the other meanwhile is lost, not queued. Node 3 warns
+// ("cluster connection lost") and says so in its status, metrics and $SYS; nodes 1 and 2, still connected
+// to each other, warn that peer n3 is lost. Node 3's explicit routes are retried every second or so for
+// ever (NATS), and when one connects the gossip brings the rest of the mesh back; the routes then carry
+// every subscription again (NATS sends them on connect), so interest is restored with no action from
+// Lyre, and messages published from then on cross again. A node on an external NATS (nats_url) is the same
+// with one connection: while it is down, publishing to NATS fails and is counted (Stats.Dropped) rather
+// than buffered for a late replay (nats.ReconnectBufSize -1), and the client resubscribes on reconnect.
+//
+// # Operations
+//
+// State (status.go): Link.Status says whether the node is connected to the cluster, embedded: at least
+// one route to another node is up; nats_url: the NATS connection is up. A node that is not connected
+// keeps serving its own clients. It also gives the peers (embedded: every node the server has had a route
+// to since it started, by node name, connected or not, and since when), the route connections (NATS pools
+// several per peer), the disconnects so far and the counters (Stats). The embedded server has no callback
+// for routes, so a goroutine looks every 500 ms (and Status looks when asked); nats.go's disconnect and
+// reconnect handlers make it look at once. Each change is logged once: Warn "cluster connection lost"
+// when the last route or the NATS connection goes, Info "cluster connected" when it is back, Warn
+// "cluster peer lost" / Info "cluster peer connected" per peer; and signalled on Link.Changed. Closing the
+// link is no news.
+//
+// cmd/lyre shows it through management (protocol/management knows nothing of NATS; cmd/lyre copies the
+// Status into a management.ClusterInfo):
+//
+//   - GET /api/v1/cluster (and the "cluster" section of GET /api/v1/broker): name, node, mode, connected,
+//     since, disconnects, routes, server (nats_url), peers, messages {sent, received, dropped, too_large,
+//     duplicates, malformed, in_dropped}; 404 on a node without a cluster block.
+//   - /metrics: lyre_cluster_info{cluster,node,mode} 1, lyre_cluster_connected (1/0),
+//     lyre_cluster_disconnects_total, lyre_cluster_routes, lyre_cluster_peers (connected now),
+//     lyre_cluster_peer_connected{peer} (1/0, every peer seen), and the counters
+//     lyre_cluster_messages_{sent,received,dropped,too_large,duplicate,malformed,in_dropped}_total.
+//   - $SYS/broker/cluster/{name,node,state,peers/connected,peers/<node>/state,messages/sent,
+//     messages/received,messages/dropped} on every virtual host, state 1 or 0 as mosquitto's bridge
+//     $SYS/broker/connection/<name>/state. A change of state is published at once, not at the next
+//     sys_interval.
+//
+// Joining and leaving need no restart of the others: a new node names any existing node in routes, and
+// NATS gossips it to the rest (each existing node dials its advertised route address); a node that stops
+// is a peer lost for the others, which go on among themselves (TestClusterNodesJoinAndLeave). The route
+// address a node is dialled at is its listen address unless advertise says otherwise (NAT, containers, a
+// wildcard listen, a proxy as in the partition test).
+//
 // # Decisions
 //
 //   - The embedded server has a client listener on a random loopback port with a random token only this
