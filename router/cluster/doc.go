@@ -69,9 +69,10 @@
 //
 // There is no flow control across nodes either: a local publisher is slowed down when a local subscriber
 // falls behind (DESIGN §5), never by a subscriber on another node. A remote subscriber that cannot keep up
-// loses messages, at QoS 1 too: in the link's inbound queue (Stats.InDropped, NATS's slow consumer) or in
-// its own session (the router's slow_subscriber drops). What a node sustains without loss is in
-// /work/bench/cluster-bench.md and the README's cluster section.
+// loses messages, at QoS 1 too: in the link's inbound queue (Stats.InDropped, NATS's slow consumer), in
+// its own session (the router's slow_subscriber drops), or while the embedded server has closed the
+// link's client for being too slow (below). What a node sustains without loss is in
+// the README (Benchmarks).
 //
 // A partition, in detail (TestClusterPartition). Node 3 loses its routes to nodes 1 and 2 (NATS closes
 // them when the connection is reset or a write fails or, for a partition that resets nothing, after
@@ -89,8 +90,11 @@
 // # Operations
 //
 // State (status.go): Link.Status says whether the node is connected to the cluster, embedded: at least
-// one route to another node is up; nats_url: the NATS connection is up. A node that is not connected
-// keeps serving its own clients. It also gives the peers (embedded: every node the server has had a route
+// one route to another node is up, and the link's in-process client is connected to the embedded server;
+// nats_url: the NATS connection is up. A node that is not connected keeps serving its own clients. The
+// embedded server closes the link's client as a slow consumer when 64 MiB of messages wait for it (this
+// node's routers far behind); the client reconnects at once with its subscriptions, and the node counts
+// it as a disconnection, since its interest was withdrawn from the cluster meanwhile. It also gives the peers (embedded: every node the server has had a route
 // to since it started, by node name, connected or not, and since when), the route connections (NATS pools
 // several per peer), the disconnects so far and the counters (Stats). The embedded server has no callback
 // for routes, so a goroutine looks every 500 ms (and Status looks when asked); nats.go's disconnect and

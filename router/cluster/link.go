@@ -122,8 +122,8 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 		// buffer replayed on reconnect: across nodes topics are at most once, never late (package doc).
 		nats.ReconnectBufSize(-1),
 		// The state and its log lines are status.go's.
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { l.natsEvent(err) }),
-		nats.ReconnectHandler(func(*nats.Conn) { l.natsEvent(nil) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { l.natsLost(err) }),
+		nats.ReconnectHandler(func(*nats.Conn) { l.refresh(true) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { l.natsError(err) }),
 	}
 	var err error

@@ -27,8 +27,9 @@ type Status struct {
 	Name string // the cluster's name
 	Node string // this node's name
 	Mode string // ModeEmbedded or ModeNATSURL
-	// Connected: embedded, at least one route to another node is up; nats_url, the client is connected
-	// to a NATS server. A node that is not connected still serves its own clients.
+	// Connected: embedded, at least one route to another node is up (and the link's in-process client is
+	// connected to the embedded server); nats_url, the client is connected to a NATS server. A node that
+	// is not connected still serves its own clients.
 	Connected bool
 	// Since is when Connected last changed (the link's start before the first change).
 	Since time.Time
@@ -162,14 +163,19 @@ func (l *Link) startStatus() {
 	}()
 }
 
-// natsEvent is called by the NATS client's disconnect and reconnect handlers: look now rather than at
-// the next poll.
-func (l *Link) natsEvent(err error) {
-	if err != nil {
-		l.st.mu.Lock()
-		l.st.lastErr = err
-		l.st.mu.Unlock()
+// natsLost is called by the NATS client's disconnect handler. The client may have reconnected by the
+// time it runs (the in-process one does at once), so the loss is recorded whatever the connection says
+// now; refresh then records the reconnection, if any.
+func (l *Link) natsLost(err error) {
+	s := &l.st
+	s.mu.Lock()
+	if !s.closing.Load() {
+		s.lastErr = err
+		if s.connected {
+			s.setLocked(l, false, time.Now(), true)
+		}
 	}
+	s.mu.Unlock()
 	l.refresh(true)
 }
 
@@ -226,7 +232,10 @@ func (l *Link) refresh(log bool) {
 				up = append(up, name)
 			}
 		}
-		connected = len(up) > 0
+		// The link's own client counts too: the embedded server closes it as a slow consumer when this
+		// node's routers fall far enough behind (NATS's max_pending), and until it has reconnected the
+		// node has no interest in the cluster.
+		connected = len(up) > 0 && l.nc.IsConnected()
 	} else if l.nc.IsConnected() {
 		connected, server = true, l.nc.ConnectedUrlRedacted()
 	}
@@ -258,27 +267,43 @@ func (l *Link) refresh(log bool) {
 		}
 	}
 	if connected != s.connected {
-		s.connected, s.since = connected, now
-		news = true
-		switch {
-		case !connected:
-			s.disconnects++
-			if log {
-				l.log.Warn("cluster connection lost: serving local clients only; topic messages do not cross nodes until it is back",
-					zap.Error(s.lastErr))
-			}
-		case log && l.ns != nil:
-			l.log.Info("cluster connected", zap.Strings("peers", up), zap.Int("routes", routes))
-		case log:
-			l.log.Info("cluster connected", zap.String("server", server))
-		}
-		s.lastErr = nil
+		s.setLocked(l, connected, now, log)
+	} else if news {
+		s.notify()
 	}
-	if news {
-		select {
-		case s.changed <- struct{}{}:
-		default:
+}
+
+// setLocked records that the link is now connected or not, logs it when log is set and signals Changed.
+func (s *linkState) setLocked(l *Link, connected bool, now time.Time, log bool) {
+	s.connected, s.since = connected, now
+	switch {
+	case !connected:
+		s.disconnects++
+		if log {
+			l.log.Warn("cluster connection lost: serving local clients only; topic messages do not cross nodes until it is back",
+				zap.Error(s.lastErr))
 		}
+	case log && l.ns != nil:
+		var up []string
+		for name, p := range s.peers {
+			if p.Connected {
+				up = append(up, name)
+			}
+		}
+		slices.Sort(up)
+		l.log.Info("cluster connected", zap.Strings("peers", up), zap.Int("routes", s.routes))
+	case log:
+		l.log.Info("cluster connected", zap.String("server", s.server))
+	}
+	s.lastErr = nil
+	s.notify()
+}
+
+// notify signals Changed without blocking.
+func (s *linkState) notify() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
 	}
 }
 

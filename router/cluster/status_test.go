@@ -220,3 +220,34 @@ func TestStatusInboundDrops(t *testing.T) {
 		t.Fatalf("%d warnings, want 1 (at most one per %v)", n, slowWarnEvery)
 	}
 }
+
+// The embedded server closing the link's own client (as it does to a slow consumer) disconnects the
+// node from the cluster until the client is back, with its subscriptions.
+func TestStatusLinkClientClosed(t *testing.T) {
+	nodes := startNodes(t, 2)
+	a, b := nodes[0], nodes[1]
+	_, rec := subscribe(t, b.r, lit("k"))
+	waitFor(t, "connected", func() bool { return a.l.Status().Connected && b.l.Status().Connected })
+	waitFor(t, "b's interest on a", func() bool { return a.l.Interest("v", []string{"k"}) > 0 })
+	cz, err := b.l.ns.Connz(&server.ConnzOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cid uint64
+	for _, c := range cz.Conns {
+		if c.Name == "lyre b" {
+			cid = c.Cid
+		}
+	}
+	if cid == 0 {
+		t.Fatalf("no connection of the link among %d", len(cz.Conns))
+	}
+	if err := b.l.ns.DisconnectClientByID(cid); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b's disconnect counted", func() bool { return b.l.Status().Disconnects == 1 })
+	waitFor(t, "b connected again", func() bool { return b.l.Status().Connected })
+	waitFor(t, "b's interest on a again", func() bool { return a.l.Interest("v", []string{"k"}) > 0 })
+	a.r.Publish(&router.Message{Dest: router.Destination{Kind: router.Topic, Path: []string{"k"}}})
+	waitFor(t, "the message on b", func() bool { return len(rec.got()) == 1 })
+}
