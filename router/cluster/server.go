@@ -31,6 +31,7 @@ func startServer(c Config, token string, log *zap.Logger) (*server.Server, error
 	for _, r := range c.Routes {
 		routes = append(routes, &url.URL{Scheme: "nats", Host: r})
 	}
+	clusterOpts := server.ClusterOpts{Name: c.Name, Host: host, Port: port}
 	o := &server.Options{
 		ServerName:    c.Node,
 		Host:          "127.0.0.1",
@@ -38,12 +39,16 @@ func startServer(c Config, token string, log *zap.Logger) (*server.Server, error
 		Authorization: token,
 		NoSigs:        true,
 		MaxPayload:    maxPayload,
-		Cluster: server.ClusterOpts{
-			Name: c.Name,
-			Host: host,
-			Port: port,
-		},
-		Routes: routes,
+		Cluster:       clusterOpts,
+		Routes:        routes,
+	}
+	if c.Directory != "" {
+		// A JetStream cluster's peers come from the configured routes: every node lists the others (conf
+		// refuses a directory without routes). File-backed streams; memory is only for the server's own caches, so a small cap keeps a node's
+		// RSS its own business rather than JetStream's default of 75% of the machine.
+		o.JetStream = true
+		o.StoreDir = c.Directory
+		o.JetStreamMaxMemory = 64 << 20
 	}
 	ns, err := server.NewServer(o)
 	if err != nil {
