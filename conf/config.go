@@ -543,4 +543,11 @@ type Cluster struct {
 	Advertise string
 	// NATSURL is a comma-separated list of nats:// URLs of an external NATS, instead of Listen and Routes.
 	NATSURL string
+	// Directory turns JetStream on in the embedded server and keeps its streams there (the replicated
+	// state: retained messages, persistent queues, sessions). With nats_url the external NATS stores them
+	// and Directory is not allowed; JetStream must be enabled there.
+	Directory string
+	// Replicas is how many nodes keep a copy of each replicated stream (JetStream's R). Default 1 for a
+	// single node, else 3 (or the node count when fewer are listed); at most 5.
+	Replicas int
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -330,8 +331,18 @@ func (d *decoder) cluster(b *hclsyntax.Block) *Cluster {
 		"routes":    strList(&c.Routes),
 		"advertise": str(&c.Advertise),
 		"nats_url":  str(&c.NATSURL),
+		"directory": str(&c.Directory),
+		"replicas":  integer(&c.Replicas),
 	})
 	d.noBlocks(b.Body)
+	if c.Replicas == 0 {
+		// One copy per node up to JetStream's usual 3: routes (or external URLs) plus this node.
+		n := 1 + len(c.Routes)
+		if c.NATSURL != "" {
+			n = len(strings.Split(c.NATSURL, ","))
+		}
+		c.Replicas = min(3, n)
+	}
 	return c
 }
 

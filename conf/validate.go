@@ -116,6 +116,9 @@ func (v *validator) cluster() {
 	case c.NATSURL != "" && (c.Listen != "" || len(c.Routes) > 0 || c.Advertise != ""):
 		v.errf("cluster.nats_url", "nats_url connects to an external NATS; listen, advertise and routes run an embedded one: give one or the other")
 	case c.NATSURL != "":
+		if c.Directory != "" {
+			v.errf("cluster.directory", "directory is the embedded server's JetStream storage; with nats_url the external NATS stores the streams")
+		}
 		for i, u := range strings.Split(c.NATSURL, ",") {
 			pu, err := url.Parse(strings.TrimSpace(u))
 			if err != nil || (pu.Scheme != "nats" && pu.Scheme != "tls") || pu.Host == "" {
@@ -145,6 +148,12 @@ func (v *validator) cluster() {
 			}
 			seen[r] = i
 		}
+	}
+	if c.Directory != "" && c.NATSURL == "" && len(c.Routes) == 0 {
+		v.errf("cluster.directory", "JetStream forms its cluster from the configured routes: list the other nodes in routes on every node")
+	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		v.errf("cluster.replicas", "replicas %d: JetStream keeps 1 to 5 copies", c.Replicas)
 	}
 }
 

@@ -121,7 +121,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 // attached (see router/cluster's doc).
 func (b *Broker) joinCluster(c *conf.Cluster, hosts []*virtualhost.Host) error {
 	l, err := cluster.Start(cluster.Config{Name: c.Name, Node: c.Node, Listen: c.Listen, Routes: c.Routes,
-		Advertise: c.Advertise, NATSURL: c.NATSURL}, b.log)
+		Advertise: c.Advertise, NATSURL: c.NATSURL, Directory: c.Directory, Replicas: c.Replicas}, b.log)
 	if err != nil {
 		return err
 	}

@@ -129,7 +129,12 @@
 //   - The embedded server has a client listener on a random loopback port with a random token only this
 //     process knows: nats-server v2.15.3 does not start routing with DontListen. The link itself
 //     connects in-process.
-//   - directory and replicas (JetStream) are not accepted yet: an unknown attribute is an error, so a
-//     configuration that asks for replication is refused rather than silently unreplicated.
+//   - JetStream: with a directory the embedded server runs JetStream there, file storage, its memory
+//     capped at 64 MiB. Its meta group is formed from the configured routes, so every node lists the
+//     others (conf refuses a directory without routes; a first node cannot learn its peers from
+//     gossip alone). replicas (default: the node count up to 3) is the R of every stream the link
+//     creates. With nats_url the external NATS's JetStream is used when its account has it.
+//     Link.JetStream waits until the meta group answers: a quorum of the configured nodes must be up
+//     before replicated state is available, and until then a node serves its local clients.
 //   - One NATS connection per node serves every virtual host; subjects keep hosts apart.
 package cluster

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/lyremq/lyre/router"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -26,6 +28,11 @@ type Config struct {
 	Advertise string
 	// NATSURL connects to an external NATS (comma-separated URLs) instead of embedding a server.
 	NATSURL string
+	// Directory turns JetStream on in the embedded server, with its storage there. With NATSURL the
+	// external NATS decides: JetStream is used when its account has it.
+	Directory string
+	// Replicas is the R of every stream the link creates (1 when 0).
+	Replicas int
 }
 
 // Queue bounds. A message that finds its queue full is dropped and counted: topics are at most once
@@ -56,6 +63,7 @@ type Link struct {
 	id   uint64 // this incarnation's origin id: the sequence numbers it stamps restart with it
 	ns   *server.Server
 	nc   *nats.Conn
+	js   jetstream.JetStream // nil without JetStream (see JetStream)
 	in   chan *nats.Msg
 	out  chan outMsg
 	quit chan struct{}
@@ -66,6 +74,8 @@ type Link struct {
 	ops    []op             // interest changes not yet applied; guarded by mu
 	wake   chan struct{}    // cap 1: there are ops
 	closed bool
+	// closing is set by Close before it closes the client, so its disconnect is not reported as a loss.
+	closing atomic.Bool
 
 	// subs is owned by the interest goroutine: one NATS subscription per subject, reference-counted.
 	subs map[string]*natsSub
@@ -142,6 +152,16 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 		}
 		return nil, fmt.Errorf("cluster: connect: %w", err)
 	}
+	if c.Directory != "" || c.NATSURL != "" {
+		if l.js, err = jetstream.New(l.nc); err != nil {
+			l.nc.Close()
+			if l.ns != nil {
+				l.ns.Shutdown()
+				l.ns.WaitForShutdown()
+			}
+			return nil, fmt.Errorf("cluster: jetstream: %w", err)
+		}
+	}
 	l.startStatus()
 	l.wg.Add(3)
 	go l.interestLoop()
@@ -164,13 +184,13 @@ func (l *Link) Close() {
 		return
 	}
 	l.closed = true
+	l.closing.Store(true)
 	hosts := l.hosts
 	l.hosts = map[string]*host{}
 	l.mu.Unlock()
 	for _, h := range hosts {
 		h.unwatch()
 	}
-	l.st.closing.Store(true)
 	close(l.quit)
 	l.wg.Wait()
 	l.nc.Close()
@@ -180,6 +200,39 @@ func (l *Link) Close() {
 	}
 	l.log.Info("cluster left")
 }
+
+// JetStream returns the JetStream context for replicated state and the replica count its streams use, once
+// the cluster's JetStream answers (its meta leader elected: a quorum of nodes must be up), waiting for at
+// most ctx. It fails with ErrNoJetStream without a directory, or when an external NATS has no JetStream.
+func (l *Link) JetStream(ctx context.Context) (jetstream.JetStream, int, error) {
+	if l.js == nil {
+		return nil, 0, ErrNoJetStream
+	}
+	r := max(l.cfg.Replicas, 1)
+	for {
+		// One attempt is short: while a meta leader is being elected a request can go unanswered, and the
+		// next attempt may reach the new one.
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := l.js.AccountInfo(actx)
+		cancel()
+		switch {
+		case err == nil:
+			return l.js, r, nil
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+			return nil, 0, ErrNoJetStream
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("cluster: jetstream not ready: %w (last: %v)", ctx.Err(), err)
+		case <-l.quit:
+			return nil, 0, router.ErrClosed
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ErrNoJetStream says the cluster has no JetStream: replicated state is not available.
+var ErrNoJetStream = errors.New("cluster: no JetStream (give the cluster block a directory, or enable it on the external NATS)")
 
 // Stats returns the link's counters.
 func (l *Link) Stats() Stats {

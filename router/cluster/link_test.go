@@ -53,19 +53,28 @@ type node struct {
 // NATS gossip completes the mesh.
 func startNodes(t *testing.T, n int) []node {
 	t.Helper()
-	var nodes []node
 	var seed string
-	for i := range n {
-		c := Config{Name: "test", Node: string(rune('a' + i)), Listen: "127.0.0.1:0"}
+	return startNodesWith(t, n, func(i int, c *Config) {
 		if seed != "" {
 			c.Routes = []string{seed}
 		}
+	}, &seed)
+}
+
+// startNodesWith starts n nodes named a, b, ..., each configured by conf; the first one's route address
+// goes to *seed when seed is given.
+func startNodesWith(t *testing.T, n int, conf func(i int, c *Config), seed ...*string) []node {
+	t.Helper()
+	var nodes []node
+	for i := range n {
+		c := Config{Name: "test", Node: string(rune('a' + i)), Listen: "127.0.0.1:0"}
+		conf(i, &c)
 		l, err := Start(c, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if seed == "" {
-			seed = l.RouteAddr().String()
+		if i == 0 && len(seed) > 0 {
+			*seed[0] = l.RouteAddr().String()
 		}
 		r := router.New(router.Options{})
 		if _, err := l.Attach("v", r); err != nil {

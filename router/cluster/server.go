@@ -34,6 +34,15 @@ func startServer(c Config, token string, log *zap.Logger) (*server.Server, error
 	for _, r := range c.Routes {
 		routes = append(routes, &url.URL{Scheme: "nats", Host: r})
 	}
+	clusterOpts := server.ClusterOpts{Name: c.Name, Host: host, Port: port,
+		// What the other nodes are told to dial (route gossip); "" = the listener's address.
+		Advertise: c.Advertise,
+		// A route whose peer went silent (a partition that resets nothing) is closed after MaxPingsOut
+		// unanswered pings: within about 20 s rather than NATS's default of up to 90 s (pings every 30 s,
+		// 2 outstanding), so the node says it lost the cluster while it matters.
+		PingInterval: routePing,
+		MaxPingsOut:  3,
+	}
 	o := &server.Options{
 		ServerName:    c.Node,
 		Host:          "127.0.0.1",
@@ -41,19 +50,16 @@ func startServer(c Config, token string, log *zap.Logger) (*server.Server, error
 		Authorization: token,
 		NoSigs:        true,
 		MaxPayload:    maxPayload,
-		Cluster: server.ClusterOpts{
-			Name: c.Name,
-			Host: host,
-			Port: port,
-			// What the other nodes are told to dial (route gossip); "" = the listener's address.
-			Advertise: c.Advertise,
-			// A route whose peer went silent (a partition that resets nothing) is closed after MaxPingsOut
-			// unanswered pings: within about 20 s rather than NATS's default of up to 90 s (pings every
-			// 30 s, 2 outstanding), so the node says it lost the cluster while it matters.
-			PingInterval: routePing,
-			MaxPingsOut:  3,
-		},
-		Routes: routes,
+		Cluster:       clusterOpts,
+		Routes:        routes,
+	}
+	if c.Directory != "" {
+		// A JetStream cluster's peers come from the configured routes: every node lists the others (conf
+		// refuses a directory without routes). File-backed streams; memory is only for the server's own caches, so a small cap keeps a node's
+		// RSS its own business rather than JetStream's default of 75% of the machine.
+		o.JetStream = true
+		o.StoreDir = c.Directory
+		o.JetStreamMaxMemory = 64 << 20
 	}
 	ns, err := server.NewServer(o)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -127,7 +126,6 @@ func (l *Link) natsError(err error) {
 
 // linkState is the link's connection state; refresh keeps it and logs its changes.
 type linkState struct {
-	closing atomic.Bool // set by Close: the routes going away then is no news
 	changed chan struct{}
 
 	mu          sync.Mutex
@@ -169,7 +167,7 @@ func (l *Link) startStatus() {
 func (l *Link) natsLost(err error) {
 	s := &l.st
 	s.mu.Lock()
-	if !s.closing.Load() {
+	if !l.closing.Load() { // our own Close is no news
 		s.lastErr = err
 		if s.connected {
 			s.setLocked(l, false, time.Now(), true)
@@ -210,7 +208,7 @@ func (l *Link) refresh(log bool) {
 	// Held while looking, too: two refreshes applying what they saw in the other order would flap.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing.Load() {
+	if l.closing.Load() {
 		return
 	}
 	var up []string
