@@ -20,6 +20,7 @@ import (
 type registry struct {
 	mu       sync.Mutex
 	sessions map[string]*session
+	claims   map[string]*pendingClaim // client ids being claimed cluster-wide (cluster.go); nil without a cluster
 }
 
 // attachment is one connection's hold on a session. Guarded by registry.mu.
@@ -29,6 +30,8 @@ type attachment struct {
 	// done is closed once the connection has released the session. Made by the first connection that
 	// waits for the release (a takeover): most attachments never need it, and a channel costs 96 bytes.
 	done chan struct{}
+	// stamp is the connection's cluster-wide claim (cluster.go); zero without a cluster.
+	stamp virtualhost.ClaimStamp
 }
 
 // takeSession finds or creates the session for client id, taking it over from a connection that still
@@ -39,6 +42,14 @@ type attachment struct {
 func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*session, bool, error) {
 	reg := cl.h.registry(cl.host)
 	att := &attachment{conn: cl.c, version: cl.version}
+	if cl.h.dir != nil {
+		// Cluster-wide first: the node holding the session gives it up (cluster.go).
+		p, err := cl.claimCluster(reg, att, id, cleanStart)
+		if err != nil {
+			return nil, false, err
+		}
+		defer cl.h.finishClaim(reg, id, p)
+	}
 	deadline := time.Now().Add(takeoverWait)
 	for {
 		reg.mu.Lock()
@@ -98,6 +109,9 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 		s.owner = protocol.Owner(cl.principal) // in its first record
 		s.att = att
 		reg.sessions[id] = s
+		if old == nil {
+			cl.h.holdLocked(cl.host, id)
+		}
 		reg.mu.Unlock()
 		if old != nil {
 			// Unattached and unreachable: nothing else touches it [MQTT-3.1.2-6].
@@ -188,6 +202,7 @@ func (cl *client) end(graceful bool) {
 	reg.mu.Lock()
 	if ending && reg.sessions[s.id] == s {
 		delete(reg.sessions, s.id)
+		cl.h.releaseLocked(cl.host, s.id)
 	}
 	s.att = nil
 	done := cl.att.done
@@ -302,6 +317,7 @@ func (h *Handler) endOffline(host *virtualhost.Host, s *session, tr router.Track
 	reg.mu.Lock()
 	if reg.sessions[s.id] == s {
 		delete(reg.sessions, s.id)
+		h.releaseLocked(host, s.id)
 	}
 	s.att = nil
 	reg.mu.Unlock()
@@ -335,8 +351,9 @@ func (h *Handler) ForgetHost(host *virtualhost.Host) {
 		return
 	}
 	r.mu.Lock()
-	for _, s := range r.sessions {
+	for id, s := range r.sessions {
 		s.stopTimersLocked()
+		h.releaseLocked(host, id)
 	}
 	r.mu.Unlock()
 }
@@ -351,6 +368,8 @@ func (h *Handler) Close() {
 	}
 	h.mu.Unlock()
 	h.closed.Store(true)
+	h.stopOnce.Do(func() { close(h.stop) })
+	h.verifies.Wait()
 	for _, r := range regs {
 		r.mu.Lock()
 		for _, s := range r.sessions {
