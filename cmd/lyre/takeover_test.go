@@ -5,27 +5,89 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	paho5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/lyremq/lyre/conf"
+	"github.com/lyremq/lyre/store"
+	"github.com/lyremq/lyre/store/badgerstore"
 
 	"github.com/lyremq/lyre/protocol/mqtt/packet"
 	"github.com/lyremq/lyre/router"
 )
 
-// startCluster3 starts three routed nodes and returns them with their connector addresses.
-func startCluster3(t *testing.T) ([3]*Broker, [3]string) {
+// startCluster3 starts three routed nodes and returns them with their connector addresses. With stores
+// each node's host keeps its state in a badger store of its own.
+func startCluster3(t *testing.T, stores ...string) ([3]*Broker, [3]string) {
 	t.Helper()
 	var bs [3]*Broker
 	var addrs [3]string
-	bs[0], addrs[0] = startBroker(t, clusterConfig("n1", ""))
-	seed := bs[0].Cluster().RouteAddr().String()
-	bs[1], addrs[1] = startBroker(t, clusterConfig("n2", seed))
-	bs[2], addrs[2] = startBroker(t, clusterConfig("n3", seed))
+	seed := ""
+	for i := range 3 {
+		cfg := clusterConfig(fmt.Sprintf("n%d", i+1), seed)
+		if len(stores) > 0 {
+			cfg = strings.Replace(cfg, "anonymous  = true\n", fmt.Sprintf("anonymous  = true\n  store { directory = %q }\n",
+				stores[i]), 1)
+		}
+		bs[i], addrs[i] = startNode(t, cfg)
+		if i == 0 {
+			seed = bs[0].Cluster().RouteAddr().String()
+		}
+	}
+	if len(stores) > 0 && !bs[0].Hosts().Default().Durable() {
+		t.Fatal("the nodes have no store")
+	}
 	return bs, addrs
+}
+
+// startNode is startBroker for a node the test may stop itself (stopNode) before the end.
+func startNode(t *testing.T, hcl string) (*Broker, string) {
+	t.Helper()
+	cfg, err := conf.Parse([]byte(hcl), "test.hcl")
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	b, err := Start(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() { stopNode(t, b) })
+	return b, b.Addrs()[cfg.Connectors[0].Name].String()
+}
+
+// stopNode shuts node b down, unless it is down already.
+func stopNode(t *testing.T, b *Broker) {
+	b.reloading.Lock()
+	down := b.down
+	b.reloading.Unlock()
+	if !down {
+		stopBroker(t, b)
+	}
+}
+
+// storedSessions returns the client ids of the MQTT sessions in the store at dir (its node stopped).
+func storedSessions(t *testing.T, dir string) []string {
+	t.Helper()
+	st, err := badgerstore.Open(dir, badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var ids []string
+	if _, err := st.Recover(store.Visitor{Session: func(s store.SessionState) error {
+		ids = append(ids, s.Session.ClientID)
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
 
 // holds reports whether node b holds client id's session.
@@ -184,7 +246,17 @@ func TestClusterTakeoverMovesSessionOneWill(t *testing.T) {
 // session 0 keeps its session), messages are published on n3 while it is away, and it comes back on n2:
 // it gets every one, in order [MQTT-4.6.0-6], and the session lives on n2 alone.
 func TestClusterTakeoverHandsOverOfflineBacklog(t *testing.T) {
-	bs, addrs := startCluster3(t)
+	t.Run("memory", func(t *testing.T) { testHandsOverOfflineBacklog(t, nil) })
+	// With stores the backlog is journalled on n1 and drained from there, and n2 journals what it
+	// adopts with the session's record: after the takeover the session is in n2's store alone.
+	t.Run("store", func(t *testing.T) {
+		dir := t.TempDir()
+		testHandsOverOfflineBacklog(t, []string{filepath.Join(dir, "n1"), filepath.Join(dir, "n2"), filepath.Join(dir, "n3")})
+	})
+}
+
+func testHandsOverOfflineBacklog(t *testing.T, stores []string) {
+	bs, addrs := startCluster3(t, stores...)
 	n1, n2, n3 := bs[0], bs[1], bs[2]
 
 	c := mustDial311(t, addrs[0], "backlog-1", false, "")
@@ -226,6 +298,18 @@ func TestClusterTakeoverHandsOverOfflineBacklog(t *testing.T) {
 	mqttPublish(t, pub, "orders/late", 1, "late")
 	if rest := readMQTTUntil(t, back.msgs, "late"); len(rest) != 0 {
 		t.Errorf("after the backlog: %q", rest)
+	}
+	if stores != nil {
+		back.c.Disconnect(100)
+		for _, b := range bs {
+			stopNode(t, b)
+		}
+		if ids := storedSessions(t, stores[0]); len(ids) != 0 {
+			t.Errorf("n1's store keeps sessions %q", ids)
+		}
+		if ids := storedSessions(t, stores[1]); fmt.Sprint(ids) != "[backlog-1]" {
+			t.Errorf("n2's store has sessions %q, want backlog-1's", ids)
+		}
 	}
 }
 
