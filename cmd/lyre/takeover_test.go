@@ -436,3 +436,30 @@ func TestClusterConcurrentConnects(t *testing.T) {
 		}
 	}
 }
+
+// A holder that is gone (stopped, or cut off: its route goes, and its holds with it) does not hold a
+// CONNECT up: the claim finds no holder at once and the client gets a fresh session (Session Present 0
+// [MQTT-3.2.2-3]) on the node it reached. With JetStream-replicated sessions it would get its state back.
+func TestClusterTakeoverHolderGone(t *testing.T) {
+	bs, addrs := startCluster3(t)
+	n1, n2 := bs[0], bs[1]
+	c := mustDial311(t, addrs[0], "orphan", false, "")
+	if tok := c.c.Subscribe("o/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	c.c.Disconnect(100)
+	holdKnown(t, n2, "orphan")
+	stopNode(t, n1)
+	waitUntil(t, "n1's holds gone with its routes", func() bool { return n2.Cluster().SessionHolders("default", "orphan") == 0 })
+	start := time.Now()
+	back := mustDial311(t, addrs[1], "orphan", false, "")
+	if back.present {
+		t.Error("a session nobody handed over: Session Present 1")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("CONNECT took %v with the holder gone", d)
+	}
+	if !holds(n2, "orphan") {
+		t.Error("n2 holds no session for the client")
+	}
+}

@@ -18,10 +18,11 @@ import (
 	"github.com/lyremq/lyre/virtualhost"
 )
 
+// claimWait bounds how long a CONNECT waits for the node holding its session to answer its claim; after
+// it the connection proceeds with what it has (a fresh session, or its own). A variable for tests.
+var claimWait = 5 * time.Second
+
 const (
-	// claimWait bounds how long a CONNECT waits for the node holding its session to answer its claim;
-	// after it the connection proceeds with what it has (a fresh session, or its own).
-	claimWait = 5 * time.Second
 	// giveUpWait bounds how long a holder waits for its connection to release a claimed session: less
 	// than claimWait, so the claimer hears why.
 	giveUpWait = 4 * time.Second
@@ -155,6 +156,9 @@ func (h *Handler) finishClaim(reg *registry, id string, p *pendingClaim) {
 // verifyLater makes claim c again after claimVerifyDelay if att still holds the session: see
 // claimVerifyDelay. A state handed over then is dropped: this connection has a session already.
 func (h *Handler) verifyLater(host *virtualhost.Host, reg *registry, att *attachment, c virtualhost.SessionClaim) {
+	if h.closed.Load() {
+		return
+	}
 	h.verifies.Add(1)
 	go func() {
 		defer h.verifies.Done()

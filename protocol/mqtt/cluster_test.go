@@ -23,6 +23,7 @@ type memDir struct {
 	name   string
 	holder virtualhost.SessionHolder
 	held   map[string]int // guarded by net.mu
+	stuck  bool           // guarded by net.mu: claims of its sessions are never answered
 }
 
 func (n *memNet) join(t *testing.T, name string, b *broker) {
@@ -44,12 +45,17 @@ func (d *memDir) Stamp() virtualhost.ClaimStamp {
 func (d *memDir) Claim(ctx context.Context, c virtualhost.SessionClaim) virtualhost.ClaimResult {
 	d.net.mu.Lock()
 	var holder virtualhost.SessionHolder
+	stuck := false
 	for _, o := range d.net.dirs {
 		if o != d && o.held[c.Host+"/"+c.ClientID] > 0 {
-			holder = o.holder
+			holder, stuck = o.holder, o.stuck
 		}
 	}
 	d.net.mu.Unlock()
+	if stuck {
+		<-ctx.Done()
+		return virtualhost.ClaimResult{Outcome: virtualhost.ClaimNoAnswer}
+	}
 	if holder == nil {
 		return virtualhost.ClaimResult{Outcome: virtualhost.ClaimFree}
 	}
@@ -201,5 +207,27 @@ func TestClusterClaimRefusesAnotherUsersSession(t *testing.T) {
 	}
 	if p := r.nextWithin(100 * time.Millisecond); p != nil {
 		t.Fatalf("alice's connection got %s", p.Type())
+	}
+}
+
+// A holder that does not answer holds a CONNECT up for claimWait at most: then the client goes on with a
+// fresh session (Session Present 0) on the node it reached.
+func TestClusterClaimWithoutAnswerGoesOn(t *testing.T) {
+	defer func(d time.Duration) { claimWait = d }(claimWait)
+	claimWait = 300 * time.Millisecond
+	a, b, da, _ := twoNodes(t)
+	r := dialRaw(t, a.addr)
+	r.connect("stuck", false)
+	r.subscribe(1, 1, "s/#")
+	da.net.mu.Lock()
+	da.stuck = true
+	da.net.mu.Unlock()
+	start := time.Now()
+	r2 := dialRaw(t, b.addr)
+	if ca := r2.connect("stuck", false); ca.SessionPresent {
+		t.Error("nothing was handed over: Session Present 1")
+	}
+	if d := time.Since(start); d < claimWait || d > claimWait+2*time.Second {
+		t.Errorf("CONNECT took %v; the claim's bound is %v", d, claimWait)
 	}
 }
