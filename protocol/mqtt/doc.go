@@ -217,8 +217,9 @@
 //     and the claim finds no holder at once; alive but stuck, the claim gives up after 5 s. Either way
 //     the CONNECT goes on with what this node has: a fresh session (Session Present 0), or the one it
 //     holds itself. The old node may then keep a copy of the session (a partition: both sides serve
-//     their own clients); the next claim of the id, from either side once the routes are back, ends
-//     it there. JetStream-replicated sessions (another branch) would replace the handover behind the
+//     their own clients); the next claim of the id, from either side once the routes are back, reaches
+//     every holder and each gives its copy up: the first answer is adopted, the others' state is lost.
+//     JetStream-replicated sessions (another branch) would replace the handover behind the
 //     same interface, so a dead node's session comes back with its state.
 //   - Messages in transit. A message published while the session moves may miss it: one arriving on
 //     the old node between the drain and the destruction of its durable subscriptions, or published on
