@@ -201,7 +201,14 @@ func TestClusterTakeoverMovesSessionOneWill(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("[MQTT-3.1.4-2] the connection on n1 was not closed")
 	}
-	if got := countFor(wills, time.Second); fmt.Sprint(got) != "[dev1 gone]" {
+	var got []string
+	select {
+	case m := <-wills:
+		got = append(got, string(m.Payload()))
+	case <-time.After(5 * time.Second):
+		t.Fatal("[MQTT-3.1.2-8] the will of the connection taken over was not published")
+	}
+	if got = append(got, countFor(wills, time.Second)...); fmt.Sprint(got) != "[dev1 gone]" {
 		t.Errorf("wills published: %q, want the will once", got)
 	}
 	if holds(n1, "dev1") {
