@@ -72,9 +72,10 @@ func (h *Handler) holdLocked(host *virtualhost.Host, id string) {
 	}
 }
 
-func (h *Handler) releaseLocked(host *virtualhost.Host, id string) {
+func (h *Handler) releaseLocked(reg *registry, host *virtualhost.Host, id string) {
 	if h.dir != nil {
 		h.dir.Release(host.Name, id)
+		delete(reg.stamps, id)
 	}
 }
 
@@ -94,6 +95,7 @@ func (cl *client) claimCluster(reg *registry, att *attachment, id string, cleanS
 			p.stamp = h.dir.Stamp()
 			if reg.claims == nil {
 				reg.claims = make(map[string]*pendingClaim)
+				reg.stamps = make(map[string]virtualhost.ClaimStamp)
 			}
 			reg.claims[id] = p
 			reg.mu.Unlock()
@@ -106,7 +108,6 @@ func (cl *client) claimCluster(reg *registry, att *attachment, id string, cleanS
 			return nil, errOutboundClosed
 		}
 	}
-	att.stamp = p.stamp
 	c := virtualhost.SessionClaim{Host: cl.host.Name, ClientID: id, Owner: protocol.Owner(cl.principal),
 		CleanStart: cleanStart, Stamp: p.stamp}
 	ctx, cancel := context.WithTimeout(context.Background(), claimWait)
@@ -214,7 +215,7 @@ func (h *Handler) GiveUp(c virtualhost.SessionClaim) virtualhost.ClaimResult {
 		case s.owner != "" && s.owner != c.Owner:
 			reg.mu.Unlock()
 			return virtualhost.ClaimResult{Outcome: virtualhost.ClaimRefusedOwner}
-		case s.att != nil && s.att.conn != nil && s.att.stamp.After(c.Stamp):
+		case s.att != nil && s.att.conn != nil && reg.stamps[c.ClientID].After(c.Stamp):
 			reg.mu.Unlock()
 			return virtualhost.ClaimResult{Outcome: virtualhost.ClaimRefusedNewer}
 		case s.att != nil:
@@ -255,7 +256,7 @@ func (h *Handler) GiveUp(c virtualhost.SessionClaim) virtualhost.ClaimResult {
 		reg.mu.Lock()
 		if reg.sessions[s.id] == s {
 			delete(reg.sessions, s.id)
-			h.releaseLocked(host, s.id)
+			h.releaseLocked(reg, host, s.id)
 		}
 		s.att = nil
 		reg.mu.Unlock()

@@ -180,7 +180,7 @@ func TestClusterLaterClaimWins(t *testing.T) {
 	r.connect("dev2", false)
 	reg := a.h.registry(a.host)
 	reg.mu.Lock()
-	reg.sessions["dev2"].att.stamp = virtualhost.ClaimStamp{Time: 1 << 62, Node: "a"}
+	reg.stamps["dev2"] = virtualhost.ClaimStamp{Time: 1 << 62, Node: "a"}
 	reg.mu.Unlock()
 	r2 := dialRaw(t, b.addr)
 	if ca := r2.connectWith(&packet.ConnectPacket{ClientID: "dev2", KeepAlive: 60}); ca.ReturnCode != connServerUnavailable {

@@ -20,7 +20,10 @@ import (
 type registry struct {
 	mu       sync.Mutex
 	sessions map[string]*session
-	claims   map[string]*pendingClaim // client ids being claimed cluster-wide (cluster.go); nil without a cluster
+	// In a cluster (cluster.go), nil without: claims are the client ids being claimed cluster-wide, and
+	// stamps the claim stamp of the connection attached to each session, for GiveUp to compare.
+	claims map[string]*pendingClaim
+	stamps map[string]virtualhost.ClaimStamp
 }
 
 // attachment is one connection's hold on a session. Guarded by registry.mu.
@@ -30,8 +33,6 @@ type attachment struct {
 	// done is closed once the connection has released the session. Made by the first connection that
 	// waits for the release (a takeover): most attachments never need it, and a channel costs 96 bytes.
 	done chan struct{}
-	// stamp is the connection's cluster-wide claim (cluster.go); zero without a cluster.
-	stamp virtualhost.ClaimStamp
 }
 
 // takeSession finds or creates the session for client id, taking it over from a connection that still
@@ -42,13 +43,14 @@ type attachment struct {
 func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*session, bool, error) {
 	reg := cl.h.registry(cl.host)
 	att := &attachment{conn: cl.c, version: cl.version}
+	var claim *pendingClaim
 	if cl.h.dir != nil {
 		// Cluster-wide first: the node holding the session gives it up (cluster.go).
-		p, err := cl.claimCluster(reg, att, id, cleanStart)
-		if err != nil {
+		var err error
+		if claim, err = cl.claimCluster(reg, att, id, cleanStart); err != nil {
 			return nil, false, err
 		}
-		defer cl.h.finishClaim(reg, id, p)
+		defer cl.h.finishClaim(reg, id, claim)
 	}
 	deadline := time.Now().Add(takeoverWait)
 	for {
@@ -77,6 +79,9 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 			continue
 		}
 		cl.att = att
+		if claim != nil {
+			reg.stamps[id] = claim.stamp
+		}
 		if s != nil && !cleanStart {
 			s.att = att
 			// A connection to the session before the will delay passed cancels the will [MQTT-3.1.3-9],
@@ -202,7 +207,7 @@ func (cl *client) end(graceful bool) {
 	reg.mu.Lock()
 	if ending && reg.sessions[s.id] == s {
 		delete(reg.sessions, s.id)
-		cl.h.releaseLocked(cl.host, s.id)
+		cl.h.releaseLocked(reg, cl.host, s.id)
 	}
 	s.att = nil
 	done := cl.att.done
@@ -317,7 +322,7 @@ func (h *Handler) endOffline(host *virtualhost.Host, s *session, tr router.Track
 	reg.mu.Lock()
 	if reg.sessions[s.id] == s {
 		delete(reg.sessions, s.id)
-		h.releaseLocked(host, s.id)
+		h.releaseLocked(reg, host, s.id)
 	}
 	s.att = nil
 	reg.mu.Unlock()
@@ -353,7 +358,7 @@ func (h *Handler) ForgetHost(host *virtualhost.Host) {
 	r.mu.Lock()
 	for id, s := range r.sessions {
 		s.stopTimersLocked()
-		h.releaseLocked(host, id)
+		h.releaseLocked(r, host, id)
 	}
 	r.mu.Unlock()
 }
