@@ -470,3 +470,24 @@ func TestClusterTakeoverHolderGone(t *testing.T) {
 		t.Error("n2 holds no session for the client")
 	}
 }
+
+// A client coming back to the node that holds its session resumes it there, without waiting: the
+// node's own hold does not answer its claim (the link never hears its own messages), so the claim
+// finds no other holder at once.
+func TestClusterReconnectSameNode(t *testing.T) {
+	bs, addrs := startCluster3(t)
+	c := mustDial311(t, addrs[0], "home", false, "")
+	if tok := c.c.Subscribe("h/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	c.c.Disconnect(100)
+	holdKnown(t, bs[1], "home")
+	start := time.Now()
+	back := mustDial311(t, addrs[0], "home", false, "")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("CONNECT to the holding node took %v", d)
+	}
+	if !back.present {
+		t.Error("[MQTT-3.2.2-2] the session kept on its own node: Session Present 0")
+	}
+}
