@@ -131,6 +131,8 @@ func (b *Broker) joinCluster(c *conf.Cluster, hosts []*virtualhost.Host) error {
 			return err
 		}
 	}
+	// MQTT client ids are claimed cluster-wide: a session moves to the node its client connects to.
+	b.mqtt.SetDirectory(virtualhost.NewDirectory(l, c.Node, b.log))
 	return nil
 }
 

@@ -68,4 +68,7 @@
 // attached. The link starts before management, which shows its state (Broker.clusterInfo copies
 // cluster.Status into a management.ClusterInfo, so management imports no NATS) and publishes
 // $SYS/broker/cluster/... as soon as Link.Changed signals.
+// The MQTT handler gets a virtualhost.Directory over the link (SetDirectory, after its
+// sessions are restored, before the connectors accept), so client ids are claimed cluster-wide and a
+// session follows its client to the node it connects to (protocol/mqtt's doc, Clusters).
 package main

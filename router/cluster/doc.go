@@ -40,6 +40,29 @@
 // the application headers (STOMP headers, MQTT 5 user properties) in order, repeats kept. The decoder
 // checks every length against what is left before allocating; FuzzDecode exercises it.
 //
+// # Session claims
+//
+// MQTT client ids are unique per virtual host across the cluster: a session lives on one node, and a
+// client connecting elsewhere takes it over (protocol/mqtt's doc, "Clusters", has the rules). The link
+// carries the claims and does not read them (sessions.go); virtualhost.Directory stamps and encodes them,
+// and cmd/lyre wires the two together, so neither the router nor a front-end depends on NATS.
+//
+//   - Holding is interest. A node holding client id X's session of vhost V (connected or offline)
+//     subscribes to "lyre.<V>.s.<X>" (X encoded as a level is; an id whose token would be over 128
+//     bytes as "~h" and its SHA-256 in hex). HoldSession and ReleaseSession are counted and never block:
+//     the MQTT registry calls them under its lock, and one goroutine applies them in that order.
+//   - A claim is a NATS request on that subject. NATS routes it to the holders only, and a subject
+//     nobody holds gets "no responders" at once: a CONNECT of a new client id costs one round trip to
+//     the local NATS server, no wait. The first answer wins; answers come from holders only.
+//   - Each claim is answered on a goroutine of its own (the holder may wait for its connection to end),
+//     tracked by the link, so Close waits for them.
+//   - A holder that is dead, or cut off by a partition, loses its interest when its route goes: the
+//     claim then finds no responders and the claimer goes on with what it has. A holder that is
+//     alive but does not answer leaves the claimer with its deadline.
+//   - An answer larger than NATS's payload limit (8 MiB) is trimmed by the directory, newest waiting
+//     messages first, and logged; streaming it is for later, or for JetStream replication, which
+//     replaces the handover.
+//
 // # What is clustered and what stays node-local
 //
 // Clustered: live topic messages to plain topic subscriptions, wildcard and regex filters included,
@@ -47,12 +70,15 @@
 // durable subscription's): a remote message arriving while the node is up goes into the durable's
 // queue on that node as a local one would.
 //
+// MQTT sessions move: a client connecting on another node takes its session over (its subscriptions, its
+// offline backlog and in-flight packet ids), and it is then held there alone (see Session claims).
+//
 // Node-local for now: queues (each node has its own), shared subscriptions (a $share group gets a
 // message published on its own node only; across nodes they need NATS queue groups), retained messages
 // (each node's store keeps what was published on it; a message arriving from NATS is delivered live with
 // the retain flag cleared, so a remote node does not store it, and an MQTT 5 retain-as-published
-// subscriber there sees retain 0), temporary topics, durable backlogs and sessions, and topics whose
-// first level starts with '$' ($SYS is each node's own status; the '#' that feeds the link does not
+// subscriber there sees retain 0), temporary topics, durable backlogs while their session stays where it
+// is (a STOMP durable subscription's always), and topics whose first level starts with '$' ($SYS is each node's own status; the '#' that feeds the link does not
 // match them [MQTT-4.7.2-1]). A virtual host added by a configuration reload is not attached until the
 // next restart. Messages larger than 8 MiB (the embedded server's payload limit) stay on their node
 // (Stats.TooLarge). With a cluster an MQTT 5 publisher no longer hears "no matching subscribers": the

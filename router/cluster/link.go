@@ -81,6 +81,8 @@ type Link struct {
 	subs map[string]*natsSub
 	// last is owned by the inbound goroutine: the highest sequence number seen per origin.
 	last map[uint64]uint64
+	// sess carries session claims (sessions.go).
+	sess sessions
 
 	sent, received, dups, malformed, dropped, tooLarge atomic.Uint64
 
