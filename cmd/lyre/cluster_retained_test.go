@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -302,5 +303,26 @@ func TestClusterRetainedLateNode(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("n3 subscriber got no retained message")
+	}
+
+	// n3 goes down; meanwhile late/a changes, late/c is set, and late/e is set with a one-second expiry
+	// and expires. Restarted, n3 has what changed, and not what expired: a node that loads a retained
+	// message keeps it for what is left of its lifetime counted from when the stream stored it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bs[2].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mqttPublishRetained(t, pub, "late/a", 1, "while n3 was down")
+	mqttPublishRetained(t, pub, "late/c", 1, "new")
+	v5 := dialV5(t, addrs[0], &paho5.Connect{ClientID: "v5", CleanStart: true})
+	v5.pub(&paho5.Publish{Topic: "late/e", QoS: 1, Retain: true, Payload: []byte("short-lived"),
+		Properties: &paho5.PublishProperties{MessageExpiry: u32(1)}})
+	waitUntil(t, "late/e expiring on n1", func() bool { _, ok := retainedBody(t, bs[0], "late/e"); return !ok })
+	bs[2], _ = ms.start(t, 2)
+	for topic, want := range map[string]string{"late/a": "while n3 was down", "late/c": "new", "late/e": ""} {
+		if got, _ := retainedBody(t, bs[2], topic); got != want {
+			t.Errorf("restarted n3 retains %q on %s, want %q", got, topic, want)
+		}
 	}
 }
