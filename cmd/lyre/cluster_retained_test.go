@@ -326,3 +326,55 @@ func TestClusterRetainedLateNode(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRetainedWithoutQuorum: a node cut off from the JetStream quorum keeps acknowledging retained
+// publishes (after the bounded wait) and applies them locally; once the quorum is back it gives its
+// unwritten change up for the stream's value, so every node agrees again.
+func TestClusterRetainedWithoutQuorum(t *testing.T) {
+	if testing.Short() {
+		t.Skip("3-node JetStream cluster")
+	}
+	ms := newMesh(t, 3, 3)
+	bs, addrs := ms.startAll(t)
+	pub := mqttClient(t, addrs[0], "pub")
+	mqttPublishRetained(t, pub, "q/t", 1, "v1")
+	waitRetained(t, bs, "q/t", "v1")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, b := range bs[1:] {
+		if err := b.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	mqttPublishRetained(t, pub, "q/t", 1, "v2") // PUBACK after the stream's acknowledgement times out
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the PUBACK took %v without a quorum", d)
+	}
+	if got, _ := retainedBody(t, bs[0], "q/t"); got != "v2" {
+		t.Fatalf("n1 retains %q after its unreplicated publish, want v2 locally", got)
+	}
+	if st := bs[0].Cluster().RetainedStats(); st.Failed != 1 {
+		t.Fatalf("n1 retained stats %+v, want one failed write", st)
+	}
+
+	var wg sync.WaitGroup
+	for i := 1; i < 3; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); bs[i], addrs[i] = startBroker(t, ms.cfgs[i]) }()
+	}
+	wg.Wait()
+	// The stream still holds v1 (v2 never reached it): n1 goes back to it, with the others.
+	waitUntilFor(t, 60*time.Second, "every node back on the stream's v1", func() bool {
+		for _, b := range bs {
+			if got, _ := retainedBody(t, b, "q/t"); got != "v1" {
+				return false
+			}
+		}
+		return true
+	})
+	if st := bs[0].Cluster().RetainedStats(); st.Resyncs != 1 {
+		t.Fatalf("n1 retained stats %+v, want one resync", st)
+	}
+}

@@ -100,8 +100,11 @@
 //     to one per round trip. The wait is bounded: a change the stream did not acknowledge within 5 s,
 //     or refused, is node-local (RetainedStats.Failed, logged) and the publisher is acknowledged all the
 //     same, so a node cut off from the JetStream quorum keeps serving its publishers, a few seconds
-//     late, rather than closing them. Such a change stays on its node until the topic changes again in
-//     the stream or the node restarts (the stream's value then replaces it). Until the stream is ready
+//     late, rather than closing them. Such a change is undone when the stream answers again: the node
+//     then reloads the stream's state (the last change of every topic; RetainedStats.Resyncs) and the
+//     cluster's value replaces it, so the nodes agree again. In a partition, then, the side with the
+//     quorum keeps replicating and the other side's retained changes last until the partition heals.
+//     Until the stream is ready
 //     (a quorum of the configured nodes up) changes are queued and written once it is, without holding
 //     their publishers back.
 //   - Not replicated: '$' topics and Internal messages ($SYS), a change over the payload limit

@@ -32,6 +32,7 @@ type RetainedStats struct {
 	Applied uint64 // changes read from the stream and applied to a local router (own ones included)
 	Failed  uint64 // local changes the stream did not store in time, or refused: node-local
 	Dropped uint64 // local changes not written: the queue was full, too large, or no JetStream
+	Resyncs uint64 // reloads of the stream's state after a change it did not take
 }
 
 // retainer writes local retained changes to the stream and applies the stream's changes to the local
@@ -46,16 +47,18 @@ type retainer struct {
 	acks  chan pendingAck
 	ctx   context.Context // cancelled by Close
 
-	written, applied, failed, dropped atomic.Uint64
+	written, applied, failed, dropped, resyncs atomic.Uint64
 }
 
 type retainOp struct {
 	h    *host
+	rh   *retainedHost
 	m    *router.Message
 	done func(error) // the publisher's tracked write; nil when nobody waits
 }
 
 type pendingAck struct {
+	rh   *retainedHost
 	f    jetstream.PubAckFuture
 	done func(error)
 }
@@ -64,6 +67,7 @@ type pendingAck struct {
 type retainedHost struct {
 	stopWatch func()
 	stop      chan struct{} // closed at detach
+	resync    chan struct{} // cap 1: a local change was not written; reload the stream's state
 	loaded    atomic.Bool   // the stream's values as of the consumer's start are applied
 }
 
@@ -137,7 +141,7 @@ func (rt *retainer) setup() {
 // watch is the router's retained watcher for h: it queues the change for the stream, never blocking (it
 // runs on the publisher's goroutine under the router's retained lock). Once the stream is ready the
 // publisher's acknowledgement waits for the stream's (m.Tracker); before, it does not.
-func (rt *retainer) watch(h *host, m *router.Message) {
+func (rt *retainer) watch(h *host, rh *retainedHost, m *router.Message) {
 	if rt.off.Load() || len(m.Dest.Path[0]) > 0 && m.Dest.Path[0][0] == '$' {
 		return // '$' topics stay on their node, as they do live
 	}
@@ -146,7 +150,7 @@ func (rt *retainer) watch(h *host, m *router.Message) {
 		done = m.Tracker.Track()
 	}
 	select {
-	case rt.q <- retainOp{h: h, m: m, done: done}:
+	case rt.q <- retainOp{h: h, rh: rh, m: m, done: done}:
 	default:
 		rt.dropped.Add(1)
 		if done != nil {
@@ -188,12 +192,12 @@ func (rt *retainer) writeLoop() {
 		}
 		f, err := rt.js.PublishMsgAsync(&nats.Msg{Subject: topicSubject(op.h.retainedPrefix(), m.Dest.Path), Data: data})
 		if err != nil {
-			rt.fail(err)
+			rt.fail(op.rh, err)
 			finish(op.done)
 			continue
 		}
 		select {
-		case rt.acks <- pendingAck{f: f, done: op.done}:
+		case rt.acks <- pendingAck{rh: op.rh, f: f, done: op.done}:
 		case <-rt.l.quit:
 			finish(op.done)
 			rt.release()
@@ -223,17 +227,23 @@ func (rt *retainer) ackLoop() {
 		case <-p.f.Ok():
 			rt.written.Add(1)
 		case err := <-p.f.Err():
-			rt.fail(err)
+			rt.fail(p.rh, err)
 		case <-rt.l.quit:
 		}
 		finish(p.done)
 	}
 }
 
-func (rt *retainer) fail(err error) {
+// fail counts a change the stream did not take, and has the host reload the stream's state once the
+// stream answers again, so the node converges on the cluster's value.
+func (rt *retainer) fail(rh *retainedHost, err error) {
 	if n := rt.failed.Add(1); n&(n-1) == 0 { // the 1st, 2nd, 4th, 8th... failure
-		rt.l.log.Warn("retained message not replicated; it stays on this node", zap.Error(err),
-			zap.Uint64("failures", n))
+		rt.l.log.Warn("retained message not replicated; the stream's value replaces it once JetStream answers",
+			zap.Error(err), zap.Uint64("failures", n))
+	}
+	select {
+	case rh.resync <- struct{}{}:
+	default:
 	}
 }
 
@@ -259,11 +269,11 @@ func finish(done func(error)) {
 
 // attach watches h's retained changes and starts its stream consumer.
 func (rt *retainer) attach(h *host) {
-	rh := &retainedHost{stop: make(chan struct{})}
+	rh := &retainedHost{stop: make(chan struct{}), resync: make(chan struct{}, 1)}
 	rt.l.mu.Lock()
 	h.ret = rh
 	rt.l.mu.Unlock()
-	rh.stopWatch = h.r.WatchRetained(func(m *router.Message) { rt.watch(h, m) })
+	rh.stopWatch = h.r.WatchRetained(func(m *router.Message) { rt.watch(h, rh, m) })
 	rt.l.wg.Add(1)
 	go rt.consume(h, rh)
 }
@@ -280,7 +290,9 @@ func (rt *retainer) detach(h *host) {
 
 // consume reads h's part of the stream, the last change of every topic first, then every change as it
 // comes, and applies each to h's router: its own changes too, so that the stream's order decides what
-// every node ends with when two nodes set one topic at once.
+// every node ends with when two nodes set one topic at once. After a local change the stream did not
+// take (a node cut off from the JetStream quorum) it waits for the stream to answer again and reads it
+// anew from the last change of every topic: the node's unwritten change gives way to the stream's value.
 func (rt *retainer) consume(h *host, rh *retainedHost) {
 	defer rt.l.wg.Done()
 	select {
@@ -291,8 +303,32 @@ func (rt *retainer) consume(h *host, rh *retainedHost) {
 		return
 	}
 	prefix := h.retainedPrefix()
-	var cc jetstream.ConsumeContext
-	for cc == nil {
+	for {
+		cc := rt.startConsumer(h, rh, prefix)
+		if cc == nil {
+			return // detached or closing
+		}
+		select {
+		case <-rh.stop:
+		case <-rt.l.quit:
+		case <-rh.resync:
+			if rt.waitStream(rh) {
+				cc.Stop()
+				<-cc.Closed()
+				rt.resyncs.Add(1)
+				continue
+			}
+		}
+		cc.Stop()
+		<-cc.Closed()
+		return
+	}
+}
+
+// startConsumer starts an ordered consumer of h's subjects from the last change of every topic,
+// retrying until it can; nil when h is detached or the link closes first.
+func (rt *retainer) startConsumer(h *host, rh *retainedHost, prefix string) jetstream.ConsumeContext {
+	for {
 		ctx, cancel := context.WithTimeout(rt.ctx, 5*time.Second)
 		cons, err := rt.js.OrderedConsumer(ctx, retainedStream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{prefix + ">"},
@@ -303,24 +339,39 @@ func (rt *retainer) consume(h *host, rh *retainedHost) {
 			if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
 				rh.loaded.Store(true)
 			}
-			cc, err = cons.Consume(func(msg jetstream.Msg) { rt.apply(h, rh, prefix, msg) })
-		}
-		if err != nil {
-			select {
-			case <-rh.stop:
-				return
-			case <-rt.l.quit:
-				return
-			case <-time.After(100 * time.Millisecond):
+			var cc jetstream.ConsumeContext
+			if cc, err = cons.Consume(func(msg jetstream.Msg) { rt.apply(h, rh, prefix, msg) }); err == nil {
+				return cc
 			}
 		}
+		select {
+		case <-rh.stop:
+			return nil
+		case <-rt.l.quit:
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	select {
-	case <-rh.stop:
-	case <-rt.l.quit:
+}
+
+// waitStream waits until the stream answers (its leader elected: a quorum is up); false when h is
+// detached or the link closes first.
+func (rt *retainer) waitStream(rh *retainedHost) bool {
+	for {
+		ctx, cancel := context.WithTimeout(rt.ctx, 2*time.Second)
+		_, err := rt.js.Stream(ctx, retainedStream)
+		cancel()
+		if err == nil {
+			return true
+		}
+		select {
+		case <-rh.stop:
+			return false
+		case <-rt.l.quit:
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	cc.Stop()
-	<-cc.Closed()
 }
 
 // apply makes one change read from the stream h's router's. The remaining lifetime the envelope
@@ -382,7 +433,7 @@ func (l *Link) RetainedStats() RetainedStats {
 		return RetainedStats{}
 	}
 	return RetainedStats{Written: rt.written.Load(), Applied: rt.applied.Load(), Failed: rt.failed.Load(),
-		Dropped: rt.dropped.Load()}
+		Dropped: rt.dropped.Load(), Resyncs: rt.resyncs.Load()}
 }
 
 // RetainedReady reports whether vhost's retained messages are replicated: the stream exists and the
