@@ -287,7 +287,9 @@ func TestClusterRetainedLateNode(t *testing.T) {
 	mqttPublishRetained(t, pub, "late/b", 1, "to be cleared")
 	mqttPublishRetained(t, pub, "late/b", 1, "")
 
-	bs[2], addrs[2] = ms.start(t, 2)
+	// Start returns once the node has loaded the stream (a quorum is up), before its connectors accept:
+	// no polling here.
+	bs[2], addrs[2] = startBroker(t, ms.cfgs[2])
 	if got, _ := retainedBody(t, bs[2], "late/a"); got != "before n3" {
 		t.Fatalf("n3 started after the retain has %q, want %q", got, "before n3")
 	}
@@ -319,7 +321,7 @@ func TestClusterRetainedLateNode(t *testing.T) {
 	v5.pub(&paho5.Publish{Topic: "late/e", QoS: 1, Retain: true, Payload: []byte("short-lived"),
 		Properties: &paho5.PublishProperties{MessageExpiry: u32(1)}})
 	waitUntil(t, "late/e expiring on n1", func() bool { _, ok := retainedBody(t, bs[0], "late/e"); return !ok })
-	bs[2], _ = ms.start(t, 2)
+	bs[2], _ = startBroker(t, ms.cfgs[2])
 	for topic, want := range map[string]string{"late/a": "while n3 was down", "late/c": "new", "late/e": ""} {
 		if got, _ := retainedBody(t, bs[2], topic); got != want {
 			t.Errorf("restarted n3 retains %q on %s, want %q", got, topic, want)

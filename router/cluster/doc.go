@@ -111,7 +111,10 @@
 //     (Dropped), and a node's retained messages that never went through the stream (set before the node
 //     joined a cluster, or not written): they stay on their node.
 //
-// A subscriber that subscribes on one node just as another node's change is on its way may get neither
+// A starting node (cmd/lyre) waits for its hosts' retained messages to be loaded (Link.WaitRetained)
+// for up to 5 s before its connectors accept, so its first subscribers get the cluster's; without a
+// quorum it starts with its own and loads the cluster's when it can (RetainedReady says when). A
+// subscriber that subscribes on one node just as another node's change is on its way may get neither
 // the live message (it went by before the subscription) nor the retained one (not applied yet); the
 // window is the stream's delivery delay, milliseconds.
 //

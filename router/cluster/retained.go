@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -447,4 +448,38 @@ func (l *Link) RetainedReady(vhost string) bool {
 	defer l.mu.Unlock()
 	h := l.hosts[string(appendToken(nil, vhost))]
 	return h != nil && h.ret != nil && h.ret.loaded.Load()
+}
+
+// WaitRetained waits until every attached host's retained messages are loaded from the stream
+// (RetainedReady), so that a node starting up serves its first subscribers the cluster's retained
+// messages. It returns nil at once without JetStream, and ctx's error when ctx ends first (no quorum
+// yet: the node serves its local retained messages until the stream is ready).
+func (l *Link) WaitRetained(ctx context.Context) error {
+	rt := l.ret
+	for {
+		if rt == nil || rt.off.Load() {
+			return nil
+		}
+		if rt.ok.Load() && l.allLoaded() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: retained messages not loaded: %w", ctx.Err())
+		case <-l.quit:
+			return router.ErrClosed
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (l *Link) allLoaded() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, h := range l.hosts {
+		if h.ret == nil || !h.ret.loaded.Load() {
+			return false
+		}
+	}
+	return true
 }
