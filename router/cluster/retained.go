@@ -22,8 +22,8 @@ const (
 	// retainedQueue bounds the local changes waiting to be written to the stream.
 	retainedQueue = 8192
 	// retainedAckWait bounds how long a publisher's acknowledgement waits for the stream's: beyond it
-	// the change counts as failed, the publisher is acknowledged all the same and the change is
-	// node-local (RetainedStats.Failed).
+	// the change counts as failed (RetainedStats.Failed), the publisher is acknowledged all the same,
+	// and the change lasts on its node until the node reloads the stream's state.
 	retainedAckWait = 5 * time.Second
 )
 
@@ -32,7 +32,7 @@ type RetainedStats struct {
 	Written uint64 // local changes the stream stored (acknowledged by JetStream)
 	Applied uint64 // changes read from the stream and applied to a local router (own ones included)
 	Failed  uint64 // local changes the stream did not store in time, or refused: node-local
-	Dropped uint64 // local changes not written: the queue was full, too large, or no JetStream
+	Dropped uint64 // local changes not written: the queue was full, or over the payload limit
 	Resyncs uint64 // reloads of the stream's state after a change it did not take
 }
 
@@ -103,10 +103,12 @@ func (rt *retainer) setup() {
 		}
 		return
 	}
-	// Its own context, for a publish timeout that bounds how long an acknowledgement waits.
+	// Every node creates the stream with its own replicas; configure the same number on every node, or
+	// the last node to start decides. Its own context, for a publish timeout that bounds how long an acknowledgement waits.
 	js, err := jetstream.New(rt.l.nc, jetstream.WithPublishAsyncTimeout(retainedAckWait))
 	if err != nil {
-		rt.l.log.Error("retained stream", zap.Error(err))
+		rt.l.log.Error("retained stream; retained messages stay on their node", zap.Error(err))
+		rt.off.Store(true)
 		return
 	}
 	cfg := jetstream.StreamConfig{
@@ -153,9 +155,13 @@ func (rt *retainer) watch(h *host, rh *retainedHost, m *router.Message) {
 	select {
 	case rt.q <- retainOp{h: h, rh: rh, m: m, done: done}:
 	default:
+		// Not replicated: the local change lasts until the stream's state is reloaded, as after a
+		// failed write.
 		rt.dropped.Add(1)
-		if done != nil {
-			done(nil) // not replicated; the local change stands (see the package doc)
+		finish(done)
+		select {
+		case rh.resync <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -187,7 +193,7 @@ func (rt *retainer) writeLoop() {
 			data, _ = encode(nil, &router.Message{Dest: m.Dest, Retain: true}, rt.l.id, seq, time.Now())
 		}
 		if len(data) > maxPayload {
-			rt.dropped.Add(1)
+			rt.dropped.Add(1) // stays on its node (the package doc)
 			finish(op.done)
 			continue
 		}
