@@ -81,7 +81,8 @@ func (r *Router) sharedElsewhere(ri int, m *Message) bool {
 
 // DeliverShared hands m (kind Topic) to the shared group named group whose filter is f, if this router
 // has one and it matches m: one member takes it, picked by Options.ShareStrategy. Other subscriptions
-// and groups do not see it, and nothing is retained. It assigns m.ID when zero; m is not counted as
+// and groups do not see it, and nothing is retained. With group "" every group m matches gets it (f is
+// ignored): a message that cannot leave this node still reaches its groups here. It assigns m.ID when zero; m is not counted as
 // published (the node it was published on counted it). Delivered is 1 when a member took it; Dropped 1
 // when every member that may receive it was full.
 func (r *Router) DeliverShared(m *Message, group string, f Filter) PublishResult {
@@ -97,7 +98,7 @@ func (r *Router) DeliverShared(m *Message, group string, f Filter) PublishResult
 	res := r.topics.match(0, m.Dest.Path)
 	var pr PublishResult
 	for _, g := range res.Groups {
-		if g.Name != group || len(g.Members) == 0 || !equalFilter(g.Members[0].Filter, f) {
+		if group != "" && (g.Name != group || len(g.Members) == 0 || !equalFilter(g.Members[0].Filter, f)) {
 			continue
 		}
 		pol := r.pol.Load()

@@ -89,9 +89,15 @@ func TestSharedDispatchExternal(t *testing.T) {
 	if pr := r.DeliverShared(topicMsg("s", false, "u", "1"), "g", f); pr.Delivered != 0 {
 		t.Fatalf("DeliverShared of a topic the filter does not match = %+v", pr)
 	}
+	if pr := r.DeliverShared(topicMsg("all", false, "t", "1"), "", Filter{}); pr.Delivered != 2 {
+		t.Fatalf("DeliverShared to every group = %+v, want both groups", pr)
+	}
+	if len(other.all()) != 1 {
+		t.Fatalf("the other group got %d with group \"\", want 1", len(other.all()))
+	}
 	r.SetSharedDispatch(false)
 	r.Publish(topicMsg("p", false, "t", "1"))
-	if n := len(m1.all()) + len(m2.all()) + len(other.all()); n != 6 {
-		t.Fatalf("after SetSharedDispatch(false) the groups have %d, want 6", n)
+	if n := len(m1.all()) + len(m2.all()) + len(other.all()); n != 8 {
+		t.Fatalf("after SetSharedDispatch(false) the groups have %d, want 8", n)
 	}
 }

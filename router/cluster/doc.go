@@ -59,7 +59,7 @@
 // store it from there (the retained stream does), and an MQTT 5 retain-as-published subscriber on
 // another node sees retain 0. A virtual host added by a configuration reload is not attached until the
 // next restart. Messages larger than 8 MiB (the embedded server's payload limit) stay on their node
-// (Stats.TooLarge; a shared group, dispatched through NATS, does not get them). With a cluster an MQTT 5
+// (Stats.TooLarge; the node's own shared groups get them). With a cluster an MQTT 5
 // publisher no longer hears "no matching subscribers": the link's '#' matches every topic.
 //
 // # Retained messages
@@ -139,7 +139,7 @@
 //     strategy. The strategies (round robin, sticky, hashes) therefore hold within a node only.
 //   - Guarantee: at most once across nodes, whatever the QoS, as for topics, and for members on the
 //     publishing node too (their messages go through NATS). A message is lost when the link's outbound
-//     queue or a NATS buffer is full, when it is over the payload limit, while the node picked is going
+//     queue or a NATS buffer is full, while the node picked is going
 //     down, and when the last member on the node NATS picked leaves while the message is on its way
 //     (NATS picked the node before it learnt of the leaving; SharedStats.Lost). A member leaving while
 //     others of its group remain on its node loses nothing: they take it. A partition splits a group

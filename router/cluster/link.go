@@ -408,6 +408,7 @@ func (l *Link) outLoop() {
 		}
 		if len(buf) > maxPayload {
 			l.tooLarge.Add(1)
+			o.h.r.DeliverShared(o.m, "", router.Filter{}) // it stays on its node, for its groups too
 			continue
 		}
 		if err := l.nc.Publish(topicSubject(o.h.prefix, o.m.Dest.Path), buf); err != nil {
