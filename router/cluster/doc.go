@@ -104,9 +104,9 @@
 //     then reloads the stream's state (the last change of every topic; RetainedStats.Resyncs) and the
 //     cluster's value replaces it, so the nodes agree again. In a partition, then, the side with the
 //     quorum keeps replicating and the other side's retained changes last until the partition heals.
-//     Until the stream is ready
-//     (a quorum of the configured nodes up) changes are queued and written once it is, without holding
-//     their publishers back.
+//     Until the stream is ready (a quorum of the configured nodes up) changes are queued and written
+//     once it is, without holding their publishers back; a change dropped because the queue was full
+//     (RetainedStats.Dropped) is undone by a reload as a failed one is.
 //   - Not replicated: '$' topics and Internal messages ($SYS), a change over the payload limit
 //     (Dropped), and a node's retained messages that never went through the stream (set before the node
 //     joined a cluster, or not written): they stay on their node.
@@ -139,9 +139,9 @@
 //     strategy. The strategies (round robin, sticky, hashes) therefore hold within a node only.
 //   - Guarantee: at most once across nodes, whatever the QoS, as for topics, and for members on the
 //     publishing node too (their messages go through NATS). A message is lost when the link's outbound
-//     queue or a NATS buffer is full, while the node picked is going
-//     down, and when the last member on the node NATS picked leaves while the message is on its way
-//     (NATS picked the node before it learnt of the leaving; SharedStats.Lost). A member leaving while
+//     queue or a NATS buffer is full, while the node picked is going down, and when the last member on
+//     the node NATS picked leaves while the message is on its way (NATS picked the node before it
+//     learnt of the leaving; SharedStats.Lost). A member leaving while
 //     others of its group remain on its node loses nothing: they take it. A partition splits a group
 //     in two: each side's messages go to the members on its side.
 //   - Members whose access rules refuse a message pass it to the others on their node only; when every
