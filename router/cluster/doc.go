@@ -141,9 +141,9 @@
 //     publishing node too (their messages go through NATS). A message is lost when the link's outbound
 //     queue or a NATS buffer is full, while the node picked is going down, and when the last member on
 //     the node NATS picked leaves while the message is on its way (NATS picked the node before it
-//     learnt of the leaving; SharedStats.Lost). A member leaving while
-//     others of its group remain on its node loses nothing: they take it. A partition splits a group
-//     in two: each side's messages go to the members on its side.
+//     learnt of the leaving; SharedStats.Lost). A member leaving while others of its group remain on
+//     its node loses nothing: they take it. A partition splits a group in two: each side's messages go
+//     to the members on its side.
 //   - Members whose access rules refuse a message pass it to the others on their node only; when every
 //     member on the node NATS picked refuses it, it is lost (Lost).
 //
