@@ -55,7 +55,7 @@ func TestWatchRetainedAndApplyRetained(t *testing.T) {
 }
 
 // With external dispatch Publish leaves Topic groups alone; DeliverShared gives one member of the named
-// group with that filter the message [MQTT-4.8.2-2 (v5 4.8.2: one session of the group)].
+// group with that filter the message (MQTT 5 section 4.8.2: each message to one session of the group).
 func TestSharedDispatchExternal(t *testing.T) {
 	r := New(Options{})
 	r.SetSharedDispatch(true)

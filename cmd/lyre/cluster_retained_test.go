@@ -55,21 +55,6 @@ func newMesh(t *testing.T, n, replicas int) *mesh {
 	return m
 }
 
-// start starts node i and waits until its retained messages are replicated (the stream exists and the
-// node has loaded it).
-func (m *mesh) start(t *testing.T, i int) (*Broker, string) {
-	t.Helper()
-	b, addr := startBroker(t, m.cfgs[i])
-	deadline := time.Now().Add(60 * time.Second) // a JetStream meta group and an R3 stream take a while on a busy machine
-	for !b.Cluster().RetainedReady("default") {
-		if time.Now().After(deadline) {
-			t.Fatalf("node %d: retained stream not ready", i+1)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return b, addr
-}
-
 // startAll starts every node, concurrently: JetStream waits for a quorum of them.
 func (m *mesh) startAll(t *testing.T) ([]*Broker, []string) {
 	t.Helper()
