@@ -102,7 +102,9 @@
 //     same, so a node cut off from the JetStream quorum keeps serving its publishers, a few seconds
 //     late, rather than closing them. Such a change is undone when the stream answers again: the node
 //     then reloads the stream's state (the last change of every topic; RetainedStats.Resyncs) and the
-//     cluster's value replaces it, so the nodes agree again. In a partition, then, the side with the
+//     cluster's value replaces it, so the nodes agree again (a write whose acknowledgement timed out
+//     may still be committed, when the stream leader that had it is elected again: then every node
+//     ends with it). In a partition, then, the side with the
 //     quorum keeps replicating and the other side's retained changes last until the partition heals.
 //     Until the stream is ready (a quorum of the configured nodes up) changes are queued and written
 //     once it is, without holding their publishers back; a change dropped because the queue was full
