@@ -85,6 +85,9 @@ func (l *Link) applyShare(o op) {
 	case o.added:
 		g = &shareGroup{h: o.h, group: o.share, f: o.f, n: 1}
 		q := queueName(o.h, o.share, o.f)
+		// Subscribed under the lock that shareLoop takes to find a message's group, so that a message
+		// arriving at once finds it.
+		l.mu.Lock()
 		for _, subj := range filterSubjects(o.h.prefix, o.f) {
 			sub, err := s.qc.ChanQueueSubscribe(subj, q, s.in)
 			if err != nil {
@@ -93,13 +96,10 @@ func (l *Link) applyShare(o op) {
 			}
 			_ = sub.SetPendingLimits(-1, -1)
 			g.subs = append(g.subs, sub)
-		}
-		s.groups[k] = g
-		l.mu.Lock()
-		for _, sub := range g.subs {
 			s.bySub[sub] = g
 		}
 		l.mu.Unlock()
+		s.groups[k] = g
 	case g != nil:
 		if g.n--; g.n == 0 {
 			l.dropShare(k, g)
