@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -131,10 +132,20 @@ func (b *Broker) joinCluster(c *conf.Cluster, hosts []*virtualhost.Host) error {
 			return err
 		}
 	}
+	// Retained messages from the cluster before the first subscriber, for a bounded time: without a
+	// JetStream quorum yet the node starts with its own and loads the cluster's when it can.
+	ctx, cancel := context.WithTimeout(context.Background(), retainedLoadWait)
+	defer cancel()
+	if err := l.WaitRetained(ctx); err != nil {
+		b.log.Warn("cluster retained messages not loaded yet; serving this node's until they are", zap.Error(err))
+	}
 	// MQTT client ids are claimed cluster-wide: a session moves to the node its client connects to.
 	b.mqtt.SetDirectory(virtualhost.NewDirectory(l, c.Node, b.log))
 	return nil
 }
+
+// retainedLoadWait bounds how long a starting node waits for the cluster's retained messages.
+const retainedLoadWait = 5 * time.Second
 
 // Cluster returns the cluster link, nil without a cluster block.
 func (b *Broker) Cluster() *cluster.Link { return b.link }

@@ -1,6 +1,7 @@
 // Package cluster joins the routers of several Lyre nodes over NATS, so that a topic message published on
-// one node reaches the matching subscribers on every node (DESIGN.md §9). This is the first slice of
-// clustering: topics only.
+// one node reaches the matching subscribers on every node (DESIGN.md §9), a retained message set on one
+// node is what a new subscriber on any node gets, and a shared group spread over nodes gets each message
+// once.
 //
 // # Design
 //
@@ -72,17 +73,107 @@
 //
 // MQTT sessions move: a client connecting on another node takes its session over (its subscriptions, its
 // offline backlog and in-flight packet ids), and it is then held there alone (see Session claims).
+// Clustered too: retained messages, with JetStream (see Retained messages), and MQTT shared
+// subscriptions (see Shared subscriptions).
 //
-// Node-local for now: queues (each node has its own), shared subscriptions (a $share group gets a
-// message published on its own node only; across nodes they need NATS queue groups), retained messages
-// (each node's store keeps what was published on it; a message arriving from NATS is delivered live with
-// the retain flag cleared, so a remote node does not store it, and an MQTT 5 retain-as-published
-// subscriber there sees retain 0), temporary topics, durable backlogs while their session stays where it
-// is (a STOMP durable subscription's always), and topics whose first level starts with '$' ($SYS is each node's own status; the '#' that feeds the link does not
-// match them [MQTT-4.7.2-1]). A virtual host added by a configuration reload is not attached until the
+// Node-local for now: queues (each node has its own), retained messages without JetStream (each node's
+// store keeps what was published on it), temporary topics, durable backlogs while their session stays
+// where it is (a STOMP durable subscription's always), and topics whose first level starts with '$'
+// ($SYS is each node's own status; the '#' that feeds the link does not match them [MQTT-4.7.2-1]; their
+// retained messages and shared groups stay on their node too). A message arriving from NATS is delivered
+// live with the retain flag cleared, so the router does not store it from there (the retained stream
+// does), and an MQTT 5 retain-as-published subscriber on another node sees retain 0. A virtual host
+// added by a configuration reload is not attached until the
 // next restart. Messages larger than 8 MiB (the embedded server's payload limit) stay on their node
-// (Stats.TooLarge). With a cluster an MQTT 5 publisher no longer hears "no matching subscribers": the
-// link's '#' matches every topic.
+// (Stats.TooLarge; the node's own shared groups get them). With a cluster an MQTT 5
+// publisher no longer hears "no matching subscribers": the link's '#' matches every topic.
+//
+// # Retained messages
+//
+// With JetStream (a directory, or an external NATS that has it) one stream, LYRE_RETAINED, keeps the
+// last retained change of every topic of every virtual host: subject "lyre.<vhost>.r.<level>..." (the
+// topic subjects' token encoding, with "r" for "t"), MaxMsgsPerSubject 1, file storage, R = replicas. A
+// stream rather than a KV bucket because KV keys may not hold the '~' of the token encoding. A change
+// is the envelope of the retained message; a clear is an envelope with an empty body (a tombstone, kept
+// so that a node that was down learns of the clear). The router owns its retained store as before and
+// it stays the read path: a SUBSCRIBE reads the local store, with no NATS round trip.
+//
+//   - Out. router.WatchRetained tells the link of every retained change a publish or an operator
+//     (DeleteRetained) makes, under the router's retained lock, in order. The link queues it (bounded,
+//     8192; a full queue drops the change: RetainedStats.Dropped) for a goroutine that publishes it to
+//     the stream asynchronously, in order, and another that waits for the acknowledgements in order.
+//   - In. Per attached host an ordered consumer reads the host's subjects, the last change of every
+//     topic first (DeliverLastPerSubject: a node that starts, or restarts after being down, loads the
+//     cluster's state, including what changed meanwhile), then every change as the stream stores it,
+//     and applies each with router.ApplyRetained: stored (and journalled, so a node with a store keeps
+//     the cluster's value across a restart) but not delivered, as live delivery went over core NATS.
+//   - Convergence. The link applies every change it reads, its own included, so when two nodes set one
+//     topic at once every node ends with the one the stream stored last. A node's own change is in its
+//     local store at once and may briefly be replaced by an older one of its own still on the way, or by
+//     another node's, before the stream's last one lands.
+//   - Expiry. The envelope carries the remaining lifetime when the change was written. A node that
+//     reads it counts that lifetime from the time the stream stored the message (its metadata
+//     timestamp, by the stream leader's clock): it keeps the message for what is left, and applies a
+//     message whose lifetime is over as a clear. Clocks need to agree to within what a lifetime may be
+//     off by (NTP is plenty). A change that expired before it was written is written as a clear.
+//   - Acknowledgement. A retained publish at QoS 1 or 2 (MQTT PUBACK/PUBREC) or a SEND with a receipt is
+//     acknowledged once the stream acknowledged the change, so when the publisher hears back the
+//     change is on a quorum of replicas: the watcher tracks the write on the message's router.Tracker,
+//     as the store's journal does (DESIGN §5, which asks retained messages to be durable before the
+//     acknowledgement), and on a memory host the front-ends set a tracker on a retained publish when
+//     router.ConfirmsRetained says a watcher may wait. The cost is one JetStream round trip on retained
+//     publishes only; writes are pipelined, so a publisher with several messages in flight is not held
+//     to one per round trip. The wait is bounded: a change the stream did not acknowledge within 5 s,
+//     or refused, is node-local (RetainedStats.Failed, logged) and the publisher is acknowledged all the
+//     same, so a node cut off from the JetStream quorum keeps serving its publishers, a few seconds
+//     late, rather than closing them. Such a change is undone when the stream answers again: the node
+//     then reloads the stream's state (the last change of every topic; RetainedStats.Resyncs) and the
+//     cluster's value replaces it, so the nodes agree again (a write whose acknowledgement timed out
+//     may still be committed, when the stream leader that had it is elected again: then every node
+//     ends with it). In a partition, then, the side with the
+//     quorum keeps replicating and the other side's retained changes last until the partition heals.
+//     Until the stream is ready (a quorum of the configured nodes up) changes are queued and written
+//     once it is, without holding their publishers back; a change dropped because the queue was full
+//     (RetainedStats.Dropped) is undone by a reload as a failed one is.
+//   - Not replicated: '$' topics and Internal messages ($SYS), a change over the payload limit
+//     (Dropped), and a node's retained messages that never went through the stream (set before the node
+//     joined a cluster, or not written): they stay on their node.
+//
+// A starting node (cmd/lyre) waits for its hosts' retained messages to be loaded (Link.WaitRetained)
+// for up to 5 s before its connectors accept, so its first subscribers get the cluster's; without a
+// quorum it starts with its own and loads the cluster's when it can (RetainedReady says when). A
+// subscriber that subscribes on one node just as another node's change is on its way may get neither
+// the live message (it went by before the subscription) nor the retained one (not applied yet); the
+// window is the stream's delivery delay, milliseconds.
+//
+// # Shared subscriptions
+//
+// An MQTT $share/{group}/{filter} group (STOMP maps nothing onto shared subscriptions) with members on
+// several nodes gets each matching message once in the whole cluster, wherever it was published, over
+// NATS queue groups. Each node's group (virtual host, group name, filter) with at least one member is
+// one queue subscription per subject of its filter (filterSubjects), with the queue name
+// "lyre.<vhost>.t.<group>.<filter key>" (every part a token), the same on every node. They live on a
+// second NATS connection without NoEcho, so a message published on a node reaches that node's own queue
+// subscription as well as the others'; the main connection keeps NoEcho for plain subscriptions. With a
+// cluster the router leaves its Topic groups to the link (router.SetSharedDispatch): a local message
+// goes to NATS through the link's '#' like any other, NATS picks one queue subscription in the cluster,
+// and that node's router gives it to one of its local members (router.DeliverShared) by the configured
+// share strategy. A message published on a node with no member reaches the group elsewhere. Without a
+// cluster nothing changes: the router dispatches its groups itself, at the cost of one atomic load per
+// message that matches a group.
+//
+//   - Spread. NATS picks among the nodes with a member at random, one chance per node, not per member:
+//     a node with three members gets as much as a node with one, and the three share it by the
+//     strategy. The strategies (round robin, sticky, hashes) therefore hold within a node only.
+//   - Guarantee: at most once across nodes, whatever the QoS, as for topics, and for members on the
+//     publishing node too (their messages go through NATS). A message is lost when the link's outbound
+//     queue or a NATS buffer is full, while the node picked is going down, and when the last member on
+//     the node NATS picked leaves while the message is on its way (NATS picked the node before it
+//     learnt of the leaving; SharedStats.Lost). A member leaving while others of its group remain on
+//     its node loses nothing: they take it. A partition splits a group in two: each side's messages go
+//     to the members on its side.
+//   - Members whose access rules refuse a message pass it to the others on their node only; when every
+//     member on the node NATS picked refuses it, it is lost (Lost).
 //
 // # Delivery guarantees and partitions
 //
@@ -91,7 +182,8 @@
 // when the link's outbound queue or a NATS buffer is full, while a route is down (a partition: each side
 // keeps delivering to its own subscribers, and nothing is queued for the other side or replayed when the
 // route comes back), and while a node is down or restarting. Subscribers on the publishing node are
-// unaffected by any of it. Durable cross-node delivery is for JetStream, later.
+// unaffected by any of it, except shared groups, dispatched through NATS even on one node (see Shared
+// subscriptions). Durable cross-node delivery is for JetStream, later; retained messages are in it.
 //
 // There is no flow control across nodes either: a local publisher is slowed down when a local subscriber
 // falls behind (DESIGN §5), never by a subscriber on another node. A remote subscriber that cannot keep up
@@ -162,5 +254,10 @@
 //     creates. With nats_url the external NATS's JetStream is used when its account has it.
 //     Link.JetStream waits until the meta group answers: a quorum of the configured nodes must be up
 //     before replicated state is available, and until then a node serves its local clients.
-//   - One NATS connection per node serves every virtual host; subjects keep hosts apart.
+//   - Two NATS connections per node serve every virtual host: the main one (NoEcho: plain topic
+//     subscriptions, publishing, JetStream) and one for shared groups' queue subscriptions, which must
+//     see the node's own messages. Subjects keep hosts apart.
+//   - Retained changes wait for the stream's acknowledgement before the publisher's; the alternative,
+//     acknowledging at once and replicating behind, would let a publisher that heard back from a node
+//     that then died lose a retained message the store would have kept (DESIGN §5).
 package cluster

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,11 @@ type Link struct {
 	quit chan struct{}
 	wg   sync.WaitGroup
 
+	// ret keeps retained messages in JetStream (retained.go); nil without js.
+	ret *retainer
+	// share carries shared-subscription groups across nodes over a second connection (share.go).
+	share *shareState
+
 	mu     sync.Mutex
 	hosts  map[string]*host // by vhost token; guarded by mu
 	ops    []op             // interest changes not yet applied; guarded by mu
@@ -105,6 +111,7 @@ type natsSub struct {
 type op struct {
 	h      *host
 	f      router.Filter
+	share  string // a shared group's member (share.go)
 	added  bool
 	detach bool
 }
@@ -126,14 +133,18 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 		subs:  make(map[string]*natsSub),
 		last:  make(map[uint64]uint64),
 	}
-	// NoEcho: the server never hands this node its own messages back, so a local subscriber gets a local
-	// message once, from the router, and not again through NATS.
+	// NoEcho (added below for the main client only): the server never hands this node its own messages
+	// back, so a local subscriber gets a local message once, from the router, and not again through NATS.
 	opts := []nats.Option{
-		nats.Name("lyre " + c.Node), nats.NoEcho(), nats.MaxReconnects(-1),
+		nats.MaxReconnects(-1),
 		// While disconnected from an external NATS, publishing fails (Stats.Dropped) rather than filling a
 		// buffer replayed on reconnect: across nodes topics are at most once, never late (package doc).
 		nats.ReconnectBufSize(-1),
-		// The state and its log lines are status.go's.
+	}
+	// The main client's state and its log lines are status.go's; the shared groups' client (share.go)
+	// only logs, since the main client's state is the node's.
+	mainOpts := []nats.Option{
+		nats.Name("lyre " + c.Node), nats.NoEcho(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { l.natsLost(err) }),
 		nats.ReconnectHandler(func(*nats.Conn) { l.refresh(true) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { l.natsError(err) }),
@@ -147,7 +158,7 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 		}
 		opts = append(opts, nats.InProcessServer(l.ns), nats.Token(token))
 	}
-	if l.nc, err = nats.Connect(url, opts...); err != nil {
+	if l.nc, err = nats.Connect(url, append(mainOpts, opts...)...); err != nil {
 		if l.ns != nil {
 			l.ns.Shutdown()
 			l.ns.WaitForShutdown()
@@ -164,11 +175,20 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 			return nil, fmt.Errorf("cluster: jetstream: %w", err)
 		}
 	}
+	if err := l.startShares(url, opts); err != nil {
+		l.nc.Close()
+		if l.ns != nil {
+			l.ns.Shutdown()
+			l.ns.WaitForShutdown()
+		}
+		return nil, fmt.Errorf("cluster: connect: %w", err)
+	}
 	l.startStatus()
 	l.wg.Add(3)
 	go l.interestLoop()
 	go l.outLoop()
 	go l.inLoop()
+	l.startRetainer()
 	if l.ns != nil {
 		l.log.Info("cluster joined", zap.String("listen", c.Listen), zap.Strings("routes", c.Routes))
 	} else {
@@ -195,6 +215,7 @@ func (l *Link) Close() {
 	}
 	close(l.quit)
 	l.wg.Wait()
+	l.share.qc.Close()
 	l.nc.Close()
 	if l.ns != nil {
 		l.ns.Shutdown()
@@ -294,6 +315,10 @@ func (l *Link) Attach(vhost string, r *router.Router) (detach func(), err error)
 		return nil, fmt.Errorf("cluster: attach %q: %w", vhost, err)
 	}
 	h.stop = r.WatchTopics(h.watch)
+	r.SetSharedDispatch(true) // groups get their messages through NATS queue groups (share.go)
+	if l.ret != nil {
+		l.ret.attach(h)
+	}
 	return func() {
 		l.mu.Lock()
 		if l.hosts[tok] == h {
@@ -336,7 +361,12 @@ func (l *Link) interestLoop() {
 }
 
 func (l *Link) apply(o op) {
+	if o.share != "" {
+		l.applyShare(o)
+		return
+	}
 	if o.detach {
+		l.detachShares(o.h)
 		for subj, s := range l.subs {
 			if s.h == o.h {
 				l.unwatchSub(s.sub)
@@ -392,6 +422,7 @@ func (l *Link) outLoop() {
 		}
 		if len(buf) > maxPayload {
 			l.tooLarge.Add(1)
+			o.h.r.DeliverShared(o.m, "", router.Filter{}) // it stays on its node, for its groups too
 			continue
 		}
 		if err := l.nc.Publish(topicSubject(o.h.prefix, o.m.Dest.Path), buf); err != nil {
@@ -438,8 +469,8 @@ func (l *Link) inLoop() {
 			continue
 		}
 		l.last[env.origin] = env.seq
-		// Retained messages stay on the node they were published on (each node's retained store is its
-		// own): the flag is cleared so this router delivers the message live without storing it.
+		// Delivered live without being stored: the flag is cleared. The retained copy travels through the
+		// retained stream when there is JetStream (retained.go); without it each node keeps its own.
 		m.Retain = false
 		m.Publisher = h
 		h.r.Publish(m)
@@ -457,20 +488,29 @@ type host struct {
 	out    *router.Subscription
 	stop   func()
 	once   sync.Once
+	ret    *retainedHost // retained.go; guarded by Link.mu
 }
 
-// watch follows the router's topic subscriptions (under its trie lock: only queue the change). Shared
-// subscriptions stay node-local: a group spanning nodes would need NATS queue groups, not this.
+// watch follows the router's topic subscriptions (under its trie lock: only queue the change). A shared
+// group's member becomes the group's NATS queue subscription (share.go).
 func (h *host) watch(s *router.Subscription, added bool) {
-	if s == h.out || s.Share != "" {
+	if s == h.out {
 		return
 	}
-	h.l.push(op{h: h, f: s.Filter, added: added})
+	if s.Share != "" && len(s.Filter.Segs) > 0 && s.Filter.Segs[0].Kind == router.SegLiteral &&
+		strings.HasPrefix(s.Filter.Segs[0].Text, "$") {
+		return // '$' topics stay on their node: the router dispatches their groups itself
+	}
+	h.l.push(op{h: h, f: s.Filter, share: s.Share, added: added})
 }
 
 func (h *host) unwatch() {
 	h.once.Do(func() {
 		h.stop()
+		h.r.SetSharedDispatch(false)
+		if h.l.ret != nil {
+			h.l.ret.detach(h)
+		}
 		h.r.Unsubscribe(h.out)
 		h.l.push(op{h: h, detach: true})
 	})
