@@ -185,12 +185,25 @@
 // unaffected by any of it, except shared groups, dispatched through NATS even on one node (see Shared
 // subscriptions). Durable cross-node delivery is for JetStream, later; retained messages are in it.
 //
-// There is no flow control across nodes either: a local publisher is slowed down when a local subscriber
-// falls behind (DESIGN §5), never by a subscriber on another node. A remote subscriber that cannot keep up
-// loses messages, at QoS 1 too: in the link's inbound queue (Stats.InDropped, NATS's slow consumer), in
-// its own session (the router's slow_subscriber drops), or while the embedded server has closed the
-// link's client for being too slow (below). What a node sustains without loss is in
-// the README (Benchmarks).
+// # Flow control
+//
+// A publisher is held back for a subscriber on another node as for one on its own (DESIGN §5), by the
+// same mechanism (flow.go): the link is the Publisher of the messages it brings in, so a local subscriber
+// over its window asks it to hold back (HoldFor), as it would ask a connection. The inbound goroutine
+// then tells the message's origin node on "lyrefc.<origin id>" (outside "lyre.", so nothing else covers
+// it) and waits for room, 500 ms at most per message, repeating the signal every 40 ms; an inbound
+// backlog over 1/16 of its queue tells the origin too. A signal holds the origin's publishers back for
+// 100 ms (QoS ≥ 1 and paced topics, as locally): each of their messages that goes to other nodes asks its
+// publisher's connection to wait for room (its own bound, protocol.PaceTimeout, applies), so the
+// publishers run at the pace of the slowest subscriber they feed, wherever it is. The episode ends 100 ms
+// after the last signal: a receiver that went away or was cut off costs at most that. The link's own
+// outbound queue holds publishers back the same way when it is more than half full, until a quarter.
+//
+// It stays bounded, so messages can still be lost across nodes: a subscriber that makes no room in
+// 500 ms is marked stuck on its node and drops under its own policy, as locally; a publisher not
+// held back by its front-end (a replay, a message from the management API) is not slowed; the queues
+// still drop what finds them full (Stats.Dropped, Stats.InDropped). Stats counts the signals sent
+// (PressureSent) and the episodes (HeldEpisodes, StuckEpisodes: a publisher waited its whole bound).
 //
 // A partition, in detail (TestClusterPartition). Node 3 loses its routes to nodes 1 and 2 (NATS closes
 // them when the connection is reset or a write fails or, for a partition that resets nothing, after

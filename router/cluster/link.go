@@ -54,6 +54,10 @@ type Stats struct {
 	// InDropped counts messages from other nodes NATS dropped because the link's inbound queue was full
 	// (a NATS slow consumer: this node's routers did not keep up).
 	InDropped uint64
+	// PressureSent counts the signals this node sent to others while its subscribers were over their
+	// windows; HeldEpisodes counts the times other nodes' signals held this node's publishers back, and
+	// StuckEpisodes those in which a publisher waited its whole bound (flow.go).
+	PressureSent, HeldEpisodes, StuckEpisodes uint64
 }
 
 // Link is one node's connection to the cluster: the embedded NATS server (or an external NATS) and the
@@ -91,6 +95,13 @@ type Link struct {
 	sess sessions
 
 	sent, received, dups, malformed, dropped, tooLarge atomic.Uint64
+
+	// Flow control across nodes (flow.go): remote is the brake other nodes' signals put on this node's
+	// publishers; inPace the brakes local subscribers put on the inbound goroutine.
+	remote       remotePressure
+	inPace       inPacer
+	outBrake     outBrake
+	pressureSent atomic.Uint64
 
 	st    linkState // connection state (status.go)
 	drops inDrops   // what NATS dropped for the link's subscriptions (status.go)
@@ -133,6 +144,7 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 		subs:  make(map[string]*natsSub),
 		last:  make(map[uint64]uint64),
 	}
+	l.outBrake.l = l
 	// NoEcho (added below for the main client only): the server never hands this node its own messages
 	// back, so a local subscriber gets a local message once, from the router, and not again through NATS.
 	opts := []nats.Option{
@@ -183,6 +195,15 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 		}
 		return nil, fmt.Errorf("cluster: connect: %w", err)
 	}
+	if err := l.startFlow(); err != nil {
+		l.share.qc.Close()
+		l.nc.Close()
+		if l.ns != nil {
+			l.ns.Shutdown()
+			l.ns.WaitForShutdown()
+		}
+		return nil, fmt.Errorf("cluster: subscribe: %w", err)
+	}
 	l.startStatus()
 	l.wg.Add(3)
 	go l.interestLoop()
@@ -217,6 +238,10 @@ func (l *Link) Close() {
 	l.wg.Wait()
 	l.share.qc.Close()
 	l.nc.Close()
+	l.remote.stop()
+	l.outBrake.mu.Lock()
+	l.outBrake.release()
+	l.outBrake.mu.Unlock()
 	if l.ns != nil {
 		l.ns.Shutdown()
 		l.ns.WaitForShutdown()
@@ -262,10 +287,14 @@ var ErrNoJetStream = errors.New("cluster: no JetStream (give the cluster block a
 
 // Stats returns the link's counters.
 func (l *Link) Stats() Stats {
+	l.remote.mu.Lock()
+	held, stuck := l.remote.episodes, l.remote.stuckEpisodes
+	l.remote.mu.Unlock()
 	return Stats{
 		Sent: l.sent.Load(), Received: l.received.Load(), Duplicates: l.dups.Load(),
 		Malformed: l.malformed.Load(), Dropped: l.dropped.Load(), TooLarge: l.tooLarge.Load(),
-		InDropped: l.inDropped(),
+		InDropped: l.inDropped(), PressureSent: l.pressureSent.Load(),
+		HeldEpisodes: held, StuckEpisodes: stuck,
 	}
 }
 
@@ -417,6 +446,7 @@ func (l *Link) outLoop() {
 			return
 		case o = <-l.out:
 		}
+		l.outBrake.drained()
 		seq++
 		var ok bool
 		buf, ok = encode(buf[:0], o.m, l.id, seq, time.Now())
@@ -476,8 +506,9 @@ func (l *Link) inLoop() {
 		// retained stream when there is JetStream (retained.go); without it each node keeps its own.
 		m.Retain = false
 		m.Publisher = h
-		h.r.Publish(m)
+		res := h.r.Publish(m)
 		l.received.Add(1)
+		l.paceIn(env.origin, res.Pressure)
 	}
 }
 
@@ -527,6 +558,7 @@ func (h *host) Accepts(m *router.Message) bool { return m.Publisher != h }
 func (h *host) Deliver(d router.Delivery) bool {
 	select {
 	case h.l.out <- outMsg{h, d.Msg}:
+		h.l.holdPublisher(d)
 		return true
 	default:
 		h.l.dropped.Add(1)
