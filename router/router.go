@@ -307,7 +307,7 @@ func (r *Router) Publish(m *Message) PublishResult {
 	if !ok {
 		return PublishResult{Err: fmt.Errorf("%w: unknown kind %d", ErrInvalidName, m.Dest.Kind)}
 	}
-	if m.Retain {
+	if m.Retain && !m.RetainKept {
 		// Before matching: a subscriber that reads retained messages after subscribing then either sees
 		// this one there or gets it live.
 		r.retain(ri, m)

@@ -81,8 +81,9 @@
 // where it is (a STOMP durable subscription's always), and topics whose first level starts with '$'
 // ($SYS is each node's own status; the '#' that feeds the link does not match them [MQTT-4.7.2-1]; their
 // retained messages and shared groups stay on their node too). A message arriving from NATS is delivered
-// live with the retain flag cleared, so the router does not store it from there (the retained stream
-// does), and an MQTT 5 retain-as-published subscriber on another node sees retain 0. A virtual host
+// live with its retain flag as published, marked Message.RetainKept so the router does not store it from
+// there (the retained stream does): an MQTT 5 retain-as-published subscriber on another node sees
+// retain 1 [MQTT-3.3.1-12], any other subscriber retain 0 [MQTT-3.3.1-13]. A virtual host
 // added by a configuration reload is not attached until the
 // next restart. Messages larger than 8 MiB (the embedded server's payload limit) stay on their node
 // (Stats.TooLarge; the node's own shared groups get them). With a cluster an MQTT 5

@@ -502,9 +502,10 @@ func (l *Link) inLoop() {
 			continue
 		}
 		l.last[env.origin] = env.seq
-		// Delivered live without being stored: the flag is cleared. The retained copy travels through the
+		// Delivered live with its retain flag as published (an MQTT 5 retain-as-published subscriber
+		// sees it [MQTT-3.3.1-12]) but not stored from here: the retained copy travels through the
 		// retained stream when there is JetStream (retained.go); without it each node keeps its own.
-		m.Retain = false
+		m.RetainKept = true
 		m.Publisher = h
 		res := h.r.Publish(m)
 		l.received.Add(1)

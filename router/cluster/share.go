@@ -161,8 +161,8 @@ func (l *Link) shareLoop() {
 			l.malformed.Add(1)
 			continue
 		}
-		// As in inLoop: a live delivery; the retained copy travels through the retained stream.
-		m.Retain = false
+		// As in inLoop: a live delivery, not stored here; the retained copy travels through the retained stream.
+		m.RetainKept = true
 		m.Publisher = g.h
 		if pr := g.h.r.DeliverShared(m, g.group, g.f); pr.Delivered == 0 && pr.Dropped == 0 {
 			s.lost.Add(1)
