@@ -183,12 +183,13 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		return cl.refusePublish(p, packet.ReasonNotAuthorized, nil)
 	}
 	var tr *virtualhost.Tracker
-	if p.QoS > 0 && cl.host.Durable() {
+	if p.QoS > 0 && cl.host.TracksWrites() {
 		// A durable host: acknowledge once every write the message causes is durable, the session
-		// copies and the inbound QoS 2 id in one commit (ack.go).
+		// copies and the inbound QoS 2 id in one commit (ack.go); with clustered queues, once JetStream
+		// has the replicas of a queue message.
 		tr = virtualhost.NewAtomicTracker(cl.host)
 		m.Tracker = tr
-		if p.QoS == 2 && !s.clean {
+		if p.QoS == 2 && !s.clean && cl.host.Durable() {
 			cl.host.PutInbound(s.id, p.PacketID, tr)
 		}
 	}
