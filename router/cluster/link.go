@@ -31,6 +31,9 @@ type Config struct {
 	Directory string
 	// Replicas is the R of every stream the link creates (1 when 0).
 	Replicas int
+	// AckWait is how long a queue message a node fetched may go unsettled before JetStream offers it to
+	// the other nodes (queues.go); 0 means DefaultAckWait.
+	AckWait time.Duration
 }
 
 // Queue bounds. A message that finds its queue full is dropped and counted: topics are at most once
@@ -287,6 +290,13 @@ func (l *Link) Attach(vhost string, r *router.Router) (detach func(), err error)
 		return nil, fmt.Errorf("cluster: attach %q: %w", vhost, err)
 	}
 	h.stop = r.WatchTopics(h.watch)
+	if err := l.attachQueues(h); err != nil {
+		h.unwatch()
+		l.mu.Lock()
+		delete(l.hosts, tok)
+		l.mu.Unlock()
+		return nil, err
+	}
 	return func() {
 		l.mu.Lock()
 		if l.hosts[tok] == h {
@@ -447,6 +457,7 @@ type host struct {
 	out    *router.Subscription
 	stop   func()
 	once   sync.Once
+	qb     *queueBackend // its clustered queues (queues.go); nil without JetStream
 }
 
 // watch follows the router's topic subscriptions (under its trie lock: only queue the change). Shared
@@ -461,6 +472,9 @@ func (h *host) watch(s *router.Subscription, added bool) {
 func (h *host) unwatch() {
 	h.once.Do(func() {
 		h.stop()
+		if h.qb != nil {
+			h.qb.close()
+		}
 		h.r.Unsubscribe(h.out)
 		h.l.push(op{h: h, detach: true})
 	})
