@@ -95,7 +95,11 @@ func (r *Router) Feed(d Destination, m *Message, redeliveries uint32, ref any) b
 	}
 	q.stopIdleTimerLocked()
 	q.arrivals++
-	it := &qitem{msg: m, order: q.arrivals, size: itemSize(m), prio: min(m.Priority, MaxPriority), redeliveries: redeliveries, ref: ref}
+	it := &qitem{msg: m, order: q.arrivals, size: itemSize(m), prio: min(m.Priority, MaxPriority), redeliveries: redeliveries, fed: true}
+	if q.refs == nil {
+		q.refs = make(map[*qitem]any)
+	}
+	q.refs[it] = ref
 	q.enqueued++
 	q.held++
 	q.heldBytes += it.size
@@ -138,15 +142,15 @@ func (q *queue) returnFedLocked() {
 		w := &q.levels[p]
 		for i := 0; i < w.len(); {
 			it := w.at(i)
-			if it.ref == nil {
+			ref, ok := q.takeRefLocked(it)
+			if !ok {
 				i++
 				continue
 			}
 			w.removeAt(i)
 			q.waiting--
 			q.memBytes -= it.size
-			q.backend.Settle(it.ref, false)
-			it.ref = nil // handed back: forgetting it settles nothing more
+			q.backend.Settle(ref, false) // handed back: forgetting it settles nothing more
 			q.forgetLocked(it)
 			q.dequeued-- // not gone for good: another node delivers it
 		}
@@ -157,25 +161,41 @@ func (q *queue) returnFedLocked() {
 // settleLocked tells the backend that fed message it left the queue for good. A poisoned message is
 // settled by settlePoisoned instead, once its dead-letter copy is stored.
 func (q *queue) settleLocked(it *qitem) {
-	if it.ref != nil && !it.poisoned {
-		q.backend.Settle(it.ref, true)
-		it.ref = nil
+	if it.fed && !it.poisoned {
+		if ref, ok := q.takeRefLocked(it); ok {
+			q.backend.Settle(ref, true)
+		}
 	}
+}
+
+// takeRefLocked removes and returns the backend's reference of fed message it, once.
+func (q *queue) takeRefLocked(it *qitem) (any, bool) {
+	if !it.fed {
+		return nil, false
+	}
+	ref, ok := q.refs[it]
+	if ok {
+		delete(q.refs, it)
+	}
+	return ref, ok
 }
 
 // settlePoisoned settles a poisoned fed message after deadLetter published its copy: once the copy is
 // durable (its Tracker) when someone tracked its write, at once otherwise; handed back if the copy
-// failed, so it is neither lost nor duplicated in the dead-letter queue by this node.
+// failed, so it is neither lost nor duplicated in the dead-letter queue by this node. The queue's lock is
+// not held.
 func (q *queue) settlePoisoned(it *qitem, copied bool, tr *settleTracker) {
-	if it.ref == nil {
+	q.mu.Lock()
+	ref, ok := q.takeRefLocked(it)
+	b := q.backend
+	q.mu.Unlock()
+	if !ok {
 		return
 	}
-	ref := it.ref
-	it.ref = nil
 	settle := func(err error) {
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		q.backend.Settle(ref, copied && err == nil)
+		b.Settle(ref, copied && err == nil)
 	}
 	if tr == nil {
 		settle(nil)
@@ -240,9 +260,8 @@ func (q *queue) handBackLocked() {
 		return
 	}
 	hand := func(it *qitem) {
-		if it.ref != nil {
-			q.backend.Settle(it.ref, false)
-			it.ref = nil
+		if ref, ok := q.takeRefLocked(it); ok {
+			q.backend.Settle(ref, false)
 		}
 	}
 	for p := range q.levels {

@@ -60,7 +60,7 @@ const DeliveredWindow = 256
 // queues (not temporary queues, whose owner's connection bounds their life), except those a QueueBackend
 // fed: it keeps them.
 func (q *queue) journalsLocked(it *qitem) bool {
-	return q.r.opts.Journal != nil && (q.dest.Kind == Queue || q.dest.Kind == DurableSub) && it.msg.Persistent && it.ref == nil
+	return q.r.opts.Journal != nil && (q.dest.Kind == Queue || q.dest.Kind == DurableSub) && it.msg.Persistent && !it.fed
 }
 
 // journalEnqueueLocked journals it's arrival or its new redelivery count.

@@ -23,7 +23,9 @@ type qitem struct {
 	prio         uint8
 	gone         bool // released (acknowledged, dropped, dead-lettered); browsers skip it
 	poisoned     bool // reached the NakLimit: journalled as gone once its dead-letter copy is (persist.go)
-	ref          any  // a fed message's QueueBackend reference (backend.go); nil for the router's own
+	// fed marks a message a QueueBackend fed (backend.go); its reference is in queue.refs. A bool fits
+	// in the struct's padding, where the reference itself would make every queued message larger.
+	fed bool
 }
 
 // queue is one named queue. Everything in it is guarded by mu, which is also held while a consumer's
@@ -75,6 +77,7 @@ type queue struct {
 	// and it feeds them back as consumers want them (want: the last number told).
 	backend QueueBackend
 	want    int
+	refs    map[*qitem]any // the backend's references of the fed messages held
 
 	// enqueued and dequeued count arrivals and departures for good (QueueInfo).
 	enqueued, dequeued uint64
@@ -436,7 +439,7 @@ func (q *queue) deadLetter(items []*qitem) {
 		m := *it.msg
 		m.Dest, m.Origin, m.OriginGram, m.Tracker = d, "", nil, nil
 		var tr *settleTracker
-		if it.ref != nil {
+		if it.fed {
 			// A fed message leaves the backend once its copy is stored: both, never neither.
 			tr = &settleTracker{}
 			m.Tracker = tr
