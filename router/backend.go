@@ -42,14 +42,25 @@ type QueueBackend interface {
 type backendBox struct{ b QueueBackend }
 
 // SetQueueBackend makes b keep the queues it claims (see QueueBackend); nil turns it off for queues
-// created afterwards. Queues that exist already keep their current home until they are forgotten, so
-// set it before clients connect (a cluster link does, when it attaches the router).
+// created afterwards (those that exist keep settling their fed messages with the old one). A queue that
+// exists already (a backlog restored from the host's own store) is claimed too: its new messages go to
+// b, and its consumers get both, its own journalled messages first. Set it before clients connect (a
+// cluster link does, when it attaches the router).
 func (r *Router) SetQueueBackend(b QueueBackend) {
 	if b == nil {
 		r.backend.Store(nil)
 		return
 	}
+	r.qmu.Lock() // no queue is created meanwhile without being claimed
+	defer r.qmu.Unlock()
 	r.backend.Store(&backendBox{b})
+	for _, q := range r.queues {
+		if q.dest.Kind == Queue && b.Claims(q.dest) {
+			q.mu.Lock()
+			q.backend = b
+			q.mu.Unlock()
+		}
+	}
 }
 
 // Replicated reports whether a QueueBackend is set: then a publisher's acknowledgement waits for the

@@ -125,3 +125,37 @@ func TestQueueBackendClaimsFeedsAndSettles(t *testing.T) {
 		t.Fatal("a temporary queue went to the backend")
 	}
 }
+
+// TestQueueBackendClaimsExistingQueue: a queue that held messages before the backend was set (a backlog
+// restored from the host's store) keeps them for its consumers and takes fed messages after them.
+func TestQueueBackendClaimsExistingQueue(t *testing.T) {
+	r := New(Options{})
+	d := Destination{Kind: Queue, Path: []string{"c", "old"}}
+	r.Publish(&Message{Dest: d, Body: []byte("local")})
+	b := &fakeBackend{}
+	r.SetQueueBackend(b)
+	r.Publish(&Message{Dest: d, Body: []byte("new")})
+	if len(b.published) != 1 || r.QueueDepthOf(d) != 1 {
+		t.Fatalf("backend got %d messages, queue holds %d; want 1 each", len(b.published), r.QueueDepthOf(d))
+	}
+	s := &collectSink{}
+	c, err := r.Consume(&Subscription{Filter: Filter{Kind: Queue, Segs: []Seg{{Text: "c"}, {Text: "old"}}}, Sink: s, QoS: 1}, ConsumerOptions{Credit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := b.lastWant(); w != 4 {
+		t.Fatalf("want %d: credit 5 less the local message delivered", w)
+	}
+	r.Feed(d, &Message{Dest: d, Body: []byte("fed")}, 0, "f")
+	if len(s.ds) != 2 || string(s.ds[0].Msg.Body) != "local" || string(s.ds[1].Msg.Body) != "fed" {
+		t.Fatalf("deliveries %v", s.ds)
+	}
+	c.Ack(s.ds[0].Seq)
+	if len(b.acked) != 0 {
+		t.Fatalf("the local message's ack went to the backend: %v", b.acked)
+	}
+	c.Ack(s.ds[1].Seq)
+	if len(b.acked) != 1 {
+		t.Fatalf("the fed message's ack did not reach the backend")
+	}
+}
