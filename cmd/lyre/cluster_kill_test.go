@@ -117,6 +117,26 @@ func waitQueuesReady(t *testing.T, p *lyreProc) {
 	})
 }
 
+// streamLeader returns the index of the process that leads the default host's queue stream, as the
+// embedded NATS servers log it, waiting for one to. The stream elects its leader once at startup; should it
+// have moved since, the victim is merely a follower, and the test still holds.
+func streamLeader(t *testing.T, procs []*lyreProc) int {
+	t.Helper()
+	const mark = "new stream leader for '$G > LYRE_Q_default'"
+	leader := -1
+	waitUntilFor(t, 30*time.Second, "the queue stream's leader in a log", func() bool {
+		for i, p := range procs {
+			b, err := os.ReadFile(p.log)
+			if err == nil && bytes.Contains(b, []byte(mark)) {
+				leader = i
+				return true
+			}
+		}
+		return false
+	})
+	return leader
+}
+
 // ackLog records what producers had acknowledged.
 type ackLog struct {
 	mu     sync.Mutex
@@ -290,12 +310,16 @@ virtual_host "default" {
 	for _, p := range procs {
 		waitQueuesReady(t, p)
 	}
-	n1, n2, n3 := procs[0], procs[1], procs[2]
+	// The victim is the leader of the queue stream, so its kill also makes JetStream elect a new one
+	// while producers send and consumers acknowledge.
+	vi := streamLeader(t, procs)
+	victim, n2, n3 := procs[vi], procs[(vi+1)%3], procs[(vi+2)%3]
+	t.Logf("consumers on %s, the queue stream's leader; producers on %s and %s", victim.name, n2.name, n3.name)
 
 	ty := newQTally()
 	before := []*killConsumer{
-		consumeStomp(t, n1.addr, "stomp-n1", "/queue/work", ty),
-		consumeMQTT(t, n1.addr, "mqtt-n1", "queue/work", ty),
+		consumeStomp(t, victim.addr, "stomp-"+victim.name, "/queue/work", ty),
+		consumeMQTT(t, victim.addr, "mqtt-"+victim.name, "queue/work", ty),
 	}
 
 	const perProducer = 1500
@@ -310,19 +334,19 @@ virtual_host "default" {
 		wg.Wait()
 	}()
 
-	waitUntilFor(t, 60*time.Second, "consumers on n1 mid-stream", func() bool { _, n := ty.count(); return n >= 400 })
-	n1.kill()
+	waitUntilFor(t, 60*time.Second, "consumers mid-stream", func() bool { _, n := ty.count(); return n >= 400 })
+	victim.kill()
 	_, atKill := ty.count()
 	al.mu.Lock()
 	ackedAtKill := len(al.acked)
 	al.mu.Unlock()
-	t.Logf("n1 killed after %d deliveries, %d sends acknowledged", atKill, ackedAtKill)
+	t.Logf("%s killed after %d deliveries, %d sends acknowledged", victim.name, atKill, ackedAtKill)
 	for _, kc := range before {
 		kc.close()
 	}
 	after := []*killConsumer{
-		consumeStomp(t, n2.addr, "stomp-n2", "/queue/work", ty),
-		consumeMQTT(t, n3.addr, "mqtt-n3", "queue/work", ty),
+		consumeStomp(t, n2.addr, "stomp-"+n2.name, "/queue/work", ty),
+		consumeMQTT(t, n3.addr, "mqtt-"+n3.name, "queue/work", ty),
 	}
 	defer func() {
 		for _, kc := range after {
