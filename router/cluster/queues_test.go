@@ -253,3 +253,21 @@ func TestQueueNakLimitDeadLetters(t *testing.T) {
 		t.Fatalf("the poisoned message was delivered %d times on a, want 2", n)
 	}
 }
+
+// TestQueuesStayLocalWithoutJetStream: without JetStream the link leaves queues to each node's router,
+// which keeps its own as on a single node.
+func TestQueuesStayLocalWithoutJetStream(t *testing.T) {
+	nodes := startNodes(t, 2)
+	for _, nd := range nodes {
+		if nd.r.Replicated() || nd.l.QueuesReady("v") {
+			t.Fatal("queues clustered without JetStream")
+		}
+	}
+	d := queueDest("local")
+	if pr := nodes[0].r.Publish(&router.Message{Dest: d, Body: []byte("x"), Persistent: true}); pr.Err != nil {
+		t.Fatal(pr.Err)
+	}
+	if nodes[0].r.QueueDepthOf(d) != 1 || nodes[1].r.QueueDepthOf(d) != 0 {
+		t.Fatal("a queue message left its node without JetStream")
+	}
+}
