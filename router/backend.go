@@ -75,13 +75,10 @@ func (r *Router) claimer(d Destination) QueueBackend {
 	return nil
 }
 
-// publishBackend hands m to the backend that claims its queue.
+// publishBackend hands m to the backend that claims its queue. A refusal is the backend's error, not a
+// full queue (Stats.QueueFull).
 func (r *Router) publishBackend(b QueueBackend, m *Message) PublishResult {
-	if err := b.Publish(m); err != nil {
-		r.full.Add(1)
-		return PublishResult{Err: err}
-	}
-	return PublishResult{}
+	return PublishResult{Err: b.Publish(m)}
 }
 
 // Feed gives queue d, claimed by the router's QueueBackend, a message the backend holds: it waits among
@@ -196,6 +193,9 @@ func (q *queue) takeRefLocked(it *qitem) (any, bool) {
 // failed, so it is neither lost nor duplicated in the dead-letter queue by this node. The queue's lock is
 // not held.
 func (q *queue) settlePoisoned(it *qitem, copied bool, tr *settleTracker) {
+	if !it.fed { // set before the item was shared, never changed: no lock needed to read it
+		return
+	}
 	q.mu.Lock()
 	ref, ok := q.takeRefLocked(it)
 	b := q.backend
