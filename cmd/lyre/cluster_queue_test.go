@@ -175,7 +175,11 @@ func TestClusterQueueExactlyOnceAcrossThreeNodes(t *testing.T) {
 	if ty.total != want {
 		t.Errorf("%d deliveries of %d messages", ty.total, want)
 	}
-	t.Logf("deliveries per consumer: %v", ty.by)
+	var fed []uint64
+	for _, b := range brokers {
+		fed = append(fed, b.Cluster().QueueStats("default").Fed)
+	}
+	t.Logf("deliveries per consumer: %v; messages fetched per node: %v", ty.by, fed)
 }
 
 // waitUntilFor is waitUntil with a deadline of d.
