@@ -73,7 +73,9 @@
 //     redelivers it on the same node, as on a single node. When the last local consumer leaves, the
 //     messages the node held (waiting, or unacknowledged by the consumers that left) are handed back at
 //     once (a JetStream NAK), so consumers on other nodes get them without waiting. A message's
-//     redelivery count starts from JetStream's delivery count, so it is marked redelivered on any node.
+//     redelivery count starts from JetStream's delivery count, so it is marked redelivered on any node;
+//     JetStream counts a fetch, so a message a node handed back before any client saw it is marked
+//     redelivered too (never the reverse).
 //   - Liveness. JetStream offers a message a node fetched to the other nodes if the node does not
 //     settle it within the ack wait (Config.AckWait, DefaultAckWait 10 s); a live node keeps the
 //     messages it holds with progress heartbeats every third of it. That wait is how long the
