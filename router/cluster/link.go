@@ -442,7 +442,11 @@ func (l *Link) inLoop() {
 		// own): the flag is cleared so this router delivers the message live without storing it.
 		m.Retain = false
 		m.Publisher = h
+		// A durable subscription's queue on this node stores the message under its cluster-wide name
+		// (queues.go), so the copies other nodes store of it are one.
+		h.inbound.Store(&inbound{m: m, origin: env.origin, id: env.id})
 		h.r.Publish(m)
+		h.inbound.Store(nil)
 		l.received.Add(1)
 	}
 }
@@ -458,6 +462,14 @@ type host struct {
 	stop   func()
 	once   sync.Once
 	qb     *queueBackend // its clustered queues (queues.go); nil without JetStream
+	// inbound is the message the inbound goroutine is publishing into r, with its origin's names for it.
+	inbound atomic.Pointer[inbound]
+}
+
+// inbound names a message that came from another node: its origin link and its ID there.
+type inbound struct {
+	m          *router.Message
+	origin, id uint64
 }
 
 // watch follows the router's topic subscriptions (under its trie lock: only queue the change). Shared
