@@ -22,11 +22,15 @@ type QueueBackend interface {
 	// incarnation (when it creates its queue) and once per publish; it must answer the same for the
 	// same destination, quickly.
 	Claims(d Destination) bool
-	// Publish stores m in the queue m.Dest names. It must not block for long. The store is the
+	// Publish stores m in queue d: m.Dest for a queue, the subscription for a durable subscription's copy
+	// of a topic message (whose Dest stays its topic). It must not block for long. The store is the
 	// message's durable write: when m.Tracker is set, the backend calls Track before Publish returns and
 	// the returned function with the outcome once the backend holds m (replicated), so a publisher
 	// acknowledges m only then. An error refuses m at once (the backend cannot take messages now).
-	Publish(m *Message) error
+	Publish(d Destination, m *Message) error
+	// Discard drops every message the backend holds for queue d: its durable subscription was destroyed
+	// (or replaced by one with another filter). It must not block nor call the router.
+	Discard(d Destination)
 	// Want tells the backend how many more messages the local consumers of queue d can take now (their
 	// free credit less what already waits here); 0 stops the feeding. The router calls it with the
 	// queue's lock held whenever the number changes: it must not block nor call the router.
@@ -55,7 +59,7 @@ func (r *Router) SetQueueBackend(b QueueBackend) {
 	defer r.qmu.Unlock()
 	r.backend.Store(&backendBox{b})
 	for _, q := range r.queues {
-		if q.dest.Kind == Queue && b.Claims(q.dest) {
+		if claimable(q.dest.Kind) && b.Claims(q.dest) {
 			q.mu.Lock()
 			q.backend = b
 			q.mu.Unlock()
@@ -66,6 +70,10 @@ func (r *Router) SetQueueBackend(b QueueBackend) {
 // Replicated reports whether a QueueBackend is set: then a publisher's acknowledgement waits for the
 // backend (Message.Tracker) even on a host without a store of its own.
 func (r *Router) Replicated() bool { return r.backend.Load() != nil }
+
+// claimable reports whether a backend may claim queues of kind k: named queues and durable
+// subscriptions' queues, not temporary queues (their connection's).
+func claimable(k Kind) bool { return k == Queue || k == DurableSub }
 
 // claimer returns the backend that claims d, or nil.
 func (r *Router) claimer(d Destination) QueueBackend {
@@ -78,16 +86,17 @@ func (r *Router) claimer(d Destination) QueueBackend {
 // publishBackend hands m to the backend that claims its queue. A refusal is the backend's error, not a
 // full queue (Stats.QueueFull).
 func (r *Router) publishBackend(b QueueBackend, m *Message) PublishResult {
-	return PublishResult{Err: b.Publish(m)}
+	return PublishResult{Err: b.Publish(m.Dest, m)}
 }
 
-// Feed gives queue d, claimed by the router's QueueBackend, a message the backend holds: it waits among
+// Feed gives queue d (a named queue or a durable subscription's), claimed by the router's QueueBackend, a
+// message the backend holds: it waits among
 // the queue's messages in arrival order and is dispatched like any other, with redeliveries earlier
 // deliveries (the redelivered mark). ref comes back in QueueBackend.Settle. Quotas do not apply: the
 // backend feeds what Want asked for. Feed reports false, keeping nothing, when d has no local consumer
 // (any more) or is not claimed: the backend settles the message itself (hands it back).
 func (r *Router) Feed(d Destination, m *Message, redeliveries uint32, ref any) bool {
-	if r.closed.Load() || d.Kind != Queue || len(d.Path) == 0 {
+	if r.closed.Load() || !claimable(d.Kind) || len(d.Path) == 0 {
 		return false
 	}
 	q := r.lockedQueue(d, false)

@@ -20,7 +20,9 @@ func (b *fakeBackend) Claims(d Destination) bool {
 	return d.Kind == Queue && len(d.Path) > 0 && d.Path[0] == "c"
 }
 
-func (b *fakeBackend) Publish(m *Message) error {
+func (b *fakeBackend) Discard(Destination) {}
+
+func (b *fakeBackend) Publish(_ Destination, m *Message) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.published = append(b.published, m)

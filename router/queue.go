@@ -513,7 +513,7 @@ func (r *Router) lockedQueueLimit(d Destination, create, limit bool) (*queue, er
 
 func (r *Router) newQueue(key string, d Destination) *queue {
 	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)}}
-	if d.Kind == Queue {
+	if claimable(d.Kind) {
 		q.backend = r.claimer(d)
 	}
 	q.applyPolicyLocked(r.pol.Load()) // r.qmu is held: SetPolicies cannot swap them meanwhile
