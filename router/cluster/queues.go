@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +23,12 @@ import (
 // to one of its consumers and the consumer's acknowledgement acknowledges it in JetStream.
 
 const (
-	queueMark = "q" // subjects "lyre.<vhost>.q.<level>..."
+	queueMark   = "q" // subjects "lyre.<vhost>.q.<level>..."
+	durableMark = "d" // subjects "lyre.<vhost>.d.<level>...": durable subscriptions' copies
+
+	// topicHeader carries the topic of a durable subscription's message, its levels encoded as subject
+	// tokens: the subject names the subscription.
+	topicHeader = "Lyre-Topic"
 
 	// DefaultAckWait is how long JetStream waits for a node to settle a message it fetched before it
 	// offers the message to the other nodes: how soon the in-flight messages of a node that died reach
@@ -56,14 +62,15 @@ type QueueStats struct {
 
 // queueBackend keeps an attached host's queues in JetStream: it is the host router's QueueBackend.
 type queueBackend struct {
-	l      *Link
-	h      *host
-	stream string // "LYRE_Q_<vhost token>"
-	prefix string // "lyre.<vhost token>.q."
-	js     jetstream.JetStream
-	ctx    context.Context // cancelled by close
-	cancel context.CancelFunc
-	ready  atomic.Bool
+	l       *Link
+	h       *host
+	stream  string // "LYRE_Q_<vhost token>"
+	prefix  string // "lyre.<vhost token>.q."
+	dprefix string // "lyre.<vhost token>.d."
+	js      jetstream.JetStream
+	ctx     context.Context // cancelled by close
+	cancel  context.CancelFunc
+	ready   atomic.Bool
 
 	// pubMu guards pubs, the publishes awaiting JetStream's acknowledgement in publish order, and
 	// pubWake; the acknowledger goroutine takes them in order.
@@ -94,6 +101,7 @@ type feeder struct {
 	subject string
 	want    int
 	running bool
+	stop    context.CancelFunc // ends the pull request in progress; nil between requests
 }
 
 // queueStream is the name of vhost's queue stream.
@@ -102,6 +110,19 @@ func queueStream(vhost string) string { return string(appendToken([]byte("LYRE_Q
 func queuePrefix(vhost string) string {
 	b := appendToken([]byte(subjectRoot+"."), vhost)
 	return string(append(b, "."+queueMark+"."...))
+}
+
+func durablePrefix(vhost string) string {
+	b := appendToken([]byte(subjectRoot+"."), vhost)
+	return string(append(b, "."+durableMark+"."...))
+}
+
+// subject is the subject queue d's messages are stored on.
+func (qb *queueBackend) subject(d router.Destination) string {
+	if d.Kind == router.DurableSub {
+		return topicSubject(qb.dprefix, d.Path)
+	}
+	return topicSubject(qb.prefix, d.Path)
 }
 
 // consumerName names the durable consumer of a queue subject: a hash, since a consumer name may not hold
@@ -121,7 +142,7 @@ func (l *Link) attachQueues(h *host) error {
 	if err != nil {
 		return fmt.Errorf("cluster: jetstream: %w", err)
 	}
-	qb := &queueBackend{l: l, h: h, stream: queueStream(h.name), prefix: queuePrefix(h.name), js: js,
+	qb := &queueBackend{l: l, h: h, stream: queueStream(h.name), prefix: queuePrefix(h.name), dprefix: durablePrefix(h.name), js: js,
 		pubWake: make(chan struct{}, 1), feeders: make(map[string]*feeder), fed: make(map[*fedMsg]struct{})}
 	qb.ctx, qb.cancel = context.WithCancel(context.Background())
 	l.mu.Lock()
@@ -158,7 +179,7 @@ func (qb *queueBackend) setup() {
 		if err == nil {
 			ctx, cancel := context.WithTimeout(qb.ctx, 10*time.Second)
 			_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-				Name: qb.stream, Subjects: []string{qb.prefix + ">"}, Retention: jetstream.WorkQueuePolicy,
+				Name: qb.stream, Subjects: []string{qb.prefix + ">", qb.dprefix + ">"}, Retention: jetstream.WorkQueuePolicy,
 				Storage: jetstream.FileStorage, Replicas: r, MaxMsgSize: maxPayload,
 			})
 			cancel()
@@ -191,13 +212,25 @@ func (qb *queueBackend) pause(d time.Duration) bool {
 	}
 }
 
-// Claims implements router.QueueBackend: named queues are the cluster's; temporary queues are their
-// connection's, and durable subscriptions' queues stay with the node that has the subscription.
-func (qb *queueBackend) Claims(d router.Destination) bool { return d.Kind == router.Queue }
+// Claims implements router.QueueBackend: named queues and the durable subscriptions clients name (STOMP's)
+// are the cluster's; temporary queues are their connection's, and durable subscriptions whose name
+// starts with '$' are the broker's own (an MQTT session's: sessions are not replicated here).
+func (qb *queueBackend) Claims(d router.Destination) bool {
+	switch d.Kind {
+	case router.Queue:
+		return true
+	case router.DurableSub:
+		return len(d.Path) > 0 && !strings.HasPrefix(d.Path[0], "$")
+	}
+	return false
+}
 
 // Publish implements router.QueueBackend: m goes to JetStream asynchronously; its Tracker learns when
-// JetStream acknowledged it (stored by a quorum of the stream's replicas).
-func (qb *queueBackend) Publish(m *router.Message) error {
+// JetStream acknowledged it (stored by a quorum of the stream's replicas). A durable subscription's copy
+// carries its topic, and a message ID naming the topic message cluster-wide (its origin link and its ID
+// there), so that the copies of one message that several nodes holding the subscription store are one
+// (JetStream's duplicate window).
+func (qb *queueBackend) Publish(d router.Destination, m *router.Message) error {
 	if !qb.ready.Load() {
 		return ErrQueuesUnavailable
 	}
@@ -208,7 +241,17 @@ func (qb *queueBackend) Publish(m *router.Message) error {
 	if len(buf) > maxPayload {
 		return errTooLarge
 	}
-	f, err := qb.js.PublishMsgAsync(&nats.Msg{Subject: topicSubject(qb.prefix, m.Dest.Path), Data: buf})
+	nm := &nats.Msg{Subject: qb.subject(d), Data: buf}
+	if d.Kind == router.DurableSub {
+		origin, id := qb.l.id, m.ID
+		if in := qb.h.inbound.Load(); in != nil && in.m == m {
+			origin, id = in.origin, in.id
+		}
+		nm.Header = nats.Header{}
+		nm.Header.Set(topicHeader, topicSubject("", m.Dest.Path))
+		nm.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s|%x|%x", nm.Subject, origin, id))
+	}
+	f, err := qb.js.PublishMsgAsync(nm)
 	if err != nil {
 		qb.failed.Add(1)
 		return fmt.Errorf("%w: %w", ErrQueuesUnavailable, err)
@@ -240,6 +283,10 @@ func (qb *queueBackend) ackLoop() {
 			select {
 			case <-p.f.Ok():
 			case err = <-p.f.Err():
+				if isDuplicateInProcess(err) {
+					// Another node is storing the same durable-subscription copy (same message ID).
+					err = nil
+				}
 			case <-qb.ctx.Done():
 				err = router.ErrClosed
 			}
@@ -273,10 +320,34 @@ func (qb *queueBackend) ackLoop() {
 	}
 }
 
+// Discard implements router.QueueBackend: the durable subscription's messages are purged from the
+// stream, in the background.
+func (qb *queueBackend) Discard(d router.Destination) {
+	subject := qb.subject(d)
+	qb.mu.Lock()
+	defer qb.mu.Unlock()
+	if qb.closed {
+		return
+	}
+	qb.l.wg.Add(1)
+	go func() {
+		defer qb.l.wg.Done()
+		ctx, cancel := context.WithTimeout(qb.ctx, 10*time.Second)
+		defer cancel()
+		st, err := qb.js.Stream(ctx, qb.stream)
+		if err == nil {
+			err = st.Purge(ctx, jetstream.WithPurgeSubject(subject))
+		}
+		if err != nil && qb.ctx.Err() == nil {
+			qb.l.log.Warn("durable subscription's messages not purged", zap.String("subject", subject), zap.Error(err))
+		}
+	}()
+}
+
 // Want implements router.QueueBackend: a feeder pulls up to n messages of queue d for the local
 // consumers; n 0 stops it.
 func (qb *queueBackend) Want(d router.Destination, n int) {
-	subject := topicSubject(qb.prefix, d.Path)
+	subject := qb.subject(d)
 	qb.mu.Lock()
 	defer qb.mu.Unlock()
 	f := qb.feeders[subject]
@@ -288,6 +359,11 @@ func (qb *queueBackend) Want(d router.Destination, n int) {
 		qb.feeders[subject] = f
 	}
 	f.want = n
+	if n <= 0 && f.stop != nil {
+		// Nobody here takes more: end the pull request now, or JetStream would go on handing it
+		// messages this node can only give back.
+		f.stop()
+	}
 	if n > 0 && !f.running && !qb.closed {
 		f.running = true
 		qb.l.wg.Add(1)
@@ -354,9 +430,12 @@ func (qb *queueBackend) feed(f *feeder) {
 			cons = c
 		}
 		ctx, cancel := context.WithTimeout(qb.ctx, fetchWait)
+		qb.mu.Lock()
+		f.stop = cancel
+		qb.mu.Unlock()
 		batch, err := cons.Fetch(min(n, maxFetch), jetstream.FetchContext(ctx))
 		if err != nil {
-			cancel()
+			qb.endFetch(f)
 			cons = nil // the consumer may be gone (removed while idle) or moving: make sure of it again
 			if !qb.pause(retryWait) {
 				return
@@ -364,9 +443,12 @@ func (qb *queueBackend) feed(f *feeder) {
 			continue
 		}
 		for jm := range batch.Messages() {
-			qb.give(f, jm)
+			if !qb.give(f, jm) {
+				// Handed back: a request still open would be handed it again at once.
+				cancel()
+			}
 		}
-		cancel()
+		qb.endFetch(f)
 		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) &&
 			!errors.Is(err, context.Canceled) {
 			cons = nil
@@ -377,23 +459,46 @@ func (qb *queueBackend) feed(f *feeder) {
 	}
 }
 
-// give feeds one fetched message to the router, or hands it back when nobody here consumes the queue.
-func (qb *queueBackend) give(f *feeder, jm jetstream.Msg) {
+// endFetch ends f's pull request.
+func (qb *queueBackend) endFetch(f *feeder) {
+	qb.mu.Lock()
+	stop := f.stop
+	f.stop = nil
+	qb.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// give feeds one fetched message to the router, or hands it back when nobody here consumes the queue
+// (reporting false).
+func (qb *queueBackend) give(f *feeder, jm jetstream.Msg) bool {
 	meta, err := jm.Metadata()
 	if err != nil {
 		qb.malformed.Add(1)
 		_ = jm.Term()
-		return
+		return true
 	}
 	// The remaining lifetime was measured when the message was published: count it from when the stream
 	// stored it, not from now.
-	m, _, err := decode(jm.Data(), f.d.Path, meta.Timestamp)
+	path := f.d.Path
+	if f.d.Kind == router.DurableSub {
+		// A durable subscription's message keeps the topic it was published to.
+		if path, err = parseLevels(jm.Headers().Get(topicHeader)); err != nil {
+			qb.malformed.Add(1)
+			_ = jm.Term()
+			return true
+		}
+	}
+	m, _, err := decode(jm.Data(), path, meta.Timestamp)
 	if err != nil {
 		qb.malformed.Add(1)
 		_ = jm.Term()
-		return
+		return true
 	}
-	m.Dest = f.d
+	if f.d.Kind == router.Queue {
+		m.Dest = f.d
+	}
 	fm := &fedMsg{m: jm}
 	qb.mu.Lock()
 	qb.fed[fm] = struct{}{}
@@ -405,7 +510,9 @@ func (qb *queueBackend) give(f *feeder, jm jetstream.Msg) {
 	}
 	if !qb.h.r.Feed(f.d, m, redeliveries, fm) {
 		qb.Settle(fm, false)
+		return false
 	}
+	return true
 }
 
 // heartbeats keeps the messages fed to the local router from being offered to other nodes while they
@@ -469,6 +576,29 @@ func (l *Link) queues(vhost string) *queueBackend {
 		return h.qb
 	}
 	return nil
+}
+
+// isDuplicateInProcess reports JetStream's answer to a message whose ID another publish of it is storing
+// right now: the message is being stored, under that publish.
+func isDuplicateInProcess(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && ae.ErrorCode == 10158 // JSStreamDuplicateMessageConflict
+}
+
+// parseLevels decodes levels written as subject tokens (topicSubject with no prefix).
+func parseLevels(s string) ([]string, error) {
+	if s == "" {
+		return nil, errBadSubject
+	}
+	toks := strings.Split(s, ".")
+	path := make([]string, len(toks))
+	for i, t := range toks {
+		var err error
+		if path[i], err = decodeToken(t); err != nil {
+			return nil, err
+		}
+	}
+	return path, nil
 }
 
 var _ router.QueueBackend = (*queueBackend)(nil)
