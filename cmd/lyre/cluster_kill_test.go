@@ -19,6 +19,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/lyremq/lyre/protocol/prototest"
 )
@@ -237,13 +238,13 @@ type killConsumer struct {
 	close func()
 }
 
-func consumeStomp(t *testing.T, addr, name, queue string, ty *qtally) *killConsumer {
+func consumeStomp(t *testing.T, addr, name, queue string, ty *qtally, opts ...func(*frame.Frame) error) *killConsumer {
 	t.Helper()
 	c, err := stomp.Dial("tcp", addr, quiet)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	sub, err := c.Subscribe(queue, stomp.AckClientIndividual, stomp.SubscribeOpt.Header("prefetch-count", "20"))
+	sub, err := c.Subscribe(queue, stomp.AckClientIndividual, append(opts, stomp.SubscribeOpt.Header("prefetch-count", "20"))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,6 +323,21 @@ virtual_host "default" {
 		consumeMQTT(t, victim.addr, "mqtt-"+victim.name, "queue/work", ty),
 	}
 
+	// A STOMP durable subscription on the victim, fed by a producer there: each RECEIPT means its copy is
+	// in JetStream.
+	dty := newQTally()
+	dsubOpts := []func(*frame.Frame) error{stomp.SubscribeOpt.Id("kd1"), stomp.SubscribeOpt.Header("persistent", "true")}
+	before = append(before, consumeStomp(t, victim.addr, "dsub-"+victim.name, "/topic/kd", dty, dsubOpts...))
+	dal := &ackLog{acked: map[string]bool{}}
+	dstop := make(chan struct{})
+	var dwg sync.WaitGroup
+	dwg.Add(1)
+	go func() { defer dwg.Done(); stompProducer(victim.addr, "dsub", "/topic/kd", 1<<30, dal, dstop) }()
+	defer func() {
+		close(dstop)
+		dwg.Wait()
+	}()
+
 	const perProducer = 1500
 	al := &ackLog{acked: map[string]bool{}}
 	stop := make(chan struct{})
@@ -334,7 +350,11 @@ virtual_host "default" {
 		wg.Wait()
 	}()
 
-	waitUntilFor(t, 60*time.Second, "consumers mid-stream", func() bool { _, n := ty.count(); return n >= 400 })
+	waitUntilFor(t, 60*time.Second, "consumers mid-stream", func() bool {
+		_, n := ty.count()
+		_, dn := dty.count()
+		return n >= 400 && dn >= 100
+	})
 	victim.kill()
 	_, atKill := ty.count()
 	al.mu.Lock()
@@ -344,9 +364,17 @@ virtual_host "default" {
 	for _, kc := range before {
 		kc.close()
 	}
+	dal.mu.Lock()
+	dacked := make(map[string]bool, len(dal.acked))
+	for b := range dal.acked {
+		dacked[b] = true
+	}
+	dal.mu.Unlock()
 	after := []*killConsumer{
 		consumeStomp(t, n2.addr, "stomp-"+n2.name, "/queue/work", ty),
 		consumeMQTT(t, n3.addr, "mqtt-"+n3.name, "queue/work", ty),
+		// The durable subscription's client comes back on another node, by its id.
+		consumeStomp(t, n2.addr, "dsub-"+n2.name, "/topic/kd", dty, dsubOpts...),
 	}
 	defer func() {
 		for _, kc := range after {
@@ -393,6 +421,28 @@ virtual_host "default" {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The durable subscription's backlog: every copy whose RECEIPT came back before the kill.
+	waitUntilFor(t, 60*time.Second, fmt.Sprintf("the durable subscription's %d acknowledged messages", len(dacked)), func() bool {
+		dty.mu.Lock()
+		defer dty.mu.Unlock()
+		for b := range dacked {
+			if dty.seen[b] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	dty.mu.Lock()
+	ddups := 0
+	for _, n := range dty.seen {
+		if n > 1 {
+			ddups++
+		}
+	}
+	t.Logf("durable subscription: %d sends acknowledged before the kill, %d messages delivered (%d deliveries, %d duplicated); per consumer %v",
+		len(dacked), len(dty.seen), dty.total, ddups, dty.by)
+	dty.mu.Unlock()
+
 	ty.mu.Lock()
 	dups, extra, unacked := 0, 0, 0
 	for b, n := range ty.seen {
