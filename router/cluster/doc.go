@@ -94,32 +94,53 @@
 // message a node fetched that none of its consumers accept waits there until one does or the last one
 // leaves), browsers (see the node's messages only) and the administrative operations (purge, move,
 // depth: what the node holds, not the stream's backlog). Queue quotas and full policies do not apply to
-// a clustered queue: its backlog is bounded by the stream (unlimited by default, on disk), and
-// producers are held back only by the acknowledgements they wait for. Order: JetStream hands out a
+// a clustered queue or durable subscription: its backlog is bounded by the stream (unlimited by
+// default, on disk), and producers are held back only by the acknowledgements they wait for. Order: JetStream hands out a
 // queue's messages in order, but consumers on several nodes run concurrently, and handed-back or
 // redelivered messages come back when JetStream redelivers them, not in their original place.
 // A queue that holds a backlog in the host's own store from before the node was clustered keeps serving
 // it, before the messages from JetStream.
 //
-// Not replicated: temporary queues (their connection's node), durable subscriptions' backlogs (STOMP
-// durable subscriptions and MQTT persistent sessions: journalled in the node's own store as on a single
-// node; messages published on other nodes reach them live over the topic link only, at most once, while
-// the node is up). Replicating them the way queues are needs the durable subscription itself (its
-// filter and owner) known to every node, a KV bucket, so the publishing node stores the message once;
-// that is the next step. Non-persistent queue messages take the same stream as persistent ones: a
-// queue's messages go to one consumer in the cluster whatever their persistence, and a non-persistent
-// one waits for a consumer as on a single node; the sender does not wait for it unless it asked for a
-// receipt. Core NATS queue groups would be cheaper for them, but at most once and lost when no node has
-// a consumer.
+// Non-persistent queue messages take the same stream as persistent ones: a queue's messages go to one
+// consumer in the cluster whatever their persistence, and a non-persistent one waits for a consumer as
+// on a single node; the sender does not wait for it unless it asked for a receipt. Core NATS queue
+// groups would be cheaper for them, but at most once and lost when no node has a consumer.
+//
+// # Durable subscriptions
+//
+// The durable subscriptions clients name (STOMP's; a name starting with '$' is the broker's own, and an
+// MQTT session's subscriptions are those: they stay node-local) keep their backlog in the same stream,
+// on "lyre.<vhost>.d.<name>", consumed through one durable consumer per subscription like a queue. The
+// subscription itself (filter, owner) is each node's, as on a single node, journalled in its own store:
+// a client that comes back on another node and subscribes again by the same id creates it there, and
+// its consumer there reads the backlog the first node stored. Every node that holds the subscription
+// stores a copy of each matching message, the ones published on it and the ones the topic link brings,
+// under a message ID naming the topic message cluster-wide (its origin link and its ID there), so
+// JetStream keeps one (duplicate window: two minutes; a second copy arriving while the first is being
+// stored counts as stored). What this guarantees:
+//
+//   - A message published on a node that holds the subscription is acknowledged to its publisher (STOMP
+//     RECEIPT, MQTT PUBACK) once its copy is replicated: it survives kill -9 of that node, and the
+//     subscription's client gets it from any node it subscribes again on.
+//   - A message published on a node that does not hold the subscription reaches it over the topic link,
+//     at most once, as any cross-node topic message: its publisher is acknowledged by its own node, and
+//     the copy is lost if no node holding the subscription is up (between the kill of the only one and
+//     the client's return elsewhere) or the link drops it.
+//   - Destroying the subscription (UNSUBSCRIBE with persistent:true, or a SUBSCRIBE with the same id and
+//     another filter) purges its backlog from the stream; nodes where it was created before keep their
+//     own copy of the subscription, and go on storing what matches it, until it is destroyed there too
+//     (the subscription's registry is not replicated: that would take a KV bucket every node watches).
 //
 // # What is clustered and what stays node-local
 //
 // Clustered: live topic messages to plain topic subscriptions, wildcard and regex filters included,
 // for every protocol, and to durable subscriptions' filters (an MQTT persistent session's or a STOMP
 // durable subscription's): a remote message arriving while the node is up goes into the durable's
-// queue on that node as a local one would. Named queues, replicated, with JetStream (above).
+// queue on that node as a local one would. With JetStream, named queues and STOMP durable
+// subscriptions' backlogs, replicated (above).
 //
-// Node-local for now: queues without JetStream (each node has its own), shared subscriptions (a $share group gets a
+// Node-local for now: queues and durable backlogs without JetStream (each node has its own), shared
+// subscriptions (a $share group gets a
 // message published on its own node only; across nodes they need NATS queue groups), retained messages
 // (each node's store keeps what was published on it; a message arriving from NATS is delivered live with
 // the retain flag cleared, so a remote node does not store it, and an MQTT 5 retain-as-published

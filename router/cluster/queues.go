@@ -17,10 +17,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// Queues across nodes (see the package doc, "Queues"): one JetStream stream per virtual host with
-// work-queue retention holds every queue's backlog, one subject per queue; one durable pull consumer per
-// queue, shared by every node, hands each message to one node at a time; the node's router dispatches it
-// to one of its consumers and the consumer's acknowledgement acknowledges it in JetStream.
+// Queues across nodes (see the package doc, "Queues" and "Durable subscriptions"): one JetStream stream
+// per virtual host with work-queue retention holds every queue's and durable subscription's backlog, one
+// subject each; one durable pull consumer per queue, shared by every node, hands each message to one
+// node at a time; the node's router dispatches it to one of its consumers and the consumer's
+// acknowledgement acknowledges it in JetStream.
 
 const (
 	queueMark   = "q" // subjects "lyre.<vhost>.q.<level>..."
