@@ -10,6 +10,8 @@ import (
 // fakeBackend claims queues under "c" and records what the router asks of it.
 type fakeBackend struct {
 	mu        sync.Mutex
+	dests     []Destination // where each published message went
+	discarded []Destination
 	published []*Message
 	want      []int
 	acked     []any
@@ -17,14 +19,19 @@ type fakeBackend struct {
 }
 
 func (b *fakeBackend) Claims(d Destination) bool {
-	return d.Kind == Queue && len(d.Path) > 0 && d.Path[0] == "c"
+	return (d.Kind == Queue || d.Kind == DurableSub) && len(d.Path) > 0 && d.Path[0] == "c"
 }
 
-func (b *fakeBackend) Discard(Destination) {}
-
-func (b *fakeBackend) Publish(_ Destination, m *Message) error {
+func (b *fakeBackend) Discard(d Destination) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.discarded = append(b.discarded, d)
+}
+
+func (b *fakeBackend) Publish(d Destination, m *Message) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dests = append(b.dests, d)
 	b.published = append(b.published, m)
 	return nil
 }
@@ -159,5 +166,39 @@ func TestQueueBackendClaimsExistingQueue(t *testing.T) {
 	c.Ack(s.ds[1].Seq)
 	if len(b.acked) != 1 {
 		t.Fatalf("the fed message's ack did not reach the backend")
+	}
+}
+
+// TestQueueBackendClaimsDurableSubscription: a claimed durable subscription's copies of topic messages go
+// to the backend under the subscription's name, keeping their topic, and destroying it discards its
+// backlog there; an unclaimed one keeps its queue in the router.
+func TestQueueBackendClaimsDurableSubscription(t *testing.T) {
+	r := New(Options{})
+	b := &fakeBackend{}
+	r.SetQueueBackend(b)
+	f := Filter{Kind: Topic, Segs: []Seg{{Text: "t"}, {Kind: SegMany}}}
+	claimed := Destination{Kind: DurableSub, Path: []string{"c", "d"}}
+	local := Destination{Kind: DurableSub, Path: []string{"$own"}}
+	for _, d := range []Destination{claimed, local} {
+		if _, err := r.CreateDurable(d, DurableOptions{Filter: f, QoS: 1}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	topic := Destination{Kind: Topic, Path: []string{"t", "x"}}
+	pr := r.Publish(&Message{Dest: topic, Body: []byte("m"), QoS: 1, Persistent: true})
+	if pr.Delivered != 2 || pr.Dropped != 0 {
+		t.Fatalf("publish result %+v: want both subscriptions counted as delivered", pr)
+	}
+	if len(b.dests) != 1 || !slices.Equal(b.dests[0].Path, claimed.Path) || !slices.Equal(b.published[0].Dest.Path, topic.Path) {
+		t.Fatalf("backend got %v (messages %v), want the claimed subscription's copy with its topic", b.dests, b.published)
+	}
+	if r.QueueDepthOf(claimed) != 0 || r.QueueDepthOf(local) != 1 {
+		t.Fatalf("depths %d (claimed) and %d (local), want 0 and 1", r.QueueDepthOf(claimed), r.QueueDepthOf(local))
+	}
+	if _, err := r.DestroyDurable(claimed, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.discarded) != 1 || !slices.Equal(b.discarded[0].Path, claimed.Path) {
+		t.Fatalf("discarded %v, want the destroyed subscription", b.discarded)
 	}
 }
