@@ -75,7 +75,8 @@
 //     once (a JetStream NAK), so consumers on other nodes get them without waiting. A message's
 //     redelivery count starts from JetStream's delivery count, so it is marked redelivered on any node;
 //     JetStream counts a fetch, so a message a node handed back before any client saw it is marked
-//     redelivered too (never the reverse).
+//     redelivered too (never the reverse), and a hand-back that overtakes the end of the node's own pull
+//     request counts one delivery more (the node takes the message once more and gives it back).
 //   - Liveness. JetStream offers a message a node fetched to the other nodes if the node does not
 //     settle it within the ack wait (Config.AckWait, DefaultAckWait 10 s); a live node keeps the
 //     messages it holds with progress heartbeats every third of it. That wait is how long the

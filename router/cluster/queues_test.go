@@ -171,10 +171,11 @@ func TestQueueHandedBackWhenConsumersLeave(t *testing.T) {
 		t.Fatalf("b got %q, want the unacknowledged %q", bs, want)
 	}
 	for _, dl := range got {
-		// Delivered once on a, handed back once: JetStream counts two deliveries. More would mean a
-		// node fetched and handed it back in a loop.
-		if dl.Redeliveries != 1 {
-			t.Errorf("%s has %d redeliveries, want 1", dl.Msg.Body, dl.Redeliveries)
+		// Delivered once on a, handed back once: JetStream counts two deliveries, or three when the
+		// hand-back overtook the end of a's pull request, which took it once more and gave it back. More
+		// would mean a node fetching and handing back in a loop.
+		if dl.Redeliveries < 1 || dl.Redeliveries > 2 {
+			t.Errorf("%s has %d redeliveries, want 1 (or 2)", dl.Msg.Body, dl.Redeliveries)
 		}
 		cb.Ack(dl.Seq)
 	}
