@@ -18,10 +18,11 @@ func TestClusterBlock(t *testing.T) {
   node   = "n1"
   listen = "127.0.0.1:7422"
   routes = ["127.0.0.1:7423", "127.0.0.1:7424"]
+  advertise = "10.0.0.1:17422"
 }
 `)
 	want := &conf.Cluster{Name: "lyre", Node: "n1", Listen: "127.0.0.1:7422", Routes: []string{"127.0.0.1:7423", "127.0.0.1:7424"},
-		Replicas: 3}
+		Replicas: 3, Advertise: "10.0.0.1:17422"}
 	if !reflect.DeepEqual(c.Cluster, want) {
 		t.Fatalf("Cluster = %+v, want %+v", c.Cluster, want)
 	}
@@ -51,7 +52,7 @@ func TestClusterErrors(t *testing.T) {
 		{"misspelt attribute", "cluster {\n  node = \"n1\"\n  listen = \"127.0.0.1:1\"\n  route = []\n}\n",
 			[]string{`t.hcl:11:3: unknown attribute "route"; did you mean "routes"?`}},
 		{"both kinds", "cluster {\n  node = \"n1\"\n  listen = \"127.0.0.1:1\"\n  nats_url = \"nats://x:4222\"\n}\n",
-			[]string{`t.hcl:11:14: nats_url connects to an external NATS; listen and routes run an embedded one: give one or the other`}},
+			[]string{`t.hcl:11:14: nats_url connects to an external NATS; listen, advertise and routes run an embedded one: give one or the other`}},
 		{"neither", "cluster {\n  node = \"n1\"\n}\n",
 			[]string{`t.hcl:8:1: cluster needs listen (and routes) for an embedded NATS, or nats_url for an external one`}},
 		{"bad addresses", "cluster {\n  node = \"n.1\"\n  listen = \"127.0.0.1\"\n  routes = [\"h:99999\", \"h:1\", \"h:1\"]\n}\n",
@@ -61,6 +62,10 @@ func TestClusterErrors(t *testing.T) {
 				`t.hcl:11:13: route "h:99999": port "99999" is not a number from 0 to 65535`,
 				`t.hcl:11:31: route "h:1" listed twice; first at t.hcl:11:24`,
 			}},
+		{"advertise without its port", "cluster {\n  node = \"n1\"\n  listen = \"127.0.0.1:1\"\n  advertise = \"10.0.0.1\"\n}\n",
+			[]string{`t.hcl:11:15: advertise "10.0.0.1": want host:port`}},
+		{"advertise with nats_url", "cluster {\n  node = \"n1\"\n  advertise = \"10.0.0.1:1\"\n  nats_url = \"nats://x:4222\"\n}\n",
+			[]string{`t.hcl:11:14: nats_url connects to an external NATS; listen, advertise and routes run an embedded one: give one or the other`}},
 		{"bad url", "cluster {\n  node = \"n1\"\n  nats_url = \"http://x\"\n}\n",
 			[]string{`t.hcl:10:14: nats_url entry 1 "http://x" is not a nats://host:port URL`}},
 		{"directory with nats_url", "cluster {\n  node = \"n1\"\n  nats_url = \"nats://x:1\"\n  directory = \"d\"\n}\n",

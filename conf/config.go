@@ -538,6 +538,10 @@ type Cluster struct {
 	Listen string
 	// Routes are the host:port route listeners of the other nodes.
 	Routes []string
+	// Advertise is the host:port the other nodes are told to dial to reach this node's route listener
+	// (NATS gossips it, so a node joining through one seed connects to all); default "" = Listen. Set it
+	// when Listen is not reachable as written: a wildcard address, NAT, a container, a proxy.
+	Advertise string
 	// NATSURL is a comma-separated list of nats:// URLs of an external NATS, instead of Listen and Routes.
 	NATSURL string
 	// Directory turns JetStream on in the embedded server and keeps its streams there (the replicated

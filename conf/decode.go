@@ -329,6 +329,7 @@ func (d *decoder) cluster(b *hclsyntax.Block) *Cluster {
 		"node":      str(&c.Node),
 		"listen":    str(&c.Listen),
 		"routes":    strList(&c.Routes),
+		"advertise": str(&c.Advertise),
 		"nats_url":  str(&c.NATSURL),
 		"directory": str(&c.Directory),
 		"replicas":  integer(&c.Replicas),

@@ -113,8 +113,8 @@ func (v *validator) cluster() {
 		v.errf("cluster.node", "node name %q must be letters, digits, '-' or '_'", c.Node)
 	}
 	switch {
-	case c.NATSURL != "" && (c.Listen != "" || len(c.Routes) > 0):
-		v.errf("cluster.nats_url", "nats_url connects to an external NATS; listen and routes run an embedded one: give one or the other")
+	case c.NATSURL != "" && (c.Listen != "" || len(c.Routes) > 0 || c.Advertise != ""):
+		v.errf("cluster.nats_url", "nats_url connects to an external NATS; listen, advertise and routes run an embedded one: give one or the other")
 	case c.NATSURL != "":
 		if c.Directory != "" {
 			v.errf("cluster.directory", "directory is the embedded server's JetStream storage; with nats_url the external NATS stores the streams")
@@ -130,6 +130,11 @@ func (v *validator) cluster() {
 	default:
 		if err := hostPort(c.Listen); err != nil {
 			v.errf("cluster.listen", "listen %q: %v", c.Listen, err)
+		}
+		if c.Advertise != "" {
+			if err := hostPort(c.Advertise); err != nil {
+				v.errf("cluster.advertise", "advertise %q: %v", c.Advertise, err)
+			}
 		}
 		seen := map[string]int{}
 		for i, r := range c.Routes {

@@ -23,13 +23,10 @@ const PaceTimeout = 500 * time.Millisecond
 // maxBrakes bounds the subscribers one connection waits for at once; more are not waited for (they pay).
 const maxBrakes = 16
 
-// Brake is a subscriber over its window (router.Backpressure has the same methods).
-type Brake interface {
-	// Room returns a channel closed once there is room, or nil when there is room now.
-	Room() <-chan struct{}
-	// Stuck tells the subscriber a publisher waited PaceTimeout in vain.
-	Stuck()
-}
+// Brake is a subscriber over its window: Room returns a channel closed once there is room (nil when there
+// is room now), Stuck tells it a publisher waited PaceTimeout in vain. It is router.Backpressure itself,
+// so a publisher outside the front-ends (the cluster link) can be held back without importing them.
+type Brake = router.Backpressure
 
 // Publisher is what a sink asks to hold back: the publishing connection, router.Message.Publisher
 // (*Conn implements it).

@@ -47,6 +47,10 @@
 // message was full. The round-robin position and the sticky member live in state shared by the group's
 // snapshots, so membership changes keep them; picking costs no allocation and no lock.
 //
+// A cluster link may take the groups of Topic messages over (SetSharedDispatch): Publish then leaves them
+// alone, except for Internal messages and '$' topics, and the link hands each message NATS routed to
+// this node to one group with DeliverShared. Without a link Publish dispatches every group, as above.
+//
 // # Durable subscriptions
 //
 // A durable subscription (durable.go) is a topic filter in the trie whose matches go into a queue of
@@ -165,7 +169,9 @@
 //	queue mutex -> QueueBackend's own locks (Want, Settle)
 //	queue mutex -> queue mutex: MoveMessages only, the two taken in key order after the map is released
 //
-// The retained store has its own lock and is never held with another. Topic fan-out holds no router lock
+// The retained store has its own lock and is never held with another. The retained-change lock (retainMu)
+// orders a change with its Journal call and its watcher (WatchRetained: a cluster link that replicates
+// retained messages and applies the other nodes' with ApplyRetained); neither calls back into the router. Topic fan-out holds no router lock
 // while calling Deliver. Queue dispatch runs on the caller's goroutine under the queue's mutex, and Deliver
 // is called with that mutex held: a sink must never call back into the router from Deliver (doing so
 // deadlocks); it may from any other goroutine, for example Resume from its writer after draining.

@@ -166,7 +166,7 @@ func (r *Router) RestoreQueued(d Destination, seq uint64, redeliveries uint32, m
 // after a restart until the broker publishes the topic again.
 func (r *Router) retain(ri int, m *Message) {
 	j := r.opts.Journal
-	if j != nil {
+	if j != nil || r.retainWatch.Load() != nil {
 		r.retainMu.Lock()
 		defer r.retainMu.Unlock()
 	}
@@ -178,6 +178,7 @@ func (r *Router) retain(ri int, m *Message) {
 	if j != nil && !m.Internal {
 		j.Retain(m)
 	}
+	r.notifyRetainedLocked(ri, m)
 }
 
 // DeleteRetained clears the retained message of the topic (kind Topic) at path, journalled as a publish
@@ -186,16 +187,18 @@ func (r *Router) retain(ri int, m *Message) {
 // durable. It reports whether the topic held a retained message; when it held none nothing is journalled.
 func (r *Router) DeleteRetained(path []string, tr Tracker) bool {
 	j := r.opts.Journal
-	if j != nil {
+	if j != nil || r.retainWatch.Load() != nil {
 		r.retainMu.Lock()
 		defer r.retainMu.Unlock()
 	}
 	if !r.retained.clear(0, path) {
 		return false
 	}
+	m := &Message{ID: r.nextID.Add(1), Dest: Destination{Kind: Topic, Path: slices.Clone(path)}, Retain: true, Tracker: tr}
 	if j != nil {
-		j.Retain(&Message{ID: r.nextID.Add(1), Dest: Destination{Kind: Topic, Path: slices.Clone(path)}, Retain: true, Tracker: tr})
+		j.Retain(m)
 	}
+	r.notifyRetainedLocked(0, m)
 	return true
 }
 

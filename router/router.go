@@ -74,7 +74,11 @@ type Router struct {
 	opts     Options
 	topics   *trie
 	retained *retainStore
-	retainMu sync.Mutex // orders retained changes with their Journal calls
+	retainMu sync.Mutex // orders retained changes with their Journal and watcher calls
+	// retainWatch is WatchRetained's fn, nil without one; stored under retainMu.
+	retainWatch atomic.Pointer[func(*Message)]
+	// shareExternal leaves Topic shared groups to DeliverShared (SetSharedDispatch).
+	shareExternal atomic.Bool
 
 	qmu    sync.RWMutex
 	queues map[string]*queue
@@ -310,7 +314,7 @@ func (r *Router) Publish(m *Message) PublishResult {
 	if !ok {
 		return PublishResult{Err: fmt.Errorf("%w: unknown kind %d", ErrInvalidName, m.Dest.Kind)}
 	}
-	if m.Retain {
+	if m.Retain && !m.RetainKept {
 		// Before matching: a subscriber that reads retained messages after subscribing then either sees
 		// this one there or gets it live.
 		r.retain(ri, m)
@@ -354,12 +358,14 @@ func (r *Router) Publish(m *Message) PublishResult {
 			dropped++
 		}
 	}
-	for _, g := range res.Groups {
-		switch g.deliver(d, pol.share, r.seed) {
-		case groupTook:
-			delivered++
-		case groupFull:
-			dropped++
+	if len(res.Groups) > 0 && !r.sharedElsewhere(ri, m) {
+		for _, g := range res.Groups {
+			switch g.deliver(d, pol.share, r.seed) {
+			case groupTook:
+				delivered++
+			case groupFull:
+				dropped++
+			}
 		}
 	}
 	if delivered > 0 {

@@ -84,12 +84,16 @@ type Header struct {
 
 // Message is immutable once published: the router and every subscriber share one value.
 type Message struct {
-	ID          uint64 // assigned by the router at Publish when zero
-	Dest        Destination
-	Body        []byte
-	QoS         uint8 // 0, 1 or 2; a STOMP persistent message is QoS 1
-	Persistent  bool
-	Retain      bool  // the publisher asked for it to be retained (or cleared, when Body is empty)
+	ID         uint64 // assigned by the router at Publish when zero
+	Dest       Destination
+	Body       []byte
+	QoS        uint8 // 0, 1 or 2; a STOMP persistent message is QoS 1
+	Persistent bool
+	Retain     bool // the publisher asked for it to be retained (or cleared, when Body is empty)
+	// RetainKept marks a Retain message whose retained copy is kept elsewhere (another node published
+	// it, and its retained copy travels by other means): the router delivers it with its retain flag as
+	// published (MQTT 5 retain-as-published) without storing it.
+	RetainKept  bool
 	Expires     int64 // Unix milliseconds; 0 = never
 	ContentType string
 	// Headers are the application headers: STOMP headers the broker does not interpret, MQTT 5 user

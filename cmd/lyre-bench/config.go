@@ -20,10 +20,17 @@ const (
 
 // config is the parsed command line.
 type config struct {
-	stalled   int
-	proto     string
-	mode      string
-	addr      string
+	stalled int
+	proto   string
+	mode    string
+	addr    string
+	// pubAddrs and subAddrs spread publisher and subscriber i over the brokers at [i % len]: the nodes
+	// of a cluster (-pub-addr, -sub-addr); default -addr alone.
+	pubAddrs  []string
+	subAddrs  []string
+	pubAddr   string // -pub-addr as given
+	subAddr   string // -sub-addr as given
+	subWait   time.Duration
 	qos       int
 	pubs      int
 	subs      int
@@ -120,6 +127,9 @@ func (c *config) define(fs *flag.FlagSet) {
 	fs.StringVar(&c.proto, "proto", "mqtt", "protocol: mqtt or stomp (-mode mqtt2stomp uses both)")
 	fs.StringVar(&c.mode, "mode", "fanin", "fanin | fanout | pairs | queue (STOMP) | mqtt2stomp | idle | soak | connect")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:1883", "broker address host:port")
+	fs.StringVar(&c.pubAddr, "pub-addr", "", "fanin, fanout, pairs: comma-separated broker addresses the publishers connect to, publisher i to the (i mod n)th: the nodes of a cluster (default: -addr)")
+	fs.StringVar(&c.subAddr, "sub-addr", "", "fanin, fanout, pairs: comma-separated broker addresses the subscribers connect to, subscriber i to the (i mod n)th (default: -addr)")
+	fs.DurationVar(&c.subWait, "sub-wait", 0, "wait this long after the subscriptions are in place before publishing: for a cluster to carry subscriptions made on one node to the others")
 	fs.IntVar(&c.qos, "qos", 0, "QoS of publications and subscriptions: 0, 1 or 2")
 	fs.IntVar(&c.pubs, "pubs", 0, "publishers (0 = mode default: fanin 8, fanout 1, pairs 8)")
 	fs.IntVar(&c.subs, "subs", 0, "subscribers (0 = mode default: fanin 1, fanout 8, pairs = -pubs, queue 4; an explicit -subs 0 in queue mode: producers only)")
@@ -179,6 +189,9 @@ func (c *config) normalize() error {
 		return err
 	}
 	if err := c.normalizeTransport(); err != nil {
+		return err
+	}
+	if err := c.normalizeAddrs(); err != nil {
 		return err
 	}
 	switch c.mode {
@@ -278,6 +291,45 @@ func (c *config) checkSoak() error {
 		return badUsage("-pid must be a process id")
 	}
 	return c.checkRun()
+}
+
+// normalizeAddrs splits -pub-addr and -sub-addr, which default to -addr.
+func (c *config) normalizeAddrs() error {
+	split := func(flag, s string) ([]string, error) {
+		if s == "" {
+			return []string{c.addr}, nil
+		}
+		switch c.mode {
+		case "fanin", "fanout", "pairs":
+		default:
+			return nil, badUsage("-%s is for -mode fanin, fanout and pairs", flag)
+		}
+		var out []string
+		for _, a := range strings.Split(s, ",") {
+			a = strings.TrimSpace(a)
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return nil, badUsage("-%s %q: want host:port[,host:port...]", flag, s)
+			}
+			out = append(out, a)
+		}
+		return out, nil
+	}
+	var err error
+	if c.pubAddrs, err = split("pub-addr", c.pubAddr); err != nil {
+		return err
+	}
+	if c.subAddrs, err = split("sub-addr", c.subAddr); err != nil {
+		return err
+	}
+	if c.subWait < 0 {
+		return badUsage("-sub-wait must not be negative")
+	}
+	return nil
+}
+
+// spread reports whether publishers or subscribers go to other brokers than -addr.
+func (c *config) spread() bool {
+	return c.pubAddr != "" || c.subAddr != ""
 }
 
 // badUsage returns an errUsage error.

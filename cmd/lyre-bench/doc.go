@@ -25,6 +25,12 @@
 //	           -login/-passcode) log in; -transport tls measures the TLS handshake too. Any refusal or
 //	           failed attempt is an error (exit 1).
 //
+// -pub-addr and -sub-addr (fanin, fanout, pairs) spread the publishers and the subscribers over several
+// brokers, the nodes of a cluster: comma-separated addresses, client i on the (i mod n)th; either defaults
+// to -addr. A subscription made on one node reaches the others' after a moment (a cluster propagates
+// interest asynchronously), so -sub-wait waits that long between the last SUBACK and the first publish;
+// without it the first messages may find no route to remote subscribers and count as lost.
+//
 // -transport tls carries every connection of the run over TLS, verified against the system's roots,
 // -cafile, or not at all with -insecure; no session is resumed, so each connection makes a full handshake.
 // -transport ws or wss carries them over WebSocket (RFC 6455) instead of TCP: ws://ADDR/PATH with PATH from
@@ -62,6 +68,7 @@
 //	lyre-bench -proto stomp -transport tls -cafile ca.pem -addr localhost:61614 -mode idle -conns 5000 -pid $(pgrep -n lyre)
 //	lyre-bench -proto stomp -addr 127.0.0.1:61613 -mode queue -prefetch 100 -receipt-every 100 -inflight 4
 //	lyre-bench -proto stomp -addr 127.0.0.1:61620 -vhost / -login guest -passcode guest -mode fanin
+//	lyre-bench -mode fanout -subs 100 -sub-addr 127.0.0.1:62701,127.0.0.1:62702,127.0.0.1:62703 -pub-addr 127.0.0.1:62701 -sub-wait 1s
 //
 // # compare
 //

@@ -39,6 +39,21 @@ func newDriver(c *config) driver {
 	}, keepSession: c.keepSession}
 }
 
+// addrDrivers returns, for each address of addrs, newDrivers' pub (or sub) driver of c with that address.
+func addrDrivers(c *config, addrs []string, sub bool) []driver {
+	out := make([]driver, len(addrs))
+	for i, a := range addrs {
+		ac := *c
+		ac.addr, ac.stompAddr = a, a
+		p, s := newDrivers(&ac)
+		out[i] = p
+		if sub {
+			out[i] = s
+		}
+	}
+	return out
+}
+
 // newDrivers returns the publishers' and the subscribers' drivers: one protocol, or for mqtt2stomp MQTT
 // publishers and STOMP subscribers on the same broker address.
 func newDrivers(c *config) (pub, sub driver) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,7 +15,9 @@ type result struct {
 	Proto          string         `json:"proto"`
 	Transport      string         `json:"transport"`
 	Mode           string         `json:"mode"`
-	Addr           string         `json:"addr"`
+	Addr           string         `json:"addr,omitempty"`      // "" with -pub-addr or -sub-addr
+	PubAddrs       []string       `json:"pub_addrs,omitempty"` // -pub-addr
+	SubAddrs       []string       `json:"sub_addrs,omitempty"` // -sub-addr
 	QoS            int            `json:"qos"`
 	GrantedQoS     int            `json:"granted_qos"`
 	Pubs           int            `json:"pubs"`
@@ -75,7 +78,12 @@ func (r *result) print(w io.Writer) {
 	if r.ReceiptEvery > 0 {
 		fmt.Fprintf(w, "receipt every %d  ", r.ReceiptEvery)
 	}
-	fmt.Fprintf(w, "pubs %d  subs %d  size %d B  addr %s\n", r.Pubs, r.Subs, r.Size, r.Addr)
+	if r.PubAddrs != nil {
+		fmt.Fprintf(w, "pubs %d on %s  subs %d on %s  size %d B\n", r.Pubs, strings.Join(r.PubAddrs, ","), r.Subs,
+			strings.Join(r.SubAddrs, ","), r.Size)
+	} else {
+		fmt.Fprintf(w, "pubs %d  subs %d  size %d B  addr %s\n", r.Pubs, r.Subs, r.Size, r.Addr)
+	}
 	if r.Interrupted {
 		fmt.Fprintln(w, "  INTERRUPTED: partial results")
 	}
@@ -116,6 +124,9 @@ func (b *benchRun) result(sent, expected uint64) *result {
 	c := b.c
 	r := &result{Proto: c.proto, Transport: c.transport, Mode: c.mode, Addr: c.addr, QoS: c.qos, GrantedQoS: 2, Pubs: c.pubs, Subs: c.subs,
 		Size: c.size, Rate: c.rate, Sent: sent, Expected: expected, Interrupted: b.interrupted}
+	if c.spread() {
+		r.Addr, r.PubAddrs, r.SubAddrs = "", c.pubAddrs, c.subAddrs
+	}
 	if c.proto == "stomp" || c.mode == "mqtt2stomp" {
 		r.Ack, r.Prefetch = c.ack, c.prefetch
 	}

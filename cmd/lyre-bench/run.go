@@ -85,6 +85,14 @@ func bench(ctx context.Context, c *config, progress io.Writer, log *zap.Logger) 
 		return nil, err
 	}
 	defer b.closeStalled()
+	if c.subWait > 0 {
+		// Subscriptions on one node of a cluster reach the others' after a while; what is published before
+		// is not routed to them.
+		select {
+		case <-time.After(c.subWait):
+		case <-ctx.Done():
+		}
+	}
 	b.start()
 	b.sample(ctx, progress)
 	sent, expected := b.sumSent(), b.expected()
@@ -104,7 +112,10 @@ type benchRun struct {
 	id     string // runID
 	pubDrv driver
 	subDrv driver
-	ctl    *control
+	// pubDrvs and subDrvs are the drivers of each -pub-addr and -sub-addr: client i uses [i % len].
+	pubDrvs []driver
+	subDrvs []driver
+	ctl     *control
 
 	subs    []client
 	subStat []*subStats
@@ -125,7 +136,11 @@ type benchRun struct {
 
 func newBenchRun(c *config, log *zap.Logger) *benchRun {
 	pubDrv, subDrv := newDrivers(c)
-	return &benchRun{c: c, log: log, id: runID(), pubDrv: pubDrv, subDrv: subDrv, ctl: newControl(),
+	pubDrvs, subDrvs := []driver{pubDrv}, []driver{subDrv}
+	if c.spread() {
+		pubDrvs, subDrvs = addrDrivers(c, c.pubAddrs, false), addrDrivers(c, c.subAddrs, true)
+	}
+	return &benchRun{c: c, log: log, id: runID(), pubDrv: pubDrv, subDrv: subDrv, pubDrvs: pubDrvs, subDrvs: subDrvs, ctl: newControl(),
 		subs: make([]client, c.subs), subStat: make([]*subStats, c.subs),
 		pubs: make([]client, c.pubs), pubStat: make([]pubStats, c.pubs)}
 }
@@ -169,7 +184,7 @@ func (b *benchRun) dialSubscribers(ctx context.Context) error {
 	c := b.c
 	return dialAll(ctx, c.subs, func(ctx context.Context, i int) error {
 		st := &subStats{next: make([]uint64, c.pubs)}
-		cl, err := b.subDrv.dialSubscriber(ctx, fmt.Sprintf("lb-%s-s%d", b.id, i), &subSpec{filter: b.subTopic(i), qos: byte(c.qos), coalesce: c.coalesce}, st)
+		cl, err := b.subDrvs[i%len(b.subDrvs)].dialSubscriber(ctx, fmt.Sprintf("lb-%s-s%d", b.id, i), &subSpec{filter: b.subTopic(i), qos: byte(c.qos), coalesce: c.coalesce}, st)
 		if err != nil {
 			return err
 		}
@@ -183,7 +198,7 @@ func (b *benchRun) dialPublishers(ctx context.Context) error {
 	return dialAll(ctx, c.pubs, func(ctx context.Context, i int) error {
 		spec := &pubSpec{index: i, topic: b.topic(b.pubDrv, i), qos: byte(c.qos), size: c.size, count: c.count,
 			rate: c.rate, inflight: c.inflight, drain: c.drain, ctl: b.ctl}
-		cl, err := b.pubDrv.dialPublisher(ctx, fmt.Sprintf("lb-%s-p%d", b.id, i), spec, &b.pubStat[i])
+		cl, err := b.pubDrvs[i%len(b.pubDrvs)].dialPublisher(ctx, fmt.Sprintf("lb-%s-p%d", b.id, i), spec, &b.pubStat[i])
 		if err != nil {
 			return err
 		}
@@ -370,11 +385,14 @@ func (b *benchRun) drain(ctx context.Context, expected uint64) {
 
 // discardSessions ends the sessions -keep-session subscribers leave on the broker.
 func (b *benchRun) discardSessions(ctx context.Context) {
-	d, ok := b.subDrv.(*mqttDriver)
-	if !ok || !b.c.keepSession {
+	if !b.c.keepSession {
 		return
 	}
 	for i := range b.c.subs {
+		d, ok := b.subDrvs[i%len(b.subDrvs)].(*mqttDriver)
+		if !ok {
+			return
+		}
 		if err := d.discardSession(ctx, fmt.Sprintf("lb-%s-s%d", b.id, i)); err != nil {
 			b.errs.add(fmt.Errorf("discarding subscriber %d's session: %w", i, err))
 		}

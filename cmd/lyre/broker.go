@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -69,16 +70,19 @@ func Start(cfg *conf.Config, log *zap.Logger) (*Broker, error) {
 	})
 	b := &Broker{log: log, hosts: reg, srv: srv, mqtt: mh}
 	b.cfg.Store(cfg)
-	b.mgmt = management.New(management.Options{Version: version, Hosts: reg, Server: srv, Sessions: mh,
-		Config: b.cfg.Load, Reload: b.Reload, Log: log.Named("management")})
-	srv.SetManagement(b.mgmt)
+	mo := management.Options{Version: version, Hosts: reg, Server: srv, Sessions: mh,
+		Config: b.cfg.Load, Reload: b.Reload, Log: log.Named("management")}
 	if cfg.Cluster != nil {
-		// Before the connectors: a client's first subscription already becomes cluster interest.
+		// Before the connectors: a client's first subscription already becomes cluster interest. Before
+		// management, which shows the link's state.
 		if err := b.joinCluster(cfg.Cluster, hosts); err != nil {
 			_ = b.Shutdown(context.Background())
 			return nil, err
 		}
+		mo.Cluster, mo.ClusterChanged = b.clusterInfo, b.link.Changed()
 	}
+	b.mgmt = management.New(mo)
+	srv.SetManagement(b.mgmt)
 	for _, c := range cfg.Connectors {
 		if err := srv.Listen(c); err != nil {
 			_ = b.Shutdown(context.Background())
@@ -106,7 +110,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	if b.link != nil {
 		b.link.Close()
 	}
-	b.mgmt.Close()
+	if b.mgmt != nil { // nil when joining the cluster failed
+		b.mgmt.Close()
+	}
 	b.mqtt.Close() // its session expiry and will timers
 	b.hosts.Close()
 	return err
@@ -116,7 +122,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 // attached (see router/cluster's doc).
 func (b *Broker) joinCluster(c *conf.Cluster, hosts []*virtualhost.Host) error {
 	l, err := cluster.Start(cluster.Config{Name: c.Name, Node: c.Node, Listen: c.Listen, Routes: c.Routes,
-		NATSURL: c.NATSURL, Directory: c.Directory, Replicas: c.Replicas}, b.log)
+		Advertise: c.Advertise, NATSURL: c.NATSURL, Directory: c.Directory, Replicas: c.Replicas}, b.log)
 	if err != nil {
 		return err
 	}
@@ -126,11 +132,37 @@ func (b *Broker) joinCluster(c *conf.Cluster, hosts []*virtualhost.Host) error {
 			return err
 		}
 	}
+	// Retained messages from the cluster before the first subscriber, for a bounded time: without a
+	// JetStream quorum yet the node starts with its own and loads the cluster's when it can.
+	ctx, cancel := context.WithTimeout(context.Background(), retainedLoadWait)
+	defer cancel()
+	if err := l.WaitRetained(ctx); err != nil {
+		b.log.Warn("cluster retained messages not loaded yet; serving this node's until they are", zap.Error(err))
+	}
+	// MQTT client ids are claimed cluster-wide: a session moves to the node its client connects to.
+	b.mqtt.SetDirectory(virtualhost.NewDirectory(l, c.Node, b.log))
 	return nil
 }
 
+// retainedLoadWait bounds how long a starting node waits for the cluster's retained messages.
+const retainedLoadWait = 5 * time.Second
+
 // Cluster returns the cluster link, nil without a cluster block.
 func (b *Broker) Cluster() *cluster.Link { return b.link }
+
+// clusterInfo is the link's state for management.
+func (b *Broker) clusterInfo() *management.ClusterInfo {
+	st := b.link.Status()
+	ci := &management.ClusterInfo{Name: st.Name, Node: st.Node, Mode: st.Mode, Connected: st.Connected, Since: st.Since,
+		Disconnects: st.Disconnects, Routes: st.Routes, Server: st.Server, Peers: make([]management.ClusterPeer, 0, len(st.Peers)),
+		Messages: management.ClusterMessages{Sent: st.Stats.Sent, Received: st.Stats.Received, Dropped: st.Stats.Dropped,
+			TooLarge: st.Stats.TooLarge, Duplicates: st.Stats.Duplicates, Malformed: st.Stats.Malformed,
+			InDropped: st.Stats.InDropped}}
+	for _, p := range st.Peers {
+		ci.Peers = append(ci.Peers, management.ClusterPeer{Name: p.Name, Connected: p.Connected, Since: p.Since})
+	}
+	return ci
+}
 
 // openHost opens virtual host vc of configuration cfg (broker rules first), with its store when it has a
 // store block, and logs what it is and what its store held.

@@ -181,15 +181,3 @@ func TestClusterQueueExactlyOnceAcrossThreeNodes(t *testing.T) {
 	}
 	t.Logf("deliveries per consumer: %v; messages fetched per node: %v", ty.by, fed)
 }
-
-// waitUntilFor is waitUntil with a deadline of d.
-func waitUntilFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	paho5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/go-stomp/stomp/v3"
 
@@ -134,5 +135,33 @@ func TestClusterTopicsAcrossThreeNodes(t *testing.T) {
 	}
 	if st := l1.Stats(); st.Received != 0 {
 		t.Errorf("n1 received %d of its own messages back", st.Received)
+	}
+}
+
+// TestClusterRetainAsPublished_MQTT_3_3_1_12_13: a retained message published on n1 reaches MQTT 5
+// subscribers on n2 live with its retain flag as published for a retain-as-published subscription
+// [MQTT-3.3.1-12] and cleared for the others [MQTT-3.3.1-13]; without JetStream n2 does not store it
+// (retained messages are then each node's own).
+func TestClusterRetainAsPublished_MQTT_3_3_1_12_13(t *testing.T) {
+	bs, addrs := startCluster3(t)
+	rap := dialV5(t, addrs[1], &paho5.Connect{ClientID: "rap", CleanStart: true})
+	rap.sub(0, paho5.SubscribeOptions{Topic: "rap/t", QoS: 1, RetainAsPublished: true})
+	plain := dialV5(t, addrs[1], &paho5.Connect{ClientID: "plain", CleanStart: true})
+	plain.sub(0, paho5.SubscribeOptions{Topic: "rap/t", QoS: 1})
+	waitUntil(t, "n2's interest on n1", func() bool { return bs[0].Cluster().Interest("default", []string{"rap", "t"}) > 0 })
+
+	pub := mqttClient(t, addrs[0], "pub")
+	mqttPublishRetained(t, pub, "rap/t", 1, "kept")
+	if m := rap.next(5 * time.Second); string(m.Payload) != "kept" || !m.Retain {
+		t.Fatalf("retain-as-published subscriber on n2 got %q retain=%v, want kept with retain 1", m.Payload, m.Retain)
+	}
+	if m := plain.next(5 * time.Second); string(m.Payload) != "kept" || m.Retain {
+		t.Fatalf("plain subscriber on n2 got %q retain=%v, want kept with retain 0", m.Payload, m.Retain)
+	}
+	if body, ok := retainedBody(t, bs[0], "rap/t"); !ok || body != "kept" {
+		t.Fatalf("n1 retains %q (%v), want kept", body, ok)
+	}
+	if body, ok := retainedBody(t, bs[1], "rap/t"); ok {
+		t.Fatalf("n2 stored the relayed message %q as retained; without JetStream it is n1's alone", body)
 	}
 }

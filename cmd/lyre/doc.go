@@ -65,5 +65,10 @@
 // before the connectors, and attaches every host's router; Shutdown closes it after the connections and
 // before the hosts, since it publishes into their routers until then. A reload does not change the link:
 // a changed cluster block is logged and waits for a restart, and a virtual host the reload adds is not
-// attached.
+// attached. The link starts before management, which shows its state (Broker.clusterInfo copies
+// cluster.Status into a management.ClusterInfo, so management imports no NATS) and publishes
+// $SYS/broker/cluster/... as soon as Link.Changed signals.
+// The MQTT handler gets a virtualhost.Directory over the link (SetDirectory, after its
+// sessions are restored, before the connectors accept), so client ids are claimed cluster-wide and a
+// session follows its client to the node it connects to (protocol/mqtt's doc, Clusters).
 package main

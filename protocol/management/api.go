@@ -26,6 +26,7 @@ func (m *Manager) apiHandlers() map[string]http.HandlerFunc {
 		"POST " + v + "/reload":      m.reload,
 		"GET " + v + "/vhosts":       m.listHosts,
 		"GET " + v + "/connections":  m.listConnections,
+		"GET " + v + "/cluster":      m.getCluster,
 
 		"GET " + host:                                m.getHost,
 		"GET " + host + "/connections":               m.listHostConnections,

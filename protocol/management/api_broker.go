@@ -43,6 +43,8 @@ type brokerInfo struct {
 	Connectors    []connectorInfo `json:"connectors"`
 	// Totals add up every connector's traffic, ended connections included.
 	Totals traffic `json:"totals"`
+	// Cluster is the node's cluster state; absent without a cluster block.
+	Cluster *ClusterInfo `json:"cluster,omitempty"`
 }
 
 // configSummary is what the running configuration says, without secrets or file paths beyond its own.
@@ -100,7 +102,7 @@ func (m *Manager) getBroker(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b := brokerInfo{Version: m.o.Version, Started: m.o.Started.UTC(),
-		UptimeSeconds: int64(time.Since(m.o.Started) / time.Second), Connectors: []connectorInfo{}}
+		UptimeSeconds: int64(time.Since(m.o.Started) / time.Second), Connectors: []connectorInfo{}, Cluster: m.cluster()}
 	if c := m.config(); c != nil {
 		b.Config = summarize(c)
 	}

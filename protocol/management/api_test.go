@@ -69,6 +69,7 @@ func TestEndpointAuthorization(t *testing.T) {
 		{"POST /api/v1/reload", "POST", "/reload", "", "admin", 501, "ops"},
 		{"GET /api/v1/vhosts", "GET", "/vhosts", "", "tenant", 200, "pub"},
 		{"GET /api/v1/connections", "GET", "/connections", "", "ops", 200, "tenant"},
+		{"GET /api/v1/cluster", "GET", "/cluster", "", "ops", 404, "tenant"},
 		{"GET /api/v1/vhosts/{vhost}", "GET", "/vhosts/a", "", "tenant", 200, "pub"},
 		{"GET /api/v1/vhosts/{vhost}/connections", "GET", "/vhosts/a/connections", "", "tenant", 200, "pub"},
 		{"DELETE /api/v1/vhosts/{vhost}/connections/{id}", "DELETE", fmt.Sprintf("/vhosts/a/connections/%d", live), "", "admin", 204, "tenant"},

@@ -79,6 +79,14 @@
 // not counted as published. Clients read them like any topic, subject to access rules: receive on
 // "$SYS.**" (a rule whose id starts with a wildcard does not cover $ topics).
 //
+// # Cluster
+//
+// On a node with a cluster block, Options.Cluster gives the cluster state (ClusterInfo, filled by cmd/lyre
+// from router/cluster's Link.Status: management itself knows nothing of NATS). It is served as GET
+// /api/v1/cluster (404 without a cluster) and the cluster section of GET /api/v1/broker, both for monitor
+// on kind broker; as the lyre_cluster_ metrics; and as $SYS/broker/cluster/... on every host, published
+// at once when Options.ClusterChanged signals rather than at the next sys_interval.
+//
 // # Web console
 //
 // /console/ is a single page in plain JavaScript modules with no build step, embedded from console/

@@ -60,7 +60,12 @@ type Options struct {
 	Config func() *conf.Config
 	// Reload re-reads and applies the configuration (POST /api/v1/reload); nil answers 501.
 	Reload func() error
-	Log    *zap.Logger
+	// Cluster returns the node's cluster state; nil on a node without a cluster block.
+	Cluster func() *ClusterInfo
+	// ClusterChanged is signalled when the cluster state changes, so $SYS/broker/cluster/... tells at once
+	// rather than at the next sys_interval; nil waits for it.
+	ClusterChanged <-chan struct{}
+	Log            *zap.Logger
 }
 
 // Manager is the management HTTP handler, and publishes $SYS topics until Close.

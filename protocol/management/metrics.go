@@ -176,6 +176,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range allDescs {
 		ch <- d
 	}
+	for _, d := range clusterDescs {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -200,6 +203,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for i := range s.hosts {
 		collectHost(e, &s.hosts[i])
 	}
+	collectCluster(e, c.m.cluster())
 }
 
 func collectHost(e emitter, hs *hostSnapshot) {

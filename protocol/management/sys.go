@@ -33,6 +33,8 @@ func (m *Manager) startSys() {
 				return
 			case now := <-t.C:
 				t.Reset(p.tick(now))
+			case <-m.o.ClusterChanged:
+				t.Reset(p.tick(time.Now()))
 			}
 		}
 	}()
@@ -92,6 +94,7 @@ func (p *sysPublisher) tick(now time.Time) time.Duration {
 		heap = p.heap[0].Value.Uint64()
 	}
 	p.maxHeap = max(p.maxHeap, heap)
+	cluster := sysCluster(p.m.cluster()) // broker-wide, on every host
 	seen := make(map[*virtualhost.Host]bool, len(s.hosts))
 	for i := range s.hosts {
 		hs := &s.hosts[i]
@@ -111,7 +114,7 @@ func (p *sysPublisher) tick(now time.Time) time.Duration {
 		}
 		sh.at, sh.prev = now, cur
 		sh.maxClients = max(sh.maxClients, hs.clients)
-		for _, v := range p.values(hs, sh, now, heap) {
+		for _, v := range append(p.values(hs, sh, now, heap), cluster...) {
 			if sh.last[v.name] == v.value {
 				continue
 			}

@@ -93,7 +93,7 @@
 //     the client resends it later (3.1.1 has no negative acknowledgement); MQTT 5 gets PUBACK / PUBREC
 //     0x97 instead.
 //   - Wills are published when the connection ends for any reason other than DISCONNECT, including
-//     takeover by the same client id and broker shutdown.
+//     takeover by the same client id (on this node or, in a cluster, another) and broker shutdown.
 //   - Overlapping subscriptions of a clean session get one copy of a message at the highest QoS granted
 //     among the matching filters; a persistent session's get one copy per subscription, each at its own
 //     QoS, as [MQTT-3.3.5-1] allows (their durable subscriptions keep their own copies).
@@ -165,6 +165,73 @@
 //     0x19) must use the same method and prove the same user, who must still be allowed to connect;
 //     anything else ends the connection with DISCONNECT 0x87 (or 0x82 for a method mismatch), never a
 //     change of identity.
+//
+// # Clusters: session takeover across nodes
+//
+// With a cluster block a client id is unique per virtual host across the cluster, as it is on one node:
+// a session lives on one node, and a client connecting on another takes it over [MQTT-3.1.4-2]. The
+// package knows no NATS: cmd/lyre hands the Handler a virtualhost.SessionDirectory (SetDirectory), which
+// router/cluster carries over NATS request/reply, and the Handler is the directory's SessionHolder
+// (GiveUp). Without a directory none of this runs and CONNECT costs what it did (cluster.go).
+//
+//   - Holding. Every session in a host's registry, connected or offline, clean or persistent, is held
+//     in the directory (Hold when it enters the registry, Release when it leaves, under the registry's
+//     lock so the two keep its order). Restored sessions are announced by SetDirectory.
+//   - Claiming. Before CONNECT takes the session locally (takeSession), it claims the client id with a
+//     stamp (a hybrid logical clock: later than every claim this node made or saw), its user and its
+//     clean start. One claim per client id at a time per node: a second local CONNECT waits for the
+//     first's, then claims with a later stamp. The claim is pending until the session is attached here.
+//   - Giving up. The holder closes a connection holding the session exactly as a local takeover does
+//     (MQTT 5: DISCONNECT 0x8E [MQTT-3.1.4-3]) and waits for its release (at most 4 s): the connection's
+//     will is handled on the holder as for a local takeover: 3.1 and 3.1.1, and MQTT 5 without a will
+//     delay, publish it then [MQTT-3.1.2-8]; an MQTT 5 will with a delay waits in the offline session.
+//     The offline session then ends on the holder (its id stays taken meanwhile, as endOffline does):
+//     with the claimer's clean start its delayed will is published now (the session ends: 3.1.3.2.2)
+//     and it is discarded; without, the delayed will is cancelled, as a connection within the delay
+//     cancels it [MQTT-3.1.3-9], and the session is handed over: its record (subscriptions with their
+//     options and identifiers, owner, protocol level, expiry), its in-flight packet ids (PUBLISH sent,
+//     and PUBREL sent), the inbound QoS 2 ids awaiting PUBREL, and the messages its durable
+//     subscriptions hold, drained from them (router.DrainQueue) in order with their redelivery counts.
+//     Its durable subscriptions and store records are then destroyed on the holder, which no longer
+//     holds the session. A will fires on one node only, the one where its connection ended, and once:
+//     the claimer never publishes another node's will.
+//   - Adopting. The claimer makes the handed session an offline session of its own, as a restart
+//     restores one (restoreOne): durable subscriptions made, the messages adopted into them under new
+//     sequence numbers and message IDs (router.Adopt), in-flight ids mapped onto the new numbers, records
+//     written on a durable host. takeSession then resumes it as any offline session: Session Present 1,
+//     messages in flight resent under their packet ids with DUP, then the backlog [MQTT-4.4.0-1].
+//   - Owners. A session another user owns is not given up: the claimer answers CONNACK 0x05 (MQTT 5:
+//     0x87), as on one node.
+//
+// Decisions:
+//
+//   - Who wins. Two CONNECTs with one client id at once on two nodes: the later claim wins, by stamp,
+//     as the later CONNECT wins on one node. A holder refuses a claim stamped before the connection
+//     holding the session, or before its own pending claim; the refused claimer answers CONNACK 0x03
+//     (MQTT 5: 0x88, server unavailable: a later connection has the session) and closes. Two claims
+//     can miss each other when each is made before the other's hold has crossed the routes; so a
+//     claim that found no holder (or no answer) is made again 250 ms later, if its connection still
+//     holds the session: then the two meet, the earlier connection is closed as taken over, and its
+//     session discarded (a concurrent session has nothing to hand over that the winner wants).
+//   - A holder that does not answer. Dead or cut off by a partition, its hold is gone with its route
+//     and the claim finds no holder at once; alive but stuck, the claim gives up after 5 s. Either way
+//     the CONNECT goes on with what this node has: a fresh session (Session Present 0), or the one it
+//     holds itself. The old node may then keep a copy of the session (a partition: both sides serve
+//     their own clients); the next claim of the id, from either side once the routes are back, reaches
+//     every holder and each gives its copy up: the first answer is adopted, the others' state is lost.
+//     JetStream-replicated sessions (another branch) would replace the handover behind the
+//     same interface, so a dead node's session comes back with its state.
+//   - Messages in transit. A message published while the session moves may miss it: one arriving on
+//     the old node between the drain and the destruction of its durable subscriptions, or published on
+//     a third node before the new node's interest has crossed the routes. Across nodes topics are at
+//     most once (router/cluster's doc); the backlog the session had when its client left moves whole.
+//     A handover larger than NATS's payload limit leaves out its newest messages, logged.
+//   - A handover received after this node's connection already has a session (the repeated claim
+//     above, or a race with a session this node holds) is dropped, logged.
+//   - Queues stay node-local: a session's queue subscriptions move as subscriptions, and consume the
+//     new node's queue of that name; unacknowledged queue messages went back to the old node's queue.
+//   - Message expiry deadlines travel as they are (Unix ms): the nodes' clocks are expected to agree,
+//     as they must across a restart.
 //
 // # Management
 //

@@ -256,6 +256,7 @@ func (h *Handler) RestoreHost(host *virtualhost.Host) int {
 		}
 		reg.mu.Lock()
 		reg.sessions[s.id] = s
+		h.holdLocked(host, s.id)
 		h.scheduleLocked(host, s, left)
 		reg.mu.Unlock()
 		n++

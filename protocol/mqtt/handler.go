@@ -74,6 +74,13 @@ type Handler struct {
 
 	refusals protocol.Refusals
 	closed   atomic.Bool // Close ran: no more expiry timers
+
+	// dir claims client ids cluster-wide (cluster.go); nil without a cluster, set before any connection.
+	dir virtualhost.SessionDirectory
+	// stop ends the claims' verification goroutines (verifies) at Close.
+	stop     chan struct{}
+	stopOnce sync.Once
+	verifies sync.WaitGroup
 }
 
 // NewHandler returns a handler routing into hosts. log receives handler-level events; per-connection
@@ -82,7 +89,7 @@ func NewHandler(hosts *virtualhost.Registry, log *zap.Logger) *Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Handler{hosts: hosts, log: log, registries: make(map[*virtualhost.Host]*registry)}
+	return &Handler{hosts: hosts, log: log, registries: make(map[*virtualhost.Host]*registry), stop: make(chan struct{})}
 }
 
 func (h *Handler) registry(host *virtualhost.Host) *registry {

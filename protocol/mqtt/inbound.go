@@ -183,7 +183,8 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		return cl.refusePublish(p, packet.ReasonNotAuthorized, nil)
 	}
 	var tr *virtualhost.Tracker
-	if p.QoS > 0 && cl.host.TracksWrites() {
+	switch {
+	case p.QoS > 0 && cl.host.TracksWrites():
 		// A durable host: acknowledge once every write the message causes is durable, the session
 		// copies and the inbound QoS 2 id in one commit (ack.go); with clustered queues, once JetStream
 		// has the replicas of a queue message.
@@ -192,6 +193,10 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 		if p.QoS == 2 && !s.clean && cl.host.Durable() {
 			cl.host.PutInbound(s.id, p.PacketID, tr)
 		}
+	case p.QoS > 0 && p.Retain && cl.rt.ConfirmsRetained():
+		// A memory host in a cluster: acknowledge once the retained change is replicated.
+		tr = &virtualhost.Tracker{}
+		m.Tracker = tr
 	}
 	var res router.PublishResult
 	if allowed { // else not routed, yet acknowledged [MQTT-3.3.5-2]

@@ -20,6 +20,10 @@ import (
 type registry struct {
 	mu       sync.Mutex
 	sessions map[string]*session
+	// In a cluster (cluster.go), nil without: claims are the client ids being claimed cluster-wide, and
+	// stamps the claim stamp of the connection attached to each session, for GiveUp to compare.
+	claims map[string]*pendingClaim
+	stamps map[string]virtualhost.ClaimStamp
 }
 
 // attachment is one connection's hold on a session. Guarded by registry.mu.
@@ -39,6 +43,15 @@ type attachment struct {
 func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*session, bool, error) {
 	reg := cl.h.registry(cl.host)
 	att := &attachment{conn: cl.c, version: cl.version}
+	var claim *pendingClaim
+	if cl.h.dir != nil {
+		// Cluster-wide first: the node holding the session gives it up (cluster.go).
+		var err error
+		if claim, err = cl.claimCluster(reg, att, id, cleanStart); err != nil {
+			return nil, false, err
+		}
+		defer cl.h.finishClaim(reg, id, claim)
+	}
 	deadline := time.Now().Add(takeoverWait)
 	for {
 		reg.mu.Lock()
@@ -66,6 +79,9 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 			continue
 		}
 		cl.att = att
+		if claim != nil {
+			reg.stamps[id] = claim.stamp
+		}
 		if s != nil && !cleanStart {
 			s.att = att
 			// A connection to the session before the will delay passed cancels the will [MQTT-3.1.3-9],
@@ -98,6 +114,9 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 		s.owner = protocol.Owner(cl.principal) // in its first record
 		s.att = att
 		reg.sessions[id] = s
+		if old == nil {
+			cl.h.holdLocked(cl.host, id)
+		}
 		reg.mu.Unlock()
 		if old != nil {
 			// Unattached and unreachable: nothing else touches it [MQTT-3.1.2-6].
@@ -188,6 +207,7 @@ func (cl *client) end(graceful bool) {
 	reg.mu.Lock()
 	if ending && reg.sessions[s.id] == s {
 		delete(reg.sessions, s.id)
+		cl.h.releaseLocked(reg, cl.host, s.id)
 	}
 	s.att = nil
 	done := cl.att.done
@@ -302,6 +322,7 @@ func (h *Handler) endOffline(host *virtualhost.Host, s *session, tr router.Track
 	reg.mu.Lock()
 	if reg.sessions[s.id] == s {
 		delete(reg.sessions, s.id)
+		h.releaseLocked(reg, host, s.id)
 	}
 	s.att = nil
 	reg.mu.Unlock()
@@ -335,8 +356,9 @@ func (h *Handler) ForgetHost(host *virtualhost.Host) {
 		return
 	}
 	r.mu.Lock()
-	for _, s := range r.sessions {
+	for id, s := range r.sessions {
 		s.stopTimersLocked()
+		h.releaseLocked(r, host, id)
 	}
 	r.mu.Unlock()
 }
@@ -351,6 +373,8 @@ func (h *Handler) Close() {
 	}
 	h.mu.Unlock()
 	h.closed.Store(true)
+	h.stopOnce.Do(func() { close(h.stop) })
+	h.verifies.Wait()
 	for _, r := range regs {
 		r.mu.Lock()
 		for _, s := range r.sessions {

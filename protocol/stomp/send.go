@@ -11,6 +11,7 @@ import (
 
 	"github.com/lyremq/lyre/protocol"
 	"github.com/lyremq/lyre/router"
+	"github.com/lyremq/lyre/virtualhost"
 )
 
 // send publishes a SEND frame to each destination it names (STOMP 1.2 "SEND"). A persistent message or
@@ -212,6 +213,12 @@ func (s *session) newMessage(f *frame.Frame, h *sendHeaders, name string, d rout
 	if h.receipt {
 		if tr := s.tracker(); tr != nil {
 			m.Tracker = tr // the receipt waits for the message's writes (receipts.go)
+		} else if h.retain && s.rt.ConfirmsRetained() {
+			// A memory host in a cluster: the receipt waits for the retained change's replication.
+			if s.frameTr == nil {
+				s.frameTr = &virtualhost.Tracker{}
+			}
+			m.Tracker = s.frameTr
 		}
 	}
 	return m

@@ -1,6 +1,7 @@
 // Package cluster joins the routers of several Lyre nodes over NATS, so that a topic message published on
-// one node reaches the matching subscribers on every node, and a queue is one queue across the nodes,
-// replicated in JetStream (DESIGN.md §9).
+// one node reaches the matching subscribers on every node (DESIGN.md §9), a retained message set on one
+// node is what a new subscriber on any node gets, a shared group spread over nodes gets each message
+// once, and a queue is one queue across the nodes, replicated in JetStream.
 //
 // # Design
 //
@@ -132,6 +133,29 @@
 //     own copy of the subscription, and go on storing what matches it, until it is destroyed there too
 //     (the subscription's registry is not replicated: that would take a KV bucket every node watches).
 //
+// # Session claims
+//
+// MQTT client ids are unique per virtual host across the cluster: a session lives on one node, and a
+// client connecting elsewhere takes it over (protocol/mqtt's doc, "Clusters", has the rules). The link
+// carries the claims and does not read them (sessions.go); virtualhost.Directory stamps and encodes them,
+// and cmd/lyre wires the two together, so neither the router nor a front-end depends on NATS.
+//
+//   - Holding is interest. A node holding client id X's session of vhost V (connected or offline)
+//     subscribes to "lyre.<V>.s.<X>" (X encoded as a level is; an id whose token would be over 128
+//     bytes as "~h" and its SHA-256 in hex). HoldSession and ReleaseSession are counted and never block:
+//     the MQTT registry calls them under its lock, and one goroutine applies them in that order.
+//   - A claim is a NATS request on that subject. NATS routes it to the holders only, and a subject
+//     nobody holds gets "no responders" at once: a CONNECT of a new client id costs one round trip to
+//     the local NATS server, no wait. The first answer wins; answers come from holders only.
+//   - Each claim is answered on a goroutine of its own (the holder may wait for its connection to end),
+//     tracked by the link, so Close waits for them.
+//   - A holder that is dead, or cut off by a partition, loses its interest when its route goes: the
+//     claim then finds no responders and the claimer goes on with what it has. A holder that is
+//     alive but does not answer leaves the claimer with its deadline.
+//   - An answer larger than NATS's payload limit (8 MiB) is trimmed by the directory, newest waiting
+//     messages first, and logged; streaming it is for later, or for JetStream replication, which
+//     replaces the handover.
+//
 // # What is clustered and what stays node-local
 //
 // Clustered: live topic messages to plain topic subscriptions, wildcard and regex filters included,
@@ -140,17 +164,110 @@
 // queue on that node as a local one would. With JetStream, named queues and STOMP durable
 // subscriptions' backlogs, replicated (above).
 //
-// Node-local for now: queues and durable backlogs without JetStream (each node has its own), shared
-// subscriptions (a $share group gets a
-// message published on its own node only; across nodes they need NATS queue groups), retained messages
-// (each node's store keeps what was published on it; a message arriving from NATS is delivered live with
-// the retain flag cleared, so a remote node does not store it, and an MQTT 5 retain-as-published
-// subscriber there sees retain 0), temporary topics, durable backlogs and sessions, and topics whose
-// first level starts with '$' ($SYS is each node's own status; the '#' that feeds the link does not
-// match them [MQTT-4.7.2-1]). A virtual host added by a configuration reload is not attached until the
+// MQTT sessions move: a client connecting on another node takes its session over (its subscriptions, its
+// offline backlog and in-flight packet ids), and it is then held there alone (see Session claims).
+// Clustered too: retained messages, with JetStream (see Retained messages), and MQTT shared
+// subscriptions (see Shared subscriptions).
+//
+// Node-local for now: queues without JetStream (each node has its own), retained messages without
+// JetStream (each node's store keeps what was published on it), temporary topics, durable backlogs while
+// their session stays where it is (a STOMP durable subscription's without JetStream), and topics whose first level starts with '$'
+// ($SYS is each node's own status; the '#' that feeds the link does not match them [MQTT-4.7.2-1]; their
+// retained messages and shared groups stay on their node too). A message arriving from NATS is delivered
+// live with its retain flag as published, marked Message.RetainKept so the router does not store it from
+// there (the retained stream does): an MQTT 5 retain-as-published subscriber on another node sees
+// retain 1 [MQTT-3.3.1-12], any other subscriber retain 0 [MQTT-3.3.1-13]. A virtual host
+// added by a configuration reload is not attached until the
 // next restart. Messages larger than 8 MiB (the embedded server's payload limit) stay on their node
-// (Stats.TooLarge). With a cluster an MQTT 5 publisher no longer hears "no matching subscribers": the
-// link's '#' matches every topic.
+// (Stats.TooLarge; the node's own shared groups get them). With a cluster an MQTT 5
+// publisher no longer hears "no matching subscribers": the link's '#' matches every topic.
+//
+// # Retained messages
+//
+// With JetStream (a directory, or an external NATS that has it) one stream, LYRE_RETAINED, keeps the
+// last retained change of every topic of every virtual host: subject "lyre.<vhost>.r.<level>..." (the
+// topic subjects' token encoding, with "r" for "t"), MaxMsgsPerSubject 1, file storage, R = replicas. A
+// stream rather than a KV bucket because KV keys may not hold the '~' of the token encoding. A change
+// is the envelope of the retained message; a clear is an envelope with an empty body (a tombstone, kept
+// so that a node that was down learns of the clear). The router owns its retained store as before and
+// it stays the read path: a SUBSCRIBE reads the local store, with no NATS round trip.
+//
+//   - Out. router.WatchRetained tells the link of every retained change a publish or an operator
+//     (DeleteRetained) makes, under the router's retained lock, in order. The link queues it (bounded,
+//     8192; a full queue drops the change: RetainedStats.Dropped) for a goroutine that publishes it to
+//     the stream asynchronously, in order, and another that waits for the acknowledgements in order.
+//   - In. Per attached host an ordered consumer reads the host's subjects, the last change of every
+//     topic first (DeliverLastPerSubject: a node that starts, or restarts after being down, loads the
+//     cluster's state, including what changed meanwhile), then every change as the stream stores it,
+//     and applies each with router.ApplyRetained: stored (and journalled, so a node with a store keeps
+//     the cluster's value across a restart) but not delivered, as live delivery went over core NATS.
+//   - Convergence. The link applies every change it reads, its own included, so when two nodes set one
+//     topic at once every node ends with the one the stream stored last. A node's own change is in its
+//     local store at once and may briefly be replaced by an older one of its own still on the way, or by
+//     another node's, before the stream's last one lands.
+//   - Expiry. The envelope carries the remaining lifetime when the change was written. A node that
+//     reads it counts that lifetime from the time the stream stored the message (its metadata
+//     timestamp, by the stream leader's clock): it keeps the message for what is left, and applies a
+//     message whose lifetime is over as a clear. Clocks need to agree to within what a lifetime may be
+//     off by (NTP is plenty). A change that expired before it was written is written as a clear.
+//   - Acknowledgement. A retained publish at QoS 1 or 2 (MQTT PUBACK/PUBREC) or a SEND with a receipt is
+//     acknowledged once the stream acknowledged the change, so when the publisher hears back the
+//     change is on a quorum of replicas: the watcher tracks the write on the message's router.Tracker,
+//     as the store's journal does (DESIGN §5, which asks retained messages to be durable before the
+//     acknowledgement), and on a memory host the front-ends set a tracker on a retained publish when
+//     router.ConfirmsRetained says a watcher may wait. The cost is one JetStream round trip on retained
+//     publishes only; writes are pipelined, so a publisher with several messages in flight is not held
+//     to one per round trip. The wait is bounded: a change the stream did not acknowledge within 5 s,
+//     or refused, is node-local (RetainedStats.Failed, logged) and the publisher is acknowledged all the
+//     same, so a node cut off from the JetStream quorum keeps serving its publishers, a few seconds
+//     late, rather than closing them. Such a change is undone when the stream answers again: the node
+//     then reloads the stream's state (the last change of every topic; RetainedStats.Resyncs) and the
+//     cluster's value replaces it, so the nodes agree again (a write whose acknowledgement timed out
+//     may still be committed, when the stream leader that had it is elected again: then every node
+//     ends with it). In a partition, then, the side with the
+//     quorum keeps replicating and the other side's retained changes last until the partition heals.
+//     Until the stream is ready (a quorum of the configured nodes up) changes are queued and written
+//     once it is, without holding their publishers back; a change dropped because the queue was full
+//     (RetainedStats.Dropped) is undone by a reload as a failed one is.
+//   - Not replicated: '$' topics and Internal messages ($SYS), a change over the payload limit
+//     (Dropped), and a node's retained messages that never went through the stream (set before the node
+//     joined a cluster, or not written): they stay on their node.
+//
+// A starting node (cmd/lyre) waits for its hosts' retained messages to be loaded (Link.WaitRetained)
+// for up to 5 s before its connectors accept, so its first subscribers get the cluster's; without a
+// quorum it starts with its own and loads the cluster's when it can (RetainedReady says when). A
+// subscriber that subscribes on one node just as another node's change is on its way may get neither
+// the live message (it went by before the subscription) nor the retained one (not applied yet); the
+// window is the stream's delivery delay, milliseconds.
+//
+// # Shared subscriptions
+//
+// An MQTT $share/{group}/{filter} group (STOMP maps nothing onto shared subscriptions) with members on
+// several nodes gets each matching message once in the whole cluster, wherever it was published, over
+// NATS queue groups. Each node's group (virtual host, group name, filter) with at least one member is
+// one queue subscription per subject of its filter (filterSubjects), with the queue name
+// "lyre.<vhost>.t.<group>.<filter key>" (every part a token), the same on every node. They live on a
+// second NATS connection without NoEcho, so a message published on a node reaches that node's own queue
+// subscription as well as the others'; the main connection keeps NoEcho for plain subscriptions. With a
+// cluster the router leaves its Topic groups to the link (router.SetSharedDispatch): a local message
+// goes to NATS through the link's '#' like any other, NATS picks one queue subscription in the cluster,
+// and that node's router gives it to one of its local members (router.DeliverShared) by the configured
+// share strategy. A message published on a node with no member reaches the group elsewhere. Without a
+// cluster nothing changes: the router dispatches its groups itself, at the cost of one atomic load per
+// message that matches a group.
+//
+//   - Spread. NATS picks among the nodes with a member at random, one chance per node, not per member:
+//     a node with three members gets as much as a node with one, and the three share it by the
+//     strategy. The strategies (round robin, sticky, hashes) therefore hold within a node only.
+//   - Guarantee: at most once across nodes, whatever the QoS, as for topics, and for members on the
+//     publishing node too (their messages go through NATS). A message is lost when the link's outbound
+//     queue or a NATS buffer is full, while the node picked is going down, and when the last member on
+//     the node NATS picked leaves while the message is on its way (NATS picked the node before it
+//     learnt of the leaving; SharedStats.Lost). A member leaving while others of its group remain on
+//     its node loses nothing: they take it. A partition splits a group in two: each side's messages go
+//     to the members on its side.
+//   - Members whose access rules refuse a message pass it to the others on their node only; when every
+//     member on the node NATS picked refuses it, it is lost (Lost).
 //
 // # Delivery guarantees and partitions
 //
@@ -159,7 +276,8 @@
 // when the link's outbound queue or a NATS buffer is full, while a route is down (a partition: each side
 // keeps delivering to its own subscribers, and nothing is queued for the other side or replayed when the
 // route comes back), and while a node is down or restarting. Subscribers on the publishing node are
-// unaffected by any of it.
+// unaffected by any of it, except shared groups, dispatched through NATS even on one node (see Shared
+// subscriptions). Retained messages, queues and STOMP durable subscriptions' backlogs are in JetStream:
 //
 // Clustered queues are at least once, across nodes and at any QoS (no duplicate detection for QoS 2),
 // and an acknowledged send is never lost while a quorum of the stream's replicas keeps its disk:
@@ -181,6 +299,76 @@
 //   - Replicas 1: the stream lives on one node; killing that node stops queues until it is back
 //     (nothing acknowledged is lost if its disk survives).
 //
+// # Flow control
+//
+// A publisher is held back for a subscriber on another node as for one on its own (DESIGN §5), by the
+// same mechanism (flow.go): the link is the Publisher of the messages it brings in, so a local subscriber
+// over its window asks it to hold back (HoldFor), as it would ask a connection. The inbound goroutine
+// then tells the message's origin node on "lyrefc.<origin id>" (outside "lyre.", so nothing else covers
+// it) and waits for room, 500 ms at most per message, repeating the signal every 40 ms; an inbound
+// backlog over 1/16 of its queue tells the origin too. A signal holds the origin's publishers back for
+// 100 ms (QoS ≥ 1 and paced topics, as locally): each of their messages that goes to other nodes asks its
+// publisher's connection to wait for room (its own bound, protocol.PaceTimeout, applies), so the
+// publishers run at the pace of the slowest subscriber they feed, wherever it is. The episode ends 100 ms
+// after the last signal: a receiver that went away or was cut off costs at most that. The link's own
+// outbound queue holds publishers back the same way when it is more than half full, until a quarter.
+//
+// It stays bounded, so messages can still be lost across nodes: a subscriber that makes no room in
+// 500 ms is marked stuck on its node and drops under its own policy, as locally; a publisher not
+// held back by its front-end (a replay, a message from the management API) is not slowed; the queues
+// still drop what finds them full (Stats.Dropped, Stats.InDropped). Stats counts the signals sent
+// (PressureSent) and the episodes (HeldEpisodes, StuckEpisodes: a publisher waited its whole bound).
+//
+// A partition, in detail (TestClusterPartition). Node 3 loses its routes to nodes 1 and 2 (NATS closes
+// them when the connection is reset or a write fails or, for a partition that resets nothing, after
+// three route pings 5 s apart go unanswered, 15 to 20 s): nodes 1 and 2 drop node
+// 3's interest and node 3 theirs, so each side's messages stay on its side, delivered to its own
+// subscribers as before; what a side publishes for the other meanwhile is lost, not queued. Node 3 warns
+// ("cluster connection lost") and says so in its status, metrics and $SYS; nodes 1 and 2, still connected
+// to each other, warn that peer n3 is lost. Node 3's explicit routes are retried every second or so for
+// ever (NATS), and when one connects the gossip brings the rest of the mesh back; the routes then carry
+// every subscription again (NATS sends them on connect), so interest is restored with no action from
+// Lyre, and messages published from then on cross again. A node on an external NATS (nats_url) is the same
+// with one connection: while it is down, publishing to NATS fails and is counted (Stats.Dropped) rather
+// than buffered for a late replay (nats.ReconnectBufSize -1), and the client resubscribes on reconnect.
+//
+// # Operations
+//
+// State (status.go): Link.Status says whether the node is connected to the cluster, embedded: at least
+// one route to another node is up, and the link's in-process client is connected to the embedded server;
+// nats_url: the NATS connection is up. A node that is not connected keeps serving its own clients. The
+// embedded server closes the link's client as a slow consumer when 64 MiB of messages wait for it (this
+// node's routers far behind); the client reconnects at once with its subscriptions, and the node counts
+// it as a disconnection, since its interest was withdrawn from the cluster meanwhile. It also gives the peers (embedded: every node the server has had a route
+// to since it started, by node name, connected or not, and since when), the route connections (NATS pools
+// several per peer), the disconnects so far and the counters (Stats). The embedded server has no callback
+// for routes, so a goroutine looks every 500 ms (and Status looks when asked); nats.go's disconnect and
+// reconnect handlers make it look at once. Each change is logged once: Warn "cluster connection lost"
+// when the last route or the NATS connection goes, Info "cluster connected" when it is back, Warn
+// "cluster peer lost" / Info "cluster peer connected" per peer; and signalled on Link.Changed. Closing the
+// link is no news.
+//
+// cmd/lyre shows it through management (protocol/management knows nothing of NATS; cmd/lyre copies the
+// Status into a management.ClusterInfo):
+//
+//   - GET /api/v1/cluster (and the "cluster" section of GET /api/v1/broker): name, node, mode, connected,
+//     since, disconnects, routes, server (nats_url), peers, messages {sent, received, dropped, too_large,
+//     duplicates, malformed, in_dropped}; 404 on a node without a cluster block.
+//   - /metrics: lyre_cluster_info{cluster,node,mode} 1, lyre_cluster_connected (1/0),
+//     lyre_cluster_disconnects_total, lyre_cluster_routes, lyre_cluster_peers (connected now),
+//     lyre_cluster_peer_connected{peer} (1/0, every peer seen), and the counters
+//     lyre_cluster_messages_{sent,received,dropped,too_large,duplicate,malformed,in_dropped}_total.
+//   - $SYS/broker/cluster/{name,node,state,peers/connected,peers/<node>/state,messages/sent,
+//     messages/received,messages/dropped} on every virtual host, state 1 or 0 as mosquitto's bridge
+//     $SYS/broker/connection/<name>/state. A change of state is published at once, not at the next
+//     sys_interval.
+//
+// Joining and leaving need no restart of the others: a new node names any existing node in routes, and
+// NATS gossips it to the rest (each existing node dials its advertised route address); a node that stops
+// is a peer lost for the others, which go on among themselves (TestClusterNodesJoinAndLeave). The route
+// address a node is dialled at is its listen address unless advertise says otherwise (NAT, containers, a
+// wildcard listen, a proxy as in the partition test).
+//
 // # Decisions
 //
 //   - The embedded server has a client listener on a random loopback port with a random token only this
@@ -194,5 +382,10 @@
 //     Link.JetStream waits until the meta group answers: a quorum of the configured nodes must be up
 //     before replicated state is available, and until then a node serves its local clients (and refuses
 //     sends to queues).
-//   - One NATS connection per node serves every virtual host; subjects keep hosts apart.
+//   - Two NATS connections per node serve every virtual host: the main one (NoEcho: plain topic
+//     subscriptions, publishing, JetStream) and one for shared groups' queue subscriptions, which must
+//     see the node's own messages. Subjects keep hosts apart.
+//   - Retained changes wait for the stream's acknowledgement before the publisher's; the alternative,
+//     acknowledging at once and replicating behind, would let a publisher that heard back from a node
+//     that then died lose a retained message the store would have kept (DESIGN §5).
 package cluster

@@ -82,26 +82,37 @@ func TestJetStreamReplicatedAcrossNodes(t *testing.T) {
 	}
 	nodes[0].l.Close() // the cleanup's second Close is a no-op
 
+	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	js1, _, err := nodes[1].l.JetStream(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each attempt has its own short deadline: a request nobody answers (no meta or stream leader yet)
+	// waits for its context, and the next attempt may reach the new leader.
+	try := func(fn func(ctx context.Context) error) func() bool {
+		return func() bool {
+			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return fn(actx) == nil
+		}
+	}
 	var info *jetstream.StreamInfo
-	waitFor(t, "the stream on the remaining nodes", func() bool {
+	waitForIn(t, 60*time.Second, "the stream on the remaining nodes", try(func(ctx context.Context) error {
 		s, err := js1.Stream(ctx, "T")
 		if err != nil {
-			return false
+			return err
 		}
 		info, err = s.Info(ctx)
-		return err == nil
-	})
+		return err
+	}))
 	if info.State.Msgs != 10 {
 		t.Fatalf("after losing a node the stream has %d messages, want 10", info.State.Msgs)
 	}
-	waitFor(t, "a publish with two of three nodes", func() bool {
+	waitForIn(t, 60*time.Second, "a publish with two of three nodes", try(func(ctx context.Context) error {
 		_, err := js1.Publish(ctx, "t.x", []byte("after"))
-		return err == nil
-	})
+		return err
+	}))
 }
 
 // TestNoJetStreamWithoutDirectory: without a directory the link says so rather than waiting.

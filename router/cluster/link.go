@@ -7,6 +7,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,8 @@ type Config struct {
 	Node   string   // this node's name, unique in the cluster
 	Listen string   // host:port of the embedded server's route listener
 	Routes []string // host:port of the other nodes' route listeners
+	// Advertise is the host:port the other nodes dial to reach Listen; "" = Listen.
+	Advertise string
 	// NATSURL connects to an external NATS (comma-separated URLs) instead of embedding a server.
 	NATSURL string
 	// Directory turns JetStream on in the embedded server, with its storage there. With NATSURL the
@@ -51,6 +54,13 @@ type Stats struct {
 	Malformed  uint64 // NATS messages whose subject or envelope did not decode
 	Dropped    uint64 // local messages dropped because the outbound queue was full or NATS refused them
 	TooLarge   uint64 // local messages over NATS's payload limit, not sent
+	// InDropped counts messages from other nodes NATS dropped because the link's inbound queue was full
+	// (a NATS slow consumer: this node's routers did not keep up).
+	InDropped uint64
+	// PressureSent counts the signals this node sent to others while its subscribers were over their
+	// windows; HeldEpisodes counts the times other nodes' signals held this node's publishers back, and
+	// StuckEpisodes those in which a publisher waited its whole bound (flow.go).
+	PressureSent, HeldEpisodes, StuckEpisodes uint64
 }
 
 // Link is one node's connection to the cluster: the embedded NATS server (or an external NATS) and the
@@ -67,6 +77,11 @@ type Link struct {
 	quit chan struct{}
 	wg   sync.WaitGroup
 
+	// ret keeps retained messages in JetStream (retained.go); nil without js.
+	ret *retainer
+	// share carries shared-subscription groups across nodes over a second connection (share.go).
+	share *shareState
+
 	mu     sync.Mutex
 	hosts  map[string]*host // by vhost token; guarded by mu
 	ops    []op             // interest changes not yet applied; guarded by mu
@@ -79,8 +94,20 @@ type Link struct {
 	subs map[string]*natsSub
 	// last is owned by the inbound goroutine: the highest sequence number seen per origin.
 	last map[uint64]uint64
+	// sess carries session claims (sessions.go).
+	sess sessions
 
 	sent, received, dups, malformed, dropped, tooLarge atomic.Uint64
+
+	// Flow control across nodes (flow.go): remote is the brake other nodes' signals put on this node's
+	// publishers; inPace the brakes local subscribers put on the inbound goroutine.
+	remote       remotePressure
+	inPace       inPacer
+	outBrake     outBrake
+	pressureSent atomic.Uint64
+
+	st    linkState // connection state (status.go)
+	drops inDrops   // what NATS dropped for the link's subscriptions (status.go)
 }
 
 type outMsg struct {
@@ -98,6 +125,7 @@ type natsSub struct {
 type op struct {
 	h      *host
 	f      router.Filter
+	share  string // a shared group's member (share.go)
 	added  bool
 	detach bool
 }
@@ -119,22 +147,22 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 		subs:  make(map[string]*natsSub),
 		last:  make(map[uint64]uint64),
 	}
-	// NoEcho: the server never hands this node its own messages back, so a local subscriber gets a local
-	// message once, from the router, and not again through NATS.
+	l.outBrake.l = l
+	// NoEcho (added below for the main client only): the server never hands this node its own messages
+	// back, so a local subscriber gets a local message once, from the router, and not again through NATS.
 	opts := []nats.Option{
-		nats.Name("lyre " + c.Node), nats.NoEcho(), nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if l.closing.Load() {
-				return // our own Close
-			}
-			l.log.Warn("cluster link disconnected", zap.Error(err))
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			l.log.Info("cluster link reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
-		}),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			l.log.Warn("cluster link error", zap.Error(err))
-		}),
+		nats.MaxReconnects(-1),
+		// While disconnected from an external NATS, publishing fails (Stats.Dropped) rather than filling a
+		// buffer replayed on reconnect: across nodes topics are at most once, never late (package doc).
+		nats.ReconnectBufSize(-1),
+	}
+	// The main client's state and its log lines are status.go's; the shared groups' client (share.go)
+	// only logs, since the main client's state is the node's.
+	mainOpts := []nats.Option{
+		nats.Name("lyre " + c.Node), nats.NoEcho(),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { l.natsLost(err) }),
+		nats.ReconnectHandler(func(*nats.Conn) { l.refresh(true) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { l.natsError(err) }),
 	}
 	var err error
 	url := c.NATSURL
@@ -145,7 +173,7 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 		}
 		opts = append(opts, nats.InProcessServer(l.ns), nats.Token(token))
 	}
-	if l.nc, err = nats.Connect(url, opts...); err != nil {
+	if l.nc, err = nats.Connect(url, append(mainOpts, opts...)...); err != nil {
 		if l.ns != nil {
 			l.ns.Shutdown()
 			l.ns.WaitForShutdown()
@@ -162,10 +190,29 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 			return nil, fmt.Errorf("cluster: jetstream: %w", err)
 		}
 	}
+	if err := l.startShares(url, opts); err != nil {
+		l.nc.Close()
+		if l.ns != nil {
+			l.ns.Shutdown()
+			l.ns.WaitForShutdown()
+		}
+		return nil, fmt.Errorf("cluster: connect: %w", err)
+	}
+	if err := l.startFlow(); err != nil {
+		l.share.qc.Close()
+		l.nc.Close()
+		if l.ns != nil {
+			l.ns.Shutdown()
+			l.ns.WaitForShutdown()
+		}
+		return nil, fmt.Errorf("cluster: subscribe: %w", err)
+	}
+	l.startStatus()
 	l.wg.Add(3)
 	go l.interestLoop()
 	go l.outLoop()
 	go l.inLoop()
+	l.startRetainer()
 	if l.ns != nil {
 		l.log.Info("cluster joined", zap.String("listen", c.Listen), zap.Strings("routes", c.Routes))
 	} else {
@@ -192,10 +239,18 @@ func (l *Link) Close() {
 	}
 	close(l.quit)
 	l.wg.Wait()
+	l.share.qc.Close()
 	l.nc.Close()
+	l.remote.stop()
+	l.outBrake.mu.Lock()
+	l.outBrake.release()
+	l.outBrake.mu.Unlock()
 	if l.ns != nil {
 		l.ns.Shutdown()
 		l.ns.WaitForShutdown()
+		// A route's reconnect goroutine can outlive the shutdown by a moment; what it says then is noise
+		// (and a test's logger would refuse it).
+		l.ns.SetLoggerV2(natsLogger{zap.NewNop().Sugar()}, false, false, false)
 	}
 	l.log.Info("cluster left")
 }
@@ -235,9 +290,14 @@ var ErrNoJetStream = errors.New("cluster: no JetStream (give the cluster block a
 
 // Stats returns the link's counters.
 func (l *Link) Stats() Stats {
+	l.remote.mu.Lock()
+	held, stuck := l.remote.episodes, l.remote.stuckEpisodes
+	l.remote.mu.Unlock()
 	return Stats{
 		Sent: l.sent.Load(), Received: l.received.Load(), Duplicates: l.dups.Load(),
 		Malformed: l.malformed.Load(), Dropped: l.dropped.Load(), TooLarge: l.tooLarge.Load(),
+		InDropped: l.inDropped(), PressureSent: l.pressureSent.Load(),
+		HeldEpisodes: held, StuckEpisodes: stuck,
 	}
 }
 
@@ -290,6 +350,10 @@ func (l *Link) Attach(vhost string, r *router.Router) (detach func(), err error)
 		return nil, fmt.Errorf("cluster: attach %q: %w", vhost, err)
 	}
 	h.stop = r.WatchTopics(h.watch)
+	r.SetSharedDispatch(true) // groups get their messages through NATS queue groups (share.go)
+	if l.ret != nil {
+		l.ret.attach(h)
+	}
 	if err := l.attachQueues(h); err != nil {
 		h.unwatch()
 		l.mu.Lock()
@@ -339,9 +403,15 @@ func (l *Link) interestLoop() {
 }
 
 func (l *Link) apply(o op) {
+	if o.share != "" {
+		l.applyShare(o)
+		return
+	}
 	if o.detach {
+		l.detachShares(o.h)
 		for subj, s := range l.subs {
 			if s.h == o.h {
+				l.unwatchSub(s.sub)
 				_ = s.sub.Unsubscribe()
 				delete(l.subs, subj)
 			}
@@ -362,9 +432,11 @@ func (l *Link) apply(o op) {
 			}
 			// The pending limits of a channel subscription are the channel's; lift the client's own.
 			_ = sub.SetPendingLimits(-1, -1)
+			l.watchSub(sub)
 			l.subs[subj] = &natsSub{h: o.h, n: 1, sub: sub}
 		case s != nil:
 			if s.n--; s.n == 0 {
+				l.unwatchSub(s.sub)
 				_ = s.sub.Unsubscribe()
 				delete(l.subs, subj)
 			}
@@ -384,6 +456,7 @@ func (l *Link) outLoop() {
 			return
 		case o = <-l.out:
 		}
+		l.outBrake.drained()
 		seq++
 		var ok bool
 		buf, ok = encode(buf[:0], o.m, l.id, seq, time.Now())
@@ -392,6 +465,7 @@ func (l *Link) outLoop() {
 		}
 		if len(buf) > maxPayload {
 			l.tooLarge.Add(1)
+			o.h.r.DeliverShared(o.m, "", router.Filter{}) // it stays on its node, for its groups too
 			continue
 		}
 		if err := l.nc.Publish(topicSubject(o.h.prefix, o.m.Dest.Path), buf); err != nil {
@@ -438,16 +512,18 @@ func (l *Link) inLoop() {
 			continue
 		}
 		l.last[env.origin] = env.seq
-		// Retained messages stay on the node they were published on (each node's retained store is its
-		// own): the flag is cleared so this router delivers the message live without storing it.
-		m.Retain = false
+		// Delivered live with its retain flag as published (an MQTT 5 retain-as-published subscriber
+		// sees it [MQTT-3.3.1-12]) but not stored from here: the retained copy travels through the
+		// retained stream when there is JetStream (retained.go); without it each node keeps its own.
+		m.RetainKept = true
 		m.Publisher = h
 		// A durable subscription's queue on this node stores the message under its cluster-wide name
 		// (queues.go), so the copies other nodes store of it are one.
 		h.inbound.Store(&inbound{m: m, origin: env.origin, id: env.id})
-		h.r.Publish(m)
+		res := h.r.Publish(m)
 		h.inbound.Store(nil)
 		l.received.Add(1)
+		l.paceIn(env.origin, res.Pressure)
 	}
 }
 
@@ -461,6 +537,7 @@ type host struct {
 	out    *router.Subscription
 	stop   func()
 	once   sync.Once
+	ret    *retainedHost // retained.go; guarded by Link.mu
 	qb     *queueBackend // its clustered queues (queues.go); nil without JetStream
 	// inbound is the message the inbound goroutine is publishing into r, with its origin's names for it.
 	inbound atomic.Pointer[inbound]
@@ -472,18 +549,26 @@ type inbound struct {
 	origin, id uint64
 }
 
-// watch follows the router's topic subscriptions (under its trie lock: only queue the change). Shared
-// subscriptions stay node-local: a group spanning nodes would need NATS queue groups, not this.
+// watch follows the router's topic subscriptions (under its trie lock: only queue the change). A shared
+// group's member becomes the group's NATS queue subscription (share.go).
 func (h *host) watch(s *router.Subscription, added bool) {
-	if s == h.out || s.Share != "" {
+	if s == h.out {
 		return
 	}
-	h.l.push(op{h: h, f: s.Filter, added: added})
+	if s.Share != "" && len(s.Filter.Segs) > 0 && s.Filter.Segs[0].Kind == router.SegLiteral &&
+		strings.HasPrefix(s.Filter.Segs[0].Text, "$") {
+		return // '$' topics stay on their node: the router dispatches their groups itself
+	}
+	h.l.push(op{h: h, f: s.Filter, share: s.Share, added: added})
 }
 
 func (h *host) unwatch() {
 	h.once.Do(func() {
 		h.stop()
+		h.r.SetSharedDispatch(false)
+		if h.l.ret != nil {
+			h.l.ret.detach(h)
+		}
 		if h.qb != nil {
 			h.qb.close()
 		}
@@ -500,6 +585,7 @@ func (h *host) Accepts(m *router.Message) bool { return m.Publisher != h }
 func (h *host) Deliver(d router.Delivery) bool {
 	select {
 	case h.l.out <- outMsg{h, d.Msg}:
+		h.l.holdPublisher(d)
 		return true
 	default:
 		h.l.dropped.Add(1)

@@ -35,7 +35,12 @@ func (s *recSink) got() []*router.Message {
 
 func waitFor(t *testing.T, what string, fn func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitForIn(t, 10*time.Second, what, fn)
+}
+
+func waitForIn(t *testing.T, d time.Duration, what string, fn func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !fn() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -15,6 +15,9 @@ import (
 // its node (counted in Stats.TooLarge). 8 MiB, where nats-server starts warning.
 const maxPayload = 8 << 20
 
+// routePing is how often the embedded server pings each route.
+const routePing = 5 * time.Second
+
 // startServer starts the embedded NATS server with a route listener on c.Listen and routes to c.Routes.
 // The link connects in-process. nats-server v2.15.3 starts routing only after its client accept loop
 // (with DontListen it never does), so a client listener exists, on a random loopback port, and it
@@ -31,7 +34,15 @@ func startServer(c Config, token string, log *zap.Logger) (*server.Server, error
 	for _, r := range c.Routes {
 		routes = append(routes, &url.URL{Scheme: "nats", Host: r})
 	}
-	clusterOpts := server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	clusterOpts := server.ClusterOpts{Name: c.Name, Host: host, Port: port,
+		// What the other nodes are told to dial (route gossip); "" = the listener's address.
+		Advertise: c.Advertise,
+		// A route whose peer went silent (a partition that resets nothing) is closed after MaxPingsOut
+		// unanswered pings: within about 20 s rather than NATS's default of up to 90 s (pings every 30 s,
+		// 2 outstanding), so the node says it lost the cluster while it matters.
+		PingInterval: routePing,
+		MaxPingsOut:  3,
+	}
 	o := &server.Options{
 		ServerName:    c.Node,
 		Host:          "127.0.0.1",
