@@ -277,7 +277,7 @@
 // keeps delivering to its own subscribers, and nothing is queued for the other side or replayed when the
 // route comes back), and while a node is down or restarting. Subscribers on the publishing node are
 // unaffected by any of it, except shared groups, dispatched through NATS even on one node (see Shared
-// subscriptions). Retained messages, queues and STOMP durable subscriptions' backlogs are in JetStream:
+// subscriptions). Retained messages, queues and STOMP durable subscriptions' backlogs are in JetStream.
 //
 // Clustered queues are at least once, across nodes and at any QoS (no duplicate detection for QoS 2),
 // and an acknowledged send is never lost while a quorum of the stream's replicas keeps its disk:
