@@ -526,8 +526,9 @@ const (
 	DefaultCredentialCacheSize = 10000
 )
 
-// Cluster is the cluster block: topics published on one node reach subscribers on every node. Either
-// Listen (with Routes) runs an embedded NATS server, or NATSURL connects to an external NATS.
+// Cluster is the cluster block: topics published on one node reach subscribers on every node, and with
+// JetStream (Directory, or an external NATS that has it) named queues are one replicated queue across the
+// nodes. Either Listen (with Routes) runs an embedded NATS server, or NATSURL connects to an external NATS.
 type Cluster struct {
 	// Name is the cluster's name; nodes of another cluster are refused. Default "lyre".
 	Name string

@@ -194,6 +194,7 @@ func (c *Consumer) Close() {
 	}
 	c.unacked, c.unackedBytes = nil, 0
 	q.dispatchLocked()
+	q.returnFedLocked()
 	idle := q.idleLocked()
 	q.mu.Unlock()
 	q.deadLetter(dead)

@@ -75,6 +75,23 @@
 // redelivery, and a message that reaches its policy's NakLimit moves to the policy's dead-letter queue
 // (or is dropped without one).
 //
+// # Queues kept by a backend
+//
+// A QueueBackend (backend.go; router/cluster implements it over JetStream) may claim named queues and
+// durable subscriptions' queues: the router then hands their messages to it (at Publish, or in the
+// durable subscription's share of a topic publish) instead of queueing them, with the message's Tracker,
+// so the publisher's acknowledgement waits for the backend's write as it waits for the Journal's. The
+// queue in the router becomes a window onto the backend's backlog: Want tells the backend, under the
+// queue's lock, how many messages the local consumers have credit for (their free credit less what
+// waits); the backend feeds that many (Feed), and they are dispatched like any others. Every way a fed
+// message leaves for good (acknowledged, expired, purged, dead-lettered once its copy is durable)
+// settles it with the backend instead of the Journal, which never sees fed messages; when the queue's last
+// consumer leaves, what it holds is handed back for other nodes' consumers; destroying a claimed durable
+// subscription discards its backlog in the backend (Discard). Quotas and full policies do
+// not apply to a claimed queue (the backend bounds its backlog); priority, groups, exclusive consumers,
+// selectors and browsers see what the backend fed. Without a backend none of this costs anything but a
+// nil test: a queued message stays 32 bytes (the backend's reference lives in a map of claimed queues).
+//
 // # Swapping
 //
 // A queue whose persistent messages are journalled (kind Queue or DurableSub, Options.Journal set) holds
@@ -149,6 +166,7 @@
 //
 //	durable subscriptions -> router trie (RWMutex) -> match cache mutex
 //	durable subscriptions -> router queue map -> queue mutex -> sink's locks (session, outbound)
+//	queue mutex -> QueueBackend's own locks (Want, Settle)
 //	queue mutex -> queue mutex: MoveMessages only, the two taken in key order after the map is released
 //
 // The retained store has its own lock and is never held with another. The retained-change lock (retainMu)

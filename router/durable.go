@@ -177,6 +177,9 @@ func (r *Router) destroyLocked(ds *durable, tr Tracker, j Journal) int {
 			r.dropIdleQueue(q, 0)
 		}
 	}
+	if b := r.claimer(ds.dest); b != nil {
+		b.Discard(ds.dest)
+	}
 	r.discarded.Add(uint64(n))
 	journalDurable(j, ds.dest, nil, tr)
 	return n
@@ -236,6 +239,18 @@ func (r *Router) offer(ds *durable, m *Message) (dropped int, bp Backpressure, r
 		if !online {
 			return 0, nil, false
 		}
+	}
+	if b := r.claimer(ds.dest); b != nil {
+		// The backend keeps the subscription's messages; a refusal loses this copy only, as a full
+		// queue does (the topic's other subscribers have the message).
+		if err := b.Publish(ds.dest, m); err != nil {
+			r.dropFull.Add(1)
+			if r.opts.Dropped != nil {
+				r.opts.Dropped(ds.dest, 1)
+			}
+			return 1, nil, false
+		}
+		return 0, nil, false
 	}
 	q := r.lockedQueue(ds.dest, true)
 	pr := q.enqueueLocked(m)

@@ -57,9 +57,10 @@ type Stored struct {
 const DeliveredWindow = 256
 
 // journalsLocked reports whether q journals it: persistent messages of named and durable-subscription
-// queues (not temporary queues, whose owner's connection bounds their life).
+// queues (not temporary queues, whose owner's connection bounds their life), except those a QueueBackend
+// fed: it keeps them.
 func (q *queue) journalsLocked(it *qitem) bool {
-	return q.r.opts.Journal != nil && (q.dest.Kind == Queue || q.dest.Kind == DurableSub) && it.msg.Persistent
+	return q.r.opts.Journal != nil && (q.dest.Kind == Queue || q.dest.Kind == DurableSub) && it.msg.Persistent && !it.fed
 }
 
 // journalEnqueueLocked journals it's arrival or its new redelivery count.

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"slices"
 	"sort"
@@ -22,6 +23,9 @@ type qitem struct {
 	prio         uint8
 	gone         bool // released (acknowledged, dropped, dead-lettered); browsers skip it
 	poisoned     bool // reached the NakLimit: journalled as gone once its dead-letter copy is (persist.go)
+	// fed marks a message a QueueBackend fed (backend.go); its reference is in queue.refs. A bool fits
+	// in the struct's padding, where the reference itself would make every queued message larger.
+	fed bool
 }
 
 // queue is one named queue. Everything in it is guarded by mu, which is also held while a consumer's
@@ -68,6 +72,12 @@ type queue struct {
 	idleTimer *time.Timer   // AutoDeleteAfter countdown
 	idleSince time.Time
 	dead      bool // removed from the router's map; publishers holding it must look again
+
+	// backend keeps the queue's messages when it claims the queue (backend.go): Publish hands them to it
+	// and it feeds them back as consumers want them (want: the last number told).
+	backend QueueBackend
+	want    int
+	refs    map[*qitem]any // the backend's references of the fed messages held
 
 	// enqueued and dequeued count arrivals and departures for good (QueueInfo).
 	enqueued, dequeued uint64
@@ -159,6 +169,7 @@ func (q *queue) releaseLocked(it *qitem) {
 
 // forgetLocked is releaseLocked for a message whose departure the caller journals itself.
 func (q *queue) forgetLocked(it *qitem) {
+	q.settleLocked(it)
 	q.dequeued++
 	q.held--
 	q.heldBytes -= it.size
@@ -263,6 +274,9 @@ func (q *queue) dispatchLocked() int {
 		if n == 0 || q.swapped == 0 || !q.refillLocked() {
 			break
 		}
+	}
+	if q.backend != nil {
+		q.wantLocked()
 	}
 	return delivered
 }
@@ -419,13 +433,23 @@ func (q *queue) deadLetter(items []*qitem) {
 		if !ok {
 			r.dropPoison.Add(1)
 			q.journalPoisoned(it)
+			q.settlePoisoned(it, true, nil)
 			continue
 		}
 		m := *it.msg
 		m.Dest, m.Origin, m.OriginGram, m.Tracker = d, "", nil, nil
+		var tr *settleTracker
+		if it.fed {
+			// A fed message leaves the backend once its copy is stored: both, never neither.
+			tr = &settleTracker{}
+			m.Tracker = tr
+		}
 		// The DLQ's own full policy applies; with FullBlock a full DLQ drops the message.
 		pr := r.Publish(&m)
 		q.journalPoisoned(it) // after the copy: a crash in between keeps both, never neither
+		// A DLQ that refused the copy for want of room drops the message, as on a single node; one that
+		// failed otherwise (a backend that cannot store now) hands it back to be delivered again.
+		q.settlePoisoned(it, pr.Err == nil || errors.Is(pr.Err, ErrQueueFull), tr)
 		if pr.Err != nil {
 			r.dropPoison.Add(1)
 			continue
@@ -489,6 +513,9 @@ func (r *Router) lockedQueueLimit(d Destination, create, limit bool) (*queue, er
 
 func (r *Router) newQueue(key string, d Destination) *queue {
 	q := &queue{r: r, key: key, dest: Destination{Kind: d.Kind, Path: slices.Clone(d.Path)}}
+	if claimable(d.Kind) {
+		q.backend = r.claimer(d)
+	}
 	q.applyPolicyLocked(r.pol.Load()) // r.qmu is held: SetPolicies cannot swap them meanwhile
 	q.arrivals = r.seqFloors[key]
 	q.markSent = q.arrivals
@@ -614,6 +641,7 @@ func (r *Router) DeleteQueue(d Destination) int {
 	q.dead = true
 	q.stopIdleTimerLocked()
 	n := q.held
+	q.handBackLocked()
 	for _, c := range slices.Concat(q.consumers, q.browsers) {
 		c.closeLocked()
 		c.unacked = nil

@@ -88,6 +88,8 @@ type Router struct {
 
 	dur durables // durable subscriptions (durable.go)
 
+	backend atomic.Pointer[backendBox] // keeps the queues it claims (backend.go); nil: none
+
 	// pol holds what SetPolicies changes (policy.go): an immutable snapshot read once per publish, so a
 	// reload never takes a lock on the publish path.
 	pol atomic.Pointer[policies]
@@ -284,6 +286,11 @@ func (r *Router) Publish(m *Message) PublishResult {
 		r.published.Add(1)
 	}
 	if queueKind(m.Dest.Kind) {
+		if m.Dest.Kind == Queue {
+			if b := r.claimer(m.Dest); b != nil {
+				return r.publishBackend(b, m)
+			}
+		}
 		q, err := r.lockedQueueLimit(m.Dest, true, true)
 		if err != nil {
 			r.full.Add(1)

@@ -411,6 +411,11 @@ func (p *persistence) close() error {
 // must persist is written. A memory host persists nothing.
 func (h *Host) Durable() bool { return h.persist.durable() }
 
+// TracksWrites reports whether a publisher's acknowledgement waits for the writes its message causes
+// (Message.Tracker): on a host with a store, and on one whose queues a cluster replicates
+// (router.Router.Replicated), where the acknowledgement waits for the replicas.
+func (h *Host) TracksWrites() bool { return h.persist.durable() || h.Router.Replicated() }
+
 // Recovered returns what the store held when the host opened (zero for a memory host).
 func (h *Host) Recovered() store.Counts { return h.persist.counts }
 

@@ -140,8 +140,9 @@ func route(ctx context.Context, h *virtualhost.Host, msg *router.Message) (int, 
 	var pacer protocol.Pacer
 	msg.Publisher = &pacer
 	var tr *virtualhost.Tracker
-	if msg.Persistent && h.Durable() {
-		// One commit for every write the message causes, as for an MQTT PUBLISH.
+	if msg.Persistent && h.TracksWrites() {
+		// One commit for every write the message causes, as for an MQTT PUBLISH (or JetStream's
+		// acknowledgement of a clustered queue's message).
 		tr = virtualhost.NewAtomicTracker(h)
 		msg.Tracker = tr
 	}

@@ -184,12 +184,13 @@ func (cl *client) publish(p *packet.PublishPacket) error {
 	}
 	var tr *virtualhost.Tracker
 	switch {
-	case p.QoS > 0 && cl.host.Durable():
+	case p.QoS > 0 && cl.host.TracksWrites():
 		// A durable host: acknowledge once every write the message causes is durable, the session
-		// copies and the inbound QoS 2 id in one commit (ack.go).
+		// copies and the inbound QoS 2 id in one commit (ack.go); with clustered queues, once JetStream
+		// has the replicas of a queue message.
 		tr = virtualhost.NewAtomicTracker(cl.host)
 		m.Tracker = tr
-		if p.QoS == 2 && !s.clean {
+		if p.QoS == 2 && !s.clean && cl.host.Durable() {
 			cl.host.PutInbound(s.id, p.PacketID, tr)
 		}
 	case p.QoS > 0 && p.Retain && cl.rt.ConfirmsRetained():

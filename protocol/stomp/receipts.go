@@ -15,7 +15,7 @@ var errStoreWrite = errors.New("stomp: store write failed; message not acknowled
 // tracker returns the tracker of the frame being handled, made on first use, on a durable host; nil
 // elsewhere. Reader goroutine.
 func (s *session) tracker() *virtualhost.Tracker {
-	if s.host == nil || !s.host.Durable() {
+	if s.host == nil || !s.host.TracksWrites() {
 		return nil
 	}
 	if s.frameTr == nil {

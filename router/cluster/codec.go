@@ -19,6 +19,7 @@ import (
 //	priority  byte
 //	origin    uvarint (the sending link's incarnation id)
 //	seq       uvarint (per origin, increasing: drops the copies overlapping subscriptions bring)
+//	id        uvarint (the message's ID in the origin's router: with origin, names it cluster-wide)
 //	ttl       uvarint milliseconds, present with flagExpires
 //	content type, sender id, group: strings
 //	reply-to  byte kind, uvarint count, strings; present with flagReplyTo
@@ -42,7 +43,7 @@ var errBadEnvelope = errors.New("cluster: malformed envelope")
 
 // envelope is what decode returns besides the message.
 type envelope struct {
-	origin, seq uint64
+	origin, seq, id uint64
 }
 
 func appendString(b []byte, s string) []byte {
@@ -77,6 +78,7 @@ func encode(dst []byte, m *router.Message, origin, seq uint64, now time.Time) (b
 	b = append(dst, envelopeV1, flags, m.QoS, m.Priority)
 	b = binary.AppendUvarint(b, origin)
 	b = binary.AppendUvarint(b, seq)
+	b = binary.AppendUvarint(b, m.ID)
 	if flags&flagExpires != 0 {
 		b = binary.AppendUvarint(b, uint64(ttl))
 	}
@@ -170,6 +172,7 @@ func decode(b []byte, path []string, now time.Time) (*router.Message, envelope, 
 	m.UTF8 = flags&flagUTF8 != 0
 	env.origin = r.uvarint()
 	env.seq = r.uvarint()
+	env.id = r.uvarint()
 	if flags&flagExpires != 0 {
 		ttl := r.uvarint()
 		if ttl == 0 || ttl > 1<<40 { // about 35 years: beyond it the sender's clock or encoder is broken

@@ -59,6 +59,11 @@ func TestJetStreamReplicatedAcrossNodes(t *testing.T) {
 	if r != 3 {
 		t.Fatalf("replicas %d, want 3", r)
 	}
+	// The links make their queue streams meanwhile; a stream still being made when its servers shut
+	// down leaves nats-server goroutines behind, so the test lets them finish first.
+	for _, nd := range nodes {
+		waitForLong(t, "the queue stream", func() bool { return nd.l.QueuesReady("v") })
+	}
 	var st jetstream.Stream
 	// The meta leader answers before every peer has reported in; stream creation with R3 can still
 	// fail with "insufficient resources" for a moment.

@@ -34,6 +34,9 @@ type Config struct {
 	Directory string
 	// Replicas is the R of every stream the link creates (1 when 0).
 	Replicas int
+	// AckWait is how long a queue message a node fetched may go unsettled before JetStream offers it to
+	// the other nodes (queues.go); 0 means DefaultAckWait.
+	AckWait time.Duration
 }
 
 // Queue bounds. A message that finds its queue full is dropped and counted: topics are at most once
@@ -351,6 +354,13 @@ func (l *Link) Attach(vhost string, r *router.Router) (detach func(), err error)
 	if l.ret != nil {
 		l.ret.attach(h)
 	}
+	if err := l.attachQueues(h); err != nil {
+		h.unwatch()
+		l.mu.Lock()
+		delete(l.hosts, tok)
+		l.mu.Unlock()
+		return nil, err
+	}
 	return func() {
 		l.mu.Lock()
 		if l.hosts[tok] == h {
@@ -507,7 +517,11 @@ func (l *Link) inLoop() {
 		// retained stream when there is JetStream (retained.go); without it each node keeps its own.
 		m.RetainKept = true
 		m.Publisher = h
+		// A durable subscription's queue on this node stores the message under its cluster-wide name
+		// (queues.go), so the copies other nodes store of it are one.
+		h.inbound.Store(&inbound{m: m, origin: env.origin, id: env.id})
 		res := h.r.Publish(m)
+		h.inbound.Store(nil)
 		l.received.Add(1)
 		l.paceIn(env.origin, res.Pressure)
 	}
@@ -524,6 +538,15 @@ type host struct {
 	stop   func()
 	once   sync.Once
 	ret    *retainedHost // retained.go; guarded by Link.mu
+	qb     *queueBackend // its clustered queues (queues.go); nil without JetStream
+	// inbound is the message the inbound goroutine is publishing into r, with its origin's names for it.
+	inbound atomic.Pointer[inbound]
+}
+
+// inbound names a message that came from another node: its origin link and its ID there.
+type inbound struct {
+	m          *router.Message
+	origin, id uint64
 }
 
 // watch follows the router's topic subscriptions (under its trie lock: only queue the change). A shared
@@ -545,6 +568,9 @@ func (h *host) unwatch() {
 		h.r.SetSharedDispatch(false)
 		if h.l.ret != nil {
 			h.l.ret.detach(h)
+		}
+		if h.qb != nil {
+			h.qb.close()
 		}
 		h.r.Unsubscribe(h.out)
 		h.l.push(op{h: h, detach: true})
