@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -25,32 +24,13 @@ type mesh struct {
 
 func newMesh(t *testing.T, n, replicas int) *mesh {
 	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs[i] = ln.Addr().String()
-		ln.Close()
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
 	}
 	m := &mesh{}
-	for i := range n {
-		var routes []string
-		for j, a := range addrs {
-			if j != i {
-				routes = append(routes, fmt.Sprintf("%q", a))
-			}
-		}
-		m.cfgs = append(m.cfgs, testConfig+fmt.Sprintf(`cluster {
-  name      = "t"
-  node      = "n%d"
-  listen    = %q
-  routes    = [%s]
-  directory = %q
-  replicas  = %d
-}
-`, i+1, addrs[i], strings.Join(routes, ", "), t.TempDir(), replicas))
+	for _, block := range meshConfigs(freeAddrs(t, n), dirs, replicas) {
+		m.cfgs = append(m.cfgs, testConfig+block)
 	}
 	return m
 }
