@@ -446,16 +446,14 @@ func waitSys(t *testing.T, n *opsNode, name, want string) {
 	}
 }
 
-// A partition of one node: node 3's routes (both ways) go through a proxy the test cuts. While cut,
-// nodes 1 and 2 exchange messages, node 3's own clients exchange theirs, node 3 says it is not connected
-// (API, metric, $SYS) and nothing crosses the partition, not even later (at most once). Healed, node 3
-// rejoins by itself, interest propagates again, messages cross again and every view says connected.
-func TestClusterPartition(t *testing.T) {
+// startPartitionable starts three meshed nodes whose node 3 reaches the others only through proxy: it
+// dials node 1 through one forward and tells the others (NATS gossip) to dial it through another.
+func startPartitionable(t *testing.T) (*cutProxy, []*opsNode) {
+	t.Helper()
 	proxy := newCutProxy(t)
 	n1 := startOpsNode(t, "n1", embedded(""))
 	l1 := n1.link().RouteAddr().String()
 	n2 := startOpsNode(t, "n2", embedded("", l1))
-	// Node 3 dials node 1 through p1 and tells the others (NATS gossip) to dial it through p3.
 	p1, toN1 := proxy.forward()
 	toN1(l1)
 	p3, toN3 := proxy.forward()
@@ -463,6 +461,16 @@ func TestClusterPartition(t *testing.T) {
 	toN3(n3.link().RouteAddr().String())
 	nodes := []*opsNode{n1, n2, n3}
 	waitMesh(t, nodes...)
+	return proxy, nodes
+}
+
+// A partition of one node: node 3's routes (both ways) go through a proxy the test cuts. While cut,
+// nodes 1 and 2 exchange messages, node 3's own clients exchange theirs, node 3 says it is not connected
+// (API, metric, $SYS) and nothing crosses the partition, not even later (at most once). Healed, node 3
+// rejoins by itself, interest propagates again, messages cross again and every view says connected.
+func TestClusterPartition(t *testing.T) {
+	proxy, nodes := startPartitionable(t)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	exchangeAll(t, "before", embeddedInterest, nodes)
 	waitSys(t, n3, "cluster/state", "1")
 
@@ -506,17 +514,8 @@ func TestClusterSilentPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for route pings to go unanswered (about 20 s)")
 	}
-	proxy := newCutProxy(t)
-	n1 := startOpsNode(t, "n1", embedded(""))
-	l1 := n1.link().RouteAddr().String()
-	n2 := startOpsNode(t, "n2", embedded("", l1))
-	p1, toN1 := proxy.forward()
-	toN1(l1)
-	p3, toN3 := proxy.forward()
-	n3 := startOpsNode(t, "n3", embedded(p3, p1))
-	toN3(n3.link().RouteAddr().String())
-	nodes := []*opsNode{n1, n2, n3}
-	waitMesh(t, nodes...)
+	proxy, nodes := startPartitionable(t)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 
 	proxy.setFrozen(true)
 	start := time.Now()
