@@ -202,3 +202,48 @@ func TestQueueBackendClaimsDurableSubscription(t *testing.T) {
 		t.Fatalf("discarded %v, want the destroyed subscription", b.discarded)
 	}
 }
+
+// DropDurable removes a claimed subscription here only: the backend discards nothing, and what it fed
+// and a consumer held is handed back, not acknowledged.
+func TestQueueBackendDropDurableKeepsBackendMessages(t *testing.T) {
+	r := New(Options{})
+	b := &fakeBackend{}
+	r.SetQueueBackend(b)
+	d := Destination{Kind: DurableSub, Path: []string{"c", "moving"}}
+	f := Filter{Kind: Topic, Segs: []Seg{{Text: "t"}}}
+	if _, err := r.CreateDurable(d, DurableOptions{Filter: f, QoS: 1, Owner: "u"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Claimed(d) || r.Claimed(Destination{Kind: DurableSub, Path: []string{"local"}}) {
+		t.Fatal("Claimed does not follow the backend's Claims")
+	}
+	sink := &collectSink{}
+	c, err := r.Consume(&Subscription{Filter: Filter{Kind: DurableSub, Segs: []Seg{{Text: "c"}, {Text: "moving"}}}, Sink: sink, QoS: 1}, ConsumerOptions{Credit: 10, Owner: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Feed(d, &Message{Dest: Destination{Kind: Topic, Path: []string{"t"}}, Body: []byte("x"), QoS: 1}, 0, "ref1") {
+		t.Fatal("feed refused")
+	}
+	if len(sink.ds) != 1 {
+		t.Fatalf("delivered %d, want the fed message", len(sink.ds))
+	}
+	if _, err := r.DropDurable(d, "someone else", nil); err != ErrNotOwner {
+		t.Fatalf("another owner's drop: %v, want ErrNotOwner", err)
+	}
+	if _, err := r.DropDurable(d, "u", nil); err != nil {
+		t.Fatal(err)
+	}
+	if c.Unacked() != 0 {
+		t.Fatal("the consumer still holds the message")
+	}
+	if len(b.discarded) != 0 || len(b.acked) != 0 || !slices.Equal(b.returned, []any{"ref1"}) {
+		t.Fatalf("backend: discarded %v, acked %v, returned %v; want only ref1 handed back", b.discarded, b.acked, b.returned)
+	}
+	if _, ok := r.Durable(d); ok {
+		t.Fatal("the subscription is still here")
+	}
+	if _, err := r.DropDurable(d, "u", nil); err != ErrNoDurable {
+		t.Fatalf("second drop: %v, want ErrNoDurable", err)
+	}
+}

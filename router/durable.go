@@ -163,13 +163,41 @@ func (r *Router) DestroyDurable(d Destination, owner string, tr Tracker) (int, e
 	return r.destroyLocked(old, tr, r.opts.Journal), nil
 }
 
+// DropDurable removes durable subscription d from this router only, when owner owns it: the messages a
+// QueueBackend keeps for it stay there (what the backend fed here is handed back), for another node that
+// takes the subscription over (an MQTT session moving across a cluster). Messages of its own it held are
+// discarded as DestroyDurable discards them; it returns their number.
+func (r *Router) DropDurable(d Destination, owner string, tr Tracker) (int, error) {
+	r.dur.mu.Lock()
+	defer r.dur.mu.Unlock()
+	old := r.dur.m[Key(d)]
+	if old == nil {
+		return 0, ErrNoDurable
+	}
+	if !owns(old.opts.Load().Owner, owner) {
+		return 0, ErrNotOwner
+	}
+	return r.removeLocked(old, tr, r.opts.Journal, true), nil
+}
+
+// Claimed reports whether the router's QueueBackend keeps the messages of queue d.
+func (r *Router) Claimed(d Destination) bool { return claimable(d.Kind) && r.claimer(d) != nil }
+
 // destroyLocked unsubscribes ds, purges its queue (journalling each message's release, so the journal
 // is left with an empty list to delete) and journals the removal to j. r.dur.mu is held.
 func (r *Router) destroyLocked(ds *durable, tr Tracker, j Journal) int {
+	return r.removeLocked(ds, tr, j, false)
+}
+
+// removeLocked is destroyLocked; keep leaves the backend's messages for ds where they are.
+func (r *Router) removeLocked(ds *durable, tr Tracker, j Journal, keep bool) int {
 	r.topics.remove(0, ds.sub)
 	delete(r.dur.m, ds.key)
 	n := 0
 	if q := r.lockedQueue(ds.dest, false); q != nil {
+		if keep {
+			q.handBackLocked()
+		}
 		n = q.purgeLocked()
 		idle := q.idleLocked()
 		q.mu.Unlock()
@@ -177,7 +205,7 @@ func (r *Router) destroyLocked(ds *durable, tr Tracker, j Journal) int {
 			r.dropIdleQueue(q, 0)
 		}
 	}
-	if b := r.claimer(ds.dest); b != nil {
+	if b := r.claimer(ds.dest); b != nil && !keep {
 		b.Discard(ds.dest)
 	}
 	r.discarded.Add(uint64(n))
