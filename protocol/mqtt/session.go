@@ -523,12 +523,14 @@ func (s *session) sendLocked(it *outItem) bool {
 		id = s.nextIDLocked()
 	}
 	b, skip := s.appendPublishLocked(b, it, id, false)
+	if skip == "" {
+		s.out.CountOut(1) // before the commit: once written, the client may ask for the count
+	}
 	s.commitLocked(b)
 	if skip != "" {
 		s.skipLocked(it, skip) // as if the client had acknowledged it [MQTT-3.1.2-25]
 		return true
 	}
-	s.out.CountOut(1)
 	if it.qos > 0 {
 		st := waitPuback
 		if it.qos == 2 {
@@ -627,12 +629,12 @@ func (s *session) pumpLocked() {
 			// [MQTT-4.4.0-1] a resend carries DUP [MQTT-3.3.1-1] (attach sets it)
 			b, skip = s.appendPublishLocked(b, &f.item, f.id, true)
 		}
+		if skip == "" && f.state != waitPubcomp {
+			s.out.CountOut(1) // a resent PUBLISH, counted before the client can see it
+		}
 		s.commitLocked(b)
 		f.unsent = false
 		s.unsent--
-		if skip == "" && f.state != waitPubcomp {
-			s.out.CountOut(1) // a resent PUBLISH
-		}
 		if skip != "" {
 			// Too large for the client that resumed the session: completed as if acknowledged.
 			it, id := f.item, f.id
