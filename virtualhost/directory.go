@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -143,6 +144,8 @@ type Directory struct {
 
 	mu   sync.Mutex
 	last int64 // the clock: the highest stamp time made or seen
+
+	recordWarned atomic.Int64 // when a failed record write was last logged (Unix ns)
 }
 
 // NewDirectory returns the directory of node over t.

@@ -139,10 +139,14 @@ func (b *Broker) joinCluster(c *conf.Cluster, hosts []*virtualhost.Host) error {
 	if err := l.WaitRetained(ctx); err != nil {
 		b.log.Warn("cluster retained messages not loaded yet; serving this node's until they are", zap.Error(err))
 	}
-	// MQTT client ids are claimed cluster-wide: a session moves to the node its client connects to.
+	// MQTT client ids are claimed cluster-wide: a session moves to the node its client connects to (and,
+	// with JetStream, outlives its node: its record and backlog are replicated).
 	b.mqtt.SetDirectory(virtualhost.NewDirectory(l, c.Node, b.log))
 	return nil
 }
+
+// The link keeps MQTT session records cluster-wide when it has JetStream (the directory asks it).
+var _ virtualhost.RecordTransport = (*cluster.Link)(nil)
 
 // retainedLoadWait bounds how long a starting node waits for the cluster's retained messages.
 const retainedLoadWait = 5 * time.Second

@@ -34,6 +34,8 @@ type lyreProc struct {
 	cmd  *exec.Cmd
 	log  string // its stderr
 	done chan struct{}
+	bin  string
+	cfg  string
 }
 
 // buildLyre builds the lyre binary once, into dir.
@@ -58,17 +60,8 @@ func startProc(t *testing.T, bin, dir, name, addr, hcl string) *lyreProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &lyreProc{name: name, addr: addr, log: logPath, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-config", cfg, "-log-level", "info")
-	p.cmd.Stdout, p.cmd.Stderr = lf, lf
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		lf.Close()
-		close(p.done)
-	}()
+	p := &lyreProc{name: name, addr: addr, log: logPath, bin: bin, cfg: cfg}
+	p.start(t, lf)
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
@@ -81,6 +74,32 @@ func startProc(t *testing.T, bin, dir, name, addr, hcl string) *lyreProc {
 		}
 	})
 	return p
+}
+
+// start runs the process, its output to lf (closed when it exits).
+func (p *lyreProc) start(t *testing.T, lf *os.File) {
+	t.Helper()
+	p.done = make(chan struct{})
+	p.cmd = exec.Command(p.bin, "-config", p.cfg, "-log-level", "info")
+	p.cmd.Stdout, p.cmd.Stderr = lf, lf
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		lf.Close()
+		close(p.done)
+	}()
+}
+
+// restart runs the process again after it was killed, appending to its log.
+func (p *lyreProc) restart(t *testing.T) {
+	t.Helper()
+	lf, err := os.OpenFile(p.log, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, lf)
 }
 
 // kill sends SIGKILL and waits until the process is reaped.
@@ -118,14 +137,14 @@ func waitQueuesReady(t *testing.T, p *lyreProc) {
 	})
 }
 
-// streamLeader returns the index of the process that leads the default host's queue stream, as the
-// embedded NATS servers log it, waiting for one to. The stream elects its leader once at startup; should it
-// have moved since, the victim is merely a follower, and the test still holds.
-func streamLeader(t *testing.T, procs []*lyreProc) int {
+// streamLeader returns the index of the process that leads JetStream stream name, as the embedded NATS
+// servers log it, waiting for one to. The stream elects its leader once at startup; should it have moved
+// since, the victim is merely a follower, and the test still holds.
+func streamLeader(t *testing.T, procs []*lyreProc, name string) int {
 	t.Helper()
-	const mark = "new stream leader for '$G > LYRE_Q_default'"
+	mark := "new stream leader for '$G > " + name + "'"
 	leader := -1
-	waitUntilFor(t, 30*time.Second, "the queue stream's leader in a log", func() bool {
+	waitUntilFor(t, 30*time.Second, name+"'s leader in a log", func() bool {
 		for i, p := range procs {
 			b, err := os.ReadFile(p.log)
 			if err == nil && bytes.Contains(b, []byte(mark)) {
@@ -154,6 +173,34 @@ func (a *ackLog) record(body string, err error) {
 		a.acked[body] = true
 	} else {
 		a.failed++
+	}
+}
+
+// snapshot returns a copy of what was acknowledged, with the counts of sends and failures.
+func (a *ackLog) snapshot() (acked map[string]bool, sent, failed int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	acked = make(map[string]bool, len(a.acked))
+	for b := range a.acked {
+		acked[b] = true
+	}
+	return acked, a.sent, a.failed
+}
+
+// waitDelivered waits until ty has seen every acknowledged body, failing with some of those missing
+// after within.
+func waitDelivered(t *testing.T, ty *qtally, acked map[string]bool, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for m := missingFrom(ty, acked); len(m) > 0; m = missingFrom(ty, acked) {
+		if time.Now().After(deadline) {
+			n := len(m)
+			if len(m) > 20 {
+				m = m[:20]
+			}
+			t.Fatalf("%d of %d acknowledged messages never delivered, e.g. %q", n, len(acked), m)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -286,16 +333,20 @@ func consumeMQTT(t *testing.T, addr, id, topic string, ty *qtally) *killConsumer
 	return kc
 }
 
-func TestClusterQueueSurvivesKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow: builds lyre, runs a three-process JetStream cluster and waits out an ack wait; run without -short")
-	}
+// startProcCluster builds lyre and runs three processes meshed with JetStream (R3), and waits until each
+// takes queue messages. With stores each node's host has a store of its own.
+func startProcCluster(t *testing.T, stores bool) []*lyreProc {
+	t.Helper()
 	dir := t.TempDir()
 	bin := buildLyre(t, dir)
 	routes, conns := freeAddrs(t, 3), freeAddrs(t, 3)
 	blocks := meshConfigs(routes, []string{filepath.Join(dir, "js1"), filepath.Join(dir, "js2"), filepath.Join(dir, "js3")}, 3)
 	var procs []*lyreProc
 	for i := range 3 {
+		store := ""
+		if stores {
+			store = fmt.Sprintf("  store { directory = %q }\n", filepath.Join(dir, fmt.Sprintf("store%d", i+1)))
+		}
 		hcl := fmt.Sprintf(`connector "auto" {
   bind   = "tcp://%s"
   detect = ["mqtt", "stomp"]
@@ -304,17 +355,32 @@ func TestClusterQueueSurvivesKill9(t *testing.T) {
 virtual_host "default" {
   host_names = ["localhost", "127.0.0.1"]
   anonymous  = true
-}
-`, conns[i]) + blocks[i]
+%s}
+`, conns[i], store) + blocks[i]
 		procs = append(procs, startProc(t, bin, dir, fmt.Sprintf("n%d", i+1), conns[i], hcl))
 	}
 	for _, p := range procs {
 		waitQueuesReady(t, p)
 	}
-	// The victim is the leader of the queue stream, so its kill also makes JetStream elect a new one
-	// while producers send and consumers acknowledge.
-	vi := streamLeader(t, procs)
-	victim, n2, n3 := procs[vi], procs[(vi+1)%3], procs[(vi+2)%3]
+	return procs
+}
+
+// killCluster starts the three processes of a kill test (skipped with -short) and returns the leader of
+// JetStream stream leaderOf first: its kill also makes JetStream elect a new leader mid-stream.
+func killCluster(t *testing.T, stores bool, leaderOf string) (victim, n2, n3 *lyreProc) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow: builds lyre, runs a three-process JetStream cluster and waits out an ack wait; run without -short")
+	}
+	procs := startProcCluster(t, stores)
+	vi := streamLeader(t, procs, leaderOf)
+	return procs[vi], procs[(vi+1)%3], procs[(vi+2)%3]
+}
+
+func TestClusterQueueSurvivesKill9(t *testing.T) {
+	// The victim leads the queue stream: JetStream elects a new leader while producers send and
+	// consumers acknowledge.
+	victim, n2, n3 := killCluster(t, false, "LYRE_Q_default")
 	t.Logf("consumers on %s, the queue stream's leader; producers on %s and %s", victim.name, n2.name, n3.name)
 
 	ty := newQTally()
@@ -364,12 +430,7 @@ virtual_host "default" {
 	for _, kc := range before {
 		kc.close()
 	}
-	dal.mu.Lock()
-	dacked := make(map[string]bool, len(dal.acked))
-	for b := range dal.acked {
-		dacked[b] = true
-	}
-	dal.mu.Unlock()
+	dacked, _, _ := dal.snapshot()
 	after := []*killConsumer{
 		consumeStomp(t, n2.addr, "stomp-"+n2.name, "/queue/work", ty),
 		consumeMQTT(t, n3.addr, "mqtt-"+n3.name, "queue/work", ty),
@@ -387,58 +448,15 @@ virtual_host "default" {
 		defer al.mu.Unlock()
 		return al.sent == 2*perProducer
 	})
-	al.mu.Lock()
-	acked := make(map[string]bool, len(al.acked))
-	for b := range al.acked {
-		acked[b] = true
-	}
-	sent, failed := al.sent, al.failed
-	al.mu.Unlock()
-	missing := func() []string {
-		ty.mu.Lock()
-		defer ty.mu.Unlock()
-		var out []string
-		for b := range acked {
-			if ty.seen[b] == 0 {
-				out = append(out, b)
-			}
-		}
-		return out
-	}
+	acked, sent, failed := al.snapshot()
 	// In-flight messages of n1 come back after the ack wait (10 s), once JetStream has new leaders.
-	deadline := time.Now().Add(90 * time.Second)
-	for m := missing(); len(m) > 0; m = missing() {
-		if time.Now().After(deadline) {
-			var buf bytes.Buffer
-			for i, b := range m {
-				if i == 20 {
-					fmt.Fprintf(&buf, " ...")
-					break
-				}
-				fmt.Fprintf(&buf, " %s", b)
-			}
-			t.Fatalf("%d of %d acknowledged messages never delivered:%s", len(m), len(acked), buf.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitDelivered(t, ty, acked, 90*time.Second)
 	// The durable subscription's backlog: every copy whose RECEIPT came back before the kill.
 	waitUntilFor(t, 60*time.Second, fmt.Sprintf("the durable subscription's %d acknowledged messages", len(dacked)), func() bool {
-		dty.mu.Lock()
-		defer dty.mu.Unlock()
-		for b := range dacked {
-			if dty.seen[b] == 0 {
-				return false
-			}
-		}
-		return true
+		return len(missingFrom(dty, dacked)) == 0
 	})
+	ddups := dty.duplicated()
 	dty.mu.Lock()
-	ddups := 0
-	for _, n := range dty.seen {
-		if n > 1 {
-			ddups++
-		}
-	}
 	t.Logf("durable subscription: %d sends acknowledged before the kill, %d messages delivered (%d deliveries, %d duplicated); per consumer %v",
 		len(dacked), len(dty.seen), dty.total, ddups, dty.by)
 	dty.mu.Unlock()

@@ -54,13 +54,179 @@ func (h *Handler) SetDirectory(d virtualhost.SessionDirectory) {
 		regs[host] = r
 	}
 	h.mu.Unlock()
+	if rs, ok := d.(virtualhost.SessionRecords); ok && rs.Replicates() {
+		h.records = rs
+	}
 	d.Serve(h)
+	restored := make(map[*virtualhost.Host][]string)
 	for host, r := range regs {
 		r.mu.Lock()
 		for id := range r.sessions {
 			d.Hold(host.Name, id)
+			restored[host] = append(restored[host], id)
 		}
 		r.mu.Unlock()
+	}
+	if h.records != nil && len(restored) > 0 {
+		h.verifies.Add(1)
+		go h.reconcile(restored)
+	}
+}
+
+// keepsSessions reports whether host's persistent sessions are written anywhere: its store, or the
+// cluster's session records.
+func (h *Handler) keepsSessions(host *virtualhost.Host) bool {
+	return host.Durable() || h.records != nil && h.records.Replicates()
+}
+
+// saveSession writes a session record to the host's store and the cluster's records.
+func (h *Handler) saveSession(host *virtualhost.Host, rec virtualhost.SessionRecord, tr router.Tracker) {
+	host.SaveSession(rec, tr)
+	if h.records != nil && h.records.Replicates() {
+		h.records.SaveRecord(host.Name, rec, tr)
+	}
+}
+
+// deleteSession removes a session's records: it ended for good.
+func (h *Handler) deleteSession(host *virtualhost.Host, clientID string, tr router.Tracker) {
+	host.DeleteSession(clientID, tr)
+	if h.records != nil && h.records.Replicates() {
+		h.records.DeleteRecord(host.Name, clientID, tr)
+	}
+}
+
+// recordWait bounds how long a Clean Session 0 CONNECT that found no holder waits for the cluster's
+// record of its session: the stream leader's answer, which takes a few seconds when the leader died with
+// the session's node and the stream elects another. A Clean Session 1 CONNECT, which wants the record
+// only to discard it, waits cleanRecordWait. A node cut off from the quorum waits that long once per
+// CONNECT of a client id it does not hold.
+const (
+	recordWait      = 8 * time.Second
+	cleanRecordWait = time.Second
+)
+
+// resumeRecord makes the session the cluster's records keep for client id an offline session of this
+// node, when no node holds it (its node died): its durable subscriptions are made again here, and read the
+// messages the cluster kept for them. A session of another user refuses the client, as a holder would.
+func (cl *client) resumeRecord(reg *registry, id string, cleanStart bool) error {
+	h := cl.h
+	reg.mu.Lock()
+	here := reg.sessions[id] != nil
+	reg.mu.Unlock()
+	if here {
+		return nil
+	}
+	wait := recordWait
+	if cleanStart {
+		wait = cleanRecordWait
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	found, err := h.records.LoadRecord(ctx, cl.host.Name, id)
+	cancel()
+	switch {
+	case err != nil:
+		cl.c.Log().Warn("the cluster's record of the session not read: going on without it",
+			zap.String("vhost", cl.host.Name), zap.String("client_id", protocol.LoggedName(id)), zap.Error(err))
+		return nil
+	case !found.Found || found.Ended:
+		return nil
+	case found.Session.Owner != "" && found.Session.Owner != protocol.Owner(cl.principal):
+		h.refusals.Logins.Add(1)
+		cl.c.Log().Warn("mqtt login refused: client id in use by another user's session in the cluster",
+			zap.String("vhost", cl.host.Name), zap.String("user", protocol.LoggedName(cl.principal.User)),
+			zap.String("client_id", protocol.LoggedName(id)))
+		return cl.refuse(connNotAuthorized, fmt.Errorf("%w: %w", errRefused, errSessionOwner))
+	}
+	rs := found.Session
+	rs.Inflight, rs.Inbound = nil, nil // node-local: their messages come back from the cluster, redelivered
+	h.adopt(cl.host, &virtualhost.SessionHandover{RecoveredSession: rs})
+	if recordExpired(rs.SessionRecord, time.Now()) {
+		// It expired while no node held it: it ends now, with what the cluster kept for it.
+		reg.mu.Lock()
+		s := reg.sessions[id]
+		reg.mu.Unlock()
+		if s != nil {
+			_ = h.endOffline(cl.host, s, nil)
+		}
+		cl.c.Log().Info("the cluster's record of the session had expired: the session ends",
+			zap.String("vhost", cl.host.Name), zap.String("client_id", protocol.LoggedName(id)))
+		return nil
+	}
+	cl.c.Log().Info("session resumed from the cluster's record: the node that held it is gone",
+		zap.String("vhost", cl.host.Name), zap.String("client_id", protocol.LoggedName(id)), zap.String("node", found.Node))
+	return nil
+}
+
+// recordExpired reports whether an MQTT 5 session's expiry interval has passed since its client left
+// [MQTT-3.1.2-23]; 3.1.1 records, and sessions that never expire, do not expire.
+func recordExpired(rec virtualhost.SessionRecord, now time.Time) bool {
+	if rec.ProtocolVersion != packet.Version5 || rec.ExpiryInterval == 0 || rec.ExpiryInterval == maxExpiry || rec.DisconnectedAt == 0 {
+		return false
+	}
+	return now.After(time.UnixMilli(rec.DisconnectedAt).Add(time.Duration(rec.ExpiryInterval) * time.Second))
+}
+
+// reconcile checks the sessions a node restored from its store against the cluster's records once they
+// can be read: a session that moved to another node while this one was down, or ended there, is not this
+// node's any more and is dropped here, keeping what the cluster holds for it; one the records do not know
+// (written before the cluster, or while it had no quorum) is recorded now.
+func (h *Handler) reconcile(restored map[*virtualhost.Host][]string) {
+	defer h.verifies.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	node := h.dir.Stamp().Node
+	for host, ids := range restored {
+		reg := h.registry(host)
+		for _, id := range ids {
+			var found virtualhost.RecordLookup
+			var err error
+			for {
+				if found, err = h.records.LoadRecord(ctx, host.Name, id); err == nil || ctx.Err() != nil {
+					break
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			reg.mu.Lock()
+			s := reg.sessions[id]
+			offline := s != nil && s.att == nil
+			var ending *attachment
+			if offline && found.Found && (found.Ended || found.Node != node) {
+				ending = &attachment{done: make(chan struct{})}
+				s.att = ending
+				s.stopTimersLocked()
+				s.will = nil
+			}
+			reg.mu.Unlock()
+			switch {
+			case ending != nil:
+				h.release(host, s)
+				reg.mu.Lock()
+				if reg.sessions[id] == s {
+					delete(reg.sessions, id)
+					h.releaseLocked(reg, host, id)
+				}
+				s.att = nil
+				reg.mu.Unlock()
+				close(ending.done)
+				h.log.Info("restored session dropped: it moved to another node or ended there while this one was down",
+					zap.String("vhost", host.Name), zap.String("client_id", protocol.LoggedName(id)), zap.String("node", found.Node))
+			case offline && !found.Found:
+				h.records.SaveRecord(host.Name, s.record(s.version), nil)
+			}
+		}
 	}
 }
 
@@ -131,6 +297,12 @@ func (cl *client) claimCluster(reg *registry, att *attachment, id string, cleanS
 		h.finishClaim(reg, id, p)
 		return nil, cl.refuse(connServerUnavailable, fmt.Errorf("%w: %w", errRefused, errClaimLost))
 	case virtualhost.ClaimFree, virtualhost.ClaimNoAnswer:
+		if res.Outcome == virtualhost.ClaimFree && h.records != nil && h.records.Replicates() {
+			if err := cl.resumeRecord(reg, id, cleanStart); err != nil {
+				h.finishClaim(reg, id, p)
+				return nil, err
+			}
+		}
 		if res.Outcome == virtualhost.ClaimNoAnswer {
 			cl.c.Log().Warn("session holder did not answer in time: going on without its state",
 				zap.String("vhost", cl.host.Name), zap.String("client_id", protocol.LoggedName(id)))
@@ -249,10 +421,15 @@ func (h *Handler) GiveUp(c virtualhost.SessionClaim) virtualhost.ClaimResult {
 		switch {
 		case c.CleanStart:
 			h.publishWill(host, will) // the session ends: its delayed will goes out now
+			h.discard(host, s, nil)
 		case !c.Verify:
 			res = virtualhost.ClaimResult{Outcome: virtualhost.ClaimHanded, Session: h.handover(host, s)}
+			h.release(host, s)
+		default:
+			// The claimer has a session of this id already: what the cluster keeps under its durable
+			// subscriptions' names is its now.
+			h.release(host, s)
 		}
-		h.discard(host, s, nil)
 		reg.mu.Lock()
 		if reg.sessions[s.id] == s {
 			delete(reg.sessions, s.id)
@@ -354,8 +531,10 @@ func (h *Handler) adopt(host *virtualhost.Host, hs *virtualhost.SessionHandover)
 		rs.Inflight = append(rs.Inflight, f)
 	}
 	s := h.restoreOne(host, rs)
+	if h.keepsSessions(host) {
+		h.saveSession(host, s.record(s.version), nil)
+	}
 	if host.Durable() {
-		host.SaveSession(s.record(s.version), nil)
 		for _, f := range s.inflight {
 			if s.recordsInflight(&f.item) {
 				host.PutInflight(s.id, virtualhost.Inflight{PacketID: f.id, Released: f.state == waitPubcomp,

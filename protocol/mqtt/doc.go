@@ -193,7 +193,7 @@
 //     and PUBREL sent), the inbound QoS 2 ids awaiting PUBREL, and the messages its durable
 //     subscriptions hold, drained from them (router.DrainQueue) in order with their redelivery counts.
 //     Its durable subscriptions and store records are then destroyed on the holder, which no longer
-//     holds the session. A will fires on one node only, the one where its connection ended, and once:
+//     holds the session (with replicated sessions, dropped: see below). A will fires on one node only, the one where its connection ended, and once:
 //     the claimer never publishes another node's will.
 //   - Adopting. The claimer makes the handed session an offline session of its own, as a restart
 //     restores one (restoreOne): durable subscriptions made, the messages adopted into them under new
@@ -216,11 +216,10 @@
 //   - A holder that does not answer. Dead or cut off by a partition, its hold is gone with its route
 //     and the claim finds no holder at once; alive but stuck, the claim gives up after 5 s. Either way
 //     the CONNECT goes on with what this node has: a fresh session (Session Present 0), or the one it
-//     holds itself. The old node may then keep a copy of the session (a partition: both sides serve
-//     their own clients); the next claim of the id, from either side once the routes are back, reaches
-//     every holder and each gives its copy up: the first answer is adopted, the others' state is lost.
-//     JetStream-replicated sessions (another branch) would replace the handover behind the
-//     same interface, so a dead node's session comes back with its state.
+//     holds itself, or, with replicated sessions (below), the session the cluster's record keeps. The
+//     old node may then keep a copy of the session (a partition: both sides serve their own clients);
+//     the next claim of the id, from either side once the routes are back, reaches every holder and
+//     each gives its copy up: the first answer is adopted, the others' state is lost.
 //   - Messages in transit. A message published while the session moves may miss it: one arriving on
 //     the old node between the drain and the destruction of its durable subscriptions, or published on
 //     a third node before the new node's interest has crossed the routes. Across nodes topics are at
@@ -232,6 +231,49 @@
 //     new node's queue of that name; unacknowledged queue messages went back to the old node's queue.
 //   - Message expiry deadlines travel as they are (Unix ms): the nodes' clocks are expected to agree,
 //     as they must across a restart.
+//
+// # Clusters: replicated sessions
+//
+// With JetStream (a cluster block with a directory, or an external NATS that has it) the directory is
+// also a virtualhost.SessionRecords, and a persistent session outlives the node that held it, kill -9
+// included:
+//
+//   - Its messages. The durable subscriptions of persistent sessions ("$mqtt/<client id>/<filter>") are
+//     the cluster's, like STOMP's: their backlog is in the cluster's queue stream, replicated, and a
+//     QoS 1 or 2 PUBLISH on the node holding the session is acknowledged (PUBACK, PUBREC) once its copy
+//     is stored there. The session's own connection reads them through the stream too.
+//   - Its record. Every record the host's store gets (saveSession: CONNECT, SUBSCRIBE, UNSUBSCRIBE, a
+//     disconnect that changes the expiry) is also written to the cluster's records, naming this node,
+//     and SUBACK waits for it; a session's end (expiry, clean start, DISCONNECT with expiry 0, an
+//     operator's delete) writes a tombstone. This happens on a host without a store too: there the
+//     cluster keeps what a restart of the node would lose anyway.
+//   - A CONNECT whose claim finds no holder reads the record (waiting 8 s at most, for the stream's
+//     leader may have died with the session's node; 1 s with Clean Session 1; while the stream is not
+//     made yet there is none to read, and the CONNECT goes on): a live record makes the session an
+//     offline session here (adopt, with no backlog to move: the new durable subscriptions
+//     read the stream), and the connection resumes it, Session Present 1 (a Clean Start one discards
+//     it, which purges its backlog in the stream and writes a tombstone). A record of another user
+//     refuses the client (CONNACK 0x05 / 0x87) as a holder would. A claim a holder answers needs no
+//     record: the holder hands the session over as above, except its backlog, which stays in the stream
+//     for the claimer (the holder drops its durable subscriptions with router.DropDurable, which hands
+//     back what it fetched and purges nothing).
+//   - In-flight packet ids are not replicated, and a session whose subscriptions are the cluster's does
+//     not keep them across a reconnect either: a message in flight goes back to the stream when its
+//     consumer closes and comes back with a new sequence number, marked redelivered, under a new packet
+//     id with DUP, so what the session keeps of its in-flight state is the PUBRELs it owes. QoS 2 is
+//     therefore at least once across a reconnect on a clustered session (as for clustered queues): a
+//     message whose PUBREC did not reach the stream may come twice. The inbound QoS 2 ids awaiting
+//     PUBREL stay on their node.
+//   - A node that comes back after the session moved (restarted with the session in its store)
+//     checks each restored session against the records once they can be read (reconcile): a session
+//     whose record names another node, or is a tombstone, is dropped here, its backlog left in the
+//     stream; one the records do not know (made before the cluster, or while it had no quorum) is
+//     recorded now.
+//   - Failures. A record write the cluster does not acknowledge within 5 s (no quorum) is logged
+//     (once per 10 s) and does not fail the client: the session goes on on its node as without a
+//     cluster, and a later write replaces the record. The durable subscriptions' copies need the
+//     quorum: on a node cut off from it, a persistent session's subscriptions get nothing (each copy
+//     refused is counted as dropped), while clean sessions' subscriptions are served as before.
 //
 // # Management
 //

@@ -117,7 +117,8 @@ func consumerSub(e *subEntry, s *session) *router.Subscription {
 // recordsInflight reports whether a delivery's packet id is written to the store: QoS 1 or 2 from a
 // durable subscription on a durable host. A QoS 2 one is written before the PUBLISH goes out.
 func (s *session) recordsInflight(it *outItem) bool {
-	return it.qos > 0 && it.entry != nil && it.entry.dsub != nil && s.host.Durable()
+	return it.qos > 0 && it.entry != nil && it.entry.dsub != nil && s.host.Durable() &&
+		!s.host.Router.Claimed(*it.entry.dsub) // the cluster keeps its messages: see detach
 }
 
 // writeInflightLocked writes the in-flight record of delivery it under packet id (released: PUBREC
@@ -212,11 +213,11 @@ func (s *session) record(version byte) virtualhost.SessionRecord {
 // only what a crash keeps. A clean session has none.
 func (cl *client) saveRecord() error {
 	s := cl.sess
-	if s.clean || !cl.host.Durable() {
+	if s.clean || !cl.h.keepsSessions(cl.host) {
 		return nil
 	}
 	tr := &virtualhost.Tracker{}
-	cl.host.SaveSession(s.record(cl.version), tr)
+	cl.h.saveSession(cl.host, s.record(cl.version), tr)
 	if err := tr.Wait(); err != nil {
 		return fmt.Errorf("%w: session record: %w", errStoreWrite, err)
 	}

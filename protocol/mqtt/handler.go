@@ -77,6 +77,8 @@ type Handler struct {
 
 	// dir claims client ids cluster-wide (cluster.go); nil without a cluster, set before any connection.
 	dir virtualhost.SessionDirectory
+	// records keeps persistent sessions' records cluster-wide (cluster.go); nil when they are not.
+	records virtualhost.SessionRecords
 	// stop ends the claims' verification goroutines (verifies) at Close.
 	stop     chan struct{}
 	stopOnce sync.Once

@@ -98,8 +98,8 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 			s.mu.Lock()
 			was5 := s.version == packet.Version5
 			s.mu.Unlock()
-			if !s.clean && cl.host.Durable() && (was5 || cl.version == packet.Version5) {
-				cl.host.SaveSession(s.record(cl.version), nil) // unattached until resume: s.subs is ours
+			if !s.clean && cl.h.keepsSessions(cl.host) && (was5 || cl.version == packet.Version5) {
+				cl.h.saveSession(cl.host, s.record(cl.version), nil) // unattached until resume: s.subs is ours
 			}
 			return s, true, nil
 		}
@@ -124,7 +124,7 @@ func (cl *client) takeSession(id string, cleanStart bool, expiry uint32) (*sessi
 			cl.h.publishWill(cl.host, oldWill)
 		}
 		if !s.clean {
-			cl.host.SaveSession(s.record(cl.version), nil) // nothing else sees s yet
+			cl.h.saveSession(cl.host, s.record(cl.version), nil) // nothing else sees s yet
 		}
 		return s, false, nil
 	}
@@ -142,7 +142,27 @@ func (h *Handler) discard(host *virtualhost.Host, s *session, tr router.Tracker)
 	s.mu.Lock()
 	s.discardLocked()
 	s.mu.Unlock()
-	host.DeleteSession(s.id, tr)
+	h.deleteSession(host, s.id, tr)
+}
+
+// release ends an unattached session here because another node has it now (cluster.go): as discard,
+// except that what the cluster keeps for its durable subscriptions stays for that node, and so does the
+// cluster's record of it.
+func (h *Handler) release(host *virtualhost.Host, s *session) {
+	for _, e := range s.subs {
+		if e.dsub == nil && !e.queue {
+			host.Router.Unsubscribe(e.rs)
+		}
+	}
+	for _, ds := range host.Router.Durables([]string{dsubPrefix, s.id}) {
+		if len(ds.Dest.Path) == 3 {
+			_, _ = host.Router.DropDurable(ds.Dest, ds.Owner, nil)
+		}
+	}
+	s.mu.Lock()
+	s.discardLocked()
+	s.mu.Unlock()
+	host.DeleteSession(s.id, nil)
 }
 
 // resume attaches the session to this connection after CONNACK: resends, queued messages, then the
@@ -186,18 +206,18 @@ func (cl *client) end(graceful bool) {
 		// A persistent session resumed with expiry 0, or set to 0 by DISCONNECT: it ends now, with its
 		// durable subscriptions and record.
 		discardDurables(cl.rt, s, nil)
-		cl.host.DeleteSession(s.id, nil)
+		cl.h.deleteSession(cl.host, s.id, nil)
 	}
 	s.mu.Lock()
 	s.clean = ending // under the lock for management; the reader reads it without
 	s.mu.Unlock()
 	s.detach()
-	if !ending && cl.host.Durable() && (s.expiry != maxExpiry || cl.v5 != nil && cl.v5.expiryChanged) {
+	if !ending && cl.h.keepsSessions(cl.host) && (s.expiry != maxExpiry || cl.v5 != nil && cl.v5.expiryChanged) {
 		// The disconnect time is what its expiry counts from, across a restart too. A session that never
 		// expires needs no new record, unless its DISCONNECT changed the expiry to 0xFFFFFFFF.
 		rec := s.record(cl.version)
 		rec.DisconnectedAt = time.Now().UnixMilli()
-		cl.host.SaveSession(rec, nil)
+		cl.h.saveSession(cl.host, rec, nil)
 	}
 	will := cl.will
 	if graceful {

@@ -753,7 +753,24 @@ func (s *session) detach() {
 		s.discardLocked()
 		return
 	}
-	s.inflight = slices.DeleteFunc(s.inflight, func(f inflightMsg) bool { return f.item.seq != 0 && f.item.entry.dsub == nil })
+	s.inflight = slices.DeleteFunc(s.inflight, func(f inflightMsg) bool {
+		e := f.item.entry
+		switch {
+		case f.item.seq != 0 && e.dsub == nil:
+			return true
+		case e != nil && e.dsub != nil && s.host.Router.Claimed(*e.dsub):
+			// The cluster keeps the subscription's messages: one that was in flight comes back from it
+			// under a new sequence number, marked redelivered, and goes out under a new packet id, so
+			// only a released id (its PUBREL) stays, matching no message (below).
+			return f.state != waitPubcomp
+		}
+		return false
+	})
+	for i := range s.inflight {
+		if e := s.inflight[i].item.entry; e != nil && e.dsub != nil && s.host.Router.Claimed(*e.dsub) {
+			s.inflight[i].item.qseq = 0
+		}
+	}
 	for i := range s.inflight {
 		if it := &s.inflight[i].item; it.seq != 0 {
 			it.msg, it.seq = nil, 0 // redelivered by its durable subscription, found by qseq

@@ -110,9 +110,9 @@
 //
 // # Durable subscriptions
 //
-// The durable subscriptions clients name (STOMP's; a name starting with '$' is the broker's own, and an
-// MQTT session's subscriptions are those: they stay node-local) keep their backlog in the same stream,
-// on "lyre.<vhost>.d.<name>", consumed through one durable consumer per subscription like a queue. The
+// Durable subscriptions (STOMP's, and those of MQTT persistent sessions, "$mqtt.<client id>.<filter>")
+// keep their backlog in the same stream, on "lyre.<vhost>.d.<name>", consumed through one durable
+// consumer per subscription like a queue. The
 // subscription itself (filter, owner) is each node's, as on a single node, journalled in its own store:
 // a client that comes back on another node and subscribes again by the same id creates it there, and
 // its consumer there reads the backlog the first node stored. Every node that holds the subscription
@@ -153,25 +153,47 @@
 //     claim then finds no responders and the claimer goes on with what it has. A holder that is
 //     alive but does not answer leaves the claimer with its deadline.
 //   - An answer larger than NATS's payload limit (8 MiB) is trimmed by the directory, newest waiting
-//     messages first, and logged; streaming it is for later, or for JetStream replication, which
-//     replaces the handover.
+//     messages first, and logged. With JetStream a session's backlog is in the queue stream and the
+//     answer carries its record only (next section).
+//
+// # Replicated sessions
+//
+// With JetStream the MQTT sessions outlive their node (records.go; protocol/mqtt's doc, "Clusters:
+// replicated sessions", has the rules). Their durable subscriptions are the cluster's (above), and one
+// stream, LYRE_SESSIONS, keeps the last record of every client id of every host: subject
+// "lyre.<vhost>.sr.<client id>" (encoded as the claims' subjects are), MaxMsgsPerSubject 1, file
+// storage, R = replicas; an empty message is a tombstone (the session ended), kept so that a node that was
+// down learns of the end. The link stores and returns records and does not read them
+// (virtualhost.Directory encodes them: the store's JSON session form and the node that wrote it).
+//
+//   - Writes (PutSessionRecord) are published asynchronously in the order they are made, at most 4096
+//     waiting; the caller learns when JetStream stored the record on a quorum, or that it failed (no
+//     stream yet, a full queue, no acknowledgement within 5 s: RecordStats.Failed).
+//   - Reads (SessionRecord) ask the stream leader for the subject's last message: a CONNECT that found
+//     no holder, and a restarting node checking the sessions its store restored, read one each.
+//   - kill -9 of the node holding a session: what its publishers had acknowledged is in the queue stream,
+//     and the record names the session's subscriptions, so the client reconnecting anywhere resumes it
+//     (TestClusterSessionSurvivesKill9); messages the dead node had fetched come back after the ack wait,
+//     marked redelivered. What reaches the session from other nodes' publishers crosses the topic link
+//     first, at most once, as for STOMP durable subscriptions.
 //
 // # What is clustered and what stays node-local
 //
 // Clustered: live topic messages to plain topic subscriptions, wildcard and regex filters included,
 // for every protocol, and to durable subscriptions' filters (an MQTT persistent session's or a STOMP
 // durable subscription's): a remote message arriving while the node is up goes into the durable's
-// queue on that node as a local one would. With JetStream, named queues and STOMP durable
-// subscriptions' backlogs, replicated (above).
+// queue on that node as a local one would. With JetStream, named queues, durable subscriptions'
+// backlogs (STOMP's and MQTT sessions') and MQTT session records, replicated (above).
 //
 // MQTT sessions move: a client connecting on another node takes its session over (its subscriptions, its
-// offline backlog and in-flight packet ids), and it is then held there alone (see Session claims).
+// offline backlog and in-flight packet ids), and it is then held there alone (see Session claims); with
+// JetStream they are replicated, and survive their node (see Replicated sessions).
 // Clustered too: retained messages, with JetStream (see Retained messages), and MQTT shared
 // subscriptions (see Shared subscriptions).
 //
 // Node-local for now: queues without JetStream (each node has its own), retained messages without
 // JetStream (each node's store keeps what was published on it), temporary topics, durable backlogs while
-// their session stays where it is (a STOMP durable subscription's without JetStream), and topics whose first level starts with '$'
+// their session stays where it is (without JetStream), and topics whose first level starts with '$'
 // ($SYS is each node's own status; the '#' that feeds the link does not match them [MQTT-4.7.2-1]; their
 // retained messages and shared groups stay on their node too). A message arriving from NATS is delivered
 // live with its retain flag as published, marked Message.RetainKept so the router does not store it from
@@ -277,7 +299,8 @@
 // keeps delivering to its own subscribers, and nothing is queued for the other side or replayed when the
 // route comes back), and while a node is down or restarting. Subscribers on the publishing node are
 // unaffected by any of it, except shared groups, dispatched through NATS even on one node (see Shared
-// subscriptions). Retained messages, queues and STOMP durable subscriptions' backlogs are in JetStream.
+// subscriptions). Retained messages, queues, durable subscriptions' backlogs and MQTT session records are
+// in JetStream.
 //
 // Clustered queues are at least once, across nodes and at any QoS (no duplicate detection for QoS 2),
 // and an acknowledged send is never lost while a quorum of the stream's replicas keeps its disk:

@@ -96,6 +96,8 @@ type Link struct {
 	last map[uint64]uint64
 	// sess carries session claims (sessions.go).
 	sess sessions
+	// rec keeps session records in JetStream (records.go); nil without js.
+	rec *recorder
 
 	sent, received, dups, malformed, dropped, tooLarge atomic.Uint64
 
@@ -213,6 +215,7 @@ func Start(c Config, log *zap.Logger) (*Link, error) {
 	go l.outLoop()
 	go l.inLoop()
 	l.startRetainer()
+	l.startRecorder()
 	if l.ns != nil {
 		l.log.Info("cluster joined", zap.String("listen", c.Listen), zap.Strings("routes", c.Routes))
 	} else {
@@ -281,6 +284,36 @@ func (l *Link) JetStream(ctx context.Context) (jetstream.JetStream, int, error) 
 		case <-l.quit:
 			return nil, 0, router.ErrClosed
 		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// quitContext returns a context cancelled when the link closes (by a goroutine the link waits for).
+func (l *Link) quitContext() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		<-l.quit
+		cancel()
+	}()
+	return ctx
+}
+
+// makeStream creates (or updates) stream cfg, trying again until it is made or ctx is done (reported
+// false): "insufficient resources" while peers report in, or a meta leader election, pass.
+func makeStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, bool) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := js.CreateOrUpdateStream(actx, cfg)
+		cancel()
+		if err == nil {
+			return st, true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

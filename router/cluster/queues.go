@@ -213,17 +213,10 @@ func (qb *queueBackend) pause(d time.Duration) bool {
 	}
 }
 
-// Claims implements router.QueueBackend: named queues and the durable subscriptions clients name (STOMP's)
-// are the cluster's; temporary queues are their connection's, and durable subscriptions whose name
-// starts with '$' are the broker's own (an MQTT session's: sessions are not replicated here).
+// Claims implements router.QueueBackend: named queues and durable subscriptions (STOMP's, and the ones
+// of MQTT persistent sessions) are the cluster's; temporary queues are their connection's.
 func (qb *queueBackend) Claims(d router.Destination) bool {
-	switch d.Kind {
-	case router.Queue:
-		return true
-	case router.DurableSub:
-		return len(d.Path) > 0 && !strings.HasPrefix(d.Path[0], "$")
-	}
-	return false
+	return (d.Kind == router.Queue || d.Kind == router.DurableSub) && len(d.Path) > 0
 }
 
 // Publish implements router.QueueBackend: m goes to JetStream asynchronously; its Tracker learns when

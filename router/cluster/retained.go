@@ -77,16 +77,10 @@ func (l *Link) startRetainer() {
 	if l.js == nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	rt := &retainer{l: l, ready: make(chan struct{}), q: make(chan retainOp, retainedQueue),
-		acks: make(chan pendingAck, retainedQueue), ctx: ctx}
+		acks: make(chan pendingAck, retainedQueue), ctx: l.quitContext()}
 	l.ret = rt
-	l.wg.Add(4)
-	go func() {
-		defer l.wg.Done()
-		<-l.quit
-		cancel()
-	}()
+	l.wg.Add(3)
 	go rt.setup()
 	go rt.writeLoop()
 	go rt.ackLoop()
@@ -121,19 +115,8 @@ func (rt *retainer) setup() {
 		Replicas:          replicas,
 		MaxMsgSize:        maxPayload,
 	}
-	for {
-		actx, cancel := context.WithTimeout(rt.ctx, 5*time.Second)
-		_, err = js.CreateOrUpdateStream(actx, cfg)
-		cancel()
-		if err == nil {
-			break
-		}
-		// "insufficient resources" while peers report in, or a meta leader election: try again.
-		select {
-		case <-rt.ctx.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
+	if _, ok := makeStream(rt.ctx, js, cfg); !ok {
+		return
 	}
 	rt.js = js
 	rt.ok.Store(true)

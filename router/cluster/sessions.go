@@ -46,9 +46,12 @@ type holdSub struct {
 }
 
 // sessionSubject returns the subject of client id's session in vhost.
-func sessionSubject(vhost, clientID string) string {
+func sessionSubject(vhost, clientID string) string { return idSubject(sessionMark, vhost, clientID) }
+
+// idSubject returns the subject "lyre.<vhost>.<mark>.<client id token>".
+func idSubject(mark, vhost, clientID string) string {
 	b := appendToken([]byte(subjectRoot+"."), vhost)
-	b = append(b, "."+sessionMark+"."...)
+	b = append(b, "."+mark+"."...)
 	if tok := appendToken(nil, clientID); len(tok) <= maxIDToken {
 		return string(append(b, tok...))
 	}
