@@ -13,6 +13,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/go-stomp/stomp/v3"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/lyremq/lyre/conf"
@@ -41,13 +43,30 @@ virtual_host "default" {
 `
 
 // startBroker runs a broker in-process on loopback and returns the address of its connector.
+// testLogger logs to t, without the embedded NATS server's informational lines: a failing cluster
+// test's own message must not drown in them.
+func testLogger(t *testing.T) *zap.Logger {
+	return zap.New(quietNATS{zaptest.NewLogger(t).Core()})
+}
+
+type quietNATS struct{ zapcore.Core }
+
+func (c quietNATS) With(fields []zapcore.Field) zapcore.Core { return quietNATS{c.Core.With(fields)} }
+
+func (c quietNATS) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if e.Level < zapcore.WarnLevel && e.LoggerName == "cluster.nats" {
+		return ce
+	}
+	return c.Core.Check(e, ce)
+}
+
 func startBroker(t *testing.T, hcl string) (*Broker, string) {
 	t.Helper()
 	cfg, err := conf.Parse([]byte(hcl), "test.hcl")
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	b, err := Start(cfg, zaptest.NewLogger(t))
+	b, err := Start(cfg, testLogger(t))
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

@@ -344,14 +344,15 @@ func (rt *retainer) startConsumer(h *host, rh *retainedHost, prefix string) jets
 	}
 }
 
-// waitStream waits until the stream answers (its leader elected: a quorum is up); false when h is
-// detached or the link closes first.
+// waitStream waits until the stream answers with a quorum of current replicas; false when h is detached
+// or the link closes first. A leader that has just lost its peers still answers for a while, and what
+// it would hand out then is its own view, not the cluster's.
 func (rt *retainer) waitStream(rh *retainedHost) bool {
 	for {
 		ctx, cancel := context.WithTimeout(rt.ctx, 2*time.Second)
-		_, err := rt.js.Stream(ctx, retainedStream)
+		st, err := rt.js.Stream(ctx, retainedStream)
 		cancel()
-		if err == nil {
+		if err == nil && hasQuorum(st.CachedInfo()) {
 			return true
 		}
 		select {
@@ -362,6 +363,21 @@ func (rt *retainer) waitStream(rh *retainedHost) bool {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// hasQuorum reports whether a stream's leader and the replicas current with it are a majority of its
+// peers.
+func hasQuorum(info *jetstream.StreamInfo) bool {
+	if info == nil || info.Cluster == nil || info.Cluster.Leader == "" {
+		return info != nil && info.Cluster == nil // a stream without a cluster has no quorum to lose
+	}
+	current := 1
+	for _, p := range info.Cluster.Replicas {
+		if p != nil && p.Current && !p.Offline {
+			current++
+		}
+	}
+	return 2*current > 1+len(info.Cluster.Replicas)
 }
 
 // apply makes one change read from the stream h's router's. The remaining lifetime the envelope

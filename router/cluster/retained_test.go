@@ -24,7 +24,7 @@ func retainedOf(r *router.Router, path ...string) (string, bool) {
 func TestLinkRetainedStream(t *testing.T) {
 	nodes := startMesh(t, 3, withJetStream(t, 3))
 	for _, nd := range nodes {
-		waitFor(t, "retained ready", func() bool { return nd.l.RetainedReady("v") })
+		waitForLong(t, "retained ready", func() bool { return nd.l.RetainedReady("v") })
 	}
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	_, live := subscribe(t, c.r, lit("x", "#"))
@@ -100,5 +100,34 @@ func TestLinkSharedGroupAcrossNodes(t *testing.T) {
 	}
 	if q := queueName(&host{prefix: topicPrefix("v")}, "g/x", lit("job", "+")); q != "lyre.v.t.g~2Fx.~00~00~03job~01~00" {
 		t.Fatalf("queue name %q", q)
+	}
+}
+
+// TestHasQuorum: a stream leader alone, or with one current replica of four peers, is no quorum; a
+// leader with a current majority is.
+func TestHasQuorum(t *testing.T) {
+	peer := func(current, offline bool) *jetstream.PeerInfo {
+		return &jetstream.PeerInfo{Current: current, Offline: offline}
+	}
+	cl := func(leader string, ps ...*jetstream.PeerInfo) *jetstream.StreamInfo {
+		return &jetstream.StreamInfo{Cluster: &jetstream.ClusterInfo{Leader: leader, Replicas: ps}}
+	}
+	for _, c := range []struct {
+		name string
+		info *jetstream.StreamInfo
+		want bool
+	}{
+		{"no info", nil, false},
+		{"single node", &jetstream.StreamInfo{}, true},
+		{"no leader", cl("", peer(true, false), peer(true, false)), false},
+		{"R1 leader", cl("a"), true},
+		{"leader alone of 3", cl("a", peer(false, false), peer(false, true)), false},
+		{"current but offline", cl("a", peer(true, true), peer(false, false)), false},
+		{"leader and one of 3", cl("a", peer(true, false), peer(false, true)), true},
+		{"leader and one of 4", cl("a", peer(true, false), peer(false, false), peer(false, false)), false},
+	} {
+		if got := hasQuorum(c.info); got != c.want {
+			t.Errorf("%s: hasQuorum = %v, want %v", c.name, got, c.want)
+		}
 	}
 }
