@@ -247,3 +247,56 @@ func TestQueueBackendDropDurableKeepsBackendMessages(t *testing.T) {
 		t.Fatalf("second drop: %v, want ErrNoDurable", err)
 	}
 }
+
+// A durable subscription another node made is kept here as a mirror: a publish here reaches the backend
+// for it, nothing is reported back to the watcher, a client's CreateDurable by the same owner turns it
+// into its own (reported), another owner's is refused, and another node's destruction removes it without
+// purging the backend.
+func TestDurableMirrors(t *testing.T) {
+	r := New(Options{})
+	b := &fakeBackend{}
+	r.SetQueueBackend(b)
+	type change struct {
+		d Destination
+		o *DurableOptions
+	}
+	var seen []change
+	stop := r.WatchDurables(func(d Destination, o *DurableOptions) { seen = append(seen, change{d, o}) })
+	defer stop()
+	d := Destination{Kind: DurableSub, Path: []string{"c", "m"}}
+	f := Filter{Kind: Topic, Segs: []Seg{{Text: "t"}, {Kind: SegMany}}}
+	if err := r.ApplyDurable(d, &DurableOptions{Filter: f, Owner: "alice", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if !r.IsMirror(d) || len(seen) != 0 {
+		t.Fatalf("mirror %v, reported %v", r.IsMirror(d), seen)
+	}
+	pr := r.Publish(&Message{Dest: Destination{Kind: Topic, Path: []string{"t", "x"}}, Body: []byte("m"), QoS: 1})
+	if pr.Delivered != 1 || len(b.dests) != 1 || !slices.Equal(b.dests[0].Path, d.Path) {
+		t.Fatalf("publish %+v, backend got %v: want the mirror's copy", pr, b.dests)
+	}
+	if _, err := r.CreateDurable(d, DurableOptions{Filter: f, Owner: "bob", QoS: 1}, nil); err != ErrNotOwner {
+		t.Fatalf("bob taking alice's subscription made on another node: %v, want ErrNotOwner", err)
+	}
+	if existed, err := r.CreateDurable(d, DurableOptions{Filter: f, Owner: "alice", QoS: 1}, nil); err != nil || !existed {
+		t.Fatalf("alice's own: existed %v, %v", existed, err)
+	}
+	if r.IsMirror(d) || len(seen) != 1 || seen[0].o == nil {
+		t.Fatalf("after alice's CreateDurable: mirror %v, reported %v", r.IsMirror(d), seen)
+	}
+	if err := r.ApplyDurable(d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Durable(d); ok || len(b.discarded) != 0 || len(seen) != 1 {
+		t.Fatalf("after another node's destruction: still here %v, discarded %v, reported %v", ok, b.discarded, seen)
+	}
+	if _, err := r.CreateDurable(d, DurableOptions{Filter: f, Owner: "alice", QoS: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.DestroyDurable(d, "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 3 || seen[2].o != nil || len(b.discarded) != 1 {
+		t.Fatalf("a client's create and destroy: reported %v, discarded %v", seen, b.discarded)
+	}
+}

@@ -65,6 +65,9 @@ type durable struct {
 	// slow is set when a publisher waited for room in vain: publishers are not held back for it again
 	// until its queue is down to half its quota.
 	slow atomic.Bool
+	// mirror marks a subscription another node made (ApplyDurable): it keeps copies of the messages
+	// published here, and is not journalled. Guarded by durables.mu.
+	mirror bool
 }
 
 // fullDurable is a full durable subscription as a publisher's front-end waits for it.
@@ -80,6 +83,8 @@ func (f fullDurable) Stuck()                { f.ds.slow.Store(true) }
 type durables struct {
 	mu sync.Mutex // outermost: held across the trie change and the journal call of one change
 	m  map[string]*durable
+	// watch is WatchDurables's fn, nil without one. Guarded by mu.
+	watch func(d Destination, o *DurableOptions)
 }
 
 // owns reports whether principal may act on a durable subscription owned by owner.
@@ -98,24 +103,35 @@ func (r *Router) CreateDurable(d Destination, o DurableOptions, tr Tracker) (exi
 	return r.createDurable(d, o, tr, r.opts.Journal, true)
 }
 
-// createDurable is CreateDurable journalling to j (nil: not at all), within MaxDurables when limit is set.
-func (r *Router) createDurable(d Destination, o DurableOptions, tr Tracker, j Journal, limit bool) (existed bool, err error) {
+// createDurable is CreateDurable journalling to j (nil: not at all). client marks a client's change (not a
+// restore, nor another node's): MaxDurables applies, and the watcher hears of it.
+func (r *Router) createDurable(d Destination, o DurableOptions, tr Tracker, j Journal, client bool) (existed bool, err error) {
 	if r.closed.Load() {
 		return false, ErrClosed
 	}
-	if d.Kind != DurableSub || len(d.Path) == 0 {
-		return false, fmt.Errorf("%w: a durable subscription is named by a %s destination", ErrInvalidName, DurableSub)
-	}
-	if o.Filter.Kind != Topic {
-		return false, fmt.Errorf("%w: a durable subscription subscribes to topics, not a %s", ErrInvalidFilter, o.Filter.Kind)
-	}
-	o.Filter.Segs = slices.Clone(o.Filter.Segs)
-	if err := checkFilter(&o.Filter); err != nil {
+	if err := prepareDurable(d, &o); err != nil {
 		return false, err
 	}
-	key := Key(d)
 	r.dur.mu.Lock()
 	defer r.dur.mu.Unlock()
+	return r.createDurableLocked(d, o, tr, j, client)
+}
+
+// prepareDurable checks d and o's filter and compiles a copy of the filter into o.
+func prepareDurable(d Destination, o *DurableOptions) error {
+	if d.Kind != DurableSub || len(d.Path) == 0 {
+		return fmt.Errorf("%w: a durable subscription is named by a %s destination", ErrInvalidName, DurableSub)
+	}
+	if o.Filter.Kind != Topic {
+		return fmt.Errorf("%w: a durable subscription subscribes to topics, not a %s", ErrInvalidFilter, o.Filter.Kind)
+	}
+	o.Filter.Segs = slices.Clone(o.Filter.Segs)
+	return checkFilter(&o.Filter)
+}
+
+// createDurableLocked is createDurable once o is prepared, with r.dur.mu held.
+func (r *Router) createDurableLocked(d Destination, o DurableOptions, tr Tracker, j Journal, client bool) (existed bool, err error) {
+	key := Key(d)
 	old := r.dur.m[key]
 	if old != nil {
 		cur := old.opts.Load()
@@ -126,14 +142,18 @@ func (r *Router) createDurable(d Destination, o DurableOptions, tr Tracker, j Jo
 			o.Filter = cur.Filter // the compiled one the trie holds
 			o.Owner = cur.Owner   // fixed at creation
 			old.opts.Store(&o)
-			if o.QoS != cur.QoS || o.DropQoS0Offline != cur.DropQoS0Offline {
+			if o.QoS != cur.QoS || o.DropQoS0Offline != cur.DropQoS0Offline || old.mirror && client {
 				journalDurable(j, d, &o, tr)
+			}
+			if client {
+				old.mirror = false // a client here has it now
+				r.watchDurable(d, &o)
 			}
 			return true, nil
 		}
 		r.destroyLocked(old, nil, j)
 	}
-	if limit && len(r.dur.m) >= r.pol.Load().maxDurables {
+	if client && len(r.dur.m) >= r.pol.Load().maxDurables {
 		return false, ErrTooManyDurables
 	}
 	nd := &durable{dest: Destination{Kind: DurableSub, Path: slices.Clone(d.Path)}, key: key}
@@ -145,6 +165,9 @@ func (r *Router) createDurable(d Destination, o DurableOptions, tr Tracker, j Jo
 	}
 	r.dur.m[key] = nd
 	journalDurable(j, d, &o, tr)
+	if client {
+		r.watchDurable(d, &o)
+	}
 	return old != nil, nil
 }
 
@@ -160,7 +183,9 @@ func (r *Router) DestroyDurable(d Destination, owner string, tr Tracker) (int, e
 	if !owns(old.opts.Load().Owner, owner) {
 		return 0, ErrNotOwner
 	}
-	return r.destroyLocked(old, tr, r.opts.Journal), nil
+	n := r.destroyLocked(old, tr, r.opts.Journal)
+	r.watchDurable(d, nil)
+	return n, nil
 }
 
 // DropDurable removes durable subscription d from this router only, when owner owns it: the messages a

@@ -114,3 +114,68 @@ func (r *Router) DeliverShared(m *Message, group string, f Filter) PublishResult
 	}
 	return pr
 }
+
+// WatchDurables tells fn about every durable subscription a client creates or changes (CreateDurable; o
+// its options) or destroys (DestroyDurable; o nil), in order, so that the other nodes can keep copies for
+// it (ApplyDurable). Restores, DropDurable and ApplyDurable's own changes are not reported. fn runs with
+// the durable subscriptions' lock held: it must not block and must not call the router. One watcher at a
+// time; the returned stop ends the watch.
+func (r *Router) WatchDurables(fn func(d Destination, o *DurableOptions)) (stop func()) {
+	r.dur.mu.Lock()
+	r.dur.watch = fn
+	r.dur.mu.Unlock()
+	return func() {
+		r.dur.mu.Lock()
+		r.dur.watch = nil
+		r.dur.mu.Unlock()
+	}
+}
+
+// watchDurable reports a client's change to the watcher. r.dur.mu is held.
+func (r *Router) watchDurable(d Destination, o *DurableOptions) {
+	if r.dur.watch != nil {
+		r.dur.watch(d, o)
+	}
+}
+
+// ApplyDurable applies another node's durable subscription change: with o, a subscription d made there
+// is kept here too, as a mirror (not journalled, MaxDurables aside), so that a message published here
+// is kept for it (its QueueBackend stores the copy, and the publisher's acknowledgement waits for it);
+// a subscription d that exists here already, a client's or a mirror, is left as it is. With o nil, d was
+// destroyed there, and d is removed here (with DropDurable's semantics: what the backend keeps is the
+// destroying node's to purge). The watcher hears of neither.
+func (r *Router) ApplyDurable(d Destination, o *DurableOptions) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if o == nil {
+		r.dur.mu.Lock()
+		defer r.dur.mu.Unlock()
+		if old := r.dur.m[Key(d)]; old != nil {
+			r.removeLocked(old, nil, r.opts.Journal, true)
+		}
+		return nil
+	}
+	mo := *o
+	if err := prepareDurable(d, &mo); err != nil {
+		return err
+	}
+	r.dur.mu.Lock()
+	defer r.dur.mu.Unlock()
+	if r.dur.m[Key(d)] != nil {
+		return nil
+	}
+	if _, err := r.createDurableLocked(d, mo, nil, nil, false); err != nil {
+		return err
+	}
+	r.dur.m[Key(d)].mirror = true
+	return nil
+}
+
+// IsMirror reports whether durable subscription d is another node's, kept here by ApplyDurable.
+func (r *Router) IsMirror(d Destination) bool {
+	r.dur.mu.Lock()
+	defer r.dur.mu.Unlock()
+	ds := r.dur.m[Key(d)]
+	return ds != nil && ds.mirror
+}

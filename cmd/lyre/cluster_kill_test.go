@@ -361,8 +361,18 @@ virtual_host "default" {
 	}
 	for _, p := range procs {
 		waitQueuesReady(t, p)
+		waitLogged(t, p, "MQTT sessions and durable subscriptions replicated")
 	}
 	return procs
+}
+
+// waitLogged waits until p's log has line.
+func waitLogged(t *testing.T, p *lyreProc, line string) {
+	t.Helper()
+	waitUntilFor(t, 60*time.Second, p.name+": "+line, func() bool {
+		b, err := os.ReadFile(p.log)
+		return err == nil && bytes.Contains(b, []byte(line))
+	})
 }
 
 // killCluster starts the three processes of a kill test (skipped with -short) and returns the leader of

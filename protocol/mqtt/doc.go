@@ -240,8 +240,8 @@
 //
 //   - Its messages. The durable subscriptions of persistent sessions ("$mqtt/<client id>/<filter>") are
 //     the cluster's, like STOMP's: their backlog is in the cluster's queue stream, replicated, and a
-//     QoS 1 or 2 PUBLISH on the node holding the session is acknowledged (PUBACK, PUBREC) once its copy
-//     is stored there. The session's own connection reads them through the stream too.
+//     QoS 1 or 2 PUBLISH on any node is acknowledged (PUBACK, PUBREC) once its copy is stored there (the
+//     other nodes mirror the subscriptions: router/cluster's doc, "Durable subscriptions"). The session's own connection reads them through the stream too.
 //   - Its record. Every record the host's store gets (saveSession: CONNECT, SUBSCRIBE, UNSUBSCRIBE, a
 //     disconnect that changes the expiry) is also written to the cluster's records, naming this node,
 //     and SUBACK waits for it; a session's end (expiry, clean start, DISCONNECT with expiry 0, an
@@ -271,7 +271,8 @@
 //     recorded now.
 //   - Failures. A record write the cluster does not acknowledge within 5 s (no quorum) is logged
 //     (once per 10 s) and does not fail the client: the session goes on on its node as without a
-//     cluster, and a later write replaces the record. The durable subscriptions' copies need the
+//     cluster, and a later write replaces the record. Writes made before the stream exists (a node
+//     starting before its quorum) wait in order, 4096 at most, and are written once it does. The durable subscriptions' copies need the
 //     quorum: on a node cut off from it, a persistent session's subscriptions get nothing (each copy
 //     refused is counted as dropped), while clean sessions' subscriptions are served as before.
 //

@@ -112,27 +112,36 @@
 //
 // Durable subscriptions (STOMP's, and those of MQTT persistent sessions, "$mqtt.<client id>.<filter>")
 // keep their backlog in the same stream, on "lyre.<vhost>.d.<name>", consumed through one durable
-// consumer per subscription like a queue. The
-// subscription itself (filter, owner) is each node's, as on a single node, journalled in its own store:
-// a client that comes back on another node and subscribes again by the same id creates it there, and
-// its consumer there reads the backlog the first node stored. Every node that holds the subscription
-// stores a copy of each matching message, the ones published on it and the ones the topic link brings,
-// under a message ID naming the topic message cluster-wide (its origin link and its ID there), so
-// JetStream keeps one (duplicate window: two minutes; a second copy arriving while the first is being
-// stored counts as stored). What this guarantees:
+// consumer per subscription like a queue. The subscription itself (filter, owner) is journalled in the
+// store of the node where its client made it, as on a single node, and announced to the other nodes
+// through a second stream, LYRE_DURABLES (durables.go): subject "lyre.<vhost>.dr.<name>" (levels
+// encoded as topics' are), MaxMsgsPerSubject 1, file storage, R = replicas, holding the last change of
+// each subscription (its filter, owner, QoS; or that it was destroyed). Every other node keeps a mirror
+// of it: not journalled and without a consumer, it stores every message published on that node that
+// matches the filter into the stream, as the subscription's own node does, and delivers nothing. A client that comes back on another node and subscribes again by the same id
+// turns that node's mirror into the subscription, and its consumer there reads the backlog. Every copy
+// carries a message ID naming the topic message cluster-wide (its origin link and its ID there), so
+// JetStream keeps one per subscription (duplicate window: two minutes; a second copy arriving while the
+// first is being stored counts as stored). What this guarantees:
 //
-//   - A message published on a node that holds the subscription is acknowledged to its publisher (STOMP
-//     RECEIPT, MQTT PUBACK) once its copy is replicated: it survives kill -9 of that node, and the
-//     subscription's client gets it from any node it subscribes again on.
-//   - A message published on a node that does not hold the subscription reaches it over the topic link,
-//     at most once, as any cross-node topic message: its publisher is acknowledged by its own node, and
-//     the copy is lost if no node holding the subscription is up (between the kill of the only one and
-//     the client's return elsewhere) or the link drops it.
+//   - A message published on any node is acknowledged to its publisher (STOMP RECEIPT, MQTT PUBACK)
+//     once its copy for every durable subscription it matches is replicated: it survives kill -9 of any
+//     node, and the subscription's client gets it from any node it subscribes again on
+//     (TestClusterSessionSurvivesKill9 publishes on two nodes).
+//   - Except for subscriptions whose node alone can tell what they keep: one behind an access gate
+//     (the subscriber's read rights) or an MQTT no-local subscription. Other nodes keep no mirror of
+//     them; what is published elsewhere reaches them over the topic link, at most once, and is lost if no
+//     node holding the subscription is up, as for any cross-node topic message.
+//   - A node learns of another's subscription when LYRE_DURABLES delivers its change (normally within
+//     milliseconds): a message published on it before that is stored only by the nodes that knew.
+//     Subscriptions made before the node joined a cluster with JetStream are announced at their next
+//     change. A node that cannot write a change (JetStream without a quorum, 4096 changes waiting)
+//     logs and counts it (RecordStats.Failed, Dropped); the others then miss it until the next one.
+//   - Mirrors cost what the subscription costs: every node stores matching messages into the stream,
+//     and a mirror's filter is interest the topic link sees, so such messages reach every node.
 //   - Destroying the subscription (UNSUBSCRIBE with persistent:true, or a SUBSCRIBE with the same id and
-//     another filter) purges its backlog from the stream; nodes where it was created before keep their
-//     own copy of the subscription, and go on storing what matches it, until it is destroyed there too
-//     (the subscription's registry is not replicated: that would take a KV bucket every node watches).
-//
+//     another filter) purges its backlog from the stream and removes every node's mirror.
+
 // # Session claims
 //
 // MQTT client ids are unique per virtual host across the cluster: a session lives on one node, and a
@@ -167,15 +176,17 @@
 // (virtualhost.Directory encodes them: the store's JSON session form and the node that wrote it).
 //
 //   - Writes (PutSessionRecord) are published asynchronously in the order they are made, at most 4096
-//     waiting; the caller learns when JetStream stored the record on a quorum, or that it failed (no
-//     stream yet, a full queue, no acknowledgement within 5 s: RecordStats.Failed).
+//     waiting; the caller learns when JetStream stored the record on a quorum, or that it failed (a
+//     full queue, no acknowledgement within 5 s: RecordStats.Failed). Writes made before the streams
+//     exist (a node started before its quorum) wait, as many, and are reported done at once: they are
+//     written in order once the streams are made (one that finds no room fails).
 //   - Reads (SessionRecord) ask the stream leader for the subject's last message: a CONNECT that found
 //     no holder, and a restarting node checking the sessions its store restored, read one each.
 //   - kill -9 of the node holding a session: what its publishers had acknowledged is in the queue stream,
 //     and the record names the session's subscriptions, so the client reconnecting anywhere resumes it
 //     (TestClusterSessionSurvivesKill9); messages the dead node had fetched come back after the ack wait,
-//     marked redelivered. What reaches the session from other nodes' publishers crosses the topic link
-//     first, at most once, as for STOMP durable subscriptions.
+//     marked redelivered. What other nodes' publishers had acknowledged is in the stream too: their
+//     nodes mirror the session's subscriptions (see Durable subscriptions, and its exceptions).
 //
 // # What is clustered and what stays node-local
 //

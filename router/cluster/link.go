@@ -387,6 +387,7 @@ func (l *Link) Attach(vhost string, r *router.Router) (detach func(), err error)
 	if l.ret != nil {
 		l.ret.attach(h)
 	}
+	l.attachDurables(h)
 	if err := l.attachQueues(h); err != nil {
 		h.unwatch()
 		l.mu.Lock()
@@ -572,6 +573,7 @@ type host struct {
 	once   sync.Once
 	ret    *retainedHost // retained.go; guarded by Link.mu
 	qb     *queueBackend // its clustered queues (queues.go); nil without JetStream
+	dreg   *durableHost  // its durable subscriptions' registry (durables.go); guarded by Link.mu
 	// inbound is the message the inbound goroutine is publishing into r, with its origin's names for it.
 	inbound atomic.Pointer[inbound]
 }
@@ -602,6 +604,7 @@ func (h *host) unwatch() {
 		if h.l.ret != nil {
 			h.l.ret.detach(h)
 		}
+		h.l.detachDurables(h)
 		if h.qb != nil {
 			h.qb.close()
 		}

@@ -29,24 +29,32 @@ const (
 // stream is not made yet), or while too many writes wait.
 var ErrRecordsUnavailable = errors.New("cluster: session records unavailable")
 
-// RecordStats counts the session record writes.
+// RecordStats counts the session record and durable subscription writes.
 type RecordStats struct {
-	Written uint64 // records (and deletions) JetStream stored
-	Failed  uint64 // writes refused or not acknowledged in time
+	Written  uint64 // records, deletions and durable subscription changes JetStream stored
+	Failed   uint64 // writes refused or not acknowledged in time
+	Dropped  uint64 // durable subscription changes not written: too many waited
+	Mirrored uint64 // other nodes' durable subscription changes applied here
 }
 
-// recorder writes session records to the stream in the order they are made.
+// recorder writes session records and durable subscription changes (durables.go) to their streams, in
+// the order they are made.
 type recorder struct {
-	l    *Link
-	ok   atomic.Bool // the stream exists
-	off  atomic.Bool // no JetStream after all: sessions stay on their node
-	js   jetstream.JetStream
-	st   jetstream.Stream
-	mu   sync.Mutex // orders publishes with their place in acks
-	acks chan pendingRecord
-	ctx  context.Context
+	l     *Link
+	ready chan struct{} // closed once both streams exist
+	ok    atomic.Bool   // the streams exist
+	off   atomic.Bool   // no JetStream after all: sessions stay on their node
+	js    jetstream.JetStream
+	st    jetstream.Stream
+	mu    sync.Mutex // orders publishes with their place in acks
+	acks  chan pendingRecord
+	// early holds the writes made before the streams existed, in order (put). Guarded by mu.
+	early []durableOp
+	ctx   context.Context
 
 	written, failed atomic.Uint64
+	dropped         atomic.Uint64 // durable subscription changes not written: the queue was full
+	mirrored        atomic.Uint64 // other nodes' durable subscription changes applied
 }
 
 type pendingRecord struct {
@@ -59,7 +67,7 @@ func (l *Link) startRecorder() {
 	if l.js == nil {
 		return
 	}
-	rc := &recorder{l: l, acks: make(chan pendingRecord, recordQueue), ctx: l.quitContext()}
+	rc := &recorder{l: l, acks: make(chan pendingRecord, recordQueue), ctx: l.quitContext(), ready: make(chan struct{})}
 	l.rec = rc
 	l.wg.Add(2)
 	go rc.setup()
@@ -96,9 +104,22 @@ func (rc *recorder) setup() {
 	if !ok {
 		return
 	}
+	dcfg := cfg
+	dcfg.Name, dcfg.Description = durablesStream, "Lyre durable subscriptions: the last change of each"
+	dcfg.Subjects = []string{subjectRoot + ".*." + registryMark + ".>"}
+	if _, ok := makeStream(rc.ctx, js, dcfg); !ok {
+		return
+	}
+	rc.mu.Lock()
 	rc.js, rc.st = js, st
 	rc.ok.Store(true)
-	rc.l.log.Info("MQTT sessions replicated", zap.String("stream", recordsStream), zap.Int("replicas", replicas))
+	for _, op := range rc.early {
+		rc.putLocked(op.subject, op.data, nil)
+	}
+	rc.early = nil
+	rc.mu.Unlock()
+	close(rc.ready)
+	rc.l.log.Info("MQTT sessions and durable subscriptions replicated", zap.String("stream", recordsStream), zap.Int("replicas", replicas))
 }
 
 // ackLoop waits for the acknowledgements in publish order and reports each outcome.
@@ -149,13 +170,11 @@ func (l *Link) RecordsReady() bool { return l.rec != nil && l.rec.ok.Load() }
 // PutSessionRecord stores rec as client id's session record of vhost, replacing the one before; an empty
 // rec records that the session ended. done (which may be nil) learns the outcome: nil once JetStream
 // stored it on a quorum of the stream's replicas. Writes are stored in the order they are made. It never
-// blocks: a write while the stream is not ready, or while too many wait, fails at once.
+// blocks: a write while too many wait fails at once; one made before the stream exists is written once
+// it does (put).
 func (l *Link) PutSessionRecord(vhost, clientID string, rec []byte, done func(error)) {
 	rc := l.rec
-	if rc == nil || !rc.ok.Load() {
-		if rc != nil {
-			rc.failed.Add(1)
-		}
+	if rc == nil || rc.off.Load() {
 		if done != nil {
 			done(ErrRecordsUnavailable)
 		}
@@ -165,13 +184,37 @@ func (l *Link) PutSessionRecord(vhost, clientID string, rec []byte, done func(er
 		rc.finish(done, errTooLarge)
 		return
 	}
+	rc.put(idSubject(recordMark, vhost, clientID), rec, done)
+}
+
+// put publishes data on subject (a stream the recorder made), in order; done learns the outcome. Before
+// the streams exist (a node starting before the quorum is up) the write waits, up to recordQueue of
+// them, and is written, in order, once they do; done is told nil at once then, so that a client is not
+// held back for as long as the cluster has no quorum.
+func (rc *recorder) put(subject string, data []byte, done func(error)) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	if !rc.ok.Load() {
+		if len(rc.early) == recordQueue {
+			rc.finish(done, ErrRecordsUnavailable)
+			return
+		}
+		rc.early = append(rc.early, durableOp{subject, data})
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	rc.putLocked(subject, data, done)
+}
+
+// putLocked is put once the streams exist; rc.mu is held.
+func (rc *recorder) putLocked(subject string, data []byte, done func(error)) {
 	if len(rc.acks) == cap(rc.acks) {
 		rc.finish(done, ErrRecordsUnavailable)
 		return
 	}
-	f, err := rc.js.PublishMsgAsync(&nats.Msg{Subject: idSubject(recordMark, vhost, clientID), Data: rec})
+	f, err := rc.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data})
 	if err != nil {
 		rc.finish(done, errors.Join(ErrRecordsUnavailable, err))
 		return
@@ -222,5 +265,6 @@ func (l *Link) RecordStats() RecordStats {
 	if l.rec == nil {
 		return RecordStats{}
 	}
-	return RecordStats{Written: l.rec.written.Load(), Failed: l.rec.failed.Load()}
+	return RecordStats{Written: l.rec.written.Load(), Failed: l.rec.failed.Load(), Dropped: l.rec.dropped.Load(),
+		Mirrored: l.rec.mirrored.Load()}
 }
