@@ -303,8 +303,8 @@ func (l *Link) quitContext() context.Context {
 // makeStream creates (or updates) stream cfg, trying again until it is made or ctx is done (reported
 // false): "insufficient resources" while peers report in, or a meta leader election, pass.
 func makeStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, bool) {
-	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, streamAttemptTimeout(attempt))
 		st, err := js.CreateOrUpdateStream(actx, cfg)
 		cancel()
 		if err == nil {
@@ -316,6 +316,15 @@ func makeStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Strea
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// streamAttemptTimeout is how long the attempt-th request to make a stream waits for its answer: 1 s at
+// first, doubling up to 8 s. When several nodes ask for one stream at once, the meta leader answers one
+// of them and may leave the others unanswered; a short first wait has those ask again within a second
+// (a node was ready 10 s after its peers with a fixed 5 s wait), and the longer ones leave room for a
+// loaded machine.
+func streamAttemptTimeout(attempt int) time.Duration {
+	return time.Second << min(attempt, 3)
 }
 
 // ErrNoJetStream says the cluster has no JetStream: replicated state is not available.

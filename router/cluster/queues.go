@@ -170,7 +170,7 @@ func (qb *queueBackend) close() {
 // setup makes the host's queue stream once JetStream has a quorum, retrying until it does.
 func (qb *queueBackend) setup() {
 	defer qb.l.wg.Done()
-	for {
+	for attempt := 0; ; attempt++ {
 		js, r, err := qb.l.JetStream(qb.ctx)
 		if errors.Is(err, ErrNoJetStream) {
 			qb.l.log.Warn("no JetStream: queues stay node-local", zap.String("vhost", qb.h.name))
@@ -178,7 +178,7 @@ func (qb *queueBackend) setup() {
 			return
 		}
 		if err == nil {
-			ctx, cancel := context.WithTimeout(qb.ctx, 10*time.Second)
+			ctx, cancel := context.WithTimeout(qb.ctx, streamAttemptTimeout(attempt))
 			_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 				Name: qb.stream, Subjects: []string{qb.prefix + ">", qb.dprefix + ">"}, Retention: jetstream.WorkQueuePolicy,
 				Storage: jetstream.FileStorage, Replicas: r, MaxMsgSize: maxPayload,

@@ -95,7 +95,13 @@ func publishQueue(t *testing.T, r *router.Router, d router.Destination, body str
 
 func startQueueMesh(t *testing.T, n int) []node {
 	t.Helper()
-	nodes := startMesh(t, n, withJetStream(t, n), func(c *Config) { c.AckWait = 3 * time.Second })
+	return startQueueMeshAckWait(t, n, 3*time.Second)
+}
+
+// startQueueMeshAckWait is startQueueMesh with JetStream's ack wait set to ackWait.
+func startQueueMeshAckWait(t *testing.T, n int, ackWait time.Duration) []node {
+	t.Helper()
+	nodes := startMesh(t, n, withJetStream(t, n), func(c *Config) { c.AckWait = ackWait })
 	for _, nd := range nodes {
 		waitForLong(t, "clustered queues", func() bool { return nd.l.QueuesReady("v") })
 	}
@@ -125,7 +131,10 @@ func bodies(ds []router.Delivery) []string {
 // on another node as soon as the last local consumer leaves (not after the ack wait), marked as
 // redeliveries; acknowledged ones never come back, and leave the stream.
 func TestQueueHandedBackWhenConsumersLeave(t *testing.T) {
-	nodes := startQueueMesh(t, 3)
+	// The ack wait is far longer than a hand-back takes even on a loaded machine, so that the two
+	// cannot be mistaken for each other (a 3 s one was, with three race-enabled suites on two cores).
+	const ackWait = 12 * time.Second
+	nodes := startQueueMeshAckWait(t, 3, ackWait)
 	a, b := nodes[0], nodes[1]
 	d := queueDest("orders", "eu")
 	for i := range 5 {
@@ -162,7 +171,7 @@ func TestQueueHandedBackWhenConsumersLeave(t *testing.T) {
 	}
 	defer cb.Close()
 	waitForLong(t, "3 redeliveries on b", func() bool { return len(sb.got()) >= 3 })
-	if el := time.Since(start); el > 2500*time.Millisecond {
+	if el := time.Since(start); el > ackWait/2 {
 		t.Errorf("handed back messages took %v: waited for the ack wait rather than the hand-back", el)
 	}
 	got = sb.got()
