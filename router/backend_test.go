@@ -275,6 +275,20 @@ func TestDurableMirrors(t *testing.T) {
 	if pr.Delivered != 1 || len(b.dests) != 1 || !slices.Equal(b.dests[0].Path, d.Path) {
 		t.Fatalf("publish %+v, backend got %v: want the mirror's copy", pr, b.dests)
 	}
+	// The other node changes the subscription's filter: the mirror follows, and purges nothing (that
+	// node did).
+	g := Filter{Kind: Topic, Segs: []Seg{{Text: "u"}}}
+	if err := r.ApplyDurable(d, &DurableOptions{Filter: g, Owner: "alice", QoS: 0}); err != nil {
+		t.Fatal(err)
+	}
+	r.Publish(&Message{Dest: Destination{Kind: Topic, Path: []string{"t", "x"}}, Body: []byte("old"), QoS: 1})
+	r.Publish(&Message{Dest: Destination{Kind: Topic, Path: []string{"u"}}, Body: []byte("new"), QoS: 1})
+	if o, _ := r.Durable(d); !r.IsMirror(d) || len(b.dests) != 2 || len(b.discarded) != 0 || o.QoS != 0 || !equalFilter(o.Filter, g) {
+		t.Fatalf("after a filter change there: mirror %v, backend got %v, discarded %v, options %+v", r.IsMirror(d), b.dests, b.discarded, o)
+	}
+	if err := r.ApplyDurable(d, &DurableOptions{Filter: f, Owner: "alice", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := r.CreateDurable(d, DurableOptions{Filter: f, Owner: "bob", QoS: 1}, nil); err != ErrNotOwner {
 		t.Fatalf("bob taking alice's subscription made on another node: %v, want ErrNotOwner", err)
 	}
@@ -283,6 +297,10 @@ func TestDurableMirrors(t *testing.T) {
 	}
 	if r.IsMirror(d) || len(seen) != 1 || seen[0].o == nil {
 		t.Fatalf("after alice's CreateDurable: mirror %v, reported %v", r.IsMirror(d), seen)
+	}
+	// Another node's gated change removes mirrors only: alice's own subscription here stays.
+	if r.RemoveMirror(d); !durableExists(r, d) {
+		t.Fatal("RemoveMirror removed a client's subscription")
 	}
 	if err := r.ApplyDurable(d, nil); err != nil {
 		t.Fatal(err)
@@ -298,5 +316,21 @@ func TestDurableMirrors(t *testing.T) {
 	}
 	if len(seen) != 3 || seen[2].o != nil || len(b.discarded) != 1 {
 		t.Fatalf("a client's create and destroy: reported %v, discarded %v", seen, b.discarded)
+	}
+}
+
+func durableExists(r *Router, d Destination) bool { _, ok := r.Durable(d); return ok }
+
+// TestRemoveMirror: a mirror goes, and the backend keeps its messages (nothing discarded).
+func TestRemoveMirror(t *testing.T) {
+	r := New(Options{})
+	b := &fakeBackend{}
+	r.SetQueueBackend(b)
+	d := Destination{Kind: DurableSub, Path: []string{"m"}}
+	if err := r.ApplyDurable(d, &DurableOptions{Filter: Filter{Kind: Topic, Segs: []Seg{{Text: "t"}}}, Owner: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if r.RemoveMirror(d); durableExists(r, d) || len(b.discarded) != 0 {
+		t.Fatalf("after RemoveMirror: still here %v, discarded %v", durableExists(r, d), b.discarded)
 	}
 }

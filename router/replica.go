@@ -140,8 +140,9 @@ func (r *Router) watchDurable(d Destination, o *DurableOptions) {
 
 // ApplyDurable applies another node's durable subscription change: with o, a subscription d made there
 // is kept here too, as a mirror (not journalled, MaxDurables aside), so that a message published here
-// is kept for it (its QueueBackend stores the copy, and the publisher's acknowledgement waits for it);
-// a subscription d that exists here already, a client's or a mirror, is left as it is. With o nil, d was
+// is kept for it (its QueueBackend stores the copy, and the publisher's acknowledgement waits for it). A
+// mirror here takes the new options (another filter replaces it, keeping the backend's messages, which
+// the changing node purged); a client's subscription d here is left as it is. With o nil, d was
 // destroyed there, and d is removed here (with DropDurable's semantics: what the backend keeps is the
 // destroying node's to purge). The watcher hears of neither.
 func (r *Router) ApplyDurable(d Destination, o *DurableOptions) error {
@@ -162,14 +163,29 @@ func (r *Router) ApplyDurable(d Destination, o *DurableOptions) error {
 	}
 	r.dur.mu.Lock()
 	defer r.dur.mu.Unlock()
-	if r.dur.m[Key(d)] != nil {
-		return nil
+	if old := r.dur.m[Key(d)]; old != nil {
+		if !old.mirror {
+			return nil
+		}
+		if cur := old.opts.Load(); !equalFilter(cur.Filter, mo.Filter) || cur.Owner != mo.Owner {
+			r.removeLocked(old, nil, nil, true)
+		}
 	}
 	if _, err := r.createDurableLocked(d, mo, nil, nil, false); err != nil {
 		return err
 	}
 	r.dur.m[Key(d)].mirror = true
 	return nil
+}
+
+// RemoveMirror removes durable subscription d when it is a mirror (ApplyDurable), keeping the backend's
+// messages for it: the other node changed it into one that no node but its own can keep copies for.
+func (r *Router) RemoveMirror(d Destination) {
+	r.dur.mu.Lock()
+	defer r.dur.mu.Unlock()
+	if old := r.dur.m[Key(d)]; old != nil && old.mirror {
+		r.removeLocked(old, nil, nil, true)
+	}
 }
 
 // IsMirror reports whether durable subscription d is another node's, kept here by ApplyDurable.

@@ -2,8 +2,9 @@ package main
 
 // Issue 15's fault test for MQTT sessions: a persistent session lives on one node (the victim, which also
 // leads the session records' stream) and goes offline while a publisher there, and one on another node,
-// stream QoS 1 messages into it; the victim is killed with SIGKILL. The client reconnects to a second node with Clean Session 0 and
-// must find its session (Session Present 1) and every message whose PUBACK the publisher got. Then the
+// stream QoS 1 messages into it; the victim is killed with SIGKILL. The client reconnects to a second
+// node with Clean Session 0 and must find its session (Session Present 1) and every message whose PUBACK
+// either publisher got. Then the
 // session moves once more, live, to the third node with a backlog (handed over, the backlog staying in
 // JetStream), and the victim, restarted, must drop the stale copy its store restored.
 

@@ -42,7 +42,6 @@ virtual_host "default" {
 }
 `
 
-// startBroker runs a broker in-process on loopback and returns the address of its connector.
 // testLogger logs to t, without the embedded NATS server's informational lines: a failing cluster
 // test's own message must not drown in them.
 func testLogger(t *testing.T) *zap.Logger {
@@ -60,6 +59,7 @@ func (c quietNATS) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 	return c.Core.Check(e, ce)
 }
 
+// startBroker runs a broker in-process on loopback and returns the address of its connector.
 func startBroker(t *testing.T, hcl string) (*Broker, string) {
 	t.Helper()
 	cfg, err := conf.Parse([]byte(hcl), "test.hcl")

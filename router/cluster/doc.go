@@ -139,8 +139,13 @@
 //     logs and counts it (RecordStats.Failed, Dropped); the others then miss it until the next one.
 //   - Mirrors cost what the subscription costs: every node stores matching messages into the stream,
 //     and a mirror's filter is interest the topic link sees, so such messages reach every node.
-//   - Destroying the subscription (UNSUBSCRIBE with persistent:true, or a SUBSCRIBE with the same id and
-//     another filter) purges its backlog from the stream and removes every node's mirror.
+//   - Destroying the subscription (UNSUBSCRIBE with persistent:true) purges its backlog from the stream
+//     and removes every node's mirror; a SUBSCRIBE with the same id and another filter purges it too, and
+//     the mirrors take the new filter.
+//   - A node where the subscription's client was before (a STOMP client that moved) keeps it as the
+//     client left it there, its own and journalled, not a mirror: a change of filter made on another
+//     node does not reach it until the client comes back to it or destroys the subscription. (An MQTT
+//     session's node drops its subscriptions when the session moves, so they become mirrors there.)
 
 // # Session claims
 //

@@ -78,15 +78,21 @@ func (l *Link) attachDurables(h *host) {
 		if err != nil {
 			return
 		}
-		select {
-		case dh.q <- durableOp{topicSubject(prefix, d.Path), data}:
-		default:
-			rc.dropped.Add(1)
-		}
+		dh.offer(rc, durableOp{topicSubject(prefix, d.Path), data})
 	})
 	l.wg.Add(2)
 	go rc.writeDurables(dh)
 	go rc.consumeDurables(h, dh, prefix)
+}
+
+// offer queues a change for the writer, or drops it, counted, when registryQueue changes wait: the
+// watcher runs under the router's lock and must not block.
+func (dh *durableHost) offer(rc *recorder, op durableOp) {
+	select {
+	case dh.q <- op:
+	default:
+		rc.dropped.Add(1)
+	}
 }
 
 func (l *Link) detachDurables(h *host) {
@@ -99,8 +105,8 @@ func (l *Link) detachDurables(h *host) {
 	}
 }
 
-// writeDurables writes h's changes in order once the stream exists; a change written before is lost
-// when the stream does not take it (counted as a failed record write).
+// writeDurables writes h's changes in order once the streams exist; a change the stream does not take
+// is lost (counted as a failed write) until the subscription's next change.
 func (rc *recorder) writeDurables(dh *durableHost) {
 	defer rc.l.wg.Done()
 	if !rc.waitReady(dh) {
@@ -187,10 +193,13 @@ func (rc *recorder) applyDurable(h *host, prefix string, msg jetstream.Msg) {
 		return // applied here already, when it was made
 	}
 	d := router.Destination{Kind: router.DurableSub, Path: path}
-	if c.Gone || c.Gated {
-		if c.Gone || h.r.IsMirror(d) {
-			_ = h.r.ApplyDurable(d, nil)
-		}
+	switch {
+	case c.Gone:
+		_ = h.r.ApplyDurable(d, nil)
+		rc.mirrored.Add(1)
+		return
+	case c.Gated:
+		h.r.RemoveMirror(d)
 		rc.mirrored.Add(1)
 		return
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 
@@ -70,5 +71,40 @@ func TestDurableMirrorsStoreForOtherNodes(t *testing.T) {
 	waitForLong(t, "c's mirror removed", func() bool { _, ok := c.r.Durable(sub); return !ok })
 	if _, ok := a.r.Durable(sub); ok {
 		t.Fatal("a keeps the subscription destroyed on b")
+	}
+}
+
+// TestRegistryQueueFullDrops: the durable subscription changes waiting for the writer are bounded; one
+// finding the queue full is dropped and counted, not waited for (the watcher holds the router's lock).
+func TestRegistryQueueFullDrops(t *testing.T) {
+	rc := &recorder{}
+	dh := &durableHost{q: make(chan durableOp, 2)}
+	for i := range 3 {
+		dh.offer(rc, durableOp{subject: fmt.Sprint(i)})
+	}
+	if len(dh.q) != 2 || rc.dropped.Load() != 1 {
+		t.Fatalf("%d queued, %d dropped; want 2 and 1", len(dh.q), rc.dropped.Load())
+	}
+	if op := <-dh.q; op.subject != "0" {
+		t.Fatalf("first queued %q, want the first change", op.subject)
+	}
+}
+
+// TestRecordsWaitForTheStreams: writes made before the streams exist wait in order, reported done at
+// once, up to recordQueue of them; the next one fails, counted.
+func TestRecordsWaitForTheStreams(t *testing.T) {
+	rc := &recorder{}
+	var errs []error
+	for i := range recordQueue + 1 {
+		rc.put(fmt.Sprint(i), nil, func(err error) { errs = append(errs, err) })
+	}
+	if len(errs) != recordQueue+1 || errs[0] != nil || errs[recordQueue-1] != nil || !errors.Is(errs[recordQueue], ErrRecordsUnavailable) {
+		t.Fatalf("outcomes: %d, first %v, last waiting %v, one too many %v", len(errs), errs[0], errs[recordQueue-1], errs[recordQueue])
+	}
+	if len(rc.early) != recordQueue || rc.early[0].subject != "0" || rc.early[recordQueue-1].subject != fmt.Sprint(recordQueue-1) {
+		t.Fatalf("%d waiting, not in order", len(rc.early))
+	}
+	if rc.failed.Load() != 1 {
+		t.Fatalf("%d failed, want the one with no room", rc.failed.Load())
 	}
 }
